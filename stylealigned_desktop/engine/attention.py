@@ -1,0 +1,243 @@
+"""Shared self-attention (spec sections 3, 4 and 6).
+
+One processor instance serves one self-attention layer. All processors and shared GroupNorm
+layers of one installation share a :class:`SharingState`, which says how the current UNet
+batch is laid out:
+
+``batch``
+    The authors' convention: the batch is one or two CFG halves, the first row of each half
+    is that half's reference. Used by :func:`~stylealigned_desktop.engine.install.style_aligned`
+    around a plain pipeline call, and for ``full_attention_share``.
+``record``
+    The batch holds only the references (one row per half). They run as plain attention and
+    leave, per layer, what the panels need: keys, values and AdaIN statistics.
+``replay``
+    The batch holds only panels (``halves`` groups of equal size). The reference part comes
+    from what ``record`` left for the same layer. This is how the engine runs panels in
+    micro-batches without recomputing the reference.
+
+Panels never see each other (except in ``full_attention_share``), so all three layouts give
+the same numbers for every panel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .settings import StyleAlignedSettings
+
+ADAIN_EPS = 1e-5
+
+
+def mean_std(x: torch.Tensor, eps: float = ADAIN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel statistics over the token axis (-2): mean and sqrt(unbiased var + eps).
+
+    Computed in float32 whatever the input dtype, so half precision cannot overflow.
+    """
+    x32 = x.float()
+    var, mean = torch.var_mean(x32, dim=-2, keepdim=True, correction=1)
+    return mean, (var + eps).sqrt()
+
+
+def adain(x: torch.Tensor, ref_mean: torch.Tensor, ref_std: torch.Tensor) -> torch.Tensor:
+    """Re-normalise ``x`` (…, tokens, channels) to the reference's mean and std, per channel."""
+    mean, std = mean_std(x)
+    return ((x.float() - mean) / std * ref_std + ref_mean).to(x.dtype)
+
+
+def unshared_layer_mask(num_layers: int, level: float) -> list[bool]:
+    """Which self-attention layers stay unshared for ``only_self_level`` (spec section 6).
+
+    Entry i is True when layer i (0-based, UNet order) is left as plain attention.
+    """
+    if level <= 0.0:
+        return [False] * num_layers
+    if level >= 1.0:
+        return [True] * num_layers
+    flip = level > 0.5
+    level_prime = 1.0 - level if flip else level
+    switched = int(level_prime * num_layers)
+    if switched == 0:
+        # The authors' code divides by zero here; no layer is switched before the flip.
+        mask = [False] * num_layers
+    else:
+        period = num_layers // switched
+        mask = [i % period == 0 for i in range(num_layers)]
+    return [not m for m in mask] if flip else mask
+
+
+@dataclass
+class ReferenceAttention:
+    """What panels need from the reference in one layer; tensors are (halves, 1, heads, N, d)."""
+
+    key: torch.Tensor
+    value: torch.Tensor
+    query_stats: tuple[torch.Tensor, torch.Tensor] | None
+    key_stats: tuple[torch.Tensor, torch.Tensor] | None
+    value_stats: tuple[torch.Tensor, torch.Tensor] | None
+
+
+@dataclass
+class SharingState:
+    """Mutable state shared by every processor and norm of one installation."""
+
+    settings: StyleAlignedSettings
+    halves_provider: Callable[[], int] = lambda: 2
+    mode: str = "batch"
+    halves_override: int | None = None
+    cache: dict[str, object] = field(default_factory=dict)
+
+    def halves(self) -> int:
+        return self.halves_override if self.halves_override is not None else self.halves_provider()
+
+    def rows_per_half(self, batch: int) -> int:
+        halves = self.halves()
+        if batch % halves:
+            raise ValueError(
+                f"a batch of {batch} rows cannot be split into {halves} classifier-free-guidance halves"
+            )
+        return batch // halves
+
+    def reference_data(self, name: str):
+        try:
+            return self.cache[name]
+        except KeyError:
+            raise RuntimeError(
+                f"no reference recorded for layer {name!r}: run the reference branch (mode 'record') "
+                "before the panels (mode 'replay') at every step"
+            ) from None
+
+
+def _plain_attention(q, k, v, scale, mask=None):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, scale=scale)
+
+
+class SharedSelfAttnProcessor:
+    """Self-attention in which panels share the reference's keys and values.
+
+    A drop-in for diffusers' ``AttnProcessor2_0`` on self-attention layers (``attn1``);
+    everything outside the attention itself (norms, projections, residual) is the same.
+    """
+
+    def __init__(self, state: SharingState, name: str):
+        self.state = state
+        self.name = name
+
+    # -- the part that differs from plain attention -------------------------------------------
+    def _reference(self, q, k, v) -> ReferenceAttention:
+        s = self.state.settings
+        return ReferenceAttention(
+            key=k,
+            value=v,
+            query_stats=mean_std(q) if s.adain_queries else None,
+            key_stats=mean_std(k) if s.adain_keys else None,
+            value_stats=mean_std(v) if s.adain_values else None,
+        )
+
+    def _panels(self, q, k, v, ref: ReferenceAttention, scale: float) -> torch.Tensor:
+        """Attention of panels (halves, m, heads, N, d) against their half's reference."""
+        s = self.state.settings
+        if ref.query_stats is not None:
+            q = adain(q, *ref.query_stats)
+        if ref.key_stats is not None:
+            k = adain(k, *ref.key_stats)
+        if ref.value_stats is not None:
+            v = adain(v, *ref.value_stats)
+        halves, m, heads, n, d = q.shape
+        mask = None
+        if s.share_attention:
+            ref_key = ref.key if s.shared_score_scale == 1.0 else ref.key * s.shared_score_scale
+            k = torch.cat([k, ref_key.expand(halves, m, heads, -1, d)], dim=-2)
+            v = torch.cat([v, ref.value.expand(halves, m, heads, -1, d)], dim=-2)
+            if s.shared_score_shift != 0.0:
+                n_ref = ref.key.shape[-2]
+                mask = torch.zeros(1, 1, 1, k.shape[-2], dtype=q.dtype, device=q.device)
+                mask[..., -n_ref:] = s.shared_score_shift
+        out = _plain_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), scale, mask)
+        return out.view(halves, m, heads, n, -1)
+
+    def _full_share(self, q, k, v, scale: float) -> torch.Tensor:
+        """Ablation: every image of a half attends to all tokens of that half."""
+        halves = self.state.halves()
+        batch, heads, n, d = q.shape
+        m = batch // halves
+
+        def long(x):
+            return x.view(halves, m, heads, n, -1).transpose(1, 2).reshape(halves, heads, m * n, -1)
+
+        out = _plain_attention(long(q), long(k), long(v), scale)
+        return out.view(halves, heads, m, n, -1).transpose(1, 2).reshape(batch, heads, n, -1)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+        """q, k, v: (batch, heads, N, d) after projection and head split."""
+        state = self.state
+        if state.settings.full_attention_share:
+            if state.mode != "batch":
+                raise RuntimeError("full_attention_share couples all images: run the set as one batch")
+            return self._full_share(q, k, v, scale)
+        batch, heads, n, d = q.shape
+        if state.mode == "record":
+            state.cache[self.name] = self._reference(
+                *(x.view(state.halves(), 1, heads, n, -1) for x in (q, k, v))
+            )
+            return _plain_attention(q, k, v, scale)
+        if state.mode == "replay":
+            m = state.rows_per_half(batch)
+            ref = state.reference_data(self.name)
+            split = (x.view(state.halves(), m, heads, n, -1) for x in (q, k, v))
+            return self._panels(*split, ref, scale).reshape(batch, heads, n, -1)
+        # batch mode: row 0 of each half is its reference
+        m = state.rows_per_half(batch)
+        if m == 1:
+            return _plain_attention(q, k, v, scale)
+        q5, k5, v5 = (x.view(-1, m, heads, n, x.shape[-1]) for x in (q, k, v))
+        ref_out = _plain_attention(q5[:, 0], k5[:, 0], v5[:, 0], scale).unsqueeze(1)
+        ref = self._reference(q5[:, :1], k5[:, :1], v5[:, :1])
+        panel_out = self._panels(q5[:, 1:], k5[:, 1:], v5[:, 1:], ref, scale)
+        return torch.cat([ref_out, panel_out], dim=1).reshape(batch, heads, n, -1)
+
+    # -- the rest is diffusers' AttnProcessor2_0 -----------------------------------------------
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None,
+                 temb=None, *args, **kwargs):
+        if encoder_hidden_states is not None:
+            raise ValueError("SharedSelfAttnProcessor is for self-attention layers only")
+        if attention_mask is not None:
+            raise ValueError("shared self-attention does not support an attention mask")
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch_size, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+        batch_size = hidden_states.shape[0]
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        query = attn.to_q(hidden_states)
+        key = attn.to_k(hidden_states)
+        value = attn.to_v(hidden_states)
+        head_dim = key.shape[-1] // attn.heads
+        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        value = value.view(batch_size, -1, attn.heads, value.shape[-1] // attn.heads).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        hidden_states = self.attend(query, key, value, attn.scale)
+
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, hidden_states.shape[1] * hidden_states.shape[-1])
+        hidden_states = hidden_states.to(query.dtype)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor

@@ -1,0 +1,147 @@
+"""The immutable description of one generation: what the CLI, the GUI and scripts hand the engine."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .settings import StyleAlignedSettings
+
+SCHEDULERS = ("ddim", "euler", "dpmpp-2m")
+CONTROL_MODES = ("canny", "depth", "map")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = ("auto", "float16", "bfloat16", "float32")
+DEFAULT_INVERSION_OFFSET_50 = 5  # the authors' offset for 50 steps
+
+
+@dataclass(frozen=True)
+class GeneratedReference:
+    """The reference is generated from a style prompt (prompts-only sets)."""
+
+    prompt: str
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ReferencePicture:
+    """The reference is a picture, DDIM-inverted (spec section 7).
+
+    ``inversion_offset`` None means the authors' 5 of 50 steps scaled to the step count:
+    ``round(5 * steps / 50)``, at least 0 and at most steps - 1.
+    """
+
+    path: str
+    caption: str = ""
+    inversion_guidance: float = 2.0
+    inversion_offset: int | None = None
+
+    def offset_for(self, steps: int) -> int:
+        if self.inversion_offset is not None:
+            return self.inversion_offset
+        return max(0, min(steps - 1, round(DEFAULT_INVERSION_OFFSET_50 * steps / 50)))
+
+
+StyleSource = GeneratedReference | ReferencePicture
+
+
+@dataclass(frozen=True)
+class PanelControl:
+    """A panel's ControlNet conditioning (spec section 8)."""
+
+    image: str
+    mode: str = "canny"
+    scale: float = 0.8
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    canny_low: int = 100
+    canny_high: int = 200
+
+    def __post_init__(self) -> None:
+        if self.mode not in CONTROL_MODES:
+            raise ValueError(f"control mode must be one of {', '.join(CONTROL_MODES)}, got {self.mode!r}")
+        if self.scale < 0:
+            raise ValueError(f"control scale must be >= 0, got {self.scale}")
+        if not 0.0 <= self.guidance_start < self.guidance_end <= 1.0:
+            raise ValueError(
+                "control guidance start/end must satisfy 0 <= start < end <= 1, "
+                f"got {self.guidance_start}/{self.guidance_end}"
+            )
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One image of the set besides the reference. ``prompt`` is final (style text included)."""
+
+    prompt: str
+    seed: int
+    control: PanelControl | None = None
+
+
+@dataclass(frozen=True)
+class Sampling:
+    steps: int = 50
+    guidance: float = 5.0
+    width: int = 1024
+    height: int = 1024
+    scheduler: str = "ddim"
+    negative_prompt: str | None = None
+    """None behaves as diffusers' ``negative_prompt=None`` (SDXL zeroes the unconditional text)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if self.guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value < 64 or value % 8:
+                raise ValueError(f"{name} must be a multiple of 8 and at least 64, got {value}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.guidance > 1.0
+
+
+@dataclass(frozen=True)
+class SetRequest:
+    """Everything one generation depends on.
+
+    ``only`` names the panels (0-based indices into ``panels``) to generate; None means all.
+    Each panel's result depends only on its own prompt, seed and control, the style source,
+    the sampling and the settings: never on the other panels or on ``micro_batch``.
+    """
+
+    model: str
+    style: StyleSource
+    panels: tuple[Panel, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    settings: StyleAlignedSettings = field(default_factory=StyleAlignedSettings)
+    micro_batch: int | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    only: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "panels", tuple(self.panels))
+        if self.only is not None:
+            object.__setattr__(self, "only", tuple(sorted(set(self.only))))
+            bad = [i for i in self.only if not 0 <= i < len(self.panels)]
+            if bad:
+                raise ValueError(f"panel index out of range: {bad} (the set has {len(self.panels)} panels)")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise ValueError(f"micro_batch must be at least 1, got {self.micro_batch}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+    @property
+    def selected(self) -> tuple[int, ...]:
+        return self.only if self.only is not None else tuple(range(len(self.panels)))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["style"]["kind"] = "picture" if isinstance(self.style, ReferencePicture) else "generated"
+        return data

@@ -1,0 +1,97 @@
+"""StyleAligned settings: the public knobs of shared attention (spec section 2)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+_BOOL_FIELDS = (
+    "share_attention",
+    "adain_queries",
+    "adain_keys",
+    "adain_values",
+    "share_group_norm",
+    "full_attention_share",
+)
+
+
+@dataclass(frozen=True)
+class StyleAlignedSettings:
+    """How the panels of a set share the reference's style.
+
+    Defaults are the authors' prompts-only defaults; :meth:`for_reference_image` gives the
+    defaults of reference-picture sets (shift ln 2, shared GroupNorm).
+    """
+
+    share_attention: bool = True
+    """Panels attend to their own tokens and the reference's tokens."""
+    adain_queries: bool = True
+    """Re-normalise panel queries to the reference's query statistics."""
+    adain_keys: bool = True
+    """Re-normalise panel keys to the reference's key statistics."""
+    adain_values: bool = False
+    """Re-normalise panel values to the reference's value statistics."""
+    share_group_norm: bool = False
+    """Pool each panel's GroupNorm statistics with the reference's."""
+    shared_score_shift: float = 0.0
+    """Added to the attention logits of the reference's tokens (prior weight e^shift)."""
+    shared_score_scale: float = 1.0
+    """Multiplies the reference keys that panels see (a temperature on the reference part)."""
+    full_attention_share: bool = False
+    """Ablation: every image of a CFG half attends to all images of that half, no AdaIN."""
+    only_self_level: float = 0.0
+    """Fraction of self-attention layers left unshared (0: all share, 1: none)."""
+
+    def __post_init__(self) -> None:
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("shared_score_shift", "shared_score_scale", "only_self_level"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if self.shared_score_scale < 0:
+            raise ValueError(
+                f"shared_score_scale must be >= 0, got {self.shared_score_scale} "
+                "(it multiplies the reference keys; 1.0 is the default)"
+            )
+        if not 0.0 <= self.only_self_level <= 1.0:
+            raise ValueError(
+                f"only_self_level must be between 0 and 1, got {self.only_self_level} "
+                "(0: all self-attention layers share, 1: none)"
+            )
+
+    @classmethod
+    def for_reference_image(cls, **overrides: Any) -> StyleAlignedSettings:
+        """The authors' defaults for sets whose reference is an inverted picture (spec 7.5)."""
+        base = {"shared_score_shift": math.log(2.0), "shared_score_scale": 1.0, "share_group_norm": True}
+        base.update(overrides)
+        return cls(**base)
+
+    @property
+    def is_active(self) -> bool:
+        """Whether these settings change anything at all compared to plain generation."""
+        return (
+            self.full_attention_share
+            or self.share_group_norm
+            or (self.only_self_level < 1.0 and (self.share_attention or self.adain_queries
+                                                or self.adain_keys or self.adain_values))
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StyleAlignedSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown StyleAligned setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> StyleAlignedSettings:
+        return replace(self, **changes)
