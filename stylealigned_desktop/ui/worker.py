@@ -1,0 +1,292 @@
+"""The one background thread that owns the engine.
+
+The UI thread never imports torch: the engine is built by a factory *inside* the worker thread on
+the first job. Jobs wait in a queue while one runs. Engine events cross to the UI thread as Qt
+signals (queued connections); pictures are converted to QImage here, off the UI thread.
+
+Previews are coalesced: the worker keeps only the newest preview of each picture and signals
+``previews_ready`` once until the UI has taken them, so a fast engine can never flood the UI's
+event queue however many previews it reports.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from ..engine import events as ev
+from ..engine.request import SetRequest
+from .qimage import pil_to_qimage
+
+log = logging.getLogger(__name__)
+
+
+class EngineLike(Protocol):
+    """What the worker needs of ``engine.generator.Engine``."""
+
+    def generate(
+        self, request: SetRequest, on_event: Callable[[ev.Event], None], cancel: threading.Event
+    ) -> ev.RunResult | None: ...
+
+
+class JobState(enum.Enum):
+    queued = "queued"
+    running = "running"
+    finished = "finished"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
+@dataclass
+class Job:
+    """One generation handed to the worker.
+
+    ``after_finish`` runs in the worker thread with the run's result (e.g. writing the run
+    folder, which encodes PNGs: slow work that must not happen on the UI thread); what it returns
+    is stored in ``output``.
+    """
+
+    id: int
+    request: SetRequest
+    label: str = ""
+    after_finish: Callable[[ev.RunResult], Any] | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    state: JobState = JobState.queued
+    output: Any = None
+    started: float | None = None
+    result: ev.RunResult | None = None
+    error: str | None = None
+
+    @property
+    def reroll(self) -> bool:
+        return self.request.only is not None
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    """An engine event of one job, with its picture(s) already converted to QImage."""
+
+    job: Job
+    event: ev.Event
+    image: QImage | None = None
+    images: dict[int | None, QImage] = field(default_factory=dict)
+
+
+def default_engine_factory() -> EngineLike:
+    """The real engine; imported here, inside the worker thread, so torch never loads on the UI thread."""
+    from ..engine.generator import Engine
+
+    return Engine()
+
+
+def readable_error(exc: BaseException) -> str:
+    """A message an artist can act on, from an exception the engine did not turn into Failed."""
+    text = str(exc).strip() or exc.__class__.__name__
+    name = exc.__class__.__name__
+    lowered = text.lower()
+    if "out of memory" in lowered or name == "OutOfMemoryError":
+        return ("The graphics card ran out of memory. Try a smaller size, a smaller micro-batch "
+                f"or fewer panels. ({text.splitlines()[0]})")
+    if isinstance(exc, (FileNotFoundError, OSError)) and getattr(exc, "filename", None):
+        return f"Could not read {exc.filename}: {exc.strerror or text}"
+    if isinstance(exc, ImportError):
+        return f"A component of the generator is missing: {text}"
+    return f"{text.splitlines()[0]} ({name})"
+
+
+class EngineWorker(QObject):
+    """Owns the engine in a single background thread; see the module docstring."""
+
+    event = Signal(object)
+    """A WorkerEvent (everything but previews)."""
+    previews_ready = Signal()
+    """New previews can be taken with :meth:`take_previews`."""
+    job_queued = Signal(object)
+    job_started = Signal(object)
+    job_ended = Signal(object)
+    """The Job, with its final state (finished, cancelled or failed)."""
+
+    def __init__(
+        self, engine_factory: Callable[[], EngineLike] = default_engine_factory, parent=None
+    ) -> None:
+        super().__init__(parent)
+        self._engine_factory = engine_factory
+        self._engine: EngineLike | None = None
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pending: list[Job] = []
+        self._current: Job | None = None
+        self._previews: dict[int | None, tuple[int, int, QImage]] = {}
+        self._previews_signalled = False
+        self._thread = threading.Thread(target=self._run, name="stylealigned-engine", daemon=True)
+        self._thread.start()
+
+    # ----- UI-thread API -------------------------------------------------------------------
+    def submit(
+        self,
+        request: SetRequest,
+        label: str = "",
+        after_finish: Callable[[ev.RunResult], Any] | None = None,
+    ) -> Job:
+        """Queue a job; it runs when the jobs before it are done."""
+        job = Job(next(self._ids), request, label, after_finish)
+        with self._lock:
+            self._pending.append(job)
+        self.job_queued.emit(job)
+        self._queue.put(job)
+        return job
+
+    @property
+    def current(self) -> Job | None:
+        return self._current
+
+    @property
+    def pending(self) -> list[Job]:
+        with self._lock:
+            return list(self._pending)
+
+    @property
+    def busy(self) -> bool:
+        return self._current is not None or bool(self.pending)
+
+    def cancel(self, job: Job | None = None) -> None:
+        """Cancel ``job`` (the running one if None). A queued job is dropped before it starts."""
+        job = job or self._current
+        if job is None:
+            return
+        job.cancel.set()
+        with self._lock:
+            if job in self._pending:
+                self._pending.remove(job)
+                job.state = JobState.cancelled
+                dropped = True
+            else:
+                dropped = False
+        if dropped:
+            self.event.emit(WorkerEvent(job, ev.Cancelled()))
+            self.job_ended.emit(job)
+
+    def cancel_all(self) -> None:
+        for job in self.pending:
+            self.cancel(job)
+        self.cancel()
+
+    def take_previews(self) -> dict[int | None, tuple[int, int, QImage]]:
+        """The newest preview of each picture since the last call: index -> (job id, step, image)."""
+        with self._lock:
+            previews, self._previews = self._previews, {}
+            self._previews_signalled = False
+        return previews
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Cancel everything and stop the thread; True when it stopped within ``timeout``."""
+        self.cancel_all()
+        self._queue.put(None)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def engine_loaded(self) -> bool:
+        return self._engine is not None
+
+    # ----- worker thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                if job not in self._pending:
+                    continue  # cancelled while queued
+                self._pending.remove(job)
+                self._current = job
+                job.state = JobState.running
+                job.started = time.monotonic()
+            self.job_started.emit(job)
+            try:
+                self._execute(job)
+            finally:
+                with self._lock:
+                    self._current = None
+                self.job_ended.emit(job)
+
+    def _execute(self, job: Job) -> None:
+        def on_event(event: ev.Event) -> None:
+            self._forward(job, event)
+
+        try:
+            if self._engine is None:
+                on_event(ev.Loading(0.0, "Starting the generator"))
+                self._engine = self._engine_factory()
+            result = self._engine.generate(job.request, on_event, job.cancel)
+        except Exception as exc:  # the app must never die on an engine error
+            log.error("engine error in job %s:\n%s", job.id, traceback.format_exc())
+            self._end(job, JobState.failed, ev.Failed(readable_error(exc)))
+            return
+        if job.state in (JobState.finished, JobState.failed, JobState.cancelled):
+            return  # the engine already reported how it ended
+        if result is None or job.cancel.is_set():
+            self._end(job, JobState.cancelled, ev.Cancelled())
+        else:
+            self._finish(job, result)
+
+    def _forward(self, job: Job, event: ev.Event) -> None:
+        """Runs in the worker thread, inside the engine's callback."""
+        if isinstance(event, ev.Preview):
+            with self._lock:
+                self._previews[event.index] = (job.id, event.step, pil_to_qimage(event.image))
+                signal = not self._previews_signalled
+                self._previews_signalled = True
+            if signal:
+                self.previews_ready.emit()
+        elif isinstance(event, ev.PanelDone):
+            self.event.emit(WorkerEvent(job, event, image=pil_to_qimage(event.image)))
+        elif isinstance(event, ev.Finished):
+            self._finish(job, event.run)
+        elif isinstance(event, ev.Cancelled):
+            self._end(job, JobState.cancelled, event)
+        elif isinstance(event, ev.Failed):
+            self._end(job, JobState.failed, event)
+        else:
+            self.event.emit(WorkerEvent(job, event))
+
+    def _finish(self, job: Job, result: ev.RunResult) -> None:
+        if job.state is not JobState.running:
+            return
+        job.result = result
+        if job.after_finish is not None:
+            try:
+                job.output = job.after_finish(result)
+            except Exception as exc:
+                log.error("saving job %s failed:\n%s", job.id, traceback.format_exc())
+                self._end(job, JobState.failed,
+                          ev.Failed(f"The pictures were made but could not be saved: "
+                                    f"{readable_error(exc)}"))
+                return
+        images = {}
+        if result.reference is not None:
+            images[None] = pil_to_qimage(result.reference)
+        for index, image in result.panels.items():
+            images[index] = pil_to_qimage(image)
+        job.state = JobState.finished
+        self.event.emit(WorkerEvent(job, ev.Finished(result), images=images))
+
+    def _end(self, job: Job, state: JobState, event: ev.Event) -> None:
+        if job.state is not JobState.running:
+            return
+        job.state = state
+        if isinstance(event, ev.Failed):
+            job.error = event.message
+        self.event.emit(WorkerEvent(job, event))

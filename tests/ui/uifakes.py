@@ -1,0 +1,58 @@
+"""A scriptable stand-in for ``engine.generator.Engine`` that reports the same events."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from PIL import Image
+
+from stylealigned_desktop.engine import events as ev
+from stylealigned_desktop.engine.request import SetRequest
+
+
+class FakeEngine:
+    """Emits Loading, Step, Preview (reference + selected panels), PanelDone, Finished.
+
+    Each picture is a flat colour derived from its seed, so tests can tell panels apart.
+    ``fail_with`` raises that exception from generate; ``step_s`` paces the steps.
+    """
+
+    def __init__(self, step_s: float = 0.01, fail_with: Exception | None = None) -> None:
+        self.step_s = step_s
+        self.fail_with = fail_with
+        self.requests: list[SetRequest] = []
+        self.thread_names: list[str] = []
+
+    @staticmethod
+    def colour(seed: int) -> tuple[int, int, int]:
+        return (seed * 37 % 256, seed * 91 % 256, seed * 13 % 256)
+
+    def generate(self, request, on_event, cancel: threading.Event):
+        self.requests.append(request)
+        self.thread_names.append(threading.current_thread().name)
+        if self.fail_with is not None:
+            raise self.fail_with
+        size = (request.sampling.width // 8, request.sampling.height // 8)
+        on_event(ev.Loading(1.0, "fake model"))
+        steps = request.sampling.steps
+        for step in range(1, steps + 1):
+            if cancel.is_set():
+                on_event(ev.Cancelled())
+                return None
+            time.sleep(self.step_s)
+            on_event(ev.Step(step, steps))
+            on_event(ev.Preview(None, step, Image.new("RGB", size, (step * 20 % 256, 0, 0))))
+            for index in request.selected:
+                colour = self.colour(request.panels[index].seed)
+                on_event(ev.Preview(index, step, Image.new("RGB", size, colour)))
+        full = (request.sampling.width, request.sampling.height)
+        reference = Image.new("RGB", full, (200, 200, 200))
+        panels = {i: Image.new("RGB", full, self.colour(request.panels[i].seed))
+                  for i in request.selected}
+        on_event(ev.PanelDone(None, reference))
+        for index, image in panels.items():
+            on_event(ev.PanelDone(index, image))
+        run = ev.RunResult(reference, panels, {"model": request.model})
+        on_event(ev.Finished(run))
+        return run
