@@ -54,9 +54,15 @@ class Notice:
 
 @dataclass(frozen=True)
 class RunResult:
+    """A finished run: final images by panel index (0-based), the reference, and run metadata.
+
+    ``latents`` holds the final latents (float32, CPU) by index (None = reference).
+    """
+
     reference: Image.Image | None
     panels: dict[int, Image.Image]
     metadata: dict[str, Any]
+    latents: dict[int | None, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

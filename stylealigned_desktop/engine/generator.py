@@ -1,0 +1,376 @@
+"""The storyboard engine: one reference branch per step, panels in micro-batches.
+
+Panels never see each other (spec section 3), so every denoising step runs the reference
+branch once (``record``: it leaves keys, values and statistics in every shared layer) and then
+the panels in micro-batches of any size (``replay``). Each panel's result depends only on its
+own prompt, seed and control, the style source and the settings: not on the other panels, their
+order or the micro-batch size. Memory per step is that of one micro-batch plus the reference's
+cached keys and values, whatever the number of panels.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from . import events as ev
+from .install import Installation
+from .models import load_pipeline, resolve_device, resolve_dtype
+from .preview import latent_to_rgb
+from .request import GeneratedReference, ReferencePicture, SetRequest
+
+EventSink = Callable[[ev.Event], None]
+
+
+class GenerationCancelled(Exception):
+    """Raised inside the engine when the cancel event is set; the run ends with ``Cancelled``."""
+
+
+class GenerationError(RuntimeError):
+    """A generation that cannot go on, with a message for the user."""
+
+
+def initial_noise(seed: int, height: int, width: int, vae_scale_factor: int = 8) -> torch.Tensor:
+    """The determinism contract: a picture's starting noise depends on its seed alone."""
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    shape = (1, 4, height // vae_scale_factor, width // vae_scale_factor)
+    return torch.randn(shape, generator=generator, dtype=torch.float32)
+
+
+def make_scheduler(config, kind: str):
+    """A fresh scheduler of the requested kind from the model's scheduler config."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    if kind == "ddim":
+        return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=False)
+    if kind == "euler":
+        return EulerDiscreteScheduler.from_config(config)
+    if kind == "dpmpp-2m":
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+    raise ValueError(f"unknown scheduler {kind!r}")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def auto_micro_batch(device: torch.device, n_panels: int, height: int, width: int, cfg: bool) -> int:
+    """All panels on CPU; on an accelerator as many as fit in free memory (with a margin)."""
+    if n_panels <= 1 or device.type != "cuda":
+        return max(1, n_panels)
+    free, _total = torch.cuda.mem_get_info(device)
+    # About 0.45 GB of fp16 activations per UNet row at 1024x1024 (measured on SDXL), scaled by pixels.
+    per_row = 0.45e9 * (height * width) / (1024 * 1024) * (2 if cfg else 1)
+    return max(1, min(n_panels, int(0.7 * free // per_row)))
+
+
+@dataclass
+class _Conditioning:
+    """Text conditioning of rows, both CFG halves kept separately: (rows, ...) each."""
+
+    embeds: torch.Tensor
+    pooled: torch.Tensor
+    negative_embeds: torch.Tensor | None
+    negative_pooled: torch.Tensor | None
+
+    def rows(self, index: Sequence[int] | slice, halves: int):
+        """UNet inputs for these rows, laid out [uncond rows | cond rows] when CFG is on."""
+        if halves == 1:
+            return self.embeds[index], self.pooled[index]
+        return (torch.cat([self.negative_embeds[index], self.embeds[index]]),
+                torch.cat([self.negative_pooled[index], self.pooled[index]]))
+
+
+class Engine:
+    """Holds loaded models (cached across requests) and runs requests, one at a time.
+
+    ``generate`` is meant for a worker thread; it reports progress through ``on_event`` and
+    stops within one denoising step once ``cancel`` is set.
+    """
+
+    def __init__(self, loader: Callable = load_pipeline):
+        self._loader = loader
+        self._pipe = None
+        self._pipe_key: tuple | None = None
+        self._lock = threading.Lock()
+        self.unet_calls = 0
+
+    # -- models ----------------------------------------------------------------------------
+    def pipeline(self, model: str, device: str = "auto", dtype: str = "auto", on_event: EventSink | None = None):
+        """The loaded pipeline for a model source, reusing the last one when it matches."""
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        key = (model, str(torch_device), str(torch_dtype))
+        if self._pipe_key == key:
+            return self._pipe
+        self.unload()
+        sink = on_event or (lambda event: None)
+        sink(ev.Loading(0.0, f"loading {model}"))
+        pipe = self._loader(model, device=device, dtype=dtype,
+                            progress=lambda fraction, message: sink(ev.Loading(fraction, message)))
+        self._pipe, self._pipe_key = pipe, key
+        sink(ev.Loading(1.0, "model ready"))
+        return pipe
+
+    def unload(self) -> None:
+        self._pipe, self._pipe_key = None, None
+        _free_memory()
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(self, request: SetRequest, on_event: EventSink | None = None,
+                 cancel: threading.Event | None = None) -> ev.RunResult | None:
+        """Generate the selected panels of a set. Returns None when cancelled.
+
+        Errors are reported as ``Failed`` and raised again.
+        """
+        sink = on_event or (lambda event: None)
+        cancel = cancel or threading.Event()
+        with self._lock, torch.no_grad():
+            try:
+                result = self._generate(request, sink, cancel)
+            except GenerationCancelled:
+                _free_memory()
+                sink(ev.Cancelled())
+                return None
+            except Exception as error:
+                _free_memory()
+                sink(ev.Failed(_user_message(error)))
+                raise
+            sink(ev.Finished(result))
+            return result
+
+    def _generate(self, request: SetRequest, sink: EventSink, cancel: threading.Event) -> ev.RunResult:
+        started = time.perf_counter()
+        if request.settings.full_attention_share and request.only is not None:
+            raise GenerationError(
+                "full_attention_share couples every image of the set: it cannot re-roll single panels"
+            )
+        pipe = self.pipeline(request.model, request.device, request.dtype, sink)
+        loaded = time.perf_counter()
+        sampling = request.sampling
+        device = pipe.unet.device
+        dtype = pipe.unet.dtype
+        halves = 2 if sampling.uses_cfg else 1
+        selected = list(request.selected)
+        n = len(selected)
+
+        if isinstance(request.style, ReferencePicture):
+            raise GenerationError("reference pictures are not supported by this engine version yet")
+        style: GeneratedReference = request.style
+
+        scheduler = make_scheduler(pipe.scheduler.config, sampling.scheduler)
+        scheduler.set_timesteps(sampling.steps, device=device)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(0)
+        timesteps = scheduler.timesteps
+
+        prompts = [style.prompt] + [request.panels[i].prompt for i in selected]
+        cond = self._encode(pipe, prompts, sampling.negative_prompt, halves == 2)
+        time_ids = self._time_ids(pipe, sampling.height, sampling.width, dtype, device)
+
+        f = pipe.vae_scale_factor
+        seeds = [style.seed] + [request.panels[i].seed for i in selected]
+        latents = torch.cat([initial_noise(s, sampling.height, sampling.width, f) for s in seeds])
+        latents = latents.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+
+        if request.settings.full_attention_share:
+            micro_batch = n
+            sink(ev.Notice("full attention sharing couples all images: the set runs as one batch"))
+        elif request.micro_batch is not None:
+            micro_batch = min(request.micro_batch, max(n, 1))
+        else:
+            micro_batch = auto_micro_batch(device, n, sampling.height, sampling.width, halves == 2)
+
+        installation = Installation(pipe.unet, request.settings)
+        installation.state.halves_override = halves
+        try:
+            for i, t in enumerate(timesteps):
+                self._check(cancel)
+                if request.settings.full_attention_share:
+                    eps = self._full_batch_eps(pipe, installation, scheduler, latents, t, cond, time_ids, halves, sampling.guidance)
+                else:
+                    ref_eps = self._reference_eps(pipe, installation, scheduler, latents[:1], t, cond, time_ids, halves, sampling.guidance)
+                    panel_eps, micro_batch = self._panel_eps(
+                        pipe, installation, scheduler, latents[1:], t, cond, time_ids, halves,
+                        sampling.guidance, micro_batch, cancel, sink)
+                    eps = torch.cat([ref_eps, panel_eps])
+                output = scheduler.step(eps, t, latents, return_dict=True)
+                x0 = getattr(output, "pred_original_sample", None)
+                if x0 is None:
+                    x0 = _predicted_x0(scheduler, latents, eps, t)
+                latents = output.prev_sample.to(dtype)
+                sink(ev.Step(i + 1, len(timesteps)))
+                for row, index in enumerate([None] + selected):
+                    sink(ev.Preview(index, i + 1, latent_to_rgb(x0[row])))
+        finally:
+            installation.remove()
+        denoised = time.perf_counter()
+
+        images = []
+        for row in range(latents.shape[0]):
+            self._check(cancel)
+            images.append(self._decode(pipe, latents[row : row + 1]))
+        finished = time.perf_counter()
+
+        meta_common = {
+            "model": request.model,
+            "negative_prompt": sampling.negative_prompt,
+            "steps": sampling.steps,
+            "guidance": sampling.guidance,
+            "width": sampling.width,
+            "height": sampling.height,
+            "scheduler": sampling.scheduler,
+            "stylealigned": request.settings.to_dict(),
+        }
+        reference_meta = dict(meta_common, prompt=style.prompt, seed=style.seed, role="reference")
+        sink(ev.PanelDone(None, images[0], reference_meta))
+        panel_images = {}
+        for row, index in enumerate(selected, start=1):
+            panel = request.panels[index]
+            meta = dict(meta_common, prompt=panel.prompt, seed=panel.seed, role="panel", index=index + 1)
+            panel_images[index] = images[row]
+            sink(ev.PanelDone(index, images[row], meta))
+        metadata = {
+            "request": request.to_dict(),
+            "micro_batch": micro_batch,
+            "device": str(device),
+            "dtype": str(dtype).removeprefix("torch."),
+            "timings": {
+                "load_s": round(loaded - started, 3),
+                "denoise_s": round(denoised - loaded, 3),
+                "decode_s": round(finished - denoised, 3),
+                "per_step_s": round((denoised - loaded) / max(1, len(timesteps)), 4),
+            },
+        }
+        final_latents = {index: latents[row].float().cpu() for row, index in enumerate([None] + selected)}
+        return ev.RunResult(reference=images[0], panels=panel_images, metadata=metadata, latents=final_latents)
+
+    # -- pieces of a step -----------------------------------------------------------------------
+    @staticmethod
+    def _check(cancel: threading.Event) -> None:
+        if cancel.is_set():
+            raise GenerationCancelled()
+
+    @staticmethod
+    def _encode(pipe, prompts: list[str], negative_prompt: str | None, cfg: bool) -> _Conditioning:
+        embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
+            prompt=prompts,
+            device=pipe.unet.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=cfg,
+            negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
+        )
+        return _Conditioning(embeds, pooled, negative, negative_pooled)
+
+    @staticmethod
+    def _time_ids(pipe, height: int, width: int, dtype, device) -> torch.Tensor:
+        projection = pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None else None
+        ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width), dtype=dtype,
+                                     text_encoder_projection_dim=projection)
+        return ids.to(device)
+
+    def _unet(self, pipe, latents, t, embeds, pooled, time_ids):
+        self.unet_calls += 1
+        return pipe.unet(
+            latents, t, encoder_hidden_states=embeds,
+            added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids.repeat(latents.shape[0], 1)},
+            return_dict=False,
+        )[0]
+
+    def _eps(self, pipe, scheduler, latents, t, cond, rows, time_ids, halves, guidance):
+        """CFG-combined noise prediction for some rows of the set (latents: those rows)."""
+        model_input = torch.cat([latents] * halves) if halves == 2 else latents
+        model_input = scheduler.scale_model_input(model_input, t)
+        embeds, pooled = cond.rows(rows, halves)
+        noise = self._unet(pipe, model_input, t, embeds, pooled, time_ids)
+        if halves == 2:
+            uncond, text = noise.chunk(2)
+            noise = uncond + guidance * (text - uncond)
+        return noise
+
+    def _reference_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance):
+        installation.state.mode = "record"
+        return self._eps(pipe, scheduler, latents, t, cond, [0], time_ids, halves, guidance)
+
+    def _full_batch_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance):
+        installation.state.mode = "batch"
+        return self._eps(pipe, scheduler, latents, t, cond, slice(None), time_ids, halves, guidance)
+
+    def _panel_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance,
+                   micro_batch, cancel, sink):
+        """Noise predictions of all panels, micro-batch by micro-batch (halved on out-of-memory)."""
+        installation.state.mode = "replay"
+        n = latents.shape[0]
+        out = torch.empty_like(latents)
+        start = 0
+        while start < n:
+            self._check(cancel)
+            stop = min(n, start + micro_batch)
+            rows = list(range(start + 1, stop + 1))  # row 0 of the conditioning is the reference
+            try:
+                out[start:stop] = self._eps(pipe, scheduler, latents[start:stop], t, cond, rows, time_ids, halves, guidance)
+            except Exception as error:
+                if not _is_out_of_memory(error):
+                    raise
+                _free_memory()
+                if micro_batch == 1:
+                    raise GenerationError(
+                        "out of memory even with one panel at a time: lower the size, close other GPU "
+                        "programs, or use a smaller dtype"
+                    ) from error
+                micro_batch = max(1, micro_batch // 2)
+                sink(ev.Notice(f"out of memory: continuing with {micro_batch} panel(s) at a time"))
+                continue
+            start = stop
+        return out, micro_batch
+
+    @staticmethod
+    def _decode(pipe, latents):
+        """VAE decode of one latent, as the SDXL pipeline does it (float32 VAE where it must)."""
+        vae = pipe.vae
+        needs_upcast = vae.dtype == torch.float16 and vae.config.force_upcast
+        if needs_upcast:
+            vae.to(dtype=torch.float32)
+        try:
+            latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
+            mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+            if mean is not None and std is not None:
+                mean = torch.tensor(mean).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+                std = torch.tensor(std).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+                latents = latents * std / vae.config.scaling_factor + mean
+            else:
+                latents = latents / vae.config.scaling_factor
+            with torch.no_grad():
+                image = vae.decode(latents, return_dict=False)[0]
+        finally:
+            if needs_upcast:
+                vae.to(dtype=torch.float16)
+        return pipe.image_processor.postprocess(image, output_type="pil")[0]
+
+
+def _predicted_x0(scheduler, latents, eps, t):
+    """x0 from an epsilon prediction for schedulers whose step does not report it."""
+    alphas = scheduler.alphas_cumprod.to(latents.device)
+    alpha = alphas[int(t)].to(torch.float32)
+    return (latents.float() - (1 - alpha).sqrt() * eps.float()) / alpha.sqrt()
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _user_message(error: BaseException) -> str:
+    if isinstance(error, (GenerationError, ValueError)):
+        return str(error)
+    if _is_out_of_memory(error):
+        return "out of memory: lower the size or the micro-batch, or use float16"
+    return f"{type(error).__name__}: {error}"
+
+

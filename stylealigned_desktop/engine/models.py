@@ -1,0 +1,151 @@
+"""Model sources: a hub id, a local diffusers folder, a single .safetensors file, or ``tiny``.
+
+Also device and dtype selection. Pickle checkpoints (.ckpt, .pt, .pth, .bin, .pkl) can run code
+when loaded and are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+TINY = "tiny"
+
+
+class ModelSourceError(ValueError):
+    """A model source that cannot be used, with a message for the user."""
+
+
+def classify_source(source: str) -> str:
+    """``tiny``, ``folder``, ``single_file`` or ``hub``; raises ModelSourceError otherwise."""
+    if not source or not source.strip():
+        raise ModelSourceError("no model given: use a hub id, a local diffusers folder, a .safetensors file or 'tiny'")
+    source = source.strip()
+    if source == TINY:
+        return "tiny"
+    path = Path(source).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelSourceError(
+            f"{source}: pickle checkpoints ({', '.join(PICKLE_SUFFIXES)}) can run code when loaded and are "
+            "refused; use a .safetensors file or a diffusers folder"
+        )
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelSourceError(f"{source}: not a diffusers model folder (it has no model_index.json)")
+        return "folder"
+    if path.is_file():
+        if path.suffix.lower() != ".safetensors":
+            raise ModelSourceError(f"{source}: not a model file (expected a .safetensors checkpoint)")
+        return "single_file"
+    if HUB_ID.match(source) and path.suffix.lower() != ".safetensors":
+        return "hub"
+    if path.suffix.lower() == ".safetensors" or source.startswith((".", "/", "~")) or os.sep in source:
+        raise ModelSourceError(f"{source}: no such file or folder")
+    raise ModelSourceError(
+        f"{source}: unknown model (not a local folder or file, and not a hub id like 'stabilityai/stable-diffusion-xl-base-1.0')"
+    )
+
+
+def resolve_device(device: str = "auto"):
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelSourceError("device 'cuda' was asked for, but no CUDA GPU is available")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelSourceError("device 'mps' was asked for, but Apple MPS is not available")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device):
+    """``auto``: float16 on CUDA and MPS, float32 on CPU."""
+    import torch
+
+    if dtype == "auto":
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+
+
+def _hub_error(source: str, error: Exception) -> ModelSourceError:
+    return ModelSourceError(
+        f"{source}: could not load from the Hugging Face hub or its local cache ({type(error).__name__}: "
+        f"{str(error).splitlines()[0] if str(error) else ''}). Download it once while online "
+        f"(`huggingface-cli download {source}`), or point to a local diffusers folder"
+    )
+
+
+def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
+                  progress: Callable[[float, str], None] | None = None):
+    """Load an SDXL pipeline from any model source, on the resolved device and dtype."""
+    import torch
+
+    report = progress or (lambda fraction, message: None)
+    kind = classify_source(source)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    report(0.05, f"loading {source}")
+    if kind == "tiny":
+        from .tiny import build_tiny_pipeline
+
+        pipe = build_tiny_pipeline()
+        pipe.to(dtype=torch_dtype)
+    else:
+        from diffusers import StableDiffusionXLPipeline
+
+        try:
+            if kind == "single_file":
+                pipe = StableDiffusionXLPipeline.from_single_file(source, torch_dtype=torch_dtype)
+            else:
+                kwargs = {"torch_dtype": torch_dtype}
+                if kind == "folder":
+                    kwargs["local_files_only"] = True
+                if torch_dtype == torch.float16 and kind == "hub":
+                    kwargs["variant"] = "fp16"
+                try:
+                    pipe = StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
+                except (OSError, ValueError) as error:
+                    if "variant" not in kwargs:
+                        raise
+                    kwargs.pop("variant")  # the repository has no fp16 variant files
+                    try:
+                        pipe = StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
+                    except Exception:
+                        raise error from None
+        except ModelSourceError:
+            raise
+        except Exception as error:
+            if kind == "hub":
+                raise _hub_error(source, error) from error
+            raise ModelSourceError(f"{source}: could not load this SDXL model ({type(error).__name__}: {error})") from error
+    report(0.8, f"moving the model to {torch_device.type}")
+    pipe.to(torch_device)
+    pipe.set_progress_bar_config(disable=True)
+    report(1.0, "model ready")
+    return pipe
+
+
+def model_identity(source: str) -> str:
+    """A string that changes when the model's weights change (for caches)."""
+    kind = classify_source(source)
+    if kind == "tiny":
+        from .tiny import TINY_SEED
+
+        return f"tiny-v1-seed{TINY_SEED}"
+    if kind == "hub":
+        return f"hub:{source}"
+    path = Path(source).expanduser().resolve()
+    if kind == "single_file":
+        stat = path.stat()
+        return f"file:{path}:{stat.st_size}:{int(stat.st_mtime)}"
+    weights = sorted((path / "unet").glob("*.safetensors")) or sorted((path / "unet").glob("*"))
+    stamp = ":".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in weights[:4])
+    return f"folder:{path}:{stamp}"
