@@ -114,7 +114,6 @@ class Engine:
         pipe = self._loader(model, device=device, dtype=dtype,
                             progress=lambda fraction, message: sink(ev.Loading(fraction, message)))
         self._pipe, self._pipe_key = pipe, key
-        sink(ev.Loading(1.0, "model ready"))
         return pipe
 
     def unload(self) -> None:

@@ -92,12 +92,12 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
     kind = classify_source(source)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    report(0.05, f"loading {source}")
     if kind == "tiny":
         from .tiny import build_tiny_pipeline
 
         pipe = build_tiny_pipeline()
-        pipe.to(dtype=torch_dtype)
+        if torch_dtype != torch.float32:
+            pipe.to(dtype=torch_dtype)
     else:
         from diffusers import StableDiffusionXLPipeline
 

@@ -7,7 +7,7 @@ ones) approximate SDXL's VAE decoder at 1/8 of the output size.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -15,7 +15,7 @@ from PIL import Image
 from ..paths import resource
 
 
-@lru_cache(maxsize=None)
+@cache
 def latent_rgb_factors(family: str = "sdxl") -> tuple[np.ndarray, np.ndarray]:
     data = json.loads(resource("previews", "latent_rgb_factors.json").read_text(encoding="utf-8"))
     entry = data[family]
