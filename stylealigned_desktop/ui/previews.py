@@ -1,0 +1,371 @@
+"""The preview grid: the reference and every panel, sharpening live, then the final pictures.
+
+A tile shows the newest picture it was given (a step preview or the final image), a caption with
+its state ("step 12/30", "final", "queued"), and per-picture actions: view full size (click),
+save as, copy, use as reference, re-roll.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QGuiApplication, QImage, QKeySequence, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .theme import icon
+
+REFERENCE = None  # the reference's index, as in engine events
+
+
+class ImageView(QWidget):
+    """Paints a QImage scaled to fit (aspect kept), or a placeholder text."""
+
+    clicked = Signal()
+
+    def __init__(self, placeholder: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self._image: QImage | None = None
+        self._placeholder = placeholder
+        self.setMinimumSize(96, 96)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+
+    def image(self) -> QImage | None:
+        return self._image
+
+    def set_image(self, image: QImage | None) -> None:
+        self._image = image
+        self.update()
+
+    def set_placeholder(self, text: str) -> None:
+        self._placeholder = text
+        self.update()
+
+    def image_rect(self) -> QRect:
+        if self._image is None or self._image.isNull():
+            return QRect()
+        size = self._image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        x = (self.width() - size.width()) // 2
+        y = (self.height() - size.height()) // 2
+        return QRect(QPoint(x, y), size)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
+        painter = QPainter(self)
+        if self._image is None or self._image.isNull():
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(self.rect().adjusted(6, 6, -6, -6),
+                             Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                             self._placeholder)
+            return
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        painter.drawImage(self.image_rect(), self._image)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if event.button() == Qt.MouseButton.LeftButton and self._image is not None:
+            self.clicked.emit()
+        super().mouseReleaseEvent(event)
+
+
+class PictureTile(QFrame):
+    """One picture of the set in the preview grid."""
+
+    view_requested = Signal(object)
+    save_requested = Signal(object)
+    copy_requested = Signal(object)
+    use_as_reference_requested = Signal(object)
+    reroll_requested = Signal(object)
+
+    def __init__(self, index: int | None, title: str, parent=None) -> None:
+        super().__init__(parent)
+        self.index = index
+        self.final = False
+        self.setObjectName("PictureTile")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(4)
+        top = QHBoxLayout()
+        self.title = QLabel(title)
+        self.title.setObjectName("TileTitle")
+        self.state = QLabel("")
+        self.state.setObjectName("Hint")
+        top.addWidget(self.title)
+        top.addStretch(1)
+        top.addWidget(self.state)
+        layout.addLayout(top)
+        self.view = ImageView("not generated yet")
+        self.view.clicked.connect(lambda: self.view_requested.emit(self.index))
+        layout.addWidget(self.view, 1)
+        self.prompt = QLabel("")
+        self.prompt.setObjectName("Hint")
+        self.prompt.setWordWrap(True)
+        self.prompt.setMaximumHeight(34)
+        layout.addWidget(self.prompt)
+        buttons = QHBoxLayout()
+        buttons.setSpacing(2)
+        self.save_button = self._tool("save", "Save this picture as…",
+                                      lambda: self.save_requested.emit(self.index))
+        self.copy_button = self._tool("copy", "Copy this picture to the clipboard",
+                                      lambda: self.copy_requested.emit(self.index))
+        self.reference_button = self._tool(
+            "star", "Use this picture as the style reference",
+            lambda: self.use_as_reference_requested.emit(self.index))
+        self.reroll_button = self._tool(
+            "reroll", "Re-roll: make this panel again with a new seed; the others stay",
+            lambda: self.reroll_requested.emit(self.index))
+        for button in (self.save_button, self.copy_button, self.reference_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        if index is not REFERENCE:
+            buttons.addWidget(self.reroll_button)
+        else:
+            self.reroll_button.hide()
+        layout.addLayout(buttons)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._menu)
+        self._update_buttons()
+
+    def _tool(self, name: str, tip: str, slot) -> QToolButton:
+        button = QToolButton(self)
+        button.setIcon(icon(name))
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        button.clicked.connect(slot)
+        return button
+
+    def _menu(self, pos) -> None:
+        if self.view.image() is None:
+            return
+        menu = QMenu(self)
+        menu.addAction(icon("image"), "View full size", lambda: self.view_requested.emit(self.index))
+        menu.addAction(icon("save"), "Save as…", lambda: self.save_requested.emit(self.index))
+        menu.addAction(icon("copy"), "Copy", lambda: self.copy_requested.emit(self.index))
+        menu.addAction(icon("star"), "Use as style reference",
+                       lambda: self.use_as_reference_requested.emit(self.index))
+        if self.index is not REFERENCE:
+            menu.addAction(icon("reroll"), "Re-roll this panel",
+                           lambda: self.reroll_requested.emit(self.index))
+        menu.exec(self.mapToGlobal(pos))
+
+    def _update_buttons(self) -> None:
+        has_final = self.final and self.view.image() is not None
+        for button in (self.save_button, self.copy_button, self.reference_button):
+            button.setEnabled(has_final)
+
+    def set_preview(self, image: QImage, step: int, total: int) -> None:
+        self.final = False
+        self.view.set_image(image)
+        self.state.setText(f"step {step}/{total}" if total else f"step {step}")
+        self._update_buttons()
+
+    def set_final(self, image: QImage, caption: str = "") -> None:
+        self.final = True
+        self.view.set_image(image)
+        self.state.setText(caption)
+        self._update_buttons()
+
+    def set_state(self, text: str) -> None:
+        self.state.setText(text)
+
+    def set_prompt(self, text: str) -> None:
+        self.prompt.setText(text)
+        self.prompt.setToolTip(text)
+
+    def clear(self, placeholder: str = "not generated yet") -> None:
+        self.final = False
+        self.view.set_image(None)
+        self.view.set_placeholder(placeholder)
+        self.state.setText("")
+        self._update_buttons()
+
+    def image(self) -> QImage | None:
+        return self.view.image()
+
+
+class PreviewGrid(QScrollArea):
+    """The reference and the panels as tiles that reflow with the width."""
+
+    view_requested = Signal(object)
+    save_requested = Signal(object)
+    copy_requested = Signal(object)
+    use_as_reference_requested = Signal(object)
+    reroll_requested = Signal(object)
+
+    TILE_MIN = 190
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self._host = QWidget()
+        self._grid = QGridLayout(self._host)
+        self._grid.setSpacing(8)
+        self._grid.setContentsMargins(4, 4, 4, 4)
+        self.setWidget(self._host)
+        self.tiles: dict[int | None, PictureTile] = {}
+        self._order: list[int | None] = []
+        self._columns = 0
+        self.set_panels([])
+
+    def set_panels(self, prompts: list[str], reference_title: str = "Reference",
+                   reference_prompt: str = "") -> None:
+        """One tile for the reference and one per panel; keeps the pictures of kept tiles."""
+        wanted: list[int | None] = [REFERENCE, *range(len(prompts))]
+        for index in list(self.tiles):
+            if index not in wanted:
+                tile = self.tiles.pop(index)
+                self._grid.removeWidget(tile)
+                tile.deleteLater()
+        for index in wanted:
+            if index not in self.tiles:
+                title = reference_title if index is REFERENCE else f"Panel {index + 1}"
+                tile = PictureTile(index, title, self._host)
+                tile.view_requested.connect(self.view_requested)
+                tile.save_requested.connect(self.save_requested)
+                tile.copy_requested.connect(self.copy_requested)
+                tile.use_as_reference_requested.connect(self.use_as_reference_requested)
+                tile.reroll_requested.connect(self.reroll_requested)
+                self.tiles[index] = tile
+        self.tiles[REFERENCE].title.setText(reference_title)
+        self.tiles[REFERENCE].set_prompt(reference_prompt)
+        for index, prompt in enumerate(prompts):
+            self.tiles[index].set_prompt(prompt)
+        self._order = wanted
+        self._columns = 0
+        self._reflow()
+
+    def tile(self, index: int | None) -> PictureTile:
+        return self.tiles[index]
+
+    def show_preview(self, index: int | None, image: QImage, step: int, total: int) -> None:
+        if index in self.tiles:
+            self.tiles[index].set_preview(image, step, total)
+
+    def show_final(self, index: int | None, image: QImage, caption: str = "final") -> None:
+        if index in self.tiles:
+            self.tiles[index].set_final(image, caption)
+
+    def set_state(self, index: int | None, text: str) -> None:
+        if index in self.tiles:
+            self.tiles[index].set_state(text)
+
+    def clear(self) -> None:
+        for tile in self.tiles.values():
+            tile.clear()
+
+    def image(self, index: int | None) -> QImage | None:
+        tile = self.tiles.get(index)
+        return tile.image() if tile and tile.final else None
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(event)
+        self._reflow()
+
+    def _reflow(self) -> None:
+        width = max(1, self.viewport().width() - 8)
+        count = len(self._order)
+        columns = max(1, min(count, width // self.TILE_MIN))
+        if columns == self._columns:
+            return
+        self._columns = columns
+        for index in self._order:
+            self._grid.removeWidget(self.tiles[index])
+        for position, index in enumerate(self._order):
+            self._grid.addWidget(self.tiles[index], position // columns, position % columns)
+        rows = (count + columns - 1) // columns
+        tile_width = width // columns
+        for row in range(rows + 1):
+            self._grid.setRowStretch(row, 0)
+        for tile in self.tiles.values():
+            tile.setMinimumHeight(min(420, max(200, tile_width + 60)))
+        self._grid.setRowStretch(rows, 1)
+
+
+class ImageViewer(QDialog):
+    """A picture at full size: fits the window, or 1:1 with scroll bars (toggle with F / 1)."""
+
+    def __init__(self, image: QImage, title: str, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(title)
+        self._image = image
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.fit_view = ImageView()
+        self.fit_view.set_image(image)
+        self.fit_view.setCursor(Qt.CursorShape.ArrowCursor)
+        self.actual = QLabel()
+        self.actual.setPixmap(_pixmap(image))
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.actual)
+        self.scroll.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.scroll.hide()
+        layout.addWidget(self.fit_view, 1)
+        layout.addWidget(self.scroll, 1)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(8, 4, 8, 8)
+        size = QLabel(f"{image.width()} × {image.height()} px")
+        size.setObjectName("Hint")
+        self.toggle = QPushButton("Actual size (1)")
+        self.toggle.clicked.connect(self.toggle_zoom)
+        close = QPushButton("Close")
+        close.clicked.connect(self.accept)
+        bar.addWidget(size)
+        bar.addStretch(1)
+        bar.addWidget(self.toggle)
+        bar.addWidget(close)
+        layout.addLayout(bar)
+        for key in ("F", "1"):
+            action = QAction(self)
+            action.setShortcut(QKeySequence(key))
+            action.triggered.connect(self.toggle_zoom)
+            self.addAction(action)
+        screen = QGuiApplication.primaryScreen().availableSize()
+        self.resize(QSize(min(image.width() + 40, int(screen.width() * 0.85)),
+                          min(image.height() + 80, int(screen.height() * 0.85))))
+
+    def toggle_zoom(self) -> None:
+        actual = self.scroll.isHidden()
+        self.scroll.setVisible(actual)
+        self.fit_view.setVisible(not actual)
+        self.toggle.setText("Fit to window (F)" if actual else "Actual size (1)")
+
+
+def _pixmap(image: QImage):
+    from PySide6.QtGui import QPixmap
+
+    return QPixmap.fromImage(image)
+
+
+def save_image_dialog(parent: QWidget, image: QImage, suggested: str) -> str | None:
+    """Ask where to save ``image``; returns the path written, or None."""
+    path, _ = QFileDialog.getSaveFileName(parent, "Save picture as", suggested,
+                                          "PNG picture (*.png);;JPEG picture (*.jpg *.jpeg);;"
+                                          "WebP picture (*.webp)")
+    if not path:
+        return None
+    return path
+
+
+def checkerboard(size: QSize, dark: bool) -> QImage:
+    """A neutral checker image (placeholder background for transparent pictures)."""
+    image = QImage(size, QImage.Format.Format_RGB32)
+    a, b = (QColor("#3a3a3a"), QColor("#2e2e2e")) if dark else (QColor("#e8e8e8"), QColor("#ffffff"))
+    painter = QPainter(image)
+    step = 8
+    for y in range(0, size.height(), step):
+        for x in range(0, size.width(), step):
+            painter.fillRect(x, y, step, step, a if (x // step + y // step) % 2 else b)
+    painter.end()
+    return image
