@@ -1,0 +1,308 @@
+"""Runs of a session: the plan handed to the engine and the history entry recorded afterwards.
+
+A :class:`RunPlan` is what ``Session.prepare_generate()`` / ``prepare_reroll()`` return: the
+engine's immutable ``SetRequest`` plus what the session needs to file the results (panel ids,
+the run folder). When the run ends, ``Session.record_run(plan, ...)`` turns it into a
+:class:`RunRecord` stored in session.json: enough to show the run's images and to restore
+its settings and seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..engine.request import SetRequest
+from .errors import SessionError
+from .values import Control, GenerationSettings, Reader, check_relative_path, check_seed
+
+RUN_STATUSES = ("finished", "cancelled", "failed")
+OUTPUTS = "outputs"
+
+
+def panel_file_name(index: int) -> str:
+    """The file of panel ``index`` (0-based) in a run folder: ``panel-01.png`` for index 0."""
+    return f"panel-{index + 1:02d}.png"
+
+
+REFERENCE_FILE = "reference.png"
+
+
+def new_run_id(taken: Iterable[str], now: datetime | None = None) -> str:
+    """A run id from the local time, ``20261125-170000``, with ``-2``, ``-3`` ... if taken.
+
+    Ids sort in time order as text, and name the run's folder under ``outputs/``.
+    """
+    base = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    taken = set(taken)
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+@dataclass(frozen=True)
+class RunStyle:
+    """The style source a run used.
+
+    ``kind`` "generated": ``prompt`` (final) = ``subject`` + style text, with ``seed``.
+    ``kind`` "picture": the gallery picture ``reference_id`` stored at ``file`` with ``caption``.
+    """
+
+    kind: str
+    prompt: str = ""
+    subject: str = ""
+    seed: int = 0
+    reference_id: str | None = None
+    file: str | None = None
+    caption: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind, "prompt": self.prompt, "subject": self.subject, "seed": self.seed,
+            "reference_id": self.reference_id, "file": self.file, "caption": self.caption,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> RunStyle:
+        r = Reader(data, where)
+        kind = r.text("kind", required=True)
+        if kind not in ("generated", "picture"):
+            raise SessionError(f"{where}.kind must be 'generated' or 'picture', got {kind!r}")
+        file = r.opt_text("file")
+        value = cls(
+            kind=kind,
+            prompt=r.text("prompt"),
+            subject=r.text("subject"),
+            seed=check_seed(r.integer("seed"), f"{where}.seed"),
+            reference_id=r.opt_text("reference_id"),
+            file=None if file is None else check_relative_path(file, f"{where}.file"),
+            caption=r.text("caption"),
+        )
+        r.done()
+        return value
+
+
+@dataclass(frozen=True)
+class RunPanel:
+    """One panel of a run's request.
+
+    ``index`` is its 0-based position in the request; ``prompt`` the final prompt and
+    ``subject`` the panel's own prompt; ``control`` the control used (None: none);
+    ``file`` its image inside the run folder, None when the run did not produce it (a re-roll
+    of another panel, a cancelled run).
+    """
+
+    index: int
+    panel_id: str
+    prompt: str
+    subject: str
+    seed: int
+    control: Control | None = None
+    file: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "panel_id": self.panel_id, "prompt": self.prompt,
+            "subject": self.subject, "seed": self.seed,
+            "control": None if self.control is None else self.control.to_dict(),
+            "file": self.file,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> RunPanel:
+        r = Reader(data, where)
+        control = r.obj("control")
+        file = r.opt_text("file")
+        value = cls(
+            index=r.integer("index", required=True),
+            panel_id=r.text("panel_id", required=True),
+            prompt=r.text("prompt"),
+            subject=r.text("subject"),
+            seed=check_seed(r.integer("seed"), f"{where}.seed"),
+            control=None if control is None else Control.from_dict(control, f"{where}.control"),
+            file=None if file is None else check_relative_path(file, f"{where}.file"),
+        )
+        r.done()
+        return value
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A generation about to be handed to the engine.
+
+    Give ``request`` to ``Engine.generate``; write the run folder into ``folder``
+    (``<session>/outputs/<run_id>``); then call ``Session.record_run(plan, ...)``.
+    ``panel_ids[i]`` is the session panel behind ``request.panels[i]``: use it to put
+    previews and results on the right panel even if the user reorders meanwhile.
+    """
+
+    run_id: str
+    folder: Path
+    request: SetRequest
+    panel_ids: tuple[str, ...]
+    subjects: tuple[str, ...]
+    controls: tuple[Control | None, ...]
+    style: RunStyle
+    style_text: str
+    settings: GenerationSettings
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def selected(self) -> tuple[int, ...]:
+        """The request indices this run generates."""
+        return self.request.selected
+
+    def panel_id(self, index: int | None) -> str | None:
+        """The session panel id of request index ``index`` (None: the reference)."""
+        return None if index is None else self.panel_ids[index]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One entry of a session's history (a run folder under ``outputs/`` plus how it was made).
+
+    ``folder`` is session-relative (``outputs/<id>``); image files are relative to it.
+    ``consistency`` is an optional style-consistency score (e.g. mean pairwise DINO).
+    """
+
+    id: str
+    created: str
+    folder: str
+    status: str
+    style_text: str
+    style: RunStyle
+    panels: tuple[RunPanel, ...]
+    settings: GenerationSettings
+    only: tuple[int, ...] | None = None
+    reference_file: str | None = None
+    consistency: float | None = None
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in RUN_STATUSES:
+            raise SessionError(
+                f"run status must be one of {', '.join(RUN_STATUSES)}, got {self.status!r}"
+            )
+        check_relative_path(self.folder, "run folder")
+
+    @property
+    def generated(self) -> tuple[RunPanel, ...]:
+        """The panels this run produced an image for."""
+        return tuple(p for p in self.panels if p.file is not None)
+
+    def images(self) -> list[tuple[int | None, str]]:
+        """(request index or None for the reference, session-relative file) of every image."""
+        out: list[tuple[int | None, str]] = []
+        if self.reference_file:
+            out.append((None, f"{self.folder}/{self.reference_file}"))
+        out.extend((p.index, f"{self.folder}/{p.file}") for p in self.generated)
+        return out
+
+    def panel(self, panel_id: str) -> RunPanel | None:
+        return next((p for p in self.panels if p.panel_id == panel_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "created": self.created,
+            "folder": self.folder,
+            "status": self.status,
+            "style_text": self.style_text,
+            "style": self.style.to_dict(),
+            "panels": [p.to_dict() for p in self.panels],
+            "settings": self.settings.to_dict(),
+            "only": None if self.only is None else list(self.only),
+            "reference_file": self.reference_file,
+            "consistency": self.consistency,
+            "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "run") -> RunRecord:
+        r = Reader(data, where)
+        only = r.raw("only")
+        if only is not None and (
+            not isinstance(only, list)
+            or any(isinstance(i, bool) or not isinstance(i, int) for i in only)
+        ):
+            raise SessionError(f"{where}.only must be a list of panel indices or null")
+        ref_file = r.opt_text("reference_file")
+        value = cls(
+            id=r.text("id", required=True),
+            created=r.text("created"),
+            folder=check_relative_path(r.text("folder", required=True), f"{where}.folder"),
+            status=r.text("status", "finished"),
+            style_text=r.text("style_text"),
+            style=RunStyle.from_dict(r.obj("style", {"kind": "generated"}), f"{where}.style"),
+            panels=tuple(
+                RunPanel.from_dict(p, f"{where}.panels[{i}]") for i, p in enumerate(r.items("panels"))
+            ),
+            settings=GenerationSettings.from_dict(r.obj("settings", {}), f"{where}.settings"),
+            only=None if only is None else tuple(only),
+            reference_file=None if ref_file is None else check_relative_path(
+                ref_file, f"{where}.reference_file"),
+            consistency=r.opt_number("consistency"),
+            message=r.text("message"),
+        )
+        r.done()
+        return value
+
+    @classmethod
+    def from_plan(
+        cls,
+        plan: RunPlan,
+        session_folder: Path,
+        status: str = "finished",
+        panel_files: Mapping[int, str] | None = None,
+        reference_file: str | None = None,
+        consistency: float | None = None,
+        message: str = "",
+    ) -> RunRecord:
+        """The history entry of a run made from ``plan``.
+
+        ``panel_files`` maps request indices to files in the run folder; by default each
+        selected panel's ``panel-NN.png`` and ``reference.png`` are taken when they exist
+        (a cancelled run may have written only some of them).
+        """
+        folder = plan.folder
+        if panel_files is None:
+            panel_files = {
+                i: panel_file_name(i) for i in plan.selected if (folder / panel_file_name(i)).is_file()
+            }
+        if reference_file is None and (folder / REFERENCE_FILE).is_file():
+            reference_file = REFERENCE_FILE
+        try:
+            relative = folder.resolve().relative_to(session_folder.resolve()).as_posix()
+        except ValueError:
+            raise SessionError(f"the run folder {folder} is not inside the session folder") from None
+        panels = tuple(
+            RunPanel(
+                index=i,
+                panel_id=plan.panel_ids[i],
+                prompt=p.prompt,
+                subject=plan.subjects[i],
+                seed=p.seed,
+                control=plan.controls[i],
+                file=panel_files.get(i),
+            )
+            for i, p in enumerate(plan.request.panels)
+        )
+        return cls(
+            id=plan.run_id,
+            created=plan.created,
+            folder=relative,
+            status=status,
+            style_text=plan.style_text,
+            style=plan.style,
+            panels=panels,
+            settings=plan.settings,
+            only=plan.request.only,
+            reference_file=reference_file,
+            consistency=consistency,
+            message=message,
+        )

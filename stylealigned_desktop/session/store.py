@@ -1,0 +1,352 @@
+"""Session folders on disk: load, save, save as, autosave, crash recovery, recent sessions.
+
+``session.json`` is always written atomically (temporary file, fsync, ``os.replace``): a crash
+or kill at any instant leaves the old or the new file, never a broken one. Loading never
+writes: a session that fails to load (broken JSON, newer schema, missing pictures) raises a
+:class:`SessionLoadError` and its files stay exactly as they were.
+
+File format::
+
+    {"format": "stylealigned-session", "schema_version": 1, "app_version": "0.1.0",
+     "saved": "2026-11-25T17:00:00+00:00",
+     "style": {...}, "references": [...], "panels": [...], "settings": {...}, "history": [...]}
+
+Schema changes bump :data:`SCHEMA_VERSION` and add a step to :data:`MIGRATIONS`
+(``MIGRATIONS[n]`` turns version-n data into version n+1); old files are migrated on load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import __version__, paths
+from . import folders
+from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
+from .errors import (
+    MissingFilesError,
+    SchemaTooNewError,
+    SessionError,
+    SessionLoadError,
+    SessionSaveError,
+)
+from .model import Session
+
+FORMAT = "stylealigned-session"
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
+
+RECENT_LIMIT = 10
+
+
+# --- reading --------------------------------------------------------------------------------
+
+
+def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Upgrade session data to :data:`SCHEMA_VERSION`, one migration step at a time."""
+    version = data.get("schema_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise SessionLoadError(path, f"its schema_version is not valid ({version!r})")
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(path, version, SCHEMA_VERSION)
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise SessionLoadError(path, f"no upgrade from session format {version} is known")
+        data = step(dict(data))
+        version += 1
+        data["schema_version"] = version
+    return data
+
+
+def read_session_data(folder: Path) -> dict[str, Any]:
+    """The parsed, checked and migrated contents of ``folder/session.json``."""
+    file = folder / folders.SESSION_FILE
+    if not folder.is_dir():
+        raise SessionLoadError(folder, "the folder does not exist")
+    if not file.is_file():
+        raise SessionLoadError(folder, f"there is no {folders.SESSION_FILE} in it")
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise SessionLoadError(folder, f"{folders.SESSION_FILE} cannot be read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise SessionLoadError(folder, f"{folders.SESSION_FILE} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise SessionLoadError(
+            folder,
+            f"{folders.SESSION_FILE} is damaged: not valid JSON (line {exc.lineno}, column {exc.colno})",
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise SessionLoadError(folder, f"{folders.SESSION_FILE} is not a StyleAligned session file")
+    return migrate(data, folder)
+
+
+def load_session(
+    path: str | Path, allow_missing: bool = False, *, rng: random.Random | None = None
+) -> Session:
+    """Open a session folder (or its session.json).
+
+    Raises :class:`SessionLoadError` (or its subclasses :class:`SchemaTooNewError`,
+    :class:`MissingFilesError`) with a message for the user. With ``allow_missing`` a session
+    whose gallery or control pictures are gone still opens; ``session.missing_files()`` lists
+    them. Nothing on disk is written (an untitled session's folder gets this process's lock).
+    """
+    folder = folders.session_folder_for(path).absolute()
+    data = read_session_data(folder)
+    try:
+        session = Session.from_dict(data, folder, rng=rng)
+    except SessionError as exc:
+        raise SessionLoadError(folder, f"{folders.SESSION_FILE} has a bad value: {exc}") from None
+    missing = session.missing_files()
+    if missing and not allow_missing:
+        raise MissingFilesError(folder, missing)
+    if session.untitled:
+        folders.write_lock(folder)
+    else:
+        remember_recent(folder)
+    return session
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    """The contents of session.json for ``session``."""
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "app_version": __version__,
+        "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **session.to_dict(),
+    }
+
+
+def _write(session: Session, folder: Path) -> Path:
+    file = folder / folders.SESSION_FILE
+    data = json.dumps(session_json(session), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(folder, folders.SESSION_FILE)
+        write_bytes_atomic(file, data.encode("utf-8"))
+    except OSError as exc:
+        raise SessionSaveError(file, exc.strerror or str(exc)) from None
+    return file
+
+
+def write_session(session: Session) -> Path:
+    """Write session.json into the session's folder now (what autosave does); returns its path."""
+    if session.untitled:
+        session._ensure_folder()
+    file = _write(session, session.folder)
+    session._mark_saved()
+    return file
+
+
+def autosave_session(session: Session) -> bool:
+    """Write the session if it has unsaved changes. Returns whether it wrote."""
+    if not session.dirty:
+        return False
+    write_session(session)
+    return True
+
+
+def save_session(session: Session) -> Path:
+    """An explicit save: write session.json, drop unused picture copies, remember as recent.
+
+    An untitled session has no name yet: use :func:`save_session_as`.
+    """
+    if session.untitled:
+        raise SessionError("this session has no name yet: use Save As to choose a folder")
+    file = write_session(session)
+    session.collect_garbage()
+    remember_recent(session.folder)
+    return file
+
+
+def save_session_as(session: Session, folder: str | Path) -> Path:
+    """Save the session into a new folder (``.stylealigned`` is added to a name without it).
+
+    The pictures, run outputs and cache are copied along. The target must not exist or be an
+    empty folder. An untitled session's autosave folder is deleted afterwards; a titled
+    session's old folder is left as it was. Returns the new session.json path.
+    """
+    target = folders.with_suffix(folder).absolute()
+    old = session.folder
+    if target == old.absolute():
+        return save_session(session)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise SessionSaveError(target, "that folder already exists and is not empty; choose a new name")
+    if folders.is_in_autosave_root(target):
+        raise SessionSaveError(target, "choose a folder outside the app's autosave area")
+    created = not target.exists()
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for sub in (folders.REFERENCES, folders.CONTROLS, folders.OUTPUTS, folders.CACHE):
+            if (old / sub).is_dir():
+                shutil.copytree(old / sub, target / sub, dirs_exist_ok=True)
+        file = _write(session, target)
+    except BaseException as exc:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise SessionSaveError(target, exc.strerror or str(exc)) from None
+        raise
+    was_untitled = session.untitled
+    folders.release_lock(old)
+    session._mark_saved(target, untitled=False)
+    session.collect_garbage()
+    if was_untitled and folders.is_in_autosave_root(old):
+        shutil.rmtree(old, ignore_errors=True)
+    remember_recent(target)
+    return file
+
+
+def discard_untitled(session: Session) -> None:
+    """Delete an untitled session's autosave folder (the user chose not to keep it)."""
+    if session.untitled and folders.is_in_autosave_root(session.folder):
+        shutil.rmtree(session.folder, ignore_errors=True)
+
+
+# --- crash recovery -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecoverableSession:
+    """An untitled session left behind by a run of the app that ended without saving it.
+
+    ``error`` is set when it cannot be opened (it can still be discarded).
+    """
+
+    folder: Path
+    modified: datetime
+    panels: int = 0
+    references: int = 0
+    runs: int = 0
+    first_prompts: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line for a "restore unsaved work?" dialog."""
+        when = self.modified.astimezone().strftime("%Y-%m-%d %H:%M")
+        if self.error:
+            return f"Untitled session from {when} (cannot be opened: {self.error})"
+        what = f"{self.panels} panel(s), {self.references} picture(s), {self.runs} run(s)"
+        prompts = "; ".join(self.first_prompts)
+        return f"Untitled session from {when}: {what}" + (f" - {prompts}" if prompts else "")
+
+
+def list_recoverable() -> list[RecoverableSession]:
+    """Untitled sessions in the autosave area whose app is no longer running, newest first."""
+    found = []
+    for folder in folders.autosave_root().iterdir():
+        if not folder.is_dir() or not folder.name.endswith(folders.SUFFIX):
+            continue
+        if folders.owner_alive(folder):
+            continue
+        file = folder / folders.SESSION_FILE
+        stamp = (file if file.is_file() else folder).stat().st_mtime
+        modified = datetime.fromtimestamp(stamp, timezone.utc)
+        try:
+            data = read_session_data(folder)
+            session = Session.from_dict(data, folder)
+        except SessionError as exc:
+            reason = exc.reason if isinstance(exc, SessionLoadError) else str(exc)
+            found.append(RecoverableSession(folder, modified, error=reason))
+            continue
+        found.append(RecoverableSession(
+            folder, modified,
+            panels=len(session.panels),
+            references=len(session.references),
+            runs=len(session.history),
+            first_prompts=tuple(p.prompt for p in session.panels[:3] if p.prompt),
+        ))
+    return sorted(found, key=lambda r: r.modified, reverse=True)
+
+
+def recover_session(entry: RecoverableSession | Path) -> Session:
+    """Open a recoverable session (it stays untitled until saved under a name)."""
+    folder = entry.folder if isinstance(entry, RecoverableSession) else Path(entry)
+    return load_session(folder, allow_missing=True)
+
+
+def discard_recoverable(entry: RecoverableSession | Path) -> None:
+    """Delete a recoverable session's folder (only folders in the autosave area)."""
+    folder = entry.folder if isinstance(entry, RecoverableSession) else Path(entry)
+    if not folders.is_in_autosave_root(folder):
+        raise SessionError(f"{folder} is not an autosaved untitled session")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- recent sessions ------------------------------------------------------------------------
+
+
+def _recent_file() -> Path:
+    return paths.config_dir() / "recent-sessions.json"
+
+
+def _read_recent() -> list[str]:
+    try:
+        data = json.loads(_recent_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    items = data.get("sessions") if isinstance(data, dict) else None
+    return [x for x in items if isinstance(x, str)] if isinstance(items, list) else []
+
+
+def recent_sessions() -> list[Path]:
+    """Recently saved or opened session folders that still exist, most recent first."""
+    return [Path(p) for p in _read_recent() if (Path(p) / folders.SESSION_FILE).is_file()]
+
+
+def remember_recent(folder: str | Path) -> None:
+    """Put ``folder`` first in the recent sessions list (untitled sessions are not listed)."""
+    folder = Path(folder).absolute()
+    if folders.is_in_autosave_root(folder):
+        return
+    items = [str(folder)] + [p for p in _read_recent() if p != str(folder)]
+    # A read-only config folder must not break saving a session.
+    with contextlib.suppress(OSError):
+        write_json_atomic(_recent_file(), {"sessions": items[:RECENT_LIMIT]})
+
+
+def forget_recent(folder: str | Path) -> None:
+    folder = str(Path(folder).absolute())
+    items = [p for p in _read_recent() if p != folder]
+    with contextlib.suppress(OSError):
+        write_json_atomic(_recent_file(), {"sessions": items})
+
+
+__all__ = [
+    "FORMAT",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "RecoverableSession",
+    "autosave_session",
+    "discard_recoverable",
+    "discard_untitled",
+    "forget_recent",
+    "list_recoverable",
+    "load_session",
+    "migrate",
+    "read_session_data",
+    "recent_sessions",
+    "recover_session",
+    "remember_recent",
+    "save_session",
+    "save_session_as",
+    "session_json",
+    "write_bytes_atomic",
+    "write_session",
+]

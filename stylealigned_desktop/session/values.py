@@ -1,0 +1,437 @@
+"""The plain value types of a session: immutable dataclasses with validation and JSON round trips.
+
+They are frozen on purpose: the GUI reads them freely, and every change goes through a
+:class:`~stylealigned_desktop.session.model.Session` method, which notifies observers.
+``to_dict()`` gives JSON-ready data; ``from_dict(data, where)`` checks types and names the
+offending field (``where`` is a path like ``"panels[2].control"``) in its :class:`SessionError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from ..engine.request import CONTROL_MODES, SCHEDULERS, Sampling
+from ..engine.settings import StyleAlignedSettings
+from .errors import SessionError
+
+MAX_SEED = 2**31 - 1
+"""Seeds the app draws lie in [0, MAX_SEED], so they fit a Qt spin box (int32)."""
+SEED_LIMIT = 2**64 - 1
+"""The largest seed accepted (torch.Generator.manual_seed's limit)."""
+
+SDXL_SIZES: tuple[tuple[int, int], ...] = (
+    (1024, 1024),
+    (1152, 896),
+    (896, 1152),
+    (1216, 832),
+    (832, 1216),
+    (1344, 768),
+    (768, 1344),
+    (1536, 640),
+    (640, 1536),
+)
+"""Width x height pairs SDXL was trained on (about one megapixel), for the size presets."""
+
+
+# --- field readers ---------------------------------------------------------------------------
+
+
+class Reader:
+    """Reads fields of one JSON object, raising a :class:`SessionError` that names the field."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise SessionError(f"{where} must be an object, got {type(data).__name__}")
+        self.data = data
+        self.where = where
+        self.used: set[str] = set()
+
+    def _get(self, key: str, default: Any, required: bool) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if required:
+                raise SessionError(f"{self.where}.{key} is missing")
+            return default
+        return self.data[key]
+
+    def _bad(self, key: str, expected: str, value: Any) -> SessionError:
+        return SessionError(f"{self.where}.{key} must be {expected}, got {value!r}")
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        """The value as stored (the caller checks it)."""
+        return self._get(key, default, False)
+
+    def text(self, key: str, default: str = "", required: bool = False) -> str:
+        value = self._get(key, default, required)
+        if not isinstance(value, str):
+            raise self._bad(key, "text", value)
+        return value
+
+    def opt_text(self, key: str) -> str | None:
+        value = self._get(key, None, False)
+        if value is not None and not isinstance(value, str):
+            raise self._bad(key, "text or null", value)
+        return value
+
+    def integer(self, key: str, default: int = 0, required: bool = False) -> int:
+        value = self._get(key, default, required)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._bad(key, "a whole number", value)
+        return value
+
+    def opt_integer(self, key: str) -> int | None:
+        value = self._get(key, None, False)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise self._bad(key, "a whole number or null", value)
+        return value
+
+    def number(self, key: str, default: float = 0.0, required: bool = False) -> float:
+        value = self._get(key, default, required)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self._bad(key, "a number", value)
+        return float(value)
+
+    def opt_number(self, key: str) -> float | None:
+        value = self._get(key, None, False)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self._bad(key, "a number or null", value)
+        return float(value)
+
+    def flag(self, key: str, default: bool = False, required: bool = False) -> bool:
+        value = self._get(key, default, required)
+        if not isinstance(value, bool):
+            raise self._bad(key, "true or false", value)
+        return value
+
+    def items(self, key: str) -> list[Any]:
+        value = self._get(key, [], False)
+        if not isinstance(value, list):
+            raise self._bad(key, "a list", value)
+        return value
+
+    def obj(self, key: str, default: Any = None) -> Any:
+        value = self._get(key, default, False)
+        if value is not None and not isinstance(value, Mapping):
+            raise self._bad(key, "an object", value)
+        return value
+
+    def done(self) -> None:
+        """Refuse keys this version does not know (a typo in a hand-edited file, say)."""
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise SessionError(f"{self.where} has unknown field(s): {', '.join(unknown)}")
+
+
+def check_relative_path(value: str, where: str) -> str:
+    """A path stored in session.json: relative, '/'-separated, inside the session folder."""
+    parts = value.split("/")
+    if not value or value.startswith("/") or "\\" in value or ":" in parts[0] or ".." in parts:
+        raise SessionError(f"{where} must be a path inside the session folder, got {value!r}")
+    return value
+
+
+def check_seed(seed: Any, where: str = "seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT:
+        raise SessionError(f"{where} must be a whole number from 0 to {SEED_LIMIT}, got {seed!r}")
+    return seed
+
+
+# --- value types -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Control:
+    """A panel's control picture and how strongly it steers the panel (spec section 8).
+
+    ``image`` is the session-relative path of the copy (``controls/<hash>.png``) or None; the
+    other fields are kept when the picture is removed, so choosing a new one keeps the mode.
+    ``scale`` is the ControlNet conditioning scale ("strength" in the GUI).
+    """
+
+    image: str | None = None
+    mode: str = "canny"
+    scale: float = 0.8
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    canny_low: int = 100
+    canny_high: int = 200
+
+    def __post_init__(self) -> None:
+        if self.image is not None:
+            check_relative_path(self.image, "control picture")
+        if self.mode not in CONTROL_MODES:
+            raise SessionError(
+                f"control mode must be one of {', '.join(CONTROL_MODES)}, got {self.mode!r}"
+            )
+        if not math.isfinite(self.scale) or self.scale < 0:
+            raise SessionError(f"control strength must be a number >= 0, got {self.scale}")
+        if not 0.0 <= self.guidance_start < self.guidance_end <= 1.0:
+            raise SessionError(
+                "control start/end must satisfy 0 <= start < end <= 1, "
+                f"got {self.guidance_start}/{self.guidance_end}"
+            )
+        if not 0 <= self.canny_low < self.canny_high <= 255:
+            raise SessionError(
+                "canny thresholds must satisfy 0 <= low < high <= 255, "
+                f"got {self.canny_low}/{self.canny_high}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "control") -> Control:
+        r = Reader(data, where)
+        d = cls()
+        value = cls(
+            image=_opt_path(r, "image"),
+            mode=r.text("mode", d.mode),
+            scale=r.number("scale", d.scale),
+            guidance_start=r.number("guidance_start", d.guidance_start),
+            guidance_end=r.number("guidance_end", d.guidance_end),
+            canny_low=r.integer("canny_low", d.canny_low),
+            canny_high=r.integer("canny_high", d.canny_high),
+        )
+        r.done()
+        return value
+
+
+def _opt_path(r: Reader, key: str) -> str | None:
+    value = r.opt_text(key)
+    return None if value is None else check_relative_path(value, f"{r.where}.{key}")
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One picture of the storyboard: its prompt (without the style text), seed and control.
+
+    ``id`` is stable for the panel's life (reorders keep it), so results of a run that finishes
+    after the user reordered still land on the right panel. ``seed_locked`` False means
+    Generate draws a new seed for the panel each time.
+    """
+
+    id: str
+    prompt: str = ""
+    seed: int = 0
+    seed_locked: bool = False
+    control: Control = field(default_factory=Control)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise SessionError(f"panel id must be non-empty text, got {self.id!r}")
+        if not isinstance(self.prompt, str):
+            raise SessionError(f"panel prompt must be text, got {self.prompt!r}")
+        check_seed(self.seed, "panel seed")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "seed_locked": self.seed_locked,
+            "control": self.control.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "panel") -> Panel:
+        r = Reader(data, where)
+        control = r.obj("control")
+        value = cls(
+            id=r.text("id", required=True),
+            prompt=r.text("prompt"),
+            seed=check_seed(r.integer("seed"), f"{where}.seed"),
+            seed_locked=r.flag("seed_locked"),
+            control=Control() if control is None else Control.from_dict(control, f"{where}.control"),
+        )
+        r.done()
+        return value
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A style picture in the gallery: a copy inside the session folder.
+
+    ``id`` is the content hash (also the copy's file stem); ``file`` the session-relative path;
+    ``name`` the original file name, for display; ``caption`` describes the picture's content
+    (used when inverting it, spec section 7).
+    """
+
+    id: str
+    file: str
+    name: str = ""
+    caption: str = ""
+    width: int = 0
+    height: int = 0
+
+    def __post_init__(self) -> None:
+        check_relative_path(self.file, "reference file")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "reference") -> Reference:
+        r = Reader(data, where)
+        value = cls(
+            id=r.text("id", required=True),
+            file=check_relative_path(r.text("file", required=True), f"{where}.file"),
+            name=r.text("name"),
+            caption=r.text("caption"),
+            width=r.integer("width"),
+            height=r.integer("height"),
+        )
+        r.done()
+        return value
+
+
+@dataclass(frozen=True)
+class Style:
+    """Where the set's style comes from.
+
+    ``text`` is appended to every prompt. With ``active_reference`` None the style comes from a
+    generated reference whose prompt is ``reference_prompt`` + ", " + ``text`` and whose seed is
+    ``reference_seed`` (kept across Generates while ``reference_seed_locked``); otherwise from
+    the gallery picture with that id. ``preset`` names the preset last applied (display only).
+    """
+
+    text: str = ""
+    reference_prompt: str = ""
+    reference_seed: int = 0
+    reference_seed_locked: bool = True
+    active_reference: str | None = None
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        check_seed(self.reference_seed, "reference seed")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "style") -> Style:
+        r = Reader(data, where)
+        value = cls(
+            text=r.text("text"),
+            reference_prompt=r.text("reference_prompt"),
+            reference_seed=check_seed(r.integer("reference_seed"), f"{where}.reference_seed"),
+            reference_seed_locked=r.flag("reference_seed_locked", True),
+            active_reference=r.opt_text("active_reference"),
+            preset=r.opt_text("preset"),
+        )
+        r.done()
+        return value
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling and StyleAligned settings of a session (the GUI's Settings and Advanced parts).
+
+    ``model`` is a model source (hub id, local folder, .safetensors file or ``tiny``); empty
+    means "the app's configured model". ``negative_prompt`` empty means none. ``micro_batch``
+    None lets the engine choose. ``inversion_guidance`` / ``inversion_offset`` apply to
+    reference pictures (spec section 7; offset None: the authors' 5 of 50 steps, scaled).
+    """
+
+    model: str = ""
+    steps: int = 50
+    guidance: float = 5.0
+    width: int = 1024
+    height: int = 1024
+    scheduler: str = "ddim"
+    negative_prompt: str = ""
+    micro_batch: int | None = None
+    inversion_guidance: float = 2.0
+    inversion_offset: int | None = None
+    style_aligned: StyleAlignedSettings = field(default_factory=StyleAlignedSettings)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "width", "height"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SessionError(f"{name} must be a whole number, got {value!r}")
+        if (isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float))
+                or not math.isfinite(self.guidance)):
+            raise SessionError(f"guidance must be a number, got {self.guidance!r}")
+        try:
+            self.sampling()
+        except ValueError as exc:
+            raise SessionError(str(exc)) from None
+        if self.micro_batch is not None and (
+            isinstance(self.micro_batch, bool) or not isinstance(self.micro_batch, int)
+            or self.micro_batch < 1
+        ):
+            raise SessionError(f"micro-batch must be a whole number >= 1, got {self.micro_batch!r}")
+        if not math.isfinite(self.inversion_guidance) or self.inversion_guidance < 0:
+            raise SessionError(f"inversion guidance must be >= 0, got {self.inversion_guidance}")
+        if self.inversion_offset is not None and not 0 <= self.inversion_offset < self.steps:
+            raise SessionError(
+                f"inversion offset must be from 0 to steps - 1 ({self.steps - 1}), "
+                f"got {self.inversion_offset}"
+            )
+        if not isinstance(self.style_aligned, StyleAlignedSettings):
+            raise SessionError("style_aligned must be a StyleAlignedSettings")
+
+    def sampling(self) -> Sampling:
+        """The engine's :class:`Sampling` for these settings."""
+        return Sampling(
+            steps=self.steps,
+            guidance=float(self.guidance),
+            width=self.width,
+            height=self.height,
+            scheduler=self.scheduler,
+            negative_prompt=self.negative_prompt.strip() or None,
+        )
+
+    def replace(self, **changes: Any) -> GenerationSettings:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["style_aligned"] = self.style_aligned.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "settings") -> GenerationSettings:
+        r = Reader(data, where)
+        d = cls()
+        sa = r.obj("style_aligned", {})
+        try:
+            style_aligned = StyleAlignedSettings.from_dict(dict(sa))
+        except (TypeError, ValueError) as exc:
+            raise SessionError(f"{where}.style_aligned: {exc}") from None
+        value = cls(
+            model=r.text("model", d.model),
+            steps=r.integer("steps", d.steps),
+            guidance=r.number("guidance", d.guidance),
+            width=r.integer("width", d.width),
+            height=r.integer("height", d.height),
+            scheduler=r.text("scheduler", d.scheduler),
+            negative_prompt=r.text("negative_prompt", d.negative_prompt),
+            micro_batch=r.opt_integer("micro_batch"),
+            inversion_guidance=r.number("inversion_guidance", d.inversion_guidance),
+            inversion_offset=r.opt_integer("inversion_offset"),
+            style_aligned=style_aligned,
+        )
+        r.done()
+        return value
+
+
+__all__ = [
+    "MAX_SEED",
+    "SCHEDULERS",
+    "CONTROL_MODES",
+    "SDXL_SIZES",
+    "Control",
+    "GenerationSettings",
+    "Panel",
+    "Reader",
+    "Reference",
+    "Style",
+    "check_relative_path",
+    "check_seed",
+]
