@@ -32,7 +32,12 @@ def quadrants(width: int = 64, height: int = 48) -> Image.Image:
 
 def quadrant_centres(image: Image.Image) -> list[tuple[int, ...]]:
     w, h = image.size
-    points = [(w // 4, h // 4), (3 * w // 4, h // 4), (w // 4, 3 * h // 4), (3 * w // 4, 3 * h // 4)]
+    points = [
+        (w // 4, h // 4),
+        (3 * w // 4, h // 4),
+        (w // 4, 3 * h // 4),
+        (3 * w // 4, 3 * h // 4),
+    ]
     return [image.getpixel(p) for p in points]
 
 
