@@ -6,11 +6,11 @@ import threading
 
 import pytest
 from PySide6.QtCore import QThread
-from uifakes import FakeEngine
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
 from stylealigned_desktop.ui.worker import EngineWorker, JobState
+from tests.ui.uifakes import FakeEngine
 
 
 def make_request(steps=3, seeds=(1, 2), only=None) -> SetRequest:

@@ -56,3 +56,42 @@ class FakeEngine:
         run = ev.RunResult(reference, panels, {"model": request.model})
         on_event(ev.Finished(run))
         return run
+
+
+def drop_mime(target, mime, pos=(20, 20)):
+    """Send a real drag-enter then drop of ``mime`` to ``target``, as a file manager does.
+
+    Returns (enter event, drop event); check ``isAccepted()`` on them.
+    """
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    point = QPointF(*pos)
+    enter = QDragEnterEvent(point, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, enter)
+    drop = QDropEvent(point, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    if enter.isAccepted():
+        QApplication.sendEvent(target, drop)
+    return enter, drop
+
+
+def drop_files(target, paths, pos=(20, 20)):
+    """Drop local files (file:// URLs) onto ``target``."""
+    from PySide6.QtCore import QMimeData, QUrl
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    return drop_mime(target, mime, pos)
+
+
+def picture(path, colour=(200, 60, 40), size=(96, 64)):
+    """Write a small test picture (a coloured field with a blue disc) and return its path."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, colour)
+    ImageDraw.Draw(image).ellipse((10, 10, 50, 50), fill=(20, 20, 200))
+    image.save(path)
+    return path

@@ -1,0 +1,429 @@
+"""The Settings panel: model, steps, guidance, size, scheduler, negative prompt, micro-batch,
+and the StyleAligned knobs in a folded "Advanced" section with tooltips in an artist's words.
+
+The widget edits a :class:`GenerationSettings` value; it emits ``changed`` with the new value
+after every user edit and never while :meth:`set_settings` fills it in.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine.request import SCHEDULERS
+from ..engine.settings import StyleAlignedSettings
+from ..session.errors import SessionError
+from ..session.values import SDXL_SIZES, GenerationSettings
+
+SCHEDULER_NAMES = {
+    "ddim": "DDIM (the paper's)",
+    "euler": "Euler",
+    "dpmpp-2m": "DPM++ 2M",
+}
+
+# Tooltips: what each knob does to the pictures, in words an illustrator uses (spec section 2).
+TIPS = {
+    "steps": "How many times the picture is refined. More steps: finer detail, slower. "
+             "StyleAligned likes many steps (30–50); very few steps weaken the shared style.",
+    "guidance": "How literally the prompt is followed. 5 is the paper's default; higher is "
+                "more literal and more saturated, lower is looser. Very high values can drown "
+                "the shared style.",
+    "size": "Picture size. SDXL was trained at about one megapixel: these sizes give the best "
+            "pictures. Custom sizes must be multiples of 8.",
+    "scheduler": "The sampling method. DDIM is what the paper used and is required for exact "
+                 "reference-picture inversion; the others are alternatives.",
+    "negative": "What you do not want to see (e.g. “blurry, text, watermark”), for every "
+                "panel. Leave empty for none: a long negative prompt can weaken the shared style.",
+    "micro_batch": "How many panels are drawn at once. Auto picks what fits in the graphics "
+                   "memory; lower it if you run out of memory. It never changes the pictures.",
+    "strength": "How strongly the panels lean on the reference's style. The middle is the "
+                "paper's default; right: more faithful style (but the reference's objects may "
+                "creep in); left: freer panels.",
+    "share_attention": "The heart of StyleAligned: while each panel is drawn it looks at the "
+                       "reference and borrows its textures, colours and strokes. Off: every "
+                       "panel is drawn on its own (no shared style).",
+    "adain_queries": "Before borrowing, tune each panel's ‘what am I looking for’ to the "
+                     "reference's overall tone. On by default; it makes the style stick.",
+    "adain_keys": "Tune each panel's ‘what do I offer’ to the reference's tone too, so panel "
+                  "and reference mix evenly. On by default.",
+    "adain_values": "Also tune the borrowed colours and details themselves to the reference. "
+                    "Stronger style, but content of the reference leaks in more. Off by "
+                    "default.",
+    "share_group_norm": "Share the reference's brightness and contrast balance with every "
+                        "panel. Makes colours and values match closely; on by default for "
+                        "reference pictures, off for prompt-only sets.",
+    "shared_score_shift": "Extra weight of the reference while borrowing. 0: the reference "
+                          "counts as much as the panel itself; 0.69 (ln 2): twice as much, the "
+                          "paper's setting for reference pictures. Higher: more faithful style, "
+                          "more risk of copying the reference's subject.",
+    "shared_score_scale": "How sharply panels focus on the reference. Below 1 softens the "
+                          "borrowing: the authors use 0.5 (with weight 0) for famous paintings "
+                          "whose subject leaks into every panel.",
+    "only_self_level": "Share in fewer layers of the model. 0: every layer shares (strongest "
+                       "style); 0.5: half of them; 1: none. Raise it when panels look too alike.",
+    "full_attention_share": "Experiment from the paper: every picture looks at all the others "
+                            "at once instead of at one reference. Usually less consistent, and "
+                            "slower with many panels; re-roll of one panel is not possible.",
+    "inversion_guidance": "For reference pictures: how much the caption steers the reading-in "
+                          "of the picture. 2 is the paper's value.",
+    "inversion_offset": "For reference pictures: how many early steps are skipped when the "
+                        "picture is replayed. Auto: 5 of every 50 steps, as in the paper.",
+}
+
+STRENGTH_RANGE = (-1.0, 1.4)
+"""The style-strength slider maps onto shared_score_shift across this range (0 = the middle)."""
+
+
+def size_label(width: int, height: int) -> str:
+    shape = "square" if width == height else "landscape" if width > height else "portrait"
+    divisor = math.gcd(width, height)
+    return f"{width} × {height}  ({shape} {width // divisor}:{height // divisor})"
+
+
+class CollapsibleSection(QWidget):
+    """A titled section that folds open and closed with a click on its arrow."""
+
+    def __init__(self, title: str, content: QWidget, expanded: bool = False, parent=None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.toggle = QToolButton()
+        self.toggle.setText(title)
+        self.toggle.setCheckable(True)
+        self.toggle.setChecked(expanded)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
+        self.toggle.toggled.connect(self._toggled)
+        self.content = content
+        layout.addWidget(self.toggle)
+        layout.addWidget(content)
+        self._toggled(expanded)
+
+    def _toggled(self, expanded: bool) -> None:
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
+        self.content.setVisible(expanded)
+
+
+class SettingsPanel(QWidget):
+    """Edits the session's GenerationSettings (see module docstring)."""
+
+    changed = Signal(object)
+    """The new GenerationSettings after a user edit."""
+    model_change_requested = Signal()
+    problem = Signal(str)
+    """A combination of values the session refuses (shown to the user)."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._settings = GenerationSettings()
+        self._filling = False
+        self._app_model = ""
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        layout.addLayout(form)
+
+        model_row = QHBoxLayout()
+        self.model_label = QLabel("")
+        self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.model_label.setWordWrap(True)
+        self.tiny_badge = QLabel("noise only")
+        self.tiny_badge.setObjectName("TinyWarning")
+        self.tiny_badge.setToolTip("The built-in tiny model has random weights: its pictures are "
+                                   "noise. Choose a real SDXL model to make art.")
+        self.model_button = QPushButton("Change…")
+        self.model_button.setToolTip("Choose the SDXL model (download, folder, file or tiny)")
+        self.model_button.clicked.connect(self.model_change_requested)
+        model_row.addWidget(self.model_label, 1)
+        model_row.addWidget(self.tiny_badge)
+        model_row.addWidget(self.model_button)
+        form.addRow("Model", model_row)
+
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 200)
+        self.steps.setToolTip(TIPS["steps"])
+        form.addRow("Steps", self.steps)
+
+        self.guidance = QDoubleSpinBox()
+        self.guidance.setRange(0.0, 30.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setDecimals(1)
+        self.guidance.setToolTip(TIPS["guidance"])
+        form.addRow("Guidance", self.guidance)
+
+        self.size_preset = QComboBox()
+        for width, height in SDXL_SIZES:
+            self.size_preset.addItem(size_label(width, height), (width, height))
+        self.size_preset.addItem("Custom", None)
+        self.size_preset.setToolTip(TIPS["size"])
+        self.width_box = QSpinBox()
+        self.height_box = QSpinBox()
+        for box in (self.width_box, self.height_box):
+            box.setRange(64, 4096)
+            box.setSingleStep(64)
+            box.setToolTip(TIPS["size"])
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_box)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_box)
+        size_row.addWidget(QLabel("px"))
+        size_row.addStretch(1)
+        form.addRow("Size", self.size_preset)
+        form.addRow("", size_row)
+
+        self.scheduler = QComboBox()
+        for name in SCHEDULERS:
+            self.scheduler.addItem(SCHEDULER_NAMES.get(name, name), name)
+        self.scheduler.setToolTip(TIPS["scheduler"])
+        form.addRow("Sampler", self.scheduler)
+
+        self.negative = QLineEdit()
+        self.negative.setPlaceholderText("none")
+        self.negative.setToolTip(TIPS["negative"])
+        form.addRow("Avoid", self.negative)
+
+        self.micro_batch = QSpinBox()
+        self.micro_batch.setRange(0, 64)
+        self.micro_batch.setSpecialValueText("Auto")
+        self.micro_batch.setToolTip(TIPS["micro_batch"])
+        form.addRow("Panels at once", self.micro_batch)
+
+        strength_row = QHBoxLayout()
+        self.strength = QSlider(Qt.Orientation.Horizontal)
+        self.strength.setRange(0, 100)
+        self.strength.setToolTip(TIPS["strength"])
+        weaker = QLabel("freer")
+        weaker.setObjectName("Hint")
+        stronger = QLabel("more alike")
+        stronger.setObjectName("Hint")
+        strength_row.addWidget(weaker)
+        strength_row.addWidget(self.strength, 1)
+        strength_row.addWidget(stronger)
+        form.addRow("Style strength", strength_row)
+
+        self.advanced = self._advanced_widgets()
+        self.advanced_section = CollapsibleSection("Advanced: StyleAligned", self.advanced)
+        layout.addWidget(self.advanced_section)
+        layout.addStretch(1)
+
+        self.steps.valueChanged.connect(self._edited)
+        self.guidance.valueChanged.connect(self._edited)
+        self.size_preset.currentIndexChanged.connect(self._preset_chosen)
+        self.width_box.valueChanged.connect(self._edited)
+        self.height_box.valueChanged.connect(self._edited)
+        self.scheduler.currentIndexChanged.connect(self._edited)
+        self.negative.editingFinished.connect(self._edited)
+        self.micro_batch.valueChanged.connect(self._edited)
+        self.strength.valueChanged.connect(self._strength_moved)
+        self.set_settings(self._settings)
+
+    def _advanced_widgets(self) -> QWidget:
+        box = QFrame()
+        form = QFormLayout(box)
+        form.setContentsMargins(12, 0, 0, 0)
+        self.flags: dict[str, QCheckBox] = {}
+        labels = {
+            "share_attention": "Share the reference's style",
+            "adain_queries": "Match tone: what panels look for",
+            "adain_keys": "Match tone: what panels offer",
+            "adain_values": "Match tone: borrowed details",
+            "share_group_norm": "Share brightness and contrast",
+            "full_attention_share": "Everyone looks at everyone (experiment)",
+        }
+        for name, label in labels.items():
+            check = QCheckBox(label)
+            check.setToolTip(TIPS[name])
+            check.toggled.connect(self._edited)
+            self.flags[name] = check
+            form.addRow(check)
+        self.shift = QDoubleSpinBox()
+        self.shift.setRange(-5.0, 5.0)
+        self.shift.setSingleStep(0.05)
+        self.shift.setDecimals(3)
+        self.shift.setToolTip(TIPS["shared_score_shift"])
+        form.addRow("Reference weight (shift)", self.shift)
+        self.scale = QDoubleSpinBox()
+        self.scale.setRange(0.0, 4.0)
+        self.scale.setSingleStep(0.05)
+        self.scale.setDecimals(2)
+        self.scale.setToolTip(TIPS["shared_score_scale"])
+        form.addRow("Reference focus (scale)", self.scale)
+        self.level = QDoubleSpinBox()
+        self.level.setRange(0.0, 1.0)
+        self.level.setSingleStep(0.05)
+        self.level.setDecimals(2)
+        self.level.setToolTip(TIPS["only_self_level"])
+        form.addRow("Unshared layers", self.level)
+        self.inversion_guidance = QDoubleSpinBox()
+        self.inversion_guidance.setRange(0.0, 20.0)
+        self.inversion_guidance.setSingleStep(0.5)
+        self.inversion_guidance.setDecimals(1)
+        self.inversion_guidance.setToolTip(TIPS["inversion_guidance"])
+        form.addRow("Picture read-in guidance", self.inversion_guidance)
+        self.inversion_offset = QSpinBox()
+        self.inversion_offset.setRange(-1, 199)
+        self.inversion_offset.setSpecialValueText("Auto")
+        self.inversion_offset.setToolTip(TIPS["inversion_offset"])
+        form.addRow("Picture skipped steps", self.inversion_offset)
+        self.defaults_button = QPushButton("Paper defaults")
+        self.defaults_button.setToolTip("Reset the StyleAligned knobs to the paper's defaults "
+                                        "(for a reference picture when one is active)")
+        self.defaults_button.clicked.connect(self._reset_defaults)
+        form.addRow(self.defaults_button)
+        for box_ in (self.shift, self.scale, self.level, self.inversion_guidance):
+            box_.valueChanged.connect(self._edited)
+        self.inversion_offset.valueChanged.connect(self._edited)
+        self._picture_reference = False
+        return box
+
+    # ----- value in / out -------------------------------------------------------------------
+    def set_app_model(self, model: str) -> None:
+        """The app-wide model (shown when the session does not name its own)."""
+        self._app_model = model
+        self._show_model()
+
+    def set_picture_reference(self, active: bool) -> None:
+        """Whether the style comes from a picture (changes what 'Paper defaults' means)."""
+        self._picture_reference = active
+        self.inversion_guidance.setEnabled(active)
+        self.inversion_offset.setEnabled(active)
+
+    def _show_model(self) -> None:
+        model = self._settings.model or self._app_model
+        self.model_label.setText(model or "not chosen")
+        self.model_label.setToolTip(model)
+        self.tiny_badge.setVisible(model == "tiny")
+
+    def settings(self) -> GenerationSettings:
+        return self._settings
+
+    def set_settings(self, settings: GenerationSettings) -> None:
+        self._settings = settings
+        self._filling = True
+        try:
+            self.steps.setValue(settings.steps)
+            self.guidance.setValue(settings.guidance)
+            self.width_box.setValue(settings.width)
+            self.height_box.setValue(settings.height)
+            self._sync_preset()
+            self.scheduler.setCurrentIndex(max(0, self.scheduler.findData(settings.scheduler)))
+            self.negative.setText(settings.negative_prompt)
+            self.micro_batch.setValue(settings.micro_batch or 0)
+            sa = settings.style_aligned
+            for name, check in self.flags.items():
+                check.setChecked(getattr(sa, name))
+            self.shift.setValue(sa.shared_score_shift)
+            self.scale.setValue(sa.shared_score_scale)
+            self.level.setValue(sa.only_self_level)
+            self.strength.setValue(self._strength_position(sa.shared_score_shift))
+            self.inversion_guidance.setValue(settings.inversion_guidance)
+            self.inversion_offset.setMaximum(max(0, settings.steps - 1))
+            self.inversion_offset.setValue(
+                -1 if settings.inversion_offset is None else settings.inversion_offset)
+        finally:
+            self._filling = False
+        self._show_model()
+
+    def _read(self) -> GenerationSettings:
+        sa = StyleAlignedSettings(
+            **{name: check.isChecked() for name, check in self.flags.items()},
+            shared_score_shift=round(self.shift.value(), 3),
+            shared_score_scale=round(self.scale.value(), 2),
+            only_self_level=round(self.level.value(), 2),
+        )
+        offset = self.inversion_offset.value()
+        steps = self.steps.value()
+        return self._settings.replace(
+            steps=steps,
+            guidance=round(self.guidance.value(), 1),
+            width=self.width_box.value() // 8 * 8,
+            height=self.height_box.value() // 8 * 8,
+            scheduler=self.scheduler.currentData(),
+            negative_prompt=self.negative.text(),
+            micro_batch=self.micro_batch.value() or None,
+            inversion_guidance=round(self.inversion_guidance.value(), 1),
+            inversion_offset=None if offset < 0 else min(offset, steps - 1),
+            style_aligned=sa,
+        )
+
+    def _edited(self, *_args) -> None:
+        if self._filling:
+            return
+        self.inversion_offset.setMaximum(max(0, self.steps.value() - 1))
+        self._sync_preset()
+        try:
+            new = self._read()
+        except (SessionError, ValueError) as exc:
+            self.problem.emit(str(exc))
+            return
+        if new != self._settings:
+            self._settings = new
+            self._filling = True
+            self.strength.setValue(self._strength_position(new.style_aligned.shared_score_shift))
+            self._filling = False
+            self.changed.emit(new)
+
+    def _sync_preset(self) -> None:
+        size = (self.width_box.value(), self.height_box.value())
+        index = self.size_preset.findData(size)
+        blocked = self.size_preset.blockSignals(True)
+        self.size_preset.setCurrentIndex(index if index >= 0 else self.size_preset.count() - 1)
+        self.size_preset.blockSignals(blocked)
+
+    def _preset_chosen(self, index: int) -> None:
+        size = self.size_preset.itemData(index)
+        if size is None or self._filling:
+            return
+        self._filling = True
+        self.width_box.setValue(size[0])
+        self.height_box.setValue(size[1])
+        self._filling = False
+        self._edited()
+
+    @staticmethod
+    def _strength_position(shift: float) -> int:
+        low, high = STRENGTH_RANGE
+        fraction = 0.5 * (shift - low) / (0 - low) if shift <= 0 else 0.5 + 0.5 * shift / high
+        return int(round(100 * min(1.0, max(0.0, fraction))))
+
+    @staticmethod
+    def _strength_shift(position: int) -> float:
+        low, high = STRENGTH_RANGE
+        fraction = position / 100
+        if fraction <= 0.5:
+            return low + (0 - low) * fraction / 0.5
+        return high * (fraction - 0.5) / 0.5
+
+    def _strength_moved(self, position: int) -> None:
+        if self._filling:
+            return
+        self._filling = True
+        self.shift.setValue(round(self._strength_shift(position), 3))
+        self._filling = False
+        self._edited()
+
+    def _reset_defaults(self) -> None:
+        sa = (StyleAlignedSettings.for_reference_image() if self._picture_reference
+              else StyleAlignedSettings())
+        new = self._settings.replace(style_aligned=sa, inversion_guidance=2.0,
+                                     inversion_offset=None)
+        self.set_settings(new)
+        self.changed.emit(new)

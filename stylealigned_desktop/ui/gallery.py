@@ -1,0 +1,461 @@
+"""The reference gallery: style pictures dropped, pasted or picked, one of them (or none) active.
+
+Everything goes through the session: ``Session.add_references`` copies and validates the files
+and reports each unreadable one; the gallery shows those reasons in a banner and the status
+bar, and nothing else changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QBuffer, QIODevice, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QColor, QFont, QIcon, QImage, QKeySequence, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..session import observer
+from ..session.errors import SessionError
+from ..session.model import Session
+from .theme import ACCENT, icon
+from .thumbnails import ThumbnailLoader
+
+NONE_ID = ""
+THUMB = 88
+PICTURE_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp);;All files (*)"
+
+
+def local_paths(urls: list[QUrl]) -> tuple[list[str], list[str]]:
+    """(local file paths, everything else as text) from dropped or pasted URLs."""
+    local, other = [], []
+    for url in urls:
+        if url.isLocalFile():
+            local.append(url.toLocalFile())
+        else:
+            other.append(url.toString())
+    return local, other
+
+
+def png_bytes(image: QImage) -> bytes:
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    return bytes(buffer.data())
+
+
+def describe_errors(errors: list[str], limit: int = 3) -> str:
+    if len(errors) == 1:
+        return f"Not added: {errors[0]}"
+    shown = "; ".join(errors[:limit]) + ("; …" if len(errors) > limit else "")
+    return f"{len(errors)} files were not added: {shown}"
+
+
+class DropList(QListWidget):
+    """A list that takes files, folders and picture data dropped from other applications."""
+
+    files_dropped = Signal(list)
+    image_dropped = Signal(QImage)
+    refused = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setAcceptDrops(True)
+        self.viewport().setAcceptDrops(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
+        self.setDropIndicatorShown(False)
+
+    @staticmethod
+    def _acceptable(mime) -> bool:
+        return mime.hasUrls() or mime.hasImage()
+
+    def _highlight(self, on: bool) -> None:
+        self.setProperty("dropTarget", on)
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if self._acceptable(event.mimeData()):
+            event.acceptProposedAction()
+            self._highlight(True)
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if self._acceptable(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._highlight(False)
+        super().dragLeaveEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._highlight(False)
+        mime = event.mimeData()
+        if mime.hasUrls():
+            local, other = local_paths(mime.urls())
+            if other and not local:
+                self.refused.emit("Only files on this computer can be added; save the picture "
+                                  f"first ({other[0]})")
+            if local:
+                self.files_dropped.emit(local)
+            event.acceptProposedAction()
+        elif mime.hasImage():
+            image = QImage(mime.imageData())
+            self.image_dropped.emit(image)
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+
+class ReferenceGallery(QWidget):
+    """Thumbnails of the session's style pictures with add, paste, remove, caption, active."""
+
+    message = Signal(str, bool)
+    """A text for the status bar; True when it reports a problem."""
+
+    def __init__(self, thumbnails: ThumbnailLoader | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.session: Session | None = None
+        self._unsubscribe = None
+        self.thumbnails = thumbnails or ThumbnailLoader(self)
+        self.thumbnails.ready.connect(self._thumbnail_ready)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        top = QHBoxLayout()
+        title = QLabel("Reference pictures")
+        title.setObjectName("PanelTitle")
+        top.addWidget(title)
+        top.addStretch(1)
+        self.add_button = self._tool("add", "Add pictures… (or drop files and folders here)",
+                                     self.choose_files)
+        self.paste_button = self._tool("paste", "Paste a picture from the clipboard (Ctrl+V)",
+                                       self.paste)
+        top.addWidget(self.add_button)
+        top.addWidget(self.paste_button)
+        layout.addLayout(top)
+
+        self.list = DropList()
+        self.list.setObjectName("ReferenceGallery")
+        self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setGridSize(QSize(THUMB + 18, THUMB + 34))
+        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setMovement(QListView.Movement.Static)
+        self.list.setWordWrap(True)
+        self.list.setUniformItemSizes(True)
+        self.list.setMinimumHeight(THUMB + 44)
+        self.list.viewport().setAcceptDrops(True)  # setMovement(Static) switched drops off
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.files_dropped.connect(self.add_files)
+        self.list.image_dropped.connect(self.add_image)
+        self.list.refused.connect(self.show_error)
+        self.list.itemDoubleClicked.connect(lambda item: self.make_active(item.data(Qt.ItemDataRole.UserRole)))
+        self.list.currentItemChanged.connect(lambda *_: self._show_details())
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._menu)
+        layout.addWidget(self.list, 1)
+
+        self.banner = QLabel("")
+        self.banner.setObjectName("ErrorBanner")
+        self.banner.setWordWrap(True)
+        self.banner.hide()
+        self._banner_timer = QTimer(self)
+        self._banner_timer.setSingleShot(True)
+        self._banner_timer.timeout.connect(self.banner.hide)
+        layout.addWidget(self.banner)
+
+        self.hint = QLabel("Drop pictures or folders here, paste (Ctrl+V) or press +. "
+                           "Double-click a picture to take its style.")
+        self.hint.setObjectName("Hint")
+        self.hint.setWordWrap(True)
+        layout.addWidget(self.hint)
+
+        details = QHBoxLayout()
+        self.details = QLabel("")
+        self.details.setObjectName("Hint")
+        self.use_button = QPushButton(icon("star"), "Use as style")
+        self.use_button.setToolTip("Take the style from this picture (double-click does too)")
+        self.use_button.clicked.connect(lambda: self.make_active(self.current_id()))
+        self.remove_button = QPushButton(icon("delete"), "Remove")
+        self.remove_button.setToolTip("Take this picture out of the gallery (Delete)")
+        self.remove_button.clicked.connect(self.remove_current)
+        details.addWidget(self.details, 1)
+        details.addWidget(self.use_button)
+        details.addWidget(self.remove_button)
+        layout.addLayout(details)
+        self.caption = QLineEdit()
+        self.caption.setPlaceholderText("Caption: what the picture shows, e.g. “a fox in a "
+                                        "forest” (helps separate its style from its subject)")
+        self.caption.editingFinished.connect(self._caption_edited)
+        layout.addWidget(self.caption)
+
+        for key, slot in ((QKeySequence.StandardKey.Delete, self.remove_current),
+                          (QKeySequence.StandardKey.Paste, self.paste)):
+            action = self.list.addAction("")  # shortcuts scoped to the gallery list
+            action.setShortcut(key)
+            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+            action.triggered.connect(slot)
+        self._show_details()
+
+    def _tool(self, name: str, tip: str, slot) -> QToolButton:
+        button = QToolButton()
+        button.setIcon(icon(name))
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        button.clicked.connect(slot)
+        return button
+
+    # ----- session binding ------------------------------------------------------------------
+    def set_session(self, session: Session | None) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.session = session
+        if session is not None:
+            self._unsubscribe = session.subscribe(self._on_change)
+        self.refresh()
+
+    def _on_change(self, change: observer.Change) -> None:
+        if change.kind in (observer.REFERENCES, observer.STYLE):
+            self.refresh()
+
+    def refresh(self) -> None:
+        selected = self.current_id()
+        self.list.blockSignals(True)
+        self.list.clear()
+        if self.session is not None:
+            active = self.session.style.active_reference
+            none_item = QListWidgetItem(self._none_icon(active is None), "From the style text")
+            none_item.setData(Qt.ItemDataRole.UserRole, NONE_ID)
+            none_item.setToolTip("No picture: a reference is generated from the reference "
+                                 "prompt and the style text")
+            self._mark(none_item, active is None)
+            self.list.addItem(none_item)
+            for reference in self.session.references:
+                label = reference.caption or reference.name or reference.id
+                item = QListWidgetItem(self._icon_for(reference.id, reference.id == active), label)
+                item.setData(Qt.ItemDataRole.UserRole, reference.id)
+                item.setToolTip(f"{reference.name}\n{reference.width} × {reference.height} px"
+                                + (f"\n{reference.caption}" if reference.caption else ""))
+                self._mark(item, reference.id == active)
+                self.list.addItem(item)
+        self.list.blockSignals(False)
+        self._select(selected if selected is not None else NONE_ID)
+        self._show_details()
+
+    def _mark(self, item: QListWidgetItem, active: bool) -> None:
+        font = QFont(item.font())
+        font.setBold(active)
+        item.setFont(font)
+
+    def _select(self, ref_id: str) -> None:
+        for row in range(self.list.count()):
+            if self.list.item(row).data(Qt.ItemDataRole.UserRole) == ref_id:
+                self.list.setCurrentRow(row)
+                return
+        if self.list.count():
+            self.list.setCurrentRow(0)
+
+    def items(self) -> list[str]:
+        """Reference ids shown, in order (the 'none' entry excluded)."""
+        return [self.list.item(r).data(Qt.ItemDataRole.UserRole)
+                for r in range(1, self.list.count())]
+
+    def current_id(self) -> str | None:
+        item = self.list.currentItem()
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+    # ----- icons ----------------------------------------------------------------------------
+    def _frame(self, image: QImage | None, active: bool) -> QIcon:
+        pixmap = QPixmap(THUMB, THUMB)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if image is not None and not image.isNull():
+            scaled = image.scaled(THUMB - 8, THUMB - 8, Qt.AspectRatioMode.KeepAspectRatio,
+                                  Qt.TransformationMode.SmoothTransformation)
+            painter.drawImage((THUMB - scaled.width()) // 2, (THUMB - scaled.height()) // 2, scaled)
+        else:
+            painter.setPen(QColor("#888888"))
+            painter.drawRect(4, 4, THUMB - 9, THUMB - 9)
+        if active:
+            painter.setPen(QPen(QColor(ACCENT), 4))
+            painter.drawRoundedRect(2, 2, THUMB - 4, THUMB - 4, 4, 4)
+            star = icon("star-filled", ACCENT).pixmap(22, 22)
+            painter.drawPixmap(THUMB - 26, 4, star)
+        painter.end()
+        return QIcon(pixmap)
+
+    def _none_icon(self, active: bool) -> QIcon:
+        image = QImage(THUMB - 8, THUMB - 8, QImage.Format.Format_ARGB32)
+        image.fill(QColor(0, 0, 0, 0))
+        painter = QPainter(image)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor("#9a9a9a"), 2, Qt.PenStyle.DashLine))
+        painter.drawRoundedRect(2, 2, image.width() - 4, image.height() - 4, 6, 6)
+        font = painter.font()
+        font.setPointSize(20)
+        font.setBold(True)
+        painter.setFont(font)
+        painter.drawText(image.rect(), Qt.AlignmentFlag.AlignCenter, "Aa")
+        painter.end()
+        return self._frame(image, active)
+
+    def _icon_for(self, ref_id: str, active: bool) -> QIcon:
+        reference = self.session.reference(ref_id) if self.session else None
+        if reference is None:
+            return self._frame(None, active)
+        image = self.thumbnails.request(self.session.path(reference.file), THUMB)
+        return self._frame(image, active)
+
+    def _thumbnail_ready(self, path: str, size: int, image: QImage) -> None:
+        if self.session is None or size != THUMB:
+            return
+        active = self.session.style.active_reference
+        for row in range(1, self.list.count()):
+            item = self.list.item(row)
+            ref_id = item.data(Qt.ItemDataRole.UserRole)
+            reference = self.session.reference(ref_id)
+            if reference is not None and str(self.session.path(reference.file)) == path:
+                item.setIcon(self._frame(image, ref_id == active))
+
+    # ----- actions --------------------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        self.banner.setText(text)
+        self.banner.show()
+        self._banner_timer.start(12000)
+        self.message.emit(text, True)
+
+    def add_files(self, paths: list[str]) -> None:
+        """Add pictures (files or folders); unreadable ones are reported and skipped."""
+        if self.session is None:
+            return
+        result = self.session.add_references(paths)
+        errors = [str(e) for e in result.errors]
+        folders = [p for p in paths if Path(p).is_dir()]
+        if not result.added and not result.already_present and not errors and folders:
+            errors = [f"{Path(folders[0]).name}: the folder has no pictures"]
+        if errors:
+            self.show_error(describe_errors(errors))
+        else:
+            self.banner.hide()
+        if result.added:
+            self._select(result.added[-1].id)
+            names = ", ".join(r.name for r in result.added[:3])
+            more = "…" if len(result.added) > 3 else ""
+            if not errors:
+                self.message.emit(f"Added {len(result.added)} picture(s): {names}{more}", False)
+        elif result.already_present and not errors:
+            self._select(result.already_present[-1].id)
+            self.message.emit("That picture is already in the gallery", False)
+
+    def add_image(self, image: QImage, name: str = "pasted.png") -> None:
+        if self.session is None:
+            return
+        if image.isNull():
+            self.show_error("The pasted data is not a picture")
+            return
+        try:
+            reference = self.session.add_reference_data(png_bytes(image), name)
+        except SessionError as exc:
+            self.show_error(f"Not added: {exc}")
+            return
+        self.banner.hide()
+        self._select(reference.id)
+        self.message.emit("Added the pasted picture", False)
+
+    def paste(self) -> None:
+        mime = QApplication.clipboard().mimeData()
+        if mime is not None and mime.hasUrls():
+            local, _ = local_paths(mime.urls())
+            if local:
+                self.add_files(local)
+                return
+        if mime is not None and mime.hasImage():
+            self.add_image(QImage(mime.imageData()))
+            return
+        self.show_error("The clipboard holds no picture to paste")
+
+    def choose_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add reference pictures", "", PICTURE_FILTER)
+        if paths:
+            self.add_files(paths)
+
+    def make_active(self, ref_id: str | None) -> None:
+        if self.session is None or ref_id is None:
+            return
+        try:
+            self.session.set_active_reference(ref_id or None)
+        except SessionError as exc:
+            self.show_error(str(exc))
+            return
+        self._select(ref_id)
+        if ref_id:
+            reference = self.session.reference(ref_id)
+            self.message.emit(f"The style now comes from {reference.name or 'the picture'}", False)
+        else:
+            self.message.emit("The style now comes from a generated reference", False)
+
+    def remove_current(self) -> None:
+        ref_id = self.current_id()
+        if self.session is None or not ref_id:
+            return
+        reference = self.session.remove_reference(ref_id)
+        self.message.emit(f"Removed {reference.name or reference.id} from the gallery", False)
+
+    def _caption_edited(self) -> None:
+        ref_id = self.current_id()
+        if self.session is None or not ref_id:
+            return
+        try:
+            self.session.set_reference_caption(ref_id, self.caption.text().strip())
+        except SessionError as exc:
+            self.show_error(str(exc))
+
+    def _show_details(self) -> None:
+        ref_id = self.current_id()
+        reference = self.session.reference(ref_id) if (self.session and ref_id) else None
+        active = self.session.style.active_reference if self.session else None
+        is_picture = reference is not None
+        self.caption.setEnabled(is_picture)
+        self.remove_button.setEnabled(is_picture)
+        self.use_button.setEnabled(self.session is not None and ref_id is not None
+                                   and (ref_id or None) != active)
+        if is_picture:
+            self.details.setText(f"{reference.name}  ·  {reference.width} × {reference.height}")
+            if not self.caption.hasFocus():
+                self.caption.setText(reference.caption)
+        else:
+            self.details.setText("Generated from the style text" if ref_id == NONE_ID else "")
+            self.caption.clear()
+
+    def _menu(self, pos) -> None:
+        item = self.list.itemAt(pos)
+        menu = QMenu(self)
+        if item is not None:
+            ref_id = item.data(Qt.ItemDataRole.UserRole)
+            menu.addAction(icon("star"), "Use as style", lambda: self.make_active(ref_id))
+            if ref_id:
+                menu.addAction(icon("delete"), "Remove", self.remove_current)
+            menu.addSeparator()
+        menu.addAction(icon("add"), "Add pictures…", self.choose_files)
+        menu.addAction(icon("paste"), "Paste", self.paste)
+        menu.exec(self.list.viewport().mapToGlobal(pos))

@@ -1,0 +1,104 @@
+"""The reference gallery: real drops of file URLs, paste, remove, captions, active reference."""
+
+from __future__ import annotations
+
+from PIL import Image
+from PySide6.QtCore import QMimeData, Qt, QUrl
+from PySide6.QtGui import QGuiApplication, QImage
+
+from stylealigned_desktop.session.model import Session
+from stylealigned_desktop.ui.gallery import ReferenceGallery
+from tests.ui.uifakes import drop_files, drop_mime, picture
+
+
+def drop_urls(widget, paths):
+    enter, drop = drop_files(widget.viewport(), paths)
+    assert enter.isAccepted()
+    return drop
+
+
+def make_gallery(qtbot):
+    session = Session()
+    gallery = ReferenceGallery()
+    qtbot.addWidget(gallery)
+    gallery.set_session(session)
+    gallery.resize(400, 400)
+    gallery.show()
+    return session, gallery
+
+
+def test_dropping_files_and_a_folder_adds_references(qtbot, tmp_path):
+    session, gallery = make_gallery(qtbot)
+    first = picture(tmp_path / "fox.png")
+    folder = tmp_path / "moodboard"
+    folder.mkdir()
+    picture(folder / "a.jpg", (10, 120, 30))
+    picture(folder / "b.webp", (90, 90, 200))
+    drop = drop_urls(gallery.list, [first, folder])
+    assert drop.isAccepted()
+    names = sorted(r.name for r in session.references)
+    assert names == ["a.jpg", "b.webp", "fox.png"]
+    assert gallery.items() == [r.id for r in session.references]
+    # copies live in the session folder, the first picture became the active reference
+    assert all(session.path(r.file).is_file() for r in session.references)
+    assert session.style.active_reference == session.references[0].id
+    assert gallery.banner.isHidden()
+
+
+def test_bad_files_are_refused_with_a_specific_message_and_nothing_changes(qtbot, tmp_path):
+    session, gallery = make_gallery(qtbot)
+    drop_urls(gallery.list, [picture(tmp_path / "ok.png")])
+    before = session.to_dict()
+    text = tmp_path / "notes.png"
+    text.write_text("this is not a picture")
+    truncated = tmp_path / "broken.jpg"
+    full = tmp_path / "full.jpg"
+    Image.new("RGB", (300, 300), (1, 2, 3)).save(full, quality=95)
+    truncated.write_bytes(full.read_bytes()[:200])
+    messages = []
+    gallery.message.connect(lambda msg, problem: messages.append((msg, problem)))
+    drop_urls(gallery.list, [text, truncated])
+    assert session.to_dict() == before
+    assert not gallery.banner.isHidden()
+    shown = gallery.banner.text()
+    assert "notes.png" in shown and "broken.jpg" in shown
+    assert messages and messages[-1][1] is True and "notes.png" in messages[-1][0]
+
+
+def test_paste_adds_the_clipboard_picture(qtbot):
+    session, gallery = make_gallery(qtbot)
+    image = QImage(40, 30, QImage.Format.Format_RGB32)
+    image.fill(Qt.GlobalColor.darkCyan)
+    QGuiApplication.clipboard().setImage(image)
+    gallery.paste()
+    assert len(session.references) == 1
+    stored = Image.open(session.path(session.references[0].file))
+    assert stored.size == (40, 30)
+    assert stored.convert("RGB").getpixel((5, 5)) == (0, 128, 128)
+
+
+def test_remove_caption_and_choosing_none_or_a_picture(qtbot, tmp_path):
+    session, gallery = make_gallery(qtbot)
+    drop_urls(gallery.list, [picture(tmp_path / "a.png"), picture(tmp_path / "b.png", (0, 0, 0))])
+    a, b = session.references
+    gallery.make_active(b.id)
+    assert session.style.active_reference == b.id
+    gallery.make_active("")  # the "from the style text" entry
+    assert session.style.active_reference is None
+    gallery._select(a.id)
+    gallery.caption.setText("a red ball")
+    gallery.caption.editingFinished.emit()
+    assert session.reference(a.id).caption == "a red ball"
+    gallery._select(a.id)
+    gallery.remove_current()
+    assert [r.id for r in session.references] == [b.id]
+    assert gallery.items() == [b.id]
+
+
+def test_a_non_local_url_is_refused_with_a_message(qtbot):
+    session, gallery = make_gallery(qtbot)
+    mime = QMimeData()
+    mime.setUrls([QUrl("https://example.com/cat.png")])
+    drop_mime(gallery.list.viewport(), mime)
+    assert session.references == ()
+    assert "Only files on this computer" in gallery.banner.text()
