@@ -38,6 +38,7 @@ import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,6 +61,19 @@ class InversionCancelled(Exception):
 
 def _vae_device(vae) -> torch.device:
     return next(vae.parameters()).device
+
+
+@contextmanager
+def _quiet_dtype_cast():
+    """diffusers warns about ``keep_in_fp32`` modules on every ``model.to(dtype)``, even when
+    there are none; our temporary upcast is deliberate."""
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -95,13 +109,15 @@ def encode_picture(pipe, image: Image.Image) -> torch.Tensor:
     pixels = pipe.image_processor.preprocess(_rgb(image), height=height, width=width)
     saved_dtype = vae.dtype
     if saved_dtype != torch.float32:
-        vae.to(dtype=torch.float32)  # fp16 VAEs overflow (SDXL's famously does)
+        with _quiet_dtype_cast():
+            vae.to(dtype=torch.float32)  # fp16 VAEs overflow (SDXL's famously does)
     try:
         pixels = pixels.to(device=_vae_device(vae), dtype=torch.float32)
         mean = vae.encode(pixels).latent_dist.mean
     finally:
         if saved_dtype != torch.float32:
-            vae.to(dtype=saved_dtype)
+            with _quiet_dtype_cast():
+                vae.to(dtype=saved_dtype)
     config = vae.config
     scaling = config.scaling_factor
     latents_mean = getattr(config, "latents_mean", None)
