@@ -20,7 +20,7 @@ evaluation at ``traj.timesteps[i]``, the ``i`` of diffusers' ``callback_on_step_
   ``traj[max(offset + 1, i)]`` (:func:`reference_unet_input`) and ends, after step T - 1,
   as ``traj[T] = z0``: its final image is the VAE round trip of the picture.
 
-For i > offset + 1 the reference therefore sits exactly at the level the UNet is told
+For i >= offset + 1 the reference therefore sits exactly at the level the UNet is told
 (``traj[i]`` at ``timesteps[i]``); before that it is deliberately a little cleaner (the
 authors' ``offset``). The latents are variance-preserving (DDPM/DDIM form): they are what the
 UNet takes as input. With DDIM the scheduler sample is the same thing; with a scheduler whose
