@@ -79,8 +79,10 @@ from .errors import PictureError, SessionError
 from .history import RunPlan, RunRecord, RunStyle, new_run_id
 from .observer import Change, Observable
 from .pictures import (
+    PictureInfo,
     content_name,
     inspect_picture,
+    inspect_picture_file,
     picture_extensions,
     read_picture_file,
     store_picture,
@@ -388,12 +390,15 @@ class Session(Observable):
         """Copy a picture into ``controls/`` and make it panel ``index``'s control picture."""
         self._index(index)
         data = read_picture_file(path)
-        return self.set_panel_control_data(index, data, Path(path).name)
+        info = inspect_picture_file(path)
+        return self._set_control_picture(index, data, info)
 
     def set_panel_control_data(self, index: int, data: bytes, name: str = "control.png") -> Panel:
         """Like :meth:`set_panel_control_picture` for picture bytes (e.g. from the clipboard)."""
         self._index(index)
-        info = inspect_picture(data, name)
+        return self._set_control_picture(index, data, inspect_picture(data, name))
+
+    def _set_control_picture(self, index: int, data: bytes, info: PictureInfo) -> Panel:
         stored = content_name(data, info.extension)
         store_picture(data, self._ensure_folder() / folders.CONTROLS, stored)
         control = replace(self._panels[index].control, image=f"{folders.CONTROLS}/{stored}")
@@ -488,16 +493,20 @@ class Session(Observable):
         that is already in the gallery returns the existing entry. A file that is no readable
         picture raises :class:`PictureError` naming it, and nothing changes.
         """
-        data = read_picture_file(path)
-        return self.add_reference_data(data, Path(path).name)
+        path = Path(path)
+        reference, _ = self._add_reference_data(read_picture_file(path), path.name, path)
+        return reference
 
     def add_reference_data(self, data: bytes, name: str = "pasted.png") -> Reference:
         """Like :meth:`add_reference` for picture bytes (clipboard, "use as reference")."""
         reference, _ = self._add_reference_data(data, name)
         return reference
 
-    def _add_reference_data(self, data: bytes, name: str) -> tuple[Reference, bool]:
-        info = inspect_picture(data, name)
+    def _add_reference_data(
+        self, data: bytes, name: str, source: Path | None = None
+    ) -> tuple[Reference, bool]:
+        """Add picture bytes (``source``: the file they were read from, checked in place)."""
+        info = inspect_picture(data, name) if source is None else inspect_picture_file(source)
         stored = content_name(data, info.extension)
         ref_id = Path(stored).stem
         existing = self.reference(ref_id)
@@ -542,7 +551,8 @@ class Session(Observable):
         with self.batch():
             for file in files:
                 try:
-                    reference, added = self._add_reference_data(read_picture_file(file), file.name)
+                    data = read_picture_file(file)
+                    reference, added = self._add_reference_data(data, file.name, file)
                 except PictureError as exc:
                     result.errors.append(exc)
                     continue

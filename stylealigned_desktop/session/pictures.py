@@ -7,19 +7,21 @@ is stored once, and the session keeps working when the original file moves or is
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ..engine import images
 from .errors import PictureError
 
 HASH_DIGITS = 16
+_USUAL_EXTENSIONS = {
+    "PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif",
+}
 
 
 @dataclass(frozen=True)
@@ -38,28 +40,43 @@ def picture_extensions() -> frozenset[str]:
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
+def inspect_picture_file(path: str | Path, name: str | Path | None = None) -> PictureInfo:
+    """Check that ``path`` is a picture the engine can read (fully decoded, as the engine will).
+
+    Uses :mod:`stylealigned_desktop.engine.images` (formats, EXIF, alpha, 16-bit, size limit),
+    so a picture accepted here never fails later when a run reads it. Raises
+    :class:`PictureError` naming ``name`` (default: the file's name).
+    """
+    path = Path(path)
+    shown = Path(name) if name is not None else path
+    try:
+        info = images.probe_picture(path)
+        images.load_picture(path)
+    except images.PictureError as exc:
+        raise PictureError(shown, _reason(exc, path)) from None
+    except OSError as exc:
+        raise PictureError(shown, f"the file cannot be read ({exc.strerror or exc})") from None
+    return PictureInfo(info.format, info.width, info.height, _extension_for(info.format, shown.suffix))
+
+
 def inspect_picture(data: bytes, name: str | Path) -> PictureInfo:
-    """Decode ``data`` fully; raise :class:`PictureError` naming ``name`` if it is no usable picture."""
+    """Like :func:`inspect_picture_file` for picture bytes (the clipboard, a dragged image)."""
     if not data:
         raise PictureError(name, "the file is empty")
+    fd, tmp = tempfile.mkstemp(prefix="stylealigned-picture-", suffix=Path(name).suffix)
     try:
-        with warnings.catch_warnings():
-            # Pictures a little over PIL's pixel limit only warn; treat them like the error case
-            # so a decompression bomb is refused either way.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                fmt = image.format or ""
-                width, height = image.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PictureError(name, "the picture is too large to open safely") from None
-    except UnidentifiedImageError:
-        raise PictureError(name, "not a picture format the app can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise PictureError(name, f"the picture is damaged or truncated ({exc})") from None
-    if width < 1 or height < 1:
-        raise PictureError(name, "the picture has no pixels")
-    return PictureInfo(fmt, width, height, _extension_for(fmt, Path(name).suffix))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return inspect_picture_file(tmp, name)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    """The engine's message without its leading ``<path>: `` (the caller names the file)."""
+    message = str(exc)
+    prefix = f"{path}: "
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def _extension_for(fmt: str, original_suffix: str) -> str:
@@ -68,6 +85,8 @@ def _extension_for(fmt: str, original_suffix: str) -> str:
     suffix = original_suffix.lower()
     if registered.get(suffix) == fmt:
         return suffix
+    if fmt in _USUAL_EXTENSIONS:
+        return _USUAL_EXTENSIONS[fmt]
     for ext, ext_fmt in registered.items():
         if ext_fmt == fmt:
             return ext

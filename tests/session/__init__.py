@@ -1,0 +1,1 @@
+"""Tests of the session layer (no Qt, no torch)."""

@@ -1,0 +1,18 @@
+"""Helpers of the session tests (a module of its own so test files can import it)."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageDraw
+
+
+def picture_bytes(color: str = "red", size: tuple[int, int] = (64, 48), fmt: str = "PNG") -> bytes:
+    """A small drawn picture: a colored disc on a grey square (different colors, different bytes)."""
+    image = Image.new("RGB", size, (90, 90, 90))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((8, 8, size[0] - 8, size[1] - 8), fill=color)
+    draw.line((0, 0, size[0], size[1]), fill="white", width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()

@@ -1,0 +1,561 @@
+"""The Session document: panels, gallery, text import/export, request building, re-roll, history."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import pytest
+
+from stylealigned_desktop.engine.request import GeneratedReference, ReferencePicture, SetRequest
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
+from stylealigned_desktop.session import observer
+from stylealigned_desktop.session.errors import PictureError, SessionError
+from stylealigned_desktop.session.history import panel_file_name
+from stylealigned_desktop.session.model import (
+    MAX_SEED,
+    Session,
+    compose_prompt,
+    format_panel_text,
+    parse_panel_text,
+)
+
+from .session_helpers import picture_bytes
+
+
+def record_changes(session: Session) -> list[observer.Change]:
+    changes: list[observer.Change] = []
+    session.subscribe(changes.append)
+    return changes
+
+
+# --- panels --------------------------------------------------------------------------------
+
+
+def test_panel_add_insert_remove_move(session):
+    changes = record_changes(session)
+    a = session.add_panel("a cat")
+    b = session.add_panel("a dog")
+    c = session.add_panel("a bird", index=0)
+    assert [p.prompt for p in session.panels] == ["a bird", "a cat", "a dog"]
+    assert len({a.id, b.id, c.id}) == 3
+    assert all(0 <= p.seed <= MAX_SEED and not p.seed_locked for p in session.panels)
+    session.move_panel(0, 2)
+    assert [p.prompt for p in session.panels] == ["a cat", "a dog", "a bird"]
+    session.move_panel(2, 0)
+    assert [p.id for p in session.panels] == [c.id, a.id, b.id]
+    removed = session.remove_panel(1)
+    assert removed == a
+    assert [p.id for p in session.panels] == [c.id, b.id]
+    assert session.panel_index(b.id) == 1
+    with pytest.raises(SessionError, match="deleted"):
+        session.panel_index(a.id)
+    assert [ch.kind for ch in changes] == [observer.PANELS] * 6
+    assert session.dirty
+
+
+def test_out_of_range_panel_operations_change_nothing(session):
+    session.add_panel("one")
+    before = session.panels
+    changes = record_changes(session)
+    for call in (
+        lambda: session.remove_panel(3),
+        lambda: session.move_panel(0, 5),
+        lambda: session.duplicate_panel(-1),
+        lambda: session.update_panel(0, seed=-4),
+        lambda: session.update_panel(0, colour="red"),
+        lambda: session.add_panel("x", index=7),
+    ):
+        with pytest.raises(SessionError):
+            call()
+    assert session.panels == before
+    assert changes == []
+
+
+def test_duplicate_panel_copies_everything_but_the_id(session, make_picture):
+    session.add_panel("first")
+    session.add_panel("second", seed=77, seed_locked=True)
+    session.set_panel_control_picture(1, make_picture("edges.png"))
+    session.update_panel_control(1, mode="depth", scale=0.5)
+    copy = session.duplicate_panel(1)
+    original = session.panels[1]
+    assert session.panels[2] == copy
+    assert copy.id != original.id
+    assert (copy.prompt, copy.seed, copy.seed_locked, copy.control) == (
+        original.prompt, original.seed, original.seed_locked, original.control)
+
+
+def test_update_panel_notifies_with_index_and_id(session):
+    session.add_panel("a")
+    panel = session.add_panel("b")
+    changes = record_changes(session)
+    session.update_panel(1, prompt="b, at night", seed=5, seed_locked=True)
+    assert session.panels[1].prompt == "b, at night"
+    assert (session.panels[1].seed, session.panels[1].seed_locked) == (5, True)
+    assert changes == [observer.Change(observer.PANEL, 1, panel.id)]
+    session.update_panel(1, prompt="b, at night")  # no change, no notification
+    assert len(changes) == 1
+
+
+def test_panel_control_settings_are_validated_and_kept_without_picture(session, make_picture):
+    session.add_panel("a house")
+    with pytest.raises(SessionError, match="start/end"):
+        session.update_panel_control(0, guidance_start=0.8, guidance_end=0.2)
+    with pytest.raises(SessionError, match="mode"):
+        session.update_panel_control(0, mode="pose")
+    with pytest.raises(SessionError, match="canny"):
+        session.update_panel_control(0, canny_low=200, canny_high=100)
+    session.update_panel_control(0, mode="depth", scale=0.6, guidance_end=0.7)
+    path = make_picture("depth.png", color="blue")
+    panel = session.set_panel_control_picture(0, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert panel.control.image == f"controls/{digest}.png"
+    assert session.path(panel.control.image).read_bytes() == path.read_bytes()
+    cleared = session.clear_panel_control_picture(0)
+    assert cleared.control.image is None
+    assert (cleared.control.mode, cleared.control.scale, cleared.control.guidance_end) == (
+        "depth", 0.6, 0.7)
+
+
+def test_bad_control_picture_is_refused(session, tmp_path):
+    session.add_panel("a")
+    bad = tmp_path / "notes.png"
+    bad.write_text("not a picture")
+    with pytest.raises(PictureError, match="notes.png"):
+        session.set_panel_control_picture(0, bad)
+    assert session.panels[0].control.image is None
+
+
+# --- plain-text storyboards ----------------------------------------------------------------
+
+
+def test_parse_panel_text_ignores_blank_and_comment_lines():
+    text = "# my story\n\n  a knight rides out  \n#skip me\n\t\na dragon wakes\r\nthe castle burns\n"
+    assert parse_panel_text(text) == ["a knight rides out", "a dragon wakes", "the castle burns"]
+
+
+def test_text_import_export_round_trip(session, tmp_path):
+    session.add_panel("existing")
+    new = session.import_panels_text("# comment\nfirst\n\nsecond\n")
+    assert [p.prompt for p in new] == ["first", "second"]
+    assert [p.prompt for p in session.panels] == ["existing", "first", "second"]
+    session.update_panel(0, prompt="line one\nline two")
+    session.add_panel("")  # an empty prompt would not survive as a line
+    path = tmp_path / "board.txt"
+    session.export_panels_file(path)
+    assert path.read_text(encoding="utf-8") == "line one line two\nfirst\nsecond\n"
+    other = Session()
+    other.import_panels_file(path)
+    assert [p.prompt for p in other.panels] == ["line one line two", "first", "second"]
+    other.import_panels_text("only\n", replace_all=True)
+    assert [p.prompt for p in other.panels] == ["only"]
+
+
+def test_text_import_reads_bom_and_reports_bad_files(session, tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufeffa fox\nun renard\n".encode())
+    session.import_panels_file(path)
+    assert [p.prompt for p in session.panels] == ["a fox", "un renard"]
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SessionError, match="latin1.txt.*UTF-8"):
+        session.import_panels_file(latin)
+    with pytest.raises(SessionError, match="nothere.txt"):
+        session.import_panels_file(tmp_path / "nothere.txt")
+    assert len(session.panels) == 2
+
+
+def test_format_panel_text_matches_parse():
+    prompts = ["a", "b  c", "d"]
+    assert parse_panel_text(format_panel_text(prompts)) == ["a", "b c", "d"]
+
+
+# --- gallery -------------------------------------------------------------------------------
+
+
+def test_add_reference_copies_under_content_hash_and_survives_original_moving(
+    session, make_picture
+):
+    path = make_picture("My Painting.PNG", color="green")
+    data = path.read_bytes()
+    reference = session.add_reference(path)
+    assert reference.id == hashlib.sha256(data).hexdigest()[:16]
+    assert reference.file == f"references/{reference.id}.png"
+    assert reference.name == "My Painting.PNG"
+    assert (reference.width, reference.height) == (64, 48)
+    path.unlink()  # the original goes away; the copy is what the session uses
+    assert session.path(reference.file).read_bytes() == data
+    assert session.missing_files() == []
+    assert session.active_reference == reference  # the first picture becomes the style
+
+
+def test_same_picture_twice_is_stored_once(session, make_picture):
+    first = session.add_reference(make_picture("a.png", color="red"))
+    again = session.add_reference(make_picture("copy-of-a.png", color="red"))
+    other = session.add_reference(make_picture("b.png", color="yellow"))
+    assert again == first
+    assert [r.id for r in session.references] == [first.id, other.id]
+    assert len(list((session.folder / "references").iterdir())) == 2
+    assert session.active_reference == first  # later pictures do not take over
+
+
+def test_picture_stored_with_its_real_format_extension(session, make_picture):
+    jpeg_named_png = make_picture("photo.png", color="orange", fmt="JPEG")
+    reference = session.add_reference(jpeg_named_png)
+    assert reference.file.endswith(".jpg") or reference.file.endswith(".jpeg")
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("notes.png", b"hello, I am text", "not a picture"),
+        ("empty.jpg", b"", "empty"),
+        ("cut.png", picture_bytes("red", (200, 200))[:300], "damaged|truncated"),
+    ],
+)
+def test_unreadable_picture_is_refused_and_nothing_changes(session, tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    changes = record_changes(session)
+    with pytest.raises(PictureError, match=reason) as info:
+        session.add_reference(path)
+    assert name in str(info.value)
+    assert info.value.path == path
+    assert session.references == ()
+    assert changes == []
+    assert not session.folder.exists()  # not even the untitled folder was created
+
+
+def test_missing_file_and_folder_are_refused(session, tmp_path):
+    with pytest.raises(PictureError, match="gone.png.*does not exist"):
+        session.add_reference(tmp_path / "gone.png")
+    with pytest.raises(PictureError, match="folder"):
+        session.add_reference(tmp_path)
+
+
+def test_add_references_from_files_and_folders_collects_errors(session, tmp_path, make_picture):
+    folder = tmp_path / "drop"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "one.png").write_bytes(picture_bytes("red"))
+    (folder / "sub" / "two.webp").write_bytes(picture_bytes("blue", fmt="WEBP"))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 nope")
+    (folder / "readme.txt").write_text("not a picture, and not named like one")
+    (folder / ".hidden.png").write_bytes(picture_bytes("pink"))
+    loose = make_picture("loose.png", color="white")
+    result = session.add_references([folder, loose, loose])
+    assert sorted(r.name for r in result.added) == ["loose.png", "one.png", "two.webp"]
+    assert [r.name for r in result.already_present] == ["loose.png"]
+    assert [e.path.name for e in result.errors] == ["broken.jpg"]
+    assert len(session.references) == 3
+
+
+def test_add_reference_data_from_clipboard(session):
+    reference = session.add_reference_data(picture_bytes("purple"), "clipboard.png")
+    assert session.path(reference.file).is_file()
+    with pytest.raises(PictureError, match="clipboard.png"):
+        session.add_reference_data(b"garbage", "clipboard.png")
+    assert len(session.references) == 1
+
+
+def test_active_reference_caption_and_removal(session, make_picture):
+    a = session.add_reference(make_picture("a.png", color="red"))
+    b = session.add_reference(make_picture("b.png", color="blue"))
+    session.set_active_reference(b.id)
+    session.set_reference_caption(b.id, "a lighthouse at dusk")
+    assert session.active_reference.caption == "a lighthouse at dusk"
+    with pytest.raises(SessionError, match="gallery"):
+        session.set_active_reference("0000")
+    session.remove_reference(b.id)
+    assert session.style.active_reference is None  # back to a generated reference
+    assert session.references == (a,)
+    session.set_active_reference(None)
+    assert session.active_reference is None
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def test_invalid_settings_are_refused_and_nothing_changes(session):
+    before = session.settings
+    for bad in ({"width": 100}, {"steps": 0}, {"scheduler": "plms"}, {"guidance": "high"},
+                {"micro_batch": 0}, {"inversion_offset": 4}, {"colour": 1}):
+        with pytest.raises(SessionError):
+            session.update_settings(**bad)
+    with pytest.raises(SessionError, match="only_self_level"):
+        session.update_style_aligned(only_self_level=2.0)
+    assert session.settings == before
+    session.update_style_aligned(shared_score_shift=0.5, adain_values=True)
+    assert session.settings.style_aligned.shared_score_shift == 0.5
+    assert session.settings.style_aligned.adain_values
+
+
+def test_reset_style_aligned_follows_the_style_source(session, make_picture):
+    session.update_style_aligned(shared_score_scale=0.5)
+    session.reset_style_aligned()
+    assert session.settings.style_aligned == StyleAlignedSettings()
+    session.add_reference(make_picture())
+    session.reset_style_aligned()
+    sa = session.settings.style_aligned
+    assert sa.share_group_norm and math.isclose(sa.shared_score_shift, math.log(2))
+
+
+# --- request building ----------------------------------------------------------------------
+
+
+def test_compose_prompt():
+    assert compose_prompt("a cat ", " macro photo.") == "a cat, macro photo."
+    assert compose_prompt("", "macro photo.") == "macro photo."
+    assert compose_prompt("a cat", "  ") == "a cat"
+
+
+def test_build_request_from_a_prompts_only_session(session):
+    session.set_style_text("minimal origami.")
+    session.set_reference_prompt("a crane")
+    session.set_reference_seed(11)
+    for prompt in ("a frog", "a boat", "a star"):
+        session.add_panel(prompt)
+    session.update_settings(negative_prompt="blurry", micro_batch=2, guidance=7.0)
+    request = session.build_request()
+    assert isinstance(request, SetRequest)
+    assert request.model == "tiny"
+    assert request.style == GeneratedReference(prompt="a crane, minimal origami.", seed=11)
+    assert [p.prompt for p in request.panels] == [
+        f"{x}, minimal origami." for x in ("a frog", "a boat", "a star")]
+    assert [p.seed for p in request.panels] == [p.seed for p in session.panels]
+    assert request.only is None and request.selected == (0, 1, 2)
+    assert request.sampling.negative_prompt == "blurry"
+    assert (request.sampling.steps, request.sampling.width, request.sampling.guidance) == (4, 64, 7.0)
+    assert request.micro_batch == 2
+    assert request.settings == session.settings.style_aligned
+
+
+def test_build_request_with_reference_picture_and_control(session, make_picture):
+    session.set_style_text("ink sketch")
+    ref = session.add_reference(make_picture("style.png", color="black"))
+    session.set_reference_caption(ref.id, "a harbour")
+    session.add_panel("a ship")
+    session.add_panel("a gull")
+    session.set_panel_control_picture(1, make_picture("gull-edges.png", color="white"))
+    session.update_panel_control(1, mode="canny", scale=0.4, canny_low=50, canny_high=150)
+    session.update_settings(inversion_guidance=3.0)
+    request = session.build_request()
+    assert isinstance(request.style, ReferencePicture)
+    assert request.style.path == str(session.path(ref.file))
+    assert request.style.caption == "a harbour"
+    assert request.style.inversion_guidance == 3.0
+    assert request.panels[0].control is None
+    control = request.panels[1].control
+    assert control.image == str(session.path(session.panels[1].control.image))
+    assert (control.mode, control.scale, control.canny_low, control.canny_high) == (
+        "canny", 0.4, 50, 150)
+
+
+def test_build_request_refuses_unusable_sessions(session, make_picture):
+    with pytest.raises(SessionError, match="no panels"):
+        session.build_request()
+    session.add_panel("")
+    with pytest.raises(SessionError, match="no style"):
+        session.build_request()
+    session.set_reference_prompt("a lamp")
+    with pytest.raises(SessionError, match="panel 1 has no prompt"):
+        session.build_request()
+    session.update_panel(0, prompt="a chair")
+    session.update_settings(model="")
+    with pytest.raises(SessionError, match="model"):
+        session.build_request()
+    assert session.build_request(default_model="stabilityai/sdxl").model == "stabilityai/sdxl"
+    session.update_settings(model="tiny")
+    ref = session.add_reference(make_picture())
+    session.path(ref.file).unlink()
+    with pytest.raises(SessionError, match="missing"):
+        session.build_request()
+
+
+def test_generate_draws_fresh_seeds_for_unlocked_panels_only(session):
+    session.set_style_text("claymation")
+    session.add_panel("locked one", seed=42, seed_locked=True)
+    session.add_panel("free one", seed=43)
+    session.add_panel("locked two", seed=44, seed_locked=True)
+    reference_seed = session.style.reference_seed
+    plan = session.prepare_generate()
+    seeds = [p.seed for p in session.panels]
+    assert seeds[0] == 42 and seeds[2] == 44
+    assert seeds[1] != 43
+    assert [p.seed for p in plan.request.panels] == seeds
+    assert plan.request.style.seed == reference_seed  # the reference seed is locked by default
+    assert plan.panel_ids == tuple(p.id for p in session.panels)
+    assert plan.folder == session.folder / "outputs" / plan.run_id
+    second = session.prepare_generate()
+    assert second.run_id != plan.run_id
+    assert second.request.panels[1].seed != plan.request.panels[1].seed
+    session.set_reference_seed(locked=False)
+    third = session.prepare_generate()
+    assert third.request.style.seed != reference_seed
+
+
+def test_failed_generate_changes_no_seed(session):
+    session.add_panel("", seed=5)
+    with pytest.raises(SessionError):
+        session.prepare_generate()
+    assert session.panels[0].seed == 5
+
+
+def test_reroll_changes_only_that_panels_seed(session):
+    session.set_style_text("BW logo. high contrast.")
+    for i in range(4):
+        session.add_panel(f"panel {i}", seed=100 + i, seed_locked=(i == 2))
+    plan = session.prepare_reroll(2)
+    assert plan.request.only == (2,)
+    assert plan.selected == (2,)
+    seeds = [p.seed for p in session.panels]
+    assert seeds[:2] == [100, 101] and seeds[3] == 103
+    assert seeds[2] != 102
+    assert session.panels[2].seed_locked  # the lock is kept
+    assert plan.request.panels[2].seed == seeds[2]
+    assert plan.request.panels[2].prompt == "panel 2, BW logo. high contrast."
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+def write_run_files(plan, indices, reference=True):
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    if reference:
+        (plan.folder / "reference.png").write_bytes(picture_bytes("gray"))
+    for i in indices:
+        (plan.folder / panel_file_name(i)).write_bytes(picture_bytes("red"))
+
+
+def test_record_run_finds_the_run_files(session):
+    session.set_style_text("sketch, character sheet.")
+    session.set_reference_prompt("a robot")
+    session.add_panel("a robot waving")
+    session.add_panel("a robot sitting")
+    plan = session.prepare_generate()
+    write_run_files(plan, [0, 1])
+    changes = record_changes(session)
+    record = session.record_run(plan, consistency=0.8)
+    assert changes == [observer.Change(observer.HISTORY)]
+    assert session.history == (record,)
+    assert record.folder == f"outputs/{plan.run_id}"
+    assert record.images() == [
+        (None, f"outputs/{plan.run_id}/reference.png"),
+        (0, f"outputs/{plan.run_id}/panel-01.png"),
+        (1, f"outputs/{plan.run_id}/panel-02.png"),
+    ]
+    assert all(session.path(f).is_file() for _, f in record.images())
+    assert [p.seed for p in record.panels] == [p.seed for p in session.panels]
+    assert record.style.prompt == "a robot, sketch, character sheet."
+    assert record.consistency == 0.8
+
+    reroll = session.prepare_reroll(1)
+    write_run_files(reroll, [1], reference=False)
+    record2 = session.record_run(reroll, status="finished")
+    assert [p.index for p in record2.generated] == [1]
+    assert record2.only == (1,)
+    session.set_run_consistency(record2.id, 0.5)
+    assert session.run(record2.id).consistency == 0.5
+
+
+def test_cancelled_run_records_the_images_it_made(session):
+    session.set_style_text("watercolor")
+    for prompt in ("a", "b", "c"):
+        session.add_panel(prompt)
+    plan = session.prepare_generate()
+    write_run_files(plan, [0], reference=False)
+    record = session.record_run(plan, status="cancelled")
+    assert [p.index for p in record.generated] == [0]
+    assert record.reference_file is None
+    with pytest.raises(SessionError, match="status"):
+        session.record_run(plan, status="exploded")
+
+
+def test_restore_settings_and_seeds_from_history(session):
+    session.set_style_text("macro photo. 3d game asset.")
+    session.set_reference_prompt("a toy train")
+    for prompt in ("a toy car", "a toy boat", "a toy plane"):
+        session.add_panel(prompt)
+    session.update_settings(guidance=6.5, steps=5)
+    plan = session.prepare_generate()
+    write_run_files(plan, [0, 1, 2])
+    record = session.record_run(plan)
+    run_seeds = {p.panel_id: p.seed for p in record.panels}
+
+    # the artist moves on: other settings, other seeds, a reordered board, a new panel
+    session.update_settings(guidance=9.0, steps=8, width=128)
+    session.update_style_aligned(shared_score_shift=1.0)
+    session.set_style_text("BW logo.")
+    session.reroll_reference()
+    session.prepare_generate()
+    session.move_panel(0, 2)
+    extra = session.add_panel("a toy bus")
+    assert all(session.panel(pid).seed != seed for pid, seed in run_seeds.items())
+
+    notes = session.restore_run(record.id)
+    assert notes == []
+    assert session.settings == record.settings
+    assert session.style.text == "macro photo. 3d game asset."
+    assert session.style.reference_seed == record.style.seed
+    assert session.style.reference_prompt == "a toy train"
+    for pid, seed in run_seeds.items():
+        assert session.panel(pid).seed == seed and session.panel(pid).seed_locked
+    assert not session.panel(extra.id).seed_locked
+    # the same request as then, for every panel that still exists
+    again = session.build_request()
+    by_id = dict(zip((p.id for p in session.panels), again.panels, strict=True))
+    for i, pid in enumerate(plan.panel_ids):
+        assert by_id[pid] == plan.request.panels[i]
+    assert again.style == plan.request.style
+
+
+def test_restore_whole_board_from_history(session, make_picture):
+    session.set_style_text("flat vector")
+    session.add_panel("a fox")
+    session.add_panel("a hen")
+    session.set_panel_control_picture(1, make_picture("hen.png"))
+    plan = session.prepare_generate()
+    record = session.record_run(plan)
+    session.clear_panels()
+    session.add_panel("something else")
+    session.restore_run(record.id, panels=True)
+    assert [p.prompt for p in session.panels] == ["a fox", "a hen"]
+    assert [p.id for p in session.panels] == list(plan.panel_ids)
+    assert session.panels[1].control.image is not None
+    assert session.build_request().panels == plan.request.panels
+
+
+def test_remove_run_deletes_its_folder(session):
+    session.set_style_text("origami")
+    session.add_panel("a swan")
+    plan = session.prepare_generate()
+    write_run_files(plan, [0])
+    record = session.record_run(plan)
+    session.remove_run(record.id)
+    assert session.history == ()
+    assert not plan.folder.exists()
+    with pytest.raises(SessionError, match="no run"):
+        session.run(record.id)
+
+
+def test_batch_groups_notifications(session):
+    changes = record_changes(session)
+    with session.batch():
+        session.add_panel("a")
+        session.add_panel("b")
+        session.set_style_text("noir")
+    assert [c.kind for c in changes] == [observer.PANELS, observer.STYLE]
+
+
+def test_a_failing_listener_does_not_stop_others(session):
+    heard = []
+
+    def broken(change):
+        raise RuntimeError("view bug")
+
+    session.subscribe(broken)
+    unsubscribe = session.subscribe(heard.append)
+    session.add_panel("a")
+    assert len(heard) == 1
+    unsubscribe()
+    session.add_panel("b")
+    assert len(heard) == 1

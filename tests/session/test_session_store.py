@@ -1,0 +1,412 @@
+"""Session folders on disk: round trips, atomic writes, load errors, crash recovery, recent list."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stylealigned_desktop import paths
+from stylealigned_desktop.session import atomic, folders, store
+from stylealigned_desktop.session.errors import (
+    MissingFilesError,
+    SchemaTooNewError,
+    SessionError,
+    SessionLoadError,
+    SessionSaveError,
+)
+from stylealigned_desktop.session.history import panel_file_name
+from stylealigned_desktop.session.model import Session
+
+from .session_helpers import picture_bytes
+
+
+def build_rich_session(session: Session, make_picture) -> Session:
+    """A session using every part of the document."""
+    session.set_style_text("ink storyboard sketch, loose linework, grey wash")
+    session.set_reference_prompt("a lighthouse")
+    session.set_reference_seed(321, locked=False)
+    a = session.add_reference(make_picture("cliffs.png", color="navy"))
+    b = session.add_reference(make_picture("storm.webp", color="teal", fmt="WEBP"))
+    session.set_reference_caption(b.id, "waves against rocks, night")
+    session.set_active_reference(a.id)
+    session.add_panel("a boat leaves the harbour", seed=11, seed_locked=True)
+    session.add_panel("the storm hits", seed=12)
+    session.add_panel("the keeper lights the lamp")
+    session.set_panel_control_picture(1, make_picture("storm-edges.png", color="white"))
+    session.update_panel_control(1, mode="canny", scale=0.55, guidance_start=0.1,
+                                 guidance_end=0.9, canny_low=80, canny_high=160)
+    session.update_settings(steps=6, guidance=7.5, width=128, height=64, scheduler="euler",
+                            negative_prompt="text, watermark", micro_batch=2,
+                            inversion_guidance=2.5, inversion_offset=1)
+    session.update_style_aligned(shared_score_shift=0.69, share_group_norm=True, adain_values=True)
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    (plan.folder / "reference.png").write_bytes(picture_bytes("gray"))
+    for i in range(3):
+        (plan.folder / panel_file_name(i)).write_bytes(picture_bytes("olive"))
+    (plan.folder / "run.json").write_text("{}")
+    session.record_run(plan, consistency=0.73, message="micro-batch halved once")
+    return session
+
+
+def test_round_trip_save_load_is_equal(session, make_picture, tmp_path):
+    build_rich_session(session, make_picture)
+    untitled_folder = session.folder
+    assert session.untitled and untitled_folder.parent == folders.autosave_root()
+    file = session.save_as(tmp_path / "Lighthouse")
+    folder = tmp_path / "Lighthouse.stylealigned"
+    assert file == folder / "session.json"
+    assert session.folder == folder and not session.untitled and not session.dirty
+    assert session.title == "Lighthouse"
+    assert not untitled_folder.exists()  # the autosave copy is gone once saved under a name
+
+    loaded = store.load_session(folder)
+    assert loaded.to_dict() == session.to_dict()
+    assert loaded.panels == session.panels
+    assert loaded.references == session.references
+    assert loaded.settings == session.settings
+    assert loaded.history == session.history
+    assert loaded.style == session.style
+    assert not loaded.untitled and not loaded.dirty
+    # the files the document refers to came along
+    for _, image in loaded.history[0].images():
+        assert loaded.path(image).is_file()
+    assert loaded.missing_files() == []
+    assert loaded.build_request() == session.build_request()
+    data = json.loads(file.read_text(encoding="utf-8"))
+    assert data["format"] == "stylealigned-session"
+    assert data["schema_version"] == store.SCHEMA_VERSION
+
+
+def test_session_json_is_readable_plain_data(session, make_picture, tmp_path):
+    build_rich_session(session, make_picture)
+    session.save_as(tmp_path / "Plain")
+    data = json.loads((tmp_path / "Plain.stylealigned" / "session.json").read_text())
+    assert data["settings"]["style_aligned"]["share_group_norm"] is True
+    assert data["panels"][1]["control"]["image"].startswith("controls/")
+    assert data["history"][0]["folder"].startswith("outputs/")
+    assert data["style"]["text"] == "ink storyboard sketch, loose linework, grey wash"
+
+
+def test_a_write_failing_halfway_keeps_the_previous_file(session, tmp_path, monkeypatch):
+    session.set_style_text("watercolor")
+    session.add_panel("a garden")
+    folder = tmp_path / "Garden.stylealigned"
+    session.save_as(folder)
+    before = (folder / "session.json").read_bytes()
+
+    session.add_panel("a pond " * 5000)  # big enough to need many chunks
+    session.set_style_text("charcoal")
+
+    def half_then_crash(handle, data):
+        handle.write(data[: len(data) // 2])
+        raise RuntimeError("killed mid-write")
+
+    monkeypatch.setattr(atomic, "_write_payload", half_then_crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        session.save()
+    assert (folder / "session.json").read_bytes() == before
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".tmp")] == []
+    assert session.dirty  # the change is still waiting to be saved
+    monkeypatch.undo()
+    reloaded = store.load_session(folder)
+    assert reloaded.style.text == "watercolor"
+    assert [p.prompt for p in reloaded.panels] == ["a garden"]
+
+    session.save()
+    assert store.load_session(folder).style.text == "charcoal"
+
+
+def test_disk_errors_become_a_save_error(session, tmp_path, monkeypatch):
+    session.set_style_text("pastel")
+    session.add_panel("a bee")
+    folder = tmp_path / "Bee.stylealigned"
+    session.save_as(folder)
+    before = (folder / "session.json").read_bytes()
+
+    def disk_full(handle, data):
+        handle.write(data[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic, "_write_payload", disk_full)
+    session.add_panel("a wasp")
+    with pytest.raises(SessionSaveError, match="No space left"):
+        session.save()
+    assert (folder / "session.json").read_bytes() == before
+
+
+def test_a_killed_writer_leaves_old_or_new_file_and_stale_temporaries_are_cleaned(
+    session, tmp_path
+):
+    session.set_style_text("clay")
+    session.add_panel("a snail")
+    folder = tmp_path / "Snail.stylealigned"
+    session.save_as(folder)
+    # a process killed between writing the temporary and the rename
+    script = textwrap.dedent(f"""
+        import os
+        from stylealigned_desktop.session import atomic
+        def killed(handle, data):
+            handle.write(data[:len(data) // 3])
+            handle.flush()
+            os._exit(9)
+        atomic._write_payload = killed
+        atomic.write_json_atomic({str(folder / 'session.json')!r}, {{"whatever": 1}})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    assert result.returncode == 9
+    assert any(p.name.startswith(".tmp-session.json") for p in folder.iterdir())
+    assert store.load_session(folder).style.text == "clay"
+    session.add_panel("a slug")
+    session.save()
+    assert not any(p.name.startswith(".tmp-") for p in folder.iterdir())
+
+
+def saved_folder(session: Session, tmp_path: Path, name: str = "Story") -> Path:
+    session.set_style_text("noir")
+    session.add_panel("a detective")
+    session.save_as(tmp_path / name)
+    return tmp_path / f"{name}.stylealigned"
+
+
+def assert_untouched(file: Path, content: bytes, mtime: int) -> None:
+    assert file.read_bytes() == content
+    assert file.stat().st_mtime_ns == mtime
+
+
+def test_broken_json_is_a_clear_error_and_never_overwritten(session, tmp_path):
+    folder = saved_folder(session, tmp_path)
+    file = folder / "session.json"
+    file.write_text('{"format": "stylealigned-session", "schema_version": 1, "panels": [', "utf-8")
+    content, mtime = file.read_bytes(), file.stat().st_mtime_ns
+    with pytest.raises(SessionLoadError, match=r"session.json is damaged: not valid JSON \(line 1"):
+        store.load_session(folder)
+    assert_untouched(file, content, mtime)
+
+
+def test_newer_schema_is_refused_and_never_overwritten(session, tmp_path):
+    folder = saved_folder(session, tmp_path)
+    file = folder / "session.json"
+    data = json.loads(file.read_text())
+    data["schema_version"] = store.SCHEMA_VERSION + 1
+    data["something_new"] = {"x": 1}
+    file.write_text(json.dumps(data))
+    content, mtime = file.read_bytes(), file.stat().st_mtime_ns
+    with pytest.raises(SchemaTooNewError, match="newer version") as info:
+        store.load_session(folder / "session.json")  # the file path works too
+    assert info.value.found == store.SCHEMA_VERSION + 1
+    assert_untouched(file, content, mtime)
+
+
+def test_missing_pictures_are_reported_and_can_be_opened_anyway(session, tmp_path, make_picture):
+    session.set_style_text("noir")
+    ref = session.add_reference(make_picture("alley.png"))
+    session.add_panel("a detective")
+    session.set_panel_control_picture(0, make_picture("pose.png", color="white"))
+    control = session.panels[0].control.image
+    session.save_as(tmp_path / "Story")
+    folder = tmp_path / "Story.stylealigned"
+    file = folder / "session.json"
+    (folder / ref.file).unlink()
+    (folder / control).unlink()
+    content, mtime = file.read_bytes(), file.stat().st_mtime_ns
+    with pytest.raises(MissingFilesError, match="2 file") as info:
+        store.load_session(folder)
+    assert sorted(info.value.missing) == sorted([ref.file, control])
+    assert_untouched(file, content, mtime)
+
+    opened = store.load_session(folder, allow_missing=True)
+    assert sorted(opened.missing_files()) == sorted([ref.file, control])
+    assert opened.references == (ref,)  # nothing is dropped silently
+    with pytest.raises(SessionError, match="missing"):
+        opened.build_request()
+    assert_untouched(file, content, mtime)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["panels"][0].update(seed="seven"), r"panels\[0\].seed must be a whole number"),
+        (lambda d: d["settings"].update(width=100), "multiple of 8"),
+        (lambda d: d["settings"]["style_aligned"].update(sharing=True), "unknown StyleAligned"),
+        (lambda d: d["panels"][0]["control"].update(image="../../etc/passwd"), "inside the session"),
+        (lambda d: d.update(format="something-else"), "not a StyleAligned session"),
+        (lambda d: d.update(schema_version="1"), "schema_version is not valid"),
+        (lambda d: d["style"].update(active_reference="deadbeef"), "not in the gallery"),
+        (lambda d: d.update(panels={"a": 1}), "panels must be a list"),
+    ],
+)
+def test_bad_values_are_named_in_the_error(session, tmp_path, mutate, message):
+    folder = saved_folder(session, tmp_path)
+    file = folder / "session.json"
+    data = json.loads(file.read_text())
+    mutate(data)
+    file.write_text(json.dumps(data))
+    content = file.read_bytes()
+    with pytest.raises(SessionLoadError, match=message):
+        store.load_session(folder)
+    assert file.read_bytes() == content
+
+
+def test_not_a_session_folder(tmp_path):
+    with pytest.raises(SessionLoadError, match="does not exist"):
+        store.load_session(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SessionLoadError, match="no session.json"):
+        store.load_session(tmp_path / "empty")
+
+
+def test_migrations_upgrade_old_files(session, tmp_path, monkeypatch):
+    folder = saved_folder(session, tmp_path)
+
+    def rename_style_text(data):
+        data["style"]["text"] = data["style"]["text"].upper()
+        return data
+
+    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(store.MIGRATIONS, 1, rename_style_text)
+    loaded = store.load_session(folder)
+    assert loaded.style.text == "NOIR"
+    file = folder / "session.json"
+    assert json.loads(file.read_text())["schema_version"] == 1  # loading wrote nothing
+    loaded.set_style_text("NOIR!")
+    loaded.save()
+    assert json.loads(file.read_text())["schema_version"] == 2
+
+
+def test_save_rules(session, tmp_path):
+    session.add_panel("a")
+    with pytest.raises(SessionError, match="Save As"):
+        session.save()
+    occupied = tmp_path / "Taken.stylealigned"
+    occupied.mkdir()
+    (occupied / "other.txt").write_text("someone's file")
+    with pytest.raises(SessionSaveError, match="not empty"):
+        session.save_as(occupied)
+    assert (occupied / "other.txt").read_text() == "someone's file"
+    assert session.untitled
+
+
+def test_save_as_copies_a_titled_session_and_leaves_the_old_one(session, tmp_path, make_picture):
+    build_rich_session(session, make_picture)
+    session.save_as(tmp_path / "One")
+    session.save_as(tmp_path / "Two")
+    one, two = tmp_path / "One.stylealigned", tmp_path / "Two.stylealigned"
+    assert store.load_session(one).to_dict() == store.load_session(two).to_dict()
+    run = session.history[0]
+    assert (two / run.folder / "run.json").is_file() and (one / run.folder / "run.json").is_file()
+    assert store.recent_sessions()[:2] == [two, one]
+
+
+def test_explicit_save_removes_unused_copies_but_keeps_history_pictures(
+    session, tmp_path, make_picture
+):
+    session.set_style_text("noir")
+    kept = session.add_reference(make_picture("kept.png", color="red"))
+    dropped = session.add_reference(make_picture("dropped.png", color="blue"))
+    used_by_run = session.add_reference(make_picture("run.png", color="green"))
+    session.set_active_reference(used_by_run.id)
+    session.add_panel("a")
+    session.record_run(session.prepare_generate())
+    session.remove_reference(dropped.id)
+    session.remove_reference(used_by_run.id)
+    session.save_as(tmp_path / "Tidy")
+    assert session.path(kept.file).is_file()
+    assert session.path(used_by_run.file).is_file()  # the history still points at it
+    assert not session.path(dropped.file).exists()
+    notes = session.restore_run(session.history[0].id)
+    assert notes == [] and session.active_reference.id == used_by_run.id
+
+
+def test_autosave_writes_only_when_dirty(session):
+    assert not store.autosave_session(session)  # a fresh session writes nothing
+    assert not session.folder.exists()
+    session.add_panel("a")
+    assert store.autosave_session(session)
+    assert (session.folder / "session.json").is_file()
+    assert not store.autosave_session(session)
+
+
+CRASHING_APP = """
+import os, random, sys
+from stylealigned_desktop.session.model import Session
+from stylealigned_desktop.session import store
+s = Session(rng=random.Random(5))
+s.set_style_text("claymation")
+for prompt in sys.argv[1:]:
+    s.add_panel(prompt)
+store.autosave_session(s)
+print(s.folder)
+os._exit(1)  # crash: no close, no save
+"""
+
+
+def test_crash_recovery_lists_restores_and_discards(session, tmp_path):
+    env = dict(os.environ)
+    result = subprocess.run(
+        [sys.executable, "-c", CRASHING_APP, "a clay owl", "a clay moon"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    crashed = Path(result.stdout.strip())
+    assert crashed.parent == folders.autosave_root()
+
+    # our own open untitled session is not offered for recovery
+    session.add_panel("mine")
+    store.autosave_session(session)
+    entries = store.list_recoverable()
+    assert [e.folder for e in entries] == [crashed]
+    entry = entries[0]
+    assert (entry.panels, entry.first_prompts, entry.error) == (2, ("a clay owl", "a clay moon"), None)
+    assert "2 panel(s)" in entry.summary
+
+    recovered = store.recover_session(entry)
+    assert recovered.untitled and recovered.folder == crashed
+    assert [p.prompt for p in recovered.panels] == ["a clay owl", "a clay moon"]
+    assert recovered.style.text == "claymation"
+    assert store.list_recoverable() == []  # now it is ours again
+    recovered.close()
+
+    store.discard_recoverable(store.list_recoverable()[0])
+    assert not crashed.exists()
+    assert store.list_recoverable() == []
+    with pytest.raises(SessionError, match="not an autosaved"):
+        store.discard_recoverable(tmp_path)
+
+
+def test_a_damaged_autosave_is_listed_with_its_problem(tmp_path):
+    folder = folders.autosave_root() / "untitled-20200101-000000-abcdef.stylealigned"
+    folder.mkdir()
+    (folder / "session.json").write_text("{broken")
+    entries = store.list_recoverable()
+    assert [e.folder for e in entries] == [folder]
+    assert "not valid JSON" in entries[0].error
+    store.discard_recoverable(entries[0])
+    assert not folder.exists()
+
+
+def test_discard_untitled_and_close(session):
+    session.add_panel("a")
+    store.autosave_session(session)
+    assert (session.folder / folders.LOCK_FILE).is_file()
+    session.close()
+    assert not (session.folder / folders.LOCK_FILE).exists()
+    store.discard_untitled(session)
+    assert not session.folder.exists()
+
+
+def test_recent_sessions(session, tmp_path):
+    folder = saved_folder(session, tmp_path, "Recent")
+    assert store.recent_sessions()[0] == folder
+    store.forget_recent(folder)
+    assert folder not in store.recent_sessions()
+    store.load_session(folder)
+    assert store.recent_sessions()[0] == folder
+    (paths.config_dir() / "recent-sessions.json").write_text("nonsense")
+    assert store.recent_sessions() == []
