@@ -1,0 +1,746 @@
+"""The storyboard: a list of panel cards (prompt, seed, control picture) the artist reorders by drag.
+
+Each card edits one session panel through ``Session`` methods; the list rebuilds from session
+notifications, keyed by panel id, so a card keeps its widgets (and the text cursor) while the
+artist types. Dropping a picture anywhere on a card makes it the panel's control picture; its
+control map is computed in the engine's worker (see ``control_map_wanted``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPoint, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QDrag, QImage, QKeySequence, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPlainTextEdit,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..engine.request import CONTROL_MODES
+from ..session import observer
+from ..session.errors import SessionError
+from ..session.model import Panel, Session
+from ..session.values import MAX_SEED
+from .gallery import PICTURE_FILTER, local_paths, png_bytes
+from .theme import ACCENT, icon
+
+PANEL_MIME = "application/x-stylealigned-panel"
+CONTROL_THUMB = 64
+_FAILED = object()
+"""What ``StoryboardView._guard`` returns when the session refused a change."""
+MODE_TIPS = {
+    "canny": "Edges: the outlines of the picture guide the panel's composition",
+    "depth": "Depth: near and far of the picture guide the panel's composition",
+    "map": "Ready-made map: the picture already is an edge or depth map",
+}
+
+
+class DragHandle(QLabel):
+    """The grip of a card: press and drag to move the panel."""
+
+    def __init__(self, card: PanelCard) -> None:
+        super().__init__("⠿")
+        self.card = card
+        self.setToolTip("Drag to reorder (or Alt+Up / Alt+Down)")
+        self.setCursor(Qt.CursorShape.OpenHandCursor)
+        font = self.font()
+        font.setPointSize(font.pointSize() + 4)
+        self.setFont(font)
+        self._press: QPoint | None = None
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._press = event.position().toPoint()
+            self.card.clicked.emit(self.card.panel_id)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if self._press is None:
+            return
+        if (event.position().toPoint() - self._press).manhattanLength() < QApplication.startDragDistance():
+            return
+        self._press = None
+        drag = QDrag(self)
+        mime = QMimeData()
+        mime.setData(PANEL_MIME, self.card.panel_id.encode("utf-8"))
+        drag.setMimeData(mime)
+        drag.setPixmap(self.card.grab().scaledToWidth(min(260, self.card.width()),
+                                                      Qt.TransformationMode.SmoothTransformation))
+        drag.exec(Qt.DropAction.MoveAction)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._press = None
+
+
+class ControlThumb(QToolButton):
+    """The control picture's map as a small thumbnail; click to choose a picture."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setFixedSize(CONTROL_THUMB + 8, CONTROL_THUMB + 8)
+        self.setIconSize(QSize(CONTROL_THUMB, CONTROL_THUMB))
+        self.setAutoRaise(False)
+        self.set_empty()
+
+    def set_empty(self) -> None:
+        pixmap = QPixmap(CONTROL_THUMB, CONTROL_THUMB)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setPen(QPen(self.palette().color(QPalette.ColorRole.PlaceholderText), 1,
+                            Qt.PenStyle.DashLine))
+        painter.drawRoundedRect(1, 1, CONTROL_THUMB - 3, CONTROL_THUMB - 3, 4, 4)
+        font = painter.font()
+        font.setPointSize(max(6, font.pointSize() - 2))
+        painter.setFont(font)
+        painter.drawText(pixmap.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                         "drop a\ncontrol\npicture")
+        painter.end()
+        self.setIcon(pixmap)
+        self.image: QImage | None = None
+
+    def set_image(self, image: QImage) -> None:
+        self.image = image
+        scaled = image.scaled(CONTROL_THUMB, CONTROL_THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                              Qt.TransformationMode.SmoothTransformation)
+        pixmap = QPixmap(CONTROL_THUMB, CONTROL_THUMB)
+        pixmap.fill(QColor("#000000"))
+        painter = QPainter(pixmap)
+        painter.drawImage((CONTROL_THUMB - scaled.width()) // 2,
+                          (CONTROL_THUMB - scaled.height()) // 2, scaled)
+        painter.end()
+        self.setIcon(pixmap)
+
+
+class PanelCard(QFrame):
+    """One panel of the storyboard."""
+
+    clicked = Signal(str)
+    reroll_requested = Signal(str)
+    duplicate_requested = Signal(str)
+    delete_requested = Signal(str)
+    control_files_dropped = Signal(str, list)
+    control_image_dropped = Signal(str, QImage)
+    control_choose_requested = Signal(str)
+    control_clear_requested = Signal(str)
+
+    def __init__(self, view: StoryboardView, panel: Panel) -> None:
+        super().__init__()
+        self.view = view
+        self.panel_id = panel.id
+        self.setObjectName("PanelCard")
+        self.setAcceptDrops(True)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 8)
+        layout.setSpacing(4)
+
+        top = QHBoxLayout()
+        top.setSpacing(4)
+        self.handle = DragHandle(self)
+        self.title = QLabel("Panel")
+        self.title.setObjectName("PanelTitle")
+        self.status = QLabel("")
+        self.status.setObjectName("Hint")
+        top.addWidget(self.handle)
+        top.addWidget(self.title)
+        top.addWidget(self.status)
+        top.addStretch(1)
+        self.reroll_button = self._tool("reroll", "Re-roll: draw this panel again with a new "
+                                        "seed, keep the others", self.reroll_requested)
+        self.duplicate_button = self._tool("duplicate", "Duplicate this panel (Ctrl+J)",
+                                           self.duplicate_requested)
+        self.delete_button = self._tool("delete", "Delete this panel", self.delete_requested)
+        for button in (self.reroll_button, self.duplicate_button, self.delete_button):
+            top.addWidget(button)
+        layout.addLayout(top)
+
+        self.prompt = QPlainTextEdit()
+        self.prompt.setPlaceholderText("What this panel shows, e.g. “the fox jumps over the "
+                                       "fence”. The style text is added to it.")
+        self.prompt.setAcceptDrops(False)  # a picture dropped on the text goes to the card
+        self.prompt.setTabChangesFocus(True)
+        line = self.prompt.fontMetrics().lineSpacing()
+        self.prompt.setFixedHeight(int(line * 2.6) + 12)
+        self.prompt.textChanged.connect(self._prompt_edited)
+        layout.addWidget(self.prompt)
+
+        seed_row = QHBoxLayout()
+        seed_row.setSpacing(4)
+        seed_label = QLabel("Seed")
+        self.seed = QSpinBox()
+        self.seed.setRange(0, MAX_SEED)
+        self.seed.setToolTip("The random start of this panel: same seed, same prompt and "
+                             "settings give the same picture")
+        self.seed.setMinimumWidth(110)
+        self.seed.valueChanged.connect(self._seed_edited)
+        self.lock = QToolButton()
+        self.lock.setCheckable(True)
+        self.lock.setAutoRaise(True)
+        self.lock.toggled.connect(self._lock_edited)
+        self.new_seed = self._tool("dice", "Draw a new seed now", None)
+        self.new_seed.clicked.connect(self._new_seed)
+        seed_row.addWidget(seed_label)
+        seed_row.addWidget(self.seed)
+        seed_row.addWidget(self.lock)
+        seed_row.addWidget(self.new_seed)
+        seed_row.addStretch(1)
+        layout.addLayout(seed_row)
+
+        control_row = QHBoxLayout()
+        control_row.setSpacing(6)
+        self.control_thumb = ControlThumb()
+        self.control_thumb.setToolTip("Control picture: drop a picture on this panel or click "
+                                      "to choose one; it guides the composition")
+        self.control_thumb.clicked.connect(lambda: self.control_choose_requested.emit(self.panel_id))
+        control_row.addWidget(self.control_thumb)
+        control_form = QVBoxLayout()
+        control_form.setSpacing(2)
+        mode_row = QHBoxLayout()
+        self.mode = QComboBox()
+        for mode in CONTROL_MODES:
+            self.mode.addItem({"canny": "Edges (canny)", "depth": "Depth",
+                               "map": "Ready-made map"}[mode], mode)
+            self.mode.setItemData(self.mode.count() - 1, MODE_TIPS[mode],
+                                  Qt.ItemDataRole.ToolTipRole)
+        self.mode.currentIndexChanged.connect(self._control_edited)
+        self.clear_control = self._tool("close", "Remove the control picture", None)
+        self.clear_control.clicked.connect(lambda: self.control_clear_requested.emit(self.panel_id))
+        mode_row.addWidget(self.mode, 1)
+        mode_row.addWidget(self.clear_control)
+        control_form.addLayout(mode_row)
+        strength_row = QHBoxLayout()
+        strength_label = QLabel("Strength")
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.0, 2.0)
+        self.strength.setSingleStep(0.05)
+        self.strength.setDecimals(2)
+        self.strength.setToolTip("How firmly the control picture holds the composition (0.8 is "
+                                 "the paper's default; lower leaves more freedom)")
+        self.strength.valueChanged.connect(self._control_edited)
+        strength_row.addWidget(strength_label)
+        strength_row.addWidget(self.strength, 1)
+        control_form.addLayout(strength_row)
+        self.control_note = QLabel("")
+        self.control_note.setObjectName("Hint")
+        self.control_note.setWordWrap(True)
+        control_form.addWidget(self.control_note)
+        control_row.addLayout(control_form, 1)
+        layout.addLayout(control_row)
+
+        self._filling = False
+        self._control_key: tuple | None = None
+        self.update_from(panel, 0)
+
+    def _tool(self, name: str, tip: str, signal) -> QToolButton:
+        button = QToolButton()
+        button.setIcon(icon(name))
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        if signal is not None:
+            button.clicked.connect(lambda: signal.emit(self.panel_id))
+        return button
+
+    # ----- session -> widgets ---------------------------------------------------------------
+    def update_from(self, panel: Panel, index: int) -> None:
+        self._filling = True
+        try:
+            self.title.setText(f"Panel {index + 1}")
+            if self.prompt.toPlainText() != panel.prompt:
+                cursor = self.prompt.textCursor()
+                position = cursor.position()
+                self.prompt.setPlainText(panel.prompt)
+                cursor.setPosition(min(position, len(panel.prompt)))
+                self.prompt.setTextCursor(cursor)
+            self.seed.setValue(min(panel.seed, MAX_SEED))
+            self.lock.setChecked(panel.seed_locked)
+            self._show_lock(panel.seed_locked)
+            control = panel.control
+            self.mode.setCurrentIndex(max(0, self.mode.findData(control.mode)))
+            self.strength.setValue(control.scale)
+            has_picture = control.image is not None
+            self.mode.setEnabled(has_picture)
+            self.strength.setEnabled(has_picture)
+            self.clear_control.setEnabled(has_picture)
+            if not has_picture:
+                self.control_thumb.set_empty()
+                self.control_note.setText("No control: the prompt alone decides the layout")
+                self._control_key = None
+        finally:
+            self._filling = False
+
+    def _show_lock(self, locked: bool) -> None:
+        self.lock.setIcon(icon("lock" if locked else "unlock"))
+        self.lock.setToolTip("Seed locked: Generate keeps it (click to unlock)" if locked else
+                             "Seed free: Generate draws a new one each time (click to lock)")
+
+    def set_selected(self, selected: bool) -> None:
+        self.setProperty("selected", selected)
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    # ----- widgets -> session ---------------------------------------------------------------
+    def _edit(self, **changes) -> None:
+        if self._filling:
+            return
+        self.view.edit_panel(self.panel_id, **changes)
+
+    def _prompt_edited(self) -> None:
+        self._edit(prompt=self.prompt.toPlainText())
+
+    def _seed_edited(self, value: int) -> None:
+        self._edit(seed=value)
+
+    def _lock_edited(self, locked: bool) -> None:
+        self._show_lock(locked)
+        self._edit(seed_locked=locked)
+
+    def _new_seed(self) -> None:
+        self.view.new_seed(self.panel_id)
+
+    def _control_edited(self, *_args) -> None:
+        if self._filling:
+            return
+        self.view.edit_control(self.panel_id, mode=self.mode.currentData(),
+                               scale=round(self.strength.value(), 2))
+
+    # ----- drops and clicks -----------------------------------------------------------------
+    def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self.clicked.emit(self.panel_id)
+        super().mousePressEvent(event)
+
+    def focusInEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self.clicked.emit(self.panel_id)
+        super().focusInEvent(event)
+
+    def _drop_highlight(self, on: bool) -> None:
+        self.setProperty("dropTarget", on)
+        self.style().unpolish(self)
+        self.style().polish(self)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
+        mime = event.mimeData()
+        if mime.hasFormat(PANEL_MIME):
+            event.ignore()  # reordering is the list's business
+            return
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+            self._drop_highlight(True)
+        else:
+            event.ignore()
+
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._drop_highlight(False)
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._drop_highlight(False)
+        mime = event.mimeData()
+        if mime.hasUrls():
+            local, _ = local_paths(mime.urls())
+            self.control_files_dropped.emit(self.panel_id, local)
+            event.acceptProposedAction()
+        elif mime.hasImage():
+            self.control_image_dropped.emit(self.panel_id, QImage(mime.imageData()))
+            event.acceptProposedAction()
+
+
+class PanelList(QWidget):
+    """The column of cards; takes panel drags and shows where the panel will land."""
+
+    def __init__(self, view: StoryboardView) -> None:
+        super().__init__()
+        self.view = view
+        self.setAcceptDrops(True)
+        self.column = QVBoxLayout(self)
+        self.column.setContentsMargins(2, 2, 2, 2)
+        self.column.setSpacing(6)
+        self.column.addStretch(1)
+        self._indicator_y: int | None = None
+
+    def cards(self) -> list[PanelCard]:
+        return [self.column.itemAt(i).widget() for i in range(self.column.count() - 1)]
+
+    def drop_index(self, y: float) -> int:
+        """The position a dragged panel lands at when dropped at height ``y``."""
+        cards = self.cards()
+        for i, card in enumerate(cards):
+            if y < card.geometry().center().y():
+                return i
+        return len(cards)
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if event.mimeData().hasFormat(PANEL_MIME):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if not event.mimeData().hasFormat(PANEL_MIME):
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        index = self.drop_index(event.position().y())
+        cards = self.cards()
+        if index < len(cards):
+            self._indicator_y = cards[index].geometry().top() - 3
+        elif cards:
+            self._indicator_y = cards[-1].geometry().bottom() + 3
+        self.update()
+
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._indicator_y = None
+        self.update()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._indicator_y = None
+        self.update()
+        mime = event.mimeData()
+        if not mime.hasFormat(PANEL_MIME):
+            event.ignore()
+            return
+        panel_id = bytes(mime.data(PANEL_MIME)).decode("utf-8")
+        self.view.move_to_drop(panel_id, self.drop_index(event.position().y()))
+        event.acceptProposedAction()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().paintEvent(event)
+        if self._indicator_y is not None:
+            painter = QPainter(self)
+            painter.setPen(QPen(QColor(ACCENT), 3))
+            painter.drawLine(4, self._indicator_y, self.width() - 4, self._indicator_y)
+
+
+class StoryboardView(QWidget):
+    """The panel list with add / import / export, bound to a session."""
+
+    message = Signal(str, bool)
+    reroll_requested = Signal(int)
+    control_map_wanted = Signal(str)
+    """A panel id whose control map thumbnail should be (re)computed."""
+    current_changed = Signal(int)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.session: Session | None = None
+        self._unsubscribe = None
+        self.cards: dict[str, PanelCard] = {}
+        self.current_id: str | None = None
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        top = QHBoxLayout()
+        title = QLabel("Storyboard")
+        title.setObjectName("PanelTitle")
+        self.count = QLabel("")
+        self.count.setObjectName("Hint")
+        top.addWidget(title)
+        top.addWidget(self.count)
+        top.addStretch(1)
+        self.add_button = QToolButton()
+        self.add_button.setIcon(icon("add"))
+        self.add_button.setText("Add panel")
+        self.add_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.add_button.setToolTip("Add a panel after the selected one (Ctrl+Shift+N)")
+        self.add_button.clicked.connect(self.add_panel)
+        self.more_button = QToolButton()
+        self.more_button.setText("⋯")
+        self.more_button.setToolTip("Import or export the panel list as text")
+        self.more_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.more_button)
+        menu.addAction("Import prompts from a text file…", self.import_text)
+        menu.addAction("Export prompts to a text file…", self.export_text)
+        self.more_button.setMenu(menu)
+        top.addWidget(self.add_button)
+        top.addWidget(self.more_button)
+        layout.addLayout(top)
+
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.list = PanelList(self)
+        self.scroll.setWidget(self.list)
+        layout.addWidget(self.scroll, 1)
+
+        self.empty_hint = QLabel("No panels yet. Press “Add panel” (Ctrl+Shift+N) and describe "
+                                 "what each picture of the set shows.")
+        self.empty_hint.setObjectName("Hint")
+        self.empty_hint.setWordWrap(True)
+        layout.addWidget(self.empty_hint)
+
+        for keys, slot in (("Alt+Up", lambda: self.move_current(-1)),
+                           ("Alt+Down", lambda: self.move_current(+1)),
+                           ("Ctrl+J", self.duplicate_current)):
+            action = self.addAction("")
+            action.setShortcut(QKeySequence(keys))
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.triggered.connect(slot)
+
+    # ----- binding --------------------------------------------------------------------------
+    def set_session(self, session: Session | None) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.session = session
+        for card in self.cards.values():
+            card.deleteLater()
+        self.cards.clear()
+        self.current_id = None
+        if session is not None:
+            self._unsubscribe = session.subscribe(self._on_change)
+        self.rebuild()
+
+    def _on_change(self, change: observer.Change) -> None:
+        if change.kind == observer.PANELS:
+            self.rebuild()
+        elif change.kind == observer.PANEL and change.panel_id in self.cards:
+            index = self.session.panel_index(change.panel_id)
+            panel = self.session.panels[index]
+            card = self.cards[change.panel_id]
+            before = card._control_key
+            card.update_from(panel, index)
+            if panel.control.image and self._control_key(panel) != before:
+                self.control_map_wanted.emit(panel.id)
+        elif change.kind == observer.SETTINGS:
+            for panel in self.session.panels if self.session else ():
+                card = self.cards.get(panel.id)
+                if card and panel.control.image and self._control_key(panel) != card._control_key:
+                    self.control_map_wanted.emit(panel.id)
+
+    def _control_key(self, panel: Panel) -> tuple:
+        settings = self.session.settings
+        control = panel.control
+        return (control.image, control.mode, control.canny_low, control.canny_high,
+                settings.width, settings.height)
+
+    def rebuild(self) -> None:
+        panels = self.session.panels if self.session else ()
+        wanted = {p.id for p in panels}
+        for panel_id in list(self.cards):
+            if panel_id not in wanted:
+                card = self.cards.pop(panel_id)
+                self.list.column.removeWidget(card)
+                card.deleteLater()
+        for index, panel in enumerate(panels):
+            card = self.cards.get(panel.id)
+            if card is None:
+                card = PanelCard(self, panel)
+                card.clicked.connect(self.select)
+                card.reroll_requested.connect(
+                    lambda pid: self.reroll_requested.emit(self.session.panel_index(pid)))
+                card.duplicate_requested.connect(self.duplicate)
+                card.delete_requested.connect(self.delete)
+                card.control_files_dropped.connect(self.set_control_files)
+                card.control_image_dropped.connect(self.set_control_image)
+                card.control_choose_requested.connect(self.choose_control)
+                card.control_clear_requested.connect(self.clear_control)
+                self.cards[panel.id] = card
+                if panel.control.image:
+                    QTimer.singleShot(0, lambda pid=panel.id: self.control_map_wanted.emit(pid))
+            else:
+                self.list.column.removeWidget(card)
+            self.list.column.insertWidget(index, card)
+            card.update_from(panel, index)
+        if self.current_id not in self.cards:
+            self.current_id = panels[-1].id if panels else None
+        self._show_selection()
+        self.count.setText(f"{len(panels)} panel{'s' if len(panels) != 1 else ''}"
+                           if panels else "")
+        self.empty_hint.setVisible(not panels)
+
+    def order(self) -> list[str]:
+        """Panel ids in the order the cards are shown."""
+        return [card.panel_id for card in self.list.cards()]
+
+    def card_at(self, index: int) -> PanelCard:
+        return self.list.cards()[index]
+
+    def select(self, panel_id: str) -> None:
+        if panel_id != self.current_id:
+            self.current_id = panel_id
+            self._show_selection()
+            if self.session is not None:
+                self.current_changed.emit(self.session.panel_index(panel_id))
+
+    def _show_selection(self) -> None:
+        for panel_id, card in self.cards.items():
+            card.set_selected(panel_id == self.current_id)
+
+    def current_index(self) -> int | None:
+        if self.session is None or self.current_id is None:
+            return None
+        try:
+            return self.session.panel_index(self.current_id)
+        except SessionError:
+            return None
+
+    # ----- edits ----------------------------------------------------------------------------
+    def _guard(self, action, *args, **kwargs):
+        try:
+            return action(*args, **kwargs)
+        except SessionError as exc:
+            self.message.emit(str(exc), True)
+            return _FAILED
+
+    def edit_panel(self, panel_id: str, **changes) -> None:
+        if self.session is not None:
+            self._guard(lambda: self.session.update_panel(self.session.panel_index(panel_id),
+                                                          **changes))
+
+    def edit_control(self, panel_id: str, **changes) -> None:
+        if self.session is not None:
+            self._guard(lambda: self.session.update_panel_control(
+                self.session.panel_index(panel_id), **changes))
+
+    def new_seed(self, panel_id: str) -> None:
+        import random
+
+        self.edit_panel(panel_id, seed=random.SystemRandom().randint(0, MAX_SEED))
+
+    def add_panel(self) -> None:
+        if self.session is None:
+            return
+        index = self.current_index()
+        position = len(self.session.panels) if index is None else index + 1
+        panel = self._guard(self.session.add_panel, "", index=position)
+        if panel is not _FAILED:
+            self.select(panel.id)
+            card = self.cards[panel.id]
+            card.prompt.setFocus()
+            QTimer.singleShot(0, lambda: self.scroll.ensureWidgetVisible(card))
+
+    def duplicate(self, panel_id: str) -> None:
+        if self.session is None:
+            return
+        copy = self._guard(lambda: self.session.duplicate_panel(self.session.panel_index(panel_id)))
+        if copy is not _FAILED:
+            self.select(copy.id)
+
+    def duplicate_current(self) -> None:
+        if self.current_id:
+            self.duplicate(self.current_id)
+
+    def delete(self, panel_id: str) -> None:
+        if self.session is None:
+            return
+        index = self.session.panel_index(panel_id)
+        removed = self._guard(self.session.remove_panel, index)
+        if removed is not _FAILED:
+            panels = self.session.panels
+            if panels:
+                self.select(panels[min(index, len(panels) - 1)].id)
+            label = f"“{removed.prompt[:40]}”" if removed.prompt else f"panel {index + 1}"
+            self.message.emit(f"Deleted {label}", False)
+
+    def move(self, panel_id: str, to: int) -> None:
+        if self.session is not None:
+            self._guard(lambda: self.session.move_panel(self.session.panel_index(panel_id), to))
+
+    def move_to_drop(self, panel_id: str, drop_index: int) -> None:
+        """Move a dragged panel to the gap ``drop_index`` (0 = before the first card)."""
+        if self.session is None:
+            return
+        current = self.session.panel_index(panel_id)
+        to = drop_index - 1 if drop_index > current else drop_index
+        self.move(panel_id, max(0, min(to, len(self.session.panels) - 1)))
+
+    def move_current(self, step: int) -> None:
+        index = self.current_index()
+        if index is None or self.session is None:
+            return
+        to = index + step
+        if 0 <= to < len(self.session.panels):
+            self.move(self.current_id, to)
+            self.scroll.ensureWidgetVisible(self.cards[self.current_id])
+
+    # ----- control pictures -----------------------------------------------------------------
+    def set_control_files(self, panel_id: str, paths: list[str]) -> None:
+        if self.session is None:
+            return
+        if not paths:
+            self.message.emit("Only files on this computer can be used as control pictures",
+                              True)
+            return
+        if len(paths) > 1 or Path(paths[0]).is_dir():
+            self.message.emit("Drop one picture on a panel to use it as its control picture",
+                              True)
+            return
+        index = self.session.panel_index(panel_id)
+        if self._guard(self.session.set_panel_control_picture, index, paths[0]) is not _FAILED:
+            self.message.emit(f"Panel {index + 1} now follows {Path(paths[0]).name}", False)
+
+    def set_control_image(self, panel_id: str, image: QImage) -> None:
+        if self.session is None or image.isNull():
+            return
+        index = self.session.panel_index(panel_id)
+        self._guard(self.session.set_panel_control_data, index, png_bytes(image), "pasted.png")
+
+    def choose_control(self, panel_id: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a control picture", "", PICTURE_FILTER)
+        if path:
+            self.set_control_files(panel_id, [path])
+
+    def clear_control(self, panel_id: str) -> None:
+        if self.session is not None:
+            self._guard(lambda: self.session.clear_panel_control_picture(
+                self.session.panel_index(panel_id)))
+
+    def control_request(self, panel_id: str) -> tuple | None:
+        """(key, picture path, mode, canny low, canny high, width, height) for a map, or None."""
+        if self.session is None or panel_id not in self.cards:
+            return None
+        panel = self.session.panel(panel_id)
+        if not panel.control.image:
+            return None
+        settings = self.session.settings
+        return (self._control_key(panel), str(self.session.path(panel.control.image)),
+                panel.control.mode, panel.control.canny_low, panel.control.canny_high,
+                settings.width, settings.height)
+
+    def set_control_map(self, panel_id: str, key: tuple, image: QImage | None, note: str) -> None:
+        """Show a computed control map (or, with ``image`` None, just the note)."""
+        card = self.cards.get(panel_id)
+        if card is None or self.session is None:
+            return
+        panel = self.session.panel(panel_id)
+        if not panel.control.image or self._control_key(panel) != key:
+            return  # stale: the picture or mode changed since
+        card._control_key = key
+        if image is not None and not image.isNull():
+            card.control_thumb.set_image(image)
+        card.control_note.setText(note)
+
+    # ----- text import / export -------------------------------------------------------------
+    def import_text(self) -> None:
+        if self.session is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Import prompts (one per line)", "",
+                                              "Text files (*.txt);;All files (*)")
+        if not path:
+            return
+        panels = self._guard(self.session.import_panels_file, path)
+        if panels is not _FAILED:
+            self.message.emit(f"Added {len(panels)} panel(s) from {Path(path).name}", False)
+
+    def export_text(self) -> None:
+        if self.session is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export prompts (one per line)",
+                                              "storyboard.txt", "Text files (*.txt)")
+        if path and self._guard(self.session.export_panels_file, path) is not _FAILED:
+            self.message.emit(f"Wrote the prompts to {Path(path).name}", False)

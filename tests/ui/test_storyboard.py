@@ -1,0 +1,125 @@
+"""The storyboard: add, edit, duplicate, delete, drag-reorder, seeds, control pictures."""
+
+from __future__ import annotations
+
+import random
+
+from PySide6.QtCore import QMimeData
+from PySide6.QtWidgets import QApplication
+
+from stylealigned_desktop.session.model import Session
+from stylealigned_desktop.ui.storyboard import PANEL_MIME, StoryboardView
+from tests.ui.uifakes import drop_files, drop_mime, picture
+
+
+def make_view(qtbot, prompts=()):
+    session = Session(rng=random.Random(7))
+    for prompt in prompts:
+        session.add_panel(prompt)
+    view = StoryboardView()
+    qtbot.addWidget(view)
+    view.set_session(session)
+    view.resize(420, 900)
+    view.show()
+    qtbot.waitExposed(view)
+    return session, view
+
+
+def test_add_and_type_a_prompt(qtbot):
+    session, view = make_view(qtbot)
+    assert not view.empty_hint.isHidden()
+    view.add_button.click()
+    assert len(session.panels) == 1 and view.empty_hint.isHidden()
+    card = view.cards[session.panels[0].id]
+    qtbot.keyClicks(card.prompt, "a fox on a hill")
+    assert session.panels[0].prompt == "a fox on a hill"
+    # the card kept its widget and cursor while the session notified the change
+    assert view.cards[session.panels[0].id] is card
+    assert card.prompt.textCursor().position() == len("a fox on a hill")
+
+
+def test_seed_lock_and_new_seed(qtbot):
+    session, view = make_view(qtbot, ["a"])
+    card = view.card_at(0)
+    card.seed.setValue(1234)
+    assert session.panels[0].seed == 1234
+    card.lock.click()
+    assert session.panels[0].seed_locked
+    card.new_seed.click()
+    assert session.panels[0].seed != 1234 and card.seed.value() == session.panels[0].seed
+
+
+def test_duplicate_and_delete(qtbot):
+    session, view = make_view(qtbot, ["one", "two", "three"])
+    view.card_at(1).duplicate_button.click()
+    assert [p.prompt for p in session.panels] == ["one", "two", "two", "three"]
+    assert session.panels[1].id != session.panels[2].id
+    assert view.order() == [p.id for p in session.panels]
+    view.card_at(0).delete_button.click()
+    assert [p.prompt for p in session.panels] == ["two", "two", "three"]
+    assert [c.title.text() for c in view.list.cards()] == ["Panel 1", "Panel 2", "Panel 3"]
+
+
+def test_drag_reorder_with_drop_events(qtbot):
+    session, view = make_view(qtbot, ["one", "two", "three", "four"])
+    ids = [p.id for p in session.panels]
+    cards = view.list.cards()
+
+    def drag(panel_id, y):
+        mime = QMimeData()
+        mime.setData(PANEL_MIME, panel_id.encode())
+        enter, drop = drop_mime(view.list, mime, pos=(30, y))
+        assert enter.isAccepted() and drop.isAccepted()
+
+    # "one" dropped below the last card goes to the end
+    drag(ids[0], cards[3].geometry().bottom() - 2)
+    assert [p.prompt for p in session.panels] == ["two", "three", "four", "one"]
+    # "four" dropped above the first card goes to the front
+    cards = view.list.cards()
+    drag(ids[3], cards[0].geometry().top() + 2)
+    assert [p.prompt for p in session.panels] == ["four", "two", "three", "one"]
+    assert view.order() == [p.id for p in session.panels]
+    QApplication.processEvents()
+
+
+def test_keyboard_move(qtbot):
+    session, view = make_view(qtbot, ["one", "two", "three"])
+    view.select(session.panels[0].id)
+    view.move_current(+1)
+    assert [p.prompt for p in session.panels] == ["two", "one", "three"]
+    view.move_current(-1)
+    view.move_current(-1)  # already first: nothing happens
+    assert [p.prompt for p in session.panels] == ["one", "two", "three"]
+
+
+def test_dropping_a_control_picture_on_a_card(qtbot, tmp_path):
+    session, view = make_view(qtbot, ["a", "b"])
+    wanted = []
+    view.control_map_wanted.connect(wanted.append)
+    card = view.card_at(1)
+    enter, drop = drop_files(card, [picture(tmp_path / "pose.png")])
+    assert enter.isAccepted() and drop.isAccepted()
+    control = session.panels[1].control
+    assert control.image and session.path(control.image).is_file()
+    assert session.panels[0].control.image is None
+    assert wanted == [session.panels[1].id]
+    assert card.mode.isEnabled() and card.strength.isEnabled()
+    card.mode.setCurrentIndex(card.mode.findData("depth"))
+    card.strength.setValue(0.5)
+    assert session.panels[1].control.mode == "depth"
+    assert session.panels[1].control.scale == 0.5
+    card.clear_control.click()
+    assert session.panels[1].control.image is None
+    assert session.panels[1].control.mode == "depth"  # the mode is kept for the next picture
+
+
+def test_a_bad_control_picture_is_refused_with_a_message(qtbot, tmp_path):
+    session, view = make_view(qtbot, ["a"])
+    before = session.to_dict()
+    messages = []
+    view.message.connect(lambda text, problem: messages.append((text, problem)))
+    bad = tmp_path / "sketch.png"
+    bad.write_text("not a picture")
+    drop_files(view.card_at(0), [bad])
+    assert session.to_dict() == before
+    assert messages and messages[-1][1] and "sketch.png" in messages[-1][0]
