@@ -22,6 +22,7 @@ the same numbers for every panel.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,20 +34,21 @@ from .settings import StyleAlignedSettings
 ADAIN_EPS = 1e-5
 
 
-def mean_std(x: torch.Tensor, eps: float = ADAIN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel statistics over the token axis (-2): mean and sqrt(unbiased var + eps).
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """At least float32: statistics of half-precision activations would overflow or round badly."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
-    Computed in float32 whatever the input dtype, so half precision cannot overflow.
-    """
-    x32 = x.float()
-    var, mean = torch.var_mean(x32, dim=-2, keepdim=True, correction=1)
+
+def mean_std(x: torch.Tensor, eps: float = ADAIN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel statistics over the token axis (-2): mean and sqrt(unbiased var + eps)."""
+    var, mean = torch.var_mean(upcast(x), dim=-2, keepdim=True, correction=1)
     return mean, (var + eps).sqrt()
 
 
 def adain(x: torch.Tensor, ref_mean: torch.Tensor, ref_std: torch.Tensor) -> torch.Tensor:
     """Re-normalise ``x`` (…, tokens, channels) to the reference's mean and std, per channel."""
     mean, std = mean_std(x)
-    return ((x.float() - mean) / std * ref_std + ref_mean).to(x.dtype)
+    return ((upcast(x) - mean) / std * ref_std + ref_mean).to(x.dtype)
 
 
 def unshared_layer_mask(num_layers: int, level: float) -> list[bool]:
@@ -60,7 +62,8 @@ def unshared_layer_mask(num_layers: int, level: float) -> list[bool]:
         return [True] * num_layers
     flip = level > 0.5
     level_prime = 1.0 - level if flip else level
-    switched = int(level_prime * num_layers)
+    # floor(l' * L), robust to 1 - 0.8 = 0.19999999999999996 (the authors' int() would lose a layer)
+    switched = math.floor(level_prime * num_layers + 1e-9)
     if switched == 0:
         # The authors' code divides by zero here; no layer is switched before the flip.
         mask = [False] * num_layers

@@ -294,7 +294,14 @@ class Engine:
 
     def _reference_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance):
         installation.state.mode = "record"
-        return self._eps(pipe, scheduler, latents, t, cond, [0], time_ids, halves, guidance)
+        try:
+            return self._eps(pipe, scheduler, latents, t, cond, [0], time_ids, halves, guidance)
+        except Exception as error:
+            if _is_out_of_memory(error):
+                raise GenerationError(
+                    "out of memory for the reference alone: lower the size, close other GPU programs, "
+                    "or use a smaller dtype") from error
+            raise
 
     def _full_batch_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance):
         installation.state.mode = "batch"

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import SharingState
+from .attention import SharingState, upcast
 
 
 def group_stats(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row, per-group (mean, biased variance) in float32; x is (batch, C, ...)."""
-    var, mean = torch.var_mean(x.float().reshape(x.shape[0], groups, -1), dim=-1, correction=0)
+    """Per-row, per-group (mean, biased variance), at least float32; x is (batch, C, ...)."""
+    var, mean = torch.var_mean(upcast(x).reshape(x.shape[0], groups, -1), dim=-1, correction=0)
     return mean, var
 
 
@@ -32,12 +32,12 @@ def pooled_stats(mean_a, var_a, mean_b, var_b):
 def normalize_with(norm: nn.GroupNorm, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor):
     """GroupNorm of x with given per-row, per-group statistics, then the layer's affine."""
     batch, channels = x.shape[:2]
-    xg = x.float().reshape(batch, norm.num_groups, -1)
+    xg = upcast(x).reshape(batch, norm.num_groups, -1)
     out = (xg - mean.unsqueeze(-1)) * torch.rsqrt(var.unsqueeze(-1) + norm.eps)
     out = out.reshape(x.shape)
     if norm.affine:
         shape = (1, channels) + (1,) * (x.dim() - 2)
-        out = out * norm.weight.float().view(shape) + norm.bias.float().view(shape)
+        out = out * upcast(norm.weight).view(shape) + upcast(norm.bias).view(shape)
     return out.to(x.dtype)
 
 

@@ -1,0 +1,55 @@
+"""Naive, written-from-the-formula reference implementations (numpy, float64) for the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def adain_np(x, ref):
+    """Spec 4.1 on (tokens, channels) arrays: unbiased variance, eps inside the root."""
+    mu, mu_r = x.mean(axis=0), ref.mean(axis=0)
+    sd = np.sqrt(x.var(axis=0, ddof=1) + 1e-5)
+    sd_r = np.sqrt(ref.var(axis=0, ddof=1) + 1e-5)
+    return (x - mu) / sd * sd_r + mu_r
+
+
+def softmax(x):
+    x = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def shared_attention_np(q, k, v, settings, halves, scale):
+    """Spec section 4 for a whole batch (batch, heads, N, d); row 0 of each half is the reference."""
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
+    batch, heads = q.shape[:2]
+    m = batch // halves
+    out = np.zeros_like(q)
+    for half in range(halves):
+        r = half * m
+        rows = range(r, r + m)
+        for b in rows:
+            for h in range(heads):
+                if settings.full_attention_share:
+                    keys = np.concatenate([k[j, h] for j in rows])
+                    values = np.concatenate([v[j, h] for j in rows])
+                    out[b, h] = softmax(q[b, h] @ keys.T * scale) @ values
+                    continue
+                if b == r:
+                    out[b, h] = softmax(q[b, h] @ k[b, h].T * scale) @ v[b, h]
+                    continue
+                qb, kb, vb = q[b, h], k[b, h], v[b, h]
+                if settings.adain_queries:
+                    qb = adain_np(qb, q[r, h])
+                if settings.adain_keys:
+                    kb = adain_np(kb, k[r, h])
+                if settings.adain_values:
+                    vb = adain_np(vb, v[r, h])
+                bias = np.zeros(kb.shape[0])
+                if settings.share_attention:
+                    n_ref = k.shape[2]
+                    kb = np.concatenate([kb, settings.shared_score_scale * k[r, h]])
+                    vb = np.concatenate([vb, v[r, h]])
+                    bias = np.concatenate([bias, np.full(n_ref, settings.shared_score_shift)])
+                out[b, h] = softmax(qb @ kb.T * scale + bias) @ vb
+    return out

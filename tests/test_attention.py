@@ -1,0 +1,146 @@
+"""The shared self-attention processor against naive implementations written from the spec."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stylealigned_desktop.engine.attention import (
+    SharedSelfAttnProcessor,
+    SharingState,
+    adain,
+    mean_std,
+    unshared_layer_mask,
+)
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
+
+from .naive import adain_np, shared_attention_np
+
+SCALE = 0.125
+
+
+def _qkv(batch, heads=2, n=12, d=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, n, d, generator=g, dtype=torch.float64) * 1.5 + 0.3 for _ in range(3)]
+
+
+def _processor(settings, halves):
+    return SharedSelfAttnProcessor(SharingState(settings, halves_provider=lambda: halves), "layer")
+
+
+def test_adain_statistics_unbiased_variance_eps_inside_root():
+    x = torch.randn(3, 10, 4, dtype=torch.float64)
+    mean, std = mean_std(x)
+    expected_std = np.sqrt(x.numpy().var(axis=1, ddof=1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(std.numpy(), expected_std, rtol=1e-6)
+    np.testing.assert_allclose(mean.numpy(), x.numpy().mean(axis=1, keepdims=True), rtol=1e-6)
+    # eps inside the root: a constant channel gets std sqrt(1e-5), not 1e-5
+    const = torch.ones(1, 5, 1)
+    assert mean_std(const)[1].item() == pytest.approx(math.sqrt(1e-5), rel=1e-4)
+
+
+def test_adain_matches_naive_and_is_identity_on_the_reference():
+    x, ref = torch.randn(2, 16, 6, dtype=torch.float64), torch.randn(2, 16, 6, dtype=torch.float64) * 3 + 1
+    out = adain(x, *mean_std(ref))
+    for i in range(2):
+        np.testing.assert_allclose(out[i].numpy(), adain_np(x[i].numpy(), ref[i].numpy()), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(adain(ref, *mean_std(ref)).numpy(), ref.numpy(), atol=1e-5)
+
+
+SETTINGS = [
+    StyleAlignedSettings(),
+    StyleAlignedSettings(shared_score_scale=0.6),
+    StyleAlignedSettings(shared_score_shift=math.log(2)),
+    StyleAlignedSettings(shared_score_shift=-0.4, shared_score_scale=1.3, adain_values=True),
+    StyleAlignedSettings(adain_queries=False, adain_keys=False),
+    StyleAlignedSettings(share_attention=False),
+    StyleAlignedSettings(full_attention_share=True),
+]
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: repr(s)[20:80])
+@pytest.mark.parametrize("halves, rows", [(2, 3), (1, 4)])
+def test_batch_mode_matches_naive(settings, halves, rows):
+    q, k, v = _qkv(halves * rows)
+    out = _processor(settings, halves).attend(q, k, v, SCALE)
+    expected = shared_attention_np(q.numpy(), k.numpy(), v.numpy(), settings, halves, SCALE)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("settings", [s for s in SETTINGS if not s.full_attention_share], ids=lambda s: repr(s)[20:80])
+def test_record_then_replay_in_any_grouping_matches_the_full_batch(settings):
+    halves, rows = 2, 5
+    q, k, v = _qkv(halves * rows, seed=3)
+    expected = _processor(settings, halves).attend(q, k, v, SCALE)
+    proc = _processor(settings, halves)
+    proc.state.mode = "record"
+    ref_rows = [0, rows]
+    ref_out = proc.attend(q[ref_rows], k[ref_rows], v[ref_rows], SCALE)
+    torch.testing.assert_close(ref_out, expected[ref_rows], rtol=0, atol=1e-12)
+    proc.state.mode = "replay"
+    for group in ([4, 1], [3], [2]):  # panels 1..4 of each half, shuffled into micro-batches
+        idx = [g for g in group] + [rows + g for g in group]
+        out = proc.attend(q[idx], k[idx], v[idx], SCALE)
+        torch.testing.assert_close(out, expected[idx], rtol=1e-10, atol=1e-12)
+
+
+def test_reference_row_is_plain_attention_for_any_shift_and_scale():
+    q, k, v = _qkv(6)
+    plain = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=SCALE)
+    for shift, scale in [(0.0, 1.0), (2.0, 0.3), (-1.0, 2.0)]:
+        out = _processor(StyleAlignedSettings(shared_score_shift=shift, shared_score_scale=scale), 2).attend(q, k, v, SCALE)
+        torch.testing.assert_close(out[[0, 3]], plain[[0, 3]])
+
+
+def test_shift_ln2_equals_listing_the_reference_tokens_twice():
+    q, k, v = _qkv(2, seed=5)  # one half: reference + one panel
+    settings = StyleAlignedSettings(shared_score_shift=math.log(2), shared_score_scale=0.7,
+                                    adain_queries=False, adain_keys=False)
+    out = _processor(settings, 1).attend(q, k, v, SCALE)[1]
+    ref_k, ref_v = 0.7 * k[0], v[0]
+    keys = torch.cat([k[1], ref_k, ref_k], dim=-2)
+    values = torch.cat([v[1], ref_v, ref_v], dim=-2)
+    duplicated = torch.softmax(q[1] @ keys.transpose(-1, -2) * SCALE, dim=-1) @ values
+    torch.testing.assert_close(out, duplicated)
+
+
+def test_without_cfg_there_is_a_single_reference():
+    """Guidance <= 1: one half, row B/2 is a panel like the others (not a second reference)."""
+    q, k, v = _qkv(4, seed=7)
+    out = _processor(StyleAlignedSettings(), 1).attend(q, k, v, SCALE)
+    plain = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=SCALE)
+    assert not torch.allclose(out[2], plain[2])  # the authors' code would leave row 2 unshared
+    expected = shared_attention_np(q.numpy(), k.numpy(), v.numpy(), StyleAlignedSettings(), 1, SCALE)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-7, atol=1e-9)
+
+
+def test_replay_without_record_explains_what_is_missing():
+    proc = _processor(StyleAlignedSettings(), 2)
+    proc.state.mode = "replay"
+    q, k, v = _qkv(2)
+    with pytest.raises(RuntimeError, match="record"):
+        proc.attend(q, k, v, SCALE)
+
+
+def test_half_precision_statistics_do_not_overflow():
+    x = torch.full((1, 1, 4096, 8), 300.0, dtype=torch.float16) + torch.randn(1, 1, 4096, 8).half()
+    mean, std = mean_std(x)
+    assert torch.isfinite(std).all() and std.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "layers, level, expected_unshared",
+    [
+        (70, 0.0, []),
+        (70, 1.0, list(range(70))),
+        (10, 0.2, [0, 5]),  # k = 2 switched, period 5
+        (10, 0.3, [0, 3, 6, 9]),  # k = 3, period 3
+        (10, 0.8, [1, 2, 3, 4, 6, 7, 8, 9]),  # flip: l' = 0.2 -> [0, 5] switched, inverted
+        (70, 0.01, []),  # k = 0: the authors divide by zero; no layer switched
+        (70, 0.995, list(range(70))),  # flip, k = 0, inverted: all unshared
+    ],
+)
+def test_only_self_level_layer_choice(layers, level, expected_unshared):
+    mask = unshared_layer_mask(layers, level)
+    assert [i for i, off in enumerate(mask) if off] == expected_unshared

@@ -1,0 +1,70 @@
+"""Shared GroupNorm against GroupNorm on the concatenation of panel and reference (spec section 5)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stylealigned_desktop.engine.attention import SharingState
+from stylealigned_desktop.engine.norms import SharedGroupNorm, group_stats, pooled_stats
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
+
+
+def _norm(channels=16, groups=4):
+    torch.manual_seed(0)
+    norm = nn.GroupNorm(groups, channels, eps=1e-6).double()
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    return norm
+
+
+def _by_hand(norm, x, halves):
+    """Target normalised over the union of its and its reference's elements (concatenation)."""
+    m = x.shape[0] // halves
+    out = torch.empty_like(x)
+    for b in range(x.shape[0]):
+        r = (b // m) * m
+        if b == r:
+            out[b] = norm(x[b : b + 1])[0]
+        else:
+            joined = torch.cat([x[b], x[r]], dim=-1).unsqueeze(0)  # (1, C, H, 2W)
+            out[b] = F.group_norm(joined, norm.num_groups, norm.weight, norm.bias, norm.eps)[0, ..., : x.shape[-1]]
+    return out
+
+
+@pytest.mark.parametrize("halves", [1, 2])
+def test_batch_mode_matches_concatenation(halves):
+    norm = _norm()
+    x = torch.randn(halves * 3, 16, 5, 6, dtype=torch.float64) * torch.linspace(0.5, 3, 16).view(1, 16, 1, 1).double()
+    x[:, :8] += 2.0
+    shared = SharedGroupNorm(norm, SharingState(StyleAlignedSettings(share_group_norm=True), lambda: halves), "gn")
+    torch.testing.assert_close(shared(x), _by_hand(norm, x, halves))
+
+
+def test_record_replay_matches_batch_for_any_grouping():
+    norm = _norm()
+    x = torch.randn(2 * 4, 16, 3, 3, dtype=torch.float64) + torch.arange(8.0).double().view(8, 1, 1, 1)
+    state = SharingState(StyleAlignedSettings(share_group_norm=True), lambda: 2)
+    shared = SharedGroupNorm(norm, state, "gn")
+    expected = shared(x)
+    state.mode = "record"
+    torch.testing.assert_close(shared(x[[0, 4]]), expected[[0, 4]])
+    state.mode = "replay"
+    for group in ([3], [2, 1]):
+        idx = group + [4 + g for g in group]
+        torch.testing.assert_close(shared(x[idx]), expected[idx])
+
+
+def test_pooled_statistics_are_those_of_the_union():
+    a, b = torch.randn(100, dtype=torch.float64) * 2 + 1, torch.randn(100, dtype=torch.float64) - 3
+    mean, var = pooled_stats(a.mean(), a.var(correction=0), b.mean(), b.var(correction=0))
+    union = torch.cat([a, b])
+    assert mean.item() == pytest.approx(union.mean().item())
+    assert var.item() == pytest.approx(union.var(correction=0).item())
+
+
+def test_group_stats_in_float32_for_half_inputs():
+    x = torch.randn(2, 8, 4, 4).half()
+    mean, var = group_stats(x, 4)
+    assert mean.dtype == torch.float32 and mean.shape == (2, 4) and var.shape == (2, 4)
