@@ -262,14 +262,16 @@ class RunRecord:
         reference_file: str | None = None,
         consistency: float | None = None,
         message: str = "",
+        run_folder: Path | None = None,
     ) -> RunRecord:
-        """The history entry of a run made from ``plan``.
+        """The history entry of a run made from ``plan`` (its files in ``run_folder``,
+        default ``plan.folder``).
 
         ``panel_files`` maps request indices to files in the run folder; by default each
         selected panel's ``panel-NN.png`` and ``reference.png`` are taken when they exist
         (a cancelled run may have written only some of them).
         """
-        folder = plan.folder
+        folder = plan.folder if run_folder is None else run_folder
         if panel_files is None:
             panel_files = {
                 i: panel_file_name(i) for i in plan.selected if (folder / panel_file_name(i)).is_file()

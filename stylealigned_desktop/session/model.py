@@ -52,6 +52,7 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     plan = s.prepare_reroll(i, ...)             # new seed for panel i, request.only == (i,)
     #   engine.generate(plan.request, ...); write the run folder into plan.folder
     s.record_run(plan, status="finished", panel_files=None, consistency=None) -> RunRecord
+    s.discard_plan(plan)                        # a run that produced nothing (failed early)
     s.set_run_consistency(run_id, score); s.remove_run(run_id, delete_files=True)
     s.restore_run(run_id, settings=True, seeds=True, panels=False) -> [notes]
 """
@@ -185,6 +186,7 @@ class Session(Observable):
         self._settings = GenerationSettings()
         self._history: list[RunRecord] = []
         self._planned_runs: set[str] = set()
+        self._left_folders: list[Path] = []  # untitled folders to delete once their runs are in
         self._dirty = False
 
     # --- reading -----------------------------------------------------------------------------
@@ -794,17 +796,55 @@ class Session(Observable):
     ) -> RunRecord:
         """File a finished (or cancelled / failed) run in the history.
 
-        By default the images are found by name in ``plan.folder`` (``reference.png``,
-        ``panel-NN.png`` for each generated panel, NN = index + 1).
+        By default the images are found by name in the run folder (``reference.png``,
+        ``panel-NN.png`` for each generated panel, NN = index + 1). If the session was saved
+        under another folder while the run was going, the run folder is moved into it.
         """
+        folder = self._adopt_run_folder(plan)
         record = RunRecord.from_plan(
             plan, self._folder, status=status, panel_files=panel_files,
             reference_file=reference_file, consistency=consistency, message=message,
+            run_folder=folder,
         )
         self._history = [r for r in self._history if r.id != record.id] + [record]
-        self._planned_runs.discard(plan.run_id)
+        self._plan_done(plan)
         self._changed(observer.HISTORY)
         return record
+
+    def discard_plan(self, plan: RunPlan) -> None:
+        """Forget a plan that produced nothing worth keeping (failed before any image).
+
+        Its run folder is removed if the engine left it empty.
+        """
+        folder = plan.folder
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        self._plan_done(plan)
+
+    @property
+    def runs_in_progress(self) -> int:
+        """Plans handed out and neither recorded nor discarded yet."""
+        return len(self._planned_runs)
+
+    def _adopt_run_folder(self, plan: RunPlan) -> Path:
+        """The run's folder inside the current session folder (moved there after a save-as)."""
+        target = self._folder / folders.OUTPUTS / plan.run_id
+        source = plan.folder
+        if source.absolute() == target.absolute() or not source.is_dir():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(source, target, dirs_exist_ok=True)
+        if any(source.resolve().is_relative_to(f.resolve()) for f in self._left_folders):
+            shutil.rmtree(source, ignore_errors=True)
+        return target
+
+    def _plan_done(self, plan: RunPlan) -> None:
+        self._planned_runs.discard(plan.run_id)
+        if not self._planned_runs:
+            for folder in self._left_folders:
+                if folders.is_in_autosave_root(folder):
+                    shutil.rmtree(folder, ignore_errors=True)
+            self._left_folders.clear()
 
     def set_run_consistency(self, run_id: str, score: float | None) -> None:
         record = self.run(run_id)

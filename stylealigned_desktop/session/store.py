@@ -207,7 +207,12 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
     session._mark_saved(target, untitled=False)
     session.collect_garbage()
     if was_untitled and folders.is_in_autosave_root(old):
-        shutil.rmtree(old, ignore_errors=True)
+        if session.runs_in_progress:
+            # a running job still writes there: record_run() moves its folder over and
+            # the old folder goes once the last running job is recorded
+            session._left_folders.append(old)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     remember_recent(target)
     return file
 

@@ -135,6 +135,25 @@ def check_relative_path(value: str, where: str) -> str:
     return value
 
 
+def check_text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise SessionError(f"{where} must be text, got {value!r}")
+    return value
+
+
+def check_number(value: Any, where: str) -> float:
+    """A finite int or float (not a bool), as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise SessionError(f"{where} must be a number, got {value!r}")
+    return float(value)
+
+
+def check_whole(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SessionError(f"{where} must be a whole number, got {value!r}")
+    return value
+
+
 def check_seed(seed: Any, where: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT:
         raise SessionError(f"{where} must be a whole number from 0 to {SEED_LIMIT}, got {seed!r}")
@@ -168,8 +187,13 @@ class Control:
             raise SessionError(
                 f"control mode must be one of {', '.join(CONTROL_MODES)}, got {self.mode!r}"
             )
-        if not math.isfinite(self.scale) or self.scale < 0:
-            raise SessionError(f"control strength must be a number >= 0, got {self.scale}")
+        for name, label in (("scale", "control strength"), ("guidance_start", "control start"),
+                            ("guidance_end", "control end")):
+            object.__setattr__(self, name, check_number(getattr(self, name), label))
+        check_whole(self.canny_low, "canny low threshold")
+        check_whole(self.canny_high, "canny high threshold")
+        if self.scale < 0:
+            raise SessionError(f"control strength must be >= 0, got {self.scale}")
         if not 0.0 <= self.guidance_start < self.guidance_end <= 1.0:
             raise SessionError(
                 "control start/end must satisfy 0 <= start < end <= 1, "
@@ -224,9 +248,10 @@ class Panel:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise SessionError(f"panel id must be non-empty text, got {self.id!r}")
-        if not isinstance(self.prompt, str):
-            raise SessionError(f"panel prompt must be text, got {self.prompt!r}")
+        check_text(self.prompt, "panel prompt")
         check_seed(self.seed, "panel seed")
+        if not isinstance(self.seed_locked, bool):
+            raise SessionError("panel seed_locked must be true or false")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -270,6 +295,8 @@ class Reference:
 
     def __post_init__(self) -> None:
         check_relative_path(self.file, "reference file")
+        for name in ("id", "name", "caption"):
+            check_text(getattr(self, name), f"reference {name}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -308,6 +335,13 @@ class Style:
 
     def __post_init__(self) -> None:
         check_seed(self.reference_seed, "reference seed")
+        for name in ("text", "reference_prompt"):
+            check_text(getattr(self, name), f"style {name}")
+        for name in ("active_reference", "preset"):
+            if getattr(self, name) is not None:
+                check_text(getattr(self, name), f"style {name}")
+        if not isinstance(self.reference_seed_locked, bool):
+            raise SessionError("reference_seed_locked must be true or false")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -350,13 +384,17 @@ class GenerationSettings:
     style_aligned: StyleAlignedSettings = field(default_factory=StyleAlignedSettings)
 
     def __post_init__(self) -> None:
+        for name in ("model", "scheduler", "negative_prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise SessionError(f"{name} must be text, got {getattr(self, name)!r}")
         for name in ("steps", "width", "height"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise SessionError(f"{name} must be a whole number, got {value!r}")
-        if (isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float))
-                or not math.isfinite(self.guidance)):
-            raise SessionError(f"guidance must be a number, got {self.guidance!r}")
+        object.__setattr__(self, "guidance", check_number(self.guidance, "guidance"))
+        object.__setattr__(
+            self, "inversion_guidance", check_number(self.inversion_guidance, "inversion guidance")
+        )
         try:
             self.sampling()
         except ValueError as exc:
@@ -366,9 +404,12 @@ class GenerationSettings:
             or self.micro_batch < 1
         ):
             raise SessionError(f"micro-batch must be a whole number >= 1, got {self.micro_batch!r}")
-        if not math.isfinite(self.inversion_guidance) or self.inversion_guidance < 0:
+        if self.inversion_guidance < 0:
             raise SessionError(f"inversion guidance must be >= 0, got {self.inversion_guidance}")
-        if self.inversion_offset is not None and not 0 <= self.inversion_offset < self.steps:
+        if self.inversion_offset is not None and (
+            isinstance(self.inversion_offset, bool) or not isinstance(self.inversion_offset, int)
+            or not 0 <= self.inversion_offset < self.steps
+        ):
             raise SessionError(
                 f"inversion offset must be from 0 to steps - 1 ({self.steps - 1}), "
                 f"got {self.inversion_offset}"
@@ -380,7 +421,7 @@ class GenerationSettings:
         """The engine's :class:`Sampling` for these settings."""
         return Sampling(
             steps=self.steps,
-            guidance=float(self.guidance),
+            guidance=self.guidance,
             width=self.width,
             height=self.height,
             scheduler=self.scheduler,

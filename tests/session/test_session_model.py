@@ -559,3 +559,34 @@ def test_a_failing_listener_does_not_stop_others(session):
     unsubscribe()
     session.add_panel("b")
     assert len(heard) == 1
+
+
+def test_wrong_types_from_widgets_are_refused(session):
+    session.add_panel("a")
+    before = (session.style, session.panels, session.settings)
+    for call in (
+        lambda: session.set_style_text(None),
+        lambda: session.update_panel(0, prompt=3),
+        lambda: session.update_panel_control(0, scale="0.5"),
+        lambda: session.update_panel_control(0, canny_low=10.5),
+        lambda: session.update_settings(model=None),
+        lambda: session.update_settings(guidance=float("nan")),
+        lambda: session.set_reference_seed(2**70),
+    ):
+        with pytest.raises(SessionError):
+            call()
+    assert (session.style, session.panels, session.settings) == before
+    session.update_panel_control(0, scale=1)  # an int from a slider is stored as a float
+    assert isinstance(session.panels[0].control.scale, float)
+
+
+def test_restore_notes_a_reference_picture_that_is_gone(session, make_picture):
+    session.add_panel("a")
+    ref = session.add_reference(make_picture())
+    record = session.record_run(session.prepare_generate())
+    session.remove_reference(ref.id)
+    assert session.collect_garbage() == []  # the history still refers to the copy
+    session.path(ref.file).unlink()  # lost anyway (deleted by hand)
+    notes = session.restore_run(record.id)
+    assert len(notes) == 1 and "reference picture" in notes[0]
+    assert session.active_reference is None

@@ -324,6 +324,36 @@ def test_explicit_save_removes_unused_copies_but_keeps_history_pictures(
     assert notes == [] and session.active_reference.id == used_by_run.id
 
 
+def test_save_as_while_a_run_is_going_keeps_its_images(session, tmp_path):
+    session.set_style_text("ink")
+    session.add_panel("a kite")
+    session.add_panel("a cloud")
+    store.autosave_session(session)
+    untitled = session.folder
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    (plan.folder / "reference.png").write_bytes(picture_bytes("gray"))
+    session.save_as(tmp_path / "Windy")  # the engine is still writing into the old folder
+    assert untitled.exists()
+    (plan.folder / "panel-01.png").write_bytes(picture_bytes("red"))
+    (plan.folder / "panel-02.png").write_bytes(picture_bytes("blue"))
+    record = session.record_run(plan)
+    assert [p.file for p in record.panels] == ["panel-01.png", "panel-02.png"]
+    assert all(session.path(f).is_file() for _, f in record.images())
+    assert session.path(record.folder).parent == tmp_path / "Windy.stylealigned" / "outputs"
+    assert not untitled.exists()  # gone once its last run was filed
+
+
+def test_discarded_plan_leaves_no_empty_folder(session):
+    session.set_style_text("ink")
+    session.add_panel("a kite")
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    assert session.runs_in_progress == 1
+    session.discard_plan(plan)
+    assert not plan.folder.exists() and session.runs_in_progress == 0
+
+
 def test_autosave_writes_only_when_dirty(session):
     assert not store.autosave_session(session)  # a fresh session writes nothing
     assert not session.folder.exists()
