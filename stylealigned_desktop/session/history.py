@@ -17,7 +17,14 @@ from typing import Any
 
 from ..engine.request import SetRequest
 from .errors import SessionError
-from .values import Control, GenerationSettings, Reader, check_relative_path, check_seed
+from .values import (
+    Control,
+    GenerationSettings,
+    Reader,
+    check_number,
+    check_relative_path,
+    check_seed,
+)
 
 RUN_STATUSES = ("finished", "cancelled", "failed")
 OUTPUTS = "outputs"
@@ -189,6 +196,8 @@ class RunRecord:
                 f"run status must be one of {', '.join(RUN_STATUSES)}, got {self.status!r}"
             )
         check_relative_path(self.folder, "run folder")
+        if self.consistency is not None:
+            object.__setattr__(self, "consistency", check_number(self.consistency, "consistency"))
 
     @property
     def generated(self) -> tuple[RunPanel, ...]:

@@ -16,7 +16,7 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
 
     # read
     s.folder s.title s.untitled s.dirty s.style s.references s.active_reference
-    s.panels s.settings s.history s.path(relative) s.missing_files()
+    s.panels s.settings s.history s.path(relative) s.missing_files() s.cache_folder
 
     # panels
     s.add_panel(prompt="", index=None, seed=None, seed_locked=False) -> Panel
@@ -55,6 +55,21 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.discard_plan(plan)                        # a run that produced nothing (failed early)
     s.set_run_consistency(run_id, score); s.remove_run(run_id, delete_files=True)
     s.restore_run(run_id, settings=True, seeds=True, panels=False) -> [notes]
+    s.close()                                   # releases an untitled folder's lock
+
+Elsewhere in this package:
+
+- ``store``: ``load_session``, ``save_session``, ``save_session_as``, ``autosave_session``,
+  ``list_recoverable`` / ``recover_session`` / ``discard_recoverable`` (crash recovery on
+  start), ``discard_untitled`` (the user closes an untitled session without saving),
+  ``recent_sessions`` / ``remember_recent`` / ``forget_recent``.
+- ``autosave.Autosaver(session, schedule=..., on_error=...)``: debounced autosave driven by a
+  GUI timer (``poll()``), ``flush()`` on close. A titled session is autosaved in place (its
+  own session.json, atomically); an untitled one in its autosave-area folder.
+- ``presets``: ``load_presets()`` -> ``PresetLibrary(presets, problems)``,
+  ``save_user_preset``, ``delete_user_preset``; ``StylePreset``.
+- ``values``: ``SDXL_SIZES`` (size presets), ``MAX_SEED`` (seeds fit a Qt spin box).
+- ``observer``: the change kinds ``STYLE REFERENCES PANELS PANEL SETTINGS HISTORY SAVED``.
 """
 
 from __future__ import annotations
@@ -234,6 +249,11 @@ class Session(Observable):
     def history(self) -> tuple[RunRecord, ...]:
         """Runs, oldest first."""
         return tuple(self._history)
+
+    @property
+    def cache_folder(self) -> Path:
+        """Where the engine may keep this session's inversion trajectories (``cache/``)."""
+        return self._folder / folders.CACHE
 
     def path(self, relative: str) -> Path:
         """The absolute path of a session-relative file (``references/ab12.png``)."""
@@ -849,7 +869,7 @@ class Session(Observable):
     def set_run_consistency(self, run_id: str, score: float | None) -> None:
         record = self.run(run_id)
         index = self._history.index(record)
-        self._history[index] = replace(record, consistency=None if score is None else float(score))
+        self._history[index] = replace(record, consistency=score)
         self._changed(observer.HISTORY)
 
     def remove_run(self, run_id: str, delete_files: bool = True) -> None:

@@ -134,7 +134,11 @@ def session_json(session: Session) -> dict[str, Any]:
 
 def _write(session: Session, folder: Path) -> Path:
     file = folder / folders.SESSION_FILE
-    data = json.dumps(session_json(session), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    try:
+        data = json.dumps(session_json(session), indent=2, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # a value that is not plain JSON: a bug, not user input
+        raise SessionSaveError(file, f"the session holds a value JSON cannot store ({exc})") from None
+    data += "\n"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(folder, folders.SESSION_FILE)
