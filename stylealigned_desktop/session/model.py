@@ -792,6 +792,7 @@ class Session(Observable):
                 self._set_style(reference_seed=self._draw_seed())
         plan = self._plan(only, default_model, device, dtype)
         self._planned_runs.add(plan.run_id)
+        self._ensure_folder()  # the engine writes the run folder in here
         return plan
 
     def prepare_reroll(
@@ -803,6 +804,7 @@ class Session(Observable):
         self.update_panel(index, seed=self._draw_seed())
         plan = self._plan((index,), default_model, device, dtype)
         self._planned_runs.add(plan.run_id)
+        self._ensure_folder()
         return plan
 
     def record_run(
