@@ -246,6 +246,14 @@ def test_paper_suite_scores_both_variants_and_resumes(tmp_path, tiny_dino_dir, t
         assert group["sets"] == 2 and group["images"] == len(paper_objects)
         # Text alignment compares each picture with its paper object only.
         assert [r["subject"] for r in group["text_alignment"]["per_image"]] == paper_objects
+    # The suite's run folders name each picture's object, so a later `evaluate` agrees.
+    assert [s.subjects for s in evaluation.find_sets(out / "baseline")] == [
+        s.objects for s in evaluation.load_paper_sets()[:2]]
+    later = evaluation.evaluate_folders([out / "stylealigned", out / "baseline"],
+                                        tmp_path / "later", sources)
+    for mine, theirs in zip(report["groups"], later["groups"], strict=True):
+        assert theirs["text_alignment"]["mean"] == pytest.approx(mine["text_alignment"]["mean"])
+        assert theirs["set_consistency"]["mean"] == pytest.approx(mine["set_consistency"]["mean"])
     markdown = (out / "metrics.md").read_text(encoding="utf-8")
     assert "paper: DINO" in markdown and "0.287" in markdown and "0.510" in markdown
     assert "independent reproduction" in markdown

@@ -344,5 +344,8 @@ def test_published_inception_weights_offline_explain_the_download(monkeypatch, t
         metrics.load_inception("torchvision", "cpu")
 
 
-def test_hf_model_available_for_a_local_folder(tiny_dino_dir):
+def test_availability_without_loading(tiny_dino_dir, tmp_path):
     assert metrics.hf_model_available(str(tiny_dino_dir))
+    assert metrics.dino_unavailable_reason(str(tiny_dino_dir)) is None
+    assert "hf download facebook/dino-vitb8" in metrics.dino_unavailable_reason()
+    assert "has no config.json" in metrics.dino_unavailable_reason(str(tmp_path))

@@ -345,13 +345,16 @@ def markdown_table(report: dict[str, Any]) -> str:
         ]
         if paper:
             figures = paper.get(group.get("variant", group["label"])) or {}
-            row += [_fmt(figures.get("text_alignment")), _fmt(figures.get("set_consistency"))]
+            star = "*" if figures.get("note") else ""  # not the paper's own figure
+            row += [_fmt(figures.get(k)) + (star if figures.get(k) is not None else "")
+                    for k in ("text_alignment", "set_consistency")]
         lines.append("| " + " | ".join(row) + " |")
     models = report.get("models", {})
+    used = [f"{name} `{models[key]}`" for key, name in
+            (("dino", "DINO"), ("clip", "CLIP"), ("inception", "Inception v3")) if models.get(key)]
     notes = [
         "",
-        f"Models: DINO `{models.get('dino')}`, CLIP `{models.get('clip')}`, "
-        f"Inception `{models.get('inception')}` on {models.get('device')}.",
+        f"Models: {', '.join(used) or 'none'} on {models.get('device')}.",
         "Text alignment is the raw CLIP cosine between each image and its object (the paper's "
         "convention); the CLIP score column is torchmetrics' max(100·cosine, 0).",
     ]
@@ -360,7 +363,7 @@ def markdown_table(report: dict[str, Any]) -> str:
                      "published Inception Scores (those use thousands).")
     for name, figures in paper.items():
         if figures.get("note"):
-            notes.append(f"Paper figures for {name}: {figures['note']}.")
+            notes.append(f"\\* {name}: {figures['note']}.")
     return "\n".join(lines + notes) + "\n"
 
 
@@ -435,7 +438,11 @@ def draw_chart(report: dict[str, Any]) -> Image.Image:
                     for v in (value - std, value + std):
                         draw.line([(mid - 6, y_of(v)), (mid + 6, y_of(v))], fill="black")
                 label = f"{value:.3f}" if key != "inception_score" else f"{value:.2f}"
-                draw.text((left, min(y, zero) - 16), label, fill="black", font=small)
+                # Above the bar, its whisker and the published figure's dash, whichever is higher.
+                tops = [min(y, zero), y_of(value + (std or 0))]
+                if mark is not None:
+                    tops.append(y_of(mark))
+                draw.text((left, min(tops) - 16), label, fill="black", font=small)
             else:
                 draw.text((left + 4, zero - 16), "n/a", fill=(120, 120, 120), font=small)
             if mark is not None:
@@ -636,6 +643,25 @@ def _check_suite_file(out: Path, config: SuiteConfig) -> None:
     write_json(path, dict(config.identity(), format="stylealigned-paper-suite", version=1))
 
 
+def _record_subjects(folder: Path, objects: Sequence[str]) -> None:
+    """Write the paper's objects as the subjects in run.json.
+
+    The run folder writer derives a subject by dropping ", <style>" from the prompt, which the
+    paper's "<object> in <style>" prompts do not have; this makes ``stylealigned evaluate`` on
+    the suite's folders compare each picture with its object, as the suite itself does.
+    """
+    from .runfolder import read_run, write_json
+
+    run = read_run(folder)
+    entries = [run["reference"]] + sorted(run.get("panels") or [], key=lambda p: p.get("index", 0))
+    if len(entries) != len(objects):
+        raise EvaluationError(f"{folder}: {len(entries)} pictures written for {len(objects)} objects")
+    if [e.get("subject") for e in entries] != list(objects):
+        for entry, subject in zip(entries, objects, strict=True):
+            entry["subject"] = subject
+        write_json(folder / "run.json", run)
+
+
 def run_paper_suite(model_source: str, out_dir: str | Path, sets: Sequence[int] | None = None,
                     steps: int = 50, ablations: bool = False, size: int | None = None,
                     guidance: float = 5.0, device: str = "auto", dtype: str = "auto",
@@ -695,8 +721,12 @@ def run_paper_suite(model_source: str, out_dir: str | Path, sets: Sequence[int] 
                 generate(requests[set_id, variant], folder)
                 if not (folder / "run.json").is_file():
                     raise EvaluationError(f"{folder}: the generator wrote no run.json")
+                _record_subjects(folder, by_id[set_id].objects)
             done += 1
             report("generate", done, total, f"{variant} set {set_id}")
+
+    if generate_set is None:
+        generate = None  # drop our engine (and its pipeline) before the metric models run
 
     groups = [
         Group(variant, out / variant, tuple(
@@ -739,7 +769,7 @@ def add_evaluate_parser(subparsers) -> Any:
     parser.add_argument("--out", help="where to write the reports (with --suite: the run folders "
                                       "too); default: DIR, or the DIRs' common parent")
     parser.add_argument("--sets", default="1-100", help="with --suite: set ids (default 1-100)")
-    parser.add_argument("--steps", type=int, default=50, help="with --suite: denoising steps")
+    parser.add_argument("--steps", type=int, default=50, help="with --suite: denoising steps (default %(default)s)")
     parser.add_argument("--size", type=int, help="with --suite: image size (default 1024; "
                                                  "128 for tiny)")
     parser.add_argument("--ablations", action="store_true",
@@ -751,7 +781,8 @@ def add_evaluate_parser(subparsers) -> Any:
     parser.add_argument("--inception", default=metrics.DEFAULT_INCEPTION,
                         help="Inception v3 weights: .safetensors/.pth state dict, 'torchvision' "
                              "for the published weights, 'none' to skip (default %(default)s)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="where the models run (default %(default)s)")
     parser.set_defaults(func=evaluate_command)
     return parser
 

@@ -430,7 +430,12 @@ class InceptionClassifier:
     @classmethod
     def load(cls, source: str = DEFAULT_INCEPTION, device: str = "cpu",
              transform_input: bool = True) -> InceptionClassifier:
-        """``transform_input`` True as torchvision sets it for its published (Google) weights."""
+        """``source``: a .safetensors/.pth state dict of torchvision's ``inception_v3`` or
+        ``"torchvision"``. ``transform_input`` True as torchvision sets it for its published
+        (Google) weights. Other Inception ports (pytorch-fid / torch-fidelity files) load only
+        when their keys match torchvision's layout (the class count is read from ``fc``); their
+        FID-specific pooling is not reproduced, so scores can differ slightly from those tools'.
+        """
         from torchvision.models import Inception_V3_Weights, inception_v3
 
         state = _load_inception_state_dict(source)
@@ -478,6 +483,22 @@ def load_clip(source: str = DEFAULT_CLIP, device: str = "auto") -> ClipEmbedder:
 def load_inception(source: str = DEFAULT_INCEPTION, device: str = "auto") -> InceptionClassifier:
     """Inception v3 from a local state-dict file or ``"torchvision"``, loaded once per device."""
     return _cached("inception", source, device, InceptionClassifier.load)
+
+
+def dino_unavailable_reason(source: str = DEFAULT_DINO) -> str | None:
+    """None when the DINO model loads without a download; else what to do to get it.
+
+    Meant for the GUI, which scores finished runs only with a model already on disk.
+    """
+    if hf_model_available(source):
+        return None
+    if _looks_like_path(source) or Path(source).expanduser().exists():
+        return f"the DINO model folder {source} is missing or has no config.json"
+    return (
+        f"set consistency needs the DINO model {source!r}: download it once with "
+        f"`hf download {source}` (or `huggingface-cli download {source}`), "
+        f"or choose a local folder holding it"
+    )
 
 
 def images_set_consistency(images: Sequence, source: str = DEFAULT_DINO,
