@@ -8,10 +8,9 @@ save as, copy, use as reference, re-roll.
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QGuiApplication, QImage, QKeySequence, QPainter, QPalette
+from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence, QPainter, QPalette
 from PySide6.QtWidgets import (
     QDialog,
-    QFileDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -92,6 +91,8 @@ class PictureTile(QFrame):
         super().__init__(parent)
         self.index = index
         self.final = False
+        self.path = None
+        """The file of the finished picture shown (None for previews and placeholders)."""
         self.setObjectName("PictureTile")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -166,6 +167,7 @@ class PictureTile(QFrame):
 
     def set_preview(self, image: QImage, step: int, total: int) -> None:
         self.final = False
+        self.path = None
         self.view.set_image(image)
         self.state.setText(f"step {step}/{total}" if total else f"step {step}")
         self._update_buttons()
@@ -185,6 +187,7 @@ class PictureTile(QFrame):
 
     def clear(self, placeholder: str = "not generated yet") -> None:
         self.final = False
+        self.path = None
         self.view.set_image(None)
         self.view.set_placeholder(placeholder)
         self.state.setText("")
@@ -242,9 +245,10 @@ class PreviewGrid(QScrollArea):
         self.tiles[REFERENCE].set_prompt(reference_prompt)
         for index, prompt in enumerate(prompts):
             self.tiles[index].set_prompt(prompt)
-        self._order = wanted
-        self._columns = 0
-        self._reflow()
+        if wanted != self._order:
+            self._order = wanted
+            self._columns = 0
+            self._reflow()
 
     def tile(self, index: int | None) -> PictureTile:
         return self.tiles[index]
@@ -346,26 +350,3 @@ def _pixmap(image: QImage):
     from PySide6.QtGui import QPixmap
 
     return QPixmap.fromImage(image)
-
-
-def save_image_dialog(parent: QWidget, image: QImage, suggested: str) -> str | None:
-    """Ask where to save ``image``; returns the path written, or None."""
-    path, _ = QFileDialog.getSaveFileName(parent, "Save picture as", suggested,
-                                          "PNG picture (*.png);;JPEG picture (*.jpg *.jpeg);;"
-                                          "WebP picture (*.webp)")
-    if not path:
-        return None
-    return path
-
-
-def checkerboard(size: QSize, dark: bool) -> QImage:
-    """A neutral checker image (placeholder background for transparent pictures)."""
-    image = QImage(size, QImage.Format.Format_RGB32)
-    a, b = (QColor("#3a3a3a"), QColor("#2e2e2e")) if dark else (QColor("#e8e8e8"), QColor("#ffffff"))
-    painter = QPainter(image)
-    step = 8
-    for y in range(0, size.height(), step):
-        for x in range(0, size.width(), step):
-            painter.fillRect(x, y, step, step, a if (x // step + y // step) % 2 else b)
-    painter.end()
-    return image

@@ -222,7 +222,7 @@ class PanelCard(QFrame):
         mode_row.addWidget(self.clear_control)
         control_form.addLayout(mode_row)
         strength_row = QHBoxLayout()
-        strength_label = QLabel("Strength")
+        self.strength_label = strength_label = QLabel("Strength")
         self.strength = QDoubleSpinBox()
         self.strength.setRange(0.0, 2.0)
         self.strength.setSingleStep(0.05)
@@ -271,12 +271,13 @@ class PanelCard(QFrame):
             self.mode.setCurrentIndex(max(0, self.mode.findData(control.mode)))
             self.strength.setValue(control.scale)
             has_picture = control.image is not None
-            self.mode.setEnabled(has_picture)
-            self.strength.setEnabled(has_picture)
-            self.clear_control.setEnabled(has_picture)
+            for widget in (self.mode, self.strength, self.strength_label, self.clear_control):
+                widget.setVisible(has_picture)
             if not has_picture:
                 self.control_thumb.set_empty()
-                self.control_note.setText("No control: the prompt alone decides the layout")
+                self.control_note.setText("No control picture: the prompt alone decides the "
+                                          "layout. Drop a sketch, photo or map on the panel to "
+                                          "guide it.")
                 self._control_key = None
         finally:
             self._filling = False
@@ -367,6 +368,8 @@ class PanelList(QWidget):
         self.view = view
         self.setAcceptDrops(True)
         self.column = QVBoxLayout(self)
+        # the cards keep their height; the scroll area scrolls instead of squeezing them
+        self.column.setSizeConstraint(QVBoxLayout.SizeConstraint.SetMinimumSize)
         self.column.setContentsMargins(2, 2, 2, 2)
         self.column.setSpacing(6)
         self.column.addStretch(1)
@@ -445,11 +448,8 @@ class StoryboardView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
         top = QHBoxLayout()
-        title = QLabel("Storyboard")
-        title.setObjectName("PanelTitle")
         self.count = QLabel("")
         self.count.setObjectName("Hint")
-        top.addWidget(title)
         top.addWidget(self.count)
         top.addStretch(1)
         self.add_button = QToolButton()

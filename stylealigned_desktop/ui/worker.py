@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -73,6 +74,24 @@ class Job:
         return self.request.only is not None
 
 
+@dataclass
+class Task:
+    """A small job for the engine's thread (e.g. a control map, which may need torch).
+
+    Tasks run between generations, before the next queued job. ``on_done(task)`` is called on
+    the UI thread with ``result`` or ``error`` (a readable message) set.
+    """
+
+    id: int
+    fn: Callable[[], Any]
+    on_done: Callable[[Task], None] | None = None
+    result: Any = None
+    error: str | None = None
+
+
+_WAKE = object()
+
+
 @dataclass(frozen=True)
 class WorkerEvent:
     """An engine event of one job, with its picture(s) already converted to QImage."""
@@ -102,6 +121,8 @@ def readable_error(exc: BaseException) -> str:
         return f"Could not read {exc.filename}: {exc.strerror or text}"
     if isinstance(exc, ImportError):
         return f"A component of the generator is missing: {text}"
+    if isinstance(exc, ValueError):  # the engine's own errors are written for the user
+        return text
     return f"{text.splitlines()[0]} ({name})"
 
 
@@ -116,6 +137,8 @@ class EngineWorker(QObject):
     job_started = Signal(object)
     job_ended = Signal(object)
     """The Job, with its final state (finished, cancelled or failed)."""
+    task_done = Signal(object)
+    """A Task with its result or error."""
 
     def __init__(
         self, engine_factory: Callable[[], EngineLike] = default_engine_factory, parent=None
@@ -123,13 +146,15 @@ class EngineWorker(QObject):
         super().__init__(parent)
         self._engine_factory = engine_factory
         self._engine: EngineLike | None = None
-        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._tasks: deque[Task] = deque()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._pending: list[Job] = []
         self._current: Job | None = None
         self._previews: dict[int | None, tuple[int, int, QImage]] = {}
         self._previews_signalled = False
+        self.task_done.connect(self._deliver_task)
         self._thread = threading.Thread(target=self._run, name="stylealigned-engine", daemon=True)
         self._thread.start()
 
@@ -147,6 +172,19 @@ class EngineWorker(QObject):
         self.job_queued.emit(job)
         self._queue.put(job)
         return job
+
+    def run_task(self, fn: Callable[[], Any], on_done: Callable[[Task], None] | None = None) -> Task:
+        """Run ``fn`` in the engine's thread between generations; see :class:`Task`."""
+        task = Task(next(self._ids), fn, on_done)
+        with self._lock:
+            self._tasks.append(task)
+        self._queue.put(_WAKE)
+        return task
+
+    @staticmethod
+    def _deliver_task(task: Task) -> None:
+        if task.on_done is not None:
+            task.on_done(task)
 
     @property
     def current(self) -> Job | None:
@@ -205,8 +243,11 @@ class EngineWorker(QObject):
     def _run(self) -> None:
         while True:
             job = self._queue.get()
+            self._run_tasks()
             if job is None:
                 return
+            if job is _WAKE:
+                continue
             with self._lock:
                 if job not in self._pending:
                     continue  # cancelled while queued
@@ -221,6 +262,19 @@ class EngineWorker(QObject):
                 with self._lock:
                     self._current = None
                 self.job_ended.emit(job)
+
+    def _run_tasks(self) -> None:
+        while True:
+            with self._lock:
+                if not self._tasks:
+                    return
+                task = self._tasks.popleft()
+            try:
+                task.result = task.fn()
+            except Exception as exc:
+                log.info("task %s failed: %r", task.id, exc)
+                task.error = readable_error(exc)
+            self.task_done.emit(task)
 
     def _execute(self, job: Job) -> None:
         def on_event(event: ev.Event) -> None:

@@ -103,7 +103,7 @@ def test_dropping_a_control_picture_on_a_card(qtbot, tmp_path):
     assert control.image and session.path(control.image).is_file()
     assert session.panels[0].control.image is None
     assert wanted == [session.panels[1].id]
-    assert card.mode.isEnabled() and card.strength.isEnabled()
+    assert card.mode.isVisible() and card.strength.isVisible()
     card.mode.setCurrentIndex(card.mode.findData("depth"))
     card.strength.setValue(0.5)
     assert session.panels[1].control.mode == "depth"

@@ -1,0 +1,111 @@
+"""``stylealigned-desktop``: start the window.
+
+Start-up stays light (no torch, no diffusers): the engine is imported by the worker thread
+when the first job runs. The Qt event loop runs under qasync, so asyncio code can share it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import sys
+import time
+from pathlib import Path
+
+from .. import __version__
+
+_STARTED = time.perf_counter()
+
+
+def _setup_logging() -> Path | None:
+    from ..paths import data_dir
+
+    try:
+        folder = data_dir() / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "desktop.log"
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=2_000_000, backupCount=2,
+                                                       encoding="utf-8")
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    return path
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="stylealigned-desktop",
+                                     description="StyleAligned Desktop: sets of pictures in one "
+                                                 "shared style.")
+    parser.add_argument("session", nargs="?", help="a session folder (.stylealigned) to open")
+    parser.add_argument("--model", help="use this model (hub id, folder, .safetensors or tiny) "
+                                        "and remember it")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--quit-after-show", action="store_true",
+                        help=argparse.SUPPRESS)  # start-up timing: print the time, then quit
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the desktop app; returns the process exit code."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    _setup_logging()
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .config import DesktopConfig
+    from .main_window import MainWindow
+    from .theme import apply_theme, follow_system, icon
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("StyleAligned Desktop")
+    app.setOrganizationName("StyleAligned")
+    app.setApplicationVersion(__version__)
+    apply_theme(app)
+    follow_system(app)
+    app.setWindowIcon(icon("star-filled", "#e0873a"))
+
+    config = DesktopConfig.load()
+    if args.model:
+        config.model = args.model
+    window = MainWindow(config)
+    window.show()
+
+    def start() -> None:
+        if args.session:
+            window.set_session_from_path(Path(args.session))
+        else:
+            window.startup()
+
+    if args.quit_after_show:
+        app.processEvents()
+        print(f"window shown after {time.perf_counter() - _STARTED:.2f} s "
+              f"(torch loaded: {'torch' in sys.modules})", flush=True)
+        window.worker.shutdown(2.0)
+        return 0
+    QTimer.singleShot(0, start)
+    return _run(app)
+
+
+def _run(app) -> int:
+    """The event loop: qasync's asyncio loop on top of Qt's (plain Qt if qasync is missing)."""
+    try:
+        import asyncio
+
+        import qasync
+    except ImportError:
+        return app.exec()
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    closed = asyncio.Event()
+    app.aboutToQuit.connect(closed.set)
+    with loop:
+        loop.run_until_complete(closed.wait())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""The history of a session's runs: thumbnails (each run's contact sheet), show, restore, delete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..session import observer
+from ..session.history import RunRecord
+from ..session.model import Session
+from .theme import icon
+from .thumbnails import ThumbnailLoader
+
+THUMB = 120
+CONTACT_SHEET = "contact-sheet.png"
+
+
+def run_title(record: RunRecord) -> str:
+    """“17:03 · 5 panels” or “17:05 · re-roll of panel 3”."""
+    try:
+        when = datetime.fromisoformat(record.created).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        when = record.id
+    made = record.generated
+    if record.only is not None and len(record.only) == 1:
+        what = f"re-roll of panel {record.only[0] + 1}"
+    else:
+        what = f"{len(made)} panel{'s' if len(made) != 1 else ''}"
+    status = "" if record.status == "finished" else f" ({record.status})"
+    return f"{when} · {what}{status}"
+
+
+def run_details(record: RunRecord) -> str:
+    s = record.settings
+    style = (f"picture {record.style.file}" if record.style.kind == "picture"
+             else f"generated from “{record.style.prompt}”, seed {record.style.seed}")
+    lines = [
+        f"Run {record.id}",
+        f"Style text: {record.style_text or '(none)'}",
+        f"Reference: {style}",
+        f"Model {s.model or '?'} · {s.steps} steps · guidance {s.guidance:g} · "
+        f"{s.width}×{s.height} · {s.scheduler}",
+    ]
+    for panel in record.generated:
+        lines.append(f"Panel {panel.index + 1}: {panel.subject or panel.prompt} (seed {panel.seed})")
+    if record.message:
+        lines.append(record.message)
+    return "\n".join(lines)
+
+
+class HistoryView(QWidget):
+    """Every run of the session, newest first."""
+
+    run_selected = Signal(object)
+    """A run id, or None when the selection was cleared."""
+    restore_requested = Signal(str)
+    delete_requested = Signal(str)
+
+    def __init__(self, thumbnails: ThumbnailLoader | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.session: Session | None = None
+        self._unsubscribe = None
+        self.thumbnails = thumbnails or ThumbnailLoader(self)
+        self.thumbnails.ready.connect(self._thumbnail_ready)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.list = QListWidget()
+        self.list.setObjectName("HistoryList")
+        self.list.setViewMode(QListView.ViewMode.ListMode)
+        self.list.setIconSize(QSize(THUMB, THUMB * 3 // 4))
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setWordWrap(True)
+        self.list.setSpacing(2)
+        self.list.currentItemChanged.connect(self._selection_changed)
+        layout.addWidget(self.list, 1)
+        self.empty = QLabel("No runs yet. Every Generate and re-roll is kept here with its "
+                            "settings and seeds.")
+        self.empty.setObjectName("Hint")
+        self.empty.setWordWrap(True)
+        layout.addWidget(self.empty)
+        buttons = QHBoxLayout()
+        self.restore_button = QPushButton(icon("restore"), "Restore")
+        self.restore_button.setToolTip("Bring back this run's settings, style and seeds (the "
+                                       "panels' seeds are locked)")
+        self.restore_button.clicked.connect(lambda: self._emit(self.restore_requested))
+        self.folder_button = QPushButton(icon("open"), "Folder")
+        self.folder_button.setToolTip("Open the run's folder (its PNGs carry their parameters)")
+        self.folder_button.clicked.connect(self.open_folder)
+        self.delete_button = QPushButton(icon("delete"), "Delete")
+        self.delete_button.setToolTip("Delete this run and its pictures")
+        self.delete_button.clicked.connect(lambda: self._emit(self.delete_requested))
+        buttons.addWidget(self.restore_button)
+        buttons.addWidget(self.folder_button)
+        buttons.addWidget(self.delete_button)
+        layout.addLayout(buttons)
+        self._update_buttons()
+
+    def set_session(self, session: Session | None) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.session = session
+        if session is not None:
+            self._unsubscribe = session.subscribe(self._on_change)
+        self.refresh()
+
+    def _on_change(self, change: observer.Change) -> None:
+        if change.kind == observer.HISTORY:
+            self.refresh()
+
+    def refresh(self) -> None:
+        selected = self.current_run()
+        self.list.blockSignals(True)
+        self.list.clear()
+        records = list(reversed(self.session.history)) if self.session else []
+        for record in records:
+            item = QListWidgetItem(run_title(record))
+            item.setData(Qt.ItemDataRole.UserRole, record.id)
+            item.setToolTip(run_details(record))
+            image = self._thumbnail(record)
+            if image is not None and not image.isNull():
+                item.setIcon(QPixmap.fromImage(image))
+            self.list.addItem(item)
+            if record.id == selected:
+                self.list.setCurrentItem(item)
+        self.list.blockSignals(False)
+        self.empty.setVisible(not records)
+        if selected is not None and self.current_run() is None:
+            self.run_selected.emit(None)
+        self._update_buttons()
+
+    def _thumbnail_path(self, record: RunRecord):
+        folder = self.session.path(record.folder)
+        sheet = folder / CONTACT_SHEET
+        if sheet.is_file():
+            return sheet
+        images = record.images()
+        return self.session.path(images[0][1]) if images else None
+
+    def _thumbnail(self, record: RunRecord) -> QImage | None:
+        path = self._thumbnail_path(record)
+        return None if path is None else self.thumbnails.request(path, THUMB)
+
+    def _thumbnail_ready(self, path: str, size: int, image: QImage) -> None:
+        if self.session is None or size != THUMB or image.isNull():
+            return
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            try:
+                record = self.session.run(item.data(Qt.ItemDataRole.UserRole))
+            except ValueError:
+                continue
+            if str(self._thumbnail_path(record)) == path:
+                item.setIcon(QPixmap.fromImage(image))
+
+    def current_run(self) -> str | None:
+        item = self.list.currentItem()
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+    def select_run(self, run_id: str | None) -> None:
+        for row in range(self.list.count()):
+            if self.list.item(row).data(Qt.ItemDataRole.UserRole) == run_id:
+                self.list.setCurrentRow(row)
+                return
+        self.list.setCurrentItem(None)
+
+    def clear_selection(self) -> None:
+        self.list.blockSignals(True)
+        self.list.setCurrentItem(None)
+        self.list.clearSelection()
+        self.list.blockSignals(False)
+        self._update_buttons()
+
+    def _selection_changed(self, *_args) -> None:
+        self._update_buttons()
+        self.run_selected.emit(self.current_run())
+
+    def _update_buttons(self) -> None:
+        has = self.current_run() is not None
+        for button in (self.restore_button, self.folder_button, self.delete_button):
+            button.setEnabled(has)
+
+    def _emit(self, signal) -> None:
+        run_id = self.current_run()
+        if run_id is not None:
+            signal.emit(run_id)
+
+    def open_folder(self) -> None:
+        run_id = self.current_run()
+        if self.session is None or run_id is None:
+            return
+        folder = self.session.path(self.session.run(run_id).folder)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
