@@ -335,7 +335,7 @@ def markdown_table(report: dict[str, Any]) -> str:
         dino = group.get("set_consistency")
         inception = group.get("inception_score")
         row = [
-            group["label"], str(group["sets"]), str(group["images"]),
+            group["label"].replace("|", "\\|"), str(group["sets"]), str(group["images"]),
             f"{_fmt(dino['mean'])} ± {_fmt(dino['std'])}" if dino else "—",
             _fmt(_get(group, "text_alignment")),
             _fmt(_get(group, "text_alignment", "clip_score_100"), 2),
