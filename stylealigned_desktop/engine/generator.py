@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from . import events as ev
 from .install import Installation
-from .models import load_pipeline, resolve_device, resolve_dtype
+from .models import TINY, load_pipeline, model_identity, resolve_device, resolve_dtype
 from .preview import latent_to_rgb
-from .request import GeneratedReference, ReferencePicture, SetRequest
+from .request import PanelControl, ReferencePicture, SetRequest
 
 EventSink = Callable[[ev.Event], None]
 
@@ -86,6 +87,18 @@ class _Conditioning:
                 torch.cat([self.negative_pooled[index], self.pooled[index]]))
 
 
+@dataclass
+class _PreparedControl:
+    """A panel's control map as the ControlNet takes it: (1, 3, H, W) in [0, 1]."""
+
+    control: PanelControl
+    image: torch.Tensor
+
+    def active(self, step: int, total: int) -> bool:
+        """Whether the control acts at this step (diffusers' controlnet_keep rule)."""
+        return not (step / total < self.control.guidance_start or (step + 1) / total > self.control.guidance_end)
+
+
 class Engine:
     """Holds loaded models (cached across requests) and runs requests, one at a time.
 
@@ -98,6 +111,8 @@ class Engine:
         self._pipe = None
         self._pipe_key: tuple | None = None
         self._lock = threading.Lock()
+        self._controlnets = None
+        self._trajectory_caches: dict[str, object] = {}
         self.unet_calls = 0
 
     # -- models ----------------------------------------------------------------------------
@@ -118,7 +133,28 @@ class Engine:
 
     def unload(self) -> None:
         self._pipe, self._pipe_key = None, None
+        if self._controlnets is not None:
+            self._controlnets.clear()
         _free_memory()
+
+    def trajectory_cache(self, folder: str | None):
+        """The inversion cache of a folder (kept in memory across requests)."""
+        from ..paths import cache_dir
+        from .inversion import TrajectoryCache
+
+        folder = folder or str(cache_dir() / "trajectories")
+        if folder not in self._trajectory_caches:
+            self._trajectory_caches[folder] = TrajectoryCache(folder)
+        return self._trajectory_caches[folder]
+
+    def controlnet(self, request: SetRequest, kind: str, pipe):
+        """The ControlNet of a kind (canny, depth) for this request, loaded once per engine."""
+        from .control import DEFAULT_CONTROLNETS, ControlNetCache
+
+        if self._controlnets is None:
+            self._controlnets = ControlNetCache()
+        source = getattr(request, f"controlnet_{kind}") or (TINY if request.model == TINY else DEFAULT_CONTROLNETS[kind])
+        return self._controlnets.get(source, pipe.unet, dtype=pipe.unet.dtype, device=pipe.unet.device)
 
     # -- generation --------------------------------------------------------------------------
     def generate(self, request: SetRequest, on_event: EventSink | None = None,
@@ -158,9 +194,8 @@ class Engine:
         selected = list(request.selected)
         n = len(selected)
 
-        if isinstance(request.style, ReferencePicture):
-            raise GenerationError("reference pictures are not supported by this engine version yet")
-        style: GeneratedReference = request.style
+        style = request.style
+        picture_mode = isinstance(style, ReferencePicture)
 
         scheduler = make_scheduler(pipe.scheduler.config, sampling.scheduler)
         scheduler.set_timesteps(sampling.steps, device=device)
@@ -168,12 +203,22 @@ class Engine:
             scheduler.set_begin_index(0)
         timesteps = scheduler.timesteps
 
-        prompts = [style.prompt] + [request.panels[i].prompt for i in selected]
+        # Everything that can fail on bad input fails here, before any denoising.
+        controls = self._prepare_controls(pipe, request, selected)
+        trajectory, offset = None, 0
+        if picture_mode:
+            offset = style.offset_for(sampling.steps)
+            if not 0 <= offset < sampling.steps:
+                raise GenerationError(f"inversion offset must be in 0..{sampling.steps - 1} for {sampling.steps} steps, got {offset}")
+            trajectory = self._trajectory(pipe, request, timesteps, sink, cancel)
+
+        reference_prompt = style.caption if picture_mode else style.prompt
+        prompts = [reference_prompt] + [request.panels[i].prompt for i in selected]
         cond = self._encode(pipe, prompts, sampling.negative_prompt, halves == 2)
         time_ids = self._time_ids(pipe, sampling.height, sampling.width, dtype, device)
 
         f = pipe.vae_scale_factor
-        seeds = [style.seed] + [request.panels[i].seed for i in selected]
+        seeds = [getattr(style, "seed", 0)] + [request.panels[i].seed for i in selected]
         latents = torch.cat([initial_noise(s, sampling.height, sampling.width, f) for s in seeds])
         latents = latents.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
 
@@ -188,15 +233,20 @@ class Engine:
         installation = Installation(pipe.unet, request.settings)
         installation.state.halves_override = halves
         try:
+            total = len(timesteps)
             for i, t in enumerate(timesteps):
                 self._check(cancel)
+                if trajectory is not None:
+                    latents[0] = self._reference_sample(scheduler, trajectory, i, offset, t).to(device, dtype)
+                step_controls = [c if c is not None and c.active(i, total) else None for c in controls]
                 if request.settings.full_attention_share:
-                    eps = self._full_batch_eps(pipe, installation, scheduler, latents, t, cond, time_ids, halves, sampling.guidance)
+                    eps = self._full_batch_eps(pipe, installation, scheduler, latents, t, cond, time_ids, halves,
+                                               sampling.guidance, [None] + step_controls, request)
                 else:
                     ref_eps = self._reference_eps(pipe, installation, scheduler, latents[:1], t, cond, time_ids, halves, sampling.guidance)
                     panel_eps, micro_batch = self._panel_eps(
                         pipe, installation, scheduler, latents[1:], t, cond, time_ids, halves,
-                        sampling.guidance, micro_batch, cancel, sink)
+                        sampling.guidance, micro_batch, cancel, sink, step_controls, request)
                     eps = torch.cat([ref_eps, panel_eps])
                 output = scheduler.step(eps, t, latents, return_dict=True)
                 x0 = getattr(output, "pred_original_sample", None)
@@ -208,6 +258,8 @@ class Engine:
                     sink(ev.Preview(index, i + 1, latent_to_rgb(x0[row])))
         finally:
             installation.remove()
+        if trajectory is not None:
+            latents[0] = trajectory.z0.to(device, dtype)  # the reference is the picture's VAE round trip
         denoised = time.perf_counter()
 
         images = []
@@ -226,12 +278,16 @@ class Engine:
             "scheduler": sampling.scheduler,
             "stylealigned": request.settings.to_dict(),
         }
-        reference_meta = dict(meta_common, prompt=style.prompt, seed=style.seed, role="reference")
+        reference_meta = dict(meta_common, prompt=reference_prompt, seed=getattr(style, "seed", None), role="reference")
+        if picture_mode:
+            reference_meta.update(picture=style.path, inversion_guidance=style.inversion_guidance,
+                                  inversion_offset=offset)
         sink(ev.PanelDone(None, images[0], reference_meta))
         panel_images = {}
         for row, index in enumerate(selected, start=1):
             panel = request.panels[index]
-            meta = dict(meta_common, prompt=panel.prompt, seed=panel.seed, role="panel", index=index + 1)
+            meta = dict(meta_common, prompt=panel.prompt, seed=panel.seed, role="panel", index=index + 1,
+                        control=request.to_dict()["panels"][index]["control"])
             panel_images[index] = images[row]
             sink(ev.PanelDone(index, images[row], meta))
         metadata = {
@@ -273,24 +329,123 @@ class Engine:
                                      text_encoder_projection_dim=projection)
         return ids.to(device)
 
-    def _unet(self, pipe, latents, t, embeds, pooled, time_ids):
+    def _unet(self, pipe, latents, t, embeds, pooled, time_ids, residuals=None):
         self.unet_calls += 1
+        down, mid = residuals if residuals is not None else (None, None)
         return pipe.unet(
             latents, t, encoder_hidden_states=embeds,
             added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids.repeat(latents.shape[0], 1)},
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
             return_dict=False,
         )[0]
 
-    def _eps(self, pipe, scheduler, latents, t, cond, rows, time_ids, halves, guidance):
+    def _control_residuals(self, pipe, request, model_input, t, embeds, pooled, time_ids, controls, halves):
+        """ControlNet residuals for the rows of one UNet batch; rows without control get zeros.
+
+        Each ControlNet runs only on its own panels' rows and sees the same text as the UNet row
+        it controls (both CFG halves). Residuals are linear in the conditioning scale, so each
+        row is scaled by its own panel's scale.
+        """
+        if not any(c is not None for c in controls):
+            return None
+        m = len(controls)
+        down, mid = None, None
+        for kind in sorted({c.control.kind for c in controls if c is not None}):
+            positions = [j for j, c in enumerate(controls) if c is not None and c.control.kind == kind]
+            rows = [h * m + j for h in range(halves) for j in positions]
+            image = torch.cat([controls[j].image for j in positions] * halves).to(model_input.device, model_input.dtype)
+            scale = torch.tensor([controls[j].control.scale for j in positions] * halves,
+                                 device=model_input.device, dtype=model_input.dtype).view(-1, 1, 1, 1)
+            net = self.controlnet(request, kind, pipe)
+            res_down, res_mid = net(
+                model_input[rows], t, encoder_hidden_states=embeds[rows], controlnet_cond=image,
+                conditioning_scale=1.0, guess_mode=False,
+                added_cond_kwargs={"text_embeds": pooled[rows], "time_ids": time_ids.repeat(len(rows), 1)},
+                return_dict=False,
+            )
+            if down is None:
+                down = [torch.zeros((model_input.shape[0],) + r.shape[1:], dtype=r.dtype, device=r.device) for r in res_down]
+                mid = torch.zeros((model_input.shape[0],) + res_mid.shape[1:], dtype=res_mid.dtype, device=res_mid.device)
+            for total, part in zip(down, res_down):
+                total[rows] += part * scale
+            mid[rows] += res_mid * scale
+        return down, mid
+
+    def _eps(self, pipe, scheduler, latents, t, cond, rows, time_ids, halves, guidance, controls=None, request=None):
         """CFG-combined noise prediction for some rows of the set (latents: those rows)."""
         model_input = torch.cat([latents] * halves) if halves == 2 else latents
         model_input = scheduler.scale_model_input(model_input, t)
         embeds, pooled = cond.rows(rows, halves)
-        noise = self._unet(pipe, model_input, t, embeds, pooled, time_ids)
+        residuals = None
+        if controls:
+            residuals = self._control_residuals(pipe, request, model_input, t, embeds, pooled, time_ids, controls, halves)
+        noise = self._unet(pipe, model_input, t, embeds, pooled, time_ids, residuals)
         if halves == 2:
             uncond, text = noise.chunk(2)
             noise = uncond + guidance * (text - uncond)
         return noise
+
+    @staticmethod
+    def _reference_sample(scheduler, trajectory, i, offset, t):
+        """The reference row's sample at step i, in the scheduler's own scaling.
+
+        The trajectory holds UNet inputs; ``scale_model_input`` is linear (identity for DDIM and
+        DPM-Solver, 1/sqrt(sigma^2 + 1) for Euler), so dividing by its factor gives the sample.
+        """
+        from .inversion import reference_unet_input
+
+        unet_input = reference_unet_input(trajectory, i, offset)
+        factor = scheduler.scale_model_input(torch.ones(1, device=t.device), t).item()
+        return unet_input / factor
+
+    def _trajectory(self, pipe, request, timesteps, sink, cancel):
+        """The reference picture's DDIM trajectory, from the cache or inverted now."""
+        from .images import fit_picture, load_picture, picture_hash
+        from .inversion import InversionCancelled, TrajectoryKey, encode_picture, invert
+
+        style, sampling = request.style, request.sampling
+        picture = fit_picture(load_picture(style.path), sampling.width, sampling.height)
+        key = TrajectoryKey(
+            picture_hash=picture_hash(picture), caption=style.caption, model=model_identity(request.model),
+            width=sampling.width, height=sampling.height, scheduler=sampling.scheduler,
+            steps=sampling.steps, guidance=float(style.inversion_guidance),
+        )
+        levels = [int(t) for t in timesteps]
+
+        def compute():
+            z0 = encode_picture(pipe, picture)
+            return invert(pipe, z0, style.caption, sampling.steps, style.inversion_guidance,
+                          sampling.width, sampling.height, scheduler=sampling.scheduler, timesteps=levels,
+                          on_step=lambda done, total: sink(ev.Inverting(done, total)), cancel=cancel)
+
+        try:
+            trajectory = self.trajectory_cache(request.cache_dir).get_or_compute(key, compute)
+        except InversionCancelled:
+            raise GenerationCancelled() from None
+        if [int(t) for t in trajectory.timesteps] != levels:
+            raise GenerationError("the cached inversion does not match this scheduler's timesteps")
+        return trajectory
+
+    def _prepare_controls(self, pipe, request, selected) -> list[_PreparedControl | None]:
+        """Control maps of the selected panels, and their ControlNets loaded and checked."""
+        from .control import ControlSettings, preprocess
+
+        sampling = request.sampling
+        prepared: list[_PreparedControl | None] = []
+        for index in selected:
+            control = request.panels[index].control
+            if control is None:
+                prepared.append(None)
+                continue
+            self.controlnet(request, control.kind, pipe)  # a missing or mismatched model fails now
+            depth_model = request.depth_model or (TINY if request.model == TINY else None)
+            extra = {"depth_model": depth_model} if depth_model else {}
+            settings = ControlSettings.for_panel(control, sampling.width, sampling.height, **extra)
+            control_map = preprocess(control.image, control.mode, settings)
+            array = torch.from_numpy(np.asarray(control_map, dtype=np.float32) / 255.0)
+            prepared.append(_PreparedControl(control, array.permute(2, 0, 1).unsqueeze(0)))
+        return prepared
 
     def _reference_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance):
         installation.state.mode = "record"
@@ -303,12 +458,13 @@ class Engine:
                     "or use a smaller dtype") from error
             raise
 
-    def _full_batch_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance):
+    def _full_batch_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance,
+                        controls, request):
         installation.state.mode = "batch"
-        return self._eps(pipe, scheduler, latents, t, cond, slice(None), time_ids, halves, guidance)
+        return self._eps(pipe, scheduler, latents, t, cond, slice(None), time_ids, halves, guidance, controls, request)
 
     def _panel_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance,
-                   micro_batch, cancel, sink):
+                   micro_batch, cancel, sink, controls, request):
         """Noise predictions of all panels, micro-batch by micro-batch (halved on out-of-memory)."""
         installation.state.mode = "replay"
         n = latents.shape[0]
@@ -319,7 +475,8 @@ class Engine:
             stop = min(n, start + micro_batch)
             rows = list(range(start + 1, stop + 1))  # row 0 of the conditioning is the reference
             try:
-                out[start:stop] = self._eps(pipe, scheduler, latents[start:stop], t, cond, rows, time_ids, halves, guidance)
+                out[start:stop] = self._eps(pipe, scheduler, latents[start:stop], t, cond, rows, time_ids, halves,
+                                            guidance, controls[start:stop], request)
             except Exception as error:
                 if not _is_out_of_memory(error):
                     raise

@@ -9,6 +9,7 @@ from .settings import StyleAlignedSettings
 
 SCHEDULERS = ("ddim", "euler", "dpmpp-2m")
 CONTROL_MODES = ("canny", "depth", "map")
+CONTROLNET_KINDS = ("canny", "depth")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 DEFAULT_INVERSION_OFFSET_50 = 5  # the authors' offset for 50 steps
@@ -46,7 +47,14 @@ StyleSource = GeneratedReference | ReferencePicture
 
 @dataclass(frozen=True)
 class PanelControl:
-    """A panel's ControlNet conditioning (spec section 8)."""
+    """A panel's ControlNet conditioning (spec section 8).
+
+    ``mode``: ``canny`` (edges detected in the picture), ``depth`` (depth estimated from the
+    picture) or ``map`` (the picture already is a control map; ``map_kind`` says whether it is a
+    depth map or an edge map, i.e. which ControlNet it feeds). ``scale`` is the ControlNet
+    conditioning scale; the control acts from ``guidance_start`` to ``guidance_end`` (fractions
+    of the denoising).
+    """
 
     image: str
     mode: str = "canny"
@@ -55,10 +63,18 @@ class PanelControl:
     guidance_end: float = 1.0
     canny_low: int = 100
     canny_high: int = 200
+    map_kind: str = "depth"
+
+    @property
+    def kind(self) -> str:
+        """Which ControlNet this control feeds: ``canny`` or ``depth``."""
+        return self.map_kind if self.mode == "map" else self.mode
 
     def __post_init__(self) -> None:
         if self.mode not in CONTROL_MODES:
             raise ValueError(f"control mode must be one of {', '.join(CONTROL_MODES)}, got {self.mode!r}")
+        if self.map_kind not in CONTROLNET_KINDS:
+            raise ValueError(f"a ready-made map is one of {', '.join(CONTROLNET_KINDS)}, got {self.map_kind!r}")
         if self.scale < 0:
             raise ValueError(f"control scale must be >= 0, got {self.scale}")
         if not 0.0 <= self.guidance_start < self.guidance_end <= 1.0:
@@ -111,6 +127,7 @@ class SetRequest:
     ``only`` names the panels (0-based indices into ``panels``) to generate; None means all.
     Each panel's result depends only on its own prompt, seed and control, the style source,
     the sampling and the settings: never on the other panels or on ``micro_batch``.
+    ``full_attention_share`` is the exception: it couples all images by definition.
     """
 
     model: str
@@ -122,6 +139,13 @@ class SetRequest:
     device: str = "auto"
     dtype: str = "auto"
     only: tuple[int, ...] | None = None
+    cache_dir: str | None = None
+    """Where inversion trajectories are cached (a session's cache/); None: the user cache folder."""
+    controlnet_canny: str | None = None
+    """ControlNet for canny edges (hub id or folder); None: the default for the model."""
+    controlnet_depth: str | None = None
+    depth_model: str | None = None
+    """Monocular depth estimator (hub id or folder); None: the default for the model."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "panels", tuple(self.panels))
