@@ -15,7 +15,17 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
-from .engine.request import DEVICES, DTYPES, SCHEDULERS
+from .engine.request import (
+    DEVICES,
+    DTYPES,
+    SCHEDULERS,
+    GeneratedReference,
+    Panel,
+    PanelControl,
+    ReferencePicture,
+    Sampling,
+    SetRequest,
+)
 from .engine.settings import StyleAlignedSettings
 from .prompts_file import PromptsFileError, read_prompts_file
 
@@ -83,8 +93,29 @@ def _add_generate_parser(subparsers) -> None:
                     "panel i (1-based) uses seed N+i unless --panel-seeds says otherwise.")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="hub id, local diffusers folder, single .safetensors file, or 'tiny' (default: %(default)s)")
-    style = p.add_argument_group("style source")
-    style.add_argument("--reference-prompt", metavar="TEXT", help="prompt of the generated reference")
+    style = p.add_argument_group("style source (one of)")
+    source = style.add_mutually_exclusive_group()
+    source.add_argument("--reference-prompt", metavar="TEXT", help="prompt of the generated reference")
+    source.add_argument("--reference-image", metavar="PATH",
+                        help="a picture whose style the set takes (DDIM-inverted; cached per picture and settings)")
+    style.add_argument("--reference-caption", default="", metavar="TEXT",
+                       help="what the reference picture shows (may be empty)")
+    style.add_argument("--inversion-guidance", type=float, default=2.0, metavar="G", help="default %(default)s")
+    style.add_argument("--inversion-offset", type=int, default=None, metavar="K",
+                       help="start the reference K steps into its trajectory (default 5 per 50 steps)")
+    control = p.add_argument_group("ControlNet (per panel in the prompts file, or for every panel here)")
+    control.add_argument("--control", choices=("canny", "depth", "map"), help="control mode for every panel")
+    control.add_argument("--control-image", metavar="PATH", help="control picture for every panel")
+    control.add_argument("--control-scale", type=float, default=0.8, metavar="S", help="default %(default)s")
+    control.add_argument("--control-start", type=float, default=0.0, metavar="F")
+    control.add_argument("--control-end", type=float, default=1.0, metavar="F")
+    control.add_argument("--canny-low", type=int, default=100)
+    control.add_argument("--canny-high", type=int, default=200)
+    control.add_argument("--map-kind", choices=("depth", "canny"), default="depth",
+                         help="which ControlNet a ready-made map feeds (default depth)")
+    control.add_argument("--controlnet-canny", metavar="SOURCE", help="canny ControlNet: hub id or folder")
+    control.add_argument("--controlnet-depth", metavar="SOURCE", help="depth ControlNet: hub id or folder")
+    control.add_argument("--depth-model", metavar="SOURCE", help="depth estimator: hub id or folder")
     p.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="a panel prompt (repeat per panel)")
     p.add_argument("--prompts-file", metavar="FILE", help="one panel per line (blank and # lines ignored)")
     p.add_argument("--style", default="", metavar="TEXT", help='appended as ", TEXT" to the reference and every panel prompt')
@@ -92,7 +123,8 @@ def _add_generate_parser(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="reference seed N; panel i uses N+i (default 0)")
     p.add_argument("--panel-seeds", type=_int_list, metavar="A,B,C", help="explicit seed per panel")
     p.add_argument("--steps", type=_positive_int, default=50)
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default 5.0)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance (default 5.0; 10.0 with --reference-image)")
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--height", type=int, default=1024)
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
@@ -123,7 +155,6 @@ def _with_style(text: str, style: str) -> str:
 def build_generate_request(args):
     """The SetRequest a ``generate`` command line describes (no model is loaded here)."""
     from .engine.models import ModelSourceError, classify_source
-    from .engine.request import GeneratedReference, Panel, Sampling, SetRequest
 
     try:
         classify_source(args.model)
@@ -138,10 +169,13 @@ def build_generate_request(args):
     prompts = list(args.prompt) + [line.prompt for line in lines]
     if not prompts:
         raise UsageError("no panel prompts: give --prompt (repeatable) or --prompts-file")
-    if any(line.control_mode for line in lines):
-        raise UsageError("per-panel controls in the prompts file are not supported by this version yet")
-    if args.reference_prompt is None:
-        raise UsageError("no style source: give --reference-prompt")
+    if args.reference_prompt is None and args.reference_image is None:
+        raise UsageError("no style source: give --reference-prompt or --reference-image")
+    if (args.control is None) != (args.control_image is None):
+        raise UsageError("--control and --control-image go together")
+    picture_mode = args.reference_image is not None
+    if picture_mode and not Path(args.reference_image).expanduser().is_file():
+        raise UsageError(f"{args.reference_image}: no such picture")
     seeds = [args.seed + i for i in range(1, len(prompts) + 1)]
     file_seeds = [None] * len(args.prompt) + [line.seed for line in lines]
     seeds = [fs if fs is not None else s for s, fs in zip(seeds, file_seeds)]
@@ -156,10 +190,16 @@ def build_generate_request(args):
             raise UsageError(f"--only: no panel {bad[0]} (the set has {len(prompts)} panels, numbered from 1)")
         only = tuple(i - 1 for i in args.only)
     try:
-        settings = settings_from_args(args, reference_picture=False)
+        controls = [_control_for(line, args) for line in [None] * len(args.prompt) + lines]
+        settings = settings_from_args(args, reference_picture=picture_mode)
+        if picture_mode:
+            style = ReferencePicture(str(Path(args.reference_image).expanduser()), args.reference_caption,
+                                     args.inversion_guidance, args.inversion_offset)
+        else:
+            style = GeneratedReference(_with_style(args.reference_prompt, args.style), args.seed)
         sampling = Sampling(
             steps=args.steps,
-            guidance=5.0 if args.guidance is None else args.guidance,
+            guidance=(10.0 if picture_mode else 5.0) if args.guidance is None else args.guidance,
             width=args.width,
             height=args.height,
             scheduler=args.scheduler,
@@ -167,17 +207,42 @@ def build_generate_request(args):
         )
         return SetRequest(
             model=args.model,
-            style=GeneratedReference(_with_style(args.reference_prompt, args.style), args.seed),
-            panels=tuple(Panel(_with_style(p, args.style), s) for p, s in zip(prompts, seeds)),
+            style=style,
+            panels=tuple(Panel(_with_style(p, args.style), s, c) for p, s, c in zip(prompts, seeds, controls)),
             sampling=sampling,
             settings=settings,
             micro_batch=args.micro_batch,
             device=args.device,
             dtype=args.dtype,
             only=only,
+            controlnet_canny=args.controlnet_canny,
+            controlnet_depth=args.controlnet_depth,
+            depth_model=args.depth_model,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def _control_for(line, args) -> PanelControl | None:
+    """A panel's control: its own from the prompts file, else the command line's, else none."""
+    if line is not None and line.control_mode:
+        return PanelControl(
+            image=line.control_image,
+            mode=line.control_mode,
+            scale=args.control_scale if line.scale is None else line.scale,
+            guidance_start=args.control_start if line.start is None else line.start,
+            guidance_end=args.control_end if line.end is None else line.end,
+            canny_low=args.canny_low if line.low is None else line.low,
+            canny_high=args.canny_high if line.high is None else line.high,
+            map_kind=line.kind or args.map_kind,
+        )
+    if args.control:
+        return PanelControl(
+            image=str(Path(args.control_image).expanduser()), mode=args.control, scale=args.control_scale,
+            guidance_start=args.control_start, guidance_end=args.control_end,
+            canny_low=args.canny_low, canny_high=args.canny_high, map_kind=args.map_kind,
+        )
+    return None
 
 
 class _TerminalProgress:
@@ -213,19 +278,120 @@ def cmd_generate(args) -> int:
     _check_writable(out)
     if request.only is not None and not (out / "run.json").is_file():
         raise UsageError(f"--only re-rolls panels of an existing run, but {out} has no run.json")
-    from .engine.generator import Engine, GenerationError
-    from .engine.models import ModelSourceError
+    from .engine.generator import Engine
     from .engine.runfolder import write_run_folder
 
     progress = _TerminalProgress(args.quiet)
     try:
         result = Engine().generate(request, progress, threading.Event())
-    except (ModelSourceError, GenerationError, ValueError) as error:
+    except (RuntimeError, ValueError, OSError) as error:
+        if not _is_user_error(error):
+            raise
         raise UsageError(str(error)) from None
     write_run_folder(out, request, result, style_text=args.style)
     if not args.quiet:
         done = len(result.panels)
         print(f"wrote the reference and {done} panel(s) to {out}", file=sys.stderr)
+    return 0
+
+
+def _is_user_error(error: BaseException) -> bool:
+    """Errors about the user's input or environment (bad picture, model, size, memory)."""
+    from .engine.generator import GenerationError
+
+    return isinstance(error, (ValueError, GenerationError, FileNotFoundError, PermissionError))
+
+
+def _add_invert_parser(subparsers) -> None:
+    p = subparsers.add_parser("invert", help="DDIM-invert a reference picture and save its trajectory",
+                              description="Compute and save the DDIM trajectory of a picture (spec section 7), "
+                                          "e.g. to prepare references for batch work.")
+    p.add_argument("picture")
+    p.add_argument("--out", required=True, metavar="FILE.safetensors")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--caption", default="")
+    p.add_argument("--steps", type=_positive_int, default=50)
+    p.add_argument("--guidance", type=float, default=2.0)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--dtype", choices=DTYPES, default="auto")
+    p.set_defaults(func=cmd_invert)
+
+
+def cmd_invert(args) -> int:
+    from .engine.models import ModelSourceError, classify_source
+
+    out = Path(args.out).expanduser()
+    if out.suffix != ".safetensors":
+        raise UsageError(f"{out}: the trajectory is saved as .safetensors")
+    for size in (args.width, args.height):
+        if size < 64 or size % 8:
+            raise UsageError(f"width and height must be multiples of 8 and at least 64, got {size}")
+    try:
+        classify_source(args.model)
+    except ModelSourceError as error:
+        raise UsageError(str(error)) from None
+    _check_writable(out.parent)
+    from tqdm import tqdm
+
+    from .engine.generator import make_scheduler
+    from .engine.images import fit_picture, load_picture, picture_hash
+    from .engine.inversion import TrajectoryKey, encode_picture, invert, save_trajectory
+    from .engine.models import load_pipeline, model_identity
+
+    try:
+        picture = fit_picture(load_picture(args.picture), args.width, args.height)
+        pipe = load_pipeline(args.model, args.device, args.dtype)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    scheduler = make_scheduler(pipe.scheduler.config, args.scheduler)
+    scheduler.set_timesteps(args.steps)
+    bar = tqdm(total=args.steps, desc="inverting", unit="step", file=sys.stderr)
+    trajectory = invert(pipe, encode_picture(pipe, picture), args.caption, args.steps, args.guidance,
+                        args.width, args.height, scheduler=args.scheduler,
+                        timesteps=[int(t) for t in scheduler.timesteps],
+                        on_step=lambda done, total: bar.update(done - bar.n))
+    bar.close()
+    key = TrajectoryKey(picture_hash(picture), args.caption, model_identity(args.model), args.width, args.height,
+                        args.scheduler, args.steps, float(args.guidance))
+    save_trajectory(out, trajectory, key)
+    print(f"saved the trajectory ({args.steps + 1} latents) to {out}")
+    return 0
+
+
+def _add_preprocess_parser(subparsers) -> None:
+    p = subparsers.add_parser("preprocess", help="make the canny or depth control map of a picture")
+    p.add_argument("picture")
+    p.add_argument("--mode", choices=("canny", "depth", "map"), required=True)
+    p.add_argument("--out", required=True, metavar="FILE.png")
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--canny-low", type=int, default=100)
+    p.add_argument("--canny-high", type=int, default=200)
+    p.add_argument("--depth-model", default=None, metavar="SOURCE",
+                   help="hub id or folder of a DPT depth model, or 'tiny' (default Intel/dpt-hybrid-midas)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.set_defaults(func=cmd_preprocess)
+
+
+def cmd_preprocess(args) -> int:
+    out = Path(args.out).expanduser()
+    _check_writable(out.parent)
+    from .engine.control import ControlSettings, preprocess
+
+    try:
+        extra = {"depth_model": args.depth_model} if args.depth_model else {}
+        settings = ControlSettings(width=args.width, height=args.height, canny_low=args.canny_low,
+                                   canny_high=args.canny_high, device=args.device, **extra)
+        control_map = preprocess(args.picture, args.mode, settings)
+        control_map.save(out)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"{out}: cannot write ({error.strerror or error})") from None
+    print(f"saved the {args.mode} map to {out}")
     return 0
 
 
@@ -272,8 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_generate_parser(subparsers)
+    from .engine.evaluation import add_evaluate_parser
+
+    add_evaluate_parser(subparsers)
+    _add_invert_parser(subparsers)
+    _add_preprocess_parser(subparsers)
     _add_models_parser(subparsers)
-    # -- subcommands from other modules --
     return parser
 
 

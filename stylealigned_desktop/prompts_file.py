@@ -9,8 +9,9 @@
 Fields after the prompt are separated by ``|``: ``seed=N``; ``control=MODE:PATH`` with MODE
 canny, depth or map (a relative PATH is relative to the file); ``scale=`` (ControlNet
 conditioning scale, default 0.8); ``start=`` / ``end=`` (the part of the denoising, 0..1, during
-which the control acts); ``low=`` / ``high=`` (canny thresholds). A literal ``|`` in a prompt is
-written ``\\|``.
+which the control acts); ``low=`` / ``high=`` (canny thresholds); ``kind=depth|canny`` (for
+``control=map:...``: which ControlNet the ready-made map feeds, default depth). A literal ``|``
+in a prompt is written ``\\|``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class PanelLine:
     end: float | None = None
     low: int | None = None
     high: int | None = None
+    kind: str | None = None
 
 
 def _number(value: str, kind, where: str, key: str):
@@ -80,9 +82,13 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
             values[key] = _number(value, float, where, key)
         elif key in ("low", "high"):
             values[key] = _number(value, int, where, key)
+        elif key == "kind":
+            if value.lower() not in ("depth", "canny"):
+                raise PromptsFileError(f"{where}: kind= must be depth or canny, got {value!r}")
+            values[key] = value.lower()
         else:
-            raise PromptsFileError(f"{where}: unknown field {key!r} (known: seed, control, scale, start, end, low, high)")
-    control_only = [k for k in ("scale", "start", "end", "low", "high") if k in values]
+            raise PromptsFileError(f"{where}: unknown field {key!r} (known: seed, control, scale, start, end, low, high, kind)")
+    control_only = [k for k in ("scale", "start", "end", "low", "high", "kind") if k in values]
     if control_only and "control_mode" not in values:
         raise PromptsFileError(f"{where}: {', '.join(control_only)} given without control=MODE:PATH")
     return PanelLine(prompt=prompt, **values)
@@ -117,7 +123,7 @@ def format_line(panel: PanelLine) -> str:
         parts.append(f"seed={panel.seed}")
     if panel.control_mode:
         parts.append(f"control={panel.control_mode}:{panel.control_image}")
-    for key in ("scale", "start", "end", "low", "high"):
+    for key in ("scale", "start", "end", "low", "high", "kind"):
         value = getattr(panel, key)
         if value is not None:
             parts.append(f"{key}={value}")

@@ -389,7 +389,10 @@ def load_controlnet(
     if source == TINY:
         if unet is None:
             raise ControlError("the tiny ControlNet is built from the tiny UNet: pass unet=")
-        return tiny_controlnet(unet).to(device=device, dtype=dtype)
+        controlnet = tiny_controlnet(unet)
+        if dtype is not None and dtype != controlnet.dtype:  # avoid diffusers' warning on a no-op cast
+            controlnet = controlnet.to(dtype=dtype)
+        return controlnet.to(device=device)
     import torch
     from diffusers import ControlNetModel
 
