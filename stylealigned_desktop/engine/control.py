@@ -396,12 +396,14 @@ def load_controlnet(
     import torch
     from diffusers import ControlNetModel
 
+    from .models import dtype_kwargs
+
     location = _resolve_source(source, "ControlNet")
     attempts = [{"variant": "fp16"}, {}] if dtype == torch.float16 else [{}]
     error: BaseException | None = None
     for extra in attempts:
         try:
-            controlnet = ControlNetModel.from_pretrained(location, torch_dtype=dtype, **extra)
+            controlnet = ControlNetModel.from_pretrained(location, **dtype_kwargs(dtype), **extra)
             break
         except (OSError, ValueError, KeyError) as exc:
             error = exc  # first a missing fp16 variant (then retried), or the real error

@@ -75,6 +75,15 @@ def resolve_dtype(dtype: str, device):
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
 
 
+def dtype_kwargs(dtype) -> dict:
+    """The dtype argument of diffusers' loaders: ``dtype`` since it replaced ``torch_dtype``."""
+    try:
+        from diffusers.utils.deprecation_utils import _TORCH_DTYPE_DEPRECATION_MESSAGE  # noqa: F401
+    except ImportError:
+        return {"torch_dtype": dtype}
+    return {"dtype": dtype}
+
+
 def _hub_error(source: str, error: Exception) -> ModelSourceError:
     return ModelSourceError(
         f"{source}: could not load from the Hugging Face hub or its local cache ({type(error).__name__}: "
@@ -103,9 +112,9 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
 
         try:
             if kind == "single_file":
-                pipe = StableDiffusionXLPipeline.from_single_file(source, torch_dtype=torch_dtype)
+                pipe = StableDiffusionXLPipeline.from_single_file(source, **dtype_kwargs(torch_dtype))
             else:
-                kwargs = {"torch_dtype": torch_dtype}
+                kwargs = dtype_kwargs(torch_dtype)
                 if kind == "folder":
                     kwargs["local_files_only"] = True
                 if torch_dtype == torch.float16 and kind == "hub":

@@ -1,0 +1,78 @@
+import json
+
+import pytest
+from PIL import Image
+
+from stylealigned_desktop.engine.events import RunResult
+from stylealigned_desktop.engine.request import (
+    GeneratedReference,
+    Panel,
+    PanelControl,
+    Sampling,
+    SetRequest,
+)
+from stylealigned_desktop.engine.runfolder import (
+    contact_sheet,
+    read_parameters,
+    read_run,
+    subject_of,
+    write_run_folder,
+)
+
+
+def _request(only=None, seeds=(2, 3)):
+    return SetRequest(
+        model="tiny",
+        style=GeneratedReference("a train, ink", 1),
+        panels=(Panel("a car, ink", seeds[0], PanelControl("c.png", "canny")), Panel("a boat, ink", seeds[1])),
+        sampling=Sampling(steps=2, width=64, height=64),
+        only=only,
+    )
+
+
+def _result(colour, indices=(0, 1)):
+    image = Image.new("RGB", (64, 64), colour)
+    return RunResult(reference=image, panels={i: image for i in indices},
+                     metadata={"micro_batch": 2, "device": "cpu", "dtype": "float32", "timings": {"denoise_s": 1}})
+
+
+def test_writes_every_file_with_parameters(tmp_path):
+    write_run_folder(tmp_path, _request(), _result("red"), style_text="ink")
+    run = read_run(tmp_path)
+    assert run["reference"]["subject"] == "a train" and [p["subject"] for p in run["panels"]] == ["a car", "a boat"]
+    assert run["panels"][0]["control"]["mode"] == "canny" and run["panels"][1]["control"] is None
+    assert run["versions"]["torch"] and run["timings"]["denoise_s"] == 1
+    params = read_parameters(tmp_path / "panel-02.png")
+    assert params["prompt"] == "a boat, ink" and params["seed"] == 3 and params["steps"] == 2
+    assert params["stylealigned"]["share_attention"] is True and params["model"] == "tiny"
+    with Image.open(tmp_path / "contact-sheet.png") as sheet:
+        assert sheet.width > 64 * 3
+
+
+def test_reroll_replaces_only_the_chosen_panels(tmp_path):
+    write_run_folder(tmp_path, _request(), _result("red"), style_text="ink")
+    write_run_folder(tmp_path, _request(only=(1,), seeds=(2, 99)), _result("blue", indices=(1,)), style_text="ink")
+    run = read_run(tmp_path)
+    assert [p["seed"] for p in run["panels"]] == [2, 99] and run["rerolled"] == [2]
+    with Image.open(tmp_path / "panel-01.png") as one, Image.open(tmp_path / "panel-02.png") as two:
+        assert one.getpixel((0, 0)) == (255, 0, 0) and two.getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_read_run_errors(tmp_path):
+    with pytest.raises(ValueError, match="no run.json"):
+        read_run(tmp_path)
+    (tmp_path / "run.json").write_text("{broken")
+    with pytest.raises(ValueError, match="broken JSON"):
+        read_run(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"format": "stylealigned-run", "version": 99}))
+    with pytest.raises(ValueError, match="newer"):
+        read_run(tmp_path)
+
+
+def test_subject_and_contact_sheet_helpers():
+    assert subject_of("a car, ink", "ink") == "a car" and subject_of("a car", "") == "a car"
+    assert subject_of("a car in ink", "ink") == "a car in ink"
+    sheet = contact_sheet([(str(i), Image.new("RGB", (10, 20), "green")) for i in range(5)], tile_size=32)
+    assert sheet.size[0] > 4 * 32 and sheet.size[1] > 2 * 32
+    with pytest.raises(ValueError):
+        contact_sheet([])
