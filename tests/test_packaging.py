@@ -1,7 +1,6 @@
 """Packaging files parse and point at what exists."""
 
 import configparser
-import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,12 +17,13 @@ def test_desktop_entry_and_appstream_metadata():
     assert meta.find("launchable").text == "stylealigned-desktop.desktop"
 
 
-def test_entry_points_exist():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    import importlib
+def test_entry_points_exist_and_dependencies_are_ranges():
+    from importlib.metadata import distribution
 
-    for script in list(project["scripts"].values()) + list(project["gui-scripts"].values()):
-        module, func = script.split(":")
-        assert callable(getattr(importlib.import_module(module), func))
-    for requirement in project["dependencies"]:
+    dist = distribution("stylealigned-desktop")
+    scripts = {ep.name: ep for ep in dist.entry_points if ep.group in ("console_scripts", "gui_scripts")}
+    assert {"stylealigned", "stylealigned-desktop"} <= set(scripts)
+    for entry in scripts.values():
+        assert callable(entry.load())
+    for requirement in dist.requires or []:
         assert "==" not in requirement, f"exact pin in dependencies: {requirement}"
