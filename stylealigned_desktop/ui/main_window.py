@@ -1232,5 +1232,5 @@ class MainWindow(QMainWindow):
         self._save_config()
         self._close_session()
         self.worker.shutdown(timeout=10.0)
-        self.thumbnails.wait(2000)
+        self.thumbnails.shutdown()
         event.accept()

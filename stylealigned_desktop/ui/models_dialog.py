@@ -2,8 +2,8 @@
 .safetensors file, or the built-in ``tiny`` model (random weights, for trying the app).
 
 Downloads go into the Hugging Face cache through ``huggingface_hub.snapshot_download`` in a
-background thread (never the engine's): a cancelled download keeps its partial files and resumes
-where it stopped next time.
+background thread (never the engine's; its reports reach the dialog through a ThreadBridge): a
+cancelled download keeps its partial files and resumes where it stopped next time.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..engine.models import TINY, ModelSourceError, classify_source
+from .bridge import ThreadBridge
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class ModelDownload(QObject):
         self._download_fn = download_fn
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
+        self._bridge = ThreadBridge(self)
 
     @property
     def running(self) -> bool:
@@ -109,6 +111,7 @@ class ModelDownload(QObject):
 
     def start(self, repo_id: str, half_precision: bool) -> None:
         self._cancel.clear()
+        self._bridge.wake()
         self._thread = threading.Thread(target=self._run, args=(repo_id, half_precision),
                                         name="stylealigned-download", daemon=True)
         self._thread.start()
@@ -143,8 +146,8 @@ class ModelDownload(QObject):
                     result = super().update(n)
                     if self._bytes_bar:
                         elapsed = max(1e-3, time.monotonic() - started)
-                        owner.progress.emit(float(self.n), float(self.total or 0),
-                                            float(self.n) / elapsed)
+                        owner._bridge.post(owner.progress.emit, float(self.n),
+                                           float(self.total or 0), float(self.n) / elapsed)
                 return result
 
         return Progress
@@ -157,19 +160,19 @@ class ModelDownload(QObject):
             folder = download(repo_id, ignore_patterns=download_patterns(half_precision),
                               tqdm_class=self._progress_class())
         except DownloadCancelled:
-            self.cancelled.emit()
+            self._bridge.post(self.cancelled.emit)
             return
         except Exception as exc:
             if self._cancel.is_set():
-                self.cancelled.emit()
+                self._bridge.post(self.cancelled.emit)
                 return
             log.warning("download of %s failed: %r", repo_id, exc)
-            self.failed.emit(download_error_message(repo_id, exc))
+            self._bridge.post(self.failed.emit, download_error_message(repo_id, exc))
             return
         if self._cancel.is_set():
-            self.cancelled.emit()
+            self._bridge.post(self.cancelled.emit)
             return
-        self.finished.emit(str(folder))
+        self._bridge.post(self.finished.emit, str(folder))
 
 
 def download_error_message(repo_id: str, exc: Exception) -> str:

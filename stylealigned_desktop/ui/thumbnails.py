@@ -1,14 +1,21 @@
-"""Thumbnails decoded off the UI thread (a small thread pool), cached by file, size and mtime."""
+"""Thumbnails decoded off the UI thread (a small thread pool), cached by file, size and mtime.
+
+Results come back through a :class:`~.bridge.ThreadBridge`: pool threads never emit Qt signals.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QObject, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QImageReader
+
+from .bridge import ThreadBridge
 
 log = logging.getLogger(__name__)
 
@@ -46,31 +53,23 @@ def read_thumbnail(path: str | Path, size: int) -> QImage:
     return image
 
 
-class _Job(QRunnable):
-    def __init__(self, loader: ThumbnailLoader, key: tuple, path: str, size: int) -> None:
-        super().__init__()
-        self.loader, self.key, self.path, self.size = loader, key, path, size
-
-    def run(self) -> None:
-        image = read_thumbnail(self.path, self.size)
-        self.loader._loaded.emit(self.key, image)
-
-
 class ThumbnailLoader(QObject):
     """``request(path, size)`` returns a cached thumbnail or None and emits ``ready`` later."""
 
     ready = Signal(str, int, QImage)
     """path, size, image (null when the file could not be read)."""
-    _loaded = Signal(object, QImage)
 
     def __init__(self, parent=None, capacity: int = 400) -> None:
         super().__init__(parent)
         self._cache: OrderedDict[tuple, QImage] = OrderedDict()
         self._waiting: set[tuple] = set()
         self._capacity = capacity
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
-        self._loaded.connect(self._store)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stylealigned-thumb")
+        self._bridge = ThreadBridge(self)
+
+    def _load(self, key: tuple, path: str, size: int) -> None:
+        """In a pool thread: decode, then hand the result to the UI thread."""
+        self._bridge.post(self._store, key, read_thumbnail(path, size))
 
     @staticmethod
     def _key(path: str, size: int) -> tuple:
@@ -88,7 +87,8 @@ class ThumbnailLoader(QObject):
             return self._cache[key]
         if key not in self._waiting:
             self._waiting.add(key)
-            self._pool.start(_Job(self, key, path, size))
+            self._bridge.wake()
+            self._pool.submit(self._load, key, path, size)
         return None
 
     def load_now(self, path: str | Path, size: int) -> QImage:
@@ -100,7 +100,16 @@ class ThumbnailLoader(QObject):
         return self._cache[key]
 
     def wait(self, msecs: int = 5000) -> bool:
-        return self._pool.waitForDone(msecs)
+        """Wait for the pending decodes and deliver them (tests, shutdown)."""
+        deadline = time.monotonic() + msecs / 1000
+        while self._waiting and time.monotonic() < deadline:
+            if not self._bridge.drain():
+                time.sleep(0.005)
+        return not self._waiting
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._bridge.stop()
 
     def _put(self, key: tuple, image: QImage) -> None:
         self._cache[key] = image

@@ -1,8 +1,9 @@
 """The one background thread that owns the engine.
 
 The UI thread never imports torch: the engine is built by a factory *inside* the worker thread on
-the first job. Jobs wait in a queue while one runs. Engine events cross to the UI thread as Qt
-signals (queued connections); pictures are converted to QImage here, off the UI thread.
+the first job. Jobs wait in a queue while one runs. Engine events reach the UI thread through a
+:class:`~.bridge.ThreadBridge` (the worker thread never calls Qt's signal machinery) and are
+re-emitted there as this object's Qt signals; pictures are converted to QImage in the worker.
 
 Previews are coalesced: the worker keeps only the newest preview of each picture and signals
 ``previews_ready`` once until the UI has taken them, so a fast engine can never flood the UI's
@@ -28,6 +29,7 @@ from PySide6.QtGui import QImage
 
 from ..engine import events as ev
 from ..engine.request import SetRequest
+from .bridge import ThreadBridge
 from .qimage import pil_to_qimage
 
 log = logging.getLogger(__name__)
@@ -155,6 +157,8 @@ class EngineWorker(QObject):
         self._previews: dict[int | None, tuple[int, int, QImage]] = {}
         self._previews_signalled = False
         self.task_done.connect(self._deliver_task)
+        self._bridge = ThreadBridge(self)
+        self._post = self._bridge.post
         self._thread = threading.Thread(target=self._run, name="stylealigned-engine", daemon=True)
         self._thread.start()
 
@@ -167,6 +171,7 @@ class EngineWorker(QObject):
     ) -> Job:
         """Queue a job; it runs when the jobs before it are done."""
         job = Job(next(self._ids), request, label, after_finish)
+        self._bridge.wake()
         with self._lock:
             self._pending.append(job)
         self.job_queued.emit(job)
@@ -176,6 +181,7 @@ class EngineWorker(QObject):
     def run_task(self, fn: Callable[[], Any], on_done: Callable[[Task], None] | None = None) -> Task:
         """Run ``fn`` in the engine's thread between generations; see :class:`Task`."""
         task = Task(next(self._ids), fn, on_done)
+        self._bridge.wake()
         with self._lock:
             self._tasks.append(task)
         self._queue.put(_WAKE)
@@ -255,13 +261,13 @@ class EngineWorker(QObject):
                 self._current = job
                 job.state = JobState.running
                 job.started = time.monotonic()
-            self.job_started.emit(job)
+            self._post(self.job_started.emit, job)
             try:
                 self._execute(job)
             finally:
                 with self._lock:
                     self._current = None
-                self.job_ended.emit(job)
+                self._post(self.job_ended.emit, job)
 
     def _run_tasks(self) -> None:
         while True:
@@ -274,7 +280,7 @@ class EngineWorker(QObject):
             except Exception as exc:
                 log.info("task %s failed: %r", task.id, exc)
                 task.error = readable_error(exc)
-            self.task_done.emit(task)
+            self._post(self.task_done.emit, task)
 
     def _execute(self, job: Job) -> None:
         def on_event(event: ev.Event) -> None:
@@ -304,9 +310,9 @@ class EngineWorker(QObject):
                 signal = not self._previews_signalled
                 self._previews_signalled = True
             if signal:
-                self.previews_ready.emit()
+                self._post(self.previews_ready.emit)
         elif isinstance(event, ev.PanelDone):
-            self.event.emit(WorkerEvent(job, event, image=pil_to_qimage(event.image)))
+            self._post(self.event.emit, WorkerEvent(job, event, image=pil_to_qimage(event.image)))
         elif isinstance(event, ev.Finished):
             self._finish(job, event.run)
         elif isinstance(event, ev.Cancelled):
@@ -314,7 +320,7 @@ class EngineWorker(QObject):
         elif isinstance(event, ev.Failed):
             self._end(job, JobState.failed, event)
         else:
-            self.event.emit(WorkerEvent(job, event))
+            self._post(self.event.emit, WorkerEvent(job, event))
 
     def _finish(self, job: Job, result: ev.RunResult) -> None:
         if job.state is not JobState.running:
@@ -335,7 +341,7 @@ class EngineWorker(QObject):
         for index, image in result.panels.items():
             images[index] = pil_to_qimage(image)
         job.state = JobState.finished
-        self.event.emit(WorkerEvent(job, ev.Finished(result), images=images))
+        self._post(self.event.emit, WorkerEvent(job, ev.Finished(result), images=images))
 
     def _end(self, job: Job, state: JobState, event: ev.Event) -> None:
         if job.state is not JobState.running:
@@ -343,4 +349,4 @@ class EngineWorker(QObject):
         job.state = state
         if isinstance(event, ev.Failed):
             job.error = event.message
-        self.event.emit(WorkerEvent(job, event))
+        self._post(self.event.emit, WorkerEvent(job, event))

@@ -1,0 +1,59 @@
+"""Fixtures for the window tests: a main window on the real engine (tiny model) or a fake."""
+
+from __future__ import annotations
+
+import pytest
+
+from stylealigned_desktop.ui.config import DesktopConfig
+
+
+@pytest.fixture(scope="session")
+def tiny_engine():
+    """One real engine for the whole run: the tiny pipeline is built once, in a worker thread."""
+    from stylealigned_desktop.engine.generator import Engine
+
+    return Engine()
+
+
+class Answers:
+    """Stands in for MainWindow.ask: returns queued answers, records the questions."""
+
+    def __init__(self, default: str = "Don't save") -> None:
+        self.queue: list[str] = []
+        self.asked: list[tuple[str, str]] = []
+        self.default = default
+
+    def __call__(self, title, text, buttons, default=None, detail=""):
+        self.asked.append((title, text + ("\n" + detail if detail else "")))
+        answer = self.queue.pop(0) if self.queue else self.default
+        if answer not in buttons:
+            answer = buttons[-1]
+        return answer
+
+
+@pytest.fixture
+def make_window(qtbot, tiny_engine):
+    """``make_window(engine=None, config=None)`` -> (window, answers); the real tiny engine by default."""
+    made = []
+
+    def make(engine=None, config=None, startup=False):
+        from stylealigned_desktop.ui.main_window import MainWindow
+
+        config = config or DesktopConfig(model="tiny")
+        engine = engine if engine is not None else tiny_engine
+        window = MainWindow(config, engine_factory=lambda: engine)
+        answers = Answers()
+        window.ask = answers
+        qtbot.addWidget(window)
+        window.resize(1300, 850)
+        window.show()
+        if startup:
+            window.startup()
+        made.append(window)
+        return window, answers
+
+    yield make
+    for window in made:
+        window.ask = Answers()
+        window.close()
+        window.worker.shutdown(5)
