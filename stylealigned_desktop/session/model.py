@@ -26,7 +26,7 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.set_panel_control_picture(i, path) / s.set_panel_control_data(i, data, name)
     s.clear_panel_control_picture(i)
     s.update_panel_control(i, mode=..., scale=..., guidance_start=..., guidance_end=...,
-                           canny_low=..., canny_high=...)
+                           canny_low=..., canny_high=..., map_kind=...)
     s.import_panels_text(text, replace_all=False) -> [Panel]; s.export_panels_text() -> str
     s.import_panels_file(path, replace_all=False);        s.export_panels_file(path)
 
@@ -398,7 +398,8 @@ class Session(Observable):
         return self._panels[index]
 
     def update_panel_control(self, index: int, **changes: Any) -> Panel:
-        """Change the control settings of panel ``index`` (mode, scale, start/end, canny)."""
+        """Change the control settings of panel ``index``: ``mode``, ``scale``,
+        ``guidance_start``/``guidance_end``, ``canny_low``/``canny_high``, ``map_kind``."""
         if "image" in changes:
             raise SessionError("set the control picture with set_panel_control_picture()")
         old = self._panels[self._index(index)]
@@ -705,6 +706,7 @@ class Session(Observable):
                 guidance_end=control.guidance_end,
                 canny_low=control.canny_low,
                 canny_high=control.canny_high,
+                map_kind=control.map_kind,
             )
         return RequestPanel(prompt=prompt, seed=panel.seed, control=request_control), control
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..engine.request import CONTROL_MODES, SCHEDULERS, Sampling
+from ..engine.request import CONTROL_MODES, CONTROLNET_KINDS, SCHEDULERS, Sampling
 from ..engine.settings import StyleAlignedSettings
 from .errors import SessionError
 
@@ -169,7 +169,9 @@ class Control:
 
     ``image`` is the session-relative path of the copy (``controls/<hash>.png``) or None; the
     other fields are kept when the picture is removed, so choosing a new one keeps the mode.
-    ``scale`` is the ControlNet conditioning scale ("strength" in the GUI).
+    ``scale`` is the ControlNet conditioning scale ("strength" in the GUI). ``map_kind`` says
+    which ControlNet a ready-made map (mode ``map``) feeds: ``depth`` or ``canny`` (edges); it
+    is kept, unused, in the other modes.
     """
 
     image: str | None = None
@@ -179,6 +181,7 @@ class Control:
     guidance_end: float = 1.0
     canny_low: int = 100
     canny_high: int = 200
+    map_kind: str = "depth"
 
     def __post_init__(self) -> None:
         if self.image is not None:
@@ -186,6 +189,11 @@ class Control:
         if self.mode not in CONTROL_MODES:
             raise SessionError(
                 f"control mode must be one of {', '.join(CONTROL_MODES)}, got {self.mode!r}"
+            )
+        if self.map_kind not in CONTROLNET_KINDS:
+            raise SessionError(
+                f"a ready-made control map is one of {', '.join(CONTROLNET_KINDS)}, "
+                f"got {self.map_kind!r}"
             )
         for name, label in (("scale", "control strength"), ("guidance_start", "control start"),
                             ("guidance_end", "control end")):
@@ -220,6 +228,7 @@ class Control:
             guidance_end=r.number("guidance_end", d.guidance_end),
             canny_low=r.integer("canny_low", d.canny_low),
             canny_high=r.integer("canny_high", d.canny_high),
+            map_kind=r.text("map_kind", d.map_kind),  # absent in sessions saved before it existed
         )
         r.done()
         return value

@@ -117,6 +117,27 @@ def test_panel_control_settings_are_validated_and_kept_without_picture(session, 
         "depth", 0.6, 0.7)
 
 
+def test_map_kind_says_which_controlnet_a_ready_made_map_feeds(session, make_picture):
+    session.set_style_text("blueprint")
+    session.add_panel("a tower")
+    assert session.panels[0].control.map_kind == "depth"  # the default, as in PanelControl
+    session.set_panel_control_picture(0, make_picture("edges.png", color="white"))
+    session.update_panel_control(0, mode="map", map_kind="canny")
+    changes = record_changes(session)
+    with pytest.raises(SessionError, match="normal"):
+        session.update_panel_control(0, map_kind="normal")
+    with pytest.raises(SessionError, match="map"):
+        session.update_panel_control(0, map_kind=None)
+    assert changes == [] and session.panels[0].control.map_kind == "canny"
+    control = session.build_request().panels[0].control
+    assert (control.mode, control.map_kind, control.kind) == ("map", "canny", "canny")
+    # in the other modes the kind is the mode's own; the map kind is kept for later
+    session.update_panel_control(0, mode="depth")
+    control = session.build_request().panels[0].control
+    assert (control.map_kind, control.kind) == ("canny", "depth")
+    assert session.panels[0].control.map_kind == "canny"
+
+
 def test_bad_control_picture_is_refused(session, tmp_path):
     session.add_panel("a")
     bad = tmp_path / "notes.png"

@@ -41,6 +41,8 @@ def build_rich_session(session: Session, make_picture) -> Session:
     session.set_panel_control_picture(1, make_picture("storm-edges.png", color="white"))
     session.update_panel_control(1, mode="canny", scale=0.55, guidance_start=0.1,
                                  guidance_end=0.9, canny_low=80, canny_high=160)
+    session.set_panel_control_picture(2, make_picture("lamp-edges.png", color="yellow"))
+    session.update_panel_control(2, mode="map", map_kind="canny")
     session.update_settings(steps=6, guidance=7.5, width=128, height=64, scheduler="euler",
                             negative_prompt="text, watermark", micro_batch=2,
                             inversion_guidance=2.5, inversion_offset=1)
@@ -236,6 +238,7 @@ def test_missing_pictures_are_reported_and_can_be_opened_anyway(session, tmp_pat
         (lambda d: d["settings"].update(width=100), "multiple of 8"),
         (lambda d: d["settings"]["style_aligned"].update(sharing=True), "unknown StyleAligned"),
         (lambda d: d["panels"][0]["control"].update(image="../../etc/passwd"), "inside the session"),
+        (lambda d: d["panels"][0]["control"].update(map_kind="normal"), "control map"),
         (lambda d: d.update(format="something-else"), "not a StyleAligned session"),
         (lambda d: d.update(schema_version="1"), "schema_version is not valid"),
         (lambda d: d["style"].update(active_reference="deadbeef"), "not in the gallery"),
@@ -252,6 +255,26 @@ def test_bad_values_are_named_in_the_error(session, tmp_path, mutate, message):
     with pytest.raises(SessionLoadError, match=message):
         store.load_session(folder)
     assert file.read_bytes() == content
+
+
+def test_sessions_saved_before_map_kind_existed_load_as_depth(session, tmp_path, make_picture):
+    session.set_style_text("noir")
+    session.add_panel("a street")
+    session.set_panel_control_picture(0, make_picture("street.png"))
+    session.update_panel_control(0, mode="map", map_kind="canny")
+    session.record_run(session.prepare_generate())
+    session.save_as(tmp_path / "Old")
+    folder = tmp_path / "Old.stylealigned"
+    file = folder / "session.json"
+    data = json.loads(file.read_text())
+    assert data["panels"][0]["control"]["map_kind"] == "canny"
+    del data["panels"][0]["control"]["map_kind"]
+    del data["history"][0]["panels"][0]["control"]["map_kind"]
+    file.write_text(json.dumps(data))
+    loaded = store.load_session(folder)
+    assert loaded.panels[0].control.map_kind == "depth"
+    assert loaded.history[0].panels[0].control.map_kind == "depth"
+    assert loaded.build_request().panels[0].control.kind == "depth"
 
 
 def test_not_a_session_folder(tmp_path):
