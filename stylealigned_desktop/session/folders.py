@@ -27,6 +27,11 @@ CACHE = "cache"
 LOCK_FILE = "session.lock"
 
 
+def ignore_temporaries(folder: str, names: list[str]) -> set[str]:
+    """For ``shutil.copytree(ignore=...)``: skip files still being written (``*.tmp``, ``.tmp-*``)."""
+    return {n for n in names if n.endswith(".tmp") or n.startswith(".tmp")}
+
+
 def autosave_root() -> Path:
     """Where untitled sessions are kept (created on demand)."""
     root = paths.data_dir() / "autosave"

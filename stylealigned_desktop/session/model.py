@@ -74,6 +74,7 @@ Elsewhere in this package:
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import uuid
@@ -252,7 +253,9 @@ class Session(Observable):
 
     @property
     def cache_folder(self) -> Path:
-        """Where the engine may keep this session's inversion trajectories (``cache/``)."""
+        """Where the engine keeps this session's inversion trajectories (``cache/``; every
+        request the session builds names it as ``cache_dir``). Nothing in it is needed: a
+        missing file is recomputed, so it is never reported missing."""
         return self._folder / folders.CACHE
 
     def path(self, relative: str) -> Path:
@@ -734,6 +737,7 @@ class Session(Observable):
                 device=device,
                 dtype=dtype,
                 only=None if only is None else tuple(only),
+                cache_dir=str(self.cache_folder),  # a reference picture is inverted once per session
             )
         except ValueError as exc:
             raise SessionError(str(exc)) from None
@@ -867,8 +871,19 @@ class Session(Observable):
         if not self._planned_runs:
             for folder in self._left_folders:
                 if folders.is_in_autosave_root(folder):
+                    self._keep_cache_of(folder)
                     shutil.rmtree(folder, ignore_errors=True)
             self._left_folders.clear()
+
+    def _keep_cache_of(self, folder: Path) -> None:
+        """Copy inversion trajectories a run wrote into ``folder`` after the session had moved
+        away (save-as mid-run) into the current cache: an inversion costs about as much as
+        generating a picture. A copy that fails only means it is recomputed later."""
+        old = folder / folders.CACHE
+        if old.is_dir():
+            with contextlib.suppress(OSError):
+                shutil.copytree(old, self.cache_folder, dirs_exist_ok=True,
+                                ignore=folders.ignore_temporaries)
 
     def set_run_consistency(self, run_id: str, score: float | None) -> None:
         record = self.run(run_id)

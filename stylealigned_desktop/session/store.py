@@ -181,7 +181,9 @@ def save_session(session: Session) -> Path:
 def save_session_as(session: Session, folder: str | Path) -> Path:
     """Save the session into a new folder (``.stylealigned`` is added to a name without it).
 
-    The pictures, run outputs and cache are copied along. The target must not exist or be an
+    The pictures, run outputs and inversion cache are copied along (files still being
+    written, ``*.tmp``, are not: a run that writes them finishes into the old folder and
+    ``record_run`` brings its results over). The target must not exist or be an
     empty folder. An untitled session's autosave folder is deleted afterwards; a titled
     session's old folder is left as it was. Returns the new session.json path.
     """
@@ -198,7 +200,8 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         for sub in (folders.REFERENCES, folders.CONTROLS, folders.OUTPUTS, folders.CACHE):
             if (old / sub).is_dir():
-                shutil.copytree(old / sub, target / sub, dirs_exist_ok=True)
+                shutil.copytree(old / sub, target / sub, dirs_exist_ok=True,
+                                ignore=folders.ignore_temporaries)
         file = _write(session, target)
     except BaseException as exc:
         if created:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -365,6 +366,61 @@ def test_save_as_while_a_run_is_going_keeps_its_images(session, tmp_path):
     assert all(session.path(f).is_file() for _, f in record.images())
     assert session.path(record.folder).parent == tmp_path / "Windy.stylealigned" / "outputs"
     assert not untitled.exists()  # gone once its last run was filed
+
+
+def test_requests_cache_inversions_in_the_session_folder(session, tmp_path, make_picture):
+    session.set_style_text("ink")
+    session.add_reference(make_picture("style.png"))
+    session.add_panel("a kite")
+    assert session.build_request().cache_dir == str(session.folder / "cache")
+    plan = session.prepare_generate()
+    assert plan.request.cache_dir == str(session.cache_folder)
+    # what the engine leaves there: a trajectory, and a temporary of one being written
+    cache = session.folder / "cache"
+    cache.mkdir()
+    (cache / "trajectory-ab12.safetensors").write_bytes(b"trajectory")
+    (cache / "trajectory-cd34.safetensors.x1y2.tmp").write_bytes(b"half")
+    session.record_run(plan)
+    session.save_as(tmp_path / "Kites")
+    new_cache = tmp_path / "Kites.stylealigned" / "cache"
+    assert session.cache_folder == new_cache
+    assert session.build_request().cache_dir == str(new_cache)
+    assert sorted(p.name for p in new_cache.iterdir()) == ["trajectory-ab12.safetensors"]
+    session.save()  # an explicit save's clean-up leaves the cache alone
+    assert (new_cache / "trajectory-ab12.safetensors").read_bytes() == b"trajectory"
+
+
+def test_the_cache_is_optional_and_never_a_missing_file(session, tmp_path, make_picture):
+    session.set_style_text("ink")
+    session.add_reference(make_picture("style.png"))
+    session.add_panel("a kite")
+    session.save_as(tmp_path / "Kites")
+    (session.cache_folder / "sub").mkdir(parents=True)
+    (session.cache_folder / "trajectory-ab12.safetensors").write_bytes(b"x")
+    assert session.missing_files() == []
+    shutil.rmtree(session.cache_folder)
+    loaded = store.load_session(session.folder)  # no allow_missing needed
+    assert loaded.missing_files() == []
+    assert loaded.build_request().cache_dir == str(session.folder / "cache")
+
+
+def test_an_inversion_written_during_save_as_is_kept(session, tmp_path, make_picture):
+    session.set_style_text("ink")
+    session.add_reference(make_picture("style.png"))
+    session.add_panel("a kite")
+    store.autosave_session(session)
+    untitled = session.folder
+    plan = session.prepare_generate()
+    session.save_as(tmp_path / "Windy")
+    # the engine inverts the reference into the cache the request named: the old folder's
+    old_cache = untitled / "cache"
+    assert plan.request.cache_dir == str(old_cache)
+    old_cache.mkdir()
+    (old_cache / "trajectory-ab12.safetensors").write_bytes(b"trajectory")
+    session.record_run(plan)
+    assert not untitled.exists()
+    assert (session.cache_folder / "trajectory-ab12.safetensors").read_bytes() == b"trajectory"
+    assert session.build_request().cache_dir == str(tmp_path / "Windy.stylealigned" / "cache")
 
 
 def test_discarded_plan_leaves_no_empty_folder(session):
