@@ -200,7 +200,7 @@ def test_missing_depth_model_explains_how_to_get_it(tmp_path):
     empty.mkdir()
     with pytest.raises(ControlError, match="not-a-model"):
         preprocess(Image.new("RGB", (64, 64)), "depth", ControlSettings(depth_model=str(empty)))
-    with pytest.raises(ControlError, match="neither an existing folder nor"):
+    with pytest.raises(ControlError, match="folder not found"):
         load_depth_estimator(str(tmp_path / "missing" / "folder"), "cpu")
 
 
@@ -352,7 +352,7 @@ def test_missing_controlnet_explains_how_to_get_it(tmp_path, tiny_pipe):
         load_controlnet("diffusers/controlnet-canny-sdxl-1.0", dtype=torch.float16)
     message = str(caught.value)
     assert "diffusers/controlnet-canny-sdxl-1.0" in message and "hf download" in message
-    with pytest.raises(ControlError, match="neither an existing folder nor"):
+    with pytest.raises(ControlError, match="folder not found"):
         load_controlnet(str(tmp_path / "no" / "such" / "folder"))
     empty = tmp_path / "empty-controlnet"
     empty.mkdir()

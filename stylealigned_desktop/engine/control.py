@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from .images import PathLike, PictureError, fit_picture, load_picture, to_rgb
+from .models import hub_or_folder, resolve_device
 from .request import CONTROL_MODES, PanelControl
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -184,43 +185,9 @@ _depth_lock = threading.Lock()
 _depth_estimators: dict[tuple[str, str], tuple[Any, Any]] = {}
 
 
-def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``; other names as given."""
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _looks_like_path(source: str) -> bool:
-    return (
-        source.startswith((".", "/", "~", "\\"))
-        or (len(source) > 1 and source[1] == ":")  # a Windows drive
-        or source.count("/") > 1
-        or "\\" in source
-    )
-
-
 def _resolve_source(source: str, what: str) -> str:
     """A local folder's path, or the hub id as given; clear errors for neither."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return str(path)
-    if path.exists():
-        raise ControlError(
-            f"{what} {source!r} is a file; give a diffusers/transformers model folder or a hub id"
-        )
-    if _looks_like_path(source) or source.count("/") != 1:
-        raise ControlError(
-            f"{what} {source!r} is neither an existing folder nor a Hugging Face hub id "
-            "(hub ids look like 'owner/name')"
-        )
-    return source
+    return hub_or_folder(source, what, ControlError)
 
 
 def _not_available_message(source: str, what: str, exc: BaseException) -> str:
@@ -271,7 +238,7 @@ def load_depth_estimator(
 
     Loaded once per (source, device) and kept for the process (see :func:`unload_depth_estimators`).
     """
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     key = (source, device)
     with _depth_lock:
         if key in _depth_estimators:

@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .models import looks_like_path
+
 DEFAULT_DINO = "facebook/dino-vitb8"
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_INCEPTION = "torchvision"
@@ -167,28 +169,14 @@ def inception_score(probs: np.ndarray, splits: int = DEFAULT_IS_SPLITS) -> Incep
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``auto`` -> cuda, then mps, then cpu; anything else is passed through after a check."""
-    import torch
+    """``auto`` -> cuda, then mps, then cpu; anything else is checked and passed through."""
+    from .models import ModelSourceError
+    from .models import resolve_device as torch_device
 
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
-    return device
-
-
-def _looks_like_path(source: str) -> bool:
-    return (
-        source.startswith((".", "/", "~", "\\"))
-        or (len(source) > 1 and source[1] == ":")  # a Windows drive
-        or source.count("/") > 1
-        or "\\" in source
-    )
+    try:
+        return str(torch_device(device))
+    except ModelSourceError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _offline() -> bool:
@@ -200,17 +188,9 @@ def _offline() -> bool:
 
 def _hf_source(kind: str, source: str) -> str:
     """A local folder (checked) or a hub id (returned as is)."""
-    path = Path(source).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise MetricModelError(
-                f"{kind} model source {source!r} is a file; give a model folder "
-                "(with config.json) or a Hugging Face hub id"
-            )
-        return str(path.resolve())
-    if _looks_like_path(source):
-        raise MetricModelError(f"{kind} model folder not found: {source}")
-    return source
+    from .models import hub_or_folder
+
+    return hub_or_folder(source, f"{kind} model", MetricModelError)
 
 
 def _hf_missing_message(kind: str, source: str, error: Exception) -> str:
@@ -229,7 +209,7 @@ def hf_model_available(source: str) -> bool:
     path = Path(source).expanduser()
     if path.is_dir():
         return (path / "config.json").is_file()
-    if _looks_like_path(source):
+    if looks_like_path(source):
         return False
     from huggingface_hub import try_to_load_from_cache
 
@@ -492,7 +472,7 @@ def dino_unavailable_reason(source: str = DEFAULT_DINO) -> str | None:
     """
     if hf_model_available(source):
         return None
-    if _looks_like_path(source) or Path(source).expanduser().exists():
+    if looks_like_path(source) or Path(source).expanduser().exists():
         return f"the DINO model folder {source} is missing or has no config.json"
     return (
         f"set consistency needs the DINO model {source!r}: download it once with "

@@ -50,7 +50,33 @@ def classify_source(source: str) -> str:
     )
 
 
+def looks_like_path(source: str) -> bool:
+    """Whether a model source is written as a path (rather than an ``owner/name`` hub id)."""
+    return (
+        source.startswith((".", "/", "~", "\\"))
+        or (len(source) > 1 and source[1] == ":")  # a Windows drive
+        or source.count("/") > 1
+        or "\\" in source
+    )
+
+
+def hub_or_folder(source: str, what: str, error: type[Exception] = ModelSourceError) -> str:
+    """A local model folder's resolved path, or the hub id as given; ``error`` for neither."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    if path.exists():
+        raise error(f"{what} {source!r} is a file; give a model folder (with config.json) or a hub id")
+    if looks_like_path(source):
+        raise error(f"{what} folder not found: {source}")
+    if not HUB_ID.match(source):
+        raise error(f"{what} {source!r} is neither an existing folder nor a Hugging Face hub id "
+                    "(hub ids look like 'owner/name')")
+    return source
+
+
 def resolve_device(device: str = "auto"):
+    """``auto``: CUDA, then Apple MPS, then the CPU; ``cuda``/``cuda:N``/``mps`` checked to exist."""
     import torch
 
     if device == "auto":
@@ -59,11 +85,14 @@ def resolve_device(device: str = "auto"):
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ModelSourceError("device 'cuda' was asked for, but no CUDA GPU is available")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelSourceError(f"device {device!r} was asked for, but no CUDA GPU is available")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ModelSourceError("device 'mps' was asked for, but Apple MPS is not available")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ModelSourceError(f"device must be auto, cpu, cuda, cuda:N or mps, got {device!r}") from None
 
 
 def resolve_dtype(dtype: str, device):
