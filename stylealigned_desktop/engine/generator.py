@@ -268,16 +268,7 @@ class Engine:
             images.append(self._decode(pipe, latents[row : row + 1]))
         finished = time.perf_counter()
 
-        meta_common = {
-            "model": request.model,
-            "negative_prompt": sampling.negative_prompt,
-            "steps": sampling.steps,
-            "guidance": sampling.guidance,
-            "width": sampling.width,
-            "height": sampling.height,
-            "scheduler": sampling.scheduler,
-            "stylealigned": request.settings.to_dict(),
-        }
+        meta_common = request.picture_parameters()
         reference_meta = dict(meta_common, prompt=reference_prompt, seed=getattr(style, "seed", None), role="reference")
         if picture_mode:
             reference_meta.update(picture=style.path, inversion_guidance=style.inversion_guidance,

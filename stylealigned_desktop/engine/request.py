@@ -165,6 +165,20 @@ class SetRequest:
     def selected(self) -> tuple[int, ...]:
         return self.only if self.only is not None else tuple(range(len(self.panels)))
 
+    def picture_parameters(self) -> dict[str, Any]:
+        """What every picture of this set shares, as its PNG ``parameters`` record it."""
+        sampling = self.sampling
+        return {
+            "model": self.model,
+            "negative_prompt": sampling.negative_prompt,
+            "steps": sampling.steps,
+            "guidance": sampling.guidance,
+            "width": sampling.width,
+            "height": sampling.height,
+            "scheduler": sampling.scheduler,
+            "stylealigned": self.settings.to_dict(),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["style"]["kind"] = "picture" if isinstance(self.style, ReferencePicture) else "generated"

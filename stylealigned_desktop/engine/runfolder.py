@@ -108,17 +108,7 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
             old = read_run(folder)
         except ValueError:
             old = None
-    sampling = request.sampling
-    common = {
-        "model": request.model,
-        "negative_prompt": sampling.negative_prompt,
-        "steps": sampling.steps,
-        "guidance": sampling.guidance,
-        "width": sampling.width,
-        "height": sampling.height,
-        "scheduler": sampling.scheduler,
-        "stylealigned": request.settings.to_dict(),
-    }
+    common = request.picture_parameters()
     style = request.style
     style_dict = request.to_dict()["style"]
     is_picture = style_dict["kind"] == "picture"
