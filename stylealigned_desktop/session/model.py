@@ -38,16 +38,21 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.add_references(paths) -> ReferenceImport  # many files / folders; errors collected
     s.remove_reference(ref_id); s.set_reference_caption(ref_id, caption)
     s.set_active_reference(ref_id_or_None)      # None: generated reference from the style text
+    #   switching generated <-> picture (also by adding the first picture or removing the
+    #   active one) moves guidance (5 <-> 10) and the StyleAligned settings (plain <->
+    #   for_reference_image()) to the new source's authors' defaults unless the user changed them
 
     # settings and presets
     s.update_settings(steps=..., guidance=..., width=..., height=..., scheduler=...,
-                      negative_prompt=..., micro_batch=..., model=..., ...) -> GenerationSettings
+                      negative_prompt=..., micro_batch=..., model=..., controlnet_canny=...,
+                      controlnet_depth=..., depth_model=..., ...) -> GenerationSettings
     s.update_style_aligned(shared_score_shift=..., ...); s.set_style_aligned(StyleAlignedSettings)
     s.reset_style_aligned()                     # the authors' defaults for the current source
     s.apply_preset(preset, sampling=True, style_aligned=True)
 
     # generation and history
     s.build_request(only=None, default_model="", device="auto", dtype="auto") -> SetRequest
+    #   cache_dir = s.cache_folder; ControlNet / depth model sources from the settings (None: default)
     plan = s.prepare_generate(...)              # fresh seeds for unlocked panels -> RunPlan
     plan = s.prepare_reroll(i, ...)             # new seed for panel i, request.only == (i,)
     #   engine.generate(plan.request, ...); write the run folder into plan.folder
@@ -115,6 +120,7 @@ from .values import (
     Reference,
     Style,
     check_seed,
+    source_defaults,
 )
 
 __all__ = [
@@ -507,10 +513,22 @@ class Session(Observable):
         return seed
 
     def set_active_reference(self, ref_id: str | None) -> None:
-        """Use gallery picture ``ref_id`` as the style reference; None: a generated reference."""
+        """Use gallery picture ``ref_id`` as the style reference; None: a generated reference.
+
+        Switching between a generated reference and a picture also moves guidance and the
+        StyleAligned settings to the authors' defaults for the new source, unless the user
+        changed them (see :meth:`GenerationSettings.for_source`).
+        """
         if ref_id is not None and self.reference(ref_id) is None:
             raise SessionError(f"no picture {ref_id!r} in the gallery")
-        self._set_style(active_reference=ref_id)
+        self._set_source(ref_id)
+
+    def _set_source(self, ref_id: str | None) -> None:
+        was_picture = self._style.active_reference is not None
+        with self.batch():
+            self._set_style(active_reference=ref_id)
+            if (ref_id is not None) != was_picture:
+                self._set_settings(self._settings.for_source(picture=ref_id is not None))
 
     def add_reference(self, path: str | Path) -> Reference:
         """Copy a picture file into ``references/`` and add it to the gallery.
@@ -553,7 +571,7 @@ class Session(Observable):
             self._references.append(reference)
             self._changed(observer.REFERENCES)
             if first and self._style.active_reference is None:
-                self._set_style(active_reference=reference.id)
+                self._set_source(reference.id)
         return reference, True
 
     def add_references(self, paths: Iterable[str | Path]) -> ReferenceImport:
@@ -594,7 +612,7 @@ class Session(Observable):
             self._references.remove(reference)
             self._changed(observer.REFERENCES)
             if self._style.active_reference == ref_id:
-                self._set_style(active_reference=None)
+                self._set_source(None)
         return reference
 
     def set_reference_caption(self, ref_id: str, caption: str) -> None:
@@ -636,10 +654,7 @@ class Session(Observable):
 
     def reset_style_aligned(self) -> GenerationSettings:
         """The authors' StyleAligned defaults for the current source (picture or generated)."""
-        if self._style.active_reference is not None:
-            defaults = StyleAlignedSettings.for_reference_image()
-        else:
-            defaults = StyleAlignedSettings()
+        _, defaults = source_defaults(self._style.active_reference is not None)
         return self.set_style_aligned(defaults)
 
     def apply_preset(
@@ -738,6 +753,7 @@ class Session(Observable):
                 dtype=dtype,
                 only=None if only is None else tuple(only),
                 cache_dir=str(self.cache_folder),  # a reference picture is inverted once per session
+                **self._settings.control_models(),
             )
         except ValueError as exc:
             raise SessionError(str(exc)) from None
@@ -916,7 +932,6 @@ class Session(Observable):
         notes: list[str] = []
         with self.batch():
             if settings:
-                self._set_settings(record.settings)
                 style_changes: dict[str, Any] = {"text": record.style_text}
                 if record.style.kind == "generated":
                     style_changes.update(
@@ -939,6 +954,9 @@ class Session(Observable):
                 if style_changes.get("text") != self._style.text:
                     style_changes["preset"] = None
                 self._set_style(**style_changes)
+                # after the source: re-adding a lost picture switches the source, and that
+                # must not move the run's guidance to a default
+                self._set_settings(record.settings)
             if panels:
                 restored = []
                 for run_panel in record.panels:

@@ -370,6 +370,39 @@ class Style:
         return value
 
 
+_CONTROL_MODEL_FIELDS = ("controlnet_canny", "controlnet_depth", "depth_model")
+
+GUIDANCE_GENERATED = 5.0
+"""The authors' guidance for prompts-only and ControlNet sets (spec section 9)."""
+GUIDANCE_PICTURE = 10.0
+"""The authors' guidance for sets whose reference is an inverted picture (spec section 7.5)."""
+DEFAULTS_TOLERANCE = 1e-3
+"""Values this close to a default count as the default (spin boxes round to 3 decimals)."""
+
+
+def source_defaults(picture: bool) -> tuple[float, StyleAlignedSettings]:
+    """The authors' guidance and StyleAligned settings for a kind of style source.
+
+    A reference picture: guidance 10, shift ln 2, shared GroupNorm (spec section 7.5);
+    a generated reference: guidance 5 and the plain defaults.
+    """
+    if picture:
+        return GUIDANCE_PICTURE, StyleAlignedSettings.for_reference_image()
+    return GUIDANCE_GENERATED, StyleAlignedSettings()
+
+
+def _nearly_equal(a: StyleAlignedSettings, b: StyleAlignedSettings) -> bool:
+    """Equal flags, and numbers equal within :data:`DEFAULTS_TOLERANCE`."""
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, bool) or isinstance(y, bool):
+            if x != y:
+                return False
+        elif not math.isclose(x, y, abs_tol=DEFAULTS_TOLERANCE):
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """Sampling and StyleAligned settings of a session (the GUI's Settings and Advanced parts).
@@ -378,11 +411,16 @@ class GenerationSettings:
     means "the app's configured model". ``negative_prompt`` empty means none. ``micro_batch``
     None lets the engine choose. ``inversion_guidance`` / ``inversion_offset`` apply to
     reference pictures (spec section 7; offset None: the authors' 5 of 50 steps, scaled).
+    ``controlnet_canny`` / ``controlnet_depth`` / ``depth_model`` are model sources (hub id or
+    folder) for panel controls; empty means the engine's default for the model.
+
+    ``guidance`` and ``style_aligned`` start at the authors' defaults for a generated
+    reference; :meth:`for_source` moves them to a reference picture's (spec section 7.5).
     """
 
     model: str = ""
     steps: int = 50
-    guidance: float = 5.0
+    guidance: float = GUIDANCE_GENERATED
     width: int = 1024
     height: int = 1024
     scheduler: str = "ddim"
@@ -391,9 +429,12 @@ class GenerationSettings:
     inversion_guidance: float = 2.0
     inversion_offset: int | None = None
     style_aligned: StyleAlignedSettings = field(default_factory=StyleAlignedSettings)
+    controlnet_canny: str = ""
+    controlnet_depth: str = ""
+    depth_model: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("model", "scheduler", "negative_prompt"):
+        for name in ("model", "scheduler", "negative_prompt", *_CONTROL_MODEL_FIELDS):
             if not isinstance(getattr(self, name), str):
                 raise SessionError(f"{name} must be text, got {getattr(self, name)!r}")
         for name in ("steps", "width", "height"):
@@ -440,6 +481,28 @@ class GenerationSettings:
     def replace(self, **changes: Any) -> GenerationSettings:
         return replace(self, **changes)
 
+    def for_source(self, picture: bool) -> GenerationSettings:
+        """These settings for a new kind of style source (``picture``: a reference picture,
+        else a generated reference).
+
+        ``guidance`` and ``style_aligned`` still at the authors' defaults for the other kind
+        of source become the new kind's (:func:`source_defaults`); values the user changed
+        stay. The comparison allows the rounding of the GUI's spin boxes (shift 0.693 is ln 2).
+        """
+        old_guidance, old_style_aligned = source_defaults(not picture)
+        new_guidance, new_style_aligned = source_defaults(picture)
+        changes: dict[str, Any] = {}
+        if math.isclose(self.guidance, old_guidance, abs_tol=DEFAULTS_TOLERANCE):
+            changes["guidance"] = new_guidance
+        if _nearly_equal(self.style_aligned, old_style_aligned):
+            changes["style_aligned"] = new_style_aligned
+        return replace(self, **changes)
+
+    def control_models(self) -> dict[str, str | None]:
+        """``controlnet_canny``, ``controlnet_depth``, ``depth_model`` for ``SetRequest``
+        (None where empty: the engine's default)."""
+        return {name: getattr(self, name).strip() or None for name in _CONTROL_MODEL_FIELDS}
+
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["style_aligned"] = self.style_aligned.to_dict()
@@ -466,6 +529,10 @@ class GenerationSettings:
             inversion_guidance=r.number("inversion_guidance", d.inversion_guidance),
             inversion_offset=r.opt_integer("inversion_offset"),
             style_aligned=style_aligned,
+            # absent in sessions saved before they existed: the engine's defaults
+            controlnet_canny=r.text("controlnet_canny"),
+            controlnet_depth=r.text("controlnet_depth"),
+            depth_model=r.text("depth_model"),
         )
         r.done()
         return value
@@ -484,4 +551,5 @@ __all__ = [
     "Style",
     "check_relative_path",
     "check_seed",
+    "source_defaults",
 ]

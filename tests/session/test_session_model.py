@@ -320,6 +320,63 @@ def test_reset_style_aligned_follows_the_style_source(session, make_picture):
     assert sa.share_group_norm and math.isclose(sa.shared_score_shift, math.log(2))
 
 
+def test_switching_to_a_picture_takes_the_authors_picture_defaults(session, make_picture):
+    generated = (5.0, StyleAlignedSettings())
+    picture = (10.0, StyleAlignedSettings(shared_score_shift=math.log(2), share_group_norm=True))
+
+    def now():
+        return session.settings.guidance, session.settings.style_aligned
+
+    assert now() == generated
+    changes = record_changes(session)
+    a = session.add_reference(make_picture("a.png", color="red"))  # the first becomes the style
+    assert session.active_reference == a and now() == picture
+    assert [c.kind for c in changes] == [observer.REFERENCES, observer.STYLE, observer.SETTINGS]
+    session.add_panel("a tree")
+    request = session.build_request()
+    assert isinstance(request.style, ReferencePicture)
+    assert (request.sampling.guidance, request.settings) == picture
+    b = session.add_reference(make_picture("b.png", color="blue"))
+    session.set_active_reference(b.id)  # picture to picture: nothing to switch
+    assert now() == picture
+    session.set_active_reference(None)
+    assert now() == generated
+    session.set_active_reference(a.id)
+    session.remove_reference(a.id)  # the style goes back to a generated reference
+    assert session.active_reference is None and now() == generated
+
+
+def test_switching_source_keeps_what_the_user_changed(session, make_picture):
+    session.update_settings(guidance=7.0)
+    ref = session.add_reference(make_picture())
+    assert session.settings.guidance == 7.0  # customised: kept
+    assert session.settings.style_aligned == StyleAlignedSettings.for_reference_image()
+    session.update_style_aligned(shared_score_shift=0.0, shared_score_scale=0.5)  # famous picture
+    session.update_settings(guidance=10.0)
+    session.set_active_reference(None)
+    assert session.settings.guidance == 5.0  # was the picture default: follows the source
+    assert session.settings.style_aligned.shared_score_scale == 0.5  # customised: kept
+    # the GUI's spin boxes round the shift to 3 decimals: 0.693 still counts as ln 2
+    session.set_active_reference(ref.id)
+    session.set_style_aligned(StyleAlignedSettings(shared_score_shift=0.693, share_group_norm=True))
+    session.set_active_reference(None)
+    assert session.settings.style_aligned == StyleAlignedSettings()
+
+
+def test_control_model_sources_are_optional_settings(session, make_picture):
+    session.set_style_text("ink")
+    session.add_panel("a fox")
+    request = session.build_request()
+    assert (request.controlnet_canny, request.controlnet_depth, request.depth_model) == (
+        None, None, None)  # the engine's defaults for the model
+    session.update_settings(controlnet_canny=" my/canny-net ", depth_model="/models/dpt")
+    request = session.build_request()
+    assert (request.controlnet_canny, request.controlnet_depth, request.depth_model) == (
+        "my/canny-net", None, "/models/dpt")
+    with pytest.raises(SessionError, match="controlnet_depth must be text"):
+        session.update_settings(controlnet_depth=None)
+
+
 # --- request building ----------------------------------------------------------------------
 
 
@@ -543,6 +600,19 @@ def test_restore_whole_board_from_history(session, make_picture):
     assert [p.id for p in session.panels] == list(plan.panel_ids)
     assert session.panels[1].control.image is not None
     assert session.build_request().panels == plan.request.panels
+
+
+def test_restore_brings_back_a_removed_picture_with_the_runs_own_settings(session, make_picture):
+    session.set_style_text("ink")
+    session.add_panel("a fox")
+    ref = session.add_reference(make_picture())
+    session.update_settings(guidance=5.0)  # the user's choice for this picture, not the default
+    record = session.record_run(session.prepare_generate())
+    session.remove_reference(ref.id)  # back to a generated reference; the copy stays on disk
+    assert session.references == () and session.settings.guidance == 5.0
+    assert session.restore_run(record.id) == []
+    assert session.active_reference.id == ref.id
+    assert session.settings == record.settings  # not moved to the picture default of 10
 
 
 def test_remove_run_deletes_its_folder(session):

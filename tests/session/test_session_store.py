@@ -46,7 +46,8 @@ def build_rich_session(session: Session, make_picture) -> Session:
     session.update_panel_control(2, mode="map", map_kind="canny")
     session.update_settings(steps=6, guidance=7.5, width=128, height=64, scheduler="euler",
                             negative_prompt="text, watermark", micro_batch=2,
-                            inversion_guidance=2.5, inversion_offset=1)
+                            inversion_guidance=2.5, inversion_offset=1,
+                            controlnet_canny="diffusers/controlnet-canny-sdxl-1.0")
     session.update_style_aligned(shared_score_shift=0.69, share_group_norm=True, adain_values=True)
     plan = session.prepare_generate()
     plan.folder.mkdir(parents=True)
@@ -258,8 +259,11 @@ def test_bad_values_are_named_in_the_error(session, tmp_path, mutate, message):
     assert file.read_bytes() == content
 
 
-def test_sessions_saved_before_map_kind_existed_load_as_depth(session, tmp_path, make_picture):
+def test_sessions_saved_before_newer_fields_existed_load_with_defaults(
+    session, tmp_path, make_picture
+):
     session.set_style_text("noir")
+    session.update_settings(controlnet_depth="my/depth-net")
     session.add_panel("a street")
     session.set_panel_control_picture(0, make_picture("street.png"))
     session.update_panel_control(0, mode="map", map_kind="canny")
@@ -271,11 +275,17 @@ def test_sessions_saved_before_map_kind_existed_load_as_depth(session, tmp_path,
     assert data["panels"][0]["control"]["map_kind"] == "canny"
     del data["panels"][0]["control"]["map_kind"]
     del data["history"][0]["panels"][0]["control"]["map_kind"]
+    for settings in (data["settings"], data["history"][0]["settings"]):
+        assert settings["controlnet_depth"] == "my/depth-net"
+        for name in ("controlnet_canny", "controlnet_depth", "depth_model"):
+            del settings[name]
     file.write_text(json.dumps(data))
     loaded = store.load_session(folder)
     assert loaded.panels[0].control.map_kind == "depth"
     assert loaded.history[0].panels[0].control.map_kind == "depth"
     assert loaded.build_request().panels[0].control.kind == "depth"
+    assert loaded.settings.controlnet_depth == loaded.history[0].settings.controlnet_depth == ""
+    assert loaded.build_request().controlnet_depth is None
 
 
 def test_not_a_session_folder(tmp_path):
