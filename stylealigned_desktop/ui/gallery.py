@@ -154,14 +154,18 @@ class ReferenceGallery(QWidget):
 
         self.list = DropList()
         self.list.setObjectName("ReferenceGallery")
+        # a film strip: one row of thumbnails that scrolls sideways
         self.list.setViewMode(QListView.ViewMode.IconMode)
+        self.list.setFlow(QListView.Flow.LeftToRight)
+        self.list.setWrapping(False)
         self.list.setIconSize(QSize(THUMB, THUMB))
-        self.list.setGridSize(QSize(THUMB + 18, THUMB + 34))
-        self.list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.list.setGridSize(QSize(THUMB + 18, THUMB + 26))
         self.list.setMovement(QListView.Movement.Static)
-        self.list.setWordWrap(True)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.list.setUniformItemSizes(True)
-        self.list.setMinimumHeight(THUMB + 44)
+        self.list.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setFixedHeight(THUMB + 26 + self.list.horizontalScrollBar().sizeHint().height()
+                                 + 8)
         self.list.viewport().setAcceptDrops(True)  # setMovement(Static) switched drops off
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.files_dropped.connect(self.add_files)
@@ -171,7 +175,7 @@ class ReferenceGallery(QWidget):
         self.list.currentItemChanged.connect(lambda *_: self._show_details())
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
-        layout.addWidget(self.list, 1)
+        layout.addWidget(self.list)
 
         self.banner = QLabel("")
         self.banner.setObjectName("ErrorBanner")
@@ -206,6 +210,7 @@ class ReferenceGallery(QWidget):
                                         "forest” (helps separate its style from its subject)")
         self.caption.editingFinished.connect(self._caption_edited)
         layout.addWidget(self.caption)
+        layout.addStretch(1)
 
         for key, slot in ((QKeySequence.StandardKey.Delete, self.remove_current),
                           (QKeySequence.StandardKey.Paste, self.paste)):

@@ -29,6 +29,39 @@ from .theme import icon
 REFERENCE = None  # the reference's index, as in engine events
 
 
+class ElidedLabel(QLabel):
+    """One line of text, cut with “…” to the width it gets; the full text is its tooltip."""
+
+    def __init__(self, text: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt)
+        self._full = text or ""
+        self.setToolTip(self._full if len(self._full) > 20 else "")
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def _elide(self) -> None:
+        width = max(10, self.width())
+        super().setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
+                                                      width))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(event)
+        self._elide()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        return QSize(10, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        return QSize(40, super().sizeHint().height())
+
+
 class ImageView(QWidget):
     """Paints a QImage scaled to fit (aspect kept), or a placeholder text."""
 
@@ -109,10 +142,8 @@ class PictureTile(QFrame):
         self.view = ImageView("not generated yet")
         self.view.clicked.connect(lambda: self.view_requested.emit(self.index))
         layout.addWidget(self.view, 1)
-        self.prompt = QLabel("")
+        self.prompt = ElidedLabel("")
         self.prompt.setObjectName("Hint")
-        self.prompt.setWordWrap(True)
-        self.prompt.setMaximumHeight(34)
         layout.addWidget(self.prompt)
         buttons = QHBoxLayout()
         buttons.setSpacing(2)
@@ -183,7 +214,6 @@ class PictureTile(QFrame):
 
     def set_prompt(self, text: str) -> None:
         self.prompt.setText(text)
-        self.prompt.setToolTip(text)
 
     def clear(self, placeholder: str = "not generated yet") -> None:
         self.final = False

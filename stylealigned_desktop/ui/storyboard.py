@@ -36,6 +36,7 @@ from ..session.errors import SessionError
 from ..session.model import Panel, Session
 from ..session.values import MAX_SEED
 from .gallery import PICTURE_FILTER, local_paths, png_bytes
+from .previews import ElidedLabel
 from .theme import ACCENT, icon
 
 PANEL_MIME = "application/x-stylealigned-panel"
@@ -205,7 +206,8 @@ class PanelCard(QFrame):
         self.control_thumb.setToolTip("Control picture: drop a picture on this panel or click "
                                       "to choose one; it guides the composition")
         self.control_thumb.clicked.connect(lambda: self.control_choose_requested.emit(self.panel_id))
-        control_row.addWidget(self.control_thumb)
+        control_row.addWidget(self.control_thumb, 0,
+                              Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         control_form = QVBoxLayout()
         control_form.setSpacing(2)
         mode_row = QHBoxLayout()
@@ -233,10 +235,10 @@ class PanelCard(QFrame):
         strength_row.addWidget(strength_label)
         strength_row.addWidget(self.strength, 1)
         control_form.addLayout(strength_row)
-        self.control_note = QLabel("")
+        self.control_note = ElidedLabel("")
         self.control_note.setObjectName("Hint")
-        self.control_note.setWordWrap(True)
         control_form.addWidget(self.control_note)
+        control_form.addStretch(1)
         control_row.addLayout(control_form, 1)
         layout.addLayout(control_row)
 
@@ -275,9 +277,7 @@ class PanelCard(QFrame):
                 widget.setVisible(has_picture)
             if not has_picture:
                 self.control_thumb.set_empty()
-                self.control_note.setText("No control picture: the prompt alone decides the "
-                                          "layout. Drop a sketch, photo or map on the panel to "
-                                          "guide it.")
+                self.control_note.setText("Optional: a picture that guides the layout")
                 self._control_key = None
         finally:
             self._filling = False

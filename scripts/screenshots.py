@@ -1,0 +1,175 @@
+"""Save screenshots of the desktop window's main states into docs/images/.
+
+    .venv/bin/python scripts/screenshots.py [--out docs/images] [--theme dark|light|both]
+
+It runs the real window offscreen on the built-in ``tiny`` model (random weights: the pictures
+are noise, which the screenshots show honestly), with its own temporary config and data folders.
+States: empty, a storyboard with references and panels, mid-generation with live previews,
+finished, a run from the history, and the model dialog of the first start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def mood_pictures(folder: Path) -> list[Path]:
+    """A few drawn "reference pictures": flat-colour illustrations with a clear style."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    palettes = [((242, 226, 196), (214, 106, 64), (60, 74, 92)),
+                ((28, 44, 70), (240, 200, 90), (120, 160, 200)),
+                ((220, 232, 214), (90, 140, 90), (40, 60, 40))]
+    for k, (ground, accent, ink) in enumerate(palettes):
+        image = Image.new("RGB", (512, 384), ground)
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((0, 260, 512, 384), fill=tuple(int(c * 0.85) for c in ground))
+        draw.ellipse((300 - 40 * k, 50, 420 - 40 * k, 170), fill=accent)
+        for i in range(5):
+            x = 40 + i * 90
+            draw.polygon([(x, 260), (x + 40, 120 + 20 * ((i + k) % 3)), (x + 80, 260)], fill=ink)
+        image = image.filter(ImageFilter.SMOOTH)
+        path = folder / f"mood-{k + 1}.png"
+        image.save(path)
+        made.append(path)
+    sketch = Image.new("RGB", (512, 512), "white")
+    draw = ImageDraw.Draw(sketch)
+    draw.ellipse((150, 80, 360, 290), outline="black", width=6)
+    draw.line((255, 290, 255, 450), fill="black", width=6)
+    draw.line((255, 340, 160, 400), fill="black", width=6)
+    draw.line((255, 340, 360, 300), fill="black", width=6)
+    path = folder / "pose-sketch.png"
+    sketch.save(path)
+    made.append(path)
+    return made
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
+    parser.add_argument("--theme", default="both", choices=("dark", "light", "both"))
+    parser.add_argument("--size", default="1500x940")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    width, height = (int(v) for v in args.size.split("x"))
+
+    work = Path(tempfile.mkdtemp(prefix="stylealigned-shots-"))
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["STYLEALIGNED_CONFIG_DIR"] = str(work / "config")
+    os.environ["STYLEALIGNED_DATA_DIR"] = str(work / "data")
+    os.environ["STYLEALIGNED_CACHE_DIR"] = str(work / "cache")
+    themes = ["dark", "light"] if args.theme == "both" else [args.theme]
+    os.environ["STYLEALIGNED_THEME"] = themes[0]
+
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from stylealigned_desktop.session.model import Session
+    from stylealigned_desktop.ui.config import DesktopConfig
+    from stylealigned_desktop.ui.main_window import MainWindow
+    from stylealigned_desktop.ui.models_dialog import ModelDialog
+    from stylealigned_desktop.ui.theme import apply_theme
+
+    app = QApplication([sys.argv[0]])
+    apply_theme(app)
+
+    def settle(ms: int = 300) -> None:
+        loop = QEventLoop()
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+
+    def wait_for(condition, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the window did not reach the expected state")
+            settle(50)
+
+    def save(widget, name: str) -> None:
+        path = out / name
+        widget.grab().save(str(path))
+        print(f"wrote {path}")
+
+    window = MainWindow(DesktopConfig(model="tiny"))
+    window.resize(width, height)
+    window.show()
+    window.set_session(Session())
+    settle(500)
+    save(window, "empty.png")
+
+    dialog = ModelDialog("", window, first_run=True)
+    dialog.resize(700, 480)
+    dialog.show()
+    settle(300)
+    save(dialog, "model-dialog.png")
+    dialog.close()
+
+    pictures = mood_pictures(work / "pictures")
+    session = window.session
+    window.gallery.add_files([str(p) for p in pictures[:3]])
+    session.set_reference_caption(session.references[0].id, "mountains at dusk")
+    session.set_active_reference(None)
+    session.set_style_text("flat vector illustration, warm palette, paper texture.")
+    session.set_reference_prompt("a lighthouse on a cliff")
+    for prompt in ("a fox wakes up in its den", "the fox crosses a frozen river",
+                   "the fox meets an old crow on a fence", "the fox and the crow watch the sunset"):
+        session.add_panel(prompt)
+    session.set_panel_control_picture(2, pictures[3])
+    session.update_panel(0, seed_locked=True)
+    session.update_settings(steps=24, width=256, height=256)
+    window.storyboard.select(session.panels[2].id)
+    wait_for(lambda: "map" in window.storyboard.card_at(2).control_note.text()
+             and "computing" not in window.storyboard.card_at(2).control_note.text())
+    settle(500)
+    save(window, "storyboard.png")
+
+    window.generate()
+    wait_for(lambda: "Step 9/" in window.run_bar.progress.format()
+             or "Step 1" in window.run_bar.progress.format())
+    settle(200)
+    save(window, "generating.png")
+    wait_for(lambda: window.worker.current is None and not window.worker.pending)
+    settle(800)
+    save(window, "finished.png")
+
+    window.reroll(1)
+    wait_for(lambda: window.worker.current is None and not window.worker.pending
+             and len(session.history) == 2)
+    settle(500)
+    window.history_dock.raise_()
+    window.history.select_run(session.history[0].id)
+    settle(800)
+    save(window, "history.png")
+    window.show_run(None)
+    window.settings_dock.raise_()
+    window.settings_panel.advanced_section.toggle.setChecked(True)
+    settle(300)
+    save(window.settings_dock, "advanced-settings.png")
+    window.settings_panel.advanced_section.toggle.setChecked(False)
+
+    for theme in themes[1:]:
+        os.environ["STYLEALIGNED_THEME"] = theme
+        apply_theme(app)
+        window.refresh_grid()
+        settle(800)
+        save(window, f"finished-{theme}.png")
+
+    window.ask = lambda *a, **k: "Don't save"
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
