@@ -27,8 +27,11 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.clear_panel_control_picture(i)
     s.update_panel_control(i, mode=..., scale=..., guidance_start=..., guidance_end=...,
                            canny_low=..., canny_high=..., map_kind=...)
-    s.import_panels_text(text, replace_all=False) -> [Panel]; s.export_panels_text() -> str
-    s.import_panels_file(path, replace_all=False);        s.export_panels_file(path)
+    s.import_panels_text(text, replace_all=False, base=None, source=...) -> [Panel]
+    s.import_panels_file(path, replace_all=False) -> [Panel]   # all or nothing
+    s.export_panels_text() -> str;  s.export_panels_file(path)
+    #   the CLI's --prompts-file format (prompts_file.py): "prompt | seed=N | control=MODE:PATH
+    #   | scale= | start= | end= | low= | high= | kind=", one panel a line
 
     # style and gallery
     s.set_style_text(text); s.set_reference_prompt(text)
@@ -80,6 +83,7 @@ Elsewhere in this package:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import shutil
 import uuid
@@ -88,6 +92,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .. import prompts_file
 from ..engine.request import (
     GeneratedReference,
     PanelControl,
@@ -140,8 +145,6 @@ __all__ = [
     "Style",
     "StylePreset",
     "compose_prompt",
-    "format_panel_text",
-    "parse_panel_text",
 ]
 
 
@@ -153,23 +156,15 @@ def compose_prompt(subject: str, style_text: str) -> str:
     return subject or style_text
 
 
-def parse_panel_text(text: str) -> list[str]:
-    """Prompts from a plain-text storyboard: one per line; blank lines and ``#`` lines ignored."""
-    prompts = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            prompts.append(line)
-    return prompts
+def _panel_line_number(text: str, k: int) -> int:
+    """The 1-based line number of the ``k``-th (0-based) panel line of a storyboard text.
 
-
-def format_panel_text(prompts: Iterable[str]) -> str:
-    """A plain-text storyboard, one prompt per line (line breaks inside a prompt become spaces).
-
-    Empty prompts are left out: a blank line would not come back on import.
+    Only needed for error messages: ``prompts_file.parse_text`` returns the panels without
+    their line numbers, and a panel line is one ``parse_line`` does not skip.
     """
-    lines = [" ".join(p.split()) for p in prompts]
-    return "".join(f"{line}\n" for line in lines if line)
+    numbers = (n for n, line in enumerate(text.splitlines(), start=1)
+               if prompts_file.parse_line(line) is not None)
+    return next(itertools.islice(numbers, k, None))
 
 
 def _new_panel_id() -> str:
@@ -441,13 +436,71 @@ class Session(Observable):
         old = self._panels[self._index(index)]
         return self._set_control(index, replace(old.control, image=None))
 
-    def import_panels_text(self, text: str, replace_all: bool = False) -> list[Panel]:
-        """Add a panel per prompt line of ``text`` (see :func:`parse_panel_text`).
+    def import_panels_text(
+        self,
+        text: str,
+        replace_all: bool = False,
+        *,
+        base: str | Path | None = None,
+        source: str = "storyboard text",
+    ) -> list[Panel]:
+        """Add a panel per line of a plain-text storyboard, the format of ``stylealigned
+        generate --prompts-file`` (:mod:`stylealigned_desktop.prompts_file`).
 
+        Blank and ``#`` lines are ignored. ``seed=N`` gives the panel seed N, locked (without
+        it a seed is drawn, unlocked). ``control=MODE:PATH`` copies the picture into
+        ``controls/`` (as :meth:`set_panel_control_picture` does) with the line's ``scale``,
+        ``start``/``end``, ``low``/``high`` and ``kind`` (the map kind); what a line leaves
+        out keeps :class:`Control`'s defaults. A relative PATH is relative to ``base`` (the
+        imported file's folder); text without a ``base`` needs absolute paths.
+
+        All or nothing: a malformed line, a bad value or an unreadable control picture raises
+        :class:`SessionError` naming ``source`` and the line number, and nothing changes.
         With ``replace_all`` the current panels are dropped first. Returns the new panels.
         """
-        prompts = parse_panel_text(text)
-        new = [Panel(id=_new_panel_id(), prompt=p, seed=self._draw_seed()) for p in prompts]
+        folder = None if base is None else Path(base).expanduser().absolute()
+        try:
+            lines = prompts_file.parse_text(text, source, folder)
+        except prompts_file.PromptsFileError as exc:
+            raise SessionError(str(exc)) from None
+
+        def where(k: int) -> str:
+            return f"{source}:{_panel_line_number(text, k)}"
+
+        # everything is checked before anything is written
+        checked: list[tuple[prompts_file.PanelLine, Control, Path | None, PictureInfo | None]] = []
+        for k, line in enumerate(lines):
+            try:
+                if line.seed is not None:
+                    check_seed(line.seed)
+                control, picture, info = self._control_of_line(line)
+            except PictureError as exc:
+                raise SessionError(f"{where(k)}: control picture {exc.path}: {exc.reason}") from None
+            except SessionError as exc:
+                raise SessionError(f"{where(k)}: {exc}") from None
+            checked.append((line, control, picture, info))
+        new = []
+        for k, (line, control, picture, info) in enumerate(checked):
+            if picture is not None:
+                try:
+                    data = read_picture_file(picture)
+                    stored = content_name(data, info.extension)
+                    store_picture(data, self._ensure_folder() / folders.CONTROLS, stored)
+                except PictureError as exc:
+                    raise SessionError(f"{where(k)}: control picture {exc.path}: {exc.reason}") from None
+                except OSError as exc:
+                    raise SessionError(
+                        f"{where(k)}: the control picture cannot be copied into the session "
+                        f"({exc.strerror or exc})"
+                    ) from None
+                control = replace(control, image=f"{folders.CONTROLS}/{stored}")
+            new.append(Panel(
+                id=_new_panel_id(),
+                prompt=line.prompt,
+                seed=self._draw_seed() if line.seed is None else line.seed,
+                seed_locked=line.seed is not None,
+                control=control,
+            ))
         if replace_all:
             self._panels = new
         else:
@@ -456,12 +509,67 @@ class Session(Observable):
             self._changed(observer.PANELS)
         return new
 
+    @staticmethod
+    def _control_of_line(
+        line: prompts_file.PanelLine,
+    ) -> tuple[Control, Path | None, PictureInfo | None]:
+        """A storyboard line's control settings (no picture yet), its picture file and what
+        that picture is (checked, not copied)."""
+        if not line.control_mode:
+            return Control(), None, None
+        d = Control()
+        control = Control(
+            mode=line.control_mode,
+            scale=d.scale if line.scale is None else line.scale,
+            guidance_start=d.guidance_start if line.start is None else line.start,
+            guidance_end=d.guidance_end if line.end is None else line.end,
+            canny_low=d.canny_low if line.low is None else line.low,
+            canny_high=d.canny_high if line.high is None else line.high,
+            map_kind=line.kind or d.map_kind,
+        )
+        picture = Path(line.control_image)
+        if not picture.is_absolute():
+            raise SessionError(
+                f"the control picture {picture} is a relative path: give a full path "
+                "(in an imported file, relative paths start from the file's folder)"
+            )
+        return control, picture, inspect_picture_file(picture)
+
     def export_panels_text(self) -> str:
-        return format_panel_text(p.prompt for p in self._panels)
+        """The storyboard as plain text (:func:`prompts_file.format_line`, one panel a line)
+        that :meth:`import_panels_text` and ``stylealigned generate --prompts-file`` read back.
+
+        Locked seeds are written (``seed=N``), unlocked ones are not (they are drawn anew);
+        a control is written as ``control=MODE:<absolute path of the session's copy>`` with
+        its settings that differ from :class:`Control`'s defaults (``kind`` always for a
+        map). Line breaks in a prompt become spaces; panels without a prompt are left out
+        (a line needs one).
+        """
+        d = Control()
+        lines = []
+        for panel in self._panels:
+            prompt = " ".join(panel.prompt.split())
+            if not prompt:
+                continue
+            control: dict[str, Any] = {}
+            c = panel.control
+            if c.image:
+                control = {"control_mode": c.mode, "control_image": str(self.path(c.image))}
+                for key, name in (("scale", "scale"), ("start", "guidance_start"),
+                                  ("end", "guidance_end"), ("low", "canny_low"),
+                                  ("high", "canny_high"), ("kind", "map_kind")):
+                    if getattr(c, name) != getattr(d, name) or (key == "kind" and c.mode == "map"):
+                        control[key] = getattr(c, name)
+            seed = panel.seed if panel.seed_locked else None
+            lines.append(prompts_file.format_line(
+                prompts_file.PanelLine(prompt=prompt, seed=seed, **control)
+            ))
+        return "".join(f"{line}\n" for line in lines)
 
     def import_panels_file(self, path: str | Path, replace_all: bool = False) -> list[Panel]:
-        """Read a plain-text storyboard (UTF-8, one prompt per line) and add its panels."""
-        path = Path(path)
+        """Read a plain-text storyboard file (UTF-8; see :meth:`import_panels_text`) and add its
+        panels; relative control paths start from the file's folder."""
+        path = Path(path).expanduser()
         try:
             text = path.read_text(encoding="utf-8-sig")
         except FileNotFoundError:
@@ -470,9 +578,12 @@ class Session(Observable):
             raise SessionError(f"{path.name}: not a UTF-8 text file") from None
         except OSError as exc:
             raise SessionError(f"{path.name}: cannot be read ({exc.strerror or exc})") from None
-        return self.import_panels_text(text, replace_all=replace_all)
+        return self.import_panels_text(
+            text, replace_all=replace_all, base=path.absolute().parent, source=path.name
+        )
 
     def export_panels_file(self, path: str | Path) -> None:
+        """Write :meth:`export_panels_text` to ``path`` (atomically)."""
         from .atomic import write_text_atomic
 
         try:

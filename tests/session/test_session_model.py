@@ -14,10 +14,9 @@ from stylealigned_desktop.session.errors import PictureError, SessionError
 from stylealigned_desktop.session.history import panel_file_name
 from stylealigned_desktop.session.model import (
     MAX_SEED,
+    Control,
     Session,
     compose_prompt,
-    format_panel_text,
-    parse_panel_text,
 )
 
 from .session_helpers import picture_bytes
@@ -150,9 +149,12 @@ def test_bad_control_picture_is_refused(session, tmp_path):
 # --- plain-text storyboards ----------------------------------------------------------------
 
 
-def test_parse_panel_text_ignores_blank_and_comment_lines():
+def test_text_import_ignores_blank_and_comment_lines(session):
     text = "# my story\n\n  a knight rides out  \n#skip me\n\t\na dragon wakes\r\nthe castle burns\n"
-    assert parse_panel_text(text) == ["a knight rides out", "a dragon wakes", "the castle burns"]
+    new = session.import_panels_text(text)
+    assert [p.prompt for p in new] == ["a knight rides out", "a dragon wakes", "the castle burns"]
+    assert not any(p.seed_locked for p in new)
+    assert all(p.control == Control() for p in new)
 
 
 def test_text_import_export_round_trip(session, tmp_path):
@@ -186,9 +188,127 @@ def test_text_import_reads_bom_and_reports_bad_files(session, tmp_path):
     assert len(session.panels) == 2
 
 
-def test_format_panel_text_matches_parse():
-    prompts = ["a", "b  c", "d"]
-    assert parse_panel_text(format_panel_text(prompts)) == ["a", "b c", "d"]
+def test_text_import_locks_given_seeds_and_copies_controls(session, tmp_path, make_picture):
+    folder = tmp_path / "story"
+    (folder / "maps").mkdir(parents=True)
+    edges = folder / "maps" / "edges.png"
+    edges.write_bytes(picture_bytes("white"))
+    depth = make_picture("depth.png", color="gray")  # elsewhere: an absolute path
+    board = folder / "board.txt"
+    board.write_text(
+        "a toy train | seed=42\n"
+        "a toy boat | control=canny:maps/edges.png | low=80 | high=160 | start=0 | end=0.8\n"
+        f"a toy car | seed=7 | control=map:{depth} | kind=canny | scale=0.5\n"
+        "a toy plane \\| with wings | control=depth:maps/edges.png\n",
+        encoding="utf-8",
+    )
+    train, boat, car, plane = session.import_panels_file(board)
+    assert (train.seed, train.seed_locked, train.control) == (42, True, Control())
+    assert not boat.seed_locked and car.seed_locked and car.seed == 7
+    assert plane.prompt == "a toy plane | with wings"
+
+    def copy_of(picture):
+        return f"controls/{hashlib.sha256(picture.read_bytes()).hexdigest()[:16]}.png"
+
+    assert boat.control == Control(image=copy_of(edges), mode="canny", canny_low=80,
+                                   canny_high=160, guidance_start=0.0, guidance_end=0.8)
+    assert car.control == Control(image=copy_of(depth), mode="map", map_kind="canny", scale=0.5)
+    assert plane.control == Control(image=copy_of(edges), mode="depth")
+    assert session.path(boat.control.image).read_bytes() == edges.read_bytes()
+    assert session.path(car.control.image).read_bytes() == depth.read_bytes()
+    assert session.panels == (train, boat, car, plane)
+
+
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ("a cat | colour=red", r"board.txt:3: unknown field 'colour'"),
+        ("a cat | control=pose:edges.png", r"board.txt:3: control= must be MODE:PATH"),
+        ("a cat | seed=many", r"board.txt:3: seed= needs a whole number"),
+        ("a cat | seed=-4", r"board.txt:3: seed must be a whole number"),
+        ("a cat | control=canny:edges.png | start=0.9 | end=0.1", r"board.txt:3: control start/end"),
+        ("a cat | control=canny:edges.png | low=250 | high=100", r"board.txt:3: canny thresholds"),
+        ("a cat | control=canny:edges.png | scale=-1", r"board.txt:3: control strength"),
+        ("a cat | control=depth:gone.png", r"board.txt:3: control picture .*gone.png: no such file"),
+        ("a cat | control=depth:notes.png", r"board.txt:3: control picture .*notes.png: .*picture"),
+        (" | seed=3", r"board.txt:3: the prompt is empty"),
+    ],
+)
+def test_a_bad_line_is_named_and_nothing_is_imported(session, tmp_path, bad_line, message):
+    session.add_panel("kept")
+    before = session.panels
+    (tmp_path / "edges.png").write_bytes(picture_bytes("white"))
+    (tmp_path / "notes.png").write_text("not a picture")
+    board = tmp_path / "board.txt"
+    board.write_text(f"a dog | control=canny:edges.png\n# a comment\n{bad_line}\na bird\n")
+    changes = record_changes(session)
+    for replace_all in (False, True):
+        with pytest.raises(SessionError, match=message):
+            session.import_panels_file(board, replace_all=replace_all)
+    assert session.panels == before and changes == []
+    assert not (session.folder / "controls").exists()  # not even the good line's picture
+
+
+def test_pasted_text_needs_absolute_control_paths(session, make_picture):
+    picture = make_picture("edges.png")
+    with pytest.raises(SessionError, match="storyboard text:2: .*relative path"):
+        session.import_panels_text("a cat\na dog | control=canny:edges.png\n")
+    assert session.panels == ()
+    new = session.import_panels_text(f"a dog | control=canny:{picture}\n")
+    assert session.path(new[0].control.image).read_bytes() == picture.read_bytes()
+    again = session.import_panels_text("a dog | control=canny:edges.png", base=picture.parent)
+    assert again[0].control == new[0].control
+
+
+def test_text_export_writes_locked_seeds_and_session_copies(session, tmp_path, make_picture):
+    session.add_panel("a fox | in the snow", seed=11, seed_locked=True)
+    session.add_panel("a hen", seed=12)
+    session.add_panel("a barn")
+    session.add_panel("a well")
+    session.set_panel_control_picture(1, make_picture("hen.png", color="white"))
+    session.update_panel_control(1, mode="canny", scale=0.55, canny_low=80, canny_high=160)
+    session.set_panel_control_picture(2, make_picture("barn.png", color="black"))
+    session.update_panel_control(2, mode="map")
+    session.set_panel_control_picture(3, make_picture("well.png", color="blue"))
+    session.update_panel_control(3, mode="depth", guidance_end=0.6, map_kind="canny")
+    hen = session.path(session.panels[1].control.image)
+    barn = session.path(session.panels[2].control.image)
+    well = session.path(session.panels[3].control.image)
+    assert session.export_panels_text().splitlines() == [
+        "a fox \\| in the snow | seed=11",
+        f"a hen | control=canny:{hen} | scale=0.55 | low=80 | high=160",
+        f"a barn | control=map:{barn} | kind=depth",
+        f"a well | control=depth:{well} | end=0.6 | kind=canny",
+    ]
+    # and back, into another session: the same board
+    path = tmp_path / "exported" / "board.txt"
+    path.parent.mkdir()
+    session.export_panels_file(path)
+    other = Session()
+    other.import_panels_file(path)
+    assert [(p.prompt, p.seed_locked, p.control) for p in other.panels] == [
+        (p.prompt, p.seed_locked, p.control) for p in session.panels]
+    assert other.panels[0].seed == 11
+    other.close()
+
+
+def test_exported_text_is_what_the_cli_reads(session, tmp_path, make_picture):
+    from stylealigned_desktop import cli
+
+    session.set_style_text("macro photo")
+    session.set_reference_prompt("a toy train")
+    session.add_panel("a toy car", seed=5, seed_locked=True)
+    session.add_panel("a toy boat", seed=6, seed_locked=True)
+    session.set_panel_control_picture(1, make_picture("boat.png", color="white"))
+    session.update_panel_control(1, mode="map", map_kind="canny", scale=0.3, guidance_start=0.2)
+    path = tmp_path / "board.txt"
+    session.export_panels_file(path)
+    args = cli.build_parser().parse_args([
+        "generate", "--model", "tiny", "--prompts-file", str(path), "--style", "macro photo",
+        "--reference-prompt", "a toy train", "--out", str(tmp_path / "out"),
+    ])
+    from_cli = cli.build_generate_request(args)
+    assert from_cli.panels == session.build_request().panels
 
 
 # --- gallery -------------------------------------------------------------------------------
