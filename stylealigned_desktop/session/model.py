@@ -426,10 +426,14 @@ class Session(Observable):
         return self._set_control_picture(index, data, inspect_picture(data, name))
 
     def _set_control_picture(self, index: int, data: bytes, info: PictureInfo) -> Panel:
+        control = replace(self._panels[index].control, image=self._store_control_copy(data, info))
+        return self._set_control(index, control)
+
+    def _store_control_copy(self, data: bytes, info: PictureInfo) -> str:
+        """Copy a control picture into ``controls/``; its session-relative path."""
         stored = content_name(data, info.extension)
         store_picture(data, self._ensure_folder() / folders.CONTROLS, stored)
-        control = replace(self._panels[index].control, image=f"{folders.CONTROLS}/{stored}")
-        return self._set_control(index, control)
+        return f"{folders.CONTROLS}/{stored}"
 
     def clear_panel_control_picture(self, index: int) -> Panel:
         """Remove panel ``index``'s control picture (its mode and strength are kept)."""
@@ -483,9 +487,7 @@ class Session(Observable):
         for k, (line, control, picture, info) in enumerate(checked):
             if picture is not None:
                 try:
-                    data = read_picture_file(picture)
-                    stored = content_name(data, info.extension)
-                    store_picture(data, self._ensure_folder() / folders.CONTROLS, stored)
+                    image = self._store_control_copy(read_picture_file(picture), info)
                 except PictureError as exc:
                     raise SessionError(f"{where(k)}: control picture {exc.path}: {exc.reason}") from None
                 except OSError as exc:
@@ -493,7 +495,7 @@ class Session(Observable):
                         f"{where(k)}: the control picture cannot be copied into the session "
                         f"({exc.strerror or exc})"
                     ) from None
-                control = replace(control, image=f"{folders.CONTROLS}/{stored}")
+                control = replace(control, image=image)
             new.append(Panel(
                 id=_new_panel_id(),
                 prompt=line.prompt,
