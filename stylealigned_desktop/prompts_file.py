@@ -11,7 +11,7 @@ canny, depth or map (a relative PATH is relative to the file); ``scale=`` (Contr
 conditioning scale, default 0.8); ``start=`` / ``end=`` (the part of the denoising, 0..1, during
 which the control acts); ``low=`` / ``high=`` (canny thresholds); ``kind=depth|canny`` (for
 ``control=map:...``: which ControlNet the ready-made map feeds, default depth). A literal ``|``
-in a prompt is written ``\\|``.
+in a prompt is written ``\\|``, and a prompt that begins with ``#`` is written ``\\#``.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
     text = line.strip()
     if not text or text.startswith("#"):
         return None
+    if text.startswith("\\#"):
+        text = text[1:]
     parts = [p.strip().replace("\\|", "|") for p in _SPLIT.split(text)]
     prompt, fields = parts[0], parts[1:]
     if not prompt:
@@ -106,7 +108,7 @@ def parse_text(text: str, source: str = "<text>", base: Path | None = None) -> l
 def read_prompts_file(path: str | Path) -> list[PanelLine]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the prompt
     except FileNotFoundError:
         raise PromptsFileError(f"{path}: no such file") from None
     except UnicodeDecodeError:
@@ -116,13 +118,18 @@ def read_prompts_file(path: str | Path) -> list[PanelLine]:
     return parse_text(text, str(path), path.parent)
 
 
+def _escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def format_line(panel: PanelLine) -> str:
     """The inverse of :func:`parse_line` (control paths written as given)."""
-    parts = [panel.prompt.replace("|", "\\|")]
+    prompt = _escape(panel.prompt)
+    parts = ["\\" + prompt if prompt.startswith("#") else prompt]
     if panel.seed is not None:
         parts.append(f"seed={panel.seed}")
     if panel.control_mode:
-        parts.append(f"control={panel.control_mode}:{panel.control_image}")
+        parts.append(f"control={panel.control_mode}:{_escape(panel.control_image)}")
     for key in ("scale", "start", "end", "low", "high", "kind"):
         value = getattr(panel, key)
         if value is not None:

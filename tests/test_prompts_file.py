@@ -55,6 +55,14 @@ def test_malformed_lines_give_clear_errors_with_the_line_number(line, fragment):
 def test_round_trip_through_format_line():
     panel = PanelLine("a | b", seed=7, control_mode="canny", control_image="c.png", scale=0.5, low=10, high=20)
     assert parse_line(format_line(panel)) == panel
+    hashtag = PanelLine("#1 hit single, poster", control_mode="map", control_image="/x/a|b.png", kind="canny")
+    assert parse_line(format_line(hashtag)) == hashtag
+
+
+def test_byte_order_mark_is_not_part_of_the_first_prompt(tmp_path):
+    path = tmp_path / "board.txt"
+    path.write_bytes("\ufefffirst\nsecond\n".encode())
+    assert read_prompts_file(path)[0].prompt == "first"
 
 
 def test_reading_files(tmp_path):
