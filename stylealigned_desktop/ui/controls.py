@@ -12,7 +12,6 @@ import math
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
@@ -32,6 +31,7 @@ from ..engine.settings import StyleAlignedSettings
 from ..session.errors import SessionError
 from ..session.values import MAX_SEED as MAX_SEED_
 from ..session.values import SDXL_SIZES, GenerationSettings
+from .previews import small_combo
 from .theme import icon as icon_
 
 SCHEDULER_NAMES = {
@@ -171,7 +171,7 @@ class SettingsPanel(QWidget):
         self.guidance.setToolTip(TIPS["guidance"])
         form.addRow("Guidance", self.guidance)
 
-        self.size_preset = QComboBox()
+        self.size_preset = small_combo()
         for width, height in SDXL_SIZES:
             self.size_preset.addItem(size_label(width, height), f"{width}x{height}")
         self.size_preset.addItem("Custom", None)
@@ -191,7 +191,7 @@ class SettingsPanel(QWidget):
         form.addRow("Size", self.size_preset)
         form.addRow("", size_row)
 
-        self.scheduler = QComboBox()
+        self.scheduler = small_combo()
         for name in SCHEDULERS:
             self.scheduler.addItem(SCHEDULER_NAMES.get(name, name), name)
         self.scheduler.setToolTip(TIPS["scheduler"])
@@ -456,7 +456,7 @@ class StylePanel(QWidget):
         layout.addLayout(form)
 
         preset_row = QHBoxLayout()
-        self.preset = QComboBox()
+        self.preset = small_combo()
         self.preset.setToolTip("Style presets: a style text with a negative prompt and settings "
                                "that suit it. Yours are kept in the app's config folder.")
         self.preset.activated.connect(self._preset_chosen)

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from ..session import observer
 from ..session.errors import SessionError
 from ..session.model import Session
+from .previews import ElidedLabel
 from .theme import ACCENT, icon
 from .thumbnails import ThumbnailLoader
 
@@ -193,7 +194,7 @@ class ReferenceGallery(QWidget):
         layout.addWidget(self.hint)
 
         details = QHBoxLayout()
-        self.details = QLabel("")
+        self.details = ElidedLabel("")
         self.details.setObjectName("Hint")
         self.use_button = QPushButton(icon("star"), "Use as style")
         self.use_button.setToolTip("Take the style from this picture (double-click does too)")

@@ -60,6 +60,8 @@ APP_TITLE = "StyleAligned Desktop"
 GRID_IMAGE = 640
 """Pictures in the grid are decoded at most this large (the full size opens on click)."""
 CONTROL_THUMB = 160
+WARM_UP_DELAY_MS = 1500
+"""After start-up, the worker imports torch and diffusers once the window has been shown."""
 
 
 def format_seconds(seconds: float) -> str:
@@ -67,6 +69,12 @@ def format_seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds} s"
     return f"{seconds // 60}:{seconds % 60:02d} min"
+
+
+def import_pipeline_classes() -> None:
+    """The heavy imports of a first generation (runs in the worker thread)."""
+    from diffusers import StableDiffusionXLPipeline  # noqa: F401
+    from transformers import CLIPTextModel  # noqa: F401
 
 
 def write_run(plan: RunPlan, result: ev.RunResult) -> Path:
@@ -110,10 +118,10 @@ class RunBar(QFrame):
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
         self.progress.setFormat("Ready")
-        self.progress.setMinimumWidth(220)
+        self.progress.setMinimumWidth(140)
         self.queue_label = QLabel("")
         self.queue_label.setObjectName("Hint")
-        self.tiny_label = QLabel("tiny model: pictures are noise")
+        self.tiny_label = QLabel("tiny model: its pictures are noise")
         self.tiny_label.setObjectName("TinyWarning")
         self.tiny_label.setToolTip("The built-in tiny model has random weights. Choose a real "
                                    "SDXL model (Settings → Model) to make art.")
@@ -121,7 +129,6 @@ class RunBar(QFrame):
         layout.addWidget(self.cancel_button)
         layout.addWidget(self.progress, 1)
         layout.addWidget(self.queue_label)
-        layout.addWidget(self.tiny_label)
 
 
 class MainWindow(QMainWindow):
@@ -140,6 +147,7 @@ class MainWindow(QMainWindow):
         self._first_step: int | None = None
         self._closing = False
         self.worker = EngineWorker(engine_factory, self)
+        self._real_engine = engine_factory is default_engine_factory
         self.thumbnails = ThumbnailLoader(self)
         self.thumbnails.ready.connect(self._thumbnail_ready)
         self.autosave_timer = QTimer(self)
@@ -152,6 +160,7 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_actions()
         self._build_menus()
+        self.statusBar().addPermanentWidget(self.run_bar.tiny_label)
         self.statusBar().showMessage("Welcome. Describe a style, add panels, press Generate.")
 
         self.worker.event.connect(self._on_worker_event)
@@ -440,6 +449,15 @@ class MainWindow(QMainWindow):
             self.set_session(Session())
         if not self.config.model:
             QTimer.singleShot(0, lambda: self.choose_model(first_run=True))
+        QTimer.singleShot(WARM_UP_DELAY_MS, self.warm_up)
+
+    def warm_up(self) -> None:
+        """Load the generator's libraries in the worker while the artist reads the window."""
+        if self._closing or self.worker.engine_loaded or self.worker.busy:
+            return
+        also = import_pipeline_classes if self._real_engine else None
+        self.worker.warm_up(also, lambda task: task.error and log.warning(
+            "warming up the generator failed: %s", task.error))
 
     def set_session(self, session: Session) -> None:
         """Make ``session`` the window's document (the previous one is flushed and closed)."""
@@ -1223,6 +1241,7 @@ class MainWindow(QMainWindow):
         if not self._stop_jobs("quit") or not self._settle_untitled("quitting"):
             event.ignore()
             return
+        self._closing = True
         self.config.geometry = bytes(self.saveGeometry().toHex()).decode()
         self.config.window_state = bytes(self.saveState().toHex()).decode()
         if self.session is not None and not self.session.untitled:

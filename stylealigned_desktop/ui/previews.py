@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence, QPainter, QPalette
 from PySide6.QtWidgets import (
+    QComboBox,
     QDialog,
     QFrame,
     QGridLayout,
@@ -27,6 +28,14 @@ from PySide6.QtWidgets import (
 from .theme import icon
 
 REFERENCE = None  # the reference's index, as in engine events
+
+
+def small_combo() -> QComboBox:
+    """A combo box that does not insist on the width of its longest item."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(8)
+    return combo
 
 
 class ElidedLabel(QLabel):

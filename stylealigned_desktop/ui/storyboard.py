@@ -14,7 +14,6 @@ from PySide6.QtCore import QMimeData, QPoint, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QDrag, QImage, QKeySequence, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
-    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFrame,
@@ -36,7 +35,7 @@ from ..session.errors import SessionError
 from ..session.model import Panel, Session
 from ..session.values import MAX_SEED
 from .gallery import PICTURE_FILTER, local_paths, png_bytes
-from .previews import ElidedLabel
+from .previews import ElidedLabel, small_combo
 from .theme import ACCENT, icon
 
 PANEL_MIME = "application/x-stylealigned-panel"
@@ -211,7 +210,7 @@ class PanelCard(QFrame):
         control_form = QVBoxLayout()
         control_form.setSpacing(2)
         mode_row = QHBoxLayout()
-        self.mode = QComboBox()
+        self.mode = small_combo()
         for mode in CONTROL_MODES:
             self.mode.addItem({"canny": "Edges (canny)", "depth": "Depth",
                                "map": "Ready-made map"}[mode], mode)

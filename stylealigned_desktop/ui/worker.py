@@ -187,6 +187,23 @@ class EngineWorker(QObject):
         self._queue.put(_WAKE)
         return task
 
+    def warm_up(self, also: Callable[[], Any] | None = None,
+                on_done: Callable[[Task], None] | None = None) -> Task:
+        """Build the engine (and run ``also``, e.g. heavy imports) in the worker thread now.
+
+        Importing torch and diffusers holds Python's GIL for stretches of a few hundred ms
+        (loading their native libraries), which the UI thread feels as stutter. Doing it while
+        the artist is still reading the window moves that cost away from the first Generate.
+        """
+
+        def run() -> None:
+            if self._engine is None:
+                self._engine = self._engine_factory()
+            if also is not None:
+                also()
+
+        return self.run_task(run, on_done)
+
     @staticmethod
     def _deliver_task(task: Task) -> None:
         if task.on_done is not None:

@@ -45,7 +45,8 @@ def make_window(qtbot, tiny_engine):
         answers = Answers()
         window.ask = answers
         qtbot.addWidget(window)
-        window.resize(1300, 850)
+        if not config.geometry:
+            window.resize(1300, 850)
         window.show()
         if startup:
             window.startup()
