@@ -249,7 +249,7 @@ class ReferenceGallery(QWidget):
         self.list.clear()
         if self.session is not None:
             active = self.session.style.active_reference
-            none_item = QListWidgetItem(self._none_icon(active is None), "Style text")
+            none_item = QListWidgetItem(self._none_icon(active is None), "No picture")
             none_item.setData(Qt.ItemDataRole.UserRole, NONE_ID)
             none_item.setToolTip("No picture: a reference is generated from the reference "
                                  "prompt and the style text")

@@ -9,8 +9,16 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from PySide6.QtCore import QByteArray, QSize, Qt
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtCore import QByteArray, QPoint, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import (
+    QColor,
+    QGuiApplication,
+    QIcon,
+    QIconEngine,
+    QPainter,
+    QPalette,
+    QPixmap,
+)
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication
 
@@ -81,7 +89,6 @@ def apply_theme(app: QApplication) -> bool:
     dark = system_is_dark(app)
     app.setPalette(make_palette(dark))
     _icon_colour = "#e6e6e6" if dark else "#303030"
-    icon.cache_clear()
     app.setStyleSheet(stylesheet())
     app.setProperty("stylealigned_dark", dark)
     return dark
@@ -92,27 +99,61 @@ def follow_system(app: QApplication, on_change=None) -> None:
 
     def changed(*_):
         apply_theme(app)
+        for widget in app.allWidgets():  # icons are drawn at paint time in the new colour
+            widget.update()
         if on_change is not None:
             on_change()
 
     app.styleHints().colorSchemeChanged.connect(changed)
 
 
-@lru_cache(maxsize=128)
-def icon(name: str, colour: str | None = None) -> QIcon:
-    """An icon from resources/icons/<name>.svg, drawn in the palette's text colour."""
+@lru_cache(maxsize=64)
+def _svg(name: str) -> str:
     path = resource("icons", f"{name}.svg")
-    if not path.is_file():
-        return QIcon()
-    svg = path.read_text(encoding="utf-8").replace("#000000", colour or _icon_colour)
-    renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
-    result = QIcon()
-    for size in (16, 20, 24, 32, 48):
-        pixmap = QPixmap(QSize(size, size))
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
+
+
+class SvgIconEngine(QIconEngine):
+    """Draws an icon from resources/icons in the current theme's colour at paint time.
+
+    So icons follow a live switch between the dark and the light look, and disabled buttons
+    get a dimmed icon. ``colour`` pins a colour instead (e.g. on the orange Generate button).
+    """
+
+    def __init__(self, name: str, colour: str | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self.colour = colour
+
+    def _colour(self, mode) -> str:
+        if self.colour:
+            return self.colour
+        if mode == QIcon.Mode.Disabled:
+            return "#6a6a6a" if _icon_colour != "#303030" else "#a8a8a8"
+        return _icon_colour
+
+    def paint(self, painter: QPainter, rect, mode, state) -> None:
+        svg = _svg(self.name).replace("#000000", self._colour(mode))
+        renderer = QSvgRenderer(QByteArray(svg.encode("utf-8")))
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        renderer.render(painter, QRectF(rect))
+        painter.restore()
+
+    def pixmap(self, size: QSize, mode, state) -> QPixmap:
+        pixmap = QPixmap(size)
         pixmap.fill(Qt.GlobalColor.transparent)
         painter = QPainter(pixmap)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        renderer.render(painter)
+        self.paint(painter, QRect(QPoint(0, 0), size), mode, state)
         painter.end()
-        result.addPixmap(pixmap)
-    return result
+        return pixmap
+
+    def clone(self) -> QIconEngine:
+        return SvgIconEngine(self.name, self.colour)
+
+
+def icon(name: str, colour: str | None = None) -> QIcon:
+    """An icon from resources/icons/<name>.svg in the theme's text colour (see SvgIconEngine)."""
+    if not _svg(name):
+        return QIcon()
+    return QIcon(SvgIconEngine(name, colour))
