@@ -327,7 +327,9 @@ class SettingsPanel(QWidget):
             self.height_box.setValue(settings.height)
             self._sync_preset()
             self.scheduler.setCurrentIndex(max(0, self.scheduler.findData(settings.scheduler)))
-            self.negative.setText(settings.negative_prompt)
+            if self.negative.text() != settings.negative_prompt:
+                self.negative.setText(settings.negative_prompt)
+                self.negative.setCursorPosition(0)
             self.micro_batch.setValue(settings.micro_batch or 0)
             sa = settings.style_aligned
             for name, check in self.flags.items():
@@ -538,6 +540,8 @@ class StylePanel(QWidget):
         try:
             if self.text.text() != style.text:
                 self.text.setText(style.text)
+                if not self.text.hasFocus():
+                    self.text.setCursorPosition(0)
             if self.reference_prompt.text() != style.reference_prompt:
                 self.reference_prompt.setText(style.reference_prompt)
             self.reference_seed.setValue(min(style.reference_seed, MAX_SEED_))

@@ -36,6 +36,8 @@ from .theme import ACCENT, icon
 from .thumbnails import ThumbnailLoader
 
 NONE_ID = ""
+INCREMENTAL_AFTER = 4
+"""Drops of more files than this are added one per event-loop turn."""
 THUMB = 88
 PICTURE_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp);;All files (*)"
 
@@ -56,6 +58,23 @@ def png_bytes(image: QImage) -> bytes:
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     image.save(buffer, "PNG")
     return bytes(buffer.data())
+
+
+def expand_folders(paths: list[str]) -> list[Path]:
+    """Files as given, and the picture files inside folders (recursively, hidden ones skipped)."""
+    from ..session.pictures import picture_extensions
+
+    extensions = picture_extensions()
+    files: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            files.extend(
+                f for f in sorted(item.rglob("*"))
+                if f.is_file() and f.suffix.lower() in extensions
+                and not any(part.startswith(".") for part in f.relative_to(item).parts))
+        else:
+            files.append(item)
+    return files
 
 
 def describe_errors(errors: list[str], limit: int = 3) -> str:
@@ -134,6 +153,7 @@ class ReferenceGallery(QWidget):
         super().__init__(parent)
         self.session: Session | None = None
         self._unsubscribe = None
+        self._import: dict | None = None
         self.thumbnails = thumbnails or ThumbnailLoader(self)
         self.thumbnails.ready.connect(self._thumbnail_ready)
 
@@ -351,26 +371,64 @@ class ReferenceGallery(QWidget):
         self.message.emit(text, True)
 
     def add_files(self, paths: list[str]) -> None:
-        """Add pictures (files or folders); unreadable ones are reported and skipped."""
+        """Add pictures (files or folders); unreadable ones are reported and skipped.
+
+        Every picture is fully decoded to check it, which takes a while for big photos: beyond
+        a few files the pictures are added one per event-loop turn, so the window stays
+        responsive and the status bar counts them.
+        """
         if self.session is None:
             return
-        result = self.session.add_references(paths)
-        errors = [str(e) for e in result.errors]
+        files = expand_folders(paths)
         folders = [p for p in paths if Path(p).is_dir()]
-        if not result.added and not result.already_present and not errors and folders:
-            errors = [f"{Path(folders[0]).name}: the folder has no pictures"]
+        if not files and folders:
+            self.show_error(f"Not added: {Path(folders[0]).name}: the folder has no pictures")
+            return
+        self._import = {"files": files, "next": 0, "added": [], "present": [], "errors": []}
+        if len(files) <= INCREMENTAL_AFTER:
+            while self._import_step():
+                pass
+        else:
+            self.setCursor(Qt.CursorShape.BusyCursor)
+            QTimer.singleShot(0, self._import_turn)
+
+    def _import_turn(self) -> None:
+        if self._import_step():
+            job = self._import
+            self.message.emit(f"Adding pictures: {job['next']} of {len(job['files'])}…", False)
+            QTimer.singleShot(0, self._import_turn)
+        else:
+            self.unsetCursor()
+
+    def _import_step(self) -> bool:
+        """Add the next file of the running import; False when the import has ended."""
+        job = self._import
+        if job is None or self.session is None:
+            return False
+        if job["next"] < len(job["files"]):
+            result = self.session.add_references([job["files"][job["next"]]])
+            job["next"] += 1
+            job["added"] += result.added
+            job["present"] += result.already_present
+            job["errors"] += [str(e) for e in result.errors]
+            return True
+        self._import = None
+        self._report_import(job["added"], job["present"], job["errors"])
+        return False
+
+    def _report_import(self, added: list, present: list, errors: list[str]) -> None:
         if errors:
             self.show_error(describe_errors(errors))
         else:
             self.banner.hide()
-        if result.added:
-            self._select(result.added[-1].id)
-            names = ", ".join(r.name for r in result.added[:3])
-            more = "…" if len(result.added) > 3 else ""
+        if added:
+            self._select(added[-1].id)
+            names = ", ".join(r.name for r in added[:3])
+            more = "…" if len(added) > 3 else ""
             if not errors:
-                self.message.emit(f"Added {len(result.added)} picture(s): {names}{more}", False)
-        elif result.already_present and not errors:
-            self._select(result.already_present[-1].id)
+                self.message.emit(f"Added {len(added)} picture(s): {names}{more}", False)
+        elif present and not errors:
+            self._select(present[-1].id)
             self.message.emit("That picture is already in the gallery", False)
 
     def add_image(self, image: QImage, name: str = "pasted.png") -> None:

@@ -573,6 +573,9 @@ class StoryboardView(QWidget):
         if panel_id != self.current_id:
             self.current_id = panel_id
             self._show_selection()
+            card = self.cards.get(panel_id)
+            if card is not None:
+                QTimer.singleShot(0, lambda: self.scroll.ensureWidgetVisible(card, 0, 8))
             if self.session is not None:
                 self.current_changed.emit(self.session.panel_index(panel_id))
 

@@ -102,3 +102,21 @@ def test_a_non_local_url_is_refused_with_a_message(qtbot):
     drop_mime(gallery.list.viewport(), mime)
     assert session.references == ()
     assert "Only files on this computer" in gallery.banner.text()
+
+
+def test_a_big_drop_is_added_picture_by_picture(qtbot, tmp_path):
+    session, gallery = make_gallery(qtbot)
+    folder = tmp_path / "shoot"
+    folder.mkdir()
+    for k in range(9):
+        picture(folder / f"frame-{k}.png", (20 * k, 100, 200 - 20 * k))
+    (folder / "notes.txt").write_text("ignored: not a picture extension")
+    (folder / "frame-bad.png").write_text("broken")
+    progress = []
+    gallery.message.connect(lambda text, problem: progress.append(text))
+    drop_urls(gallery.list, [folder])
+    assert len(session.references) < 9  # not all at once: the event loop runs in between
+    qtbot.waitUntil(lambda: gallery._import is None, timeout=10000)
+    assert len(session.references) == 9
+    assert any(text.startswith("Adding pictures:") for text in progress)
+    assert "frame-bad.png" in gallery.banner.text()
