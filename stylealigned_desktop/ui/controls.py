@@ -285,6 +285,20 @@ class SettingsPanel(QWidget):
         self.inversion_offset.setSpecialValueText("Auto")
         self.inversion_offset.setToolTip(TIPS["inversion_offset"])
         form.addRow("Picture skipped steps", self.inversion_offset)
+        self.control_models: dict[str, QLineEdit] = {}
+        for name, label, default, tip in (
+                ("controlnet_canny", "ControlNet for edges", "diffusers/controlnet-canny-sdxl-1.0",
+                 "The SDXL ControlNet that reads edge maps (hub id or folder)"),
+                ("controlnet_depth", "ControlNet for depth", "diffusers/controlnet-depth-sdxl-1.0",
+                 "The SDXL ControlNet that reads depth maps (hub id or folder)"),
+                ("depth_model", "Depth estimator", "Intel/dpt-hybrid-midas",
+                 "The model that turns a control picture into a depth map (hub id or folder)")):
+            edit = QLineEdit()
+            edit.setPlaceholderText(f"default: {default}")
+            edit.setToolTip(tip + ". Empty: the default for the model.")
+            edit.editingFinished.connect(self._edited)
+            self.control_models[name] = edit
+            form.addRow(label, edit)
         self.defaults_button = QPushButton("Paper defaults")
         self.defaults_button.setToolTip("Reset the StyleAligned knobs to the paper's defaults "
                                         "(for a reference picture when one is active)")
@@ -339,6 +353,9 @@ class SettingsPanel(QWidget):
             self.level.setValue(sa.only_self_level)
             self.strength.setValue(self._strength_position(sa.shared_score_shift))
             self.inversion_guidance.setValue(settings.inversion_guidance)
+            for name, edit in self.control_models.items():
+                if edit.text() != getattr(settings, name):
+                    edit.setText(getattr(settings, name))
             self.inversion_offset.setMaximum(max(0, settings.steps - 1))
             self.inversion_offset.setValue(
                 -1 if settings.inversion_offset is None else settings.inversion_offset)
@@ -366,6 +383,7 @@ class SettingsPanel(QWidget):
             inversion_guidance=round(self.inversion_guidance.value(), 1),
             inversion_offset=None if offset < 0 else min(offset, steps - 1),
             style_aligned=sa,
+            **{name: edit.text().strip() for name, edit in self.control_models.items()},
         )
 
     def _edited(self, *_args) -> None:

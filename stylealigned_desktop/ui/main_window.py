@@ -60,6 +60,7 @@ APP_TITLE = "StyleAligned Desktop"
 GRID_IMAGE = 640
 """Pictures in the grid are decoded at most this large (the full size opens on click)."""
 CONTROL_THUMB = 160
+DEFAULT_DEPTH_MODEL = "Intel/dpt-hybrid-midas"  # engine.control's default (torch-free copy)
 WARM_UP_DELAY_MS = 1500
 """After start-up, the worker imports torch and diffusers once the window has been shown."""
 
@@ -1121,8 +1122,9 @@ class MainWindow(QMainWindow):
         if request is None:
             return
         key, path, mode, low, high, width, height = request
-        depth_model = "tiny" if self._effective_model() == "tiny" else \
-            "Intel/dpt-hybrid-midas"
+        # the engine's choice (generator.py): the session's estimator, else tiny's for tiny
+        depth_model = (self.session.settings.depth_model.strip()
+                       or ("tiny" if self._effective_model() == "tiny" else DEFAULT_DEPTH_MODEL))
         card = self.storyboard.cards.get(panel_id)
         if card is not None:
             card.control_note.setText(f"{mode} map: computing…")
