@@ -442,6 +442,7 @@ class MainWindow(QMainWindow):
             self.set_session(Session())
         if not self.config.model:
             QTimer.singleShot(0, lambda: self.choose_model(first_run=True))
+        QTimer.singleShot(WARM_UP_DELAY_MS, self.warm_up)
 
     def set_session_from_path(self, folder: Path) -> None:
         """Start with the session at ``folder`` (from the command line)."""

@@ -205,3 +205,25 @@ def test_start_up_is_fast_and_does_not_load_torch(tmp_path):
     assert match, result.stdout
     assert match.group(2) == "False"
     assert wall < 3.0, f"python start + imports + window shown took {wall:.2f} s"
+
+
+def test_the_generator_warms_up_in_the_worker_after_start(qtbot, make_window):
+    built = []
+
+    class Recording(FakeEngine):
+        def __init__(self):
+            super().__init__()
+            import threading
+
+            built.append(threading.current_thread().name)
+
+    from stylealigned_desktop.ui.main_window import MainWindow
+
+    window = MainWindow(DesktopConfig(model="tiny"), engine_factory=Recording)
+    window.ask = lambda *a, **k: "Don't save"
+    qtbot.addWidget(window)
+    window.startup()
+    assert not window.worker.engine_loaded
+    qtbot.waitUntil(lambda: window.worker.engine_loaded, timeout=10000)
+    assert built == ["stylealigned-engine"]
+    window.close()
