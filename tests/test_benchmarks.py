@@ -1,0 +1,122 @@
+"""benchmarks/bench_sets.py runs in its tiny --quick configuration and writes consistent JSON.
+
+The speed numbers of a smoke run mean nothing; what is checked is that every case ran, that the
+summary is what the raw samples say, and that the FLOP count agrees with a closed form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "bench_sets.py"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "quick.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return json.loads(out.read_text(encoding="utf-8")), done.stdout
+
+
+def test_every_case_ran_with_sane_numbers(quick):
+    result, stdout = quick
+    assert result["sizes"] == [1, 2] and result["micro_batches"] == [1, 2]
+    got = {(c["case"], c["panels"]) for c in result["cases"]}
+    assert got == {("plain", 1), ("style_aligned", 1), ("engine-mb1", 1),
+                   ("plain", 2), ("style_aligned", 2), ("engine-mb1", 2), ("engine-mb2", 2)}
+    for case in result["cases"]:
+        n = case["panels"]
+        for key in ("step_s_runs", "step_cpu_s_runs"):
+            samples = [t for run in case[key] for t in run]
+            assert len(samples) == result["rounds"] * result["steps_per_run"]
+            assert all(math.isfinite(t) and t > 0 for t in samples)
+        assert case["per_image_s_median"] == pytest.approx(case["step_s_median"] / (n + 1))
+        assert case["peak_memory_mib"] is not None and case["peak_memory_mib"] >= 0
+        # one batched call for the pipelines; the reference plus ceil(n / m) for the engine
+        expected_calls = 1 if case["micro_batch"] is None else 1 + math.ceil(n / case["micro_batch"])
+        assert case["unet_calls_per_step"] == expected_calls
+        assert case["unet_rows_per_step"] == 2 * (n + 1)  # CFG on
+    assert "engine-mb" in stdout and "limit" in stdout  # the table was printed
+
+
+def test_ratios_are_medians_of_paired_rounds(quick):
+    result, _ = quick
+    assert result["ratio_clock"] == "cpu"  # on CPU the ratios are taken on process CPU time
+    runs = {(c["case"], c["panels"]): [statistics.median(r) for r in c["step_cpu_s_runs"]]
+            for c in result["cases"]}
+    for entry in result["ratios"]:
+        n = entry["panels"]
+        assert set(entry["ratio_vs_plain"]) == {k for k, p in runs if p == n and k != "plain"}
+        for key, ratio in entry["ratio_vs_plain"].items():
+            paired = [t / p for t, p in zip(runs[(key, n)], runs[("plain", n)])]
+            assert ratio == pytest.approx(statistics.median(paired))
+
+
+def _self_attention_layers(config: dict) -> list[tuple[int, int]]:
+    """(level, layers) of self-attention, counted from the UNet config independently."""
+    depth, per_block = config["transformer_layers_per_block"], config["layers_per_block"]
+    levels = [i for i, kind in enumerate(config["down_block_types"]) if "CrossAttn" in kind]
+    counts = []
+    for i in levels:
+        layers = per_block * depth[i] + (per_block + 1) * depth[i]
+        if i == len(config["down_block_types"]) - 1:
+            layers += depth[i]
+        counts.append((i, layers))
+    return counts
+
+
+def test_flops_agree_with_the_closed_form(quick):
+    result, _ = quick
+    model, flops = result["model"], result["flops"]
+    config = model["unet_config"]
+    latent_h, latent_w = model["height"] // 8, model["width"] // 8
+    # A panel row attends to 2N keys instead of N: Q K^T and A V each cost 2 N^2 C more per layer.
+    extra = sum(4 * ((latent_h >> i) * (latent_w >> i)) ** 2 * config["block_out_channels"][i] * layers
+                for i, layers in _self_attention_layers(config))
+    assert flops["shared_row_extra_flops"] == extra
+    x = flops["shared_row_extra_fraction"]
+    assert x == pytest.approx(extra / flops["per_image_flops"])
+    for entry in result["ratios"]:
+        n = entry["panels"]
+        assert entry["limit"] == pytest.approx(1 + x * n / (n + 1))
+    # The real SDXL UNet at 1024x1024, as ../shared/docs/performance.md states it.
+    sdxl = result["sdxl_flops"]
+    assert sdxl["per_image_tflops"] == pytest.approx(6.76, abs=0.01)
+    assert sdxl["shared_row_extra_fraction"] == pytest.approx(0.111, abs=0.001)
+    # Scaling channels and tokens by the same factor keeps attention's share of the FLOPs.
+    assert flops["attention_share"] == pytest.approx(sdxl["attention_share"], rel=0.1)
+
+
+def test_scaled_model_keeps_sdxl_structure():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import bench_sets
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    published = json.loads((SCRIPT.parent / "sdxl_configs" / "unet" / "config.json").read_text())
+    full = bench_sets.bench_model(1)
+    assert (full.height, full.width) == (1024, 1024)
+    for key, value in published.items():
+        if not key.startswith("_"):
+            assert full.unet_config[key] == value, key
+    scaled = bench_sets.bench_model(10)
+    assert scaled.unet_config["block_out_channels"] == [32, 64, 128]
+    assert scaled.unet_config["attention_head_dim"] == [1, 1, 2]  # heads of 64 channels, as SDXL
+    for key in ("down_block_types", "up_block_types", "transformer_layers_per_block",
+                "layers_per_block", "addition_embed_type", "mid_block_type"):
+        assert scaled.unet_config[key] == published[key], key
+    # tokens per attention level divided by about the channel factor
+    ratio = (1024 * 1024) / (scaled.height * scaled.width)
+    assert 9 < ratio < 11
+    with pytest.raises(ValueError, match="head-dim"):
+        bench_sets.bench_model(4, head_dim=64)  # 160 channels are not a whole number of 64-heads
