@@ -73,9 +73,26 @@ def format_seconds(seconds: float) -> str:
 
 
 def import_pipeline_classes() -> None:
-    """The heavy imports of a first generation (runs in the worker thread)."""
-    from diffusers import StableDiffusionXLPipeline  # noqa: F401
-    from transformers import CLIPTextModel  # noqa: F401
+    """What a first generation loads besides the model (runs in the worker thread).
+
+    The pipeline, scheduler and tokenizer classes, and torch's first convolution and attention
+    (which load their kernels): each of these holds the GIL for a while the first time.
+    """
+    import torch
+    from diffusers import (  # noqa: F401
+        DDIMScheduler,
+        DPMSolverMultistepScheduler,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+    )
+    from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+
+    with torch.no_grad():
+        x = torch.zeros(1, 4, 8, 8)
+        torch.nn.functional.conv2d(x, torch.zeros(4, 4, 3, 3), padding=1)
+        q = torch.zeros(1, 2, 16, 8)
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        torch.nn.functional.group_norm(x, 2)
 
 
 def write_run(plan: RunPlan, result: ev.RunResult) -> Path:
