@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -121,7 +122,11 @@ def main() -> int:
     window.gallery.add_files([str(p) for p in pictures[:3]])
     session.set_reference_caption(session.references[0].id, "mountains at dusk")
     session.set_active_reference(None)
-    session.set_style_text("flat vector illustration, warm palette, paper texture.")
+    preset = window.style_panel.library.get("Flat vector illustration")
+    if preset is not None:
+        session.apply_preset(preset)
+    else:
+        session.set_style_text("flat vector illustration, limited palette")
     session.set_reference_prompt("a lighthouse on a cliff")
     for prompt in ("a fox wakes up in its den", "the fox crosses a frozen river",
                    "the fox meets an old crow on a fence", "the fox and the crow watch the sunset"):
@@ -130,14 +135,19 @@ def main() -> int:
     session.update_panel(0, seed_locked=True)
     session.update_settings(steps=24, width=256, height=256)
     window.storyboard.select(session.panels[2].id)
+    window.gallery.list.setCurrentRow(0)
+    window.gallery.list.scrollToTop()
     wait_for(lambda: "map" in window.storyboard.card_at(2).control_note.text()
              and "computing" not in window.storyboard.card_at(2).control_note.text())
     settle(500)
     save(window, "storyboard.png")
 
     window.generate()
-    wait_for(lambda: "Step 9/" in window.run_bar.progress.format()
-             or "Step 1" in window.run_bar.progress.format())
+    def step() -> int:
+        found = re.search(r"Step (\d+)/", window.run_bar.progress.format())
+        return int(found.group(1)) if found else 0
+
+    wait_for(lambda: step() >= 10)
     settle(200)
     save(window, "generating.png")
     wait_for(lambda: window.worker.current is None and not window.worker.pending)
