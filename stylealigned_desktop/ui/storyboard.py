@@ -219,7 +219,15 @@ class PanelCard(QFrame):
         self.mode.currentIndexChanged.connect(self._control_edited)
         self.clear_control = self._tool("close", "Remove the control picture", None)
         self.clear_control.clicked.connect(lambda: self.control_clear_requested.emit(self.panel_id))
+        self.map_kind = small_combo()
+        self.map_kind.setMinimumContentsLength(5)
+        for kind, label in (("canny", "of edges"), ("depth", "of depth")):
+            self.map_kind.addItem(label, kind)
+        self.map_kind.setToolTip("What the ready-made map shows: outlines (for the edges "
+                                 "ControlNet) or near and far (for the depth ControlNet)")
+        self.map_kind.currentIndexChanged.connect(self._control_edited)
         mode_row.addWidget(self.mode, 1)
+        mode_row.addWidget(self.map_kind)
         mode_row.addWidget(self.clear_control)
         control_form.addLayout(mode_row)
         strength_row = QHBoxLayout()
@@ -270,10 +278,13 @@ class PanelCard(QFrame):
             self._show_lock(panel.seed_locked)
             control = panel.control
             self.mode.setCurrentIndex(max(0, self.mode.findData(control.mode)))
+            self.map_kind.setCurrentIndex(max(0, self.map_kind.findData(
+                getattr(control, "map_kind", "depth"))))
             self.strength.setValue(control.scale)
             has_picture = control.image is not None
             for widget in (self.mode, self.strength, self.strength_label, self.clear_control):
                 widget.setVisible(has_picture)
+            self.map_kind.setVisible(has_picture and control.mode == "map")
             if not has_picture:
                 self.control_thumb.set_empty()
                 self.control_note.setText("Optional: a picture that guides the layout")
@@ -316,8 +327,10 @@ class PanelCard(QFrame):
     def _control_edited(self, *_args) -> None:
         if self._filling:
             return
-        self.view.edit_control(self.panel_id, mode=self.mode.currentData(),
-                               scale=round(self.strength.value(), 2))
+        changes = {"mode": self.mode.currentData(), "scale": round(self.strength.value(), 2)}
+        if self.mode.currentData() == "map":
+            changes["map_kind"] = self.map_kind.currentData()
+        self.view.edit_control(self.panel_id, **changes)
 
     # ----- drops and clicks -----------------------------------------------------------------
     def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt)

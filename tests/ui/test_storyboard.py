@@ -108,6 +108,13 @@ def test_dropping_a_control_picture_on_a_card(qtbot, tmp_path):
     card.strength.setValue(0.5)
     assert session.panels[1].control.mode == "depth"
     assert session.panels[1].control.scale == 0.5
+    assert card.map_kind.isHidden()
+    card.mode.setCurrentIndex(card.mode.findData("map"))
+    assert not card.map_kind.isHidden()
+    card.map_kind.setCurrentIndex(card.map_kind.findData("canny"))
+    assert session.panels[1].control.mode == "map"
+    assert session.panels[1].control.map_kind == "canny"
+    card.mode.setCurrentIndex(card.mode.findData("depth"))
     card.clear_control.click()
     assert session.panels[1].control.image is None
     assert session.panels[1].control.mode == "depth"  # the mode is kept for the next picture
