@@ -63,12 +63,13 @@ def drop_mime(target, mime, pos=(20, 20)):
 
     Returns (enter event, drop event); check ``isAccepted()`` on them.
     """
-    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtCore import QPoint, QPointF, Qt
     from PySide6.QtGui import QDragEnterEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
 
     point = QPointF(*pos)
-    enter = QDragEnterEvent(point, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    # QDragEnterEvent takes a QPoint (PySide6 < 6.12 converts no QPointF to it), QDropEvent either
+    enter = QDragEnterEvent(QPoint(*pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(target, enter)
     drop = QDropEvent(point, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
