@@ -131,6 +131,29 @@ class Engine:
         self._pipe, self._pipe_key = pipe, key
         return pipe
 
+    def warm_up(self) -> None:
+        """Import the pipeline, scheduler and tokenizer classes and run torch's first
+        convolution, attention and group norm, so the first generation does not pay for them.
+
+        Each of these holds Python's GIL for a while the first time (loading native kernels);
+        a GUI calls this in its worker thread after start-up. Safe to call from a worker
+        thread, and more than once (later calls cost next to nothing). Loads no model.
+        """
+        from diffusers import (  # noqa: F401
+            DDIMScheduler,
+            DPMSolverMultistepScheduler,
+            EulerDiscreteScheduler,
+            StableDiffusionXLPipeline,
+        )
+        from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+
+        with torch.no_grad():
+            x = torch.zeros(1, 4, 8, 8)
+            torch.nn.functional.conv2d(x, torch.zeros(4, 4, 3, 3), padding=1)
+            q = torch.zeros(1, 2, 16, 8)
+            torch.nn.functional.scaled_dot_product_attention(q, q, q)
+            torch.nn.functional.group_norm(x, 2)
+
     def unload(self) -> None:
         self._pipe, self._pipe_key = None, None
         if self._controlnets is not None:

@@ -73,26 +73,14 @@ def format_seconds(seconds: float) -> str:
 
 
 def import_pipeline_classes() -> None:
-    """What a first generation loads besides the model (runs in the worker thread).
+    """What ``Engine.warm_up`` does, on a fresh engine (runs in the worker thread).
 
-    The pipeline, scheduler and tokenizer classes, and torch's first convolution and attention
-    (which load their kernels): each of these holds the GIL for a while the first time.
+    Kept for ``benchmarks/bench_ui_latency.py``; the window calls the engine's own
+    ``warm_up`` through :meth:`EngineWorker.warm_up`.
     """
-    import torch
-    from diffusers import (  # noqa: F401
-        DDIMScheduler,
-        DPMSolverMultistepScheduler,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-    )
-    from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+    from ..engine.generator import Engine
 
-    with torch.no_grad():
-        x = torch.zeros(1, 4, 8, 8)
-        torch.nn.functional.conv2d(x, torch.zeros(4, 4, 3, 3), padding=1)
-        q = torch.zeros(1, 2, 16, 8)
-        torch.nn.functional.scaled_dot_product_attention(q, q, q)
-        torch.nn.functional.group_norm(x, 2)
+    Engine().warm_up()
 
 
 def write_run(plan: RunPlan, result: ev.RunResult) -> Path:
@@ -165,7 +153,6 @@ class MainWindow(QMainWindow):
         self._first_step: int | None = None
         self._closing = False
         self.worker = EngineWorker(engine_factory, self)
-        self._real_engine = engine_factory is default_engine_factory
         self.thumbnails = ThumbnailLoader(self)
         self.thumbnails.ready.connect(self._thumbnail_ready)
         self.autosave_timer = QTimer(self)
@@ -474,8 +461,7 @@ class MainWindow(QMainWindow):
         """Load the generator's libraries in the worker while the artist reads the window."""
         if self._closing or self.worker.engine_loaded or self.worker.busy:
             return
-        also = import_pipeline_classes if self._real_engine else None
-        self.worker.warm_up(also, lambda task: task.error and log.warning(
+        self.worker.warm_up(on_done=lambda task: task.error and log.warning(
             "warming up the generator failed: %s", task.error))
 
     def set_session(self, session: Session) -> None:

@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 
 
 class EngineLike(Protocol):
-    """What the worker needs of ``engine.generator.Engine``."""
+    """What the worker needs of ``engine.generator.Engine``.
+
+    An engine may also have ``warm_up()`` (heavy imports and first kernels, see
+    ``Engine.warm_up``); :meth:`EngineWorker.warm_up` calls it when it is there.
+    """
 
     def generate(
         self, request: SetRequest, on_event: Callable[[ev.Event], None], cancel: threading.Event
@@ -189,7 +193,7 @@ class EngineWorker(QObject):
 
     def warm_up(self, also: Callable[[], Any] | None = None,
                 on_done: Callable[[Task], None] | None = None) -> Task:
-        """Build the engine (and run ``also``, e.g. heavy imports) in the worker thread now.
+        """Build the engine and run its ``warm_up()`` (then ``also``) in the worker thread now.
 
         Importing torch and diffusers holds Python's GIL for stretches of a few hundred ms
         (loading their native libraries), which the UI thread feels as stutter. Doing it while
@@ -199,6 +203,9 @@ class EngineWorker(QObject):
         def run() -> None:
             if self._engine is None:
                 self._engine = self._engine_factory()
+            engine_warm_up = getattr(self._engine, "warm_up", None)
+            if callable(engine_warm_up):
+                engine_warm_up()
             if also is not None:
                 also()
 

@@ -208,14 +208,17 @@ def test_start_up_is_fast_and_does_not_load_torch(tmp_path):
 
 
 def test_the_generator_warms_up_in_the_worker_after_start(qtbot, make_window):
-    built = []
+    import threading
+
+    built, warmed = [], []
 
     class Recording(FakeEngine):
         def __init__(self):
             super().__init__()
-            import threading
-
             built.append(threading.current_thread().name)
+
+        def warm_up(self):  # what Engine.warm_up is called as
+            warmed.append(threading.current_thread().name)
 
     from stylealigned_desktop.ui.main_window import MainWindow
 
@@ -224,6 +227,7 @@ def test_the_generator_warms_up_in_the_worker_after_start(qtbot, make_window):
     qtbot.addWidget(window)
     window.startup()
     assert not window.worker.engine_loaded
-    qtbot.waitUntil(lambda: window.worker.engine_loaded, timeout=10000)
-    assert built == ["stylealigned-engine"]
+    qtbot.waitUntil(lambda: bool(warmed), timeout=10000)
+    assert window.worker.engine_loaded
+    assert built == warmed == ["stylealigned-engine"]
     window.close()
