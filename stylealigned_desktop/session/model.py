@@ -24,6 +24,7 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.update_panel(i, prompt=..., seed=..., seed_locked=...) -> Panel
     s.panel_index(panel_id) / s.panel(panel_id)
     s.set_panel_control_picture(i, path) / s.set_panel_control_data(i, data, name)
+    s.set_panel_control_prepared(i, prepared)   # see prepare_picture below
     s.clear_panel_control_picture(i)
     s.update_panel_control(i, mode=..., scale=..., guidance_start=..., guidance_end=...,
                            canny_low=..., canny_high=..., map_kind=...)
@@ -39,6 +40,11 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.add_reference(path) -> Reference          # copied into references/, validated with PIL
     s.add_reference_data(data, name) -> Reference  # clipboard bytes
     s.add_references(paths) -> ReferenceImport  # many files / folders; errors collected
+    #   two steps, so a GUI decodes big pictures off its thread (add_reference = both):
+    prepared = prepare_picture(path)            # module function: read, check, hash; any
+    prepared = prepare_picture_data(data, name) #   thread, no session state; PictureError
+    s.add_prepared(prepared) -> Reference       # cheap: writes the copy, adds it
+    s.set_panel_control_prepared(i, prepared) -> Panel  # the same for a control picture
     s.remove_reference(ref_id); s.set_reference_caption(ref_id, caption)
     s.set_active_reference(ref_id_or_None)      # None: generated reference from the style text
     #   switching generated <-> picture (also by adding the first picture or removing the
@@ -106,12 +112,10 @@ from .errors import PictureError, SessionError
 from .history import RunPlan, RunRecord, RunStyle, new_run_id
 from .observer import Change, Observable
 from .pictures import (
-    PictureInfo,
-    content_name,
-    inspect_picture,
-    inspect_picture_file,
+    PreparedPicture,
     picture_extensions,
-    read_picture_file,
+    prepare_picture,
+    prepare_picture_data,
     store_picture,
 )
 from .presets import StylePreset
@@ -136,6 +140,7 @@ __all__ = [
     "GenerationSettings",
     "Panel",
     "PictureError",
+    "PreparedPicture",
     "Reference",
     "ReferenceImport",
     "RunPlan",
@@ -145,6 +150,8 @@ __all__ = [
     "Style",
     "StylePreset",
     "compose_prompt",
+    "prepare_picture",
+    "prepare_picture_data",
 ]
 
 
@@ -414,26 +421,33 @@ class Session(Observable):
         return self._set_control(index, control)
 
     def set_panel_control_picture(self, index: int, path: str | Path) -> Panel:
-        """Copy a picture into ``controls/`` and make it panel ``index``'s control picture."""
+        """Copy a picture into ``controls/`` and make it panel ``index``'s control picture.
+
+        = :func:`prepare_picture` then :meth:`set_panel_control_prepared`.
+        """
         self._index(index)
-        data = read_picture_file(path)
-        info = inspect_picture_file(path)
-        return self._set_control_picture(index, data, info)
+        return self.set_panel_control_prepared(index, prepare_picture(path))
 
     def set_panel_control_data(self, index: int, data: bytes, name: str = "control.png") -> Panel:
         """Like :meth:`set_panel_control_picture` for picture bytes (e.g. from the clipboard)."""
         self._index(index)
-        return self._set_control_picture(index, data, inspect_picture(data, name))
+        return self.set_panel_control_prepared(index, prepare_picture_data(data, name))
 
-    def _set_control_picture(self, index: int, data: bytes, info: PictureInfo) -> Panel:
-        control = replace(self._panels[index].control, image=self._store_control_copy(data, info))
+    def set_panel_control_prepared(self, index: int, prepared: PreparedPicture) -> Panel:
+        """Make a prepared picture panel ``index``'s control picture (copied into ``controls/``).
+
+        Cheap (nothing is decoded): the slow part was :func:`prepare_picture`.
+        """
+        self._index(index)
+        control = replace(self._panels[index].control,
+                          image=self._store_control_copy(prepared))
         return self._set_control(index, control)
 
-    def _store_control_copy(self, data: bytes, info: PictureInfo) -> str:
+    def _store_control_copy(self, prepared: PreparedPicture) -> str:
         """Copy a control picture into ``controls/``; its session-relative path."""
-        stored = content_name(data, info.extension)
-        store_picture(data, self._ensure_folder() / folders.CONTROLS, stored)
-        return f"{folders.CONTROLS}/{stored}"
+        store_picture(prepared.data, self._ensure_folder() / folders.CONTROLS,
+                      prepared.stored_name)
+        return f"{folders.CONTROLS}/{prepared.stored_name}"
 
     def clear_panel_control_picture(self, index: int) -> Panel:
         """Remove panel ``index``'s control picture (its mode and strength are kept)."""
@@ -471,25 +485,23 @@ class Session(Observable):
         def where(k: int) -> str:
             return f"{source}:{_panel_line_number(text, k)}"
 
-        # everything is checked before anything is written
-        checked: list[tuple[prompts_file.PanelLine, Control, Path | None, PictureInfo | None]] = []
+        # everything is checked (and read) before anything is written
+        checked: list[tuple[prompts_file.PanelLine, Control, PreparedPicture | None]] = []
         for k, line in enumerate(lines):
             try:
                 if line.seed is not None:
                     check_seed(line.seed)
-                control, picture, info = self._control_of_line(line)
+                control, picture = self._control_of_line(line)
             except PictureError as exc:
                 raise SessionError(f"{where(k)}: control picture {exc.path}: {exc.reason}") from None
             except SessionError as exc:
                 raise SessionError(f"{where(k)}: {exc}") from None
-            checked.append((line, control, picture, info))
+            checked.append((line, control, picture))
         new = []
-        for k, (line, control, picture, info) in enumerate(checked):
+        for k, (line, control, picture) in enumerate(checked):
             if picture is not None:
                 try:
-                    image = self._store_control_copy(read_picture_file(picture), info)
-                except PictureError as exc:
-                    raise SessionError(f"{where(k)}: control picture {exc.path}: {exc.reason}") from None
+                    image = self._store_control_copy(picture)
                 except OSError as exc:
                     raise SessionError(
                         f"{where(k)}: the control picture cannot be copied into the session "
@@ -514,11 +526,11 @@ class Session(Observable):
     @staticmethod
     def _control_of_line(
         line: prompts_file.PanelLine,
-    ) -> tuple[Control, Path | None, PictureInfo | None]:
-        """A storyboard line's control settings (no picture yet), its picture file and what
-        that picture is (checked, not copied)."""
+    ) -> tuple[Control, PreparedPicture | None]:
+        """A storyboard line's control settings (no picture yet) and its picture (read and
+        checked, not copied)."""
         if not line.control_mode:
-            return Control(), None, None
+            return Control(), None
         d = Control()
         control = Control(
             mode=line.control_mode,
@@ -535,7 +547,7 @@ class Session(Observable):
                 f"the control picture {picture} is a relative path: give a full path "
                 "(in an imported file, relative paths start from the file's folder)"
             )
-        return control, picture, inspect_picture_file(picture)
+        return control, prepare_picture(picture)
 
     def export_panels_text(self) -> str:
         """The storyboard as plain text (:func:`prompts_file.format_line`, one panel a line)
@@ -649,35 +661,39 @@ class Session(Observable):
         The first picture of an empty gallery becomes the active reference. Adding a picture
         that is already in the gallery returns the existing entry. A file that is no readable
         picture raises :class:`PictureError` naming it, and nothing changes.
+        = :func:`prepare_picture` (slow for big pictures) then :meth:`add_prepared`.
         """
-        path = Path(path)
-        reference, _ = self._add_reference_data(read_picture_file(path), path.name, path)
-        return reference
+        return self.add_prepared(prepare_picture(path))
 
     def add_reference_data(self, data: bytes, name: str = "pasted.png") -> Reference:
         """Like :meth:`add_reference` for picture bytes (clipboard, "use as reference")."""
-        reference, _ = self._add_reference_data(data, name)
+        return self.add_prepared(prepare_picture_data(data, name))
+
+    def add_prepared(self, prepared: PreparedPicture) -> Reference:
+        """Add a picture made by :func:`prepare_picture` to the gallery, as :meth:`add_reference`.
+
+        Cheap (nothing is decoded: it writes the copy and adds the entry); call it on the
+        session's thread. A picture already in the gallery returns the existing entry.
+        """
+        reference, _ = self._add_prepared(prepared)
         return reference
 
-    def _add_reference_data(
-        self, data: bytes, name: str, source: Path | None = None
-    ) -> tuple[Reference, bool]:
-        """Add picture bytes (``source``: the file they were read from, checked in place)."""
-        info = inspect_picture(data, name) if source is None else inspect_picture_file(source)
-        stored = content_name(data, info.extension)
-        ref_id = Path(stored).stem
+    def _add_prepared(self, prepared: PreparedPicture) -> tuple[Reference, bool]:
+        """(the gallery entry, whether it is new)."""
+        ref_id = prepared.content_id
         existing = self.reference(ref_id)
         if existing is not None and self.path(existing.file).is_file():
             return existing, False
-        store_picture(data, self._ensure_folder() / folders.REFERENCES, stored)
+        store_picture(prepared.data, self._ensure_folder() / folders.REFERENCES,
+                      prepared.stored_name)
         if existing is not None:  # the entry was there but its copy had gone missing
             return existing, False
         reference = Reference(
             id=ref_id,
-            file=f"{folders.REFERENCES}/{stored}",
-            name=Path(name).name,
-            width=info.width,
-            height=info.height,
+            file=f"{folders.REFERENCES}/{prepared.stored_name}",
+            name=prepared.name,
+            width=prepared.info.width,
+            height=prepared.info.height,
         )
         with self.batch():
             first = not self._references
@@ -708,8 +724,7 @@ class Session(Observable):
         with self.batch():
             for file in files:
                 try:
-                    data = read_picture_file(file)
-                    reference, added = self._add_reference_data(data, file.name, file)
+                    reference, added = self._add_prepared(prepare_picture(file))
                 except PictureError as exc:
                     result.errors.append(exc)
                     continue
@@ -1056,9 +1071,7 @@ class Session(Observable):
                 elif record.style.reference_id and self.reference(record.style.reference_id):
                     style_changes["active_reference"] = record.style.reference_id
                 elif record.style.file and self.path(record.style.file).is_file():
-                    ref, _ = self._add_reference_data(
-                        self.path(record.style.file).read_bytes(), Path(record.style.file).name
-                    )
+                    ref, _ = self._add_prepared(prepare_picture(self.path(record.style.file)))
                     if record.style.caption:
                         self.set_reference_caption(ref.id, record.style.caption)
                     style_changes["active_reference"] = ref.id

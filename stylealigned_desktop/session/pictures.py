@@ -2,6 +2,11 @@
 
 A copy is named ``<first 16 hex digits of its SHA-256><ext>``: the same picture dropped twice
 is stored once, and the session keeps working when the original file moves or is deleted.
+
+Checking a picture means decoding it fully, which takes a while for big photos. So adding one
+is two steps: :func:`prepare_picture` (read, check, hash: slow, any thread, touches no session)
+and ``Session.add_prepared`` / ``Session.set_panel_control_prepared`` (cheap, the session's
+thread). A GUI runs the first step in a background thread.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -109,6 +114,47 @@ def read_picture_file(path: str | Path) -> bytes:
 def content_name(data: bytes, extension: str) -> str:
     """The content-hashed file name a picture is stored under."""
     return hashlib.sha256(data).hexdigest()[:HASH_DIGITS] + extension
+
+
+@dataclass(frozen=True)
+class PreparedPicture:
+    """A picture read, checked and hashed, ready to be added to a session cheaply.
+
+    Made by :func:`prepare_picture` / :func:`prepare_picture_data`; it holds the file's bytes,
+    so adding it only writes them under ``stored_name`` (nothing is decoded again).
+    """
+
+    name: str
+    """The file name shown to the user (the original's, without folders)."""
+    data: bytes = field(repr=False)
+    info: PictureInfo
+    stored_name: str
+    """``content_name(data, info.extension)``: the copy's name inside the session folder."""
+    source: Path | None = None
+    """The file it was read from (None for pasted bytes)."""
+
+    @property
+    def content_id(self) -> str:
+        """The content hash (``stored_name`` without its extension): a gallery picture's id."""
+        return Path(self.stored_name).stem
+
+
+def prepare_picture(path: str | Path) -> PreparedPicture:
+    """Read, check (fully decoded by :mod:`engine.images`, as a run will) and hash a picture.
+
+    Slow for big pictures and safe in any thread: it touches no session. Raises
+    :class:`PictureError` naming the file when it is no picture the app can use.
+    """
+    path = Path(path)
+    data = read_picture_file(path)
+    info = inspect_picture_file(path)
+    return PreparedPicture(path.name, data, info, content_name(data, info.extension), path)
+
+
+def prepare_picture_data(data: bytes, name: str | Path = "pasted.png") -> PreparedPicture:
+    """Like :func:`prepare_picture` for picture bytes (the clipboard, a dragged image)."""
+    info = inspect_picture(data, name)
+    return PreparedPicture(Path(name).name, data, info, content_name(data, info.extension))
 
 
 def store_picture(data: bytes, folder: Path, name: str) -> Path:

@@ -17,6 +17,8 @@ from stylealigned_desktop.session.model import (
     Control,
     Session,
     compose_prompt,
+    prepare_picture,
+    prepare_picture_data,
 )
 
 from .session_helpers import picture_bytes
@@ -229,7 +231,7 @@ def test_text_import_locks_given_seeds_and_copies_controls(session, tmp_path, ma
         ("a cat | control=canny:edges.png | start=0.9 | end=0.1", r"board.txt:3: control start/end"),
         ("a cat | control=canny:edges.png | low=250 | high=100", r"board.txt:3: canny thresholds"),
         ("a cat | control=canny:edges.png | scale=-1", r"board.txt:3: control strength"),
-        ("a cat | control=depth:gone.png", r"board.txt:3: control picture .*gone.png: no such file"),
+        ("a cat | control=depth:gone.png", r"board.txt:3: control picture .*gone.png: the file does not exist"),
         ("a cat | control=depth:notes.png", r"board.txt:3: control picture .*notes.png: .*picture"),
         (" | seed=3", r"board.txt:3: the prompt is empty"),
     ],
@@ -396,6 +398,74 @@ def test_add_reference_data_from_clipboard(session):
     with pytest.raises(PictureError, match="clipboard.png"):
         session.add_reference_data(b"garbage", "clipboard.png")
     assert len(session.references) == 1
+
+
+def test_prepare_in_threads_then_add_prepared_matches_add_reference(session, make_picture,
+                                                                    tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [make_picture(f"p{k}.png", color=c) for k, c in enumerate(("red", "green", "blue"))]
+    changes = record_changes(session)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        prepared = list(pool.map(prepare_picture, files))
+    # preparing touched no session state and wrote nothing
+    assert changes == [] and session.references == () and not session.folder.exists()
+    for file, picture in zip(files, prepared, strict=True):
+        data = file.read_bytes()
+        assert picture.data == data and picture.source == file and picture.name == file.name
+        assert picture.stored_name == hashlib.sha256(data).hexdigest()[:16] + ".png"
+        assert (picture.info.width, picture.info.height) == (64, 48)
+
+    added = [session.add_prepared(p) for p in prepared]
+    assert [r.name for r in session.references] == ["p0.png", "p1.png", "p2.png"]
+    assert session.style.active_reference == added[0].id
+    for file, reference in zip(files, added, strict=True):
+        assert session.path(reference.file).read_bytes() == file.read_bytes()
+    # the one-step method gives the same entry (and finds it already there)
+    other = Session(tmp_path / "other.stylealigned")
+    assert other.add_reference(files[1]) == added[1]
+    assert session.add_prepared(prepare_picture(files[1])) == added[1]
+    assert len(session.references) == 3
+    other.close()
+
+
+def test_add_prepared_decodes_nothing(session, make_picture, monkeypatch):
+    from stylealigned_desktop.engine import images
+
+    prepared = prepare_picture(make_picture("big.png", color="teal"))
+    control = prepare_picture_data(picture_bytes("navy"), "pasted.png")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("add_prepared must not decode the picture again")
+
+    monkeypatch.setattr(images, "load_picture", no_decoding)
+    monkeypatch.setattr(images, "probe_picture", no_decoding)
+    reference = session.add_prepared(prepared)
+    assert reference.width == 64 and session.path(reference.file).is_file()
+    session.add_panel("a fox")
+    panel = session.set_panel_control_prepared(0, control)
+    assert panel.control.image == f"controls/{control.stored_name}"
+    assert session.path(panel.control.image).read_bytes() == picture_bytes("navy")
+
+
+def test_prepare_refuses_a_bad_file_naming_it(tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a picture")
+    with pytest.raises(PictureError, match="notes.jpg") as info:
+        prepare_picture(bad)
+    assert info.value.path == bad
+    with pytest.raises(PictureError, match="does not exist"):
+        prepare_picture(tmp_path / "gone.png")
+    with pytest.raises(PictureError, match="clip.png: .*not a picture"):
+        prepare_picture_data(b"garbage", "clip.png")
+
+
+def test_a_prepared_control_picture_for_a_panel_that_is_gone_is_refused(session):
+    control = prepare_picture_data(picture_bytes("navy"), "pasted.png")
+    session.add_panel("a fox")
+    with pytest.raises(SessionError, match="panel 1 does not exist"):
+        session.set_panel_control_prepared(1, control)
+    assert not (session.folder / "controls").exists()
 
 
 def test_active_reference_caption_and_removal(session, make_picture):
