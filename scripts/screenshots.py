@@ -120,6 +120,7 @@ def main() -> int:
     pictures = mood_pictures(work / "pictures")
     session = window.session
     window.gallery.add_files([str(p) for p in pictures[:3]])
+    wait_for(lambda: not window.gallery.importing)  # pictures are read in the background
     session.set_reference_caption(session.references[0].id, "mountains at dusk")
     session.set_active_reference(None)
     preset = window.style_panel.library.get("Flat vector illustration")

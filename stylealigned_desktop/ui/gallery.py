@@ -1,13 +1,18 @@
 """The reference gallery: style pictures dropped, pasted or picked, one of them (or none) active.
 
-Everything goes through the session: ``Session.add_references`` copies and validates the files
-and reports each unreadable one; the gallery shows those reasons in a banner and the status
-bar, and nothing else changes.
+Everything goes through the session, in two steps: each picture is read, fully decoded to check
+it and hashed by ``session.pictures.prepare_picture`` in the window's background pool (a folder
+of big photos would otherwise freeze the window), then added by ``Session.add_prepared`` on the
+UI thread, in the order the files were given. Unreadable files are reported with their reasons
+in a banner and the status bar, and nothing else changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QBuffer, QIODevice, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QFont, QIcon, QImage, QKeySequence, QPainter, QPen, QPixmap
@@ -29,15 +34,15 @@ from PySide6.QtWidgets import (
 )
 
 from ..session import observer
-from ..session.errors import SessionError
-from ..session.model import Session
+from ..session.errors import PictureError, SessionError
+from ..session.model import Reference, Session
+from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
+from .background import BackgroundPool
 from .previews import ElidedLabel
 from .theme import ACCENT, icon
 from .thumbnails import ThumbnailLoader
 
 NONE_ID = ""
-INCREMENTAL_AFTER = 4
-"""Drops of more files than this are added one per event-loop turn."""
 THUMB = 88
 PICTURE_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp);;All files (*)"
 
@@ -82,6 +87,36 @@ def describe_errors(errors: list[str], limit: int = 3) -> str:
         return f"Not added: {errors[0]}"
     shown = "; ".join(errors[:limit]) + ("; …" if len(errors) > limit else "")
     return f"{len(errors)} files were not added: {shown}"
+
+
+@dataclass
+class PictureImport:
+    """Pictures being prepared in the background and added in order (see the module docstring).
+
+    ``items`` are (file name, prepare function, its arguments); ``results`` holds what came
+    back for items not added yet (a PreparedPicture or the exception), by position.
+    """
+
+    session: Session
+    items: list[tuple[str, Callable[..., PreparedPicture], tuple]]
+    results: dict[int, Any] = field(default_factory=dict)
+    next: int = 0
+    added: list[Reference] = field(default_factory=list)
+    present: list[Reference] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.items)
+
+
+def import_error(name: str, error: BaseException) -> str:
+    """The line for a file that could not be added (PictureError already names the file)."""
+    if isinstance(error, PictureError):
+        return str(error)
+    if isinstance(error, OSError):
+        return f"{name}: it could not be copied into the session ({error.strerror or error})"
+    return f"{name}: {error}"
 
 
 class DropList(QListWidget):
@@ -148,13 +183,16 @@ class ReferenceGallery(QWidget):
 
     message = Signal(str, bool)
     """A text for the status bar; True when it reports a problem."""
+    import_finished = Signal()
+    """Every picture of the running import was added or refused."""
 
     def __init__(self, thumbnails: ThumbnailLoader | None = None, parent=None) -> None:
         super().__init__(parent)
         self.session: Session | None = None
         self._unsubscribe = None
-        self._import: dict | None = None
+        self._import: PictureImport | None = None
         self.thumbnails = thumbnails or ThumbnailLoader(self)
+        self.pool: BackgroundPool = self.thumbnails.pool
         self.thumbnails.ready.connect(self._thumbnail_ready)
 
         layout = QVBoxLayout(self)
@@ -207,6 +245,11 @@ class ReferenceGallery(QWidget):
         self._banner_timer.timeout.connect(self.banner.hide)
         layout.addWidget(self.banner)
 
+        self.progress = QLabel("")
+        self.progress.setObjectName("Hint")
+        self.progress.hide()
+        layout.addWidget(self.progress)
+
         self.hint = QLabel("Drop pictures or folders here, paste (Ctrl+V) or press +. "
                            "Double-click a picture to take its style.")
         self.hint.setObjectName("Hint")
@@ -254,6 +297,8 @@ class ReferenceGallery(QWidget):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._import is not None:
+            self._end_import()  # pictures still being read were meant for the old session
         self.session = session
         if session is not None:
             self._unsubscribe = session.subscribe(self._on_change)
@@ -370,12 +415,17 @@ class ReferenceGallery(QWidget):
         self._banner_timer.start(12000)
         self.message.emit(text, True)
 
+    @property
+    def importing(self) -> bool:
+        """Whether pictures are still being read and added."""
+        return self._import is not None
+
     def add_files(self, paths: list[str]) -> None:
         """Add pictures (files or folders); unreadable ones are reported and skipped.
 
-        Every picture is fully decoded to check it, which takes a while for big photos: beyond
-        a few files the pictures are added one per event-loop turn, so the window stays
-        responsive and the status bar counts them.
+        Each picture is read and checked in the background pool and added when ready (in the
+        given order), so the window stays responsive; with several files a count shows the
+        progress. Files dropped while an import runs join it.
         """
         if self.session is None:
             return
@@ -384,37 +434,59 @@ class ReferenceGallery(QWidget):
         if not files and folders:
             self.show_error(f"Not added: {Path(folders[0]).name}: the folder has no pictures")
             return
-        self._import = {"files": files, "next": 0, "added": [], "present": [], "errors": []}
-        if len(files) <= INCREMENTAL_AFTER:
-            while self._import_step():
-                pass
-        else:
-            self.setCursor(Qt.CursorShape.BusyCursor)
-            QTimer.singleShot(0, self._import_turn)
+        self._import_items([(f.name, prepare_picture, (f,)) for f in files])
 
-    def _import_turn(self) -> None:
-        if self._import_step():
-            job = self._import
-            self.message.emit(f"Adding pictures: {job['next']} of {len(job['files'])}…", False)
-            QTimer.singleShot(0, self._import_turn)
-        else:
-            self.unsetCursor()
-
-    def _import_step(self) -> bool:
-        """Add the next file of the running import; False when the import has ended."""
+    def _import_items(self, items: list[tuple[str, Callable[..., PreparedPicture], tuple]]) -> None:
         job = self._import
-        if job is None or self.session is None:
-            return False
-        if job["next"] < len(job["files"]):
-            result = self.session.add_references([job["files"][job["next"]]])
-            job["next"] += 1
-            job["added"] += result.added
-            job["present"] += result.already_present
-            job["errors"] += [str(e) for e in result.errors]
-            return True
+        if job is None:
+            job = self._import = PictureImport(self.session, [])
+            self.setCursor(Qt.CursorShape.BusyCursor)
+        first = len(job.items)
+        job.items.extend(items)
+        for position, (_name, prepare, args) in enumerate(items, start=first):
+            self.pool.submit(prepare, *args, on_done=lambda result, error, job=job, i=position:
+                             self._prepared(job, i, result, error))
+        self._show_progress(job)
+
+    def _prepared(self, job: PictureImport, position: int, result: Any,
+                  error: BaseException | None) -> None:
+        """On the UI thread: one picture is ready (or refused); add what is next in order."""
+        if job is not self._import or job.session is not self.session:
+            return  # the import was dropped (another session)
+        job.results[position] = result if error is None else error
+        with job.session.batch():
+            while job.next in job.results:
+                outcome = job.results.pop(job.next)
+                name = job.items[job.next][0]
+                job.next += 1
+                if isinstance(outcome, BaseException):
+                    job.errors.append(import_error(name, outcome))
+                    continue
+                known = job.session.reference(outcome.content_id) is not None
+                try:
+                    reference = job.session.add_prepared(outcome)
+                except (SessionError, OSError) as exc:
+                    job.errors.append(import_error(name, exc))
+                    continue
+                (job.present if known else job.added).append(reference)
+        if job.done:
+            self._end_import()
+            self._report_import(job.added, job.present, job.errors)
+            self.import_finished.emit()
+        else:
+            self._show_progress(job)
+
+    def _show_progress(self, job: PictureImport) -> None:
+        if len(job.items) > 1:
+            text = f"Adding pictures: {job.next} of {len(job.items)}…"
+            self.progress.setText(text)
+            self.progress.show()
+            self.message.emit(text, False)
+
+    def _end_import(self) -> None:
         self._import = None
-        self._report_import(job["added"], job["present"], job["errors"])
-        return False
+        self.progress.hide()
+        self.unsetCursor()
 
     def _report_import(self, added: list, present: list, errors: list[str]) -> None:
         if errors:
@@ -432,19 +504,13 @@ class ReferenceGallery(QWidget):
             self.message.emit("That picture is already in the gallery", False)
 
     def add_image(self, image: QImage, name: str = "pasted.png") -> None:
+        """Add a pasted or dragged-in picture (checked in the background pool, as files are)."""
         if self.session is None:
             return
         if image.isNull():
             self.show_error("The pasted data is not a picture")
             return
-        try:
-            reference = self.session.add_reference_data(png_bytes(image), name)
-        except SessionError as exc:
-            self.show_error(f"Not added: {exc}")
-            return
-        self.banner.hide()
-        self._select(reference.id)
-        self.message.emit("Added the pasted picture", False)
+        self._import_items([(name, prepare_picture_data, (png_bytes(image), name))])
 
     def paste(self) -> None:
         mime = QApplication.clipboard().mimeData()

@@ -260,7 +260,7 @@ class MainWindow(QMainWindow):
         board = QWidget()
         board_layout = QVBoxLayout(board)
         board_layout.setContentsMargins(6, 4, 6, 6)
-        self.storyboard = StoryboardView()
+        self.storyboard = StoryboardView(pool=self.thumbnails.pool)
         self.storyboard.message.connect(self.show_message)
         self.storyboard.reroll_requested.connect(self.reroll)
         self.storyboard.control_map_wanted.connect(self._compute_control_map)

@@ -2,12 +2,14 @@
 
 Each card edits one session panel through ``Session`` methods; the list rebuilds from session
 notifications, keyed by panel id, so a card keeps its widgets (and the text cursor) while the
-artist types. Dropping a picture anywhere on a card makes it the panel's control picture; its
+artist types. Dropping a picture anywhere on a card makes it the panel's control picture (read
+and checked in the background pool, then set with ``Session.set_panel_control_prepared``); its
 control map is computed in the engine's worker (see ``control_map_wanted``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData, QPoint, QSize, Qt, QTimer, Signal
@@ -33,8 +35,10 @@ from ..engine.request import CONTROL_MODES
 from ..session import observer
 from ..session.errors import SessionError
 from ..session.model import Panel, Session
+from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
 from ..session.values import MAX_SEED
-from .gallery import PICTURE_FILTER, local_paths, png_bytes
+from .background import BackgroundPool
+from .gallery import PICTURE_FILTER, import_error, local_paths, png_bytes
 from .previews import ElidedLabel, small_combo
 from .theme import ACCENT, icon
 
@@ -448,13 +452,21 @@ class StoryboardView(QWidget):
     control_map_wanted = Signal(str)
     """A panel id whose control map thumbnail should be (re)computed."""
     current_changed = Signal(int)
+    control_picture_settled = Signal(str)
+    """A panel id whose dropped control picture was set or refused."""
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, pool: BackgroundPool | None = None) -> None:
         super().__init__(parent)
         self.session: Session | None = None
         self._unsubscribe = None
         self.cards: dict[str, PanelCard] = {}
         self.current_id: str | None = None
+        self.pool = pool or BackgroundPool(self)
+        """Where dropped control pictures are read and checked (the window shares one)."""
+        self._reading: dict[str, tuple[int, str]] = {}
+        """Panel id -> (number of its latest control picture being read: the newest wins,
+        the card's note before the reading began)."""
+        self._reads = 0
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -695,15 +707,50 @@ class StoryboardView(QWidget):
             self.message.emit("Drop one picture on a panel to use it as its control picture",
                               True)
             return
-        index = self.session.panel_index(panel_id)
-        if self._guard(self.session.set_panel_control_picture, index, paths[0]) is not _FAILED:
-            self.message.emit(f"Panel {index + 1} now follows {Path(paths[0]).name}", False)
+        path = Path(paths[0])
+        self._read_control(panel_id, path.name, prepare_picture, path)
 
     def set_control_image(self, panel_id: str, image: QImage) -> None:
         if self.session is None or image.isNull():
             return
-        index = self.session.panel_index(panel_id)
-        self._guard(self.session.set_panel_control_data, index, png_bytes(image), "pasted.png")
+        self._read_control(panel_id, "pasted.png", prepare_picture_data, png_bytes(image),
+                           "pasted.png")
+
+    @property
+    def reading_controls(self) -> bool:
+        """Whether a dropped control picture is still being read."""
+        return bool(self._reading)
+
+    def _read_control(self, panel_id: str, name: str,
+                      prepare: Callable[..., PreparedPicture], *args) -> None:
+        """Read and check a control picture in the pool, then give it to the panel."""
+        self._reads += 1
+        ticket = self._reads
+        card = self.cards.get(panel_id)
+        note = card.control_note.text() if card is not None else ""
+        self._reading[panel_id] = (ticket, self._reading.get(panel_id, (0, note))[1])
+        if card is not None:
+            card.control_note.setText(f"reading {name}…")
+        session = self.session
+        self.pool.submit(prepare, *args, on_done=lambda prepared, error: self._control_read(
+            session, panel_id, ticket, name, prepared, error))
+
+    def _control_read(self, session: Session, panel_id: str, ticket: int, name: str,
+                      prepared: PreparedPicture | None, error: BaseException | None) -> None:
+        latest, note = self._reading.get(panel_id, (None, ""))
+        if latest != ticket or session is not self.session:
+            return  # a newer picture was dropped on this panel, or the session changed
+        del self._reading[panel_id]
+        card = self.cards.get(panel_id)
+        if card is not None:
+            card.control_note.setText(note)  # what holds if nothing changes (refused, same)
+        if error is not None:
+            self.message.emit(import_error(name, error), True)
+        elif any(panel.id == panel_id for panel in session.panels):  # not deleted meanwhile
+            index = session.panel_index(panel_id)
+            if self._guard(session.set_panel_control_prepared, index, prepared) is not _FAILED:
+                self.message.emit(f"Panel {index + 1} now follows {name}", False)
+        self.control_picture_settled.emit(panel_id)
 
     def choose_control(self, panel_id: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose a control picture", "", PICTURE_FILTER)

@@ -1,21 +1,19 @@
-"""Thumbnails decoded off the UI thread (a small thread pool), cached by file, size and mtime.
-
-Results come back through a :class:`~.bridge.ThreadBridge`: pool threads never emit Qt signals.
+"""Thumbnails decoded off the UI thread (a :class:`~.background.BackgroundPool`), cached by
+file, size and mtime. The window shares that pool with the gallery and the storyboard, which
+check dropped pictures in it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QImageReader
 
-from .bridge import ThreadBridge
+from .background import BackgroundPool
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +57,14 @@ class ThumbnailLoader(QObject):
     ready = Signal(str, int, QImage)
     """path, size, image (null when the file could not be read)."""
 
-    def __init__(self, parent=None, capacity: int = 400) -> None:
+    def __init__(self, parent=None, capacity: int = 400,
+                 pool: BackgroundPool | None = None) -> None:
         super().__init__(parent)
         self._cache: OrderedDict[tuple, QImage] = OrderedDict()
         self._waiting: set[tuple] = set()
         self._capacity = capacity
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stylealigned-thumb")
-        self._bridge = ThreadBridge(self)
-
-    def _load(self, key: tuple, path: str, size: int) -> None:
-        """In a pool thread: decode, then hand the result to the UI thread."""
-        self._bridge.post(self._store, key, read_thumbnail(path, size))
+        self.pool = pool or BackgroundPool(self)
+        """The thread pool thumbnails decode in (also for other file work of the window)."""
 
     @staticmethod
     def _key(path: str, size: int) -> tuple:
@@ -87,8 +82,9 @@ class ThumbnailLoader(QObject):
             return self._cache[key]
         if key not in self._waiting:
             self._waiting.add(key)
-            self._bridge.wake()
-            self._pool.submit(self._load, key, path, size)
+            self.pool.submit(read_thumbnail, path, size,
+                             on_done=lambda image, error, key=key: self._store(
+                                 key, image if error is None else QImage()))
         return None
 
     def load_now(self, path: str | Path, size: int) -> QImage:
@@ -101,15 +97,10 @@ class ThumbnailLoader(QObject):
 
     def wait(self, msecs: int = 5000) -> bool:
         """Wait for the pending decodes and deliver them (tests, shutdown)."""
-        deadline = time.monotonic() + msecs / 1000
-        while self._waiting and time.monotonic() < deadline:
-            if not self._bridge.drain():
-                time.sleep(0.005)
-        return not self._waiting
+        return self.pool.wait(msecs, until=lambda: not self._waiting)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._bridge.stop()
+        self.pool.shutdown()
 
     def _put(self, key: tuple, image: QImage) -> None:
         self._cache[key] = image

@@ -17,6 +17,13 @@ def drop_urls(widget, paths):
     return drop
 
 
+def drop_and_wait(qtbot, gallery, paths):
+    """Drop files and wait until the gallery has read and added (or refused) them all."""
+    with qtbot.waitSignal(gallery.import_finished, timeout=10000):
+        drop = drop_urls(gallery.list, paths)
+    return drop
+
+
 def make_gallery(qtbot):
     session = Session()
     gallery = ReferenceGallery()
@@ -34,7 +41,7 @@ def test_dropping_files_and_a_folder_adds_references(qtbot, tmp_path):
     folder.mkdir()
     picture(folder / "a.jpg", (10, 120, 30))
     picture(folder / "b.webp", (90, 90, 200))
-    drop = drop_urls(gallery.list, [first, folder])
+    drop = drop_and_wait(qtbot, gallery, [first, folder])
     assert drop.isAccepted()
     names = sorted(r.name for r in session.references)
     assert names == ["a.jpg", "b.webp", "fox.png"]
@@ -47,7 +54,7 @@ def test_dropping_files_and_a_folder_adds_references(qtbot, tmp_path):
 
 def test_bad_files_are_refused_with_a_specific_message_and_nothing_changes(qtbot, tmp_path):
     session, gallery = make_gallery(qtbot)
-    drop_urls(gallery.list, [picture(tmp_path / "ok.png")])
+    drop_and_wait(qtbot, gallery, [picture(tmp_path / "ok.png")])
     before = session.to_dict()
     text = tmp_path / "notes.png"
     text.write_text("this is not a picture")
@@ -57,7 +64,7 @@ def test_bad_files_are_refused_with_a_specific_message_and_nothing_changes(qtbot
     truncated.write_bytes(full.read_bytes()[:200])
     messages = []
     gallery.message.connect(lambda msg, problem: messages.append((msg, problem)))
-    drop_urls(gallery.list, [text, truncated])
+    drop_and_wait(qtbot, gallery, [text, truncated])
     assert session.to_dict() == before
     assert not gallery.banner.isHidden()
     shown = gallery.banner.text()
@@ -70,7 +77,8 @@ def test_paste_adds_the_clipboard_picture(qtbot):
     image = QImage(40, 30, QImage.Format.Format_RGB32)
     image.fill(Qt.GlobalColor.darkCyan)
     QGuiApplication.clipboard().setImage(image)
-    gallery.paste()
+    with qtbot.waitSignal(gallery.import_finished, timeout=5000):
+        gallery.paste()
     assert len(session.references) == 1
     stored = Image.open(session.path(session.references[0].file))
     assert stored.size == (40, 30)
@@ -79,7 +87,8 @@ def test_paste_adds_the_clipboard_picture(qtbot):
 
 def test_remove_caption_and_choosing_none_or_a_picture(qtbot, tmp_path):
     session, gallery = make_gallery(qtbot)
-    drop_urls(gallery.list, [picture(tmp_path / "a.png"), picture(tmp_path / "b.png", (0, 0, 0))])
+    drop_and_wait(qtbot, gallery, [picture(tmp_path / "a.png"),
+                                   picture(tmp_path / "b.png", (0, 0, 0))])
     a, b = session.references
     gallery.make_active(b.id)
     assert session.style.active_reference == b.id
@@ -104,7 +113,12 @@ def test_a_non_local_url_is_refused_with_a_message(qtbot):
     assert "Only files on this computer" in gallery.banner.text()
 
 
-def test_a_big_drop_is_added_picture_by_picture(qtbot, tmp_path):
+def test_a_big_drop_is_read_off_the_ui_thread_in_order_with_a_progress_count(qtbot, tmp_path,
+                                                                              monkeypatch):
+    import threading
+
+    from stylealigned_desktop.session import pictures
+
     session, gallery = make_gallery(qtbot)
     folder = tmp_path / "shoot"
     folder.mkdir()
@@ -112,11 +126,38 @@ def test_a_big_drop_is_added_picture_by_picture(qtbot, tmp_path):
         picture(folder / f"frame-{k}.png", (20 * k, 100, 200 - 20 * k))
     (folder / "notes.txt").write_text("ignored: not a picture extension")
     (folder / "frame-bad.png").write_text("broken")
+    checked_in = set()
+    real_check = pictures.inspect_picture_file
+
+    def recording_check(path, name=None):
+        checked_in.add(threading.current_thread().name)
+        return real_check(path, name)
+
+    monkeypatch.setattr(pictures, "inspect_picture_file", recording_check)
     progress = []
     gallery.message.connect(lambda text, problem: progress.append(text))
-    drop_urls(gallery.list, [folder])
-    assert len(session.references) < 9  # not all at once: the event loop runs in between
-    qtbot.waitUntil(lambda: gallery._import is None, timeout=10000)
-    assert len(session.references) == 9
+    with qtbot.waitSignal(gallery.import_finished, timeout=10000):
+        drop_urls(gallery.list, [folder])
+        assert session.references == ()  # nothing is decoded during the drop itself
+        assert gallery.importing and gallery.progress.text() == "Adding pictures: 0 of 10…"
+        assert not gallery.progress.isHidden()
+    assert checked_in and threading.current_thread().name not in checked_in
+    assert all(name.startswith("stylealigned-files") for name in checked_in)
+    # the folder's order (sorted), whatever order the pool finished in
+    assert [r.name for r in session.references] == [f"frame-{k}.png" for k in range(9)]
+    assert gallery.items() == [r.id for r in session.references]
+    assert "Adding pictures: 10 of 10…" not in progress  # the end is reported, not counted
     assert any(text.startswith("Adding pictures:") for text in progress)
     assert "frame-bad.png" in gallery.banner.text()
+    assert gallery.progress.isHidden() and not gallery.importing
+
+
+def test_an_import_running_when_the_session_changes_adds_nothing_to_either(qtbot, tmp_path):
+    session, gallery = make_gallery(qtbot)
+    files = [picture(tmp_path / f"p{k}.png", (30 * k, 0, 0), size=(400, 300)) for k in range(4)]
+    drop_urls(gallery.list, files)
+    other = Session()
+    gallery.set_session(other)
+    assert not gallery.importing and gallery.progress.isHidden()
+    assert gallery.pool.wait(10000)
+    assert session.references == () and other.references == ()

@@ -175,12 +175,14 @@ def test_save_close_and_reopen_restores_everything(qtbot, make_window, tmp_path)
     config = DesktopConfig(model="tiny")
     window, answers = make_window(config=config)
     session = storyboard(window)
-    drop_files(window.gallery.list.viewport(), [picture(tmp_path / "mood.png")])
+    with qtbot.waitSignal(window.gallery.import_finished, timeout=10000):
+        drop_files(window.gallery.list.viewport(), [picture(tmp_path / "mood.png")])
     reference = session.references[0]
     session.set_reference_caption(reference.id, "a red field")
     session.set_active_reference(None)
     session.update_panel(0, seed=4242, seed_locked=True)
-    drop_files(window.storyboard.card_at(2), [picture(tmp_path / "pose.png", (0, 90, 0))])
+    with qtbot.waitSignal(window.storyboard.control_picture_settled, timeout=10000):
+        drop_files(window.storyboard.card_at(2), [picture(tmp_path / "pose.png", (0, 90, 0))])
     session.update_panel_control(2, mode="map", scale=0.6)
     session.update_style_aligned(shared_score_shift=0.3, adain_values=True)
     run_and_wait(qtbot, window, window.generate)
