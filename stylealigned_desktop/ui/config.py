@@ -1,4 +1,4 @@
-"""The desktop app's own remembered choices: model, recent sessions, window layout.
+"""The desktop app's own remembered choices: model, DINO model, recent sessions, window layout.
 
 One JSON file in the platformdirs config folder (``desktop.json``), written atomically. A broken
 file is set aside (``desktop.json.broken``) and defaults are used: preferences are never a reason
@@ -30,6 +30,8 @@ class DesktopConfig:
 
     model: str = ""
     """The chosen model source (hub id, folder, .safetensors file or ``tiny``); empty: not chosen."""
+    dino_model: str = ""
+    """The DINO model that scores set consistency (hub id or folder); empty: facebook/dino-vitb8."""
     recent_sessions: list[str] = field(default_factory=list)
     last_session: str = ""
     geometry: str = ""

@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QFrame,
     QHBoxLayout,
@@ -32,6 +33,7 @@ from ..session.errors import SessionError
 from ..session.values import MAX_SEED as MAX_SEED_
 from ..session.values import SDXL_SIZES, GenerationSettings
 from .previews import small_combo
+from .scoring import CONSISTENCY_TIP, DEFAULT_DINO
 from .theme import icon as icon_
 
 SCHEDULER_NAMES = {
@@ -131,12 +133,16 @@ class SettingsPanel(QWidget):
     model_change_requested = Signal()
     problem = Signal(str)
     """A combination of values the session refuses (shown to the user)."""
+    dino_source_changed = Signal(str)
+    """The app-wide DINO model for consistency scores (hub id or folder; empty: the default).
+    Not a session setting: it names something on this computer."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._settings = GenerationSettings()
         self._filling = False
         self._app_model = ""
+        self._dino = ""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         form = QFormLayout()
@@ -299,6 +305,22 @@ class SettingsPanel(QWidget):
             edit.editingFinished.connect(self._edited)
             self.control_models[name] = edit
             form.addRow(label, edit)
+        dino_row = QHBoxLayout()
+        self.dino_source = QLineEdit()
+        self.dino_source.setPlaceholderText(f"default: {DEFAULT_DINO}")
+        self.dino_source.setToolTip(
+            "The DINO model that scores how consistent each finished run is (a hub id or a "
+            "folder), for this computer, not the session. It is used only when it is already "
+            f"downloaded: `huggingface-cli download {DEFAULT_DINO}`.\n\n{CONSISTENCY_TIP}")
+        self.dino_source.editingFinished.connect(self._dino_edited)
+        self.dino_folder_button = QToolButton()
+        self.dino_folder_button.setIcon(icon_("open"))
+        self.dino_folder_button.setAutoRaise(True)
+        self.dino_folder_button.setToolTip("Choose a folder holding the DINO model")
+        self.dino_folder_button.clicked.connect(self.choose_dino_folder)
+        dino_row.addWidget(self.dino_source, 1)
+        dino_row.addWidget(self.dino_folder_button)
+        form.addRow("Consistency model (DINO)", dino_row)
         self.defaults_button = QPushButton("Paper defaults")
         self.defaults_button.setToolTip("Reset the StyleAligned knobs to the paper's defaults "
                                         "(for a reference picture when one is active)")
@@ -315,6 +337,26 @@ class SettingsPanel(QWidget):
         """The app-wide model (shown when the session does not name its own)."""
         self._app_model = model
         self._show_model()
+
+    def set_dino_source(self, source: str) -> None:
+        """Show the app's DINO model source (empty: the default)."""
+        self._dino = source
+        if self.dino_source.text() != source:
+            self.dino_source.setText(source)
+
+    def _dino_edited(self) -> None:
+        text = self.dino_source.text().strip()
+        if text != self._dino:
+            self._dino = text
+            self.dino_source_changed.emit(text)
+
+    def choose_dino_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Choose the folder of the DINO model (it holds config.json)",
+            self.dino_source.text())
+        if folder:
+            self.dino_source.setText(folder)
+            self._dino_edited()
 
     def set_picture_reference(self, active: bool) -> None:
         """Whether the style comes from a picture (changes what 'Paper defaults' means)."""

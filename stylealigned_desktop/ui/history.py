@@ -1,4 +1,9 @@
-"""The history of a session's runs: thumbnails (each run's contact sheet), show, restore, delete."""
+"""The history of a session's runs: thumbnails (each run's contact sheet), show, restore, delete.
+
+A finished run shows its set-consistency score when it has one (computed by the window in the
+worker, see ``scoring.py``); when the DINO model it needs is missing, or scoring failed, a small
+hint under the list says so, and clicking it asks for help (``consistency_help_requested``).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from PySide6.QtWidgets import (
 from ..session import observer
 from ..session.history import RunRecord
 from ..session.model import Session
+from .scoring import CONSISTENCY_TIP
 from .theme import icon
 from .thumbnails import ThumbnailLoader
 
@@ -43,6 +49,14 @@ def run_title(record: RunRecord) -> str:
     return f"{when} · {what}{status}"
 
 
+def run_label(record: RunRecord) -> str:
+    """The history line: the title, and the consistency score when the run has one."""
+    title = run_title(record)
+    if record.consistency is None:
+        return title
+    return f"{title}\nconsistency {record.consistency:.2f}"
+
+
 def run_details(record: RunRecord) -> str:
     s = record.settings
     style = (f"picture {record.style.file}" if record.style.kind == "picture"
@@ -58,6 +72,8 @@ def run_details(record: RunRecord) -> str:
         lines.append(f"Panel {panel.index + 1}: {panel.subject or panel.prompt} (seed {panel.seed})")
     if record.message:
         lines.append(record.message)
+    if record.consistency is not None:
+        lines.append(f"\nConsistency {record.consistency:.3f}. {CONSISTENCY_TIP}")
     return "\n".join(lines)
 
 
@@ -68,6 +84,8 @@ class HistoryView(QWidget):
     """A run id, or None when the selection was cleared."""
     restore_requested = Signal(str)
     delete_requested = Signal(str)
+    consistency_help_requested = Signal()
+    """The artist clicked the hint about missing consistency scores."""
 
     def __init__(self, thumbnails: ThumbnailLoader | None = None, parent=None) -> None:
         super().__init__(parent)
@@ -91,6 +109,14 @@ class HistoryView(QWidget):
         self.empty.setObjectName("Hint")
         self.empty.setWordWrap(True)
         layout.addWidget(self.empty)
+        self._consistency_problem: str | None = None
+        self.consistency_hint = QLabel("")
+        self.consistency_hint.setObjectName("Hint")
+        self.consistency_hint.setWordWrap(True)
+        self.consistency_hint.setTextFormat(Qt.TextFormat.RichText)
+        self.consistency_hint.linkActivated.connect(
+            lambda _link: self.consistency_help_requested.emit())
+        layout.addWidget(self.consistency_hint)
         buttons = QHBoxLayout()
         self.restore_button = QPushButton(icon("restore"), "Restore")
         self.restore_button.setToolTip("Bring back this run's settings, style and seeds (the "
@@ -127,7 +153,7 @@ class HistoryView(QWidget):
         self.list.clear()
         records = list(reversed(self.session.history)) if self.session else []
         for record in records:
-            item = QListWidgetItem(run_title(record))
+            item = QListWidgetItem(run_label(record))
             item.setData(Qt.ItemDataRole.UserRole, record.id)
             item.setToolTip(run_details(record))
             image = self._thumbnail(record)
@@ -138,9 +164,34 @@ class HistoryView(QWidget):
                 self.list.setCurrentItem(item)
         self.list.blockSignals(False)
         self.empty.setVisible(not records)
+        self._show_consistency_hint()
         if selected is not None and self.current_run() is None:
             self.run_selected.emit(None)
         self._update_buttons()
+
+    # ----- consistency scores ---------------------------------------------------------------
+    def set_consistency_problem(self, problem: str | None, missing_model: bool = True) -> None:
+        """Why runs get no consistency score (None: they do). ``missing_model``: the DINO
+        model is not on this computer (``problem`` says how to get it); else scoring failed."""
+        self._consistency_problem = problem
+        if problem is None:
+            self.consistency_hint.clear()
+        elif missing_model:
+            self.consistency_hint.setText("No consistency scores: the DINO model is missing. "
+                                          "<a href='help'>How to get it</a>")
+        else:
+            self.consistency_hint.setText("The consistency score could not be computed. "
+                                          "<a href='help'>Why?</a>")
+        self.consistency_hint.setToolTip(problem or "")
+        self._show_consistency_hint()
+
+    @property
+    def consistency_problem(self) -> str | None:
+        return self._consistency_problem
+
+    def _show_consistency_hint(self) -> None:
+        self.consistency_hint.setVisible(self._consistency_problem is not None
+                                         and self.list.count() > 0)
 
     def _thumbnail_path(self, record: RunRecord):
         folder = self.session.path(record.folder)

@@ -8,6 +8,7 @@ a moment after every change.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -49,6 +50,7 @@ from .gallery import ReferenceGallery
 from .history import HistoryView, run_title
 from .previews import REFERENCE, ImageViewer, PreviewGrid
 from .qimage import pil_to_qimage
+from .scoring import ConsistencyOutcome, dino_missing, dino_source, score_pictures
 from .storyboard import StoryboardView
 from .theme import icon
 from .thumbnails import ThumbnailLoader
@@ -276,6 +278,8 @@ class MainWindow(QMainWindow):
         self.settings_panel.problem.connect(lambda text: self.show_message(text, True))
         self.settings_panel.model_change_requested.connect(lambda: self.choose_model())
         self.settings_panel.set_app_model(self.config.model)
+        self.settings_panel.set_dino_source(self.config.dino_model)
+        self.settings_panel.dino_source_changed.connect(self.set_dino_source)
         settings_layout.addWidget(self.settings_panel)
         self.settings_dock = self._dock("Settings", "SettingsDock", settings_box, right,
                                         scroll=True)
@@ -284,6 +288,7 @@ class MainWindow(QMainWindow):
         self.history.run_selected.connect(self.show_run)
         self.history.restore_requested.connect(self.restore_run)
         self.history.delete_requested.connect(self.delete_run)
+        self.history.consistency_help_requested.connect(self.explain_consistency)
         history_box = QWidget()
         history_layout = QVBoxLayout(history_box)
         history_layout.setContentsMargins(6, 4, 6, 6)
@@ -447,6 +452,7 @@ class MainWindow(QMainWindow):
         if not self.config.model:
             QTimer.singleShot(0, lambda: self.choose_model(first_run=True))
         QTimer.singleShot(WARM_UP_DELAY_MS, self.warm_up)
+        QTimer.singleShot(WARM_UP_DELAY_MS, self.check_consistency_model)
 
     def set_session_from_path(self, folder: Path) -> None:
         """Start with the session at ``folder`` (from the command line)."""
@@ -456,6 +462,7 @@ class MainWindow(QMainWindow):
         if not self.config.model:
             QTimer.singleShot(0, lambda: self.choose_model(first_run=True))
         QTimer.singleShot(WARM_UP_DELAY_MS, self.warm_up)
+        QTimer.singleShot(WARM_UP_DELAY_MS, self.check_consistency_model)
 
     def warm_up(self) -> None:
         """Load the generator's libraries in the worker while the artist reads the window."""
@@ -895,6 +902,83 @@ class MainWindow(QMainWindow):
         self.history.refresh()
         made = len(record.generated)
         self.show_message(f"{job.label}: {made} panel(s) ready · {run_title(record)}")
+        self.score_run(record.id)
+
+    # ================================================================ consistency scores
+    def _dino(self) -> str:
+        return dino_source(self.config.dino_model)
+
+    def score_run(self, run_id: str) -> bool:
+        """Compute a finished run's set consistency in the worker and file it in the session.
+
+        Only with the DINO model on this computer (else the history shows how to get it);
+        a failure becomes the history's hint, never a dialog. False when there is nothing to
+        score (not finished, fewer than 2 pictures).
+        """
+        session = self.session
+        if session is None or self._closing:
+            return False
+        record = session.run(run_id)
+        paths = [session.path(relative) for _, relative in record.images()]
+        if record.status != "finished" or len(paths) < 2:
+            return False
+        source = self._dino()
+
+        def done(task: Task) -> None:
+            if session is not self.session:
+                return  # another session by now: its history is not shown
+            if task.error is not None:
+                log.warning("scoring run %s failed: %s", run_id, task.error)
+                self.history.set_consistency_problem(
+                    f"The consistency score of the run {run_id} could not be computed: "
+                    f"{task.error}", missing_model=False)
+                return
+            outcome: ConsistencyOutcome = task.result
+            if outcome.missing is not None:
+                self.history.set_consistency_problem(outcome.missing)
+                return
+            self.history.set_consistency_problem(None)
+            with contextlib.suppress(SessionError):  # the run was deleted meanwhile
+                session.set_run_consistency(run_id, outcome.score)
+
+        self.worker.run_task(lambda: score_pictures(paths, source), done)
+        return True
+
+    def check_consistency_model(self) -> None:
+        """Find out in the worker whether the DINO model is here; the history's hint says."""
+        if self._closing:
+            return
+        source = self._dino()
+
+        def done(task: Task) -> None:
+            if source != self._dino():
+                return  # the setting changed again meanwhile
+            if task.error is not None:
+                self.history.set_consistency_problem(task.error, missing_model=False)
+            else:
+                self.history.set_consistency_problem(task.result)
+
+        self.worker.run_task(lambda: dino_missing(source), done)
+
+    def set_dino_source(self, source: str) -> None:
+        """Use ``source`` (hub id or folder; empty: the default) for consistency scores."""
+        self.config.dino_model = source.strip()
+        self._save_config()
+        self.settings_panel.set_dino_source(self.config.dino_model)
+        self.check_consistency_model()
+        self.show_message(f"Consistency scores use {self._dino()}")
+
+    def explain_consistency(self) -> None:
+        """The help behind the history's hint: what is missing, and a way to point to it."""
+        problem = self.history.consistency_problem
+        if problem is None:
+            return
+        choice = self.ask("Consistency scores", problem, ["Choose a folder…", "Close"],
+                          default="Close")
+        if choice == "Choose a folder…":
+            self.settings_dock.raise_()
+            self.settings_panel.advanced_section.toggle.setChecked(True)
+            self.settings_panel.choose_dino_folder()
 
     def _update_run_state(self) -> None:
         running = self.worker.current is not None
