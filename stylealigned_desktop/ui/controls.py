@@ -343,6 +343,7 @@ class SettingsPanel(QWidget):
         self._dino = source
         if self.dino_source.text() != source:
             self.dino_source.setText(source)
+            self.dino_source.setCursorPosition(0)
 
     def _dino_edited(self) -> None:
         text = self.dino_source.text().strip()

@@ -177,8 +177,8 @@ class HistoryView(QWidget):
         if problem is None:
             self.consistency_hint.clear()
         elif missing_model:
-            self.consistency_hint.setText("No consistency scores: the DINO model is missing. "
-                                          "<a href='help'>How to get it</a>")
+            self.consistency_hint.setText("New runs get no consistency score: the DINO model "
+                                          "is missing. <a href='help'>How to get it</a>")
         else:
             self.consistency_hint.setText("The consistency score could not be computed. "
                                           "<a href='help'>Why?</a>")
