@@ -5,7 +5,9 @@
 It runs the real window offscreen on the built-in ``tiny`` model (random weights: the pictures
 are noise, which the screenshots show honestly), with its own temporary config and data folders.
 States: empty, a storyboard with references and panels, mid-generation with live previews,
-finished, a run from the history, and the model dialog of the first start.
+finished, a run from the history (with consistency scores from a tiny random DINO model, as
+meaningless as the pictures), the history's hint when the DINO model is missing, and the model
+dialog of the first start.
 """
 
 from __future__ import annotations
@@ -55,6 +57,19 @@ def mood_pictures(folder: Path) -> list[Path]:
     return made
 
 
+def tiny_dino(folder: Path) -> Path:
+    """A random-weight DINO ViT (transformers ``ViTModel``) so the history shows scores."""
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(0)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=37, image_size=32, patch_size=8)
+    ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
@@ -71,6 +86,7 @@ def main() -> int:
     os.environ["STYLEALIGNED_CONFIG_DIR"] = str(work / "config")
     os.environ["STYLEALIGNED_DATA_DIR"] = str(work / "data")
     os.environ["STYLEALIGNED_CACHE_DIR"] = str(work / "cache")
+    os.environ["HF_HUB_CACHE"] = str(work / "hub")  # DINO is "not downloaded" by default
     themes = ["dark", "light"] if args.theme == "both" else [args.theme]
     os.environ["STYLEALIGNED_THEME"] = themes[0]
 
@@ -103,7 +119,8 @@ def main() -> int:
         widget.grab().save(str(path))
         print(f"wrote {path}")
 
-    window = MainWindow(DesktopConfig(model="tiny"))
+    dino = tiny_dino(work / "tiny-dino")
+    window = MainWindow(DesktopConfig(model="tiny", dino_model=str(dino)))
     window.resize(width, height)
     window.show()
     window.set_session(Session())
@@ -157,13 +174,22 @@ def main() -> int:
 
     window.reroll(1)
     wait_for(lambda: window.worker.current is None and not window.worker.pending
-             and len(session.history) == 2)
+             and len(session.history) == 2
+             and all(r.consistency is not None for r in session.history))
     settle(500)
     window.history_dock.raise_()
     window.history.select_run(session.history[0].id)
     settle(800)
     save(window, "history.png")
     window.show_run(None)
+    window.set_dino_source("")  # the default hub id, not in this run's empty hub cache
+    wait_for(lambda: not window.history.consistency_hint.isHidden())
+    window.history_dock.setFloating(True)  # a small picture of the dock alone
+    window.history_dock.resize(360, 330)
+    settle(300)
+    save(window.history_dock, "history-no-dino.png")
+    window.history_dock.setFloating(False)
+    window.set_dino_source(str(dino))
     window.settings_dock.raise_()
     window.settings_panel.advanced_section.toggle.setChecked(True)
     settle(300)
