@@ -229,10 +229,15 @@ def build_pipeline(model: BenchModel, device: str, dtype, seed: int = 0):
         tokenizer = _tokenizer(folder, "<|endoftext|>", model.text_tokens)
         tokenizer_2 = _tokenizer(folder, "!", model.text_tokens)
     torch.manual_seed(seed)
-    # Initialise on the target device: the full SDXL UNet initialises in seconds on a GPU.
-    with torch.device(device):
-        unet = UNet2DConditionModel.from_config(model.unet_config)
-    unet.to(dtype=dtype)
+    # Initialise on the target device and in the target dtype: the full SDXL UNet then takes
+    # seconds on a GPU and never exists in float32 next to its float16 copy.
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            unet = UNet2DConditionModel.from_config(model.unet_config)
+    finally:
+        torch.set_default_dtype(default_dtype)
     text_encoder = _text_encoder(CLIPTextModel, tokenizer, model.text_hidden[0],
                                  model.text_hidden[0], model.text_tokens)
     text_encoder_2 = _text_encoder(CLIPTextModelWithProjection, tokenizer, model.text_hidden[1],
@@ -317,15 +322,20 @@ def _libc():
         return None
 
 
-def fix_malloc_for_measuring() -> None:
-    """glibc: allocations above 128 KiB go straight to mmap and back to the OS on free.
+MMAP_THRESHOLD = 8 * 1024
 
-    A fixed threshold turns off glibc's adaptive one, so the resident set follows live tensor
-    memory instead of the allocator's caching (used in the memory subprocesses only).
+
+def fix_malloc_for_measuring() -> None:
+    """glibc: allocations above 8 KiB go straight to mmap and back to the OS on free.
+
+    A fixed, low threshold turns off glibc's adaptive one, so the resident set follows live
+    tensor memory instead of heap caching and fragmentation (which otherwise adds a few MiB of
+    noise at the scaled model's small tensors). Used in the memory subprocesses only: it slows
+    allocation down, so their step times are not used.
     """
     libc = _libc()
     if libc is not None and hasattr(libc, "mallopt"):
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
 
 
 def _trim_heap() -> None:
@@ -727,8 +737,16 @@ def summarize(cases, sizes, micro_batches, timings, calls, memory, flops, clock)
         full = min((n for n in sizes if n >= m), default=None)
         if full is not None and full < largest and engine_peak(full, m):
             vs_full[f"engine-mb{m}"] = {"panels": full, "ratio": large / engine_peak(full, m)}
+    # The target compares with 2 panels; a micro-batch above 2 is not full at 2 panels (the engine
+    # then runs 2 at a time), so it is held to the smallest set that fills it.
+    target = {}
+    for m in micro_batches:
+        if m <= 2 and f"engine-mb{m}" in vs_two:
+            target[f"engine-mb{m}"] = {"panels": 2, "ratio": vs_two[f"engine-mb{m}"]}
+        elif f"engine-mb{m}" in vs_full:
+            target[f"engine-mb{m}"] = vs_full[f"engine-mb{m}"]
     growth = {"largest_panels": largest, "largest_vs_2_panels": vs_two,
-              "largest_vs_first_full_micro_batch": vs_full}
+              "largest_vs_first_full_micro_batch": vs_full, "target_basis": target}
     return case_rows, ratios, growth
 
 
@@ -774,7 +792,7 @@ def print_table(model, flops, case_rows, ratios, growth, micro_batches, clock, o
         parts = ", ".join(f"{k} {v['ratio']:.3f}x (vs {v['panels']})"
                           for k, v in growth["largest_vs_first_full_micro_batch"].items())
         out(f"engine peak memory, {growth['largest_panels']} panels vs the smallest set that fills "
-            f"the micro-batch: {parts}")
+            f"the micro-batch: {parts} (the target's basis for micro-batches above 2)")
 
 
 def _machine(device: str) -> dict:
@@ -953,8 +971,8 @@ def main(argv=None) -> int:
 
     misses = [f"{k} at {e['panels']} panels: {v:.3f}" for e in ratios
               for k, v in e["ratio_vs_plain"].items() if v > RATIO_TARGET]
-    misses += [f"memory growth {k}: {v:.3f}x" for k, v in growth["largest_vs_2_panels"].items()
-               if v > MEMORY_GROWTH_TARGET]
+    misses += [f"memory growth {k} ({growth['largest_panels']} vs {v['panels']} panels): {v['ratio']:.3f}x"
+               for k, v in growth["target_basis"].items() if v["ratio"] > MEMORY_GROWTH_TARGET]
     result = {
         "benchmark": "bench_sets",
         "version": 1,
