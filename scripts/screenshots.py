@@ -190,6 +190,8 @@ def main() -> int:
     save(window.history_dock, "history-no-dino.png")
     window.history_dock.setFloating(False)
     window.set_dino_source(str(dino))
+    window.show_run(None)  # the focus moving into the floating list selected a run
+    window.statusBar().clearMessage()
     window.settings_dock.raise_()
     window.settings_panel.advanced_section.toggle.setChecked(True)
     settle(300)
