@@ -40,15 +40,22 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
 
 
 def mean_std(x: torch.Tensor, eps: float = ADAIN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel statistics over the token axis (-2): mean and sqrt(unbiased var + eps)."""
-    var, mean = torch.var_mean(upcast(x), dim=-2, keepdim=True, correction=1)
+    """Per-channel statistics over the token axis (-2): mean and sqrt(unbiased var + eps).
+
+    Two passes rather than ``torch.var_mean``, whose reduction over this axis is scalar on CPU
+    (5-17x slower at UNet shapes, docs/performance.md); two passes are as exact.
+    """
+    x = upcast(x)
+    mean = x.mean(dim=-2, keepdim=True)
+    var = (x - mean).square().sum(dim=-2, keepdim=True) / (x.shape[-2] - 1)
     return mean, (var + eps).sqrt()
 
 
 def adain(x: torch.Tensor, ref_mean: torch.Tensor, ref_std: torch.Tensor) -> torch.Tensor:
     """Re-normalise ``x`` (…, tokens, channels) to the reference's mean and std, per channel."""
     mean, std = mean_std(x)
-    return ((upcast(x) - mean) / std * ref_std + ref_mean).to(x.dtype)
+    gain = ref_std / std  # one pass over x: x * gain + (ref_mean - mean * gain)
+    return torch.addcmul(ref_mean - mean * gain, upcast(x), gain).to(x.dtype)
 
 
 def unshared_layer_mask(num_layers: int, level: float) -> list[bool]:

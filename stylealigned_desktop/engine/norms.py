@@ -17,9 +17,13 @@ from .attention import SharingState, upcast
 
 
 def group_stats(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row, per-group (mean, biased variance), at least float32; x is (batch, C, ...)."""
-    var, mean = torch.var_mean(upcast(x).reshape(x.shape[0], groups, -1), dim=-1, correction=0)
-    return mean, var
+    """Per-row, per-group (mean, biased variance), at least float32; x is (batch, C, ...).
+
+    Two passes rather than ``torch.var_mean`` (much slower on CPU, docs/performance.md).
+    """
+    xg = upcast(x).reshape(x.shape[0], groups, -1)
+    mean = xg.mean(dim=-1)
+    return mean, (xg - mean.unsqueeze(-1)).square().mean(dim=-1)
 
 
 def pooled_stats(mean_a, var_a, mean_b, var_b):
@@ -30,15 +34,19 @@ def pooled_stats(mean_a, var_a, mean_b, var_b):
 
 
 def normalize_with(norm: nn.GroupNorm, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor):
-    """GroupNorm of x with given per-row, per-group statistics, then the layer's affine."""
+    """GroupNorm of x with given per-row, per-group statistics, then the layer's affine.
+
+    Folded into one per-channel scale and shift, applied in a single pass over x.
+    """
     batch, channels = x.shape[:2]
-    xg = upcast(x).reshape(batch, norm.num_groups, -1)
-    out = (xg - mean.unsqueeze(-1)) * torch.rsqrt(var.unsqueeze(-1) + norm.eps)
-    out = out.reshape(x.shape)
+    per_group = channels // norm.num_groups
+    scale = torch.rsqrt(var + norm.eps).repeat_interleave(per_group, dim=1)
+    shift = -mean.repeat_interleave(per_group, dim=1) * scale
     if norm.affine:
-        shape = (1, channels) + (1,) * (x.dim() - 2)
-        out = out * upcast(norm.weight).view(shape) + upcast(norm.bias).view(shape)
-    return out.to(x.dtype)
+        weight, bias = upcast(norm.weight), upcast(norm.bias)
+        shift, scale = shift * weight + bias, scale * weight
+    shape = (batch, channels) + (1,) * (x.dim() - 2)
+    return torch.addcmul(shift.view(shape), upcast(x), scale.view(shape)).to(x.dtype)
 
 
 class SharedGroupNorm:
