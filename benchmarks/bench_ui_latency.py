@@ -73,7 +73,7 @@ def main() -> int:
 
     from stylealigned_desktop.session.model import Session
     from stylealigned_desktop.ui.config import DesktopConfig
-    from stylealigned_desktop.ui.main_window import MainWindow, import_pipeline_classes
+    from stylealigned_desktop.ui.main_window import MainWindow
     from stylealigned_desktop.ui.theme import apply_theme
 
     app = QApplication([sys.argv[0]])
@@ -126,7 +126,7 @@ def main() -> int:
 
     def warm_up() -> None:
         loop = QEventLoop()
-        window.worker.warm_up(import_pipeline_classes, lambda task: loop.quit())
+        window.worker.warm_up(on_done=lambda task: loop.quit())
         loop.exec()
 
     phases = {"idle": measure(idle),

@@ -74,17 +74,6 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d} min"
 
 
-def import_pipeline_classes() -> None:
-    """What ``Engine.warm_up`` does, on a fresh engine (runs in the worker thread).
-
-    Kept for ``benchmarks/bench_ui_latency.py``; the window calls the engine's own
-    ``warm_up`` through :meth:`EngineWorker.warm_up`.
-    """
-    from ..engine.generator import Engine
-
-    Engine().warm_up()
-
-
 def write_run(plan: RunPlan, result: ev.RunResult) -> Path:
     """Write a finished run's folder (runs in the worker thread: PNG encoding is slow)."""
     from ..engine.runfolder import write_run_folder
