@@ -15,6 +15,7 @@ from stylealigned_desktop.engine.control import (
     ControlError,
     ControlNetCache,
     ControlSettings,
+    build_tiny_depth_estimator,
     canny_map,
     check_controlnet_matches,
     estimate_depth,
@@ -134,26 +135,10 @@ def test_map_mode_uses_the_picture_as_is_after_fitting(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_dpt_folder(tmp_path_factory):
     """A tiny random DPT depth estimator and its processor, saved as a transformers folder."""
-    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
-
-    config = DPTConfig(
-        image_size=32,
-        patch_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        backbone_out_indices=[0, 1],
-        neck_hidden_sizes=[16, 32],
-        reassemble_factors=[4, 2],
-        fusion_hidden_size=16,
-        is_hybrid=False,
-    )
-    torch.manual_seed(3)
-    model = DPTForDepthEstimation(config).eval()
+    model, processor = build_tiny_depth_estimator()
     folder = tmp_path_factory.mktemp("tiny-dpt")
     model.save_pretrained(folder)
-    DPTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder
 
 
