@@ -8,7 +8,12 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from stylealigned_desktop.engine import events as ev
-from stylealigned_desktop.engine.generator import Engine, GenerationError, initial_noise, make_scheduler
+from stylealigned_desktop.engine.generator import (
+    Engine,
+    GenerationError,
+    initial_noise,
+    make_scheduler,
+)
 from stylealigned_desktop.engine.install import style_aligned
 from stylealigned_desktop.engine.preview import latent_to_rgb
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
@@ -26,7 +31,7 @@ def engine(tiny_pipe):
     return Engine(loader=lambda *args, **kwargs: tiny_pipe)
 
 
-def _request(settings=StyleAlignedSettings(), guidance=5.0, order=None, scheduler="ddim", **kwargs):
+def _request(settings=None, guidance=5.0, order=None, scheduler="ddim", **kwargs):
     order = list(order or range(len(PROMPTS) - 1))
     panels = tuple(Panel(PROMPTS[1 + i], SEEDS[1 + i]) for i in order)
     return SetRequest(
@@ -34,7 +39,7 @@ def _request(settings=StyleAlignedSettings(), guidance=5.0, order=None, schedule
         style=GeneratedReference(PROMPTS[0], SEEDS[0]),
         panels=panels,
         sampling=Sampling(steps=STEPS, guidance=guidance, width=SIZE, height=SIZE, scheduler=scheduler),
-        settings=settings,
+        settings=settings or StyleAlignedSettings(),
         **kwargs,
     )
 
