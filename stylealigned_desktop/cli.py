@@ -225,24 +225,15 @@ def build_generate_request(args):
 
 def _control_for(line, args) -> PanelControl | None:
     """A panel's control: its own from the prompts file, else the command line's, else none."""
+    command_line = PanelControl(
+        image=str(Path(args.control_image).expanduser()) if args.control_image else "",
+        mode=args.control or "canny", scale=args.control_scale,
+        guidance_start=args.control_start, guidance_end=args.control_end,
+        canny_low=args.canny_low, canny_high=args.canny_high, map_kind=args.map_kind,
+    )
     if line is not None and line.control_mode:
-        return PanelControl(
-            image=line.control_image,
-            mode=line.control_mode,
-            scale=args.control_scale if line.scale is None else line.scale,
-            guidance_start=args.control_start if line.start is None else line.start,
-            guidance_end=args.control_end if line.end is None else line.end,
-            canny_low=args.canny_low if line.low is None else line.low,
-            canny_high=args.canny_high if line.high is None else line.high,
-            map_kind=line.kind or args.map_kind,
-        )
-    if args.control:
-        return PanelControl(
-            image=str(Path(args.control_image).expanduser()), mode=args.control, scale=args.control_scale,
-            guidance_start=args.control_start, guidance_end=args.control_end,
-            canny_low=args.canny_low, canny_high=args.canny_high, map_kind=args.map_kind,
-        )
-    return None
+        return PanelControl(image=line.control_image, mode=line.control_mode, **line.control_values(command_line))
+    return command_line if args.control else None
 
 
 class _TerminalProgress:

@@ -41,6 +41,13 @@ class PanelLine:
     high: int | None = None
     kind: str | None = None
 
+    def control_values(self, defaults) -> dict:
+        """The line's control settings under their ``PanelControl`` names, each falling back to
+        the same-named attribute of ``defaults`` (a PanelControl, a session Control...)."""
+        given = {"scale": self.scale, "guidance_start": self.start, "guidance_end": self.end,
+                 "canny_low": self.low, "canny_high": self.high, "map_kind": self.kind}
+        return {name: getattr(defaults, name) if value is None else value for name, value in given.items()}
+
 
 def _number(value: str, kind, where: str, key: str):
     try:

@@ -89,7 +89,7 @@ def test_flops_agree_with_the_closed_form(quick):
     for entry in result["ratios"]:
         n = entry["panels"]
         assert entry["limit"] == pytest.approx(1 + x * n / (n + 1))
-    # The real SDXL UNet at 1024x1024, as ../shared/docs/performance.md states it.
+    # The real SDXL UNet at 1024x1024, as docs/performance.md states it.
     sdxl = result["sdxl_flops"]
     assert sdxl["per_image_tflops"] == pytest.approx(6.76, abs=0.01)
     assert sdxl["shared_row_extra_fraction"] == pytest.approx(0.111, abs=0.001)

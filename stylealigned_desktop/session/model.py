@@ -531,16 +531,7 @@ class Session(Observable):
         checked, not copied)."""
         if not line.control_mode:
             return Control(), None
-        d = Control()
-        control = Control(
-            mode=line.control_mode,
-            scale=d.scale if line.scale is None else line.scale,
-            guidance_start=d.guidance_start if line.start is None else line.start,
-            guidance_end=d.guidance_end if line.end is None else line.end,
-            canny_low=d.canny_low if line.low is None else line.low,
-            canny_high=d.canny_high if line.high is None else line.high,
-            map_kind=line.kind or d.map_kind,
-        )
+        control = Control(mode=line.control_mode, **line.control_values(Control()))
         picture = Path(line.control_image)
         if not picture.is_absolute():
             raise SessionError(
