@@ -12,10 +12,9 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from stylealigned_desktop.session.model import Session
 from stylealigned_desktop.ui import scoring
 from stylealigned_desktop.ui.config import DesktopConfig
-from tests.ui.uifakes import FakeEngine
+from tests.ui.uifakes import FakeEngine, run_and_wait, storyboard
 
 TINY_DINO_IMAGE = 32
 
@@ -60,21 +59,8 @@ def naive_consistency(folder, paths) -> float:
     return sum(cosines) / len(cosines)
 
 
-def storyboard(window, prompts=("a fox", "a crow", "a bear")):
-    session = Session()
-    window.set_session(session)
-    session.set_style_text("ink sketch.")
-    session.set_reference_prompt("a tree")
-    for prompt in prompts:
-        session.add_panel(prompt)
-    session.update_settings(steps=2, width=64, height=64)
-    return session
-
-
 def generate(qtbot, window):
-    with qtbot.waitSignal(window.worker.job_ended, timeout=60000) as ended:
-        window.generate()
-    assert ended.args[0].state.value == "finished"
+    assert run_and_wait(qtbot, window).state.value == "finished"
 
 
 def history_item(window, run_id):

@@ -15,7 +15,8 @@ from stylealigned_desktop.session import atomic, store
 from stylealigned_desktop.session.model import Session
 from stylealigned_desktop.ui.config import DesktopConfig
 from stylealigned_desktop.ui.worker import JobState
-from tests.ui.uifakes import FakeEngine, drop_files, picture
+from tests.ui import uifakes
+from tests.ui.uifakes import FakeEngine, drop_files, picture, run_and_wait
 
 pytestmark = pytest.mark.slow
 
@@ -23,20 +24,7 @@ SMALL = {"steps": 3, "width": 64, "height": 64}
 
 
 def storyboard(window, prompts=("a fox", "a crow", "a bear"), style="ink sketch.", **settings):
-    session = Session()
-    window.set_session(session)
-    session.set_style_text(style)
-    session.set_reference_prompt("a tree")
-    for prompt in prompts:
-        session.add_panel(prompt)
-    session.update_settings(**{**SMALL, **settings})
-    return session
-
-
-def run_and_wait(qtbot, window, action, timeout=60000):
-    with qtbot.waitSignal(window.worker.job_ended, timeout=timeout) as ended:
-        action()
-    return ended.args[0]
+    return uifakes.storyboard(window, prompts, style, **{**SMALL, **settings})
 
 
 def pixels(path):

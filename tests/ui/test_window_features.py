@@ -19,24 +19,11 @@ from stylealigned_desktop.session.model import Session
 from stylealigned_desktop.ui.config import DesktopConfig
 from stylealigned_desktop.ui.models_dialog import ModelDialog
 from stylealigned_desktop.ui.theme import apply_theme, system_is_dark
-from tests.ui.uifakes import FakeEngine, drop_files
-
-
-def storyboard(window, prompts=("a fox", "a crow", "a bear")):
-    session = Session()
-    window.set_session(session)
-    session.set_style_text("ink sketch.")
-    session.set_reference_prompt("a tree")
-    for prompt in prompts:
-        session.add_panel(prompt)
-    session.update_settings(steps=2, width=64, height=64)
-    return session
+from tests.ui.uifakes import FakeEngine, drop_files, run_and_wait, storyboard
 
 
 def generate(qtbot, window, action=None):
-    with qtbot.waitSignal(window.worker.job_ended, timeout=30000) as ended:
-        (action or window.generate)()
-    return ended.args[0]
+    return run_and_wait(qtbot, window, action, timeout=30000)
 
 
 def test_history_shows_a_past_run_and_restores_its_settings_and_seeds(qtbot, make_window):

@@ -9,6 +9,7 @@ from PIL import Image
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.request import SetRequest
+from stylealigned_desktop.session.model import Session
 
 
 class FakeEngine:
@@ -96,3 +97,23 @@ def picture(path, colour=(200, 60, 40), size=(96, 64)):
     ImageDraw.Draw(image).ellipse((10, 10, 50, 50), fill=(20, 20, 200))
     image.save(path)
     return path
+
+
+def storyboard(window, prompts=("a fox", "a crow", "a bear"), style="ink sketch.", **settings):
+    """A new session in ``window``: style text, a reference prompt, one panel per prompt, and
+    small, fast settings (64 px, 2 steps) unless ``settings`` says otherwise."""
+    session = Session()
+    window.set_session(session)
+    session.set_style_text(style)
+    session.set_reference_prompt("a tree")
+    for prompt in prompts:
+        session.add_panel(prompt)
+    session.update_settings(**{"steps": 2, "width": 64, "height": 64, **settings})
+    return session
+
+
+def run_and_wait(qtbot, window, action=None, timeout=60000):
+    """Start a job (default: Generate) and wait until the worker ends it; returns the job."""
+    with qtbot.waitSignal(window.worker.job_ended, timeout=timeout) as ended:
+        (action or window.generate)()
+    return ended.args[0]
