@@ -94,3 +94,19 @@ class Observable:
                 listener(change)
             except Exception:
                 log.exception("session listener %r failed on %s", listener, change)
+
+
+class Subscription:
+    """A listener's link to at most one observable at a time (a view switching sessions)."""
+
+    def __init__(self, listener: Listener) -> None:
+        self._listener = listener
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def follow(self, observable: Observable | None) -> None:
+        """Stop listening to the previous observable, then listen to this one (None: nothing)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if observable is not None:
+            self._unsubscribe = observable.subscribe(self._listener)

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from ..engine.request import SCHEDULERS
 from ..engine.settings import StyleAlignedSettings
+from ..session import observer
 from ..session.errors import SessionError
 from ..session.values import MAX_SEED as MAX_SEED_
 from ..session.values import SDXL_SIZES, GenerationSettings
@@ -505,7 +506,7 @@ class StylePanel(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.session = None
-        self._unsubscribe = None
+        self._subscription = observer.Subscription(self._on_change)
         self._filling = False
         self.library = None
         layout = QVBoxLayout(self)
@@ -581,12 +582,8 @@ class StylePanel(QWidget):
 
     # ----- binding --------------------------------------------------------------------------
     def set_session(self, session) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
         self.session = session
-        if session is not None:
-            self._unsubscribe = session.subscribe(self._on_change)
+        self._subscription.follow(session)
         self.refresh()
 
     def _on_change(self, change) -> None:

@@ -189,7 +189,7 @@ class ReferenceGallery(QWidget):
     def __init__(self, thumbnails: ThumbnailLoader | None = None, parent=None) -> None:
         super().__init__(parent)
         self.session: Session | None = None
-        self._unsubscribe = None
+        self._subscription = observer.Subscription(self._on_change)
         self._import: PictureImport | None = None
         self.thumbnails = thumbnails or ThumbnailLoader(self)
         self.pool: BackgroundPool = self.thumbnails.pool
@@ -294,14 +294,10 @@ class ReferenceGallery(QWidget):
 
     # ----- session binding ------------------------------------------------------------------
     def set_session(self, session: Session | None) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
         if self._import is not None:
             self._end_import()  # pictures still being read were meant for the old session
         self.session = session
-        if session is not None:
-            self._unsubscribe = session.subscribe(self._on_change)
+        self._subscription.follow(session)
         self.refresh()
 
     def _on_change(self, change: observer.Change) -> None:

@@ -90,7 +90,7 @@ class HistoryView(QWidget):
     def __init__(self, thumbnails: ThumbnailLoader | None = None, parent=None) -> None:
         super().__init__(parent)
         self.session: Session | None = None
-        self._unsubscribe = None
+        self._subscription = observer.Subscription(self._on_change)
         self.thumbnails = thumbnails or ThumbnailLoader(self)
         self.thumbnails.ready.connect(self._thumbnail_ready)
         layout = QVBoxLayout(self)
@@ -135,12 +135,8 @@ class HistoryView(QWidget):
         self._update_buttons()
 
     def set_session(self, session: Session | None) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
         self.session = session
-        if session is not None:
-            self._unsubscribe = session.subscribe(self._on_change)
+        self._subscription.follow(session)
         self.refresh()
 
     def _on_change(self, change: observer.Change) -> None:

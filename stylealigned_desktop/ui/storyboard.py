@@ -458,7 +458,7 @@ class StoryboardView(QWidget):
     def __init__(self, parent=None, pool: BackgroundPool | None = None) -> None:
         super().__init__(parent)
         self.session: Session | None = None
-        self._unsubscribe = None
+        self._subscription = observer.Subscription(self._on_change)
         self.cards: dict[str, PanelCard] = {}
         self.current_id: str | None = None
         self.pool = pool or BackgroundPool(self)
@@ -517,16 +517,12 @@ class StoryboardView(QWidget):
 
     # ----- binding --------------------------------------------------------------------------
     def set_session(self, session: Session | None) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
         self.session = session
         for card in self.cards.values():
             card.deleteLater()
         self.cards.clear()
         self.current_id = None
-        if session is not None:
-            self._unsubscribe = session.subscribe(self._on_change)
+        self._subscription.follow(session)
         self.rebuild()
 
     def _on_change(self, change: observer.Change) -> None:

@@ -842,6 +842,21 @@ def test_a_failing_listener_does_not_stop_others(session):
     assert len(heard) == 1
 
 
+def test_a_subscription_follows_one_session_at_a_time(session):
+    heard = []
+    other = Session()
+    subscription = observer.Subscription(heard.append)
+    subscription.follow(session)
+    session.add_panel("a")
+    subscription.follow(other)  # a view switching sessions stops hearing the old one
+    session.add_panel("b")
+    other.add_panel("c")
+    subscription.follow(None)
+    other.add_panel("d")
+    assert [c.kind for c in heard] == [observer.PANELS, observer.PANELS]
+    other.close()
+
+
 def test_wrong_types_from_widgets_are_refused(session):
     session.add_panel("a")
     before = (session.style, session.panels, session.settings)
