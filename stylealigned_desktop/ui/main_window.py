@@ -638,7 +638,7 @@ class MainWindow(QMainWindow):
         if self.session.untitled:
             return self.save_as()
         try:
-            self.session.save()
+            store.save_session(self.session)
         except SessionError as exc:
             self.show_message(str(exc), True)
             return False
@@ -657,7 +657,7 @@ class MainWindow(QMainWindow):
             if not folder:
                 return False
         try:
-            self.session.save_as(folder)
+            store.save_session_as(self.session, folder)
         except SessionError as exc:
             self.show_message(str(exc), True)
             return False
