@@ -125,17 +125,21 @@ def parse_text(text: str, source: str = "<text>", base: Path | None = None) -> l
     return panels
 
 
+def read_text(path: Path, name: str) -> str:
+    """The text of a storyboard file; :class:`PromptsFileError` starting with ``name``."""
+    try:
+        return path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the prompt
+    except FileNotFoundError:
+        raise PromptsFileError(f"{name}: no such file") from None
+    except UnicodeDecodeError:
+        raise PromptsFileError(f"{name}: not a UTF-8 text file") from None
+    except OSError as error:
+        raise PromptsFileError(f"{name}: cannot read ({error.strerror or error})") from None
+
+
 def read_prompts_file(path: str | Path) -> list[PanelLine]:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the prompt
-    except FileNotFoundError:
-        raise PromptsFileError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise PromptsFileError(f"{path}: not a UTF-8 text file") from None
-    except OSError as error:
-        raise PromptsFileError(f"{path}: cannot read ({error.strerror or error})") from None
-    return parse_text(text, str(path), path.parent)
+    return parse_text(read_text(path, str(path)), str(path), path.parent)
 
 
 def _escape(text: str) -> str:
@@ -251,13 +255,9 @@ def import_panels_file(session: Session, path: str | Path, replace_all: bool = F
     ``session``; relative control paths start from the file's folder."""
     path = Path(path).expanduser()
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise SessionError(f"{path.name}: the file does not exist") from None
-    except UnicodeDecodeError:
-        raise SessionError(f"{path.name}: not a UTF-8 text file") from None
-    except OSError as exc:
-        raise SessionError(f"{path.name}: cannot be read ({exc.strerror or exc})") from None
+        text = read_text(path, path.name)
+    except PromptsFileError as exc:
+        raise SessionError(str(exc)) from None
     return import_panels_text(
         session, text, replace_all=replace_all, base=path.absolute().parent, source=path.name
     )
