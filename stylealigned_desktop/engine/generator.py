@@ -208,6 +208,9 @@ class Engine:
             raise GenerationError(
                 "full_attention_share couples every image of the set: it cannot re-roll single panels"
             )
+        if len(request.references) > 1 or any(request.panel_size(i) != (request.sampling.width, request.sampling.height)
+                                               for i in request.selected):
+            raise GenerationError("several references and panels of their own size are not supported yet")
         pipe = self.pipeline(request.model, request.device, request.dtype, sink)
         loaded = time.perf_counter()
         sampling = request.sampling

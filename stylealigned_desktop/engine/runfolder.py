@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 from .events import RunResult
-from .request import SetRequest
+from .request import ReferencePicture, SetRequest, reference_dict
 
 RUN_FORMAT = "stylealigned-run"
 RUN_VERSION = 1
@@ -30,6 +30,33 @@ CONTACT_SHEET_FILE = "contact-sheet.png"
 def panel_file(number: int) -> str:
     """File name of panel ``number`` (1-based)."""
     return f"panel-{number:02d}.png"
+
+
+def reference_file(position: int) -> str:
+    """File name of the reference at ``position`` (0-based in ``SetRequest.references``):
+    ``reference.png`` for the first (as in sets of one reference), ``reference-02.png`` ..."""
+    return REFERENCE_FILE if position == 0 else f"reference-{position + 1:02d}.png"
+
+
+def reference_entries(request: SetRequest, style_text: str = "") -> list[dict[str, Any]]:
+    """run.json's entry of every reference: its file (None for a weight-0 reference, which is
+    not run), prompt or caption, subject, seed, kind and normalised weight."""
+    entries = []
+    for position, (reference, weight) in enumerate(zip(request.references, request.weights)):
+        picture = isinstance(reference, ReferencePicture)
+        prompt = reference.caption if picture else reference.prompt
+        entry = {
+            "file": reference_file(position) if weight > 0 else None,
+            "kind": "picture" if picture else "generated",
+            "prompt": prompt,
+            "subject": subject_of(prompt or "", style_text),
+            "seed": None if picture else reference.seed,
+            "weight": weight,
+        }
+        if picture:
+            entry["picture"] = reference.path
+        entries.append(entry)
+    return entries
 
 
 def package_versions() -> dict[str, str]:
@@ -109,20 +136,13 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         except ValueError:
             old = None
     common = request.picture_parameters()
-    style = request.style
-    style_dict = request.to_dict()["style"]
-    is_picture = style_dict["kind"] == "picture"
-    reference_prompt = getattr(style, "prompt", None) if not is_picture else getattr(style, "caption", "")
-    reference_entry = {
-        "file": REFERENCE_FILE,
-        "prompt": reference_prompt,
-        "subject": subject_of(reference_prompt or "", style_text),
-        "seed": getattr(style, "seed", None),
-    }
-    if result.reference is not None:
-        save_png(result.reference, folder / REFERENCE_FILE,
-                 dict(common, role="reference", prompt=reference_prompt, seed=reference_entry["seed"],
-                      style_source=style_dict))
+    references = reference_entries(request, style_text)
+    for position, image in sorted(result.references.items()):
+        entry = references[position]
+        save_png(image, folder / entry["file"],
+                 dict(common, role="reference", reference_index=position + 1, prompt=entry["prompt"],
+                      seed=entry["seed"], weight=entry["weight"],
+                      style_source=reference_dict(request.references[position])))
 
     panels = {entry["index"]: entry for entry in (old or {}).get("panels", [])} if old else {}
     for index, image in sorted(result.panels.items()):
@@ -131,6 +151,7 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         control = None
         if panel.control is not None:
             control = {k: v for k, v in request.to_dict()["panels"][index]["control"].items()}
+        width, height = request.panel_size(index)
         entry = {
             "index": number,
             "file": panel_file(number),
@@ -138,10 +159,13 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
             "subject": subject_of(panel.prompt, style_text),
             "seed": panel.seed,
             "control": control,
+            "width": width,
+            "height": height,
         }
         panels[number] = entry
         save_png(image, folder / entry["file"],
-                 dict(common, role="panel", index=number, prompt=panel.prompt, seed=panel.seed, control=control))
+                 dict(common, role="panel", index=number, prompt=panel.prompt, seed=panel.seed, control=control,
+                      width=width, height=height))
 
     meta = result.metadata
     run = {
@@ -150,9 +174,10 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         "created": (old or {}).get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": request.model,
-        "style": style_dict,
+        "style": request.to_dict()["style"],
         "style_text": style_text,
-        "reference": reference_entry,
+        "reference": references[0],
+        "references": references,
         "panels": [panels[k] for k in sorted(panels)],
         "sampling": request.to_dict()["sampling"],
         "settings": request.settings.to_dict(),
@@ -200,10 +225,13 @@ def contact_sheet(tiles: list[tuple[str, Image.Image]], tile_size: int = 256, co
 
 def write_contact_sheet(folder: Path, run: dict[str, Any]) -> Path:
     tiles = []
-    files = [("reference", run["reference"])] + [(f"{p['index']}", p) for p in run["panels"]]
+    references = run.get("references") or [run["reference"]]  # run folders before several references
+    files = [("reference" if len(references) == 1 else f"reference {k + 1}", entry)
+             for k, entry in enumerate(references)]
+    files += [(f"{p['index']}", p) for p in run["panels"]]
     for label, entry in files:
-        path = folder / entry["file"]
-        if path.is_file():
+        path = folder / entry["file"] if entry.get("file") else None
+        if path is not None and path.is_file():
             with Image.open(path) as image:
                 tiles.append((f"{label}: {entry.get('subject') or ''}".strip(": "), image.copy()))
     sheet = contact_sheet(tiles)
