@@ -1,9 +1,10 @@
 """The client of a StyleAligned server: ``generate(request, on_event, cancel)`` over HTTP.
 
-:class:`ServerEngine` is what the desktop worker and ``stylealigned generate --server`` call
-instead of the embedded ``Engine``: it uploads the request's pictures (content-addressed, each
-only once), posts the request and reports the server's NDJSON events as engine events, so
-previews, cancel and finished pictures behave as with a local run. Needs neither Ray nor torch.
+:class:`ServerEngine` (a ``PictureMaker``, see ``engine/maker.py``) is what the desktop worker and
+``stylealigned generate --server`` call instead of the embedded ``Engine``: it uploads the
+request's pictures (content-addressed, each only once), posts the request and reports the
+server's NDJSON events as engine events, so previews, cancel and finished pictures behave as
+with a local run. Needs neither Ray nor torch.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import httpx2 as httpx
 
 from ..engine import events as ev
 from ..engine.request import SetRequest
-from .wire import WireError, file_sha256, iter_events, picture_paths, request_to_wire
+from .wire import HEARTBEAT_S, WireError, file_sha256, iter_events, picture_paths, request_to_wire
 
 EventSink = Callable[[ev.Event], None]
 
@@ -43,11 +44,11 @@ class ServerEngine:
     def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None,
                  connect_timeout: float = CONNECT_TIMEOUT_S):
         self.url = normalise_url(url)
-        # No read timeout on the event stream: loading a model on the server can take minutes.
+        # The server sends a heartbeat line while it is quiet, so a silent minute is a lost connection.
         self._client = httpx.Client(
             base_url=self.url, transport=transport,
             headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(connect_timeout, read=None),
+            timeout=httpx.Timeout(connect_timeout, read=4 * HEARTBEAT_S),
         )
 
     def close(self) -> None:
@@ -74,7 +75,8 @@ class ServerEngine:
             raise ServerError(self._connection_message(error)) from None
 
     def _connection_message(self, error: Exception) -> str:
-        return f"lost the connection to the server at {self.url} ({type(error).__name__}: {error})"
+        return (f"lost the connection to the server at {self.url}: this set was not finished, nothing "
+                f"else changed; try again when the server is back ({type(error).__name__}: {error})")
 
     # -- pictures ------------------------------------------------------------------------------
     def upload_pictures(self, request: SetRequest) -> dict[str, str]:
@@ -135,7 +137,7 @@ class ServerEngine:
                 sink(event)
             if cancel.is_set():
                 return None
-            raise ServerError(f"the server at {self.url} ended the stream before the set was finished")
+            raise ServerError(self._connection_message(ConnectionError("the stream ended early")))
         except WireError as error:
             raise ServerError(str(error)) from None
         finally:

@@ -14,6 +14,7 @@ Every route needs the bearer token. Errors are ``{"error": "one line"}`` with 40
 
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ from ..engine.request import ReferencePicture, SetRequest
 from .auth import bearer_matches
 from .replica import TRAJECTORY, memory_bytes
 from .sharding import RESTART, StreamMerger, plan_shards
-from .wire import SHA256, WireError, ndjson_line, request_from_wire
+from .wire import HEARTBEAT, HEARTBEAT_S, SHA256, WireError, ndjson_line, request_from_wire
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,35 @@ api = FastAPI(title="StyleAligned server", version=__version__, docs_url=None, r
               openapi_url=None)
 
 
+# Helpers stay above the deployment class: Serve captures the class when it is decorated, and
+# names defined below it are then missing in the replica.
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+async def _drain(queue: asyncio.Queue, streams: int):
+    """``(shard, item)`` from the pumps until ``streams`` of them have ended, with ``(None,
+    heartbeat)`` every ``HEARTBEAT_S`` seconds in between (see ``wire.HEARTBEAT``)."""
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            queue.put_nowait((None, {"event": HEARTBEAT}))
+
+    # A plain queue.get(): asyncio.wait_for can swallow a cancellation (Python < 3.12), and a
+    # cancellation here is how a client that went away stops its set.
+    ticker = asyncio.create_task(tick())
+    try:
+        while streams:
+            shard, item = await queue.get()
+            if item is None:
+                streams -= 1
+            else:
+                yield shard, item
+    finally:
+        ticker.cancel()
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
@@ -238,13 +266,14 @@ class Ingress:
             trajectory = None
             if isinstance(request.style, ReferencePicture) and len(shards) > 1:
                 tasks.append(asyncio.create_task(self._pump(-1, "invert", (wire, pictures), queue)))
-                while (item := (await queue.get())[1]) is not None:
-                    if item["event"] == TRAJECTORY:
-                        trajectory = [ray.put(item["value"])]  # owned here: outlives the replica
-                    elif item["event"] != RESTART:
-                        yield ndjson_line(item)
-                        if item["event"] in ("Failed", "Cancelled"):
-                            return
+                async with contextlib.aclosing(_drain(queue, streams=1)) as items:
+                    async for _shard, item in items:
+                        if item["event"] == TRAJECTORY:
+                            trajectory = [ray.put(item["value"])]  # owned here: outlives the replica
+                        elif item["event"] != RESTART:
+                            yield ndjson_line(item)
+                            if item["event"] in ("Failed", "Cancelled"):
+                                return
                 if trajectory is None:
                     yield ndjson_line({"event": "Failed", "message": "the reference picture could not be inverted"})
                     return
@@ -252,18 +281,15 @@ class Ingress:
             for shard, only in enumerate(shards):
                 tasks.append(asyncio.create_task(
                     self._pump(shard, "run", (wire, pictures, list(only), trajectory), queue)))
-            ended = 0
-            while not merger.ended:
-                shard, item = await queue.get()
-                if item is None:
-                    ended += 1
-                    if ended == len(shards) and not merger.ended:
-                        yield ndjson_line({"event": "Failed", "message": "the server's engines stopped before the set was done"})
+            async with contextlib.aclosing(_drain(queue, streams=len(shards))) as items:
+                async for shard, item in items:
+                    for event in [item] if shard is None else merger.feed(shard, item):
+                        yield ndjson_line(event)
+                    if merger.ended:
                         return
-                    continue
-                for event in merger.feed(shard, item):
-                    yield ndjson_line(event)
+            yield ndjson_line({"event": "Failed", "message": "the server's engines stopped before the set was done"})
         finally:
             for task in tasks:
                 task.cancel()
             self._busy_shards -= len(shards)
+

@@ -37,6 +37,11 @@ WIRE_VERSION = 1
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
+HEARTBEAT = "Heartbeat"
+"""A line the server sends when it has had nothing to say for ``HEARTBEAT_S`` seconds (a model
+loading, a slow step), so that a client can tell a quiet server from a lost connection."""
+HEARTBEAT_S = 15.0
+
 # Fields a request may carry besides the pictures. cache_dir is not among them: the server keeps
 # its own caches, and a request never names a folder on the server.
 _REQUEST_FIELDS = ("version", "model", "style", "panels", "sampling", "settings", "micro_batch",
@@ -235,6 +240,8 @@ def iter_events(lines: Iterable[str]) -> Iterable[ev.Event]:
             data = json.loads(line)
         except json.JSONDecodeError:
             raise WireError("the server sent a line that is not JSON") from None
+        if isinstance(data, dict) and data.get("event") == HEARTBEAT:
+            continue
         event = event_from_wire(data, done)
         if isinstance(event, ev.PanelDone):
             done[event.index] = event.image

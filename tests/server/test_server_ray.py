@@ -19,6 +19,7 @@ import pytest
 import ray
 import torch
 from PIL import Image, ImageDraw
+from PySide6.QtWidgets import QDialog
 from ray import serve
 
 from stylealigned_desktop.engine import events as ev
@@ -33,6 +34,10 @@ from stylealigned_desktop.engine.request import (
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 from stylealigned_desktop.server.client import ServerEngine, ServerError
 from stylealigned_desktop.server.launch import ServerOptions, start
+from stylealigned_desktop.ui.where_dialog import SERVER, WhereDialog, access_token_path
+from stylealigned_desktop.ui.worker import JobState
+from tests.ui.conftest import make_window, tiny_engine  # noqa: F401 (the window fixtures)
+from tests.ui.uifakes import run_and_wait, storyboard
 
 pytestmark = pytest.mark.server
 
@@ -235,6 +240,61 @@ def test_cancel_or_disconnect_stops_every_shard(client):
     engines = _engines(client)
     assert sum(e["cancelled"] for e in engines) == cancelled + 2
     assert all(e["last_steps"] < 60 for e in engines)
+
+
+# -- the desktop app as the server's client (the window fixtures of tests/ui) --------------------
+
+
+
+def test_the_desktop_app_makes_its_sets_on_the_server(qtbot, make_window, server, client, monkeypatch):  # noqa: F811
+    window, _ = make_window()  # starts on this computer (the tiny engine)
+    shown = []
+
+    def answer(dialog):
+        """The artist: a server, its URL and token, Test connection, OK."""
+        dialog.server_button.click()
+        dialog.url_edit.setText(server.url)
+        dialog.token_edit.setText(server.token)
+        dialog.test_button.click()
+        qtbot.waitUntil(lambda: dialog.status.text().startswith("Connected"), timeout=60000)
+        shown.append((dialog.status.text(), dialog.model_box.currentText()))
+        dialog.accept()
+        return QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(WhereDialog, "exec", answer)
+    window.where_action.trigger()
+    assert shown == [("Connected. Models: tiny. GPUs: 2 CPU replica(s), no GPU. Replicas: 2.", "tiny")]
+    assert window.config.picture_maker == SERVER and window.config.server_url == server.url
+    assert (access_token_path().stat().st_mode & 0o777) == 0o600
+
+    session = storyboard(window, prompts=("a fox", "a crow"), steps=3, width=128, height=64, micro_batch=1)
+    previews = []
+    original = window.grid.show_preview
+
+    def record(index, image, step, total):
+        previews.append((index, step))
+        original(index, image, step, total)
+
+    window.grid.show_preview = record
+    sets = _totals(client, "sets")
+    job = run_and_wait(qtbot, window, window.runs.generate, timeout=120000)
+    assert job.state is JobState.finished, job.error
+    assert _totals(client, "sets") == sets + 2  # made on the server, in two shards
+    assert {index for index, _ in previews} == {None, 0, 1}
+    assert len(session.history) == 1 and window.history.list.count() == 1
+    for index in (None, 0, 1):
+        tile = window.grid.tiles[index]
+        assert tile.final and tile.path.is_file() and tile.image().size().width() == 128
+
+    cancelled = _totals(client, "cancelled")
+    session.update_settings(steps=60)
+    window.runs.generate()
+    qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=120000)
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000) as ended:
+        window.run_bar.cancel_button.click()
+    assert ended.args[0].state is JobState.cancelled
+    assert len(session.history) == 1  # nothing filed for the cancelled run
+    assert _totals(client, "cancelled") == cancelled + 2
 
 
 def test_server_memory_after_20_sets_is_within_5_percent_of_after_5(client):
