@@ -53,6 +53,7 @@ from .storyboard import StoryboardView
 from .style_panel import StylePanel
 from .theme import icon
 from .thumbnails import ThumbnailLoader
+from .wheel import wheel_edits_only_when_focused
 from .where_dialog import maker_factory
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Welcome. Describe a style, add panels, press Generate.")
         self._restore_layout()
         self.runs.update_state()
+        wheel_edits_only_when_focused(self)  # storyboard cards apply it as they are made
 
     @property
     def session(self) -> Session | None:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from ..engine.maker import PictureMakerFactory, this_computer
 from ..paths import config_dir
 from ..server.auth import default_token_path, read_token
+from .actions import connect_command
 from .bridge import ThreadBridge
 from .config import DesktopConfig
 
@@ -117,7 +118,7 @@ class WhereDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self.test_button.clicked.connect(lambda *_: self.test_connection())
+        connect_command(self.test_button.clicked, self.test_connection)
         self.server_button.toggled.connect(self.server_box.setEnabled)
         (self.server_button if config.picture_maker == SERVER else self.local_button).setChecked(True)
         self.server_box.setEnabled(self.server_button.isChecked())
