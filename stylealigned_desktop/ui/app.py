@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,10 @@ from pathlib import Path
 from .. import __version__
 
 _STARTED = time.perf_counter()
+
+# One name for the desktop integration: the .desktop file (io.github.stylealigned.Desktop.desktop),
+# the AppStream id, the icon, the Wayland app id and the X11 WM_CLASS instance (StartupWMClass).
+APP_ID = "io.github.stylealigned.Desktop"
 
 
 def _setup_logging() -> Path | None:
@@ -34,6 +39,20 @@ def _setup_logging() -> Path | None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     return path
+
+
+def identify(app) -> None:
+    """Name, version, icon and desktop-file name of the application (desktops match the window
+    to io.github.stylealigned.Desktop.desktop by it)."""
+    from PySide6.QtGui import QIcon
+
+    from ..paths import resource
+
+    app.setApplicationName("StyleAligned Desktop")
+    app.setOrganizationName("StyleAligned")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName(APP_ID)
+    app.setWindowIcon(QIcon(str(resource("app", f"{APP_ID}.svg"))))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -58,15 +77,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from .config import DesktopConfig
     from .main_window import MainWindow
-    from .theme import apply_theme, follow_system, icon
+    from .theme import apply_theme, follow_system
 
+    os.environ.setdefault("RESOURCE_NAME", APP_ID)  # X11 WM_CLASS instance, read by xcb
     app = QApplication.instance() or QApplication([sys.argv[0]])
-    app.setApplicationName("StyleAligned Desktop")
-    app.setOrganizationName("StyleAligned")
-    app.setApplicationVersion(__version__)
+    identify(app)
     apply_theme(app)
     follow_system(app)
-    app.setWindowIcon(icon("star-filled", "#e0873a"))
 
     config = DesktopConfig.load()
     if args.model:
