@@ -64,7 +64,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                         "and remember it")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--quit-after-show", action="store_true",
-                        help=argparse.SUPPRESS)  # start-up timing: print the time, then quit
+                        help=argparse.SUPPRESS)  # start-up timing and smoke tests: print, then quit
     return parser.parse_args(argv)
 
 
@@ -101,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         app.processEvents()
         print(f"window shown after {time.perf_counter() - _STARTED:.2f} s "
               f"(torch loaded: {'torch' in sys.modules})", flush=True)
+        if args.session:  # the frozen build's smoke test: the session folder opens
+            window.set_session_from_path(Path(args.session))
+            print(f"session: {window.session.title} ({len(window.session.panels)} panels)",
+                  flush=True)
+            window.sessions.close_session()
         window.worker.shutdown(2.0)
         return 0
     QTimer.singleShot(0, start)
