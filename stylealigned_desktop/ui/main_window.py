@@ -53,6 +53,7 @@ from .storyboard import StoryboardView
 from .style_panel import StylePanel
 from .theme import icon
 from .thumbnails import ThumbnailLoader
+from .wheel import wheel_edits_only_when_focused
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Welcome. Describe a style, add panels, press Generate.")
         self._restore_layout()
         self.runs.update_state()
+        wheel_edits_only_when_focused(self)  # storyboard cards apply it as they are made
         self.setAcceptDrops(True)  # drops that no dock or card takes (see dropEvent)
 
     @property
