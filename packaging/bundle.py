@@ -47,11 +47,14 @@ COPY_METADATA = [
 # Packages collected as source too (`pyz+py`): they read their own source at run time (inspect).
 KEEP_SOURCE = ["diffusers", "transformers"]
 
-# What the app never imports: test suites, compilers' and notebooks' extras, other GUI toolkits.
+# What the app never imports: test runners and libraries' test helpers, notebooks, plotting,
+# other GUI toolkits, and triton (torch.compile's GPU code generator, ~0.9 GB: the app runs
+# eager; CUDA inference does not need it). torch.testing._internal stays: torch's own modules
+# import it at run time.
 EXCLUDES = [
     "pytest", "_pytest", "pytestqt", "ruff", "IPython", "jupyter", "notebook", "matplotlib",
     "tkinter", "_tkinter", "PyQt5", "PyQt6", "PySide2",
-    "torch.utils.tensorboard", "tensorboard", "torch.testing._internal",
+    "torch.utils.tensorboard", "tensorboard", "triton",
     "transformers.testing_utils", "diffusers.utils.testing_utils",
     "tests",
 ]

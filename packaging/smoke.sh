@@ -22,12 +22,15 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   timed build packaging/build.sh
 fi
 [ -x "$dist/stylealigned" ] && [ -x "$dist/stylealigned-desktop" ] || fail "no executables in $dist"
-echo "size: $(du -sh "$dist" | cut -f1) ($(du -sh "$dist"/_internal/nvidia 2>/dev/null | cut -f1 || echo 0) of it NVIDIA CUDA libraries)"
+cuda=$(find "$dist" -type f \( -name 'libcu*' -o -name 'libnccl*' -o -name 'libnv*' -o -name 'libcudnn*' \
+  -o -name 'libtorch_cuda*' -o -name 'libcaffe2_nvrtc*' \) -printf '%s\n' | awk '{s += $1} END {printf "%.1f GiB", s / 2^30}')
+echo "size: $(du -sh "$dist" | cut -f1) in $(find "$dist" -type f | wc -l) files, of which CUDA libraries: $cuda"
 for plugin in xcb offscreen; do
   ls "$dist"/_internal/PySide6/Qt/plugins/platforms/libq"$plugin".so >/dev/null || fail "no Qt $plugin plugin"
 done
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 QT_QPA_PLATFORM=offscreen
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # for the session made below
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 export HOME="$scratch/home" XDG_CONFIG_HOME="$scratch/config" XDG_DATA_HOME="$scratch/data"
@@ -57,6 +60,21 @@ file "$scratch/edges.png" | grep -q "PNG image data, 64 x 64" || fail "no 64x64 
 step "stylealigned-desktop --quit-after-show (offscreen)"
 timed window "$dist/stylealigned-desktop" --quit-after-show | tee "$scratch/window.txt"
 grep -q "window shown after" "$scratch/window.txt" || fail "the window did not show"
+
+step "stylealigned-desktop --quit-after-show SESSION (a session folder on the command line)"
+# the session is made with the build's source tree and environment (PYTHON, as build.sh)
+"${PYTHON:-.venv/bin/python}" -c "
+import sys
+from stylealigned_desktop.session import store
+from stylealigned_desktop.session.model import Session
+session = Session()
+for prompt in ('a harbour at dawn', 'a lighthouse in the storm'):
+    session.add_panel(prompt)
+store.save_session_as(session, sys.argv[1])
+session.close()" "$scratch/Harbour.stylealigned"
+timed session "$dist/stylealigned-desktop" --quit-after-show "$scratch/Harbour.stylealigned" \
+  | tee "$scratch/session.txt"
+grep -q "session: Harbour (2 panels)" "$scratch/session.txt" || fail "the session folder did not open"
 
 step "desktop integration"
 for tool in desktop-file-validate appstreamcli; do
