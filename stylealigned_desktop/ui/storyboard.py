@@ -15,6 +15,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPen
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -172,13 +173,24 @@ class StoryboardView(QWidget):
         self.empty_hint.setWordWrap(True)
         layout.addWidget(self.empty_hint)
 
+        # Ctrl+J (duplicate) is the window's Storyboard menu: one shortcut, one owner (two
+        # actions with the same keys are "ambiguous" to Qt, and neither runs)
         for keys, slot in (("Alt+Up", lambda: self.move_current(-1)),
-                           ("Alt+Down", lambda: self.move_current(+1)),
-                           ("Ctrl+J", self.duplicate_current)):
+                           ("Alt+Down", lambda: self.move_current(+1))):
             action = self.addAction("")
             action.setShortcut(QKeySequence(keys))
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             connect_command(action.triggered, slot)
+
+        QApplication.instance().focusChanged.connect(self._focus_moved)
+
+    def _focus_moved(self, _old, new) -> None:
+        """Typing in a card selects it, so Ctrl+J, Ctrl+R, Alt+Up act on the card being edited."""
+        widget = new
+        while widget is not None and not isinstance(widget, PanelCard):
+            widget = widget.parentWidget()
+        if widget is not None and widget.view is self:
+            self.select(widget.panel_id)
 
     # ----- binding --------------------------------------------------------------------------
     def set_session(self, session: Session | None) -> None:
