@@ -220,8 +220,10 @@ class MainWindow(QMainWindow):
         right = Qt.DockWidgetArea.RightDockWidgetArea
         self.style_panel = StylePanel()
         self.gallery = ReferenceGallery(self.thumbnails)
+        # scrolls when the window is short: squeezed, the gallery's wrapped hint overlapped it
         self.style_dock = self._dock("Style and references", "StyleDock",
-                                     self._boxed(self.style_panel, self.gallery), left)
+                                     self._boxed(self.style_panel, self.gallery), left,
+                                     scroll=True)
         self.storyboard = StoryboardView(pool=self.thumbnails.pool)
         self.storyboard_dock = self._dock("Storyboard", "StoryboardDock",
                                           self._boxed(self.storyboard), left)

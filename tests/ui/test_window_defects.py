@@ -357,3 +357,17 @@ def test_the_reference_tile_is_marked_outdated_when_the_style_changes(qtbot, mak
     session.set_active_reference(reference.id)
     assert tile.state.text() == "outdated"
     assert window.grid.tiles[0].state.text() == ""  # the panels' own pictures still match
+
+
+def test_the_gallery_hint_has_room_of_its_own(qtbot, make_window):
+    """The hint under the gallery's strip once sat on its scroll bar: in a short window the
+    style dock squeezed it below the height its wrapped text needs."""
+    window, _ = make_window(engine=FakeEngine())
+    storyboard(window)
+    window.resize(1200, 640)
+    gallery = window.gallery
+    qtbot.waitUntil(lambda: gallery.hint.isVisible())
+    qtbot.wait(50)
+    hint, strip = gallery.hint.geometry(), gallery.list.geometry()
+    assert hint.top() > strip.bottom()
+    assert gallery.hint.height() >= gallery.hint.heightForWidth(gallery.hint.width())
