@@ -68,19 +68,9 @@ def png_bytes(image: QImage) -> bytes:
 
 def expand_folders(paths: list[str]) -> list[Path]:
     """Files as given, and the picture files inside folders (recursively, hidden ones skipped)."""
-    from ..session.pictures import picture_extensions
+    from ..session.pictures import picture_files
 
-    extensions = picture_extensions()
-    files: list[Path] = []
-    for item in map(Path, paths):
-        if item.is_dir():
-            files.extend(
-                f for f in sorted(item.rglob("*"))
-                if f.is_file() and f.suffix.lower() in extensions
-                and not any(part.startswith(".") for part in f.relative_to(item).parts))
-        else:
-            files.append(item)
-    return files
+    return picture_files(paths)
 
 
 def describe_errors(errors: list[str], limit: int = 3) -> str:

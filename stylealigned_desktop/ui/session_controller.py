@@ -258,7 +258,7 @@ class SessionController(QObject):
         if self.session.untitled:
             return self.save_as()
         try:
-            self.session.save()
+            store.save_session(self.session)
         except SessionError as exc:
             self.host.show_message(str(exc), True, "save")
             return False
@@ -277,7 +277,7 @@ class SessionController(QObject):
             if not folder:
                 return False
         try:
-            self.session.save_as(folder)
+            store.save_session_as(self.session, folder)
         except SessionError as exc:
             self.host.show_message(str(exc), True, "save")
             return False

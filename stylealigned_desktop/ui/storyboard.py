@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .. import prompts_file
 from ..session import observer
 from ..session.errors import SessionError
 from ..session.model import Panel, Session
@@ -505,7 +506,7 @@ class StoryboardView(QWidget):
                                               "Text files (*.txt);;All files (*)")
         if not path:
             return
-        panels = self._guard(self.session.import_panels_file, path)
+        panels = self._guard(prompts_file.import_panels_file, self.session, path)
         if panels is not _FAILED:
             self.message.emit(f"Added {len(panels)} panel(s) from {Path(path).name}", False)
 
@@ -514,5 +515,5 @@ class StoryboardView(QWidget):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export prompts (one per line)",
                                               "storyboard.txt", "Text files (*.txt)")
-        if path and self._guard(self.session.export_panels_file, path) is not _FAILED:
+        if path and self._guard(prompts_file.export_panels_file, self.session, path) is not _FAILED:
             self.message.emit(f"Wrote the prompts to {Path(path).name}", False)
