@@ -54,7 +54,8 @@ grep -q '"a toy boat"' "$set_dir/run.json" || fail "run.json does not record the
 ls -l "$set_dir"
 
 step "stylealigned preprocess (canny: OpenCV and controlnet-aux in the build)"
-timed canny "$dist/stylealigned" preprocess "$set_dir/panel-01.png" --mode canny --out "$scratch/edges.png"
+timed canny "$dist/stylealigned" preprocess "$set_dir/panel-01.png" --mode canny \
+  --width 64 --height 64 --out "$scratch/edges.png"
 file "$scratch/edges.png" | grep -q "PNG image data, 64 x 64" || fail "no 64x64 canny map"
 
 step "stylealigned-desktop --quit-after-show (offscreen)"
