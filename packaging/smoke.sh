@@ -87,12 +87,12 @@ fi
 if command -v appstreamcli >/dev/null; then
   appstreamcli validate --no-net "$dist/share/metainfo/io.github.stylealigned.Desktop.metainfo.xml"
 fi
-PREFIX="$scratch/prefix" "$dist/install.sh"
+XDG_DATA_HOME="$scratch/prefix/share" PREFIX="$scratch/prefix" "$dist/install.sh"
 "$scratch/prefix/bin/stylealigned" --version >/dev/null || fail "installed stylealigned does not run"
 grep -q "^Exec=$PWD/$dist/stylealigned-desktop %f" \
   "$scratch/prefix/share/applications/io.github.stylealigned.Desktop.desktop" || fail "desktop entry Exec"
 ls "$scratch/prefix/share/icons/hicolor/48x48/apps/io.github.stylealigned.Desktop.png" >/dev/null
-PREFIX="$scratch/prefix" "$dist/install.sh" --uninstall
+XDG_DATA_HOME="$scratch/prefix/share" PREFIX="$scratch/prefix" "$dist/install.sh" --uninstall
 [ ! -e "$scratch/prefix/bin/stylealigned" ] || fail "uninstall left the program"
 
 printf '\nsmoke: all passed in %d s\n' "$((SECONDS - started))"
