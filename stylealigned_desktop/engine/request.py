@@ -240,6 +240,11 @@ class SetRequest:
         total = sum(raw)
         return tuple(w / total for w in raw)
 
+    @property
+    def used_references(self) -> tuple[int, ...]:
+        """Positions of the references that run (weight above 0); a weight-0 one is not seen."""
+        return tuple(r for r, w in enumerate(self.weights) if w > 0)
+
     def panel_size(self, index: int) -> tuple[int, int]:
         """(width, height) of panel ``index``: its own size, or the set's."""
         size = self.panels[index].size
