@@ -96,11 +96,31 @@ def module_files(root: Path, package: str) -> dict[str, tuple[Path, bool]]:
     return found
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports for annotations only."""
+    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def import_statements(tree: ast.AST):
+    """Every import statement, at any depth (functions too), except those only type
+    checkers run."""
+    for child in ast.iter_child_nodes(tree):
+        if isinstance(child, (ast.Import, ast.ImportFrom)):
+            yield child
+        elif _is_type_checking(child):
+            for other in child.orelse:
+                yield from import_statements(ast.Module(body=[other], type_ignores=[]))
+        else:
+            yield from import_statements(child)
+
+
 def imported_modules(file: Path, name: str, is_package: bool, known: set[str]) -> set[str]:
-    """The modules of ``known`` that the module ``name`` (in ``file``) imports, anywhere in it."""
+    """The modules of ``known`` that the module ``name`` (in ``file``) imports when it runs."""
     here = name.split(".") if is_package else name.split(".")[:-1]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+    for node in import_statements(ast.parse(file.read_text(encoding="utf-8"), str(file))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name in known)
         elif isinstance(node, ast.ImportFrom):
@@ -155,9 +175,11 @@ def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function(tmp_path):
         "app/session/model.py": "from . import folders\n\nclass Session:\n    def save(self):\n"
                                 "        from .store import save_session\n",
         "app/session/folders.py": "import os\n",
+        "app/session/autosave.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                   "    from .store import Session\n",  # for annotations only
     })
     assert import_cycles(tmp_path, "app") == [["app.session.model", "app.session.store"]]
-    write_package(tmp_path, {"app/session/model.py": "from . import folders\n"})
+    write_package(tmp_path, {"app/session/model.py": "from . import autosave\n"})
     assert import_cycles(tmp_path, "app") == []
 
 
