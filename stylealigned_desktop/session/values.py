@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..engine import request
+from ..engine import limits
 from ..engine.request import CONTROL_MODES, CONTROLNET_KINDS, SCHEDULERS, Sampling
 from ..engine.settings import StyleAlignedSettings
 from .errors import SessionError
 
 MAX_SEED = 2**31 - 1
 """Seeds the app draws lie in [0, MAX_SEED], so they fit a Qt spin box (int32)."""
-SEED_LIMIT = request.SEED_LIMIT
+SEED_LIMIT = limits.SEED_LIMIT
 """The largest seed accepted (torch.Generator.manual_seed's limit)."""
 
 
@@ -153,18 +153,18 @@ def check_relative_path(value: str, where: str) -> str:
 def check_text(value: Any, where: str, limit: int | None = None) -> str:
     """Text that can be saved (no lone surrogates), at most ``limit`` characters."""
     with _as_session_error():
-        return request.check_text(value, where, limit)
+        return limits.check_text(value, where, limit)
 
 
 def check_number(value: Any, where: str, low: float = -math.inf, high: float = math.inf) -> float:
     """A finite int or float (not a bool) from ``low`` to ``high``, as float."""
     with _as_session_error():
-        return request.check_number(value, where, low, high)
+        return limits.check_number(value, where, low, high)
 
 
 def check_seed(seed: Any, where: str = "seed") -> int:
     with _as_session_error():
-        return request.check_seed(seed, where)
+        return limits.check_seed(seed, where)
 
 
 def new_panel_id() -> str:
@@ -208,7 +208,7 @@ class Control:
                 f"got {self.map_kind!r}"
             )
         with _as_session_error():
-            scale, start, end = request.check_control(
+            scale, start, end = limits.check_control(
                 self.scale, self.guidance_start, self.guidance_end, self.canny_low, self.canny_high)
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "guidance_start", start)
@@ -258,7 +258,7 @@ class Panel:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise SessionError(f"panel id must be non-empty text, got {self.id!r}")
-        check_text(self.prompt, "panel prompt", request.MAX_PROMPT_CHARS)
+        check_text(self.prompt, "panel prompt", limits.MAX_PROMPT_CHARS)
         check_seed(self.seed, "panel seed")
         if not isinstance(self.seed_locked, bool):
             raise SessionError("panel seed_locked must be true or false")
@@ -346,7 +346,7 @@ class Style:
     def __post_init__(self) -> None:
         check_seed(self.reference_seed, "reference seed")
         for name in ("text", "reference_prompt"):
-            check_text(getattr(self, name), f"style {name}", request.MAX_PROMPT_CHARS)
+            check_text(getattr(self, name), f"style {name}", limits.MAX_PROMPT_CHARS)
         for name in ("active_reference", "preset"):
             if getattr(self, name) is not None:
                 check_text(getattr(self, name), f"style {name}")
@@ -444,7 +444,7 @@ class GenerationSettings:
         object.__setattr__(self, "guidance", check_number(self.guidance, "guidance"))
         object.__setattr__(
             self, "inversion_guidance", check_number(self.inversion_guidance, "inversion guidance",
-                                                     0.0, request.MAX_GUIDANCE)
+                                                     0.0, limits.MAX_GUIDANCE)
         )
         try:
             self.sampling()

@@ -20,7 +20,7 @@ from .session_helpers import picture_bytes
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` with its bytes (links are not followed)."""
     found = {}
-    for root, dirs, names in os.walk(folder):
+    for root, _dirs, names in os.walk(folder):
         for name in names:
             path = Path(root) / name
             found[str(path.relative_to(folder))] = path.read_bytes()
