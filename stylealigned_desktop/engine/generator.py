@@ -189,6 +189,22 @@ class Engine:
         source = getattr(request, f"controlnet_{kind}") or (TINY if request.model == TINY else DEFAULT_CONTROLNETS[kind])
         return self._controlnets.get(source, pipe.unet, dtype=pipe.unet.dtype, device=pipe.unet.device)
 
+    def reference_trajectory(self, request: SetRequest, on_event: EventSink | None = None,
+                             cancel: threading.Event | None = None):
+        """The request's reference picture inverted (or taken from the cache), with its cache key.
+
+        For handing one inversion to other engines: ``trajectory_cache(folder).put(key,
+        trajectory)`` on another engine lets it skip the inversion (the server does this when it
+        shards a set). Raises GenerationCancelled when cancelled.
+        """
+        sink = on_event or (lambda event: None)
+        with self._lock, torch.no_grad():
+            pipe = self.pipeline(request.model, request.device, request.dtype, sink)
+            scheduler = make_scheduler(pipe.scheduler.config, request.sampling.scheduler)
+            scheduler.set_timesteps(request.sampling.steps, device=pipe.unet.device)
+            trajectory = self._trajectory(pipe, request, scheduler.timesteps, sink, cancel or threading.Event())
+            return self._trajectory_key(request)[0], trajectory
+
     # -- generation --------------------------------------------------------------------------
     def generate(self, request: SetRequest, on_event: EventSink | None = None,
                  cancel: threading.Event | None = None) -> ev.RunResult | None:
@@ -434,16 +450,10 @@ class Engine:
 
     def _trajectory(self, pipe, request, timesteps, sink, cancel):
         """The reference picture's DDIM trajectory, from the cache or inverted now."""
-        from .images import fit_picture, load_picture, picture_hash
-        from .inversion import InversionCancelled, TrajectoryKey, encode_picture, invert
+        from .inversion import InversionCancelled, encode_picture, invert
 
         style, sampling = request.style, request.sampling
-        picture = fit_picture(load_picture(style.path), sampling.width, sampling.height)
-        key = TrajectoryKey(
-            picture_hash=picture_hash(picture), caption=style.caption, model=model_identity(request.model),
-            width=sampling.width, height=sampling.height, scheduler=sampling.scheduler,
-            steps=sampling.steps, guidance=float(style.inversion_guidance),
-        )
+        key, picture = self._trajectory_key(request)
         levels = [int(t) for t in timesteps]
 
         def compute():
@@ -459,6 +469,21 @@ class Engine:
         if [int(t) for t in trajectory.timesteps] != levels:
             raise GenerationError("the cached inversion does not match this scheduler's timesteps")
         return trajectory
+
+    @staticmethod
+    def _trajectory_key(request):
+        """The cache key of the request's reference picture trajectory, and the fitted picture."""
+        from .images import fit_picture, load_picture, picture_hash
+        from .inversion import TrajectoryKey
+
+        style, sampling = request.style, request.sampling
+        picture = fit_picture(load_picture(style.path), sampling.width, sampling.height)
+        key = TrajectoryKey(
+            picture_hash=picture_hash(picture), caption=style.caption, model=model_identity(request.model),
+            width=sampling.width, height=sampling.height, scheduler=sampling.scheduler,
+            steps=sampling.steps, guidance=float(style.inversion_guidance),
+        )
+        return key, picture
 
     def _prepare_controls(self, pipe, request, selected) -> list[_PreparedControl | None]:
         """Control maps of the selected panels, and their ControlNets loaded and checked."""

@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 from .. import temporaries
+from ..paths import with_default_mode
 from .events import RunResult
 from .request import SetRequest
 
@@ -101,7 +102,7 @@ def _temporary(path: Path) -> str:
     """A new, empty temporary file beside ``path`` (``.NAME.<pid>.XXXX.tmp``)."""
     fd, tmp = tempfile.mkstemp(prefix=temporaries.temporary_prefix(f".{path.name}."), suffix=".tmp",
                                dir=path.parent)
-    os.close(fd)
+    os.close(with_default_mode(fd))  # the user's umask, not mkstemp's 0600
     return tmp
 
 

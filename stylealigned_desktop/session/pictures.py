@@ -22,6 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..engine import images
+from ..paths import with_default_mode
 from .errors import PictureError
 
 HASH_DIGITS = 16
@@ -186,6 +187,7 @@ def store_picture(data: bytes, folder: Path, name: str) -> Path:
     if target.is_file() and target.stat().st_size == len(data):
         return target
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    with_default_mode(fd)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
