@@ -66,6 +66,7 @@ class SessionDocument(Observable):
         self._settings = GenerationSettings()
         self._history: list[RunRecord] = []
         self._dirty = False
+        self._read_only = False  # opened while another app holds it (store.load_session)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -81,6 +82,11 @@ class SessionDocument(Observable):
     @property
     def title(self) -> str:
         return "Untitled" if self._untitled else folders.title_of(self._folder)
+
+    @property
+    def read_only(self) -> bool:
+        """Opened while another running app has the folder: never written (Save As copies)."""
+        return self._read_only
 
     @property
     def dirty(self) -> bool:
@@ -557,4 +563,5 @@ class SessionDocument(Observable):
 
     def close(self) -> None:
         """Release the session folder (an untitled one stays recoverable until discarded)."""
-        folders.release_lock(self._folder)
+        if not self._read_only:
+            folders.release_lock(self._folder)
