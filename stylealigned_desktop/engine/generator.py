@@ -21,6 +21,7 @@ import torch
 
 from . import events as ev
 from .install import Installation
+from .limits import CLIP_TOKENS, check_steps
 from .models import TINY, load_pipeline, model_identity, resolve_device, resolve_dtype
 from .preview import latent_to_rgb
 from .request import PanelControl, ReferencePicture, SetRequest
@@ -54,6 +55,15 @@ def make_scheduler(config, kind: str):
     if kind == "dpmpp-2m":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
     raise ValueError(f"unknown scheduler {kind!r}")
+
+
+def _longer_than_clip(pipe, prompts: Sequence[str]) -> list[int]:
+    """Indices of the prompts the text encoders cut (more tokens than the tokenizer's limit)."""
+    tokenizer = pipe.tokenizer if pipe.tokenizer is not None else pipe.tokenizer_2
+    if tokenizer is None:
+        return []
+    limit = min(tokenizer.model_max_length, CLIP_TOKENS)
+    return [k for k, prompt in enumerate(prompts) if len(tokenizer(prompt).input_ids) > limit]
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -240,6 +250,10 @@ class Engine:
         picture_mode = isinstance(style, ReferencePicture)
 
         scheduler = make_scheduler(pipe.scheduler.config, sampling.scheduler)
+        try:
+            check_steps(sampling.steps, scheduler.config.num_train_timesteps)
+        except ValueError as exc:
+            raise GenerationError(f"{exc} (the scheduler's training steps)") from None
         scheduler.set_timesteps(sampling.steps, device=device)
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(0)
@@ -256,6 +270,11 @@ class Engine:
 
         reference_prompt = style.caption if picture_mode else style.prompt
         prompts = [reference_prompt] + [request.panels[i].prompt for i in selected]
+        too_long = _longer_than_clip(pipe, prompts)
+        if too_long:
+            names = ", ".join("the reference" if k == 0 else f"panel {selected[k - 1] + 1}" for k in too_long)
+            sink(ev.Notice(f"the prompt of {names} is longer than CLIP reads "
+                           f"({CLIP_TOKENS} tokens): the rest is ignored"))
         cond = self._encode(pipe, prompts, sampling.negative_prompt, halves == 2)
         time_ids = self._time_ids(pipe, sampling.height, sampling.width, dtype, device)
 

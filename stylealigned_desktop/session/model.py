@@ -166,8 +166,9 @@ class Session(SessionDocument):
     ) -> RunPlan:
         return planning.plan_run(
             style=self._style, gallery=self.reference, panels=self._panels,
-            settings=self._settings, outputs=self._folder / folders.OUTPUTS,
-            cache_dir=self.cache_folder, path_of=self.path, taken_run_ids=self._taken_run_ids(),
+            settings=self._settings, outputs=files.contained(self._folder, folders.OUTPUTS),
+            cache_dir=files.cache_folder(self._folder), file_of=self.file,
+            taken_run_ids=self._taken_run_ids(),
             only=only, default_model=default_model, device=device, dtype=dtype,
         )
 
@@ -293,7 +294,8 @@ class Session(SessionDocument):
         record = self.run(run_id)
         self._history.remove(record)
         if delete_files:
-            files.remove_run_files(self._folder, record.folder)
+            pictures = [*(x.image or "" for x in record.references), *(p.file or "" for p in record.panels)]
+            files.remove_run_files(self._folder, record.folder, pictures)
         self._changed(observer.HISTORY)
 
     def _restore_style(self, record: RunRecord, notes: list[str]) -> None:
@@ -308,8 +310,8 @@ class Session(SessionDocument):
                 sources.append(StyleReference(None, run_style.weight))
             elif run_style.reference_id and self.reference(run_style.reference_id):
                 sources.append(StyleReference(run_style.reference_id, run_style.weight))
-            elif run_style.file and self.path(run_style.file).is_file():
-                ref, _ = self._add_prepared(prepare_picture(self.path(run_style.file)))
+            elif run_style.file and self.file(run_style.file) is not None:
+                ref, _ = self._add_prepared(prepare_picture(self.file(run_style.file)))
                 if run_style.caption:
                     self.set_reference_caption(ref.id, run_style.caption)
                 sources = [x for x in sources if x.picture != ref.id]
@@ -349,7 +351,7 @@ class Session(SessionDocument):
                 restored = []
                 for run_panel in record.panels:
                     control = run_panel.control or Control()
-                    if control.image and not self.path(control.image).is_file():
+                    if control.image and self.file(control.image) is None:
                         notes.append(
                             f"panel {run_panel.index + 1}'s control picture is gone; left without one"
                         )

@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..engine.request import CONTROL_MODES, PANEL_SIZE_STEP
+from ..engine.limits import PANEL_SIZE_STEP
+from ..engine.request import CONTROL_MODES
 from ..prompts_file import parse_size
 from ..session.model import Panel
 from ..session.values import MAX_SEED, SDXL_SIZES
