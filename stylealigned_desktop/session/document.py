@@ -121,8 +121,14 @@ class SessionDocument(Observable):
         return self._folder / folders.CACHE
 
     def path(self, relative: str) -> Path:
-        """The absolute path of a session-relative file (``references/ab12.png``)."""
+        """The absolute path of a session-relative file (``references/ab12.png``), to show it;
+        :meth:`file` checks that it really is one of the session's files."""
         return files.session_path(self._folder, relative)
+
+    def file(self, relative: str) -> Path | None:
+        """The real path of a session file that is a regular file inside the session folder
+        (never reached through a link); None otherwise. Read files through this."""
+        return files.regular_file(self._folder, relative)
 
     def reference(self, ref_id: str) -> Reference | None:
         return next((r for r in self._references if r.id == ref_id), None)
@@ -154,10 +160,11 @@ class SessionDocument(Observable):
         return used
 
     def missing_files(self) -> list[str]:
-        """Pictures of the gallery and panels whose copies are gone from the folder."""
+        """Pictures of the gallery and panels whose copies are gone from the folder (a link
+        in a copy's place counts as gone: the session never reads through links)."""
         wanted = [r.file for r in self._references]
         wanted += [p.control.image for p in self._panels if p.control.image]
-        return sorted({f for f in wanted if not self.path(f).is_file()})
+        return sorted({f for f in wanted if self.file(f) is None})
 
     # --- notification helpers -----------------------------------------------------------------
 
@@ -397,7 +404,7 @@ class SessionDocument(Observable):
         """(the gallery entry, whether it is new)."""
         ref_id = prepared.content_id
         existing = self.reference(ref_id)
-        if existing is not None and self.path(existing.file).is_file():
+        if existing is not None and self.file(existing.file) is not None:
             return existing, False
         files.store_copy(self.ensure_folder(), folders.REFERENCES, prepared)
         if existing is not None:  # the entry was there but its copy had gone missing

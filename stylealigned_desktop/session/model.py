@@ -173,8 +173,9 @@ class Session(SessionDocument):
                 style = replace(style, reference_seed=seeds.reference[1])
         return planning.plan_run(
             style=style, reference=self.active_reference, panels=panels,
-            settings=self._settings, outputs=self._folder / folders.OUTPUTS,
-            cache_dir=self.cache_folder, path_of=self.path, taken_run_ids=self._taken_run_ids(),
+            settings=self._settings, outputs=files.contained(self._folder, folders.OUTPUTS),
+            cache_dir=files.cache_folder(self._folder), file_of=self.file,
+            taken_run_ids=self._taken_run_ids(),
             only=only, default_model=default_model, device=device, dtype=dtype,
         )
 
@@ -328,7 +329,8 @@ class Session(SessionDocument):
         record = self.run(run_id)
         self._history.remove(record)
         if delete_files:
-            files.remove_run_files(self._folder, record.folder)
+            pictures = [record.reference_file or "", *(p.file or "" for p in record.panels)]
+            files.remove_run_files(self._folder, record.folder, pictures)
         self._changed(observer.HISTORY)
 
     def restore_run(
@@ -356,8 +358,8 @@ class Session(SessionDocument):
                     )
                 elif record.style.reference_id and self.reference(record.style.reference_id):
                     style_changes["active_reference"] = record.style.reference_id
-                elif record.style.file and self.path(record.style.file).is_file():
-                    ref, _ = self._add_prepared(prepare_picture(self.path(record.style.file)))
+                elif record.style.file and self.file(record.style.file) is not None:
+                    ref, _ = self._add_prepared(prepare_picture(self.file(record.style.file)))
                     if record.style.caption:
                         self.set_reference_caption(ref.id, record.style.caption)
                     style_changes["active_reference"] = ref.id
@@ -373,7 +375,7 @@ class Session(SessionDocument):
                 restored = []
                 for run_panel in record.panels:
                     control = run_panel.control or Control()
-                    if control.image and not self.path(control.image).is_file():
+                    if control.image and self.file(control.image) is None:
                         notes.append(
                             f"panel {run_panel.index + 1}'s control picture is gone; left without one"
                         )

@@ -89,6 +89,22 @@ class RunController(QObject):
         """Make the next sets' pictures with the maker ``factory`` builds (see the docstring)."""
         self.worker.use_engine(factory)
 
+    def choose_where(self) -> None:
+        """Settings → Where pictures are made: this computer or a server."""
+        from .where_dialog import SERVER, WhereDialog, maker_factory
+
+        dialog = WhereDialog(self.host.config, self.host)
+        if not dialog.exec():
+            return
+        model = dialog.apply()
+        self.host.save_config()
+        self.use_maker(maker_factory(self.host.config))
+        if model:
+            self.set_model(model)
+        server = self.host.config.picture_maker == SERVER
+        self.host.show_message(f"Pictures are made by the server at {self.host.config.server_url}"
+                               if server else "Pictures are made on this computer")
+
     # ----- the model ----------------------------------------------------------------------------
     def effective_model(self) -> str:
         return (self.session.settings.model if self.session else "") or self.host.config.model
