@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..engine import images
-from ..paths import with_default_mode
+from ..temporaries import with_default_mode
 from .errors import PictureError
 
 HASH_DIGITS = 16

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, paths
-from ..temporaries import STALE_AFTER
+from ..temporaries import STALE_AFTER, with_default_folder_mode
 from . import files, folders
 from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
 from .errors import (
@@ -233,7 +233,8 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_staging(target)
-        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
+        staging = with_default_folder_mode(
+            Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent)))
     except OSError as exc:
         raise SessionSaveError(target, exc.strerror or str(exc)) from None
     try:
