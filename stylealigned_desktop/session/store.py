@@ -330,13 +330,15 @@ class RecoverableSession:
 
 
 def list_recoverable() -> list[RecoverableSession]:
-    """Untitled sessions in the autosave area whose app is no longer running, newest first."""
+    """Untitled sessions in the autosave area whose app died with them open (their lock names
+    a process that no longer runs), newest state first. A session closed cleanly released its
+    lock and is never offered."""
     found = []
     for folder in folders.autosave_root().iterdir():
         if not folder.is_dir() or not folder.name.endswith(folders.SUFFIX):
             continue
-        if folders.owner_alive(folder):
-            continue
+        if folders.read_lock(folder) is None or folders.owner_alive(folder):
+            continue  # closed cleanly (the lock was released), or still open
         try:
             file = folder / folders.SESSION_FILE
             stamp = (file if file.is_file() else folder).stat().st_mtime

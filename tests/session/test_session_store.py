@@ -496,8 +496,9 @@ def test_crash_recovery_lists_restores_and_discards(session, tmp_path):
     assert recovered.style.text == "claymation"
     assert store.list_recoverable() == []  # now it is ours again
     recovered.close()
+    assert store.list_recoverable() == []  # closed cleanly: never offered again
 
-    store.discard_recoverable(store.list_recoverable()[0])
+    store.discard_recoverable(crashed)
     assert not crashed.exists()
     assert store.list_recoverable() == []
     with pytest.raises(SessionError, match="not an autosaved"):
