@@ -25,7 +25,7 @@ from stylealigned_desktop.session.errors import (
 from stylealigned_desktop.session.history import panel_file_name
 from stylealigned_desktop.session.model import Session
 
-from .session_helpers import picture_bytes
+from .session_helpers import crashed_lock, picture_bytes
 
 
 def build_rich_session(session: Session, make_picture) -> Session:
@@ -509,6 +509,7 @@ def test_a_damaged_autosave_is_listed_with_its_problem(tmp_path):
     folder = folders.autosave_root() / "untitled-20200101-000000-abcdef.stylealigned"
     folder.mkdir()
     (folder / "session.json").write_text("{broken")
+    crashed_lock(folder)
     entries = store.list_recoverable()
     assert [e.folder.name for e in entries] == [folder.name + store.BROKEN_SUFFIX]
     assert "not valid JSON" in entries[0].error
