@@ -182,3 +182,15 @@ def test_panel_text_limits_come_from_the_engine_request_rules():
         Panel(id="p", prompt="x" * 2001)
     assert Panel(id="p", prompt="x" * 2000).prompt
 
+
+
+def test_a_picture_whose_name_is_not_utf8_can_be_added_and_saved(session, tmp_path):
+    from .session_helpers import picture_bytes
+
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.png")
+    with open(path, "wb") as handle:
+        handle.write(picture_bytes())
+    reference = session.add_reference(path)
+    assert reference.name == "caf\ufffd.png"
+    store.save_session_as(session, tmp_path / "Cafe")
+    assert store.load_session(tmp_path / "Cafe.stylealigned").references[0].name == "caf\ufffd.png"
