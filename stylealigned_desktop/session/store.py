@@ -117,14 +117,18 @@ def _session_from(data: dict[str, Any], folder: Path, rng: random.Random | None 
 
 
 def load_session(
-    path: str | Path, allow_missing: bool = False, *, rng: random.Random | None = None
+    path: str | Path, allow_missing: bool = False, *, rng: random.Random | None = None,
+    read_only: bool = False,
 ) -> Session:
     """Open a session folder (or its session.json).
 
     Raises :class:`SessionLoadError` (or its subclasses :class:`SchemaTooNewError`,
     :class:`MissingFilesError`) with a message for the user. With ``allow_missing`` a session
     whose gallery or control pictures are gone still opens; ``session.missing_files()`` lists
-    them. Nothing on disk is written (an untitled session's folder gets this process's lock).
+    them. Nothing on disk is written but this process's ``session.lock``: a session open in
+    another running app raises :class:`~.folders.SessionLockedError` (a :class:`SessionError`),
+    unless ``read_only``, which opens it without the lock; such a session is never written
+    (``write_session`` refuses; Save As makes a copy that is the app's own).
     """
     folder = folders.session_folder_for(path).absolute()
     data = read_session_data(folder)
@@ -132,9 +136,11 @@ def load_session(
     missing = session.missing_files()
     if missing and not allow_missing:
         raise MissingFilesError(folder, missing)
-    if session.untitled:
-        folders.write_lock(folder)
+    if read_only:
+        session._read_only = True
     else:
+        folders.acquire_lock(folder)
+    if not session.untitled:
         remember_recent(folder)
     return session
 
@@ -176,6 +182,9 @@ def _write(session: Session, folder: Path) -> Path:
 
 def write_session(session: Session) -> Path:
     """Write session.json into the session's folder now (what autosave does); returns its path."""
+    if session.read_only:
+        raise SessionSaveError(session.folder, "it is open read-only (another window has it open); "
+                                               "use Save As to keep your changes in a copy")
     if session.untitled:
         session.ensure_folder()
     file = _write(session, session.folder)
@@ -185,7 +194,7 @@ def write_session(session: Session) -> Path:
 
 def autosave_session(session: Session) -> bool:
     """Write the session if it has unsaved changes. Returns whether it wrote."""
-    if not session.dirty:
+    if not session.dirty or session.read_only:
         return False
     write_session(session)
     return True
@@ -256,7 +265,10 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
         raise
     file = target / folders.SESSION_FILE
     was_untitled = session.untitled
-    folders.release_lock(old)
+    if not session.read_only:
+        folders.release_lock(old)
+    session._read_only = False
+    folders.write_lock(target)
     session._mark_saved(target, untitled=False)
     collect_garbage(session)
     if was_untitled and folders.is_in_autosave_root(old):
@@ -319,13 +331,15 @@ class RecoverableSession:
 
 
 def list_recoverable() -> list[RecoverableSession]:
-    """Untitled sessions in the autosave area whose app is no longer running, newest first."""
+    """Untitled sessions in the autosave area whose app died with them open (their lock names
+    a process that no longer runs), newest state first. A session closed cleanly released its
+    lock and is never offered."""
     found = []
     for folder in folders.autosave_root().iterdir():
         if not folder.is_dir() or not folder.name.endswith(folders.SUFFIX):
             continue
-        if folders.owner_alive(folder):
-            continue
+        if folders.read_lock(folder) is None or folders.owner_alive(folder):
+            continue  # closed cleanly (the lock was released), or still open
         try:
             file = folder / folders.SESSION_FILE
             stamp = (file if file.is_file() else folder).stat().st_mtime
