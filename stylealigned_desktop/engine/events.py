@@ -13,6 +13,14 @@ from typing import Any
 from PIL import Image
 
 
+def picture_key(index: int | None, reference: int = 0):
+    """One key for every picture of a set: a panel's index, None for the first reference and
+    ``("reference", r)`` for reference r >= 1 (as ``RunResult.latents`` is keyed)."""
+    if index is not None:
+        return index
+    return None if reference == 0 else ("reference", reference)
+
+
 @dataclass(frozen=True)
 class Loading:
     progress: float
