@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
 from .. import temporaries
-from ..paths import with_default_mode
+from ..temporaries import with_default_mode
 from .events import RunResult
 from .request import SetRequest
 

@@ -521,6 +521,23 @@ class SessionDocument(Observable):
             "history": [r.to_dict() for r in self._history],
         }
 
+    def edit_state(self) -> dict[str, Any]:
+        """What the user edits (style, gallery, panels, settings; not the run history), as
+        JSON-ready data: an undo step is two of these."""
+        data = self.to_dict()
+        del data["history"]
+        return data
+
+    def restore_edit_state(self, state: Mapping[str, Any]) -> None:
+        """Put back an :meth:`edit_state` (undo / redo); the history stays as it is."""
+        restored = type(self).from_dict({**state, "history": []}, self._folder)
+        with self.batch():
+            for kind, name in ((observer.STYLE, "_style"), (observer.REFERENCES, "_references"),
+                               (observer.PANELS, "_panels"), (observer.SETTINGS, "_settings")):
+                if getattr(restored, name) != getattr(self, name):
+                    setattr(self, name, getattr(restored, name))
+                    self._changed(kind)
+
     @classmethod
     def from_dict(
         cls, data: Mapping[str, Any], folder: str | Path, *, rng: random.Random | None = None

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, paths
-from ..temporaries import STALE_AFTER
+from ..temporaries import STALE_AFTER, with_default_folder_mode
 from . import files, folders
 from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
 from .errors import (
@@ -242,7 +242,8 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_staging(target)
-        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
+        staging = with_default_folder_mode(
+            Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent)))
     except OSError as exc:
         raise SessionSaveError(target, exc.strerror or str(exc)) from None
     try:
@@ -330,13 +331,15 @@ class RecoverableSession:
 
 
 def list_recoverable() -> list[RecoverableSession]:
-    """Untitled sessions in the autosave area whose app is no longer running, newest first."""
+    """Untitled sessions in the autosave area whose app died with them open (their lock names
+    a process that no longer runs), newest state first. A session closed cleanly released its
+    lock and is never offered."""
     found = []
     for folder in folders.autosave_root().iterdir():
         if not folder.is_dir() or not folder.name.endswith(folders.SUFFIX):
             continue
-        if folders.owner_alive(folder):
-            continue
+        if folders.read_lock(folder) is None or folders.owner_alive(folder):
+            continue  # closed cleanly (the lock was released), or still open
         try:
             file = folder / folders.SESSION_FILE
             stamp = (file if file.is_file() else folder).stat().st_mtime

@@ -170,6 +170,8 @@ class RunController(QObject):
         if choice != "Stop it":
             return False
         self.worker.cancel_all()
+        for plan, session in self.plans.values():
+            session.discard_plan(plan)  # nothing of them is filed: no seed changes
         self.plans.clear()
         return True
 
@@ -249,6 +251,8 @@ class RunController(QObject):
         entry = self.plans.pop(job.id, None)
         if entry is not None:
             self.drawing.emit(list(entry[0].panel_ids), "")
+            if job.state is not JobState.finished:
+                entry[1].discard_plan(entry[0])  # cancelled or failed: the seeds stay as they were
         bar = self.run_bar.progress
         if job.state is JobState.finished:
             bar.setValue(1000)

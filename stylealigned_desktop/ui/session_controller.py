@@ -18,6 +18,7 @@ from ..session import folders, observer, store
 from ..session.errors import MissingFilesError, SessionError, SessionLoadError
 from ..session.model import Session
 from .host import APP_TITLE, Host
+from .undo import SessionUndo
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class SessionController(QObject):
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setSingleShot(True)
         self.autosave_timer.timeout.connect(self._autosave_due)
+        self.undo = SessionUndo(self)
+        """Undo / redo of the session's edits; lives until the session closes."""
 
     @property
     def config(self):
@@ -101,6 +104,7 @@ class SessionController(QObject):
             schedule=lambda seconds: self.autosave_timer.start(max(0, round(seconds * 1000))),
             on_error=lambda exc: self.host.show_message(f"Autosave failed: {exc}", True,
                                                         "autosave"))
+        self.undo.follow(session)
         self.replaced.emit(session)
         if not session.untitled:
             self.config.last_session = str(session.folder)
@@ -122,6 +126,7 @@ class SessionController(QObject):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self.undo.follow(None)
         self.replaced.emit(None)
         self.session.close()
         self.session = None

@@ -15,6 +15,8 @@ from stylealigned_desktop.session.autosave import Autosaver
 from stylealigned_desktop.session.errors import SessionError, SessionLoadError, SessionSaveError
 from stylealigned_desktop.session.values import Panel
 
+from .session_helpers import crashed_lock
+
 DEEP = "[" * 100_000 + "]" * 100_000
 HUGE_NUMBER = "9" * 5000
 LONE_SURROGATE = '"a fox \\udc80"'  # JSON text for a string no UTF-8 file can hold
@@ -84,6 +86,8 @@ def test_a_broken_autosave_is_set_aside_and_reported_once(text):
     good = folders.autosave_root() / "untitled-20200101-000001-fedcba.stylealigned"
     good.mkdir()
     (good / "session.json").write_text(session_text())
+    crashed_lock(folder)
+    crashed_lock(good)
     entries = store.list_recoverable()
     assert sorted((e.folder.name, e.error is None) for e in entries) == [
         (folder.name + store.BROKEN_SUFFIX, False), (good.name, True)]
@@ -178,3 +182,15 @@ def test_panel_text_limits_come_from_the_engine_request_rules():
         Panel(id="p", prompt="x" * 2001)
     assert Panel(id="p", prompt="x" * 2000).prompt
 
+
+
+def test_a_picture_whose_name_is_not_utf8_can_be_added_and_saved(session, tmp_path):
+    from .session_helpers import picture_bytes
+
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.png")
+    with open(path, "wb") as handle:
+        handle.write(picture_bytes())
+    reference = session.add_reference(path)
+    assert reference.name == "caf\ufffd.png"
+    store.save_session_as(session, tmp_path / "Cafe")
+    assert store.load_session(tmp_path / "Cafe.stylealigned").references[0].name == "caf\ufffd.png"

@@ -93,3 +93,42 @@ def test_a_session_open_elsewhere_opens_only_read_only_and_saves_only_as_a_copy(
     finally:
         holder.kill()
         holder.wait()
+
+
+UNTITLED_APP = """
+import os, random, sys
+from stylealigned_desktop.session.model import Session
+from stylealigned_desktop.session import store
+s = Session(rng=random.Random(5))
+s.add_panel(sys.argv[2])
+store.autosave_session(s)
+print(s.folder, flush=True)
+if sys.argv[1] == "quit":
+    s.close()  # a clean quit
+else:
+    os._exit(1)  # killed
+"""
+
+
+def run_untitled(how, prompt, tmp_path):
+    from stylealigned_desktop import paths
+
+    env = dict(os.environ, STYLEALIGNED_DATA_DIR=str(paths.data_dir()))
+    out = subprocess.run([sys.executable, "-c", UNTITLED_APP, how, prompt], env=env,
+                         capture_output=True, text=True, timeout=120)
+    return out.stdout.strip()
+
+
+def test_recovery_offers_exactly_the_sessions_whose_owner_died_newest_first(tmp_path):
+    import time
+
+    from stylealigned_desktop.session import store
+
+    assert store.list_recoverable() == []
+    run_untitled("quit", "closed cleanly", tmp_path)
+    older = run_untitled("kill", "older crash", tmp_path)
+    time.sleep(1.1)  # file times of the two autosaves differ
+    newer = run_untitled("kill", "newer crash", tmp_path)
+    offered = store.list_recoverable()
+    assert [str(e.folder) for e in offered] == [newer, older]
+    assert [e.first_prompts for e in offered] == [("newer crash",), ("older crash",)]

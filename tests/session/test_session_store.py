@@ -25,7 +25,7 @@ from stylealigned_desktop.session.errors import (
 from stylealigned_desktop.session.history import panel_file_name
 from stylealigned_desktop.session.model import Session
 
-from .session_helpers import picture_bytes
+from .session_helpers import crashed_lock, picture_bytes
 
 
 def build_rich_session(session: Session, make_picture) -> Session:
@@ -496,8 +496,9 @@ def test_crash_recovery_lists_restores_and_discards(session, tmp_path):
     assert recovered.style.text == "claymation"
     assert store.list_recoverable() == []  # now it is ours again
     recovered.close()
+    assert store.list_recoverable() == []  # closed cleanly: never offered again
 
-    store.discard_recoverable(store.list_recoverable()[0])
+    store.discard_recoverable(crashed)
     assert not crashed.exists()
     assert store.list_recoverable() == []
     with pytest.raises(SessionError, match="not an autosaved"):
@@ -508,6 +509,7 @@ def test_a_damaged_autosave_is_listed_with_its_problem(tmp_path):
     folder = folders.autosave_root() / "untitled-20200101-000000-abcdef.stylealigned"
     folder.mkdir()
     (folder / "session.json").write_text("{broken")
+    crashed_lock(folder)
     entries = store.list_recoverable()
     assert [e.folder.name for e in entries] == [folder.name + store.BROKEN_SUFFIX]
     assert "not valid JSON" in entries[0].error
