@@ -231,7 +231,7 @@ class ReferenceGallery(QWidget):
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setGridSize(QSize(THUMB + 18, THUMB + 26))
         self.list.setMovement(QListView.Movement.Static)
-        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)  # the share first: "50 % · mount…"
         self.list.setUniformItemSizes(True)
         self.list.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setFixedHeight(THUMB + 26 + self.list.horizontalScrollBar().sizeHint().height()
