@@ -70,6 +70,11 @@ def test_a_blended_mixed_size_storyboard_in_the_window(qtbot, make_window, tmp_p
     assert [r["kind"] for r in params["references"]] == ["picture", "generated"]
     assert session.style.sources[0].picture == mood.id
     # the history shows that run with both references too
+    from stylealigned_desktop.ui.history import run_details
+
+    details = run_details(record)
+    assert "Reference: 67 % · picture references/" in details and "Reference: 33 % · generated from" in details
+    assert "(seed" in details and "128×64)" in details
     window.pictures.show_run(record.id)
     assert tiles[("reference", 1)].path.name == "reference-02.png"
     assert [i.name for i in window.pictures.shown_items()] == ["reference.png", "reference-02.png", "panel-01.png",
