@@ -81,7 +81,7 @@ def worker(args) -> None:
     """One R in a fresh process: peak RSS growth of a one-step run (after a warm-up)."""
     bs.fix_malloc_for_measuring()
     model, pipe, engine = setup(args)
-    settings = bs._settings(False)
+    settings = bs._settings("prompts")
     engine.generate(request_for(model, 1, 1, 1, settings))
     probe = bs.CpuMemoryProbe()
     probe.start()
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
         print(f"memory R={r}: {memory[r]['peak_bytes'] / 2**20:.1f} MiB")
 
     model, pipe, engine = setup(args)
-    settings = bs._settings(False)
+    settings = bs._settings("prompts")
     flops = bs.count_flops(model, settings)
     x = flops["shared_row_extra_fraction"]
     timer = StepTimer(pipe)

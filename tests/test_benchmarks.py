@@ -20,12 +20,44 @@ SCRIPT = ROOT / "benchmarks" / "bench_sets.py"
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory):
+def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "quick.json"
     done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return json.loads(out.read_text(encoding="utf-8")), done.stdout
+    return out, done.stdout
+
+
+@pytest.fixture(scope="module")
+def quick(quick_run):
+    """The prompts-only settings group of the run, and what it printed."""
+    out, stdout = quick_run
+    return json.loads(out.read_text(encoding="utf-8")), stdout
+
+
+@pytest.fixture(scope="module")
+def quick_outputs(quick_run):
+    """The other files of the same run: the reference-settings JSON and both Markdown tables."""
+    out, _ = quick_run
+    return (json.loads(out.with_name("quick_reference.json").read_text(encoding="utf-8")),
+            out.with_suffix(".md").read_text(encoding="utf-8"))
+
+
+def test_both_settings_groups_are_measured_and_tabled(quick, quick_outputs):
+    prompts, _ = quick
+    reference, markdown = quick_outputs
+    assert prompts["settings_group"] == "prompts" and reference["settings_group"] == "reference"
+    assert reference["settings"]["share_group_norm"] and reference["settings"]["shared_score_shift"] > 0
+    assert not prompts["settings"]["share_group_norm"] and prompts["settings"]["shared_score_shift"] == 0
+    for result in (prompts, reference):
+        title = f"### {result['settings_group']} settings"
+        assert title in markdown
+        table = markdown.split(title)[1].split("###")[0]
+        entry = result["ratios"][-1]
+        rounds = entry["ratio_vs_plain_rounds"]["engine-mb1"]
+        # the median and the per-round range of each ratio, as the JSON has them
+        assert (f"{entry['ratio_vs_plain']['engine-mb1']:.3f} [{min(rounds):.2f}-{max(rounds):.2f}]"
+                in table)
 
 
 def test_every_case_ran_with_sane_numbers(quick):
@@ -42,8 +74,9 @@ def test_every_case_ran_with_sane_numbers(quick):
             assert all(math.isfinite(t) and t > 0 for t in samples)
         assert case["per_image_s_median"] == pytest.approx(case["step_s_median"] / (n + 1))
         assert case["peak_memory_mib"] is not None and case["peak_memory_mib"] >= 0
-        # one batched call for the pipelines; the reference plus ceil(n / m) for the engine
-        expected_calls = 1 if case["micro_batch"] is None else 1 + math.ceil(n / case["micro_batch"])
+        # one batched call for the pipelines; ceil(n / m) for the engine (the reference rides
+        # in the first micro-batch)
+        expected_calls = 1 if case["micro_batch"] is None else math.ceil(n / case["micro_batch"])
         assert case["unet_calls_per_step"] == expected_calls
         assert case["unet_rows_per_step"] == 2 * (n + 1)  # CFG on
     assert "engine-mb" in stdout and "limit" in stdout  # the table was printed

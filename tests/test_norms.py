@@ -42,18 +42,23 @@ def test_batch_mode_matches_concatenation(halves):
     torch.testing.assert_close(shared(x), _by_hand(norm, x, halves))
 
 
-def test_record_replay_matches_batch_for_any_grouping():
+@pytest.mark.parametrize("grad", [False, True], ids=["fused", "autograd"])
+def test_record_replay_matches_batch_for_any_grouping(grad):
+    """The engine's layouts (without autograd: the fused, in-place path) against the authors'
+    batch: references alone or with panels riding along, then panels in any grouping."""
     norm = _norm()
     x = torch.randn(2 * 4, 16, 3, 3, dtype=torch.float64) + torch.arange(8.0).double().view(8, 1, 1, 1)
     state = SharingState(StyleAlignedSettings(share_group_norm=True), lambda: 2)
     shared = SharedGroupNorm(norm, state, "gn")
-    expected = shared(x)
-    state.mode = "record"
-    torch.testing.assert_close(shared(x[[0, 4]]), expected[[0, 4]])
-    state.mode = "replay"
-    for group in ([3], [2, 1]):
-        idx = group + [4 + g for g in group]
-        torch.testing.assert_close(shared(x[idx]), expected[idx])
+    expected = _by_hand(norm, x, 2).detach()
+    with torch.set_grad_enabled(grad):
+        state.mode = "record"
+        torch.testing.assert_close(shared(x[[0, 4]]), expected[[0, 4]])
+        torch.testing.assert_close(shared(x[[0, 2, 4, 6]]), expected[[0, 2, 4, 6]])
+        state.mode = "replay"
+        for group in ([3], [2, 1]):
+            idx = group + [4 + g for g in group]
+            torch.testing.assert_close(shared(x[idx]), expected[idx])
 
 
 def test_pooled_statistics_are_those_of_the_union():

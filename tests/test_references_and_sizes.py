@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylealigned_desktop.engine import attention
 from stylealigned_desktop.engine.attention import (
     SharedSelfAttnProcessor,
     SharingState,
     adain,
+    attention_with_bias_in_keys,
     mean_std,
 )
 from stylealigned_desktop.engine.norms import SharedGroupNorm, pooled_stats
@@ -130,10 +132,72 @@ def test_a_weight_zero_reference_is_not_seen_by_the_formula():
     np.testing.assert_allclose(with_zero, blended_attention_np(*one, rows[:1], (1.0,), settings, SCALE), rtol=1e-12)
 
 
-def test_record_needs_one_weight_per_reference_row():
+def test_record_needs_a_row_for_every_reference_weight():
     proc = SharedSelfAttnProcessor(_state(StyleAlignedSettings(), (0.5, 0.5)), "layer")
     with pytest.raises(RuntimeError, match="weights"):
-        _record(proc, _rows(2 * 3, 4, seed=0))
+        _record(proc, _rows(2 * 1, 4, seed=0))
+
+
+def _halves_joined(refs, panels, r, m):
+    """[half 0: R refs, m panels | half 1: R refs, m panels] from the two separate layouts."""
+    return [torch.cat([a.view(2, r, *a.shape[1:]), b.view(2, m, *b.shape[1:])], dim=1).flatten(0, 1)
+            for a, b in zip(refs, panels)]
+
+
+@pytest.mark.parametrize("weights", [(1.0,), (0.5, 0.3, 0.2)])
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: repr(s)[20:70])
+def test_panels_riding_in_the_record_call_match_the_formula_and_replay(settings, weights):
+    """The engine's first UNet call: references and panels of their size together ('record')."""
+    r, m = len(weights), 2
+    refs, panels = _rows(2 * r, 10, seed=20), _rows(2 * m, 10, seed=21)
+    proc = SharedSelfAttnProcessor(_state(settings, weights), "layer")
+    out = _record(proc, _halves_joined(refs, panels, r, m)).view(2, r + m, HEADS, 10, D)
+    ref_out, panel_out = out[:, :r].flatten(0, 1), out[:, r:].flatten(0, 1)
+    torch.testing.assert_close(ref_out, F.scaled_dot_product_attention(*refs, scale=SCALE), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(panel_out.numpy(), _expected(panels, refs, weights, settings), rtol=1e-9, atol=1e-11)
+    # what the call recorded serves later panels of any size as recording the references alone does
+    alone = SharedSelfAttnProcessor(_state(settings, weights), "layer")
+    _record(alone, refs)
+    later = _rows(2 * 3, 7, seed=22)
+    torch.testing.assert_close(_replay(proc, later), _replay(alone, later), rtol=0, atol=0)
+    torch.testing.assert_close(panel_out, _replay(alone, panels), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("d", [8, 5, 64])
+def test_bias_in_keys_equals_the_bias_tensor(d):
+    """One extra key channel instead of a float bias (what CUDA runs): the same logits, so the
+    same attention, with a bias of its own on each of several references' columns."""
+    g = torch.Generator().manual_seed(23)
+    q, k, v = (torch.randn(3, 2, 12, d, generator=g, dtype=torch.float64) for _ in range(3))
+    ref_k, ref_v = (torch.randn(1, 2, 14, d, generator=g, dtype=torch.float64) * 2 for _ in range(2))
+    weights, shift = (0.6, 0.4), math.log(2)
+    column_bias = torch.tensor([shift + math.log(w) for w in weights], dtype=torch.float64).repeat_interleave(7)
+    scale = 0.3
+    folded = attention_with_bias_in_keys(q, k, v, ref_k.expand(3, -1, -1, -1), ref_v.expand(3, -1, -1, -1),
+                                         column_bias, scale)
+    bias = torch.cat([torch.zeros(12, dtype=torch.float64), column_bias]).view(1, 1, 1, 26)
+    keys, values = (torch.cat([a, b.expand(3, -1, -1, -1)], dim=-2) for a, b in ((k, ref_k), (v, ref_v)))
+    masked = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=scale)
+    by_hand = torch.softmax(q @ keys.transpose(-1, -2) * scale + bias, dim=-1) @ values
+    assert folded.shape == q.shape
+    torch.testing.assert_close(folded, masked, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(folded, by_hand, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("settings", SETTINGS[:3], ids=lambda s: repr(s)[20:70])
+def test_the_bias_in_keys_path_matches_the_formula(settings, monkeypatch):
+    """The processor's CUDA path (no bias tensor) run on the CPU: weighted references, panels of
+    other sizes, riding along and replayed."""
+    monkeypatch.setattr(attention, "BIAS_IN_KEYS_DEVICES", ("cpu",))
+    weights = (0.7, 0.3)
+    refs, riding = _rows(2 * 2, 9, seed=24), _rows(2 * 1, 9, seed=25)
+    proc = SharedSelfAttnProcessor(_state(settings, weights), "layer")
+    out = _record(proc, _halves_joined(refs, riding, 2, 1)).view(2, 3, HEADS, 9, D)[:, 2:].flatten(0, 1)
+    np.testing.assert_allclose(out.numpy(), _expected(riding, refs, weights, settings), rtol=1e-9, atol=1e-11)
+    for n, seed in ((9, 26), (15, 27)):
+        panels = _rows(2 * 2, n, seed)
+        np.testing.assert_allclose(_replay(proc, panels).numpy(), _expected(panels, refs, weights, settings),
+                                   rtol=1e-9, atol=1e-11)
 
 
 # --- shared GroupNorm ------------------------------------------------------------------------
@@ -175,6 +239,33 @@ def test_group_norm_pools_panels_of_any_size_with_weighted_references():
                                               weights, 3, norm.weight.numpy(), norm.bias.numpy(),
                                               norm.eps)
             np.testing.assert_allclose(out[row].numpy(), expected, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["fused", "autograd"])
+@pytest.mark.parametrize("weights", [(1.0,), (0.7, 0.3)])
+def test_group_norm_with_panels_riding_in_the_record_call(weights, grad):
+    """References and panels of their size in one call: the references normalised alone, the
+    panels pooled with them; later panels of another size pooled with what was recorded. The
+    engine runs without autograd (the fused, in-place path); with autograd the plain path runs."""
+    norm, state, shared = _shared_norm(weights)
+    norm.requires_grad_(grad)
+    r, m = len(weights), 2
+    refs, panels = _maps(2 * r, 4, 6, seed=30), _maps(2 * m, 4, 6, seed=31)
+    joined = torch.cat([refs.view(2, r, 12, 4, 6), panels.view(2, m, 12, 4, 6)], dim=1).flatten(0, 1)
+    state.mode = "record"
+    with torch.set_grad_enabled(grad):
+        out = shared(joined).view(2, r + m, 12, 4, 6)
+        state.mode = "replay"
+        later = _maps(2 * 3, 8, 3, seed=32)
+        later_out = shared(later)
+    torch.testing.assert_close(out[:, :r].flatten(0, 1), F.group_norm(refs, 3, norm.weight, norm.bias, norm.eps))
+    for rows, result, count in ((panels, out[:, r:].flatten(0, 1), m), (later, later_out, 3)):
+        for row in range(2 * count):
+            half = row // count
+            expected = weighted_group_norm_np(rows[row].numpy(), [refs[half * r + j].numpy() for j in range(r)],
+                                              weights, 3, norm.weight.detach().numpy(), norm.bias.detach().numpy(),
+                                              norm.eps)
+            np.testing.assert_allclose(result[row].detach().numpy(), expected, rtol=1e-9, atol=1e-10)
 
 
 def test_group_norm_with_one_reference_of_the_panels_size_is_exactly_spec_section_5():

@@ -9,10 +9,12 @@ batch is laid out:
     is that half's reference. Used by :func:`~stylealigned_desktop.engine.install.style_aligned`
     around a plain pipeline call, and for ``full_attention_share``.
 ``record``
-    The batch holds only the references (R rows per half, weighted by
-    ``SharingState.reference_weights``). They run as plain attention and leave, per layer,
-    what the panels need: all R references' keys and values, the AdaIN statistics of their
-    weighted mixture and the attention bias of their columns.
+    The batch holds, per half, the references (R rows, weighted by
+    ``SharingState.reference_weights``) and then any panels of the references' size that ride
+    along in the same UNet call. The references run as plain attention and leave, per layer,
+    what the panels need: all R references' keys (already times ``shared_score_scale``) and
+    values, the AdaIN statistics of their weighted mixture and the attention bias of their
+    columns; the panels of the same call use them at once.
 ``replay``
     The batch holds only panels (``halves`` groups of equal size). The reference part comes
     from what ``record`` left for the same layer. This is how the engine runs panels in
@@ -37,11 +39,12 @@ import torch.nn.functional as F
 from .settings import StyleAlignedSettings
 
 ADAIN_EPS = 1e-5
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def upcast(x: torch.Tensor) -> torch.Tensor:
     """At least float32: statistics of half-precision activations would overflow or round badly."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    return x.float() if x.dtype in HALF_DTYPES else x
 
 
 def mean_std(x: torch.Tensor, eps: float = ADAIN_EPS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,15 +114,16 @@ def unshared_layer_mask(num_layers: int, level: float) -> list[bool]:
 
 @dataclass
 class ReferenceAttention:
-    """What panels need from the references in one layer.
+    """What panels need from the references in one layer, recorded once per step.
 
     ``key`` / ``value``: (halves, 1, heads, R*N, d), the R references' tokens one after the
-    other; the statistics are the weighted mixture's, (halves, 1, heads, 1, d); ``bias``: one
-    logit bias per reference (``shift + ln w_r``), None when all are 0.
+    other, the keys already times ``shared_score_scale`` (None when attention is not shared);
+    the statistics are the weighted mixture's of the unscaled tensors, (halves, 1, heads, 1, d);
+    ``bias``: one logit bias per reference (``shift + ln w_r``), None when all are 0.
     """
 
-    key: torch.Tensor
-    value: torch.Tensor
+    key: torch.Tensor | None
+    value: torch.Tensor | None
     query_stats: tuple[torch.Tensor, torch.Tensor] | None
     key_stats: tuple[torch.Tensor, torch.Tensor] | None
     value_stats: tuple[torch.Tensor, torch.Tensor] | None
@@ -137,6 +141,9 @@ class SharingState:
     cache: dict[str, object] = field(default_factory=dict)
     reference_weights: tuple[float, ...] = (1.0,)
     """The weights (> 0, summing to 1) of the reference rows ``record`` sees, in row order."""
+    biases: dict[tuple, torch.Tensor] = field(default_factory=dict)
+    """Attention bias rows by (own tokens, reference bias, tokens per reference, dtype, device):
+    made once per run, not in every layer of every call."""
 
     def halves(self) -> int:
         return self.halves_override if self.halves_override is not None else self.halves_provider()
@@ -158,6 +165,47 @@ class SharingState:
                 "before the panels (mode 'replay') at every step"
             ) from None
 
+    def score_bias(self, own: int, bias: list[float], per_reference: int, like: torch.Tensor) -> torch.Tensor:
+        """(1, 1, 1, own + R * per_reference): 0 on a panel's own keys, ``bias[r]`` on reference r's."""
+        key = (own, tuple(bias), per_reference, like.dtype, like.device)
+        if key not in self.biases:
+            row = torch.zeros(1, 1, 1, own + len(bias) * per_reference, dtype=like.dtype, device=like.device)
+            row[..., own:] = torch.tensor(bias, dtype=like.dtype, device=like.device).repeat_interleave(per_reference)
+            self.biases[key] = row
+        return self.biases[key]
+
+
+BIAS_IN_KEYS_DEVICES = ("cuda",)
+"""Where the references' bias is carried by an extra key channel instead of a bias tensor. A float
+bias keeps CUDA's SDPA off flash attention; on this CPU the bias costs 3-10 % of the attention
+and the extra (padded) channels cost more, so there the bias stays (docs/performance.md)."""
+
+
+def attention_with_bias_in_keys(q, k, v, ref_key, ref_value, ref_bias: torch.Tensor, scale: float) -> torch.Tensor:
+    """``softmax(q [k; ref_key]^T * scale + [0; ref_bias]) [v; ref_value]`` with no bias tensor.
+
+    q, k, v: (rows, heads, N, d); ref_key, ref_value: (rows, heads, N_ref, d) (expanded views are
+    fine); ref_bias: (N_ref,), the bias of each reference column. One extra channel carries the
+    bias: 1 in the queries, 0 on the own keys and ``ref_bias / scale`` on the reference's, so
+    ``q.k * scale`` gains exactly ``ref_bias`` on the reference's columns. Queries, keys and
+    values are zero-padded to a multiple of 8 channels (what fused kernels take; zero channels
+    add nothing to the scores and give zero output channels, dropped at the end). The keys and
+    values are written once into these buffers: no separate concatenation.
+    """
+    rows, heads, n, d = q.shape
+    n_ref = ref_key.shape[-2]
+    width = (d + 1 + 7) // 8 * 8
+    padded_q = F.pad(q, (0, width - d))
+    padded_q[..., d] = 1.0
+    keys = q.new_zeros(rows, heads, n + n_ref, width)
+    keys[..., :n, :d] = k
+    keys[..., n:, :d] = ref_key
+    keys[..., n:, d] = (ref_bias / scale).to(q.dtype)
+    values = q.new_zeros(rows, heads, n + n_ref, width)
+    values[..., :n, :d] = v
+    values[..., n:, :d] = ref_value
+    return _plain_attention(padded_q, keys, values, scale)[..., :d]
+
 
 def _plain_attention(q, k, v, scale, mask=None):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=0.0, scale=scale)
@@ -175,17 +223,31 @@ class SharedSelfAttnProcessor:
         self.name = name
 
     # -- the part that differs from plain attention -------------------------------------------
-    def _reference(self, q, k, v, weights=(1.0,)) -> ReferenceAttention:
-        """What panels need of the references q, k, v: (halves, R, heads, N, d)."""
+    def _reference(self, q, k, v, weights=(1.0,), copy: bool = False) -> ReferenceAttention:
+        """What panels need of the references q, k, v: (halves, R, heads, N, d).
+
+        ``copy``: q, k, v are views into a larger batch (panels ride along), which must not stay
+        alive for the whole step, so the kept keys and values are copied out.
+        """
         s = self.state.settings
 
         def stats(x):
             return mixture_stats(*mean_std(x), weights)
 
         halves, refs, heads, n, d = k.shape
+        key = value = None
+        if s.share_attention:
+            key = k.transpose(1, 2).reshape(halves, 1, heads, refs * n, d)
+            value = v.transpose(1, 2).reshape(halves, 1, heads, refs * n, v.shape[-1])
+            if s.shared_score_scale != 1.0:
+                key = key * s.shared_score_scale  # once per step, not in every micro-batch
+            elif copy and refs == 1:
+                key = key.clone()
+            if copy and refs == 1:
+                value = value.clone()
         return ReferenceAttention(
-            key=k.transpose(1, 2).reshape(halves, 1, heads, refs * n, d),
-            value=v.transpose(1, 2).reshape(halves, 1, heads, refs * n, v.shape[-1]),
+            key=key,
+            value=value,
             query_stats=stats(q) if s.adain_queries else None,
             key_stats=stats(k) if s.adain_keys else None,
             value_stats=stats(v) if s.adain_values else None,
@@ -202,16 +264,17 @@ class SharedSelfAttnProcessor:
         if ref.value_stats is not None:
             v = adain(v, *ref.value_stats)
         halves, m, heads, n, d = q.shape
-        mask = None
-        if s.share_attention:
-            ref_key = ref.key if s.shared_score_scale == 1.0 else ref.key * s.shared_score_scale
-            k = torch.cat([k, ref_key.expand(halves, m, heads, -1, d)], dim=-2)
-            v = torch.cat([v, ref.value.expand(halves, m, heads, -1, -1)], dim=-2)
-            if ref.bias is not None:
-                n_ref = ref.key.shape[-2] // len(ref.bias)
-                mask = torch.zeros(1, 1, 1, k.shape[-2], dtype=q.dtype, device=q.device)
-                mask[..., n:] = torch.tensor(ref.bias, dtype=q.dtype, device=q.device).repeat_interleave(n_ref)
-        out = _plain_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), scale, mask)
+        q, k, v = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)
+        if not s.share_attention:
+            return _plain_attention(q, k, v, scale).view(halves, m, heads, n, -1)
+        n_ref = ref.key.shape[-2]
+        ref_key = ref.key.expand(halves, m, heads, n_ref, d).flatten(0, 1)
+        ref_value = ref.value.expand(halves, m, heads, n_ref, -1).flatten(0, 1)
+        bias = None if ref.bias is None else self.state.score_bias(n, ref.bias, n_ref // len(ref.bias), q)
+        if bias is not None and q.device.type in BIAS_IN_KEYS_DEVICES and v.shape[-1] == d:
+            out = attention_with_bias_in_keys(q, k, v, ref_key, ref_value, bias[0, 0, 0, n:], scale)
+        else:
+            out = _plain_attention(q, torch.cat([k, ref_key], dim=-2), torch.cat([v, ref_value], dim=-2), scale, bias)
         return out.view(halves, m, heads, n, -1)
 
     def _full_share(self, q, k, v, scale: float) -> torch.Tensor:
@@ -235,13 +298,20 @@ class SharedSelfAttnProcessor:
             return self._full_share(q, k, v, scale)
         batch, heads, n, d = q.shape
         if state.mode == "record":
-            refs = state.rows_per_half(batch)
-            if refs != len(state.reference_weights):
-                raise RuntimeError(f"{refs} reference rows per half but {len(state.reference_weights)} weights")
-            state.cache[self.name] = self._reference(
-                *(x.view(state.halves(), refs, heads, n, -1) for x in (q, k, v)), state.reference_weights
-            )
-            return _plain_attention(q, k, v, scale)
+            rows, refs = state.rows_per_half(batch), len(state.reference_weights)
+            if rows < refs:
+                raise RuntimeError(f"{rows} rows per half but {refs} reference weights")
+            q5, k5, v5 = (x.view(state.halves(), rows, heads, n, -1) for x in (q, k, v))
+            ref = self._reference(q5[:, :refs], k5[:, :refs], v5[:, :refs], state.reference_weights,
+                                  copy=rows > refs)
+            state.cache[self.name] = ref
+            if rows == refs:
+                return _plain_attention(q, k, v, scale)
+            # panels ride along: the references' rows plain, the panels' against what they left
+            ref_out = _plain_attention(*(x[:, :refs].flatten(0, 1) for x in (q5, k5, v5)), scale)
+            panel_out = self._panels(q5[:, refs:], k5[:, refs:], v5[:, refs:], ref, scale)
+            return torch.cat([ref_out.view(state.halves(), refs, heads, n, -1), panel_out],
+                             dim=1).reshape(batch, heads, n, -1)
         if state.mode == "replay":
             m = state.rows_per_half(batch)
             ref = state.reference_data(self.name)
