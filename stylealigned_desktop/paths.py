@@ -33,5 +33,5 @@ def data_dir() -> Path:
 
 
 def resource(*parts: str) -> Path:
-    """A file shipped in resources/ (installed as the package stylealigned_desktop.resources)."""
+    """A file shipped in the package stylealigned_desktop.resources (package data)."""
     return Path(str(files("stylealigned_desktop.resources").joinpath(*parts)))

@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,23 @@ def picture_extensions() -> frozenset[str]:
     """File extensions PIL can open (lower case, with the dot), for filtering folder contents."""
     Image.init()
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def picture_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files named in ``paths``, each folder replaced by the picture files found in it
+    (recursively, by extension, skipping hidden files and folders)."""
+    extensions = picture_extensions()
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found.extend(
+                f for f in sorted(item.rglob("*"))
+                if f.is_file() and f.suffix.lower() in extensions
+                and not any(part.startswith(".") for part in f.relative_to(item).parts)
+            )
+        else:
+            found.append(item)
+    return found
 
 
 def inspect_picture_file(path: str | Path, name: str | Path | None = None) -> PictureInfo:

@@ -47,6 +47,14 @@ def connect_command(signal, handler: Callable[[], object]) -> None:
     signal.connect(run)
 
 
+def add_menu_command(menu, text: str, handler: Callable[[], object],
+                     icon_name: str | None = None) -> QAction:
+    """A menu entry (e.g. of a context menu) that runs ``handler()``."""
+    action = menu.addAction(icon(icon_name), text) if icon_name else menu.addAction(text)
+    connect_command(action.triggered, handler)
+    return action
+
+
 def make_action(parent, command: Command) -> QAction:
     """A QAction for ``command`` owned by ``parent`` (shortcuts work while it is visible)."""
     action = QAction(command.text, parent)

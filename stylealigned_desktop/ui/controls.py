@@ -31,6 +31,7 @@ from ..engine.request import SCHEDULERS
 from ..engine.settings import StyleAlignedSettings
 from ..session.errors import SessionError
 from ..session.values import SDXL_SIZES, GenerationSettings
+from .actions import connect_command
 from .previews import small_combo
 from .scoring import CONSISTENCY_TIP, DEFAULT_DINO
 from .theme import icon as icon_
@@ -158,7 +159,7 @@ class SettingsPanel(QWidget):
                                    "noise. Choose a real SDXL model to make art.")
         self.model_button = QPushButton("Change…")
         self.model_button.setToolTip("Choose the SDXL model (download, folder, file or tiny)")
-        self.model_button.clicked.connect(self.model_change_requested)
+        connect_command(self.model_button.clicked, self.model_change_requested.emit)
         model_row.addWidget(self.model_label, 1)
         model_row.addWidget(self.tiny_badge)
         model_row.addWidget(self.model_button)
@@ -316,14 +317,14 @@ class SettingsPanel(QWidget):
         self.dino_folder_button.setIcon(icon_("open"))
         self.dino_folder_button.setAutoRaise(True)
         self.dino_folder_button.setToolTip("Choose a folder holding the DINO model")
-        self.dino_folder_button.clicked.connect(self.choose_dino_folder)
+        connect_command(self.dino_folder_button.clicked, self.choose_dino_folder)
         dino_row.addWidget(self.dino_source, 1)
         dino_row.addWidget(self.dino_folder_button)
         form.addRow("Consistency model (DINO)", dino_row)
         self.defaults_button = QPushButton("Paper defaults")
         self.defaults_button.setToolTip("Reset the StyleAligned knobs to the paper's defaults "
                                         "(for a reference picture when one is active)")
-        self.defaults_button.clicked.connect(self._reset_defaults)
+        connect_command(self.defaults_button.clicked, self._reset_defaults)
         form.addRow(self.defaults_button)
         for box_ in (self.shift, self.scale, self.level, self.inversion_guidance):
             box_.valueChanged.connect(self._edited)

@@ -35,8 +35,10 @@ from PySide6.QtWidgets import (
 
 from ..session import observer
 from ..session.errors import PictureError, SessionError
+from ..session.folders import is_session_folder
 from ..session.model import Reference, Session
 from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
+from .actions import add_menu_command, connect_command
 from .background import BackgroundPool
 from .previews import ElidedLabel
 from .theme import ACCENT, icon
@@ -67,19 +69,9 @@ def png_bytes(image: QImage) -> bytes:
 
 def expand_folders(paths: list[str]) -> list[Path]:
     """Files as given, and the picture files inside folders (recursively, hidden ones skipped)."""
-    from ..session.pictures import picture_extensions
+    from ..session.pictures import picture_files
 
-    extensions = picture_extensions()
-    files: list[Path] = []
-    for item in map(Path, paths):
-        if item.is_dir():
-            files.extend(
-                f for f in sorted(item.rglob("*"))
-                if f.is_file() and f.suffix.lower() in extensions
-                and not any(part.startswith(".") for part in f.relative_to(item).parts))
-        else:
-            files.append(item)
-    return files
+    return picture_files(paths)
 
 
 def describe_errors(errors: list[str], limit: int = 3) -> str:
@@ -124,6 +116,8 @@ class DropList(QListWidget):
 
     files_dropped = Signal(list)
     image_dropped = Signal(QImage)
+    session_dropped = Signal(Path)
+    """A session folder (*.stylealigned) was dropped: open it rather than add its pictures."""
     refused = Signal(str)
 
     def __init__(self, parent=None) -> None:
@@ -161,21 +155,30 @@ class DropList(QListWidget):
 
     def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
         self._highlight(False)
-        mime = event.mimeData()
+        if self.take(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def take(self, mime) -> bool:
+        """Hand dropped data on: a session folder to ``session_dropped``, local files and
+        folders to ``files_dropped``, picture data to ``image_dropped``. Whether it was taken."""
         if mime.hasUrls():
             local, other = local_paths(mime.urls())
+            sessions = [p for p in local if is_session_folder(p)]
+            if sessions:
+                self.session_dropped.emit(Path(sessions[0]))
+                return True
             if other and not local:
                 self.refused.emit("Only files on this computer can be added; save the picture "
                                   f"first ({other[0]})")
             if local:
                 self.files_dropped.emit(local)
-            event.acceptProposedAction()
-        elif mime.hasImage():
-            image = QImage(mime.imageData())
-            self.image_dropped.emit(image)
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+            return True
+        if mime.hasImage():
+            self.image_dropped.emit(QImage(mime.imageData()))
+            return True
+        return False
 
 
 class ReferenceGallery(QWidget):
@@ -261,10 +264,10 @@ class ReferenceGallery(QWidget):
         self.details.setObjectName("Hint")
         self.use_button = QPushButton(icon("star"), "Use as style")
         self.use_button.setToolTip("Take the style from this picture (double-click does too)")
-        self.use_button.clicked.connect(lambda: self.make_active(self.current_id()))
+        connect_command(self.use_button.clicked, lambda: self.make_active(self.current_id()))
         self.remove_button = QPushButton(icon("delete"), "Remove")
         self.remove_button.setToolTip("Take this picture out of the gallery (Delete)")
-        self.remove_button.clicked.connect(self.remove_current)
+        connect_command(self.remove_button.clicked, self.remove_current)
         details.addWidget(self.details, 1)
         details.addWidget(self.use_button)
         details.addWidget(self.remove_button)
@@ -281,7 +284,7 @@ class ReferenceGallery(QWidget):
             action = self.list.addAction("")  # shortcuts scoped to the gallery list
             action.setShortcut(key)
             action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
-            action.triggered.connect(slot)
+            connect_command(action.triggered, slot)
         self._show_details()
 
     def _tool(self, name: str, tip: str, slot) -> QToolButton:
@@ -289,7 +292,7 @@ class ReferenceGallery(QWidget):
         button.setIcon(icon(name))
         button.setToolTip(tip)
         button.setAutoRaise(True)
-        button.clicked.connect(slot)
+        connect_command(button.clicked, slot)
         return button
 
     # ----- session binding ------------------------------------------------------------------
@@ -578,10 +581,10 @@ class ReferenceGallery(QWidget):
         menu = QMenu(self)
         if item is not None:
             ref_id = item.data(Qt.ItemDataRole.UserRole)
-            menu.addAction(icon("star"), "Use as style", lambda: self.make_active(ref_id))
+            add_menu_command(menu, "Use as style", lambda: self.make_active(ref_id), "star")
             if ref_id:
-                menu.addAction(icon("delete"), "Remove", self.remove_current)
+                add_menu_command(menu, "Remove", self.remove_current, "delete")
             menu.addSeparator()
-        menu.addAction(icon("add"), "Add pictures…", self.choose_files)
-        menu.addAction(icon("paste"), "Paste", self.paste)
+        add_menu_command(menu, "Add pictures…", self.choose_files, "add")
+        add_menu_command(menu, "Paste", self.paste, "paste")
         menu.exec(self.list.viewport().mapToGlobal(pos))

@@ -2,7 +2,7 @@
 
 The grid shows either the storyboard's newest pictures (tiles of the running job's pictures are
 left to its live previews, which :class:`~.run_controller.RunController` sends here) or one run
-of the history (``viewing_run``). Per picture: view full size, save as, copy, use as reference.
+of the history (``viewing_run``). Per picture: view full size (``viewer.py``), save as, copy, use as reference.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from ..session.history import RunPlan, RunRecord
 from .export import SheetItem
 from .history import HistoryView, run_title
 from .host import APP_TITLE, Host
-from .previews import REFERENCE, ImageViewer, PreviewGrid
+from .previews import REFERENCE, PreviewGrid
 from .thumbnails import ThumbnailLoader
+from .viewer import ImageViewer, ViewerPicture
 
 GRID_IMAGE = 640
 """Pictures in the grid are decoded at most this large (the full size opens on click)."""
@@ -238,10 +239,13 @@ class GridController(QObject):
     def tile_name(index) -> str:
         return "Reference" if index is REFERENCE else f"Panel {index + 1}"
 
+    def _tile_order(self) -> list[int | None]:
+        return [REFERENCE, *sorted(i for i in self.grid.tiles if i is not REFERENCE)]
+
     def shown_items(self) -> list[SheetItem]:
         """The finished pictures in the grid, in order, as export items."""
         items = []
-        for index in [REFERENCE, *sorted(i for i in self.grid.tiles if i is not REFERENCE)]:
+        for index in self._tile_order():
             path = self.tile_path(index)
             if path is None:
                 continue
@@ -250,17 +254,61 @@ class GridController(QObject):
             items.append(SheetItem(self.tile_name(index), tile.prompt.text(), path, name))
         return items
 
-    def view_picture(self, index) -> None:
-        path = self.tile_path(index)
-        image = QImage(str(path)) if path is not None else self.grid.tiles[index].image()
-        if image is None or image.isNull():
-            return
-        title = self.tile_name(index)
-        if path is None:
-            title += " (preview)"
-        viewer = ImageViewer(image, f"{title} — {APP_TITLE}", self.host)
+    def _picture_key(self, index) -> str | None:
+        """Which picture of a set a tile shows: ``reference`` or its panel's id."""
+        if index is REFERENCE:
+            return "reference"
+        if self.viewing_run is not None:
+            panels = self.session.run(self.viewing_run).panels
+            return panels[index].panel_id if index < len(panels) else None
+        panels = self.session.panels
+        return panels[index].id if index < len(panels) else None
+
+    def viewer_pictures(self) -> list[tuple[int | None, ViewerPicture]]:
+        """(tile, picture) of every tile showing a picture: its file, or a live preview."""
+        shown = []
+        for index in self._tile_order():
+            path = self.tile_path(index)
+            image = self.grid.tiles[index].image()
+            if path is None and (image is None or image.isNull()):
+                continue
+            title = self.tile_name(index) + ("" if path is not None else " (preview)")
+            shown.append((index, ViewerPicture(title, path, None if path else image,
+                                               self._picture_key(index))))
+        return shown
+
+    def versions(self, picture: ViewerPicture) -> list[ViewerPicture]:
+        """The same picture (the reference, or one panel) in the other finished runs, newest
+        first: what the viewer offers to compare a picture with."""
+        if self.session is None or picture.key is None:
+            return []
+        name = picture.title.removesuffix(" (preview)")
+        found = []
+        for record in reversed(self.session.history):
+            if record.status != "finished":
+                continue
+            if picture.key == "reference":
+                file = record.reference_file
+            else:
+                run_panel = record.panel(picture.key)
+                file = run_panel.file if run_panel is not None else None
+            path = self.session.path(f"{record.folder}/{file}") if file else None
+            if path is not None and path != picture.path and path.is_file():
+                found.append(ViewerPicture(f"{name} · run of {run_title(record)}", path,
+                                           key=picture.key))
+        return found
+
+    def view_picture(self, index) -> ImageViewer | None:
+        """The full-size viewer on the tile ``index``, able to step through the shown set."""
+        shown = self.viewer_pictures()
+        positions = [tile for tile, _ in shown]
+        if index not in positions:
+            return None
+        viewer = ImageViewer([picture for _, picture in shown], positions.index(index),
+                             self.host, versions=self.versions, window_title=APP_TITLE)
         viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         viewer.show()
+        return viewer
 
     def save_picture(self, index, target: str | None = None) -> Path | None:
         path = self.tile_path(index)

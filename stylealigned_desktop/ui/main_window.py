@@ -53,6 +53,7 @@ from .storyboard import StoryboardView
 from .style_panel import StylePanel
 from .theme import icon
 from .thumbnails import ThumbnailLoader
+from .wheel import wheel_edits_only_when_focused
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Welcome. Describe a style, add panels, press Generate.")
         self._restore_layout()
         self.runs.update_state()
+        wheel_edits_only_when_focused(self)  # storyboard cards apply it as they are made
+        self.setAcceptDrops(True)  # drops that no dock or card takes (see dropEvent)
 
     @property
     def session(self) -> Session | None:
@@ -255,6 +258,7 @@ class MainWindow(QMainWindow):
         connect_command(self.sessions.moved, self.pictures.refresh)
         self.scores.dino_source_changed.connect(self.settings_panel.set_dino_source)
         self.scores.dino_folder_wanted.connect(self._choose_dino_folder)
+        self.gallery.list.session_dropped.connect(self.sessions.open_session)
 
     def _commands(self) -> list[Command]:
         key = QKeySequence.StandardKey
@@ -430,6 +434,24 @@ class MainWindow(QMainWindow):
             self.config.save()
         except OSError as exc:
             log.warning("could not save the desktop settings: %s", exc)
+
+    # ================================================================ drops
+    # What lands anywhere else on the window is taken as if dropped on the reference gallery:
+    # a session folder opens, pictures and folders of pictures become references.
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if self.gallery.list.take(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt)
         if not self.sessions.may_leave("quit", "quitting"):

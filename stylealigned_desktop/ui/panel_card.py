@@ -23,9 +23,11 @@ from PySide6.QtWidgets import (
 from ..engine.request import CONTROL_MODES
 from ..session.model import Panel
 from ..session.values import MAX_SEED
+from .actions import connect_command
 from .gallery import local_paths
 from .previews import ElidedLabel, small_combo
 from .theme import icon
+from .wheel import wheel_edits_only_when_focused
 
 if TYPE_CHECKING:
     from .storyboard import StoryboardView
@@ -181,7 +183,7 @@ class PanelCard(QFrame):
         self.lock.setAutoRaise(True)
         self.lock.toggled.connect(self._lock_edited)
         self.new_seed = self._tool("dice", "Draw a new seed now", None)
-        self.new_seed.clicked.connect(self._new_seed)
+        connect_command(self.new_seed.clicked, self._new_seed)
         seed_row.addWidget(seed_label)
         seed_row.addWidget(self.seed)
         seed_row.addWidget(self.lock)
@@ -194,7 +196,8 @@ class PanelCard(QFrame):
         self.control_thumb = ControlThumb()
         self.control_thumb.setToolTip("Control picture: drop a picture on this panel or click "
                                       "to choose one; it guides the composition")
-        self.control_thumb.clicked.connect(lambda: self.control_choose_requested.emit(self.panel_id))
+        connect_command(self.control_thumb.clicked,
+                        lambda: self.control_choose_requested.emit(self.panel_id))
         control_row.addWidget(self.control_thumb, 0,
                               Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         control_form = QVBoxLayout()
@@ -208,7 +211,8 @@ class PanelCard(QFrame):
                                   Qt.ItemDataRole.ToolTipRole)
         self.mode.currentIndexChanged.connect(self._control_edited)
         self.clear_control = self._tool("close", "Remove the control picture", None)
-        self.clear_control.clicked.connect(lambda: self.control_clear_requested.emit(self.panel_id))
+        connect_command(self.clear_control.clicked,
+                        lambda: self.control_clear_requested.emit(self.panel_id))
         self.map_kind = small_combo()
         self.map_kind.setMinimumContentsLength(5)
         for kind, label in (("canny", "of edges"), ("depth", "of depth")):
@@ -242,6 +246,7 @@ class PanelCard(QFrame):
         self._filling = False
         self._control_key: tuple | None = None
         self.update_from(panel, 0)
+        wheel_edits_only_when_focused(self)
 
     def _tool(self, name: str, tip: str, signal) -> QToolButton:
         button = QToolButton()
@@ -249,7 +254,7 @@ class PanelCard(QFrame):
         button.setToolTip(tip)
         button.setAutoRaise(True)
         if signal is not None:
-            button.clicked.connect(lambda: signal.emit(self.panel_id))
+            connect_command(button.clicked, lambda: signal.emit(self.panel_id))
         return button
 
     # ----- session -> widgets ---------------------------------------------------------------

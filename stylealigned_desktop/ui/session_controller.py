@@ -252,7 +252,7 @@ class SessionController(QObject):
         if self.session.untitled:
             return self.save_as()
         try:
-            self.session.save()
+            store.save_session(self.session)
         except SessionError as exc:
             self.host.show_message(str(exc), True)
             return False
@@ -271,7 +271,7 @@ class SessionController(QObject):
             if not folder:
                 return False
         try:
-            self.session.save_as(folder)
+            store.save_session_as(self.session, folder)
         except SessionError as exc:
             self.host.show_message(str(exc), True)
             return False

@@ -26,11 +26,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .. import prompts_file
 from ..session import observer
 from ..session.errors import SessionError
 from ..session.model import Panel, Session
 from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
 from ..session.values import MAX_SEED
+from .actions import add_menu_command, connect_command
 from .background import BackgroundPool
 from .gallery import PICTURE_FILTER, import_error, png_bytes
 from .panel_card import PANEL_MIME, PanelCard
@@ -145,14 +147,14 @@ class StoryboardView(QWidget):
         self.add_button.setText("Add panel")
         self.add_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.add_button.setToolTip("Add a panel after the selected one (Ctrl+Shift+N)")
-        self.add_button.clicked.connect(self.add_panel)
+        connect_command(self.add_button.clicked, self.add_panel)
         self.more_button = QToolButton()
         self.more_button.setText("⋯")
         self.more_button.setToolTip("Import or export the panel list as text")
         self.more_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.more_button)
-        menu.addAction("Import prompts from a text file…", self.import_text)
-        menu.addAction("Export prompts to a text file…", self.export_text)
+        add_menu_command(menu, "Import prompts from a text file…", self.import_text)
+        add_menu_command(menu, "Export prompts to a text file…", self.export_text)
         self.more_button.setMenu(menu)
         top.addWidget(self.add_button)
         top.addWidget(self.more_button)
@@ -177,7 +179,7 @@ class StoryboardView(QWidget):
             action = self.addAction("")
             action.setShortcut(QKeySequence(keys))
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            action.triggered.connect(slot)
+            connect_command(action.triggered, slot)
 
     # ----- binding --------------------------------------------------------------------------
     def set_session(self, session: Session | None) -> None:
@@ -455,7 +457,7 @@ class StoryboardView(QWidget):
                                               "Text files (*.txt);;All files (*)")
         if not path:
             return
-        panels = self._guard(self.session.import_panels_file, path)
+        panels = self._guard(prompts_file.import_panels_file, self.session, path)
         if panels is not _FAILED:
             self.message.emit(f"Added {len(panels)} panel(s) from {Path(path).name}", False)
 
@@ -464,5 +466,5 @@ class StoryboardView(QWidget):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export prompts (one per line)",
                                               "storyboard.txt", "Text files (*.txt)")
-        if path and self._guard(self.session.export_panels_file, path) is not _FAILED:
+        if path and self._guard(prompts_file.export_panels_file, self.session, path) is not _FAILED:
             self.message.emit(f"Wrote the prompts to {Path(path).name}", False)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 from ..session import observer
 from ..session.errors import SessionError
 from ..session.values import MAX_SEED as MAX_SEED_
+from .actions import connect_command
 from .previews import small_combo
 from .theme import icon as icon_
 
@@ -55,11 +56,11 @@ class StylePanel(QWidget):
         self.save_preset = QToolButton()
         self.save_preset.setIcon(icon_("save"))
         self.save_preset.setToolTip("Save the current style text and settings as your own preset")
-        self.save_preset.clicked.connect(self.save_as_preset)
+        connect_command(self.save_preset.clicked, self.save_as_preset)
         self.delete_preset = QToolButton()
         self.delete_preset.setIcon(icon_("delete"))
         self.delete_preset.setToolTip("Delete the selected preset (only your own)")
-        self.delete_preset.clicked.connect(self.delete_current_preset)
+        connect_command(self.delete_preset.clicked, self.delete_current_preset)
         preset_row.addWidget(self.preset, 1)
         preset_row.addWidget(self.save_preset)
         preset_row.addWidget(self.delete_preset)
@@ -100,7 +101,7 @@ class StylePanel(QWidget):
         self.reference_dice.setIcon(icon_("dice"))
         self.reference_dice.setAutoRaise(True)
         self.reference_dice.setToolTip("Try another generated reference (new seed)")
-        self.reference_dice.clicked.connect(self._reroll_reference)
+        connect_command(self.reference_dice.clicked, self._reroll_reference)
         seed_row.addWidget(self.reference_seed, 1)
         seed_row.addWidget(self.reference_lock)
         seed_row.addWidget(self.reference_dice)
