@@ -8,6 +8,7 @@ from stylealigned_desktop.engine.request import (
     GeneratedReference,
     Panel,
     PanelControl,
+    ReferencePicture,
     Sampling,
     SetRequest,
 )
@@ -76,3 +77,143 @@ def test_subject_and_contact_sheet_helpers():
     assert sheet.size[0] > 4 * 32 and sheet.size[1] > 2 * 32
     with pytest.raises(ValueError):
         contact_sheet([])
+
+
+def test_several_references_and_mixed_sizes_are_recorded(tmp_path):
+    request = SetRequest(
+        model="tiny",
+        style=(GeneratedReference("a train, ink", 1, weight=3), ReferencePicture("/mood/cat.png", "a cat", weight=1),
+               GeneratedReference("unused, ink", 5, weight=0)),
+        panels=(Panel("a car, ink", 2, size=(192, 64)), Panel("a boat, ink", 3, size=(64, 128)), Panel("x, ink", 4)),
+        sampling=Sampling(steps=2, width=128, height=128),
+    )
+    square, wide, tall = (Image.new("RGB", size, c) for size, c in [((128, 128), "red"), ((192, 64), "green"),
+                                                                   ((64, 128), "blue")])
+    result = RunResult(reference=square, panels={0: wide, 1: tall, 2: square}, metadata={},
+                       references={0: square, 1: square})
+    write_run_folder(tmp_path, request, result, style_text="ink")
+    run = read_run(tmp_path)
+    refs = run["references"]
+    assert [(r["file"], r["kind"], r["weight"]) for r in refs] == [
+        ("reference.png", "generated", 0.75), ("reference-02.png", "picture", 0.25), (None, "generated", 0.0)]
+    assert refs[0]["subject"] == "a train" and refs[1]["picture"] == "/mood/cat.png" and run["reference"] == refs[0]
+    assert [r["weight"] for r in run["style"]] == [3.0, 1.0, 0.0]  # as requested
+    assert not (tmp_path / "reference-03.png").exists()
+    assert [(p["width"], p["height"]) for p in run["panels"]] == [(192, 64), (64, 128), (128, 128)]
+    params = read_parameters(tmp_path / "panel-01.png")
+    assert (params["width"], params["height"]) == (192, 64)
+    assert [r["weight"] for r in params["references"]] == [0.75, 0.25, 0.0]
+    ref2 = read_parameters(tmp_path / "reference-02.png")
+    assert ref2["role"] == "reference" and ref2["reference_index"] == 2 and ref2["weight"] == 0.25
+    with Image.open(tmp_path / "panel-01.png") as image:
+        assert image.size == (192, 64)
+
+
+def test_contact_sheet_keeps_each_pictures_shape():
+    wide = Image.new("RGB", (210, 120), "red")  # 7:4
+    tall = Image.new("RGB", (64, 128), "blue")
+    sheet = contact_sheet([("wide", wide), ("tall", tall)], tile_size=140)
+
+    def box(colour):
+        pixels = [(x, y) for x in range(sheet.width) for y in range(sheet.height) if sheet.getpixel((x, y)) == colour]
+        xs, ys = [p[0] for p in pixels], [p[1] for p in pixels]
+        return max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
+
+    w, h = box((255, 0, 0))
+    assert w == 140 and abs(w / h - 210 / 120) < 0.03
+    w, h = box((0, 0, 255))
+    assert h == 140 and abs(h / w - 2) < 0.03
+
+
+# --- pictures and record committed together; hostile run.json (issue 17) ---------------------
+
+KILLED_REROLL = """
+import os, sys
+from PIL import Image
+from stylealigned_desktop.engine import runfolder
+from stylealigned_desktop.engine.events import RunResult
+from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
+kill_at, where = sys.argv[1], sys.argv[2]
+request = SetRequest(model="tiny", style=GeneratedReference("a train", 1),
+                     panels=(Panel("a car", 2), Panel("a boat", 42)),
+                     sampling=Sampling(steps=2, width=64, height=64), only=(1,))
+image = Image.new("RGB", (64, 64), "blue")
+calls = {"n": 0}
+def killer(real):
+    def call(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os._exit(9)
+        return real(*args, **kwargs)
+    return call
+if kill_at == "staging":
+    Image.Image.save = killer(Image.Image.save)  # the second picture (the contact sheet) is never saved
+else:
+    os.replace = killer(os.replace)  # after the journal: one picture renamed, then killed
+runfolder.write_run_folder(where, request, RunResult(reference=None, panels={1: image}, metadata={}))
+"""
+
+
+def _seeds_agree(folder):
+    run = read_run(folder)  # a reader: finishes an interrupted commit first
+    return {p["index"]: (p["seed"], read_parameters(folder / p["file"])["seed"]) for p in run["panels"]}
+
+
+@pytest.mark.parametrize("kill_at", ["staging", "renames"])
+def test_a_killed_reroll_never_leaves_pictures_and_record_disagreeing(tmp_path, kill_at):
+    import subprocess
+    import sys
+
+    write_run_folder(tmp_path, _request(seeds=(2, 2)), _result("red"))
+    result = subprocess.run([sys.executable, "-c", KILLED_REROLL, kill_at, str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 9, result.stderr
+    seeds = _seeds_agree(tmp_path)
+    assert all(recorded == pictured for recorded, pictured in seeds.values()), seeds
+    assert seeds[2][0] == (2 if kill_at == "staging" else 42)
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_and_fresh_ones_kept(tmp_path):
+    import os
+    import time
+
+    stale = tmp_path / ".panel-01.png.99999999.abcd.tmp"
+    fresh = tmp_path / ".panel-02.png.99999998.efgh.tmp"  # another writer, right now
+    for path in (stale, fresh):
+        path.write_bytes(b"half a picture")
+    long_ago = time.time() - 120
+    os.utime(stale, (long_ago, long_ago))
+    write_run_folder(tmp_path, _request(), _result("red"))
+    assert not stale.exists() and fresh.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p != fresh]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda run: run["panels"][0].update(file="../secret.png"), "file name"),
+    (lambda run: run["panels"][0].update(file="/etc/passwd"), "file name"),
+    (lambda run: run["panels"][0].update(file="panel-02.png"), "panel-01.png"),
+    (lambda run: run["panels"][0].update(index="1"), "index"),
+    (lambda run: run["reference"].update(file="..\\\\x.png"), "file name"),
+    (lambda run: run.update(panels={"1": {}}), "list"),
+])
+def test_a_hostile_run_json_is_refused_by_readers(tmp_path, change, message):
+    write_run_folder(tmp_path, _request(), _result("red"))
+    run = json.loads((tmp_path / "run.json").read_text())
+    change(run)
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match=message):
+        read_run(tmp_path)
+
+
+def test_a_run_json_that_is_a_fifo_or_a_link_is_refused_without_waiting(tmp_path):
+    import os
+
+    (tmp_path / "a").mkdir()
+    os.mkfifo(tmp_path / "a" / "run.json")
+    with pytest.raises(ValueError, match="regular file"):
+        read_run(tmp_path / "a")
+    write_run_folder(tmp_path / "b", _request(), _result("red"))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "run.json").symlink_to(tmp_path / "b" / "run.json")
+    with pytest.raises(ValueError, match="regular file"):
+        read_run(tmp_path / "c")

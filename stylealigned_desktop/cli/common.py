@@ -21,6 +21,13 @@ class UsageError(Exception):
     """A user error: printed as one line, exit code 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as one line (not the whole usage), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 SETTING_HELP = {
     "share_attention": "panels attend to the reference's tokens too (the heart of the method)",
     "adain_queries": "normalise panel queries to the reference's statistics",
@@ -71,12 +78,21 @@ def settings_from_args(args, reference_picture: bool) -> StyleAlignedSettings:
 
 
 def check_writable(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as error:
         raise UsageError(f"cannot write to the output folder {folder}: {error.strerror or error}") from None
+
+
+def check_output_file(out: Path) -> None:
+    """An output file's folder is writable and the name is free for a file (before any work)."""
+    if out.is_dir():
+        raise UsageError(f"{out} is a folder; give the name of a file to write")
+    check_writable(out.parent)
 
 
 def check_model_source(source: str) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..engine.limits import MAX_GUIDANCE, check_number, check_prompt, check_size, check_steps
 from ..engine.request import DEVICES, DTYPES, SCHEDULERS
-from .common import DEFAULT_MODEL, UsageError, check_model_source, check_writable, positive_int
+from .common import DEFAULT_MODEL, UsageError, check_model_source, check_output_file, positive_int
 
 
 def add_invert_parser(subparsers) -> None:
@@ -32,11 +33,15 @@ def cmd_invert(args) -> int:
     out = Path(args.out).expanduser()
     if out.suffix != ".safetensors":
         raise UsageError(f"{out}: the trajectory is saved as .safetensors")
-    for size in (args.width, args.height):
-        if size < 64 or size % 8:
-            raise UsageError(f"width and height must be multiples of 8 and at least 64, got {size}")
+    try:
+        check_size(args.width, args.height)
+        check_steps(args.steps)
+        check_number(args.guidance, "guidance", 0.0, MAX_GUIDANCE)
+        check_prompt(args.caption, "caption")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     check_model_source(args.model)
-    check_writable(out.parent)
+    check_output_file(out)
     from tqdm import tqdm
 
     from ..engine.generator import make_scheduler
@@ -81,13 +86,16 @@ def add_preprocess_parser(subparsers) -> None:
 
 def cmd_preprocess(args) -> int:
     out = Path(args.out).expanduser()
-    check_writable(out.parent)
     from ..engine.control import ControlSettings, preprocess
 
     try:
         extra = {"depth_model": args.depth_model} if args.depth_model else {}
         settings = ControlSettings(width=args.width, height=args.height, canny_low=args.canny_low,
                                    canny_high=args.canny_high, device=args.device, **extra)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    check_output_file(out)
+    try:
         control_map = preprocess(args.picture, args.mode, settings)
         control_map.save(out)
     except ValueError as error:

@@ -1,10 +1,31 @@
-"""The immutable description of one generation: what the CLI, the GUI and scripts hand the engine."""
+"""The immutable description of one generation: what the CLI, the GUI and scripts hand the engine.
+
+Every number and text of a request is checked when the dataclass is made, with the rules of
+``limits.py`` that the CLI, the session (``session/values.py``) and the engine share: a value
+one of them accepts, all of them accept. A bad value raises ``ValueError`` with a message for
+the user.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .limits import (
+    MAX_GUIDANCE,
+    MAX_MICRO_BATCH,
+    MAX_PANELS,
+    MAX_STEPS,
+    check_control,
+    check_number,
+    check_panel_size,
+    check_prompt,
+    check_seed,
+    check_size,
+    check_steps,
+    check_weight,
+    check_whole,
+)
 from .settings import StyleAlignedSettings
 
 SCHEDULERS = ("ddim", "euler", "dpmpp-2m")
@@ -14,13 +35,21 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 DEFAULT_INVERSION_OFFSET_50 = 5  # the authors' offset for 50 steps
 
-
 @dataclass(frozen=True)
 class GeneratedReference:
-    """The reference is generated from a style prompt (prompts-only sets)."""
+    """A reference generated from a style prompt (prompts-only sets).
+
+    ``weight``: its share of the style when the set has several references (spec section 11).
+    """
 
     prompt: str
     seed: int = 0
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_prompt(self.prompt, "reference prompt")
+        check_seed(self.seed, "reference seed")
+        object.__setattr__(self, "weight", check_weight(self.weight))
 
 
 @dataclass(frozen=True)
@@ -35,6 +64,18 @@ class ReferencePicture:
     caption: str = ""
     inversion_guidance: float = 2.0
     inversion_offset: int | None = None
+    weight: float = 1.0
+    """Its share of the style when the set has several references (spec section 11)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight", check_weight(self.weight))
+        if not isinstance(self.path, str):  # as the OS gives it (surrogate escapes allowed)
+            raise ValueError(f"reference picture path must be text, got {self.path!r}")
+        check_prompt(self.caption, "reference caption")
+        object.__setattr__(self, "inversion_guidance",
+                           check_number(self.inversion_guidance, "inversion guidance", 0.0, MAX_GUIDANCE))
+        if self.inversion_offset is not None:
+            check_whole(self.inversion_offset, "inversion offset", 0, MAX_STEPS - 1)
 
     def offset_for(self, steps: int) -> int:
         if self.inversion_offset is not None:
@@ -75,22 +116,32 @@ class PanelControl:
             raise ValueError(f"control mode must be one of {', '.join(CONTROL_MODES)}, got {self.mode!r}")
         if self.map_kind not in CONTROLNET_KINDS:
             raise ValueError(f"a ready-made map is one of {', '.join(CONTROLNET_KINDS)}, got {self.map_kind!r}")
-        if self.scale < 0:
-            raise ValueError(f"control scale must be >= 0, got {self.scale}")
-        if not 0.0 <= self.guidance_start < self.guidance_end <= 1.0:
-            raise ValueError(
-                "control guidance start/end must satisfy 0 <= start < end <= 1, "
-                f"got {self.guidance_start}/{self.guidance_end}"
-            )
+        if not isinstance(self.image, str):  # as the OS gives it (surrogate escapes allowed)
+            raise ValueError(f"control picture path must be text, got {self.image!r}")
+        scale, start, end = check_control(self.scale, self.guidance_start, self.guidance_end,
+                                          self.canny_low, self.canny_high)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "guidance_start", start)
+        object.__setattr__(self, "guidance_end", end)
 
 
 @dataclass(frozen=True)
 class Panel:
-    """One image of the set besides the reference. ``prompt`` is final (style text included)."""
+    """One image of the set besides the references. ``prompt`` is final (style text included).
+
+    ``size``: the panel's own (width, height), multiples of 64 (spec section 12); None: the
+    set's size (``Sampling.width``, ``Sampling.height``).
+    """
 
     prompt: str
     seed: int
     control: PanelControl | None = None
+    size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        check_prompt(self.prompt, "panel prompt")
+        check_seed(self.seed, "panel seed")
+        object.__setattr__(self, "size", check_panel_size(self.size))
 
 
 @dataclass(frozen=True)
@@ -104,14 +155,11 @@ class Sampling:
     """None behaves as diffusers' ``negative_prompt=None`` (SDXL zeroes the unconditional text)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value < 64 or value % 8:
-                raise ValueError(f"{name} must be a multiple of 8 and at least 64, got {value}")
+        check_steps(self.steps)
+        object.__setattr__(self, "guidance", check_number(self.guidance, "guidance", 0.0, MAX_GUIDANCE))
+        check_size(self.width, self.height)
+        if self.negative_prompt is not None:
+            check_prompt(self.negative_prompt, "negative prompt")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
 
@@ -124,6 +172,10 @@ class Sampling:
 class SetRequest:
     """Everything one generation depends on.
 
+    ``style`` is the style source: one reference, or several (a sequence) whose ``weight``
+    fields say how much each contributes (spec section 11; generated and picture references
+    may mix). One reference is always stored bare, several as a tuple; read them as
+    :attr:`references` with :attr:`weights` (normalised to sum 1).
     ``only`` names the panels (0-based indices into ``panels``) to generate; None means all.
     Each panel's result depends only on its own prompt, seed and control, the style source,
     the sampling and the settings: never on the other panels or on ``micro_batch``.
@@ -131,7 +183,7 @@ class SetRequest:
     """
 
     model: str
-    style: StyleSource
+    style: StyleSource | tuple[StyleSource, ...]
     panels: tuple[Panel, ...]
     sampling: Sampling = field(default_factory=Sampling)
     settings: StyleAlignedSettings = field(default_factory=StyleAlignedSettings)
@@ -149,13 +201,28 @@ class SetRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "panels", tuple(self.panels))
+        style = self.style
+        if not isinstance(style, (GeneratedReference, ReferencePicture)):
+            style = tuple(style)
+            if not style:
+                raise ValueError("a set needs at least one reference")
+            bad = [r for r in style if not isinstance(r, (GeneratedReference, ReferencePicture))]
+            if bad:
+                raise ValueError(f"a reference is a GeneratedReference or a ReferencePicture, got {bad[0]!r}")
+            if len(style) == 1:
+                style = style[0]
+            object.__setattr__(self, "style", style)
+        if not sum(r.weight for r in self.references) > 0:
+            raise ValueError("at least one reference needs a weight above 0")
+        if len(self.panels) > MAX_PANELS:
+            raise ValueError(f"a set has at most {MAX_PANELS} panels, got {len(self.panels)}")
         if self.only is not None:
             object.__setattr__(self, "only", tuple(sorted(set(self.only))))
             bad = [i for i in self.only if not 0 <= i < len(self.panels)]
             if bad:
                 raise ValueError(f"panel index out of range: {bad} (the set has {len(self.panels)} panels)")
-        if self.micro_batch is not None and self.micro_batch < 1:
-            raise ValueError(f"micro_batch must be at least 1, got {self.micro_batch}")
+        if self.micro_batch is not None:
+            check_whole(self.micro_batch, "micro-batch", 1, MAX_MICRO_BATCH)
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:
@@ -164,6 +231,28 @@ class SetRequest:
     @property
     def selected(self) -> tuple[int, ...]:
         return self.only if self.only is not None else tuple(range(len(self.panels)))
+
+    @property
+    def references(self) -> tuple[StyleSource, ...]:
+        """The references, in order (one or more)."""
+        return self.style if isinstance(self.style, tuple) else (self.style,)
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        """The references' weights normalised to sum 1 (spec section 11); 0 stays 0."""
+        raw = [r.weight for r in self.references]
+        total = sum(raw)
+        return tuple(w / total for w in raw)
+
+    @property
+    def used_references(self) -> tuple[int, ...]:
+        """Positions of the references that run (weight above 0); a weight-0 one is not seen."""
+        return tuple(r for r, w in enumerate(self.weights) if w > 0)
+
+    def panel_size(self, index: int) -> tuple[int, int]:
+        """(width, height) of panel ``index``: its own size, or the set's."""
+        size = self.panels[index].size
+        return size if size is not None else (self.sampling.width, self.sampling.height)
 
     def picture_parameters(self) -> dict[str, Any]:
         """What every picture of this set shares, as its PNG ``parameters`` record it."""
@@ -177,9 +266,23 @@ class SetRequest:
             "height": sampling.height,
             "scheduler": sampling.scheduler,
             "stylealigned": self.settings.to_dict(),
+            # every reference of the set with its normalised weight (spec section 11)
+            "references": [dict(reference_dict(r), weight=w) for r, w in zip(self.references, self.weights)],
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data. ``style`` is one object for one reference (as before several were
+        possible) and a list for several; each carries ``kind`` and ``weight``."""
         data = asdict(self)
-        data["style"]["kind"] = "picture" if isinstance(self.style, ReferencePicture) else "generated"
+        sources = [reference_dict(r) for r in self.references]
+        data["style"] = sources[0] if len(sources) == 1 else sources
+        for panel in data["panels"]:
+            panel["size"] = None if panel["size"] is None else list(panel["size"])
         return data
+
+
+def reference_dict(reference: StyleSource) -> dict[str, Any]:
+    """One reference as JSON-ready data, with its ``kind`` (``generated`` or ``picture``)."""
+    data = asdict(reference)
+    data["kind"] = "picture" if isinstance(reference, ReferencePicture) else "generated"
+    return data

@@ -10,18 +10,32 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..engine import limits
 from ..engine.request import CONTROL_MODES, CONTROLNET_KINDS, SCHEDULERS, Sampling
 from ..engine.settings import StyleAlignedSettings
 from .errors import SessionError
 
 MAX_SEED = 2**31 - 1
 """Seeds the app draws lie in [0, MAX_SEED], so they fit a Qt spin box (int32)."""
-SEED_LIMIT = 2**64 - 1
+SEED_LIMIT = limits.SEED_LIMIT
 """The largest seed accepted (torch.Generator.manual_seed's limit)."""
+
+
+@contextmanager
+def _as_session_error() -> Iterator[None]:
+    """The engine request's checks (``engine/request.py``, shared with the CLI) raise
+    ValueError; the session's callers expect :class:`SessionError`."""
+    try:
+        yield
+    except SessionError:
+        raise
+    except ValueError as exc:
+        raise SessionError(str(exc)) from None
 
 SDXL_SIZES: tuple[tuple[int, int], ...] = (
     (1024, 1024),
@@ -69,13 +83,13 @@ class Reader:
         value = self._get(key, default, required)
         if not isinstance(value, str):
             raise self._bad(key, "text", value)
-        return value
+        return check_text(value, f"{self.where}.{key}")
 
     def opt_text(self, key: str) -> str | None:
         value = self._get(key, None, False)
         if value is not None and not isinstance(value, str):
             raise self._bad(key, "text or null", value)
-        return value
+        return value if value is None else check_text(value, f"{self.where}.{key}")
 
     def integer(self, key: str, default: int = 0, required: bool = False) -> int:
         value = self._get(key, default, required)
@@ -136,29 +150,21 @@ def check_relative_path(value: str, where: str) -> str:
     return value
 
 
-def check_text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise SessionError(f"{where} must be text, got {value!r}")
-    return value
+def check_text(value: Any, where: str, limit: int | None = None) -> str:
+    """Text that can be saved (no lone surrogates), at most ``limit`` characters."""
+    with _as_session_error():
+        return limits.check_text(value, where, limit)
 
 
-def check_number(value: Any, where: str) -> float:
-    """A finite int or float (not a bool), as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SessionError(f"{where} must be a number, got {value!r}")
-    return float(value)
-
-
-def check_whole(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SessionError(f"{where} must be a whole number, got {value!r}")
-    return value
+def check_number(value: Any, where: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """A finite int or float (not a bool) from ``low`` to ``high``, as float."""
+    with _as_session_error():
+        return limits.check_number(value, where, low, high)
 
 
 def check_seed(seed: Any, where: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT:
-        raise SessionError(f"{where} must be a whole number from 0 to {SEED_LIMIT}, got {seed!r}")
-    return seed
+    with _as_session_error():
+        return limits.check_seed(seed, where)
 
 
 def new_panel_id() -> str:
@@ -201,23 +207,12 @@ class Control:
                 f"a ready-made control map is one of {', '.join(CONTROLNET_KINDS)}, "
                 f"got {self.map_kind!r}"
             )
-        for name, label in (("scale", "control strength"), ("guidance_start", "control start"),
-                            ("guidance_end", "control end")):
-            object.__setattr__(self, name, check_number(getattr(self, name), label))
-        check_whole(self.canny_low, "canny low threshold")
-        check_whole(self.canny_high, "canny high threshold")
-        if self.scale < 0:
-            raise SessionError(f"control strength must be >= 0, got {self.scale}")
-        if not 0.0 <= self.guidance_start < self.guidance_end <= 1.0:
-            raise SessionError(
-                "control start/end must satisfy 0 <= start < end <= 1, "
-                f"got {self.guidance_start}/{self.guidance_end}"
-            )
-        if not 0 <= self.canny_low < self.canny_high <= 255:
-            raise SessionError(
-                "canny thresholds must satisfy 0 <= low < high <= 255, "
-                f"got {self.canny_low}/{self.canny_high}"
-            )
+        with _as_session_error():
+            scale, start, end = limits.check_control(
+                self.scale, self.guidance_start, self.guidance_end, self.canny_low, self.canny_high)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "guidance_start", start)
+        object.__setattr__(self, "guidance_end", end)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -251,7 +246,8 @@ class Panel:
 
     ``id`` is stable for the panel's life (reorders keep it), so results of a run that finishes
     after the user reordered still land on the right panel. ``seed_locked`` False means
-    Generate draws a new seed for the panel each time.
+    Generate draws a new seed for the panel each time. ``size`` is the panel's own (width,
+    height), multiples of 64 (spec section 12); None: the session's size.
     """
 
     id: str
@@ -259,14 +255,19 @@ class Panel:
     seed: int = 0
     seed_locked: bool = False
     control: Control = field(default_factory=Control)
+    size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise SessionError(f"panel id must be non-empty text, got {self.id!r}")
-        check_text(self.prompt, "panel prompt")
+        check_text(self.prompt, "panel prompt", limits.MAX_PROMPT_CHARS)
         check_seed(self.seed, "panel seed")
         if not isinstance(self.seed_locked, bool):
             raise SessionError("panel seed_locked must be true or false")
+        try:
+            object.__setattr__(self, "size", limits.check_panel_size(self.size))
+        except ValueError as exc:
+            raise SessionError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -275,6 +276,7 @@ class Panel:
             "seed": self.seed,
             "seed_locked": self.seed_locked,
             "control": self.control.to_dict(),
+            "size": None if self.size is None else list(self.size),
         }
 
     @classmethod
@@ -287,9 +289,22 @@ class Panel:
             seed=check_seed(r.integer("seed"), f"{where}.seed"),
             seed_locked=r.flag("seed_locked"),
             control=Control() if control is None else Control.from_dict(control, f"{where}.control"),
+            size=opt_size(r, "size"),  # absent in sessions saved before panels had sizes
         )
         r.done()
         return value
+
+
+def opt_size(r: Reader, key: str) -> tuple[int, int] | None:
+    value = r.raw(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise SessionError(f"{r.where}.{key} must be [width, height] or null, got {value!r}")
+    try:
+        return limits.check_panel_size(value)
+    except ValueError as exc:
+        raise SessionError(f"{r.where}.{key}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -332,44 +347,109 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class StyleReference:
+    """One reference the style comes from: a gallery picture (its id) or, with ``picture``
+    None, the generated reference; ``weight`` is its share of the style (spec section 11;
+    normalised over the active references when a run is planned; 0 keeps it on the board
+    without using it)."""
+
+    picture: str | None = None
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.picture is not None:
+            check_text(self.picture, "reference picture id")
+        try:
+            object.__setattr__(self, "weight", limits.check_weight(self.weight))
+        except ValueError as exc:
+            raise SessionError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"picture": self.picture, "weight": self.weight}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> StyleReference:
+        r = Reader(data, where)
+        value = cls(picture=r.opt_text("picture"), weight=r.number("weight", 1.0))
+        r.done()
+        return value
+
+
+GENERATED = StyleReference()
+"""The generated reference alone, at weight 1: a new session's style source."""
+
+
+@dataclass(frozen=True)
 class Style:
     """Where the set's style comes from.
 
-    ``text`` is appended to every prompt. With ``active_reference`` None the style comes from a
-    generated reference whose prompt is ``reference_prompt`` + ", " + ``text`` and whose seed is
-    ``reference_seed`` (kept across Generates while ``reference_seed_locked``); otherwise from
-    the gallery picture with that id. ``preset`` names the preset last applied (display only).
+    ``text`` is appended to every prompt. ``sources`` are the active references, in order
+    (at least one, no two alike): gallery pictures by id, and the generated reference
+    (``picture`` None) whose prompt is ``reference_prompt`` + ", " + ``text`` and whose seed is
+    ``reference_seed`` (kept across Generates while ``reference_seed_locked``). ``preset``
+    names the preset last applied (display only).
     """
 
     text: str = ""
     reference_prompt: str = ""
     reference_seed: int = 0
     reference_seed_locked: bool = True
-    active_reference: str | None = None
+    sources: tuple[StyleReference, ...] = (GENERATED,)
     preset: str | None = None
 
     def __post_init__(self) -> None:
         check_seed(self.reference_seed, "reference seed")
         for name in ("text", "reference_prompt"):
-            check_text(getattr(self, name), f"style {name}")
-        for name in ("active_reference", "preset"):
-            if getattr(self, name) is not None:
-                check_text(getattr(self, name), f"style {name}")
+            check_text(getattr(self, name), f"style {name}", limits.MAX_PROMPT_CHARS)
+        if self.preset is not None:
+            check_text(self.preset, "style preset")
         if not isinstance(self.reference_seed_locked, bool):
             raise SessionError("reference_seed_locked must be true or false")
+        sources = tuple(self.sources)
+        if not sources or not all(isinstance(x, StyleReference) for x in sources):
+            raise SessionError("the style needs at least one reference")
+        if len({x.picture for x in sources}) != len(sources):
+            raise SessionError("a reference is listed twice among the style's sources")
+        if not sum(x.weight for x in sources) > 0:
+            raise SessionError("at least one active reference needs a weight above 0")
+        object.__setattr__(self, "sources", sources)
+
+    @property
+    def active_reference(self) -> str | None:
+        """The gallery picture's id when the style comes from that one picture alone, else None."""
+        if len(self.sources) == 1:
+            return self.sources[0].picture
+        return None
+
+    @property
+    def uses_picture(self) -> bool:
+        """Whether a gallery picture is among the sources (the authors' picture defaults apply)."""
+        return any(x.picture is not None for x in self.sources)
+
+    @property
+    def uses_generated(self) -> bool:
+        return any(x.picture is None for x in self.sources)
+
+    def weight_of(self, picture: str | None) -> float | None:
+        """The weight of a source (a picture id, None: the generated reference); None if inactive."""
+        return next((x.weight for x in self.sources if x.picture == picture), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["sources"] = [x.to_dict() for x in self.sources]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "style") -> Style:
         r = Reader(data, where)
+        sources = tuple(StyleReference.from_dict(x, f"{where}.sources[{i}]")
+                        for i, x in enumerate(r.items("sources")))
         value = cls(
             text=r.text("text"),
             reference_prompt=r.text("reference_prompt"),
             reference_seed=check_seed(r.integer("reference_seed"), f"{where}.reference_seed"),
             reference_seed_locked=r.flag("reference_seed_locked", True),
-            active_reference=r.opt_text("active_reference"),
+            sources=sources or (GENERATED,),
             preset=r.opt_text("preset"),
         )
         r.done()
@@ -441,15 +521,15 @@ class GenerationSettings:
 
     def __post_init__(self) -> None:
         for name in ("model", "scheduler", "negative_prompt", *_CONTROL_MODEL_FIELDS):
-            if not isinstance(getattr(self, name), str):
-                raise SessionError(f"{name} must be text, got {getattr(self, name)!r}")
+            check_text(getattr(self, name), name)
         for name in ("steps", "width", "height"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise SessionError(f"{name} must be a whole number, got {value!r}")
         object.__setattr__(self, "guidance", check_number(self.guidance, "guidance"))
         object.__setattr__(
-            self, "inversion_guidance", check_number(self.inversion_guidance, "inversion guidance")
+            self, "inversion_guidance", check_number(self.inversion_guidance, "inversion guidance",
+                                                     0.0, limits.MAX_GUIDANCE)
         )
         try:
             self.sampling()
@@ -460,8 +540,6 @@ class GenerationSettings:
             or self.micro_batch < 1
         ):
             raise SessionError(f"micro-batch must be a whole number >= 1, got {self.micro_batch!r}")
-        if self.inversion_guidance < 0:
-            raise SessionError(f"inversion guidance must be >= 0, got {self.inversion_guidance}")
         if self.inversion_offset is not None and (
             isinstance(self.inversion_offset, bool) or not isinstance(self.inversion_offset, int)
             or not 0 <= self.inversion_offset < self.steps
@@ -555,6 +633,7 @@ __all__ = [
     "Reader",
     "Reference",
     "Style",
+    "StyleReference",
     "check_relative_path",
     "check_seed",
     "source_defaults",

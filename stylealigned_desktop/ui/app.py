@@ -71,11 +71,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the desktop app; returns the process exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    _setup_logging()
+    log_file = _setup_logging()
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from .config import DesktopConfig
+    from .errors import install_exception_hook
     from .main_window import MainWindow
     from .theme import apply_theme, follow_system
 
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         config.model = args.model
     window = MainWindow(config)
+    install_exception_hook(lambda text: window.show_message(text, True), log_file)
     window.show()
 
     def start() -> None:
@@ -109,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         window.worker.shutdown(2.0)
         return 0
     QTimer.singleShot(0, start)
-    return _run(app)
+    code = _run(app)
+    window.worker.finish(timeout=30.0)  # the window is gone; a cancelled step ends cleanly
+    return code
 
 
 def _run(app) -> int:

@@ -54,6 +54,7 @@ from .style_panel import StylePanel
 from .theme import icon
 from .thumbnails import ThumbnailLoader
 from .wheel import wheel_edits_only_when_focused
+from .where_dialog import maker_factory
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,11 @@ MENUS: tuple[tuple[str, tuple], ...] = (
     ("&File", ("new", "open", RECENT, None, "save", "save_as", None,
                ("&Export", "export", ("export_png", "export_pdf", "export_pictures")),
                None, "quit")),
-    ("&Edit", ("paste", "add_pictures")),
+    ("&Edit", ("undo", "redo", None, "paste", "add_pictures")),
     ("&Storyboard", ("new_panel", "duplicate_panel", "reroll", None, "import_prompts",
                      "export_prompts")),
     ("&Run", ("generate", "cancel", "cancel_all")),
-    ("Se&ttings", ("model",)),
+    ("Se&ttings", ("model", "where")),
 )
 """Each menu: command names, None for a separator, (title, icon, entries) for a submenu."""
 
@@ -121,6 +122,8 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_docks()
 
+        if engine_factory is this_computer:  # unless told otherwise: as the settings say
+            engine_factory = maker_factory(self.config)
         self.runs = RunController(self, self.run_bar, engine_factory, self)
         self.worker = self.runs.worker
         self.pictures = GridController(self, self.grid, self.history, self.viewing_bar,
@@ -157,6 +160,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.run_bar)
 
         self.banner = QFrame()
+        self.banner_topic = ""
+        """What the banner's problem is about (a later success of it hides the banner)."""
         self.banner.setObjectName("ErrorBannerFrame")
         banner_layout = QHBoxLayout(self.banner)
         banner_layout.setContentsMargins(0, 0, 0, 0)
@@ -219,8 +224,10 @@ class MainWindow(QMainWindow):
         right = Qt.DockWidgetArea.RightDockWidgetArea
         self.style_panel = StylePanel()
         self.gallery = ReferenceGallery(self.thumbnails)
+        # scrolls when the window is short: squeezed, the gallery's wrapped hint overlapped it
         self.style_dock = self._dock("Style and references", "StyleDock",
-                                     self._boxed(self.style_panel, self.gallery), left)
+                                     self._boxed(self.style_panel, self.gallery), left,
+                                     scroll=True)
         self.storyboard = StoryboardView(pool=self.thumbnails.pool)
         self.storyboard_dock = self._dock("Storyboard", "StoryboardDock",
                                           self._boxed(self.storyboard), left)
@@ -280,10 +287,14 @@ class MainWindow(QMainWindow):
                     "duplicate"),
             Command("reroll", "&Re-roll selected panel", self._reroll_current, "Ctrl+R",
                     "reroll"),
+            Command("undo", "&Undo", s.undo.undo, key.Undo),
+            Command("redo", "&Redo", s.undo.redo, ("Ctrl+Shift+Z", "Ctrl+Y")),
             Command("paste", "&Paste reference picture", gallery.paste, "Ctrl+Shift+V", "paste"),
             Command("add_pictures", "Add reference &pictures…", gallery.choose_files, None,
                     "add"),
             Command("model", "&Model…", r.choose_model, None, "model"),
+            Command("where", "&Where pictures are made…", r.choose_where, None, None,
+                    "This computer, or a server with GPUs"),
             Command("export_png", "Contact sheet as &PNG…", self.exports.export_png),
             Command("export_pdf", "Contact sheet as P&DF…", self.exports.export_pdf),
             Command("export_pictures", "Pictures to a &folder…", self.exports.export_pictures),
@@ -324,12 +335,17 @@ class MainWindow(QMainWindow):
             connect_command(action.triggered, lambda f=folder: self.sessions.open_session(f))
 
     # ================================================================ messages
-    def show_message(self, text: str, problem: bool = False) -> None:
-        """Status bar text; problems also go into the banner above the pictures."""
+    def show_message(self, text: str, problem: bool = False, topic: str = "") -> None:
+        """Status bar text; problems also go into the banner above the pictures (see Host)."""
         self.statusBar().showMessage(text, 15000 if problem else 8000)
         if problem:
             self.banner_text.setText(text)
+            self.banner_topic = topic
             self.banner.show()
+
+    def clear_problem(self, topic: str) -> None:
+        if self.banner_topic == topic:
+            self.banner.hide()
 
     def hide_problem(self) -> None:
         self.banner.hide()
@@ -377,7 +393,7 @@ class MainWindow(QMainWindow):
         if session is None:
             return
         self.settings_panel.set_settings(session.settings)
-        self.settings_panel.set_picture_reference(session.active_reference is not None)
+        self.settings_panel.set_picture_reference(session.style.uses_picture)
         self.banner.hide()
         self.pictures.reset()
 
@@ -387,7 +403,7 @@ class MainWindow(QMainWindow):
             self.settings_panel.set_settings(self.session.settings)
             self.runs.update_state()
         if kind in (observer.STYLE, observer.REFERENCES):
-            self.settings_panel.set_picture_reference(self.session.active_reference is not None)
+            self.settings_panel.set_picture_reference(self.session.style.uses_picture)
         self.pictures.on_session_change(change)
 
     def _settings_edited(self, settings) -> None:
@@ -454,6 +470,8 @@ class MainWindow(QMainWindow):
             event.ignore()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt)
+        """Quit: the session is saved, then the window goes at once, whatever the worker is
+        doing (a running step is cancelled; a warm-up import is not waited for)."""
         if not self.sessions.may_leave("quit", "quitting"):
             event.ignore()
             return
@@ -463,6 +481,7 @@ class MainWindow(QMainWindow):
         self.sessions.remember_on_quit()
         self.save_config()
         self.sessions.close_session()
-        self.runs.shutdown(timeout=10.0)
+        self.hide()
+        self.runs.shutdown()
         self.thumbnails.shutdown()
         event.accept()
