@@ -97,3 +97,27 @@ def test_deleting_a_panel_is_instant_and_undone_by_ctrl_z(board):
     window.undo_action.trigger()
     assert session.panels[1] == crow
     assert "Ctrl+Z" in window.undo_action.shortcut().toString()
+
+
+def test_the_edit_menu_says_what_undo_and_redo_would_do_and_only_when_they_can(board):
+    window, session, _ = board
+    undo, redo = window.undo_action, window.redo_action
+    assert (undo.isEnabled(), redo.isEnabled()) == (False, False)
+    assert (undo.text(), redo.text()) == ("&Undo", "&Redo")
+    window.storyboard.delete(session.panels[1].id)
+    assert undo.isEnabled() and not redo.isEnabled()  # at once, before the step is filed
+    window.sessions.undo.flush()
+    assert undo.text() == "&Undo delete panel"
+    window.undo_action.trigger()
+    assert not undo.isEnabled() and redo.isEnabled()
+    assert redo.text() == "&Redo delete panel"
+    window.redo_action.trigger()
+    assert len(session.panels) == 2 and undo.isEnabled() and not redo.isEnabled()
+    session.update_panel(0, seed=5)
+    window.sessions.undo.flush()
+    assert undo.text() == "&Undo panel edit"
+    session.move_panel(0, 1)
+    window.sessions.undo.flush()
+    assert undo.text() == "&Undo move panel"
+    window.sessions.set_session(type(session)())  # another session: nothing to undo
+    assert (undo.isEnabled(), redo.isEnabled()) == (False, False)
