@@ -179,7 +179,7 @@ def test_cancel_between_micro_batches(engine):
 
     def counting(*args, **kwargs):
         calls.append(args[1].shape[0])
-        if len(calls) == 2:  # the reference branch, then the first micro-batch
+        if len(calls) == 2:  # the reference with the first micro-batch, then the second
             cancel.set()
         return original(*args, **kwargs)
 
@@ -194,7 +194,8 @@ def test_cancel_between_micro_batches(engine):
 def test_out_of_memory_halves_the_micro_batch_and_gives_the_same_pictures(engine):
     expected = engine.generate(_request(micro_batch=4))
     original = engine._unet
-    fail_above = 2 * 2  # rows: a micro-batch of more than 2 panels (x2 for CFG) "does not fit"
+    # rows: a call with more than 2 panels and the reference riding along (x2 for CFG) "does not fit"
+    fail_above = 2 * (2 + 1)
 
     def limited(pipe, latents, *args, **kwargs):
         if latents.shape[0] > fail_above:
@@ -214,13 +215,37 @@ def test_out_of_memory_halves_the_micro_batch_and_gives_the_same_pictures(engine
         torch.testing.assert_close(result.latents[index], expected.latents[index], rtol=0, atol=TOL)
 
 
+def test_out_of_memory_with_the_reference_riding_along_runs_it_alone_from_then_on(engine):
+    expected = engine.generate(_request(micro_batch=1))
+    original = engine._unet
+    failures = []
+
+    def reference_only_fits_alone(pipe, latents, *args, **kwargs):
+        if latents.shape[0] > 2:  # the reference with a panel (x2 for CFG) "does not fit"
+            failures.append(latents.shape[0])
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return original(pipe, latents, *args, **kwargs)
+
+    engine._unet = reference_only_fits_alone
+    seen = []
+    try:
+        result = engine.generate(_request(micro_batch=1), seen.append)
+    finally:
+        del engine._unet
+    assert failures == [4]  # tried once, then the reference runs alone at every step
+    notices = [e.message for e in seen if isinstance(e, ev.Notice)]
+    assert len(notices) == 1 and "reference on its own" in notices[0]
+    for index in range(4):
+        torch.testing.assert_close(result.latents[index], expected.latents[index], rtol=0, atol=TOL)
+
+
 def test_out_of_memory_at_one_panel_fails_with_a_clear_message(engine):
     original = engine._unet
     calls = []
 
     def panels_never_fit(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 1:  # the reference branch fits
+        if len(calls) == 1:  # the reference with the first micro-batch fits
             return original(*args, **kwargs)
         raise torch.OutOfMemoryError("CUDA out of memory")
 

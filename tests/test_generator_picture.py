@@ -82,7 +82,8 @@ def test_the_reference_row_follows_the_trajectory(engine, picture, tmp_path):
     original = engine._unet
 
     def spy(pipe, latents, t, *args, **kwargs):
-        if pipe.unet.attn_processors and latents.shape[0] == 2:  # the reference branch: one row per CFG half
+        state = next(p.state for p in pipe.unet.attn_processors.values() if hasattr(p, "state"))
+        if state.mode == "record":  # the call the reference rides in: row 0 is the reference
             seen_inputs.append(latents[0].clone())
         return original(pipe, latents, t, *args, **kwargs)
 

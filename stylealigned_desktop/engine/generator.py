@@ -1,8 +1,9 @@
-"""The storyboard engine: one reference branch per step, panels in micro-batches.
+"""The storyboard engine: the references once per step, panels in micro-batches.
 
-Panels never see each other (spec section 3), so every denoising step runs the reference
-branch once (``record``: it leaves keys, values and statistics in every shared layer) and then
-the panels in micro-batches of any size (``replay``). Each panel's result depends only on its
+Panels never see each other (spec section 3), so every denoising step runs the references once,
+in the first micro-batch's UNet call (``record``: they leave keys, values and statistics in
+every shared layer, which that call's panels use at once), and then the other panels in
+micro-batches of any size (``replay``). Each panel's result depends only on its
 own prompt, seed and control, the style source and the settings: not on the other panels, their
 order or the micro-batch size. Memory per step is that of one micro-batch plus the reference's
 cached keys and values, whatever the number of panels.
@@ -85,7 +86,18 @@ def auto_micro_batch(device: torch.device, n_panels: int, height: int, width: in
     free, _total = torch.cuda.mem_get_info(device)
     # About 0.45 GB of fp16 activations per UNet row at 1024x1024 (measured on SDXL), scaled by pixels.
     per_row = 0.45e9 * (height * width) / (1024 * 1024) * (2 if cfg else 1)
-    return max(1, min(n_panels, int(0.7 * free // per_row)))
+    # the first call carries the reference too: m panels + 1 rows
+    return max(1, min(n_panels, int(0.7 * free // per_row) - 1))
+
+
+@dataclasses.dataclass
+class Batching:
+    """How the panels are grouped into UNet calls; shrinks on out-of-memory for the rest of the run."""
+
+    micro_batch: int
+    """Panels per call."""
+    with_reference: int
+    """Panels in the call that carries the references (0: the references alone)."""
 
 
 class Engine:
@@ -280,6 +292,7 @@ class Engine:
             width, height = max(sizes[n_refs:] or [set_size], key=lambda s: s[0] * s[1])
             micro_batch = auto_micro_batch(device, n, height, width, halves == 2)
 
+        batching = Batching(micro_batch, micro_batch)
         installation = Installation(pipe.unet, settings)
         installation.state.halves_override = halves
         installation.state.reference_weights = tuple(request.weights[r] for r in used)
@@ -301,14 +314,16 @@ class Engine:
                     eps = {set_size: self._full_batch_eps(run, latents[set_size], t, step_controls)}
                 else:
                     eps = {}
-                    ref_eps = self._reference_eps(run, latents[set_size][:n_refs], t, list(range(n_refs)))
-                    for size, rows in groups.items():
-                        panel_rows = [row for row in rows if row >= n_refs]
-                        start = len(rows) - len(panel_rows)  # the references lead the set-size group
-                        panel_eps, micro_batch = self._panel_eps(
-                            runs[size], latents[size][start:], t, panel_rows,
-                            [step_controls[row - n_refs] for row in panel_rows], micro_batch)
-                        eps[size] = torch.cat([ref_eps, panel_eps]) if start else panel_eps
+                    # the references lead the set-size group; its first panels ride in their call
+                    for size in sorted(groups, key=lambda size: size != set_size):
+                        panel_rows = [row for row in groups[size] if row >= n_refs]
+                        controls = [step_controls[row - n_refs] for row in panel_rows]
+                        if size == set_size:
+                            eps[size] = self._recorded_eps(runs[size], latents[size], t, n_refs, panel_rows,
+                                                           controls, batching)
+                        else:
+                            eps[size], batching.micro_batch = self._panel_eps(
+                                runs[size], latents[size], t, panel_rows, controls, batching.micro_batch)
                 x0 = {}
                 for size in groups:
                     output = schedulers[size].step(eps[size], t, latents[size], return_dict=True)
@@ -353,7 +368,7 @@ class Engine:
             sink(ev.PanelDone(index, images[row], meta))
         metadata = {
             "request": request.to_dict(),
-            "micro_batch": micro_batch,
+            "micro_batch": batching.micro_batch,
             "device": str(device),
             "dtype": str(dtype).removeprefix("torch."),
             "timings": {
@@ -501,17 +516,42 @@ class Engine:
             prepared.append(PreparedControl(control, array.permute(2, 0, 1).unsqueeze(0)))
         return prepared
 
-    def _reference_eps(self, run: RunContext, latents, t, rows):
-        """Noise predictions of the references, all in one UNet call (they are recorded)."""
-        run.installation.state.mode = "record"
-        try:
-            return self._eps(run, latents, t, rows)
-        except Exception as error:
-            if _is_out_of_memory(error):
-                raise GenerationError(
-                    "out of memory for the reference alone: lower the size, close other GPU programs, "
-                    "or use a smaller dtype") from error
-            raise
+    def _recorded_eps(self, run: RunContext, latents, t, n_refs: int, rows, controls, batching: Batching):
+        """Noise predictions of the set-size group: the references (its first ``n_refs`` rows)
+        and its panels (conditioning ``rows``).
+
+        The references and the first panels share one UNet call (``record``: the references
+        attend plainly and leave their keys, values and statistics, which that call's panels use
+        at once and later calls replay), so a step costs one UNet call fewer than a separate
+        reference call. Out of memory in that call halves the panels riding along, down to the
+        references alone; ``batching`` keeps the smaller sizes for the rest of the run.
+        """
+        while True:
+            self._check(run.cancel)
+            first = min(batching.with_reference, len(rows))
+            run.installation.state.mode = "record"
+            try:
+                head = self._eps(run, latents[: n_refs + first], t, list(range(n_refs)) + rows[:first],
+                                 [None] * n_refs + controls[:first])
+                break
+            except Exception as error:
+                if not _is_out_of_memory(error):
+                    raise
+                _free_memory()
+                if first == 0:
+                    raise GenerationError(
+                        "out of memory for the reference alone: lower the size, close other GPU programs, "
+                        "or use a smaller dtype") from error
+                batching.with_reference = first // 2
+                batching.micro_batch = min(batching.micro_batch, max(1, first // 2))
+                run.sink(ev.Notice(f"out of memory: continuing with {batching.micro_batch} panel(s) at a time"
+                                   + ("" if batching.with_reference else " (the reference on its own)")))
+        if first == len(rows):
+            return head
+        rest, batching.micro_batch = self._panel_eps(run, latents[n_refs + first:], t, rows[first:],
+                                                     controls[first:], batching.micro_batch)
+        batching.with_reference = min(batching.with_reference, batching.micro_batch)
+        return torch.cat([head, rest])
 
     def _full_batch_eps(self, run: RunContext, latents, t, step_controls):
         run.installation.state.mode = "batch"
