@@ -339,14 +339,14 @@ def cmd_invert(args) -> int:
         raise UsageError(str(error)) from None
     scheduler = make_scheduler(pipe.scheduler.config, args.scheduler)
     scheduler.set_timesteps(args.steps)
+    levels = tuple(int(t) for t in scheduler.timesteps)
     bar = tqdm(total=args.steps, desc="inverting", unit="step", file=sys.stderr)
     trajectory = invert(pipe, encode_picture(pipe, picture), args.caption, args.steps, args.guidance,
-                        args.width, args.height, scheduler=args.scheduler,
-                        timesteps=[int(t) for t in scheduler.timesteps],
+                        args.width, args.height, scheduler=args.scheduler, timesteps=levels,
                         on_step=lambda done, total: bar.update(done - bar.n))
     bar.close()
     key = TrajectoryKey(picture_hash(picture), args.caption, model_identity(args.model), args.width, args.height,
-                        args.scheduler, args.steps, float(args.guidance))
+                        args.scheduler, args.steps, float(args.guidance), timesteps=levels)
     save_trajectory(out, trajectory, key)
     print(f"saved the trajectory ({args.steps + 1} latents) to {out}")
     return 0

@@ -420,12 +420,12 @@ class Engine:
 
         style, sampling = request.style, request.sampling
         picture = fit_picture(load_picture(style.path), sampling.width, sampling.height)
+        levels = [int(t) for t in timesteps]
         key = TrajectoryKey(
             picture_hash=picture_hash(picture), caption=style.caption, model=model_identity(request.model),
             width=sampling.width, height=sampling.height, scheduler=sampling.scheduler,
-            steps=sampling.steps, guidance=float(style.inversion_guidance),
+            steps=sampling.steps, guidance=float(style.inversion_guidance), timesteps=tuple(levels),
         )
-        levels = [int(t) for t in timesteps]
 
         def compute():
             z0 = encode_picture(pipe, picture)
