@@ -5,7 +5,11 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 from torch import nn
 
-from stylealigned_desktop.engine.attention import SharedSelfAttnProcessor, SharingState, unshared_layer_mask
+from stylealigned_desktop.engine.attention import (
+    SharedSelfAttnProcessor,
+    SharingState,
+    unshared_layer_mask,
+)
 from stylealigned_desktop.engine.generator import initial_noise
 from stylealigned_desktop.engine.install import self_attention_names, style_aligned
 from stylealigned_desktop.engine.settings import StyleAlignedSettings

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from .hub import download_command
 from .images import PathLike, PictureError, fit_picture, load_picture, to_rgb
 from .models import hub_or_folder, resolve_device
 from .request import CONTROL_MODES, PanelControl
@@ -196,7 +197,7 @@ def _not_available_message(source: str, what: str, exc: BaseException) -> str:
     return (
         f"{what} {source!r} could not be loaded ({exc}). It is not in the local Hugging Face "
         "cache and could not be downloaded (offline, or no network). Download it once while "
-        f"online (`hf download {source}`, or run once with network access), "
+        f"online (`{download_command(source)}`, the app's model dialog, or run once with network access), "
         "or give the path of a local folder holding the model."
     )
 

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .hub import download_command
 from .models import looks_like_path
 
 DEFAULT_DINO = "facebook/dino-vitb8"
@@ -199,8 +200,8 @@ def _hf_missing_message(kind: str, source: str, error: Exception) -> str:
     return (
         f"the {kind} model {source!r} is not available locally and could not be downloaded "
         f"({str(error).splitlines()[0] if str(error) else type(error).__name__}). "
-        f"Get it while online with `hf download {source}` (older huggingface_hub: "
-        f"`huggingface-cli download {source}`), or point to a local folder holding it."
+        f"Get it while online with `{download_command(source)}` or the app's model dialog, "
+        "or point to a local folder holding it."
     )
 
 
@@ -476,8 +477,8 @@ def dino_unavailable_reason(source: str = DEFAULT_DINO) -> str | None:
         return f"the DINO model folder {source} is missing or has no config.json"
     return (
         f"set consistency needs the DINO model {source!r}: download it once with "
-        f"`hf download {source}` (or `huggingface-cli download {source}`), "
-        f"or choose a local folder holding it"
+        f"`{download_command(source)}` or from the app's model dialog, "
+        "or choose a local folder holding it"
     )
 
 

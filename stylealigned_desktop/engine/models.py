@@ -114,10 +114,12 @@ def dtype_kwargs(dtype) -> dict:
 
 
 def _hub_error(source: str, error: Exception) -> ModelSourceError:
+    from .hub import download_command
+
     return ModelSourceError(
         f"{source}: could not load from the Hugging Face hub or its local cache ({type(error).__name__}: "
         f"{str(error).splitlines()[0] if str(error) else ''}). Download it once while online "
-        f"(`huggingface-cli download {source}`), or point to a local diffusers folder"
+        f"(`{download_command(source)}`, or the app's model dialog), or point to a local diffusers folder"
     )
 
 
@@ -172,14 +174,18 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
 
 
 def model_identity(source: str) -> str:
-    """A string that changes when the model's weights change (for caches)."""
+    """A string that changes when the model's weights change (for caches). A hub model is
+    named with the commit of its cached snapshot, so a changed repository is a new identity."""
     kind = classify_source(source)
     if kind == "tiny":
         from .tiny import TINY_SEED
 
         return f"tiny-v1-seed{TINY_SEED}"
     if kind == "hub":
-        return f"hub:{source}"
+        from .hub import snapshot_revision
+
+        revision = snapshot_revision(source)
+        return f"hub:{source}@{revision}" if revision else f"hub:{source}"
     path = Path(source).expanduser().resolve()
     if kind == "single_file":
         stat = path.stat()

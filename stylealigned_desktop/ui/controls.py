@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.hub import download_command
 from ..engine.request import SCHEDULERS
 from ..engine.settings import StyleAlignedSettings
 from ..session import observer
@@ -312,7 +313,7 @@ class SettingsPanel(QWidget):
         self.dino_source.setToolTip(
             "The DINO model that scores how consistent each finished run is (a hub id or a "
             "folder), for this computer, not the session. It is used only when it is already "
-            f"downloaded: `huggingface-cli download {DEFAULT_DINO}`.\n\n{CONSISTENCY_TIP}")
+            f"downloaded: `{download_command(DEFAULT_DINO)}` or the model dialog.\n\n{CONSISTENCY_TIP}")
         self.dino_source.editingFinished.connect(self._dino_edited)
         self.dino_folder_button = QToolButton()
         self.dino_folder_button.setIcon(icon_("open"))

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.hub import complete_snapshot, missing_parts
 from ..engine.models import TINY, ModelSourceError, classify_source
 from .bridge import ThreadBridge
 
@@ -74,14 +75,9 @@ def human_bytes(count: float) -> str:
 
 
 def is_cached(repo_id: str) -> bool:
-    """Whether a hub model's index is already in the Hugging Face cache."""
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(repo_id, "model_index.json")
-    except Exception:
-        return False
-    return isinstance(found, str)
+    """Whether a hub model is completely in the Hugging Face cache (a cancelled download
+    leaves its index and some files: that is not a model yet)."""
+    return complete_snapshot(repo_id) is not None
 
 
 class DownloadCancelled(Exception):
@@ -440,11 +436,11 @@ class ModelDialog(QDialog):
         self._download_ended()
         self.progress.setValue(1000)
         self.progress_text.setText(f"Downloaded to {folder}")
-        missing = not any(Path(folder).glob("unet/*.safetensors"))
+        missing = missing_parts(Path(folder))
         if missing:
             self.show_message(
-                "The download finished but has no UNet weights in the chosen precision: untick "
-                "“Half-precision weights only” and download again.")
+                f"The download finished but lacks {', '.join(missing[:3])} in the chosen precision: "
+                "untick “Half-precision weights only” and download again.")
             return
         self._source = self.hub_id.text().strip()
         self.accept()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -115,3 +116,25 @@ def test_cancel_stops_the_download_and_offers_to_resume(qtbot, tmp_path):
     assert dialog.result() != QDialog.DialogCode.Accepted
     assert dialog.download_button.isEnabled() and dialog.ok_button.isEnabled()
     assert not (tmp_path / "snapshot").exists()
+
+
+def test_a_cancelled_download_is_not_taken_as_present(qtbot, tmp_path, monkeypatch):
+    """snapshot_download records the commit and the small files first; after a cancel the
+    snapshot has model_index.json but not every component's weights: not downloaded yet."""
+    from huggingface_hub import constants
+
+    from tests.test_hub import PIPELINE_INDEX, write_snapshot
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = "someone/half-downloaded"
+    snapshot = write_snapshot(tmp_path, repo, "1" * 40, {"model_index.json": json.dumps(PIPELINE_INDEX),
+                                                          "scheduler/scheduler_config.json": "{}",
+                                                          "unet/config.json": "{}"})
+    dialog = ModelDialog()
+    qtbot.addWidget(dialog)
+    dialog.hub_id.setText(repo)
+    dialog.try_accept()
+    assert dialog.source() == "" and "not downloaded" in dialog.message.text()
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"w")
+    dialog.try_accept()
+    assert dialog.source() == repo
