@@ -362,7 +362,7 @@ def _add_preprocess_parser(subparsers) -> None:
     p.add_argument("--canny-low", type=int, default=100)
     p.add_argument("--canny-high", type=int, default=200)
     p.add_argument("--depth-model", default=None, metavar="SOURCE",
-                   help="hub id or folder of a DPT depth model, or 'tiny' (default Intel/dpt-hybrid-midas)")
+                   help="hub id or folder of a transformers depth model (DPT, Depth Anything, ZoeDepth), or 'tiny' (default Intel/dpt-hybrid-midas)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(func=cmd_preprocess)
 

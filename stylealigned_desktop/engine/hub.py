@@ -87,3 +87,27 @@ def snapshot_revision(repo_id: str) -> str | None:
     """The commit hash of the cached snapshot of the main branch (its folder's name), or None."""
     snapshot = cached_snapshot(repo_id)
     return snapshot.name if snapshot is not None else None
+
+
+PICKLE_WEIGHTS = ("*.bin", "*.ckpt", "*.pt", "*.pth", "*.pkl")
+PICKLES_REFUSED = ("only pickle weights (.bin, .ckpt, .pt), which can run code when loaded: they are "
+                   "never loaded; use a version of the model with .safetensors weights")
+
+
+def has_only_pickle_weights(source: str) -> bool:
+    """Whether a model folder (or a hub id's cached snapshot) has pickle weights and no
+    safetensors weights, at its top or in its component folders: what ``use_safetensors=True``
+    refuses to load."""
+    folder = Path(source).expanduser()
+    if not folder.is_dir():
+        folder = cached_snapshot(source)
+        if folder is None:
+            return False
+    places = [folder] + [child for child in folder.iterdir() if child.is_dir()]
+    pickles = any(any(place.glob(pattern)) for place in places for pattern in PICKLE_WEIGHTS)
+    return pickles and not any(any(place.glob("*.safetensors")) for place in places)
+
+
+def pickle_note(source: str) -> str:
+    """A sentence for a loading error when the cause is pickle-only weights, else ''."""
+    return f" {source} has {PICKLES_REFUSED}." if has_only_pickle_weights(source) else ""

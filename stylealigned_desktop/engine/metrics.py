@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .hub import download_command
+from .hub import download_command, has_only_pickle_weights, pickle_note
 from .models import looks_like_path
 
 DEFAULT_DINO = "facebook/dino-vitb8"
@@ -195,6 +195,8 @@ def _hf_source(kind: str, source: str) -> str:
 
 
 def _hf_missing_message(kind: str, source: str, error: Exception) -> str:
+    if has_only_pickle_weights(source):
+        return f"the {kind} model{pickle_note(source)}"
     if Path(source).is_dir():
         return f"cannot load the {kind} model from the folder {source}: {error}"
     return (
@@ -280,7 +282,7 @@ class DinoEmbedder:
         try:
             processor = AutoImageProcessor.from_pretrained(resolved)
             # Only the CLS token of last_hidden_state is used: the pooler is not needed.
-            model = ViTModel.from_pretrained(resolved, add_pooling_layer=False)
+            model = ViTModel.from_pretrained(resolved, add_pooling_layer=False, use_safetensors=True)
         except OSError as error:
             raise MetricModelError(_hf_missing_message("DINO", resolved, error)) from error
         model.to(device).eval()
@@ -316,7 +318,7 @@ class ClipEmbedder:
         resolved = _hf_source("CLIP", source)
         try:
             processor = AutoProcessor.from_pretrained(resolved)
-            model = CLIPModel.from_pretrained(resolved)
+            model = CLIPModel.from_pretrained(resolved, use_safetensors=True)
         except OSError as error:
             raise MetricModelError(_hf_missing_message("CLIP", resolved, error)) from error
         model.to(device).eval()

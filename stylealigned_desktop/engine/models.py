@@ -114,8 +114,10 @@ def dtype_kwargs(dtype) -> dict:
 
 
 def _hub_error(source: str, error: Exception) -> ModelSourceError:
-    from .hub import download_command
+    from .hub import download_command, has_only_pickle_weights, pickle_note
 
+    if has_only_pickle_weights(source):
+        return ModelSourceError(pickle_note(source).strip())
     return ModelSourceError(
         f"{source}: could not load from the Hugging Face hub or its local cache ({type(error).__name__}: "
         f"{str(error).splitlines()[0] if str(error) else ''}). Download it once while online "
@@ -146,6 +148,7 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
                 pipe = StableDiffusionXLPipeline.from_single_file(source, **dtype_kwargs(torch_dtype))
             else:
                 kwargs = dtype_kwargs(torch_dtype)
+                kwargs["use_safetensors"] = True  # never unpickle .bin weights
                 if kind == "folder":
                     kwargs["local_files_only"] = True
                 if torch_dtype == torch.float16 and kind == "hub":
@@ -165,7 +168,10 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
         except Exception as error:
             if kind == "hub":
                 raise _hub_error(source, error) from error
-            raise ModelSourceError(f"{source}: could not load this SDXL model ({type(error).__name__}: {error})") from error
+            from .hub import pickle_note
+
+            raise ModelSourceError(f"{source}: could not load this SDXL model ({type(error).__name__}: "
+                                   f"{error}).{pickle_note(source)}") from error
     report(0.8, f"moving the model to {torch_device.type}")
     pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
