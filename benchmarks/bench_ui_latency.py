@@ -82,7 +82,7 @@ def main() -> int:
     window.resize(1500, 940)
     window.show()
     session = Session()
-    window.set_session(session)
+    window.sessions.set_session(session)
     session.set_style_text("flat vector illustration.")
     session.set_reference_prompt("a lighthouse")
     for k in range(args.panels):
@@ -117,7 +117,7 @@ def main() -> int:
     def generate() -> None:
         loop = QEventLoop()
         window.worker.job_ended.connect(loop.quit)
-        window.generate()
+        window.runs.generate()
         loop.exec()
         window.worker.job_ended.disconnect(loop.quit)
         job_states = [r.status for r in session.history]

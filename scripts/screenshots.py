@@ -123,7 +123,7 @@ def main() -> int:
     window = MainWindow(DesktopConfig(model="tiny", dino_model=str(dino)))
     window.resize(width, height)
     window.show()
-    window.set_session(Session())
+    window.sessions.set_session(Session())
     settle(500)
     save(window, "empty.png")
 
@@ -160,7 +160,7 @@ def main() -> int:
     settle(500)
     save(window, "storyboard.png")
 
-    window.generate()
+    window.runs.generate()
     def step() -> int:
         found = re.search(r"Step (\d+)/", window.run_bar.progress.format())
         return int(found.group(1)) if found else 0
@@ -172,7 +172,7 @@ def main() -> int:
     settle(800)
     save(window, "finished.png")
 
-    window.reroll(1)
+    window.runs.reroll(1)
     wait_for(lambda: window.worker.current is None and not window.worker.pending
              and len(session.history) == 2
              and all(r.consistency is not None for r in session.history))
@@ -181,16 +181,16 @@ def main() -> int:
     window.history.select_run(session.history[0].id)
     settle(800)
     save(window, "history.png")
-    window.show_run(None)
-    window.set_dino_source("")  # the default hub id, not in this run's empty hub cache
+    window.pictures.show_run(None)
+    window.scores.set_dino_source("")  # the default hub id, not in this run's empty hub cache
     wait_for(lambda: not window.history.consistency_hint.isHidden())
     window.history_dock.setFloating(True)  # a small picture of the dock alone
     window.history_dock.resize(360, 330)
     settle(300)
     save(window.history_dock, "history-no-dino.png")
     window.history_dock.setFloating(False)
-    window.set_dino_source(str(dino))
-    window.show_run(None)  # the focus moving into the floating list selected a run
+    window.scores.set_dino_source(str(dino))
+    window.pictures.show_run(None)  # the focus moving into the floating list selected a run
     window.statusBar().clearMessage()
     window.settings_dock.raise_()
     window.settings_panel.advanced_section.toggle.setChecked(True)
@@ -201,7 +201,7 @@ def main() -> int:
     for theme in themes[1:]:
         os.environ["STYLEALIGNED_THEME"] = theme
         apply_theme(app)
-        window.refresh_grid()
+        window.pictures.refresh()
         settle(800)
         save(window, f"finished-{theme}.png")
 

@@ -37,6 +37,7 @@ from ..session import observer
 from ..session.errors import PictureError, SessionError
 from ..session.model import Reference, Session
 from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
+from .actions import add_menu_command, connect_command
 from .background import BackgroundPool
 from .previews import ElidedLabel
 from .theme import ACCENT, icon
@@ -261,10 +262,10 @@ class ReferenceGallery(QWidget):
         self.details.setObjectName("Hint")
         self.use_button = QPushButton(icon("star"), "Use as style")
         self.use_button.setToolTip("Take the style from this picture (double-click does too)")
-        self.use_button.clicked.connect(lambda: self.make_active(self.current_id()))
+        connect_command(self.use_button.clicked, lambda: self.make_active(self.current_id()))
         self.remove_button = QPushButton(icon("delete"), "Remove")
         self.remove_button.setToolTip("Take this picture out of the gallery (Delete)")
-        self.remove_button.clicked.connect(self.remove_current)
+        connect_command(self.remove_button.clicked, self.remove_current)
         details.addWidget(self.details, 1)
         details.addWidget(self.use_button)
         details.addWidget(self.remove_button)
@@ -281,7 +282,7 @@ class ReferenceGallery(QWidget):
             action = self.list.addAction("")  # shortcuts scoped to the gallery list
             action.setShortcut(key)
             action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
-            action.triggered.connect(slot)
+            connect_command(action.triggered, slot)
         self._show_details()
 
     def _tool(self, name: str, tip: str, slot) -> QToolButton:
@@ -289,7 +290,7 @@ class ReferenceGallery(QWidget):
         button.setIcon(icon(name))
         button.setToolTip(tip)
         button.setAutoRaise(True)
-        button.clicked.connect(slot)
+        connect_command(button.clicked, slot)
         return button
 
     # ----- session binding ------------------------------------------------------------------
@@ -578,10 +579,10 @@ class ReferenceGallery(QWidget):
         menu = QMenu(self)
         if item is not None:
             ref_id = item.data(Qt.ItemDataRole.UserRole)
-            menu.addAction(icon("star"), "Use as style", lambda: self.make_active(ref_id))
+            add_menu_command(menu, "Use as style", lambda: self.make_active(ref_id), "star")
             if ref_id:
-                menu.addAction(icon("delete"), "Remove", self.remove_current)
+                add_menu_command(menu, "Remove", self.remove_current, "delete")
             menu.addSeparator()
-        menu.addAction(icon("add"), "Add pictures…", self.choose_files)
-        menu.addAction(icon("paste"), "Paste", self.paste)
+        add_menu_command(menu, "Add pictures…", self.choose_files, "add")
+        add_menu_command(menu, "Paste", self.paste, "paste")
         menu.exec(self.list.viewport().mapToGlobal(pos))

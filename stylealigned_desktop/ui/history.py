@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from ..session import observer
 from ..session.history import RunRecord
 from ..session.model import Session
+from .actions import connect_command
 from .scoring import CONSISTENCY_TIP
 from .theme import icon
 from .thumbnails import ThumbnailLoader
@@ -121,13 +122,13 @@ class HistoryView(QWidget):
         self.restore_button = QPushButton(icon("restore"), "Restore")
         self.restore_button.setToolTip("Bring back this run's settings, style and seeds (the "
                                        "panels' seeds are locked)")
-        self.restore_button.clicked.connect(lambda: self._emit(self.restore_requested))
+        connect_command(self.restore_button.clicked, lambda: self._emit(self.restore_requested))
         self.folder_button = QPushButton(icon("open"), "Folder")
         self.folder_button.setToolTip("Open the run's folder (its PNGs carry their parameters)")
-        self.folder_button.clicked.connect(self.open_folder)
+        connect_command(self.folder_button.clicked, self.open_folder)
         self.delete_button = QPushButton(icon("delete"), "Delete")
         self.delete_button.setToolTip("Delete this run and its pictures")
-        self.delete_button.clicked.connect(lambda: self._emit(self.delete_requested))
+        connect_command(self.delete_button.clicked, lambda: self._emit(self.delete_requested))
         buttons.addWidget(self.restore_button)
         buttons.addWidget(self.folder_button)
         buttons.addWidget(self.delete_button)

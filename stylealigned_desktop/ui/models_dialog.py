@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from ..engine.hub import complete_snapshot, missing_parts
 from ..engine.models import TINY, ModelSourceError, classify_source
+from .actions import connect_command
 from .bridge import ThreadBridge
 
 log = logging.getLogger(__name__)
@@ -236,22 +237,22 @@ class ModelDialog(QDialog):
         self.progress_text.setObjectName("Hint")
         self.progress_text.hide()
         self.download_button = QPushButton("Download")
-        self.download_button.clicked.connect(self.start_download)
+        connect_command(self.download_button.clicked, self.start_download)
         self.cancel_download_button = QPushButton("Cancel download")
-        self.cancel_download_button.clicked.connect(self.download.cancel)
+        connect_command(self.cancel_download_button.clicked, self.download.cancel)
         self.cancel_download_button.hide()
 
         self.folder_radio = QRadioButton("A diffusers model folder on this computer")
         self.folder_path = QLineEdit()
         self.folder_path.setPlaceholderText("folder with model_index.json")
         folder_browse = QPushButton("Browse…")
-        folder_browse.clicked.connect(self._browse_folder)
+        connect_command(folder_browse.clicked, self._browse_folder)
 
         self.file_radio = QRadioButton("A single .safetensors checkpoint")
         self.file_path = QLineEdit()
         self.file_path.setPlaceholderText("e.g. sd_xl_base_1.0.safetensors")
         file_browse = QPushButton("Browse…")
-        file_browse.clicked.connect(self._browse_file)
+        connect_command(file_browse.clicked, self._browse_file)
 
         self.tiny_radio = QRadioButton(TINY_LABEL)
         tiny_note = QLabel("Works offline and fast, but every picture is coloured noise: use it "

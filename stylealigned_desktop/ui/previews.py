@@ -8,16 +8,14 @@ save as, copy, use as reference, re-roll.
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QGuiApplication, QImage, QKeySequence, QPainter, QPalette
+from PySide6.QtGui import QImage, QPainter, QPalette
 from PySide6.QtWidgets import (
     QComboBox,
-    QDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QMenu,
-    QPushButton,
     QScrollArea,
     QSizePolicy,
     QToolButton,
@@ -25,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .actions import add_menu_command, connect_command
 from .theme import icon
 
 REFERENCE = None  # the reference's index, as in engine events
@@ -149,7 +148,7 @@ class PictureTile(QFrame):
         top.addWidget(self.state)
         layout.addLayout(top)
         self.view = ImageView("not generated yet")
-        self.view.clicked.connect(lambda: self.view_requested.emit(self.index))
+        connect_command(self.view.clicked, lambda: self.view_requested.emit(self.index))
         layout.addWidget(self.view, 1)
         self.prompt = ElidedLabel("")
         self.prompt.setObjectName("Hint")
@@ -183,21 +182,22 @@ class PictureTile(QFrame):
         button.setIcon(icon(name))
         button.setToolTip(tip)
         button.setAutoRaise(True)
-        button.clicked.connect(slot)
+        connect_command(button.clicked, slot)
         return button
 
     def _menu(self, pos) -> None:
         if self.view.image() is None:
             return
         menu = QMenu(self)
-        menu.addAction(icon("image"), "View full size", lambda: self.view_requested.emit(self.index))
-        menu.addAction(icon("save"), "Save as…", lambda: self.save_requested.emit(self.index))
-        menu.addAction(icon("copy"), "Copy", lambda: self.copy_requested.emit(self.index))
-        menu.addAction(icon("star"), "Use as style reference",
-                       lambda: self.use_as_reference_requested.emit(self.index))
+        add_menu_command(menu, "View full size", lambda: self.view_requested.emit(self.index),
+                         "image")
+        add_menu_command(menu, "Save as…", lambda: self.save_requested.emit(self.index), "save")
+        add_menu_command(menu, "Copy", lambda: self.copy_requested.emit(self.index), "copy")
+        add_menu_command(menu, "Use as style reference",
+                         lambda: self.use_as_reference_requested.emit(self.index), "star")
         if self.index is not REFERENCE:
-            menu.addAction(icon("reroll"), "Re-roll this panel",
-                           lambda: self.reroll_requested.emit(self.index))
+            add_menu_command(menu, "Re-roll this panel",
+                             lambda: self.reroll_requested.emit(self.index), "reroll")
         menu.exec(self.mapToGlobal(pos))
 
     def _update_buttons(self) -> None:
@@ -334,58 +334,3 @@ class PreviewGrid(QScrollArea):
         for tile in self.tiles.values():
             tile.setMinimumHeight(min(420, max(200, tile_width + 60)))
         self._grid.setRowStretch(rows, 1)
-
-
-class ImageViewer(QDialog):
-    """A picture at full size: fits the window, or 1:1 with scroll bars (toggle with F / 1)."""
-
-    def __init__(self, image: QImage, title: str, parent=None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(title)
-        self._image = image
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.fit_view = ImageView()
-        self.fit_view.set_image(image)
-        self.fit_view.setCursor(Qt.CursorShape.ArrowCursor)
-        self.actual = QLabel()
-        self.actual.setPixmap(_pixmap(image))
-        self.scroll = QScrollArea()
-        self.scroll.setWidget(self.actual)
-        self.scroll.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.scroll.hide()
-        layout.addWidget(self.fit_view, 1)
-        layout.addWidget(self.scroll, 1)
-        bar = QHBoxLayout()
-        bar.setContentsMargins(8, 4, 8, 8)
-        size = QLabel(f"{image.width()} × {image.height()} px")
-        size.setObjectName("Hint")
-        self.toggle = QPushButton("Actual size (1)")
-        self.toggle.clicked.connect(self.toggle_zoom)
-        close = QPushButton("Close")
-        close.clicked.connect(self.accept)
-        bar.addWidget(size)
-        bar.addStretch(1)
-        bar.addWidget(self.toggle)
-        bar.addWidget(close)
-        layout.addLayout(bar)
-        for key in ("F", "1"):
-            action = QAction(self)
-            action.setShortcut(QKeySequence(key))
-            action.triggered.connect(self.toggle_zoom)
-            self.addAction(action)
-        screen = QGuiApplication.primaryScreen().availableSize()
-        self.resize(QSize(min(image.width() + 40, int(screen.width() * 0.85)),
-                          min(image.height() + 80, int(screen.height() * 0.85))))
-
-    def toggle_zoom(self) -> None:
-        actual = self.scroll.isHidden()
-        self.scroll.setVisible(actual)
-        self.fit_view.setVisible(not actual)
-        self.toggle.setText("Fit to window (F)" if actual else "Actual size (1)")
-
-
-def _pixmap(image: QImage):
-    from PySide6.QtGui import QPixmap
-
-    return QPixmap.fromImage(image)

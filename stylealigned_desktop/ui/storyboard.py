@@ -12,368 +12,33 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QMimeData, QPoint, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QDrag, QImage, QKeySequence, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPen
 from PySide6.QtWidgets import (
-    QApplication,
-    QDoubleSpinBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
     QMenu,
-    QPlainTextEdit,
     QScrollArea,
-    QSizePolicy,
-    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from ..engine.request import CONTROL_MODES
 from ..session import observer
 from ..session.errors import SessionError
 from ..session.model import Panel, Session
 from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
 from ..session.values import MAX_SEED
+from .actions import add_menu_command, connect_command
 from .background import BackgroundPool
-from .gallery import PICTURE_FILTER, import_error, local_paths, png_bytes
-from .previews import ElidedLabel, small_combo
+from .gallery import PICTURE_FILTER, import_error, png_bytes
+from .panel_card import PANEL_MIME, PanelCard
 from .theme import ACCENT, icon
 
-PANEL_MIME = "application/x-stylealigned-panel"
-CONTROL_THUMB = 64
 _FAILED = object()
 """What ``StoryboardView._guard`` returns when the session refused a change."""
-MODE_TIPS = {
-    "canny": "Edges: the outlines of the picture guide the panel's composition",
-    "depth": "Depth: near and far of the picture guide the panel's composition",
-    "map": "Ready-made map: the picture already is an edge or depth map",
-}
-
-
-class DragHandle(QLabel):
-    """The grip of a card: press and drag to move the panel."""
-
-    def __init__(self, card: PanelCard) -> None:
-        super().__init__("⠿")
-        self.card = card
-        self.setToolTip("Drag to reorder (or Alt+Up / Alt+Down)")
-        self.setCursor(Qt.CursorShape.OpenHandCursor)
-        font = self.font()
-        font.setPointSize(font.pointSize() + 4)
-        self.setFont(font)
-        self._press: QPoint | None = None
-
-    def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if event.button() == Qt.MouseButton.LeftButton:
-            self._press = event.position().toPoint()
-            self.card.clicked.emit(self.card.panel_id)
-
-    def mouseMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if self._press is None:
-            return
-        if (event.position().toPoint() - self._press).manhattanLength() < QApplication.startDragDistance():
-            return
-        self._press = None
-        drag = QDrag(self)
-        mime = QMimeData()
-        mime.setData(PANEL_MIME, self.card.panel_id.encode("utf-8"))
-        drag.setMimeData(mime)
-        drag.setPixmap(self.card.grab().scaledToWidth(min(260, self.card.width()),
-                                                      Qt.TransformationMode.SmoothTransformation))
-        drag.exec(Qt.DropAction.MoveAction)
-
-    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._press = None
-
-
-class ControlThumb(QToolButton):
-    """The control picture's map as a small thumbnail; click to choose a picture."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.setFixedSize(CONTROL_THUMB + 8, CONTROL_THUMB + 8)
-        self.setIconSize(QSize(CONTROL_THUMB, CONTROL_THUMB))
-        self.setAutoRaise(False)
-        self.set_empty()
-
-    def set_empty(self) -> None:
-        pixmap = QPixmap(CONTROL_THUMB, CONTROL_THUMB)
-        pixmap.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pixmap)
-        painter.setPen(QPen(self.palette().color(QPalette.ColorRole.PlaceholderText), 1,
-                            Qt.PenStyle.DashLine))
-        painter.drawRoundedRect(1, 1, CONTROL_THUMB - 3, CONTROL_THUMB - 3, 4, 4)
-        font = painter.font()
-        font.setPointSize(max(6, font.pointSize() - 2))
-        painter.setFont(font)
-        painter.drawText(pixmap.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                         "drop a\ncontrol\npicture")
-        painter.end()
-        self.setIcon(pixmap)
-        self.image: QImage | None = None
-
-    def set_image(self, image: QImage) -> None:
-        self.image = image
-        scaled = image.scaled(CONTROL_THUMB, CONTROL_THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                              Qt.TransformationMode.SmoothTransformation)
-        pixmap = QPixmap(CONTROL_THUMB, CONTROL_THUMB)
-        pixmap.fill(QColor("#000000"))
-        painter = QPainter(pixmap)
-        painter.drawImage((CONTROL_THUMB - scaled.width()) // 2,
-                          (CONTROL_THUMB - scaled.height()) // 2, scaled)
-        painter.end()
-        self.setIcon(pixmap)
-
-
-class PanelCard(QFrame):
-    """One panel of the storyboard."""
-
-    clicked = Signal(str)
-    reroll_requested = Signal(str)
-    duplicate_requested = Signal(str)
-    delete_requested = Signal(str)
-    control_files_dropped = Signal(str, list)
-    control_image_dropped = Signal(str, QImage)
-    control_choose_requested = Signal(str)
-    control_clear_requested = Signal(str)
-
-    def __init__(self, view: StoryboardView, panel: Panel) -> None:
-        super().__init__()
-        self.view = view
-        self.panel_id = panel.id
-        self.setObjectName("PanelCard")
-        self.setAcceptDrops(True)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(8, 6, 8, 8)
-        layout.setSpacing(4)
-
-        top = QHBoxLayout()
-        top.setSpacing(4)
-        self.handle = DragHandle(self)
-        self.title = QLabel("Panel")
-        self.title.setObjectName("PanelTitle")
-        self.status = QLabel("")
-        self.status.setObjectName("Hint")
-        top.addWidget(self.handle)
-        top.addWidget(self.title)
-        top.addWidget(self.status)
-        top.addStretch(1)
-        self.reroll_button = self._tool("reroll", "Re-roll: draw this panel again with a new "
-                                        "seed, keep the others", self.reroll_requested)
-        self.duplicate_button = self._tool("duplicate", "Duplicate this panel (Ctrl+J)",
-                                           self.duplicate_requested)
-        self.delete_button = self._tool("delete", "Delete this panel", self.delete_requested)
-        for button in (self.reroll_button, self.duplicate_button, self.delete_button):
-            top.addWidget(button)
-        layout.addLayout(top)
-
-        self.prompt = QPlainTextEdit()
-        self.prompt.setPlaceholderText("What this panel shows, e.g. “the fox jumps over the "
-                                       "fence”. The style text is added to it.")
-        self.prompt.setAcceptDrops(False)  # a picture dropped on the text goes to the card
-        self.prompt.setTabChangesFocus(True)
-        line = self.prompt.fontMetrics().lineSpacing()
-        self.prompt.setFixedHeight(int(line * 2.6) + 12)
-        self.prompt.textChanged.connect(self._prompt_edited)
-        layout.addWidget(self.prompt)
-
-        seed_row = QHBoxLayout()
-        seed_row.setSpacing(4)
-        seed_label = QLabel("Seed")
-        self.seed = QSpinBox()
-        self.seed.setRange(0, MAX_SEED)
-        self.seed.setToolTip("The random start of this panel: same seed, same prompt and "
-                             "settings give the same picture")
-        self.seed.setMinimumWidth(110)
-        self.seed.valueChanged.connect(self._seed_edited)
-        self.lock = QToolButton()
-        self.lock.setCheckable(True)
-        self.lock.setAutoRaise(True)
-        self.lock.toggled.connect(self._lock_edited)
-        self.new_seed = self._tool("dice", "Draw a new seed now", None)
-        self.new_seed.clicked.connect(self._new_seed)
-        seed_row.addWidget(seed_label)
-        seed_row.addWidget(self.seed)
-        seed_row.addWidget(self.lock)
-        seed_row.addWidget(self.new_seed)
-        seed_row.addStretch(1)
-        layout.addLayout(seed_row)
-
-        control_row = QHBoxLayout()
-        control_row.setSpacing(6)
-        self.control_thumb = ControlThumb()
-        self.control_thumb.setToolTip("Control picture: drop a picture on this panel or click "
-                                      "to choose one; it guides the composition")
-        self.control_thumb.clicked.connect(lambda: self.control_choose_requested.emit(self.panel_id))
-        control_row.addWidget(self.control_thumb, 0,
-                              Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        control_form = QVBoxLayout()
-        control_form.setSpacing(2)
-        mode_row = QHBoxLayout()
-        self.mode = small_combo()
-        for mode in CONTROL_MODES:
-            self.mode.addItem({"canny": "Edges (canny)", "depth": "Depth",
-                               "map": "Ready-made map"}[mode], mode)
-            self.mode.setItemData(self.mode.count() - 1, MODE_TIPS[mode],
-                                  Qt.ItemDataRole.ToolTipRole)
-        self.mode.currentIndexChanged.connect(self._control_edited)
-        self.clear_control = self._tool("close", "Remove the control picture", None)
-        self.clear_control.clicked.connect(lambda: self.control_clear_requested.emit(self.panel_id))
-        self.map_kind = small_combo()
-        self.map_kind.setMinimumContentsLength(5)
-        for kind, label in (("canny", "of edges"), ("depth", "of depth")):
-            self.map_kind.addItem(label, kind)
-        self.map_kind.setToolTip("What the ready-made map shows: outlines (for the edges "
-                                 "ControlNet) or near and far (for the depth ControlNet)")
-        self.map_kind.currentIndexChanged.connect(self._control_edited)
-        mode_row.addWidget(self.mode, 1)
-        mode_row.addWidget(self.map_kind)
-        mode_row.addWidget(self.clear_control)
-        control_form.addLayout(mode_row)
-        strength_row = QHBoxLayout()
-        self.strength_label = strength_label = QLabel("Strength")
-        self.strength = QDoubleSpinBox()
-        self.strength.setRange(0.0, 2.0)
-        self.strength.setSingleStep(0.05)
-        self.strength.setDecimals(2)
-        self.strength.setToolTip("How firmly the control picture holds the composition (0.8 is "
-                                 "the paper's default; lower leaves more freedom)")
-        self.strength.valueChanged.connect(self._control_edited)
-        strength_row.addWidget(strength_label)
-        strength_row.addWidget(self.strength, 1)
-        control_form.addLayout(strength_row)
-        self.control_note = ElidedLabel("")
-        self.control_note.setObjectName("Hint")
-        control_form.addWidget(self.control_note)
-        control_form.addStretch(1)
-        control_row.addLayout(control_form, 1)
-        layout.addLayout(control_row)
-
-        self._filling = False
-        self._control_key: tuple | None = None
-        self.update_from(panel, 0)
-
-    def _tool(self, name: str, tip: str, signal) -> QToolButton:
-        button = QToolButton()
-        button.setIcon(icon(name))
-        button.setToolTip(tip)
-        button.setAutoRaise(True)
-        if signal is not None:
-            button.clicked.connect(lambda: signal.emit(self.panel_id))
-        return button
-
-    # ----- session -> widgets ---------------------------------------------------------------
-    def update_from(self, panel: Panel, index: int) -> None:
-        self._filling = True
-        try:
-            self.title.setText(f"Panel {index + 1}")
-            if self.prompt.toPlainText() != panel.prompt:
-                cursor = self.prompt.textCursor()
-                position = cursor.position()
-                self.prompt.setPlainText(panel.prompt)
-                cursor.setPosition(min(position, len(panel.prompt)))
-                self.prompt.setTextCursor(cursor)
-            self.seed.setValue(min(panel.seed, MAX_SEED))
-            self.lock.setChecked(panel.seed_locked)
-            self._show_lock(panel.seed_locked)
-            control = panel.control
-            self.mode.setCurrentIndex(max(0, self.mode.findData(control.mode)))
-            self.map_kind.setCurrentIndex(max(0, self.map_kind.findData(
-                getattr(control, "map_kind", "depth"))))
-            self.strength.setValue(control.scale)
-            has_picture = control.image is not None
-            for widget in (self.mode, self.strength, self.strength_label, self.clear_control):
-                widget.setVisible(has_picture)
-            self.map_kind.setVisible(has_picture and control.mode == "map")
-            if not has_picture:
-                self.control_thumb.set_empty()
-                self.control_note.setText("Optional: a picture that guides the layout")
-                self._control_key = None
-        finally:
-            self._filling = False
-
-    def _show_lock(self, locked: bool) -> None:
-        self.lock.setIcon(icon("lock" if locked else "unlock"))
-        self.lock.setToolTip("Seed locked: Generate keeps it (click to unlock)" if locked else
-                             "Seed free: Generate draws a new one each time (click to lock)")
-
-    def set_selected(self, selected: bool) -> None:
-        self.setProperty("selected", selected)
-        self.style().unpolish(self)
-        self.style().polish(self)
-
-    def set_status(self, text: str) -> None:
-        self.status.setText(text)
-
-    # ----- widgets -> session ---------------------------------------------------------------
-    def _edit(self, **changes) -> None:
-        if self._filling:
-            return
-        self.view.edit_panel(self.panel_id, **changes)
-
-    def _prompt_edited(self) -> None:
-        self._edit(prompt=self.prompt.toPlainText())
-
-    def _seed_edited(self, value: int) -> None:
-        self._edit(seed=value)
-
-    def _lock_edited(self, locked: bool) -> None:
-        self._show_lock(locked)
-        self._edit(seed_locked=locked)
-
-    def _new_seed(self) -> None:
-        self.view.new_seed(self.panel_id)
-
-    def _control_edited(self, *_args) -> None:
-        if self._filling:
-            return
-        changes = {"mode": self.mode.currentData(), "scale": round(self.strength.value(), 2)}
-        if self.mode.currentData() == "map":
-            changes["map_kind"] = self.map_kind.currentData()
-        self.view.edit_control(self.panel_id, **changes)
-
-    # ----- drops and clicks -----------------------------------------------------------------
-    def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self.clicked.emit(self.panel_id)
-        super().mousePressEvent(event)
-
-    def focusInEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self.clicked.emit(self.panel_id)
-        super().focusInEvent(event)
-
-    def _drop_highlight(self, on: bool) -> None:
-        self.setProperty("dropTarget", on)
-        self.style().unpolish(self)
-        self.style().polish(self)
-
-    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
-        mime = event.mimeData()
-        if mime.hasFormat(PANEL_MIME):
-            event.ignore()  # reordering is the list's business
-            return
-        if mime.hasUrls() or mime.hasImage():
-            event.acceptProposedAction()
-            self._drop_highlight(True)
-        else:
-            event.ignore()
-
-    def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._drop_highlight(False)
-
-    def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._drop_highlight(False)
-        mime = event.mimeData()
-        if mime.hasUrls():
-            local, _ = local_paths(mime.urls())
-            self.control_files_dropped.emit(self.panel_id, local)
-            event.acceptProposedAction()
-        elif mime.hasImage():
-            self.control_image_dropped.emit(self.panel_id, QImage(mime.imageData()))
-            event.acceptProposedAction()
 
 
 class PanelList(QWidget):
@@ -481,14 +146,14 @@ class StoryboardView(QWidget):
         self.add_button.setText("Add panel")
         self.add_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.add_button.setToolTip("Add a panel after the selected one (Ctrl+Shift+N)")
-        self.add_button.clicked.connect(self.add_panel)
+        connect_command(self.add_button.clicked, self.add_panel)
         self.more_button = QToolButton()
         self.more_button.setText("⋯")
         self.more_button.setToolTip("Import or export the panel list as text")
         self.more_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         menu = QMenu(self.more_button)
-        menu.addAction("Import prompts from a text file…", self.import_text)
-        menu.addAction("Export prompts to a text file…", self.export_text)
+        add_menu_command(menu, "Import prompts from a text file…", self.import_text)
+        add_menu_command(menu, "Export prompts to a text file…", self.export_text)
         self.more_button.setMenu(menu)
         top.addWidget(self.add_button)
         top.addWidget(self.more_button)
@@ -513,7 +178,7 @@ class StoryboardView(QWidget):
             action = self.addAction("")
             action.setShortcut(QKeySequence(keys))
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            action.triggered.connect(slot)
+            connect_command(action.triggered, slot)
 
     # ----- binding --------------------------------------------------------------------------
     def set_session(self, session: Session | None) -> None:

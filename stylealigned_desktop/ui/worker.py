@@ -1,7 +1,7 @@
-"""The one background thread that owns the engine.
+"""The one background thread that owns the engine (the ``PictureMaker`` of ``engine/maker.py``).
 
 The UI thread never imports torch: the engine is built by a factory *inside* the worker thread on
-the first job. Jobs wait in a queue while one runs. Engine events reach the UI thread through a
+the first job (:meth:`EngineWorker.use_engine` switches the factory, e.g. to a server's client). Jobs wait in a queue while one runs. Engine events reach the UI thread through a
 :class:`~.bridge.ThreadBridge` (the worker thread never calls Qt's signal machinery) and are
 re-emitted there as this object's Qt signals; pictures are converted to QImage in the worker.
 
@@ -22,29 +22,18 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from ..engine import events as ev
+from ..engine.maker import PictureMaker, PictureMakerFactory, this_computer
 from ..engine.request import SetRequest
 from .bridge import ThreadBridge
 from .qimage import pil_to_qimage
 
 log = logging.getLogger(__name__)
-
-
-class EngineLike(Protocol):
-    """What the worker needs of ``engine.generator.Engine``.
-
-    An engine may also have ``warm_up()`` (heavy imports and first kernels, see
-    ``Engine.warm_up``); :meth:`EngineWorker.warm_up` calls it when it is there.
-    """
-
-    def generate(
-        self, request: SetRequest, on_event: Callable[[ev.Event], None], cancel: threading.Event
-    ) -> ev.RunResult | None: ...
 
 
 class JobState(enum.Enum):
@@ -108,13 +97,6 @@ class WorkerEvent:
     images: dict[int | None, QImage] = field(default_factory=dict)
 
 
-def default_engine_factory() -> EngineLike:
-    """The real engine; imported here, inside the worker thread, so torch never loads on the UI thread."""
-    from ..engine.generator import Engine
-
-    return Engine()
-
-
 def readable_error(exc: BaseException) -> str:
     """A message an artist can act on, from an exception the engine did not turn into Failed."""
     text = str(exc).strip() or exc.__class__.__name__
@@ -147,11 +129,11 @@ class EngineWorker(QObject):
     """A Task with its result or error."""
 
     def __init__(
-        self, engine_factory: Callable[[], EngineLike] = default_engine_factory, parent=None
+        self, engine_factory: PictureMakerFactory = this_computer, parent=None
     ) -> None:
         super().__init__(parent)
         self._engine_factory = engine_factory
-        self._engine: EngineLike | None = None
+        self._engine: PictureMaker | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
         self._tasks: deque[Task] = deque()
         self._ids = itertools.count(1)
@@ -210,6 +192,18 @@ class EngineWorker(QObject):
                 also()
 
         return self.run_task(run, on_done)
+
+    def use_engine(self, engine_factory: PictureMakerFactory) -> Task:
+        """Make the next jobs' pictures with a maker from ``engine_factory`` (built on first use).
+
+        Jobs already queued run with the new maker; the running one finishes with the old.
+        """
+
+        def swap() -> None:
+            self._engine_factory = engine_factory
+            self._engine = None
+
+        return self.run_task(swap)
 
     @staticmethod
     def _deliver_task(task: Task) -> None:

@@ -73,7 +73,7 @@ def history_item(window, run_id):
 
 def test_a_finished_run_is_scored_in_the_worker_and_shown_in_the_history(
         qtbot, make_window, tiny_dino, monkeypatch):
-    from stylealigned_desktop.ui import main_window
+    from stylealigned_desktop.ui import consistency_controller
 
     threads = []
     real_score = scoring.score_pictures
@@ -82,7 +82,7 @@ def test_a_finished_run_is_scored_in_the_worker_and_shown_in_the_history(
         threads.append(threading.current_thread().name)
         return real_score(paths, source, device)
 
-    monkeypatch.setattr(main_window, "score_pictures", recording_score)
+    monkeypatch.setattr(consistency_controller, "score_pictures", recording_score)
     window, answers = make_window(config=DesktopConfig(model="tiny", dino_model=str(tiny_dino)))
     session = storyboard(window)
     generate(qtbot, window)  # the real tiny SDXL

@@ -54,7 +54,7 @@ def test_generate_shows_live_previews_then_final_images(qtbot, make_window):
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(10)
-    job = run_and_wait(qtbot, window, window.generate)
+    job = run_and_wait(qtbot, window, window.runs.generate)
     timer.stop()
     assert job.state is JobState.finished, job.error
 
@@ -82,7 +82,7 @@ def test_generate_shows_live_previews_then_final_images(qtbot, make_window):
 def test_cancel_mid_run_stops_and_keeps_nothing(qtbot, make_window):
     window, _ = make_window(engine=FakeEngine(step_s=0.02))
     session = storyboard(window, steps=400)
-    window.generate()
+    window.runs.generate()
     qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=10000)
     assert window.run_bar.cancel_button.isEnabled()
     with qtbot.waitSignal(window.worker.job_ended, timeout=5000) as ended:
@@ -98,11 +98,11 @@ def test_cancel_mid_run_stops_and_keeps_nothing(qtbot, make_window):
 def test_cancel_mid_run_on_the_real_engine(qtbot, make_window):
     window, _ = make_window()
     session = storyboard(window, steps=500)
-    window.generate()
+    window.runs.generate()
     qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=60000)
     started = time.perf_counter()
     with qtbot.waitSignal(window.worker.job_ended, timeout=20000) as ended:
-        window.cancel()
+        window.runs.cancel()
     assert ended.args[0].state is JobState.cancelled
     assert time.perf_counter() - started < 5.0
     assert session.history == ()
@@ -111,7 +111,7 @@ def test_cancel_mid_run_on_the_real_engine(qtbot, make_window):
 def test_reroll_of_one_panel_changes_only_that_panel(qtbot, make_window):
     window, _ = make_window()
     session = storyboard(window)
-    run_and_wait(qtbot, window, window.generate)
+    run_and_wait(qtbot, window, window.runs.generate)
     before = {i: (window.grid.tiles[i].path, pixels(window.grid.tiles[i].path)) for i in range(3)}
     seeds = [p.seed for p in session.panels]
     job = run_and_wait(qtbot, window, lambda: window.storyboard.card_at(1).reroll_button.click())
@@ -128,19 +128,19 @@ def test_engine_errors_are_shown_and_the_app_goes_on(qtbot, make_window):
     engine = FakeEngine(fail_with=RuntimeError("CUDA out of memory. Tried to allocate 4 GiB"))
     window, _ = make_window(engine=engine)
     storyboard(window)
-    job = run_and_wait(qtbot, window, window.generate)
+    job = run_and_wait(qtbot, window, window.runs.generate)
     assert job.state is JobState.failed
     assert not window.banner.isHidden() and "ran out of memory" in window.banner_text.text()
     engine.fail_with = None
-    job = run_and_wait(qtbot, window, window.generate)
+    job = run_and_wait(qtbot, window, window.runs.generate)
     assert job.state is JobState.finished
 
 
 def test_session_problems_are_reported_before_anything_runs(qtbot, make_window):
     window, _ = make_window(engine=FakeEngine())
     session = Session()
-    window.set_session(session)
-    window.generate()
+    window.sessions.set_session(session)
+    window.runs.generate()
     assert "no panels" in window.banner_text.text()
     assert window.worker.current is None and not window.worker.pending
 
@@ -149,9 +149,9 @@ def test_jobs_queue_while_one_runs(qtbot, make_window):
     engine = FakeEngine(step_s=0.03)
     window, _ = make_window(engine=engine)
     session = storyboard(window, steps=20)
-    window.generate()
+    window.runs.generate()
     qtbot.waitUntil(lambda: window.worker.current is not None, timeout=5000)
-    window.reroll(2)
+    window.runs.reroll(2)
     assert window.run_bar.queue_label.text() == "1 waiting"
     assert window.run_bar.generate_button.text() == "Queue another"
     qtbot.waitUntil(lambda: len(session.history) == 2, timeout=20000)
@@ -173,8 +173,8 @@ def test_save_close_and_reopen_restores_everything(qtbot, make_window, tmp_path)
         drop_files(window.storyboard.card_at(2), [picture(tmp_path / "pose.png", (0, 90, 0))])
     session.update_panel_control(2, mode="map", scale=0.6)
     session.update_style_aligned(shared_score_shift=0.3, adain_values=True)
-    run_and_wait(qtbot, window, window.generate)
-    assert window.save_as(tmp_path / "Fox story")
+    run_and_wait(qtbot, window, window.runs.generate)
+    assert window.sessions.save_as(tmp_path / "Fox story")
     saved = session.to_dict()
     folder = session.folder
     assert folder.name == "Fox story.stylealigned"
@@ -203,7 +203,7 @@ def test_save_close_and_reopen_restores_everything(qtbot, make_window, tmp_path)
 def test_a_killed_autosave_leaves_a_loadable_session(qtbot, make_window, tmp_path, monkeypatch):
     window, _ = make_window(engine=FakeEngine())
     session = storyboard(window, prompts=("one", "two"))
-    assert window.save_as(tmp_path / "story")
+    assert window.sessions.save_as(tmp_path / "story")
     good = store.read_session_data(session.folder)
 
     def killed(handle, data):
@@ -223,14 +223,14 @@ def test_a_killed_autosave_leaves_a_loadable_session(qtbot, make_window, tmp_pat
     loaded.close()
     # and once writing works again, the next autosave succeeds
     monkeypatch.undo()
-    assert window.autosaver.flush()
+    assert window.sessions.autosaver.flush()
     assert [p.prompt for p in store.load_session(session.folder).panels] == ["one", "two", "three"]
 
 
 def test_autosave_writes_a_moment_after_a_change(qtbot, make_window, tmp_path):
     window, _ = make_window(engine=FakeEngine())
     session = storyboard(window, prompts=("one",))
-    window.save_as(tmp_path / "story")
+    window.sessions.save_as(tmp_path / "story")
     card = window.storyboard.card_at(0)
     card.prompt.moveCursor(QTextCursor.MoveOperation.End)
     qtbot.keyClicks(card.prompt, " more")
@@ -245,14 +245,14 @@ def test_a_session_that_fails_to_load_is_reported_and_left_untouched(qtbot, make
     broken.mkdir()
     (broken / "session.json").write_text('{"format": "stylealigned-session", "schema_versi')
     before = (broken / "session.json").read_bytes()
-    window.set_session(Session())
-    assert not window.open_session(broken)
+    window.sessions.set_session(Session())
+    assert not window.sessions.open_session(broken)
     assert "damaged" in window.banner_text.text() and "untouched" in window.banner_text.text()
     assert (broken / "session.json").read_bytes() == before
     newer = tmp_path / "newer.stylealigned"
     newer.mkdir()
     (newer / "session.json").write_text('{"format": "stylealigned-session", "schema_version": 99}')
-    assert not window.open_session(newer)
+    assert not window.sessions.open_session(newer)
     assert "newer version" in window.banner_text.text()
 
 

@@ -40,10 +40,10 @@ def test_history_shows_a_past_run_and_restores_its_settings_and_seeds(qtbot, mak
 
     window.history_dock.raise_()
     window.history.select_run(first.id)
-    assert window.viewing_run == first.id and not window.viewing_bar.isHidden()
+    assert window.pictures.viewing_run == first.id and not window.viewing_bar.isHidden()
     assert {i: window.grid.tiles[i].path for i in range(3)} == first_files
     window.viewing_restore.click()
-    assert window.viewing_run is None and window.viewing_bar.isHidden()
+    assert window.pictures.viewing_run is None and window.viewing_bar.isHidden()
     assert [p.seed for p in session.panels] == first_seeds
     assert all(p.seed_locked for p in session.panels)
     assert session.settings.steps == 2 and session.settings.guidance == first.settings.guidance
@@ -54,13 +54,13 @@ def test_export_contact_sheets_and_pictures_with_their_parameters(qtbot, make_wi
     window, _ = make_window(engine=FakeEngine())
     session = storyboard(window)
     generate(qtbot, window)
-    png = window.export_png(str(tmp_path / "sheet.png"))
+    png = window.exports.export_png(str(tmp_path / "sheet.png"))
     with Image.open(png) as sheet:
         assert sheet.width > 64 * 2 and sheet.height > 64
-    pdf = window.export_pdf(str(tmp_path / "sheet.pdf"))
+    pdf = window.exports.export_pdf(str(tmp_path / "sheet.pdf"))
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and b"/Type /Page" in data
-    written = window.export_pictures_dialog(str(tmp_path / "pictures"))
+    written = window.exports.export_pictures(str(tmp_path / "pictures"))
     assert sorted(p.name for p in written) == ["panel-01.png", "panel-02.png", "panel-03.png",
                                                "reference.png"]
     params = read_parameters(tmp_path / "pictures" / "panel-02.png")
@@ -71,12 +71,12 @@ def test_per_picture_save_copy_and_use_as_reference(qtbot, make_window, tmp_path
     window, _ = make_window(engine=FakeEngine())
     session = storyboard(window)
     generate(qtbot, window)
-    saved = window.save_picture(2, str(tmp_path / "bear.png"))
+    saved = window.pictures.save_picture(2, str(tmp_path / "bear.png"))
     assert read_parameters(saved)["prompt"] == "a bear, ink sketch."
-    jpeg = window.save_picture(2, str(tmp_path / "bear.jpg"))
+    jpeg = window.pictures.save_picture(2, str(tmp_path / "bear.jpg"))
     with Image.open(jpeg) as image:
         assert image.format == "JPEG" and image.size == (64, 64)
-    window.copy_picture(1)
+    window.pictures.copy_picture(1)
     copied = QGuiApplication.clipboard().image()
     assert copied.width() == 64 and copied.pixelColor(5, 5).green() == FakeEngine.colour(
         session.panels[1].seed)[1]
@@ -152,7 +152,7 @@ def test_the_first_start_asks_for_a_model_and_remembers_it(qtbot, make_window, m
 def test_window_geometry_and_layout_are_remembered(qtbot, make_window):
     config = DesktopConfig(model="tiny")
     window, _ = make_window(engine=FakeEngine(), config=config)
-    window.set_session(Session())
+    window.sessions.set_session(Session())
     window.history_dock.hide()
     qtbot.wait(50)
     window.close()

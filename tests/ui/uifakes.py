@@ -103,7 +103,7 @@ def storyboard(window, prompts=("a fox", "a crow", "a bear"), style="ink sketch.
     """A new session in ``window``: style text, a reference prompt, one panel per prompt, and
     small, fast settings (64 px, 2 steps) unless ``settings`` says otherwise."""
     session = Session()
-    window.set_session(session)
+    window.sessions.set_session(session)
     session.set_style_text(style)
     session.set_reference_prompt("a tree")
     for prompt in prompts:
@@ -115,5 +115,5 @@ def storyboard(window, prompts=("a fox", "a crow", "a bear"), style="ink sketch.
 def run_and_wait(qtbot, window, action=None, timeout=60000):
     """Start a job (default: Generate) and wait until the worker ends it; returns the job."""
     with qtbot.waitSignal(window.worker.job_ended, timeout=timeout) as ended:
-        (action or window.generate)()
+        (action or window.runs.generate)()
     return ended.args[0]
