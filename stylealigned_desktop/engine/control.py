@@ -25,21 +25,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from .hub import download_command, has_only_pickle_weights, pickle_note
+from .hub import (
+    DEFAULT_CONTROLNETS,
+    DEFAULT_DEPTH_MODEL,
+    download_command,
+    has_only_pickle_weights,
+    pickle_note,
+)
 from .images import PathLike, PictureError, fit_picture, load_picture, to_rgb
 from .models import hub_or_folder, resolve_device
 from .request import CONTROL_MODES, PanelControl
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-DEFAULT_DEPTH_MODEL = "Intel/dpt-hybrid-midas"
-DEFAULT_CONTROLNETS = {
-    "canny": "diffusers/controlnet-canny-sdxl-1.0",
-    "depth": "diffusers/controlnet-depth-sdxl-1.0",
-}
-"""The ControlNet each preprocessing mode feeds by default. ``map`` has none: a ready-made
-map can be an edge map or a depth map, so its ControlNet must be named."""
 
 TINY = "tiny"
 TINY_SEED = 0

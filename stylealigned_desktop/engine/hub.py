@@ -12,6 +12,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+DEFAULT_DEPTH_MODEL = "Intel/dpt-hybrid-midas"
+DEFAULT_CONTROLNETS = {
+    "canny": "diffusers/controlnet-canny-sdxl-1.0",
+    "depth": "diffusers/controlnet-depth-sdxl-1.0",
+}
+"""The ControlNet each preprocessing mode feeds by default. ``map`` has none: a ready-made
+map can be an edge map or a depth map, so its ControlNet must be named."""
+DEFAULT_DINO = "facebook/dino-vitb8"
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+OPTIONAL_MODELS = (
+    ("ControlNet for edge maps (canny)", DEFAULT_CONTROLNETS["canny"]),
+    ("ControlNet for depth maps", DEFAULT_CONTROLNETS["depth"]),
+    ("Depth estimator (depth maps from pictures)", DEFAULT_DEPTH_MODEL),
+    ("DINO (consistency scores)", DEFAULT_DINO),
+    ("CLIP (text alignment in evaluations)", DEFAULT_CLIP),
+)
+"""The hub models besides SDXL that the app may need, with what each is for. This module
+imports nothing heavy, so the GUI reads these defaults without loading numpy or torch."""
+
 # A diffusers pipeline names its components in model_index.json; a single model (a ControlNet,
 # a transformers depth estimator, DINO, CLIP) has config.json at the top of its repository.
 _INDEX_FILES = ("model_index.json", "config.json")

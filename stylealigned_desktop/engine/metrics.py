@@ -29,11 +29,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .hub import download_command, has_only_pickle_weights, pickle_note
+from .hub import DEFAULT_CLIP, DEFAULT_DINO, download_command, has_only_pickle_weights, pickle_note
 from .models import looks_like_path
 
-DEFAULT_DINO = "facebook/dino-vitb8"
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_INCEPTION = "torchvision"
 """Inception v3 with torchvision's published ImageNet weights (downloaded once when online)."""
 

@@ -14,10 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.hub import download_command
+from ..engine.hub import DEFAULT_DINO, download_command
 
-DEFAULT_DINO = "facebook/dino-vitb8"
-"""``engine.metrics.DEFAULT_DINO`` (a copy: importing metrics loads numpy on the UI thread)."""
 PAPER_CONSISTENCY = 0.51
 """The paper's StyleAligned sets (Hertz et al. 2024, DINO set consistency)."""
 UNSHARED_CONSISTENCY = 0.35
