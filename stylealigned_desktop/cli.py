@@ -16,7 +16,6 @@ from pathlib import Path
 
 from . import __version__
 from .engine.request import (
-    DEVICES,
     DTYPES,
     SCHEDULERS,
     GeneratedReference,
@@ -25,6 +24,7 @@ from .engine.request import (
     ReferencePicture,
     Sampling,
     SetRequest,
+    check_device,
 )
 from .engine.settings import StyleAlignedSettings
 from .prompts_file import PromptsFileError, read_prompts_file
@@ -58,6 +58,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
+
+
+def _device(text: str) -> str:
+    try:
+        return check_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _int_list(text: str) -> list[int]:
@@ -132,7 +139,7 @@ def _add_generate_parser(subparsers) -> None:
     p.add_argument("--micro-batch", type=_positive_int, default=None, metavar="N",
                    help="panels per UNet batch (default: all on CPU, from free memory on a GPU)")
     p.add_argument("--only", type=_int_list, metavar="3,7", help="re-roll only these panels (1-based) into --out")
-    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=DTYPES, default="auto")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -306,7 +313,7 @@ def _add_invert_parser(subparsers) -> None:
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--height", type=int, default=1024)
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
-    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", choices=DTYPES, default="auto")
     p.set_defaults(func=cmd_invert)
 
@@ -363,7 +370,7 @@ def _add_preprocess_parser(subparsers) -> None:
     p.add_argument("--canny-high", type=int, default=200)
     p.add_argument("--depth-model", default=None, metavar="SOURCE",
                    help="hub id or folder of a transformers depth model (DPT, Depth Anything, ZoeDepth), or 'tiny' (default Intel/dpt-hybrid-midas)")
-    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--device", type=_device, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_preprocess)
 
 

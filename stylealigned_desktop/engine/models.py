@@ -87,6 +87,10 @@ def resolve_device(device: str = "auto"):
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelSourceError(f"device {device!r} was asked for, but no CUDA GPU is available")
+    if device.startswith("cuda:") and device[5:].isdigit() and int(device[5:]) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ModelSourceError(f"device {device!r} was asked for, but this computer has {count} CUDA "
+                               f"GPU(s): cuda:0 to cuda:{count - 1}")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ModelSourceError("device 'mps' was asked for, but Apple MPS is not available")
     try:
