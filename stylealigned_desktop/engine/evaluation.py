@@ -31,7 +31,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from . import metrics
-from .request import GeneratedReference, Panel, Sampling, SetRequest
+from .request import GeneratedReference, Panel, Sampling, SetRequest, check_device
 from .settings import StyleAlignedSettings
 
 METRICS_FORMAT = "stylealigned-metrics"
@@ -781,8 +781,8 @@ def add_evaluate_parser(subparsers) -> Any:
     parser.add_argument("--inception", default=metrics.DEFAULT_INCEPTION,
                         help="Inception v3 weights: .safetensors/.pth state dict, 'torchvision' "
                              "for the published weights, 'none' to skip (default %(default)s)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="where the models run (default %(default)s)")
+    parser.add_argument("--device", default="auto", type=check_device,
+                        help="where the models run: auto, cpu, cuda, cuda:N or mps (default %(default)s)")
     parser.set_defaults(func=evaluate_command)
     return parser
 
