@@ -81,13 +81,11 @@ def in_process(args, request) -> list[float]:
     return times
 
 
-def served(args, request, replicas: int, token_file: Path) -> list[float]:
+def served(args, request, replicas: int, token_file: Path, port: int) -> list[float]:
+    """A set's times on a server of ``replicas`` (Serve keeps its first HTTP port: one for all)."""
     from stylealigned_desktop.server.client import ServerEngine
     from stylealigned_desktop.server.launch import ServerOptions, start
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     started = start(ServerOptions(models=(args.model,), replicas=replicas, port=port,
                                   gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica,
                                   token_file=str(token_file), upload_dir=str(token_file.parent / "uploads")))
@@ -125,9 +123,12 @@ def main(argv=None) -> int:
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     cases = {}
     try:
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+            probe.close()
             for k in args.replicas:
-                cases[k] = served(args, request, k, Path(folder) / "token")
+                cases[k] = served(args, request, k, Path(folder) / "token", port)
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -29,7 +30,7 @@ from .engine.request import (
     check_device,
 )
 from .engine.settings import StyleAlignedSettings
-from .prompts_file import PromptsFileError, read_prompts_file
+from .prompts_file import PromptsFileError, parse_size, read_prompts_file
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 EXIT_USAGE = 2
@@ -83,6 +84,42 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
+_WEIGHT = re.compile(r"\d+(\.\d*)?|\.\d+")
+
+
+def split_weight(text: str, picture: bool) -> tuple[str, float]:
+    """``TEXT[:WEIGHT]`` -> (TEXT, WEIGHT), weight 1 when none is given (spec section 11).
+
+    The weight is what follows the last colon when it is a plain number (``2``, ``0.5``). A
+    picture path that exists as given is never split (``C:\\moods\\a.png``, names with colons);
+    in a prompt, a colon right after a digit is text (``16:9``, ``12:30``): write ``TEXT :2``.
+    """
+    head, colon, tail = text.rpartition(":")
+    if not colon or not head or not _WEIGHT.fullmatch(tail.strip()):
+        return text, 1.0
+    if picture and Path(text).expanduser().is_file():
+        return text, 1.0
+    if not picture and head[-1].isdigit():
+        return text, 1.0
+    return (head if picture else head.rstrip()), float(tail)
+
+
+class _AddReference(argparse.Action):
+    """``--reference-prompt`` / ``--reference-image``: each adds a reference, in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        references = list(getattr(namespace, self.dest) or [])
+        references.append((self.const, values))
+        setattr(namespace, self.dest, references)
+
+
+def _size_list(text: str) -> list[tuple[int, int] | None]:
+    try:
+        return [None if part.strip().lower() in ("set", "-") else parse_size(part) for part in text.split(",")]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error} (use 'set' for the set's size)") from None
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per StyleAlignedSettings field; unset flags keep the mode's default."""
     group = parser.add_argument_group("StyleAligned settings (defaults depend on the style source)")
@@ -109,13 +146,16 @@ def _add_generate_parser(subparsers) -> None:
                     "panel i (1-based) uses seed N+i unless --panel-seeds says otherwise.")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="hub id, local diffusers folder, single .safetensors file, or 'tiny' (default: %(default)s)")
-    style = p.add_argument_group("style source (one of)")
-    source = style.add_mutually_exclusive_group()
-    source.add_argument("--reference-prompt", metavar="TEXT", help="prompt of the generated reference")
-    source.add_argument("--reference-image", metavar="PATH",
-                        help="a picture whose style the set takes (DDIM-inverted; cached per picture and settings)")
-    style.add_argument("--reference-caption", default="", metavar="TEXT",
-                       help="what the reference picture shows (may be empty)")
+    style = p.add_argument_group(
+        "style source: one or more references, blended by weight (repeat the flags; order kept)")
+    style.add_argument("--reference-prompt", metavar="TEXT[:WEIGHT]", dest="references", action=_AddReference,
+                       const="prompt", help="a generated reference (its prompt); :WEIGHT its share (default 1)")
+    style.add_argument("--reference-image", metavar="PATH[:WEIGHT]", dest="references", action=_AddReference,
+                       const="image", help="a picture whose style the set takes (DDIM-inverted; cached per "
+                                           "picture and settings); :WEIGHT its share (default 1, 0: unused)")
+    style.add_argument("--reference-caption", action="append", default=[], metavar="TEXT",
+                       help="what the reference picture shows (may be empty); once for every picture, "
+                            "or once per --reference-image in order")
     style.add_argument("--inversion-guidance", type=float, default=2.0, metavar="G", help="default %(default)s")
     style.add_argument("--inversion-offset", type=int, default=None, metavar="K",
                        help="start the reference K steps into its trajectory (default 5 per 50 steps)")
@@ -138,6 +178,9 @@ def _add_generate_parser(subparsers) -> None:
     p.add_argument("--negative-prompt", default=None, metavar="TEXT")
     p.add_argument("--seed", type=int, default=0, help="reference seed N; panel i uses N+i (default 0)")
     p.add_argument("--panel-seeds", type=_int_list, metavar="A,B,C", help="explicit seed per panel")
+    p.add_argument("--panel-sizes", type=_size_list, metavar="WxH,set,WxH",
+                   help="each panel's own size (multiples of 64; 'set' for --width x --height), e.g. "
+                        "1344x768,set,832x1216; a prompts file's size= does the same per line")
     p.add_argument("--steps", type=_positive_int, default=50)
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance (default 5.0; 10.0 with --reference-image)")
@@ -209,13 +252,16 @@ def build_generate_request(args):
     prompts = list(args.prompt) + [line.prompt for line in lines]
     if not prompts:
         raise UsageError("no panel prompts: give --prompt (repeatable) or --prompts-file")
-    if args.reference_prompt is None and args.reference_image is None:
-        raise UsageError("no style source: give --reference-prompt or --reference-image")
+    if not args.references:
+        raise UsageError("no style source: give --reference-prompt or --reference-image (each may repeat)")
     if (args.control is None) != (args.control_image is None):
         raise UsageError("--control and --control-image go together")
-    picture_mode = args.reference_image is not None
-    if picture_mode and not Path(args.reference_image).expanduser().is_file():
-        raise UsageError(f"{args.reference_image}: no such picture")
+    picture_mode = any(kind == "image" for kind, _ in args.references)
+    sizes = [None] * len(args.prompt) + [line.size for line in lines]
+    if args.panel_sizes is not None:
+        if len(args.panel_sizes) != len(prompts):
+            raise UsageError(f"--panel-sizes has {len(args.panel_sizes)} sizes for {len(prompts)} panels")
+        sizes = list(args.panel_sizes)
     seeds = [args.seed + i for i in range(1, len(prompts) + 1)]
     file_seeds = [None] * len(args.prompt) + [line.seed for line in lines]
     seeds = [fs if fs is not None else s for s, fs in zip(seeds, file_seeds)]
@@ -232,11 +278,7 @@ def build_generate_request(args):
     try:
         controls = [_control_for(line, args) for line in [None] * len(args.prompt) + lines]
         settings = settings_from_args(args, reference_picture=picture_mode)
-        if picture_mode:
-            style = ReferencePicture(str(Path(args.reference_image).expanduser()), args.reference_caption,
-                                     args.inversion_guidance, args.inversion_offset)
-        else:
-            style = GeneratedReference(_with_style(args.reference_prompt, args.style), args.seed)
+        style = _references(args)
         sampling = Sampling(
             steps=args.steps,
             guidance=(10.0 if picture_mode else 5.0) if args.guidance is None else args.guidance,
@@ -248,7 +290,8 @@ def build_generate_request(args):
         return SetRequest(
             model=args.model,
             style=style,
-            panels=tuple(Panel(_with_style(p, args.style), s, c) for p, s, c in zip(prompts, seeds, controls)),
+            panels=tuple(Panel(_with_style(p, args.style), s, c, size)
+                         for p, s, c, size in zip(prompts, seeds, controls, sizes)),
             sampling=sampling,
             settings=settings,
             micro_batch=args.micro_batch,
@@ -261,6 +304,29 @@ def build_generate_request(args):
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def _references(args) -> tuple:
+    """The references of the command line, in order: generated ones seeded ``--seed``, pictures
+    with their captions; each with its ``:WEIGHT``."""
+    images = [value for kind, value in args.references if kind == "image"]
+    captions = args.reference_caption or [""]
+    if len(captions) not in (1, len(images)):
+        raise UsageError(f"--reference-caption given {len(captions)} times for {len(images)} pictures: "
+                         "give it once (for every picture) or once per picture")
+    captions = captions * len(images) if len(captions) == 1 else captions
+    references = []
+    for kind, value in args.references:
+        text, weight = split_weight(value, picture=kind == "image")
+        if kind == "prompt":
+            references.append(GeneratedReference(_with_style(text, args.style), args.seed, weight))
+            continue
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{text}: no such picture")
+        references.append(ReferencePicture(str(path), captions.pop(0), args.inversion_guidance,
+                                           args.inversion_offset, weight))
+    return tuple(references)
 
 
 def _control_for(line, args) -> PanelControl | None:
@@ -319,8 +385,9 @@ def cmd_generate(args) -> int:
         raise UsageError(str(error)) from None
     write_run_folder(out, request, result, style_text=args.style)
     if not args.quiet:
-        done = len(result.panels)
-        print(f"wrote the reference and {done} panel(s) to {out}", file=sys.stderr)
+        done, refs = len(result.panels), len(result.references)
+        print(f"wrote {'the reference' if refs == 1 else f'{refs} references'} and {done} panel(s) to {out}",
+              file=sys.stderr)
     return 0
 
 

@@ -230,113 +230,144 @@ class Engine:
 
     def _generate(self, request: SetRequest, sink: EventSink, cancel: threading.Event) -> ev.RunResult:
         started = time.perf_counter()
-        if request.settings.full_attention_share and request.only is not None:
+        sampling, settings = request.sampling, request.settings
+        selected = list(request.selected)
+        set_size = (sampling.width, sampling.height)
+        if settings.full_attention_share and request.only is not None:
             raise GenerationError(
                 "full_attention_share couples every image of the set: it cannot re-roll single panels"
             )
+        if settings.full_attention_share and (
+                len(request.references) > 1 or any(request.panel_size(i) != set_size for i in selected)):
+            raise GenerationError("full_attention_share is the authors' ablation of one reference: it takes "
+                                  "neither several references nor panels of their own size")
         pipe = self.pipeline(request.model, request.device, request.dtype, sink)
         loaded = time.perf_counter()
-        sampling = request.sampling
-        device = pipe.unet.device
-        dtype = pipe.unet.dtype
+        device, dtype = pipe.unet.device, pipe.unet.dtype
         halves = 2 if sampling.uses_cfg else 1
-        selected = list(request.selected)
-        n = len(selected)
 
-        style = request.style
-        picture_mode = isinstance(style, ReferencePicture)
-
-        scheduler = make_scheduler(pipe.scheduler.config, sampling.scheduler)
+        # Rows: the references that are seen (weight above 0; spec section 11), then the panels.
+        used = list(request.used_references)
+        references = [request.references[r] for r in used]
+        n_refs = len(references)
+        sizes = [set_size] * n_refs + [request.panel_size(i) for i in selected]
+        groups = _size_groups(sizes)
+        schedulers = {size: make_scheduler(pipe.scheduler.config, sampling.scheduler) for size in groups}
+        scheduler = schedulers[set_size]
         try:
             check_steps(sampling.steps, scheduler.config.num_train_timesteps)
         except ValueError as exc:
             raise GenerationError(f"{exc} (the scheduler's training steps)") from None
-        scheduler.set_timesteps(sampling.steps, device=device)
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(0)
+        for each in schedulers.values():
+            each.set_timesteps(sampling.steps, device=device)
+            if hasattr(each, "set_begin_index"):
+                each.set_begin_index(0)
         timesteps = scheduler.timesteps
 
         # Everything that can fail on bad input fails here, before any denoising.
         controls = self._prepare_controls(pipe, request, selected)
-        trajectory, offset = None, 0
-        if picture_mode:
-            offset = style.offset_for(sampling.steps)
-            if not 0 <= offset < sampling.steps:
-                raise GenerationError(f"inversion offset must be in 0..{sampling.steps - 1} for {sampling.steps} steps, got {offset}")
-            trajectory = self._trajectory(pipe, request, timesteps, sink, cancel)
+        trajectories = {}  # reference row -> (trajectory, offset)
+        for row, reference in enumerate(references):
+            if isinstance(reference, ReferencePicture):
+                offset = reference.offset_for(sampling.steps)
+                if not 0 <= offset < sampling.steps:
+                    raise GenerationError(f"inversion offset must be in 0..{sampling.steps - 1} for "
+                                          f"{sampling.steps} steps, got {offset}")
+                trajectories[row] = (self._trajectory(pipe, request, timesteps, sink, cancel, reference), offset)
 
-        reference_prompt = style.caption if picture_mode else style.prompt
-        prompts = [reference_prompt] + [request.panels[i].prompt for i in selected]
+        reference_prompts = [r.caption if isinstance(r, ReferencePicture) else r.prompt for r in references]
+        prompts = reference_prompts + [request.panels[i].prompt for i in selected]
         too_long = _longer_than_clip(pipe, prompts)
         if too_long:
-            names = ", ".join("the reference" if k == 0 else f"panel {selected[k - 1] + 1}" for k in too_long)
+            names = ", ".join("a reference" if k < n_refs else f"panel {selected[k - n_refs] + 1}" for k in too_long)
             sink(ev.Notice(f"the prompt of {names} is longer than CLIP reads "
                            f"({CLIP_TOKENS} tokens): the rest is ignored"))
         cond = self._encode(pipe, prompts, sampling.negative_prompt, halves == 2)
-        time_ids = self._time_ids(pipe, sampling.height, sampling.width, dtype, device)
-
+        # each panel's SDXL time ids and starting noise come from its own size (spec section 12)
+        time_ids = {size: self._time_ids(pipe, size[1], size[0], dtype, device) for size in groups}
         f = pipe.vae_scale_factor
-        seeds = [getattr(style, "seed", 0)] + [request.panels[i].seed for i in selected]
-        latents = torch.cat([initial_noise(s, sampling.height, sampling.width, f) for s in seeds])
-        latents = latents.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+        seeds = [getattr(r, "seed", 0) for r in references] + [request.panels[i].seed for i in selected]
+        latents = {size: torch.cat([initial_noise(seeds[row], size[1], size[0], f) for row in rows])
+                   .to(device=device, dtype=dtype) * schedulers[size].init_noise_sigma
+                   for size, rows in groups.items()}
 
-        if request.settings.full_attention_share:
+        n = len(selected)
+        if settings.full_attention_share:
             micro_batch = n
             sink(ev.Notice("full attention sharing couples all images: the set runs as one batch"))
         elif request.micro_batch is not None:
             micro_batch = min(request.micro_batch, max(n, 1))
         else:
-            micro_batch = auto_micro_batch(device, n, sampling.height, sampling.width, halves == 2)
+            width, height = max(sizes[n_refs:] or [set_size], key=lambda s: s[0] * s[1])
+            micro_batch = auto_micro_batch(device, n, height, width, halves == 2)
 
-        installation = Installation(pipe.unet, request.settings)
+        installation = Installation(pipe.unet, settings)
         installation.state.halves_override = halves
+        installation.state.reference_weights = tuple(request.weights[r] for r in used)
+        rows_of = {row: (size, k) for size, rows in groups.items() for k, row in enumerate(rows)}
         try:
             total = len(timesteps)
             for i, t in enumerate(timesteps):
                 self._check(cancel)
-                if trajectory is not None:
-                    latents[0] = self._reference_sample(scheduler, trajectory, i, offset, t).to(device, dtype)
+                for row, (trajectory, offset) in trajectories.items():
+                    latents[set_size][row] = self._reference_sample(scheduler, trajectory, i, offset, t).to(device, dtype)
                 step_controls = [c if c is not None and c.active(i, total) else None for c in controls]
-                if request.settings.full_attention_share:
-                    eps = self._full_batch_eps(pipe, installation, scheduler, latents, t, cond, time_ids, halves,
-                                               sampling.guidance, [None] + step_controls, request)
+                if settings.full_attention_share:
+                    eps = {set_size: self._full_batch_eps(pipe, installation, scheduler, latents[set_size], t, cond,
+                                                          time_ids[set_size], halves, sampling.guidance,
+                                                          [None] + step_controls, request)}
                 else:
-                    ref_eps = self._reference_eps(pipe, installation, scheduler, latents[:1], t, cond, time_ids, halves, sampling.guidance)
-                    panel_eps, micro_batch = self._panel_eps(
-                        pipe, installation, scheduler, latents[1:], t, cond, time_ids, halves,
-                        sampling.guidance, micro_batch, cancel, sink, step_controls, request)
-                    eps = torch.cat([ref_eps, panel_eps])
-                output = scheduler.step(eps, t, latents, return_dict=True)
-                x0 = getattr(output, "pred_original_sample", None)
-                if x0 is None:
-                    x0 = _predicted_x0(scheduler, latents, eps, t)
-                latents = output.prev_sample.to(dtype)
+                    eps = {}
+                    ref_eps = self._reference_eps(pipe, installation, scheduler, latents[set_size][:n_refs], t, cond,
+                                                  list(range(n_refs)), time_ids[set_size], halves, sampling.guidance)
+                    for size, rows in groups.items():
+                        panel_rows = [row for row in rows if row >= n_refs]
+                        start = len(rows) - len(panel_rows)  # the references lead the set-size group
+                        panel_eps, micro_batch = self._panel_eps(
+                            pipe, installation, schedulers[size], latents[size][start:], t, cond, panel_rows,
+                            time_ids[size], halves, sampling.guidance, micro_batch, cancel, sink,
+                            [step_controls[row - n_refs] for row in panel_rows], request)
+                        eps[size] = torch.cat([ref_eps, panel_eps]) if start else panel_eps
+                x0 = {}
+                for size in groups:
+                    output = schedulers[size].step(eps[size], t, latents[size], return_dict=True)
+                    x0[size] = getattr(output, "pred_original_sample", None)
+                    if x0[size] is None:
+                        x0[size] = _predicted_x0(schedulers[size], latents[size], eps[size], t)
+                    latents[size] = output.prev_sample.to(dtype)
                 sink(ev.Step(i + 1, len(timesteps)))
-                for row, index in enumerate([None] + selected):
-                    sink(ev.Preview(index, i + 1, latent_to_rgb(x0[row])))
+                for row in range(len(sizes)):
+                    size, k = rows_of[row]
+                    sink(self._picture_event(ev.Preview, row, n_refs, used, selected, i + 1, latent_to_rgb(x0[size][k])))
         finally:
             installation.remove()
-        if trajectory is not None:
-            latents[0] = trajectory.z0.to(device, dtype)  # the reference is the picture's VAE round trip
+        for row, (trajectory, _offset) in trajectories.items():
+            latents[set_size][row] = trajectory.z0.to(device, dtype)  # a picture reference: its VAE round trip
         denoised = time.perf_counter()
 
         images = []
-        for row in range(latents.shape[0]):
+        for row in range(len(sizes)):
             self._check(cancel)
-            images.append(self._decode(pipe, latents[row : row + 1]))
+            size, k = rows_of[row]
+            images.append(self._decode(pipe, latents[size][k : k + 1]))
         finished = time.perf_counter()
 
         meta_common = request.picture_parameters()
-        reference_meta = dict(meta_common, prompt=reference_prompt, seed=getattr(style, "seed", None), role="reference")
-        if picture_mode:
-            reference_meta.update(picture=style.path, inversion_guidance=style.inversion_guidance,
-                                  inversion_offset=offset)
-        sink(ev.PanelDone(None, images[0], reference_meta))
+        reference_images = {}
+        for row, (position, reference) in enumerate(zip(used, references)):
+            meta = dict(meta_common, prompt=reference_prompts[row], seed=getattr(reference, "seed", None),
+                        role="reference", reference_index=position + 1, weight=request.weights[position])
+            if isinstance(reference, ReferencePicture):
+                meta.update(picture=reference.path, inversion_guidance=reference.inversion_guidance,
+                            inversion_offset=trajectories[row][1])
+            reference_images[position] = images[row]
+            sink(ev.PanelDone(None, images[row], meta, position))
         panel_images = {}
-        for row, index in enumerate(selected, start=1):
+        for row, index in enumerate(selected, start=n_refs):
             panel = request.panels[index]
+            width, height = sizes[row]
             meta = dict(meta_common, prompt=panel.prompt, seed=panel.seed, role="panel", index=index + 1,
-                        control=request.to_dict()["panels"][index]["control"])
+                        control=request.to_dict()["panels"][index]["control"], width=width, height=height)
             panel_images[index] = images[row]
             sink(ev.PanelDone(index, images[row], meta))
         metadata = {
@@ -351,8 +382,20 @@ class Engine:
                 "per_step_s": round((denoised - loaded) / max(1, len(timesteps)), 4),
             },
         }
-        final_latents = {index: latents[row].float().cpu() for row, index in enumerate([None] + selected)}
-        return ev.RunResult(reference=images[0], panels=panel_images, metadata=metadata, latents=final_latents)
+        final_latents = {}
+        for row in range(len(sizes)):
+            size, k = rows_of[row]
+            key = selected[row - n_refs] if row >= n_refs else (None if used[row] == 0 else ("reference", used[row]))
+            final_latents[key] = latents[size][k].float().cpu()
+        return ev.RunResult(reference=reference_images.get(0), panels=panel_images, metadata=metadata,
+                            latents=final_latents, references=reference_images)
+
+    @staticmethod
+    def _picture_event(kind, row, n_refs, used, selected, step, image):
+        """A Preview of a row: a reference's (``index`` None, its position) or a panel's."""
+        if row < n_refs:
+            return kind(None, step, image, used[row])
+        return kind(selected[row - n_refs], step, image)
 
     # -- pieces of a step -----------------------------------------------------------------------
     @staticmethod
@@ -448,12 +491,14 @@ class Engine:
         factor = scheduler.scale_model_input(torch.ones(1, device=t.device), t).item()
         return unet_input / factor
 
-    def _trajectory(self, pipe, request, timesteps, sink, cancel):
-        """The reference picture's DDIM trajectory, from the cache or inverted now."""
+    def _trajectory(self, pipe, request, timesteps, sink, cancel, style=None):
+        """A reference picture's DDIM trajectory (``style``; None: the request's first
+        picture), from the cache or inverted now."""
         from .inversion import InversionCancelled, encode_picture, invert
 
-        style, sampling = request.style, request.sampling
-        key, picture = self._trajectory_key(request, timesteps)
+        style = style or _first_picture(request)
+        sampling = request.sampling
+        key, picture = self._trajectory_key(request, timesteps, style)
         levels = list(key.timesteps)
 
         def compute():
@@ -471,13 +516,14 @@ class Engine:
         return trajectory
 
     @staticmethod
-    def _trajectory_key(request, timesteps):
-        """The cache key of the request's reference picture trajectory, and the fitted picture.
-        ``timesteps``: the generation schedule's levels (the inversion steps between them)."""
+    def _trajectory_key(request, timesteps, style=None):
+        """The cache key of a reference picture's trajectory (``style``; None: the request's
+        first picture), and the fitted picture. ``timesteps``: the generation schedule's levels
+        (the inversion steps between them, spec 7.3)."""
         from .images import fit_picture, load_picture, picture_hash
         from .inversion import TrajectoryKey
 
-        style, sampling = request.style, request.sampling
+        style, sampling = style or _first_picture(request), request.sampling
         picture = fit_picture(load_picture(style.path), sampling.width, sampling.height)
         key = TrajectoryKey(
             picture_hash=picture_hash(picture), caption=style.caption, model=model_identity(request.model),
@@ -491,7 +537,6 @@ class Engine:
         """Control maps of the selected panels, and their ControlNets loaded and checked."""
         from .control import ControlSettings, preprocess
 
-        sampling = request.sampling
         prepared: list[_PreparedControl | None] = []
         for index in selected:
             control = request.panels[index].control
@@ -501,16 +546,18 @@ class Engine:
             self.controlnet(request, control.kind, pipe)  # a missing or mismatched model fails now
             depth_model = request.depth_model or (TINY if request.model == TINY else None)
             extra = {"depth_model": depth_model} if depth_model else {}
-            settings = ControlSettings.for_panel(control, sampling.width, sampling.height, **extra)
+            width, height = request.panel_size(index)  # the map fitted to the panel's own size
+            settings = ControlSettings.for_panel(control, width, height, **extra)
             control_map = preprocess(control.image, control.mode, settings)
             array = torch.from_numpy(np.asarray(control_map, dtype=np.float32) / 255.0)
             prepared.append(_PreparedControl(control, array.permute(2, 0, 1).unsqueeze(0)))
         return prepared
 
-    def _reference_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance):
+    def _reference_eps(self, pipe, installation, scheduler, latents, t, cond, rows, time_ids, halves, guidance):
+        """Noise predictions of the references, all in one UNet call (they are recorded)."""
         installation.state.mode = "record"
         try:
-            return self._eps(pipe, scheduler, latents, t, cond, [0], time_ids, halves, guidance)
+            return self._eps(pipe, scheduler, latents, t, cond, rows, time_ids, halves, guidance)
         except Exception as error:
             if _is_out_of_memory(error):
                 raise GenerationError(
@@ -523,9 +570,10 @@ class Engine:
         installation.state.mode = "batch"
         return self._eps(pipe, scheduler, latents, t, cond, slice(None), time_ids, halves, guidance, controls, request)
 
-    def _panel_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance,
+    def _panel_eps(self, pipe, installation, scheduler, latents, t, cond, rows, time_ids, halves, guidance,
                    micro_batch, cancel, sink, controls, request):
-        """Noise predictions of all panels, micro-batch by micro-batch (halved on out-of-memory)."""
+        """Noise predictions of panels of one size (conditioning ``rows``), micro-batch by
+        micro-batch (halved on out-of-memory); each micro-batch replays the recorded references."""
         installation.state.mode = "replay"
         n = latents.shape[0]
         out = torch.empty_like(latents)
@@ -533,10 +581,9 @@ class Engine:
         while start < n:
             self._check(cancel)
             stop = min(n, start + micro_batch)
-            rows = list(range(start + 1, stop + 1))  # row 0 of the conditioning is the reference
             try:
-                out[start:stop] = self._eps(pipe, scheduler, latents[start:stop], t, cond, rows, time_ids, halves,
-                                            guidance, controls[start:stop], request)
+                out[start:stop] = self._eps(pipe, scheduler, latents[start:stop], t, cond, rows[start:stop], time_ids,
+                                            halves, guidance, controls[start:stop], request)
             except Exception as error:
                 if not _is_out_of_memory(error):
                     raise
@@ -581,6 +628,22 @@ def _predicted_x0(scheduler, latents, eps, t):
     alphas = scheduler.alphas_cumprod.to(latents.device)
     alpha = alphas[int(t)].to(torch.float32)
     return (latents.float() - (1 - alpha).sqrt() * eps.float()) / alpha.sqrt()
+
+
+def _first_picture(request: SetRequest) -> ReferencePicture:
+    picture = next((r for r in request.references if isinstance(r, ReferencePicture)), None)
+    if picture is None:
+        raise GenerationError("the set has no reference picture to invert")
+    return picture
+
+
+def _size_groups(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    """Rows by (width, height), in order of first appearance: rows of one size share latents, a
+    scheduler and their UNet micro-batches (spec section 12)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for row, size in enumerate(sizes):
+        groups.setdefault(size, []).append(row)
+    return groups
 
 
 def _free_memory() -> None:

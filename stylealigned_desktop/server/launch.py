@@ -80,9 +80,3 @@ def start(options: ServerOptions) -> Started:
     return Started(url=f"http://{options.host}:{options.port}", token=token, token_created=created,
                    token_path=token_path or default_token_path(), replicas=replicas,
                    gpus_per_replica=options.gpus_per_replica if use_gpus else 0)
-
-
-def stop() -> None:
-    from ray import serve
-
-    serve.delete(APP_NAME)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import temporaries
-from ..paths import with_default_mode
+from ..temporaries import with_default_mode
 
 TMP_PREFIX = ".tmp-"
 CHUNK = 64 * 1024

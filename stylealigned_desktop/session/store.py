@@ -7,7 +7,7 @@ writes: a session that fails to load (broken JSON, newer schema, missing picture
 
 File format::
 
-    {"format": "stylealigned-session", "schema_version": 1, "app_version": "0.1.0",
+    {"format": "stylealigned-session", "schema_version": 2, "app_version": "0.1.0",
      "saved": "2026-11-25T17:00:00+00:00",
      "style": {...}, "references": [...], "panels": [...], "settings": {...}, "history": [...]}
 
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, paths
-from ..temporaries import STALE_AFTER
+from ..temporaries import STALE_AFTER, with_default_folder_mode
 from . import files, folders
 from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
 from .errors import (
@@ -45,8 +45,35 @@ from .errors import (
 from .model import Session
 
 FORMAT = "stylealigned-session"
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+SCHEMA_VERSION = 2
+
+
+def _several_references(data: dict[str, Any]) -> dict[str, Any]:
+    """1 -> 2: the style's one ``active_reference`` (a picture id, or None for the generated
+    reference) becomes a list of weighted ``sources``; a history run's ``style`` and
+    ``reference_file`` become its list of ``references`` (spec section 11)."""
+    style = data.get("style")
+    if isinstance(style, dict) and "active_reference" in style:
+        style = dict(style)
+        style["sources"] = [{"picture": style.pop("active_reference"), "weight": 1.0}]
+        data["style"] = style
+    history = data.get("history")
+    if isinstance(history, list):
+        runs = []
+        for run in history:
+            if isinstance(run, dict) and "references" not in run:
+                run = dict(run)
+                reference = run.pop("style", None) or {"kind": "generated"}
+                image = run.pop("reference_file", None)
+                if isinstance(reference, dict):
+                    reference = dict(reference, weight=1.0, image=image)
+                run["references"] = [reference]
+            runs.append(run)
+        data["history"] = runs
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _several_references}
 """``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
 
 RECENT_LIMIT = 10
@@ -117,14 +144,18 @@ def _session_from(data: dict[str, Any], folder: Path, rng: random.Random | None 
 
 
 def load_session(
-    path: str | Path, allow_missing: bool = False, *, rng: random.Random | None = None
+    path: str | Path, allow_missing: bool = False, *, rng: random.Random | None = None,
+    read_only: bool = False,
 ) -> Session:
     """Open a session folder (or its session.json).
 
     Raises :class:`SessionLoadError` (or its subclasses :class:`SchemaTooNewError`,
     :class:`MissingFilesError`) with a message for the user. With ``allow_missing`` a session
     whose gallery or control pictures are gone still opens; ``session.missing_files()`` lists
-    them. Nothing on disk is written (an untitled session's folder gets this process's lock).
+    them. Nothing on disk is written but this process's ``session.lock``: a session open in
+    another running app raises :class:`~.folders.SessionLockedError` (a :class:`SessionError`),
+    unless ``read_only``, which opens it without the lock; such a session is never written
+    (``write_session`` refuses; Save As makes a copy that is the app's own).
     """
     folder = folders.session_folder_for(path).absolute()
     data = read_session_data(folder)
@@ -132,9 +163,11 @@ def load_session(
     missing = session.missing_files()
     if missing and not allow_missing:
         raise MissingFilesError(folder, missing)
-    if session.untitled:
-        folders.write_lock(folder)
+    if read_only:
+        session._read_only = True
     else:
+        folders.acquire_lock(folder)
+    if not session.untitled:
         remember_recent(folder)
     return session
 
@@ -176,6 +209,9 @@ def _write(session: Session, folder: Path) -> Path:
 
 def write_session(session: Session) -> Path:
     """Write session.json into the session's folder now (what autosave does); returns its path."""
+    if session.read_only:
+        raise SessionSaveError(session.folder, "it is open read-only (another window has it open); "
+                                               "use Save As to keep your changes in a copy")
     if session.untitled:
         session.ensure_folder()
     file = _write(session, session.folder)
@@ -185,7 +221,7 @@ def write_session(session: Session) -> Path:
 
 def autosave_session(session: Session) -> bool:
     """Write the session if it has unsaved changes. Returns whether it wrote."""
-    if not session.dirty:
+    if not session.dirty or session.read_only:
         return False
     write_session(session)
     return True
@@ -233,7 +269,8 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_staging(target)
-        staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent))
+        staging = with_default_folder_mode(
+            Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent)))
     except OSError as exc:
         raise SessionSaveError(target, exc.strerror or str(exc)) from None
     try:
@@ -255,7 +292,10 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
         raise
     file = target / folders.SESSION_FILE
     was_untitled = session.untitled
-    folders.release_lock(old)
+    if not session.read_only:
+        folders.release_lock(old)
+    session._read_only = False
+    folders.write_lock(target)
     session._mark_saved(target, untitled=False)
     collect_garbage(session)
     if was_untitled and folders.is_in_autosave_root(old):
@@ -318,13 +358,15 @@ class RecoverableSession:
 
 
 def list_recoverable() -> list[RecoverableSession]:
-    """Untitled sessions in the autosave area whose app is no longer running, newest first."""
+    """Untitled sessions in the autosave area whose app died with them open (their lock names
+    a process that no longer runs), newest state first. A session closed cleanly released its
+    lock and is never offered."""
     found = []
     for folder in folders.autosave_root().iterdir():
         if not folder.is_dir() or not folder.name.endswith(folders.SUFFIX):
             continue
-        if folders.owner_alive(folder):
-            continue
+        if folders.read_lock(folder) is None or folders.owner_alive(folder):
+            continue  # closed cleanly (the lock was released), or still open
         try:
             file = folder / folders.SESSION_FILE
             stamp = (file if file.is_file() else folder).stat().st_mtime

@@ -69,7 +69,7 @@ MENUS: tuple[tuple[str, tuple], ...] = (
     ("&File", ("new", "open", RECENT, None, "save", "save_as", None,
                ("&Export", "export", ("export_png", "export_pdf", "export_pictures")),
                None, "quit")),
-    ("&Edit", ("paste", "add_pictures")),
+    ("&Edit", ("undo", "redo", None, "paste", "add_pictures")),
     ("&Storyboard", ("new_panel", "duplicate_panel", "reroll", None, "import_prompts",
                      "export_prompts")),
     ("&Run", ("generate", "cancel", "cancel_all")),
@@ -288,6 +288,8 @@ class MainWindow(QMainWindow):
                     "duplicate"),
             Command("reroll", "&Re-roll selected panel", self._reroll_current, "Ctrl+R",
                     "reroll"),
+            Command("undo", "&Undo", s.undo.undo, key.Undo),
+            Command("redo", "&Redo", s.undo.redo, ("Ctrl+Shift+Z", "Ctrl+Y")),
             Command("paste", "&Paste reference picture", gallery.paste, "Ctrl+Shift+V", "paste"),
             Command("add_pictures", "Add reference &pictures…", gallery.choose_files, None,
                     "add"),
@@ -392,7 +394,7 @@ class MainWindow(QMainWindow):
         if session is None:
             return
         self.settings_panel.set_settings(session.settings)
-        self.settings_panel.set_picture_reference(session.active_reference is not None)
+        self.settings_panel.set_picture_reference(session.style.uses_picture)
         self.banner.hide()
         self.pictures.reset()
 
@@ -402,7 +404,7 @@ class MainWindow(QMainWindow):
             self.settings_panel.set_settings(self.session.settings)
             self.runs.update_state()
         if kind in (observer.STYLE, observer.REFERENCES):
-            self.settings_panel.set_picture_reference(self.session.active_reference is not None)
+            self.settings_panel.set_picture_reference(self.session.style.uses_picture)
         self.pictures.on_session_change(change)
 
     def _settings_edited(self, settings) -> None:

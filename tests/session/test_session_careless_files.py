@@ -15,6 +15,8 @@ from stylealigned_desktop.session.autosave import Autosaver
 from stylealigned_desktop.session.errors import SessionError, SessionLoadError, SessionSaveError
 from stylealigned_desktop.session.values import Panel
 
+from .session_helpers import crashed_lock
+
 DEEP = "[" * 100_000 + "]" * 100_000
 HUGE_NUMBER = "9" * 5000
 LONE_SURROGATE = '"a fox \\udc80"'  # JSON text for a string no UTF-8 file can hold
@@ -84,6 +86,8 @@ def test_a_broken_autosave_is_set_aside_and_reported_once(text):
     good = folders.autosave_root() / "untitled-20200101-000001-fedcba.stylealigned"
     good.mkdir()
     (good / "session.json").write_text(session_text())
+    crashed_lock(folder)
+    crashed_lock(good)
     entries = store.list_recoverable()
     assert sorted((e.folder.name, e.error is None) for e in entries) == [
         (folder.name + store.BROKEN_SUFFIX, False), (good.name, True)]
@@ -143,9 +147,11 @@ def test_stale_temporaries_are_removed_only_when_ours_or_old(session, tmp_path):
 
 CONCURRENT_WRITER = """
 import sys
+from pathlib import Path
 from stylealigned_desktop.session import store
 from stylealigned_desktop.session.errors import SessionError
-s = store.load_session(sys.argv[1])
+from stylealigned_desktop.session.model import Session
+s = Session.from_dict(store.read_session_data(Path(sys.argv[1])), sys.argv[1])  # ignores the lock
 failed = 0
 for i in range(int(sys.argv[2])):
     s.update_panel(0, prompt=f"writer {sys.argv[3]} save {i}")
@@ -158,7 +164,7 @@ print(failed)
 
 
 def test_two_writers_on_one_session_never_break_each_others_saves(session, tmp_path):
-    """Until the session lock is honoured by everyone, two apps may autosave one session."""
+    """Writers that ignore the session lock (an older app, a script) may autosave one session."""
     session.add_panel("a snail")
     store.save_session_as(session, tmp_path / "Snail")
     folder = tmp_path / "Snail.stylealigned"
@@ -176,3 +182,15 @@ def test_panel_text_limits_come_from_the_engine_request_rules():
         Panel(id="p", prompt="x" * 2001)
     assert Panel(id="p", prompt="x" * 2000).prompt
 
+
+
+def test_a_picture_whose_name_is_not_utf8_can_be_added_and_saved(session, tmp_path):
+    from .session_helpers import picture_bytes
+
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.png")
+    with open(path, "wb") as handle:
+        handle.write(picture_bytes())
+    reference = session.add_reference(path)
+    assert reference.name == "caf\ufffd.png"
+    store.save_session_as(session, tmp_path / "Cafe")
+    assert store.load_session(tmp_path / "Cafe.stylealigned").references[0].name == "caf\ufffd.png"

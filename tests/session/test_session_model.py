@@ -21,6 +21,7 @@ from stylealigned_desktop.session.model import (
     prepare_picture,
     prepare_picture_data,
 )
+from stylealigned_desktop.session.values import StyleReference
 
 from .session_helpers import picture_bytes
 
@@ -175,6 +176,12 @@ def test_text_import_export_round_trip(session, tmp_path):
     assert [p.prompt for p in other.panels] == ["line one line two", "first", "second"]
     prompts_file.import_panels_text(other, "only\n", replace_all=True)
     assert [p.prompt for p in other.panels] == ["only"]
+
+
+def test_text_import_export_keeps_panel_sizes(session):
+    new = prompts_file.import_panels_text(session, "harbour | size=1344x768\nface | size=832x1216\ncup\n")
+    assert [p.size for p in new] == [(1344, 768), (832, 1216), None]
+    assert prompts_file.export_panels_text(session) == "harbour | size=1344x768\nface | size=832x1216\ncup\n"
 
 
 def test_text_import_reads_bom_and_reports_bad_files(session, tmp_path):
@@ -647,10 +654,10 @@ def test_generate_draws_fresh_seeds_for_unlocked_panels_only(session):
     session.add_panel("locked two", seed=44, seed_locked=True)
     reference_seed = session.style.reference_seed
     plan = session.prepare_generate()
-    seeds = [p.seed for p in session.panels]
+    seeds = [p.seed for p in plan.request.panels]
     assert seeds[0] == 42 and seeds[2] == 44
     assert seeds[1] != 43
-    assert [p.seed for p in plan.request.panels] == seeds
+    assert [p.seed for p in session.panels] == [42, 43, 44]  # not before the run finished
     assert plan.request.style.seed == reference_seed  # the reference seed is locked by default
     assert plan.panel_ids == tuple(p.id for p in session.panels)
     assert plan.folder == session.folder / "outputs" / plan.run_id
@@ -660,6 +667,12 @@ def test_generate_draws_fresh_seeds_for_unlocked_panels_only(session):
     session.set_reference_seed(locked=False)
     third = session.prepare_generate()
     assert third.request.style.seed != reference_seed
+    assert session.style.reference_seed == reference_seed
+    write_run_files(third, [0, 1, 2])
+    session.record_run(third, "finished")  # now the storyboard takes the run's seeds
+    assert [p.seed for p in session.panels] == [p.seed for p in third.request.panels]
+    assert session.style.reference_seed == third.request.style.seed
+    assert [p.seed_locked for p in session.panels] == [True, False, True]
 
 
 def test_failed_generate_changes_no_seed(session):
@@ -669,19 +682,53 @@ def test_failed_generate_changes_no_seed(session):
     assert session.panels[0].seed == 5
 
 
-def test_reroll_changes_only_that_panels_seed(session):
+def test_a_run_that_does_not_finish_changes_no_seed(session):
+    session.set_style_text("ink")
+    session.set_reference_seed(seed=7, locked=False)
+    session.add_panel("one", seed=1)
+    session.add_panel("two", seed=2)
+    before = session.to_dict()
+    cancelled = session.prepare_generate()
+    session.discard_plan(cancelled)
+    failed = session.prepare_generate()
+    session.record_run(failed, "cancelled")
+    assert [p.seed for p in session.panels] == [1, 2] and session.style.reference_seed == 7
+    assert session.to_dict()["panels"] == before["panels"]
+
+
+def test_a_seed_the_artist_changed_during_the_run_is_kept(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    session.add_panel("two", seed=2)
+    session.add_panel("three", seed=3)
+    plan = session.prepare_generate()
+    session.update_panel(0, seed=100)  # typed while the run went on
+    session.update_panel(1, seed_locked=True)  # locked while the run went on
+    session.remove_panel(2)
+    write_run_files(plan, [0, 1, 2])
+    session.record_run(plan, "finished")
+    assert [(p.seed, p.seed_locked) for p in session.panels] == [(100, False), (2, True)]
+
+
+def test_reroll_plans_one_panel_and_never_changes_a_locked_seed(session):
     session.set_style_text("BW logo. high contrast.")
     for i in range(4):
         session.add_panel(f"panel {i}", seed=100 + i, seed_locked=(i == 2))
+    reference_seed = session.style.reference_seed
     plan = session.prepare_reroll(2)
     assert plan.request.only == (2,)
     assert plan.selected == (2,)
-    seeds = [p.seed for p in session.panels]
-    assert seeds[:2] == [100, 101] and seeds[3] == 103
-    assert seeds[2] != 102
-    assert session.panels[2].seed_locked  # the lock is kept
-    assert plan.request.panels[2].seed == seeds[2]
+    assert plan.request.panels[2].seed == 102  # locked: drawn again with its seed
     assert plan.request.panels[2].prompt == "panel 2, BW logo. high contrast."
+    unlocked = session.prepare_reroll(1)
+    assert unlocked.request.panels[1].seed != 101
+    assert [p.seed for p in unlocked.request.panels][::2] == [100, 102]
+    assert [p.seed for p in session.panels] == [100, 101, 102, 103]
+    write_run_files(unlocked, [1], reference=False)
+    session.record_run(unlocked, "finished")
+    assert [p.seed for p in session.panels] == [100, unlocked.request.panels[1].seed, 102, 103]
+    assert session.panels[2].seed_locked  # the lock is kept
+    assert session.style.reference_seed == reference_seed
 
 
 # --- history --------------------------------------------------------------------------------
@@ -704,7 +751,10 @@ def test_record_run_finds_the_run_files(session):
     write_run_files(plan, [0, 1])
     changes = record_changes(session)
     record = session.record_run(plan, consistency=0.8)
-    assert changes == [observer.Change(observer.HISTORY)]
+    # the run's new seeds reach the two panels, in the same notification batch
+    assert changes == [observer.Change(observer.PANEL, i, p.id)
+                       for i, p in enumerate(session.panels)] + [
+        observer.Change(observer.HISTORY)]
     assert session.history == (record,)
     assert record.folder == f"outputs/{plan.run_id}"
     assert record.images() == [
@@ -755,7 +805,9 @@ def test_restore_settings_and_seeds_from_history(session):
     session.update_style_aligned(shared_score_shift=1.0)
     session.set_style_text("BW logo.")
     session.reroll_reference()
-    session.prepare_generate()
+    later = session.prepare_generate()
+    write_run_files(later, [0, 1, 2])
+    session.record_run(later)
     session.move_panel(0, 2)
     extra = session.add_panel("a toy bus")
     assert all(session.panel(pid).seed != seed for pid, seed in run_seeds.items())
@@ -887,3 +939,107 @@ def test_restore_notes_a_reference_picture_that_is_gone(session, make_picture):
     notes = session.restore_run(record.id)
     assert len(notes) == 1 and "reference picture" in notes[0]
     assert session.active_reference is None
+
+
+# --- several references and panel sizes (spec sections 11 and 12) -----------------------------
+
+
+def test_several_weighted_references_go_into_the_request_in_order(session, make_picture):
+    session.set_style_text("ink")
+    session.set_reference_prompt("a lighthouse")
+    session.add_panel("a boat")
+    a = session.add_reference(make_picture("a.png", color="red"))  # the first picture becomes the style
+    assert session.style.sources == (StyleReference(a.id, 1.0),)
+    b = session.add_reference(make_picture("b.png", color="blue"))
+    session.set_source_active(b.id, True, weight=3.0)
+    session.set_source_active(None, True, weight=0.0)  # the generated reference, listed but unused
+    request = session.build_request()
+    assert [type(r) for r in request.references] == [ReferencePicture, ReferencePicture, GeneratedReference]
+    assert request.references[0].path == str(session.path(a.file))
+    assert request.weights == (0.25, 0.75, 0.0)
+    assert request.references[2].prompt == "a lighthouse, ink"
+    plan = session.prepare_generate()
+    assert [(x.kind, x.weight) for x in plan.references] == [("picture", 0.25), ("picture", 0.75), ("generated", 0.0)]
+    session.set_source_weight(a.id, 1.0)
+    session.set_source_weight(None, 2.0)
+    assert session.build_request().weights == (1 / 6, 3 / 6, 2 / 6)
+    assert [w for _, w in session.active_sources] == [1.0, 3.0, 2.0]
+    assert session.style.active_reference is None and session.style.uses_picture
+
+
+def test_reference_weights_are_checked(session, make_picture):
+    a = session.add_reference(make_picture("a.png"))
+    with pytest.raises(SessionError, match="weight"):
+        session.set_source_weight(a.id, -1)
+    with pytest.raises(SessionError, match="weight above 0"):
+        session.set_source_weight(a.id, 0)  # the only active reference
+    with pytest.raises(SessionError, match="not active"):
+        session.set_source_weight(None, 1)
+    with pytest.raises(SessionError, match="gallery"):
+        session.set_source_active("0000", True)
+    assert session.style.sources == (StyleReference(a.id, 1.0),)
+
+
+def test_taking_references_out_and_removing_pictures(session, make_picture):
+    a = session.add_reference(make_picture("a.png", color="red"))
+    b = session.add_reference(make_picture("b.png", color="blue"))
+    session.set_source_active(b.id, True, weight=2.0)
+    assert session.settings.guidance == 10.0  # pictures: the authors' picture defaults
+    session.remove_reference(a.id)
+    assert session.style.sources == (StyleReference(b.id, 2.0),)
+    session.set_source_active(b.id, False)  # the last one out: the generated reference
+    assert session.style.sources == (StyleReference(None, 1.0),)
+    assert session.settings.guidance == 5.0
+    session.set_source_active(b.id, True, weight=0.5)
+    session.set_source_active(None, True)
+    session.remove_reference(b.id)
+    assert session.style.sources == (StyleReference(None, 1.0),) and session.settings.guidance == 5.0
+
+
+def test_panel_sizes_reach_the_request_and_survive_a_save(session, tmp_path):
+    session.set_style_text("ink")
+    session.add_panel("an establishing shot")
+    session.add_panel("a close-up")
+    session.update_panel(0, size=(1344, 768))
+    with pytest.raises(SessionError, match="multiple of 64"):
+        session.update_panel(1, size=(1000, 768))
+    request = session.build_request()
+    assert request.panels[0].size == (1344, 768) and request.panels[1].size is None
+    assert request.panel_size(1) == (64, 64)
+    store.save_session_as(session, tmp_path / "Sizes")
+    loaded = store.load_session(tmp_path / "Sizes.stylealigned")
+    assert [p.size for p in loaded.panels] == [(1344, 768), None]
+    loaded.close()
+
+
+def test_restore_brings_back_the_runs_references_weights_and_sizes(session, make_picture):
+    session.set_style_text("ink")
+    session.set_reference_prompt("a lighthouse")
+    session.add_panel("a boat")
+    session.update_panel(0, size=(128, 64))
+    a = session.add_reference(make_picture("a.png", color="red"))
+    session.set_source_active(None, True, weight=3.0)
+    plan = session.prepare_generate()
+    record = session.record_run(plan)
+    assert [(x.kind, x.weight) for x in record.references] == [("picture", 0.25), ("generated", 0.75)]
+    assert record.panels[0].size == (128, 64)
+    session.set_active_reference(None)
+    session.update_panel(0, size=None)
+    session.restore_run(record.id, panels=True)
+    assert session.style.sources == (StyleReference(a.id, 0.25), StyleReference(None, 0.75))
+    assert session.panels[0].size == (128, 64)
+
+
+def test_record_run_finds_every_reference_picture(session, make_picture):
+    session.set_style_text("ink")
+    session.add_panel("a boat")
+    session.add_reference(make_picture("a.png", color="red"))
+    session.set_source_active(None, True)
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    for name in ("reference.png", "reference-02.png", "panel-01.png"):
+        (plan.folder / name).write_bytes(b"png")
+    record = session.record_run(plan)
+    assert [x.image for x in record.references] == ["reference.png", "reference-02.png"]
+    assert record.reference_images() == [(0, f"{record.folder}/reference.png"),
+                                         (1, f"{record.folder}/reference-02.png")]

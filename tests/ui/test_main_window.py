@@ -238,10 +238,13 @@ def test_a_session_that_fails_to_load_is_reported_and_left_untouched(qtbot, make
     assert "newer version" in window.banner_text.text()
 
 
-def test_after_a_crash_the_unsaved_session_is_offered(qtbot, make_window, monkeypatch):
+def test_after_a_crash_the_unsaved_session_is_offered(qtbot, make_window, monkeypatch, tmp_path):
     import os
 
     from stylealigned_desktop.session import folders
+
+    # an autosave area of its own: other tests' untitled folders would look crashed too here
+    monkeypatch.setenv("STYLEALIGNED_DATA_DIR", str(tmp_path / "data"))
 
     crashed = Session()
     crashed.add_panel("the lost panel")
