@@ -31,6 +31,8 @@ from stylealigned_desktop.engine.request import (
 )
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
+from .test_generator_picture import picture  # noqa: F401 (the reference picture fixture)
+
 WIDTH, HEIGHT = 128, 64  # not square: a swapped width/height shows
 TIME_IDS = [float(HEIGHT), float(WIDTH), 0.0, 0.0, float(HEIGHT), float(WIDTH)]  # (h, w), crop, (h, w)
 NO_SHARING = StyleAlignedSettings(share_attention=False, adain_queries=False, adain_keys=False,
@@ -180,26 +182,15 @@ def test_previews_show_the_schedulers_predicted_x0(engine, tiny_pipe, monkeypatc
         assert (shown - by_hand).abs().max() <= 1, (preview.index, preview.step)
 
 
-@pytest.fixture(scope="module")
-def style_picture(tmp_path_factory):
-    path = tmp_path_factory.mktemp("style") / "style.png"
-    image = Image.new("RGB", (240, 120), (20, 30, 90))
-    draw = ImageDraw.Draw(image)
-    draw.ellipse((40, 10, 150, 110), fill=(250, 160, 20))
-    draw.rectangle((0, 90, 240, 120), fill=(30, 120, 40))
-    image.save(path)
-    return path
-
-
 @pytest.mark.parametrize("scheduler", ["euler", "dpmpp-2m"])
 def test_reference_picture_rows_follow_the_trajectory_for_other_schedulers(
-        engine, tiny_pipe, tmp_path, monkeypatch, style_picture, scheduler):
+        engine, tiny_pipe, tmp_path, monkeypatch, picture, scheduler):  # noqa: F811 (the imported fixture)
     """Spec 7.4 with Euler (whose samples are scaled: sample = latent * sqrt(1 + sigma^2)) and
     DPM++ 2M: the reference row's UNet input at step i is exactly the trajectory entry
     traj[offset] (i = 0) or traj[max(offset + 1, i)], at the schedule's own level, conditioned
     on (height, width); the trajectory was inverted over those same levels."""
     steps, offset = 5, 1
-    request = SetRequest(model="tiny", style=ReferencePicture(str(style_picture), caption="a sunset",
+    request = SetRequest(model="tiny", style=ReferencePicture(str(picture), caption="a sunset",
                                                                inversion_offset=offset),
                          panels=(Panel("a car", 21), Panel("a boat", 22), Panel("a cat", 23)),
                          sampling=Sampling(steps=steps, guidance=10.0, width=WIDTH, height=HEIGHT, scheduler=scheduler),
