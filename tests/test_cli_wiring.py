@@ -62,6 +62,16 @@ def test_device_accepts_cuda_n(tmp_path, capsys):
     assert code == 2 and "'cuda:1' was asked for" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["generate", "--out", "o", "--prompt", "b"], ["evaluate", "run"],
+                                     ["invert", "p.png", "--out", "t.safetensors"],
+                                     ["preprocess", "p.png", "--mode", "canny", "--out", "m.png"]])
+def test_every_sub_command_takes_cuda_n(command, capsys):
+    assert cli.build_parser().parse_args([*command, "--device", "cuda:1"]).device == "cuda:1"
+    with pytest.raises(SystemExit) as refused:
+        cli.build_parser().parse_args([*command, "--device", "gpu"])
+    assert refused.value.code == 2 and "cuda:N" in capsys.readouterr().err
+
+
 def test_the_desktop_apps_exit_code_is_the_one_the_app_exits_with():
     """The event loop's result is the process's exit code (it was always 0)."""
     script = ("import sys; from PySide6.QtCore import QTimer; from PySide6.QtWidgets import QApplication; "
