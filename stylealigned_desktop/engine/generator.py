@@ -10,21 +10,29 @@ cached keys and values, whatever the number of panels.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import events as ev
+from .denoise import (
+    Conditioning,
+    PreparedControl,
+    RunContext,
+    control_residuals,
+    decode_latent,
+    predicted_x0,
+)
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .models import TINY, load_pipeline, model_identity, resolve_device, resolve_dtype
 from .preview import latent_to_rgb
-from .request import PanelControl, ReferencePicture, SetRequest
+from .request import ReferencePicture, SetRequest
 
 EventSink = Callable[[ev.Event], None]
 
@@ -78,35 +86,6 @@ def auto_micro_batch(device: torch.device, n_panels: int, height: int, width: in
     # About 0.45 GB of fp16 activations per UNet row at 1024x1024 (measured on SDXL), scaled by pixels.
     per_row = 0.45e9 * (height * width) / (1024 * 1024) * (2 if cfg else 1)
     return max(1, min(n_panels, int(0.7 * free // per_row)))
-
-
-@dataclass
-class _Conditioning:
-    """Text conditioning of rows, both CFG halves kept separately: (rows, ...) each."""
-
-    embeds: torch.Tensor
-    pooled: torch.Tensor
-    negative_embeds: torch.Tensor | None
-    negative_pooled: torch.Tensor | None
-
-    def rows(self, index: Sequence[int] | slice, halves: int):
-        """UNet inputs for these rows, laid out [uncond rows | cond rows] when CFG is on."""
-        if halves == 1:
-            return self.embeds[index], self.pooled[index]
-        return (torch.cat([self.negative_embeds[index], self.embeds[index]]),
-                torch.cat([self.negative_pooled[index], self.pooled[index]]))
-
-
-@dataclass
-class _PreparedControl:
-    """A panel's control map as the ControlNet takes it: (1, 3, H, W) in [0, 1]."""
-
-    control: PanelControl
-    image: torch.Tensor
-
-    def active(self, step: int, total: int) -> bool:
-        """Whether the control acts at this step (diffusers' controlnet_keep rule)."""
-        return not (step / total < self.control.guidance_start or (step + 1) / total > self.control.guidance_end)
 
 
 class Engine:
@@ -305,35 +284,37 @@ class Engine:
         installation.state.halves_override = halves
         installation.state.reference_weights = tuple(request.weights[r] for r in used)
         rows_of = {row: (size, k) for size, rows in groups.items() for k, row in enumerate(rows)}
+        run = RunContext(pipe=pipe, scheduler=scheduler, cond=cond, time_ids=time_ids[set_size], halves=halves,
+                         guidance=sampling.guidance, controls=controls, request=request,
+                         installation=installation, controlnet=lambda kind: self.controlnet(request, kind, pipe),
+                         cancel=cancel, sink=sink)
+        # one context per panel size: its own scheduler and SDXL time ids, the rest shared
+        runs = {size: dataclasses.replace(run, scheduler=schedulers[size], time_ids=time_ids[size]) for size in groups}
         try:
             total = len(timesteps)
             for i, t in enumerate(timesteps):
                 self._check(cancel)
                 for row, (trajectory, offset) in trajectories.items():
                     latents[set_size][row] = self._reference_sample(scheduler, trajectory, i, offset, t).to(device, dtype)
-                step_controls = [c if c is not None and c.active(i, total) else None for c in controls]
+                step_controls = run.step_controls(i, total)
                 if settings.full_attention_share:
-                    eps = {set_size: self._full_batch_eps(pipe, installation, scheduler, latents[set_size], t, cond,
-                                                          time_ids[set_size], halves, sampling.guidance,
-                                                          [None] + step_controls, request)}
+                    eps = {set_size: self._full_batch_eps(run, latents[set_size], t, step_controls)}
                 else:
                     eps = {}
-                    ref_eps = self._reference_eps(pipe, installation, scheduler, latents[set_size][:n_refs], t, cond,
-                                                  list(range(n_refs)), time_ids[set_size], halves, sampling.guidance)
+                    ref_eps = self._reference_eps(run, latents[set_size][:n_refs], t, list(range(n_refs)))
                     for size, rows in groups.items():
                         panel_rows = [row for row in rows if row >= n_refs]
                         start = len(rows) - len(panel_rows)  # the references lead the set-size group
                         panel_eps, micro_batch = self._panel_eps(
-                            pipe, installation, schedulers[size], latents[size][start:], t, cond, panel_rows,
-                            time_ids[size], halves, sampling.guidance, micro_batch, cancel, sink,
-                            [step_controls[row - n_refs] for row in panel_rows], request)
+                            runs[size], latents[size][start:], t, panel_rows,
+                            [step_controls[row - n_refs] for row in panel_rows], micro_batch)
                         eps[size] = torch.cat([ref_eps, panel_eps]) if start else panel_eps
                 x0 = {}
                 for size in groups:
                     output = schedulers[size].step(eps[size], t, latents[size], return_dict=True)
                     x0[size] = getattr(output, "pred_original_sample", None)
                     if x0[size] is None:
-                        x0[size] = _predicted_x0(schedulers[size], latents[size], eps[size], t)
+                        x0[size] = predicted_x0(schedulers[size], latents[size], eps[size], t)
                     latents[size] = output.prev_sample.to(dtype)
                 sink(ev.Step(i + 1, len(timesteps)))
                 for row in range(len(sizes)):
@@ -349,7 +330,7 @@ class Engine:
         for row in range(len(sizes)):
             self._check(cancel)
             size, k = rows_of[row]
-            images.append(self._decode(pipe, latents[size][k : k + 1]))
+            images.append(decode_latent(pipe, latents[size][k : k + 1]))
         finished = time.perf_counter()
 
         meta_common = request.picture_parameters()
@@ -404,7 +385,7 @@ class Engine:
             raise GenerationCancelled()
 
     @staticmethod
-    def _encode(pipe, prompts: list[str], negative_prompt: str | None, cfg: bool) -> _Conditioning:
+    def _encode(pipe, prompts: list[str], negative_prompt: str | None, cfg: bool) -> Conditioning:
         embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
             prompt=prompts,
             device=pipe.unet.device,
@@ -412,7 +393,7 @@ class Engine:
             do_classifier_free_guidance=cfg,
             negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
         )
-        return _Conditioning(embeds, pooled, negative, negative_pooled)
+        return Conditioning(embeds, pooled, negative, negative_pooled)
 
     @staticmethod
     def _time_ids(pipe, height: int, width: int, dtype, device) -> torch.Tensor:
@@ -432,50 +413,19 @@ class Engine:
             return_dict=False,
         )[0]
 
-    def _control_residuals(self, pipe, request, model_input, t, embeds, pooled, time_ids, controls, halves):
-        """ControlNet residuals for the rows of one UNet batch; rows without control get zeros.
+    def _eps(self, run: RunContext, latents, t, rows, controls=None):
+        """CFG-combined noise prediction for some rows of the set (latents: those rows).
 
-        Each ControlNet runs only on its own panels' rows and sees the same text as the UNet row
-        it controls (both CFG halves). Residuals are linear in the conditioning scale, so each
-        row is scaled by its own panel's scale.
+        ``controls``: one entry per row (None: no control), or None for no control at all.
         """
-        if not any(c is not None for c in controls):
-            return None
-        m = len(controls)
-        down, mid = None, None
-        for kind in sorted({c.control.kind for c in controls if c is not None}):
-            positions = [j for j, c in enumerate(controls) if c is not None and c.control.kind == kind]
-            rows = [h * m + j for h in range(halves) for j in positions]
-            image = torch.cat([controls[j].image for j in positions] * halves).to(model_input.device, model_input.dtype)
-            scale = torch.tensor([controls[j].control.scale for j in positions] * halves,
-                                 device=model_input.device, dtype=model_input.dtype).view(-1, 1, 1, 1)
-            net = self.controlnet(request, kind, pipe)
-            res_down, res_mid = net(
-                model_input[rows], t, encoder_hidden_states=embeds[rows], controlnet_cond=image,
-                conditioning_scale=1.0, guess_mode=False,
-                added_cond_kwargs={"text_embeds": pooled[rows], "time_ids": time_ids.repeat(len(rows), 1)},
-                return_dict=False,
-            )
-            if down is None:
-                down = [torch.zeros((model_input.shape[0],) + r.shape[1:], dtype=r.dtype, device=r.device) for r in res_down]
-                mid = torch.zeros((model_input.shape[0],) + res_mid.shape[1:], dtype=res_mid.dtype, device=res_mid.device)
-            for total, part in zip(down, res_down):
-                total[rows] += part * scale
-            mid[rows] += res_mid * scale
-        return down, mid
-
-    def _eps(self, pipe, scheduler, latents, t, cond, rows, time_ids, halves, guidance, controls=None, request=None):
-        """CFG-combined noise prediction for some rows of the set (latents: those rows)."""
-        model_input = torch.cat([latents] * halves) if halves == 2 else latents
-        model_input = scheduler.scale_model_input(model_input, t)
-        embeds, pooled = cond.rows(rows, halves)
-        residuals = None
-        if controls:
-            residuals = self._control_residuals(pipe, request, model_input, t, embeds, pooled, time_ids, controls, halves)
-        noise = self._unet(pipe, model_input, t, embeds, pooled, time_ids, residuals)
-        if halves == 2:
+        model_input = torch.cat([latents] * run.halves) if run.halves == 2 else latents
+        model_input = run.scheduler.scale_model_input(model_input, t)
+        embeds, pooled = run.cond.rows(rows, run.halves)
+        residuals = control_residuals(run, model_input, t, embeds, pooled, controls) if controls else None
+        noise = self._unet(run.pipe, model_input, t, embeds, pooled, run.time_ids, residuals)
+        if run.halves == 2:
             uncond, text = noise.chunk(2)
-            noise = uncond + guidance * (text - uncond)
+            noise = uncond + run.guidance * (text - uncond)
         return noise
 
     @staticmethod
@@ -531,11 +481,11 @@ class Engine:
         )
         return key, picture
 
-    def _prepare_controls(self, pipe, request, selected) -> list[_PreparedControl | None]:
+    def _prepare_controls(self, pipe, request, selected) -> list[PreparedControl | None]:
         """Control maps of the selected panels, and their ControlNets loaded and checked."""
         from .control import ControlSettings, preprocess
 
-        prepared: list[_PreparedControl | None] = []
+        prepared: list[PreparedControl | None] = []
         for index in selected:
             control = request.panels[index].control
             if control is None:
@@ -548,14 +498,14 @@ class Engine:
             settings = ControlSettings.for_panel(control, width, height, **extra)
             control_map = preprocess(control.image, control.mode, settings)
             array = torch.from_numpy(np.asarray(control_map, dtype=np.float32) / 255.0)
-            prepared.append(_PreparedControl(control, array.permute(2, 0, 1).unsqueeze(0)))
+            prepared.append(PreparedControl(control, array.permute(2, 0, 1).unsqueeze(0)))
         return prepared
 
-    def _reference_eps(self, pipe, installation, scheduler, latents, t, cond, rows, time_ids, halves, guidance):
+    def _reference_eps(self, run: RunContext, latents, t, rows):
         """Noise predictions of the references, all in one UNet call (they are recorded)."""
-        installation.state.mode = "record"
+        run.installation.state.mode = "record"
         try:
-            return self._eps(pipe, scheduler, latents, t, cond, rows, time_ids, halves, guidance)
+            return self._eps(run, latents, t, rows)
         except Exception as error:
             if _is_out_of_memory(error):
                 raise GenerationError(
@@ -563,25 +513,22 @@ class Engine:
                     "or use a smaller dtype") from error
             raise
 
-    def _full_batch_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance,
-                        controls, request):
-        installation.state.mode = "batch"
-        return self._eps(pipe, scheduler, latents, t, cond, slice(None), time_ids, halves, guidance, controls, request)
+    def _full_batch_eps(self, run: RunContext, latents, t, step_controls):
+        run.installation.state.mode = "batch"
+        return self._eps(run, latents, t, slice(None), [None] + step_controls)
 
-    def _panel_eps(self, pipe, installation, scheduler, latents, t, cond, rows, time_ids, halves, guidance,
-                   micro_batch, cancel, sink, controls, request):
+    def _panel_eps(self, run: RunContext, latents, t, rows, controls, micro_batch: int):
         """Noise predictions of panels of one size (conditioning ``rows``), micro-batch by
         micro-batch (halved on out-of-memory); each micro-batch replays the recorded references."""
-        installation.state.mode = "replay"
+        run.installation.state.mode = "replay"
         n = latents.shape[0]
         out = torch.empty_like(latents)
         start = 0
         while start < n:
-            self._check(cancel)
+            self._check(run.cancel)
             stop = min(n, start + micro_batch)
             try:
-                out[start:stop] = self._eps(pipe, scheduler, latents[start:stop], t, cond, rows[start:stop], time_ids,
-                                            halves, guidance, controls[start:stop], request)
+                out[start:stop] = self._eps(run, latents[start:stop], t, rows[start:stop], controls[start:stop])
             except Exception as error:
                 if not _is_out_of_memory(error):
                     raise
@@ -592,40 +539,10 @@ class Engine:
                         "programs, or use a smaller dtype"
                     ) from error
                 micro_batch = max(1, micro_batch // 2)
-                sink(ev.Notice(f"out of memory: continuing with {micro_batch} panel(s) at a time"))
+                run.sink(ev.Notice(f"out of memory: continuing with {micro_batch} panel(s) at a time"))
                 continue
             start = stop
         return out, micro_batch
-
-    @staticmethod
-    def _decode(pipe, latents):
-        """VAE decode of one latent, as the SDXL pipeline does it (float32 VAE where it must)."""
-        vae = pipe.vae
-        needs_upcast = vae.dtype == torch.float16 and vae.config.force_upcast
-        if needs_upcast:
-            vae.to(dtype=torch.float32)
-        try:
-            latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
-            mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
-            if mean is not None and std is not None:
-                mean = torch.tensor(mean).view(1, 4, 1, 1).to(latents.device, latents.dtype)
-                std = torch.tensor(std).view(1, 4, 1, 1).to(latents.device, latents.dtype)
-                latents = latents * std / vae.config.scaling_factor + mean
-            else:
-                latents = latents / vae.config.scaling_factor
-            with torch.no_grad():
-                image = vae.decode(latents, return_dict=False)[0]
-        finally:
-            if needs_upcast:
-                vae.to(dtype=torch.float16)
-        return pipe.image_processor.postprocess(image, output_type="pil")[0]
-
-
-def _predicted_x0(scheduler, latents, eps, t):
-    """x0 from an epsilon prediction for schedulers whose step does not report it."""
-    alphas = scheduler.alphas_cumprod.to(latents.device)
-    alpha = alphas[int(t)].to(torch.float32)
-    return (latents.float() - (1 - alpha).sqrt() * eps.float()) / alpha.sqrt()
 
 
 def _first_picture(request: SetRequest) -> ReferencePicture:
