@@ -124,8 +124,6 @@ class SharedGroupNorm:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         state, groups = self.state, self.norm.num_groups
-        if state.settings.full_attention_share:
-            return self._plain(x)
         if state.mode == "batch":
             return self._batch(x)
         halves = state.halves()
