@@ -4,33 +4,17 @@ when the first app then crashes, the next start reopens the first app's session.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from stylealigned_desktop.session import store
 from stylealigned_desktop.session.model import Session
 from stylealigned_desktop.ui.config import DesktopConfig
-from tests.ui.uifakes import FakeEngine
+from tests.ui.uifakes import OTHER_APP, ROOT, FakeEngine, app_config, other_app_env
 
-ROOT = Path(__file__).resolve().parents[2]
-
-FIRST_APP = """
-import os, sys
-from pathlib import Path
-from PySide6.QtWidgets import QApplication, QFileDialog
-app = QApplication([])
-from stylealigned_desktop.ui.config import DesktopConfig
-from stylealigned_desktop.ui.main_window import MainWindow
-from tests.ui.uifakes import FakeEngine
-config = DesktopConfig.load()
-config.model = "tiny"
-window = MainWindow(config, engine_factory=FakeEngine)
-window.ask = lambda title, text, buttons, default=None, detail="": "Not now"
-window.show()
+FIRST_APP = OTHER_APP + """
 window.set_session_from_path(Path(sys.argv[1]))  # started with the session folder
 print(window.session.folder, flush=True)
 for line in sys.stdin:  # a folder name: File > Save as there
@@ -39,13 +23,6 @@ for line in sys.stdin:  # a folder name: File > Save as there
     app.processEvents()
     print(window.session.folder, flush=True)
 """
-
-
-def app_config() -> DesktopConfig:
-    """The settings as an app reads them at start."""
-    config = DesktopConfig.load()
-    config.model = "tiny"
-    return config
 
 
 @pytest.mark.parametrize("answer", ["Cancel", "Open read-only"])
@@ -61,9 +38,8 @@ def test_a_refused_second_app_leaves_the_last_session_to_the_first(
     fox_folder = tmp_path / "Fox.stylealigned"
 
     # 1. the first app opens the saved session: it owns it, and it is the last session
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    first = subprocess.Popen([sys.executable, "-c", FIRST_APP, str(fox_folder)], env=env, cwd=ROOT,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    first = subprocess.Popen([sys.executable, "-c", FIRST_APP, str(fox_folder)], env=other_app_env(),
+                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert first.stdout.readline().strip() == str(fox_folder)
         assert DesktopConfig.load().last_session == str(fox_folder)
