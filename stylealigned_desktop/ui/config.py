@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from ..paths import config_dir
 log = logging.getLogger(__name__)
 
 FILE_NAME = "desktop.json"
-MAX_RECENT = 10
 
 
 @dataclass
@@ -37,7 +36,6 @@ class DesktopConfig:
     """The chosen model source (hub id, folder, .safetensors file or ``tiny``); empty: not chosen."""
     dino_model: str = ""
     """The DINO model that scores set consistency (hub id or folder); empty: facebook/dino-vitb8."""
-    recent_sessions: list[str] = field(default_factory=list)
     last_session: str = ""
     geometry: str = ""
     """QMainWindow.saveGeometry() as hex."""
@@ -81,8 +79,6 @@ class DesktopConfig:
         defaults = asdict(cls())
         stored = {key: value for key, value in data.items()
                   if key in defaults and isinstance(value, type(defaults[key]))}
-        if "recent_sessions" in stored:
-            stored["recent_sessions"] = [p for p in stored["recent_sessions"] if isinstance(p, str)]
         return stored
 
     @classmethod
@@ -121,15 +117,3 @@ class DesktopConfig:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._as_read = data
-
-    def add_recent(self, session_path: str | Path) -> None:
-        text = str(Path(session_path))
-        self.recent_sessions = [text] + [p for p in self.recent_sessions if p != text]
-        del self.recent_sessions[MAX_RECENT:]
-        self.last_session = text
-
-    def forget_recent(self, session_path: str | Path) -> None:
-        text = str(Path(session_path))
-        self.recent_sessions = [p for p in self.recent_sessions if p != text]
-        if self.last_session == text:
-            self.last_session = ""
