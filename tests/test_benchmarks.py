@@ -74,9 +74,8 @@ def test_every_case_ran_with_sane_numbers(quick):
             assert all(math.isfinite(t) and t > 0 for t in samples)
         assert case["per_image_s_median"] == pytest.approx(case["step_s_median"] / (n + 1))
         assert case["peak_memory_mib"] is not None and case["peak_memory_mib"] >= 0
-        # one batched call for the pipelines; ceil(n / m) for the engine (the reference rides
-        # in the first micro-batch)
-        expected_calls = 1 if case["micro_batch"] is None else math.ceil(n / case["micro_batch"])
+        # one batched call for the pipelines; the reference plus ceil(n / m) for the engine
+        expected_calls = 1 if case["micro_batch"] is None else 1 + math.ceil(n / case["micro_batch"])
         assert case["unet_calls_per_step"] == expected_calls
         assert case["unet_rows_per_step"] == 2 * (n + 1)  # CFG on
     assert "engine-mb" in stdout and "limit" in stdout  # the table was printed

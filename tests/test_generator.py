@@ -8,6 +8,7 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from stylealigned_desktop.engine import events as ev
+from stylealigned_desktop.engine import generator
 from stylealigned_desktop.engine.generator import (
     Engine,
     GenerationError,
@@ -179,7 +180,7 @@ def test_cancel_between_micro_batches(engine):
 
     def counting(*args, **kwargs):
         calls.append(args[1].shape[0])
-        if len(calls) == 2:  # the reference with the first micro-batch, then the second
+        if len(calls) == 2:  # the reference branch, then the first micro-batch
             cancel.set()
         return original(*args, **kwargs)
 
@@ -215,8 +216,14 @@ def test_out_of_memory_halves_the_micro_batch_and_gives_the_same_pictures(engine
         torch.testing.assert_close(result.latents[index], expected.latents[index], rtol=0, atol=TOL)
 
 
-def test_out_of_memory_with_the_reference_riding_along_runs_it_alone_from_then_on(engine):
+def test_out_of_memory_with_the_reference_riding_along_runs_it_alone_from_then_on(engine, monkeypatch):
+    """The engine with the first panels in the references' call (generator.REFERENCE_RIDES_ALONG):
+    the same pictures (1e-4), and out of memory there falls back to the references alone."""
     expected = engine.generate(_request(micro_batch=1))
+    monkeypatch.setattr(generator, "REFERENCE_RIDES_ALONG", True)
+    riding = engine.generate(_request(micro_batch=2))
+    for index in range(4):
+        torch.testing.assert_close(riding.latents[index], expected.latents[index], rtol=0, atol=TOL)
     original = engine._unet
     failures = []
 
@@ -245,7 +252,7 @@ def test_out_of_memory_at_one_panel_fails_with_a_clear_message(engine):
 
     def panels_never_fit(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 1:  # the reference with the first micro-batch fits
+        if len(calls) == 1:  # the reference branch fits
             return original(*args, **kwargs)
         raise torch.OutOfMemoryError("CUDA out of memory")
 

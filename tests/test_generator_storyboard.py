@@ -73,9 +73,8 @@ def test_mixed_sizes_give_each_panel_its_own_size_time_ids_and_noise(engine, tin
     assert {shape: ids[0] for shape, ids in time_ids} == {
         (16, 16): [128.0, 128.0, 0.0, 0.0, 128.0, 128.0], (16, 24): [128.0, 192.0, 0.0, 0.0, 128.0, 192.0],
         (8, 16): [64.0, 128.0, 0.0, 0.0, 64.0, 128.0]}
-    # one UNet call per size and step (panels of a size share one); the reference rides in the
-    # call of the panel of its size
-    assert len(time_ids) == STEPS * 3
+    # one UNet call per step for the reference, then one per size (panels of a size share one)
+    assert len(time_ids) == STEPS * 4
     done = {e.index: e for e in seen if isinstance(e, ev.PanelDone)}
     assert (done[1].metadata["width"], done[1].metadata["height"]) == (128, 64)
     previews = [e for e in seen if isinstance(e, ev.Preview) and e.index == 0]

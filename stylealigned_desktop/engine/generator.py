@@ -1,9 +1,9 @@
 """The storyboard engine: the references once per step, panels in micro-batches.
 
-Panels never see each other (spec section 3), so every denoising step runs the references once,
-in the first micro-batch's UNet call (``record``: they leave keys, values and statistics in
-every shared layer, which that call's panels use at once), and then the other panels in
-micro-batches of any size (``replay``). Each panel's result depends only on its
+Panels never see each other (spec section 3), so every denoising step runs the references once
+(``record``: they leave keys, values and statistics in every shared layer; with
+``REFERENCE_RIDES_ALONG`` the first micro-batch's panels share that call and use them at once),
+and then the panels in micro-batches of any size (``replay``). Each panel's result depends only on its
 own prompt, seed and control, the style source and the settings: not on the other panels, their
 order or the micro-batch size. Memory per step is that of one micro-batch plus the reference's
 cached keys and values, whatever the number of panels.
@@ -86,8 +86,16 @@ def auto_micro_batch(device: torch.device, n_panels: int, height: int, width: in
     free, _total = torch.cuda.mem_get_info(device)
     # About 0.45 GB of fp16 activations per UNet row at 1024x1024 (measured on SDXL), scaled by pixels.
     per_row = 0.45e9 * (height * width) / (1024 * 1024) * (2 if cfg else 1)
-    # the first call carries the reference too: m panels + 1 rows
-    return max(1, min(n_panels, int(0.7 * free // per_row) - 1))
+    # with REFERENCE_RIDES_ALONG the first call carries the reference too: m panels + 1 rows
+    return max(1, min(n_panels, int(0.7 * free // per_row) - int(REFERENCE_RIDES_ALONG)))
+
+
+REFERENCE_RIDES_ALONG = False
+"""Whether the first micro-batch of panels rides in the references' UNet call (one call fewer per
+step). Off: a panel's rows then run in a call of the same composition whatever the sharding, so a
+set split across server replicas stays pixel for pixel the local run
+(tests/server/test_sharding.py); riding along changes a panel's batch and so its rounding, and
+its gain was not measurable on the shared CPU (docs/performance.md, issue 15)."""
 
 
 @dataclasses.dataclass
@@ -292,7 +300,7 @@ class Engine:
             width, height = max(sizes[n_refs:] or [set_size], key=lambda s: s[0] * s[1])
             micro_batch = auto_micro_batch(device, n, height, width, halves == 2)
 
-        batching = Batching(micro_batch, micro_batch)
+        batching = Batching(micro_batch, micro_batch if REFERENCE_RIDES_ALONG else 0)
         installation = Installation(pipe.unet, settings)
         installation.state.halves_override = halves
         installation.state.reference_weights = tuple(request.weights[r] for r in used)
@@ -314,7 +322,7 @@ class Engine:
                     eps = {set_size: self._full_batch_eps(run, latents[set_size], t, step_controls)}
                 else:
                     eps = {}
-                    # the references lead the set-size group; its first panels ride in their call
+                    # the references lead the set-size group (its first panels may ride in their call)
                     for size in sorted(groups, key=lambda size: size != set_size):
                         panel_rows = [row for row in groups[size] if row >= n_refs]
                         controls = [step_controls[row - n_refs] for row in panel_rows]
@@ -522,11 +530,11 @@ class Engine:
         """Noise predictions of the set-size group: the references (its first ``n_refs`` rows)
         and its panels (conditioning ``rows``).
 
-        The references and the first panels share one UNet call (``record``: the references
-        attend plainly and leave their keys, values and statistics, which that call's panels use
-        at once and later calls replay), so a step costs one UNet call fewer than a separate
-        reference call. Out of memory in that call halves the panels riding along, down to the
-        references alone; ``batching`` keeps the smaller sizes for the rest of the run.
+        The references run in one UNet call (``record``: they attend plainly and leave their
+        keys, values and statistics, which later calls replay) together with the first
+        ``batching.with_reference`` panels, which use them at once (0 unless
+        ``REFERENCE_RIDES_ALONG``). Out of memory in that call halves the panels riding along,
+        down to the references alone; ``batching`` keeps the smaller sizes for the rest of the run.
         """
         while True:
             self._check(run.cancel)
