@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .settings import StyleAlignedSettings
@@ -12,6 +14,9 @@ CONTROL_MODES = ("canny", "depth", "map")
 CONTROLNET_KINDS = ("canny", "depth")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+MEMORY_MODES = ("auto", "fast", "balanced", "low")
+"""fast: all models on the GPU; balanced: model CPU offload; low: sequential offload + VAE tiling;
+auto: the fastest that fits (engine/memory.py)."""
 DEFAULT_INVERSION_OFFSET_50 = 5  # the authors' offset for 50 steps
 
 
@@ -94,6 +99,39 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class Lora:
+    """An SDXL LoRA file (``.safetensors``, kohya or diffusers format) and its weight.
+
+    ``weight`` scales the LoRA's change to the model: 1 as trained, 0 off, negative inverts it.
+    """
+
+    path: str
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.path or not str(self.path).strip():
+            raise ValueError("a LoRA needs a file")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
+            raise ValueError(f"LoRA weight must be a number, got {self.weight!r}")
+        object.__setattr__(self, "weight", float(self.weight))
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @classmethod
+    def parse(cls, text: str) -> Lora:
+        """``FILE`` or ``FILE:WEIGHT`` (a Windows drive's colon is part of the file)."""
+        head, sep, tail = text.rpartition(":")
+        if sep and head:
+            try:
+                return cls(head, float(tail))
+            except ValueError:
+                pass
+        return cls(text)
+
+
+@dataclass(frozen=True)
 class Sampling:
     steps: int = 50
     guidance: float = 5.0
@@ -146,6 +184,11 @@ class SetRequest:
     controlnet_depth: str | None = None
     depth_model: str | None = None
     """Monocular depth estimator (hub id or folder); None: the default for the model."""
+    memory: str = "auto"
+    """Memory mode: one of MEMORY_MODES."""
+    loras: tuple[Lora, ...] = ()
+    vae: str | None = None
+    """A VAE to decode (and encode) with: hub id, folder or .safetensors file; None: the model's."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "panels", tuple(self.panels))
@@ -160,6 +203,9 @@ class SetRequest:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.memory not in MEMORY_MODES:
+            raise ValueError(f"memory mode must be one of {', '.join(MEMORY_MODES)}, got {self.memory!r}")
+        object.__setattr__(self, "loras", tuple(self.loras))
 
     @property
     def selected(self) -> tuple[int, ...]:
@@ -177,6 +223,8 @@ class SetRequest:
             "height": sampling.height,
             "scheduler": sampling.scheduler,
             "stylealigned": self.settings.to_dict(),
+            "loras": [{"file": lora.name, "weight": lora.weight} for lora in self.loras],
+            "vae": self.vae,
         }
 
     def to_dict(self) -> dict[str, Any]:

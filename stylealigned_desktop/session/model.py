@@ -872,7 +872,7 @@ class Session(Observable):
                 dtype=dtype,
                 only=None if only is None else tuple(only),
                 cache_dir=str(self.cache_folder),  # a reference picture is inverted once per session
-                **self._settings.control_models(),
+                **self._settings.engine_choices(),
             )
         except ValueError as exc:
             raise SessionError(str(exc)) from None
