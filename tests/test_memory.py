@@ -261,8 +261,8 @@ EXPECTED = {
     ("SDXL + 1 ControlNet", 1024, 1): ["low / 8", "balanced / 3", "fast / 6", "fast / 8"],
     ("SDXL + 2 ControlNets", 1024, 2): ["low / 8", "low / 8", "balanced / 5", "fast / 8"],
     ("SDXL", 1536, 0): ["low / 4", "balanced / 3", "balanced / 7", "fast / 8"],
-    ("SDXL + 1 ControlNet", 1536, 1): ["low / 3", "low / 5", "balanced / 3", "fast / 7"],
-    ("SDXL + 2 ControlNets", 1536, 2): ["low / 3", "low / 5", "balanced / 1", "fast / 5"],
+    ("SDXL + 1 ControlNet", 1536, 1): ["low / 3", "low / 6", "balanced / 3", "fast / 7"],
+    ("SDXL + 2 ControlNets", 1536, 2): ["low / 3", "low / 6", "balanced / 1", "balanced / 6"],
 }
 
 

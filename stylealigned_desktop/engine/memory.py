@@ -49,15 +49,15 @@ SEQUENTIAL_RESIDENT_GB = 0.25
 
 # Activations at 1024x1024 in float16, measured (benchmarks/activation_memory.py); they grow with
 # the number of pixels (attention runs memory-efficient kernels, linear in tokens).
-REFERENCE_CACHE_GB = 0.858
+REFERENCE_CACHE_GB = 0.842
 """The reference's keys, values and AdaIN statistics in every shared layer, both CFG halves."""
-UNET_ROW_GB = 0.160
+UNET_ROW_GB = 0.166
 """One UNet row (one panel with CFG is two rows) in the engine's replay layout."""
-CONTROLNET_ROW_GB = 0.080
+CONTROLNET_ROW_GB = 0.067
 """Added per row when a ControlNet runs (its activations and the residuals the UNet reads)."""
-VAE_DECODE_GB = 3.2
+VAE_DECODE_GB = 3.22
 """One untiled VAE decode in float32 (SDXL's VAE forces float32); float16 halves it."""
-VAE_TILE_DECODE_GB = 3.2
+VAE_TILE_DECODE_GB = 3.22
 """A tiled decode costs one tile (1024x1024 pixels for SDXL's VAE) whatever the size."""
 TEXT_ENCODE_GB = 0.05
 
