@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: run test lint setup bench screenshots clean
 
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV): the app, torch, diffusers and PySide6 (a few GB on first install; minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+	@echo "Installed: $(BIN)/stylealigned-desktop (the window), $(BIN)/stylealigned (the command line)"
 
 setup: $(STAMP)
 

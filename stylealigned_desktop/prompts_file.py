@@ -12,13 +12,26 @@ conditioning scale, default 0.8); ``start=`` / ``end=`` (the part of the denoisi
 which the control acts); ``low=`` / ``high=`` (canny thresholds); ``kind=depth|canny`` (for
 ``control=map:...``: which ControlNet the ready-made map feeds, default depth). A literal ``|``
 in a prompt is written ``\\|``, and a prompt that begins with ``#`` is written ``\\#``.
+
+The same text is a session's storyboard in and out: :func:`import_panels_text` /
+:func:`import_panels_file` add a panel per line to a ``Session`` (all or nothing), and
+:func:`export_panels_text` / :func:`export_panels_file` write its panels back.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .session.errors import PictureError, SessionError
+from .session.pictures import PreparedPicture, prepare_picture
+from .session.values import Control, Panel, check_seed, new_panel_id
+
+if TYPE_CHECKING:
+    from .session.model import Session
 
 CONTROL_MODES = ("canny", "depth", "map")
 _SPLIT = re.compile(r"(?<!\\)\|")
@@ -112,17 +125,21 @@ def parse_text(text: str, source: str = "<text>", base: Path | None = None) -> l
     return panels
 
 
+def read_text(path: Path, name: str) -> str:
+    """The text of a storyboard file; :class:`PromptsFileError` starting with ``name``."""
+    try:
+        return path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the prompt
+    except FileNotFoundError:
+        raise PromptsFileError(f"{name}: no such file") from None
+    except UnicodeDecodeError:
+        raise PromptsFileError(f"{name}: not a UTF-8 text file") from None
+    except OSError as error:
+        raise PromptsFileError(f"{name}: cannot read ({error.strerror or error})") from None
+
+
 def read_prompts_file(path: str | Path) -> list[PanelLine]:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the prompt
-    except FileNotFoundError:
-        raise PromptsFileError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise PromptsFileError(f"{path}: not a UTF-8 text file") from None
-    except OSError as error:
-        raise PromptsFileError(f"{path}: cannot read ({error.strerror or error})") from None
-    return parse_text(text, str(path), path.parent)
+    return parse_text(read_text(path, str(path)), str(path), path.parent)
 
 
 def _escape(text: str) -> str:
@@ -142,3 +159,144 @@ def format_line(panel: PanelLine) -> str:
         if value is not None:
             parts.append(f"{key}={value}")
     return " | ".join(parts)
+
+
+# --- a session's storyboard as text ----------------------------------------------------------
+
+
+def _panel_line_number(text: str, k: int) -> int:
+    """The 1-based line number of the ``k``-th (0-based) panel line of a storyboard text.
+
+    Only needed for error messages: :func:`parse_text` returns the panels without their line
+    numbers, and a panel line is one :func:`parse_line` does not skip.
+    """
+    numbers = (n for n, line in enumerate(text.splitlines(), start=1) if parse_line(line) is not None)
+    return next(itertools.islice(numbers, k, None))
+
+
+def _control_of_line(line: PanelLine) -> tuple[Control, PreparedPicture | None]:
+    """A line's control settings (no picture yet) and its picture (read and checked, not copied)."""
+    if not line.control_mode:
+        return Control(), None
+    control = Control(mode=line.control_mode, **line.control_values(Control()))
+    picture = Path(line.control_image)
+    if not picture.is_absolute():
+        raise SessionError(
+            f"the control picture {picture} is a relative path: give a full path "
+            "(in an imported file, relative paths start from the file's folder)"
+        )
+    return control, prepare_picture(picture)
+
+
+def import_panels_text(
+    session: Session,
+    text: str,
+    replace_all: bool = False,
+    *,
+    base: str | Path | None = None,
+    source: str = "storyboard text",
+) -> list[Panel]:
+    """Add a panel per line of a plain-text storyboard to ``session``.
+
+    Blank and ``#`` lines are ignored. ``seed=N`` gives the panel seed N, locked (without it
+    a seed is drawn, unlocked). ``control=MODE:PATH`` copies the picture into ``controls/``
+    (as ``Session.set_panel_control_picture`` does) with the line's ``scale``,
+    ``start``/``end``, ``low``/``high`` and ``kind`` (the map kind); what a line leaves out
+    keeps :class:`Control`'s defaults. A relative PATH is relative to ``base`` (the imported
+    file's folder); text without a ``base`` needs absolute paths.
+
+    All or nothing: a malformed line, a bad value or an unreadable control picture raises
+    :class:`SessionError` naming ``source`` and the line number, and nothing changes. With
+    ``replace_all`` the current panels are dropped first. Returns the new panels.
+    """
+    folder = None if base is None else Path(base).expanduser().absolute()
+    try:
+        lines = parse_text(text, source, folder)
+    except PromptsFileError as exc:
+        raise SessionError(str(exc)) from None
+
+    def where(k: int) -> str:
+        return f"{source}:{_panel_line_number(text, k)}"
+
+    # everything is checked (and read) before anything is written
+    checked: list[tuple[PanelLine, Control, PreparedPicture | None]] = []
+    for k, line in enumerate(lines):
+        try:
+            if line.seed is not None:
+                check_seed(line.seed)
+            control, picture = _control_of_line(line)
+        except PictureError as exc:
+            raise SessionError(f"{where(k)}: control picture {exc.path}: {exc.reason}") from None
+        except SessionError as exc:
+            raise SessionError(f"{where(k)}: {exc}") from None
+        checked.append((line, control, picture))
+    new = []
+    for k, (line, control, picture) in enumerate(checked):
+        if picture is not None:
+            try:
+                control = replace(control, image=session.store_control_copy(picture))
+            except OSError as exc:
+                raise SessionError(
+                    f"{where(k)}: the control picture cannot be copied into the session "
+                    f"({exc.strerror or exc})"
+                ) from None
+        new.append(Panel(
+            id=new_panel_id(),
+            prompt=line.prompt,
+            seed=session.draw_seed() if line.seed is None else line.seed,
+            seed_locked=line.seed is not None,
+            control=control,
+        ))
+    return session.add_panels(new, replace_all=replace_all)
+
+
+def import_panels_file(session: Session, path: str | Path, replace_all: bool = False) -> list[Panel]:
+    """Read a plain-text storyboard file (UTF-8; see :func:`import_panels_text`) into
+    ``session``; relative control paths start from the file's folder."""
+    path = Path(path).expanduser()
+    try:
+        text = read_text(path, path.name)
+    except PromptsFileError as exc:
+        raise SessionError(str(exc)) from None
+    return import_panels_text(
+        session, text, replace_all=replace_all, base=path.absolute().parent, source=path.name
+    )
+
+
+def export_panels_text(session: Session) -> str:
+    """``session``'s storyboard as plain text (:func:`format_line`, one panel a line) that
+    :func:`import_panels_text` and ``stylealigned generate --prompts-file`` read back.
+
+    Locked seeds are written (``seed=N``), unlocked ones are not (they are drawn anew); a
+    control is written as ``control=MODE:<absolute path of the session's copy>`` with its
+    settings that differ from :class:`Control`'s defaults (``kind`` always for a map). Line
+    breaks in a prompt become spaces; panels without a prompt are left out (a line needs one).
+    """
+    d = Control()
+    lines = []
+    for panel in session.panels:
+        prompt = " ".join(panel.prompt.split())
+        if not prompt:
+            continue
+        control: dict[str, Any] = {}
+        c = panel.control
+        if c.image:
+            control = {"control_mode": c.mode, "control_image": str(session.path(c.image))}
+            for key, name in (("scale", "scale"), ("start", "guidance_start"),
+                              ("end", "guidance_end"), ("low", "canny_low"),
+                              ("high", "canny_high"), ("kind", "map_kind")):
+                if getattr(c, name) != getattr(d, name) or (key == "kind" and c.mode == "map"):
+                    control[key] = getattr(c, name)
+        seed = panel.seed if panel.seed_locked else None
+        lines.append(format_line(PanelLine(prompt=prompt, seed=seed, **control)))
+    return "".join(f"{line}\n" for line in lines)
+
+
+def export_panels_file(session: Session, path: str | Path) -> None:
+    """Write :func:`export_panels_text` to ``path`` (atomically)."""
+    from .session.atomic import write_text_atomic
+
+    try:
+        write_text_atomic(path, export_panels_text(session))
+    except OSError as exc:
+        raise SessionError(f"{Path(path).name}: cannot be written ({exc.strerror or exc})") from None

@@ -1,15 +1,22 @@
-"""The layering rules: session/ imports neither Qt nor torch; engine/ never imports Qt.
+"""The layering rules: session/ imports neither Qt nor torch; engine/ never imports Qt; no
+module imports, even indirectly, a module that imports it back.
 
 Each package's modules are found by globbing its folder, so new modules are covered, and
-imported in a fresh interpreter, so nothing imported by other tests hides a violation.
+imported in a fresh interpreter, so nothing imported by other tests hides a violation. Import
+cycles are found by reading every module's import statements (``ast``, including imports
+inside functions, where a cycle usually hides) and looking for strongly connected components
+of the import graph.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import networkx as nx
 
 import stylealigned_desktop
 
@@ -71,3 +78,122 @@ def test_engine_data_types_stay_light():
     ])
     assert report["failed"] == {}
     assert report["loaded"] == []
+
+
+# --- import cycles ----------------------------------------------------------------------------
+
+
+def module_files(root: Path, package: str) -> dict[str, tuple[Path, bool]]:
+    """``{dotted module name: (file, is a package __init__)}`` for every module of ``package``
+    (a folder directly under ``root``)."""
+    found = {}
+    for file in sorted((root / package).rglob("*.py")):
+        parts = list(file.relative_to(root).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts.pop()
+        found[".".join(parts)] = (file, is_package)
+    return found
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports for annotations only."""
+    test = getattr(node, "test", None) if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def import_statements(tree: ast.AST):
+    """Every import statement, at any depth (functions too), except those only type
+    checkers run."""
+    for child in ast.iter_child_nodes(tree):
+        if isinstance(child, (ast.Import, ast.ImportFrom)):
+            yield child
+        elif _is_type_checking(child):
+            for other in child.orelse:
+                yield from import_statements(ast.Module(body=[other], type_ignores=[]))
+        else:
+            yield from import_statements(child)
+
+
+def imported_modules(file: Path, name: str, is_package: bool, known: set[str]) -> set[str]:
+    """The modules of ``known`` that the module ``name`` (in ``file``) imports when it runs."""
+    here = name.split(".") if is_package else name.split(".")[:-1]
+    found: set[str] = set()
+    for node in import_statements(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in known)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            for alias in node.names:
+                if f"{module}.{alias.name}" in known:  # from package import submodule
+                    found.add(f"{module}.{alias.name}")
+                elif module in known:
+                    found.add(module)
+    found.discard(name)
+    return found
+
+
+def import_graph(root: Path, package: str) -> nx.DiGraph:
+    modules = module_files(root, package)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(modules)
+    for name, (file, is_package) in modules.items():
+        graph.add_edges_from((name, other) for other in
+                             imported_modules(file, name, is_package, set(modules)))
+    return graph
+
+
+def import_cycles(root: Path, package: str) -> list[list[str]]:
+    """Groups of modules that import each other (directly or through others), sorted."""
+    components = nx.strongly_connected_components(import_graph(root, package))
+    return sorted(sorted(c) for c in components if len(c) > 1)
+
+
+def test_no_module_imports_itself_back():
+    assert import_cycles(PACKAGE_DIR.parent, PACKAGE_DIR.name) == []
+
+
+def write_package(root: Path, files: dict[str, str]) -> None:
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function(tmp_path):
+    """The old session model <-> store cycle: the store built the model at the top, the model
+    imported the store inside ``save()``."""
+    write_package(tmp_path, {
+        "app/__init__.py": "",
+        "app/session/__init__.py": "",
+        "app/session/store.py": "from .model import Session\n",
+        "app/session/model.py": "from . import folders\n\nclass Session:\n    def save(self):\n"
+                                "        from .store import save_session\n",
+        "app/session/folders.py": "import os\n",
+        "app/session/autosave.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                   "    from .store import Session\n",  # for annotations only
+    })
+    assert import_cycles(tmp_path, "app") == [["app.session.model", "app.session.store"]]
+    write_package(tmp_path, {"app/session/model.py": "from . import autosave\n"})
+    assert import_cycles(tmp_path, "app") == []
+
+
+def test_the_cycle_finder_follows_every_import_form_across_packages(tmp_path):
+    write_package(tmp_path, {
+        "app/__init__.py": "",
+        "app/paths.py": "from .session import folders\n",          # from package import module
+        "app/session/__init__.py": "",
+        "app/session/folders.py": "from .. import autosave_root\n",  # a name of a package
+        "app/autosave_root/__init__.py": "import app.ui.window\n",    # absolute import
+        "app/ui/__init__.py": "",
+        "app/ui/window.py": "from app.paths import data_dir\n",       # a name of a module
+        "app/ui/other.py": "from app.ui import window\n",             # imports in, not back
+    })
+    assert import_cycles(tmp_path, "app") == [
+        ["app.autosave_root", "app.paths", "app.session.folders", "app.ui.window"]
+    ]

@@ -1,26 +1,154 @@
-"""Packaging files parse and point at what exists."""
+"""The frozen build's inputs (packaging/): entry scripts, the spec's module lists, the desktop
+integration files. The build itself takes minutes (packaging/smoke.sh); these checks keep its
+inputs from rotting in between."""
+
+from __future__ import annotations
 
 import configparser
+import importlib.machinery
+import importlib.metadata
+import importlib.util
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
+import stylealigned_desktop
+
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGING = ROOT / "packaging"
 
 
-def test_desktop_entry_and_appstream_metadata():
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _locate(name: str):
+    """``name``'s module spec, found without running its parents' ``__init__`` (the way
+    ``importlib.util.find_spec`` would: controlnet_aux's loads every detector, for minutes)."""
+    first, *rest = name.split(".")
+    spec = importlib.util.find_spec(first)  # a top-level name: nothing is imported
+    for part in rest:
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(f"{spec.name}.{part}",
+                                                        list(spec.submodule_search_locations))
+    return spec
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return _load(PACKAGING / "bundle.py", "_packaging_bundle")
+
+
+def _desktop_entry():
     entry = configparser.ConfigParser(interpolation=None)
-    entry.read(ROOT / "packaging" / "stylealigned-desktop.desktop")
-    desktop = entry["Desktop Entry"]
-    assert desktop["Type"] == "Application" and desktop["Exec"].split()[0] == "stylealigned-desktop"
-    meta = ET.parse(ROOT / "packaging" / "io.github.stylealigned.Desktop.metainfo.xml").getroot()
-    assert meta.findtext("id") == desktop["Icon"]
-    assert meta.find("launchable").text == "stylealigned-desktop.desktop"
+    entry.optionxform = str
+    entry.read(PACKAGING / "io.github.stylealigned.Desktop.desktop")
+    return entry["Desktop Entry"]
+
+
+def test_each_frozen_entry_script_imports_the_packaged_main_absolutely(bundle):
+    entry_points = importlib.metadata.distribution("stylealigned-desktop").entry_points
+    targets = {ep.name: ep.value for ep in entry_points
+               if ep.group in ("console_scripts", "gui_scripts")}
+    assert {name for name, _, _ in bundle.EXECUTABLES} == set(targets)
+    for name, script, _ in bundle.EXECUTABLES:
+        # PyInstaller runs the script as a top-level module, with no parent package.
+        module = _load(PACKAGING / "entry" / script, f"_frozen_entry_{Path(script).stem}")
+        module_name, function = targets[name].split(":")
+        expected = getattr(importlib.import_module(module_name), function)
+        assert module.main is expected, f"{script} does not start {targets[name]}"
+
+
+def test_window_has_no_console_and_the_command_line_has_one(bundle):
+    console = {name: flag for name, _, flag in bundle.EXECUTABLES}
+    assert console == {"stylealigned-desktop": False, "stylealigned": True}
+
+
+def test_every_module_the_spec_names_resolves(bundle):
+    named = bundle.HIDDEN_IMPORTS + bundle.COLLECT_SUBMODULES + bundle.COLLECT_DATA + bundle.KEEP_SOURCE
+    missing = [name for name in named if _locate(name) is None]
+    assert not missing, f"the spec names modules that do not exist: {missing}"
+    packages = [name for name in bundle.COLLECT_SUBMODULES
+                if not _locate(name).submodule_search_locations]
+    assert not packages, f"collect_submodules needs packages, not modules: {packages}"
+    for dist in bundle.COPY_METADATA:
+        importlib.metadata.distribution(dist)  # raises PackageNotFoundError
+
+
+def test_spec_reads_its_lists_from_bundle(bundle):
+    spec = (PACKAGING / "stylealigned-desktop.spec").read_text()
+    for name in ("EXECUTABLES", "HIDDEN_IMPORTS", "COLLECT_SUBMODULES", "COLLECT_DATA",
+                 "COPY_METADATA", "EXCLUDES", "KEEP_SOURCE", "APP_ID"):
+        assert f"bundle.{name}" in spec, f"the spec does not use bundle.{name}"
+
+
+def test_excluded_modules_are_never_imported_by_the_app(bundle):
+    sources = "\n".join(p.read_text() for p in (ROOT / "stylealigned_desktop").rglob("*.py"))
+    for name in bundle.EXCLUDES:
+        assert f"import {name}\n" not in sources and f"from {name} import" not in sources, name
+
+
+def test_desktop_entry_opens_session_folders_and_matches_the_running_app(qapp):
+    from stylealigned_desktop.ui.app import APP_ID, identify
+
+    desktop = _desktop_entry()
+    assert (PACKAGING / f"{APP_ID}.desktop").is_file()
+    assert desktop["Type"] == "Application"
+    assert desktop["Exec"].split() == ["stylealigned-desktop", "%f"]  # one session folder
+    assert desktop["Icon"] == APP_ID
+    assert [m for m in desktop["MimeType"].split(";") if m] == ["application/x-stylealigned-session"]
+    identify(qapp)
+    assert qapp.desktopFileName() == desktop["StartupWMClass"] == APP_ID
+    assert not qapp.windowIcon().isNull()
+
+
+def test_session_mime_type_is_registered_for_stylealigned_folders():
+    ns = {"m": "http://www.freedesktop.org/standards/shared-mime-info"}
+    root = ET.parse(PACKAGING / "io.github.stylealigned.Desktop.mime.xml").getroot()
+    kinds = root.findall("m:mime-type", ns)
+    assert [k.get("type") for k in kinds] == [_desktop_entry()["MimeType"].strip(";")]
+    assert [g.get("pattern") for g in kinds[0].findall("m:glob", ns)] == ["*.stylealigned"]
+    assert kinds[0].find("m:sub-class-of", ns).get("type") == "inode/directory"
+
+
+def test_appstream_metadata_names_the_app_its_screenshots_and_this_release(bundle):
+    meta = ET.parse(PACKAGING / f"{bundle.APP_ID}.metainfo.xml").getroot()
+    assert meta.findtext("id") == bundle.APP_ID
+    assert meta.findtext("launchable") == f"{bundle.APP_ID}.desktop"
+    images = [e.text.rsplit("/", 1)[1] for e in meta.iter("image")]
+    assert images and all((ROOT / "docs" / "images" / name).is_file() for name in images)
+    assert {u.get("type") for u in meta.iter("url")} >= {"homepage", "bugtracker"}
+    releases = [r.get("version") for r in meta.find("releases")]
+    assert releases[0] == stylealigned_desktop.__version__
+    assert meta.find("releases/release/description") is not None
+
+
+def test_app_icon_renders_at_small_sizes(qapp, tmp_path, bundle):
+    sys.path.insert(0, str(PACKAGING))
+    try:
+        make_icons = _load(PACKAGING / "make_icons.py", "_make_icons")
+    finally:
+        sys.path.remove(str(PACKAGING))
+    written = make_icons.render_pngs(make_icons.SVG, (16, 48), tmp_path)
+    from PySide6.QtGui import QImage
+
+    for size, path in written.items():
+        assert path == tmp_path / "hicolor" / f"{size}x{size}" / "apps" / f"{bundle.APP_ID}.png"
+        image = QImage(str(path))
+        assert (image.width(), image.height()) == (size, size)
+        corners = [image.pixelColor(x, y).alpha() for x in (0, size - 1) for y in (0, size - 1)]
+        centre = image.pixelColor(size // 2, size // 2)
+        assert corners == [0, 0, 0, 0] and centre.alpha() == 255  # a shape, not a filled square
 
 
 def test_entry_points_exist_and_dependencies_are_ranges():
-    from importlib.metadata import distribution
-
-    dist = distribution("stylealigned-desktop")
+    dist = importlib.metadata.distribution("stylealigned-desktop")
     scripts = {ep.name: ep for ep in dist.entry_points if ep.group in ("console_scripts", "gui_scripts")}
     assert {"stylealigned", "stylealigned-desktop"} <= set(scripts)
     for entry in scripts.values():

@@ -376,6 +376,8 @@ def save_trajectory(path: str | Path, traj: Trajectory, key: TrajectoryKey | Non
     metadata) atomically: a temporary file in the same folder, then ``os.replace``."""
     from safetensors.torch import save_file
 
+    from ..paths import with_default_mode
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
@@ -394,7 +396,7 @@ def save_trajectory(path: str | Path, traj: Trajectory, key: TrajectoryKey | Non
         metadata["model"] = key.model
     tensors = {"latents": traj.latents.contiguous(), "timesteps": traj.timesteps.contiguous()}
     handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    os.close(with_default_mode(handle))
     try:
         save_file(tensors, tmp, metadata=metadata)
         os.replace(tmp, path)

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
+from ..paths import with_default_mode
 from .events import RunResult
 from .request import SetRequest
 
@@ -62,7 +63,7 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    os.close(with_default_mode(fd))
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..paths import with_default_mode
+
 TMP_PREFIX = ".tmp-"
 CHUNK = 64 * 1024
 
@@ -46,6 +48,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    with_default_mode(fd)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as handle:

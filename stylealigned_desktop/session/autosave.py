@@ -24,14 +24,9 @@ from collections.abc import Callable
 from .errors import SessionError
 from .model import Session
 from .observer import Change
+from .store import autosave_session
 
 log = logging.getLogger(__name__)
-
-
-def _default_save(session: Session) -> bool:
-    from .store import autosave_session
-
-    return autosave_session(session)
 
 
 class Autosaver:
@@ -50,7 +45,7 @@ class Autosaver:
         *,
         schedule: Callable[[float], None] | None = None,
         on_error: Callable[[Exception], None] | None = None,
-        save: Callable[[Session], object] = _default_save,
+        save: Callable[[Session], object] = autosave_session,
         clock: Callable[[], float] = time.monotonic,
         retry_delay: float = 5.0,
     ) -> None:

@@ -59,6 +59,12 @@ def session_folder_for(path: str | Path) -> Path:
     return path.parent if path.name == SESSION_FILE else path
 
 
+def is_session_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a session folder (named ``*.stylealigned``, or holding a session.json)."""
+    path = Path(path)
+    return path.is_dir() and (path.name.endswith(SUFFIX) or (path / SESSION_FILE).is_file())
+
+
 def with_suffix(folder: str | Path) -> Path:
     """``folder`` with the ``.stylealigned`` ending added when it has none."""
     folder = Path(folder).expanduser()

@@ -15,12 +15,14 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from ..engine import images
+from ..paths import with_default_mode
 from .errors import PictureError
 
 HASH_DIGITS = 16
@@ -43,6 +45,23 @@ def picture_extensions() -> frozenset[str]:
     """File extensions PIL can open (lower case, with the dot), for filtering folder contents."""
     Image.init()
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def picture_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files named in ``paths``, each folder replaced by the picture files found in it
+    (recursively, by extension, skipping hidden files and folders)."""
+    extensions = picture_extensions()
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found.extend(
+                f for f in sorted(item.rglob("*"))
+                if f.is_file() and f.suffix.lower() in extensions
+                and not any(part.startswith(".") for part in f.relative_to(item).parts)
+            )
+        else:
+            found.append(item)
+    return found
 
 
 def inspect_picture_file(path: str | Path, name: str | Path | None = None) -> PictureInfo:
@@ -168,6 +187,7 @@ def store_picture(data: bytes, folder: Path, name: str) -> Path:
     if target.is_file() and target.stat().st_size == len(data):
         return target
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    with_default_mode(fd)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, paths
-from . import folders
+from . import files, folders
 from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
 from .errors import (
     MissingFilesError,
@@ -151,7 +151,7 @@ def _write(session: Session, folder: Path) -> Path:
 def write_session(session: Session) -> Path:
     """Write session.json into the session's folder now (what autosave does); returns its path."""
     if session.untitled:
-        session._ensure_folder()
+        session.ensure_folder()
     file = _write(session, session.folder)
     session._mark_saved()
     return file
@@ -173,9 +173,18 @@ def save_session(session: Session) -> Path:
     if session.untitled:
         raise SessionError("this session has no name yet: use Save As to choose a folder")
     file = write_session(session)
-    session.collect_garbage()
+    collect_garbage(session)
     remember_recent(session.folder)
     return file
+
+
+def collect_garbage(session: Session) -> list[str]:
+    """Delete copies in references/ and controls/ that nothing in ``session`` refers to.
+
+    Called by an explicit save (not by autosave, so an undo-like re-add stays cheap).
+    Returns the session-relative paths removed.
+    """
+    return files.collect_garbage(session.folder, session.referenced_files())
 
 
 def save_session_as(session: Session, folder: str | Path) -> Path:
@@ -212,12 +221,12 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
     was_untitled = session.untitled
     folders.release_lock(old)
     session._mark_saved(target, untitled=False)
-    session.collect_garbage()
+    collect_garbage(session)
     if was_untitled and folders.is_in_autosave_root(old):
         if session.runs_in_progress:
             # a running job still writes there: record_run() moves its folder over and
             # the old folder goes once the last running job is recorded
-            session._left_folders.append(old)
+            session.leave_folder(old)
         else:
             shutil.rmtree(old, ignore_errors=True)
     remember_recent(target)
@@ -346,6 +355,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "RecoverableSession",
     "autosave_session",
+    "collect_garbage",
     "discard_recoverable",
     "discard_untitled",
     "forget_recent",

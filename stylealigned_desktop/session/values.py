@@ -9,6 +9,7 @@ offending field (``where`` is a path like ``"panels[2].control"``) in its :class
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -165,6 +166,11 @@ def check_seed(seed: Any, where: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT:
         raise SessionError(f"{where} must be a whole number from 0 to {SEED_LIMIT}, got {seed!r}")
     return seed
+
+
+def new_panel_id() -> str:
+    """A fresh panel id (12 hex digits)."""
+    return uuid.uuid4().hex[:12]
 
 
 # --- value types -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,10 @@ from pathlib import Path
 from .. import __version__
 
 _STARTED = time.perf_counter()
+
+# One name for the desktop integration: the .desktop file (io.github.stylealigned.Desktop.desktop),
+# the AppStream id, the icon, the Wayland app id and the X11 WM_CLASS instance (StartupWMClass).
+APP_ID = "io.github.stylealigned.Desktop"
 
 
 def _setup_logging() -> Path | None:
@@ -36,6 +41,20 @@ def _setup_logging() -> Path | None:
     return path
 
 
+def identify(app) -> None:
+    """Name, version, icon and desktop-file name of the application (desktops match the window
+    to io.github.stylealigned.Desktop.desktop by it)."""
+    from PySide6.QtGui import QIcon
+
+    from ..paths import resource
+
+    app.setApplicationName("StyleAligned Desktop")
+    app.setOrganizationName("StyleAligned")
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName(APP_ID)
+    app.setWindowIcon(QIcon(str(resource("app", f"{APP_ID}.svg"))))
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="stylealigned-desktop",
                                      description="StyleAligned Desktop: sets of pictures in one "
@@ -45,33 +64,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                         "and remember it")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--quit-after-show", action="store_true",
-                        help=argparse.SUPPRESS)  # start-up timing: print the time, then quit
+                        help=argparse.SUPPRESS)  # start-up timing and smoke tests: print, then quit
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the desktop app; returns the process exit code."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    _setup_logging()
+    log_file = _setup_logging()
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from .config import DesktopConfig
+    from .errors import install_exception_hook
     from .main_window import MainWindow
-    from .theme import apply_theme, follow_system, icon
+    from .theme import apply_theme, follow_system
 
+    os.environ.setdefault("RESOURCE_NAME", APP_ID)  # X11 WM_CLASS instance, read by xcb
     app = QApplication.instance() or QApplication([sys.argv[0]])
-    app.setApplicationName("StyleAligned Desktop")
-    app.setOrganizationName("StyleAligned")
-    app.setApplicationVersion(__version__)
+    identify(app)
     apply_theme(app)
     follow_system(app)
-    app.setWindowIcon(icon("star-filled", "#e0873a"))
 
     config = DesktopConfig.load()
     if args.model:
         config.model = args.model
     window = MainWindow(config)
+    install_exception_hook(lambda text: window.show_message(text, True), log_file)
     window.show()
 
     def start() -> None:
@@ -84,10 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         app.processEvents()
         print(f"window shown after {time.perf_counter() - _STARTED:.2f} s "
               f"(torch loaded: {'torch' in sys.modules})", flush=True)
+        if args.session:  # the frozen build's smoke test: the session folder opens
+            window.set_session_from_path(Path(args.session))
+            print(f"session: {window.session.title} ({len(window.session.panels)} panels)",
+                  flush=True)
+            window.sessions.close_session()
         window.worker.shutdown(2.0)
         return 0
     QTimer.singleShot(0, start)
-    return _run(app)
+    code = _run(app)
+    window.worker.finish(timeout=30.0)  # the window is gone; a cancelled step ends cleanly
+    return code
 
 
 def _run(app) -> int:

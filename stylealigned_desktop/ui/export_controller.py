@@ -37,6 +37,7 @@ class ExportController(QObject):
 
     def _exported(self, path: Path, folder: Path, text: str) -> None:
         self.host.config.export_folder = str(folder)
+        self.host.clear_problem("export")
         self.host.show_message(text or f"Exported {path}")
 
     def export_png(self, target: str | None = None) -> Path | None:
@@ -51,7 +52,7 @@ class ExportController(QObject):
         try:
             path = export_contact_sheet_png(items, target)
         except (OSError, ValueError) as exc:
-            self.host.show_message(f"Could not export the contact sheet: {exc}", True)
+            self.host.show_message(f"Could not export the contact sheet: {exc}", True, "export")
             return None
         self._exported(path, path.parent, "")
         return path
@@ -71,7 +72,7 @@ class ExportController(QObject):
             path = export_contact_sheet_pdf(items, target, default_title(session.title),
                                             f"Style: {style}" if style else "")
         except (OSError, ValueError) as exc:
-            self.host.show_message(f"Could not export the PDF: {exc}", True)
+            self.host.show_message(f"Could not export the PDF: {exc}", True, "export")
             return None
         self._exported(path, path.parent, "")
         return path
@@ -96,7 +97,7 @@ class ExportController(QObject):
         try:
             written = export_pictures(items, folder)
         except OSError as exc:
-            self.host.show_message(f"Could not export the pictures: {exc}", True)
+            self.host.show_message(f"Could not export the pictures: {exc}", True, "export")
             return []
         self._exported(Path(folder), Path(folder),
                        f"Exported {len(written)} picture(s) with their parameters to {folder}")

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from ..session import observer
 from ..session.errors import PictureError, SessionError
+from ..session.folders import is_session_folder
 from ..session.model import Reference, Session
 from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
 from .actions import add_menu_command, connect_command
@@ -68,19 +69,9 @@ def png_bytes(image: QImage) -> bytes:
 
 def expand_folders(paths: list[str]) -> list[Path]:
     """Files as given, and the picture files inside folders (recursively, hidden ones skipped)."""
-    from ..session.pictures import picture_extensions
+    from ..session.pictures import picture_files
 
-    extensions = picture_extensions()
-    files: list[Path] = []
-    for item in map(Path, paths):
-        if item.is_dir():
-            files.extend(
-                f for f in sorted(item.rglob("*"))
-                if f.is_file() and f.suffix.lower() in extensions
-                and not any(part.startswith(".") for part in f.relative_to(item).parts))
-        else:
-            files.append(item)
-    return files
+    return picture_files(paths)
 
 
 def describe_errors(errors: list[str], limit: int = 3) -> str:
@@ -125,6 +116,8 @@ class DropList(QListWidget):
 
     files_dropped = Signal(list)
     image_dropped = Signal(QImage)
+    session_dropped = Signal(Path)
+    """A session folder (*.stylealigned) was dropped: open it rather than add its pictures."""
     refused = Signal(str)
 
     def __init__(self, parent=None) -> None:
@@ -162,21 +155,30 @@ class DropList(QListWidget):
 
     def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
         self._highlight(False)
-        mime = event.mimeData()
+        if self.take(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def take(self, mime) -> bool:
+        """Hand dropped data on: a session folder to ``session_dropped``, local files and
+        folders to ``files_dropped``, picture data to ``image_dropped``. Whether it was taken."""
         if mime.hasUrls():
             local, other = local_paths(mime.urls())
+            sessions = [p for p in local if is_session_folder(p)]
+            if sessions:
+                self.session_dropped.emit(Path(sessions[0]))
+                return True
             if other and not local:
                 self.refused.emit("Only files on this computer can be added; save the picture "
                                   f"first ({other[0]})")
             if local:
                 self.files_dropped.emit(local)
-            event.acceptProposedAction()
-        elif mime.hasImage():
-            image = QImage(mime.imageData())
-            self.image_dropped.emit(image)
-            event.acceptProposedAction()
-        else:
-            event.ignore()
+            return True
+        if mime.hasImage():
+            self.image_dropped.emit(QImage(mime.imageData()))
+            return True
+        return False
 
 
 class ReferenceGallery(QWidget):

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QFileDialog
 from ..session import observer
 from ..session.errors import SessionError
 from ..session.history import RunPlan, RunRecord
+from ..session.model import compose_prompt
 from .export import SheetItem
 from .history import HistoryView, run_title
 from .host import APP_TITLE, Host
@@ -77,19 +78,31 @@ class GridController(QObject):
                 self.show_run(None)
 
     # ----- the storyboard's newest pictures ---------------------------------------------------
-    def _latest_images(self) -> tuple[Path | None, dict[str, tuple[Path, RunRecord]]]:
-        """The newest reference picture and, per panel id, its newest picture and run."""
+    def _latest_images(self) -> tuple[tuple[Path, RunRecord] | None,
+                                      dict[str, tuple[Path, RunRecord]]]:
+        """The newest reference picture and, per panel id, its newest picture (with their runs)."""
         reference = None
         panels: dict[str, tuple[Path, RunRecord]] = {}
         for record in self.session.history:
             if record.status != "finished":
                 continue
             if record.reference_file:
-                reference = self.session.path(f"{record.folder}/{record.reference_file}")
+                reference = (self.session.path(f"{record.folder}/{record.reference_file}"),
+                             record)
             for run_panel in record.generated:
                 panels[run_panel.panel_id] = (
                     self.session.path(f"{record.folder}/{run_panel.file}"), record)
         return reference, panels
+
+    def _reference_outdated(self, record: RunRecord) -> bool:
+        """The reference picture of ``record`` is not what Generate would use now."""
+        made, style = record.style, self.session.style
+        active = self.session.active_reference
+        if active is not None:
+            return (made.kind != "picture" or made.reference_id != active.id
+                    or made.caption != active.caption)
+        return (made.kind != "generated" or made.seed != style.reference_seed
+                or made.prompt != compose_prompt(style.reference_prompt, style.text))
 
     def refresh(self) -> None:
         """Show the storyboard's newest pictures (or the history run being viewed)."""
@@ -108,7 +121,11 @@ class GridController(QObject):
         running = self.running_plan()
         reference, latest = self._latest_images()
         if running is None or not running.selected:
-            self._set_tile_file(REFERENCE, reference, "")
+            if reference is None:
+                self._set_tile_file(REFERENCE, None, "")
+            else:
+                outdated = self._reference_outdated(reference[1])
+                self._set_tile_file(REFERENCE, reference[0], "outdated" if outdated else "")
         for index, panel in enumerate(panels):
             if running is not None and panel.id in running.panel_ids and \
                     running.panel_ids.index(panel.id) in running.selected:
@@ -143,7 +160,8 @@ class GridController(QObject):
         else:
             tile.set_state(state)
         tile.setProperty("stale", state == "outdated")
-        tile.setToolTip("The prompt or seed changed since this picture was made"
+        changed = "style" if index is REFERENCE else "prompt or seed"
+        tile.setToolTip(f"The {changed} changed since this picture was made"
                         if state == "outdated" else "")
 
     def _thumbnail_ready(self, path: str, size: int, image: QImage) -> None:

@@ -25,8 +25,12 @@ class Host(Protocol):
     def session(self) -> Session | None:
         """The window's document (None only while one is being replaced)."""
 
-    def show_message(self, text: str, problem: bool = False) -> None:
-        """Status bar text; problems also go into the banner above the pictures."""
+    def show_message(self, text: str, problem: bool = False, topic: str = "") -> None:
+        """Status bar text; problems also go into the banner above the pictures. A problem's
+        ``topic`` ("run", "save", "autosave", "export") lets a later success take it away."""
+
+    def clear_problem(self, topic: str) -> None:
+        """A ``topic`` went well now: its banner, if shown, goes."""
 
     def hide_problem(self) -> None:
         """Take the banner away (a new attempt starts)."""

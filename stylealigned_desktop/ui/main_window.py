@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self.runs.update_state()
         wheel_edits_only_when_focused(self)  # storyboard cards apply it as they are made
+        self.setAcceptDrops(True)  # drops that no dock or card takes (see dropEvent)
 
     @property
     def session(self) -> Session | None:
@@ -156,6 +157,8 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.run_bar)
 
         self.banner = QFrame()
+        self.banner_topic = ""
+        """What the banner's problem is about (a later success of it hides the banner)."""
         self.banner.setObjectName("ErrorBannerFrame")
         banner_layout = QHBoxLayout(self.banner)
         banner_layout.setContentsMargins(0, 0, 0, 0)
@@ -218,8 +221,10 @@ class MainWindow(QMainWindow):
         right = Qt.DockWidgetArea.RightDockWidgetArea
         self.style_panel = StylePanel()
         self.gallery = ReferenceGallery(self.thumbnails)
+        # scrolls when the window is short: squeezed, the gallery's wrapped hint overlapped it
         self.style_dock = self._dock("Style and references", "StyleDock",
-                                     self._boxed(self.style_panel, self.gallery), left)
+                                     self._boxed(self.style_panel, self.gallery), left,
+                                     scroll=True)
         self.storyboard = StoryboardView(pool=self.thumbnails.pool)
         self.storyboard_dock = self._dock("Storyboard", "StoryboardDock",
                                           self._boxed(self.storyboard), left)
@@ -257,6 +262,7 @@ class MainWindow(QMainWindow):
         connect_command(self.sessions.moved, self.pictures.refresh)
         self.scores.dino_source_changed.connect(self.settings_panel.set_dino_source)
         self.scores.dino_folder_wanted.connect(self._choose_dino_folder)
+        self.gallery.list.session_dropped.connect(self.sessions.open_session)
 
     def _commands(self) -> list[Command]:
         key = QKeySequence.StandardKey
@@ -322,12 +328,17 @@ class MainWindow(QMainWindow):
             connect_command(action.triggered, lambda f=folder: self.sessions.open_session(f))
 
     # ================================================================ messages
-    def show_message(self, text: str, problem: bool = False) -> None:
-        """Status bar text; problems also go into the banner above the pictures."""
+    def show_message(self, text: str, problem: bool = False, topic: str = "") -> None:
+        """Status bar text; problems also go into the banner above the pictures (see Host)."""
         self.statusBar().showMessage(text, 15000 if problem else 8000)
         if problem:
             self.banner_text.setText(text)
+            self.banner_topic = topic
             self.banner.show()
+
+    def clear_problem(self, topic: str) -> None:
+        if self.banner_topic == topic:
+            self.banner.hide()
 
     def hide_problem(self) -> None:
         self.banner.hide()
@@ -433,7 +444,27 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             log.warning("could not save the desktop settings: %s", exc)
 
+    # ================================================================ drops
+    # What lands anywhere else on the window is taken as if dropped on the reference gallery:
+    # a session folder opens, pictures and folders of pictures become references.
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
+        mime = event.mimeData()
+        if mime.hasUrls() or mime.hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if self.gallery.list.take(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt)
+        """Quit: the session is saved, then the window goes at once, whatever the worker is
+        doing (a running step is cancelled; a warm-up import is not waited for)."""
         if not self.sessions.may_leave("quit", "quitting"):
             event.ignore()
             return
@@ -443,6 +474,7 @@ class MainWindow(QMainWindow):
         self.sessions.remember_on_quit()
         self.save_config()
         self.sessions.close_session()
-        self.runs.shutdown(timeout=10.0)
+        self.hide()
+        self.runs.shutdown()
         self.thumbnails.shutdown()
         event.accept()

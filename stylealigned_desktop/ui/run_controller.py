@@ -59,7 +59,7 @@ class RunController(QObject):
     model_changed = Signal(str)
     """The app's model source changed."""
     running_changed = Signal(bool)
-    """Whether a job runs now (after every change of the worker's state)."""
+    """Whether a job runs or is about to (after every change of the worker's state)."""
 
     def __init__(self, host: Host, run_bar, engine_factory: PictureMakerFactory = this_computer,
                  parent=None) -> None:
@@ -134,9 +134,12 @@ class RunController(QObject):
         self._start(index)
 
     def cancel(self) -> None:
+        """Stop the running job, or the one about to start (while the generator loads)."""
         if self.worker.current is not None:
             self.worker.cancel()
             self.run_bar.progress.setFormat("Cancelling…")
+        elif self.worker.pending:
+            self.worker.cancel(self.worker.pending[0])
 
     def cancel_all(self) -> None:
         self.worker.cancel_all()
@@ -154,9 +157,10 @@ class RunController(QObject):
         self.plans.clear()
         return True
 
-    def shutdown(self, timeout: float) -> None:
+    def shutdown(self) -> None:
+        """Cancel every job and let the worker stop on its own (quitting never waits for it)."""
         self.closing = True
-        self.worker.shutdown(timeout=timeout)
+        self.worker.stop()
 
     def _start(self, reroll: int | None) -> None:
         if self.session is None:
@@ -169,7 +173,7 @@ class RunController(QObject):
             else:
                 plan = self.session.prepare_reroll(reroll, default_model=self.host.config.model)
         except SessionError as exc:
-            self.host.show_message(str(exc), True)
+            self.host.show_message(str(exc), True, "run")
             return
         self.host.hide_problem()
         label = "Generate" if reroll is None else f"Re-roll panel {reroll + 1}"
@@ -178,8 +182,13 @@ class RunController(QObject):
         self.plans[job.id] = (plan, self.session)
         if self.grid.viewing_run is not None:
             self.grid.show_run(None)
-        if self.worker.current is not None and self.worker.current is not job:
+        if self.worker.current is not None:
             self.host.show_message(f"{label} waits for the running job")
+        elif self.worker.pending[:1] == [job]:
+            # at once, though the worker may still be loading the generator's libraries
+            loading = "" if self.worker.engine_ready else ": loading the model…"
+            self.run_bar.progress.setValue(0)
+            self.run_bar.progress.setFormat(f"Starting{loading}")
         self.update_state()
 
     # ----- the worker's reports -----------------------------------------------------------------
@@ -244,7 +253,7 @@ class RunController(QObject):
         plan = self._plan_of(job)
         bar = self.run_bar.progress
         if isinstance(event, ev.Loading):
-            bar.setValue(int(100 * event.progress))
+            bar.setValue(int(1000 * event.progress))
             bar.setFormat(f"Loading the model: {event.message or ''} {event.progress:.0%}".strip())
         elif isinstance(event, ev.Inverting):
             bar.setValue(int(1000 * event.step / max(1, event.total)))
@@ -263,7 +272,7 @@ class RunController(QObject):
         elif isinstance(event, ev.Cancelled):
             self.host.show_message(f"{job.label} cancelled")
         elif isinstance(event, ev.Failed):
-            self.host.show_message(f"{job.label} failed: {event.message}", True)
+            self.host.show_message(f"{job.label} failed: {event.message}", True, "run")
 
     def _show_step(self, job: Job, event: ev.Step) -> None:
         now = time.monotonic()
@@ -271,9 +280,12 @@ class RunController(QObject):
             self._first_step, self._step_started = event.step, now
         text = f"Step {event.step}/{event.total}"
         done = event.step - self._first_step
-        if done > 0 and self._step_started is not None:
+        if event.step >= event.total:
+            text += " · finishing…"  # decoding and saving the pictures: no steps to count
+        elif done > 0 and self._step_started is not None:
             per_step = (now - self._step_started) / done
-            text += f" · about {format_seconds(per_step * (event.total - event.step))} left"
+            left = max(1.0, per_step * (event.total - event.step))
+            text += f" · about {format_seconds(left)} left"
         self.run_bar.progress.setValue(int(1000 * event.step / max(1, event.total)))
         self.run_bar.progress.setFormat(f"{job.label}: {text}")
 
@@ -301,8 +313,9 @@ class RunController(QObject):
         try:
             record = session.record_run(plan, "finished")
         except SessionError as exc:
-            self.host.show_message(f"The run finished but could not be filed: {exc}", True)
+            self.host.show_message(f"The run finished but could not be filed: {exc}", True, "run")
             return
+        self.host.clear_problem("run")
         if session is not self.session:
             return
         for index, image in wevent.images.items():
@@ -319,12 +332,14 @@ class RunController(QObject):
     def update_state(self) -> None:
         """Buttons, the queue count and the tiny-model warning, from the worker's state."""
         running = self.worker.current is not None
-        waiting = len(self.worker.pending)
-        self.run_bar.cancel_button.setEnabled(running)
+        pending = len(self.worker.pending)
+        waiting = pending if running else max(0, pending - 1)  # the first one is starting
+        busy = running or pending > 0
+        self.run_bar.cancel_button.setEnabled(busy)
         self.run_bar.queue_label.setText(f"{waiting} waiting" if waiting else "")
-        self.run_bar.generate_button.setText("Generate" if not running else "Queue another")
+        self.run_bar.generate_button.setText("Queue another" if busy else "Generate")
         self.run_bar.tiny_label.setVisible(self.effective_model() == "tiny")
-        if not running and not waiting and self.run_bar.progress.format() == "Ready":
+        if not busy and self.run_bar.progress.format() == "Ready":
             self.run_bar.progress.setValue(0)
-        self.running_changed.emit(running)
+        self.running_changed.emit(busy)
 

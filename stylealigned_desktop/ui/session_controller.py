@@ -99,7 +99,8 @@ class SessionController(QObject):
         self.autosaver = Autosaver(
             session, delay=1.0, max_delay=10.0,
             schedule=lambda seconds: self.autosave_timer.start(max(0, round(seconds * 1000))),
-            on_error=lambda exc: self.host.show_message(f"Autosave failed: {exc}", True))
+            on_error=lambda exc: self.host.show_message(f"Autosave failed: {exc}", True,
+                                                        "autosave"))
         self.replaced.emit(session)
         if not session.untitled:
             self.config.last_session = str(session.folder)
@@ -126,8 +127,13 @@ class SessionController(QObject):
         self.session = None
 
     def _autosave_due(self) -> None:
-        if self.autosaver is not None:
-            self.autosaver.poll()
+        if self.autosaver is not None and self.autosaver.poll():
+            self.host.clear_problem("autosave")
+
+    def _saved(self, text: str) -> None:
+        for topic in ("save", "autosave"):
+            self.host.clear_problem(topic)
+        self.host.show_message(text)
 
     def _on_change(self, change: observer.Change) -> None:
         self.changed.emit(change)
@@ -252,11 +258,11 @@ class SessionController(QObject):
         if self.session.untitled:
             return self.save_as()
         try:
-            self.session.save()
+            store.save_session(self.session)
         except SessionError as exc:
-            self.host.show_message(str(exc), True)
+            self.host.show_message(str(exc), True, "save")
             return False
-        self.host.show_message(f"Saved {self.session.folder}")
+        self._saved(f"Saved {self.session.folder}")
         return True
 
     def save_as(self, folder: str | Path | None = None) -> bool:
@@ -271,16 +277,16 @@ class SessionController(QObject):
             if not folder:
                 return False
         try:
-            self.session.save_as(folder)
+            store.save_session_as(self.session, folder)
         except SessionError as exc:
-            self.host.show_message(str(exc), True)
+            self.host.show_message(str(exc), True, "save")
             return False
         self.config.last_session = str(self.session.folder)
         self.config.open_folder = str(self.session.folder.parent)
         self.host.save_config()
         self._update_title()
         self.moved.emit()
-        self.host.show_message(f"Saved as {self.session.folder}")
+        self._saved(f"Saved as {self.session.folder}")
         return True
 
     def recent_sessions(self) -> list[Path]:

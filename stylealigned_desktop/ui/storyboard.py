@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPen
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .. import prompts_file
 from ..session import observer
 from ..session.errors import SessionError
 from ..session.model import Panel, Session
@@ -39,6 +41,8 @@ from .theme import ACCENT, icon
 
 _FAILED = object()
 """What ``StoryboardView._guard`` returns when the session refused a change."""
+EDGE = 48
+"""A dragged panel held this close to the top or bottom of the list scrolls it (px)."""
 
 
 class PanelList(QWidget):
@@ -55,6 +59,11 @@ class PanelList(QWidget):
         self.column.setSpacing(6)
         self.column.addStretch(1)
         self._indicator_y: int | None = None
+        self._scroll_by = 0
+        self._pointer_y = 0
+        self._scroll_timer = QTimer(self)
+        self._scroll_timer.setInterval(30)
+        self._scroll_timer.timeout.connect(self._scroll_step)
 
     def cards(self) -> list[PanelCard]:
         return [self.column.itemAt(i).widget() for i in range(self.column.count() - 1)]
@@ -78,7 +87,11 @@ class PanelList(QWidget):
             event.ignore()
             return
         event.acceptProposedAction()
-        index = self.drop_index(event.position().y())
+        self._show_drop_at(event.position().y())
+        self._auto_scroll(event.position().y())
+
+    def _show_drop_at(self, y: float) -> None:
+        index = self.drop_index(y)
         cards = self.cards()
         if index < len(cards):
             self._indicator_y = cards[index].geometry().top() - 3
@@ -86,13 +99,39 @@ class PanelList(QWidget):
             self._indicator_y = cards[-1].geometry().bottom() + 3
         self.update()
 
-    def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
+    def _auto_scroll(self, y: float) -> None:
+        """Near the top or bottom of the visible part, the list scrolls (a long storyboard's
+        end is reachable while dragging); faster the closer to the edge."""
+        viewport = self.view.scroll.viewport()
+        at = self.mapTo(viewport, QPoint(0, int(y))).y()
+        if at < EDGE:
+            self._scroll_by = -max(2, (EDGE - at) // 2)
+        elif at > viewport.height() - EDGE:
+            self._scroll_by = max(2, (at - viewport.height() + EDGE) // 2)
+        else:
+            self._scroll_by = 0
+        self._pointer_y = at
+        if self._scroll_by and not self._scroll_timer.isActive():
+            self._scroll_timer.start()
+        elif not self._scroll_by:
+            self._scroll_timer.stop()
+
+    def _scroll_step(self) -> None:
+        bar = self.view.scroll.verticalScrollBar()
+        bar.setValue(bar.value() + self._scroll_by)
+        viewport = self.view.scroll.viewport()
+        self._show_drop_at(self.mapFrom(viewport, QPoint(0, self._pointer_y)).y())
+
+    def _end_drag(self) -> None:
+        self._scroll_timer.stop()
         self._indicator_y = None
         self.update()
 
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
+        self._end_drag()
+
     def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._indicator_y = None
-        self.update()
+        self._end_drag()
         mime = event.mimeData()
         if not mime.hasFormat(PANEL_MIME):
             event.ignore()
@@ -172,13 +211,24 @@ class StoryboardView(QWidget):
         self.empty_hint.setWordWrap(True)
         layout.addWidget(self.empty_hint)
 
+        # Ctrl+J (duplicate) is the window's Storyboard menu: one shortcut, one owner (two
+        # actions with the same keys are "ambiguous" to Qt, and neither runs)
         for keys, slot in (("Alt+Up", lambda: self.move_current(-1)),
-                           ("Alt+Down", lambda: self.move_current(+1)),
-                           ("Ctrl+J", self.duplicate_current)):
+                           ("Alt+Down", lambda: self.move_current(+1))):
             action = self.addAction("")
             action.setShortcut(QKeySequence(keys))
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             connect_command(action.triggered, slot)
+
+        QApplication.instance().focusChanged.connect(self._focus_moved)
+
+    def _focus_moved(self, _old, new) -> None:
+        """Typing in a card selects it, so Ctrl+J, Ctrl+R, Alt+Up act on the card being edited."""
+        widget = new
+        while widget is not None and not isinstance(widget, PanelCard):
+            widget = widget.parentWidget()
+        if widget is not None and widget.view is self:
+            self.select(widget.panel_id)
 
     # ----- binding --------------------------------------------------------------------------
     def set_session(self, session: Session | None) -> None:
@@ -456,7 +506,7 @@ class StoryboardView(QWidget):
                                               "Text files (*.txt);;All files (*)")
         if not path:
             return
-        panels = self._guard(self.session.import_panels_file, path)
+        panels = self._guard(prompts_file.import_panels_file, self.session, path)
         if panels is not _FAILED:
             self.message.emit(f"Added {len(panels)} panel(s) from {Path(path).name}", False)
 
@@ -465,5 +515,5 @@ class StoryboardView(QWidget):
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export prompts (one per line)",
                                               "storyboard.txt", "Text files (*.txt)")
-        if path and self._guard(self.session.export_panels_file, path) is not _FAILED:
+        if path and self._guard(prompts_file.export_panels_file, self.session, path) is not _FAILED:
             self.message.emit(f"Wrote the prompts to {Path(path).name}", False)

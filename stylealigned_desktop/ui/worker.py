@@ -1,7 +1,8 @@
 """The one background thread that owns the engine (the ``PictureMaker`` of ``engine/maker.py``).
 
 The UI thread never imports torch: the engine is built by a factory *inside* the worker thread on
-the first job (:meth:`EngineWorker.use_engine` switches the factory, e.g. to a server's client). Jobs wait in a queue while one runs. Engine events reach the UI thread through a
+the first job (:meth:`EngineWorker.use_engine` switches the factory, e.g. to a server's client).
+Jobs wait in a queue while one runs. Engine events reach the UI thread through a
 :class:`~.bridge.ThreadBridge` (the worker thread never calls Qt's signal machinery) and are
 re-emitted there as this object's Qt signals; pictures are converted to QImage in the worker.
 
@@ -134,6 +135,7 @@ class EngineWorker(QObject):
         super().__init__(parent)
         self._engine_factory = engine_factory
         self._engine: PictureMaker | None = None
+        self._engine_ready = False
         self._queue: queue.Queue[Any] = queue.Queue()
         self._tasks: deque[Task] = deque()
         self._ids = itertools.count(1)
@@ -188,6 +190,7 @@ class EngineWorker(QObject):
             engine_warm_up = getattr(self._engine, "warm_up", None)
             if callable(engine_warm_up):
                 engine_warm_up()
+            self._engine_ready = True
             if also is not None:
                 also()
 
@@ -202,6 +205,7 @@ class EngineWorker(QObject):
         def swap() -> None:
             self._engine_factory = engine_factory
             self._engine = None
+            self._engine_ready = False
 
         return self.run_task(swap)
 
@@ -252,16 +256,32 @@ class EngineWorker(QObject):
             self._previews_signalled = False
         return previews
 
-    def shutdown(self, timeout: float = 10.0) -> bool:
-        """Cancel everything and stop the thread; True when it stopped within ``timeout``."""
+    def stop(self) -> None:
+        """Cancel everything; the thread ends after the step or task it is in (not waited for:
+        it is a daemon thread, so an unfinished import never holds the process)."""
         self.cancel_all()
         self._queue.put(None)
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """:meth:`stop`, then wait; True when the thread stopped within ``timeout``."""
+        self.stop()
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+    def finish(self, timeout: float) -> None:
+        """After :meth:`stop`, at the very end: let a cancelled generation end its step (up to
+        ``timeout``); a task (the warm-up's imports, a score) is not waited for."""
+        if self._current is not None:
+            self._thread.join(timeout)
 
     @property
     def engine_loaded(self) -> bool:
         return self._engine is not None
+
+    @property
+    def engine_ready(self) -> bool:
+        """The engine has warmed up or made a set: a job starts without loading libraries."""
+        return self._engine_ready
 
     # ----- worker thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -308,7 +328,10 @@ class EngineWorker(QObject):
             if self._engine is None:
                 on_event(ev.Loading(0.0, "Starting the generator"))
                 self._engine = self._engine_factory()
-            result = self._engine.generate(job.request, on_event, job.cancel)
+            try:
+                result = self._engine.generate(job.request, on_event, job.cancel)
+            finally:
+                self._engine_ready = True
         except Exception as exc:  # the app must never die on an engine error
             log.error("engine error in job %s:\n%s", job.id, traceback.format_exc())
             self._end(job, JobState.failed, ev.Failed(readable_error(exc)))

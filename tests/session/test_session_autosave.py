@@ -122,7 +122,7 @@ def test_with_the_real_store_an_untitled_session_lands_in_the_autosave_area(sess
 def test_a_killed_autosave_leaves_a_loadable_session(session, clock, monkeypatch, tmp_path):
     session.set_style_text("ink")
     session.add_panel("first")
-    session.save_as(tmp_path / "Kill")
+    store.save_session_as(session, tmp_path / "Kill")
     saver = Autosaver(session, delay=0.5, clock=clock)
 
     def killed(handle, data):

@@ -7,9 +7,10 @@ import math
 
 import pytest
 
+from stylealigned_desktop import prompts_file
 from stylealigned_desktop.engine.request import GeneratedReference, ReferencePicture, SetRequest
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
-from stylealigned_desktop.session import observer
+from stylealigned_desktop.session import observer, store
 from stylealigned_desktop.session.errors import PictureError, SessionError
 from stylealigned_desktop.session.history import panel_file_name
 from stylealigned_desktop.session.model import (
@@ -153,7 +154,7 @@ def test_bad_control_picture_is_refused(session, tmp_path):
 
 def test_text_import_ignores_blank_and_comment_lines(session):
     text = "# my story\n\n  a knight rides out  \n#skip me\n\t\na dragon wakes\r\nthe castle burns\n"
-    new = session.import_panels_text(text)
+    new = prompts_file.import_panels_text(session, text)
     assert [p.prompt for p in new] == ["a knight rides out", "a dragon wakes", "the castle burns"]
     assert not any(p.seed_locked for p in new)
     assert all(p.control == Control() for p in new)
@@ -161,32 +162,32 @@ def test_text_import_ignores_blank_and_comment_lines(session):
 
 def test_text_import_export_round_trip(session, tmp_path):
     session.add_panel("existing")
-    new = session.import_panels_text("# comment\nfirst\n\nsecond\n")
+    new = prompts_file.import_panels_text(session, "# comment\nfirst\n\nsecond\n")
     assert [p.prompt for p in new] == ["first", "second"]
     assert [p.prompt for p in session.panels] == ["existing", "first", "second"]
     session.update_panel(0, prompt="line one\nline two")
     session.add_panel("")  # an empty prompt would not survive as a line
     path = tmp_path / "board.txt"
-    session.export_panels_file(path)
+    prompts_file.export_panels_file(session, path)
     assert path.read_text(encoding="utf-8") == "line one line two\nfirst\nsecond\n"
     other = Session()
-    other.import_panels_file(path)
+    prompts_file.import_panels_file(other, path)
     assert [p.prompt for p in other.panels] == ["line one line two", "first", "second"]
-    other.import_panels_text("only\n", replace_all=True)
+    prompts_file.import_panels_text(other, "only\n", replace_all=True)
     assert [p.prompt for p in other.panels] == ["only"]
 
 
 def test_text_import_reads_bom_and_reports_bad_files(session, tmp_path):
     path = tmp_path / "bom.txt"
     path.write_bytes("\ufeffa fox\nun renard\n".encode())
-    session.import_panels_file(path)
+    prompts_file.import_panels_file(session, path)
     assert [p.prompt for p in session.panels] == ["a fox", "un renard"]
     latin = tmp_path / "latin1.txt"
     latin.write_bytes("caf\xe9\n".encode("latin-1"))
     with pytest.raises(SessionError, match="latin1.txt.*UTF-8"):
-        session.import_panels_file(latin)
+        prompts_file.import_panels_file(session, latin)
     with pytest.raises(SessionError, match="nothere.txt"):
-        session.import_panels_file(tmp_path / "nothere.txt")
+        prompts_file.import_panels_file(session, tmp_path / "nothere.txt")
     assert len(session.panels) == 2
 
 
@@ -204,7 +205,7 @@ def test_text_import_locks_given_seeds_and_copies_controls(session, tmp_path, ma
         "a toy plane \\| with wings | control=depth:maps/edges.png\n",
         encoding="utf-8",
     )
-    train, boat, car, plane = session.import_panels_file(board)
+    train, boat, car, plane = prompts_file.import_panels_file(session, board)
     assert (train.seed, train.seed_locked, train.control) == (42, True, Control())
     assert not boat.seed_locked and car.seed_locked and car.seed == 7
     assert plane.prompt == "a toy plane | with wings"
@@ -246,7 +247,7 @@ def test_a_bad_line_is_named_and_nothing_is_imported(session, tmp_path, bad_line
     changes = record_changes(session)
     for replace_all in (False, True):
         with pytest.raises(SessionError, match=message):
-            session.import_panels_file(board, replace_all=replace_all)
+            prompts_file.import_panels_file(session, board, replace_all=replace_all)
     assert session.panels == before and changes == []
     assert not (session.folder / "controls").exists()  # not even the good line's picture
 
@@ -254,11 +255,11 @@ def test_a_bad_line_is_named_and_nothing_is_imported(session, tmp_path, bad_line
 def test_pasted_text_needs_absolute_control_paths(session, make_picture):
     picture = make_picture("edges.png")
     with pytest.raises(SessionError, match="storyboard text:2: .*relative path"):
-        session.import_panels_text("a cat\na dog | control=canny:edges.png\n")
+        prompts_file.import_panels_text(session, "a cat\na dog | control=canny:edges.png\n")
     assert session.panels == ()
-    new = session.import_panels_text(f"a dog | control=canny:{picture}\n")
+    new = prompts_file.import_panels_text(session, f"a dog | control=canny:{picture}\n")
     assert session.path(new[0].control.image).read_bytes() == picture.read_bytes()
-    again = session.import_panels_text("a dog | control=canny:edges.png", base=picture.parent)
+    again = prompts_file.import_panels_text(session, "a dog | control=canny:edges.png", base=picture.parent)
     assert again[0].control == new[0].control
 
 
@@ -276,7 +277,7 @@ def test_text_export_writes_locked_seeds_and_session_copies(session, tmp_path, m
     hen = session.path(session.panels[1].control.image)
     barn = session.path(session.panels[2].control.image)
     well = session.path(session.panels[3].control.image)
-    assert session.export_panels_text().splitlines() == [
+    assert prompts_file.export_panels_text(session).splitlines() == [
         "a fox \\| in the snow | seed=11",
         f"a hen | control=canny:{hen} | scale=0.55 | low=80 | high=160",
         f"a barn | control=map:{barn} | kind=depth",
@@ -285,9 +286,9 @@ def test_text_export_writes_locked_seeds_and_session_copies(session, tmp_path, m
     # and back, into another session: the same board
     path = tmp_path / "exported" / "board.txt"
     path.parent.mkdir()
-    session.export_panels_file(path)
+    prompts_file.export_panels_file(session, path)
     other = Session()
-    other.import_panels_file(path)
+    prompts_file.import_panels_file(other, path)
     assert [(p.prompt, p.seed_locked, p.control) for p in other.panels] == [
         (p.prompt, p.seed_locked, p.control) for p in session.panels]
     assert other.panels[0].seed == 11
@@ -304,7 +305,7 @@ def test_exported_text_is_what_the_cli_reads(session, tmp_path, make_picture):
     session.set_panel_control_picture(1, make_picture("boat.png", color="white"))
     session.update_panel_control(1, mode="map", map_kind="canny", scale=0.3, guidance_start=0.2)
     path = tmp_path / "board.txt"
-    session.export_panels_file(path)
+    prompts_file.export_panels_file(session, path)
     args = cli.build_parser().parse_args([
         "generate", "--model", "tiny", "--prompts-file", str(path), "--style", "macro photo",
         "--reference-prompt", "a toy train", "--out", str(tmp_path / "out"),
@@ -881,7 +882,7 @@ def test_restore_notes_a_reference_picture_that_is_gone(session, make_picture):
     ref = session.add_reference(make_picture())
     record = session.record_run(session.prepare_generate())
     session.remove_reference(ref.id)
-    assert session.collect_garbage() == []  # the history still refers to the copy
+    assert store.collect_garbage(session) == []  # the history still refers to the copy
     session.path(ref.file).unlink()  # lost anyway (deleted by hand)
     notes = session.restore_run(record.id)
     assert len(notes) == 1 and "reference picture" in notes[0]

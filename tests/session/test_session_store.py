@@ -63,7 +63,7 @@ def test_round_trip_save_load_is_equal(session, make_picture, tmp_path):
     build_rich_session(session, make_picture)
     untitled_folder = session.folder
     assert session.untitled and untitled_folder.parent == folders.autosave_root()
-    file = session.save_as(tmp_path / "Lighthouse")
+    file = store.save_session_as(session, tmp_path / "Lighthouse")
     folder = tmp_path / "Lighthouse.stylealigned"
     assert file == folder / "session.json"
     assert session.folder == folder and not session.untitled and not session.dirty
@@ -90,7 +90,7 @@ def test_round_trip_save_load_is_equal(session, make_picture, tmp_path):
 
 def test_session_json_is_readable_plain_data(session, make_picture, tmp_path):
     build_rich_session(session, make_picture)
-    session.save_as(tmp_path / "Plain")
+    store.save_session_as(session, tmp_path / "Plain")
     data = json.loads((tmp_path / "Plain.stylealigned" / "session.json").read_text())
     assert data["settings"]["style_aligned"]["share_group_norm"] is True
     assert data["panels"][1]["control"]["image"].startswith("controls/")
@@ -102,7 +102,7 @@ def test_a_write_failing_halfway_keeps_the_previous_file(session, tmp_path, monk
     session.set_style_text("watercolor")
     session.add_panel("a garden")
     folder = tmp_path / "Garden.stylealigned"
-    session.save_as(folder)
+    store.save_session_as(session, folder)
     before = (folder / "session.json").read_bytes()
 
     session.add_panel("a pond " * 5000)  # big enough to need many chunks
@@ -114,7 +114,7 @@ def test_a_write_failing_halfway_keeps_the_previous_file(session, tmp_path, monk
 
     monkeypatch.setattr(atomic, "_write_payload", half_then_crash)
     with pytest.raises(RuntimeError, match="killed"):
-        session.save()
+        store.save_session(session)
     assert (folder / "session.json").read_bytes() == before
     assert [p.name for p in folder.iterdir() if p.name.startswith(".tmp")] == []
     assert session.dirty  # the change is still waiting to be saved
@@ -123,7 +123,7 @@ def test_a_write_failing_halfway_keeps_the_previous_file(session, tmp_path, monk
     assert reloaded.style.text == "watercolor"
     assert [p.prompt for p in reloaded.panels] == ["a garden"]
 
-    session.save()
+    store.save_session(session)
     assert store.load_session(folder).style.text == "charcoal"
 
 
@@ -131,7 +131,7 @@ def test_disk_errors_become_a_save_error(session, tmp_path, monkeypatch):
     session.set_style_text("pastel")
     session.add_panel("a bee")
     folder = tmp_path / "Bee.stylealigned"
-    session.save_as(folder)
+    store.save_session_as(session, folder)
     before = (folder / "session.json").read_bytes()
 
     def disk_full(handle, data):
@@ -141,7 +141,7 @@ def test_disk_errors_become_a_save_error(session, tmp_path, monkeypatch):
     monkeypatch.setattr(atomic, "_write_payload", disk_full)
     session.add_panel("a wasp")
     with pytest.raises(SessionSaveError, match="No space left"):
-        session.save()
+        store.save_session(session)
     assert (folder / "session.json").read_bytes() == before
 
 
@@ -151,7 +151,7 @@ def test_a_killed_writer_leaves_old_or_new_file_and_stale_temporaries_are_cleane
     session.set_style_text("clay")
     session.add_panel("a snail")
     folder = tmp_path / "Snail.stylealigned"
-    session.save_as(folder)
+    store.save_session_as(session, folder)
     # a process killed between writing the temporary and the rename
     script = textwrap.dedent(f"""
         import os
@@ -168,14 +168,14 @@ def test_a_killed_writer_leaves_old_or_new_file_and_stale_temporaries_are_cleane
     assert any(p.name.startswith(".tmp-session.json") for p in folder.iterdir())
     assert store.load_session(folder).style.text == "clay"
     session.add_panel("a slug")
-    session.save()
+    store.save_session(session)
     assert not any(p.name.startswith(".tmp-") for p in folder.iterdir())
 
 
 def saved_folder(session: Session, tmp_path: Path, name: str = "Story") -> Path:
     session.set_style_text("noir")
     session.add_panel("a detective")
-    session.save_as(tmp_path / name)
+    store.save_session_as(session, tmp_path / name)
     return tmp_path / f"{name}.stylealigned"
 
 
@@ -214,7 +214,7 @@ def test_missing_pictures_are_reported_and_can_be_opened_anyway(session, tmp_pat
     session.add_panel("a detective")
     session.set_panel_control_picture(0, make_picture("pose.png", color="white"))
     control = session.panels[0].control.image
-    session.save_as(tmp_path / "Story")
+    store.save_session_as(session, tmp_path / "Story")
     folder = tmp_path / "Story.stylealigned"
     file = folder / "session.json"
     (folder / ref.file).unlink()
@@ -268,7 +268,7 @@ def test_sessions_saved_before_newer_fields_existed_load_with_defaults(
     session.set_panel_control_picture(0, make_picture("street.png"))
     session.update_panel_control(0, mode="map", map_kind="canny")
     session.record_run(session.prepare_generate())
-    session.save_as(tmp_path / "Old")
+    store.save_session_as(session, tmp_path / "Old")
     folder = tmp_path / "Old.stylealigned"
     file = folder / "session.json"
     data = json.loads(file.read_text())
@@ -310,27 +310,27 @@ def test_migrations_upgrade_old_files(session, tmp_path, monkeypatch):
     file = folder / "session.json"
     assert json.loads(file.read_text())["schema_version"] == 1  # loading wrote nothing
     loaded.set_style_text("NOIR!")
-    loaded.save()
+    store.save_session(loaded)
     assert json.loads(file.read_text())["schema_version"] == 2
 
 
 def test_save_rules(session, tmp_path):
     session.add_panel("a")
     with pytest.raises(SessionError, match="Save As"):
-        session.save()
+        store.save_session(session)
     occupied = tmp_path / "Taken.stylealigned"
     occupied.mkdir()
     (occupied / "other.txt").write_text("someone's file")
     with pytest.raises(SessionSaveError, match="not empty"):
-        session.save_as(occupied)
+        store.save_session_as(session, occupied)
     assert (occupied / "other.txt").read_text() == "someone's file"
     assert session.untitled
 
 
 def test_save_as_copies_a_titled_session_and_leaves_the_old_one(session, tmp_path, make_picture):
     build_rich_session(session, make_picture)
-    session.save_as(tmp_path / "One")
-    session.save_as(tmp_path / "Two")
+    store.save_session_as(session, tmp_path / "One")
+    store.save_session_as(session, tmp_path / "Two")
     one, two = tmp_path / "One.stylealigned", tmp_path / "Two.stylealigned"
     assert store.load_session(one).to_dict() == store.load_session(two).to_dict()
     run = session.history[0]
@@ -350,7 +350,7 @@ def test_explicit_save_removes_unused_copies_but_keeps_history_pictures(
     session.record_run(session.prepare_generate())
     session.remove_reference(dropped.id)
     session.remove_reference(used_by_run.id)
-    session.save_as(tmp_path / "Tidy")
+    store.save_session_as(session, tmp_path / "Tidy")
     assert session.path(kept.file).is_file()
     assert session.path(used_by_run.file).is_file()  # the history still points at it
     assert not session.path(dropped.file).exists()
@@ -367,7 +367,7 @@ def test_save_as_while_a_run_is_going_keeps_its_images(session, tmp_path):
     plan = session.prepare_generate()
     plan.folder.mkdir(parents=True)
     (plan.folder / "reference.png").write_bytes(picture_bytes("gray"))
-    session.save_as(tmp_path / "Windy")  # the engine is still writing into the old folder
+    store.save_session_as(session, tmp_path / "Windy")  # the engine is still writing into the old folder
     assert untitled.exists()
     (plan.folder / "panel-01.png").write_bytes(picture_bytes("red"))
     (plan.folder / "panel-02.png").write_bytes(picture_bytes("blue"))
@@ -391,12 +391,12 @@ def test_requests_cache_inversions_in_the_session_folder(session, tmp_path, make
     (cache / "trajectory-ab12.safetensors").write_bytes(b"trajectory")
     (cache / "trajectory-cd34.safetensors.x1y2.tmp").write_bytes(b"half")
     session.record_run(plan)
-    session.save_as(tmp_path / "Kites")
+    store.save_session_as(session, tmp_path / "Kites")
     new_cache = tmp_path / "Kites.stylealigned" / "cache"
     assert session.cache_folder == new_cache
     assert session.build_request().cache_dir == str(new_cache)
     assert sorted(p.name for p in new_cache.iterdir()) == ["trajectory-ab12.safetensors"]
-    session.save()  # an explicit save's clean-up leaves the cache alone
+    store.save_session(session)  # an explicit save's clean-up leaves the cache alone
     assert (new_cache / "trajectory-ab12.safetensors").read_bytes() == b"trajectory"
 
 
@@ -404,7 +404,7 @@ def test_the_cache_is_optional_and_never_a_missing_file(session, tmp_path, make_
     session.set_style_text("ink")
     session.add_reference(make_picture("style.png"))
     session.add_panel("a kite")
-    session.save_as(tmp_path / "Kites")
+    store.save_session_as(session, tmp_path / "Kites")
     (session.cache_folder / "sub").mkdir(parents=True)
     (session.cache_folder / "trajectory-ab12.safetensors").write_bytes(b"x")
     assert session.missing_files() == []
@@ -421,7 +421,7 @@ def test_an_inversion_written_during_save_as_is_kept(session, tmp_path, make_pic
     store.autosave_session(session)
     untitled = session.folder
     plan = session.prepare_generate()
-    session.save_as(tmp_path / "Windy")
+    store.save_session_as(session, tmp_path / "Windy")
     # the engine inverts the reference into the cache the request named: the old folder's
     old_cache = untitled / "cache"
     assert plan.request.cache_dir == str(old_cache)

@@ -159,3 +159,31 @@ def test_the_newest_of_two_quick_drops_on_a_panel_wins(qtbot, tmp_path):
     qtbot.waitUntil(lambda: not view.reading_controls and view.pool.pending == 0, timeout=5000)
     stored = session.path(session.panels[0].control.image)
     assert stored.read_bytes() == second.read_bytes()
+
+
+def test_dragging_a_panel_to_the_end_of_a_long_storyboard(qtbot):
+    """Held near the bottom, the list scrolls; dropped there, the panel goes last."""
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+
+    session, view = make_view(qtbot, [f"panel {i}" for i in range(10)])
+    view.resize(420, 500)
+    bar = view.scroll.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0)
+    first = session.panels[0].id
+    mime = QMimeData()
+    mime.setData(PANEL_MIME, first.encode("utf-8"))
+    panel_list, viewport = view.list, view.scroll.viewport()
+
+    def at_bottom_edge() -> QPoint:  # a few pixels above the visible bottom, in list coordinates
+        return panel_list.mapFrom(viewport, QPoint(40, viewport.height() - 6))
+
+    move, drop = Qt.DropAction.MoveAction, Qt.MouseButton.LeftButton
+    none = Qt.KeyboardModifier.NoModifier
+    QApplication.sendEvent(panel_list, QDragEnterEvent(at_bottom_edge(), move, mime, drop, none))
+    QApplication.sendEvent(panel_list, QDragMoveEvent(at_bottom_edge(), move, mime, drop, none))
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum(), timeout=10000)
+    QApplication.sendEvent(panel_list, QDropEvent(QPointF(at_bottom_edge()), move, mime, drop,
+                                                  none))
+    assert session.panels[-1].id == first
+    assert [p.prompt for p in session.panels] == [f"panel {i}" for i in (*range(1, 10), 0)]

@@ -1,0 +1,163 @@
+"""From a session's state to the engine's request: pure functions, nothing changes.
+
+:func:`plan_run` turns the document (style, active reference, panels, settings) into a
+:class:`~stylealigned_desktop.session.history.RunPlan`: the immutable ``SetRequest`` plus what
+the session needs to file the results. It raises :class:`SessionError` with a message for the
+user when the session cannot be generated (no panels, no model, a missing picture, a bad value).
+``Session.build_request`` / ``prepare_generate`` / ``prepare_reroll`` call it; seeds are drawn
+by the session, never here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from ..engine.request import GeneratedReference, PanelControl, ReferencePicture, SetRequest
+from ..engine.request import Panel as RequestPanel
+from .errors import SessionError
+from .history import RunPlan, RunStyle, new_run_id
+from .values import Control, GenerationSettings, Panel, Reference, Style
+
+PathOf = Callable[[str], Path]
+"""The absolute path of a session-relative file (``Session.path``)."""
+
+
+def compose_prompt(subject: str, style_text: str) -> str:
+    """The final prompt: ``subject + ", " + style_text`` (either alone when the other is empty)."""
+    subject, style_text = subject.strip(), style_text.strip()
+    if subject and style_text:
+        return f"{subject}, {style_text}"
+    return subject or style_text
+
+
+def style_source(
+    style: Style, reference: Reference | None, settings: GenerationSettings, path_of: PathOf
+) -> tuple[GeneratedReference | ReferencePicture, RunStyle]:
+    """The request's style source and how the history records it.
+
+    ``reference`` is the gallery entry named by ``style.active_reference`` (None when that
+    entry is gone or no picture is active).
+    """
+    if style.active_reference is not None and reference is None:
+        raise SessionError("the active reference picture is no longer in the gallery")
+    if reference is not None:
+        path = path_of(reference.file)
+        if not path.is_file():
+            raise SessionError(
+                f"the reference picture {reference.name or reference.file} is missing from "
+                f"the session folder ({reference.file}); remove it or add it again"
+            )
+        source = ReferencePicture(
+            path=str(path),
+            caption=reference.caption,
+            inversion_guidance=settings.inversion_guidance,
+            inversion_offset=settings.inversion_offset,
+        )
+        run_style = RunStyle(
+            kind="picture", reference_id=reference.id, file=reference.file, caption=reference.caption,
+        )
+        return source, run_style
+    prompt = compose_prompt(style.reference_prompt, style.text)
+    if not prompt:
+        raise SessionError(
+            "there is no style yet: write a style text or a reference prompt, "
+            "or choose a reference picture"
+        )
+    return (
+        GeneratedReference(prompt=prompt, seed=style.reference_seed),
+        RunStyle(kind="generated", prompt=prompt, subject=style.reference_prompt.strip(),
+                 seed=style.reference_seed),
+    )
+
+
+def request_panel(
+    index: int, panel: Panel, style_text: str, path_of: PathOf
+) -> tuple[RequestPanel, Control | None]:
+    """Panel ``index`` as the engine sees it, and its control (None without a picture)."""
+    prompt = compose_prompt(panel.prompt, style_text)
+    if not prompt:
+        raise SessionError(f"panel {index + 1} has no prompt and there is no style text")
+    control = panel.control if panel.control.image else None
+    request_control = None
+    if control is not None:
+        path = path_of(control.image)
+        if not path.is_file():
+            raise SessionError(
+                f"panel {index + 1}'s control picture is missing from the session folder "
+                f"({control.image}); choose it again or remove it"
+            )
+        request_control = PanelControl(
+            image=str(path),
+            mode=control.mode,
+            scale=control.scale,
+            guidance_start=control.guidance_start,
+            guidance_end=control.guidance_end,
+            canny_low=control.canny_low,
+            canny_high=control.canny_high,
+            map_kind=control.map_kind,
+        )
+    return RequestPanel(prompt=prompt, seed=panel.seed, control=request_control), control
+
+
+def plan_run(
+    *,
+    style: Style,
+    reference: Reference | None,
+    panels: Sequence[Panel],
+    settings: GenerationSettings,
+    outputs: Path,
+    cache_dir: Path,
+    path_of: PathOf,
+    taken_run_ids: Iterable[str],
+    only: Sequence[int] | None = None,
+    default_model: str = "",
+    device: str = "auto",
+    dtype: str = "auto",
+) -> RunPlan:
+    """The plan of a run of ``panels`` (all, or the indices in ``only``) as they are now.
+
+    Prompts are ``panel prompt + ", " + style text``; ``default_model`` is used when the
+    settings name no model. The run gets an id not in ``taken_run_ids`` and the folder
+    ``outputs/<id>``.
+    """
+    if not panels:
+        raise SessionError("the storyboard has no panels: add at least one")
+    model = settings.model.strip() or default_model.strip()
+    if not model:
+        raise SessionError("no model is chosen: pick one in the model dialog")
+    if only is not None:
+        for i in only:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(panels):
+                raise SessionError(f"panel {i!r} does not exist (the storyboard has {len(panels)} panels)")
+    source, run_style = style_source(style, reference, settings, path_of)
+    built = [request_panel(i, p, style.text, path_of) for i, p in enumerate(panels)]
+    try:
+        request = SetRequest(
+            model=model,
+            style=source,
+            panels=tuple(b[0] for b in built),
+            sampling=settings.sampling(),
+            settings=settings.style_aligned,
+            micro_batch=settings.micro_batch,
+            device=device,
+            dtype=dtype,
+            only=None if only is None else tuple(only),
+            cache_dir=str(cache_dir),  # a reference picture is inverted once per session
+            **settings.engine_choices(),
+        )
+    except ValueError as exc:
+        raise SessionError(str(exc)) from None
+    run_id = new_run_id(taken_run_ids)
+    return RunPlan(
+        run_id=run_id,
+        folder=outputs / run_id,
+        request=request,
+        panel_ids=tuple(p.id for p in panels),
+        subjects=tuple(p.prompt.strip() for p in panels),
+        controls=tuple(b[1] for b in built),
+        style=run_style,
+        style_text=style.text.strip(),
+        settings=replace(settings, model=model),
+    )
