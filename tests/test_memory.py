@@ -9,6 +9,7 @@ through the hooks that would move it.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,7 @@ def test_every_memory_mode_gives_the_same_pictures(pictures, fast_run, mode):
         assert np.array_equal(expected, got)
 
 
-def test_low_mode_keeps_every_weight_off_the_device_between_layers(pictures, monkeypatch):
+def test_low_mode_keeps_every_weight_off_the_device_between_layers(pictures, monkeypatch, tmp_path):
     """Sequential offload: at the start of every model's work (text encoders, ControlNet, UNet,
     VAE encode and decode) no weight of any model sits on the execution device, and the engine
     never asks the UNet where it is (its weights are on ``meta``)."""
@@ -115,7 +116,7 @@ def test_low_mode_keeps_every_weight_off_the_device_between_layers(pictures, mon
                pipe.vae.quant_conv.register_forward_pre_hook(snapshot("vae encode"))]
     monkeypatch.setattr(UNet2DConditionModel, "device", property(no_unet_device))
     try:
-        result = engine.generate(_request(pictures, "low"))
+        result = engine.generate(replace(_request(pictures, "low"), cache_dir=str(tmp_path)))  # encodes anew
     finally:
         for handle in handles:
             handle.remove()
@@ -238,7 +239,7 @@ def test_mps_memory_is_returned_after_a_run(pictures, monkeypatch):
     emptied = []
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     monkeypatch.setattr(torch.mps, "empty_cache", lambda: emptied.append(1))
-    Engine().generate(_request(pictures, "fast", picture=False))
+    Engine().generate(_request(pictures, "fast", picture=False, device="cpu"))
     assert emptied
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from stylealigned_desktop.engine.request import Lora
 from stylealigned_desktop.session.errors import SessionError
-from stylealigned_desktop.session.store import load_session
+from stylealigned_desktop.session.store import load_session, save_session_as
 from stylealigned_desktop.session.values import GenerationSettings
 
 
@@ -26,8 +26,10 @@ def test_bad_values_are_refused(session):
         session.update_settings(memory="turbo")
     with pytest.raises(SessionError, match="LoRA"):
         session.update_settings(loras=("/loras/ink.safetensors",))
-    with pytest.raises(SessionError, match=r"settings\.loras\[0\]: LoRA weight"):
+    with pytest.raises(SessionError, match=r"settings\.loras\[0\]\.weight must be a number"):
         GenerationSettings.from_dict({"loras": [{"path": "/x.safetensors", "weight": "strong"}]})
+    with pytest.raises(SessionError, match=r"settings\.loras\[1\]: a LoRA needs a file"):
+        GenerationSettings.from_dict({"loras": [{"path": "/x.safetensors"}, {"path": " "}]})
     with pytest.raises(SessionError, match=r"settings\.loras\[0\] has unknown field"):
         GenerationSettings.from_dict({"loras": [{"path": "/x.safetensors", "strength": 1}]})
     assert session.settings.memory == "auto" and session.settings.loras == ()
@@ -37,8 +39,8 @@ def test_the_choices_survive_save_and_load(session, tmp_path):
     loras = (Lora("/loras/ink.safetensors", 0.8),)
     session.update_settings(memory="low", vae="/models/vae", loras=loras)
     session.add_panel("a fox")
-    folder = session.save_as(tmp_path / "Story.stylealigned")
-    loaded = load_session(folder)
+    saved = save_session_as(session, tmp_path / "Story")
+    loaded = load_session(saved.parent if saved.is_file() else saved)
     try:
         assert (loaded.settings.memory, loaded.settings.vae, loaded.settings.loras) == ("low", "/models/vae", loras)
     finally:
