@@ -29,16 +29,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CONFIGS = HERE / "sdxl_configs"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from bench_sets import load_config  # noqa: E402  (the published SDXL configs, "_" keys dropped)
 
 GB = 1e9
-
-
-def _config(component: str) -> dict:
-    data = json.loads((CONFIGS / component / "config.json").read_text(encoding="utf-8"))
-    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def _total(snapshot: dict) -> int:
@@ -74,9 +72,9 @@ def measure(sizes: list[int], panels: list[int], quick: bool) -> dict:
     with FakeTensorMode(allow_non_fake_inputs=True):
         torch.set_default_dtype(fp16)
         try:
-            unet = UNet2DConditionModel.from_config(_config("unet")).eval()
+            unet = UNet2DConditionModel.from_config(load_config("unet")).eval()
             controlnet = ControlNetModel.from_unet(unet).eval()
-            vae16 = AutoencoderKL.from_config(_config("vae")).eval()
+            vae16 = AutoencoderKL.from_config(load_config("vae")).eval()
         finally:
             torch.set_default_dtype(torch.float32)
         results["weights_gb"] = {
@@ -128,7 +126,7 @@ def measure(sizes: list[int], panels: list[int], quick: bool) -> dict:
                                             ("fp16_tiled", fp16, True)):
                     torch.set_default_dtype(dtype)
                     try:
-                        vae = AutoencoderKL.from_config(_config("vae")).eval()
+                        vae = AutoencoderKL.from_config(load_config("vae")).eval()
                     finally:
                         torch.set_default_dtype(torch.float32)
                     if tiled:

@@ -40,19 +40,16 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CONFIGS = HERE / "sdxl_configs"
 RESULTS = HERE / "results"
 if str(ROOT) not in sys.path:  # runnable from a checkout without installing the package
     sys.path.insert(0, str(ROOT))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from bench_sets import load_config  # noqa: E402  (the published SDXL configs, "_" keys dropped)
 
 MODES = ("fast", "balanced", "low")
 PANELS = 4
-
-
-def _config(component: str) -> dict:
-    name = "scheduler_config.json" if component == "scheduler" else "config.json"
-    data = json.loads((CONFIGS / component / name).read_text(encoding="utf-8"))
-    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def build_sdxl(device, dtype):
@@ -79,15 +76,15 @@ def build_sdxl(device, dtype):
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            unet = UNet2DConditionModel.from_config(_config("unet"))
-            vae = AutoencoderKL.from_config(_config("vae"))
-            text_encoder = CLIPTextModel(CLIPTextConfig(**_config("text_encoder")))
-            text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_config("text_encoder_2")))
+            unet = UNet2DConditionModel.from_config(load_config("unet"))
+            vae = AutoencoderKL.from_config(load_config("vae"))
+            text_encoder = CLIPTextModel(CLIPTextConfig(**load_config("text_encoder")))
+            text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**load_config("text_encoder_2")))
     finally:
         torch.set_default_dtype(default_dtype)
     pipe = StableDiffusionXLPipeline(
         vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2, unet=unet, scheduler=make_scheduler(_config("scheduler"), "ddim"),
+        tokenizer_2=tokenizer_2, unet=unet, scheduler=make_scheduler(load_config("scheduler"), "ddim"),
     )
     freeze(pipe)
     pipe.set_progress_bar_config(disable=True)

@@ -207,6 +207,22 @@ def test_vae_tiling_runs_for_the_picture_encode_and_the_decodes_in_low_mode(pict
     assert np.array_equal(expected, np.asarray(result.panels[0]))
 
 
+def test_fast_mode_tiles_above_the_size_threshold(pictures, monkeypatch):
+    """The engine applies the plan's tiling in every mode (SDXL: above 1536²; here the threshold
+    is lowered to the tiny model's scale)."""
+    from diffusers import AutoencoderKL
+
+    calls = []
+    original = AutoencoderKL.tiled_decode
+    monkeypatch.setattr(AutoencoderKL, "tiled_decode", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    monkeypatch.setattr(mem, "TILING_ABOVE_PIXELS", 160 * 128)
+    engine = Engine()
+    small = engine.generate(_request(pictures, "fast", width=160, height=128, picture=False))
+    assert small.metadata["vae_tiling"] is False and not calls
+    large = engine.generate(_request(pictures, "fast", width=168, height=128, picture=False))
+    assert large.metadata["vae_tiling"] is True and len(calls) == 3
+
+
 def test_tiling_is_on_in_low_mode_and_above_1536_squared_in_every_mode():
     small, large = mem.Workload(1024, 1024), mem.Workload(1600, 1536)
     assert [mem.tile_vae_for(mode, small) for mode in mem.PLACEMENTS] == [False, False, True]
