@@ -7,13 +7,13 @@ arithmetic), and counts live tensor bytes with torch's ``MemTracker``: parameter
 reference keys/values of the engine's shared layers, and the activation peak of one engine
 micro-batch in ``replay`` mode (the layout the engine runs panels in) with classifier-free
 guidance (two UNet rows per panel), with and without ControlNet residuals, and of one VAE
-decode (float32 as SDXL's VAE forces it, float16 as the fp16-fix VAE allows, and tiled).
+decode (float32 as SDXL's VAE forces it, float16 as the fp16-fix VAE allows).
 
 What this does not count: the allocator's caching and fragmentation, cuDNN/cuBLAS workspaces,
 the CUDA context. ``engine/memory.py`` adds a margin for those; ``benchmarks/gpu_check.py``
 checks the model against ``torch.cuda.max_memory_allocated`` on a real GPU.
 
-    .venv/bin/python benchmarks/activation_memory.py            # about 20 minutes on 2 CPU cores
+    .venv/bin/python benchmarks/activation_memory.py            # an hour or more per size on 2 shared cores
     .venv/bin/python benchmarks/activation_memory.py --sizes 1024 --quick
 
 Writes ``benchmarks/results/activation_memory.json``.
@@ -59,7 +59,7 @@ def _tracked(fn, *externals):
     return result, peak - start, end - start
 
 
-def measure(sizes: list[int], panels: list[int], quick: bool) -> dict:
+def measure(sizes: list[int], panels: list[int], quick: bool, on_size=None) -> dict:
     import torch
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -122,21 +122,22 @@ def measure(sizes: list[int], panels: list[int], quick: bool) -> dict:
                     entry[f"replay_{n}_panels_controlnet_peak_gb"] = peak / GB
             installation.state.mode = "batch"
             if not quick:
-                for label, dtype, tiled in (("fp32", torch.float32, False), ("fp16", fp16, False),
-                                            ("fp16_tiled", fp16, True)):
+                # (a tiled decode is one 1024x1024 tile's decode at a time plus the output picture;
+                # MemTracker cannot follow a module called once per tile)
+                for label, dtype in (("fp32", torch.float32), ("fp16", fp16)):
                     torch.set_default_dtype(dtype)
                     try:
                         vae = AutoencoderKL.from_config(load_config("vae")).eval()
                     finally:
                         torch.set_default_dtype(torch.float32)
-                    if tiled:
-                        vae.enable_tiling()
                     z = torch.randn(1, 4, latent, latent, dtype=dtype)
                     _, peak, _ = _tracked(lambda vae=vae, z=z: vae.decode(z).sample, vae)
                     entry[f"vae_decode_{label}_peak_gb"] = peak / GB
             entry["seconds"] = round(time.perf_counter() - started, 1)
             results["sizes"][str(size)] = entry
             print(size, json.dumps(entry), flush=True)
+            if on_size is not None:
+                on_size(results)
         installation.remove()
     return results
 
@@ -175,11 +176,18 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",")]
     panels = [int(s) for s in args.panels.split(",")]
-    results = measure(sizes, panels, args.quick)
-    results["torch"] = torch.__version__
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {}
+
+    def write(results: dict) -> None:
+        """After every size (a run takes long): sizes measured before, in this file, are kept."""
+        merged = dict(results, torch=torch.__version__)
+        merged["sizes"] = {**earlier.get("sizes", {}), **results["sizes"]}
+        out.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
+
+    measure(sizes, panels, args.quick, on_size=write)
+    print(f"wrote {out}")
     return 0
 
 

@@ -41,9 +41,9 @@ REFERENCE_PIXELS = 1024 * 1024
 
 # Weights of SDXL base 1.0 in float16 (parameter bytes of the published configs).
 UNET_GB = 5.135
-TEXT_ENCODERS_GB = 1.639
+TEXT_ENCODERS_GB = 1.635
 VAE_GB = 0.167
-CONTROLNET_GB = 2.503
+CONTROLNET_GB = 2.502
 SEQUENTIAL_RESIDENT_GB = 0.25
 """``low``: the layers in flight (the largest SDXL linear is 0.03 GB) and the offload buffers."""
 
