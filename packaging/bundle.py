@@ -34,6 +34,12 @@ HIDDEN_IMPORTS = [
     "PySide6.QtSvg",  # the SVG icon engine and image format plugins need it
 ]
 
+# Packages whose compiled operator libraries are loaded by path (torch.ops.load_library), which
+# PyInstaller does not follow: torchvision's _C_stable (nms and the other ops; transformers' image
+# processors need them registered).
+COLLECT_LIBRARIES = ["torchvision"]
+LIBRARY_PATTERNS = ["*.so", "*.pyd", "*.dylib"]
+
 # Data files (JSON configs, tokenizer files, templates) shipped inside these packages.
 COLLECT_DATA = ["stylealigned_desktop", "diffusers", "transformers", "controlnet_aux"]
 

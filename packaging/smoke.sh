@@ -54,7 +54,8 @@ grep -q '"a toy boat"' "$set_dir/run.json" || fail "run.json does not record the
 ls -l "$set_dir"
 
 step "stylealigned preprocess (canny: OpenCV and controlnet-aux in the build)"
-timed canny "$dist/stylealigned" preprocess "$set_dir/panel-01.png" --mode canny --out "$scratch/edges.png"
+timed canny "$dist/stylealigned" preprocess "$set_dir/panel-01.png" --mode canny \
+  --width 64 --height 64 --out "$scratch/edges.png"
 file "$scratch/edges.png" | grep -q "PNG image data, 64 x 64" || fail "no 64x64 canny map"
 
 step "stylealigned-desktop --quit-after-show (offscreen)"
@@ -86,12 +87,12 @@ fi
 if command -v appstreamcli >/dev/null; then
   appstreamcli validate --no-net "$dist/share/metainfo/io.github.stylealigned.Desktop.metainfo.xml"
 fi
-PREFIX="$scratch/prefix" "$dist/install.sh"
+XDG_DATA_HOME="$scratch/prefix/share" PREFIX="$scratch/prefix" "$dist/install.sh"
 "$scratch/prefix/bin/stylealigned" --version >/dev/null || fail "installed stylealigned does not run"
 grep -q "^Exec=$PWD/$dist/stylealigned-desktop %f" \
   "$scratch/prefix/share/applications/io.github.stylealigned.Desktop.desktop" || fail "desktop entry Exec"
 ls "$scratch/prefix/share/icons/hicolor/48x48/apps/io.github.stylealigned.Desktop.png" >/dev/null
-PREFIX="$scratch/prefix" "$dist/install.sh" --uninstall
+XDG_DATA_HOME="$scratch/prefix/share" PREFIX="$scratch/prefix" "$dist/install.sh" --uninstall
 [ ! -e "$scratch/prefix/bin/stylealigned" ] || fail "uninstall left the program"
 
 printf '\nsmoke: all passed in %d s\n' "$((SECONDS - started))"

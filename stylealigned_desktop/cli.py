@@ -7,6 +7,7 @@ diffusers) happen inside the commands, so ``--help`` is instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -15,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
+from .engine.limits import MAX_GUIDANCE, check_number, check_prompt, check_size, check_steps
 from .engine.request import (
     DEVICES,
     DTYPES,
@@ -35,6 +37,13 @@ EXIT_USAGE = 2
 
 class UsageError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors as one line (not the whole usage), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 SETTING_HELP = {
@@ -140,12 +149,36 @@ def _add_generate_parser(subparsers) -> None:
 
 
 def _check_writable(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as error:
         raise UsageError(f"cannot write to the output folder {folder}: {error.strerror or error}") from None
+
+
+def _check_output_file(out: Path) -> None:
+    """An output file's folder is writable and the name is free for a file (before any work)."""
+    if out.is_dir():
+        raise UsageError(f"{out} is a folder; give the name of a file to write")
+    _check_writable(out.parent)
+
+
+def _check_run_folder(out: Path, rerolling: bool) -> None:
+    """``generate --out``: writable, and a run.json already there is one of ours (its files all
+    inside the folder), read before any work; a re-roll needs one."""
+    from .engine.runfolder import RUN_FILE, read_run
+
+    _check_writable(out)
+    if (out / RUN_FILE).exists() or (out / RUN_FILE).is_symlink():
+        try:
+            read_run(out)
+        except ValueError as error:
+            raise UsageError(f"{error}; choose another --out folder") from None
+    elif rerolling:
+        raise UsageError(f"--only re-rolls panels of an existing run, but {out} has no run.json")
 
 
 def _with_style(text: str, style: str) -> str:
@@ -266,9 +299,7 @@ class _TerminalProgress:
 def cmd_generate(args) -> int:
     request = build_generate_request(args)
     out = Path(args.out).expanduser()
-    _check_writable(out)
-    if request.only is not None and not (out / "run.json").is_file():
-        raise UsageError(f"--only re-rolls panels of an existing run, but {out} has no run.json")
+    _check_run_folder(out, rerolling=request.only is not None)
     from .engine.generator import Engine
     from .engine.runfolder import write_run_folder
 
@@ -317,14 +348,15 @@ def cmd_invert(args) -> int:
     out = Path(args.out).expanduser()
     if out.suffix != ".safetensors":
         raise UsageError(f"{out}: the trajectory is saved as .safetensors")
-    for size in (args.width, args.height):
-        if size < 64 or size % 8:
-            raise UsageError(f"width and height must be multiples of 8 and at least 64, got {size}")
     try:
+        check_size(args.width, args.height)
+        check_steps(args.steps)
+        check_number(args.guidance, "guidance", 0.0, MAX_GUIDANCE)
+        check_prompt(args.caption, "caption")
         classify_source(args.model)
-    except ModelSourceError as error:
+    except (ValueError, ModelSourceError) as error:
         raise UsageError(str(error)) from None
-    _check_writable(out.parent)
+    _check_output_file(out)
     from tqdm import tqdm
 
     from .engine.generator import make_scheduler
@@ -369,13 +401,16 @@ def _add_preprocess_parser(subparsers) -> None:
 
 def cmd_preprocess(args) -> int:
     out = Path(args.out).expanduser()
-    _check_writable(out.parent)
     from .engine.control import ControlSettings, preprocess
 
     try:
         extra = {"depth_model": args.depth_model} if args.depth_model else {}
         settings = ControlSettings(width=args.width, height=args.height, canny_low=args.canny_low,
                                    canny_high=args.canny_high, device=args.device, **extra)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    _check_output_file(out)
+    try:
         control_map = preprocess(args.picture, args.mode, settings)
         control_map.save(out)
     except ValueError as error:
@@ -423,7 +458,7 @@ def cmd_models_check(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="stylealigned", description="Generate and measure sets of pictures that share one style (StyleAligned on SDXL).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
@@ -438,8 +473,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_paths_as_given() -> None:
+    """Paths the OS gave as bytes that are not UTF-8 arrive as surrogate escapes: print them
+    back as the same bytes (on a UTF-8 terminal), never fail on them."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", "") or "").lower().replace("-", "")
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="surrogateescape" if encoding == "utf8" else "backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _print_paths_as_given()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

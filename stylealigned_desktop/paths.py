@@ -11,25 +11,6 @@ from platformdirs import user_cache_dir, user_config_dir, user_data_dir
 APP_NAME = "StyleAlignedDesktop"
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading it means setting it: put it straight back
-    os.umask(mask)
-    return mask
-
-
-NEW_FILE_MODE = 0o666 & ~_umask()
-"""The mode ``open()`` gives a new file under this process's umask (read once, at start-up)."""
-
-
-def with_default_mode(fd: int) -> int:
-    """Give a temporary file (``tempfile.mkstemp`` makes them 0600) the mode a plain new file
-    gets, before it becomes a session's or a run's file: those respect the user's umask like
-    the rest of their files. Returns ``fd``."""
-    if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
-        os.fchmod(fd, NEW_FILE_MODE)
-    return fd
-
-
 def _dir(env: str, default: str) -> Path:
     path = Path(os.environ.get(env) or default)
     path.mkdir(parents=True, exist_ok=True)

@@ -21,11 +21,14 @@ The same text is a session's storyboard in and out: :func:`import_panels_text` /
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .engine import limits
 from .session.errors import PictureError, SessionError
 from .session.pictures import PreparedPicture, prepare_picture
 from .session.values import Control, Panel, check_seed, new_panel_id
@@ -62,11 +65,27 @@ class PanelLine:
         return {name: getattr(defaults, name) if value is None else value for name, value in given.items()}
 
 
-def _number(value: str, kind, where: str, key: str):
+_RANGES = {  # the request's own limits (engine/request.py), checked here to name the line
+    "seed": ("seed", int, 0, limits.SEED_LIMIT),
+    "scale": ("control strength (scale=)", float, 0.0, limits.MAX_CONTROL_SCALE),
+    "start": ("control start (start=)", float, 0.0, 1.0),
+    "end": ("control end (end=)", float, 0.0, 1.0),
+    "low": ("canny low threshold (low=)", int, 0, limits.MAX_CANNY),
+    "high": ("canny high threshold (high=)", int, 0, limits.MAX_CANNY),
+}
+
+
+def _number(value: str, where: str, key: str) -> int | float:
+    label, kind, low, high = _RANGES[key]
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
         raise PromptsFileError(f"{where}: {key}= needs a {'whole ' if kind is int else ''}number, got {value!r}") from None
+    check = limits.check_whole if kind is int else limits.check_number
+    try:
+        return check(number, label, low, high)
+    except ValueError as error:
+        raise PromptsFileError(f"{where}: {error}") from None
 
 
 def parse_line(line: str, where: str = "line", base: Path | None = None) -> PanelLine | None:
@@ -80,6 +99,10 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
     prompt, fields = parts[0], parts[1:]
     if not prompt:
         raise PromptsFileError(f"{where}: the prompt is empty")
+    try:
+        limits.check_prompt(prompt)
+    except ValueError as error:
+        raise PromptsFileError(f"{where}: {error}") from None
     values: dict = {}
     for field in fields:
         key, sep, value = field.partition("=")
@@ -89,7 +112,7 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
         if key in values or (key == "control" and "control_mode" in values):
             raise PromptsFileError(f"{where}: {key}= given twice")
         if key == "seed":
-            values["seed"] = _number(value, int, where, key)
+            values["seed"] = _number(value, where, key)
         elif key == "control":
             mode, colon, path = value.partition(":")
             mode = mode.strip().lower()
@@ -100,10 +123,8 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
             if base is not None and not image.is_absolute():
                 image = base / image
             values["control_mode"], values["control_image"] = mode, str(image)
-        elif key in ("scale", "start", "end"):
-            values[key] = _number(value, float, where, key)
-        elif key in ("low", "high"):
-            values[key] = _number(value, int, where, key)
+        elif key in ("scale", "start", "end", "low", "high"):
+            values[key] = _number(value, where, key)
         elif key == "kind":
             if value.lower() not in ("depth", "canny"):
                 raise PromptsFileError(f"{where}: kind= must be depth or canny, got {value!r}")
@@ -117,24 +138,57 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
 
 
 def parse_text(text: str, source: str = "<text>", base: Path | None = None) -> list[PanelLine]:
+    """The panels of a storyboard text: at most :data:`~.engine.limits.MAX_PANELS`."""
     panels = []
     for number, line in enumerate(text.splitlines(), start=1):
         panel = parse_line(line, f"{source}:{number}", base)
         if panel is not None:
             panels.append(panel)
+            if len(panels) > limits.MAX_PANELS:
+                raise PromptsFileError(
+                    f"{source}:{number}: more than {limits.MAX_PANELS} panels; split the storyboard "
+                    "into several sets")
     return panels
 
 
+MAX_FILE_BYTES = limits.MAX_PANELS * (limits.MAX_PROMPT_CHARS + 1024) * 4
+"""A storyboard file larger than this cannot hold at most 1 000 panels of 2 000 characters."""
+
+
 def read_text(path: Path, name: str) -> str:
-    """The text of a storyboard file; :class:`PromptsFileError` starting with ``name``."""
+    """The text of a storyboard file; :class:`PromptsFileError` starting with ``name``.
+
+    Only a regular file is read (a FIFO or a device would never end), and only up to
+    :data:`MAX_FILE_BYTES`.
+    """
     try:
-        return path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of the prompt
+        with open(path, "rb", opener=_open_regular) as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise PromptsFileError(f"{name}: no such file") from None
-    except UnicodeDecodeError:
-        raise PromptsFileError(f"{name}: not a UTF-8 text file") from None
+    except _NotRegular:
+        raise PromptsFileError(f"{name}: not a regular file") from None
     except OSError as error:
         raise PromptsFileError(f"{name}: cannot read ({error.strerror or error})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise PromptsFileError(f"{name}: too big for a storyboard (more than {MAX_FILE_BYTES // 2**20} MB)")
+    try:
+        return data.decode("utf-8-sig")  # a BOM (Windows editors) is not part of the prompt
+    except UnicodeDecodeError:
+        raise PromptsFileError(f"{name}: not a UTF-8 text file") from None
+
+
+class _NotRegular(OSError):
+    pass
+
+
+def _open_regular(path: str, flags: int) -> int:
+    """os.open that never blocks on a FIFO and refuses anything but a regular file."""
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _NotRegular(path)
+    return fd
 
 
 def read_prompts_file(path: str | Path) -> list[PanelLine]:

@@ -206,11 +206,13 @@ def test_bad_control_picture_gives_a_clear_error(tmp_path):
 def test_bad_mode_and_thresholds():
     with pytest.raises(ControlError, match="pose"):
         preprocess(Image.new("RGB", (64, 64)), "pose")
-    with pytest.raises(ControlError, match="low=200, high=100"):
+    with pytest.raises(ControlError, match="low < high <= 255, got 200/100"):
         ControlSettings(canny_low=200, canny_high=100)
+    with pytest.raises(ControlError, match="from 0 to 255, got 300"):  # the rule the CLI and session share
+        ControlSettings(canny_low=100, canny_high=300)
     with pytest.raises(ControlError, match="low=-1"):
         canny_map(Image.new("RGB", (64, 64)), low=-1, high=10)
-    with pytest.raises(ControlError, match="0x64"):
+    with pytest.raises(ControlError, match="width must be a whole number from 1 to 4096, got 0"):
         ControlSettings(width=0, height=64)
 
 

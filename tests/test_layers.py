@@ -1,4 +1,5 @@
-"""The layering rules: session/ imports neither Qt nor torch; engine/ never imports Qt; no
+"""The layering rules: session/ imports neither Qt nor torch; engine/ never imports Qt; neither
+imports Ray or the server's HTTP code; the server's client side needs neither Ray nor torch; no
 module imports, even indirectly, a module that imports it back.
 
 Each package's modules are found by globbing its folder, so new modules are covered, and
@@ -30,7 +31,8 @@ for name in sys.argv[1:]:
         importlib.import_module(name)
     except Exception as exc:
         failed[name] = f"{type(exc).__name__}: {exc}"
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "PySide6", "shiboken6"))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "PySide6", "shiboken6", "ray",
+                                                              "fastapi", "starlette", "uvicorn", "httpx2"))
 print(json.dumps({"failed": failed, "loaded": loaded}))
 """
 
@@ -57,6 +59,25 @@ def test_session_imports_neither_qt_nor_torch():
     report = import_in_fresh_interpreter(modules)
     assert report["failed"] == {}
     assert report["loaded"] == [], f"the session layer pulled in {report['loaded'][:5]}"
+
+
+SERVER_SIDE = ("ray", "fastapi", "starlette", "uvicorn")
+
+
+def test_the_engine_imports_no_server_code():
+    report = import_in_fresh_interpreter(modules_of("engine"))
+    assert report["failed"] == {}
+    server = [m for m in report["loaded"] if m.split(".")[0] in SERVER_SIDE]
+    assert server == [], f"the engine pulled in {server[:5]}"
+
+
+def test_the_server_client_needs_neither_ray_nor_torch():
+    """The desktop app and the CLI talk to a server without Ray (and without torch)."""
+    modules = [f"stylealigned_desktop.server.{name}" for name in ("wire", "auth", "sharding", "client")]
+    report = import_in_fresh_interpreter(modules)
+    assert report["failed"] == {}
+    heavy = [m for m in report["loaded"] if m.split(".")[0] in SERVER_SIDE + ("torch",)]
+    assert heavy == [], f"the client side pulled in {heavy[:5]}"
 
 
 def test_engine_never_imports_qt():

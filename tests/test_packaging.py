@@ -79,11 +79,16 @@ def test_every_module_the_spec_names_resolves(bundle):
     assert not packages, f"collect_submodules needs packages, not modules: {packages}"
     for dist in bundle.COPY_METADATA:
         importlib.metadata.distribution(dist)  # raises PackageNotFoundError
+    for package in bundle.COLLECT_LIBRARIES:
+        folder = Path(_locate(package).origin).parent
+        libraries = [p for pattern in bundle.LIBRARY_PATTERNS for p in folder.glob(pattern)]
+        assert libraries, f"{package} has no compiled libraries to collect any more"
 
 
 def test_spec_reads_its_lists_from_bundle(bundle):
     spec = (PACKAGING / "stylealigned-desktop.spec").read_text()
     for name in ("EXECUTABLES", "HIDDEN_IMPORTS", "COLLECT_SUBMODULES", "COLLECT_DATA",
+                 "COLLECT_LIBRARIES", "LIBRARY_PATTERNS",
                  "COPY_METADATA", "EXCLUDES", "KEEP_SOURCE", "APP_ID"):
         assert f"bundle.{name}" in spec, f"the spec does not use bundle.{name}"
 

@@ -76,3 +76,97 @@ def test_subject_and_contact_sheet_helpers():
     assert sheet.size[0] > 4 * 32 and sheet.size[1] > 2 * 32
     with pytest.raises(ValueError):
         contact_sheet([])
+
+
+# --- pictures and record committed together; hostile run.json (issue 17) ---------------------
+
+KILLED_REROLL = """
+import os, sys
+from PIL import Image
+from stylealigned_desktop.engine import runfolder
+from stylealigned_desktop.engine.events import RunResult
+from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
+kill_at, where = sys.argv[1], sys.argv[2]
+request = SetRequest(model="tiny", style=GeneratedReference("a train", 1),
+                     panels=(Panel("a car", 2), Panel("a boat", 42)),
+                     sampling=Sampling(steps=2, width=64, height=64), only=(1,))
+image = Image.new("RGB", (64, 64), "blue")
+calls = {"n": 0}
+def killer(real):
+    def call(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os._exit(9)
+        return real(*args, **kwargs)
+    return call
+if kill_at == "staging":
+    Image.Image.save = killer(Image.Image.save)  # the second picture (the contact sheet) is never saved
+else:
+    os.replace = killer(os.replace)  # after the journal: one picture renamed, then killed
+runfolder.write_run_folder(where, request, RunResult(reference=None, panels={1: image}, metadata={}))
+"""
+
+
+def _seeds_agree(folder):
+    run = read_run(folder)  # a reader: finishes an interrupted commit first
+    return {p["index"]: (p["seed"], read_parameters(folder / p["file"])["seed"]) for p in run["panels"]}
+
+
+@pytest.mark.parametrize("kill_at", ["staging", "renames"])
+def test_a_killed_reroll_never_leaves_pictures_and_record_disagreeing(tmp_path, kill_at):
+    import subprocess
+    import sys
+
+    write_run_folder(tmp_path, _request(seeds=(2, 2)), _result("red"))
+    result = subprocess.run([sys.executable, "-c", KILLED_REROLL, kill_at, str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 9, result.stderr
+    seeds = _seeds_agree(tmp_path)
+    assert all(recorded == pictured for recorded, pictured in seeds.values()), seeds
+    assert seeds[2][0] == (2 if kill_at == "staging" else 42)
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed_and_fresh_ones_kept(tmp_path):
+    import os
+    import time
+
+    stale = tmp_path / ".panel-01.png.99999999.abcd.tmp"
+    fresh = tmp_path / ".panel-02.png.99999998.efgh.tmp"  # another writer, right now
+    for path in (stale, fresh):
+        path.write_bytes(b"half a picture")
+    long_ago = time.time() - 120
+    os.utime(stale, (long_ago, long_ago))
+    write_run_folder(tmp_path, _request(), _result("red"))
+    assert not stale.exists() and fresh.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p != fresh]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda run: run["panels"][0].update(file="../secret.png"), "file name"),
+    (lambda run: run["panels"][0].update(file="/etc/passwd"), "file name"),
+    (lambda run: run["panels"][0].update(file="panel-02.png"), "panel-01.png"),
+    (lambda run: run["panels"][0].update(index="1"), "index"),
+    (lambda run: run["reference"].update(file="..\\\\x.png"), "file name"),
+    (lambda run: run.update(panels={"1": {}}), "list"),
+])
+def test_a_hostile_run_json_is_refused_by_readers(tmp_path, change, message):
+    write_run_folder(tmp_path, _request(), _result("red"))
+    run = json.loads((tmp_path / "run.json").read_text())
+    change(run)
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match=message):
+        read_run(tmp_path)
+
+
+def test_a_run_json_that_is_a_fifo_or_a_link_is_refused_without_waiting(tmp_path):
+    import os
+
+    (tmp_path / "a").mkdir()
+    os.mkfifo(tmp_path / "a" / "run.json")
+    with pytest.raises(ValueError, match="regular file"):
+        read_run(tmp_path / "a")
+    write_run_folder(tmp_path / "b", _request(), _result("red"))
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "run.json").symlink_to(tmp_path / "b" / "run.json")
+    with pytest.raises(ValueError, match="regular file"):
+        read_run(tmp_path / "c")

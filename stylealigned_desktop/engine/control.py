@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import pickle
 import sys
 import threading
 import types
@@ -25,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .images import PathLike, PictureError, fit_picture, load_picture, to_rgb
+from .limits import check_control, check_size
 from .models import hub_or_folder, resolve_device
 from .request import CONTROL_MODES, PanelControl
 
@@ -64,13 +66,11 @@ class ControlSettings:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.width < 1 or self.height < 1:
-            raise ControlError(f"control map size must be positive, got {self.width}x{self.height}")
-        if not 0 <= self.canny_low <= self.canny_high:
-            raise ControlError(
-                "canny thresholds must satisfy 0 <= low <= high, "
-                f"got low={self.canny_low}, high={self.canny_high}"
-            )
+        try:
+            check_size(self.width, self.height, minimum=1, multiple=1)
+            check_control(1.0, 0.0, 1.0, self.canny_low, self.canny_high)
+        except ValueError as exc:
+            raise ControlError(str(exc)) from None
         if not self.depth_model:
             raise ControlError("the depth model source is empty")
 
@@ -191,6 +191,9 @@ def _resolve_source(source: str, what: str) -> str:
 
 
 def _not_available_message(source: str, what: str, exc: BaseException) -> str:
+    if isinstance(exc, pickle.UnpicklingError):
+        return (f"{what} {source!r}: its weights are a pickle file that would run code when "
+                "loaded; it was refused (use a model with .safetensors weights)")
     if Path(source).expanduser().is_dir():
         return f"{what} folder {source!r} cannot be loaded: {exc}"
     return (
@@ -252,7 +255,7 @@ def load_depth_estimator(
             try:
                 processor = DPTImageProcessor.from_pretrained(location)
                 model = DPTForDepthEstimation.from_pretrained(location)
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
                 raise ControlError(_not_available_message(source, "depth model", exc)) from None
         model = model.to(device).eval()
         _depth_estimators[key] = (model, processor)
@@ -380,7 +383,7 @@ def load_controlnet(
         try:
             controlnet = ControlNetModel.from_pretrained(location, **dtype_kwargs(dtype), **extra)
             break
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
             error = exc  # first a missing fp16 variant (then retried), or the real error
     else:
         raise ControlError(_not_available_message(source, "ControlNet", error)) from None

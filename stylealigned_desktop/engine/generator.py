@@ -21,6 +21,7 @@ import torch
 from . import events as ev
 from . import memory as mem
 from .install import Installation
+from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora
 from .models import TINY, load_pipeline, model_identity, resolve_device, resolve_dtype
 from .preview import latent_to_rgb
@@ -55,6 +56,15 @@ def make_scheduler(config, kind: str):
     if kind == "dpmpp-2m":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
     raise ValueError(f"unknown scheduler {kind!r}")
+
+
+def _longer_than_clip(pipe, prompts: Sequence[str]) -> list[int]:
+    """Indices of the prompts the text encoders cut (more tokens than the tokenizer's limit)."""
+    tokenizer = pipe.tokenizer if pipe.tokenizer is not None else pipe.tokenizer_2
+    if tokenizer is None:
+        return []
+    limit = min(tokenizer.model_max_length, CLIP_TOKENS)
+    return [k for k, prompt in enumerate(prompts) if len(tokenizer(prompt).input_ids) > limit]
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -223,6 +233,22 @@ class Engine:
             sink(ev.Notice(f"memory mode {mode} (auto): {reason}"))
         return mode
 
+    def reference_trajectory(self, request: SetRequest, on_event: EventSink | None = None,
+                             cancel: threading.Event | None = None):
+        """The request's reference picture inverted (or taken from the cache), with its cache key.
+
+        For handing one inversion to other engines: ``trajectory_cache(folder).put(key,
+        trajectory)`` on another engine lets it skip the inversion (the server does this when it
+        shards a set). Raises GenerationCancelled when cancelled.
+        """
+        sink = on_event or (lambda event: None)
+        with self._lock, torch.no_grad():
+            pipe = self.pipeline(request.model, request.device, request.dtype, sink)
+            scheduler = make_scheduler(pipe.scheduler.config, request.sampling.scheduler)
+            scheduler.set_timesteps(request.sampling.steps, device=pipe.unet.device)
+            trajectory = self._trajectory(pipe, request, scheduler.timesteps, sink, cancel or threading.Event())
+            return self._trajectory_key(request)[0], trajectory
+
     # -- generation --------------------------------------------------------------------------
     def generate(self, request: SetRequest, on_event: EventSink | None = None,
                  cancel: threading.Event | None = None) -> ev.RunResult | None:
@@ -272,6 +298,10 @@ class Engine:
         mem.set_vae_tiling(pipe.vae, plan.tile_vae)  # for the picture's encode and the decodes
 
         scheduler = make_scheduler(pipe.scheduler.config, sampling.scheduler)
+        try:
+            check_steps(sampling.steps, scheduler.config.num_train_timesteps)
+        except ValueError as exc:
+            raise GenerationError(f"{exc} (the scheduler's training steps)") from None
         scheduler.set_timesteps(sampling.steps, device=device)
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(0)
@@ -288,6 +318,11 @@ class Engine:
 
         reference_prompt = style.caption if picture_mode else style.prompt
         prompts = [reference_prompt] + [request.panels[i].prompt for i in selected]
+        too_long = _longer_than_clip(pipe, prompts)
+        if too_long:
+            names = ", ".join("the reference" if k == 0 else f"panel {selected[k - 1] + 1}" for k in too_long)
+            sink(ev.Notice(f"the prompt of {names} is longer than CLIP reads "
+                           f"({CLIP_TOKENS} tokens): the rest is ignored"))
         cond = self._encode(pipe, prompts, sampling.negative_prompt, halves == 2)
         time_ids = self._time_ids(pipe, sampling.height, sampling.width, dtype, device)
 
@@ -468,17 +503,10 @@ class Engine:
 
     def _trajectory(self, pipe, request, timesteps, sink, cancel):
         """The reference picture's DDIM trajectory, from the cache or inverted now."""
-        from .images import fit_picture, load_picture, picture_hash
-        from .inversion import InversionCancelled, TrajectoryKey, encode_picture, invert
+        from .inversion import InversionCancelled, encode_picture, invert
 
         style, sampling = request.style, request.sampling
-        picture = fit_picture(load_picture(style.path), sampling.width, sampling.height)
-        key = TrajectoryKey(
-            picture_hash=picture_hash(picture), caption=style.caption,
-            model=model_identity(request.model, request.vae, request.loras),
-            width=sampling.width, height=sampling.height, scheduler=sampling.scheduler,
-            steps=sampling.steps, guidance=float(style.inversion_guidance),
-        )
+        key, picture = self._trajectory_key(request)
         levels = [int(t) for t in timesteps]
 
         def compute():
@@ -494,6 +522,22 @@ class Engine:
         if [int(t) for t in trajectory.timesteps] != levels:
             raise GenerationError("the cached inversion does not match this scheduler's timesteps")
         return trajectory
+
+    @staticmethod
+    def _trajectory_key(request):
+        """The cache key of the request's reference picture trajectory, and the fitted picture."""
+        from .images import fit_picture, load_picture, picture_hash
+        from .inversion import TrajectoryKey
+
+        style, sampling = request.style, request.sampling
+        picture = fit_picture(load_picture(style.path), sampling.width, sampling.height)
+        key = TrajectoryKey(
+            picture_hash=picture_hash(picture), caption=style.caption,
+            model=model_identity(request.model, request.vae, request.loras),
+            width=sampling.width, height=sampling.height, scheduler=sampling.scheduler,
+            steps=sampling.steps, guidance=float(style.inversion_guidance),
+        )
+        return key, picture
 
     def _prepare_controls(self, pipe, request, selected) -> list[_PreparedControl | None]:
         """Control maps of the selected panels, and their ControlNets loaded and checked."""

@@ -376,7 +376,7 @@ def save_trajectory(path: str | Path, traj: Trajectory, key: TrajectoryKey | Non
     metadata) atomically: a temporary file in the same folder, then ``os.replace``."""
     from safetensors.torch import save_file
 
-    from ..paths import with_default_mode
+    from ..temporaries import with_default_mode
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

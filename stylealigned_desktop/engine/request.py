@@ -1,4 +1,10 @@
-"""The immutable description of one generation: what the CLI, the GUI and scripts hand the engine."""
+"""The immutable description of one generation: what the CLI, the GUI and scripts hand the engine.
+
+Every number and text of a request is checked when the dataclass is made, with the rules of
+``limits.py`` that the CLI, the session (``session/values.py``) and the engine share: a value
+one of them accepts, all of them accept. A bad value raises ``ValueError`` with a message for
+the user.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .limits import (
+    MAX_GUIDANCE,
+    MAX_MICRO_BATCH,
+    MAX_PANELS,
+    MAX_STEPS,
+    check_control,
+    check_number,
+    check_prompt,
+    check_seed,
+    check_size,
+    check_steps,
+    check_whole,
+)
 from .settings import StyleAlignedSettings
 
 SCHEDULERS = ("ddim", "euler", "dpmpp-2m")
@@ -19,13 +38,16 @@ MEMORY_MODES = ("auto", "fast", "balanced", "low")
 auto: the fastest that fits (engine/memory.py)."""
 DEFAULT_INVERSION_OFFSET_50 = 5  # the authors' offset for 50 steps
 
-
 @dataclass(frozen=True)
 class GeneratedReference:
     """The reference is generated from a style prompt (prompts-only sets)."""
 
     prompt: str
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_prompt(self.prompt, "reference prompt")
+        check_seed(self.seed, "reference seed")
 
 
 @dataclass(frozen=True)
@@ -40,6 +62,15 @@ class ReferencePicture:
     caption: str = ""
     inversion_guidance: float = 2.0
     inversion_offset: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, str):  # as the OS gives it (surrogate escapes allowed)
+            raise ValueError(f"reference picture path must be text, got {self.path!r}")
+        check_prompt(self.caption, "reference caption")
+        object.__setattr__(self, "inversion_guidance",
+                           check_number(self.inversion_guidance, "inversion guidance", 0.0, MAX_GUIDANCE))
+        if self.inversion_offset is not None:
+            check_whole(self.inversion_offset, "inversion offset", 0, MAX_STEPS - 1)
 
     def offset_for(self, steps: int) -> int:
         if self.inversion_offset is not None:
@@ -80,13 +111,13 @@ class PanelControl:
             raise ValueError(f"control mode must be one of {', '.join(CONTROL_MODES)}, got {self.mode!r}")
         if self.map_kind not in CONTROLNET_KINDS:
             raise ValueError(f"a ready-made map is one of {', '.join(CONTROLNET_KINDS)}, got {self.map_kind!r}")
-        if self.scale < 0:
-            raise ValueError(f"control scale must be >= 0, got {self.scale}")
-        if not 0.0 <= self.guidance_start < self.guidance_end <= 1.0:
-            raise ValueError(
-                "control guidance start/end must satisfy 0 <= start < end <= 1, "
-                f"got {self.guidance_start}/{self.guidance_end}"
-            )
+        if not isinstance(self.image, str):  # as the OS gives it (surrogate escapes allowed)
+            raise ValueError(f"control picture path must be text, got {self.image!r}")
+        scale, start, end = check_control(self.scale, self.guidance_start, self.guidance_end,
+                                          self.canny_low, self.canny_high)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "guidance_start", start)
+        object.__setattr__(self, "guidance_end", end)
 
 
 @dataclass(frozen=True)
@@ -96,6 +127,10 @@ class Panel:
     prompt: str
     seed: int
     control: PanelControl | None = None
+
+    def __post_init__(self) -> None:
+        check_prompt(self.prompt, "panel prompt")
+        check_seed(self.seed, "panel seed")
 
 
 @dataclass(frozen=True)
@@ -142,14 +177,11 @@ class Sampling:
     """None behaves as diffusers' ``negative_prompt=None`` (SDXL zeroes the unconditional text)."""
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be at least 1, got {self.steps}")
-        if self.guidance < 0:
-            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value < 64 or value % 8:
-                raise ValueError(f"{name} must be a multiple of 8 and at least 64, got {value}")
+        check_steps(self.steps)
+        object.__setattr__(self, "guidance", check_number(self.guidance, "guidance", 0.0, MAX_GUIDANCE))
+        check_size(self.width, self.height)
+        if self.negative_prompt is not None:
+            check_prompt(self.negative_prompt, "negative prompt")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
 
@@ -192,13 +224,15 @@ class SetRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "panels", tuple(self.panels))
+        if len(self.panels) > MAX_PANELS:
+            raise ValueError(f"a set has at most {MAX_PANELS} panels, got {len(self.panels)}")
         if self.only is not None:
             object.__setattr__(self, "only", tuple(sorted(set(self.only))))
             bad = [i for i in self.only if not 0 <= i < len(self.panels)]
             if bad:
                 raise ValueError(f"panel index out of range: {bad} (the set has {len(self.panels)} panels)")
-        if self.micro_batch is not None and self.micro_batch < 1:
-            raise ValueError(f"micro_batch must be at least 1, got {self.micro_batch}")
+        if self.micro_batch is not None:
+            check_whole(self.micro_batch, "micro-batch", 1, MAX_MICRO_BATCH)
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.dtype not in DTYPES:

@@ -2,6 +2,13 @@
 
 The layout and the run.json format are described in docs/architecture.md. Writing a re-roll
 (a request with ``only``) into an existing folder replaces those panels and keeps the others.
+
+Pictures and record are committed together, so a reader never sees them disagree: the new
+pictures (and contact sheet) are written under temporary names, then a journal
+(``.run.json.pending``: the new run.json and the renames) is written atomically, then the
+pictures are renamed into place and run.json is replaced last. A kill before the journal leaves
+the old run (and temporaries the next write removes); a kill after it is finished by the next
+reader or writer (:func:`finish_commit`).
 """
 
 from __future__ import annotations
@@ -9,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import stat
 import tempfile
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -18,7 +27,8 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-from ..paths import with_default_mode
+from .. import temporaries
+from ..temporaries import with_default_mode
 from .events import RunResult
 from .request import SetRequest
 
@@ -26,6 +36,9 @@ RUN_FORMAT = "stylealigned-run"
 RUN_VERSION = 1
 REFERENCE_FILE = "reference.png"
 CONTACT_SHEET_FILE = "contact-sheet.png"
+RUN_FILE = "run.json"
+PENDING_FILE = ".run.json.pending"
+MAX_RUN_JSON_BYTES = 16 * 1024 * 1024
 
 
 def panel_file(number: int) -> str:
@@ -49,9 +62,23 @@ def subject_of(prompt: str, style_text: str) -> str:
 
 def save_png(image: Image.Image, path: Path, parameters: dict[str, Any]) -> None:
     """Save a PNG carrying its parameters as JSON in a ``parameters`` text chunk, atomically."""
-    info = PngInfo()
-    info.add_text("parameters", json.dumps(parameters, ensure_ascii=False, sort_keys=True))
-    _atomic_write(path, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / _stage_png(image, path, parameters)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_text(data: Any, **options: Any) -> str:
+    """JSON text that UTF-8 can always store: a path the OS gave as non-UTF-8 bytes holds
+    surrogate escapes, written as ``\\udcXX`` (which reads back as the same path)."""
+    text = json.dumps(data, ensure_ascii=False, **options)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def read_parameters(path: str | Path) -> dict[str, Any]:
@@ -62,8 +89,7 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
 
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(with_default_mode(fd))
+    tmp = _temporary(path)
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -72,10 +98,24 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def _temporary(path: Path) -> str:
+    """A new, empty temporary file beside ``path`` (``.NAME.<pid>.XXXX.tmp``)."""
+    fd, tmp = tempfile.mkstemp(prefix=temporaries.temporary_prefix(f".{path.name}."), suffix=".tmp",
+                               dir=path.parent)
+    os.close(with_default_mode(fd))  # the user's umask, not mkstemp's 0600
+    return tmp
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Temporaries a killed write left in a run folder: this process's, or older than a minute."""
+    return temporaries.remove_stale_temporaries(folder, ".*.tmp",
+                                                own_prefix=temporaries.temporary_prefix("."))
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     def write(tmp):
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write(json_text(data, indent=2))
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -83,32 +123,108 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     _atomic_write(path, write)
 
 
-def read_run(folder: str | Path) -> dict[str, Any]:
-    """run.json of a run folder, checked for its format."""
-    path = Path(folder) / "run.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{folder}: not a run folder (no run.json)") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: broken JSON ({error})") from None
-    if data.get("format") != RUN_FORMAT:
-        raise ValueError(f"{path}: not a StyleAligned run (format {data.get('format')!r})")
-    if data.get("version", 0) > RUN_VERSION:
+def _plain_name(value: Any, where: str) -> str:
+    """A file directly in the run folder: a plain name, nothing that leads elsewhere."""
+    if not isinstance(value, str) or not value or value in (".", "..") or any(c in value for c in "/\\:\0"):
+        raise ValueError(f"{where} must be a file name inside the run folder, got {value!r}")
+    return value
+
+
+def check_run(data: Any, path: Path) -> dict[str, Any]:
+    """``data`` (a parsed run.json) if it has the shape this module writes; every file it
+    names is a plain name inside the run folder (``panel-NN.png`` for panel NN)."""
+    if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{path}: not a StyleAligned run (format {found!r})")
+    version = data.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{path}: malformed (version {version!r})")
+    if version > RUN_VERSION:
         raise ValueError(f"{path}: written by a newer version of StyleAligned Desktop")
+    reference = data.get("reference", {})
+    panels = data.get("panels", [])
+    if not isinstance(reference, dict) or not isinstance(panels, list):
+        raise ValueError(f"{path}: malformed (reference must be an object, panels a list)")
+    if "file" in reference and _plain_name(reference["file"], f"{path}: reference.file") != REFERENCE_FILE:
+        raise ValueError(f"{path}: reference.file must be {REFERENCE_FILE}")
+    for k, panel in enumerate(panels):
+        index = panel.get("index") if isinstance(panel, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= 100_000:
+            raise ValueError(f"{path}: malformed (panels[{k}].index {index!r})")
+        if _plain_name(panel.get("file"), f"{path}: panels[{k}].file") != panel_file(index):
+            raise ValueError(f"{path}: panels[{k}].file must be {panel_file(index)}")
     return data
 
 
+def _read_json_file(path: Path) -> Any:
+    """A JSON file that is a regular file (never a link, a FIFO or a device), of sane size."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path}: not a regular file")
+    if info.st_size > MAX_RUN_JSON_BYTES:
+        raise ValueError(f"{path}: too big for a run record ({info.st_size} bytes)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, RecursionError) as error:
+        raise ValueError(f"{path}: broken JSON ({type(error).__name__})") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: broken JSON ({error})") from None
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    """run.json of a run folder, checked for its format and shape (a commit a kill
+    interrupted is finished first)."""
+    folder = Path(folder)
+    finish_commit(folder)
+    path = folder / RUN_FILE
+    try:
+        data = _read_json_file(path)
+    except FileNotFoundError:
+        raise ValueError(f"{folder}: not a run folder (no run.json)") from None
+    return check_run(data, path)
+
+
+def finish_commit(folder: Path) -> bool:
+    """Finish a commit that a kill interrupted after its journal was written (renames the
+    staged pictures into place, then writes run.json). Returns whether there was one."""
+    journal = folder / PENDING_FILE
+    if not journal.is_file() or journal.is_symlink():
+        return False
+    try:
+        pending = _read_json_file(journal)
+        run = check_run(pending["run"], journal)
+        renames = [(_plain_name(tmp, f"{journal}: staged"), _plain_name(final, f"{journal}: final"))
+                   for tmp, final in pending["renames"]]
+    except (KeyError, TypeError, ValueError):
+        journal.unlink()  # not ours, or broken: the run stays as its run.json says
+        return False
+    for tmp, final in renames:
+        if (folder / tmp).is_file() and not (folder / tmp).is_symlink():
+            os.replace(folder / tmp, folder / final)
+    write_json(folder / RUN_FILE, run)
+    journal.unlink()
+    return True
+
+
 def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult, style_text: str = "") -> Path:
-    """Write (or update, for a re-roll) a run folder and return it."""
+    """Write (or update, for a re-roll) a run folder and return it (see the module's note on
+    how pictures and run.json are committed together)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    finish_commit(folder)
+    remove_stale_temporaries(folder)
     old = None
-    if (folder / "run.json").is_file():
+    if (folder / RUN_FILE).is_file():
         try:
             old = read_run(folder)
         except ValueError:
-            old = None
+            old = None  # not one of ours: replaced by this run's record
+    staged: dict[str, str] = {}  # final name -> temporary name, in the folder
     common = request.picture_parameters()
     style = request.style
     style_dict = request.to_dict()["style"]
@@ -121,9 +237,10 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         "seed": getattr(style, "seed", None),
     }
     if result.reference is not None:
-        save_png(result.reference, folder / REFERENCE_FILE,
-                 dict(common, role="reference", prompt=reference_prompt, seed=reference_entry["seed"],
-                      style_source=style_dict))
+        staged[REFERENCE_FILE] = _stage_png(
+            result.reference, folder / REFERENCE_FILE,
+            dict(common, role="reference", prompt=reference_prompt, seed=reference_entry["seed"],
+                 style_source=style_dict))
 
     panels = {entry["index"]: entry for entry in (old or {}).get("panels", [])} if old else {}
     for index, image in sorted(result.panels.items()):
@@ -141,8 +258,9 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
             "control": control,
         }
         panels[number] = entry
-        save_png(image, folder / entry["file"],
-                 dict(common, role="panel", index=number, prompt=panel.prompt, seed=panel.seed, control=control))
+        staged[entry["file"]] = _stage_png(
+            image, folder / entry["file"],
+            dict(common, role="panel", index=number, prompt=panel.prompt, seed=panel.seed, control=control))
 
     meta = result.metadata
     run = {
@@ -168,9 +286,25 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
     }
     if request.only is not None:
         run["rerolled"] = [i + 1 for i in request.only]
-    write_json(folder / "run.json", run)
-    write_contact_sheet(folder, run)
+    sheet = contact_sheet_of(folder, run, staged)
+    staged[CONTACT_SHEET_FILE] = Path(_temporary(folder / CONTACT_SHEET_FILE)).name
+    sheet.save(folder / staged[CONTACT_SHEET_FILE], format="PNG")
+    write_json(folder / PENDING_FILE, {"run": run, "renames": [[tmp, final] for final, tmp in staged.items()]})
+    finish_commit(folder)
     return folder
+
+
+def _stage_png(image: Image.Image, path: Path, parameters: dict[str, Any]) -> str:
+    """Save a picture as :func:`save_png` does, under a temporary name beside ``path``; the name."""
+    info = PngInfo()
+    info.add_text("parameters", json_text(parameters, sort_keys=True))
+    tmp = _temporary(path)
+    try:
+        image.save(tmp, format="PNG", pnginfo=info)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp).name
 
 
 def _font(size: int):
@@ -195,22 +329,22 @@ def contact_sheet(tiles: list[tuple[str, Image.Image]], tile_size: int = 256, co
         y = pad + (k // columns) * (tile_size + label_h + pad)
         thumb = ImageOps.contain(image.convert("RGB"), (tile_size, tile_size), Image.Resampling.LANCZOS)
         sheet.paste(thumb, (x + (tile_size - thumb.width) // 2, y + (tile_size - thumb.height) // 2))
-        text = label
+        text = label[:200]  # a tile shows a few dozen characters; longer labels only cost time
         while text and draw.textlength(text, font=font) > tile_size:
             text = text[:-2] + "…"
         draw.text((x, y + tile_size + 2), text, fill="black", font=font)
     return sheet
 
 
-def write_contact_sheet(folder: Path, run: dict[str, Any]) -> Path:
+def contact_sheet_of(folder: Path, run: dict[str, Any], staged: dict[str, str] | None = None) -> Image.Image:
+    """The contact sheet of a run record: its pictures, read from ``staged`` temporaries
+    (final name -> temporary name) where given, else from the folder."""
+    staged = staged or {}
     tiles = []
     files = [("reference", run["reference"])] + [(f"{p['index']}", p) for p in run["panels"]]
     for label, entry in files:
-        path = folder / entry["file"]
-        if path.is_file():
+        path = folder / staged.get(entry["file"], entry["file"])
+        if path.is_file() and not path.is_symlink():
             with Image.open(path) as image:
                 tiles.append((f"{label}: {entry.get('subject') or ''}".strip(": "), image.copy()))
-    sheet = contact_sheet(tiles)
-    target = folder / CONTACT_SHEET_FILE
-    _atomic_write(target, lambda tmp: sheet.save(tmp, format="PNG"))
-    return target
+    return contact_sheet(tiles)

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from .limits import MAX_SCORE_SCALE, MAX_SCORE_SHIFT, check_number
+
 _BOOL_FIELDS = (
     "share_attention",
     "adain_queries",
@@ -14,6 +16,11 @@ _BOOL_FIELDS = (
     "share_group_norm",
     "full_attention_share",
 )
+_RANGES = {  # what each number means: a log-weight, a key multiplier, a fraction of layers
+    "shared_score_shift": (-MAX_SCORE_SHIFT, MAX_SCORE_SHIFT),
+    "shared_score_scale": (0.0, MAX_SCORE_SCALE),
+    "only_self_level": (0.0, 1.0),
+}
 
 
 @dataclass(frozen=True)
@@ -47,23 +54,8 @@ class StyleAlignedSettings:
         for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("shared_score_shift", "shared_score_scale", "only_self_level"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if self.shared_score_scale < 0:
-            raise ValueError(
-                f"shared_score_scale must be >= 0, got {self.shared_score_scale} "
-                "(it multiplies the reference keys; 1.0 is the default)"
-            )
-        if not 0.0 <= self.only_self_level <= 1.0:
-            raise ValueError(
-                f"only_self_level must be between 0 and 1, got {self.only_self_level} "
-                "(0: all self-attention layers share, 1: none)"
-            )
+        for name, (low, high) in _RANGES.items():
+            object.__setattr__(self, name, check_number(getattr(self, name), name, low, high))
 
     @classmethod
     def for_reference_image(cls, **overrides: Any) -> StyleAlignedSettings:

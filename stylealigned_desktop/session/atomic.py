@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..paths import with_default_mode
+from .. import temporaries
+from ..temporaries import with_default_mode
 
 TMP_PREFIX = ".tmp-"
 CHUNK = 64 * 1024
@@ -47,7 +48,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically. On any failure the old file is untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_prefix(path.name), dir=path.parent)
     with_default_mode(fd)
     tmp = Path(tmp_name)
     try:
@@ -72,7 +73,13 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, text)
 
 
+def _prefix(name: str) -> str:
+    """The start of the name of this process's temporaries for ``name``."""
+    return temporaries.temporary_prefix(f"{TMP_PREFIX}{name}.")
+
+
 def remove_stale_temporaries(folder: Path, name: str) -> None:
-    """Delete temporaries of ``name`` left behind by a write that was killed."""
-    for tmp in folder.glob(f"{TMP_PREFIX}{name}.*"):
-        tmp.unlink(missing_ok=True)
+    """Delete temporaries of ``name`` left behind by a write that was killed: this process's
+    own, and other processes' only when older than a minute (another app writing the same
+    session right now keeps its temporary)."""
+    temporaries.remove_stale_temporaries(folder, f"{TMP_PREFIX}{name}.*", own_prefix=_prefix(name))

@@ -103,9 +103,12 @@ class Autosaver:
             return False
         try:
             self._save(self.session)
-        except (OSError, SessionError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever fails, the app keeps the session and retries
             self.last_error = exc
-            log.warning("autosave of %s failed: %s", self.session.folder, exc)
+            if isinstance(exc, (OSError, SessionError)):
+                log.warning("autosave of %s failed: %s", self.session.folder, exc)
+            else:
+                log.exception("autosave of %s failed unexpectedly", self.session.folder)
             if self._on_error is not None:
                 self._on_error(exc)
             self._due = self._clock() + self.retry_delay

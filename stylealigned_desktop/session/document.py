@@ -66,6 +66,7 @@ class SessionDocument(Observable):
         self._settings = GenerationSettings()
         self._history: list[RunRecord] = []
         self._dirty = False
+        self._read_only = False  # opened while another app holds it (store.load_session)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -81,6 +82,11 @@ class SessionDocument(Observable):
     @property
     def title(self) -> str:
         return "Untitled" if self._untitled else folders.title_of(self._folder)
+
+    @property
+    def read_only(self) -> bool:
+        """Opened while another running app has the folder: never written (Save As copies)."""
+        return self._read_only
 
     @property
     def dirty(self) -> bool:
@@ -121,8 +127,14 @@ class SessionDocument(Observable):
         return self._folder / folders.CACHE
 
     def path(self, relative: str) -> Path:
-        """The absolute path of a session-relative file (``references/ab12.png``)."""
+        """The absolute path of a session-relative file (``references/ab12.png``), to show it;
+        :meth:`file` checks that it really is one of the session's files."""
         return files.session_path(self._folder, relative)
+
+    def file(self, relative: str) -> Path | None:
+        """The real path of a session file that is a regular file inside the session folder
+        (never reached through a link); None otherwise. Read files through this."""
+        return files.regular_file(self._folder, relative)
 
     def reference(self, ref_id: str) -> Reference | None:
         return next((r for r in self._references if r.id == ref_id), None)
@@ -154,10 +166,11 @@ class SessionDocument(Observable):
         return used
 
     def missing_files(self) -> list[str]:
-        """Pictures of the gallery and panels whose copies are gone from the folder."""
+        """Pictures of the gallery and panels whose copies are gone from the folder (a link
+        in a copy's place counts as gone: the session never reads through links)."""
         wanted = [r.file for r in self._references]
         wanted += [p.control.image for p in self._panels if p.control.image]
-        return sorted({f for f in wanted if not self.path(f).is_file()})
+        return sorted({f for f in wanted if self.file(f) is None})
 
     # --- notification helpers -----------------------------------------------------------------
 
@@ -397,7 +410,7 @@ class SessionDocument(Observable):
         """(the gallery entry, whether it is new)."""
         ref_id = prepared.content_id
         existing = self.reference(ref_id)
-        if existing is not None and self.path(existing.file).is_file():
+        if existing is not None and self.file(existing.file) is not None:
             return existing, False
         files.store_copy(self.ensure_folder(), folders.REFERENCES, prepared)
         if existing is not None:  # the entry was there but its copy had gone missing
@@ -508,6 +521,23 @@ class SessionDocument(Observable):
             "history": [r.to_dict() for r in self._history],
         }
 
+    def edit_state(self) -> dict[str, Any]:
+        """What the user edits (style, gallery, panels, settings; not the run history), as
+        JSON-ready data: an undo step is two of these."""
+        data = self.to_dict()
+        del data["history"]
+        return data
+
+    def restore_edit_state(self, state: Mapping[str, Any]) -> None:
+        """Put back an :meth:`edit_state` (undo / redo); the history stays as it is."""
+        restored = type(self).from_dict({**state, "history": []}, self._folder)
+        with self.batch():
+            for kind, name in ((observer.STYLE, "_style"), (observer.REFERENCES, "_references"),
+                               (observer.PANELS, "_panels"), (observer.SETTINGS, "_settings")):
+                if getattr(restored, name) != getattr(self, name):
+                    setattr(self, name, getattr(restored, name))
+                    self._changed(kind)
+
     @classmethod
     def from_dict(
         cls, data: Mapping[str, Any], folder: str | Path, *, rng: random.Random | None = None
@@ -550,4 +580,5 @@ class SessionDocument(Observable):
 
     def close(self) -> None:
         """Release the session folder (an untitled one stays recoverable until discarded)."""
-        folders.release_lock(self._folder)
+        if not self._read_only:
+            folders.release_lock(self._folder)

@@ -12,11 +12,13 @@ import json
 import os
 import secrets
 import socket
-import sys
 from datetime import datetime
 from pathlib import Path
 
+import psutil
+
 from .. import paths
+from .errors import SessionError
 
 SUFFIX = ".stylealigned"
 SESSION_FILE = "session.json"
@@ -77,49 +79,84 @@ def title_of(folder: Path) -> str:
 
 
 # --- owner lock ------------------------------------------------------------------------------
+# A session folder that is open carries session.lock: the owner's process id, host name and
+# process start time. The start time tells a live owner from a process id the system has since
+# given to another program (psutil reads it on every OS), so a lock left by a crash is stale.
+
+
+class SessionLockedError(SessionError):
+    """The session is open in another running copy of the app."""
+
+    def __init__(self, folder: Path, owner: dict) -> None:
+        self.folder = Path(folder)
+        self.owner = owner
+        where = "" if owner.get("host") == socket.gethostname() else f" on {owner.get('host')}"
+        super().__init__(
+            f"{title_of(self.folder)} is open in another StyleAligned Desktop window{where} "
+            f"(process {owner.get('pid')}); open it read-only or save a copy"
+        )
+
+
+def _this_process() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": _start_time(os.getpid())}
+
+
+def _start_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.Error, OSError):
+        return None
 
 
 def write_lock(folder: Path) -> None:
     """Mark ``folder`` as owned by this process."""
-    data = {"pid": os.getpid(), "host": socket.gethostname()}
-    (folder / LOCK_FILE).write_text(json.dumps(data), encoding="utf-8")
+    (folder / LOCK_FILE).write_text(json.dumps(_this_process()), encoding="utf-8")
+
+
+def acquire_lock(folder: Path) -> None:
+    """Take ``folder`` for this process; :class:`SessionLockedError` if another running app
+    holds it (a stale lock, left by a crash, is taken over)."""
+    owner = read_lock(folder)
+    if owner is not None and owner.get("pid") != os.getpid() and owner_alive(folder):
+        raise SessionLockedError(folder, owner)
+    write_lock(folder)
 
 
 def release_lock(folder: Path) -> None:
     """Remove this process's lock from ``folder`` (a lock of another process is left alone)."""
     lock = folder / LOCK_FILE
     owner = read_lock(folder)
-    if owner is not None and owner.get("pid") == os.getpid():
+    if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
         lock.unlink(missing_ok=True)
 
 
 def read_lock(folder: Path) -> dict | None:
+    lock = folder / LOCK_FILE
+    if lock.is_symlink():
+        return None
     try:
-        data = json.loads((folder / LOCK_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(lock.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def owner_alive(folder: Path) -> bool:
-    """Whether the process named in ``folder``'s lock still runs (on this machine)."""
+    """Whether the process named in ``folder``'s lock still runs. A lock of another computer
+    counts as alive (it cannot be checked from here); a process id now used by a program that
+    started later than the lock's owner does not."""
     owner = read_lock(folder)
-    if owner is None or owner.get("host") != socket.gethostname():
+    if owner is None:
         return False
-    pid = owner.get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    if pid == os.getpid():
+    if owner.get("host") != socket.gethostname():
         return True
-    if sys.platform == "win32":
-        # os.kill(pid, 0) would terminate the process on Windows; assume a stale lock.
+    pid = owner.get("pid")
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    started = _start_time(pid)
+    if started is None:
         return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return False
-    return True
+    recorded = owner.get("started")
+    if isinstance(recorded, bool) or not isinstance(recorded, (int, float)):
+        return True  # an older lock without a start time: the process id alone
+    return abs(started - recorded) < 1.0

@@ -30,6 +30,22 @@ RUN_STATUSES = ("finished", "cancelled", "failed")
 OUTPUTS = "outputs"
 
 
+def check_run_folder(value: str, where: str) -> str:
+    """A run's folder as session.json stores it: ``outputs/<name>``, a direct child of outputs/."""
+    check_relative_path(value, where)
+    parts = value.split("/")
+    if len(parts) != 2 or parts[0] != OUTPUTS or parts[1] in ("", ".", ".."):
+        raise SessionError(f"{where} must be a run folder outputs/<name>, got {value!r}")
+    return value
+
+
+def check_file_name(value: str, where: str) -> str:
+    """A picture of a run folder: a plain file name in it."""
+    if not value or value in (".", "..") or any(c in value for c in "/\\:\0"):
+        raise SessionError(f"{where} must be a file name inside the run folder, got {value!r}")
+    return value
+
+
 def panel_file_name(index: int) -> str:
     """The file of panel ``index`` (0-based) in a run folder: ``panel-01.png`` for index 0."""
     return f"panel-{index + 1:02d}.png"
@@ -132,7 +148,7 @@ class RunPanel:
             subject=r.text("subject"),
             seed=check_seed(r.integer("seed"), f"{where}.seed"),
             control=None if control is None else Control.from_dict(control, f"{where}.control"),
-            file=None if file is None else check_relative_path(file, f"{where}.file"),
+            file=None if file is None else check_file_name(file, f"{where}.file"),
         )
         r.done()
         return value
@@ -195,7 +211,7 @@ class RunRecord:
             raise SessionError(
                 f"run status must be one of {', '.join(RUN_STATUSES)}, got {self.status!r}"
             )
-        check_relative_path(self.folder, "run folder")
+        check_run_folder(self.folder, "run folder")
         if self.consistency is not None:
             object.__setattr__(self, "consistency", check_number(self.consistency, "consistency"))
 
@@ -244,7 +260,7 @@ class RunRecord:
         value = cls(
             id=r.text("id", required=True),
             created=r.text("created"),
-            folder=check_relative_path(r.text("folder", required=True), f"{where}.folder"),
+            folder=check_run_folder(r.text("folder", required=True), f"{where}.folder"),
             status=r.text("status", "finished"),
             style_text=r.text("style_text"),
             style=RunStyle.from_dict(r.obj("style", {"kind": "generated"}), f"{where}.style"),
@@ -253,8 +269,7 @@ class RunRecord:
             ),
             settings=GenerationSettings.from_dict(r.obj("settings", {}), f"{where}.settings"),
             only=None if only is None else tuple(only),
-            reference_file=None if ref_file is None else check_relative_path(
-                ref_file, f"{where}.reference_file"),
+            reference_file=None if ref_file is None else check_file_name(ref_file, f"{where}.reference_file"),
             consistency=r.opt_number("consistency"),
             message=r.text("message"),
         )

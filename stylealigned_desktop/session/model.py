@@ -65,7 +65,8 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.build_request(only=None, default_model="", device="auto", dtype="auto") -> SetRequest
     #   cache_dir = s.cache_folder; ControlNet / depth model sources from the settings (None: default)
     plan = s.prepare_generate(...)              # fresh seeds for unlocked panels -> RunPlan
-    plan = s.prepare_reroll(i, ...)             # new seed for panel i, request.only == (i,)
+    plan = s.prepare_reroll(i, ...)             # panel i alone (new seed unless locked)
+    #   the storyboard's seeds change only when record_run(plan, "finished") files the run
     #   engine.generate(plan.request, ...); write the run folder into plan.folder
     s.record_run(plan, status="finished", panel_files=None, consistency=None) -> RunRecord
     s.discard_plan(plan)                        # a run that produced nothing (failed early)
@@ -92,7 +93,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,15 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class RunSeeds:
+    """The seeds a planned run drew: panel id -> (the panel's seed then, the run's), and the
+    generated reference's (then, the run's) when it drew one."""
+
+    panels: dict[str, tuple[int, int]]
+    reference: tuple[int, int] | None = None
+
+
 class Session(SessionDocument):
     """A storyboard session: the document (style source, gallery, panels, settings, history;
     :class:`SessionDocument`) plus generation: planning runs and filing their results.
@@ -143,6 +153,8 @@ class Session(SessionDocument):
         super().__init__(folder, rng=rng)
         self._planned_runs: set[str] = set()
         self._left_folders: list[Path] = []  # untitled folders to delete once their runs are in
+        self._run_seeds: dict[str, RunSeeds] = {}
+        """The seeds each planned run drew, written into the storyboard when it finishes."""
 
     # --- generation ---------------------------------------------------------------------------
 
@@ -150,12 +162,20 @@ class Session(SessionDocument):
         return {r.id for r in self._history} | self._planned_runs | files.run_folder_names(self._folder)
 
     def _plan(
-        self, only: Sequence[int] | None, default_model: str, device: str, dtype: str
+        self, only: Sequence[int] | None, default_model: str, device: str, dtype: str,
+        seeds: RunSeeds | None = None,
     ) -> RunPlan:
+        panels, style = self._panels, self._style
+        if seeds is not None:  # the run's fresh seeds, not (yet) the storyboard's
+            panels = [replace(p, seed=seeds.panels[p.id][1]) if p.id in seeds.panels else p
+                      for p in panels]
+            if seeds.reference is not None:
+                style = replace(style, reference_seed=seeds.reference[1])
         return planning.plan_run(
-            style=self._style, reference=self.active_reference, panels=self._panels,
-            settings=self._settings, outputs=self._folder / folders.OUTPUTS,
-            cache_dir=self.cache_folder, path_of=self.path, taken_run_ids=self._taken_run_ids(),
+            style=style, reference=self.active_reference, panels=panels,
+            settings=self._settings, outputs=files.contained(self._folder, folders.OUTPUTS),
+            cache_dir=files.cache_folder(self._folder), file_of=self.file,
+            taken_run_ids=self._taken_run_ids(),
             only=only, default_model=default_model, device=device, dtype=dtype,
         )
 
@@ -182,37 +202,61 @@ class Session(SessionDocument):
         device: str = "auto",
         dtype: str = "auto",
     ) -> RunPlan:
-        """Draw fresh seeds for the unlocked panels (and an unlocked generated reference), then
-        plan the run. ``only`` limits the run (and the new seeds) to those panel indices.
+        """Plan a run with fresh seeds for the unlocked panels (and an unlocked generated
+        reference). ``only`` limits the run (and the new seeds) to those panel indices.
 
-        If the session cannot be generated (no panels, no model, missing picture...) a
-        :class:`SessionError` is raised before any seed changes.
+        The storyboard keeps its seeds until the run is recorded as finished
+        (:meth:`record_run`): a cancelled or failed run changes no seed, and a locked seed
+        never changes. If the session cannot be generated (no panels, no model, missing
+        picture...) a :class:`SessionError` is raised.
         """
-        self._plan(only, default_model, device, dtype)  # validate before changing seeds
         selected = range(len(self._panels)) if only is None else sorted(set(only))
-        with self.batch():
-            for i in selected:
-                if not self._panels[i].seed_locked:
-                    self._panels[i] = replace(self._panels[i], seed=self.draw_seed())
-                    self._panel_changed(i)
-            if self._style.active_reference is None and not self._style.reference_seed_locked:
-                self._set_style(reference_seed=self.draw_seed())
-        plan = self._plan(only, default_model, device, dtype)
-        self._planned_runs.add(plan.run_id)
-        self.ensure_folder()  # the engine writes the run folder in here
-        return plan
+        style = self._style
+        new_reference = style.active_reference is None and not style.reference_seed_locked
+        return self._prepare(only, selected, new_reference, default_model, device, dtype)
 
     def prepare_reroll(
         self, index: int, *, default_model: str = "", device: str = "auto", dtype: str = "auto"
     ) -> RunPlan:
-        """Give panel ``index`` a new seed (even if locked; the lock stays) and plan a run of
-        that panel alone (``request.only == (index,)``); the other panels keep their images."""
-        self._plan((index,), default_model, device, dtype)
-        self.update_panel(index, seed=self.draw_seed())
-        plan = self._plan((index,), default_model, device, dtype)
+        """Plan a run of panel ``index`` alone (``request.only == (index,)``), with a new seed
+        unless its seed is locked (then it is drawn again with that seed: after a prompt or
+        control change); the reference and the other panels keep theirs."""
+        return self._prepare((index,), (index,), False, default_model, device, dtype)
+
+    def _prepare(self, only, selected, new_reference: bool, default_model: str, device: str,
+                 dtype: str) -> RunPlan:
+        self._plan(only, default_model, device, dtype)  # validate before drawing seeds
+        panels = self._panels
+        seeds = RunSeeds(
+            panels={panels[i].id: (panels[i].seed, self.draw_seed())
+                    for i in selected if not panels[i].seed_locked},
+            reference=((self._style.reference_seed, self.draw_seed()) if new_reference
+                       else None),
+        )
+        plan = self._plan(only, default_model, device, dtype, seeds)
         self._planned_runs.add(plan.run_id)
-        self.ensure_folder()
+        self._run_seeds[plan.run_id] = seeds
+        self.ensure_folder()  # the engine writes the run folder in here
         return plan
+
+    def _take_run_seeds(self, plan: RunPlan) -> None:
+        """A finished run's seeds become the storyboard's, where the artist did not change or
+        lock a seed meanwhile (their edit is newer than the run)."""
+        seeds = self._run_seeds.pop(plan.run_id, None)
+        if seeds is None:
+            return
+        for panel_id, (before, seed) in seeds.panels.items():
+            index = next((i for i, p in enumerate(self._panels) if p.id == panel_id), None)
+            if index is None:
+                continue  # deleted meanwhile
+            panel = self._panels[index]
+            if not panel.seed_locked and panel.seed == before:
+                self._panels[index] = replace(panel, seed=seed)
+                self._panel_changed(index)
+        style = self._style
+        if (seeds.reference is not None and not style.reference_seed_locked
+                and style.reference_seed == seeds.reference[0]):
+            self._set_style(reference_seed=seeds.reference[1])
 
     def record_run(
         self,
@@ -235,9 +279,12 @@ class Session(SessionDocument):
             reference_file=reference_file, consistency=consistency, message=message,
             run_folder=folder,
         )
-        self._history = [r for r in self._history if r.id != record.id] + [record]
-        self._plan_done(plan)
-        self._changed(observer.HISTORY)
+        with self.batch():
+            self._history = [r for r in self._history if r.id != record.id] + [record]
+            if status == "finished":
+                self._take_run_seeds(plan)
+            self._plan_done(plan)
+            self._changed(observer.HISTORY)
         return record
 
     def discard_plan(self, plan: RunPlan) -> None:
@@ -265,6 +312,7 @@ class Session(SessionDocument):
 
     def _plan_done(self, plan: RunPlan) -> None:
         self._planned_runs.discard(plan.run_id)
+        self._run_seeds.pop(plan.run_id, None)
         if not self._planned_runs:
             for folder in self._left_folders:
                 files.retire_untitled_folder(folder, self.cache_folder)
@@ -281,7 +329,8 @@ class Session(SessionDocument):
         record = self.run(run_id)
         self._history.remove(record)
         if delete_files:
-            files.remove_run_files(self._folder, record.folder)
+            pictures = [record.reference_file or "", *(p.file or "" for p in record.panels)]
+            files.remove_run_files(self._folder, record.folder, pictures)
         self._changed(observer.HISTORY)
 
     def restore_run(
@@ -309,8 +358,8 @@ class Session(SessionDocument):
                     )
                 elif record.style.reference_id and self.reference(record.style.reference_id):
                     style_changes["active_reference"] = record.style.reference_id
-                elif record.style.file and self.path(record.style.file).is_file():
-                    ref, _ = self._add_prepared(prepare_picture(self.path(record.style.file)))
+                elif record.style.file and self.file(record.style.file) is not None:
+                    ref, _ = self._add_prepared(prepare_picture(self.file(record.style.file)))
                     if record.style.caption:
                         self.set_reference_caption(ref.id, record.style.caption)
                     style_changes["active_reference"] = ref.id
@@ -326,7 +375,7 @@ class Session(SessionDocument):
                 restored = []
                 for run_panel in record.panels:
                     control = run_panel.control or Control()
-                    if control.image and not self.path(control.image).is_file():
+                    if control.image and self.file(control.image) is None:
                         notes.append(
                             f"panel {run_panel.index + 1}'s control picture is gone; left without one"
                         )

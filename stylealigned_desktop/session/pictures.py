@@ -22,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..engine import images
-from ..paths import with_default_mode
+from ..temporaries import with_default_mode
 from .errors import PictureError
 
 HASH_DIGITS = 16
@@ -45,6 +45,13 @@ def picture_extensions() -> frozenset[str]:
     """File extensions PIL can open (lower case, with the dot), for filtering folder contents."""
     Image.init()
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def display_name(path: str | Path) -> str:
+    """A file's name to show and store in session.json: bytes that are not UTF-8 (surrogate
+    escapes from the OS) become U+FFFD, so the session can always be saved."""
+    name = Path(path).name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def picture_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -167,13 +174,13 @@ def prepare_picture(path: str | Path) -> PreparedPicture:
     path = Path(path)
     data = read_picture_file(path)
     info = inspect_picture_file(path)
-    return PreparedPicture(path.name, data, info, content_name(data, info.extension), path)
+    return PreparedPicture(display_name(path), data, info, content_name(data, info.extension), path)
 
 
 def prepare_picture_data(data: bytes, name: str | Path = "pasted.png") -> PreparedPicture:
     """Like :func:`prepare_picture` for picture bytes (the clipboard, a dragged image)."""
     info = inspect_picture(data, name)
-    return PreparedPicture(Path(name).name, data, info, content_name(data, info.extension))
+    return PreparedPicture(display_name(name), data, info, content_name(data, info.extension))
 
 
 def store_picture(data: bytes, folder: Path, name: str) -> Path:

@@ -20,8 +20,8 @@ from .errors import SessionError
 from .history import RunPlan, RunStyle, new_run_id
 from .values import Control, GenerationSettings, Panel, Reference, Style
 
-PathOf = Callable[[str], Path]
-"""The absolute path of a session-relative file (``Session.path``)."""
+FileOf = Callable[[str], "Path | None"]
+"""The real path of a session-relative regular file inside the session, else None (``Session.file``)."""
 
 
 def compose_prompt(subject: str, style_text: str) -> str:
@@ -33,7 +33,7 @@ def compose_prompt(subject: str, style_text: str) -> str:
 
 
 def style_source(
-    style: Style, reference: Reference | None, settings: GenerationSettings, path_of: PathOf
+    style: Style, reference: Reference | None, settings: GenerationSettings, file_of: FileOf
 ) -> tuple[GeneratedReference | ReferencePicture, RunStyle]:
     """The request's style source and how the history records it.
 
@@ -43,8 +43,8 @@ def style_source(
     if style.active_reference is not None and reference is None:
         raise SessionError("the active reference picture is no longer in the gallery")
     if reference is not None:
-        path = path_of(reference.file)
-        if not path.is_file():
+        path = file_of(reference.file)
+        if path is None:
             raise SessionError(
                 f"the reference picture {reference.name or reference.file} is missing from "
                 f"the session folder ({reference.file}); remove it or add it again"
@@ -73,7 +73,7 @@ def style_source(
 
 
 def request_panel(
-    index: int, panel: Panel, style_text: str, path_of: PathOf
+    index: int, panel: Panel, style_text: str, file_of: FileOf
 ) -> tuple[RequestPanel, Control | None]:
     """Panel ``index`` as the engine sees it, and its control (None without a picture)."""
     prompt = compose_prompt(panel.prompt, style_text)
@@ -82,8 +82,8 @@ def request_panel(
     control = panel.control if panel.control.image else None
     request_control = None
     if control is not None:
-        path = path_of(control.image)
-        if not path.is_file():
+        path = file_of(control.image)
+        if path is None:
             raise SessionError(
                 f"panel {index + 1}'s control picture is missing from the session folder "
                 f"({control.image}); choose it again or remove it"
@@ -109,7 +109,7 @@ def plan_run(
     settings: GenerationSettings,
     outputs: Path,
     cache_dir: Path,
-    path_of: PathOf,
+    file_of: FileOf,
     taken_run_ids: Iterable[str],
     only: Sequence[int] | None = None,
     default_model: str = "",
@@ -131,8 +131,8 @@ def plan_run(
         for i in only:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(panels):
                 raise SessionError(f"panel {i!r} does not exist (the storyboard has {len(panels)} panels)")
-    source, run_style = style_source(style, reference, settings, path_of)
-    built = [request_panel(i, p, style.text, path_of) for i, p in enumerate(panels)]
+    source, run_style = style_source(style, reference, settings, file_of)
+    built = [request_panel(i, p, style.text, file_of) for i, p in enumerate(panels)]
     try:
         request = SetRequest(
             model=model,

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import random
 import shutil
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, paths
+from ..temporaries import STALE_AFTER, with_default_folder_mode
 from . import files, folders
 from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
 from .errors import (
@@ -45,6 +50,10 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 """``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
 
 RECENT_LIMIT = 10
+BROKEN_SUFFIX = ".broken"
+"""Added to the name of an autosave folder that cannot be read (see :func:`list_recoverable`)."""
+
+log = logging.getLogger(__name__)
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -69,9 +78,12 @@ def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
 
 def read_session_data(folder: Path) -> dict[str, Any]:
     """The parsed, checked and migrated contents of ``folder/session.json``."""
-    file = folder / folders.SESSION_FILE
     if not folder.is_dir():
         raise SessionLoadError(folder, "the folder does not exist")
+    try:
+        file = files.contained(folder, folders.SESSION_FILE)
+    except files.ContainmentError as exc:
+        raise SessionLoadError(folder, str(exc)) from None
     if not file.is_file():
         raise SessionLoadError(folder, f"there is no {folders.SESSION_FILE} in it")
     try:
@@ -87,33 +99,48 @@ def read_session_data(folder: Path) -> dict[str, Any]:
             folder,
             f"{folders.SESSION_FILE} is damaged: not valid JSON (line {exc.lineno}, column {exc.colno})",
         ) from None
+    except (ValueError, RecursionError) as exc:  # a number of thousands of digits, deep nesting
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise SessionLoadError(folder, f"{folders.SESSION_FILE} is damaged: {reason}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SessionLoadError(folder, f"{folders.SESSION_FILE} is not a StyleAligned session file")
     return migrate(data, folder)
 
 
+def _session_from(data: dict[str, Any], folder: Path, rng: random.Random | None = None) -> Session:
+    try:
+        return Session.from_dict(data, folder, rng=rng)
+    except SessionError as exc:
+        raise SessionLoadError(folder, f"{folders.SESSION_FILE} has a bad value: {exc}") from None
+    except RecursionError:
+        raise SessionLoadError(folder, f"{folders.SESSION_FILE} is nested too deeply") from None
+
+
 def load_session(
-    path: str | Path, allow_missing: bool = False, *, rng: random.Random | None = None
+    path: str | Path, allow_missing: bool = False, *, rng: random.Random | None = None,
+    read_only: bool = False,
 ) -> Session:
     """Open a session folder (or its session.json).
 
     Raises :class:`SessionLoadError` (or its subclasses :class:`SchemaTooNewError`,
     :class:`MissingFilesError`) with a message for the user. With ``allow_missing`` a session
     whose gallery or control pictures are gone still opens; ``session.missing_files()`` lists
-    them. Nothing on disk is written (an untitled session's folder gets this process's lock).
+    them. Nothing on disk is written but this process's ``session.lock``: a session open in
+    another running app raises :class:`~.folders.SessionLockedError` (a :class:`SessionError`),
+    unless ``read_only``, which opens it without the lock; such a session is never written
+    (``write_session`` refuses; Save As makes a copy that is the app's own).
     """
     folder = folders.session_folder_for(path).absolute()
     data = read_session_data(folder)
-    try:
-        session = Session.from_dict(data, folder, rng=rng)
-    except SessionError as exc:
-        raise SessionLoadError(folder, f"{folders.SESSION_FILE} has a bad value: {exc}") from None
+    session = _session_from(data, folder, rng)
     missing = session.missing_files()
     if missing and not allow_missing:
         raise MissingFilesError(folder, missing)
-    if session.untitled:
-        folders.write_lock(folder)
+    if read_only:
+        session._read_only = True
     else:
+        folders.acquire_lock(folder)
+    if not session.untitled:
         remember_recent(folder)
     return session
 
@@ -136,13 +163,18 @@ def _write(session: Session, folder: Path) -> Path:
     file = folder / folders.SESSION_FILE
     try:
         data = json.dumps(session_json(session), indent=2, ensure_ascii=False, allow_nan=False)
+        encoded = (data + "\n").encode("utf-8")
+    except UnicodeEncodeError:
+        raise SessionSaveError(file, "the session holds text that is not valid Unicode") from None
     except (TypeError, ValueError) as exc:  # a value that is not plain JSON: a bug, not user input
         raise SessionSaveError(file, f"the session holds a value JSON cannot store ({exc})") from None
-    data += "\n"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(folder, folders.SESSION_FILE)
-        write_bytes_atomic(file, data.encode("utf-8"))
+        target = files.contained(folder, folders.SESSION_FILE)
+        remove_stale_temporaries(target.parent, folders.SESSION_FILE)
+        write_bytes_atomic(target, encoded)
+    except files.ContainmentError as exc:
+        raise SessionSaveError(file, str(exc)) from None
     except OSError as exc:
         raise SessionSaveError(file, exc.strerror or str(exc)) from None
     return file
@@ -150,6 +182,9 @@ def _write(session: Session, folder: Path) -> Path:
 
 def write_session(session: Session) -> Path:
     """Write session.json into the session's folder now (what autosave does); returns its path."""
+    if session.read_only:
+        raise SessionSaveError(session.folder, "it is open read-only (another window has it open); "
+                                               "use Save As to keep your changes in a copy")
     if session.untitled:
         session.ensure_folder()
     file = _write(session, session.folder)
@@ -159,7 +194,7 @@ def write_session(session: Session) -> Path:
 
 def autosave_session(session: Session) -> bool:
     """Write the session if it has unsaved changes. Returns whether it wrote."""
-    if not session.dirty:
+    if not session.dirty or session.read_only:
         return False
     write_session(session)
     return True
@@ -204,22 +239,36 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
         raise SessionSaveError(target, "that folder already exists and is not empty; choose a new name")
     if folders.is_in_autosave_root(target):
         raise SessionSaveError(target, "choose a folder outside the app's autosave area")
-    created = not target.exists()
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(target)
+        staging = with_default_folder_mode(
+            Path(tempfile.mkdtemp(prefix=_staging_prefix(target), dir=target.parent)))
+    except OSError as exc:
+        raise SessionSaveError(target, exc.strerror or str(exc)) from None
+    try:
         for sub in (folders.REFERENCES, folders.CONTROLS, folders.OUTPUTS, folders.CACHE):
-            if (old / sub).is_dir():
-                shutil.copytree(old / sub, target / sub, dirs_exist_ok=True,
-                                ignore=folders.ignore_temporaries)
-        file = _write(session, target)
+            try:
+                source = files.folder_inside(old, sub)
+            except files.ContainmentError:
+                continue  # a link out of the session: nothing of it is copied
+            if source is not None:
+                files.copy_regular_files(source, staging / sub)
+        _write(session, staging)
+        if target.is_dir():
+            target.rmdir()  # empty (checked above); a rename cannot replace a folder everywhere
+        os.rename(staging, target)
     except BaseException as exc:
-        if created:
-            shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError):
             raise SessionSaveError(target, exc.strerror or str(exc)) from None
         raise
+    file = target / folders.SESSION_FILE
     was_untitled = session.untitled
-    folders.release_lock(old)
+    if not session.read_only:
+        folders.release_lock(old)
+    session._read_only = False
+    folders.write_lock(target)
     session._mark_saved(target, untitled=False)
     collect_garbage(session)
     if was_untitled and folders.is_in_autosave_root(old):
@@ -231,6 +280,19 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
             shutil.rmtree(old, ignore_errors=True)
     remember_recent(target)
     return file
+
+
+def _staging_prefix(target: Path) -> str:
+    return f".{target.name}.saving-"
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Remove half-copied folders that a killed Save As to ``target`` left beside it."""
+    for stale in target.parent.glob(_staging_prefix(target) + "*"):
+        with contextlib.suppress(OSError):
+            if stale.is_dir() and not stale.is_symlink() and \
+                    time.time() - stale.stat().st_mtime > STALE_AFTER:
+                shutil.rmtree(stale, ignore_errors=True)
 
 
 def discard_untitled(session: Session) -> None:
@@ -269,22 +331,23 @@ class RecoverableSession:
 
 
 def list_recoverable() -> list[RecoverableSession]:
-    """Untitled sessions in the autosave area whose app is no longer running, newest first."""
+    """Untitled sessions in the autosave area whose app died with them open (their lock names
+    a process that no longer runs), newest state first. A session closed cleanly released its
+    lock and is never offered."""
     found = []
     for folder in folders.autosave_root().iterdir():
         if not folder.is_dir() or not folder.name.endswith(folders.SUFFIX):
             continue
-        if folders.owner_alive(folder):
-            continue
-        file = folder / folders.SESSION_FILE
-        stamp = (file if file.is_file() else folder).stat().st_mtime
-        modified = datetime.fromtimestamp(stamp, timezone.utc)
+        if folders.read_lock(folder) is None or folders.owner_alive(folder):
+            continue  # closed cleanly (the lock was released), or still open
         try:
-            data = read_session_data(folder)
-            session = Session.from_dict(data, folder)
-        except SessionError as exc:
-            reason = exc.reason if isinstance(exc, SessionLoadError) else str(exc)
-            found.append(RecoverableSession(folder, modified, error=reason))
+            file = folder / folders.SESSION_FILE
+            stamp = (file if file.is_file() else folder).stat().st_mtime
+            modified = datetime.fromtimestamp(stamp, timezone.utc)
+            session = _session_from(read_session_data(folder), folder)
+        except (SessionLoadError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, SessionLoadError) else (exc.strerror or str(exc))
+            found.append(_set_aside(folder, reason))
             continue
         found.append(RecoverableSession(
             folder, modified,
@@ -294,6 +357,23 @@ def list_recoverable() -> list[RecoverableSession]:
             first_prompts=tuple(p.prompt for p in session.panels[:3] if p.prompt),
         ))
     return sorted(found, key=lambda r: r.modified, reverse=True)
+
+
+def _set_aside(folder: Path, reason: str) -> RecoverableSession:
+    """Rename a broken autosave folder so that it is reported once and never blocks a start
+    again (its files stay, for the user or a bug report)."""
+    log.warning("setting aside the broken autosave %s: %s", folder, reason)
+    target = folder.with_name(folder.name + BROKEN_SUFFIX)
+    n = 1
+    while target.exists():
+        n += 1
+        target = folder.with_name(f"{folder.name}{BROKEN_SUFFIX}-{n}")
+    try:
+        folder.rename(target)
+    except OSError:
+        target = folder
+    modified = datetime.now(timezone.utc)
+    return RecoverableSession(target, modified, error=f"{reason} (set aside as {target.name})")
 
 
 def recover_session(entry: RecoverableSession | Path) -> Session:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from ..engine import limits
 from ..engine.request import (
     CONTROL_MODES,
     CONTROLNET_KINDS,
@@ -27,8 +29,20 @@ from .errors import SessionError
 
 MAX_SEED = 2**31 - 1
 """Seeds the app draws lie in [0, MAX_SEED], so they fit a Qt spin box (int32)."""
-SEED_LIMIT = 2**64 - 1
+SEED_LIMIT = limits.SEED_LIMIT
 """The largest seed accepted (torch.Generator.manual_seed's limit)."""
+
+
+@contextmanager
+def _as_session_error() -> Iterator[None]:
+    """The engine request's checks (``engine/request.py``, shared with the CLI) raise
+    ValueError; the session's callers expect :class:`SessionError`."""
+    try:
+        yield
+    except SessionError:
+        raise
+    except ValueError as exc:
+        raise SessionError(str(exc)) from None
 
 SDXL_SIZES: tuple[tuple[int, int], ...] = (
     (1024, 1024),
@@ -76,13 +90,13 @@ class Reader:
         value = self._get(key, default, required)
         if not isinstance(value, str):
             raise self._bad(key, "text", value)
-        return value
+        return check_text(value, f"{self.where}.{key}")
 
     def opt_text(self, key: str) -> str | None:
         value = self._get(key, None, False)
         if value is not None and not isinstance(value, str):
             raise self._bad(key, "text or null", value)
-        return value
+        return value if value is None else check_text(value, f"{self.where}.{key}")
 
     def integer(self, key: str, default: int = 0, required: bool = False) -> int:
         value = self._get(key, default, required)
@@ -143,29 +157,21 @@ def check_relative_path(value: str, where: str) -> str:
     return value
 
 
-def check_text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise SessionError(f"{where} must be text, got {value!r}")
-    return value
+def check_text(value: Any, where: str, limit: int | None = None) -> str:
+    """Text that can be saved (no lone surrogates), at most ``limit`` characters."""
+    with _as_session_error():
+        return limits.check_text(value, where, limit)
 
 
-def check_number(value: Any, where: str) -> float:
-    """A finite int or float (not a bool), as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SessionError(f"{where} must be a number, got {value!r}")
-    return float(value)
-
-
-def check_whole(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SessionError(f"{where} must be a whole number, got {value!r}")
-    return value
+def check_number(value: Any, where: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """A finite int or float (not a bool) from ``low`` to ``high``, as float."""
+    with _as_session_error():
+        return limits.check_number(value, where, low, high)
 
 
 def check_seed(seed: Any, where: str = "seed") -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_LIMIT:
-        raise SessionError(f"{where} must be a whole number from 0 to {SEED_LIMIT}, got {seed!r}")
-    return seed
+    with _as_session_error():
+        return limits.check_seed(seed, where)
 
 
 def new_panel_id() -> str:
@@ -208,23 +214,12 @@ class Control:
                 f"a ready-made control map is one of {', '.join(CONTROLNET_KINDS)}, "
                 f"got {self.map_kind!r}"
             )
-        for name, label in (("scale", "control strength"), ("guidance_start", "control start"),
-                            ("guidance_end", "control end")):
-            object.__setattr__(self, name, check_number(getattr(self, name), label))
-        check_whole(self.canny_low, "canny low threshold")
-        check_whole(self.canny_high, "canny high threshold")
-        if self.scale < 0:
-            raise SessionError(f"control strength must be >= 0, got {self.scale}")
-        if not 0.0 <= self.guidance_start < self.guidance_end <= 1.0:
-            raise SessionError(
-                "control start/end must satisfy 0 <= start < end <= 1, "
-                f"got {self.guidance_start}/{self.guidance_end}"
-            )
-        if not 0 <= self.canny_low < self.canny_high <= 255:
-            raise SessionError(
-                "canny thresholds must satisfy 0 <= low < high <= 255, "
-                f"got {self.canny_low}/{self.canny_high}"
-            )
+        with _as_session_error():
+            scale, start, end = limits.check_control(
+                self.scale, self.guidance_start, self.guidance_end, self.canny_low, self.canny_high)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "guidance_start", start)
+        object.__setattr__(self, "guidance_end", end)
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -270,7 +265,7 @@ class Panel:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise SessionError(f"panel id must be non-empty text, got {self.id!r}")
-        check_text(self.prompt, "panel prompt")
+        check_text(self.prompt, "panel prompt", limits.MAX_PROMPT_CHARS)
         check_seed(self.seed, "panel seed")
         if not isinstance(self.seed_locked, bool):
             raise SessionError("panel seed_locked must be true or false")
@@ -358,7 +353,7 @@ class Style:
     def __post_init__(self) -> None:
         check_seed(self.reference_seed, "reference seed")
         for name in ("text", "reference_prompt"):
-            check_text(getattr(self, name), f"style {name}")
+            check_text(getattr(self, name), f"style {name}", limits.MAX_PROMPT_CHARS)
         for name in ("active_reference", "preset"):
             if getattr(self, name) is not None:
                 check_text(getattr(self, name), f"style {name}")
@@ -453,15 +448,15 @@ class GenerationSettings:
 
     def __post_init__(self) -> None:
         for name in ("model", "scheduler", "negative_prompt", "vae", *_CONTROL_MODEL_FIELDS):
-            if not isinstance(getattr(self, name), str):
-                raise SessionError(f"{name} must be text, got {getattr(self, name)!r}")
+            check_text(getattr(self, name), name)
         for name in ("steps", "width", "height"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise SessionError(f"{name} must be a whole number, got {value!r}")
         object.__setattr__(self, "guidance", check_number(self.guidance, "guidance"))
         object.__setattr__(
-            self, "inversion_guidance", check_number(self.inversion_guidance, "inversion guidance")
+            self, "inversion_guidance", check_number(self.inversion_guidance, "inversion guidance",
+                                                     0.0, limits.MAX_GUIDANCE)
         )
         try:
             self.sampling()
@@ -472,8 +467,6 @@ class GenerationSettings:
             or self.micro_batch < 1
         ):
             raise SessionError(f"micro-batch must be a whole number >= 1, got {self.micro_batch!r}")
-        if self.inversion_guidance < 0:
-            raise SessionError(f"inversion guidance must be >= 0, got {self.inversion_guidance}")
         if self.inversion_offset is not None and (
             isinstance(self.inversion_offset, bool) or not isinstance(self.inversion_offset, int)
             or not 0 <= self.inversion_offset < self.steps

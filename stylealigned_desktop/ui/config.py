@@ -41,6 +41,11 @@ class DesktopConfig:
     splitter: str = ""
     export_folder: str = ""
     open_folder: str = ""
+    picture_maker: str = "this_computer"
+    """Where pictures are made: ``this_computer`` (the embedded engine) or ``server``."""
+    server_url: str = ""
+    local_model: str = ""
+    """The model used on this computer, remembered while a server's model is in use."""
 
     @staticmethod
     def path() -> Path:

@@ -54,6 +54,7 @@ from .style_panel import StylePanel
 from .theme import icon
 from .thumbnails import ThumbnailLoader
 from .wheel import wheel_edits_only_when_focused
+from .where_dialog import maker_factory
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,11 @@ MENUS: tuple[tuple[str, tuple], ...] = (
     ("&File", ("new", "open", RECENT, None, "save", "save_as", None,
                ("&Export", "export", ("export_png", "export_pdf", "export_pictures")),
                None, "quit")),
-    ("&Edit", ("paste", "add_pictures")),
+    ("&Edit", ("undo", "redo", None, "paste", "add_pictures")),
     ("&Storyboard", ("new_panel", "duplicate_panel", "reroll", None, "import_prompts",
                      "export_prompts")),
     ("&Run", ("generate", "cancel", "cancel_all")),
-    ("Se&ttings", ("model",)),
+    ("Se&ttings", ("model", "where")),
 )
 """Each menu: command names, None for a separator, (title, icon, entries) for a submenu."""
 
@@ -121,6 +122,8 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_docks()
 
+        if engine_factory is this_computer:  # unless told otherwise: as the settings say
+            engine_factory = maker_factory(self.config)
         self.runs = RunController(self, self.run_bar, engine_factory, self)
         self.worker = self.runs.worker
         self.pictures = GridController(self, self.grid, self.history, self.viewing_bar,
@@ -284,10 +287,14 @@ class MainWindow(QMainWindow):
                     "duplicate"),
             Command("reroll", "&Re-roll selected panel", self._reroll_current, "Ctrl+R",
                     "reroll"),
+            Command("undo", "&Undo", s.undo.undo, key.Undo),
+            Command("redo", "&Redo", s.undo.redo, ("Ctrl+Shift+Z", "Ctrl+Y")),
             Command("paste", "&Paste reference picture", gallery.paste, "Ctrl+Shift+V", "paste"),
             Command("add_pictures", "Add reference &pictures…", gallery.choose_files, None,
                     "add"),
             Command("model", "&Model…", r.choose_model, None, "model"),
+            Command("where", "&Where pictures are made…", r.choose_where, None, None,
+                    "This computer, or a server with GPUs"),
             Command("export_png", "Contact sheet as &PNG…", self.exports.export_png),
             Command("export_pdf", "Contact sheet as P&DF…", self.exports.export_pdf),
             Command("export_pictures", "Pictures to a &folder…", self.exports.export_pictures),

@@ -151,7 +151,8 @@ class PanelCard(QFrame):
         top.addWidget(self.status)
         top.addStretch(1)
         self.reroll_button = self._tool("reroll", "Re-roll: draw this panel again with a new "
-                                        "seed, keep the others", self.reroll_requested)
+                                        "seed (a locked seed is kept), keep the others",
+                                        self.reroll_requested)
         self.duplicate_button = self._tool("duplicate", "Duplicate this panel (Ctrl+J)",
                                            self.duplicate_requested)
         self.delete_button = self._tool("delete", "Delete this panel", self.delete_requested)

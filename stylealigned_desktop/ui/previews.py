@@ -163,7 +163,8 @@ class PictureTile(QFrame):
             "star", "Use this picture as the style reference",
             lambda: self.use_as_reference_requested.emit(self.index))
         self.reroll_button = self._tool(
-            "reroll", "Re-roll: make this panel again with a new seed; the others stay",
+            "reroll", "Re-roll: make this panel again with a new seed (a locked seed is "
+            "kept); the others stay",
             lambda: self.reroll_requested.emit(self.index))
         for button in (self.save_button, self.copy_button, self.reference_button):
             buttons.addWidget(button)

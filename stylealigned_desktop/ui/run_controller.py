@@ -89,6 +89,22 @@ class RunController(QObject):
         """Make the next sets' pictures with the maker ``factory`` builds (see the docstring)."""
         self.worker.use_engine(factory)
 
+    def choose_where(self) -> None:
+        """Settings → Where pictures are made: this computer or a server."""
+        from .where_dialog import SERVER, WhereDialog, maker_factory
+
+        dialog = WhereDialog(self.host.config, self.host)
+        if not dialog.exec():
+            return
+        model = dialog.apply()
+        self.host.save_config()
+        self.use_maker(maker_factory(self.host.config))
+        if model:
+            self.set_model(model)
+        server = self.host.config.picture_maker == SERVER
+        self.host.show_message(f"Pictures are made by the server at {self.host.config.server_url}"
+                               if server else "Pictures are made on this computer")
+
     # ----- the model ----------------------------------------------------------------------------
     def effective_model(self) -> str:
         return (self.session.settings.model if self.session else "") or self.host.config.model
@@ -154,6 +170,8 @@ class RunController(QObject):
         if choice != "Stop it":
             return False
         self.worker.cancel_all()
+        for plan, session in self.plans.values():
+            session.discard_plan(plan)  # nothing of them is filed: no seed changes
         self.plans.clear()
         return True
 
@@ -233,6 +251,8 @@ class RunController(QObject):
         entry = self.plans.pop(job.id, None)
         if entry is not None:
             self.drawing.emit(list(entry[0].panel_ids), "")
+            if job.state is not JobState.finished:
+                entry[1].discard_plan(entry[0])  # cancelled or failed: the seeds stay as they were
         bar = self.run_bar.progress
         if job.state is JobState.finished:
             bar.setValue(1000)

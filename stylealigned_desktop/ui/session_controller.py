@@ -14,10 +14,11 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog
 
-from ..session import observer, store
+from ..session import folders, observer, store
 from ..session.errors import MissingFilesError, SessionError, SessionLoadError
 from ..session.model import Session
 from .host import APP_TITLE, Host
+from .undo import SessionUndo
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class SessionController(QObject):
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setSingleShot(True)
         self.autosave_timer.timeout.connect(self._autosave_due)
+        self.undo = SessionUndo(self)
+        """Undo / redo of the session's edits; lives until the session closes."""
 
     @property
     def config(self):
@@ -101,6 +104,7 @@ class SessionController(QObject):
             schedule=lambda seconds: self.autosave_timer.start(max(0, round(seconds * 1000))),
             on_error=lambda exc: self.host.show_message(f"Autosave failed: {exc}", True,
                                                         "autosave"))
+        self.undo.follow(session)
         self.replaced.emit(session)
         if not session.untitled:
             self.config.last_session = str(session.folder)
@@ -122,6 +126,7 @@ class SessionController(QObject):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self.undo.follow(None)
         self.replaced.emit(None)
         self.session.close()
         self.session = None
@@ -144,7 +149,8 @@ class SessionController(QObject):
             self.host.setWindowTitle(APP_TITLE)
             return
         where = "" if self.session.untitled else f" ({self.session.folder.parent})"
-        self.host.setWindowTitle(f"{self.session.title}{where} — {APP_TITLE}")
+        read_only = " [read-only]" if self.session.read_only else ""
+        self.host.setWindowTitle(f"{self.session.title}{read_only}{where} — {APP_TITLE}")
 
     def update_settings(self, settings) -> bool:
         """Apply the settings panel's ``GenerationSettings``; False (and a message) if refused."""
@@ -220,6 +226,8 @@ class SessionController(QObject):
             return False
         try:
             session = store.load_session(folder)
+        except folders.SessionLockedError as exc:
+            return self._open_locked(Path(folder), exc)
         except MissingFilesError as exc:
             choice = "Open anyway" if quiet_missing else self.host.ask(
                 "Pictures are missing", str(exc), ["Open anyway", "Cancel"], default="Cancel",
@@ -239,6 +247,30 @@ class SessionController(QObject):
         self.config.open_folder = str(Path(folder).parent)
         self.set_session(session)
         self.host.show_message(f"Opened {session.title}")
+        return True
+
+    def _open_locked(self, folder: Path, exc: folders.SessionLockedError) -> bool:
+        """The session is open in another running app: open it read-only, or as a copy."""
+        choice = self.host.ask(
+            "The session is open in another window", str(exc),
+            ["Open read-only", "Save a copy…", "Cancel"], default="Open read-only",
+            detail="Two windows writing one session would overwrite each other's work. "
+                   "Read-only: look and generate, then Save As to keep changes. "
+                   "A copy: choose a new folder now.")
+        if choice not in ("Open read-only", "Save a copy…"):
+            self.host.show_message(str(exc), True)
+            return False
+        try:
+            session = store.load_session(folder, allow_missing=True, read_only=True)
+        except SessionError as again:
+            self._load_failed(folder, again)
+            return False
+        self.config.open_folder = str(folder.parent)
+        self.set_session(session)
+        if choice == "Save a copy…":
+            self.save_as()
+        if self.session is session and session.read_only:
+            self.host.show_message(f"Opened {session.title} read-only: use Save As to keep changes")
         return True
 
     def _load_failed(self, folder: Path, exc: Exception) -> None:

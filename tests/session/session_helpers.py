@@ -16,3 +16,11 @@ def picture_bytes(color: str = "red", size: tuple[int, int] = (64, 48), fmt: str
     buffer = io.BytesIO()
     image.save(buffer, fmt)
     return buffer.getvalue()
+
+
+def crashed_lock(folder) -> None:
+    """The lock a killed app leaves: its process id is gone, or now names a later program."""
+    import json
+    import socket
+
+    (folder / "session.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname(), "started": 1.0}))

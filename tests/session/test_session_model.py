@@ -647,10 +647,10 @@ def test_generate_draws_fresh_seeds_for_unlocked_panels_only(session):
     session.add_panel("locked two", seed=44, seed_locked=True)
     reference_seed = session.style.reference_seed
     plan = session.prepare_generate()
-    seeds = [p.seed for p in session.panels]
+    seeds = [p.seed for p in plan.request.panels]
     assert seeds[0] == 42 and seeds[2] == 44
     assert seeds[1] != 43
-    assert [p.seed for p in plan.request.panels] == seeds
+    assert [p.seed for p in session.panels] == [42, 43, 44]  # not before the run finished
     assert plan.request.style.seed == reference_seed  # the reference seed is locked by default
     assert plan.panel_ids == tuple(p.id for p in session.panels)
     assert plan.folder == session.folder / "outputs" / plan.run_id
@@ -660,6 +660,12 @@ def test_generate_draws_fresh_seeds_for_unlocked_panels_only(session):
     session.set_reference_seed(locked=False)
     third = session.prepare_generate()
     assert third.request.style.seed != reference_seed
+    assert session.style.reference_seed == reference_seed
+    write_run_files(third, [0, 1, 2])
+    session.record_run(third, "finished")  # now the storyboard takes the run's seeds
+    assert [p.seed for p in session.panels] == [p.seed for p in third.request.panels]
+    assert session.style.reference_seed == third.request.style.seed
+    assert [p.seed_locked for p in session.panels] == [True, False, True]
 
 
 def test_failed_generate_changes_no_seed(session):
@@ -669,19 +675,53 @@ def test_failed_generate_changes_no_seed(session):
     assert session.panels[0].seed == 5
 
 
-def test_reroll_changes_only_that_panels_seed(session):
+def test_a_run_that_does_not_finish_changes_no_seed(session):
+    session.set_style_text("ink")
+    session.set_reference_seed(seed=7, locked=False)
+    session.add_panel("one", seed=1)
+    session.add_panel("two", seed=2)
+    before = session.to_dict()
+    cancelled = session.prepare_generate()
+    session.discard_plan(cancelled)
+    failed = session.prepare_generate()
+    session.record_run(failed, "cancelled")
+    assert [p.seed for p in session.panels] == [1, 2] and session.style.reference_seed == 7
+    assert session.to_dict()["panels"] == before["panels"]
+
+
+def test_a_seed_the_artist_changed_during_the_run_is_kept(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    session.add_panel("two", seed=2)
+    session.add_panel("three", seed=3)
+    plan = session.prepare_generate()
+    session.update_panel(0, seed=100)  # typed while the run went on
+    session.update_panel(1, seed_locked=True)  # locked while the run went on
+    session.remove_panel(2)
+    write_run_files(plan, [0, 1, 2])
+    session.record_run(plan, "finished")
+    assert [(p.seed, p.seed_locked) for p in session.panels] == [(100, False), (2, True)]
+
+
+def test_reroll_plans_one_panel_and_never_changes_a_locked_seed(session):
     session.set_style_text("BW logo. high contrast.")
     for i in range(4):
         session.add_panel(f"panel {i}", seed=100 + i, seed_locked=(i == 2))
+    reference_seed = session.style.reference_seed
     plan = session.prepare_reroll(2)
     assert plan.request.only == (2,)
     assert plan.selected == (2,)
-    seeds = [p.seed for p in session.panels]
-    assert seeds[:2] == [100, 101] and seeds[3] == 103
-    assert seeds[2] != 102
-    assert session.panels[2].seed_locked  # the lock is kept
-    assert plan.request.panels[2].seed == seeds[2]
+    assert plan.request.panels[2].seed == 102  # locked: drawn again with its seed
     assert plan.request.panels[2].prompt == "panel 2, BW logo. high contrast."
+    unlocked = session.prepare_reroll(1)
+    assert unlocked.request.panels[1].seed != 101
+    assert [p.seed for p in unlocked.request.panels][::2] == [100, 102]
+    assert [p.seed for p in session.panels] == [100, 101, 102, 103]
+    write_run_files(unlocked, [1], reference=False)
+    session.record_run(unlocked, "finished")
+    assert [p.seed for p in session.panels] == [100, unlocked.request.panels[1].seed, 102, 103]
+    assert session.panels[2].seed_locked  # the lock is kept
+    assert session.style.reference_seed == reference_seed
 
 
 # --- history --------------------------------------------------------------------------------
@@ -704,7 +744,10 @@ def test_record_run_finds_the_run_files(session):
     write_run_files(plan, [0, 1])
     changes = record_changes(session)
     record = session.record_run(plan, consistency=0.8)
-    assert changes == [observer.Change(observer.HISTORY)]
+    # the run's new seeds reach the two panels, in the same notification batch
+    assert changes == [observer.Change(observer.PANEL, i, p.id)
+                       for i, p in enumerate(session.panels)] + [
+        observer.Change(observer.HISTORY)]
     assert session.history == (record,)
     assert record.folder == f"outputs/{plan.run_id}"
     assert record.images() == [
@@ -755,7 +798,9 @@ def test_restore_settings_and_seeds_from_history(session):
     session.update_style_aligned(shared_score_shift=1.0)
     session.set_style_text("BW logo.")
     session.reroll_reference()
-    session.prepare_generate()
+    later = session.prepare_generate()
+    write_run_files(later, [0, 1, 2])
+    session.record_run(later)
     session.move_panel(0, 2)
     extra = session.add_panel("a toy bus")
     assert all(session.panel(pid).seed != seed for pid, seed in run_seeds.items())

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from stylealigned_desktop.session.errors import (
 from stylealigned_desktop.session.history import panel_file_name
 from stylealigned_desktop.session.model import Session
 
-from .session_helpers import picture_bytes
+from .session_helpers import crashed_lock, picture_bytes
 
 
 def build_rich_session(session: Session, make_picture) -> Session:
@@ -105,7 +106,8 @@ def test_a_write_failing_halfway_keeps_the_previous_file(session, tmp_path, monk
     store.save_session_as(session, folder)
     before = (folder / "session.json").read_bytes()
 
-    session.add_panel("a pond " * 5000)  # big enough to need many chunks
+    for _ in range(20):  # big enough to need many chunks (prompts are at most 2000 characters)
+        session.add_panel("a pond " * 280)
     session.set_style_text("charcoal")
 
     def half_then_crash(handle, data):
@@ -165,8 +167,11 @@ def test_a_killed_writer_leaves_old_or_new_file_and_stale_temporaries_are_cleane
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert result.returncode == 9
-    assert any(p.name.startswith(".tmp-session.json") for p in folder.iterdir())
+    left = [p for p in folder.iterdir() if p.name.startswith(".tmp-session.json")]
+    assert len(left) == 1
     assert store.load_session(folder).style.text == "clay"
+    two_minutes_ago = time.time() - 120  # the killed write is long gone: its temporary is stale
+    os.utime(left[0], (two_minutes_ago, two_minutes_ago))
     session.add_panel("a slug")
     store.save_session(session)
     assert not any(p.name.startswith(".tmp-") for p in folder.iterdir())
@@ -491,8 +496,9 @@ def test_crash_recovery_lists_restores_and_discards(session, tmp_path):
     assert recovered.style.text == "claymation"
     assert store.list_recoverable() == []  # now it is ours again
     recovered.close()
+    assert store.list_recoverable() == []  # closed cleanly: never offered again
 
-    store.discard_recoverable(store.list_recoverable()[0])
+    store.discard_recoverable(crashed)
     assert not crashed.exists()
     assert store.list_recoverable() == []
     with pytest.raises(SessionError, match="not an autosaved"):
@@ -503,11 +509,12 @@ def test_a_damaged_autosave_is_listed_with_its_problem(tmp_path):
     folder = folders.autosave_root() / "untitled-20200101-000000-abcdef.stylealigned"
     folder.mkdir()
     (folder / "session.json").write_text("{broken")
+    crashed_lock(folder)
     entries = store.list_recoverable()
-    assert [e.folder for e in entries] == [folder]
+    assert [e.folder.name for e in entries] == [folder.name + store.BROKEN_SUFFIX]
     assert "not valid JSON" in entries[0].error
     store.discard_recoverable(entries[0])
-    assert not folder.exists()
+    assert not folder.exists() and not entries[0].folder.exists()
 
 
 def test_discard_untitled_and_close(session):

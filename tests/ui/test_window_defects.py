@@ -239,13 +239,11 @@ def test_the_worker_waits_at_the_end_for_a_generation_not_for_a_warm_up(qtbot):
     assert not engine.release.is_set(), "quitting waited for the warm-up's imports"
     engine.release.wait(10)
 
+    from tests.ui.test_worker import make_request
+
     fake = FakeEngine(step_s=0.05)
     worker = EngineWorker(lambda: fake)
-    storyboard_request = Session()
-    storyboard_request.add_panel("one")
-    storyboard_request.set_style_text("ink")
-    storyboard_request.update_settings(steps=500, width=64, height=64, model="tiny")
-    job = worker.submit(storyboard_request.build_request())
+    job = worker.submit(make_request(steps=500))
     qtbot.waitUntil(lambda: worker.current is job, timeout=10000)
     worker.stop()
     worker.finish(timeout=60)  # a cancelled generation ends its step first
@@ -371,3 +369,33 @@ def test_the_gallery_hint_has_room_of_its_own(qtbot, make_window):
     hint, strip = gallery.hint.geometry(), gallery.list.geometry()
     assert hint.top() > strip.bottom()
     assert gallery.hint.height() >= gallery.hint.heightForWidth(gallery.hint.width())
+
+
+# ----- 3: seeds change only when a run finishes; a locked seed never changes --------------------
+def test_cancel_keeps_every_seed_and_a_locked_seed_never_changes(qtbot, make_window):
+    window, _ = make_window(engine=FakeEngine(step_s=0.03))
+    session = storyboard(window, steps=300)
+    session.update_panel(0, seed=42, seed_locked=True)
+    before = [p.seed for p in session.panels]
+    reference_seed = session.style.reference_seed
+    window.generate_action.trigger()
+    qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=10000)
+    window.runs.reroll(0)  # a re-roll of the locked panel waits behind it
+    assert [p.seed for p in session.panels] == before  # nothing changes while it runs
+    assert [window.storyboard.card_at(i).seed.value() for i in range(3)] == before
+    with qtbot.waitSignal(window.worker.job_ended, timeout=10000):
+        window.cancel_all_action.trigger()  # Shift+Esc: the running one and the waiting one
+    # both plans are given up (their job_ended arrive one after the other)
+    qtbot.waitUntil(lambda: session.runs_in_progress == 0, timeout=10000)
+    assert [p.seed for p in session.panels] == before
+    assert session.style.reference_seed == reference_seed and session.history == ()
+
+    session.update_settings(steps=2)
+    job = run_and_wait(qtbot, window)
+    assert job.state is JobState.finished
+    after = [p.seed for p in session.panels]
+    assert after[0] == 42 and after[1:] != before[1:]  # a finished run brings its new seeds
+    assert [p.seed for p in job.request.panels] == after
+    job = run_and_wait(qtbot, window, lambda: window.runs.reroll(0))
+    assert job.request.panels[0].seed == 42 and session.panels[0].seed == 42
+    assert all(tile.state.text() != "outdated" for tile in window.grid.tiles.values())

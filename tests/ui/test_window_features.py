@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 from PIL import Image
 from PySide6.QtCore import QByteArray, Qt
@@ -180,18 +179,16 @@ def test_dark_and_light_follow_the_requested_scheme(qtbot, monkeypatch):
         apply_theme(app)
 
 
-def test_start_up_is_fast_and_does_not_load_torch(tmp_path):
+def test_start_up_shows_the_window_without_loading_torch(tmp_path):
+    # Start-up time itself is a benchmark (benchmarks/bench_ui_latency.py), not a test assertion.
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen",
                STYLEALIGNED_CONFIG_DIR=str(tmp_path / "c"), STYLEALIGNED_DATA_DIR=str(tmp_path / "d"))
-    started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "stylealigned_desktop", "--quit-after-show"],
                             capture_output=True, text=True, timeout=60, env=env)
-    wall = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-2000:]
     match = re.search(r"window shown after ([\d.]+) s \(torch loaded: (\w+)\)", result.stdout)
     assert match, result.stdout
     assert match.group(2) == "False"
-    assert wall < 3.0, f"python start + imports + window shown took {wall:.2f} s"
 
 
 def test_the_generator_warms_up_in_the_worker_after_start(qtbot, make_window):

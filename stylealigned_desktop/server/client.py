@@ -1,0 +1,182 @@
+"""The client of a StyleAligned server: ``generate(request, on_event, cancel)`` over HTTP.
+
+:class:`ServerEngine` (a ``PictureMaker``, see ``engine/maker.py``) is what the desktop worker and
+``stylealigned generate --server`` call instead of the embedded ``Engine``: it uploads the
+request's pictures (content-addressed, each only once), posts the request and reports the
+server's NDJSON events as engine events, so previews, cancel and finished pictures behave as
+with a local run. Needs neither Ray nor torch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+
+from ..engine import events as ev
+from ..engine.request import SetRequest
+from .wire import HEARTBEAT_S, WireError, file_sha256, iter_events, picture_paths, request_to_wire
+
+EventSink = Callable[[ev.Event], None]
+
+CONNECT_TIMEOUT_S = 10.0
+_END = object()
+
+
+class ServerError(RuntimeError):
+    """The server refused a request, or the connection to it failed; the message is one line."""
+
+
+def normalise_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        url = "http://" + url
+    return url
+
+
+class ServerEngine:
+    """A server that makes the pictures; see the module docstring."""
+
+    def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None,
+                 connect_timeout: float = CONNECT_TIMEOUT_S):
+        self.url = normalise_url(url)
+        # The server sends a heartbeat line while it is quiet, so a silent minute is a lost connection.
+        self._client = httpx.Client(
+            base_url=self.url, transport=transport,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(connect_timeout, read=4 * HEARTBEAT_S),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- what the server offers -------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """``GET /v1/health``: replicas, their devices and memory, what is running."""
+        return self._json("GET", "/v1/health")
+
+    def models(self) -> dict[str, Any]:
+        """``GET /v1/models``: the models the server offers (the first is its default) and GPUs."""
+        return self._json("GET", "/v1/models")
+
+    def _json(self, method: str, path: str, **kwargs) -> dict[str, Any]:
+        response = self._call(method, path, **kwargs)
+        _raise_for_status(response)
+        return response.json()
+
+    def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            return self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ServerError(self._connection_message(error)) from None
+
+    def _connection_message(self, error: Exception) -> str:
+        return (f"lost the connection to the server at {self.url}: this set was not finished, nothing "
+                f"else changed; try again when the server is back ({type(error).__name__}: {error})")
+
+    # -- pictures ------------------------------------------------------------------------------
+    def upload_pictures(self, request: SetRequest) -> dict[str, str]:
+        """Upload the request's pictures the server does not have yet; their SHA-256 by path."""
+        ids = {}
+        for path in picture_paths(request):
+            try:
+                sha = file_sha256(Path(path).expanduser())
+            except OSError as error:
+                raise ServerError(f"{path}: cannot read the picture ({error.strerror or error})") from None
+            if self._call("HEAD", f"/v1/pictures/{sha}").status_code != 200:
+                with open(Path(path).expanduser(), "rb") as handle:
+                    data = handle.read()
+                _raise_for_status(self._call("PUT", f"/v1/pictures/{sha}", content=data,
+                                             headers={"Content-Type": "application/octet-stream"}),
+                                  picture=path)
+            ids[path] = sha
+        return ids
+
+    # -- generation ------------------------------------------------------------------------------
+    def generate(self, request: SetRequest, on_event: EventSink | None = None,
+                 cancel: threading.Event | None = None) -> ev.RunResult | None:
+        """Generate on the server; like ``Engine.generate``: None when cancelled, errors
+        reported as ``Failed`` and raised again (as :class:`ServerError`)."""
+        sink = on_event or (lambda event: None)
+        cancel = cancel or threading.Event()
+        try:
+            body = request_to_wire(request, self.upload_pictures(request))
+            result = self._stream(body, request, sink, cancel)
+        except ServerError as error:
+            sink(ev.Failed(str(error)))
+            raise
+        if result is None:
+            sink(ev.Cancelled())
+        return result
+
+    def _stream(self, body: dict, request: SetRequest, sink: EventSink, cancel: threading.Event):
+        lines: queue.Queue = queue.Queue()
+        try:
+            response = self._client.send(self._client.build_request("POST", "/v1/sets", json=body), stream=True)
+        except httpx.HTTPError as error:
+            raise ServerError(self._connection_message(error)) from None
+        try:
+            if response.status_code != 200:
+                response.read()
+                _raise_for_status(response)
+            reader = threading.Thread(target=_read_lines, args=(response, lines), daemon=True,
+                                      name="stylealigned-server-stream")
+            reader.start()
+            for event in iter_events(_until_cancelled(lines, cancel, self._connection_message)):
+                if isinstance(event, ev.Finished):
+                    metadata = dict(event.run.metadata, request=request.to_dict(), server=self.url)
+                    return ev.RunResult(event.run.reference, event.run.panels, metadata)
+                if isinstance(event, ev.Cancelled):
+                    return None
+                if isinstance(event, ev.Failed):
+                    raise ServerError(event.message)
+                sink(event)
+            if cancel.is_set():
+                return None
+            raise ServerError(self._connection_message(ConnectionError("the stream ended early")))
+        except WireError as error:
+            raise ServerError(str(error)) from None
+        finally:
+            response.close()  # closing the stream early tells the server to cancel the set
+
+
+def _read_lines(response: httpx.Response, lines: queue.Queue) -> None:
+    try:
+        for line in response.iter_lines():
+            lines.put(line)
+    except Exception as error:  # the connection broke, or we closed it to cancel
+        lines.put(error)
+    lines.put(_END)
+
+
+def _until_cancelled(lines: queue.Queue, cancel: threading.Event, message: Callable[[Exception], str]):
+    """Lines from the reader thread until it ends or ``cancel`` is set (checked 10 times a second)."""
+    while not cancel.is_set():
+        try:
+            item = lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if item is _END:
+            return
+        if isinstance(item, Exception):
+            if cancel.is_set():
+                return
+            raise ServerError(message(item))
+        yield item
+
+
+def _raise_for_status(response: httpx.Response, picture: str | None = None) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        detail = response.json().get("error") or response.text
+    except ValueError:
+        detail = response.text.strip().splitlines()[0] if response.text.strip() else response.reason_phrase
+    if response.status_code == 401:
+        detail = f"the server refused the token ({detail})"
+    prefix = f"{picture}: " if picture else ""
+    raise ServerError(f"{prefix}{detail}")

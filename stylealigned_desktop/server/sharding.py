@@ -1,0 +1,150 @@
+"""How one set splits over engine replicas, and how their event streams merge back into one.
+
+Panels are independent given the reference (spec section 3), so each shard computes the
+reference and its own panels (``only=``). Floating-point sums depend on how many rows share a
+UNet batch, so shards are cut along the request's micro-batches: with an explicit micro-batch
+every UNet batch of a shard is a batch the local engine would run, and the pixels are identical.
+
+The merged stream is the one a local run reports: ``Step i`` once every shard has sent all its
+previews of step i, then the reference preview and the panel previews in panel order; the
+finished pictures (reference first, then panels in order) once every shard is past its last step;
+``Finished`` with the shards' metadata merged. Events travel as wire dicts (see ``wire``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..engine.request import SetRequest
+
+RESTART = "_restart"
+"""Internal event: a shard is being run again from the start (its replica was lost)."""
+
+
+def plan_shards(request: SetRequest, replicas: int) -> list[tuple[int, ...]]:
+    """The selected panels split into at most ``replicas`` contiguous shards of whole
+    micro-batches, balanced, never more shards than micro-batches (so never more than panels).
+    ``full_attention_share`` couples all images: one shard."""
+    selected = list(request.selected)
+    if replicas <= 1 or len(selected) <= 1 or request.settings.full_attention_share:
+        return [tuple(selected)]
+    unit = request.micro_batch or 1
+    chunks = [selected[i : i + unit] for i in range(0, len(selected), unit)]
+    count = min(replicas, len(chunks))
+    shards, start = [], 0
+    for s in range(count):
+        size = len(chunks) // count + (1 if s < len(chunks) % count else 0)
+        shards.append(tuple(i for chunk in chunks[start : start + size] for i in chunk))
+        start += size
+    return shards
+
+
+def panel_numbers(indices: Sequence[int]) -> str:
+    """1-based panel numbers for messages: ``3, 4``."""
+    return ", ".join(str(i + 1) for i in indices)
+
+
+class StreamMerger:
+    """Merges the wire events of the shards of one set into the stream of a local run.
+
+    ``feed(shard, event)`` returns the events to send on, in order. ``ended`` is true after the
+    final event (``Finished``, ``Cancelled`` or ``Failed``) has been returned.
+    """
+
+    def __init__(self, selected: Sequence[int], shards: Sequence[Sequence[int]]):
+        self.rows: list[int | None] = [None, *selected]
+        self.shards = [tuple(s) for s in shards]
+        self.ended = False
+        self._total: int | None = None
+        self._emitted_step = 0
+        self._complete = [0] * len(self.shards)
+        self._counts: list[dict[int, int]] = [{} for _ in self.shards]
+        self._previews: dict[int, dict[int | None, dict]] = {}
+        self._done: dict[int | None, dict] = {}
+        self._done_emitted = 0
+        self._finished: dict[int, dict[str, Any]] = {}
+        self._loading_shard: int | None = None
+
+    def feed(self, shard: int, event: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.ended:
+            return []
+        kind = event.get("event")
+        if kind == RESTART:
+            return self._restart(shard)
+        if kind == "Step":
+            self._total = event["total"]
+            return []
+        if kind == "Preview":
+            return self._preview(shard, event)
+        if kind == "PanelDone":
+            self._done.setdefault(event["index"], event)
+            return self._flush_done()
+        if kind == "Finished":
+            self._finished[shard] = event.get("metadata") or {}
+            return self._flush_done()
+        if kind in ("Cancelled", "Failed"):
+            self.ended = True
+            return [event]
+        if kind == "Loading":
+            # Replicas load their models side by side; a local run shows one loading bar.
+            if self._loading_shard is None:
+                self._loading_shard = shard
+            return [event] if shard == self._loading_shard else []
+        return [event]  # Inverting, Notice
+
+    def _restart(self, shard: int) -> list[dict[str, Any]]:
+        self._counts[shard] = {}
+        self._complete[shard] = self._emitted_step
+        self._finished.pop(shard, None)
+        return [{"event": "Notice", "message": (
+            f"a server engine stopped; panels {panel_numbers(self.shards[shard])} are being made "
+            "again on another one (same pictures)")}]
+
+    def _preview(self, shard: int, event: dict[str, Any]) -> list[dict[str, Any]]:
+        step = event["step"]
+        if step <= self._emitted_step:
+            return []  # a re-run shard repeating steps already sent
+        self._previews.setdefault(step, {}).setdefault(event["index"], event)
+        counts = self._counts[shard]
+        counts[step] = counts.get(step, 0) + 1
+        if counts[step] == 1 + len(self.shards[shard]) and step == self._complete[shard] + 1:
+            self._complete[shard] = step
+        out = []
+        while all(done > self._emitted_step for done in self._complete):
+            step = self._emitted_step + 1
+            previews = self._previews.pop(step)
+            out.append({"event": "Step", "step": step, "total": self._total})
+            out += [previews[row] for row in self.rows]
+            self._emitted_step = step
+        return out + self._flush_done()
+
+    def _flush_done(self) -> list[dict[str, Any]]:
+        if self._total is None or self._emitted_step < self._total:
+            return []
+        out = []
+        while self._done_emitted < len(self.rows) and self.rows[self._done_emitted] in self._done:
+            out.append(self._done[self.rows[self._done_emitted]])
+            self._done_emitted += 1
+        if self._done_emitted == len(self.rows) and len(self._finished) == len(self.shards):
+            self.ended = True
+            out.append({"event": "Finished", "metadata": self.merged_metadata()})
+        return out
+
+    def merged_metadata(self) -> dict[str, Any]:
+        """The shards' run metadata as one run's: the slowest shard's timings, the largest
+        micro-batch, and what each shard made where. The request itself stays with the client."""
+        metas = [self._finished[s] for s in range(len(self.shards))]
+        first = metas[0]
+        timings: dict[str, float] = {}
+        for meta in metas:
+            for key, value in (meta.get("timings") or {}).items():
+                timings[key] = max(timings.get(key, value), value)
+        return {
+            "micro_batch": max((m.get("micro_batch") or 0) for m in metas),
+            "device": first.get("device"),
+            "dtype": first.get("dtype"),
+            "timings": timings,
+            "shards": [{"panels": [i + 1 for i in shard], "device": meta.get("device"),
+                        "micro_batch": meta.get("micro_batch")} for shard, meta in zip(self.shards, metas)],
+        }

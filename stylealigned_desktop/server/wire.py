@@ -1,0 +1,248 @@
+"""The JSON forms of a ``SetRequest`` and of engine events, as they travel between machines.
+
+A request names its pictures (reference picture, control pictures) by the SHA-256 of their
+file bytes, never by a path: the client uploads them first (``PUT /v1/pictures/{sha256}``) and
+the server resolves each name to its own copy. Events are one JSON object each (one line of the
+NDJSON stream); pictures travel as base64 PNG, which is lossless, so a decoded picture has the
+engine's pixels exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ..engine import events as ev
+from ..engine.request import (
+    GeneratedReference,
+    Panel,
+    PanelControl,
+    ReferencePicture,
+    Sampling,
+    SetRequest,
+)
+from ..engine.settings import StyleAlignedSettings
+
+WIRE_VERSION = 1
+"""Version of the request JSON; a server refuses versions it does not know."""
+
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+HEARTBEAT = "Heartbeat"
+"""A line the server sends when it has had nothing to say for ``HEARTBEAT_S`` seconds (a model
+loading, a slow step), so that a client can tell a quiet server from a lost connection."""
+HEARTBEAT_S = 15.0
+
+# Fields a request may carry besides the pictures. cache_dir is not among them: the server keeps
+# its own caches, and a request never names a folder on the server.
+_REQUEST_FIELDS = ("version", "model", "style", "panels", "sampling", "settings", "micro_batch",
+                   "device", "dtype", "only", "controlnet_canny", "controlnet_depth", "depth_model")
+
+
+class WireError(ValueError):
+    """A request or event that is not in the wire format; the message is one line for the user."""
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def picture_paths(request: SetRequest) -> list[str]:
+    """The picture files a request reads (reference picture, control pictures), each once."""
+    paths = []
+    if isinstance(request.style, ReferencePicture):
+        paths.append(request.style.path)
+    paths += [panel.control.image for panel in request.panels if panel.control is not None]
+    return list(dict.fromkeys(paths))
+
+
+# -- requests --------------------------------------------------------------------------------------
+def request_to_wire(request: SetRequest, picture_ids: dict[str, str]) -> dict[str, Any]:
+    """The JSON form of ``request``; ``picture_ids`` maps each picture path to its SHA-256."""
+    data = request.to_dict()
+    data.pop("cache_dir")
+    data["panels"] = list(data["panels"])
+    if isinstance(request.style, ReferencePicture):
+        data["style"]["picture"] = picture_ids[data["style"].pop("path")]
+    for panel in data["panels"]:
+        if panel["control"] is not None:
+            panel["control"]["picture"] = picture_ids[panel["control"].pop("image")]
+    data["only"] = None if request.only is None else list(request.only)
+    return {"version": WIRE_VERSION, **data}
+
+
+def request_from_wire(data: Any, picture_path: Callable[[str], str]) -> SetRequest:
+    """The ``SetRequest`` a JSON request describes; ``picture_path(sha256)`` gives a local file
+    for a picture name (and raises WireError for an unknown one). Raises WireError."""
+    if not isinstance(data, dict):
+        raise WireError("the request must be a JSON object")
+    if data.get("version") != WIRE_VERSION:
+        raise WireError(f"unsupported request version {data.get('version')!r} (this server speaks {WIRE_VERSION})")
+    unknown = sorted(set(data) - set(_REQUEST_FIELDS))
+    if unknown:
+        hint = " (requests cannot name folders on the server)" if "cache_dir" in unknown else ""
+        raise WireError(f"unknown request field(s): {', '.join(unknown)}{hint}")
+    try:
+        return SetRequest(
+            model=_text(data, "model"),
+            style=_style(data.get("style"), picture_path),
+            panels=tuple(_panel(p, picture_path) for p in _list(data, "panels")),
+            sampling=Sampling(**_object(data, "sampling")),
+            settings=StyleAlignedSettings.from_dict(_object(data, "settings")),
+            micro_batch=data.get("micro_batch"),
+            device=data.get("device", "auto"),
+            dtype=data.get("dtype", "auto"),
+            only=None if data.get("only") is None else tuple(_list(data, "only")),
+            controlnet_canny=data.get("controlnet_canny"),
+            controlnet_depth=data.get("controlnet_depth"),
+            depth_model=data.get("depth_model"),
+        )
+    except WireError:
+        raise
+    except (TypeError, ValueError, KeyError) as error:
+        raise WireError(f"bad request: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _object(data: dict, key: str) -> dict:
+    value = data.get(key)
+    if not isinstance(value, dict):
+        raise WireError(f"bad request: {key!r} must be a JSON object")
+    return value
+
+
+def _list(data: dict, key: str) -> list:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise WireError(f"bad request: {key!r} must be a JSON list")
+    return value
+
+
+def _text(data: dict, key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str):
+        raise WireError(f"bad request: {key!r} must be a string")
+    return value
+
+
+def _picture(data: dict, picture_path: Callable[[str], str]) -> str:
+    name = data.pop("picture", None)
+    if not isinstance(name, str) or not SHA256.match(name):
+        raise WireError("bad request: pictures are named by the SHA-256 of an upload (64 hex digits)")
+    return picture_path(name)
+
+
+def _style(data: Any, picture_path: Callable[[str], str]):
+    if not isinstance(data, dict):
+        raise WireError("bad request: 'style' must be a JSON object")
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind == "generated":
+        return GeneratedReference(**data)
+    if kind == "picture":
+        return ReferencePicture(path=_picture(data, picture_path), **data)
+    raise WireError(f"bad request: style kind must be 'generated' or 'picture', got {kind!r}")
+
+
+def _panel(data: Any, picture_path: Callable[[str], str]) -> Panel:
+    if not isinstance(data, dict):
+        raise WireError("bad request: each panel must be a JSON object")
+    data = dict(data)
+    control = data.pop("control", None)
+    if control is not None:
+        if not isinstance(control, dict):
+            raise WireError("bad request: a panel's control must be a JSON object")
+        control = dict(control)
+        control = PanelControl(image=_picture(control, picture_path), **control)
+    return Panel(control=control, **data)
+
+
+# -- events ------------------------------------------------------------------------------------------
+def png_base64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def image_from_base64(text: str) -> Image.Image:
+    with Image.open(io.BytesIO(base64.b64decode(text))) as image:
+        image.load()
+        return image.copy()
+
+
+def event_to_wire(event: ev.Event) -> dict[str, Any]:
+    """One event as a JSON object. ``Finished`` carries the run's metadata only: its pictures
+    travelled in the ``PanelDone`` events before it, and the latents stay on the server."""
+    name = type(event).__name__
+    if isinstance(event, ev.Preview):
+        return {"event": name, "index": event.index, "step": event.step, "png": png_base64(event.image)}
+    if isinstance(event, ev.PanelDone):
+        return {"event": name, "index": event.index, "png": png_base64(event.image),
+                "metadata": event.metadata}
+    if isinstance(event, ev.Finished):
+        return {"event": name, "metadata": event.run.metadata}
+    return {"event": name, **{f.name: getattr(event, f.name) for f in fields(event)}}
+
+
+_SIMPLE_EVENTS = {cls.__name__: cls for cls in (ev.Loading, ev.Inverting, ev.Step, ev.Notice,
+                                                 ev.Cancelled, ev.Failed)}
+
+
+def event_from_wire(data: dict[str, Any], done: dict[int | None, Image.Image] | None = None) -> ev.Event:
+    """The event a JSON object describes. ``Finished`` is rebuilt from ``done`` (the pictures of
+    the ``PanelDone`` events received before it, by index)."""
+    data = dict(data)
+    name = data.pop("event", None)
+    try:
+        if name == "Preview":
+            return ev.Preview(data["index"], data["step"], image_from_base64(data["png"]))
+        if name == "PanelDone":
+            return ev.PanelDone(data["index"], image_from_base64(data["png"]), data.get("metadata") or {})
+        if name == "Finished":
+            done = dict(done or {})
+            reference = done.pop(None, None)
+            return ev.Finished(ev.RunResult(reference=reference, panels=done, metadata=data.get("metadata") or {}))
+        if name in _SIMPLE_EVENTS:
+            return _SIMPLE_EVENTS[name](**data)
+    except (KeyError, TypeError, ValueError, OSError) as error:
+        raise WireError(f"a damaged {name} event from the server ({_one_line(error)})") from None
+    raise WireError(f"an unknown event from the server: {name!r}")
+
+
+def ndjson_line(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+def iter_events(lines: Iterable[str]) -> Iterable[ev.Event]:
+    """Engine events from NDJSON lines, ``Finished`` rebuilt from the ``PanelDone`` before it."""
+    done: dict[int | None, Image.Image] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError:
+            raise WireError("the server sent a line that is not JSON") from None
+        if isinstance(data, dict) and data.get("event") == HEARTBEAT:
+            continue
+        event = event_from_wire(data, done)
+        if isinstance(event, ev.PanelDone):
+            done[event.index] = event.image
+        yield event

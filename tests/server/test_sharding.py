@@ -1,0 +1,130 @@
+"""Sharding a set over replicas and merging their streams back, against real engine runs."""
+
+import itertools
+
+import pytest
+
+from stylealigned_desktop.engine.generator import Engine
+from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
+from stylealigned_desktop.server.sharding import RESTART, StreamMerger, plan_shards
+from stylealigned_desktop.server.wire import event_to_wire
+
+
+def _request(n=4, **kwargs):
+    return SetRequest(model="tiny", style=GeneratedReference("a lighthouse, ink wash", 3),
+                      panels=tuple(Panel(f"thing {i}, ink wash", 20 + i) for i in range(n)),
+                      sampling=Sampling(steps=3, guidance=4.0, width=128, height=64, scheduler="euler"),
+                      **kwargs)
+
+
+def _local_batches(request):
+    """The UNet batches of panels a local run makes: selected panels in micro-batch chunks."""
+    m = request.micro_batch
+    selected = list(request.selected)
+    return [tuple(selected[i : i + m]) for i in range(0, len(selected), m)]
+
+
+@pytest.mark.parametrize("n, micro_batch, only, replicas", [
+    (5, 2, None, 2), (7, 3, None, 2), (9, 2, (8, 1, 3, 4, 6), 3), (4, 1, None, 8), (2, 1, None, 8),
+    (6, 4, None, 3), (1, 1, None, 4),
+])
+def test_shards_are_whole_local_micro_batches_balanced_and_never_more_than_panels(n, micro_batch, only, replicas):
+    request = _request(n, micro_batch=micro_batch, only=only)
+    shards = plan_shards(request, replicas)
+    assert [i for shard in shards for i in shard] == list(request.selected)
+    assert all(shards) and len(shards) <= min(replicas, len(request.selected))
+    chunks = _local_batches(request)
+    assert len(shards) == min(replicas, len(chunks))  # every free replica that can get work gets some
+    shard_batches = [b for shard in shards for b in _local_batches(_request(n, micro_batch=micro_batch, only=shard))]
+    assert shard_batches == chunks
+    sizes = [len(_local_batches(_request(n, micro_batch=micro_batch, only=s))) for s in shards]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_coupled_sets_and_single_replicas_stay_whole():
+    coupled = _request(4, micro_batch=1, settings=StyleAlignedSettings(full_attention_share=True))
+    assert plan_shards(coupled, 4) == [(0, 1, 2, 3)]
+    assert plan_shards(_request(4, micro_batch=1), 1) == [(0, 1, 2, 3)]
+    assert plan_shards(_request(3), 2) == [(0, 1), (2,)]  # automatic micro-batch: panels split
+
+
+def _wire_run(engine, request):
+    events = []
+    engine.generate(request, lambda e: events.append(event_to_wire(e)))
+    return [e for e in events if e["event"] != "Loading"]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_pipe):
+    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe)
+    full = _request(4, micro_batch=2)
+    shards = plan_shards(full, 2)
+    assert shards == [(0, 1), (2, 3)]
+    return shards, _wire_run(engine, full), [_wire_run(engine, _request(4, micro_batch=2, only=s)) for s in shards]
+
+
+def _merge(shards, feed):
+    merger = StreamMerger((0, 1, 2, 3), shards)
+    out = [e for shard, event in feed for e in merger.feed(shard, event)]
+    assert merger.ended
+    return out
+
+
+def _interleavings(streams):
+    tagged = [[(s, e) for e in stream] for s, stream in enumerate(streams)]
+    yield tagged[1] + tagged[0]  # one shard entirely before the other
+    yield [pair for pairs in itertools.zip_longest(*tagged) for pair in pairs if pair]  # in lockstep
+    yield tagged[0][:5] + tagged[1] + tagged[0][5:]
+
+
+def test_merged_shard_streams_are_the_local_run_event_for_event(runs):
+    shards, local, streams = runs
+    for feed in _interleavings(streams):
+        merged = _merge(shards, feed)
+        # Same events in the same order, previews and pictures pixel for pixel (PNG base64).
+        assert merged[:-1] == local[:-1]
+        finished = merged[-1]["metadata"]
+        assert finished["micro_batch"] == 2 and [s["panels"] for s in finished["shards"]] == [[1, 2], [3, 4]]
+        assert "request" not in finished  # server paths stay on the server
+
+
+def test_a_shard_run_again_after_its_replica_died_changes_nothing_but_a_notice(runs):
+    shards, local, streams = runs
+    first, second = streams
+    died_after = next(i for i, e in enumerate(second) if e["event"] == "Step" and e["step"] == 2) + 2
+    feed = ([(0, e) for e in first[:9]] + [(1, e) for e in second[:died_after]] + [(1, {"event": RESTART})]
+            + [(0, e) for e in first[9:]] + [(1, e) for e in second])
+    merged = _merge(shards, feed)
+    notices = [e for e in merged if e["event"] == "Notice"]
+    assert len(notices) == 1 and "panels 3, 4" in notices[0]["message"]
+    assert [e for e in merged if e["event"] != "Notice"][:-1] == local[:-1]
+
+
+def test_a_failed_shard_fails_the_set_at_once(runs):
+    shards, _local, streams = runs
+    merger = StreamMerger((0, 1, 2, 3), shards)
+    for event in streams[0][:4]:
+        merger.feed(0, event)
+    assert merger.feed(1, {"event": "Failed", "message": "out of memory"}) == [
+        {"event": "Failed", "message": "out of memory"}]
+    assert merger.ended and merger.feed(0, streams[0][4]) == []
+
+
+def test_loading_is_shown_from_one_shard_only():
+    merger = StreamMerger((0, 1), [(0,), (1,)])
+    loading = [{"event": "Loading", "progress": p, "message": "loading tiny"} for p in (0.0, 0.5)]
+    assert merger.feed(1, loading[0]) == [loading[0]]
+    assert merger.feed(0, loading[0]) == []
+    assert merger.feed(1, loading[1]) == [loading[1]]
+    assert merger.feed(0, {"event": "Notice", "message": "hi"}) == [{"event": "Notice", "message": "hi"}]
+
+
+def test_events_of_a_local_run_have_the_documented_order(runs):
+    """What the merger relies on: per step a Step, then one preview per row, reference first."""
+    _shards, local, _streams = runs
+    kinds = [(e["event"], e.get("index"), e.get("step")) for e in local]
+    rows = [None, 0, 1, 2, 3]
+    expected = [x for i in (1, 2, 3) for x in [("Step", None, i)] + [("Preview", r, i) for r in rows]]
+    expected += [("PanelDone", r, None) for r in rows] + [("Finished", None, None)]
+    assert kinds == expected
