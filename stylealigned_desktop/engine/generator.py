@@ -222,6 +222,13 @@ class Engine:
         mem.place_like_unet(pipe, controlnet)
         return controlnet
 
+    def _request_pipeline(self, request: SetRequest, sink: EventSink):
+        """The pipeline a request runs on (its VAE, LoRAs and memory mode), and the mode."""
+        memory_mode = self._memory_mode(request, sink)
+        pipe = self.pipeline(request.model, request.device, request.dtype, sink,
+                             vae=request.vae, loras=request.loras, memory=memory_mode)
+        return pipe, memory_mode
+
     @staticmethod
     def _memory_mode(request: SetRequest, sink: EventSink) -> str:
         """The request's memory mode; ``auto`` is decided by the memory model and said."""
@@ -243,9 +250,10 @@ class Engine:
         """
         sink = on_event or (lambda event: None)
         with self._lock, torch.no_grad():
-            pipe = self.pipeline(request.model, request.device, request.dtype, sink)
+            pipe, memory_mode = self._request_pipeline(request, sink)
+            mem.set_vae_tiling(pipe.vae, mem.tile_vae_for(memory_mode, workload(request, pipe)))
             scheduler = make_scheduler(pipe.scheduler.config, request.sampling.scheduler)
-            scheduler.set_timesteps(request.sampling.steps, device=pipe.unet.device)
+            scheduler.set_timesteps(request.sampling.steps, device=pipe._execution_device)
             trajectory = self._trajectory(pipe, request, scheduler.timesteps, sink, cancel or threading.Event())
             return self._trajectory_key(request)[0], trajectory
 
@@ -279,9 +287,7 @@ class Engine:
             raise GenerationError(
                 "full_attention_share couples every image of the set: it cannot re-roll single panels"
             )
-        memory_mode = self._memory_mode(request, sink)
-        pipe = self.pipeline(request.model, request.device, request.dtype, sink,
-                             vae=request.vae, loras=request.loras, memory=memory_mode)
+        pipe, memory_mode = self._request_pipeline(request, sink)
         loaded = time.perf_counter()
         sampling = request.sampling
         device = pipe._execution_device  # where the models run, whatever the offloading
