@@ -154,3 +154,10 @@ def test_a_lora_works_with_low_memory_mode_and_gives_the_fast_pictures(files):
     low = Engine().generate(_request(lora, memory="low"))
     for a, b in zip([fast.reference, *fast.panels.values()], [low.reference, *low.panels.values()], strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_lora_file_whose_name_ends_in_colon_number_is_taken_whole(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ink.safetensors:2").write_bytes(b"")
+    assert Lora.parse("ink.safetensors:2") == Lora("ink.safetensors:2", 1.0)
+    assert Lora.parse("ink.safetensors:2:0.5") == Lora("ink.safetensors:2", 0.5)

@@ -252,6 +252,8 @@ def test_auto_on_a_small_gpu_says_what_it_picked(monkeypatch):
 
 
 def test_mps_memory_is_returned_after_a_run(pictures, monkeypatch):
+    import torch._dynamo  # noqa: F401  (on first import it reads is_available.__wrapped__: import it unpatched)
+
     emptied = []
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     monkeypatch.setattr(torch.mps, "empty_cache", lambda: emptied.append(1))

@@ -53,8 +53,9 @@ def _tensor_shapes(path: Path) -> dict[str, list[int]]:
         raise LoraError(f"{path.name}: not a readable .safetensors LoRA ({error})") from error
 
 
-def check_lora(lora: Lora, pipe) -> None:
-    """Refuse a LoRA that is missing, a pickle, or made for another base model (before any step)."""
+def check_lora_file(lora: Lora) -> Path:
+    """Refuse a LoRA file that is missing, a pickle or not ``.safetensors`` (no model needed:
+    the command line checks this before loading anything)."""
     path = Path(lora.path).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise LoraError(f"{path.name}: pickle files can run code when loaded and are refused; "
@@ -63,6 +64,12 @@ def check_lora(lora: Lora, pipe) -> None:
         raise LoraError(f"LoRA file not found: {lora.path}")
     if path.suffix.lower() != ".safetensors":
         raise LoraError(f"{path.name}: not a LoRA file (expected .safetensors)")
+    return path
+
+
+def check_lora(lora: Lora, pipe) -> None:
+    """Refuse a LoRA that is missing, a pickle, or made for another base model (before any step)."""
+    path = check_lora_file(lora)
     shapes = _tensor_shapes(path)
     if not shapes:
         raise LoraError(f"{path.name}: the file holds no weights")

@@ -156,9 +156,10 @@ class Lora:
 
     @classmethod
     def parse(cls, text: str) -> Lora:
-        """``FILE`` or ``FILE:WEIGHT`` (a Windows drive's colon is part of the file)."""
+        """``FILE`` or ``FILE:WEIGHT`` (a Windows drive's colon is part of the file, and so is
+        the colon of a file that exists as given)."""
         head, sep, tail = text.rpartition(":")
-        if sep and head:
+        if sep and head and not Path(text).expanduser().is_file():
             try:
                 return cls(head, float(tail))
             except ValueError:
