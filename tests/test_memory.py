@@ -331,6 +331,30 @@ def test_memory_model_adds_up_as_documented():
     assert mem.plan("auto", None, work, 16).micro_batch == 16  # the CPU: no limit planned
 
 
+def test_memory_model_counts_every_reference_and_the_largest_panel():
+    """R references keep R recorded caches all step and run R rows when recorded; panel rows
+    count at the largest panel's size; the decode and the tiling at the largest picture's."""
+    def denoise_activations(work, m):
+        return mem.stage_peaks_gb("balanced", work, m)["denoise"] - mem.UNET_GB
+
+    row, cache = mem.UNET_ROW_GB * mem.ACTIVATION_MARGIN, mem.REFERENCE_CACHE_GB
+    three = mem.Workload(1024, 1024, references=3)
+    # replaying 4 panels (8 rows) outweighs recording 3 references (6 rows)
+    assert denoise_activations(three, 4) == pytest.approx(3 * cache + 8 * row)
+    # recording 3 references (6 rows) outweighs replaying 1 panel (2 rows)
+    assert denoise_activations(three, 1) == pytest.approx(3 * cache + 6 * row)
+    wide = mem.Workload(1024, 1024, panel_width=1536, panel_height=1536)
+    assert denoise_activations(wide, 2) == pytest.approx(cache + 2 * 2 * 2.25 * row)
+    decode = mem.stage_peaks_gb("balanced", wide, 1, tile_vae=False)["decode"]
+    assert decode == pytest.approx(2 * mem.VAE_GB + mem.ACTIVATION_MARGIN * mem.VAE_DECODE_GB * 2.25)
+    assert mem.tile_vae_for("fast", mem.Workload(1024, 1024, panel_width=1600, panel_height=1536))
+    assert mem.tile_vae_for("fast", mem.Workload(1600, 1536, panel_width=1024, panel_height=1024))
+    # more references leave room for fewer panels at once on the same card
+    one_ref = mem.plan("balanced", 12, mem.Workload(1024, 1024), 8)
+    four_refs = mem.plan("balanced", 12, mem.Workload(1024, 1024, references=4), 8)
+    assert four_refs.micro_batch < one_ref.micro_batch
+
+
 def test_performance_doc_shows_the_memory_model_table():
     text = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
     section = text[text.index("### The memory model's choices"):]

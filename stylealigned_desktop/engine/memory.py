@@ -71,11 +71,19 @@ TILING_ABOVE_PIXELS = 1536 * 1536
 
 @dataclass(frozen=True)
 class Workload:
-    """What a run asks of the device, for the memory model."""
+    """What a run asks of the device, for the memory model.
+
+    ``width`` x ``height`` is the set's size, the size the references are drawn (and recorded)
+    at; ``panel_width`` x ``panel_height`` the largest panel's (None: the set's size).
+    """
 
     width: int = 1024
     height: int = 1024
     cfg: bool = True
+    references: int = 1
+    """References recorded together each step (those with weight above 0)."""
+    panel_width: int | None = None
+    panel_height: int | None = None
     controlnets: int = 0
     """How many distinct ControlNets the set uses (0, 1 or 2)."""
     bytes_per_weight: int = 2
@@ -85,7 +93,18 @@ class Workload:
 
     @property
     def pixel_factor(self) -> float:
+        """The references' pixels over 1024x1024."""
         return self.width * self.height / REFERENCE_PIXELS
+
+    @property
+    def panel_pixel_factor(self) -> float:
+        """The largest panel's pixels over 1024x1024."""
+        return (self.panel_width or self.width) * (self.panel_height or self.height) / REFERENCE_PIXELS
+
+    @property
+    def largest_pixels(self) -> int:
+        """The largest picture of the run (a reference or a panel), in pixels."""
+        return round(max(self.pixel_factor, self.panel_pixel_factor) * REFERENCE_PIXELS)
 
     @property
     def halves(self) -> int:
@@ -117,7 +136,7 @@ def usable_gb(total_gb: float) -> float:
 
 def tile_vae_for(mode: str, work: Workload) -> bool:
     """VAE tiling: always in ``low``, and above 1536x1536 pixels in every mode."""
-    return mode == "low" or work.width * work.height > TILING_ABOVE_PIXELS
+    return mode == "low" or work.largest_pixels > TILING_ABOVE_PIXELS
 
 
 def stage_peaks_gb(mode: str, work: Workload, panels_at_once: int, tile_vae: bool | None = None) -> dict[str, float]:
@@ -129,14 +148,15 @@ def stage_peaks_gb(mode: str, work: Workload, panels_at_once: int, tile_vae: boo
     unet, text, vae = UNET_GB * d, TEXT_ENCODERS_GB * d, VAE_GB * d
     controlnets = CONTROLNET_GB * d * work.controlnets
     everything = unet + text + vae + controlnets
-    activations = work.pixel_factor * ACTIVATION_MARGIN * d
-    cache = REFERENCE_CACHE_GB * work.pixel_factor * work.halves / 2 * d
-    rows = max(1, panels_at_once) * work.halves
+    # Every reference's keys/values stay recorded all step; the UNet then runs either the
+    # references' rows (recording) or one micro-batch of panel rows (replaying), the larger counts.
+    cache = REFERENCE_CACHE_GB * work.pixel_factor * work.references * work.halves / 2 * d
+    row_pixels = max(work.references * work.pixel_factor, max(1, panels_at_once) * work.panel_pixel_factor)
     per_row = UNET_ROW_GB + (CONTROLNET_ROW_GB if work.controlnets else 0.0)
-    denoise_activations = cache + rows * per_row * activations
+    denoise_activations = cache + row_pixels * work.halves * per_row * ACTIVATION_MARGIN * d
     decode_factor = 2.0 if work.vae_upcast else d
     decode_activations = ACTIVATION_MARGIN * decode_factor / 2 * (
-        VAE_TILE_DECODE_GB if tile_vae else VAE_DECODE_GB * work.pixel_factor)
+        VAE_TILE_DECODE_GB if tile_vae else VAE_DECODE_GB * work.largest_pixels / REFERENCE_PIXELS)
     vae_weights = VAE_GB * (2.0 if work.vae_upcast else d)
     if mode == "fast":
         resident = {"encode": everything, "denoise": everything, "decode": everything - vae + vae_weights}
@@ -206,7 +226,8 @@ def plan(requested: str, total_gb: float | None, work: Workload, panels: int,
 
 def _describe(work: Workload) -> str:
     nets = {0: "", 1: " + 1 ControlNet"}.get(work.controlnets, f" + {work.controlnets} ControlNets")
-    return f"SDXL{nets} at {work.width}x{work.height}"
+    refs = f", {work.references} references" if work.references > 1 else ""
+    return f"SDXL{nets} at {work.width}x{work.height}{refs}"
 
 
 # -- the device ---------------------------------------------------------------------------------------
