@@ -146,6 +146,8 @@ def test_lora_arguments_parse_file_and_weight():
     assert Lora.parse(r"C:\styles\ink.safetensors") == Lora(r"C:\styles\ink.safetensors", 1.0)
     with pytest.raises(ValueError):
         Lora("ink.safetensors", float("nan"))
+    with pytest.raises(ValueError, match="weight"):
+        Lora.parse("ink.safetensors:inf")
 
 
 def test_a_lora_works_with_low_memory_mode_and_gives_the_fast_pictures(files):

@@ -161,9 +161,10 @@ class Lora:
         head, sep, tail = text.rpartition(":")
         if sep and head and not Path(text).expanduser().is_file():
             try:
-                return cls(head, float(tail))
-            except ValueError:
-                pass
+                weight = float(tail)
+            except ValueError:  # not a weight: part of the file name
+                return cls(text)
+            return cls(head, weight)  # a weight that is no finite number is refused
         return cls(text)
 
 
