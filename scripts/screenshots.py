@@ -6,8 +6,9 @@ It runs the real window offscreen on the built-in ``tiny`` model (random weights
 are noise, which the screenshots show honestly), with its own temporary config and data folders.
 States: empty, a storyboard with references and panels, mid-generation with live previews,
 finished, a run from the history (with consistency scores from a tiny random DINO model, as
-meaningless as the pictures), the history's hint when the DINO model is missing, and the model
-dialog of the first start.
+meaningless as the pictures), the history's hint when the DINO model is missing, the model
+dialog of the first start, and a mixed-size storyboard blended from a mood board of several
+weighted references (the grid and the gallery).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "docs" / "images"))
     parser.add_argument("--theme", default="both", choices=("dark", "light", "both"))
     parser.add_argument("--size", default="1500x940")
+    parser.add_argument("--only-mixed", action="store_true",
+                        help="only the mixed-size, blended storyboard (storyboard-mixed.png, mood-board.png)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -125,6 +128,11 @@ def main() -> int:
     window.show()
     window.sessions.set_session(Session())
     settle(500)
+    if args.only_mixed:
+        mixed_storyboard(window, mood_pictures(work / "pictures"), settle, wait_for, save)
+        window.ask = lambda *a, **k: "Don't save"
+        window.close()
+        return 0
     save(window, "empty.png")
 
     dialog = ModelDialog("", window, first_run=True)
@@ -205,9 +213,53 @@ def main() -> int:
         settle(800)
         save(window, f"finished-{theme}.png")
 
+    if len(themes) > 1:
+        os.environ["STYLEALIGNED_THEME"] = themes[0]
+        apply_theme(app)
+    mixed_storyboard(window, pictures, settle, wait_for, save)
+
     window.ask = lambda *a, **k: "Don't save"
     window.close()
     return 0
+
+
+def mixed_storyboard(window, pictures, settle, wait_for, save) -> None:
+    """A storyboard of wide, tall and square panels whose style blends three pictures and the
+    generated reference (spec sections 11 and 12): the window after Generate, and the gallery."""
+    from stylealigned_desktop.session.model import Session
+
+    session = Session()
+    window.sessions.set_session(session)
+    window.gallery.add_files([str(p) for p in pictures[:3]])
+    wait_for(lambda: not window.gallery.importing)
+    first, second, third = session.references
+    session.set_reference_caption(first.id, "mountains at dusk")
+    session.set_reference_caption(second.id, "a night harbour")
+    session.set_source_active(second.id, True, weight=0.6)
+    session.set_source_active(third.id, True, weight=0.0)  # on the board, not used
+    session.set_source_active(None, True, weight=0.4)
+    session.set_style_text("flat vector illustration, limited palette")
+    session.set_reference_prompt("a lighthouse on a cliff")
+    shots = [("establishing shot: the harbour town at dawn", (1344, 768)),
+             ("the keeper climbs the lighthouse stairs", (832, 1216)),
+             ("a teacup on the keeper's table", None),
+             ("panorama: the storm rolls in over the sea", (1536, 640))]
+    for prompt, size in shots:
+        panel = session.add_panel(prompt)
+        session.update_panel(session.panel_index(panel.id), size=size)
+    session.update_settings(steps=6, width=1024, height=1024)
+    window.runs.generate()
+    wait_for(lambda: window.worker.current is None and not window.worker.pending and session.history,
+             timeout=1800)
+    window.storyboard.select(session.panels[0].id)
+    window.gallery.list.setCurrentRow(2)  # the second picture: its Mix box and weight
+    settle(800)
+    save(window, "storyboard-mixed.png")
+    window.style_dock.setFloating(True)  # the gallery alone, tall enough for its mix controls
+    window.style_dock.resize(430, 600)
+    settle(300)
+    save(window.style_dock, "mood-board.png")
+    window.style_dock.setFloating(False)
 
 
 if __name__ == "__main__":

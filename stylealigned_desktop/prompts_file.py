@@ -5,8 +5,10 @@
     a toy boat | seed=42
     a train at dawn | control=depth:train.png | scale=0.7
     a lighthouse | control=canny:sketch.png | low=80 | high=160 | start=0 | end=0.8
+    the harbour at dawn, wide | size=1344x768
 
-Fields after the prompt are separated by ``|``: ``seed=N``; ``control=MODE:PATH`` with MODE
+Fields after the prompt are separated by ``|``: ``seed=N``; ``size=WxH`` (the panel's own
+width and height, multiples of 64; without it the set's size); ``control=MODE:PATH`` with MODE
 canny, depth or map (a relative PATH is relative to the file); ``scale=`` (ControlNet
 conditioning scale, default 0.8); ``start=`` / ``end=`` (the part of the denoising, 0..1, during
 which the control acts); ``low=`` / ``high=`` (canny thresholds); ``kind=depth|canny`` (for
@@ -38,6 +40,15 @@ if TYPE_CHECKING:
 
 CONTROL_MODES = ("canny", "depth", "map")
 _SPLIT = re.compile(r"(?<!\\)\|")
+_SIZE = re.compile(r"\s*(\d+)\s*[x×X]\s*(\d+)\s*")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1344x768"`` -> (1344, 768): a panel's width x height, multiples of 64 (ValueError)."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"a size is WIDTHxHEIGHT, e.g. 1344x768, got {text!r}")
+    return limits.check_panel_size((int(match[1]), int(match[2])))
 
 
 class PromptsFileError(ValueError):
@@ -48,6 +59,7 @@ class PromptsFileError(ValueError):
 class PanelLine:
     prompt: str
     seed: int | None = None
+    size: tuple[int, int] | None = None
     control_mode: str | None = None
     control_image: str | None = None
     scale: float | None = None
@@ -113,6 +125,11 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
             raise PromptsFileError(f"{where}: {key}= given twice")
         if key == "seed":
             values["seed"] = _number(value, where, key)
+        elif key == "size":
+            try:
+                values["size"] = parse_size(value)
+            except ValueError as exc:
+                raise PromptsFileError(f"{where}: size=: {exc}") from None
         elif key == "control":
             mode, colon, path = value.partition(":")
             mode = mode.strip().lower()
@@ -130,7 +147,7 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
                 raise PromptsFileError(f"{where}: kind= must be depth or canny, got {value!r}")
             values[key] = value.lower()
         else:
-            raise PromptsFileError(f"{where}: unknown field {key!r} (known: seed, control, scale, start, end, low, high, kind)")
+            raise PromptsFileError(f"{where}: unknown field {key!r} (known: seed, size, control, scale, start, end, low, high, kind)")
     control_only = [k for k in ("scale", "start", "end", "low", "high", "kind") if k in values]
     if control_only and "control_mode" not in values:
         raise PromptsFileError(f"{where}: {', '.join(control_only)} given without control=MODE:PATH")
@@ -206,6 +223,8 @@ def format_line(panel: PanelLine) -> str:
     parts = ["\\" + prompt if prompt.startswith("#") else prompt]
     if panel.seed is not None:
         parts.append(f"seed={panel.seed}")
+    if panel.size is not None:
+        parts.append(f"size={panel.size[0]}x{panel.size[1]}")
     if panel.control_mode:
         parts.append(f"control={panel.control_mode}:{_escape(panel.control_image)}")
     for key in ("scale", "start", "end", "low", "high", "kind"):
@@ -253,7 +272,7 @@ def import_panels_text(
     """Add a panel per line of a plain-text storyboard to ``session``.
 
     Blank and ``#`` lines are ignored. ``seed=N`` gives the panel seed N, locked (without it
-    a seed is drawn, unlocked). ``control=MODE:PATH`` copies the picture into ``controls/``
+    a seed is drawn, unlocked); ``size=WxH`` its own size. ``control=MODE:PATH`` copies the picture into ``controls/``
     (as ``Session.set_panel_control_picture`` does) with the line's ``scale``,
     ``start``/``end``, ``low``/``high`` and ``kind`` (the map kind); what a line leaves out
     keeps :class:`Control`'s defaults. A relative PATH is relative to ``base`` (the imported
@@ -300,6 +319,7 @@ def import_panels_text(
             seed=session.draw_seed() if line.seed is None else line.seed,
             seed_locked=line.seed is not None,
             control=control,
+            size=line.size,
         ))
     return session.add_panels(new, replace_all=replace_all)
 
@@ -342,7 +362,7 @@ def export_panels_text(session: Session) -> str:
                 if getattr(c, name) != getattr(d, name) or (key == "kind" and c.mode == "map"):
                     control[key] = getattr(c, name)
         seed = panel.seed if panel.seed_locked else None
-        lines.append(format_line(PanelLine(prompt=prompt, seed=seed, **control)))
+        lines.append(format_line(PanelLine(prompt=prompt, seed=seed, size=panel.size, **control)))
     return "".join(f"{line}\n" for line in lines)
 
 

@@ -53,3 +53,58 @@ def shared_attention_np(q, k, v, settings, halves, scale):
                     bias = np.concatenate([bias, np.full(n_ref, settings.shared_score_shift)])
                 out[b, h] = softmax(qb @ kb.T * scale + bias) @ vb
     return out
+
+
+# --- several references (spec section 11), panels of any size (spec section 12) ----------------
+
+
+def _stats(x):
+    """mu and sigma of spec 4.1 over the token axis of a (tokens, channels) array."""
+    return x.mean(axis=0), np.sqrt(x.var(axis=0, ddof=1) + 1e-5)
+
+
+def mixture_adain_np(x, refs, weights):
+    """AdaIN of x to the weighted mixture of the references' statistics, the spec's formula:
+    mu = sum w_r mu_r, sigma^2 = sum w_r (sigma_r^2 + mu_r^2) - mu^2."""
+    stats = [_stats(r) for r, w in zip(refs, weights) if w > 0]
+    ws = [w for w in weights if w > 0]
+    mu = sum(w * m for w, (m, _) in zip(ws, stats))
+    var = sum(w * (s**2 + m**2) for w, (m, s) in zip(ws, stats)) - mu**2
+    x_mu, x_sd = _stats(x)
+    return (x - x_mu) / x_sd * np.sqrt(var) + mu
+
+
+def blended_attention_np(q, k, v, refs, weights, settings, scale):
+    """One target's shared attention (one head; (tokens, d) arrays) against R references
+    ``refs`` = [(q_r, k_r, v_r), ...] with normalised ``weights`` (spec section 11): keys
+    [K_b; s K_1; ...; s K_R], bias shift + ln w_r on reference r's columns, -inf where w_r = 0."""
+    q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
+    for flag, index in (("adain_queries", 0), ("adain_keys", 1), ("adain_values", 2)):
+        if getattr(settings, flag):
+            x = (q, k, v)[index]
+            x = mixture_adain_np(x, [r[index] for r in refs], weights)
+            q, k, v = (x if i == index else y for i, y in enumerate((q, k, v)))
+    keys, values, bias = [k], [v], [np.zeros(k.shape[0])]
+    if settings.share_attention:
+        for (_, k_r, v_r), w in zip(refs, weights):
+            keys.append(settings.shared_score_scale * k_r)
+            values.append(v_r)
+            bias.append(np.full(k_r.shape[0], settings.shared_score_shift + np.log(w) if w > 0 else -np.inf))
+    keys, values, bias = np.concatenate(keys), np.concatenate(values), np.concatenate(bias)
+    return softmax(q @ keys.T * scale + bias) @ values
+
+
+def weighted_group_norm_np(x, refs, weights, groups, gamma, beta, eps):
+    """GroupNorm of one target x (C, H, W) over the weighted union of its elements (1 each) and
+    each reference's (C, H_r, W_r) elements (w_r each), then the affine (spec sections 11, 12)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    per = x.shape[0] // groups
+    for g in range(groups):
+        parts = [(x[g * per:(g + 1) * per].ravel(), 1.0)]
+        parts += [(np.asarray(r, dtype=np.float64)[g * per:(g + 1) * per].ravel(), w) for r, w in zip(refs, weights)]
+        total = sum(w * len(e) for e, w in parts)
+        mean = sum(w * e.sum() for e, w in parts) / total
+        var = sum(w * ((e - mean) ** 2).sum() for e, w in parts) / total
+        out[g * per:(g + 1) * per] = (x[g * per:(g + 1) * per] - mean) / np.sqrt(var + eps)
+    return out * np.asarray(gamma).reshape(-1, 1, 1) + np.asarray(beta).reshape(-1, 1, 1)

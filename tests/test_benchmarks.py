@@ -120,3 +120,20 @@ def test_scaled_model_keeps_sdxl_structure():
     assert 9 < ratio < 11
     with pytest.raises(ValueError, match="head-dim"):
         bench_sets.bench_model(4, head_dim=64)  # 160 channels are not a whole number of 64-heads
+
+
+def test_the_references_benchmark_runs_and_its_flop_model_is_the_closed_form(tmp_path):
+    out = tmp_path / "refs.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_references.py"), "--quick",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    rows, n, x = result["rows"], result["panels"], result["shared_row_extra_fraction"]
+    assert [r["references"] for r in rows] == [1, 2] and 0 < x < 1
+    for row in rows:
+        r = row["references"]
+        assert row["flop_model_ratio"] == pytest.approx((r + n * (1 + x * r)) / (1 + n * (1 + x)))
+        assert row["step_cpu_s_median"] == pytest.approx(statistics.median(row["step_cpu_s_runs"]))
+        assert row["peak_memory_mib"] > 0
+    assert rows[0]["time_ratio_vs_first"] == 1.0 and rows[1]["memory_over_first_mib"] == pytest.approx(
+        rows[1]["peak_memory_mib"] - rows[0]["peak_memory_mib"])

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylealigned_desktop.engine import evaluation, metrics
+from stylealigned_desktop import cli
+from stylealigned_desktop.engine import evaluation, evaluation_report, metrics, paper_suite
 from stylealigned_desktop.engine.evaluation import EvaluationError, MetricSources
 
 from . import test_metrics
@@ -99,7 +100,7 @@ def test_evaluate_two_folders_side_by_side(tmp_path, tiny_dino_dir, tiny_clip_di
     with Image.open(out / "metrics.png") as chart:
         colors = {tuple(c) for c in np.asarray(chart.convert("RGB")).reshape(-1, 3)}
     # One bar colour per folder, drawn in the chart.
-    assert evaluation._PALETTE[0] in colors and evaluation._PALETTE[1] in colors
+    assert evaluation_report._PALETTE[0] in colors and evaluation_report._PALETTE[1] in colors
     assert report["outputs"]["chart"] == str(out / "metrics.png")
 
 
@@ -150,7 +151,7 @@ def test_cli_evaluate_writes_reports_and_user_errors_are_one_line(
     folder = make_run_folder(tmp_path / "run", [drawn_picture(0), drawn_picture(3)],
                              ["A lion", "A dog"])
     out = tmp_path / "out"
-    code = evaluation.main(["evaluate", str(folder), "--dino", str(tiny_dino_dir),
+    code = cli.main(["evaluate", str(folder), "--dino", str(tiny_dino_dir),
                             "--clip", str(tiny_clip_dir), "--inception", "none",
                             "--device", "cpu", "--out", str(out)])
     captured = capsys.readouterr()
@@ -159,7 +160,7 @@ def test_cli_evaluate_writes_reports_and_user_errors_are_one_line(
     assert json.loads((out / "metrics.json").read_text())["models"]["inception"] is None
 
     def one_line_error(argv: list[str]) -> str:
-        assert evaluation.main(argv) == 2
+        assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("stylealigned: error: "), err
         return err[0]
@@ -175,20 +176,20 @@ def test_cli_evaluate_writes_reports_and_user_errors_are_one_line(
 
 
 def test_set_ranges():
-    assert evaluation.parse_set_range("1-100") == list(range(1, 101))
-    assert evaluation.parse_set_range("1-3, 7,5-5") == [1, 2, 3, 5, 7]
+    assert paper_suite.parse_set_range("1-100") == list(range(1, 101))
+    assert paper_suite.parse_set_range("1-3, 7,5-5") == [1, 2, 3, 5, 7]
     for bad in ("", "a-b", "5-2", "1-"):
         with pytest.raises(EvaluationError, match="not a set range"):
-            evaluation.parse_set_range(bad)
+            paper_suite.parse_set_range(bad)
 
 
 def test_paper_sets_and_requests():
-    sets = evaluation.load_paper_sets()
+    sets = paper_suite.load_paper_sets()
     assert [s.id for s in sets] == list(range(1, 101))
     first = sets[0]
     assert first.prompts()[0] == f"{first.objects[0]} in {first.style}"
-    requests = {name: evaluation.paper_request(first, "tiny", settings, steps=3, size=64)
-                for name, settings in evaluation.VARIANTS.items()}
+    requests = {name: paper_suite.paper_request(first, "tiny", settings, steps=3, size=64)
+                for name, settings in paper_suite.VARIANTS.items()}
     for request in requests.values():
         assert request.style.prompt == f"{first.objects[0]} in {first.style}"
         assert [p.prompt for p in request.panels] == [f"{o} in {first.style}"
@@ -198,7 +199,7 @@ def test_paper_sets_and_requests():
             requests["stylealigned"].style.seed, [p.seed for p in requests["stylealigned"].panels])
     assert len({request.style.seed} | {p.seed for p in request.panels}) == len(first.objects)
     assert not requests["baseline"].settings.is_active
-    assert requests["stylealigned"].settings == evaluation.StyleAlignedSettings()
+    assert requests["stylealigned"].settings == paper_suite.StyleAlignedSettings()
     assert not requests["no-adain"].settings.adain_queries
     assert requests["no-adain"].settings.share_attention
     assert requests["full-share"].settings.full_attention_share
@@ -229,7 +230,7 @@ def test_paper_suite_scores_both_variants_and_resumes(tmp_path, tiny_dino_dir, t
     sources = tiny_sources(tiny_dino_dir, tiny_clip_dir)
     calls: list = []
     with pytest.raises(KeyboardInterrupt):
-        evaluation.run_paper_suite("tiny", out, sets=[1, 2], steps=2, sources=sources,
+        paper_suite.run_paper_suite("tiny", out, sets=[1, 2], steps=2, sources=sources,
                                    generate_set=fake_generator(calls, fail_after=3))
     # Sets outside, variants inside: set 1 both variants, set 2 StyleAligned, then interrupted.
     done = [(r.settings.share_attention, f.name) for r, f in calls]
@@ -237,18 +238,18 @@ def test_paper_suite_scores_both_variants_and_resumes(tmp_path, tiny_dino_dir, t
     assert not (out / "baseline" / "set-002" / "run.json").exists()
 
     resumed: list = []
-    report = evaluation.run_paper_suite("tiny", out, sets=[1, 2], steps=2, sources=sources,
+    report = paper_suite.run_paper_suite("tiny", out, sets=[1, 2], steps=2, sources=sources,
                                         generate_set=fake_generator(resumed))
     assert [f.relative_to(out).as_posix() for _, f in resumed] == ["baseline/set-002"]
     assert [g["label"] for g in report["groups"]] == ["stylealigned", "baseline"]
-    paper_objects = [o for s in evaluation.load_paper_sets()[:2] for o in s.objects]
+    paper_objects = [o for s in paper_suite.load_paper_sets()[:2] for o in s.objects]
     for group in report["groups"]:
         assert group["sets"] == 2 and group["images"] == len(paper_objects)
         # Text alignment compares each picture with its paper object only.
         assert [r["subject"] for r in group["text_alignment"]["per_image"]] == paper_objects
     # The suite's run folders name each picture's object, so a later `evaluate` agrees.
     assert [s.subjects for s in evaluation.find_sets(out / "baseline")] == [
-        s.objects for s in evaluation.load_paper_sets()[:2]]
+        s.objects for s in paper_suite.load_paper_sets()[:2]]
     later = evaluation.evaluate_folders([out / "stylealigned", out / "baseline"],
                                         tmp_path / "later", sources)
     for mine, theirs in zip(report["groups"], later["groups"], strict=True):
@@ -262,11 +263,11 @@ def test_paper_suite_scores_both_variants_and_resumes(tmp_path, tiny_dino_dir, t
 
     # Nothing left to generate; asking for the ablations generates only those.
     again: list = []
-    evaluation.run_paper_suite("tiny", out, sets=[1, 2], steps=2, sources=sources,
+    paper_suite.run_paper_suite("tiny", out, sets=[1, 2], steps=2, sources=sources,
                                generate_set=fake_generator(again))
     assert again == []
     ablations: list = []
-    report = evaluation.run_paper_suite("tiny", out, sets=[2], steps=2, ablations=True,
+    report = paper_suite.run_paper_suite("tiny", out, sets=[2], steps=2, ablations=True,
                                         sources=sources, generate_set=fake_generator(ablations))
     assert sorted(f.relative_to(out).as_posix() for _, f in ablations) == [
         "full-share/set-002", "no-adain/set-002"]
@@ -275,10 +276,10 @@ def test_paper_suite_scores_both_variants_and_resumes(tmp_path, tiny_dino_dir, t
     assert all(g["sets"] == 1 for g in report["groups"])
 
     with pytest.raises(EvaluationError, match="steps 2 there, 3 now"):
-        evaluation.run_paper_suite("tiny", out, sets=[1], steps=3, sources=sources,
+        paper_suite.run_paper_suite("tiny", out, sets=[1], steps=3, sources=sources,
                                    generate_set=fake_generator([]))
     with pytest.raises(EvaluationError, match="no paper set 101"):
-        evaluation.run_paper_suite("tiny", out, sets=[101], steps=2, sources=sources,
+        paper_suite.run_paper_suite("tiny", out, sets=[101], steps=2, sources=sources,
                                    generate_set=fake_generator([]))
 
 
@@ -286,14 +287,14 @@ def test_paper_suite_scores_both_variants_and_resumes(tmp_path, tiny_dino_dir, t
 def test_cli_paper_suite_end_to_end_with_the_tiny_model(tmp_path, capsys, tiny_dino_dir,
                                                         tiny_clip_dir):
     out = tmp_path / "paper"
-    code = evaluation.main(["evaluate", "--suite", "paper", "--model", "tiny", "--sets", "1-2",
+    code = cli.main(["evaluate", "--suite", "paper", "--model", "tiny", "--sets", "1-2",
                             "--steps", "2", "--size", "64", "--out", str(out), "--dino", str(tiny_dino_dir),
                             "--clip", str(tiny_clip_dir), "--inception", "none",
                             "--device", "cpu"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     data = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    sets = evaluation.load_paper_sets()[:2]
+    sets = paper_suite.load_paper_sets()[:2]
     assert [g["label"] for g in data["groups"]] == ["stylealigned", "baseline"]
     assert all(g["images"] == sum(len(s.objects) for s in sets) for g in data["groups"])
     assert data["suite"]["steps"] == 2 and data["suite"]["sets"] == [1, 2]

@@ -1,6 +1,7 @@
-"""The layering rules: session/ imports neither Qt nor torch; engine/ never imports Qt; neither
-imports Ray or the server's HTTP code; the server's client side needs neither Ray nor torch; no
-module imports, even indirectly, a module that imports it back.
+"""The layering rules: session/ imports neither Qt nor torch; engine/ never imports Qt and
+holds no command-line code (argument parsing, printing, exiting); neither imports Ray or the
+server's HTTP code; the server's client side needs neither Ray nor torch; no module imports,
+even indirectly, a module that imports it back.
 
 Each package's modules are found by globbing its folder, so new modules are covered, and
 imported in a fresh interpreter, so nothing imported by other tests hides a violation. Import
@@ -99,6 +100,67 @@ def test_engine_data_types_stay_light():
     ])
     assert report["failed"] == {}
     assert report["loaded"] == []
+
+
+COMMAND_LINE_MODULES = {"argparse", "optparse", "getopt", "click", "typer", "tqdm"}
+"""Modules only a command line (or a terminal) needs: they belong in cli/."""
+
+
+def command_line_code(source: str) -> list[str]:
+    """Argument parsing, printing, terminal output and exiting in a module's source."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            names = []
+        found += [f"line {line}: imports {name}" for name in names
+                  if name.split(".")[0] in COMMAND_LINE_MODULES]
+        if isinstance(node, ast.Call):
+            called = ast.unparse(node.func)
+            if called in ("print", "exit", "quit", "sys.exit", "os._exit", "pprint.pprint",
+                          "sys.stdout.write", "sys.stderr.write"):
+                found.append(f"line {line}: calls {called}")
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if ast.unparse(raised) == "SystemExit":
+                found.append(f"line {line}: raises SystemExit")
+        if isinstance(node, ast.Compare) and ast.unparse(node) in (
+                "__name__ == '__main__'", "__name__ == \"__main__\""):
+            found.append(f"line {line}: runs as a script")
+    return found
+
+
+def test_command_line_code_is_recognised():
+    """The check itself: each kind of command-line code is caught, ordinary code is not."""
+    source = """
+import argparse
+from tqdm import tqdm
+def main(argv):
+    print("hello")
+    sys.exit(2)
+    raise SystemExit(main())
+if __name__ == "__main__":
+    main()
+def fine(x):
+    message = f"print({x})"
+    return x.exit_code
+"""
+    assert sorted(command_line_code(source)) == [
+        "line 2: imports argparse", "line 3: imports tqdm", "line 5: calls print",
+        "line 6: calls sys.exit", "line 7: raises SystemExit", "line 8: runs as a script"]
+
+
+def test_engine_holds_no_command_line_code():
+    """Parsing arguments, printing and exiting belong to cli/; the engine reports events."""
+    engine = PACKAGE_DIR / "engine"
+    found = {f"engine/{path.name}": entries
+             for path in sorted(engine.glob("*.py"))
+             if (entries := command_line_code(path.read_text(encoding="utf-8")))}
+    assert found == {}
 
 
 # --- import cycles ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from stylealigned_desktop.prompts_file import (
     PromptsFileError,
     format_line,
     parse_line,
+    parse_size,
     parse_text,
     read_prompts_file,
 )
@@ -44,6 +45,9 @@ def test_escaped_bar_stays_in_the_prompt():
         ("a cat | seed=1 | seed=2", "twice"),
         ("| seed=1", "prompt is empty"),
         ("a cat | control=map:m.png | kind=normal", "depth or canny"),
+        ("a cat | size=1000x768", "multiple of 64"),
+        ("a cat | size=wide", "WIDTHxHEIGHT"),
+        ("a cat | size=1344x768 | size=768x1344", "twice"),
     ],
 )
 def test_malformed_lines_give_clear_errors_with_the_line_number(line, fragment):
@@ -52,8 +56,15 @@ def test_malformed_lines_give_clear_errors_with_the_line_number(line, fragment):
     assert "board.txt:2" in str(error.value)
 
 
+def test_panel_sizes():
+    wide, tall, square = parse_text("harbour, wide | size=1344x768\nface | seed=3 | size=832 × 1216\ncup\n")
+    assert (wide.size, tall.size, square.size) == ((1344, 768), (832, 1216), None)
+    assert parse_size("1536X640") == (1536, 640)
+
+
 def test_round_trip_through_format_line():
-    panel = PanelLine("a | b", seed=7, control_mode="canny", control_image="c.png", scale=0.5, low=10, high=20)
+    panel = PanelLine("a | b", seed=7, control_mode="canny", control_image="c.png", scale=0.5, low=10, high=20,
+                      size=(640, 1536))
     assert parse_line(format_line(panel)) == panel
     hashtag = PanelLine("#1 hit single, poster", control_mode="map", control_image="/x/a|b.png", kind="canny")
     assert parse_line(format_line(hashtag)) == hashtag

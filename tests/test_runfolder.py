@@ -8,6 +8,7 @@ from stylealigned_desktop.engine.request import (
     GeneratedReference,
     Panel,
     PanelControl,
+    ReferencePicture,
     Sampling,
     SetRequest,
 )
@@ -76,6 +77,52 @@ def test_subject_and_contact_sheet_helpers():
     assert sheet.size[0] > 4 * 32 and sheet.size[1] > 2 * 32
     with pytest.raises(ValueError):
         contact_sheet([])
+
+
+def test_several_references_and_mixed_sizes_are_recorded(tmp_path):
+    request = SetRequest(
+        model="tiny",
+        style=(GeneratedReference("a train, ink", 1, weight=3), ReferencePicture("/mood/cat.png", "a cat", weight=1),
+               GeneratedReference("unused, ink", 5, weight=0)),
+        panels=(Panel("a car, ink", 2, size=(192, 64)), Panel("a boat, ink", 3, size=(64, 128)), Panel("x, ink", 4)),
+        sampling=Sampling(steps=2, width=128, height=128),
+    )
+    square, wide, tall = (Image.new("RGB", size, c) for size, c in [((128, 128), "red"), ((192, 64), "green"),
+                                                                   ((64, 128), "blue")])
+    result = RunResult(reference=square, panels={0: wide, 1: tall, 2: square}, metadata={},
+                       references={0: square, 1: square})
+    write_run_folder(tmp_path, request, result, style_text="ink")
+    run = read_run(tmp_path)
+    refs = run["references"]
+    assert [(r["file"], r["kind"], r["weight"]) for r in refs] == [
+        ("reference.png", "generated", 0.75), ("reference-02.png", "picture", 0.25), (None, "generated", 0.0)]
+    assert refs[0]["subject"] == "a train" and refs[1]["picture"] == "/mood/cat.png" and run["reference"] == refs[0]
+    assert [r["weight"] for r in run["style"]] == [3.0, 1.0, 0.0]  # as requested
+    assert not (tmp_path / "reference-03.png").exists()
+    assert [(p["width"], p["height"]) for p in run["panels"]] == [(192, 64), (64, 128), (128, 128)]
+    params = read_parameters(tmp_path / "panel-01.png")
+    assert (params["width"], params["height"]) == (192, 64)
+    assert [r["weight"] for r in params["references"]] == [0.75, 0.25, 0.0]
+    ref2 = read_parameters(tmp_path / "reference-02.png")
+    assert ref2["role"] == "reference" and ref2["reference_index"] == 2 and ref2["weight"] == 0.25
+    with Image.open(tmp_path / "panel-01.png") as image:
+        assert image.size == (192, 64)
+
+
+def test_contact_sheet_keeps_each_pictures_shape():
+    wide = Image.new("RGB", (210, 120), "red")  # 7:4
+    tall = Image.new("RGB", (64, 128), "blue")
+    sheet = contact_sheet([("wide", wide), ("tall", tall)], tile_size=140)
+
+    def box(colour):
+        pixels = [(x, y) for x in range(sheet.width) for y in range(sheet.height) if sheet.getpixel((x, y)) == colour]
+        xs, ys = [p[0] for p in pixels], [p[1] for p in pixels]
+        return max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
+
+    w, h = box((255, 0, 0))
+    assert w == 140 and abs(w / h - 210 / 120) < 0.03
+    w, h = box((0, 0, 255))
+    assert h == 140 and abs(h / w - 2) < 0.03
 
 
 # --- pictures and record committed together; hostile run.json (issue 17) ---------------------

@@ -9,15 +9,20 @@ batch is laid out:
     is that half's reference. Used by :func:`~stylealigned_desktop.engine.install.style_aligned`
     around a plain pipeline call, and for ``full_attention_share``.
 ``record``
-    The batch holds only the references (one row per half). They run as plain attention and
-    leave, per layer, what the panels need: keys, values and AdaIN statistics.
+    The batch holds only the references (R rows per half, weighted by
+    ``SharingState.reference_weights``). They run as plain attention and leave, per layer,
+    what the panels need: all R references' keys and values, the AdaIN statistics of their
+    weighted mixture and the attention bias of their columns.
 ``replay``
     The batch holds only panels (``halves`` groups of equal size). The reference part comes
     from what ``record`` left for the same layer. This is how the engine runs panels in
-    micro-batches without recomputing the reference.
+    micro-batches without recomputing the references; a panel's token count need not be the
+    references' (panels of their own size, spec section 12).
 
 Panels never see each other (except in ``full_attention_share``), so all three layouts give
-the same numbers for every panel.
+the same numbers for every panel. Several references (spec section 11): a panel attends to
+``[own; s*K_1; ...; s*K_R]`` with bias ``shift + ln w_r`` on reference r's columns, and AdaIN
+takes the mixture's statistics; with R = 1 both reduce to the single-reference method exactly.
 """
 
 from __future__ import annotations
@@ -51,6 +56,30 @@ def mean_std(x: torch.Tensor, eps: float = ADAIN_EPS) -> tuple[torch.Tensor, tor
     return mean, (var + eps).sqrt()
 
 
+def mixture_stats(mean: torch.Tensor, spread: torch.Tensor, weights, square: bool = True):
+    """Mean and spread of the weighted mixture of R distributions (spec section 11).
+
+    ``mean`` / ``spread``: (halves, R, ...) per-reference statistics; ``weights``: R numbers
+    summing to 1. ``spread`` is a standard deviation (``square``) or a variance. Returns
+    (halves, 1, ...): mu = sum w_r mu_r and var = sum w_r (var_r + (mu_r - mu)^2), the spec's
+    sum w_r (var_r + mu_r^2) - mu^2 without its cancellation. One reference is returned as is.
+    """
+    if mean.shape[1] == 1:
+        return mean, spread
+    w = torch.as_tensor(weights, dtype=mean.dtype, device=mean.device).view(1, -1, *(1,) * (mean.dim() - 2))
+    mu = (w * mean).sum(dim=1, keepdim=True)
+    var = (w * ((spread.square() if square else spread) + (mean - mu).square())).sum(dim=1, keepdim=True)
+    return mu, var.sqrt() if square else var
+
+
+def reference_bias(weights, shift: float) -> list[float] | None:
+    """Each reference's logit bias ``shift + ln w_r`` (None when all are 0: no mask at all).
+
+    Weights are > 0: a weight-0 reference is never seen (bias -inf), so it is not recorded."""
+    bias = [shift + math.log(w) for w in weights]
+    return None if not any(bias) else bias
+
+
 def adain(x: torch.Tensor, ref_mean: torch.Tensor, ref_std: torch.Tensor) -> torch.Tensor:
     """Re-normalise ``x`` (…, tokens, channels) to the reference's mean and std, per channel."""
     mean, std = mean_std(x)
@@ -82,13 +111,19 @@ def unshared_layer_mask(num_layers: int, level: float) -> list[bool]:
 
 @dataclass
 class ReferenceAttention:
-    """What panels need from the reference in one layer; tensors are (halves, 1, heads, N, d)."""
+    """What panels need from the references in one layer.
+
+    ``key`` / ``value``: (halves, 1, heads, R*N, d), the R references' tokens one after the
+    other; the statistics are the weighted mixture's, (halves, 1, heads, 1, d); ``bias``: one
+    logit bias per reference (``shift + ln w_r``), None when all are 0.
+    """
 
     key: torch.Tensor
     value: torch.Tensor
     query_stats: tuple[torch.Tensor, torch.Tensor] | None
     key_stats: tuple[torch.Tensor, torch.Tensor] | None
     value_stats: tuple[torch.Tensor, torch.Tensor] | None
+    bias: list[float] | None = None
 
 
 @dataclass
@@ -100,6 +135,8 @@ class SharingState:
     mode: str = "batch"
     halves_override: int | None = None
     cache: dict[str, object] = field(default_factory=dict)
+    reference_weights: tuple[float, ...] = (1.0,)
+    """The weights (> 0, summing to 1) of the reference rows ``record`` sees, in row order."""
 
     def halves(self) -> int:
         return self.halves_override if self.halves_override is not None else self.halves_provider()
@@ -138,14 +175,21 @@ class SharedSelfAttnProcessor:
         self.name = name
 
     # -- the part that differs from plain attention -------------------------------------------
-    def _reference(self, q, k, v) -> ReferenceAttention:
+    def _reference(self, q, k, v, weights=(1.0,)) -> ReferenceAttention:
+        """What panels need of the references q, k, v: (halves, R, heads, N, d)."""
         s = self.state.settings
+
+        def stats(x):
+            return mixture_stats(*mean_std(x), weights)
+
+        halves, refs, heads, n, d = k.shape
         return ReferenceAttention(
-            key=k,
-            value=v,
-            query_stats=mean_std(q) if s.adain_queries else None,
-            key_stats=mean_std(k) if s.adain_keys else None,
-            value_stats=mean_std(v) if s.adain_values else None,
+            key=k.transpose(1, 2).reshape(halves, 1, heads, refs * n, d),
+            value=v.transpose(1, 2).reshape(halves, 1, heads, refs * n, v.shape[-1]),
+            query_stats=stats(q) if s.adain_queries else None,
+            key_stats=stats(k) if s.adain_keys else None,
+            value_stats=stats(v) if s.adain_values else None,
+            bias=reference_bias(weights, s.shared_score_shift),
         )
 
     def _panels(self, q, k, v, ref: ReferenceAttention, scale: float) -> torch.Tensor:
@@ -162,11 +206,11 @@ class SharedSelfAttnProcessor:
         if s.share_attention:
             ref_key = ref.key if s.shared_score_scale == 1.0 else ref.key * s.shared_score_scale
             k = torch.cat([k, ref_key.expand(halves, m, heads, -1, d)], dim=-2)
-            v = torch.cat([v, ref.value.expand(halves, m, heads, -1, d)], dim=-2)
-            if s.shared_score_shift != 0.0:
-                n_ref = ref.key.shape[-2]
+            v = torch.cat([v, ref.value.expand(halves, m, heads, -1, -1)], dim=-2)
+            if ref.bias is not None:
+                n_ref = ref.key.shape[-2] // len(ref.bias)
                 mask = torch.zeros(1, 1, 1, k.shape[-2], dtype=q.dtype, device=q.device)
-                mask[..., -n_ref:] = s.shared_score_shift
+                mask[..., n:] = torch.tensor(ref.bias, dtype=q.dtype, device=q.device).repeat_interleave(n_ref)
         out = _plain_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), scale, mask)
         return out.view(halves, m, heads, n, -1)
 
@@ -191,8 +235,11 @@ class SharedSelfAttnProcessor:
             return self._full_share(q, k, v, scale)
         batch, heads, n, d = q.shape
         if state.mode == "record":
+            refs = state.rows_per_half(batch)
+            if refs != len(state.reference_weights):
+                raise RuntimeError(f"{refs} reference rows per half but {len(state.reference_weights)} weights")
             state.cache[self.name] = self._reference(
-                *(x.view(state.halves(), 1, heads, n, -1) for x in (q, k, v))
+                *(x.view(state.halves(), refs, heads, n, -1) for x in (q, k, v)), state.reference_weights
             )
             return _plain_attention(q, k, v, scale)
         if state.mode == "replay":

@@ -1,6 +1,8 @@
 """Events the engine reports while it works (plain dataclasses, safe to pass between threads).
 
-``index`` is a panel's 0-based index in the request; None means the reference.
+``index`` is a panel's 0-based index in the request; None means a reference, and then
+``reference`` is its 0-based position in ``SetRequest.references`` (always 0 for a set with one
+reference).
 """
 
 from __future__ import annotations
@@ -9,6 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
+
+
+def picture_key(index: int | None, reference: int = 0):
+    """One key for every picture of a set: a panel's index, None for the first reference and
+    ``("reference", r)`` for reference r >= 1 (as ``RunResult.latents`` is keyed)."""
+    if index is not None:
+        return index
+    return None if reference == 0 else ("reference", reference)
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,7 @@ class Preview:
     index: int | None
     step: int
     image: Image.Image
+    reference: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,7 @@ class PanelDone:
     index: int | None
     image: Image.Image
     metadata: dict[str, Any] = field(default_factory=dict)
+    reference: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,15 +66,23 @@ class Notice:
 
 @dataclass(frozen=True)
 class RunResult:
-    """A finished run: final images by panel index (0-based), the reference, and run metadata.
+    """A finished run: final images by panel index (0-based), the references, and run metadata.
 
-    ``latents`` holds the final latents (float32, CPU) by index (None = reference).
+    ``references`` holds every reference's image by its position in ``SetRequest.references``
+    (a weight-0 reference is not run and has none); ``reference`` is position 0's, as one-
+    reference code reads it. ``latents`` holds the final latents (float32, CPU) by panel index,
+    None for reference 0 and ``("reference", r)`` for reference r >= 1.
     """
 
     reference: Image.Image | None
     panels: dict[int, Image.Image]
     metadata: dict[str, Any]
-    latents: dict[int | None, Any] = field(default_factory=dict)
+    latents: dict[Any, Any] = field(default_factory=dict)
+    references: dict[int, Image.Image] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.references and self.reference is not None:
+            self.references[0] = self.reference
 
 
 @dataclass(frozen=True)

@@ -10,22 +10,30 @@ cached keys and values, whatever the number of panels.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import events as ev
 from . import memory as mem
+from .denoise import (
+    Conditioning,
+    PreparedControl,
+    RunContext,
+    control_residuals,
+    decode_latent,
+    predicted_x0,
+)
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora
 from .models import TINY, load_pipeline, model_identity, resolve_device, resolve_dtype
 from .preview import latent_to_rgb
-from .request import PanelControl, ReferencePicture, SetRequest
+from .request import ReferencePicture, SetRequest
 
 EventSink = Callable[[ev.Event], None]
 
@@ -75,43 +83,16 @@ def workload(request: SetRequest, pipe=None) -> mem.Workload:
     """What a request asks of the device, for the memory model (``engine/memory.py``)."""
     kinds = {request.panels[i].control.kind for i in request.selected if request.panels[i].control is not None}
     sampling = request.sampling
-    device = resolve_device(request.device)
-    dtype = resolve_dtype(request.dtype, device)
+    set_size = (sampling.width, sampling.height)
+    largest = max((request.panel_size(i) for i in request.selected), key=lambda s: s[0] * s[1], default=set_size)
+    dtype = resolve_dtype(request.dtype, resolve_device(request.device))
     vae_upcast = True
     if pipe is not None:
         vae_upcast = pipe.vae.dtype != torch.float32 and bool(pipe.vae.config.force_upcast)
     return mem.Workload(width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
-                        controlnets=len(kinds), bytes_per_weight=torch.finfo(dtype).bits // 8,
-                        vae_upcast=vae_upcast)
-
-
-@dataclass
-class _Conditioning:
-    """Text conditioning of rows, both CFG halves kept separately: (rows, ...) each."""
-
-    embeds: torch.Tensor
-    pooled: torch.Tensor
-    negative_embeds: torch.Tensor | None
-    negative_pooled: torch.Tensor | None
-
-    def rows(self, index: Sequence[int] | slice, halves: int):
-        """UNet inputs for these rows, laid out [uncond rows | cond rows] when CFG is on."""
-        if halves == 1:
-            return self.embeds[index], self.pooled[index]
-        return (torch.cat([self.negative_embeds[index], self.embeds[index]]),
-                torch.cat([self.negative_pooled[index], self.pooled[index]]))
-
-
-@dataclass
-class _PreparedControl:
-    """A panel's control map as the ControlNet takes it: (1, 3, H, W) in [0, 1]."""
-
-    control: PanelControl
-    image: torch.Tensor
-
-    def active(self, step: int, total: int) -> bool:
-        """Whether the control acts at this step (diffusers' controlnet_keep rule)."""
-        return not (step / total < self.control.guidance_start or (step + 1) / total > self.control.guidance_end)
+                        references=max(1, len(request.used_references)), panel_width=largest[0],
+                        panel_height=largest[1], controlnets=len(kinds),
+                        bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast)
 
 
 class Engine:
@@ -283,61 +264,73 @@ class Engine:
 
     def _generate(self, request: SetRequest, sink: EventSink, cancel: threading.Event) -> ev.RunResult:
         started = time.perf_counter()
-        if request.settings.full_attention_share and request.only is not None:
+        sampling, settings = request.sampling, request.settings
+        selected = list(request.selected)
+        set_size = (sampling.width, sampling.height)
+        if settings.full_attention_share and request.only is not None:
             raise GenerationError(
                 "full_attention_share couples every image of the set: it cannot re-roll single panels"
             )
+        if settings.full_attention_share and (
+                len(request.references) > 1 or any(request.panel_size(i) != set_size for i in selected)):
+            raise GenerationError("full_attention_share is the authors' ablation of one reference: it takes "
+                                  "neither several references nor panels of their own size")
         pipe, memory_mode = self._request_pipeline(request, sink)
         loaded = time.perf_counter()
-        sampling = request.sampling
         device = pipe._execution_device  # where the models run, whatever the offloading
         dtype = pipe.unet.dtype
         halves = 2 if sampling.uses_cfg else 1
-        selected = list(request.selected)
-        n = len(selected)
 
-        style = request.style
-        picture_mode = isinstance(style, ReferencePicture)
-
-        plan = mem.plan(memory_mode, mem.device_total_gb(device), workload(request, pipe), max(n, 1),
+        # Rows: the references that are seen (weight above 0; spec section 11), then the panels.
+        used = list(request.used_references)
+        references = [request.references[r] for r in used]
+        n_refs = len(references)
+        sizes = [set_size] * n_refs + [request.panel_size(i) for i in selected]
+        groups = _size_groups(sizes)
+        plan = mem.plan(memory_mode, mem.device_total_gb(device), workload(request, pipe), max(len(selected), 1),
                         mem.device_budget_gb(device))
-        mem.set_vae_tiling(pipe.vae, plan.tile_vae)  # for the picture's encode and the decodes
-
-        scheduler = make_scheduler(pipe.scheduler.config, sampling.scheduler)
+        mem.set_vae_tiling(pipe.vae, plan.tile_vae)  # for the pictures' encodes and the decodes
+        schedulers = {size: make_scheduler(pipe.scheduler.config, sampling.scheduler) for size in groups}
+        scheduler = schedulers[set_size]
         try:
             check_steps(sampling.steps, scheduler.config.num_train_timesteps)
         except ValueError as exc:
             raise GenerationError(f"{exc} (the scheduler's training steps)") from None
-        scheduler.set_timesteps(sampling.steps, device=device)
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(0)
+        for each in schedulers.values():
+            each.set_timesteps(sampling.steps, device=device)
+            if hasattr(each, "set_begin_index"):
+                each.set_begin_index(0)
         timesteps = scheduler.timesteps
 
         # Everything that can fail on bad input fails here, before any denoising.
         controls = self._prepare_controls(pipe, request, selected)
-        trajectory, offset = None, 0
-        if picture_mode:
-            offset = style.offset_for(sampling.steps)
-            if not 0 <= offset < sampling.steps:
-                raise GenerationError(f"inversion offset must be in 0..{sampling.steps - 1} for {sampling.steps} steps, got {offset}")
-            trajectory = self._trajectory(pipe, request, timesteps, sink, cancel)
+        trajectories = {}  # reference row -> (trajectory, offset)
+        for row, reference in enumerate(references):
+            if isinstance(reference, ReferencePicture):
+                offset = reference.offset_for(sampling.steps)
+                if not 0 <= offset < sampling.steps:
+                    raise GenerationError(f"inversion offset must be in 0..{sampling.steps - 1} for "
+                                          f"{sampling.steps} steps, got {offset}")
+                trajectories[row] = (self._trajectory(pipe, request, timesteps, sink, cancel, reference), offset)
 
-        reference_prompt = style.caption if picture_mode else style.prompt
-        prompts = [reference_prompt] + [request.panels[i].prompt for i in selected]
+        reference_prompts = [r.caption if isinstance(r, ReferencePicture) else r.prompt for r in references]
+        prompts = reference_prompts + [request.panels[i].prompt for i in selected]
         too_long = _longer_than_clip(pipe, prompts)
         if too_long:
-            names = ", ".join("the reference" if k == 0 else f"panel {selected[k - 1] + 1}" for k in too_long)
+            names = ", ".join("a reference" if k < n_refs else f"panel {selected[k - n_refs] + 1}" for k in too_long)
             sink(ev.Notice(f"the prompt of {names} is longer than CLIP reads "
                            f"({CLIP_TOKENS} tokens): the rest is ignored"))
         cond = self._encode(pipe, prompts, sampling.negative_prompt, halves == 2)
-        time_ids = self._time_ids(pipe, sampling.height, sampling.width, dtype, device)
-
+        # each panel's SDXL time ids and starting noise come from its own size (spec section 12)
+        time_ids = {size: self._time_ids(pipe, size[1], size[0], dtype, device) for size in groups}
         f = pipe.vae_scale_factor
-        seeds = [getattr(style, "seed", 0)] + [request.panels[i].seed for i in selected]
-        latents = torch.cat([initial_noise(s, sampling.height, sampling.width, f) for s in seeds])
-        latents = latents.to(device=device, dtype=dtype) * scheduler.init_noise_sigma
+        seeds = [getattr(r, "seed", 0) for r in references] + [request.panels[i].seed for i in selected]
+        latents = {size: torch.cat([initial_noise(seeds[row], size[1], size[0], f) for row in rows])
+                   .to(device=device, dtype=dtype) * schedulers[size].init_noise_sigma
+                   for size, rows in groups.items()}
 
-        if request.settings.full_attention_share:
+        n = len(selected)
+        if settings.full_attention_share:
             micro_batch = n
             sink(ev.Notice("full attention sharing couples all images: the set runs as one batch"))
         elif request.micro_batch is not None:
@@ -345,55 +338,75 @@ class Engine:
         else:
             micro_batch = min(plan.micro_batch, max(n, 1))
 
-        installation = Installation(pipe.unet, request.settings)
+        installation = Installation(pipe.unet, settings)
         installation.state.halves_override = halves
+        installation.state.reference_weights = tuple(request.weights[r] for r in used)
+        rows_of = {row: (size, k) for size, rows in groups.items() for k, row in enumerate(rows)}
+        run = RunContext(pipe=pipe, scheduler=scheduler, cond=cond, time_ids=time_ids[set_size], halves=halves,
+                         guidance=sampling.guidance, controls=controls, request=request,
+                         installation=installation, controlnet=lambda kind: self.controlnet(request, kind, pipe),
+                         cancel=cancel, sink=sink)
+        # one context per panel size: its own scheduler and SDXL time ids, the rest shared
+        runs = {size: dataclasses.replace(run, scheduler=schedulers[size], time_ids=time_ids[size]) for size in groups}
         try:
             total = len(timesteps)
             for i, t in enumerate(timesteps):
                 self._check(cancel)
-                if trajectory is not None:
-                    latents[0] = self._reference_sample(scheduler, trajectory, i, offset, t).to(device, dtype)
-                step_controls = [c if c is not None and c.active(i, total) else None for c in controls]
-                if request.settings.full_attention_share:
-                    eps = self._full_batch_eps(pipe, installation, scheduler, latents, t, cond, time_ids, halves,
-                                               sampling.guidance, [None] + step_controls, request)
+                for row, (trajectory, offset) in trajectories.items():
+                    latents[set_size][row] = self._reference_sample(scheduler, trajectory, i, offset, t).to(device, dtype)
+                step_controls = run.step_controls(i, total)
+                if settings.full_attention_share:
+                    eps = {set_size: self._full_batch_eps(run, latents[set_size], t, step_controls)}
                 else:
-                    ref_eps = self._reference_eps(pipe, installation, scheduler, latents[:1], t, cond, time_ids, halves, sampling.guidance)
-                    panel_eps, micro_batch = self._panel_eps(
-                        pipe, installation, scheduler, latents[1:], t, cond, time_ids, halves,
-                        sampling.guidance, micro_batch, cancel, sink, step_controls, request)
-                    eps = torch.cat([ref_eps, panel_eps])
-                output = scheduler.step(eps, t, latents, return_dict=True)
-                x0 = getattr(output, "pred_original_sample", None)
-                if x0 is None:
-                    x0 = _predicted_x0(scheduler, latents, eps, t)
-                latents = output.prev_sample.to(dtype)
+                    eps = {}
+                    ref_eps = self._reference_eps(run, latents[set_size][:n_refs], t, list(range(n_refs)))
+                    for size, rows in groups.items():
+                        panel_rows = [row for row in rows if row >= n_refs]
+                        start = len(rows) - len(panel_rows)  # the references lead the set-size group
+                        panel_eps, micro_batch = self._panel_eps(
+                            runs[size], latents[size][start:], t, panel_rows,
+                            [step_controls[row - n_refs] for row in panel_rows], micro_batch)
+                        eps[size] = torch.cat([ref_eps, panel_eps]) if start else panel_eps
+                x0 = {}
+                for size in groups:
+                    output = schedulers[size].step(eps[size], t, latents[size], return_dict=True)
+                    x0[size] = getattr(output, "pred_original_sample", None)
+                    if x0[size] is None:
+                        x0[size] = predicted_x0(schedulers[size], latents[size], eps[size], t)
+                    latents[size] = output.prev_sample.to(dtype)
                 sink(ev.Step(i + 1, len(timesteps)))
-                for row, index in enumerate([None] + selected):
-                    sink(ev.Preview(index, i + 1, latent_to_rgb(x0[row])))
+                for row in range(len(sizes)):
+                    size, k = rows_of[row]
+                    sink(self._picture_event(ev.Preview, row, n_refs, used, selected, i + 1, latent_to_rgb(x0[size][k])))
         finally:
             installation.remove()
-        if trajectory is not None:
-            latents[0] = trajectory.z0.to(device, dtype)  # the reference is the picture's VAE round trip
+        for row, (trajectory, _offset) in trajectories.items():
+            latents[set_size][row] = trajectory.z0.to(device, dtype)  # a picture reference: its VAE round trip
         denoised = time.perf_counter()
 
         images = []
-        for row in range(latents.shape[0]):
+        for row in range(len(sizes)):
             self._check(cancel)
-            images.append(self._decode(pipe, latents[row : row + 1]))
+            size, k = rows_of[row]
+            images.append(decode_latent(pipe, latents[size][k : k + 1]))
         finished = time.perf_counter()
 
         meta_common = request.picture_parameters()
-        reference_meta = dict(meta_common, prompt=reference_prompt, seed=getattr(style, "seed", None), role="reference")
-        if picture_mode:
-            reference_meta.update(picture=style.path, inversion_guidance=style.inversion_guidance,
-                                  inversion_offset=offset)
-        sink(ev.PanelDone(None, images[0], reference_meta))
+        reference_images = {}
+        for row, (position, reference) in enumerate(zip(used, references)):
+            meta = dict(meta_common, prompt=reference_prompts[row], seed=getattr(reference, "seed", None),
+                        role="reference", reference_index=position + 1, weight=request.weights[position])
+            if isinstance(reference, ReferencePicture):
+                meta.update(picture=reference.path, inversion_guidance=reference.inversion_guidance,
+                            inversion_offset=trajectories[row][1])
+            reference_images[position] = images[row]
+            sink(ev.PanelDone(None, images[row], meta, position))
         panel_images = {}
-        for row, index in enumerate(selected, start=1):
+        for row, index in enumerate(selected, start=n_refs):
             panel = request.panels[index]
+            width, height = sizes[row]
             meta = dict(meta_common, prompt=panel.prompt, seed=panel.seed, role="panel", index=index + 1,
-                        control=request.to_dict()["panels"][index]["control"])
+                        control=request.to_dict()["panels"][index]["control"], width=width, height=height)
             panel_images[index] = images[row]
             sink(ev.PanelDone(index, images[row], meta))
         metadata = {
@@ -410,8 +423,20 @@ class Engine:
                 "per_step_s": round((denoised - loaded) / max(1, len(timesteps)), 4),
             },
         }
-        final_latents = {index: latents[row].float().cpu() for row, index in enumerate([None] + selected)}
-        return ev.RunResult(reference=images[0], panels=panel_images, metadata=metadata, latents=final_latents)
+        final_latents = {}
+        for row in range(len(sizes)):
+            size, k = rows_of[row]
+            key = selected[row - n_refs] if row >= n_refs else (None if used[row] == 0 else ("reference", used[row]))
+            final_latents[key] = latents[size][k].float().cpu()
+        return ev.RunResult(reference=reference_images.get(0), panels=panel_images, metadata=metadata,
+                            latents=final_latents, references=reference_images)
+
+    @staticmethod
+    def _picture_event(kind, row, n_refs, used, selected, step, image):
+        """A Preview of a row: a reference's (``index`` None, its position) or a panel's."""
+        if row < n_refs:
+            return kind(None, step, image, used[row])
+        return kind(selected[row - n_refs], step, image)
 
     # -- pieces of a step -----------------------------------------------------------------------
     @staticmethod
@@ -420,7 +445,7 @@ class Engine:
             raise GenerationCancelled()
 
     @staticmethod
-    def _encode(pipe, prompts: list[str], negative_prompt: str | None, cfg: bool) -> _Conditioning:
+    def _encode(pipe, prompts: list[str], negative_prompt: str | None, cfg: bool) -> Conditioning:
         embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
             prompt=prompts,
             device=pipe._execution_device,
@@ -428,7 +453,7 @@ class Engine:
             do_classifier_free_guidance=cfg,
             negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
         )
-        return _Conditioning(embeds, pooled, negative, negative_pooled)
+        return Conditioning(embeds, pooled, negative, negative_pooled)
 
     @staticmethod
     def _time_ids(pipe, height: int, width: int, dtype, device) -> torch.Tensor:
@@ -448,50 +473,19 @@ class Engine:
             return_dict=False,
         )[0]
 
-    def _control_residuals(self, pipe, request, model_input, t, embeds, pooled, time_ids, controls, halves):
-        """ControlNet residuals for the rows of one UNet batch; rows without control get zeros.
+    def _eps(self, run: RunContext, latents, t, rows, controls=None):
+        """CFG-combined noise prediction for some rows of the set (latents: those rows).
 
-        Each ControlNet runs only on its own panels' rows and sees the same text as the UNet row
-        it controls (both CFG halves). Residuals are linear in the conditioning scale, so each
-        row is scaled by its own panel's scale.
+        ``controls``: one entry per row (None: no control), or None for no control at all.
         """
-        if not any(c is not None for c in controls):
-            return None
-        m = len(controls)
-        down, mid = None, None
-        for kind in sorted({c.control.kind for c in controls if c is not None}):
-            positions = [j for j, c in enumerate(controls) if c is not None and c.control.kind == kind]
-            rows = [h * m + j for h in range(halves) for j in positions]
-            image = torch.cat([controls[j].image for j in positions] * halves).to(model_input.device, model_input.dtype)
-            scale = torch.tensor([controls[j].control.scale for j in positions] * halves,
-                                 device=model_input.device, dtype=model_input.dtype).view(-1, 1, 1, 1)
-            net = self.controlnet(request, kind, pipe)
-            res_down, res_mid = net(
-                model_input[rows], t, encoder_hidden_states=embeds[rows], controlnet_cond=image,
-                conditioning_scale=1.0, guess_mode=False,
-                added_cond_kwargs={"text_embeds": pooled[rows], "time_ids": time_ids.repeat(len(rows), 1)},
-                return_dict=False,
-            )
-            if down is None:
-                down = [torch.zeros((model_input.shape[0],) + r.shape[1:], dtype=r.dtype, device=r.device) for r in res_down]
-                mid = torch.zeros((model_input.shape[0],) + res_mid.shape[1:], dtype=res_mid.dtype, device=res_mid.device)
-            for total, part in zip(down, res_down):
-                total[rows] += part * scale
-            mid[rows] += res_mid * scale
-        return down, mid
-
-    def _eps(self, pipe, scheduler, latents, t, cond, rows, time_ids, halves, guidance, controls=None, request=None):
-        """CFG-combined noise prediction for some rows of the set (latents: those rows)."""
-        model_input = torch.cat([latents] * halves) if halves == 2 else latents
-        model_input = scheduler.scale_model_input(model_input, t)
-        embeds, pooled = cond.rows(rows, halves)
-        residuals = None
-        if controls:
-            residuals = self._control_residuals(pipe, request, model_input, t, embeds, pooled, time_ids, controls, halves)
-        noise = self._unet(pipe, model_input, t, embeds, pooled, time_ids, residuals)
-        if halves == 2:
+        model_input = torch.cat([latents] * run.halves) if run.halves == 2 else latents
+        model_input = run.scheduler.scale_model_input(model_input, t)
+        embeds, pooled = run.cond.rows(rows, run.halves)
+        residuals = control_residuals(run, model_input, t, embeds, pooled, controls) if controls else None
+        noise = self._unet(run.pipe, model_input, t, embeds, pooled, run.time_ids, residuals)
+        if run.halves == 2:
             uncond, text = noise.chunk(2)
-            noise = uncond + guidance * (text - uncond)
+            noise = uncond + run.guidance * (text - uncond)
         return noise
 
     @staticmethod
@@ -507,12 +501,14 @@ class Engine:
         factor = scheduler.scale_model_input(torch.ones(1, device=t.device), t).item()
         return unet_input / factor
 
-    def _trajectory(self, pipe, request, timesteps, sink, cancel):
-        """The reference picture's DDIM trajectory, from the cache or inverted now."""
+    def _trajectory(self, pipe, request, timesteps, sink, cancel, style=None):
+        """A reference picture's DDIM trajectory (``style``; None: the request's first
+        picture), from the cache or inverted now."""
         from .inversion import InversionCancelled, encode_picture, invert
 
-        style, sampling = request.style, request.sampling
-        key, picture = self._trajectory_key(request)
+        style = style or _first_picture(request)
+        sampling = request.sampling
+        key, picture = self._trajectory_key(request, style)
         levels = [int(t) for t in timesteps]
 
         def compute():
@@ -530,12 +526,13 @@ class Engine:
         return trajectory
 
     @staticmethod
-    def _trajectory_key(request):
-        """The cache key of the request's reference picture trajectory, and the fitted picture."""
+    def _trajectory_key(request, style=None):
+        """The cache key of a reference picture's trajectory (``style``; None: the request's
+        first picture), and the fitted picture."""
         from .images import fit_picture, load_picture, picture_hash
         from .inversion import TrajectoryKey
 
-        style, sampling = request.style, request.sampling
+        style, sampling = style or _first_picture(request), request.sampling
         picture = fit_picture(load_picture(style.path), sampling.width, sampling.height)
         key = TrajectoryKey(
             picture_hash=picture_hash(picture), caption=style.caption,
@@ -545,12 +542,11 @@ class Engine:
         )
         return key, picture
 
-    def _prepare_controls(self, pipe, request, selected) -> list[_PreparedControl | None]:
+    def _prepare_controls(self, pipe, request, selected) -> list[PreparedControl | None]:
         """Control maps of the selected panels, and their ControlNets loaded and checked."""
         from .control import ControlSettings, preprocess
 
-        sampling = request.sampling
-        prepared: list[_PreparedControl | None] = []
+        prepared: list[PreparedControl | None] = []
         for index in selected:
             control = request.panels[index].control
             if control is None:
@@ -559,16 +555,18 @@ class Engine:
             self.controlnet(request, control.kind, pipe)  # a missing or mismatched model fails now
             depth_model = request.depth_model or (TINY if request.model == TINY else None)
             extra = {"depth_model": depth_model} if depth_model else {}
-            settings = ControlSettings.for_panel(control, sampling.width, sampling.height, **extra)
+            width, height = request.panel_size(index)  # the map fitted to the panel's own size
+            settings = ControlSettings.for_panel(control, width, height, **extra)
             control_map = preprocess(control.image, control.mode, settings)
             array = torch.from_numpy(np.asarray(control_map, dtype=np.float32) / 255.0)
-            prepared.append(_PreparedControl(control, array.permute(2, 0, 1).unsqueeze(0)))
+            prepared.append(PreparedControl(control, array.permute(2, 0, 1).unsqueeze(0)))
         return prepared
 
-    def _reference_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance):
-        installation.state.mode = "record"
+    def _reference_eps(self, run: RunContext, latents, t, rows):
+        """Noise predictions of the references, all in one UNet call (they are recorded)."""
+        run.installation.state.mode = "record"
         try:
-            return self._eps(pipe, scheduler, latents, t, cond, [0], time_ids, halves, guidance)
+            return self._eps(run, latents, t, rows)
         except Exception as error:
             if _is_out_of_memory(error):
                 raise GenerationError(
@@ -576,25 +574,22 @@ class Engine:
                     "or use a smaller dtype") from error
             raise
 
-    def _full_batch_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance,
-                        controls, request):
-        installation.state.mode = "batch"
-        return self._eps(pipe, scheduler, latents, t, cond, slice(None), time_ids, halves, guidance, controls, request)
+    def _full_batch_eps(self, run: RunContext, latents, t, step_controls):
+        run.installation.state.mode = "batch"
+        return self._eps(run, latents, t, slice(None), [None] + step_controls)
 
-    def _panel_eps(self, pipe, installation, scheduler, latents, t, cond, time_ids, halves, guidance,
-                   micro_batch, cancel, sink, controls, request):
-        """Noise predictions of all panels, micro-batch by micro-batch (halved on out-of-memory)."""
-        installation.state.mode = "replay"
+    def _panel_eps(self, run: RunContext, latents, t, rows, controls, micro_batch: int):
+        """Noise predictions of panels of one size (conditioning ``rows``), micro-batch by
+        micro-batch (halved on out-of-memory); each micro-batch replays the recorded references."""
+        run.installation.state.mode = "replay"
         n = latents.shape[0]
         out = torch.empty_like(latents)
         start = 0
         while start < n:
-            self._check(cancel)
+            self._check(run.cancel)
             stop = min(n, start + micro_batch)
-            rows = list(range(start + 1, stop + 1))  # row 0 of the conditioning is the reference
             try:
-                out[start:stop] = self._eps(pipe, scheduler, latents[start:stop], t, cond, rows, time_ids, halves,
-                                            guidance, controls[start:stop], request)
+                out[start:stop] = self._eps(run, latents[start:stop], t, rows[start:stop], controls[start:stop])
             except Exception as error:
                 if not _is_out_of_memory(error):
                     raise
@@ -605,40 +600,26 @@ class Engine:
                         "programs, or use a smaller dtype"
                     ) from error
                 micro_batch = max(1, micro_batch // 2)
-                sink(ev.Notice(f"out of memory: continuing with {micro_batch} panel(s) at a time"))
+                run.sink(ev.Notice(f"out of memory: continuing with {micro_batch} panel(s) at a time"))
                 continue
             start = stop
         return out, micro_batch
 
-    @staticmethod
-    def _decode(pipe, latents):
-        """VAE decode of one latent, as the SDXL pipeline does it (float32 VAE where it must)."""
-        vae = pipe.vae
-        needs_upcast = vae.dtype == torch.float16 and vae.config.force_upcast
-        if needs_upcast:
-            vae.to(dtype=torch.float32)
-        try:
-            latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
-            mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
-            if mean is not None and std is not None:
-                mean = torch.tensor(mean).view(1, 4, 1, 1).to(latents.device, latents.dtype)
-                std = torch.tensor(std).view(1, 4, 1, 1).to(latents.device, latents.dtype)
-                latents = latents * std / vae.config.scaling_factor + mean
-            else:
-                latents = latents / vae.config.scaling_factor
-            with torch.no_grad():
-                image = vae.decode(latents, return_dict=False)[0]
-        finally:
-            if needs_upcast:
-                vae.to(dtype=torch.float16)
-        return pipe.image_processor.postprocess(image, output_type="pil")[0]
+
+def _first_picture(request: SetRequest) -> ReferencePicture:
+    picture = next((r for r in request.references if isinstance(r, ReferencePicture)), None)
+    if picture is None:
+        raise GenerationError("the set has no reference picture to invert")
+    return picture
 
 
-def _predicted_x0(scheduler, latents, eps, t):
-    """x0 from an epsilon prediction for schedulers whose step does not report it."""
-    alphas = scheduler.alphas_cumprod.to(latents.device)
-    alpha = alphas[int(t)].to(torch.float32)
-    return (latents.float() - (1 - alpha).sqrt() * eps.float()) / alpha.sqrt()
+def _size_groups(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list[int]]:
+    """Rows by (width, height), in order of first appearance: rows of one size share latents, a
+    scheduler and their UNet micro-batches (spec section 12)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for row, size in enumerate(sizes):
+        groups.setdefault(size, []).append(row)
+    return groups
 
 
 def _free_memory() -> None:

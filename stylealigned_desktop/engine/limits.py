@@ -92,6 +92,30 @@ def check_size(width: Any, height: Any, *, minimum: int = 64, multiple: int = 8)
         )
 
 
+PANEL_SIZE_STEP = 64
+"""A panel's own width and height are multiples of this (spec section 12): the SDXL UNet halves
+the latent three times, so every level keeps whole tokens."""
+
+
+def check_panel_size(size: Any) -> tuple[int, int] | None:
+    """A panel's own (width, height), multiples of :data:`PANEL_SIZE_STEP`; None: the set's size."""
+    if size is None:
+        return None
+    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+        raise ValueError(f"a panel size is (width, height), got {size!r}")
+    width, height = size
+    try:
+        check_size(width, height, minimum=PANEL_SIZE_STEP, multiple=PANEL_SIZE_STEP)
+    except ValueError as exc:
+        raise ValueError(f"panel size: {exc}") from None
+    return int(width), int(height)
+
+
+def check_weight(value: Any, name: str = "reference weight") -> float:
+    """A reference's weight: a finite number >= 0 (0 keeps it listed without using it)."""
+    return check_number(value, name, 0.0, math.inf)
+
+
 def check_steps(value: Any, training_steps: int = MAX_STEPS) -> int:
     """Denoising steps: from 1 to the scheduler's training steps."""
     return check_whole(value, "steps", 1, training_steps)

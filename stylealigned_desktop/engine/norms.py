@@ -1,10 +1,13 @@
-"""Shared GroupNorm (spec section 5).
+"""Shared GroupNorm (spec sections 5, 11 and 12).
 
-A panel's GroupNorm statistics are pooled with its reference's: per group, over the union of
-the panel's and the reference's elements. Both have the same number of elements, so the pooled
-mean is the average of the two means and the pooled (biased) variance is the average of the two
-variances plus the squared half-difference of the means. Only the reference's per-group mean
-and variance are needed, never its activations.
+A panel's GroupNorm statistics are pooled with its references': per group, over the weighted
+union of the panel's elements (each counting 1) and every reference's (reference r's counting
+w_r). ``record`` pools the references into one mixture (mean, biased variance, total weight
+sum w_r n_r); ``replay`` pools each panel with it by true counts, so a panel of another size
+than the references is pooled correctly. With one reference of the panel's size this is
+exactly spec section 5: the average of the two means, the average of the two variances plus
+the squared half-difference of the means. Only per-group statistics are kept, never the
+references' activations.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import SharingState, upcast
+from .attention import SharingState, mixture_stats, upcast
 
 
 def group_stats(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,11 +29,19 @@ def group_stats(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tenso
     return mean, (xg - mean.unsqueeze(-1)).square().mean(dim=-1)
 
 
-def pooled_stats(mean_a, var_a, mean_b, var_b):
-    """Statistics of the union of two equally sized sets of elements."""
-    mean = (mean_a + mean_b) / 2
-    var = (var_a + var_b) / 2 + ((mean_a - mean_b) / 2) ** 2
+def pooled_stats(mean_a, var_a, mean_b, var_b, count_a: float = 1.0, count_b: float = 1.0):
+    """Statistics (mean, biased variance) of the union of two sets of elements weighing
+    ``count_a`` and ``count_b`` in all (equal counts by default)."""
+    share_a = count_a / (count_a + count_b)
+    share_b = count_b / (count_a + count_b)
+    mean = share_a * mean_a + share_b * mean_b
+    var = share_a * var_a + share_b * var_b + (share_a * share_b) * (mean_a - mean_b).square()
     return mean, var
+
+
+def elements_per_group(x: torch.Tensor, groups: int) -> int:
+    """How many elements one group of one row of x (batch, C, ...) holds."""
+    return x[0].numel() // groups
 
 
 def normalize_with(norm: nn.GroupNorm, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor):
@@ -66,15 +77,19 @@ class SharedGroupNorm:
         if state.settings.full_attention_share:
             return self._plain(x)
         if state.mode == "record":
-            halves = state.halves()
+            weights = state.reference_weights
             mean, var = group_stats(x, groups)
-            state.cache[self.name] = (mean.view(halves, 1, groups), var.view(halves, 1, groups))
+            # the references share one size: weights w_r * n_r / sum(w n) are the w_r themselves
+            mean, var = mixture_stats(mean.view(state.halves(), len(weights), groups),
+                                      var.view(state.halves(), len(weights), groups), weights, square=False)
+            state.cache[self.name] = (mean, var, elements_per_group(x, groups))
             return self._plain(x)
         if state.mode == "replay":
             m = state.rows_per_half(x.shape[0])
-            ref_mean, ref_var = state.reference_data(self.name)
+            ref_mean, ref_var, ref_count = state.reference_data(self.name)
             mean, var = group_stats(x, groups)
-            mean, var = pooled_stats(mean.view(-1, m, groups), var.view(-1, m, groups), ref_mean, ref_var)
+            mean, var = pooled_stats(mean.view(-1, m, groups), var.view(-1, m, groups), ref_mean, ref_var,
+                                     elements_per_group(x, groups), ref_count)
             return normalize_with(self.norm, x, mean.reshape(-1, groups), var.reshape(-1, groups))
         m = state.rows_per_half(x.shape[0])
         if m == 1:

@@ -20,10 +20,12 @@ from .limits import (
     MAX_STEPS,
     check_control,
     check_number,
+    check_panel_size,
     check_prompt,
     check_seed,
     check_size,
     check_steps,
+    check_weight,
     check_whole,
 )
 from .settings import StyleAlignedSettings
@@ -40,14 +42,19 @@ DEFAULT_INVERSION_OFFSET_50 = 5  # the authors' offset for 50 steps
 
 @dataclass(frozen=True)
 class GeneratedReference:
-    """The reference is generated from a style prompt (prompts-only sets)."""
+    """A reference generated from a style prompt (prompts-only sets).
+
+    ``weight``: its share of the style when the set has several references (spec section 11).
+    """
 
     prompt: str
     seed: int = 0
+    weight: float = 1.0
 
     def __post_init__(self) -> None:
         check_prompt(self.prompt, "reference prompt")
         check_seed(self.seed, "reference seed")
+        object.__setattr__(self, "weight", check_weight(self.weight))
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,11 @@ class ReferencePicture:
     caption: str = ""
     inversion_guidance: float = 2.0
     inversion_offset: int | None = None
+    weight: float = 1.0
+    """Its share of the style when the set has several references (spec section 11)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "weight", check_weight(self.weight))
         if not isinstance(self.path, str):  # as the OS gives it (surrogate escapes allowed)
             raise ValueError(f"reference picture path must be text, got {self.path!r}")
         check_prompt(self.caption, "reference caption")
@@ -122,15 +132,21 @@ class PanelControl:
 
 @dataclass(frozen=True)
 class Panel:
-    """One image of the set besides the reference. ``prompt`` is final (style text included)."""
+    """One image of the set besides the references. ``prompt`` is final (style text included).
+
+    ``size``: the panel's own (width, height), multiples of 64 (spec section 12); None: the
+    set's size (``Sampling.width``, ``Sampling.height``).
+    """
 
     prompt: str
     seed: int
     control: PanelControl | None = None
+    size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         check_prompt(self.prompt, "panel prompt")
         check_seed(self.seed, "panel seed")
+        object.__setattr__(self, "size", check_panel_size(self.size))
 
 
 @dataclass(frozen=True)
@@ -196,6 +212,10 @@ class Sampling:
 class SetRequest:
     """Everything one generation depends on.
 
+    ``style`` is the style source: one reference, or several (a sequence) whose ``weight``
+    fields say how much each contributes (spec section 11; generated and picture references
+    may mix). One reference is always stored bare, several as a tuple; read them as
+    :attr:`references` with :attr:`weights` (normalised to sum 1).
     ``only`` names the panels (0-based indices into ``panels``) to generate; None means all.
     Each panel's result depends only on its own prompt, seed and control, the style source,
     the sampling and the settings: never on the other panels or on ``micro_batch``.
@@ -203,7 +223,7 @@ class SetRequest:
     """
 
     model: str
-    style: StyleSource
+    style: StyleSource | tuple[StyleSource, ...]
     panels: tuple[Panel, ...]
     sampling: Sampling = field(default_factory=Sampling)
     settings: StyleAlignedSettings = field(default_factory=StyleAlignedSettings)
@@ -226,6 +246,19 @@ class SetRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "panels", tuple(self.panels))
+        style = self.style
+        if not isinstance(style, (GeneratedReference, ReferencePicture)):
+            style = tuple(style)
+            if not style:
+                raise ValueError("a set needs at least one reference")
+            bad = [r for r in style if not isinstance(r, (GeneratedReference, ReferencePicture))]
+            if bad:
+                raise ValueError(f"a reference is a GeneratedReference or a ReferencePicture, got {bad[0]!r}")
+            if len(style) == 1:
+                style = style[0]
+            object.__setattr__(self, "style", style)
+        if not sum(r.weight for r in self.references) > 0:
+            raise ValueError("at least one reference needs a weight above 0")
         if len(self.panels) > MAX_PANELS:
             raise ValueError(f"a set has at most {MAX_PANELS} panels, got {len(self.panels)}")
         if self.only is not None:
@@ -247,6 +280,28 @@ class SetRequest:
     def selected(self) -> tuple[int, ...]:
         return self.only if self.only is not None else tuple(range(len(self.panels)))
 
+    @property
+    def references(self) -> tuple[StyleSource, ...]:
+        """The references, in order (one or more)."""
+        return self.style if isinstance(self.style, tuple) else (self.style,)
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        """The references' weights normalised to sum 1 (spec section 11); 0 stays 0."""
+        raw = [r.weight for r in self.references]
+        total = sum(raw)
+        return tuple(w / total for w in raw)
+
+    @property
+    def used_references(self) -> tuple[int, ...]:
+        """Positions of the references that run (weight above 0); a weight-0 one is not seen."""
+        return tuple(r for r, w in enumerate(self.weights) if w > 0)
+
+    def panel_size(self, index: int) -> tuple[int, int]:
+        """(width, height) of panel ``index``: its own size, or the set's."""
+        size = self.panels[index].size
+        return size if size is not None else (self.sampling.width, self.sampling.height)
+
     def picture_parameters(self) -> dict[str, Any]:
         """What every picture of this set shares, as its PNG ``parameters`` record it."""
         sampling = self.sampling
@@ -261,9 +316,23 @@ class SetRequest:
             "stylealigned": self.settings.to_dict(),
             "loras": [{"file": lora.name, "weight": lora.weight} for lora in self.loras],
             "vae": self.vae,
+            # every reference of the set with its normalised weight (spec section 11)
+            "references": [dict(reference_dict(r), weight=w) for r, w in zip(self.references, self.weights)],
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data. ``style`` is one object for one reference (as before several were
+        possible) and a list for several; each carries ``kind`` and ``weight``."""
         data = asdict(self)
-        data["style"]["kind"] = "picture" if isinstance(self.style, ReferencePicture) else "generated"
+        sources = [reference_dict(r) for r in self.references]
+        data["style"] = sources[0] if len(sources) == 1 else sources
+        for panel in data["panels"]:
+            panel["size"] = None if panel["size"] is None else list(panel["size"])
         return data
+
+
+def reference_dict(reference: StyleSource) -> dict[str, Any]:
+    """One reference as JSON-ready data, with its ``kind`` (``generated`` or ``picture``)."""
+    data = asdict(reference)
+    data["kind"] = "picture" if isinstance(reference, ReferencePicture) else "generated"
+    return data

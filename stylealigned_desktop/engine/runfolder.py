@@ -30,7 +30,7 @@ from PIL.PngImagePlugin import PngInfo
 from .. import temporaries
 from ..temporaries import with_default_mode
 from .events import RunResult
-from .request import SetRequest
+from .request import ReferencePicture, SetRequest, reference_dict
 
 RUN_FORMAT = "stylealigned-run"
 RUN_VERSION = 1
@@ -44,6 +44,33 @@ MAX_RUN_JSON_BYTES = 16 * 1024 * 1024
 def panel_file(number: int) -> str:
     """File name of panel ``number`` (1-based)."""
     return f"panel-{number:02d}.png"
+
+
+def reference_file(position: int) -> str:
+    """File name of the reference at ``position`` (0-based in ``SetRequest.references``):
+    ``reference.png`` for the first (as in sets of one reference), ``reference-02.png`` ..."""
+    return REFERENCE_FILE if position == 0 else f"reference-{position + 1:02d}.png"
+
+
+def reference_entries(request: SetRequest, style_text: str = "") -> list[dict[str, Any]]:
+    """run.json's entry of every reference: its file (None for a weight-0 reference, which is
+    not run), prompt or caption, subject, seed, kind and normalised weight."""
+    entries = []
+    for position, (reference, weight) in enumerate(zip(request.references, request.weights)):
+        picture = isinstance(reference, ReferencePicture)
+        prompt = reference.caption if picture else reference.prompt
+        entry = {
+            "file": reference_file(position) if weight > 0 else None,
+            "kind": "picture" if picture else "generated",
+            "prompt": prompt,
+            "subject": subject_of(prompt or "", style_text),
+            "seed": None if picture else reference.seed,
+            "weight": weight,
+        }
+        if picture:
+            entry["picture"] = reference.path
+        entries.append(entry)
+    return entries
 
 
 def package_versions() -> dict[str, str]:
@@ -142,10 +169,17 @@ def check_run(data: Any, path: Path) -> dict[str, Any]:
     if version > RUN_VERSION:
         raise ValueError(f"{path}: written by a newer version of StyleAligned Desktop")
     reference = data.get("reference", {})
+    references = data.get("references", [reference])
     panels = data.get("panels", [])
-    if not isinstance(reference, dict) or not isinstance(panels, list):
-        raise ValueError(f"{path}: malformed (reference must be an object, panels a list)")
-    if "file" in reference and _plain_name(reference["file"], f"{path}: reference.file") != REFERENCE_FILE:
+    if not isinstance(references, list) or not all(isinstance(r, dict) for r in [reference, *references]) \
+            or not isinstance(panels, list):
+        raise ValueError(f"{path}: malformed (references must be objects, panels a list)")
+    for k, entry in enumerate(references):
+        if entry.get("file") is not None and \
+                _plain_name(entry["file"], f"{path}: references[{k}].file") != reference_file(k):
+            raise ValueError(f"{path}: references[{k}].file must be {reference_file(k)}")
+    if reference.get("file") is not None and \
+            _plain_name(reference["file"], f"{path}: reference.file") != REFERENCE_FILE:
         raise ValueError(f"{path}: reference.file must be {REFERENCE_FILE}")
     for k, panel in enumerate(panels):
         index = panel.get("index") if isinstance(panel, dict) else None
@@ -226,21 +260,14 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
             old = None  # not one of ours: replaced by this run's record
     staged: dict[str, str] = {}  # final name -> temporary name, in the folder
     common = request.picture_parameters()
-    style = request.style
-    style_dict = request.to_dict()["style"]
-    is_picture = style_dict["kind"] == "picture"
-    reference_prompt = getattr(style, "prompt", None) if not is_picture else getattr(style, "caption", "")
-    reference_entry = {
-        "file": REFERENCE_FILE,
-        "prompt": reference_prompt,
-        "subject": subject_of(reference_prompt or "", style_text),
-        "seed": getattr(style, "seed", None),
-    }
-    if result.reference is not None:
-        staged[REFERENCE_FILE] = _stage_png(
-            result.reference, folder / REFERENCE_FILE,
-            dict(common, role="reference", prompt=reference_prompt, seed=reference_entry["seed"],
-                 style_source=style_dict))
+    references = reference_entries(request, style_text)
+    for position, image in sorted(result.references.items()):
+        entry = references[position]
+        staged[entry["file"]] = _stage_png(
+            image, folder / entry["file"],
+            dict(common, role="reference", reference_index=position + 1, prompt=entry["prompt"],
+                 seed=entry["seed"], weight=entry["weight"],
+                 style_source=reference_dict(request.references[position])))
 
     panels = {entry["index"]: entry for entry in (old or {}).get("panels", [])} if old else {}
     for index, image in sorted(result.panels.items()):
@@ -249,6 +276,7 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         control = None
         if panel.control is not None:
             control = {k: v for k, v in request.to_dict()["panels"][index]["control"].items()}
+        width, height = request.panel_size(index)
         entry = {
             "index": number,
             "file": panel_file(number),
@@ -256,11 +284,14 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
             "subject": subject_of(panel.prompt, style_text),
             "seed": panel.seed,
             "control": control,
+            "width": width,
+            "height": height,
         }
         panels[number] = entry
         staged[entry["file"]] = _stage_png(
             image, folder / entry["file"],
-            dict(common, role="panel", index=number, prompt=panel.prompt, seed=panel.seed, control=control))
+            dict(common, role="panel", index=number, prompt=panel.prompt, seed=panel.seed, control=control,
+                 width=width, height=height))
 
     meta = result.metadata
     run = {
@@ -269,9 +300,10 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         "created": (old or {}).get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": request.model,
-        "style": style_dict,
+        "style": request.to_dict()["style"],
         "style_text": style_text,
-        "reference": reference_entry,
+        "reference": references[0],
+        "references": references,
         "panels": [panels[k] for k in sorted(panels)],
         "sampling": request.to_dict()["sampling"],
         "settings": request.settings.to_dict(),
@@ -341,8 +373,13 @@ def contact_sheet_of(folder: Path, run: dict[str, Any], staged: dict[str, str] |
     (final name -> temporary name) where given, else from the folder."""
     staged = staged or {}
     tiles = []
-    files = [("reference", run["reference"])] + [(f"{p['index']}", p) for p in run["panels"]]
+    references = run.get("references") or [run["reference"]]  # run folders before several references
+    files = [("reference" if len(references) == 1 else f"reference {k + 1}", entry)
+             for k, entry in enumerate(references)]
+    files += [(f"{p['index']}", p) for p in run["panels"]]
     for label, entry in files:
+        if not entry.get("file"):
+            continue  # a weight-0 reference: not run
         path = folder / staged.get(entry["file"], entry["file"])
         if path.is_file() and not path.is_symlink():
             with Image.open(path) as image:

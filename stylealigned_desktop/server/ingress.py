@@ -277,7 +277,7 @@ class Ingress:
                 if trajectory is None:
                     yield ndjson_line({"event": "Failed", "message": "the reference picture could not be inverted"})
                     return
-            merger = StreamMerger(request.selected, shards)
+            merger = StreamMerger(request.selected, shards, request.used_references)
             for shard, only in enumerate(shards):
                 tasks.append(asyncio.create_task(
                     self._pump(shard, "run", (wire, pictures, list(only), trajectory), queue)))

@@ -40,6 +40,12 @@ def plan_shards(request: SetRequest, replicas: int) -> list[tuple[int, ...]]:
     return shards
 
 
+def _row(event: dict[str, Any]) -> Any:
+    """A picture's row in the merged stream: a panel's index, ``("reference", position)``."""
+    index = event["index"]
+    return index if index is not None else ("reference", event.get("reference") or 0)
+
+
 def panel_numbers(indices: Sequence[int]) -> str:
     """1-based panel numbers for messages: ``3, 4``."""
     return ", ".join(str(i + 1) for i in indices)
@@ -52,16 +58,20 @@ class StreamMerger:
     final event (``Finished``, ``Cancelled`` or ``Failed``) has been returned.
     """
 
-    def __init__(self, selected: Sequence[int], shards: Sequence[Sequence[int]]):
-        self.rows: list[int | None] = [None, *selected]
+    def __init__(self, selected: Sequence[int], shards: Sequence[Sequence[int]],
+                 references: Sequence[int] = (0,)):
+        """``references``: the positions of the references that run (weight above 0); each
+        shard runs them all and reports them, as ``index`` None with their ``reference``."""
+        self.rows: list[Any] = [("reference", r) for r in references] + list(selected)
+        self.references = len(references)
         self.shards = [tuple(s) for s in shards]
         self.ended = False
         self._total: int | None = None
         self._emitted_step = 0
         self._complete = [0] * len(self.shards)
         self._counts: list[dict[int, int]] = [{} for _ in self.shards]
-        self._previews: dict[int, dict[int | None, dict]] = {}
-        self._done: dict[int | None, dict] = {}
+        self._previews: dict[int, dict[Any, dict]] = {}
+        self._done: dict[Any, dict] = {}
         self._done_emitted = 0
         self._finished: dict[int, dict[str, Any]] = {}
         self._loading_shard: int | None = None
@@ -78,7 +88,7 @@ class StreamMerger:
         if kind == "Preview":
             return self._preview(shard, event)
         if kind == "PanelDone":
-            self._done.setdefault(event["index"], event)
+            self._done.setdefault(_row(event), event)
             return self._flush_done()
         if kind == "Finished":
             self._finished[shard] = event.get("metadata") or {}
@@ -105,10 +115,10 @@ class StreamMerger:
         step = event["step"]
         if step <= self._emitted_step:
             return []  # a re-run shard repeating steps already sent
-        self._previews.setdefault(step, {}).setdefault(event["index"], event)
+        self._previews.setdefault(step, {}).setdefault(_row(event), event)
         counts = self._counts[shard]
         counts[step] = counts.get(step, 0) + 1
-        if counts[step] == 1 + len(self.shards[shard]) and step == self._complete[shard] + 1:
+        if counts[step] == self.references + len(self.shards[shard]) and step == self._complete[shard] + 1:
             self._complete[shard] = step
         out = []
         while all(done > self._emitted_step for done in self._complete):

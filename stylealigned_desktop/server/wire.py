@@ -62,10 +62,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def picture_paths(request: SetRequest) -> list[str]:
-    """The picture files a request reads (reference picture, control pictures), each once."""
-    paths = []
-    if isinstance(request.style, ReferencePicture):
-        paths.append(request.style.path)
+    """The picture files a request reads (reference pictures, control pictures), each once."""
+    paths = [r.path for r in request.references if isinstance(r, ReferencePicture)]
     paths += [panel.control.image for panel in request.panels if panel.control is not None]
     return list(dict.fromkeys(paths))
 
@@ -79,8 +77,9 @@ def request_to_wire(request: SetRequest, picture_ids: dict[str, str]) -> dict[st
     data.pop("cache_dir")
     data.pop("loras")
     data["panels"] = list(data["panels"])
-    if isinstance(request.style, ReferencePicture):
-        data["style"]["picture"] = picture_ids[data["style"].pop("path")]
+    for reference in data["style"] if isinstance(data["style"], list) else [data["style"]]:
+        if reference["kind"] == "picture":
+            reference["picture"] = picture_ids[reference.pop("path")]
     for panel in data["panels"]:
         if panel["control"] is not None:
             panel["control"]["picture"] = picture_ids[panel["control"].pop("image")]
@@ -156,8 +155,15 @@ def _picture(data: dict, picture_path: Callable[[str], str]) -> str:
 
 
 def _style(data: Any, picture_path: Callable[[str], str]):
+    """One reference (a JSON object) or several (a list of them, spec section 11)."""
+    if isinstance(data, list):
+        return tuple(_reference(item, picture_path) for item in data)
+    return _reference(data, picture_path)
+
+
+def _reference(data: Any, picture_path: Callable[[str], str]):
     if not isinstance(data, dict):
-        raise WireError("bad request: 'style' must be a JSON object")
+        raise WireError("bad request: 'style' must be a JSON object or a list of them")
     data = dict(data)
     kind = data.pop("kind", None)
     if kind == "generated":
@@ -198,10 +204,11 @@ def event_to_wire(event: ev.Event) -> dict[str, Any]:
     travelled in the ``PanelDone`` events before it, and the latents stay on the server."""
     name = type(event).__name__
     if isinstance(event, ev.Preview):
-        return {"event": name, "index": event.index, "step": event.step, "png": png_base64(event.image)}
+        return {"event": name, "index": event.index, "step": event.step, "png": png_base64(event.image),
+                "reference": event.reference}
     if isinstance(event, ev.PanelDone):
         return {"event": name, "index": event.index, "png": png_base64(event.image),
-                "metadata": event.metadata}
+                "metadata": event.metadata, "reference": event.reference}
     if isinstance(event, ev.Finished):
         return {"event": name, "metadata": event.run.metadata}
     return {"event": name, **{f.name: getattr(event, f.name) for f in fields(event)}}
@@ -211,20 +218,30 @@ _SIMPLE_EVENTS = {cls.__name__: cls for cls in (ev.Loading, ev.Inverting, ev.Ste
                                                  ev.Cancelled, ev.Failed)}
 
 
-def event_from_wire(data: dict[str, Any], done: dict[int | None, Image.Image] | None = None) -> ev.Event:
+def done_key(event: ev.PanelDone) -> int | tuple[str, int]:
+    """Where ``event_from_wire``'s ``done`` keeps a finished picture: a panel by its index, a
+    reference as ``("reference", position)``."""
+    return event.index if event.index is not None else ("reference", event.reference)
+
+
+def event_from_wire(data: dict[str, Any], done: dict[Any, Image.Image] | None = None) -> ev.Event:
     """The event a JSON object describes. ``Finished`` is rebuilt from ``done`` (the pictures of
-    the ``PanelDone`` events received before it, by index)."""
+    the ``PanelDone`` events received before it, by :func:`done_key`)."""
     data = dict(data)
     name = data.pop("event", None)
     try:
         if name == "Preview":
-            return ev.Preview(data["index"], data["step"], image_from_base64(data["png"]))
+            return ev.Preview(data["index"], data["step"], image_from_base64(data["png"]),
+                              int(data.get("reference") or 0))
         if name == "PanelDone":
-            return ev.PanelDone(data["index"], image_from_base64(data["png"]), data.get("metadata") or {})
+            return ev.PanelDone(data["index"], image_from_base64(data["png"]), data.get("metadata") or {},
+                                int(data.get("reference") or 0))
         if name == "Finished":
-            done = dict(done or {})
-            reference = done.pop(None, None)
-            return ev.Finished(ev.RunResult(reference=reference, panels=done, metadata=data.get("metadata") or {}))
+            done = done or {}
+            panels = {k: image for k, image in done.items() if isinstance(k, int)}
+            references = {k[1]: image for k, image in done.items() if isinstance(k, tuple)}
+            return ev.Finished(ev.RunResult(reference=references.get(0), panels=panels,
+                                            metadata=data.get("metadata") or {}, references=references))
         if name in _SIMPLE_EVENTS:
             return _SIMPLE_EVENTS[name](**data)
     except (KeyError, TypeError, ValueError, OSError) as error:
@@ -238,7 +255,7 @@ def ndjson_line(data: dict[str, Any]) -> bytes:
 
 def iter_events(lines: Iterable[str]) -> Iterable[ev.Event]:
     """Engine events from NDJSON lines, ``Finished`` rebuilt from the ``PanelDone`` before it."""
-    done: dict[int | None, Image.Image] = {}
+    done: dict[Any, Image.Image] = {}
     for line in lines:
         if not line.strip():
             continue
@@ -250,5 +267,5 @@ def iter_events(lines: Iterable[str]) -> Iterable[ev.Event]:
             continue
         event = event_from_wire(data, done)
         if isinstance(event, ev.PanelDone):
-            done[event.index] = event.image
+            done[done_key(event)] = event.image
         yield event

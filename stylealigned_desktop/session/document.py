@@ -28,6 +28,7 @@ from .values import (
     Reader,
     Reference,
     Style,
+    StyleReference,
     check_seed,
     new_panel_id,
     source_defaults,
@@ -103,8 +104,16 @@ class SessionDocument(Observable):
 
     @property
     def active_reference(self) -> Reference | None:
-        """The gallery picture used as style reference, or None (generated reference)."""
+        """The gallery picture the style comes from when it is the only active reference, else
+        None (the generated reference, or several references: see :attr:`active_sources`)."""
         return self.reference(self._style.active_reference) if self._style.active_reference else None
+
+    @property
+    def active_sources(self) -> tuple[tuple[Reference | None, float], ...]:
+        """The active references in order, as (gallery picture, or None for the generated
+        reference; weight as set, not normalised)."""
+        return tuple((None if x.picture is None else self.reference(x.picture), x.weight)
+                     for x in self._style.sources)
 
     @property
     def panels(self) -> tuple[Panel, ...]:
@@ -160,8 +169,7 @@ class SessionDocument(Observable):
         used = {r.file for r in self._references}
         used.update(p.control.image for p in self._panels if p.control.image)
         for record in self._history:
-            if record.style.file:
-                used.add(record.style.file)
+            used.update(x.file for x in record.references if x.file)
             used.update(p.control.image for p in record.panels if p.control and p.control.image)
         return used
 
@@ -267,8 +275,9 @@ class SessionDocument(Observable):
         return copy
 
     def update_panel(self, index: int, **changes: Any) -> Panel:
-        """Change ``prompt``, ``seed`` and/or ``seed_locked`` of panel ``index``."""
-        allowed = {"prompt", "seed", "seed_locked"}
+        """Change ``prompt``, ``seed``, ``seed_locked`` and/or ``size`` ((width, height),
+        multiples of 64, or None for the session's size) of panel ``index``."""
+        allowed = {"prompt", "seed", "seed_locked", "size"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise SessionError(f"panels have no field(s) {', '.join(unknown)}")
@@ -366,22 +375,44 @@ class SessionDocument(Observable):
         return seed
 
     def set_active_reference(self, ref_id: str | None) -> None:
-        """Use gallery picture ``ref_id`` as the style reference; None: a generated reference.
+        """Take the style from gallery picture ``ref_id`` alone; None: from the generated
+        reference alone.
 
-        Switching between a generated reference and a picture also moves guidance and the
+        Switching between a generated reference and pictures also moves guidance and the
         StyleAligned settings to the authors' defaults for the new source, unless the user
         changed them (see :meth:`GenerationSettings.for_source`).
         """
+        self._check_source(ref_id)
+        self._set_sources((StyleReference(ref_id),))
+
+    def set_source_active(self, ref_id: str | None, active: bool, weight: float = 1.0) -> None:
+        """Add a reference to the style's sources (with ``weight``) or take it out (spec
+        section 11); ``ref_id`` None is the generated reference. Taking out the last one leaves
+        the generated reference."""
+        self._check_source(ref_id)
+        sources = [x for x in self._style.sources if x.picture != ref_id]
+        if active:
+            old = self._style.weight_of(ref_id)
+            sources.append(StyleReference(ref_id, weight if old is None else old))
+        self._set_sources(tuple(sources) or (StyleReference(),))
+
+    def set_source_weight(self, ref_id: str | None, weight: float) -> None:
+        """Change an active reference's weight (>= 0; 0 keeps it listed without using it)."""
+        if self._style.weight_of(ref_id) is None:
+            raise SessionError("that reference is not active: mark it active first")
+        self._set_sources(tuple(StyleReference(x.picture, weight) if x.picture == ref_id else x
+                                for x in self._style.sources))
+
+    def _check_source(self, ref_id: str | None) -> None:
         if ref_id is not None and self.reference(ref_id) is None:
             raise SessionError(f"no picture {ref_id!r} in the gallery")
-        self._set_source(ref_id)
 
-    def _set_source(self, ref_id: str | None) -> None:
-        was_picture = self._style.active_reference is not None
+    def _set_sources(self, sources: tuple[StyleReference, ...]) -> None:
+        was_picture = self._style.uses_picture
         with self.batch():
-            self._set_style(active_reference=ref_id)
-            if (ref_id is not None) != was_picture:
-                self._set_settings(self._settings.for_source(picture=ref_id is not None))
+            style = self._set_style(sources=sources)
+            if style.uses_picture != was_picture:
+                self._set_settings(self._settings.for_source(picture=style.uses_picture))
 
     def add_reference(self, path: str | Path) -> Reference:
         """Copy a picture file into ``references/`` and add it to the gallery.
@@ -426,8 +457,8 @@ class SessionDocument(Observable):
             first = not self._references
             self._references.append(reference)
             self._changed(observer.REFERENCES)
-            if first and self._style.active_reference is None:
-                self._set_source(reference.id)
+            if first and not self._style.uses_picture:
+                self._set_sources((StyleReference(reference.id),))
         return reference, True
 
     def add_references(self, paths: Iterable[str | Path]) -> ReferenceImport:
@@ -454,8 +485,9 @@ class SessionDocument(Observable):
         with self.batch():
             self._references.remove(reference)
             self._changed(observer.REFERENCES)
-            if self._style.active_reference == ref_id:
-                self._set_source(None)
+            if self._style.weight_of(ref_id) is not None:
+                sources = tuple(x for x in self._style.sources if x.picture != ref_id)
+                self._set_sources(sources or (StyleReference(),))
         return reference
 
     def set_reference_caption(self, ref_id: str, caption: str) -> None:
@@ -497,7 +529,7 @@ class SessionDocument(Observable):
 
     def reset_style_aligned(self) -> GenerationSettings:
         """The authors' StyleAligned defaults for the current source (picture or generated)."""
-        _, defaults = source_defaults(self._style.active_reference is not None)
+        _, defaults = source_defaults(self._style.uses_picture)
         return self.set_style_aligned(defaults)
 
     def apply_preset(
@@ -563,10 +595,9 @@ class SessionDocument(Observable):
         ref_ids = {x.id for x in session._references}
         if len(ref_ids) != len(session._references):
             raise SessionError("two gallery pictures share one id")
-        if session._style.active_reference is not None and session._style.active_reference not in ref_ids:
-            raise SessionError(
-                f"style.active_reference {session._style.active_reference!r} is not in the gallery"
-            )
+        for source in session._style.sources:
+            if source.picture is not None and source.picture not in ref_ids:
+                raise SessionError(f"style.sources names {source.picture!r}, which is not in the gallery")
         return session
 
     def _mark_saved(self, folder: Path | None = None, untitled: bool | None = None) -> None:

@@ -10,12 +10,14 @@ its settings and seeds.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..engine.request import SetRequest
+from ..engine.runfolder import REFERENCE_FILE as REFERENCE_FILE  # re-exported for the UI
+from ..engine.runfolder import reference_file as reference_file_name
 from .errors import SessionError
 from .values import (
     Control,
@@ -24,6 +26,7 @@ from .values import (
     check_number,
     check_relative_path,
     check_seed,
+    opt_size,
 )
 
 RUN_STATUSES = ("finished", "cancelled", "failed")
@@ -51,7 +54,6 @@ def panel_file_name(index: int) -> str:
     return f"panel-{index + 1:02d}.png"
 
 
-REFERENCE_FILE = "reference.png"
 
 
 def new_run_id(taken: Iterable[str], now: datetime | None = None) -> str:
@@ -70,10 +72,12 @@ def new_run_id(taken: Iterable[str], now: datetime | None = None) -> str:
 
 @dataclass(frozen=True)
 class RunStyle:
-    """The style source a run used.
+    """One reference a run used.
 
     ``kind`` "generated": ``prompt`` (final) = ``subject`` + style text, with ``seed``.
     ``kind`` "picture": the gallery picture ``reference_id`` stored at ``file`` with ``caption``.
+    ``weight`` is its normalised share of the style (spec section 11); ``image`` its picture
+    in the run folder (None until the run made it, and for a weight-0 reference).
     """
 
     kind: str
@@ -83,11 +87,17 @@ class RunStyle:
     reference_id: str | None = None
     file: str | None = None
     caption: str = ""
+    weight: float = 1.0
+    image: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weight", check_number(self.weight, "reference weight"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "prompt": self.prompt, "subject": self.subject, "seed": self.seed,
             "reference_id": self.reference_id, "file": self.file, "caption": self.caption,
+            "weight": self.weight, "image": self.image,
         }
 
     @classmethod
@@ -105,9 +115,16 @@ class RunStyle:
             reference_id=r.opt_text("reference_id"),
             file=None if file is None else check_relative_path(file, f"{where}.file"),
             caption=r.text("caption"),
+            weight=r.number("weight", 1.0),
+            image=_opt_image(r),
         )
         r.done()
         return value
+
+
+def _opt_image(r: Reader) -> str | None:
+    image = r.opt_text("image")
+    return None if image is None else check_file_name(image, f"{r.where}.image")
 
 
 @dataclass(frozen=True)
@@ -117,7 +134,7 @@ class RunPanel:
     ``index`` is its 0-based position in the request; ``prompt`` the final prompt and
     ``subject`` the panel's own prompt; ``control`` the control used (None: none);
     ``file`` its image inside the run folder, None when the run did not produce it (a re-roll
-    of another panel, a cancelled run).
+    of another panel, a cancelled run); ``size`` its own (width, height), None: the run's.
     """
 
     index: int
@@ -127,13 +144,14 @@ class RunPanel:
     seed: int
     control: Control | None = None
     file: str | None = None
+    size: tuple[int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index, "panel_id": self.panel_id, "prompt": self.prompt,
             "subject": self.subject, "seed": self.seed,
             "control": None if self.control is None else self.control.to_dict(),
-            "file": self.file,
+            "file": self.file, "size": None if self.size is None else list(self.size),
         }
 
     @classmethod
@@ -149,6 +167,7 @@ class RunPanel:
             seed=check_seed(r.integer("seed"), f"{where}.seed"),
             control=None if control is None else Control.from_dict(control, f"{where}.control"),
             file=None if file is None else check_file_name(file, f"{where}.file"),
+            size=opt_size(r, "size"),
         )
         r.done()
         return value
@@ -170,7 +189,7 @@ class RunPlan:
     panel_ids: tuple[str, ...]
     subjects: tuple[str, ...]
     controls: tuple[Control | None, ...]
-    style: RunStyle
+    references: tuple[RunStyle, ...]
     style_text: str
     settings: GenerationSettings
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -190,7 +209,9 @@ class RunRecord:
     """One entry of a session's history (a run folder under ``outputs/`` plus how it was made).
 
     ``folder`` is session-relative (``outputs/<id>``); image files are relative to it.
-    ``consistency`` is an optional style-consistency score (e.g. mean pairwise DINO).
+    ``references`` are the run's references in request order, each with its weight and its
+    picture in the run folder. ``consistency`` is an optional style-consistency score (e.g.
+    mean pairwise DINO).
     """
 
     id: str
@@ -198,11 +219,10 @@ class RunRecord:
     folder: str
     status: str
     style_text: str
-    style: RunStyle
+    references: tuple[RunStyle, ...]
     panels: tuple[RunPanel, ...]
     settings: GenerationSettings
     only: tuple[int, ...] | None = None
-    reference_file: str | None = None
     consistency: float | None = None
     message: str = ""
 
@@ -216,17 +236,32 @@ class RunRecord:
             object.__setattr__(self, "consistency", check_number(self.consistency, "consistency"))
 
     @property
+    def style(self) -> RunStyle:
+        """The first reference (the only one of most runs)."""
+        return self.references[0]
+
+    @property
+    def reference_file(self) -> str | None:
+        """The first reference's picture in the run folder."""
+        return self.references[0].image
+
+    @property
     def generated(self) -> tuple[RunPanel, ...]:
         """The panels this run produced an image for."""
         return tuple(p for p in self.panels if p.file is not None)
 
     def images(self) -> list[tuple[int | None, str]]:
-        """(request index or None for the reference, session-relative file) of every image."""
+        """(request index or None for the first reference, session-relative file) of every
+        image; see :meth:`reference_images` for all references."""
         out: list[tuple[int | None, str]] = []
         if self.reference_file:
             out.append((None, f"{self.folder}/{self.reference_file}"))
         out.extend((p.index, f"{self.folder}/{p.file}") for p in self.generated)
         return out
+
+    def reference_images(self) -> list[tuple[int, str]]:
+        """(position, session-relative file) of every reference picture the run made."""
+        return [(k, f"{self.folder}/{r.image}") for k, r in enumerate(self.references) if r.image]
 
     def panel(self, panel_id: str) -> RunPanel | None:
         return next((p for p in self.panels if p.panel_id == panel_id), None)
@@ -238,11 +273,10 @@ class RunRecord:
             "folder": self.folder,
             "status": self.status,
             "style_text": self.style_text,
-            "style": self.style.to_dict(),
+            "references": [x.to_dict() for x in self.references],
             "panels": [p.to_dict() for p in self.panels],
             "settings": self.settings.to_dict(),
             "only": None if self.only is None else list(self.only),
-            "reference_file": self.reference_file,
             "consistency": self.consistency,
             "message": self.message,
         }
@@ -256,20 +290,20 @@ class RunRecord:
             or any(isinstance(i, bool) or not isinstance(i, int) for i in only)
         ):
             raise SessionError(f"{where}.only must be a list of panel indices or null")
-        ref_file = r.opt_text("reference_file")
+        references = tuple(RunStyle.from_dict(x, f"{where}.references[{i}]")
+                           for i, x in enumerate(r.items("references")))
         value = cls(
             id=r.text("id", required=True),
             created=r.text("created"),
             folder=check_run_folder(r.text("folder", required=True), f"{where}.folder"),
             status=r.text("status", "finished"),
             style_text=r.text("style_text"),
-            style=RunStyle.from_dict(r.obj("style", {"kind": "generated"}), f"{where}.style"),
+            references=references or (RunStyle("generated"),),
             panels=tuple(
                 RunPanel.from_dict(p, f"{where}.panels[{i}]") for i, p in enumerate(r.items("panels"))
             ),
             settings=GenerationSettings.from_dict(r.obj("settings", {}), f"{where}.settings"),
             only=None if only is None else tuple(only),
-            reference_file=None if ref_file is None else check_file_name(ref_file, f"{where}.reference_file"),
             consistency=r.opt_number("consistency"),
             message=r.text("message"),
         )
@@ -292,16 +326,20 @@ class RunRecord:
         default ``plan.folder``).
 
         ``panel_files`` maps request indices to files in the run folder; by default each
-        selected panel's ``panel-NN.png`` and ``reference.png`` are taken when they exist
-        (a cancelled run may have written only some of them).
+        selected panel's ``panel-NN.png`` and each reference's ``reference.png`` /
+        ``reference-NN.png`` are taken when they exist (a cancelled run may have written only
+        some of them). ``reference_file`` names the first reference's file instead.
         """
         folder = plan.folder if run_folder is None else run_folder
         if panel_files is None:
             panel_files = {
                 i: panel_file_name(i) for i in plan.selected if (folder / panel_file_name(i)).is_file()
             }
-        if reference_file is None and (folder / REFERENCE_FILE).is_file():
-            reference_file = REFERENCE_FILE
+        images = [reference_file_name(k) if (folder / reference_file_name(k)).is_file() else None
+                  for k in range(len(plan.references))]
+        if reference_file is not None:
+            images[0] = reference_file
+        references = tuple(replace(x, image=image) for x, image in zip(plan.references, images))
         try:
             relative = folder.resolve().relative_to(session_folder.resolve()).as_posix()
         except ValueError:
@@ -315,6 +353,7 @@ class RunRecord:
                 seed=p.seed,
                 control=plan.controls[i],
                 file=panel_files.get(i),
+                size=p.size,
             )
             for i, p in enumerate(plan.request.panels)
         )
@@ -324,11 +363,10 @@ class RunRecord:
             folder=relative,
             status=status,
             style_text=plan.style_text,
-            style=plan.style,
+            references=references,
             panels=panels,
             settings=plan.settings,
             only=plan.request.only,
-            reference_file=reference_file,
             consistency=consistency,
             message=message,
         )

@@ -25,7 +25,7 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     # panels
     s.add_panel(prompt="", index=None, seed=None, seed_locked=False) -> Panel
     s.remove_panel(i) / s.move_panel(i, j) / s.duplicate_panel(i) -> Panel
-    s.update_panel(i, prompt=..., seed=..., seed_locked=...) -> Panel
+    s.update_panel(i, prompt=..., seed=..., seed_locked=..., size=(w, h) or None) -> Panel
     s.panel_index(panel_id) / s.panel(panel_id)
     s.set_panel_control_picture(i, path) / s.set_panel_control_data(i, data, name)
     s.set_panel_control_prepared(i, prepared)   # see prepare_picture below
@@ -48,7 +48,10 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.add_prepared(prepared) -> Reference       # cheap: writes the copy, adds it
     s.set_panel_control_prepared(i, prepared) -> Panel  # the same for a control picture
     s.remove_reference(ref_id); s.set_reference_caption(ref_id, caption)
-    s.set_active_reference(ref_id_or_None)      # None: generated reference from the style text
+    s.set_active_reference(ref_id_or_None)      # the style from this one picture (None: generated)
+    s.set_source_active(ref_id_or_None, active, weight=1.0)  # several references (spec 11)
+    s.set_source_weight(ref_id_or_None, weight)  # weight >= 0, normalised when planned
+    s.active_sources -> ((Reference or None, weight), ...)
     #   switching generated <-> picture (also by adding the first picture or removing the
     #   active one) moves guidance (5 <-> 10) and the StyleAligned settings (plain <->
     #   for_reference_image()) to the new source's authors' defaults unless the user changed them
@@ -106,7 +109,16 @@ from .observer import Change
 from .pictures import PreparedPicture, prepare_picture, prepare_picture_data
 from .planning import compose_prompt
 from .presets import StylePreset
-from .values import MAX_SEED, SDXL_SIZES, Control, GenerationSettings, Panel, Reference, Style
+from .values import (
+    MAX_SEED,
+    SDXL_SIZES,
+    Control,
+    GenerationSettings,
+    Panel,
+    Reference,
+    Style,
+    StyleReference,
+)
 
 __all__ = [
     "MAX_SEED",
@@ -172,7 +184,7 @@ class Session(SessionDocument):
             if seeds.reference is not None:
                 style = replace(style, reference_seed=seeds.reference[1])
         return planning.plan_run(
-            style=style, reference=self.active_reference, panels=panels,
+            style=style, gallery=self.reference, panels=panels,
             settings=self._settings, outputs=files.contained(self._folder, folders.OUTPUTS),
             cache_dir=files.cache_folder(self._folder), file_of=self.file,
             taken_run_ids=self._taken_run_ids(),
@@ -212,7 +224,7 @@ class Session(SessionDocument):
         """
         selected = range(len(self._panels)) if only is None else sorted(set(only))
         style = self._style
-        new_reference = style.active_reference is None and not style.reference_seed_locked
+        new_reference = style.uses_generated and not style.reference_seed_locked
         return self._prepare(only, selected, new_reference, default_model, device, dtype)
 
     def prepare_reroll(
@@ -329,9 +341,39 @@ class Session(SessionDocument):
         record = self.run(run_id)
         self._history.remove(record)
         if delete_files:
-            pictures = [record.reference_file or "", *(p.file or "" for p in record.panels)]
+            pictures = [*(x.image or "" for x in record.references), *(p.file or "" for p in record.panels)]
             files.remove_run_files(self._folder, record.folder, pictures)
         self._changed(observer.HISTORY)
+
+    def _restore_style(self, record: RunRecord, notes: list[str]) -> None:
+        """The run's style text and references (with their weights); pictures since deleted
+        are added again from the run's copy when it still exists, else left out (noted)."""
+        style_changes: dict[str, Any] = {"text": record.style_text}
+        sources, gone = [], 0
+        for run_style in record.references:
+            if run_style.kind == "generated":
+                style_changes.update(reference_prompt=run_style.subject, reference_seed=run_style.seed,
+                                     reference_seed_locked=True)
+                sources.append(StyleReference(None, run_style.weight))
+            elif run_style.reference_id and self.reference(run_style.reference_id):
+                sources.append(StyleReference(run_style.reference_id, run_style.weight))
+            elif run_style.file and self.file(run_style.file) is not None:
+                ref, _ = self._add_prepared(prepare_picture(self.file(run_style.file)))
+                if run_style.caption:
+                    self.set_reference_caption(ref.id, run_style.caption)
+                sources = [x for x in sources if x.picture != ref.id]
+                sources.append(StyleReference(ref.id, run_style.weight))
+            else:
+                gone += 1
+        if not sources:
+            notes.append("the run's reference picture is gone; the style source is unchanged")
+        elif gone:
+            notes.append(f"{gone} reference picture(s) of the run are gone; left out of the style")
+        if sources and sum(x.weight for x in sources) > 0:
+            style_changes["sources"] = tuple(sources)
+        if style_changes.get("text") != self._style.text:
+            style_changes["preset"] = None
+        self._set_style(**style_changes)
 
     def restore_run(
         self, run_id: str, *, settings: bool = True, seeds: bool = True, panels: bool = False
@@ -348,27 +390,8 @@ class Session(SessionDocument):
         notes: list[str] = []
         with self.batch():
             if settings:
-                style_changes: dict[str, Any] = {"text": record.style_text}
-                if record.style.kind == "generated":
-                    style_changes.update(
-                        reference_prompt=record.style.subject,
-                        reference_seed=record.style.seed,
-                        reference_seed_locked=True,
-                        active_reference=None,
-                    )
-                elif record.style.reference_id and self.reference(record.style.reference_id):
-                    style_changes["active_reference"] = record.style.reference_id
-                elif record.style.file and self.file(record.style.file) is not None:
-                    ref, _ = self._add_prepared(prepare_picture(self.file(record.style.file)))
-                    if record.style.caption:
-                        self.set_reference_caption(ref.id, record.style.caption)
-                    style_changes["active_reference"] = ref.id
-                else:
-                    notes.append("the run's reference picture is gone; the style source is unchanged")
-                if style_changes.get("text") != self._style.text:
-                    style_changes["preset"] = None
-                self._set_style(**style_changes)
-                # after the source: re-adding a lost picture switches the source, and that
+                self._restore_style(record, notes)
+                # after the sources: re-adding a lost picture switches the source, and that
                 # must not move the run's guidance to a default
                 self._set_settings(record.settings)
             if panels:
@@ -382,7 +405,7 @@ class Session(SessionDocument):
                         control = replace(control, image=None)
                     restored.append(Panel(
                         id=run_panel.panel_id, prompt=run_panel.subject, seed=run_panel.seed,
-                        seed_locked=True, control=control,
+                        seed_locked=True, control=control, size=run_panel.size,
                     ))
                 self._panels = restored
                 self._changed(observer.PANELS)

@@ -1,6 +1,6 @@
 """From a session's state to the engine's request: pure functions, nothing changes.
 
-:func:`plan_run` turns the document (style, active reference, panels, settings) into a
+:func:`plan_run` turns the document (style, active references, panels, settings) into a
 :class:`~stylealigned_desktop.session.history.RunPlan`: the immutable ``SetRequest`` plus what
 the session needs to file the results. It raises :class:`SessionError` with a message for the
 user when the session cannot be generated (no panels, no model, a missing picture, a bad value).
@@ -32,44 +32,49 @@ def compose_prompt(subject: str, style_text: str) -> str:
     return subject or style_text
 
 
-def style_source(
-    style: Style, reference: Reference | None, settings: GenerationSettings, file_of: FileOf
-) -> tuple[GeneratedReference | ReferencePicture, RunStyle]:
-    """The request's style source and how the history records it.
+def style_sources(
+    style: Style, gallery: Callable[[str], Reference | None], settings: GenerationSettings,
+    file_of: FileOf,
+) -> tuple[tuple[GeneratedReference | ReferencePicture, ...], tuple[RunStyle, ...]]:
+    """The request's references (spec section 11: each with its weight) and how the history
+    records them, in the order of ``style.sources``.
 
-    ``reference`` is the gallery entry named by ``style.active_reference`` (None when that
-    entry is gone or no picture is active).
+    ``gallery`` finds a gallery entry by id (``Session.reference``).
     """
-    if style.active_reference is not None and reference is None:
-        raise SessionError("the active reference picture is no longer in the gallery")
-    if reference is not None:
-        path = file_of(reference.file)
-        if path is None:
+    total = sum(x.weight for x in style.sources)
+    sources, records = [], []
+    for source in style.sources:
+        weight = source.weight / total
+        if source.picture is not None:
+            reference = gallery(source.picture)
+            if reference is None:
+                raise SessionError("an active reference picture is no longer in the gallery")
+            path = file_of(reference.file)
+            if path is None:
+                raise SessionError(
+                    f"the reference picture {reference.name or reference.file} is missing from "
+                    f"the session folder ({reference.file}); remove it or add it again"
+                )
+            sources.append(ReferencePicture(
+                path=str(path),
+                caption=reference.caption,
+                inversion_guidance=settings.inversion_guidance,
+                inversion_offset=settings.inversion_offset,
+                weight=source.weight,
+            ))
+            records.append(RunStyle(kind="picture", reference_id=reference.id, file=reference.file,
+                                    caption=reference.caption, weight=weight))
+            continue
+        prompt = compose_prompt(style.reference_prompt, style.text)
+        if not prompt:
             raise SessionError(
-                f"the reference picture {reference.name or reference.file} is missing from "
-                f"the session folder ({reference.file}); remove it or add it again"
+                "there is no style yet: write a style text or a reference prompt, "
+                "or choose a reference picture"
             )
-        source = ReferencePicture(
-            path=str(path),
-            caption=reference.caption,
-            inversion_guidance=settings.inversion_guidance,
-            inversion_offset=settings.inversion_offset,
-        )
-        run_style = RunStyle(
-            kind="picture", reference_id=reference.id, file=reference.file, caption=reference.caption,
-        )
-        return source, run_style
-    prompt = compose_prompt(style.reference_prompt, style.text)
-    if not prompt:
-        raise SessionError(
-            "there is no style yet: write a style text or a reference prompt, "
-            "or choose a reference picture"
-        )
-    return (
-        GeneratedReference(prompt=prompt, seed=style.reference_seed),
-        RunStyle(kind="generated", prompt=prompt, subject=style.reference_prompt.strip(),
-                 seed=style.reference_seed),
-    )
+        sources.append(GeneratedReference(prompt=prompt, seed=style.reference_seed, weight=source.weight))
+        records.append(RunStyle(kind="generated", prompt=prompt, subject=style.reference_prompt.strip(),
+                                seed=style.reference_seed, weight=weight))
+    return tuple(sources), tuple(records)
 
 
 def request_panel(
@@ -98,13 +103,13 @@ def request_panel(
             canny_high=control.canny_high,
             map_kind=control.map_kind,
         )
-    return RequestPanel(prompt=prompt, seed=panel.seed, control=request_control), control
+    return RequestPanel(prompt=prompt, seed=panel.seed, control=request_control, size=panel.size), control
 
 
 def plan_run(
     *,
     style: Style,
-    reference: Reference | None,
+    gallery: Callable[[str], Reference | None],
     panels: Sequence[Panel],
     settings: GenerationSettings,
     outputs: Path,
@@ -131,12 +136,12 @@ def plan_run(
         for i in only:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(panels):
                 raise SessionError(f"panel {i!r} does not exist (the storyboard has {len(panels)} panels)")
-    source, run_style = style_source(style, reference, settings, file_of)
+    sources, run_styles = style_sources(style, gallery, settings, file_of)
     built = [request_panel(i, p, style.text, file_of) for i, p in enumerate(panels)]
     try:
         request = SetRequest(
             model=model,
-            style=source,
+            style=sources,
             panels=tuple(b[0] for b in built),
             sampling=settings.sampling(),
             settings=settings.style_aligned,
@@ -157,7 +162,7 @@ def plan_run(
         panel_ids=tuple(p.id for p in panels),
         subjects=tuple(p.prompt.strip() for p in panels),
         controls=tuple(b[1] for b in built),
-        style=run_style,
+        references=run_styles,
         style_text=style.text.strip(),
         settings=replace(settings, model=model),
     )

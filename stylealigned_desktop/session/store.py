@@ -7,7 +7,7 @@ writes: a session that fails to load (broken JSON, newer schema, missing picture
 
 File format::
 
-    {"format": "stylealigned-session", "schema_version": 1, "app_version": "0.1.0",
+    {"format": "stylealigned-session", "schema_version": 2, "app_version": "0.1.0",
      "saved": "2026-11-25T17:00:00+00:00",
      "style": {...}, "references": [...], "panels": [...], "settings": {...}, "history": [...]}
 
@@ -45,8 +45,35 @@ from .errors import (
 from .model import Session
 
 FORMAT = "stylealigned-session"
-SCHEMA_VERSION = 1
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+SCHEMA_VERSION = 2
+
+
+def _several_references(data: dict[str, Any]) -> dict[str, Any]:
+    """1 -> 2: the style's one ``active_reference`` (a picture id, or None for the generated
+    reference) becomes a list of weighted ``sources``; a history run's ``style`` and
+    ``reference_file`` become its list of ``references`` (spec section 11)."""
+    style = data.get("style")
+    if isinstance(style, dict) and "active_reference" in style:
+        style = dict(style)
+        style["sources"] = [{"picture": style.pop("active_reference"), "weight": 1.0}]
+        data["style"] = style
+    history = data.get("history")
+    if isinstance(history, list):
+        runs = []
+        for run in history:
+            if isinstance(run, dict) and "references" not in run:
+                run = dict(run)
+                reference = run.pop("style", None) or {"kind": "generated"}
+                image = run.pop("reference_file", None)
+                if isinstance(reference, dict):
+                    reference = dict(reference, weight=1.0, image=image)
+                run["references"] = [reference]
+            runs.append(run)
+        data["history"] = runs
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _several_references}
 """``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
 
 RECENT_LIMIT = 10

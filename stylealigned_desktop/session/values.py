@@ -253,7 +253,8 @@ class Panel:
 
     ``id`` is stable for the panel's life (reorders keep it), so results of a run that finishes
     after the user reordered still land on the right panel. ``seed_locked`` False means
-    Generate draws a new seed for the panel each time.
+    Generate draws a new seed for the panel each time. ``size`` is the panel's own (width,
+    height), multiples of 64 (spec section 12); None: the session's size.
     """
 
     id: str
@@ -261,6 +262,7 @@ class Panel:
     seed: int = 0
     seed_locked: bool = False
     control: Control = field(default_factory=Control)
+    size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -269,6 +271,10 @@ class Panel:
         check_seed(self.seed, "panel seed")
         if not isinstance(self.seed_locked, bool):
             raise SessionError("panel seed_locked must be true or false")
+        try:
+            object.__setattr__(self, "size", limits.check_panel_size(self.size))
+        except ValueError as exc:
+            raise SessionError(str(exc)) from None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -277,6 +283,7 @@ class Panel:
             "seed": self.seed,
             "seed_locked": self.seed_locked,
             "control": self.control.to_dict(),
+            "size": None if self.size is None else list(self.size),
         }
 
     @classmethod
@@ -289,9 +296,22 @@ class Panel:
             seed=check_seed(r.integer("seed"), f"{where}.seed"),
             seed_locked=r.flag("seed_locked"),
             control=Control() if control is None else Control.from_dict(control, f"{where}.control"),
+            size=opt_size(r, "size"),  # absent in sessions saved before panels had sizes
         )
         r.done()
         return value
+
+
+def opt_size(r: Reader, key: str) -> tuple[int, int] | None:
+    value = r.raw(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        raise SessionError(f"{r.where}.{key} must be [width, height] or null, got {value!r}")
+    try:
+        return limits.check_panel_size(value)
+    except ValueError as exc:
+        raise SessionError(f"{r.where}.{key}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -334,44 +354,109 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class StyleReference:
+    """One reference the style comes from: a gallery picture (its id) or, with ``picture``
+    None, the generated reference; ``weight`` is its share of the style (spec section 11;
+    normalised over the active references when a run is planned; 0 keeps it on the board
+    without using it)."""
+
+    picture: str | None = None
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.picture is not None:
+            check_text(self.picture, "reference picture id")
+        try:
+            object.__setattr__(self, "weight", limits.check_weight(self.weight))
+        except ValueError as exc:
+            raise SessionError(str(exc)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"picture": self.picture, "weight": self.weight}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> StyleReference:
+        r = Reader(data, where)
+        value = cls(picture=r.opt_text("picture"), weight=r.number("weight", 1.0))
+        r.done()
+        return value
+
+
+GENERATED = StyleReference()
+"""The generated reference alone, at weight 1: a new session's style source."""
+
+
+@dataclass(frozen=True)
 class Style:
     """Where the set's style comes from.
 
-    ``text`` is appended to every prompt. With ``active_reference`` None the style comes from a
-    generated reference whose prompt is ``reference_prompt`` + ", " + ``text`` and whose seed is
-    ``reference_seed`` (kept across Generates while ``reference_seed_locked``); otherwise from
-    the gallery picture with that id. ``preset`` names the preset last applied (display only).
+    ``text`` is appended to every prompt. ``sources`` are the active references, in order
+    (at least one, no two alike): gallery pictures by id, and the generated reference
+    (``picture`` None) whose prompt is ``reference_prompt`` + ", " + ``text`` and whose seed is
+    ``reference_seed`` (kept across Generates while ``reference_seed_locked``). ``preset``
+    names the preset last applied (display only).
     """
 
     text: str = ""
     reference_prompt: str = ""
     reference_seed: int = 0
     reference_seed_locked: bool = True
-    active_reference: str | None = None
+    sources: tuple[StyleReference, ...] = (GENERATED,)
     preset: str | None = None
 
     def __post_init__(self) -> None:
         check_seed(self.reference_seed, "reference seed")
         for name in ("text", "reference_prompt"):
             check_text(getattr(self, name), f"style {name}", limits.MAX_PROMPT_CHARS)
-        for name in ("active_reference", "preset"):
-            if getattr(self, name) is not None:
-                check_text(getattr(self, name), f"style {name}")
+        if self.preset is not None:
+            check_text(self.preset, "style preset")
         if not isinstance(self.reference_seed_locked, bool):
             raise SessionError("reference_seed_locked must be true or false")
+        sources = tuple(self.sources)
+        if not sources or not all(isinstance(x, StyleReference) for x in sources):
+            raise SessionError("the style needs at least one reference")
+        if len({x.picture for x in sources}) != len(sources):
+            raise SessionError("a reference is listed twice among the style's sources")
+        if not sum(x.weight for x in sources) > 0:
+            raise SessionError("at least one active reference needs a weight above 0")
+        object.__setattr__(self, "sources", sources)
+
+    @property
+    def active_reference(self) -> str | None:
+        """The gallery picture's id when the style comes from that one picture alone, else None."""
+        if len(self.sources) == 1:
+            return self.sources[0].picture
+        return None
+
+    @property
+    def uses_picture(self) -> bool:
+        """Whether a gallery picture is among the sources (the authors' picture defaults apply)."""
+        return any(x.picture is not None for x in self.sources)
+
+    @property
+    def uses_generated(self) -> bool:
+        return any(x.picture is None for x in self.sources)
+
+    def weight_of(self, picture: str | None) -> float | None:
+        """The weight of a source (a picture id, None: the generated reference); None if inactive."""
+        return next((x.weight for x in self.sources if x.picture == picture), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["sources"] = [x.to_dict() for x in self.sources]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "style") -> Style:
         r = Reader(data, where)
+        sources = tuple(StyleReference.from_dict(x, f"{where}.sources[{i}]")
+                        for i, x in enumerate(r.items("sources")))
         value = cls(
             text=r.text("text"),
             reference_prompt=r.text("reference_prompt"),
             reference_seed=check_seed(r.integer("reference_seed"), f"{where}.reference_seed"),
             reference_seed_locked=r.flag("reference_seed_locked", True),
-            active_reference=r.opt_text("active_reference"),
+            sources=sources or (GENERATED,),
             preset=r.opt_text("preset"),
         )
         r.done()
@@ -583,6 +668,7 @@ __all__ = [
     "Reader",
     "Reference",
     "Style",
+    "StyleReference",
     "check_relative_path",
     "check_seed",
     "source_defaults",

@@ -1,4 +1,6 @@
-"""The reference gallery: style pictures dropped, pasted or picked, one of them (or none) active.
+"""The reference gallery: style pictures dropped, pasted or picked, and which of them (and the
+generated reference) the style comes from, each with a weight (spec section 11: a mood board
+blended in chosen proportions).
 
 Everything goes through the session, in two steps: each picture is read, fully decoded to check
 it and hashed by ``session.pictures.prepare_picture`` in the window's background pool (a folder
@@ -19,6 +21,7 @@ from PySide6.QtGui import QColor, QFont, QIcon, QImage, QKeySequence, QPainter, 
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -28,6 +31,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMenu,
     QPushButton,
+    QSlider,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -45,7 +49,10 @@ from .theme import ACCENT, icon
 from .thumbnails import ThumbnailLoader
 
 NONE_ID = ""
+"""The gallery entry of the generated reference (from the reference prompt and style text)."""
 THUMB = 88
+WEIGHT_STEPS = 100
+"""The weight slider's steps: weight = value / WEIGHT_STEPS, from 0 to 1."""
 PICTURE_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp);;All files (*)"
 
 
@@ -192,6 +199,7 @@ class ReferenceGallery(QWidget):
     def __init__(self, thumbnails: ThumbnailLoader | None = None, parent=None) -> None:
         super().__init__(parent)
         self.session: Session | None = None
+        self._filling = False
         self._subscription = observer.Subscription(self._on_change)
         self._import: PictureImport | None = None
         self.thumbnails = thumbnails or ThumbnailLoader(self)
@@ -223,7 +231,7 @@ class ReferenceGallery(QWidget):
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setGridSize(QSize(THUMB + 18, THUMB + 26))
         self.list.setMovement(QListView.Movement.Static)
-        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)  # the share first: "50 % · mount…"
         self.list.setUniformItemSizes(True)
         self.list.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.setFixedHeight(THUMB + 26 + self.list.horizontalScrollBar().sizeHint().height()
@@ -254,7 +262,8 @@ class ReferenceGallery(QWidget):
         layout.addWidget(self.progress)
 
         self.hint = QLabel("Drop pictures or folders here, paste (Ctrl+V) or press +. "
-                           "Double-click a picture to take its style.")
+                           "Double-click a picture to take its style; tick “Mix” to blend "
+                           "several, each with its weight.")
         self.hint.setObjectName("Hint")
         self.hint.setWordWrap(True)
         layout.addWidget(self.hint)
@@ -272,6 +281,23 @@ class ReferenceGallery(QWidget):
         details.addWidget(self.use_button)
         details.addWidget(self.remove_button)
         layout.addLayout(details)
+        mix = QHBoxLayout()
+        self.mix_check = QCheckBox("Mix")
+        self.mix_check.setToolTip("Blend this picture into the style together with the other "
+                                  "ticked ones (the generated reference too)")
+        self.mix_check.toggled.connect(self._mix_toggled)
+        self.weight = QSlider(Qt.Orientation.Horizontal)
+        self.weight.setRange(0, WEIGHT_STEPS)
+        self.weight.setToolTip("How much of the style comes from this one; the weights of the "
+                               "ticked references are shared out (0: listed but not used)")
+        self.weight.valueChanged.connect(self._weight_moved)
+        self.share = QLabel("")
+        self.share.setObjectName("Hint")
+        self.share.setMinimumWidth(self.share.fontMetrics().horizontalAdvance("100 %") + 4)
+        mix.addWidget(self.mix_check)
+        mix.addWidget(self.weight, 1)
+        mix.addWidget(self.share)
+        layout.addLayout(mix)
         self.caption = QLineEdit()
         self.caption.setPlaceholderText("Caption: what the picture shows, e.g. “a fox in a "
                                         "forest” (helps separate its style from its subject)")
@@ -312,24 +338,37 @@ class ReferenceGallery(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         if self.session is not None:
-            active = self.session.style.active_reference
-            none_item = QListWidgetItem(self._none_icon(active is None), "No picture")
+            generated = self.share_of(None)
+            none_item = QListWidgetItem(self._none_icon(generated), self._label("Generated", generated))
             none_item.setData(Qt.ItemDataRole.UserRole, NONE_ID)
-            none_item.setToolTip("No picture: a reference is generated from the reference "
-                                 "prompt and the style text")
-            self._mark(none_item, active is None)
+            none_item.setToolTip("The generated reference: drawn from the reference prompt and "
+                                 "the style text")
+            self._mark(none_item, generated is not None)
             self.list.addItem(none_item)
             for reference in self.session.references:
+                share = self.share_of(reference.id)
                 label = reference.caption or reference.name or reference.id
-                item = QListWidgetItem(self._icon_for(reference.id, reference.id == active), label)
+                item = QListWidgetItem(self._icon_for(reference.id, share), self._label(label, share))
                 item.setData(Qt.ItemDataRole.UserRole, reference.id)
                 item.setToolTip(f"{reference.name}\n{reference.width} × {reference.height} px"
                                 + (f"\n{reference.caption}" if reference.caption else ""))
-                self._mark(item, reference.id == active)
+                self._mark(item, share is not None)
                 self.list.addItem(item)
         self.list.blockSignals(False)
         self._select(selected if selected is not None else NONE_ID)
         self._show_details()
+
+    def share_of(self, ref_id: str | None) -> float | None:
+        """The normalised share of the style a reference has (None: not active)."""
+        style = self.session.style if self.session else None
+        weight = style.weight_of(ref_id or None) if style else None
+        if weight is None:
+            return None
+        return weight / sum(x.weight for x in style.sources)
+
+    def _label(self, text: str, share: float | None) -> str:
+        several = self.session is not None and len(self.session.style.sources) > 1
+        return f"{round(share * 100)} % · {text}" if several and share is not None else text
 
     def _mark(self, item: QListWidgetItem, active: bool) -> None:
         font = QFont(item.font())
@@ -354,7 +393,9 @@ class ReferenceGallery(QWidget):
         return None if item is None else item.data(Qt.ItemDataRole.UserRole)
 
     # ----- icons ----------------------------------------------------------------------------
-    def _frame(self, image: QImage | None, active: bool) -> QIcon:
+    def _frame(self, image: QImage | None, active: float | bool | None) -> QIcon:
+        """A thumbnail; an active reference (``active``: its share, or True) is framed and starred."""
+        active = active is not None and active is not False
         pixmap = QPixmap(THUMB, THUMB)
         pixmap.fill(Qt.GlobalColor.transparent)
         painter = QPainter(pixmap)
@@ -374,7 +415,7 @@ class ReferenceGallery(QWidget):
         painter.end()
         return QIcon(pixmap)
 
-    def _none_icon(self, active: bool) -> QIcon:
+    def _none_icon(self, active: float | None) -> QIcon:
         image = QImage(THUMB - 8, THUMB - 8, QImage.Format.Format_ARGB32)
         image.fill(QColor(0, 0, 0, 0))
         painter = QPainter(image)
@@ -389,7 +430,7 @@ class ReferenceGallery(QWidget):
         painter.end()
         return self._frame(image, active)
 
-    def _icon_for(self, ref_id: str, active: bool) -> QIcon:
+    def _icon_for(self, ref_id: str, active: float | None) -> QIcon:
         reference = self.session.reference(ref_id) if self.session else None
         if reference is None:
             return self._frame(None, active)
@@ -399,13 +440,12 @@ class ReferenceGallery(QWidget):
     def _thumbnail_ready(self, path: str, size: int, image: QImage) -> None:
         if self.session is None or size != THUMB:
             return
-        active = self.session.style.active_reference
         for row in range(1, self.list.count()):
             item = self.list.item(row)
             ref_id = item.data(Qt.ItemDataRole.UserRole)
             reference = self.session.reference(ref_id)
             if reference is not None and str(self.session.path(reference.file)) == path:
-                item.setIcon(self._frame(image, ref_id == active))
+                item.setIcon(self._frame(image, self.share_of(ref_id)))
 
     # ----- actions --------------------------------------------------------------------------
     def show_error(self, text: str) -> None:
@@ -543,6 +583,34 @@ class ReferenceGallery(QWidget):
         else:
             self.message.emit("The style now comes from a generated reference", False)
 
+    def _mix_toggled(self, on: bool) -> None:
+        if not self._filling:
+            self.set_mix(self.current_id(), on)
+
+    def set_mix(self, ref_id: str | None, on: bool) -> None:
+        """Blend a reference into the style (``on``) or leave it out (NONE_ID: the generated one)."""
+        if self.session is None or ref_id is None:
+            return
+        try:
+            self.session.set_source_active(ref_id or None, on)
+        except SessionError as exc:
+            self.show_error(str(exc))
+            self._show_details()
+            return
+        self._select(ref_id)
+
+    def _weight_moved(self, value: int) -> None:
+        ref_id = self.current_id()
+        if self.session is None or ref_id is None or self._filling:
+            return
+        try:
+            self.session.set_source_weight(ref_id or None, value / WEIGHT_STEPS)
+        except SessionError as exc:
+            self.show_error(str(exc))
+            self._show_details()
+            return
+        self._select(ref_id)
+
     def remove_current(self) -> None:
         ref_id = self.current_id()
         if self.session is None or not ref_id:
@@ -562,12 +630,13 @@ class ReferenceGallery(QWidget):
     def _show_details(self) -> None:
         ref_id = self.current_id()
         reference = self.session.reference(ref_id) if (self.session and ref_id) else None
-        active = self.session.style.active_reference if self.session else None
+        style = self.session.style if self.session else None
+        only = style.sources[0].picture if style is not None and len(style.sources) == 1 else False
         is_picture = reference is not None
         self.caption.setEnabled(is_picture)
         self.remove_button.setEnabled(is_picture)
         self.use_button.setEnabled(self.session is not None and ref_id is not None
-                                   and (ref_id or None) != active)
+                                   and (ref_id or None) != only)
         if is_picture:
             self.details.setText(f"{reference.name}  ·  {reference.width} × {reference.height}")
             if not self.caption.hasFocus():
@@ -575,6 +644,17 @@ class ReferenceGallery(QWidget):
         else:
             self.details.setText("Generated from the style text" if ref_id == NONE_ID else "")
             self.caption.clear()
+        weight = style.weight_of(ref_id or None) if style is not None and ref_id is not None else None
+        share = self.share_of(ref_id) if ref_id is not None else None
+        self._filling = True
+        try:
+            self.mix_check.setEnabled(ref_id is not None and self.session is not None)
+            self.mix_check.setChecked(weight is not None)
+            self.weight.setEnabled(weight is not None)
+            self.weight.setValue(round((weight or 0.0) * WEIGHT_STEPS))
+            self.share.setText("" if share is None else f"{round(share * 100)} %")
+        finally:
+            self._filling = False
 
     def _menu(self, pos) -> None:
         item = self.list.itemAt(pos)
@@ -582,6 +662,9 @@ class ReferenceGallery(QWidget):
         if item is not None:
             ref_id = item.data(Qt.ItemDataRole.UserRole)
             add_menu_command(menu, "Use as style", lambda: self.make_active(ref_id), "star")
+            weight = self.session.style.weight_of(ref_id or None) if self.session else None
+            add_menu_command(menu, "Leave out of the mix" if weight is not None else "Add to the mix",
+                             lambda: self.set_mix(ref_id, weight is None))
             if ref_id:
                 add_menu_command(menu, "Remove", self.remove_current, "delete")
             menu.addSeparator()

@@ -15,14 +15,16 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog
 
+from ..engine.events import picture_key
+from ..engine.runfolder import reference_file
 from ..session import observer
 from ..session.errors import SessionError
-from ..session.history import RunPlan, RunRecord
+from ..session.history import RunPlan, RunRecord, panel_file_name
 from ..session.model import compose_prompt
 from .export import SheetItem
 from .history import HistoryView, run_title
 from .host import APP_TITLE, Host
-from .previews import REFERENCE, PreviewGrid
+from .previews import PreviewGrid, is_reference, reference_position
 from .thumbnails import ThumbnailLoader
 from .viewer import ImageViewer, ViewerPicture
 
@@ -78,31 +80,53 @@ class GridController(QObject):
                 self.show_run(None)
 
     # ----- the storyboard's newest pictures ---------------------------------------------------
-    def _latest_images(self) -> tuple[tuple[Path, RunRecord] | None,
+    def _latest_images(self) -> tuple[dict[int, tuple[Path, RunRecord]],
                                       dict[str, tuple[Path, RunRecord]]]:
-        """The newest reference picture and, per panel id, its newest picture (with their runs)."""
-        reference = None
+        """The newest finished run's reference pictures by position and, per panel id, its
+        newest picture (with their runs)."""
+        references: dict[int, tuple[Path, RunRecord]] = {}
         panels: dict[str, tuple[Path, RunRecord]] = {}
         for record in self.session.history:
             if record.status != "finished":
                 continue
-            if record.reference_file:
-                reference = (self.session.path(f"{record.folder}/{record.reference_file}"),
-                             record)
+            if record.reference_images():
+                references = {k: (self.session.path(file), record) for k, file in record.reference_images()}
             for run_panel in record.generated:
                 panels[run_panel.panel_id] = (
                     self.session.path(f"{record.folder}/{run_panel.file}"), record)
-        return reference, panels
+        return references, panels
 
-    def _reference_outdated(self, record: RunRecord) -> bool:
-        """The reference picture of ``record`` is not what Generate would use now."""
-        made, style = record.style, self.session.style
-        active = self.session.active_reference
+    def _reference_outdated(self, record: RunRecord, position: int) -> bool:
+        """Reference ``position`` of ``record`` is not what Generate would use now."""
+        sources, style = self.session.active_sources, self.session.style
+        if len(record.references) != len(sources) or position >= len(sources):
+            return True
+        made, (active, _weight) = record.references[position], sources[position]
         if active is not None:
             return (made.kind != "picture" or made.reference_id != active.id
                     or made.caption != active.caption)
         return (made.kind != "generated" or made.seed != style.reference_seed
                 or made.prompt != compose_prompt(style.reference_prompt, style.text))
+
+    def _reference_tiles(self) -> list[tuple[str, str]]:
+        """(title, prompt) of every active reference, in the style's order, with its share of
+        the style when there are several (spec section 11)."""
+        style = self.session.style
+        sources = self.session.active_sources
+        total = sum(weight for _, weight in sources)
+        tiles = []
+        for reference, weight in sources:
+            title = "Reference" if reference is None else "Reference (picture)"
+            if len(sources) > 1:
+                title += f" · {round(100 * weight / total)} %"
+            prompt = (reference.caption or reference.name) if reference is not None else (
+                ", ".join(t for t in (style.reference_prompt.strip(), style.text.strip()) if t))
+            tiles.append((title, prompt))
+        return tiles
+
+    def _panel_sizes(self, sizes) -> list[tuple[int, int]]:
+        settings = self.session.settings
+        return [size or (settings.width, settings.height) for size in sizes]
 
     def refresh(self) -> None:
         """Show the storyboard's newest pictures (or the history run being viewed)."""
@@ -112,20 +136,22 @@ class GridController(QObject):
             self._show_record(self.session.run(self.viewing_run))
             return
         panels = self.session.panels
-        style = self.session.style
-        active = self.session.active_reference
-        reference_title = "Reference (picture)" if active else "Reference"
-        reference_prompt = (active.caption or active.name) if active else (
-            ", ".join(t for t in (style.reference_prompt.strip(), style.text.strip()) if t))
-        self.grid.set_panels([p.prompt for p in panels], reference_title, reference_prompt)
+        settings = self.session.settings
+        self.grid.set_panels([p.prompt for p in panels], references=self._reference_tiles(),
+                             sizes=self._panel_sizes([p.size for p in panels]),
+                             reference_size=(settings.width, settings.height))
         running = self.running_plan()
-        reference, latest = self._latest_images()
+        references, latest = self._latest_images()
         if running is None or not running.selected:
-            if reference is None:
-                self._set_tile_file(REFERENCE, None, "")
-            else:
-                outdated = self._reference_outdated(reference[1])
-                self._set_tile_file(REFERENCE, reference[0], "outdated" if outdated else "")
+            for key in [k for k in self.grid.tiles if is_reference(k)]:
+                position = reference_position(key)
+                found = references.get(position)
+                unused = self.session.active_sources[position][1] == 0
+                if found is None:
+                    self._set_tile_file(key, None, "", "weight 0: not used" if unused else "not generated yet")
+                else:
+                    outdated = self._reference_outdated(found[1], position)
+                    self._set_tile_file(key, found[0], "outdated" if outdated else "")
         for index, panel in enumerate(panels):
             if running is not None and panel.id in running.panel_ids and \
                     running.panel_ids.index(panel.id) in running.selected:
@@ -138,16 +164,18 @@ class GridController(QObject):
             path, record = found
             run_panel = record.panel(panel.id)
             outdated = run_panel is not None and (run_panel.seed != panel.seed
-                                                  or run_panel.subject != panel.prompt.strip())
+                                                  or run_panel.subject != panel.prompt.strip()
+                                                  or run_panel.size != panel.size)
             self._set_tile_file(index, path, "outdated" if outdated else "")
 
-    def _set_tile_file(self, index, path: Path | None, state: str) -> None:
+    def _set_tile_file(self, index, path: Path | None, state: str,
+                       missing: str = "not generated yet") -> None:
         tile = self.grid.tiles.get(index)
         if tile is None:
             return
         if path is None or not path.is_file():
             tile.path = None
-            tile.clear("not generated yet")
+            tile.clear(missing)
             return
         if getattr(tile, "path", None) != path or tile.image() is None:
             tile.path = path
@@ -160,7 +188,7 @@ class GridController(QObject):
         else:
             tile.set_state(state)
         tile.setProperty("stale", state == "outdated")
-        changed = "style" if index is REFERENCE else "prompt or seed"
+        changed = "style" if is_reference(index) else "prompt, seed or size"
         tile.setToolTip(f"The {changed} changed since this picture was made"
                         if state == "outdated" else "")
 
@@ -210,10 +238,15 @@ class GridController(QObject):
 
     def _show_record(self, record: RunRecord) -> None:
         prompts = [p.subject or p.prompt for p in record.panels]
-        reference_prompt = (record.style.caption if record.style.kind == "picture"
-                            else record.style.prompt)
-        self.grid.set_panels(prompts, "Reference", reference_prompt)
+        several = len(record.references) > 1
+        references = [("Reference" + (f" · {round(100 * x.weight)} %" if several else ""),
+                       x.caption if x.kind == "picture" else x.prompt) for x in record.references]
+        settings = record.settings
+        self.grid.set_panels(prompts, references=references,
+                             sizes=self._panel_sizes([p.size for p in record.panels]),
+                             reference_size=(settings.width, settings.height))
         files = dict(record.images())
+        files.update({picture_key(None, k): file for k, file in record.reference_images()})
         for tile_index, tile in self.grid.tiles.items():
             relative = files.get(tile_index)
             if relative is None:
@@ -255,10 +288,14 @@ class GridController(QObject):
 
     @staticmethod
     def tile_name(index) -> str:
-        return "Reference" if index is REFERENCE else f"Panel {index + 1}"
+        if is_reference(index):
+            position = reference_position(index)
+            return "Reference" if position == 0 else f"Reference {position + 1}"
+        return f"Panel {index + 1}"
 
-    def _tile_order(self) -> list[int | None]:
-        return [REFERENCE, *sorted(i for i in self.grid.tiles if i is not REFERENCE)]
+    def _tile_order(self) -> list:
+        references = sorted((k for k in self.grid.tiles if is_reference(k)), key=reference_position)
+        return [*references, *sorted(i for i in self.grid.tiles if not is_reference(i))]
 
     def shown_items(self) -> list[SheetItem]:
         """The finished pictures in the grid, in order, as export items."""
@@ -268,14 +305,14 @@ class GridController(QObject):
             if path is None:
                 continue
             tile = self.grid.tiles[index]
-            name = "reference.png" if index is REFERENCE else f"panel-{index + 1:02d}.png"
+            name = reference_file(reference_position(index)) if is_reference(index) else panel_file_name(index)
             items.append(SheetItem(self.tile_name(index), tile.prompt.text(), path, name))
         return items
 
     def _picture_key(self, index) -> str | None:
         """Which picture of a set a tile shows: ``reference`` or its panel's id."""
-        if index is REFERENCE:
-            return "reference"
+        if is_reference(index):
+            return f"reference-{reference_position(index)}"
         if self.viewing_run is not None:
             panels = self.session.run(self.viewing_run).panels
             return panels[index].panel_id if index < len(panels) else None
@@ -305,8 +342,10 @@ class GridController(QObject):
         for record in reversed(self.session.history):
             if record.status != "finished":
                 continue
-            if picture.key == "reference":
-                file = record.reference_file
+            if picture.key.startswith("reference-"):
+                files = dict(record.reference_images())
+                file = files.get(int(picture.key.removeprefix("reference-")))
+                file = file.removeprefix(f"{record.folder}/") if file else None
             else:
                 run_panel = record.panel(picture.key)
                 file = run_panel.file if run_panel is not None else None
@@ -335,7 +374,8 @@ class GridController(QObject):
             return None
         config = self.host.config
         if target is None:
-            stem = "reference" if index is REFERENCE else f"panel-{index + 1:02d}"
+            stem = Path(reference_file(reference_position(index)) if is_reference(index)
+                        else panel_file_name(index)).stem
             suggested = str(Path(config.export_folder or Path.home()) / f"{stem}.png")
             target, _ = QFileDialog.getSaveFileName(
                 self.host, "Save picture as", suggested,
@@ -370,7 +410,7 @@ class GridController(QObject):
         try:
             reference = self.session.add_reference(path)
             caption = ""
-            if index is not REFERENCE and self.viewing_run is None:
+            if not is_reference(index) and self.viewing_run is None:
                 caption = self.session.panels[index].prompt.strip()
             if caption and not reference.caption:
                 self.session.set_reference_caption(reference.id, caption)

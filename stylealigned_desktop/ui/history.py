@@ -60,17 +60,23 @@ def run_label(record: RunRecord) -> str:
 
 def run_details(record: RunRecord) -> str:
     s = record.settings
-    style = (f"picture {record.style.file}" if record.style.kind == "picture"
-             else f"generated from “{record.style.prompt}”, seed {record.style.seed}")
+    several = len(record.references) > 1
+
+    def describe(x) -> str:
+        share = f"{round(100 * x.weight)} % · " if several else ""
+        return share + (f"picture {x.file}" if x.kind == "picture"
+                        else f"generated from “{x.prompt}”, seed {x.seed}")
+
     lines = [
         f"Run {record.id}",
         f"Style text: {record.style_text or '(none)'}",
-        f"Reference: {style}",
+        *(f"Reference: {describe(x)}" for x in record.references),
         f"Model {s.model or '?'} · {s.steps} steps · guidance {s.guidance:g} · "
         f"{s.width}×{s.height} · {s.scheduler}",
     ]
     for panel in record.generated:
-        lines.append(f"Panel {panel.index + 1}: {panel.subject or panel.prompt} (seed {panel.seed})")
+        size = f", {panel.size[0]}×{panel.size[1]}" if panel.size else ""
+        lines.append(f"Panel {panel.index + 1}: {panel.subject or panel.prompt} (seed {panel.seed}{size})")
     if record.message:
         lines.append(record.message)
     if record.consistency is not None:

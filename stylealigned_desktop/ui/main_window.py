@@ -393,7 +393,7 @@ class MainWindow(QMainWindow):
         if session is None:
             return
         self.settings_panel.set_settings(session.settings)
-        self.settings_panel.set_picture_reference(session.active_reference is not None)
+        self.settings_panel.set_picture_reference(session.style.uses_picture)
         self.banner.hide()
         self.pictures.reset()
 
@@ -403,7 +403,7 @@ class MainWindow(QMainWindow):
             self.settings_panel.set_settings(self.session.settings)
             self.runs.update_state()
         if kind in (observer.STYLE, observer.REFERENCES):
-            self.settings_panel.set_picture_reference(self.session.active_reference is not None)
+            self.settings_panel.set_picture_reference(self.session.style.uses_picture)
         self.pictures.on_session_change(change)
 
     def _settings_edited(self, settings) -> None:

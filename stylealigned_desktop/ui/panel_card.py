@@ -1,5 +1,6 @@
-"""One storyboard panel as a card: drag handle, prompt, seed and its lock, control picture and
-map, and the card's tools. It edits its panel through the :class:`~.storyboard.StoryboardView`."""
+"""One storyboard panel as a card: drag handle, prompt, seed and its lock, its own size (spec
+section 12: a wide establishing shot beside tall close-ups), control picture and map, and the
+card's tools. It edits its panel through the :class:`~.storyboard.StoryboardView`."""
 
 from __future__ import annotations
 
@@ -20,10 +21,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from ..engine.limits import PANEL_SIZE_STEP
 from ..engine.request import CONTROL_MODES
+from ..prompts_file import parse_size
 from ..session.model import Panel
-from ..session.values import MAX_SEED
+from ..session.values import MAX_SEED, SDXL_SIZES
 from .actions import connect_command
+from .controls import size_label
 from .gallery import local_paths
 from .previews import ElidedLabel, small_combo
 from .theme import icon
@@ -34,6 +38,17 @@ if TYPE_CHECKING:
 
 PANEL_MIME = "application/x-stylealigned-panel"
 CONTROL_THUMB = 64
+SET_SIZE, CUSTOM_SIZE = "set", "custom"
+SIZE_TIP = ("This panel's own size: the SDXL sizes give the best pictures (a wide establishing "
+            "shot, a tall close-up); “Same as the set” follows Settings → Size. Custom sizes are "
+            f"multiples of {PANEL_SIZE_STEP}.")
+
+
+def size_key(size: tuple[int, int]) -> str:
+    """A size as the chooser's item data: ``"1344x768"`` (read back with ``parse_size``)."""
+    return f"{size[0]}x{size[1]}"
+
+
 MODE_TIPS = {
     "canny": "Edges: the outlines of the picture guide the panel's composition",
     "depth": "Depth: near and far of the picture guide the panel's composition",
@@ -192,6 +207,31 @@ class PanelCard(QFrame):
         seed_row.addStretch(1)
         layout.addLayout(seed_row)
 
+        size_row = QHBoxLayout()
+        size_row.setSpacing(4)
+        self.size_choice = small_combo()
+        self.size_choice.setMinimumContentsLength(12)
+        self.size_choice.addItem("Same as the set", SET_SIZE)
+        for width, height in SDXL_SIZES:  # data as text: Qt compares Python tuples by identity
+            self.size_choice.addItem(size_label(width, height), size_key((width, height)))
+        self.size_choice.addItem("Custom…", CUSTOM_SIZE)
+        self.size_choice.setToolTip(SIZE_TIP)
+        self.size_choice.currentIndexChanged.connect(self._size_chosen)
+        self.custom_width, self.custom_height = QSpinBox(), QSpinBox()
+        for box in (self.custom_width, self.custom_height):
+            box.setRange(PANEL_SIZE_STEP, 4096)
+            box.setSingleStep(PANEL_SIZE_STEP)
+            box.setValue(1024)
+            box.setToolTip(SIZE_TIP)
+            box.editingFinished.connect(self._custom_size_edited)
+        self.times = QLabel("×")
+        size_row.addWidget(QLabel("Size"))
+        size_row.addWidget(self.size_choice, 1)
+        size_row.addWidget(self.custom_width)
+        size_row.addWidget(self.times)
+        size_row.addWidget(self.custom_height)
+        layout.addLayout(size_row)
+
         control_row = QHBoxLayout()
         control_row.setSpacing(6)
         self.control_thumb = ControlThumb()
@@ -272,6 +312,7 @@ class PanelCard(QFrame):
             self.seed.setValue(min(panel.seed, MAX_SEED))
             self.lock.setChecked(panel.seed_locked)
             self._show_lock(panel.seed_locked)
+            self._show_size(panel.size)
             control = panel.control
             self.mode.setCurrentIndex(max(0, self.mode.findData(control.mode)))
             self.map_kind.setCurrentIndex(max(0, self.map_kind.findData(
@@ -287,6 +328,41 @@ class PanelCard(QFrame):
                 self._control_key = None
         finally:
             self._filling = False
+
+    def _show_size(self, size: tuple[int, int] | None) -> None:
+        custom = self.size_choice.currentData() == CUSTOM_SIZE
+        if size is None:
+            index = 0
+        else:
+            index = self.size_choice.findData(size_key(size))
+            if index < 0 or custom:  # a size that is no preset, or the user is typing one
+                index = self.size_choice.findData(CUSTOM_SIZE)
+            self.custom_width.setValue(size[0])
+            self.custom_height.setValue(size[1])
+        self.size_choice.setCurrentIndex(index)
+        custom = self.size_choice.currentData() == CUSTOM_SIZE
+        for widget in (self.custom_width, self.times, self.custom_height):
+            widget.setVisible(custom)
+
+    def _size_chosen(self, _index: int) -> None:
+        choice = self.size_choice.currentData()
+        custom = choice == CUSTOM_SIZE
+        for widget in (self.custom_width, self.times, self.custom_height):
+            widget.setVisible(custom)
+        if custom:
+            self._custom_size_edited()
+        else:
+            self._edit(size=None if choice == SET_SIZE else parse_size(choice))
+
+    def _custom_size_edited(self) -> None:
+        """Typed sizes are rounded to the nearest multiple of 64 (the UNet needs whole tokens)."""
+        size = []
+        for box in (self.custom_width, self.custom_height):
+            value = max(PANEL_SIZE_STEP, round(box.value() / PANEL_SIZE_STEP) * PANEL_SIZE_STEP)
+            if value != box.value():
+                box.setValue(value)
+            size.append(value)
+        self._edit(size=tuple(size))
 
     def _show_lock(self, locked: bool) -> None:
         self.lock.setIcon(icon("lock" if locked else "unlock"))

@@ -23,10 +23,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.events import picture_key
 from .actions import add_menu_command, connect_command
 from .theme import icon
 
-REFERENCE = None  # the reference's index, as in engine events
+REFERENCE = None  # the (first) reference's index, as in engine events
+
+
+def is_reference(key) -> bool:
+    """Whether a tile key is a reference's: None (the first) or ``("reference", r)``."""
+    return key is None or isinstance(key, tuple)
+
+
+def reference_position(key) -> int:
+    """A reference tile key's position among the set's references."""
+    return 0 if key is None else key[1]
 
 
 def small_combo() -> QComboBox:
@@ -79,6 +90,7 @@ class ImageView(QWidget):
         super().__init__(parent)
         self._image: QImage | None = None
         self._placeholder = placeholder
+        self._shape: QSize | None = None  # the picture's (width, height) to come: its frame
         self.setMinimumSize(96, 96)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -94,10 +106,17 @@ class ImageView(QWidget):
         self._placeholder = text
         self.update()
 
+    def set_shape(self, width: int, height: int) -> None:
+        """The picture's size: an empty view draws its frame at that aspect."""
+        self._shape = QSize(width, height)
+        self.update()
+
     def image_rect(self) -> QRect:
-        if self._image is None or self._image.isNull():
+        """Where the picture is painted: scaled to fit, its aspect kept (never distorted)."""
+        shape = self._shape if self._image is None or self._image.isNull() else self._image.size()
+        if shape is None or shape.isEmpty():
             return QRect()
-        size = self._image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        size = shape.scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
         x = (self.width() - size.width()) // 2
         y = (self.height() - size.height()) // 2
         return QRect(QPoint(x, y), size)
@@ -106,6 +125,9 @@ class ImageView(QWidget):
         painter = QPainter(self)
         if self._image is None or self._image.isNull():
             painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            frame = self.image_rect()
+            if not frame.isEmpty():
+                painter.drawRect(frame.adjusted(2, 2, -3, -3))
             painter.drawText(self.rect().adjusted(6, 6, -6, -6),
                              Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
                              self._placeholder)
@@ -169,7 +191,7 @@ class PictureTile(QFrame):
         for button in (self.save_button, self.copy_button, self.reference_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
-        if index is not REFERENCE:
+        if not is_reference(index):
             buttons.addWidget(self.reroll_button)
         else:
             self.reroll_button.hide()
@@ -196,7 +218,7 @@ class PictureTile(QFrame):
         add_menu_command(menu, "Copy", lambda: self.copy_requested.emit(self.index), "copy")
         add_menu_command(menu, "Use as style reference",
                          lambda: self.use_as_reference_requested.emit(self.index), "star")
-        if self.index is not REFERENCE:
+        if not is_reference(self.index):
             add_menu_command(menu, "Re-roll this panel",
                              lambda: self.reroll_requested.emit(self.index), "reroll")
         menu.exec(self.mapToGlobal(pos))
@@ -225,6 +247,11 @@ class PictureTile(QFrame):
     def set_prompt(self, text: str) -> None:
         self.prompt.setText(text)
 
+    def set_shape(self, width: int, height: int) -> None:
+        """The size of the picture this tile shows (drawn as its frame until it comes)."""
+        self.view.set_shape(width, height)
+        self.view.setToolTip(f"{width} × {height}")
+
     def clear(self, placeholder: str = "not generated yet") -> None:
         self.final = False
         self.path = None
@@ -238,7 +265,8 @@ class PictureTile(QFrame):
 
 
 class PreviewGrid(QScrollArea):
-    """The reference and the panels as tiles that reflow with the width."""
+    """The references and the panels as tiles that reflow with the width; every picture keeps
+    its own aspect (panels of different sizes side by side, spec section 12)."""
 
     view_requested = Signal(object)
     save_requested = Signal(object)
@@ -257,15 +285,25 @@ class PreviewGrid(QScrollArea):
         self._grid.setSpacing(8)
         self._grid.setContentsMargins(4, 4, 4, 4)
         self.setWidget(self._host)
-        self.tiles: dict[int | None, PictureTile] = {}
-        self._order: list[int | None] = []
+        self.tiles: dict = {}
+        """Tiles by key: a panel's index, None for the first reference, ("reference", r)."""
+        self._order: list = []
         self._columns = 0
         self.set_panels([])
 
     def set_panels(self, prompts: list[str], reference_title: str = "Reference",
-                   reference_prompt: str = "") -> None:
-        """One tile for the reference and one per panel; keeps the pictures of kept tiles."""
-        wanted: list[int | None] = [REFERENCE, *range(len(prompts))]
+                   reference_prompt: str = "", *, references: list[tuple[str, str]] | None = None,
+                   sizes: list[tuple[int, int]] | None = None,
+                   reference_size: tuple[int, int] | None = None) -> None:
+        """One tile per reference and per panel; keeps the pictures of kept tiles.
+
+        ``references``: (title, prompt) of each reference shown (default: one, titled
+        ``reference_title``); ``sizes``: each panel's (width, height), ``reference_size`` the
+        references', so that empty tiles show the shape of the picture to come.
+        """
+        references = references or [(reference_title, reference_prompt)]
+        keys = [picture_key(None, r) for r in range(len(references))]
+        wanted: list = [*keys, *range(len(prompts))]
         for index in list(self.tiles):
             if index not in wanted:
                 tile = self.tiles.pop(index)
@@ -273,18 +311,23 @@ class PreviewGrid(QScrollArea):
                 tile.deleteLater()
         for index in wanted:
             if index not in self.tiles:
-                title = reference_title if index is REFERENCE else f"Panel {index + 1}"
-                tile = PictureTile(index, title, self._host)
+                tile = PictureTile(index, "", self._host)
                 tile.view_requested.connect(self.view_requested)
                 tile.save_requested.connect(self.save_requested)
                 tile.copy_requested.connect(self.copy_requested)
                 tile.use_as_reference_requested.connect(self.use_as_reference_requested)
                 tile.reroll_requested.connect(self.reroll_requested)
                 self.tiles[index] = tile
-        self.tiles[REFERENCE].title.setText(reference_title)
-        self.tiles[REFERENCE].set_prompt(reference_prompt)
+        for key, (title, prompt) in zip(keys, references):
+            self.tiles[key].title.setText(title)
+            self.tiles[key].set_prompt(prompt)
+            if reference_size is not None:
+                self.tiles[key].set_shape(*reference_size)
         for index, prompt in enumerate(prompts):
+            self.tiles[index].title.setText(f"Panel {index + 1}")
             self.tiles[index].set_prompt(prompt)
+            if sizes is not None:
+                self.tiles[index].set_shape(*sizes[index])
         if wanted != self._order:
             self._order = wanted
             self._columns = 0

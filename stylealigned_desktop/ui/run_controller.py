@@ -22,14 +22,15 @@ from PySide6.QtCore import QObject, Signal
 
 from ..engine import events as ev
 from ..engine.maker import PictureMakerFactory, this_computer
+from ..engine.runfolder import reference_file
 from ..session.errors import SessionError
-from ..session.history import REFERENCE_FILE, RunPlan, panel_file_name
+from ..session.history import RunPlan, panel_file_name
 from ..session.model import Session
 from .actions import connect_command
 from .grid_controller import GridController
 from .history import run_title
 from .host import Host
-from .previews import REFERENCE
+from .previews import is_reference, reference_position
 from .worker import EngineWorker, Job, JobState, WorkerEvent
 
 log = logging.getLogger(__name__)
@@ -219,10 +220,11 @@ class RunController(QObject):
         job = self.worker.current
         return None if job is None else self._plan_of(job)
 
-    def _tile_index(self, plan: RunPlan, index: int | None) -> int | None | bool:
-        """The grid tile of a request index: the reference, a current panel, or False if gone."""
-        if index is None:
-            return REFERENCE
+    def _tile_index(self, plan: RunPlan, index):
+        """The grid tile of a picture key (``events.picture_key``): a reference's, a current
+        panel's, or False if the panel is gone."""
+        if is_reference(index):
+            return index
         try:
             return self.session.panel_index(plan.panel_ids[index])
         except (SessionError, IndexError):
@@ -235,7 +237,8 @@ class RunController(QObject):
         if plan is not None:
             if self.grid.viewing_run is not None:
                 self.grid.show_run(None)
-            self.grid.mark_waiting(REFERENCE)
+            for position in plan.request.used_references:
+                self.grid.mark_waiting(ev.picture_key(None, position))
             drawing = []
             for index in plan.selected:
                 tile = self._tile_index(plan, index)
@@ -282,7 +285,7 @@ class RunController(QObject):
             self._show_step(job, event)
         elif isinstance(event, ev.PanelDone):
             if plan is not None and wevent.image is not None:
-                tile = self._tile_index(plan, event.index)
+                tile = self._tile_index(plan, ev.picture_key(event.index, event.reference))
                 if tile is not False:  # the file is written when the run ends
                     self.grid.show_final(tile, wevent.image, "final", None)
         elif isinstance(event, ev.Notice):
@@ -342,7 +345,7 @@ class RunController(QObject):
             tile = self._tile_index(plan, index)
             if tile is False:
                 continue
-            name = REFERENCE_FILE if index is None else panel_file_name(index)
+            name = reference_file(reference_position(index)) if is_reference(index) else panel_file_name(index)
             self.grid.show_final(tile, image, "new", plan.folder / name)
         self.grid.refresh()
         made = len(record.generated)

@@ -138,11 +138,14 @@ class StylePanel(QWidget):
         finally:
             self._filling = False
         active = self.session.active_reference
-        generated = active is None
+        sources = self.session.active_sources
+        generated = style.uses_generated
         for widget in (self.reference_prompt, self.reference_prompt_label, self.reference_seed,
                        self.reference_seed_label, self.reference_lock, self.reference_dice):
             widget.setVisible(generated)
-        if generated:
+        if len(sources) > 1:
+            self.source.setText(f"A blend of {len(sources)} references, weighted in the gallery")
+        elif generated:
             self.source.setText("Generated from “Shows” + the style text")
         else:
             caption = f" — “{active.caption}”" if active.caption else ""

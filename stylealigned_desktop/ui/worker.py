@@ -347,7 +347,8 @@ class EngineWorker(QObject):
         """Runs in the worker thread, inside the engine's callback."""
         if isinstance(event, ev.Preview):
             with self._lock:
-                self._previews[event.index] = (job.id, event.step, pil_to_qimage(event.image))
+                key = ev.picture_key(event.index, event.reference)
+                self._previews[key] = (job.id, event.step, pil_to_qimage(event.image))
                 signal = not self._previews_signalled
                 self._previews_signalled = True
             if signal:
@@ -376,9 +377,7 @@ class EngineWorker(QObject):
                           ev.Failed(f"The pictures were made but could not be saved: "
                                     f"{readable_error(exc)}"))
                 return
-        images = {}
-        if result.reference is not None:
-            images[None] = pil_to_qimage(result.reference)
+        images = {ev.picture_key(None, r): pil_to_qimage(image) for r, image in result.references.items()}
         for index, image in result.panels.items():
             images[index] = pil_to_qimage(image)
         job.state = JobState.finished

@@ -163,3 +163,60 @@ def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, picture):
         assert "Traceback" not in result.stderr, name
         message = [line for line in result.stderr.splitlines() if line.startswith("stylealigned: error")]
         assert len(message) == 1 and fragment in message[0], (name, result.stderr)
+
+
+def test_a_mixed_size_storyboard_from_a_prompts_file(tmp_path):
+    board = tmp_path / "board.txt"
+    board.write_text("# wide, tall and the set's size\n"
+                     "the harbour at dawn | size=192x128\n"
+                     "the keeper's face | size=64x128 | seed=41\n"
+                     "a teacup\n", encoding="utf-8")
+    result = run_cli("generate", *SMALL, "--reference-prompt", "a lighthouse", "--style", "ink wash",
+                     "--prompts-file", board, "--micro-batch", "2", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    sizes = {}
+    for name in ("reference.png", "panel-01.png", "panel-02.png", "panel-03.png"):
+        with Image.open(out / name) as image:
+            sizes[name] = image.size
+    assert sizes == {"reference.png": (128, 128), "panel-01.png": (192, 128), "panel-02.png": (64, 128),
+                     "panel-03.png": (128, 128)}
+    run = json.loads((out / "run.json").read_text())
+    assert [(p["width"], p["height"]) for p in run["panels"]] == [(192, 128), (64, 128), (128, 128)]
+    params = read_parameters(out / "panel-02.png")
+    assert (params["width"], params["height"], params["seed"]) == (64, 128, 41)
+    with Image.open(out / "contact-sheet.png") as sheet:
+        assert sheet.width > 128
+    # the same panel alone, at its size, is the same picture: the others' sizes do not matter
+    again = run_cli("generate", *SMALL, "--reference-prompt", "a lighthouse", "--style", "ink wash",
+                    "--prompt", "the keeper's face", "--panel-seeds", "41", "--panel-sizes", "64x128",
+                    "--micro-batch", "2", "--out", tmp_path / "alone")
+    assert again.returncode == 0, again.stderr
+    assert np.abs(pixels(tmp_path / "alone" / "panel-01.png") - pixels(out / "panel-02.png")).max() <= 1
+
+
+def test_two_weighted_references_blend_and_are_recorded(tmp_path, picture):
+    result = run_cli("generate", *SMALL, "--reference-image", f"{picture}:3", "--reference-caption", "a blue box",
+                     "--reference-prompt", "a red kite:1", "--style", "gouache", "--inversion-offset", "1",
+                     "--prompt", "a bird", "--prompt", "a boat", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 references and 2 panel(s)" not in result.stderr  # --quiet
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert [(r["kind"], r["weight"]) for r in run["references"]] == [("picture", 0.75), ("generated", 0.25)]
+    assert [r["file"] for r in run["references"]] == ["reference.png", "reference-02.png"]
+    assert run["references"][1]["prompt"] == "a red kite, gouache" and run["sampling"]["guidance"] == 10.0
+    assert [r["weight"] for r in run["style"]] == [3.0, 1.0]
+    for name in ("reference.png", "reference-02.png", "panel-01.png", "panel-02.png"):
+        assert (tmp_path / name).is_file(), name
+    panel = read_parameters(tmp_path / "panel-01.png")
+    assert [(r["kind"], r["weight"]) for r in panel["references"]] == [("picture", 0.75), ("generated", 0.25)]
+    kite = read_parameters(tmp_path / "reference-02.png")
+    assert kite["role"] == "reference" and kite["reference_index"] == 2 and kite["weight"] == 0.25
+    # the blend is not either reference alone
+    alone = run_cli("generate", *SMALL, "--reference-prompt", "a red kite", "--style", "gouache", "--guidance", "10",
+                    "--share-group-norm", "--shared-score-shift", "0.6931471805599453",
+                    "--prompt", "a bird", "--prompt", "a boat", "--out", tmp_path / "alone")
+    assert alone.returncode == 0, alone.stderr
+    # each reference is drawn as alone (up to the rounding of a bigger UNet batch)
+    assert np.abs(pixels(tmp_path / "alone" / "reference.png") - pixels(tmp_path / "reference-02.png")).max() <= 1
+    assert np.abs(pixels(tmp_path / "alone" / "panel-01.png") - pixels(tmp_path / "panel-01.png")).mean() > 1

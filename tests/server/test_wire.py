@@ -8,6 +8,7 @@ from PIL import Image
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.request import (
+    GeneratedReference,
     Panel,
     PanelControl,
     ReferencePicture,
@@ -109,3 +110,32 @@ def test_events_travel_as_json_lines_with_exact_pixels():
     assert event_from_wire({"event": "Cancelled"}) == ev.Cancelled()
     with pytest.raises(WireError):
         event_from_wire({"event": "Explode"})
+
+
+def test_several_references_and_panel_sizes_travel(tmp_path):
+    mood = tmp_path / "mood.png"
+    Image.new("RGB", (40, 24), (20, 30, 200)).save(mood)
+    request = SetRequest(
+        model="tiny", style=(GeneratedReference("a castle, ink", 4, weight=2), ReferencePicture(str(mood), "blue", weight=1),
+                             GeneratedReference("unused", 5, weight=0)),
+        panels=(Panel("a cat, ink", 5, size=(192, 64)), Panel("a dog, ink", 9)),
+        sampling=Sampling(steps=3, width=128, height=128),
+    )
+    assert picture_paths(request) == [str(mood)]
+    data = json.loads(json.dumps(request_to_wire(request, {str(mood): file_sha256(mood)})))
+    assert [r["kind"] for r in data["style"]] == ["generated", "picture", "generated"] and "path" not in data["style"][1]
+    back = request_from_wire(data, lambda sha: "/srv/" + sha)
+    assert back.references[1].path == "/srv/" + file_sha256(mood) and back.weights == request.weights
+    assert back.references[0] == request.references[0] and back.panels == request.panels
+
+
+def test_every_reference_picture_comes_back_in_the_run():
+    first, second, panel = (Image.new("RGB", (8, 8), c) for c in ("red", "green", "blue"))
+    sent = [ev.PanelDone(None, first, {"role": "reference"}), ev.PanelDone(None, second, {"role": "reference"}, 2),
+            ev.Preview(None, 1, second, 2), ev.PanelDone(0, panel, {"role": "panel"}),
+            ev.Finished(ev.RunResult(first, {0: panel}, {}, references={0: first, 2: second}))]
+    got = list(iter_events(b"".join(ndjson_line(event_to_wire(e)) for e in sent).decode().splitlines()))
+    assert got[1].reference == 2 and got[2].reference == 2
+    run = got[-1].run
+    assert sorted(run.references) == [0, 2] and np.asarray(run.references[2])[0, 0].tolist() == [0, 128, 0]
+    assert np.asarray(run.reference)[0, 0].tolist() == [255, 0, 0] and set(run.panels) == {0}

@@ -21,6 +21,7 @@ from stylealigned_desktop.session.model import (
     prepare_picture,
     prepare_picture_data,
 )
+from stylealigned_desktop.session.values import StyleReference
 
 from .session_helpers import picture_bytes
 
@@ -175,6 +176,12 @@ def test_text_import_export_round_trip(session, tmp_path):
     assert [p.prompt for p in other.panels] == ["line one line two", "first", "second"]
     prompts_file.import_panels_text(other, "only\n", replace_all=True)
     assert [p.prompt for p in other.panels] == ["only"]
+
+
+def test_text_import_export_keeps_panel_sizes(session):
+    new = prompts_file.import_panels_text(session, "harbour | size=1344x768\nface | size=832x1216\ncup\n")
+    assert [p.size for p in new] == [(1344, 768), (832, 1216), None]
+    assert prompts_file.export_panels_text(session) == "harbour | size=1344x768\nface | size=832x1216\ncup\n"
 
 
 def test_text_import_reads_bom_and_reports_bad_files(session, tmp_path):
@@ -932,3 +939,107 @@ def test_restore_notes_a_reference_picture_that_is_gone(session, make_picture):
     notes = session.restore_run(record.id)
     assert len(notes) == 1 and "reference picture" in notes[0]
     assert session.active_reference is None
+
+
+# --- several references and panel sizes (spec sections 11 and 12) -----------------------------
+
+
+def test_several_weighted_references_go_into_the_request_in_order(session, make_picture):
+    session.set_style_text("ink")
+    session.set_reference_prompt("a lighthouse")
+    session.add_panel("a boat")
+    a = session.add_reference(make_picture("a.png", color="red"))  # the first picture becomes the style
+    assert session.style.sources == (StyleReference(a.id, 1.0),)
+    b = session.add_reference(make_picture("b.png", color="blue"))
+    session.set_source_active(b.id, True, weight=3.0)
+    session.set_source_active(None, True, weight=0.0)  # the generated reference, listed but unused
+    request = session.build_request()
+    assert [type(r) for r in request.references] == [ReferencePicture, ReferencePicture, GeneratedReference]
+    assert request.references[0].path == str(session.path(a.file))
+    assert request.weights == (0.25, 0.75, 0.0)
+    assert request.references[2].prompt == "a lighthouse, ink"
+    plan = session.prepare_generate()
+    assert [(x.kind, x.weight) for x in plan.references] == [("picture", 0.25), ("picture", 0.75), ("generated", 0.0)]
+    session.set_source_weight(a.id, 1.0)
+    session.set_source_weight(None, 2.0)
+    assert session.build_request().weights == (1 / 6, 3 / 6, 2 / 6)
+    assert [w for _, w in session.active_sources] == [1.0, 3.0, 2.0]
+    assert session.style.active_reference is None and session.style.uses_picture
+
+
+def test_reference_weights_are_checked(session, make_picture):
+    a = session.add_reference(make_picture("a.png"))
+    with pytest.raises(SessionError, match="weight"):
+        session.set_source_weight(a.id, -1)
+    with pytest.raises(SessionError, match="weight above 0"):
+        session.set_source_weight(a.id, 0)  # the only active reference
+    with pytest.raises(SessionError, match="not active"):
+        session.set_source_weight(None, 1)
+    with pytest.raises(SessionError, match="gallery"):
+        session.set_source_active("0000", True)
+    assert session.style.sources == (StyleReference(a.id, 1.0),)
+
+
+def test_taking_references_out_and_removing_pictures(session, make_picture):
+    a = session.add_reference(make_picture("a.png", color="red"))
+    b = session.add_reference(make_picture("b.png", color="blue"))
+    session.set_source_active(b.id, True, weight=2.0)
+    assert session.settings.guidance == 10.0  # pictures: the authors' picture defaults
+    session.remove_reference(a.id)
+    assert session.style.sources == (StyleReference(b.id, 2.0),)
+    session.set_source_active(b.id, False)  # the last one out: the generated reference
+    assert session.style.sources == (StyleReference(None, 1.0),)
+    assert session.settings.guidance == 5.0
+    session.set_source_active(b.id, True, weight=0.5)
+    session.set_source_active(None, True)
+    session.remove_reference(b.id)
+    assert session.style.sources == (StyleReference(None, 1.0),) and session.settings.guidance == 5.0
+
+
+def test_panel_sizes_reach_the_request_and_survive_a_save(session, tmp_path):
+    session.set_style_text("ink")
+    session.add_panel("an establishing shot")
+    session.add_panel("a close-up")
+    session.update_panel(0, size=(1344, 768))
+    with pytest.raises(SessionError, match="multiple of 64"):
+        session.update_panel(1, size=(1000, 768))
+    request = session.build_request()
+    assert request.panels[0].size == (1344, 768) and request.panels[1].size is None
+    assert request.panel_size(1) == (64, 64)
+    store.save_session_as(session, tmp_path / "Sizes")
+    loaded = store.load_session(tmp_path / "Sizes.stylealigned")
+    assert [p.size for p in loaded.panels] == [(1344, 768), None]
+    loaded.close()
+
+
+def test_restore_brings_back_the_runs_references_weights_and_sizes(session, make_picture):
+    session.set_style_text("ink")
+    session.set_reference_prompt("a lighthouse")
+    session.add_panel("a boat")
+    session.update_panel(0, size=(128, 64))
+    a = session.add_reference(make_picture("a.png", color="red"))
+    session.set_source_active(None, True, weight=3.0)
+    plan = session.prepare_generate()
+    record = session.record_run(plan)
+    assert [(x.kind, x.weight) for x in record.references] == [("picture", 0.25), ("generated", 0.75)]
+    assert record.panels[0].size == (128, 64)
+    session.set_active_reference(None)
+    session.update_panel(0, size=None)
+    session.restore_run(record.id, panels=True)
+    assert session.style.sources == (StyleReference(a.id, 0.25), StyleReference(None, 0.75))
+    assert session.panels[0].size == (128, 64)
+
+
+def test_record_run_finds_every_reference_picture(session, make_picture):
+    session.set_style_text("ink")
+    session.add_panel("a boat")
+    session.add_reference(make_picture("a.png", color="red"))
+    session.set_source_active(None, True)
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    for name in ("reference.png", "reference-02.png", "panel-01.png"):
+        (plan.folder / name).write_bytes(b"png")
+    record = session.record_run(plan)
+    assert [x.image for x in record.references] == ["reference.png", "reference-02.png"]
+    assert record.reference_images() == [(0, f"{record.folder}/reference.png"),
+                                         (1, f"{record.folder}/reference-02.png")]

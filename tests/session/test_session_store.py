@@ -24,6 +24,7 @@ from stylealigned_desktop.session.errors import (
 )
 from stylealigned_desktop.session.history import panel_file_name
 from stylealigned_desktop.session.model import Session
+from stylealigned_desktop.session.values import StyleReference
 
 from .session_helpers import crashed_lock, picture_bytes
 
@@ -248,7 +249,9 @@ def test_missing_pictures_are_reported_and_can_be_opened_anyway(session, tmp_pat
         (lambda d: d["panels"][0]["control"].update(map_kind="normal"), "control map"),
         (lambda d: d.update(format="something-else"), "not a StyleAligned session"),
         (lambda d: d.update(schema_version="1"), "schema_version is not valid"),
-        (lambda d: d["style"].update(active_reference="deadbeef"), "not in the gallery"),
+        (lambda d: d["style"].update(sources=[{"picture": "deadbeef", "weight": 1}]), "not in the gallery"),
+        (lambda d: d["style"].update(sources=[{"picture": None, "weight": -1}]), "weight"),
+        (lambda d: d["panels"][0].update(size=[1000, 1024]), "multiple of 64"),
         (lambda d: d.update(panels={"a": 1}), "panels must be a list"),
     ],
 )
@@ -308,15 +311,45 @@ def test_migrations_upgrade_old_files(session, tmp_path, monkeypatch):
         data["style"]["text"] = data["style"]["text"].upper()
         return data
 
-    monkeypatch.setattr(store, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(store.MIGRATIONS, 1, rename_style_text)
+    current = store.SCHEMA_VERSION
+    monkeypatch.setattr(store, "SCHEMA_VERSION", current + 1)
+    monkeypatch.setitem(store.MIGRATIONS, current, rename_style_text)
     loaded = store.load_session(folder)
     assert loaded.style.text == "NOIR"
     file = folder / "session.json"
-    assert json.loads(file.read_text())["schema_version"] == 1  # loading wrote nothing
+    assert json.loads(file.read_text())["schema_version"] == current  # loading wrote nothing
     loaded.set_style_text("NOIR!")
     store.save_session(loaded)
-    assert json.loads(file.read_text())["schema_version"] == 2
+    assert json.loads(file.read_text())["schema_version"] == current + 1
+
+
+def test_sessions_of_one_reference_load_with_that_reference_as_the_only_source(session, tmp_path, make_picture):
+    """Schema 1 had one ``active_reference`` and one ``style`` / ``reference_file`` per run."""
+    picture = session.add_reference(make_picture("mood.png"))
+    session.add_panel("a street")
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    (plan.folder / "reference.png").write_bytes(b"png")
+    session.record_run(plan)
+    folder = saved_folder(session, tmp_path)
+    file = folder / "session.json"
+    data = json.loads(file.read_text())
+    data["schema_version"] = 1
+    data["style"].pop("sources")
+    data["style"]["active_reference"] = picture.id
+    run = data["history"][0]
+    reference = run.pop("references")[0]
+    reference.pop("weight"), reference.pop("image")
+    run.update(style=reference, reference_file="reference.png")
+    file.write_text(json.dumps(data))
+    loaded = store.load_session(folder)
+    assert loaded.style.active_reference == picture.id and loaded.style.sources[0].weight == 1.0
+    record = loaded.history[0]
+    assert record.style.reference_id == picture.id and record.reference_file == "reference.png"
+    assert record.references[0].weight == 1.0
+    data["style"]["active_reference"] = None
+    file.write_text(json.dumps(data))
+    assert store.load_session(folder).style.sources == (StyleReference(None, 1.0),)
 
 
 def test_save_rules(session, tmp_path):

@@ -161,3 +161,58 @@ def test_an_import_running_when_the_session_changes_adds_nothing_to_either(qtbot
     assert not gallery.importing and gallery.progress.isHidden()
     assert gallery.pool.wait(10000)
     assert session.references == () and other.references == ()
+
+
+def _click_item(gallery, ref_id):
+    from PySide6.QtTest import QTest
+
+    row = ([""] + gallery.items()).index(ref_id)
+    rect = gallery.list.visualItemRect(gallery.list.item(row))
+    QTest.mouseClick(gallery.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert gallery.current_id() == ref_id
+
+
+def test_a_mood_board_blends_several_pictures_and_the_generated_reference_with_weights(qtbot, tmp_path):
+    from PySide6.QtTest import QTest
+
+    session, gallery = make_gallery(qtbot)
+    session.set_style_text("ink")
+    session.add_panel("a boat")
+    drop_and_wait(qtbot, gallery, [picture(tmp_path / "a.png", (200, 10, 10)),
+                                   picture(tmp_path / "b.png", (10, 10, 200))])
+    a, b = session.references
+    assert session.style.active_reference == a.id
+    _click_item(gallery, b.id)
+    assert not gallery.mix_check.isChecked() and not gallery.weight.isEnabled()
+    QTest.mouseClick(gallery.mix_check, Qt.MouseButton.LeftButton)
+    assert [(x.picture, x.weight) for x in session.style.sources] == [(a.id, 1.0), (b.id, 1.0)]
+    assert gallery.weight.isEnabled() and gallery.share.text() == "50 %"
+    QTest.keyClick(gallery.weight, Qt.Key.Key_Home)  # the slider's own keys, as a user moves it
+    for _ in range(5):
+        QTest.keyClick(gallery.weight, Qt.Key.Key_PageUp)
+    assert session.style.weight_of(b.id) == 0.5 and gallery.share.text() == "33 %"
+    assert gallery.list.item(2).text().startswith("33 % ·")
+    _click_item(gallery, "")  # the generated reference joins the mix too
+    QTest.mouseClick(gallery.mix_check, Qt.MouseButton.LeftButton)
+    request = session.build_request(default_model="tiny")
+    assert [type(r).__name__ for r in request.references] == ["ReferencePicture", "ReferencePicture",
+                                                              "GeneratedReference"]
+    assert request.weights == (1 / 2.5, 0.5 / 2.5, 1 / 2.5)
+    _click_item(gallery, a.id)  # and a picture leaves it
+    QTest.mouseClick(gallery.mix_check, Qt.MouseButton.LeftButton)
+    assert [x.picture for x in session.style.sources] == [b.id, None]
+    assert not gallery.weight.isEnabled() and gallery.list.item(1).text() == (a.caption or a.name)
+    _click_item(gallery, b.id)  # "Use as style" makes one picture the only source again
+    QTest.mouseClick(gallery.use_button, Qt.MouseButton.LeftButton)
+    assert session.style.sources[0].picture == b.id and len(session.style.sources) == 1
+
+
+def test_the_last_weight_cannot_go_to_zero(qtbot, tmp_path):
+    from PySide6.QtTest import QTest
+
+    session, gallery = make_gallery(qtbot)
+    drop_and_wait(qtbot, gallery, [picture(tmp_path / "a.png")])
+    _click_item(gallery, session.references[0].id)
+    QTest.keyClick(gallery.weight, Qt.Key.Key_Home)
+    assert session.style.sources[0].weight == 1.0  # refused: a style needs some weight
+    assert "weight above 0" in gallery.banner.text() and gallery.weight.value() == 100

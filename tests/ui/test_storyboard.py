@@ -187,3 +187,45 @@ def test_dragging_a_panel_to_the_end_of_a_long_storyboard(qtbot):
                                                   none))
     assert session.panels[-1].id == first
     assert [p.prompt for p in session.panels] == [f"panel {i}" for i in (*range(1, 10), 0)]
+
+
+def _choose(qtbot, combo, data):
+    """Open the combo's list and click the entry holding ``data``, as a user does."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    combo.showPopup()
+    popup = combo.view()
+    qtbot.waitUntil(popup.isVisible)
+    index = popup.model().index(combo.findData(data), 0)
+    popup.scrollTo(index)
+    pos = popup.visualRect(index).center()
+    QTest.mouseClick(popup.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: not popup.isVisible())
+
+
+def test_each_panel_chooses_its_own_size(qtbot):
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from stylealigned_desktop.ui.panel_card import CUSTOM_SIZE, SET_SIZE
+
+    session, view = make_view(qtbot, ["the harbour at dawn", "a face"])
+    card = view.card_at(0)
+    assert card.size_choice.currentData() == SET_SIZE and card.custom_width.isHidden()
+    _choose(qtbot, card.size_choice, "1344x768")
+    assert session.panels[0].size == (1344, 768) and session.panels[1].size is None
+    assert "landscape" in card.size_choice.currentText()
+    _choose(qtbot, card.size_choice, CUSTOM_SIZE)
+    assert card.custom_width.isVisible() and card.custom_width.value() == 1344
+    card.custom_width.selectAll()
+    QTest.keyClicks(card.custom_width, "1000")  # not a multiple of 64: rounded when done
+    QTest.keyClick(card.custom_width, Qt.Key.Key_Return)
+    assert session.panels[0].size == (1024, 768) and card.custom_width.value() == 1024
+    _choose(qtbot, card.size_choice, SET_SIZE)
+    assert session.panels[0].size is None and card.custom_width.isHidden()
+    session.update_panel(1, size=(832, 1216))  # an edit from elsewhere (restore, import) shows
+    assert view.card_at(1).size_choice.currentData() == "832x1216"
+    session.update_panel(1, size=(640, 640))
+    assert view.card_at(1).size_choice.currentData() == CUSTOM_SIZE
+    assert (view.card_at(1).custom_width.value(), view.card_at(1).custom_height.value()) == (640, 640)

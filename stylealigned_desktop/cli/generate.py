@@ -1,0 +1,307 @@
+"""``stylealigned generate``: a style-aligned set from the command line into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import threading
+from pathlib import Path
+
+from ..engine.request import (
+    DEVICES,
+    DTYPES,
+    SCHEDULERS,
+    GeneratedReference,
+    Panel,
+    PanelControl,
+    ReferencePicture,
+    Sampling,
+    SetRequest,
+)
+from ..prompts_file import PromptsFileError, parse_size, read_prompts_file
+from .common import (
+    DEFAULT_MODEL,
+    UsageError,
+    add_model_extras_arguments,
+    add_settings_arguments,
+    check_model_source,
+    check_writable,
+    int_list,
+    model_extras_from_args,
+    positive_int,
+    settings_from_args,
+)
+
+_WEIGHT = re.compile(r"\d+(\.\d*)?|\.\d+")
+
+
+def split_weight(text: str, picture: bool) -> tuple[str, float]:
+    """``TEXT[:WEIGHT]`` -> (TEXT, WEIGHT), weight 1 when none is given (spec section 11).
+
+    The weight is what follows the last colon when it is a plain number (``2``, ``0.5``). A
+    picture path that exists as given is never split (``C:\\moods\\a.png``, names with colons);
+    in a prompt, a colon right after a digit is text (``16:9``, ``12:30``): write ``TEXT :2``.
+    """
+    head, colon, tail = text.rpartition(":")
+    if not colon or not head or not _WEIGHT.fullmatch(tail.strip()):
+        return text, 1.0
+    if picture and Path(text).expanduser().is_file():
+        return text, 1.0
+    if not picture and head[-1].isdigit():
+        return text, 1.0
+    return (head if picture else head.rstrip()), float(tail)
+
+
+class _AddReference(argparse.Action):
+    """``--reference-prompt`` / ``--reference-image``: each adds a reference, in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        references = list(getattr(namespace, self.dest) or [])
+        references.append((self.const, values))
+        setattr(namespace, self.dest, references)
+
+
+def _size_list(text: str) -> list[tuple[int, int] | None]:
+    try:
+        return [None if part.strip().lower() in ("set", "-") else parse_size(part) for part in text.split(",")]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error} (use 'set' for the set's size)") from None
+
+
+def add_generate_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "generate", help="generate a style-aligned set",
+        description="Generate a set of pictures sharing one style. The reference comes first; "
+                    "panel i (1-based) uses seed N+i unless --panel-seeds says otherwise.")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="hub id, local diffusers folder, single .safetensors file, or 'tiny' (default: %(default)s)")
+    style = p.add_argument_group(
+        "style source: one or more references, blended by weight (repeat the flags; order kept)")
+    style.add_argument("--reference-prompt", metavar="TEXT[:WEIGHT]", dest="references", action=_AddReference,
+                       const="prompt", help="a generated reference (its prompt); :WEIGHT its share (default 1)")
+    style.add_argument("--reference-image", metavar="PATH[:WEIGHT]", dest="references", action=_AddReference,
+                       const="image", help="a picture whose style the set takes (DDIM-inverted; cached per "
+                                           "picture and settings); :WEIGHT its share (default 1, 0: unused)")
+    style.add_argument("--reference-caption", action="append", default=[], metavar="TEXT",
+                       help="what the reference picture shows (may be empty); once for every picture, "
+                            "or once per --reference-image in order")
+    style.add_argument("--inversion-guidance", type=float, default=2.0, metavar="G", help="default %(default)s")
+    style.add_argument("--inversion-offset", type=int, default=None, metavar="K",
+                       help="start the reference K steps into its trajectory (default 5 per 50 steps)")
+    control = p.add_argument_group("ControlNet (per panel in the prompts file, or for every panel here)")
+    control.add_argument("--control", choices=("canny", "depth", "map"), help="control mode for every panel")
+    control.add_argument("--control-image", metavar="PATH", help="control picture for every panel")
+    control.add_argument("--control-scale", type=float, default=0.8, metavar="S", help="default %(default)s")
+    control.add_argument("--control-start", type=float, default=0.0, metavar="F")
+    control.add_argument("--control-end", type=float, default=1.0, metavar="F")
+    control.add_argument("--canny-low", type=int, default=100)
+    control.add_argument("--canny-high", type=int, default=200)
+    control.add_argument("--map-kind", choices=("depth", "canny"), default="depth",
+                         help="which ControlNet a ready-made map feeds (default depth)")
+    control.add_argument("--controlnet-canny", metavar="SOURCE", help="canny ControlNet: hub id or folder")
+    control.add_argument("--controlnet-depth", metavar="SOURCE", help="depth ControlNet: hub id or folder")
+    control.add_argument("--depth-model", metavar="SOURCE", help="depth estimator: hub id or folder")
+    p.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="a panel prompt (repeat per panel)")
+    p.add_argument("--prompts-file", metavar="FILE", help="one panel per line (blank and # lines ignored)")
+    p.add_argument("--style", default="", metavar="TEXT", help='appended as ", TEXT" to the reference and every panel prompt')
+    p.add_argument("--negative-prompt", default=None, metavar="TEXT")
+    p.add_argument("--seed", type=int, default=0, help="reference seed N; panel i uses N+i (default 0)")
+    p.add_argument("--panel-seeds", type=int_list, metavar="A,B,C", help="explicit seed per panel")
+    p.add_argument("--panel-sizes", type=_size_list, metavar="WxH,set,WxH",
+                   help="each panel's own size (multiples of 64; 'set' for --width x --height), e.g. "
+                        "1344x768,set,832x1216; a prompts file's size= does the same per line")
+    p.add_argument("--steps", type=positive_int, default=50)
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance (default 5.0; 10.0 with --reference-image)")
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
+    add_settings_arguments(p)
+    p.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
+                   help="panels per UNet batch (default: all on CPU; on a GPU chosen by the memory model)")
+    add_model_extras_arguments(p)
+    p.add_argument("--only", type=int_list, metavar="3,7", help="re-roll only these panels (1-based) into --out")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--dtype", choices=DTYPES, default="auto")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+
+def _with_style(text: str, style: str) -> str:
+    return f"{text}, {style}" if style else text
+
+
+def build_generate_request(args):
+    """The SetRequest a ``generate`` command line describes (no model is loaded here)."""
+    check_model_source(args.model)
+    lines = []
+    if args.prompts_file:
+        try:
+            lines = read_prompts_file(args.prompts_file)
+        except PromptsFileError as error:
+            raise UsageError(str(error)) from None
+    prompts = list(args.prompt) + [line.prompt for line in lines]
+    if not prompts:
+        raise UsageError("no panel prompts: give --prompt (repeatable) or --prompts-file")
+    if not args.references:
+        raise UsageError("no style source: give --reference-prompt or --reference-image (each may repeat)")
+    if (args.control is None) != (args.control_image is None):
+        raise UsageError("--control and --control-image go together")
+    picture_mode = any(kind == "image" for kind, _ in args.references)
+    sizes = [None] * len(args.prompt) + [line.size for line in lines]
+    if args.panel_sizes is not None:
+        if len(args.panel_sizes) != len(prompts):
+            raise UsageError(f"--panel-sizes has {len(args.panel_sizes)} sizes for {len(prompts)} panels")
+        sizes = list(args.panel_sizes)
+    seeds = [args.seed + i for i in range(1, len(prompts) + 1)]
+    file_seeds = [None] * len(args.prompt) + [line.seed for line in lines]
+    seeds = [fs if fs is not None else s for s, fs in zip(seeds, file_seeds)]
+    if args.panel_seeds is not None:
+        if len(args.panel_seeds) != len(prompts):
+            raise UsageError(f"--panel-seeds has {len(args.panel_seeds)} seeds for {len(prompts)} panels")
+        seeds = list(args.panel_seeds)
+    only = None
+    if args.only:
+        bad = [i for i in args.only if not 1 <= i <= len(prompts)]
+        if bad:
+            raise UsageError(f"--only: no panel {bad[0]} (the set has {len(prompts)} panels, numbered from 1)")
+        only = tuple(i - 1 for i in args.only)
+    try:
+        controls = [_control_for(line, args) for line in [None] * len(args.prompt) + lines]
+        settings = settings_from_args(args, reference_picture=picture_mode)
+        style = _references(args)
+        sampling = Sampling(
+            steps=args.steps,
+            guidance=(10.0 if picture_mode else 5.0) if args.guidance is None else args.guidance,
+            width=args.width,
+            height=args.height,
+            scheduler=args.scheduler,
+            negative_prompt=args.negative_prompt,
+        )
+        return SetRequest(
+            model=args.model,
+            style=style,
+            panels=tuple(Panel(_with_style(p, args.style), s, c, size)
+                         for p, s, c, size in zip(prompts, seeds, controls, sizes)),
+            sampling=sampling,
+            settings=settings,
+            micro_batch=args.micro_batch,
+            device=args.device,
+            dtype=args.dtype,
+            only=only,
+            controlnet_canny=args.controlnet_canny,
+            controlnet_depth=args.controlnet_depth,
+            depth_model=args.depth_model,
+            **model_extras_from_args(args),
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _references(args) -> tuple:
+    """The references of the command line, in order: generated ones seeded ``--seed``, pictures
+    with their captions; each with its ``:WEIGHT``."""
+    images = [value for kind, value in args.references if kind == "image"]
+    captions = args.reference_caption or [""]
+    if len(captions) not in (1, len(images)):
+        raise UsageError(f"--reference-caption given {len(captions)} times for {len(images)} pictures: "
+                         "give it once (for every picture) or once per picture")
+    captions = captions * len(images) if len(captions) == 1 else captions
+    references = []
+    for kind, value in args.references:
+        text, weight = split_weight(value, picture=kind == "image")
+        if kind == "prompt":
+            references.append(GeneratedReference(_with_style(text, args.style), args.seed, weight))
+            continue
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{text}: no such picture")
+        references.append(ReferencePicture(str(path), captions.pop(0), args.inversion_guidance,
+                                           args.inversion_offset, weight))
+    return tuple(references)
+
+
+def _control_for(line, args) -> PanelControl | None:
+    """A panel's control: its own from the prompts file, else the command line's, else none."""
+    command_line = PanelControl(
+        image=str(Path(args.control_image).expanduser()) if args.control_image else "",
+        mode=args.control or "canny", scale=args.control_scale,
+        guidance_start=args.control_start, guidance_end=args.control_end,
+        canny_low=args.canny_low, canny_high=args.canny_high, map_kind=args.map_kind,
+    )
+    if line is not None and line.control_mode:
+        return PanelControl(image=line.control_image, mode=line.control_mode, **line.control_values(command_line))
+    return command_line if args.control else None
+
+
+class _TerminalProgress:
+    """Event sink that draws a tqdm bar of denoising steps on stderr."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        from ..engine import events as ev
+
+        if self.quiet:
+            return
+        if isinstance(event, ev.Loading) and event.message:
+            print(f"  {event.message}", file=sys.stderr)
+        elif isinstance(event, ev.Notice):
+            print(f"  note: {event.message}", file=sys.stderr)
+        elif isinstance(event, ev.Step):
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=event.total, desc="denoising", unit="step", file=sys.stderr)
+            self.bar.update(event.step - self.bar.n)
+        elif isinstance(event, (ev.Finished, ev.Cancelled, ev.Failed)) and self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_generate(args) -> int:
+    request = build_generate_request(args)
+    out = Path(args.out).expanduser()
+    _check_run_folder(out, rerolling=request.only is not None)
+    from ..engine.generator import Engine
+    from ..engine.runfolder import write_run_folder
+
+    progress = _TerminalProgress(args.quiet)
+    try:
+        result = Engine().generate(request, progress, threading.Event())
+    except (RuntimeError, ValueError, OSError) as error:
+        if not _is_user_error(error):
+            raise
+        raise UsageError(str(error)) from None
+    write_run_folder(out, request, result, style_text=args.style)
+    if not args.quiet:
+        done, refs = len(result.panels), len(result.references)
+        print(f"wrote {'the reference' if refs == 1 else f'{refs} references'} and {done} panel(s) to {out}",
+              file=sys.stderr)
+    return 0
+
+
+def _check_run_folder(out: Path, rerolling: bool) -> None:
+    """``generate --out``: writable, and a run.json already there is one of ours (its files all
+    inside the folder), read before any work; a re-roll needs one."""
+    from ..engine.runfolder import RUN_FILE, read_run
+
+    check_writable(out)
+    if (out / RUN_FILE).exists() or (out / RUN_FILE).is_symlink():
+        try:
+            read_run(out)
+        except ValueError as error:
+            raise UsageError(f"{error}; choose another --out folder") from None
+    elif rerolling:
+        raise UsageError(f"--only re-rolls panels of an existing run, but {out} has no run.json")
+
+
+def _is_user_error(error: BaseException) -> bool:
+    """Errors about the user's input or environment (bad picture, model, size, memory)."""
+    from ..engine.generator import GenerationError
+
+    return isinstance(error, (ValueError, GenerationError, FileNotFoundError, PermissionError))

@@ -1,0 +1,290 @@
+"""The paper's benchmark (spec section 10): generate its evaluation sets, then score them.
+
+:func:`run_paper_suite` generates the paper's sets (``paper_sets.json``: the first object of
+each set is the reference, prompts ``"<object> in <style>"``, fixed seeds) with StyleAligned,
+without sharing (the baseline) and optionally the ablations, resumes where it stopped (a set
+whose folder has ``run.json`` is not generated again), then scores them next to the paper's
+published figures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .evaluation import (
+    DEFAULT_METRIC_SOURCES,
+    EvaluationError,
+    Group,
+    MetricSources,
+    Progress,
+    load_metric_models,
+    read_run_folder,
+    score_groups,
+)
+from .evaluation_report import write_reports
+from .request import GeneratedReference, Panel, Sampling, SetRequest
+from .settings import StyleAlignedSettings
+
+SUITE_JSON = "suite.json"
+
+VARIANTS: dict[str, StyleAlignedSettings] = {
+    "stylealigned": StyleAlignedSettings(),
+    "baseline": StyleAlignedSettings(share_attention=False, adain_queries=False, adain_keys=False),
+    "no-adain": StyleAlignedSettings(adain_queries=False, adain_keys=False),
+    "full-share": StyleAlignedSettings(full_attention_share=True),
+}
+"""The suite's variants: StyleAligned, plain generation, and the paper's two ablations."""
+
+ABLATIONS = ("no-adain", "full-share")
+
+PAPER_FIGURES: dict[str, dict[str, Any]] = {
+    "stylealigned": {"text_alignment": 0.287, "set_consistency": 0.51},
+    "no-adain": {"text_alignment": 0.289, "set_consistency": 0.428},
+    "full-share": {"text_alignment": 0.28, "set_consistency": 0.55},
+    "baseline": {
+        "text_alignment": 0.3454, "set_consistency": 0.3454,
+        "note": "plain SDXL is not in the paper's table; these are an independent reproduction's "
+                "figures (ViT-B/32 CLIP; it measured 0.3422 / 0.5018 with StyleAligned)",
+    },
+}
+"""Published figures: Hertz et al. 2024 (text alignment, DINO set consistency)."""
+
+SEED_STRIDE = 100
+
+
+@dataclass(frozen=True)
+class PaperSet:
+    id: int
+    style: str
+    objects: tuple[str, ...]
+
+    def prompts(self) -> list[str]:
+        return [f"{obj} in {self.style}" for obj in self.objects]
+
+    def seeds(self) -> list[int]:
+        """Fixed seeds, the same for every variant: set id * 100 + position (reference 0)."""
+        return [self.id * SEED_STRIDE + k for k in range(len(self.objects))]
+
+
+def load_paper_sets(path: str | Path | None = None) -> list[PaperSet]:
+    """The paper's evaluation sets (``resources/eval/paper_sets.json``)."""
+    from ..paths import resource
+
+    path = Path(path) if path is not None else resource("eval", "paper_sets.json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        sets = [PaperSet(int(s["id"]), str(s["style"]), tuple(str(o) for o in s["objects"]))
+                for s in data["sets"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise EvaluationError(f"{path}: not a paper sets file ({error})") from None
+    for s in sets:
+        if len(s.objects) < 2:
+            raise EvaluationError(f"{path}: set {s.id} needs a reference and at least one panel")
+    return sets
+
+
+def parse_set_range(text: str) -> list[int]:
+    """``"1-100"``, ``"3"``, ``"1-5,8,10-12"`` -> sorted unique set ids."""
+    ids: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                first, last = (int(x) for x in part.split("-", 1))
+                if first > last:
+                    raise ValueError
+                ids.update(range(first, last + 1))
+            else:
+                ids.add(int(part))
+        except ValueError:
+            raise EvaluationError(
+                f"--sets: {text!r} is not a set range (examples: 1-100, 3, 1-5,8)"
+            ) from None
+    return sorted(ids)
+
+
+def paper_request(paper_set: PaperSet, model: str, settings: StyleAlignedSettings,
+                  steps: int = 50, size: int = 1024, guidance: float = 5.0,
+                  device: str = "auto", dtype: str = "auto",
+                  micro_batch: int | None = None) -> SetRequest:
+    """The request of one paper set: first object the reference, prompts "<object> in <style>"."""
+    prompts, seeds = paper_set.prompts(), paper_set.seeds()
+    return SetRequest(
+        model=model,
+        style=GeneratedReference(prompts[0], seeds[0]),
+        panels=tuple(Panel(p, s) for p, s in zip(prompts[1:], seeds[1:], strict=True)),
+        sampling=Sampling(steps=steps, guidance=guidance, width=size, height=size),
+        settings=settings,
+        micro_batch=micro_batch,
+        device=device,
+        dtype=dtype,
+    )
+
+
+GenerateSet = Callable[[SetRequest, Path], None]
+"""``generate_set(request, folder)`` writes a run folder for the request into ``folder``."""
+
+
+def engine_set_generator(cancel: threading.Event | None = None) -> GenerateSet:
+    """A :data:`GenerateSet` backed by one :class:`Engine` (the model loads once) and the run
+    folder writer."""
+    from .generator import Engine
+    from .runfolder import write_run_folder
+
+    engine = Engine()
+
+    def generate_set(request: SetRequest, folder: Path) -> None:
+        result = engine.generate(request, None, cancel)
+        if result is None:
+            raise SuiteCancelled("cancelled")
+        write_run_folder(folder, request, result)
+
+    return generate_set
+
+
+class SuiteCancelled(Exception):
+    """The suite stopped because it was cancelled; run it again to resume."""
+
+
+def default_size(model: str) -> int:
+    """SDXL's 1024 px, or the built-in tiny model's 128 px."""
+    return 128 if model.strip() == "tiny" else 1024
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    model: str
+    steps: int
+    size: int
+    guidance: float
+    variants: tuple[str, ...] = field(default=("stylealigned", "baseline"))
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for a resumed suite to be comparable (variants may grow)."""
+        return {"model": self.model, "steps": self.steps, "size": self.size,
+                "guidance": self.guidance, "seed_stride": SEED_STRIDE}
+
+
+def _check_suite_file(out: Path, config: SuiteConfig) -> None:
+    path = out / SUITE_JSON
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise EvaluationError(f"{path}: broken JSON ({error})") from None
+        mismatched = {k: (before.get(k), v) for k, v in config.identity().items()
+                      if before.get(k) != v}
+        if mismatched:
+            what = ", ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in mismatched.items())
+            raise EvaluationError(
+                f"{out} holds a suite made with other settings ({what}); use another --out "
+                "or the same settings to resume"
+            )
+    from .runfolder import write_json
+
+    write_json(path, dict(config.identity(), format="stylealigned-paper-suite", version=1))
+
+
+def _record_subjects(folder: Path, objects: Sequence[str]) -> None:
+    """Write the paper's objects as the subjects in run.json.
+
+    The run folder writer derives a subject by dropping ", <style>" from the prompt, which the
+    paper's "<object> in <style>" prompts do not have; this makes ``stylealigned evaluate`` on
+    the suite's folders compare each picture with its object, as the suite itself does.
+    """
+    from .runfolder import read_run, write_json
+
+    run = read_run(folder)
+    entries = [run["reference"]] + sorted(run.get("panels") or [], key=lambda p: p.get("index", 0))
+    if len(entries) != len(objects):
+        raise EvaluationError(f"{folder}: {len(entries)} pictures written for {len(objects)} objects")
+    if [e.get("subject") for e in entries] != list(objects):
+        for entry, subject in zip(entries, objects, strict=True):
+            entry["subject"] = subject
+        write_json(folder / "run.json", run)
+
+
+def run_paper_suite(model_source: str, out_dir: str | Path, sets: Sequence[int] | None = None,
+                    steps: int = 50, ablations: bool = False, size: int | None = None,
+                    guidance: float = 5.0, device: str = "auto", dtype: str = "auto",
+                    micro_batch: int | None = None,
+                    sources: MetricSources = DEFAULT_METRIC_SOURCES,
+                    generate_set: GenerateSet | None = None,
+                    progress: Progress | None = None,
+                    cancel: threading.Event | None = None,
+                    paper_sets: Sequence[PaperSet] | None = None) -> dict[str, Any]:
+    """Generate the paper's sets with and without sharing (and the ablations), then score them.
+
+    Layout: ``out_dir/<variant>/set-NNN/`` run folders, ``suite.json``, and the reports
+    (``metrics.json``, ``metrics.md`` with the paper's figures, ``metrics.png``). A set whose
+    folder already has ``run.json`` is not generated again, so an interrupted suite resumes.
+    ``generate_set`` defaults to the real engine; ``sets`` are 1-based ids (None: all).
+    """
+    out = Path(out_dir).expanduser()
+    available = list(paper_sets) if paper_sets is not None else load_paper_sets()
+    by_id = {s.id: s for s in available}
+    wanted = list(sets) if sets is not None else sorted(by_id)
+    unknown = [i for i in wanted if i not in by_id]
+    if unknown:
+        raise EvaluationError(
+            f"--sets: no paper set {', '.join(map(str, unknown))} (there are sets "
+            f"{min(by_id)}-{max(by_id)})"
+        )
+    if not wanted:
+        raise EvaluationError("--sets: no set selected")
+    variants = ("stylealigned", "baseline") + (ABLATIONS if ablations else ())
+    config = SuiteConfig(model_source, steps, size or default_size(model_source), guidance,
+                         variants)
+    requests = {
+        (set_id, variant): paper_request(by_id[set_id], model_source, VARIANTS[variant],
+                                         steps, config.size, guidance, device, dtype, micro_batch)
+        for set_id in wanted for variant in variants
+    }  # built first: bad steps/size fail before anything is written
+    load_metric_models(sources)  # a missing metric model fails before hours of generation
+    out.mkdir(parents=True, exist_ok=True)
+    _check_suite_file(out, config)
+
+    report = progress or (lambda phase, done, total, message: None)
+    total = len(requests)
+    generate = generate_set
+    done = 0
+    report("generate", 0, total, "generating")
+    # Sets outside, variants inside: an interrupted suite leaves comparable sets behind.
+    for set_id in wanted:
+        for variant in variants:
+            folder = out / variant / f"set-{set_id:03d}"
+            if not (folder / "run.json").is_file():
+                if cancel is not None and cancel.is_set():
+                    raise SuiteCancelled(f"cancelled; run the same command again to resume ({out})")
+                if generate is None:
+                    generate = engine_set_generator(cancel)
+                if folder.exists():  # a set interrupted half-way: start it again
+                    shutil.rmtree(folder)
+                generate(requests[set_id, variant], folder)
+                if not (folder / "run.json").is_file():
+                    raise EvaluationError(f"{folder}: the generator wrote no run.json")
+                _record_subjects(folder, by_id[set_id].objects)
+            done += 1
+            report("generate", done, total, f"{variant} set {set_id}")
+
+    if generate_set is None:
+        generate = None  # drop our engine (and its pipeline) before the metric models run
+
+    groups = [
+        Group(variant, out / variant, tuple(
+            read_run_folder(out / variant / f"set-{i:03d}", by_id[i].objects) for i in wanted))
+        for variant in variants
+    ]
+    result = score_groups(groups, sources, progress)
+    for group in result["groups"]:
+        group["variant"] = group["label"]
+    result["paper"] = {v: PAPER_FIGURES[v] for v in variants}
+    result["suite"] = dict(config.identity(), variants=list(variants), sets=wanted)
+    result["outputs"] = write_reports(result, out)
+    return result
