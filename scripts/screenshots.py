@@ -7,8 +7,10 @@ are noise, which the screenshots show honestly), with its own temporary config a
 States: empty, a storyboard with references and panels, mid-generation with live previews,
 finished, a run from the history (with consistency scores from a tiny random DINO model, as
 meaningless as the pictures), the history's hint when the DINO model is missing, the model
-dialog of the first start, and a mixed-size storyboard blended from a mood board of several
-weighted references (the grid and the gallery).
+dialog of the first start, a mixed-size storyboard blended from a mood board of several
+weighted references (the grid and the gallery), the Edit menu's undo / redo, the full-size
+viewer zoomed past 100 % and comparing one panel from two runs, and the message of a session
+that is open in another window.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ def main() -> int:
     parser.add_argument("--size", default="1500x940")
     parser.add_argument("--only-mixed", action="store_true",
                         help="only the mixed-size, blended storyboard (storyboard-mixed.png, mood-board.png)")
+    parser.add_argument("--only-undo-viewer", action="store_true",
+                        help="only the Edit menu, the viewer and the session-locked message "
+                             "(edit-menu.png, viewer-zoom.png, viewer-compare.png, session-locked.png)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,8 +133,11 @@ def main() -> int:
     window.show()
     window.sessions.set_session(Session())
     settle(500)
-    if args.only_mixed:
-        mixed_storyboard(window, mood_pictures(work / "pictures"), settle, wait_for, save)
+    if args.only_mixed or args.only_undo_viewer:
+        if args.only_mixed:
+            mixed_storyboard(window, mood_pictures(work / "pictures"), settle, wait_for, save)
+        if args.only_undo_viewer:
+            undo_viewer_and_lock(window, work, out, settle, wait_for)
         window.ask = lambda *a, **k: "Don't save"
         window.close()
         return 0
@@ -217,6 +225,7 @@ def main() -> int:
         os.environ["STYLEALIGNED_THEME"] = themes[0]
         apply_theme(app)
     mixed_storyboard(window, pictures, settle, wait_for, save)
+    undo_viewer_and_lock(window, work, out, settle, wait_for)
 
     window.ask = lambda *a, **k: "Don't save"
     window.close()
@@ -260,6 +269,119 @@ def mixed_storyboard(window, pictures, settle, wait_for, save) -> None:
     settle(300)
     save(window.style_dock, "mood-board.png")
     window.style_dock.setFloating(False)
+
+
+def save_small(widget_or_image, path: Path) -> None:
+    """A screenshot as a palette PNG (a few tens of kB instead of hundreds)."""
+    from PIL import Image
+    from PySide6.QtGui import QImage
+
+    image = widget_or_image if isinstance(widget_or_image, QImage) else widget_or_image.grab().toImage()
+    image.save(str(path))
+    Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
+    print(f"wrote {path}")
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from stylealigned_desktop.session import folders
+folders.acquire_lock(Path(sys.argv[1]))
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def undo_viewer_and_lock(window, work: Path, out: Path, settle, wait_for) -> None:
+    """Undo / redo in the Edit menu after a panel was deleted; the viewer zoomed to 400 % on a
+    panel, then comparing it with the same panel of the run before (a re-roll); and what a
+    second window says when it opens a session another window has open."""
+    import subprocess
+
+    from PySide6.QtCore import QPoint, QTimer
+    from PySide6.QtGui import QPainter
+    from PySide6.QtWidgets import QApplication
+
+    from stylealigned_desktop.session import store
+    from stylealigned_desktop.session.model import Session
+
+    folder = Path(window.config.open_folder or work)
+    session = Session()
+    window.sessions.set_session(session)
+    session.set_style_text("flat vector illustration, limited palette")
+    session.set_reference_prompt("a lighthouse on a cliff")
+    for prompt in ("a fox wakes up in its den", "the fox crosses a frozen river",
+                   "the fox meets an old crow on a fence"):
+        session.add_panel(prompt)
+    session.update_settings(steps=8, width=256, height=192)
+    window.runs.generate()
+    wait_for(lambda: window.worker.current is None and not window.worker.pending
+             and len(session.history) == 1)
+    window.runs.reroll(1)
+    wait_for(lambda: window.worker.current is None and not window.worker.pending
+             and len(session.history) == 2)
+    settle(500)
+
+    # the Edit menu after deleting a panel (deleting asks nothing: Ctrl+Z brings it back)
+    window.storyboard.delete(session.panels[2].id)
+    window.sessions.undo.flush()
+    settle(300)
+    edit = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Edit")
+    at = window.menuBar().actionGeometry(edit.menuAction()).bottomLeft()
+    edit.popup(window.menuBar().mapToGlobal(at))
+    settle(300)
+    shot = window.grab().toImage()
+    painter = QPainter(shot)
+    painter.drawPixmap(window.mapFromGlobal(edit.pos()), edit.grab())
+    painter.end()
+    edit.hide()
+    save_small(shot.copy(0, 0, min(shot.width(), 760), min(shot.height(), 420)),
+               out / "edit-menu.png")
+    window.undo_action.trigger()  # the panel is back
+    settle(300)
+
+    # the viewer: panel 2 at 400 %, then side by side with the same panel of the first run
+    viewer = window.pictures.view_picture(1)
+    viewer.resize(860, 560)
+    settle(300)
+    viewer.view.set_zoom(4.0)
+    viewer.view.centerOn(viewer.view.sceneRect().center() + QPoint(40, 0))
+    settle(300)
+    save_small(viewer, out / "viewer-zoom.png")
+    viewer.fit()
+    viewer.set_comparing(True)
+    viewer.resize(880, 400)
+    settle(300)
+    viewer.fit()
+    settle(300)
+    save_small(viewer, out / "viewer-compare.png")
+    viewer.close()
+
+    # a session open in another window: a second window asks what to do
+    locked = Session()
+    locked.add_panel("the harbour at dawn")
+    store.save_session_as(locked, folder / "Harbour")
+    locked.close()
+    target = folder / "Harbour.stylealigned"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(target)], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        window.sessions.set_session(Session())  # nothing to keep: only the lock is asked about
+
+        def answer() -> None:
+            box = QApplication.activeModalWidget()
+            if box is None:
+                QTimer.singleShot(100, answer)
+                return
+            save_small(box, out / "session-locked.png")
+            box.reject()
+
+        QTimer.singleShot(500, answer)
+        window.sessions.open_session(target)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 if __name__ == "__main__":

@@ -76,8 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from .config import DesktopConfig
-    from .errors import install_exception_hook
-    from .main_window import MainWindow
     from .theme import apply_theme, follow_system
 
     os.environ.setdefault("RESOURCE_NAME", APP_ID)  # X11 WM_CLASS instance, read by xcb
@@ -89,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     config = DesktopConfig.load()
     if args.model:
         config.model = args.model
-    window = MainWindow(config)
-    install_exception_hook(lambda text: window.show_message(text, True), log_file)
+    window = open_window(config, log_file)
     window.show()
 
     def start() -> None:
@@ -114,6 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     code = _run(app)
     window.worker.finish(timeout=30.0)  # the window is gone; a cancelled step ends cleanly
     return code
+
+
+def open_window(config, log_file: Path | None):
+    """The main window, every unexpected exception of which goes to the log (with its
+    traceback) and to the window's red banner as one line (not only to stderr)."""
+    from .errors import install_exception_hook
+    from .main_window import MainWindow
+
+    window = MainWindow(config)
+    install_exception_hook(lambda text: window.show_message(text, True), log_file)
+    return window
 
 
 def _run(app) -> int:

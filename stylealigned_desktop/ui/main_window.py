@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
                                                  self._depth_model, self)
         self._wire()
         make_actions(self, self._commands())
+        self.sessions.undo.bind(self.undo_action, self.redo_action, self)
         self.runs.running_changed.connect(self.cancel_action.setEnabled)
         self._build_menus()
         self.statusBar().addPermanentWidget(self.run_bar.tiny_label)

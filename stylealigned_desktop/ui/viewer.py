@@ -133,6 +133,12 @@ class ImageViewer(QDialog):
         sides = QHBoxLayout()
         sides.setSpacing(4)
         self.view = PictureView()
+        left = QVBoxLayout()
+        left.setContentsMargins(0, 0, 0, 0)
+        self.shown_title = QLabel("")  # which picture is on the left, while comparing
+        self.shown_title.hide()
+        left.addWidget(self.shown_title)
+        left.addWidget(self.view, 1)
         self.compare_box = QWidget()
         compare_layout = QVBoxLayout(self.compare_box)
         compare_layout.setContentsMargins(0, 0, 0, 0)
@@ -143,7 +149,7 @@ class ImageViewer(QDialog):
         compare_layout.addWidget(self.compare_choice)
         compare_layout.addWidget(self.compare_view, 1)
         self.compare_box.hide()
-        sides.addWidget(self.view, 1)
+        sides.addLayout(left, 1)
         sides.addWidget(self.compare_box, 1)
         layout.addLayout(sides, 1)
         layout.addLayout(self._bar())
@@ -203,6 +209,7 @@ class ImageViewer(QDialog):
         image = self.view.image
         count = f" ({self.index + 1} of {len(self.pictures)})" if len(self.pictures) > 1 else ""
         self.caption.setText(f"{picture.title}{count} · {image.width()} × {image.height()} px")
+        self.shown_title.setText(f"  {picture.title}")
         self.setWindowTitle(f"{picture.title} — {self.window_title}" if self.window_title
                             else picture.title)
         self.previous_action.setEnabled(self.index > 0)
@@ -236,6 +243,8 @@ class ImageViewer(QDialog):
     def set_comparing(self, on: bool) -> None:
         self.compare_action.setChecked(on)
         self.compare_box.setVisible(on)
+        self.shown_title.setVisible(on)
+        self.shown_title.setFixedHeight(self.compare_choice.sizeHint().height())
         if on:
             self._fill_compare_choices()
 

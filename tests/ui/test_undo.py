@@ -97,3 +97,89 @@ def test_deleting_a_panel_is_instant_and_undone_by_ctrl_z(board):
     window.undo_action.trigger()
     assert session.panels[1] == crow
     assert "Ctrl+Z" in window.undo_action.shortcut().toString()
+
+
+def test_the_edit_menu_says_what_undo_and_redo_would_do_and_only_when_they_can(board):
+    window, session, _ = board
+    undo, redo = window.undo_action, window.redo_action
+    assert (undo.isEnabled(), redo.isEnabled()) == (False, False)
+    assert (undo.text(), redo.text()) == ("&Undo", "&Redo")
+    window.storyboard.delete(session.panels[1].id)
+    assert undo.isEnabled() and not redo.isEnabled()  # at once, before the step is filed
+    window.sessions.undo.flush()
+    assert undo.text() == "&Undo delete panel"
+    window.undo_action.trigger()
+    assert not undo.isEnabled() and redo.isEnabled()
+    assert redo.text() == "&Redo delete panel"
+    window.redo_action.trigger()
+    assert len(session.panels) == 2 and undo.isEnabled() and not redo.isEnabled()
+    session.update_panel(0, seed=5)
+    window.sessions.undo.flush()
+    assert undo.text() == "&Undo panel edit"
+    session.move_panel(0, 1)
+    window.sessions.undo.flush()
+    assert undo.text() == "&Undo move panel"
+    window.sessions.set_session(type(session)())  # another session: nothing to undo
+    assert (undo.isEnabled(), redo.isEnabled()) == (False, False)
+
+
+def type_keys(qtbot, window, widget, text: str) -> None:
+    """Type ``text`` key by key, the event loop turning between key presses as it does."""
+    for char in text:
+        qtbot.keyClick(widget, char)
+        window.sessions.undo.flush()
+
+
+def test_typing_in_the_style_text_or_a_setting_is_one_step_each(board, qtbot):
+    window, session, _ = board
+    before = document(session)
+    field = window.style_panel.text
+    field.end(False)
+    type_keys(qtbot, window, field, " ink wash")
+    assert session.style.text == "ink sketch. ink wash"
+    typed = document(session)
+    steps = window.settings_panel.steps
+    steps.selectAll()
+    type_keys(qtbot, window, steps, "37")
+    assert session.settings.steps == 37
+    window.undo_action.trigger()
+    assert document(session) == typed
+    window.undo_action.trigger()
+    assert document(session) == before
+
+
+def test_ctrl_z_typed_in_a_field_undoes_the_document_not_the_field(board, qtbot):
+    """The field's own undo would take back its typing of long ago (a whole prompt) while the
+    Edit menu says it undoes something else."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QTextCursor
+    from PySide6.QtWidgets import QApplication
+
+    window, session, _ = board
+    ctrl, shift = Qt.KeyboardModifier.ControlModifier, Qt.KeyboardModifier.ShiftModifier
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window)
+    prompt = window.storyboard.card_at(0).prompt
+    qtbot.mouseClick(prompt.viewport(), Qt.MouseButton.LeftButton)
+    prompt.moveCursor(QTextCursor.MoveOperation.End)
+    type_keys(qtbot, window, prompt, " at dawn")
+    typed = document(session)
+    session.update_settings(steps=9)  # a change made elsewhere, after the typing
+    window.sessions.undo.flush()
+    assert window.undo_action.text() == "&Undo settings"
+
+    qtbot.keyClick(prompt, Qt.Key.Key_Z, ctrl)  # what the menu says: the settings
+    assert document(session) == typed and prompt.toPlainText() == "a fox at dawn"
+    qtbot.keyClick(prompt, Qt.Key.Key_Z, ctrl)  # then the typing, as one step
+    assert session.panels[0].prompt == "a fox"
+    qtbot.keyClick(prompt, Qt.Key.Key_Z, ctrl | shift)
+    assert session.panels[0].prompt == "a fox at dawn"
+    field = window.style_panel.text  # a line edit too
+    field.setFocus()
+    qtbot.keyClick(field, Qt.Key.Key_Y, ctrl)  # redo
+    assert session.settings.steps == 9
+    field.end(False)
+    type_keys(qtbot, window, field, "!")  # typing the field's own undo could take back
+    window.sessions.undo.stack.clear()  # nothing left to undo: the field is left alone too
+    qtbot.keyClick(field, Qt.Key.Key_Z, ctrl)
+    assert field.text() == "ink sketch.!" and session.style.text == "ink sketch.!"

@@ -110,6 +110,7 @@ def test_compare_one_panel_from_two_runs_then_two_panels(qtbot, two_runs):
     viewer = open_viewer(qtbot, window, 1)
     qtbot.keyClick(viewer, Qt.Key.Key_C)
     assert viewer.compare_box.isVisible() and viewer.compare_action.isChecked()
+    assert viewer.shown_title.isVisible() and viewer.shown_title.text().strip() == "Panel 2"
     # the same panel from the earlier run is offered first
     assert viewer.compare_choice.currentText().startswith("Panel 2 · run of ")
     assert colour_at_centre(viewer.view.image) == FakeEngine.colour(session.panels[1].seed)
@@ -124,3 +125,4 @@ def test_compare_one_panel_from_two_runs_then_two_panels(qtbot, two_runs):
     assert colour_at_centre(viewer.compare_view.image) == FakeEngine.colour(session.panels[2].seed)
     qtbot.keyClick(viewer, Qt.Key.Key_C)
     assert viewer.compare_box.isHidden()
+    assert viewer.shown_title.isHidden()
