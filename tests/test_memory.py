@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine import memory as mem
-from stylealigned_desktop.engine.generator import Engine
+from stylealigned_desktop.engine.generator import Engine, workload
 from stylealigned_desktop.engine.request import (
     GeneratedReference,
     Panel,
@@ -221,6 +221,34 @@ def test_fast_mode_tiles_above_the_size_threshold(pictures, monkeypatch):
     assert small.metadata["vae_tiling"] is False and not calls
     large = engine.generate(_request(pictures, "fast", width=168, height=128, picture=False))
     assert large.metadata["vae_tiling"] is True and len(calls) == 3
+
+
+def test_the_engine_runs_the_memory_models_micro_batch_on_a_small_card(pictures, monkeypatch):
+    """A card too small for two panels at once (planned with SDXL's numbers): the engine runs one
+    panel at a time, as the plan says, and draws what fast mode draws one panel at a time."""
+    one_at_a_time = _pixels(Engine().generate(replace(_request(pictures, "fast", picture=False), micro_batch=1)))
+    monkeypatch.setattr(mem, "device_total_gb", lambda device: 6.3)
+    request = replace(_request(pictures, "balanced", picture=False), micro_batch=None)
+    assert mem.plan("balanced", 6.3, workload(request), 2).micro_batch == 1
+    assert mem.plan("balanced", 40.0, workload(request), 2).micro_batch == 2
+    result = Engine().generate(request)
+    assert result.metadata["micro_batch"] == 1
+    for want, got in zip(one_at_a_time, _pixels(result), strict=True):
+        assert np.array_equal(want, got)
+
+
+def test_a_requests_workload_counts_its_used_references_and_its_largest_panel(pictures):
+    request = SetRequest(
+        model="tiny",
+        style=(GeneratedReference("ink", 1, 2.0), GeneratedReference("pencil", 2, 0.0),
+               ReferencePicture(str(pictures / "style.png"), weight=1.0)),
+        panels=(Panel("a car", 3, size=(192, 64)), Panel("a boat", 4, size=(64, 256)), Panel("a kite", 5)),
+        sampling=Sampling(steps=2, width=128, height=128), dtype="float32")
+    work = workload(request)
+    assert (work.references, work.width, work.height) == (2, 128, 128)  # the weight-0 reference is not run
+    assert (work.panel_width, work.panel_height) == (64, 256) and work.bytes_per_weight == 4
+    only_car = workload(replace(request, only=(0,)))
+    assert (only_car.panel_width, only_car.panel_height) == (192, 64)
 
 
 def test_tiling_is_on_in_low_mode_and_above_1536_squared_in_every_mode():
