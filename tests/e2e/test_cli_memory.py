@@ -56,8 +56,9 @@ def test_lora_and_memory_mistakes_get_one_line_and_exit_code_2(tmp_path, extras)
     pickle = tmp_path / "style.ckpt"
     pickle.write_bytes(b"not really")
     cases = {
-        "missing": (["--lora", tmp_path / "gone.safetensors:0.5"], "LoRA file not found"),
-        "pickle": (["--lora", pickle], "pickle"),
+        # a LoRA file the command line can refuse is refused while parsing, before any model loads
+        "missing": (["--lora", tmp_path / "gone.safetensors:0.5"], "argument --lora: LoRA file not found"),
+        "pickle": (["--lora", pickle], "argument --lora: style.ckpt: pickle"),
         "another base": (["--lora", extras["sd15"]], "is a LoRA for SD 1.5"),
         "bad weight": (["--lora", f"{extras['lora']}:nan"], "weight"),
         "memory": (["--memory", "turbo"], "invalid choice"),
