@@ -9,7 +9,9 @@ with a local run. Needs neither Ray nor torch.
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -119,6 +121,7 @@ class ServerEngine:
             response = self._client.send(self._client.build_request("POST", "/v1/sets", json=body), stream=True)
         except httpx.HTTPError as error:
             raise ServerError(self._connection_message(error)) from None
+        reader = None
         try:
             if response.status_code != 200:
                 response.read()
@@ -141,7 +144,7 @@ class ServerEngine:
         except WireError as error:
             raise ServerError(str(error)) from None
         finally:
-            response.close()  # closing the stream early tells the server to cancel the set
+            _stop_reading(response, reader)  # leaving the stream early tells the server to cancel the set
 
 
 def _read_lines(response: httpx.Response, lines: queue.Queue) -> None:
@@ -151,6 +154,23 @@ def _read_lines(response: httpx.Response, lines: queue.Queue) -> None:
     except Exception as error:  # the connection broke, or we closed it to cancel
         lines.put(error)
     lines.put(_END)
+
+
+def _stop_reading(response: httpx.Response, reader: threading.Thread | None) -> None:
+    """Close the stream, first waking the reader thread if it is still reading.
+
+    Closing a socket that another thread is blocked reading does not close the connection: the
+    blocked read keeps it open (no FIN reaches the server, which then runs the set to its end),
+    and its descriptor number can go to the next connection the client opens. ``shutdown`` ends
+    the connection at once and wakes the read; the stream is closed once the reader has stopped."""
+    if reader is not None and reader.is_alive():
+        network = response.extensions.get("network_stream")
+        sock = network.get_extra_info("socket") if network is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            reader.join()
+    response.close()
 
 
 def _until_cancelled(lines: queue.Queue, cancel: threading.Event, message: Callable[[Exception], str]):

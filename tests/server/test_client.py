@@ -1,0 +1,99 @@
+"""The server's client against a plain HTTP server on 127.0.0.1 (no Ray): what the server sees of
+a client that cancels. (The whole client against the real server: test_server_ray.py.)"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+import pytest
+from PIL import Image
+
+from stylealigned_desktop.engine import events as ev
+from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
+from stylealigned_desktop.server.client import ServerEngine
+from stylealigned_desktop.server.wire import event_to_wire, ndjson_line
+
+GIVE_UP_S = 20.0
+"""How long the server waits for the client to leave before it calls the test failed."""
+
+
+PRESS_CANCEL_AFTER_S = 0.5
+
+
+class QuietServer(http.server.BaseHTTPRequestHandler):
+    """Sends the first step of a set, then says nothing until the client goes away (as a server
+    busy with a slow step does) and records whether it saw the client leave."""
+
+    protocol_version = "HTTP/1.1"
+    left: list[bool] = []
+    ended = threading.Event()
+
+    def do_POST(self):  # noqa: N802 (http.server)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        lines = b"".join(ndjson_line(event_to_wire(e)) for e in (
+            ev.Step(1, 50), ev.Preview(None, 1, Image.new("RGB", (8, 4), "red"))))
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(lines), lines))
+        self.wfile.flush()
+        # A server notices a client that left by the end of its connection, as uvicorn does.
+        self.connection.settimeout(GIVE_UP_S)
+        try:
+            self.left.append(self.connection.recv(1) == b"")
+        except TimeoutError:
+            self.left.append(False)
+        finally:
+            self.ended.set()
+        self.close_connection = True
+
+    def do_GET(self):  # noqa: N802 (http.server)
+        body = b'{"status": "ok", "engines": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def quiet_server():
+    QuietServer.left.clear()
+    QuietServer.ended.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_cancelling_a_set_ends_its_connection_at_once_for_the_server(quiet_server):
+    """A cancel must reach the server as the end of the connection (the server cancels the set
+    when its client goes away). The artist presses Cancel a moment after a step arrived, while the
+    server works on the next one: the client's reader thread is waiting for the next line then,
+    and the client goes on making other requests."""
+    client = ServerEngine(quiet_server, "token")
+    cancel = threading.Event()
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if isinstance(event, ev.Step):
+            threading.Timer(PRESS_CANCEL_AFTER_S, cancel.set).start()
+
+    request = SetRequest(model="tiny", style=GeneratedReference("a lighthouse", 1),
+                         panels=(Panel("a fox", 2),), sampling=Sampling(steps=50, width=128, height=64))
+    try:
+        assert client.generate(request, on_event, cancel) is None
+        assert [type(e) for e in events] == [ev.Step, ev.Preview, ev.Cancelled]
+        assert client.health()["status"] == "ok"  # a new connection, as the app's next request
+        assert QuietServer.ended.wait(2 * GIVE_UP_S)
+        assert QuietServer.left == [True]
+    finally:
+        client.close()
