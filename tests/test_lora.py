@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.generator import Engine
@@ -20,7 +19,7 @@ from stylealigned_desktop.engine.request import (
     Sampling,
     SetRequest,
 )
-from stylealigned_desktop.engine.runfolder import write_run_folder
+from stylealigned_desktop.engine.runfolder import read_parameters, write_run_folder
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
 from .loras import tiny_lora_state, write_diffusers_lora, write_kohya_lora, write_sd15_lora
@@ -134,8 +133,7 @@ def test_loras_are_part_of_the_model_identity_the_record_and_the_pictures(engine
     folder = write_run_folder(tmp_path / "run", request, result)
     run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     assert run["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
-    with Image.open(folder / "panel-01.png") as image:
-        parameters = json.loads(image.text["parameters"])
+    parameters = read_parameters(folder / "panel-01.png")
     assert parameters["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
 
 
