@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QMimeData, QPoint, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QDrag, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -288,6 +288,15 @@ class PanelCard(QFrame):
         self._control_key: tuple | None = None
         self.update_from(panel, 0)
         wheel_edits_only_when_focused(self)
+        for button in self.findChildren(QToolButton):
+            button.installEventFilter(self)  # a click on a card's button selects the card too
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt)
+        # buttons take no focus, so without this the lock of one card was clicked while Ctrl+R
+        # still re-rolled the card framed before
+        if event.type() == QEvent.Type.MouseButtonPress:
+            self.clicked.emit(self.panel_id)
+        return False
 
     def _tool(self, name: str, tip: str, signal) -> QToolButton:
         button = QToolButton()

@@ -242,8 +242,14 @@ class ImageViewer(QDialog):
 
     def set_comparing(self, on: bool) -> None:
         self.compare_action.setChecked(on)
-        self.compare_box.setVisible(on)
-        self.shown_title.setVisible(on)
+        # the right side's first resize on showing must not refit the zoomed left side
+        self.compare_view.fitting = self.view.fitting
+        self._syncing = True
+        try:
+            self.compare_box.setVisible(on)
+            self.shown_title.setVisible(on)
+        finally:
+            self._syncing = False
         self.shown_title.setFixedHeight(self.compare_choice.sizeHint().height())
         if on:
             self._fill_compare_choices()

@@ -126,3 +126,17 @@ def test_compare_one_panel_from_two_runs_then_two_panels(qtbot, two_runs):
     qtbot.keyClick(viewer, Qt.Key.Key_C)
     assert viewer.compare_box.isHidden()
     assert viewer.shown_title.isHidden()
+
+
+def test_compare_keeps_the_zoom_of_the_picture_looked_at(qtbot, two_runs):
+    window, _session, _ = two_runs
+    viewer = open_viewer(qtbot, window, 1)
+    roll(viewer.view, 6)
+    zoom = viewer.view.zoom()
+    assert zoom > 1 and not viewer.view.fitting
+    qtbot.keyClick(viewer, Qt.Key.Key_C)
+    qtbot.waitUntil(lambda: viewer.compare_view.isVisible())
+    qtbot.wait(50)  # the layout gives the two sides their room
+    assert viewer.view.zoom() == pytest.approx(zoom) and not viewer.view.fitting
+    assert viewer.compare_view.zoom() == pytest.approx(zoom)
+    assert viewer.zoom_label.text() == f"{zoom * 100:.0f} %"

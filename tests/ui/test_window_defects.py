@@ -326,6 +326,22 @@ def test_shortcuts_act_on_the_card_being_typed_in(qtbot, make_window):
     assert ended.args[0].request.only == (1,)
 
 
+def test_a_click_on_a_cards_button_selects_that_card(qtbot, make_window):
+    """Found by hand on X: clicking the seed lock of one card, then Ctrl+R, re-rolled the card
+    framed before (the buttons take no focus, so focus did not tell)."""
+    from PySide6.QtCore import Qt
+
+    window, _ = make_window(engine=FakeEngine())
+    session = storyboard(window, prompts=("a fox", "a crow", "a bear"))
+    board = window.storyboard
+    board.select(session.panels[2].id)
+    qtbot.mouseClick(board.card_at(1).lock, Qt.MouseButton.LeftButton)
+    assert session.panels[1].seed_locked and board.current_index() == 1
+    with qtbot.waitSignal(window.worker.job_ended, timeout=20000) as ended:
+        window.reroll_action.trigger()
+    assert ended.args[0].request.only == (1,)
+
+
 def test_no_two_actions_of_the_window_share_a_shortcut(make_window):
     """Two actions with the same keys are ambiguous to Qt: neither runs (Ctrl+J once did that)."""
     from PySide6.QtGui import QAction
