@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def adain_np(x, ref):
@@ -52,6 +54,21 @@ def shared_attention_np(q, k, v, settings, halves, scale):
                     vb = np.concatenate([vb, v[r, h]])
                     bias = np.concatenate([bias, np.full(n_ref, settings.shared_score_shift)])
                 out[b, h] = softmax(qb @ kb.T * scale + bias) @ vb
+    return out
+
+
+def shared_group_norm_by_concatenation(norm, x, halves):
+    """Spec 5: each target normalised over the union of its and its reference's elements
+    (GroupNorm of the two concatenated side by side); row 0 of each half is the reference."""
+    m = x.shape[0] // halves
+    out = torch.empty_like(x)
+    for b in range(x.shape[0]):
+        r = (b // m) * m
+        if b == r:
+            out[b] = F.group_norm(x[b : b + 1], norm.num_groups, norm.weight, norm.bias, norm.eps)[0]
+        else:
+            joined = torch.cat([x[b], x[r]], dim=-1).unsqueeze(0)  # (1, C, ..., 2W)
+            out[b] = F.group_norm(joined, norm.num_groups, norm.weight, norm.bias, norm.eps)[0, ..., : x.shape[-1]]
     return out
 
 

@@ -166,6 +166,46 @@ def test_depth_map_is_normalised_at_the_panel_size(tiny_dpt_folder):
     np.testing.assert_array_equal(pixels[..., 0], np.round(depth * 255).astype(np.uint8))
 
 
+def build_tiny_depth_anything(folder, estimation_type: str):
+    """A random Depth Anything (tiny DINOv2 backbone) saved as a transformers folder."""
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTImageProcessor,
+    )
+
+    backbone = Dinov2Config(image_size=28, patch_size=14, hidden_size=16, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=24, out_indices=[1, 2],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, neck_hidden_sizes=[8, 16],
+                                 reassemble_factors=[2, 1], fusion_hidden_size=8, head_hidden_size=8,
+                                 patch_size=14, depth_estimation_type=estimation_type, max_depth=20)
+    torch.manual_seed(5)
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=False).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("estimation_type", ["relative", "metric"])
+def test_depth_anything_loads_through_the_auto_classes(tmp_path, estimation_type):
+    """Any transformers depth estimator works (AutoModelForDepthEstimation); a metric one
+    (distance grows away from the camera) is flipped so that near is bright, like MiDaS."""
+    from transformers import DepthAnythingForDepthEstimation
+
+    folder = build_tiny_depth_anything(tmp_path / "depth-anything", estimation_type)
+    picture = fit_picture(shapes_picture()[0], 80, 48)
+    depth = estimate_depth(picture, str(folder), "cpu")
+    model, processor = load_depth_estimator(str(folder), "cpu")
+    assert isinstance(model, DepthAnythingForDepthEstimation)
+    with torch.no_grad():
+        raw = model(**processor(images=picture, return_tensors="pt")).predicted_depth[:, None]
+    resized = torch.nn.functional.interpolate(raw, size=(48, 80), mode="bicubic")[0, 0].numpy()
+    normalised = (resized - resized.min()) / (resized.max() - resized.min())
+    expected = 1.0 - normalised if estimation_type == "metric" else normalised
+    np.testing.assert_allclose(depth, expected, atol=1e-5)
+
+
 def test_depth_estimator_is_loaded_once_per_source_and_device(tiny_dpt_folder):
     first = load_depth_estimator(str(tiny_dpt_folder), "cpu")
     assert load_depth_estimator(str(tiny_dpt_folder), "cpu") is first

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from stylealigned_desktop.engine.images import (
     MAX_PICTURE_PIXELS,
@@ -17,6 +18,8 @@ from stylealigned_desktop.engine.images import (
     picture_hash,
     probe_picture,
 )
+
+from .icc_profiles import display_p3_profile, p3_to_srgb_by_hand
 
 QUADRANT_COLOURS = [(220, 30, 30), (30, 200, 40), (40, 60, 230), (240, 230, 50)]
 
@@ -212,6 +215,56 @@ def test_cmyk_jpeg_reads_as_rgb(tmp_path):
     got = load_picture(path)
     assert got.mode == "RGB"
     assert min(got.getpixel((8, 8))) >= 245  # no ink is white
+
+
+P3_COLOURS = [(200, 100, 50), (30, 180, 90), (90, 60, 220), (128, 128, 128)]
+
+
+def _p3_picture(mode: str = "RGB") -> Image.Image:
+    image = Image.new(mode, (len(P3_COLOURS), 2))
+    for x, colour in enumerate(P3_COLOURS):
+        for y in range(2):
+            image.putpixel((x, y), colour + ((160,) if mode == "RGBA" else ()))
+    return image
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tiff", ".webp"])
+def test_a_display_p3_picture_is_converted_to_srgb(tmp_path, suffix):
+    """The same numbers mean more saturated colours in Display P3: read as sRGB they would be
+    dull. Expected values: decode, P3 -> XYZ -> sRGB matrices, encode (computed here)."""
+    profile = display_p3_profile()
+    assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile))).strip() == "Display P3"
+    path = tmp_path / f"p3{suffix}"
+    _p3_picture().save(path, icc_profile=profile, **({"lossless": True} if suffix == ".webp" else {}))
+    got = np.asarray(load_picture(path)).astype(float)
+    for x, colour in enumerate(P3_COLOURS):
+        expected = p3_to_srgb_by_hand(colour)
+        assert np.abs(got[0, x] - expected).max() <= 1.5, (colour, got[0, x], expected)
+    assert np.abs(got[0, 0] - P3_COLOURS[0]).max() >= 10  # not read as if it were sRGB
+
+
+def test_a_p3_picture_with_alpha_is_converted_then_composited(tmp_path):
+    path = tmp_path / "p3-alpha.png"
+    _p3_picture("RGBA").save(path, icc_profile=display_p3_profile())
+    got = np.asarray(load_picture(path)).astype(float)
+    alpha = 160 / 255
+    expected = p3_to_srgb_by_hand(P3_COLOURS[0]) * alpha + 255 * (1 - alpha)
+    assert np.abs(got[0, 0] - expected).max() <= 2
+
+
+def test_an_untagged_or_srgb_tagged_picture_keeps_its_numbers(tmp_path):
+    untagged = tmp_path / "plain.png"
+    _p3_picture().save(untagged)
+    tagged = tmp_path / "srgb.png"
+    _p3_picture().save(tagged, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    np.testing.assert_array_equal(np.asarray(load_picture(untagged)), np.asarray(_p3_picture()))
+    assert np.abs(np.asarray(load_picture(tagged)).astype(int) - np.asarray(_p3_picture())).max() <= 1
+
+
+def test_a_damaged_profile_is_ignored(tmp_path):
+    path = tmp_path / "bad-profile.png"
+    _p3_picture().save(path, icc_profile=b"not a profile at all")
+    np.testing.assert_array_equal(np.asarray(load_picture(path)), np.asarray(_p3_picture()))
 
 
 def test_any_size_and_aspect(tmp_path):

@@ -5,10 +5,16 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor2_0
 from torch import nn
 
-from stylealigned_desktop.engine.attention import SharedSelfAttnProcessor, unshared_layer_mask
+from stylealigned_desktop.engine.attention import (
+    SharedSelfAttnProcessor,
+    SharingState,
+    unshared_layer_mask,
+)
 from stylealigned_desktop.engine.generator import initial_noise
 from stylealigned_desktop.engine.install import self_attention_names, style_aligned
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
+
+from .naive import shared_attention_np, shared_group_norm_by_concatenation
 
 SIZE = 128
 KW = dict(num_inference_steps=3, height=SIZE, width=SIZE, output_type="latent")
@@ -122,3 +128,51 @@ def test_self_attention_layers_are_the_attn1_layers_in_unet_order(tiny_pipe):
 def test_rejects_objects_without_a_unet():
     with pytest.raises(TypeError, match="UNet"), style_aligned(object()):
         pass
+
+
+class _NaiveAttention(SharedSelfAttnProcessor):
+    """diffusers' processor plumbing around the spec's naive attention (numpy, float64)."""
+
+    def attend(self, q, k, v, scale):
+        out = shared_attention_np(q.numpy(), k.numpy(), v.numpy(), self.state.settings, 2, scale)
+        return torch.from_numpy(out).to(q.dtype)
+
+
+def test_full_attention_share_keeps_only_self_level_and_shared_group_norm(tiny_pipe):
+    """Spec 2, 5, 6: the three settings are independent. Full sharing applies in the layers
+    only_self_level leaves shared, the others stay plain, and GroupNorm is still pooled."""
+    unet = tiny_pipe.unet
+    settings = StyleAlignedSettings(full_attention_share=True, only_self_level=0.4, share_group_norm=True)
+    g = torch.Generator().manual_seed(3)
+    rows = 3
+    latents = torch.randn(2 * rows, 4, 8, 16, generator=g)  # a non-square latent, 2 CFG halves
+    text = torch.randn(2 * rows, 77, 64, generator=g)
+    added = {"text_embeds": torch.randn(2 * rows, 32, generator=g),
+             "time_ids": torch.tensor([[64.0, 128.0, 0.0, 0.0, 64.0, 128.0]]).repeat(2 * rows, 1)}
+
+    def run():
+        return unet(latents, torch.tensor(500), encoder_hidden_states=text, added_cond_kwargs=added,
+                    return_dict=False)[0]
+
+    with torch.no_grad():
+        plain = run()
+        with style_aligned(tiny_pipe, settings):
+            installed = run()
+        names = self_attention_names(unet)
+        before = dict(unet.attn_processors)
+        naive_state = SharingState(settings)
+        mask = unshared_layer_mask(len(names), settings.only_self_level)
+        assert 0 < mask.count(True) < len(names)
+        unet.set_attn_processor({**before, **{n: _NaiveAttention(naive_state, n)
+                                             for n, off in zip(names, mask) if not off}})
+        norms = [m for m in unet.modules() if isinstance(m, nn.GroupNorm)]
+        for norm in norms:
+            norm.forward = lambda x, _norm=norm: shared_group_norm_by_concatenation(_norm, x, 2)
+        try:
+            naive = run()
+        finally:
+            for norm in norms:
+                del norm.forward
+            unet.set_attn_processor(before)
+    assert (installed - plain).abs().max() > 1e-3
+    torch.testing.assert_close(installed, naive, rtol=1e-4, atol=1e-4)

@@ -209,6 +209,34 @@ def test_each_inversion_step_exactly_inverts_diffusers_ddim_step(tiny_pipe, guid
         torch.testing.assert_close(back, traj[k + 1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind, spacing, steps", [("dpmpp-2m", "leading", 5), ("euler", "trailing", 7)])
+def test_each_inversion_step_goes_between_the_schedules_own_neighbours(tiny_pipe, kind, spacing, steps):
+    """Spec 7.3: the previous level of t is the next cleaner level of the generation schedule
+    itself (dpmpp-2m's 5 levels are 831, 665, 499, 333, 167; Euler's 7 trailing ones 999, 856,
+    713, ...: not 1000 // steps apart), and the cleanest level steps to the scheduler's final
+    alpha. Checked with the forward DDIM formula: from traj[k] at t_k with the eps the UNet gave,
+    one deterministic DDIM step lands on traj[k+1]."""
+    from stylealigned_desktop.engine.generator import make_scheduler
+
+    schedule = make_scheduler(dict(tiny_pipe.scheduler.config, timestep_spacing=spacing), kind)
+    schedule.set_timesteps(steps)
+    levels = [int(t) for t in schedule.timesteps]
+    assert any(a - b != 1000 // steps for a, b in zip(levels, levels[1:]))  # the authors' rule is wrong here
+    with UnetCalls(tiny_pipe.unet) as calls:
+        traj = invert(tiny_pipe, _latent(4), "a lighthouse", steps, 1.0, W, H, scheduler=kind, timesteps=levels)
+    assert traj.timesteps.tolist() == levels
+    ddim = inversion_scheduler(tiny_pipe)
+    alphas = ddim.alphas_cumprod.double()
+    for call, (eps, (_, timestep, _)) in enumerate(zip(calls.outputs, calls.inputs)):
+        k = steps - 1 - call
+        assert int(timestep) == levels[k]
+        alpha_t = alphas[levels[k]]
+        alpha_prev = alphas[levels[k + 1]] if k + 1 < steps else torch.as_tensor(ddim.final_alpha_cumprod).double()
+        x0 = (traj[k].double() - (1 - alpha_t).sqrt() * eps.double()) / alpha_t.sqrt()
+        back = alpha_prev.sqrt() * x0 + (1 - alpha_prev).sqrt() * eps.double()
+        torch.testing.assert_close(back.float(), traj[k + 1], rtol=1e-5, atol=1e-5)
+
+
 def test_round_trip_reproduces_z0_and_improves_with_more_steps(smooth_pipe):
     """Invert at guidance 1, denoise traj[0] with the pipeline's DDIM at guidance 1: z0 again.
 
@@ -345,13 +373,15 @@ def _key(**changes) -> TrajectoryKey:
     fields = dict(picture_hash="abc123", caption="a harbour", model="tiny", width=64, height=64,
                   scheduler="ddim", steps=2, guidance=2.0)
     fields.update(changes)
+    fields.setdefault("timesteps", {2: (501, 1), 3: (667, 334, 1)}[fields["steps"]])
     return TrajectoryKey(**fields)
 
 
 def _computer(pipe, key: TrajectoryKey):
     seed = int(key.picture_hash.encode().hex(), 16) % 1000
     return lambda: invert(pipe, _latent(seed, key.width, key.height), key.caption, key.steps,
-                          key.guidance, key.width, key.height, scheduler=key.scheduler)
+                          key.guidance, key.width, key.height, scheduler=key.scheduler,
+                          timesteps=key.timesteps)
 
 
 def test_cache_hits_make_no_unet_calls_memory_and_disk(tiny_pipe, tmp_path):
@@ -376,7 +406,7 @@ def test_cache_hits_make_no_unet_calls_memory_and_disk(tiny_pipe, tmp_path):
 @pytest.mark.parametrize("change", [
     {"caption": "a forest"}, {"caption": ""}, {"steps": 3}, {"guidance": 1.0},
     {"width": 72}, {"height": 72}, {"picture_hash": "def456"}, {"model": "other/model"},
-    {"scheduler": "euler"},
+    {"scheduler": "euler"}, {"timesteps": (667, 334)},
 ])
 def test_changing_any_key_input_recomputes(tiny_pipe, tmp_path, change):
     cache = TrajectoryCache(tmp_path)

@@ -48,7 +48,7 @@ def test_folder_without_model_index(tmp_path):
 
 
 def test_hub_model_missing_offline_explains_how_to_get_it():
-    with pytest.raises(ModelSourceError, match="huggingface-cli download someone/no-such-sdxl"):
+    with pytest.raises(ModelSourceError, match="hf download someone/no-such-sdxl"):
         load_pipeline("someone/no-such-sdxl", device="cpu")
 
 

@@ -2,12 +2,13 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from stylealigned_desktop.engine.attention import SharingState
 from stylealigned_desktop.engine.norms import SharedGroupNorm, group_stats, pooled_stats
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
+
+from .naive import shared_group_norm_by_concatenation
 
 
 def _norm(channels=16, groups=4):
@@ -19,27 +20,13 @@ def _norm(channels=16, groups=4):
     return norm
 
 
-def _by_hand(norm, x, halves):
-    """Target normalised over the union of its and its reference's elements (concatenation)."""
-    m = x.shape[0] // halves
-    out = torch.empty_like(x)
-    for b in range(x.shape[0]):
-        r = (b // m) * m
-        if b == r:
-            out[b] = norm(x[b : b + 1])[0]
-        else:
-            joined = torch.cat([x[b], x[r]], dim=-1).unsqueeze(0)  # (1, C, H, 2W)
-            out[b] = F.group_norm(joined, norm.num_groups, norm.weight, norm.bias, norm.eps)[0, ..., : x.shape[-1]]
-    return out
-
-
 @pytest.mark.parametrize("halves", [1, 2])
 def test_batch_mode_matches_concatenation(halves):
     norm = _norm()
     x = torch.randn(halves * 3, 16, 5, 6, dtype=torch.float64) * torch.linspace(0.5, 3, 16).view(1, 16, 1, 1).double()
     x[:, :8] += 2.0
     shared = SharedGroupNorm(norm, SharingState(StyleAlignedSettings(share_group_norm=True), lambda: halves), "gn")
-    torch.testing.assert_close(shared(x), _by_hand(norm, x, halves))
+    torch.testing.assert_close(shared(x), shared_group_norm_by_concatenation(norm, x, halves))
 
 
 def test_record_replay_matches_batch_for_any_grouping():

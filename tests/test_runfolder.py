@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -19,6 +20,7 @@ from stylealigned_desktop.engine.runfolder import (
     subject_of,
     write_run_folder,
 )
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
 
 def _request(only=None, seeds=(2, 3)):
@@ -77,6 +79,87 @@ def test_subject_and_contact_sheet_helpers():
     assert sheet.size[0] > 4 * 32 and sheet.size[1] > 2 * 32
     with pytest.raises(ValueError):
         contact_sheet([])
+
+
+# A1111's own parser of its "parameters" text (stable-diffusion-webui, modules/infotext_utils.py,
+# parse_generation_parameters, trimmed to what it does with the text): image browsers, Civitai and
+# other SD tools read our pictures the same way.
+A1111_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+A1111_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
+
+
+def a1111_parse(text: str) -> dict:
+    result, prompt, negative, done_with_prompt = {}, "", "", False
+    *lines, lastline = text.strip().split("\n")
+    if len(A1111_PARAM.findall(lastline)) < 3:
+        lines.append(lastline)
+        lastline = ""
+    for line in lines:
+        line = line.strip()
+        if line.startswith("Negative prompt:"):
+            done_with_prompt = True
+            line = line[16:].strip()
+        if done_with_prompt:
+            negative += ("" if negative == "" else "\n") + line
+        else:
+            prompt += ("" if prompt == "" else "\n") + line
+    for key, value in A1111_PARAM.findall(lastline):
+        if value[0] == '"' and value[-1] == '"':
+            value = json.loads(value)
+        size = A1111_IMAGESIZE.match(value)
+        if size is not None:
+            result[f"{key}-1"], result[f"{key}-2"] = size.group(1), size.group(2)
+        else:
+            result[key] = value
+    result["Prompt"], result["Negative prompt"] = prompt, negative
+    return result
+
+
+def test_pictures_carry_a1111_parameters_and_the_full_json(tmp_path):
+    request = SetRequest(
+        model="/models/my, sdxl: v2",  # a comma and a colon: A1111 quotes the value
+        style=GeneratedReference("a train, ink", 1),
+        panels=(Panel("a car, ink", 7), Panel("a boat, ink", 3)),
+        sampling=Sampling(steps=30, guidance=7.5, width=128, height=64, scheduler="dpmpp-2m",
+                          negative_prompt="blurry, text"),
+        settings=StyleAlignedSettings(shared_score_shift=0.5, adain_values=True),
+    )
+    write_run_folder(tmp_path, request, _result("red"), style_text="ink")
+    with Image.open(tmp_path / "panel-01.png") as image:
+        chunks = dict(image.text)
+    a1111 = a1111_parse(chunks["parameters"])
+    assert a1111["Prompt"] == "a car, ink" and a1111["Negative prompt"] == "blurry, text"
+    assert (a1111["Steps"], a1111["Sampler"], a1111["CFG scale"], a1111["Seed"]) == ("30", "DPM++ 2M", "7.5", "7")
+    assert (a1111["Size-1"], a1111["Size-2"]) == ("128", "64")  # width x height
+    assert a1111["Model"] == "/models/my, sdxl: v2"
+    assert json.loads(a1111["StyleAligned"]) == request.settings.to_dict()
+    full = json.loads(chunks["stylealigned"])
+    assert full == read_parameters(tmp_path / "panel-01.png")
+    assert (full["prompt"], full["seed"], full["width"], full["height"]) == ("a car, ink", 7, 128, 64)
+    assert StyleAlignedSettings.from_dict(full["stylealigned"]) == request.settings
+    reference = a1111_parse(read_text_chunk(tmp_path / "reference.png"))
+    assert reference["Prompt"] == "a train, ink" and reference["Seed"] == "1"
+
+
+def read_text_chunk(path, name="parameters"):
+    with Image.open(path) as image:
+        return image.text[name]
+
+
+def test_pictures_of_earlier_versions_and_foreign_pictures(tmp_path):
+    from PIL.PngImagePlugin import PngInfo
+
+    old = tmp_path / "old.png"
+    info = PngInfo()
+    info.add_text("parameters", json.dumps({"prompt": "a boat", "steps": 4}))
+    Image.new("RGB", (8, 8)).save(old, pnginfo=info)
+    assert read_parameters(old) == {"prompt": "a boat", "steps": 4}
+    foreign = tmp_path / "a1111.png"
+    info = PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512")
+    Image.new("RGB", (8, 8)).save(foreign, pnginfo=info)
+    with pytest.raises(ValueError, match="no StyleAligned settings"):
+        read_parameters(foreign)
 
 
 def test_several_references_and_mixed_sizes_are_recorded(tmp_path):

@@ -43,3 +43,10 @@ def test_frozen_and_round_trip():
     assert StyleAlignedSettings.from_dict(s.to_dict()) == s
     with pytest.raises(ValueError, match="unknown"):
         StyleAlignedSettings.from_dict({"share_layer_norm": True})
+
+
+def test_full_attention_share_in_no_layer_changes_nothing():
+    """only_self_level 1 leaves every layer plain, full sharing included (spec 2, 6)."""
+    assert not StyleAlignedSettings(full_attention_share=True, only_self_level=1.0).is_active
+    assert StyleAlignedSettings(full_attention_share=True, only_self_level=0.9).is_active
+    assert StyleAlignedSettings(full_attention_share=True, only_self_level=1.0, share_group_norm=True).is_active

@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
+from ..engine.request import check_device
 from ..engine.settings import StyleAlignedSettings
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -49,6 +50,17 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
+
+
+def device(text: str) -> str:
+    """``--device``: auto, cpu, cuda, cuda:N or mps."""
+    try:
+        return check_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+DEVICE_HELP = "auto, cpu, cuda, cuda:N (the N-th GPU) or mps"
 
 
 def int_list(text: str) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..engine import metrics
-from .common import UsageError
+from .common import DEVICE_HELP, UsageError, device
 
 
 def add_evaluate_parser(subparsers) -> None:
@@ -37,8 +37,8 @@ def add_evaluate_parser(subparsers) -> None:
     parser.add_argument("--inception", default=metrics.DEFAULT_INCEPTION,
                         help="Inception v3 weights: .safetensors/.pth state dict, 'torchvision' "
                              "for the published weights, 'none' to skip (default %(default)s)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="where the models run (default %(default)s)")
+    parser.add_argument("--device", default="auto", type=device,
+                        help=f"where the models run: {DEVICE_HELP} (default %(default)s)")
     parser.set_defaults(func=cmd_evaluate)
 
 

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 
 from ..engine.request import (
-    DEVICES,
     DTYPES,
     SCHEDULERS,
     GeneratedReference,
@@ -22,10 +21,12 @@ from ..engine.request import (
 from ..prompts_file import PromptsFileError, parse_size, read_prompts_file
 from .common import (
     DEFAULT_MODEL,
+    DEVICE_HELP,
     UsageError,
     add_settings_arguments,
     check_model_source,
     check_writable,
+    device,
     int_list,
     positive_int,
     settings_from_args,
@@ -119,7 +120,7 @@ def add_generate_parser(subparsers) -> None:
     p.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
                    help="panels per UNet batch (default: all on CPU, from free memory on a GPU)")
     p.add_argument("--only", type=int_list, metavar="3,7", help="re-roll only these panels (1-based) into --out")
-    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--device", type=device, default="auto", help=DEVICE_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="auto")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

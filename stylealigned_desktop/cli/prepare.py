@@ -7,8 +7,16 @@ import sys
 from pathlib import Path
 
 from ..engine.limits import MAX_GUIDANCE, check_number, check_prompt, check_size, check_steps
-from ..engine.request import DEVICES, DTYPES, SCHEDULERS
-from .common import DEFAULT_MODEL, UsageError, check_model_source, check_output_file, positive_int
+from ..engine.request import DTYPES, SCHEDULERS
+from .common import (
+    DEFAULT_MODEL,
+    DEVICE_HELP,
+    UsageError,
+    check_model_source,
+    check_output_file,
+    device,
+    positive_int,
+)
 
 
 def add_invert_parser(subparsers) -> None:
@@ -24,7 +32,7 @@ def add_invert_parser(subparsers) -> None:
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--height", type=int, default=1024)
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
-    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--device", type=device, default="auto", help=DEVICE_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="auto")
     p.set_defaults(func=cmd_invert)
 
@@ -56,14 +64,14 @@ def cmd_invert(args) -> int:
         raise UsageError(str(error)) from None
     scheduler = make_scheduler(pipe.scheduler.config, args.scheduler)
     scheduler.set_timesteps(args.steps)
+    levels = tuple(int(t) for t in scheduler.timesteps)  # the inversion steps between them (spec 7.3)
     bar = tqdm(total=args.steps, desc="inverting", unit="step", file=sys.stderr)
     trajectory = invert(pipe, encode_picture(pipe, picture), args.caption, args.steps, args.guidance,
-                        args.width, args.height, scheduler=args.scheduler,
-                        timesteps=[int(t) for t in scheduler.timesteps],
+                        args.width, args.height, scheduler=args.scheduler, timesteps=levels,
                         on_step=lambda done, total: bar.update(done - bar.n))
     bar.close()
     key = TrajectoryKey(picture_hash(picture), args.caption, model_identity(args.model), args.width, args.height,
-                        args.scheduler, args.steps, float(args.guidance))
+                        args.scheduler, args.steps, float(args.guidance), timesteps=levels)
     save_trajectory(out, trajectory, key)
     print(f"saved the trajectory ({args.steps + 1} latents) to {out}")
     return 0
@@ -79,8 +87,9 @@ def add_preprocess_parser(subparsers) -> None:
     p.add_argument("--canny-low", type=int, default=100)
     p.add_argument("--canny-high", type=int, default=200)
     p.add_argument("--depth-model", default=None, metavar="SOURCE",
-                   help="hub id or folder of a DPT depth model, or 'tiny' (default Intel/dpt-hybrid-midas)")
-    p.add_argument("--device", choices=DEVICES, default="auto")
+                   help="hub id or folder of a transformers depth model (DPT, Depth Anything, ZoeDepth), "
+                        "or 'tiny' (default Intel/dpt-hybrid-midas)")
+    p.add_argument("--device", type=device, default="auto", help=DEVICE_HELP)
     p.set_defaults(func=cmd_preprocess)
 
 

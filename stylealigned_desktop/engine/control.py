@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import pickle
 import sys
 import threading
@@ -25,6 +26,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from .hub import (
+    DEFAULT_CONTROLNETS,
+    DEFAULT_DEPTH_MODEL,
+    download_command,
+    has_only_pickle_weights,
+    pickle_note,
+)
 from .images import PathLike, PictureError, fit_picture, load_picture, to_rgb
 from .limits import check_control, check_size
 from .models import hub_or_folder, resolve_device
@@ -32,14 +40,6 @@ from .request import CONTROL_MODES, PanelControl
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-DEFAULT_DEPTH_MODEL = "Intel/dpt-hybrid-midas"
-DEFAULT_CONTROLNETS = {
-    "canny": "diffusers/controlnet-canny-sdxl-1.0",
-    "depth": "diffusers/controlnet-depth-sdxl-1.0",
-}
-"""The ControlNet each preprocessing mode feeds by default. ``map`` has none: a ready-made
-map can be an edge map or a depth map, so its ControlNet must be named."""
 
 TINY = "tiny"
 TINY_SEED = 0
@@ -191,6 +191,8 @@ def _resolve_source(source: str, what: str) -> str:
 
 
 def _not_available_message(source: str, what: str, exc: BaseException) -> str:
+    if has_only_pickle_weights(source):
+        return f"{what}{pickle_note(source)}"
     if isinstance(exc, pickle.UnpicklingError):
         return (f"{what} {source!r}: its weights are a pickle file that would run code when "
                 "loaded; it was refused (use a model with .safetensors weights)")
@@ -199,7 +201,7 @@ def _not_available_message(source: str, what: str, exc: BaseException) -> str:
     return (
         f"{what} {source!r} could not be loaded ({exc}). It is not in the local Hugging Face "
         "cache and could not be downloaded (offline, or no network). Download it once while "
-        f"online (`hf download {source}`, or run once with network access), "
+        f"online (`{download_command(source)}`, the app's model dialog, or run once with network access), "
         "or give the path of a local folder holding the model."
     )
 
@@ -237,8 +239,10 @@ def build_tiny_depth_estimator():
 def load_depth_estimator(
     source: str = DEFAULT_DEPTH_MODEL, device: str = "auto"
 ) -> tuple[Any, Any]:
-    """``(DPTForDepthEstimation, DPTImageProcessor)`` from a hub id, a local folder or ``tiny``.
+    """``(model, image processor)`` of a depth estimator from a hub id, a local folder or ``tiny``.
 
+    Through transformers' Auto classes, so DPT (MiDaS), Depth Anything (V2) and ZoeDepth all
+    load; only safetensors weights are loaded.
     Loaded once per (source, device) and kept for the process (see :func:`unload_depth_estimators`).
     """
     device = str(resolve_device(device))
@@ -249,12 +253,13 @@ def load_depth_estimator(
         if source == TINY:
             model, processor = build_tiny_depth_estimator()
         else:
-            from transformers import DPTForDepthEstimation, DPTImageProcessor
+            # The Auto classes: DPT, Depth Anything (V2), ZoeDepth... whatever the config names
+            from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
             location = _resolve_source(source, "depth model")
             try:
-                processor = DPTImageProcessor.from_pretrained(location)
-                model = DPTForDepthEstimation.from_pretrained(location)
+                processor = AutoImageProcessor.from_pretrained(location)
+                model = AutoModelForDepthEstimation.from_pretrained(location, use_safetensors=True)
             except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
                 raise ControlError(_not_available_message(source, "depth model", exc)) from None
         model = model.to(device).eval()
@@ -274,7 +279,8 @@ def estimate_depth(
     """Relative depth of ``image`` at its own size, min-max normalised to [0, 1] (float32, H x W).
 
     As the authors do: the estimator's output is resized bicubically to the picture size, then
-    normalised (near is bright for MiDaS/DPT). A perfectly flat prediction gives all zeros.
+    normalised so that near is bright (MiDaS/DPT and relative Depth Anything predict inverse
+    depth; metric estimators are flipped). A perfectly flat prediction gives all zeros.
     """
     import torch
 
@@ -283,18 +289,33 @@ def estimate_depth(
     parameter = next(model.parameters())
     pixel_values = inputs["pixel_values"].to(device=parameter.device, dtype=parameter.dtype)
     with torch.no_grad():
-        predicted = model(pixel_values=pixel_values).predicted_depth
-    depth = torch.nn.functional.interpolate(
-        predicted.unsqueeze(1).float(),
-        size=(image.height, image.width),
-        mode="bicubic",
-        align_corners=False,
-    )[0, 0]
+        outputs = model(pixel_values=pixel_values)
+    outputs.predicted_depth = outputs.predicted_depth.float()
+    size = (image.height, image.width)
+    post_process = getattr(processor, "post_process_depth_estimation", None)
+    if post_process is not None:  # bicubic like the authors; ZoeDepth also removes its padding
+        extra = {"source_sizes": [size]} if "source_sizes" in inspect.signature(post_process).parameters else {}
+        depth = post_process(outputs, target_sizes=[size], **extra)[0]["predicted_depth"].reshape(size)
+    else:
+        depth = torch.nn.functional.interpolate(
+            outputs.predicted_depth.unsqueeze(1), size=size, mode="bicubic", align_corners=False,
+        )[0, 0]
     if not torch.isfinite(depth).all():
         raise ControlError(f"the depth model {source!r} produced invalid values (NaN or infinity)")
     low, high = depth.min(), depth.max()
-    depth = (depth - low) / (high - low) if high > low else torch.zeros_like(depth)
+    if high <= low:
+        return np.zeros(size, dtype=np.float32)
+    depth = (depth - low) / (high - low)
+    if predicts_metric_depth(model.config):
+        depth = 1.0 - depth  # metres grow with distance; depth ControlNets want near bright
     return depth.cpu().numpy().astype(np.float32)
+
+
+def predicts_metric_depth(config) -> bool:
+    """Whether an estimator outputs distance (far is large: ZoeDepth, Depth Pro, the metric
+    Depth Anything checkpoints) rather than MiDaS-style relative inverse depth (near is large)."""
+    return (getattr(config, "depth_estimation_type", None) == "metric"
+            or getattr(config, "model_type", "") in ("zoedepth", "depth_pro"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,7 +394,8 @@ def load_controlnet(
     error: BaseException | None = None
     for extra in attempts:
         try:
-            controlnet = ControlNetModel.from_pretrained(location, **dtype_kwargs(dtype), **extra)
+            controlnet = ControlNetModel.from_pretrained(location, use_safetensors=True, **dtype_kwargs(dtype),
+                                                         **extra)
             break
         except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
             error = exc  # first a missing fp16 variant (then retried), or the real error

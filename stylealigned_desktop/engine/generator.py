@@ -182,7 +182,7 @@ class Engine:
             scheduler = make_scheduler(pipe.scheduler.config, request.sampling.scheduler)
             scheduler.set_timesteps(request.sampling.steps, device=pipe.unet.device)
             trajectory = self._trajectory(pipe, request, scheduler.timesteps, sink, cancel or threading.Event())
-            return self._trajectory_key(request)[0], trajectory
+            return self._trajectory_key(request, scheduler.timesteps)[0], trajectory
 
     # -- generation --------------------------------------------------------------------------
     def generate(self, request: SetRequest, on_event: EventSink | None = None,
@@ -448,8 +448,8 @@ class Engine:
 
         style = style or _first_picture(request)
         sampling = request.sampling
-        key, picture = self._trajectory_key(request, style)
-        levels = [int(t) for t in timesteps]
+        key, picture = self._trajectory_key(request, timesteps, style)
+        levels = list(key.timesteps)
 
         def compute():
             z0 = encode_picture(pipe, picture)
@@ -466,9 +466,10 @@ class Engine:
         return trajectory
 
     @staticmethod
-    def _trajectory_key(request, style=None):
+    def _trajectory_key(request, timesteps, style=None):
         """The cache key of a reference picture's trajectory (``style``; None: the request's
-        first picture), and the fitted picture."""
+        first picture), and the fitted picture. ``timesteps``: the generation schedule's levels
+        (the inversion steps between them, spec 7.3)."""
         from .images import fit_picture, load_picture, picture_hash
         from .inversion import TrajectoryKey
 
@@ -478,6 +479,7 @@ class Engine:
             picture_hash=picture_hash(picture), caption=style.caption, model=model_identity(request.model),
             width=sampling.width, height=sampling.height, scheduler=sampling.scheduler,
             steps=sampling.steps, guidance=float(style.inversion_guidance),
+            timesteps=tuple(int(t) for t in timesteps),
         )
         return key, picture
 

@@ -9,13 +9,17 @@ No torch here: the GUI and the session layer may use this module.
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
 
 MAX_PICTURE_PIXELS = 100_000_000
 """Pictures above this many pixels are refused (decompression bombs, or just too big to be useful)."""
@@ -171,12 +175,38 @@ def to_rgb(image: Image.Image) -> Image.Image:
         raise ValueError(f"colour mode {mode} is not supported ({exc})") from None
 
 
+# Modes littleCMS converts, and the mode of their sRGB result (alpha is carried over).
+_ICC_OUTPUT_MODES = {"RGB": "RGB", "RGBA": "RGBA", "CMYK": "RGB", "L": "RGB"}
+
+
+def to_srgb(image: Image.Image) -> Image.Image:
+    """A picture with an embedded ICC profile (Display P3, Adobe RGB, a CMYK press profile...)
+    converted to sRGB with ``PIL.ImageCms``, what the model was trained on and what viewers
+    show; an untagged picture is taken as sRGB and returned as is. A profile that littleCMS
+    cannot use (damaged, or not matching the pixels' colour mode) is ignored."""
+    icc = image.info.get("icc_profile")
+    if not icc:
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode not in _ICC_OUTPUT_MODES:
+        return image
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"),
+                                         outputMode=_ICC_OUTPUT_MODES[image.mode])
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+        log.info("ignoring an unusable ICC profile (%s); taking the picture as sRGB", exc)
+        return image
+
+
 def load_picture(path: PathLike, max_pixels: int = MAX_PICTURE_PIXELS) -> Image.Image:
     """Read a picture file as 8-bit RGB, the way it looks in an image viewer.
 
     PNG, JPEG, WebP, TIFF, BMP (and whatever else Pillow reads); RGBA, LA and palette
     transparency are composited on white; greyscale and palette become RGB; 16-bit pictures are
-    scaled to 8-bit over their full range; the EXIF orientation is applied. Multi-frame files
+    scaled to 8-bit over their full range; the EXIF orientation is applied; an embedded ICC
+    profile is converted to sRGB (:func:`to_srgb`). Multi-frame files
     give their first frame. Raises :class:`PictureError` (naming the file) for a missing, empty,
     damaged, truncated or non-image file, or a picture above ``max_pixels``.
     """
@@ -196,7 +226,7 @@ def load_picture(path: PathLike, max_pixels: int = MAX_PICTURE_PIXELS) -> Image.
         except Exception:  # unreadable EXIF: keep the pixels as stored rather than fail
             oriented = image
         try:
-            return to_rgb(oriented)
+            return to_rgb(to_srgb(oriented))
         except ValueError as exc:
             raise PictureError(f"{path}: {exc}") from None
 

@@ -44,16 +44,15 @@ class Installation:
         self_names = self_attention_names(unet)
         if not self_names:
             raise ValueError("this UNet has no self-attention layers to share")
+        # only_self_level and share_group_norm apply with full_attention_share too (spec 2, 5, 6)
         unshared = unshared_layer_mask(len(self_names), settings.only_self_level)
-        if settings.full_attention_share:
-            unshared = [False] * len(self_names)
         self.shared_layers = [n for n, off in zip(self_names, unshared) if not off]
         processors = dict(self._saved_processors)
         for name in self.shared_layers:
             processors[name] = SharedSelfAttnProcessor(self.state, name)
         unet.set_attn_processor(processors)
 
-        if settings.share_group_norm and not settings.full_attention_share:
+        if settings.share_group_norm:
             for name, module in unet.named_modules():
                 if isinstance(module, nn.GroupNorm):
                     self._saved_forwards.append((module, module.__dict__.get("forward", _NO_INSTANCE_FORWARD)))

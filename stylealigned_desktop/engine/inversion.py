@@ -3,10 +3,11 @@
 The pieces, in the order the generator uses them::
 
     z0 = encode_picture(pipe, fitted_picture)              # VAE mean x scaling factor, float32
-    key = TrajectoryKey(picture_hash, caption, model, width, height, scheduler, steps, guidance)
+    key = TrajectoryKey(picture_hash, caption, model, width, height, scheduler, steps, guidance,
+                        timesteps=levels)    # levels: the generation schedule's timesteps
     traj = cache.get_or_compute(key, lambda: invert(pipe, z0, caption, steps, guidance,
                                                     width, height, scheduler=scheduler,
-                                                    on_step=..., cancel=...))
+                                                    timesteps=levels, on_step=..., cancel=...))
 
 Indexing convention (shared with the generator). The generation runs all T = ``steps``
 denoising steps over ``traj.timesteps`` (noisiest first); "step i" (0-based) is the UNet
@@ -48,7 +49,7 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 TRAJECTORY_FORMAT = "stylealigned-trajectory"
-TRAJECTORY_VERSION = 1
+TRAJECTORY_VERSION = 2  # 2: steps between the schedule's own neighbouring levels (spec 7.3)
 
 
 class InversionCancelled(Exception):
@@ -238,12 +239,15 @@ def invert(
     The caption (may be empty) is encoded with ``pipe.encode_prompt`` exactly as the pipeline
     encodes a prompt with ``negative_prompt=None`` (SDXL zeroes the unconditional text); the
     SDXL time ids describe the real output size (original = target = (height, width), crop
-    (0, 0)). The levels are the DDIM scheduler's ``set_timesteps(steps)`` for the pipeline's
-    schedule, or ``timesteps`` (descending, ``steps`` of them) if given. At level t, with
-    Δ = num_train_timesteps // steps and ᾱ of a negative level the scheduler's final ᾱ,
-    ε is the CFG-combined prediction at (z, t) (guidance <= 1: conditional pass only) and
-    x̂0 = (z - sqrt(1 - ᾱ_{t-Δ}) ε) / sqrt(ᾱ_{t-Δ}),  z <- sqrt(ᾱ_t) x̂0 + sqrt(1 - ᾱ_t) ε:
-    the exact algebraic inverse of ``DDIMScheduler.step`` for the same ε.
+    (0, 0)). The levels are ``timesteps`` (the generation schedule's own, descending, ``steps``
+    of them), or by default the DDIM scheduler's ``set_timesteps(steps)`` for the pipeline's
+    schedule. At level t, whose previous level t⁻ is the next cleaner level **of that list**
+    (for the cleanest level, ᾱ is the scheduler's final ᾱ), ε is the CFG-combined prediction
+    at (z, t) (guidance <= 1: conditional pass only) and
+    x̂0 = (z - sqrt(1 - ᾱ_{t⁻}) ε) / sqrt(ᾱ_{t⁻}),  z <- sqrt(ᾱ_t) x̂0 + sqrt(1 - ᾱ_t) ε:
+    the exact algebraic inverse of a DDIM step from t to t⁻ for the same ε. For DDIM's
+    "leading" levels t⁻ = t - 1000 / steps (the authors' rule, ``DDIMScheduler.step``); Euler
+    and DPM++ levels are not evenly spaced that way, so only the list's neighbour is right.
 
     The UNet runs with whatever attention processors are installed, in its own dtype; the
     update is computed in float32. ``on_step(done, steps)`` is called after each UNet call
@@ -278,7 +282,6 @@ def invert(
     num_train = ddim.config.num_train_timesteps
     if int(levels.min()) < 0 or int(levels.max()) >= num_train:
         raise ValueError(f"timesteps must lie in 0..{num_train - 1}, got {levels.tolist()}")
-    delta = num_train // steps
     alphas = ddim.alphas_cumprod.to(torch.float32)
     final_alpha = torch.as_tensor(ddim.final_alpha_cumprod, dtype=torch.float32)
     prediction_type = ddim.config.prediction_type
@@ -316,7 +319,9 @@ def invert(
 
     z = z0.to(device=device, dtype=torch.float32)
     trajectory = [z.cpu()]
-    for done, t in enumerate(levels.flip(0).tolist()):
+    cleanest_first = levels.flip(0).tolist()
+    previous_levels = [None] + cleanest_first[:-1]  # None: the scheduler's final ᾱ
+    for done, (t, previous) in enumerate(zip(cleanest_first, previous_levels)):
         if cancel is not None and cancel.is_set():
             raise InversionCancelled("inversion cancelled")
         model_input = z.to(unet_dtype)
@@ -334,8 +339,7 @@ def invert(
             uncond, cond = output.chunk(2)
             output = uncond + guidance * (cond - uncond)
         alpha_t = alphas[t].to(device)
-        previous = t - delta
-        alpha_prev = (alphas[previous] if previous >= 0 else final_alpha).to(device)
+        alpha_prev = (final_alpha if previous is None else alphas[previous]).to(device)
         eps = _epsilon(output, z, alpha_t, prediction_type)
         x0 = (z - (1 - alpha_prev).sqrt() * eps) / alpha_prev.sqrt()
         z = alpha_t.sqrt() * x0 + (1 - alpha_t).sqrt() * eps
@@ -355,7 +359,9 @@ def invert(
 @dataclass(frozen=True)
 class TrajectoryKey:
     """Everything a trajectory depends on (spec 7.6). ``picture_hash``: the picture's content
-    hash; ``model``: a string identifying the weights (hub id + revision, folder, file...)."""
+    hash; ``model``: a string identifying the weights (hub id + revision, folder, file...);
+    ``timesteps``: the generation schedule's levels, noisiest first (the inversion steps between
+    them, so two schedules with the same name and steps but other levels never share an entry)."""
 
     picture_hash: str
     caption: str
@@ -365,11 +371,19 @@ class TrajectoryKey:
     scheduler: str
     steps: int
     guidance: float
+    timesteps: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timesteps", tuple(int(t) for t in self.timesteps))
+        if len(self.timesteps) != self.steps:
+            raise ValueError(f"a trajectory key needs the {self.steps} levels of the schedule, "
+                             f"got {len(self.timesteps)}")
 
     def digest(self) -> str:
         """sha256 (hex) of the fields, stable across runs and platforms."""
         fields = asdict(self)
         fields["guidance"] = float(fields["guidance"])
+        fields["format_version"] = TRAJECTORY_VERSION
         text = json.dumps(fields, sort_keys=True, ensure_ascii=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -441,6 +455,8 @@ def load_trajectory(path: str | Path, key: TrajectoryKey | None = None) -> Traje
             raise ValueError("latents are not finite")
         if key is not None and metadata.get("key") != json.dumps(asdict(key), sort_keys=True):
             raise ValueError("saved for different inputs")
+        if key is not None and tuple(timesteps.tolist()) != key.timesteps:
+            raise ValueError("saved for other levels of the schedule")
         return Trajectory(
             latents=latents.to(torch.float32),
             timesteps=timesteps.to(torch.int64),

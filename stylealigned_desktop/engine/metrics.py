@@ -29,10 +29,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .hub import DEFAULT_CLIP, DEFAULT_DINO, download_command, has_only_pickle_weights, pickle_note
 from .models import looks_like_path
 
-DEFAULT_DINO = "facebook/dino-vitb8"
-DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_INCEPTION = "torchvision"
 """Inception v3 with torchvision's published ImageNet weights (downloaded once when online)."""
 
@@ -194,13 +193,15 @@ def _hf_source(kind: str, source: str) -> str:
 
 
 def _hf_missing_message(kind: str, source: str, error: Exception) -> str:
+    if has_only_pickle_weights(source):
+        return f"the {kind} model{pickle_note(source)}"
     if Path(source).is_dir():
         return f"cannot load the {kind} model from the folder {source}: {error}"
     return (
         f"the {kind} model {source!r} is not available locally and could not be downloaded "
         f"({str(error).splitlines()[0] if str(error) else type(error).__name__}). "
-        f"Get it while online with `hf download {source}` (older huggingface_hub: "
-        f"`huggingface-cli download {source}`), or point to a local folder holding it."
+        f"Get it while online with `{download_command(source)}` or the app's model dialog, "
+        "or point to a local folder holding it."
     )
 
 
@@ -279,7 +280,7 @@ class DinoEmbedder:
         try:
             processor = AutoImageProcessor.from_pretrained(resolved)
             # Only the CLS token of last_hidden_state is used: the pooler is not needed.
-            model = ViTModel.from_pretrained(resolved, add_pooling_layer=False)
+            model = ViTModel.from_pretrained(resolved, add_pooling_layer=False, use_safetensors=True)
         except OSError as error:
             raise MetricModelError(_hf_missing_message("DINO", resolved, error)) from error
         model.to(device).eval()
@@ -315,7 +316,7 @@ class ClipEmbedder:
         resolved = _hf_source("CLIP", source)
         try:
             processor = AutoProcessor.from_pretrained(resolved)
-            model = CLIPModel.from_pretrained(resolved)
+            model = CLIPModel.from_pretrained(resolved, use_safetensors=True)
         except OSError as error:
             raise MetricModelError(_hf_missing_message("CLIP", resolved, error)) from error
         model.to(device).eval()
@@ -476,8 +477,8 @@ def dino_unavailable_reason(source: str = DEFAULT_DINO) -> str | None:
         return f"the DINO model folder {source} is missing or has no config.json"
     return (
         f"set consistency needs the DINO model {source!r}: download it once with "
-        f"`hf download {source}` (or `huggingface-cli download {source}`), "
-        f"or choose a local folder holding it"
+        f"`{download_command(source)}` or from the app's model dialog, "
+        "or choose a local folder holding it"
     )
 
 

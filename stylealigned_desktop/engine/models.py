@@ -87,6 +87,10 @@ def resolve_device(device: str = "auto"):
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelSourceError(f"device {device!r} was asked for, but no CUDA GPU is available")
+    if device.startswith("cuda:") and device[5:].isdigit() and int(device[5:]) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ModelSourceError(f"device {device!r} was asked for, but this computer has {count} CUDA "
+                               f"GPU(s): cuda:0 to cuda:{count - 1}")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ModelSourceError("device 'mps' was asked for, but Apple MPS is not available")
     try:
@@ -114,10 +118,14 @@ def dtype_kwargs(dtype) -> dict:
 
 
 def _hub_error(source: str, error: Exception) -> ModelSourceError:
+    from .hub import download_command, has_only_pickle_weights, pickle_note
+
+    if has_only_pickle_weights(source):
+        return ModelSourceError(pickle_note(source).strip())
     return ModelSourceError(
         f"{source}: could not load from the Hugging Face hub or its local cache ({type(error).__name__}: "
         f"{str(error).splitlines()[0] if str(error) else ''}). Download it once while online "
-        f"(`huggingface-cli download {source}`), or point to a local diffusers folder"
+        f"(`{download_command(source)}`, or the app's model dialog), or point to a local diffusers folder"
     )
 
 
@@ -144,6 +152,7 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
                 pipe = StableDiffusionXLPipeline.from_single_file(source, **dtype_kwargs(torch_dtype))
             else:
                 kwargs = dtype_kwargs(torch_dtype)
+                kwargs["use_safetensors"] = True  # never unpickle .bin weights
                 if kind == "folder":
                     kwargs["local_files_only"] = True
                 if torch_dtype == torch.float16 and kind == "hub":
@@ -163,7 +172,10 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
         except Exception as error:
             if kind == "hub":
                 raise _hub_error(source, error) from error
-            raise ModelSourceError(f"{source}: could not load this SDXL model ({type(error).__name__}: {error})") from error
+            from .hub import pickle_note
+
+            raise ModelSourceError(f"{source}: could not load this SDXL model ({type(error).__name__}: "
+                                   f"{error}).{pickle_note(source)}") from error
     report(0.8, f"moving the model to {torch_device.type}")
     pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
@@ -172,14 +184,18 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
 
 
 def model_identity(source: str) -> str:
-    """A string that changes when the model's weights change (for caches)."""
+    """A string that changes when the model's weights change (for caches). A hub model is
+    named with the commit of its cached snapshot, so a changed repository is a new identity."""
     kind = classify_source(source)
     if kind == "tiny":
         from .tiny import TINY_SEED
 
         return f"tiny-v1-seed{TINY_SEED}"
     if kind == "hub":
-        return f"hub:{source}"
+        from .hub import snapshot_revision
+
+        revision = snapshot_revision(source)
+        return f"hub:{source}@{revision}" if revision else f"hub:{source}"
     path = Path(source).expanduser().resolve()
     if kind == "single_file":
         stat = path.stat()

@@ -74,8 +74,6 @@ class SharedGroupNorm:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         state, groups = self.state, self.norm.num_groups
-        if state.settings.full_attention_share:
-            return self._plain(x)
         if state.mode == "record":
             weights = state.reference_weights
             mean, var = group_stats(x, groups)

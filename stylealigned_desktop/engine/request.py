@@ -8,6 +8,7 @@ the user.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,8 +33,17 @@ SCHEDULERS = ("ddim", "euler", "dpmpp-2m")
 CONTROL_MODES = ("canny", "depth", "map")
 CONTROLNET_KINDS = ("canny", "depth")
 DEVICES = ("auto", "cuda", "mps", "cpu")
+"""The device names; ``cuda:N`` (a GPU by its index) is accepted too (:func:`check_device`)."""
 DTYPES = ("auto", "float16", "bfloat16", "float32")
 DEFAULT_INVERSION_OFFSET_50 = 5  # the authors' offset for 50 steps
+
+
+def check_device(device: str) -> str:
+    """``device`` if it is one of :data:`DEVICES` or ``cuda:N``; ValueError otherwise."""
+    if device in DEVICES or (isinstance(device, str) and re.fullmatch(r"cuda:\d+", device)):
+        return device
+    raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N (a GPU's index), got {device!r}")
+
 
 @dataclass(frozen=True)
 class GeneratedReference:
@@ -223,8 +233,7 @@ class SetRequest:
                 raise ValueError(f"panel index out of range: {bad} (the set has {len(self.panels)} panels)")
         if self.micro_batch is not None:
             check_whole(self.micro_batch, "micro-batch", 1, MAX_MICRO_BATCH)
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        check_device(self.device)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 

@@ -87,8 +87,51 @@ def subject_of(prompt: str, style_text: str) -> str:
     return prompt[: -len(suffix)] if suffix and prompt.endswith(suffix) else prompt
 
 
+PARAMETERS_CHUNK = "parameters"
+"""A1111's text chunk: what Civitai, image browsers and other SD tools read."""
+SETTINGS_CHUNK = "stylealigned"
+"""Our own text chunk: the full parameters as JSON, what the app reads back."""
+SAMPLER_NAMES = {"ddim": "DDIM", "euler": "Euler", "dpmpp-2m": "DPM++ 2M"}
+"""Our scheduler names as A1111 writes them."""
+
+
+def _a1111_quote(value: Any) -> str:
+    """A1111's own quoting of a value in its "key: value, ..." line (modules/infotext_utils.quote)."""
+    text = str(value)
+    if "," not in text and "\n" not in text and ":" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def a1111_parameters(parameters: dict[str, Any]) -> str:
+    """The picture's parameters in A1111's text form::
+
+        prompt
+        Negative prompt: ...
+        Steps: 50, Sampler: DDIM, CFG scale: 5, Seed: 2, Size: 1024x1024, Model: ..., StyleAligned: {...}
+
+    (``Size`` is width x height; the StyleAligned settings as quoted JSON.)
+    """
+    lines = [str(parameters.get("prompt") or "")]
+    if parameters.get("negative_prompt"):
+        lines.append(f"Negative prompt: {parameters['negative_prompt']}")
+    fields = {
+        "Steps": parameters.get("steps"),
+        "Sampler": SAMPLER_NAMES.get(parameters.get("scheduler"), parameters.get("scheduler")),
+        "CFG scale": None if parameters.get("guidance") is None else f"{parameters['guidance']:g}",
+        "Seed": parameters.get("seed"),
+        "Size": f"{parameters['width']}x{parameters['height']}" if "width" in parameters else None,
+        "Model": parameters.get("model"),
+        "StyleAligned": None if parameters.get("stylealigned") is None
+        else json.dumps(parameters["stylealigned"], sort_keys=True, separators=(",", ":")),
+    }
+    lines.append(", ".join(f"{key}: {_a1111_quote(value)}" for key, value in fields.items() if value is not None))
+    return "\n".join(lines)
+
+
 def save_png(image: Image.Image, path: Path, parameters: dict[str, Any]) -> None:
-    """Save a PNG carrying its parameters as JSON in a ``parameters`` text chunk, atomically."""
+    """Save a PNG, atomically, with its parameters twice: A1111's text form in ``parameters``
+    (read by image browsers and SD tools) and the full JSON in ``stylealigned`` (read by us)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / _stage_png(image, path, parameters)
     try:
@@ -109,9 +152,26 @@ def json_text(data: Any, **options: Any) -> str:
 
 
 def read_parameters(path: str | Path) -> dict[str, Any]:
-    """The parameters a PNG written by :func:`save_png` carries."""
-    with Image.open(path) as image:
-        return json.loads(image.text["parameters"])
+    """The full parameters a PNG written by :func:`save_png` carries (its ``stylealigned``
+    JSON; pictures of earlier versions had the JSON in ``parameters``). Raises ValueError
+    naming the file if it carries none."""
+    try:
+        with Image.open(path) as image:
+            chunks = dict(getattr(image, "text", {}) or {})
+    except OSError as error:
+        raise ValueError(f"{path}: not a picture that can be read ({error})") from None
+    text = chunks.get(SETTINGS_CHUNK)
+    if text is None and chunks.get(PARAMETERS_CHUNK, "").lstrip().startswith("{"):
+        text = chunks[PARAMETERS_CHUNK]
+    if text is None:
+        raise ValueError(f"{path}: the picture carries no StyleAligned settings")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: its StyleAligned settings are damaged ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: its StyleAligned settings are damaged")
+    return data
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -326,7 +386,9 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
 def _stage_png(image: Image.Image, path: Path, parameters: dict[str, Any]) -> str:
     """Save a picture as :func:`save_png` does, under a temporary name beside ``path``; the name."""
     info = PngInfo()
-    info.add_text("parameters", json_text(parameters, sort_keys=True))
+    # A1111's text (PIL writes iTXt if it is not Latin-1); a lone surrogate cannot be stored there
+    info.add_text(PARAMETERS_CHUNK, _LONE_SURROGATE.sub("\ufffd", a1111_parameters(parameters)))
+    info.add_itxt(SETTINGS_CHUNK, json_text(parameters, sort_keys=True))
     tmp = _temporary(path)
     try:
         image.save(tmp, format="PNG", pnginfo=info)

@@ -68,7 +68,7 @@ class StyleAlignedSettings:
     def is_active(self) -> bool:
         """Whether these settings change anything at all compared to plain generation."""
         return (
-            self.full_attention_share
+            (self.full_attention_share and self.only_self_level < 1.0)
             or self.share_group_norm
             or (self.only_self_level < 1.0 and (self.share_attention or self.adain_queries
                                                 or self.adain_keys or self.adain_values))

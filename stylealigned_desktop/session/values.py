@@ -582,6 +582,30 @@ class GenerationSettings:
             changes["style_aligned"] = new_style_aligned
         return replace(self, **changes)
 
+    def with_picture_parameters(self, parameters: Any) -> GenerationSettings:
+        """These settings with those a generated picture records (its ``stylealigned`` PNG
+        chunk, ``engine.runfolder.read_parameters``): steps, guidance, size, sampler, negative
+        prompt, the StyleAligned settings and, from a reference-picture run, the inversion
+        settings. The model, micro-batch and control models stay: they name things on this
+        computer. Raises SessionError for what the session refuses."""
+        if not isinstance(parameters, dict):
+            raise SessionError("the picture's settings are not a JSON object")
+        changes: dict[str, Any] = {k: parameters[k] for k in ("steps", "guidance", "width", "height", "scheduler")
+                                   if k in parameters}
+        if "negative_prompt" in parameters:
+            changes["negative_prompt"] = parameters["negative_prompt"] or ""
+        if "inversion_guidance" in parameters:
+            changes["inversion_guidance"] = parameters["inversion_guidance"]
+            changes["inversion_offset"] = parameters.get("inversion_offset")
+        try:
+            if "stylealigned" in parameters:
+                changes["style_aligned"] = StyleAlignedSettings.from_dict(dict(parameters["stylealigned"]))
+            return replace(self, **changes)
+        except SessionError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise SessionError(f"the picture's settings cannot be used: {exc}") from None
+
     def control_models(self) -> dict[str, str | None]:
         """``controlnet_canny``, ``controlnet_depth``, ``depth_model`` for ``SetRequest``
         (None where empty: the engine's default)."""

@@ -134,11 +134,8 @@ def _run(app) -> int:
         return app.exec()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    closed = asyncio.Event()
-    app.aboutToQuit.connect(closed.set)
     with loop:
-        loop.run_until_complete(closed.wait())
-    return 0
+        return int(loop.run_forever())  # what app.exec() returned: the code given to app.exit()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from .thumbnails import ThumbnailLoader
 from .worker import EngineWorker, Task
 
 CONTROL_THUMB = 160
-DEFAULT_DEPTH_MODEL = "Intel/dpt-hybrid-midas"  # engine.control's default (torch-free copy)
 
 
 def make_control_map(path: str, mode: str, low: int, high: int, width: int, height: int,

@@ -27,7 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.hub import download_command
 from ..engine.request import SCHEDULERS
+from ..engine.runfolder import read_parameters
 from ..engine.settings import StyleAlignedSettings
 from ..session.errors import SessionError
 from ..session.values import SDXL_SIZES, GenerationSettings
@@ -241,6 +243,7 @@ class SettingsPanel(QWidget):
         self.negative.editingFinished.connect(self._edited)
         self.micro_batch.valueChanged.connect(self._edited)
         self.strength.valueChanged.connect(self._strength_moved)
+        self.setAcceptDrops(True)  # a generated PNG dropped here: use that picture's settings
         self.set_settings(self._settings)
 
     def _advanced_widgets(self) -> QWidget:
@@ -311,7 +314,7 @@ class SettingsPanel(QWidget):
         self.dino_source.setToolTip(
             "The DINO model that scores how consistent each finished run is (a hub id or a "
             "folder), for this computer, not the session. It is used only when it is already "
-            f"downloaded: `huggingface-cli download {DEFAULT_DINO}`.\n\n{CONSISTENCY_TIP}")
+            f"downloaded: `{download_command(DEFAULT_DINO)}` or the model dialog.\n\n{CONSISTENCY_TIP}")
         self.dino_source.editingFinished.connect(self._dino_edited)
         self.dino_folder_button = QToolButton()
         self.dino_folder_button.setIcon(icon_("open"))
@@ -484,6 +487,37 @@ class SettingsPanel(QWidget):
         self.shift.setValue(round(self._strength_shift(position), 3))
         self._filling = False
         self._edited()
+
+    @staticmethod
+    def _dropped_png(event) -> str | None:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        if len(urls) == 1 and urls[0].isLocalFile() and urls[0].toLocalFile().lower().endswith(".png"):
+            return urls[0].toLocalFile()
+        return None
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if self._dropped_png(event):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
+        path = self._dropped_png(event)
+        if path is None:
+            super().dropEvent(event)
+            return
+        event.acceptProposedAction()
+        self.use_picture_settings(path)
+
+    def use_picture_settings(self, path: str) -> None:
+        """Take the settings a picture made by the app records (its ``stylealigned`` chunk)."""
+        try:
+            new = self._settings.with_picture_parameters(read_parameters(path))
+        except (SessionError, ValueError) as exc:
+            self.problem.emit(str(exc))
+            return
+        self.set_settings(new)
+        self.changed.emit(new)
 
     def _reset_defaults(self) -> None:
         sa = (StyleAlignedSettings.for_reference_image() if self._picture_reference

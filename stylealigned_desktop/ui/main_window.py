@@ -33,13 +33,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.hub import DEFAULT_DEPTH_MODEL
 from ..engine.maker import PictureMakerFactory, this_computer
 from ..session import observer
 from ..session.model import Session
 from .actions import Command, connect_command, make_actions
 from .config import DesktopConfig
 from .consistency_controller import ConsistencyController
-from .control_maps import DEFAULT_DEPTH_MODEL, ControlMapController
+from .control_maps import ControlMapController
 from .controls import SettingsPanel
 from .export_controller import ExportController
 from .gallery import ReferenceGallery

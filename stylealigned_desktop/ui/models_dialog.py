@@ -1,5 +1,6 @@
 """Choosing the model: a hub download with progress and cancel, a local folder, a single
-.safetensors file, or the built-in ``tiny`` model (random weights, for trying the app).
+.safetensors file, or the built-in ``tiny`` model (random weights, for trying the app); and the
+other models the app may need (ControlNets, depth estimator, DINO, CLIP), each downloadable.
 
 Downloads go into the Hugging Face cache through ``huggingface_hub.snapshot_download`` in a
 background thread (never the engine's; its reports reach the dialog through a ThreadBridge): a
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QGridLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -35,6 +37,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..engine.hub import (
+    OPTIONAL_MODELS,
+    PICKLES_REFUSED,
+    complete_snapshot,
+    has_only_pickle_weights,
+    missing_parts,
+)
 from ..engine.models import TINY, ModelSourceError, classify_source
 from .actions import connect_command
 from .bridge import ThreadBridge
@@ -59,6 +68,11 @@ def download_patterns(half_precision: bool) -> list[str]:
     return _IGNORE_ALWAYS + ["*.fp16.safetensors"]
 
 
+SINGLE_MODEL_PATTERNS = _IGNORE_ALWAYS + ["*.fp16.safetensors"]
+"""ignore_patterns for a ControlNet, depth, DINO or CLIP repository: its full-precision
+safetensors weights and configs (the loaders cast to the engine's dtype)."""
+
+
 def likely_gpu() -> bool:
     """A cheap guess (no torch import) whether half-precision weights suit this machine."""
     if platform.system() == "Darwin" and platform.machine() == "arm64":
@@ -75,14 +89,17 @@ def human_bytes(count: float) -> str:
 
 
 def is_cached(repo_id: str) -> bool:
-    """Whether a hub model's index is already in the Hugging Face cache."""
-    from huggingface_hub import try_to_load_from_cache
+    """Whether a hub model is completely in the Hugging Face cache (a cancelled download
+    leaves its index and some files: that is not a model yet)."""
+    return complete_snapshot(repo_id) is not None
 
-    try:
-        found = try_to_load_from_cache(repo_id, "model_index.json")
-    except Exception:
-        return False
-    return isinstance(found, str)
+
+def show_progress(bar: QProgressBar, text: QLabel, done: float, total: float, rate: float) -> None:
+    """A download's bytes on a 0..1000 bar and in words (done, total, speed, time left)."""
+    if total > 0:
+        bar.setValue(int(1000 * min(1.0, done / total)))
+    left = f", about {int((total - done) / rate)} s left" if rate > 0 and total > done else ""
+    text.setText(f"{human_bytes(done)} of {human_bytes(total)} · {human_bytes(rate)}/s{left}")
 
 
 class DownloadCancelled(Exception):
@@ -110,10 +127,13 @@ class ModelDownload(QObject):
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, repo_id: str, half_precision: bool) -> None:
+    def start(self, repo_id: str, half_precision: bool = False, patterns: list[str] | None = None) -> None:
+        """Download ``repo_id``: an SDXL pipeline in the chosen precision, or with ``patterns``
+        (ignore_patterns) any other repository."""
         self._cancel.clear()
         self._bridge.wake()
-        self._thread = threading.Thread(target=self._run, args=(repo_id, half_precision),
+        patterns = download_patterns(half_precision) if patterns is None else patterns
+        self._thread = threading.Thread(target=self._run, args=(repo_id, patterns),
                                         name="stylealigned-download", daemon=True)
         self._thread.start()
 
@@ -153,13 +173,12 @@ class ModelDownload(QObject):
 
         return Progress
 
-    def _run(self, repo_id: str, half_precision: bool) -> None:
+    def _run(self, repo_id: str, patterns: list[str]) -> None:
         try:
             download = self._download_fn
             if download is None:
                 from huggingface_hub import snapshot_download as download
-            folder = download(repo_id, ignore_patterns=download_patterns(half_precision),
-                              tqdm_class=self._progress_class())
+            folder = download(repo_id, ignore_patterns=patterns, tqdm_class=self._progress_class())
         except DownloadCancelled:
             self._bridge.post(self.cancelled.emit)
             return
@@ -299,6 +318,9 @@ class ModelDialog(QDialog):
         grid.addWidget(tiny_note, row, 1, 1, 2)
         grid.setColumnMinimumWidth(0, 18)
 
+        self.other_models = OtherModelsBox(download_fn, self)
+        layout.addWidget(self.other_models)
+
         self.message = QLabel("")
         self.message.setObjectName("ErrorBanner")
         self.message.setWordWrap(True)
@@ -425,11 +447,7 @@ class ModelDialog(QDialog):
         self._refresh()
 
     def _on_progress(self, done: float, total: float, rate: float) -> None:
-        if total > 0:
-            self.progress.setValue(int(1000 * min(1.0, done / total)))
-        left = f", about {int((total - done) / rate)} s left" if rate > 0 and total > done else ""
-        self.progress_text.setText(
-            f"{human_bytes(done)} of {human_bytes(total)} · {human_bytes(rate)}/s{left}")
+        show_progress(self.progress, self.progress_text, done, total, rate)
 
     def _download_ended(self) -> None:
         self.cancel_download_button.hide()
@@ -441,11 +459,11 @@ class ModelDialog(QDialog):
         self._download_ended()
         self.progress.setValue(1000)
         self.progress_text.setText(f"Downloaded to {folder}")
-        missing = not any(Path(folder).glob("unet/*.safetensors"))
+        missing = missing_parts(Path(folder))
         if missing:
             self.show_message(
-                "The download finished but has no UNet weights in the chosen precision: untick "
-                "“Half-precision weights only” and download again.")
+                f"The download finished but lacks {', '.join(missing[:3])} in the chosen precision: "
+                "untick “Half-precision weights only” and download again.")
             return
         self._source = self.hub_id.text().strip()
         self.accept()
@@ -461,9 +479,10 @@ class ModelDialog(QDialog):
         self.progress_text.setText("Download cancelled. Press Download to resume it.")
 
     def reject(self) -> None:
-        if self.download.running:
-            self.download.cancel()
-            self.download.wait(5.0)
+        for download in (self.download, self.other_models.download):
+            if download.running:
+                download.cancel()
+                download.wait(5.0)
         super().reject()
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt)
@@ -471,3 +490,82 @@ class ModelDialog(QDialog):
             self.start_download()
             return
         super().keyPressEvent(event)
+
+
+class OtherModelsBox(QGroupBox):
+    """The hub models besides SDXL that the app may need (``engine.hub.OPTIONAL_MODELS``):
+    whether each is on this computer (a complete snapshot) and a Download button, one download
+    at a time with progress and cancel. A cancelled download stays "not downloaded"."""
+
+    def __init__(self, download_fn: Callable | None = None, parent: QWidget | None = None) -> None:
+        super().__init__("Other models (optional: control maps, consistency scores)", parent)
+        self.download = ModelDownload(download_fn, self)
+        self.download.progress.connect(
+            lambda done, total, rate: show_progress(self.progress, self.progress_text, done, total, rate))
+        self.download.finished.connect(self._on_downloaded)
+        self.download.failed.connect(lambda message: self._ended(message))
+        self.download.cancelled.connect(
+            lambda: self._ended(f"Download of {self._current} cancelled: press Download to resume it."))
+        self._current = ""
+        grid = QGridLayout(self)
+        grid.setColumnStretch(1, 1)
+        self.status: dict[str, QLabel] = {}
+        self.buttons: dict[str, QPushButton] = {}
+        for row, (what, repo_id) in enumerate(OPTIONAL_MODELS):
+            name = QLabel(f"{what}<br><span style='color: gray'>{repo_id}</span>")
+            name.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.status[repo_id] = QLabel("")
+            self.buttons[repo_id] = QPushButton("Download")
+            self.buttons[repo_id].clicked.connect(lambda _checked=False, r=repo_id: self.start(r))
+            grid.addWidget(name, row, 0, 1, 2)
+            grid.addWidget(self.status[repo_id], row, 2)
+            grid.addWidget(self.buttons[repo_id], row, 3)
+        row = len(OPTIONAL_MODELS)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.cancel_button = QPushButton("Cancel download")
+        self.cancel_button.clicked.connect(self.download.cancel)
+        self.progress_text = QLabel("")
+        self.progress_text.setObjectName("Hint")
+        self.progress_text.setWordWrap(True)
+        grid.addWidget(self.progress, row, 0, 1, 3)
+        grid.addWidget(self.cancel_button, row, 3)
+        grid.addWidget(self.progress_text, row + 1, 0, 1, 4)
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.refresh()
+
+    def refresh(self) -> None:
+        running = self.download.running
+        for repo_id, label in self.status.items():
+            present = complete_snapshot(repo_id) is not None
+            label.setText("on this computer" if present else "not downloaded")
+            self.buttons[repo_id].setEnabled(not running and not present)
+
+    def start(self, repo_id: str) -> None:
+        if self.download.running:
+            return
+        self._current = repo_id
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+        self.progress_text.setText(f"Connecting to the hub for {repo_id}…")
+        self.download.start(repo_id, patterns=SINGLE_MODEL_PATTERNS)
+        self.refresh()
+
+    def _ended(self, text: str) -> None:
+        self.cancel_button.hide()
+        self.download.wait(2.0)  # the thread emits its last signal just before it ends
+        self.progress_text.setText(text)
+        self.refresh()
+
+    def _on_downloaded(self, folder: str) -> None:
+        missing = missing_parts(Path(folder))
+        if not missing:
+            self.progress.setValue(1000)
+            self._ended(f"{self._current} downloaded to {folder}")
+        elif has_only_pickle_weights(folder):
+            self._ended(f"{self._current} has {PICKLES_REFUSED}.")
+        else:
+            self._ended(f"{self._current} has no complete .safetensors weights (missing: {', '.join(missing[:3])}); "
+                        "pickle weights (.bin) are never downloaded nor loaded.")

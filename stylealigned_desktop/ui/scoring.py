@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DINO = "facebook/dino-vitb8"
-"""``engine.metrics.DEFAULT_DINO`` (a copy: importing metrics loads numpy on the UI thread)."""
+from ..engine.hub import DEFAULT_DINO, download_command
+
 PAPER_CONSISTENCY = 0.51
 """The paper's StyleAligned sets (Hertz et al. 2024, DINO set consistency)."""
 UNSHARED_CONSISTENCY = 0.35
@@ -43,9 +43,8 @@ def how_to_get_dino(source: str) -> str:
     return (
         f"Consistency scores need the DINO model {source}, which is not on this computer. "
         "Download it once while online (about 350 MB):\n\n"
-        f"    huggingface-cli download {hub_id}\n\n"
-        f"(or `hf download {hub_id}` with a recent huggingface_hub), or choose a folder "
-        "holding it in Settings → Advanced → Consistency model (DINO). Runs that finish while "
+        f"    {download_command(hub_id)}\n\n"
+        "(or from the model dialog: Other models), or choose a folder holding it in Settings → Advanced → Consistency model (DINO). Runs that finish while "
         "the model is available get their score in the history."
     )
 

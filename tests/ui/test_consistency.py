@@ -114,7 +114,7 @@ def test_without_the_dino_model_the_history_explains_how_to_get_it(
     qtbot.waitUntil(lambda: not hint.isHidden(), timeout=20000)
     assert session.history[-1].consistency is None
     assert "DINO model is missing" in hint.text()
-    assert "huggingface-cli download facebook/dino-vitb8" in hint.toolTip()
+    assert "hf download facebook/dino-vitb8" in hint.toolTip()
     assert "Settings → Advanced" in hint.toolTip()
     assert answers.asked == []  # a hint, no dialog
 
@@ -122,7 +122,7 @@ def test_without_the_dino_model_the_history_explains_how_to_get_it(
     hint.linkActivated.emit("help")  # what a click on "How to get it" sends
     title, text = answers.asked[-1]
     assert title == "Consistency scores"
-    assert "huggingface-cli download facebook/dino-vitb8" in text
+    assert "hf download facebook/dino-vitb8" in text
 
     # pointing the setting at a model folder: the hint goes, the next run gets a score
     field = window.settings_panel.dino_source
@@ -165,7 +165,7 @@ def test_scoring_helpers_agree_with_the_engine(tiny_dino, tmp_path):
     # a missing folder names the folder and still says how to download the model
     missing = scoring.dino_missing("/no/such/dino")
     assert missing.startswith("The DINO model folder /no/such/dino is missing")
-    assert "huggingface-cli download facebook/dino-vitb8" in missing
+    assert "hf download facebook/dino-vitb8" in missing
     assert scoring.score_pictures([], "/no/such/dino").missing == missing
     assert scoring.dino_missing(str(tiny_dino)) is None
     one = tmp_path / "one.png"

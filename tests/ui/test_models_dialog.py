@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
+import pytest
 from PySide6.QtWidgets import QDialog
 
 from stylealigned_desktop.ui.models_dialog import TINY_LABEL, ModelDialog
@@ -115,3 +117,106 @@ def test_cancel_stops_the_download_and_offers_to_resume(qtbot, tmp_path):
     assert dialog.result() != QDialog.DialogCode.Accepted
     assert dialog.download_button.isEnabled() and dialog.ok_button.isEnabled()
     assert not (tmp_path / "snapshot").exists()
+
+
+def test_a_cancelled_download_is_not_taken_as_present(qtbot, tmp_path, monkeypatch):
+    """snapshot_download records the commit and the small files first; after a cancel the
+    snapshot has model_index.json but not every component's weights: not downloaded yet."""
+    from huggingface_hub import constants
+
+    from tests.test_hub import PIPELINE_INDEX, write_snapshot
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = "someone/half-downloaded"
+    snapshot = write_snapshot(tmp_path, repo, "1" * 40, {"model_index.json": json.dumps(PIPELINE_INDEX),
+                                                          "scheduler/scheduler_config.json": "{}",
+                                                          "unet/config.json": "{}"})
+    dialog = ModelDialog()
+    qtbot.addWidget(dialog)
+    dialog.hub_id.setText(repo)
+    dialog.try_accept()
+    assert dialog.source() == "" and "not downloaded" in dialog.message.text()
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"w")
+    dialog.try_accept()
+    assert dialog.source() == repo
+
+
+def fake_single_model_hub(cache, files, chunks=10, delay=0.0, calls=None):
+    """A stand-in for snapshot_download of a one-model repository into a Hugging Face cache:
+    the commit and the config first (as the real one does), the weights last."""
+    from tests.test_hub import write_snapshot
+
+    def download(repo_id, ignore_patterns, tqdm_class):
+        if calls is not None:
+            calls.append((repo_id, tuple(ignore_patterns)))
+        snapshot = write_snapshot(cache, repo_id, "2" * 40, {"config.json": "{}"})
+        bar = tqdm_class(name="huggingface_hub.snapshot_download", total=chunks * 100, unit="B")
+        for _ in range(chunks):
+            time.sleep(delay)
+            bar.update(100)
+        write_snapshot(cache, repo_id, "2" * 40, files)
+        return str(snapshot)
+
+    return download
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"
+
+
+def test_every_other_model_can_be_downloaded_from_the_dialog(qtbot, hub_cache):
+    from stylealigned_desktop.engine.hub import OPTIONAL_MODELS, complete_snapshot
+
+    calls = []
+    dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, {"model.safetensors": b"w"}, calls=calls))
+    qtbot.addWidget(dialog)
+    box = dialog.other_models
+    assert box.parent() is dialog and box.isVisibleTo(dialog)
+    repos = [repo for _, repo in OPTIONAL_MODELS]
+    assert {"diffusers/controlnet-canny-sdxl-1.0", "diffusers/controlnet-depth-sdxl-1.0", "Intel/dpt-hybrid-midas",
+            "facebook/dino-vitb8", "openai/clip-vit-large-patch14"} <= set(repos)
+    assert all(box.status[r].text() == "not downloaded" and box.buttons[r].isEnabled() for r in repos)
+    seen = []
+    box.download.progress.connect(lambda done, total, rate: seen.append(done))
+    with qtbot.waitSignal(box.download.finished, timeout=5000):
+        box.buttons["facebook/dino-vitb8"].click()
+    qtbot.waitUntil(lambda: box.status["facebook/dino-vitb8"].text() == "on this computer", timeout=5000)
+    assert seen[-1] == 1000.0 and box.progress.value() == 1000
+    assert not box.buttons["facebook/dino-vitb8"].isEnabled() and box.buttons["openai/clip-vit-large-patch14"].isEnabled()
+    assert complete_snapshot("facebook/dino-vitb8") is not None
+    repo, patterns = calls[0]
+    assert repo == "facebook/dino-vitb8" and "*.bin" in patterns and "*.ckpt" in patterns
+
+
+def test_a_cancelled_other_model_stays_not_downloaded(qtbot, hub_cache):
+    dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, {"model.safetensors": b"w"},
+                                                           chunks=1000, delay=0.01))
+    qtbot.addWidget(dialog)
+    box = dialog.other_models
+    repo = "Intel/dpt-hybrid-midas"
+    box.buttons[repo].click()
+    qtbot.waitUntil(lambda: box.progress.value() > 0, timeout=5000)
+    assert not any(button.isEnabled() for button in box.buttons.values())  # one download at a time
+    with qtbot.waitSignal(box.download.cancelled, timeout=5000):
+        box.cancel_button.click()
+    qtbot.waitUntil(lambda: box.buttons[repo].isEnabled(), timeout=5000)
+    assert box.status[repo].text() == "not downloaded"  # its config.json is there, its weights are not
+    assert "resume" in box.progress_text.text()
+
+
+@pytest.mark.parametrize("files", [{}, {"pytorch_model.bin": b"pickle"}])
+def test_an_other_model_without_safetensors_weights_is_not_taken(qtbot, hub_cache, files):
+    """A repository with pickle weights only: the download skips them (or finds them), the
+    model stays "not downloaded" and the message says why."""
+    dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, files))
+    qtbot.addWidget(dialog)
+    box = dialog.other_models
+    with qtbot.waitSignal(box.download.finished, timeout=5000):
+        box.buttons["facebook/dino-vitb8"].click()
+    qtbot.waitUntil(lambda: "pickle" in box.progress_text.text(), timeout=5000)
+    assert "safetensors" in box.progress_text.text()
+    assert box.status["facebook/dino-vitb8"].text() == "not downloaded"

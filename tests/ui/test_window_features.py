@@ -215,3 +215,38 @@ def test_the_generator_warms_up_in_the_worker_after_start(qtbot, make_window):
     assert window.worker.engine_loaded
     assert built == warmed == ["stylealigned-engine"]
     window.close()
+
+
+def test_dropping_a_generated_png_on_the_settings_uses_its_settings(qtbot, make_window, tmp_path):
+    """"Use this picture's settings": a PNG the app wrote (any run folder) dropped onto the
+    Settings panel sets steps, guidance, size, sampler, negative prompt and the StyleAligned
+    knobs from its ``stylealigned`` chunk; the model stays the one chosen on this computer."""
+    from stylealigned_desktop.engine.events import RunResult
+    from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
+    from stylealigned_desktop.engine.runfolder import write_run_folder
+    from stylealigned_desktop.engine.settings import StyleAlignedSettings
+
+    window, _ = make_window(engine=FakeEngine())
+    session = storyboard(window)
+    settings = StyleAlignedSettings(shared_score_shift=0.4, adain_values=True, only_self_level=0.2)
+    request = SetRequest(model="someone/other-sdxl", style=GeneratedReference("a fox, ink", 3),
+                         panels=(Panel("a hare, ink", 9),),
+                         sampling=Sampling(steps=23, guidance=6.5, width=832, height=1216, scheduler="euler",
+                                           negative_prompt="blurry"),
+                         settings=settings)
+    image = Image.new("RGB", (832 // 8, 1216 // 8), "grey")
+    write_run_folder(tmp_path / "run", request, RunResult(image, {0: image}, {}))
+    model_before = session.settings.model
+    enter, drop = drop_files(window.settings_panel, [tmp_path / "run" / "panel-01.png"])
+    assert enter.isAccepted() and drop.isAccepted()
+    new = session.settings
+    assert (new.steps, new.guidance, new.width, new.height, new.scheduler, new.negative_prompt) == \
+        (23, 6.5, 832, 1216, "euler", "blurry")
+    assert new.style_aligned == settings and new.model == model_before
+    assert window.settings_panel.steps.value() == 23 and window.settings_panel.scheduler.currentData() == "euler"
+
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    drop_files(window.settings_panel, [plain])
+    assert session.settings == new
+    assert "no StyleAligned settings" in window.banner_text.text()
