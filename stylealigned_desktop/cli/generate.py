@@ -127,6 +127,10 @@ def add_generate_parser(subparsers) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="auto")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    server = p.add_argument_group("server (make the pictures on another machine, docs/server.md)")
+    server.add_argument("--server", metavar="URL", help="a StyleAligned server, e.g. http://127.0.0.1:8765")
+    server.add_argument("--token-file", metavar="FILE",
+                        help="the server's token (default: this computer's server token, in the user config folder)")
     p.set_defaults(func=cmd_generate)
 
 
@@ -268,22 +272,47 @@ def cmd_generate(args) -> int:
     request = build_generate_request(args)
     out = Path(args.out).expanduser()
     _check_run_folder(out, rerolling=request.only is not None)
-    from ..engine.generator import Engine
     from ..engine.runfolder import write_run_folder
 
     progress = _TerminalProgress(args.quiet)
-    try:
-        result = Engine().generate(request, progress, threading.Event())
-    except (RuntimeError, ValueError, OSError) as error:
-        if not _is_user_error(error):
-            raise
-        raise UsageError(str(error)) from None
+    if args.server:
+        result = _generate_on_server(args, request, progress)
+    else:
+        from ..engine.generator import Engine
+
+        try:
+            result = Engine().generate(request, progress, threading.Event())
+        except (RuntimeError, ValueError, OSError) as error:
+            if not _is_user_error(error):
+                raise
+            raise UsageError(str(error)) from None
     write_run_folder(out, request, result, style_text=args.style)
     if not args.quiet:
         done, refs = len(result.panels), len(result.references)
         print(f"wrote {'the reference' if refs == 1 else f'{refs} references'} and {done} panel(s) to {out}",
               file=sys.stderr)
     return 0
+
+
+def _generate_on_server(args, request, progress):
+    """The set made by the server of ``--server`` (its client needs no Ray, no torch)."""
+    from ..server.auth import default_token_path, read_token
+    from ..server.client import ServerEngine, ServerError
+
+    if args.token_file is None and not default_token_path().is_file():
+        raise UsageError(f"no token for {args.server}: give --token-file (the server prints its token "
+                         f"on its first start)")
+    try:
+        token = read_token(args.token_file or default_token_path())
+    except ValueError as error:
+        raise UsageError(f"--token-file: {error}") from None
+    server = ServerEngine(args.server, token)
+    try:
+        return server.generate(request, progress, threading.Event())
+    except ServerError as error:
+        raise UsageError(f"server {server.url}: {error}") from None
+    finally:
+        server.close()
 
 
 def _check_run_folder(out: Path, rerolling: bool) -> None:

@@ -116,10 +116,19 @@ def write_lock(folder: Path) -> None:
 def acquire_lock(folder: Path) -> None:
     """Take ``folder`` for this process; :class:`SessionLockedError` if another running app
     holds it (a stale lock, left by a crash, is taken over)."""
-    owner = read_lock(folder)
-    if owner is not None and owner.get("pid") != os.getpid() and owner_alive(folder):
+    owner = other_owner(folder)
+    if owner is not None:
         raise SessionLockedError(folder, owner)
     write_lock(folder)
+
+
+def other_owner(folder: Path) -> dict | None:
+    """The lock of the running app, other than this process, that holds ``folder``; None if no
+    other app holds it (no lock, this process's lock, or a stale lock left by a crash)."""
+    owner = read_lock(folder)
+    if owner is not None and owner.get("pid") != os.getpid() and owner_alive(folder):
+        return owner
+    return None
 
 
 def release_lock(folder: Path) -> None:

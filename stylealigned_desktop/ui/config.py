@@ -3,16 +3,21 @@
 One JSON file in the platformdirs config folder (``desktop.json``), written atomically. A broken
 file is set aside (``desktop.json.broken``) and defaults are used: preferences are never a reason
 for the app not to start.
+
+Two apps can run at once (the second one opens the first one's session read-only, or not at all)
+and share this file. Each app writes only what it changed since it read the file, on top of what
+is there now: a quitting app never puts back its stale copy of what another app wrote since.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +26,6 @@ from ..paths import config_dir
 log = logging.getLogger(__name__)
 
 FILE_NAME = "desktop.json"
-MAX_RECENT = 10
 
 
 @dataclass
@@ -32,7 +36,6 @@ class DesktopConfig:
     """The chosen model source (hub id, folder, .safetensors file or ``tiny``); empty: not chosen."""
     dino_model: str = ""
     """The DINO model that scores set consistency (hub id or folder); empty: facebook/dino-vitb8."""
-    recent_sessions: list[str] = field(default_factory=list)
     last_session: str = ""
     geometry: str = ""
     """QMainWindow.saveGeometry() as hex."""
@@ -51,29 +54,56 @@ class DesktopConfig:
     def path() -> Path:
         return config_dir() / FILE_NAME
 
+    def __post_init__(self) -> None:
+        # The file's fields as this app last read or wrote them (what differs is this app's
+        # change); None: made in memory, not read, so every field is this app's own.
+        self._as_read: dict[str, Any] | None = None
+
     @classmethod
-    def load(cls) -> DesktopConfig:
+    def _stored(cls, set_aside_broken: bool) -> dict[str, Any]:
+        """The well-formed fields in the file now; none if it is missing or unreadable (and then,
+        if ``set_aside_broken``, it is renamed to .broken)."""
         path = cls.path()
         if not path.is_file():
-            return cls()
+            return {}
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            known = {f.name: f for f in fields(cls)}
-            config = cls()
-            for key, value in data.items():
-                if key in known and isinstance(value, type(getattr(config, key))):
-                    setattr(config, key, value)
-            config.recent_sessions = [p for p in config.recent_sessions if isinstance(p, str)]
-            return config
         except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s (%s); it was renamed to .broken", path, exc)
-            with contextlib.suppress(OSError):
-                os.replace(path, path.with_suffix(".json.broken"))
-            return cls()
+            if set_aside_broken:
+                log.warning("ignoring unreadable %s (%s); it was renamed to .broken", path, exc)
+                with contextlib.suppress(OSError):
+                    os.replace(path, path.with_suffix(".json.broken"))
+            return {}
+        defaults = asdict(cls())
+        stored = {key: value for key, value in data.items()
+                  if key in defaults and isinstance(value, type(defaults[key]))}
+        return stored
+
+    @classmethod
+    def load(cls) -> DesktopConfig:
+        config = cls()
+        for key, value in cls._stored(set_aside_broken=True).items():
+            setattr(config, key, value)
+        config._as_read = asdict(config)
+        return config
+
+    def refresh(self) -> None:
+        """Take what other apps wrote to the file since this one read it, for every field this
+        app has not changed itself."""
+        if self._as_read is None:
+            return
+        mine = asdict(self)
+        stored = self._stored(set_aside_broken=False)
+        for key, value in stored.items():
+            if mine[key] == self._as_read[key]:
+                setattr(self, key, copy.deepcopy(value))
+        self._as_read.update(stored)
 
     def save(self) -> None:
+        """Write the fields this app changed (see the module docstring)."""
+        self.refresh()
         path = self.path()
         data: dict[str, Any] = asdict(self)
         fd, tmp = tempfile.mkstemp(prefix=".desktop-", suffix=".tmp", dir=path.parent)
@@ -86,15 +116,4 @@ class DesktopConfig:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-
-    def add_recent(self, session_path: str | Path) -> None:
-        text = str(Path(session_path))
-        self.recent_sessions = [text] + [p for p in self.recent_sessions if p != text]
-        del self.recent_sessions[MAX_RECENT:]
-        self.last_session = text
-
-    def forget_recent(self, session_path: str | Path) -> None:
-        text = str(Path(session_path))
-        self.recent_sessions = [p for p in self.recent_sessions if p != text]
-        if self.last_session == text:
-            self.last_session = ""
+        self._as_read = data

@@ -106,7 +106,7 @@ class SessionController(QObject):
                                                         "autosave"))
         self.undo.follow(session)
         self.replaced.emit(session)
-        if not session.untitled:
+        if not session.untitled and not session.read_only:  # a read-only one is another app's
             self.config.last_session = str(session.folder)
             self.host.save_config()
         self._update_title()
@@ -325,6 +325,17 @@ class SessionController(QObject):
         return store.recent_sessions()
 
     def remember_on_quit(self) -> None:
-        """The session to reopen next time: this one if it has a name, else none."""
-        if self.session is not None:
-            self.config.last_session = "" if self.session.untitled else str(self.session.folder)
+        """The session to reopen next time: this one if it has a name, else none. The last
+        session is only this app's to name when it owns it: a read-only session, or the last
+        session still open in another running app (this one was refused it), is left to that
+        app, which may crash and must then find its session reopened at the next start."""
+        session = self.session
+        if session is None or session.read_only:
+            return
+        if not session.untitled:
+            self.config.last_session = str(session.folder)
+            return
+        self.config.refresh()  # what the other app wrote since this one started
+        last = self.config.last_session
+        if not last or folders.other_owner(Path(last)) is None:
+            self.config.last_session = ""

@@ -4,30 +4,15 @@ the next start offers the work just lost (newest first), and Restore opens exact
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog
 
-from stylealigned_desktop.ui.config import DesktopConfig
-from tests.ui.uifakes import FakeEngine
+from tests.ui.uifakes import OTHER_APP, ROOT, FakeEngine, app_config, other_app_env
 
-ROOT = Path(__file__).resolve().parents[2]
-
-KILLED_APP = """
-import os, sys
-from PySide6.QtWidgets import QApplication
-app = QApplication([])
-from stylealigned_desktop.ui.config import DesktopConfig
-from stylealigned_desktop.ui.main_window import MainWindow
-from tests.ui.uifakes import FakeEngine
-config = DesktopConfig.load()
-config.model = "tiny"
-window = MainWindow(config, engine_factory=FakeEngine)
-window.ask = lambda title, text, buttons, default=None, detail="": "Not now"
-window.show()
+KILLED_APP = OTHER_APP + """
 window.startup()
 window.new_action.trigger()
 for prompt in sys.argv[1:]:
@@ -42,19 +27,10 @@ os._exit(1)  # killed: no close, no clean-up, the lock stays behind
 def killed_app(*prompts: str) -> Path:
     """Run the real window in another process, type ``prompts`` into new panels of a new
     untitled session, then kill it; returns its autosave folder."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               QT_QPA_PLATFORM="offscreen")
-    done = subprocess.run([sys.executable, "-c", KILLED_APP, *prompts], env=env, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-c", KILLED_APP, *prompts], env=other_app_env(), cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
     return Path(done.stdout.strip().splitlines()[-1])
-
-
-def app_config() -> DesktopConfig:
-    """The settings as the app reads them at start (what the last quit wrote)."""
-    config = DesktopConfig.load()
-    config.model = "tiny"
-    return config
 
 
 def test_recovery_offers_the_work_lost_in_a_crash_and_nothing_after_a_clean_quit(

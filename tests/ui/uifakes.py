@@ -1,9 +1,12 @@
-"""A scriptable stand-in for ``engine.generator.Engine`` that reports the same events."""
+"""A scriptable stand-in for ``engine.generator.Engine`` that reports the same events, and
+helpers that drive the window the way a user does (drops, a real app in another process)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 
 from PIL import Image
 
@@ -117,3 +120,38 @@ def run_and_wait(qtbot, window, action=None, timeout=60000):
     with qtbot.waitSignal(window.worker.job_ended, timeout=timeout) as ended:
         (action or window.runs.generate)()
     return ended.args[0]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+OTHER_APP = """
+import os, sys
+from pathlib import Path
+from PySide6.QtWidgets import QApplication, QFileDialog
+app = QApplication([])
+from stylealigned_desktop.ui.config import DesktopConfig
+from stylealigned_desktop.ui.main_window import MainWindow
+from tests.ui.uifakes import FakeEngine
+config = DesktopConfig.load()
+config.model = "tiny"
+window = MainWindow(config, engine_factory=FakeEngine)
+window.ask = lambda title, text, buttons, default=None, detail="": "Not now"
+window.show()
+"""
+"""The start of a script that runs the real window (fake engine) in another process, as a
+second copy of the app would; the test appends what the user does in it."""
+
+
+def other_app_env() -> dict[str, str]:
+    """The environment for ``python -c OTHER_APP + ...``: this checkout first, headless."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                QT_QPA_PLATFORM="offscreen")
+
+
+def app_config():
+    """The settings as the app reads them at start (what the last quit wrote), model tiny."""
+    from stylealigned_desktop.ui.config import DesktopConfig
+
+    config = DesktopConfig.load()
+    config.model = "tiny"
+    return config
