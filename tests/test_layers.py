@@ -81,6 +81,17 @@ def test_the_server_client_needs_neither_ray_nor_torch():
     assert heavy == [], f"the client side pulled in {heavy[:5]}"
 
 
+def test_the_command_line_and_the_desktop_app_need_no_ray():
+    """Only ``stylealigned serve`` imports Ray (when it runs): every other command, ``--help`` and
+    the window work without the ``[server]`` extra."""
+    modules = [m for m in modules_of("cli") + modules_of("ui") if not m.endswith("__main__")]
+    assert "stylealigned_desktop.cli.serve" in modules
+    report = import_in_fresh_interpreter(modules)
+    assert report["failed"] == {}
+    server = [m for m in report["loaded"] if m.split(".")[0] in SERVER_SIDE]
+    assert server == [], f"the command line or the app pulled in {server[:5]}"
+
+
 def test_engine_never_imports_qt():
     modules = modules_of("engine")
     assert "stylealigned_desktop.engine.request" in modules

@@ -1,9 +1,10 @@
-"""The command line: ``stylealigned generate|evaluate|models|invert|preprocess ...``.
+"""The command line: ``stylealigned generate|evaluate|models|invert|preprocess|serve ...``.
 
 One module per family of sub-commands (:mod:`.generate`, :mod:`.evaluate`, :mod:`.prepare` for
-invert and preprocess, :mod:`.models`), the shared argument helpers in :mod:`.common`. Bad input
-gets a one-line error and exit code 2, never a traceback. Heavy imports (torch, diffusers) happen
-inside the commands, so ``--help`` is instant.
+invert and preprocess, :mod:`.models`, :mod:`.serve`), the shared argument helpers in
+:mod:`.common`. Bad input gets a one-line error and exit code 2, never a traceback. Heavy imports
+(torch, diffusers, Ray, the server's HTTP client) happen inside the commands, so ``--help`` is
+instant and the command line works without the ``[server]`` extra.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .evaluate import add_evaluate_parser
 from .generate import add_generate_parser, build_generate_request, split_weight
 from .models import add_models_parser
 from .prepare import add_invert_parser, add_preprocess_parser
+from .serve import add_serve_parser
 
 __all__ = ["UsageError", "build_generate_request", "build_parser", "main", "split_weight"]
 
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_invert_parser(subparsers)
     add_preprocess_parser(subparsers)
     add_models_parser(subparsers)
+    add_serve_parser(subparsers)
     return parser
 
 

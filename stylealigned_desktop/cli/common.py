@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
-from ..engine.request import check_device
+from ..engine.request import MEMORY_MODES, Lora, check_device
 from ..engine.settings import StyleAlignedSettings
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -80,6 +80,39 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
                                help=SETTING_HELP[f.name])
         else:
             group.add_argument(flag, dest=f.name, type=float, default=None, metavar="X", help=SETTING_HELP[f.name])
+
+
+def lora_argument(text: str) -> Lora:
+    """``FILE[:WEIGHT]`` of ``--lora``; the file is checked (exists, ``.safetensors``, no pickle)
+    before any model loads, the base it was made for once the model is loaded."""
+    from ..engine.lora import LoraError, check_lora_file
+
+    try:
+        lora = Lora.parse(text)
+        check_lora_file(lora)
+    except (ValueError, LoraError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return lora
+
+
+def add_model_extras_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--memory``, ``--lora`` and ``--vae``: where the models sit, and what is added to them."""
+    group = parser.add_argument_group("memory mode, LoRAs and VAE")
+    group.add_argument("--memory", choices=MEMORY_MODES, default="auto",
+                       help="where the models sit: fast (all on the GPU), balanced (each model on the GPU only "
+                            "while it runs), low (layer by layer, VAE in tiles), auto (the fastest that fits; "
+                            "default). The pictures are the same in every mode")
+    group.add_argument("--lora", action="append", default=[], type=lora_argument, metavar="FILE[:WEIGHT]",
+                       help="an SDXL LoRA (.safetensors, kohya or diffusers format) and its weight (default 1, "
+                            "0 off, negative inverts it); repeat for several")
+    group.add_argument("--vae", metavar="SOURCE", default=None,
+                       help="a VAE instead of the model's: hub id, folder or .safetensors file "
+                            "(madebyollin/sdxl-vae-fp16-fix decodes in float16)")
+
+
+def model_extras_from_args(args) -> dict:
+    """The ``SetRequest`` fields of ``--memory``, ``--lora`` and ``--vae``."""
+    return {"memory": args.memory, "loras": tuple(args.lora), "vae": args.vae}
 
 
 def settings_from_args(args, reference_picture: bool) -> StyleAlignedSettings:

@@ -23,11 +23,13 @@ from .common import (
     DEFAULT_MODEL,
     DEVICE_HELP,
     UsageError,
+    add_model_extras_arguments,
     add_settings_arguments,
     check_model_source,
     check_writable,
     device,
     int_list,
+    model_extras_from_args,
     positive_int,
     settings_from_args,
 )
@@ -118,12 +120,17 @@ def add_generate_parser(subparsers) -> None:
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
     add_settings_arguments(p)
     p.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
-                   help="panels per UNet batch (default: all on CPU, from free memory on a GPU)")
+                   help="panels per UNet batch (default: all on CPU; on a GPU chosen by the memory model)")
+    add_model_extras_arguments(p)
     p.add_argument("--only", type=int_list, metavar="3,7", help="re-roll only these panels (1-based) into --out")
     p.add_argument("--device", type=device, default="auto", help=DEVICE_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="auto")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    server = p.add_argument_group("server (make the pictures on another machine, docs/server.md)")
+    server.add_argument("--server", metavar="URL", help="a StyleAligned server, e.g. http://127.0.0.1:8765")
+    server.add_argument("--token-file", metavar="FILE",
+                        help="the server's token (default: this computer's server token, in the user config folder)")
     p.set_defaults(func=cmd_generate)
 
 
@@ -192,6 +199,7 @@ def build_generate_request(args):
             controlnet_canny=args.controlnet_canny,
             controlnet_depth=args.controlnet_depth,
             depth_model=args.depth_model,
+            **model_extras_from_args(args),
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
@@ -264,22 +272,47 @@ def cmd_generate(args) -> int:
     request = build_generate_request(args)
     out = Path(args.out).expanduser()
     _check_run_folder(out, rerolling=request.only is not None)
-    from ..engine.generator import Engine
     from ..engine.runfolder import write_run_folder
 
     progress = _TerminalProgress(args.quiet)
-    try:
-        result = Engine().generate(request, progress, threading.Event())
-    except (RuntimeError, ValueError, OSError) as error:
-        if not _is_user_error(error):
-            raise
-        raise UsageError(str(error)) from None
+    if args.server:
+        result = _generate_on_server(args, request, progress)
+    else:
+        from ..engine.generator import Engine
+
+        try:
+            result = Engine().generate(request, progress, threading.Event())
+        except (RuntimeError, ValueError, OSError) as error:
+            if not _is_user_error(error):
+                raise
+            raise UsageError(str(error)) from None
     write_run_folder(out, request, result, style_text=args.style)
     if not args.quiet:
         done, refs = len(result.panels), len(result.references)
         print(f"wrote {'the reference' if refs == 1 else f'{refs} references'} and {done} panel(s) to {out}",
               file=sys.stderr)
     return 0
+
+
+def _generate_on_server(args, request, progress):
+    """The set made by the server of ``--server`` (its client needs no Ray, no torch)."""
+    from ..server.auth import default_token_path, read_token
+    from ..server.client import ServerEngine, ServerError
+
+    if args.token_file is None and not default_token_path().is_file():
+        raise UsageError(f"no token for {args.server}: give --token-file (the server prints its token "
+                         f"on its first start)")
+    try:
+        token = read_token(args.token_file or default_token_path())
+    except ValueError as error:
+        raise UsageError(f"--token-file: {error}") from None
+    server = ServerEngine(args.server, token)
+    try:
+        return server.generate(request, progress, threading.Event())
+    except ServerError as error:
+        raise UsageError(f"server {server.url}: {error}") from None
+    finally:
+        server.close()
 
 
 def _check_run_folder(out: Path, rerolling: bool) -> None:

@@ -12,6 +12,7 @@ from .common import (
     DEFAULT_MODEL,
     DEVICE_HELP,
     UsageError,
+    add_model_extras_arguments,
     check_model_source,
     check_output_file,
     device,
@@ -34,6 +35,7 @@ def add_invert_parser(subparsers) -> None:
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
     p.add_argument("--device", type=device, default="auto", help=DEVICE_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="auto")
+    add_model_extras_arguments(p)  # the picture is encoded with the run's VAE, inverted with its LoRAs
     p.set_defaults(func=cmd_invert)
 
 
@@ -55,11 +57,16 @@ def cmd_invert(args) -> int:
     from ..engine.generator import make_scheduler
     from ..engine.images import fit_picture, load_picture, picture_hash
     from ..engine.inversion import TrajectoryKey, encode_picture, invert, save_trajectory
-    from ..engine.models import load_pipeline, model_identity
+    from ..engine.memory import Workload, choose_mode, device_total_gb
+    from ..engine.models import load_pipeline, model_identity, resolve_device
 
+    memory = args.memory
+    if memory == "auto":
+        memory, _reason = choose_mode(device_total_gb(resolve_device(args.device)), Workload(args.width, args.height))
+    loras = tuple(args.lora)
     try:
         picture = fit_picture(load_picture(args.picture), args.width, args.height)
-        pipe = load_pipeline(args.model, args.device, args.dtype)
+        pipe = load_pipeline(args.model, args.device, args.dtype, vae=args.vae, loras=loras, memory=memory)
     except ValueError as error:
         raise UsageError(str(error)) from None
     scheduler = make_scheduler(pipe.scheduler.config, args.scheduler)
@@ -70,8 +77,8 @@ def cmd_invert(args) -> int:
                         args.width, args.height, scheduler=args.scheduler, timesteps=levels,
                         on_step=lambda done, total: bar.update(done - bar.n))
     bar.close()
-    key = TrajectoryKey(picture_hash(picture), args.caption, model_identity(args.model), args.width, args.height,
-                        args.scheduler, args.steps, float(args.guidance), timesteps=levels)
+    key = TrajectoryKey(picture_hash(picture), args.caption, model_identity(args.model, args.vae, loras),
+                        args.width, args.height, args.scheduler, args.steps, float(args.guidance), timesteps=levels)
     save_trajectory(out, trajectory, key)
     print(f"saved the trajectory ({args.steps + 1} latents) to {out}")
     return 0

@@ -341,18 +341,22 @@ def _as_dtype(dtype: torch.dtype | str | None):
 def tiny_controlnet(unet):
     """A ControlNet for the tiny model, built from its UNet (``ControlNetModel.from_unet``).
 
-    A trained ControlNet starts from zero convolutions, which would make this one a no-op; here
-    they get random weights (fixed seed) so a control map visibly changes what the tiny model
-    draws, which is what tests need.
+    The weights come from the tiny UNet as first built (``tiny.build_tiny_unet``), not from
+    ``unet`` itself, which may be offloaded (weights on ``meta``) or carry LoRA layers; ``unet``
+    gives the dtype and device. A trained ControlNet starts from zero convolutions, which would
+    make this one a no-op; here they get random weights (fixed seed) so a control map visibly
+    changes what the tiny model draws, which is what tests need.
     """
     import torch
     from diffusers import ControlNetModel
+
+    from .tiny import build_tiny_unet
 
     state = torch.random.get_rng_state()
     torch.manual_seed(TINY_SEED)
     try:
         controlnet = ControlNetModel.from_unet(
-            unet, conditioning_embedding_out_channels=(8, 8, 16, 16)
+            build_tiny_unet(), conditioning_embedding_out_channels=(8, 8, 16, 16)
         )
         zero_initialised = [
             *controlnet.controlnet_down_blocks,
@@ -363,8 +367,12 @@ def tiny_controlnet(unet):
             conv.reset_parameters()
     finally:
         torch.random.set_rng_state(state)
-    parameter = next(unet.parameters())
-    return controlnet.to(device=parameter.device, dtype=parameter.dtype).eval()
+    device = next(unet.parameters()).device
+    if device.type == "meta":  # sequentially offloaded: the engine places the ControlNet itself
+        device = torch.device("cpu")
+    if controlnet.dtype != unet.dtype:  # avoid diffusers' warning on a no-op cast
+        controlnet = controlnet.to(dtype=unet.dtype)
+    return controlnet.to(device).eval().requires_grad_(False)
 
 
 def load_controlnet(
@@ -401,7 +409,7 @@ def load_controlnet(
             error = exc  # first a missing fp16 variant (then retried), or the real error
     else:
         raise ControlError(_not_available_message(source, "ControlNet", error)) from None
-    return controlnet.to(device).eval()
+    return controlnet.to(device).eval().requires_grad_(False)
 
 
 def _as_tuple(value) -> tuple:

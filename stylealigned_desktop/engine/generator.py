@@ -12,7 +12,6 @@ cached keys and values, whatever the number of panels.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from . import events as ev
+from . import memory as mem
 from .denoise import (
     Conditioning,
     PreparedControl,
@@ -31,6 +31,7 @@ from .denoise import (
 )
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
+from .lora import apply_loras, check_lora
 from .models import TINY, load_pipeline, model_identity, resolve_device, resolve_dtype
 from .preview import latent_to_rgb
 from .request import ReferencePicture, SetRequest
@@ -79,15 +80,20 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
-def auto_micro_batch(device: torch.device, n_panels: int, height: int, width: int, cfg: bool) -> int:
-    """All panels on CPU; on an accelerator as many as fit in free memory (with a margin)."""
-    if n_panels <= 1 or device.type != "cuda":
-        return max(1, n_panels)
-    free, _total = torch.cuda.mem_get_info(device)
-    # About 0.45 GB of fp16 activations per UNet row at 1024x1024 (measured on SDXL), scaled by pixels.
-    per_row = 0.45e9 * (height * width) / (1024 * 1024) * (2 if cfg else 1)
-    # with REFERENCE_RIDES_ALONG the first call carries the reference too: m panels + 1 rows
-    return max(1, min(n_panels, int(0.7 * free // per_row) - int(REFERENCE_RIDES_ALONG)))
+def workload(request: SetRequest, pipe=None) -> mem.Workload:
+    """What a request asks of the device, for the memory model (``engine/memory.py``)."""
+    kinds = {request.panels[i].control.kind for i in request.selected if request.panels[i].control is not None}
+    sampling = request.sampling
+    set_size = (sampling.width, sampling.height)
+    largest = max((request.panel_size(i) for i in request.selected), key=lambda s: s[0] * s[1], default=set_size)
+    dtype = resolve_dtype(request.dtype, resolve_device(request.device))
+    vae_upcast = True
+    if pipe is not None:
+        vae_upcast = pipe.vae.dtype != torch.float32 and bool(pipe.vae.config.force_upcast)
+    return mem.Workload(width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
+                        references=max(1, len(request.used_references)), panel_width=largest[0],
+                        panel_height=largest[1], controlnets=len(kinds),
+                        bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast)
 
 
 REFERENCE_RIDES_ALONG = False
@@ -125,19 +131,44 @@ class Engine:
         self.unet_calls = 0
 
     # -- models ----------------------------------------------------------------------------
-    def pipeline(self, model: str, device: str = "auto", dtype: str = "auto", on_event: EventSink | None = None):
-        """The loaded pipeline for a model source, reusing the last one when it matches."""
+    def pipeline(self, model: str, device: str = "auto", dtype: str = "auto", on_event: EventSink | None = None,
+                 *, vae: str | None = None, loras=(), memory: str = "fast"):
+        """The loaded pipeline for a model source, reusing the last one when it matches.
+
+        The cache key is the model, device, dtype, VAE, LoRAs (with weights) and memory mode. A
+        new model, device, dtype or VAE loads anew; other LoRAs or weights change the loaded
+        adapters, another memory mode moves the models, both in place.
+        """
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
-        key = (model, str(torch_device), str(torch_dtype))
-        if self._pipe_key == key:
-            return self._pipe
-        self.unload()
-        sink = on_event or (lambda event: None)
-        sink(ev.Loading(0.0, f"loading {model}"))
-        pipe = self._loader(model, device=device, dtype=dtype,
-                            progress=lambda fraction, message: sink(ev.Loading(fraction, message)))
-        self._pipe, self._pipe_key = pipe, key
+        base = (model, str(torch_device), str(torch_dtype), vae)
+        loras = tuple(loras)
+        key = (base, loras, memory)
+        if self._pipe_key is None or self._pipe_key[0] != base:
+            self.unload()
+            sink = on_event or (lambda event: None)
+            sink(ev.Loading(0.0, f"loading {model}"))
+            # LoRAs come after, in place: a LoRA refused then leaves the loaded model cached
+            self._pipe = self._loader(model, device=device, dtype=dtype,
+                                      progress=lambda fraction, message: sink(ev.Loading(fraction, message)),
+                                      vae=vae, loras=(), memory=memory)
+            self._pipe_key = (base, (), None)  # placed below (a custom loader may not place it)
+        previous, pipe = self._pipe_key, self._pipe
+        if previous == key:
+            return pipe
+        for lora in loras:
+            check_lora(lora, pipe)  # a LoRA refused here leaves the loaded pipeline as it was
+        self._pipe_key = None  # until the change is complete
+        try:
+            if previous[1] != loras:
+                pipe.remove_all_hooks()  # adapters load into weights in memory, not offloaded ones
+                apply_loras(pipe, loras)
+            mem.place_pipeline(pipe, memory, torch_device)
+            mem.set_vae_tiling(pipe.vae, memory == "low")
+        except Exception:
+            self.unload()
+            raise
+        self._pipe_key = key
         return pipe
 
     def warm_up(self) -> None:
@@ -186,7 +217,28 @@ class Engine:
         if self._controlnets is None:
             self._controlnets = ControlNetCache()
         source = getattr(request, f"controlnet_{kind}") or (TINY if request.model == TINY else DEFAULT_CONTROLNETS[kind])
-        return self._controlnets.get(source, pipe.unet, dtype=pipe.unet.dtype, device=pipe.unet.device)
+        # loaded in system memory, then placed as the UNet is (on the GPU, or offloaded with it)
+        controlnet = self._controlnets.get(source, pipe.unet, dtype=pipe.unet.dtype, device="cpu")
+        mem.place_like_unet(pipe, controlnet)
+        return controlnet
+
+    def _request_pipeline(self, request: SetRequest, sink: EventSink):
+        """The pipeline a request runs on (its VAE, LoRAs and memory mode), and the mode."""
+        memory_mode = self._memory_mode(request, sink)
+        pipe = self.pipeline(request.model, request.device, request.dtype, sink,
+                             vae=request.vae, loras=request.loras, memory=memory_mode)
+        return pipe, memory_mode
+
+    @staticmethod
+    def _memory_mode(request: SetRequest, sink: EventSink) -> str:
+        """The request's memory mode; ``auto`` is decided by the memory model and said."""
+        if request.memory != "auto":
+            return request.memory
+        device = resolve_device(request.device)
+        mode, reason = mem.choose_mode(mem.device_total_gb(device), workload(request))
+        if device.type != "cpu":
+            sink(ev.Notice(f"memory mode {mode} (auto): {reason}"))
+        return mode
 
     def reference_trajectory(self, request: SetRequest, on_event: EventSink | None = None,
                              cancel: threading.Event | None = None):
@@ -198,9 +250,10 @@ class Engine:
         """
         sink = on_event or (lambda event: None)
         with self._lock, torch.no_grad():
-            pipe = self.pipeline(request.model, request.device, request.dtype, sink)
+            pipe, memory_mode = self._request_pipeline(request, sink)
+            mem.set_vae_tiling(pipe.vae, mem.tile_vae_for(memory_mode, workload(request, pipe)))
             scheduler = make_scheduler(pipe.scheduler.config, request.sampling.scheduler)
-            scheduler.set_timesteps(request.sampling.steps, device=pipe.unet.device)
+            scheduler.set_timesteps(request.sampling.steps, device=pipe._execution_device)
             trajectory = self._trajectory(pipe, request, scheduler.timesteps, sink, cancel or threading.Event())
             return self._trajectory_key(request, scheduler.timesteps)[0], trajectory
 
@@ -224,6 +277,7 @@ class Engine:
                 _free_memory()
                 sink(ev.Failed(_user_message(error)))
                 raise
+            _free_memory()  # cached accelerator blocks go back between runs (CUDA, Apple MPS)
             sink(ev.Finished(result))
             return result
 
@@ -240,9 +294,10 @@ class Engine:
                 len(request.references) > 1 or any(request.panel_size(i) != set_size for i in selected)):
             raise GenerationError("full_attention_share is the authors' ablation of one reference: it takes "
                                   "neither several references nor panels of their own size")
-        pipe = self.pipeline(request.model, request.device, request.dtype, sink)
+        pipe, memory_mode = self._request_pipeline(request, sink)
         loaded = time.perf_counter()
-        device, dtype = pipe.unet.device, pipe.unet.dtype
+        device = pipe._execution_device  # where the models run, whatever the offloading
+        dtype = pipe.unet.dtype
         halves = 2 if sampling.uses_cfg else 1
 
         # Rows: the references that are seen (weight above 0; spec section 11), then the panels.
@@ -251,6 +306,9 @@ class Engine:
         n_refs = len(references)
         sizes = [set_size] * n_refs + [request.panel_size(i) for i in selected]
         groups = _size_groups(sizes)
+        plan = mem.plan(memory_mode, mem.device_total_gb(device), workload(request, pipe), max(len(selected), 1),
+                        mem.device_budget_gb(device))
+        mem.set_vae_tiling(pipe.vae, plan.tile_vae)  # for the pictures' encodes and the decodes
         schedulers = {size: make_scheduler(pipe.scheduler.config, sampling.scheduler) for size in groups}
         scheduler = schedulers[set_size]
         try:
@@ -297,8 +355,7 @@ class Engine:
         elif request.micro_batch is not None:
             micro_batch = min(request.micro_batch, max(n, 1))
         else:
-            width, height = max(sizes[n_refs:] or [set_size], key=lambda s: s[0] * s[1])
-            micro_batch = auto_micro_batch(device, n, height, width, halves == 2)
+            micro_batch = min(plan.micro_batch, max(n, 1))
 
         batching = Batching(micro_batch, micro_batch if REFERENCE_RIDES_ALONG else 0)
         installation = Installation(pipe.unet, settings)
@@ -377,6 +434,8 @@ class Engine:
         metadata = {
             "request": request.to_dict(),
             "micro_batch": batching.micro_batch,
+            "memory_mode": memory_mode,
+            "vae_tiling": plan.tile_vae,
             "device": str(device),
             "dtype": str(dtype).removeprefix("torch."),
             "timings": {
@@ -411,7 +470,7 @@ class Engine:
     def _encode(pipe, prompts: list[str], negative_prompt: str | None, cfg: bool) -> Conditioning:
         embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
             prompt=prompts,
-            device=pipe.unet.device,
+            device=pipe._execution_device,
             num_images_per_prompt=1,
             do_classifier_free_guidance=cfg,
             negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
@@ -499,7 +558,8 @@ class Engine:
         style, sampling = style or _first_picture(request), request.sampling
         picture = fit_picture(load_picture(style.path), sampling.width, sampling.height)
         key = TrajectoryKey(
-            picture_hash=picture_hash(picture), caption=style.caption, model=model_identity(request.model),
+            picture_hash=picture_hash(picture), caption=style.caption,
+            model=model_identity(request.model, request.vae, request.loras),
             width=sampling.width, height=sampling.height, scheduler=sampling.scheduler,
             steps=sampling.steps, guidance=float(style.inversion_guidance),
             timesteps=tuple(int(t) for t in timesteps),
@@ -612,9 +672,7 @@ def _size_groups(sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], list
 
 
 def _free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    mem.free_device_memory()
 
 
 def _user_message(error: BaseException) -> str:

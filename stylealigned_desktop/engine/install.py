@@ -39,7 +39,7 @@ class Installation:
         self.unet = unet
         self.state = SharingState(settings, halves_provider)
         self._saved_processors = dict(unet.attn_processors)
-        self._saved_forwards: list[tuple[nn.Module, object]] = []
+        self._saved_forwards: list[tuple[nn.Module, str, object]] = []
 
         self_names = self_attention_names(unet)
         if not self_names:
@@ -55,8 +55,11 @@ class Installation:
         if settings.share_group_norm:
             for name, module in unet.named_modules():
                 if isinstance(module, nn.GroupNorm):
-                    self._saved_forwards.append((module, module.__dict__.get("forward", _NO_INSTANCE_FORWARD)))
-                    module.forward = SharedGroupNorm(module, self.state, name)
+                    # Under accelerate's offload hooks ``forward`` is the hook's wrapper (it brings the
+                    # weights in) and the module's own forward is ``_old_forward``: replace that one.
+                    slot = "_old_forward" if hasattr(module, "_hf_hook") and hasattr(module, "_old_forward") else "forward"
+                    self._saved_forwards.append((module, slot, module.__dict__.get(slot, _NO_INSTANCE_FORWARD)))
+                    setattr(module, slot, SharedGroupNorm(module, self.state, name))
 
     @property
     def settings(self) -> StyleAlignedSettings:
@@ -64,11 +67,11 @@ class Installation:
 
     def remove(self) -> None:
         self.unet.set_attn_processor(self._saved_processors)
-        for module, forward in reversed(self._saved_forwards):
+        for module, slot, forward in reversed(self._saved_forwards):
             if forward is _NO_INSTANCE_FORWARD:
-                del module.forward
+                delattr(module, slot)
             else:
-                module.forward = forward
+                setattr(module, slot, forward)
         self._saved_forwards.clear()
         self.state.cache.clear()
 

@@ -60,10 +60,6 @@ class InversionCancelled(Exception):
 # Encoding the picture
 
 
-def _vae_device(vae) -> torch.device:
-    return next(vae.parameters()).device
-
-
 @contextmanager
 def _quiet_dtype_cast():
     """diffusers warns about ``keep_in_fp32`` modules on every ``model.to(dtype)``, even when
@@ -113,7 +109,8 @@ def encode_picture(pipe, image: Image.Image) -> torch.Tensor:
         with _quiet_dtype_cast():
             vae.to(dtype=torch.float32)  # fp16 VAEs overflow (SDXL's famously does)
     try:
-        pixels = pixels.to(device=_vae_device(vae), dtype=torch.float32)
+        # the execution device: under sequential offload the VAE's own weights sit on ``meta``
+        pixels = pixels.to(device=pipe._execution_device, dtype=torch.float32)
         mean = vae.encode(pixels).latent_dist.mean
     finally:
         if saved_dtype != torch.float32:

@@ -129,10 +129,57 @@ def _hub_error(source: str, error: Exception) -> ModelSourceError:
     )
 
 
-def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
-                  progress: Callable[[float, str], None] | None = None):
-    """Load an SDXL pipeline from any model source, on the resolved device and dtype."""
+def load_vae(source: str, dtype):
+    """An SDXL VAE from a hub id, a local diffusers folder or a single ``.safetensors`` file."""
+    from diffusers import AutoencoderKL
+
+    path = Path(source).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelSourceError(f"VAE {source}: pickle files can run code when loaded and are refused; "
+                               "use a .safetensors file or a diffusers folder")
+    try:
+        if path.is_file():
+            if path.suffix.lower() != ".safetensors":
+                raise ModelSourceError(f"VAE {source}: expected a .safetensors file or a diffusers folder")
+            vae = AutoencoderKL.from_single_file(str(path), **dtype_kwargs(dtype))
+        else:
+            location = hub_or_folder(source, "VAE")
+            local = Path(location).is_dir()
+            if local and not (Path(location) / "config.json").is_file():
+                raise ModelSourceError(f"VAE {source}: not a diffusers VAE folder (it has no config.json)")
+            vae = AutoencoderKL.from_pretrained(location, use_safetensors=True, local_files_only=local,
+                                                **dtype_kwargs(dtype))
+    except ModelSourceError:
+        raise
+    except Exception as error:
+        if HUB_ID.match(source) and not Path(source).expanduser().exists():
+            raise _hub_error(source, error) from error
+        raise ModelSourceError(f"VAE {source}: could not load it ({type(error).__name__}: {error})") from error
+    return vae.eval().requires_grad_(False)
+
+
+def freeze(pipe) -> None:
+    """Inference only: no weight requires gradients (also keeps matmul paths the same before and
+    after LoRAs come and go: diffusers freezes the base weights when it loads a LoRA)."""
     import torch
+
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval().requires_grad_(False)
+
+
+def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
+                  progress: Callable[[float, str], None] | None = None, *,
+                  vae: str | None = None, loras=(), memory: str = "fast"):
+    """Load an SDXL pipeline from any model source, on the resolved device and dtype.
+
+    ``vae`` replaces the model's VAE, ``loras`` (``request.Lora``) are loaded as adapters, and
+    ``memory`` (fast, balanced, low) places the models (``engine/memory.py``).
+    """
+    import torch
+
+    from .lora import apply_loras
+    from .memory import place_pipeline, set_vae_tiling
 
     report = progress or (lambda fraction, message: None)
     kind = classify_source(source)
@@ -176,16 +223,46 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
 
             raise ModelSourceError(f"{source}: could not load this SDXL model ({type(error).__name__}: "
                                    f"{error}).{pickle_note(source)}") from error
-    report(0.8, f"moving the model to {torch_device.type}")
-    pipe.to(torch_device)
+    if vae is not None:
+        report(0.7, f"loading the VAE {vae}")
+        pipe.register_modules(vae=load_vae(vae, torch_dtype))
+    freeze(pipe)
+    if loras:
+        report(0.75, "loading LoRAs")
+        apply_loras(pipe, tuple(loras))
+    report(0.8, f"placing the model on {torch_device.type} ({memory} memory mode)")
+    place_pipeline(pipe, memory, torch_device)
+    set_vae_tiling(pipe.vae, memory == "low")
     pipe.set_progress_bar_config(disable=True)
     report(1.0, "model ready")
     return pipe
 
 
-def model_identity(source: str) -> str:
-    """A string that changes when the model's weights change (for caches). A hub model is
-    named with the commit of its cached snapshot, so a changed repository is a new identity."""
+def model_identity(source: str, vae: str | None = None, loras=()) -> str:
+    """A string that changes when the model's weights change (for caches): the base model, and
+    the VAE and LoRAs (with their weights) when a run uses them."""
+    identity = _base_identity(source)
+    if vae is not None:
+        identity += f"|vae:{_vae_identity(vae)}"
+    if loras:
+        from .lora import lora_identity
+
+        identity += "|loras:" + ",".join(lora_identity(lora) for lora in loras)
+    return identity
+
+
+def _vae_identity(source: str) -> str:
+    path = Path(source).expanduser()
+    if not path.exists():
+        return f"hub:{source}"
+    path = path.resolve()
+    files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
+    return f"{path}:" + ":".join(f"{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files)
+
+
+def _base_identity(source: str) -> str:
+    """The base model's identity. A hub model is named with the commit of its cached snapshot,
+    so a changed repository is a new identity."""
     kind = classify_source(source)
     if kind == "tiny":
         from .tiny import TINY_SEED

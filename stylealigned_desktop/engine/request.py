@@ -8,8 +8,10 @@ the user.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .limits import (
@@ -35,6 +37,9 @@ CONTROLNET_KINDS = ("canny", "depth")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 """The device names; ``cuda:N`` (a GPU by its index) is accepted too (:func:`check_device`)."""
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+MEMORY_MODES = ("auto", "fast", "balanced", "low")
+"""fast: all models on the GPU; balanced: model CPU offload; low: sequential offload + VAE tiling;
+auto: the fastest that fits (engine/memory.py)."""
 DEFAULT_INVERSION_OFFSET_50 = 5  # the authors' offset for 50 steps
 
 
@@ -155,6 +160,41 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class Lora:
+    """An SDXL LoRA file (``.safetensors``, kohya or diffusers format) and its weight.
+
+    ``weight`` scales the LoRA's change to the model: 1 as trained, 0 off, negative inverts it.
+    """
+
+    path: str
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.path or not str(self.path).strip():
+            raise ValueError("a LoRA needs a file")
+        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not math.isfinite(self.weight):
+            raise ValueError(f"LoRA weight must be a number, got {self.weight!r}")
+        object.__setattr__(self, "weight", float(self.weight))
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @classmethod
+    def parse(cls, text: str) -> Lora:
+        """``FILE`` or ``FILE:WEIGHT`` (a Windows drive's colon is part of the file, and so is
+        the colon of a file that exists as given)."""
+        head, sep, tail = text.rpartition(":")
+        if sep and head and not Path(text).expanduser().is_file():
+            try:
+                weight = float(tail)
+            except ValueError:  # not a weight: part of the file name
+                return cls(text)
+            return cls(head, weight)  # a weight that is no finite number is refused
+        return cls(text)
+
+
+@dataclass(frozen=True)
 class Sampling:
     steps: int = 50
     guidance: float = 5.0
@@ -208,6 +248,11 @@ class SetRequest:
     controlnet_depth: str | None = None
     depth_model: str | None = None
     """Monocular depth estimator (hub id or folder); None: the default for the model."""
+    memory: str = "auto"
+    """Memory mode: one of MEMORY_MODES."""
+    loras: tuple[Lora, ...] = ()
+    vae: str | None = None
+    """A VAE to decode (and encode) with: hub id, folder or .safetensors file; None: the model's."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "panels", tuple(self.panels))
@@ -236,6 +281,9 @@ class SetRequest:
         check_device(self.device)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.memory not in MEMORY_MODES:
+            raise ValueError(f"memory mode must be one of {', '.join(MEMORY_MODES)}, got {self.memory!r}")
+        object.__setattr__(self, "loras", tuple(self.loras))
 
     @property
     def selected(self) -> tuple[int, ...]:
@@ -275,6 +323,8 @@ class SetRequest:
             "height": sampling.height,
             "scheduler": sampling.scheduler,
             "stylealigned": self.settings.to_dict(),
+            "loras": [{"file": lora.name, "weight": lora.weight} for lora in self.loras],
+            "vae": self.vae,
             # every reference of the set with its normalised weight (spec section 11)
             "references": [dict(reference_dict(r), weight=w) for r, w in zip(self.references, self.weights)],
         }

@@ -56,9 +56,43 @@ def _tokenizer(folder: Path, pad_token: str):
     return CLIPTokenizer.from_pretrained(str(folder), pad_token=pad_token, model_max_length=77)
 
 
+def _tiny_unet():
+    """The tiny UNet, drawing its weights from the current random state."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4, 8),
+        transformer_layers_per_block=(1, 1, 2),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=TIME_EMBED,
+        projection_class_embeddings_input_dim=6 * TIME_EMBED + TEXT_PROJECTION,
+        cross_attention_dim=2 * TEXT_HIDDEN,
+        norm_num_groups=8,
+    )
+
+
+def build_tiny_unet():
+    """The tiny model's UNet exactly as ``build_tiny_components`` makes it (its weights come first
+    from the fixed seed), without the rest; for models derived from it (the tiny ControlNet)."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(TINY_SEED)
+    try:
+        return _tiny_unet().eval().requires_grad_(False)
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
 def build_tiny_components() -> dict:
     """The components of a tiny SDXL pipeline, deterministic (fixed seed)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     with tempfile.TemporaryDirectory(prefix="stylealigned-tiny-tok-") as tmp:
@@ -69,23 +103,7 @@ def build_tiny_components() -> dict:
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(TINY_SEED)
     try:
-        unet = UNet2DConditionModel(
-            sample_size=16,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            attention_head_dim=(2, 4, 8),
-            transformer_layers_per_block=(1, 1, 2),
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=TIME_EMBED,
-            projection_class_embeddings_input_dim=6 * TIME_EMBED + TEXT_PROJECTION,
-            cross_attention_dim=2 * TEXT_HIDDEN,
-            norm_num_groups=8,
-        )
+        unet = _tiny_unet()
         vae = AutoencoderKL(
             in_channels=3,
             out_channels=3,
@@ -126,7 +144,7 @@ def build_tiny_components() -> dict:
         timestep_spacing="leading",
     )
     for module in (unet, vae, text_encoder, text_encoder_2):
-        module.eval()
+        module.eval().requires_grad_(False)  # inference only (engine.models.freeze)
     return dict(
         unet=unet,
         vae=vae,

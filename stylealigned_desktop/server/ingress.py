@@ -37,6 +37,7 @@ from ..engine.request import ReferencePicture, SetRequest
 from .auth import bearer_matches
 from .replica import TRAJECTORY, memory_bytes
 from .sharding import RESTART, StreamMerger, plan_shards
+from .uploads import mark_used, prune_uploads
 from .wire import HEARTBEAT, HEARTBEAT_S, SHA256, WireError, ndjson_line, request_from_wire
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,9 @@ class Ingress:
         self._uploads = Path(config["upload_dir"])
         self._uploads.mkdir(parents=True, exist_ok=True)
         self._max_upload = int(config["max_upload_bytes"])
+        self._max_store = int(config.get("max_store_bytes", 2_000_000_000))
+        self._keep_uploads_s = float(config.get("keep_uploads_s", 7 * 86400.0))
+        self._prune()
         self._replica_wait_s = float(config.get("replica_wait_s", 120.0))
         self._max_retries = int(config.get("max_retries", 3))
         self._busy_shards = 0
@@ -123,7 +127,10 @@ class Ingress:
     async def has_picture(self, sha: str, request: Request):
         if denied := self._deny(request):
             return denied
-        return Response(status_code=200 if SHA256.match(sha) and (self._uploads / sha).is_file() else 404)
+        if not (SHA256.match(sha) and (self._uploads / sha).is_file()):
+            return Response(status_code=404)
+        mark_used(self._uploads / sha)  # the set that follows uses it: not the next to be forgotten
+        return Response(status_code=200)
 
     @api.put("/v1/pictures/{sha}")
     async def put_picture(self, sha: str, request: Request):
@@ -146,6 +153,7 @@ class Ingress:
             size = await asyncio.to_thread(self._store_picture, sha, bytes(data))
         except PictureError as error:
             return _error(400, str(error))
+        await asyncio.to_thread(self._prune, sha)
         return JSONResponse({"sha256": sha, "width": size[0], "height": size[1]}, status_code=201)
 
     @api.post("/v1/sets")
@@ -188,10 +196,22 @@ class Ingress:
 
     def _picture(self, sha: str, pictures: dict[str, bytes]) -> str:
         path = self._uploads / sha
-        if not path.is_file():
-            raise WireError(f"picture {sha[:12]}… was not uploaded (PUT /v1/pictures/{{sha256}} first)")
-        pictures[sha] = path.read_bytes()
+        try:
+            pictures[sha] = path.read_bytes()
+        except FileNotFoundError:
+            raise WireError(f"picture {sha[:12]}… was not uploaded (PUT /v1/pictures/{{sha256}} first)") from None
+        mark_used(path)
         return sha
+
+    def _prune(self, keep: str | None = None) -> None:
+        """Keep the uploads within their size and age (docs/server.md, "Uploaded pictures")."""
+        try:
+            deleted = prune_uploads(self._uploads, self._max_store, self._keep_uploads_s, keep=keep)
+        except OSError as error:
+            log.warning("could not tidy the uploaded pictures: %s", error)
+            return
+        if deleted:
+            log.info("forgot %s uploaded picture(s) (size or age limit)", len(deleted))
 
     def _check_sources(self, request: SetRequest) -> None:
         if request.model not in self._models:

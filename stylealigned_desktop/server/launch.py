@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import socket
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..paths import cache_dir
@@ -13,12 +14,15 @@ APP_NAME = "stylealigned"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 50.0
+DEFAULT_MAX_STORE_MB = 2000.0
+DEFAULT_KEEP_UPLOADS_DAYS = 7.0
 
 
 @dataclass(frozen=True)
 class ServerOptions:
     """What ``stylealigned serve`` takes. ``replicas`` None: one per GPU group of
-    ``gpus_per_replica``, or one on a machine without GPUs."""
+    ``gpus_per_replica``, or one on a machine without GPUs. ``port`` 0: a free port (see
+    :func:`start`)."""
 
     models: tuple[str, ...] = ("stabilityai/stable-diffusion-xl-base-1.0",)
     address: str | None = None
@@ -28,6 +32,10 @@ class ServerOptions:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    max_store_mb: float = DEFAULT_MAX_STORE_MB
+    """Uploaded pictures kept at most (the least recently used are deleted first)."""
+    keep_uploads_days: float = DEFAULT_KEEP_UPLOADS_DAYS
+    """Uploaded pictures unused this long are deleted."""
     token_file: str | None = None
     upload_dir: str | None = None
     replica_wait_s: float = 120.0
@@ -57,15 +65,30 @@ def build_app(options: ServerOptions, digest: str, replicas: int, use_gpus: bool
         "models": list(options.models),
         "upload_dir": options.upload_dir or str(cache_dir() / "server-pictures"),
         "max_upload_bytes": int(options.max_upload_mb * 1e6),
+        "max_store_bytes": int(options.max_store_mb * 1e6),
+        "keep_uploads_s": options.keep_uploads_days * 86400.0,
         "replica_wait_s": options.replica_wait_s,
     }
     return Ingress.bind(engine.bind(list(options.models)), config)
 
 
+def free_port(host: str) -> int:
+    """A port nobody listens on at ``host`` now. Serve's proxy does not tell which port it bound
+    for port 0, so the server asks the system for one first and gives Serve that."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def start(options: ServerOptions) -> Started:
-    """Start (or join) Ray, start Serve and deploy; returns once every replica has loaded."""
+    """Start (or join) Ray, start Serve and deploy; returns once every replica has loaded. The
+    URL it returns has the port the server listens on (a free one for ``port`` 0)."""
     import ray
     from ray import serve
+
+    if options.port == 0:
+        options = replace(options, port=free_port(options.host))
 
     token_path = Path(options.token_file).expanduser() if options.token_file else None
     token, created = load_or_create_token(token_path)
@@ -77,6 +100,7 @@ def start(options: ServerOptions) -> Started:
     replicas = options.replicas or (max(1, int(gpus // options.gpus_per_replica)) if use_gpus else 1)
     serve.start(http_options={"host": options.host, "port": options.port})
     serve.run(build_app(options, token_digest(token), replicas, use_gpus), name=APP_NAME, route_prefix="/")
-    return Started(url=f"http://{options.host}:{options.port}", token=token, token_created=created,
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    return Started(url=f"http://{host}:{options.port}", token=token, token_created=created,
                    token_path=token_path or default_token_path(), replicas=replicas,
                    gpus_per_replica=options.gpus_per_replica if use_gpus else 0)

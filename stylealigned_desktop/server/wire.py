@@ -45,7 +45,8 @@ HEARTBEAT_S = 15.0
 # Fields a request may carry besides the pictures. cache_dir is not among them: the server keeps
 # its own caches, and a request never names a folder on the server.
 _REQUEST_FIELDS = ("version", "model", "style", "panels", "sampling", "settings", "micro_batch",
-                   "device", "dtype", "only", "controlnet_canny", "controlnet_depth", "depth_model")
+                   "device", "dtype", "only", "controlnet_canny", "controlnet_depth", "depth_model",
+                   "memory", "vae")
 
 
 class WireError(ValueError):
@@ -70,8 +71,11 @@ def picture_paths(request: SetRequest) -> list[str]:
 # -- requests --------------------------------------------------------------------------------------
 def request_to_wire(request: SetRequest, picture_ids: dict[str, str]) -> dict[str, Any]:
     """The JSON form of ``request``; ``picture_ids`` maps each picture path to its SHA-256."""
+    if request.loras:  # LoRA files are on this computer; the wire has no upload for them yet
+        raise WireError("LoRAs run on this computer only: a server cannot use LoRA files yet")
     data = request.to_dict()
     data.pop("cache_dir")
+    data.pop("loras")
     data["panels"] = list(data["panels"])
     for reference in data["style"] if isinstance(data["style"], list) else [data["style"]]:
         if reference["kind"] == "picture":
@@ -108,6 +112,8 @@ def request_from_wire(data: Any, picture_path: Callable[[str], str]) -> SetReque
             controlnet_canny=data.get("controlnet_canny"),
             controlnet_depth=data.get("controlnet_depth"),
             depth_model=data.get("depth_model"),
+            memory=data.get("memory", "auto"),
+            vae=data.get("vae"),
         )
     except WireError:
         raise

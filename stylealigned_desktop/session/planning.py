@@ -150,7 +150,7 @@ def plan_run(
             dtype=dtype,
             only=None if only is None else tuple(only),
             cache_dir=str(cache_dir),  # a reference picture is inverted once per session
-            **settings.control_models(),
+            **settings.engine_choices(),
         )
     except ValueError as exc:
         raise SessionError(str(exc)) from None

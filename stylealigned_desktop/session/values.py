@@ -16,7 +16,14 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..engine import limits
-from ..engine.request import CONTROL_MODES, CONTROLNET_KINDS, SCHEDULERS, Sampling
+from ..engine.request import (
+    CONTROL_MODES,
+    CONTROLNET_KINDS,
+    MEMORY_MODES,
+    SCHEDULERS,
+    Lora,
+    Sampling,
+)
 from ..engine.settings import StyleAlignedSettings
 from .errors import SessionError
 
@@ -499,6 +506,8 @@ class GenerationSettings:
     reference pictures (spec section 7; offset None: the authors' 5 of 50 steps, scaled).
     ``controlnet_canny`` / ``controlnet_depth`` / ``depth_model`` are model sources (hub id or
     folder) for panel controls; empty means the engine's default for the model.
+    ``memory`` is the memory mode (``auto``, ``fast``, ``balanced``, ``low``), ``vae`` a VAE
+    source (empty: the model's own), ``loras`` the LoRA files with their weights.
 
     ``guidance`` and ``style_aligned`` start at the authors' defaults for a generated
     reference; :meth:`for_source` moves them to a reference picture's (spec section 7.5).
@@ -518,9 +527,12 @@ class GenerationSettings:
     controlnet_canny: str = ""
     controlnet_depth: str = ""
     depth_model: str = ""
+    memory: str = "auto"
+    vae: str = ""
+    loras: tuple[Lora, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("model", "scheduler", "negative_prompt", *_CONTROL_MODEL_FIELDS):
+        for name in ("model", "scheduler", "negative_prompt", "vae", *_CONTROL_MODEL_FIELDS):
             check_text(getattr(self, name), name)
         for name in ("steps", "width", "height"):
             value = getattr(self, name)
@@ -550,6 +562,11 @@ class GenerationSettings:
             )
         if not isinstance(self.style_aligned, StyleAlignedSettings):
             raise SessionError("style_aligned must be a StyleAlignedSettings")
+        if self.memory not in MEMORY_MODES:
+            raise SessionError(f"memory mode must be one of {', '.join(MEMORY_MODES)}, got {self.memory!r}")
+        object.__setattr__(self, "loras", tuple(self.loras))
+        if not all(isinstance(lora, Lora) for lora in self.loras):
+            raise SessionError("loras must be LoRA choices (file and weight)")
 
     def sampling(self) -> Sampling:
         """The engine's :class:`Sampling` for these settings."""
@@ -611,9 +628,14 @@ class GenerationSettings:
         (None where empty: the engine's default)."""
         return {name: getattr(self, name).strip() or None for name in _CONTROL_MODEL_FIELDS}
 
+    def engine_choices(self) -> dict[str, Any]:
+        """The models and memory mode for ``SetRequest``: control models, VAE, LoRAs, memory."""
+        return dict(self.control_models(), vae=self.vae.strip() or None, loras=self.loras, memory=self.memory)
+
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["style_aligned"] = self.style_aligned.to_dict()
+        data["loras"] = [{"path": lora.path, "weight": lora.weight} for lora in self.loras]
         return data
 
     @classmethod
@@ -641,9 +663,22 @@ class GenerationSettings:
             controlnet_canny=r.text("controlnet_canny"),
             controlnet_depth=r.text("controlnet_depth"),
             depth_model=r.text("depth_model"),
+            memory=r.text("memory", d.memory),
+            vae=r.text("vae"),
+            loras=tuple(_read_lora(item, f"{where}.loras[{i}]") for i, item in enumerate(r.items("loras"))),
         )
         r.done()
         return value
+
+
+def _read_lora(data: Any, where: str) -> Lora:
+    r = Reader(data, where)
+    path, weight = r.text("path", required=True), r.number("weight", 1.0)
+    r.done()
+    try:
+        return Lora(path, weight)
+    except ValueError as exc:
+        raise SessionError(f"{where}: {exc}") from None
 
 
 __all__ = [

@@ -34,6 +34,7 @@ from ..engine.settings import StyleAlignedSettings
 from ..session.errors import SessionError
 from ..session.values import SDXL_SIZES, GenerationSettings
 from .actions import connect_command
+from .model_extras import LoraList, VaeChoice, memory_combo
 from .previews import small_combo
 from .scoring import CONSISTENCY_TIP, DEFAULT_DINO
 from .theme import icon as icon_
@@ -216,6 +217,9 @@ class SettingsPanel(QWidget):
         self.micro_batch.setToolTip(TIPS["micro_batch"])
         form.addRow("Panels at once", self.micro_batch)
 
+        self.memory = memory_combo()
+        form.addRow("Memory", self.memory)
+
         strength_row = QHBoxLayout()
         self.strength = QSlider(Qt.Orientation.Horizontal)
         self.strength.setRange(0, 100)
@@ -228,6 +232,16 @@ class SettingsPanel(QWidget):
         strength_row.addWidget(self.strength, 1)
         strength_row.addWidget(stronger)
         form.addRow("Style strength", strength_row)
+
+        looks = QFrame()
+        looks_form = QFormLayout(looks)
+        looks_form.setContentsMargins(12, 0, 0, 0)
+        self.loras = LoraList()
+        self.vae = VaeChoice()
+        looks_form.addRow("LoRAs", self.loras)
+        looks_form.addRow("VAE", self.vae)
+        self.looks_section = CollapsibleSection("LoRAs and VAE", looks, expanded=True)
+        layout.addWidget(self.looks_section)
 
         self.advanced = self._advanced_widgets()
         self.advanced_section = CollapsibleSection("Advanced: StyleAligned", self.advanced)
@@ -242,6 +256,10 @@ class SettingsPanel(QWidget):
         self.scheduler.currentIndexChanged.connect(self._edited)
         self.negative.editingFinished.connect(self._edited)
         self.micro_batch.valueChanged.connect(self._edited)
+        self.memory.currentIndexChanged.connect(self._edited)
+        self.loras.edited.connect(self._edited)
+        self.loras.refused.connect(self.problem.emit)
+        self.vae.edited.connect(self._edited)
         self.strength.valueChanged.connect(self._strength_moved)
         self.setAcceptDrops(True)  # a generated PNG dropped here: use that picture's settings
         self.set_settings(self._settings)
@@ -391,6 +409,9 @@ class SettingsPanel(QWidget):
                 self.negative.setText(settings.negative_prompt)
                 self.negative.setCursorPosition(0)
             self.micro_batch.setValue(settings.micro_batch or 0)
+            self.memory.setCurrentIndex(max(0, self.memory.findData(settings.memory)))
+            self.loras.set_loras(settings.loras)
+            self.vae.set_source(settings.vae)
             sa = settings.style_aligned
             for name, check in self.flags.items():
                 check.setChecked(getattr(sa, name))
@@ -426,6 +447,9 @@ class SettingsPanel(QWidget):
             scheduler=self.scheduler.currentData(),
             negative_prompt=self.negative.text(),
             micro_batch=self.micro_batch.value() or None,
+            memory=self.memory.currentData(),
+            loras=self.loras.loras(),
+            vae=self.vae.source(),
             inversion_guidance=round(self.inversion_guidance.value(), 1),
             inversion_offset=None if offset < 0 else min(offset, steps - 1),
             style_aligned=sa,

@@ -4,11 +4,13 @@ a client that cancels. (The whole client against the real server: test_server_ra
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 
 import pytest
 from PIL import Image
 
+from stylealigned_desktop.cli import main
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
 from stylealigned_desktop.server.client import ServerEngine
@@ -97,3 +99,32 @@ def test_cancelling_a_set_ends_its_connection_at_once_for_the_server(quiet_serve
         assert QuietServer.left == [True]
     finally:
         client.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+GENERATE = ["generate", "--model", "tiny", "--reference-prompt", "a lighthouse", "--prompt", "a fox",
+            "--steps", "2", "--width", "128", "--height", "64", "--quiet"]
+
+
+def test_generate_with_a_server_that_is_not_there_is_one_line_and_exit_2(tmp_path, capsys):
+    token = tmp_path / "token"
+    token.write_text("a-token\n")
+    url = f"http://127.0.0.1:{_closed_port()}"
+    code = main([*GENERATE, "--out", str(tmp_path / "out"), "--server", url, "--token-file", str(token)])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert error.startswith(f"stylealigned: error: server {url}: lost the connection to the server"), error
+    assert "\n" not in error and not list((tmp_path / "out").glob("*.png"))
+
+
+def test_generate_with_a_missing_token_file_is_one_line_and_exit_2(tmp_path, capsys):
+    missing = tmp_path / "nothing-here"
+    code = main([*GENERATE, "--out", str(tmp_path / "out"), "--server", "http://127.0.0.1:9",
+                 "--token-file", str(missing)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"stylealigned: error: --token-file: {missing}: no such token file"

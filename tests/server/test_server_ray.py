@@ -42,6 +42,7 @@ from tests.ui.uifakes import run_and_wait, storyboard
 pytestmark = pytest.mark.server
 
 UPLOAD_LIMIT_MB = 0.2
+STORE_LIMIT_MB = 0.4
 
 
 def _free_port() -> int:
@@ -57,7 +58,8 @@ def server(tmp_path_factory):
     try:
         started = start(ServerOptions(models=("tiny",), replicas=2, port=_free_port(),
                                       token_file=str(folder / "token"), upload_dir=str(folder / "uploads"),
-                                      max_upload_mb=UPLOAD_LIMIT_MB, replica_wait_s=120))
+                                      max_upload_mb=UPLOAD_LIMIT_MB, max_store_mb=STORE_LIMIT_MB,
+                                      replica_wait_s=120))
         yield started
     finally:
         serve.shutdown()
@@ -219,6 +221,19 @@ def test_malformed_json_oversized_and_corrupt_uploads_are_400_with_one_line(serv
     assert _totals(client, "sets") == sets
 
 
+def test_the_uploaded_pictures_stay_within_the_store_limit_least_recently_used_first(server):
+    rng = np.random.default_rng(1)
+    pictures = [_png(Image.fromarray(rng.integers(0, 256, (64, 720, 3), dtype=np.uint8))) for _ in range(3)]
+    assert all(0.3 * STORE_LIMIT_MB * 1e6 < len(p) < UPLOAD_LIMIT_MB * 1e6 for p in pictures)
+    a, b, c = (hashlib.sha256(p).hexdigest() for p in pictures)
+    for sha, data in ((a, pictures[0]), (b, pictures[1])):
+        assert _raw(server, "PUT", f"/v1/pictures/{sha}", content=data).status_code == 201
+    assert _raw(server, "HEAD", f"/v1/pictures/{a}").status_code == 200  # a client about to use a
+    assert _raw(server, "PUT", f"/v1/pictures/{c}", content=pictures[2]).status_code == 201
+    # Three do not fit: the least recently used one (b) is forgotten, the one just used (a) stays.
+    assert [_raw(server, "HEAD", f"/v1/pictures/{sha}").status_code for sha in (a, b, c)] == [200, 404, 200]
+
+
 def _wire(request, sha=None):
     from stylealigned_desktop.server.wire import picture_paths, request_to_wire
 
@@ -244,6 +259,50 @@ def test_cancel_or_disconnect_stops_every_shard(client):
     stopped = [(e["cancelled"], e["last_steps"]) for e in engines]
     assert sum(e["cancelled"] for e in engines) == cancelled + 2, stopped
     assert all(e["last_steps"] < steps for e in engines), stopped
+
+
+def test_generate_with_server_writes_the_pictures_of_a_local_generate(server, client, tmp_path):
+    """``stylealigned generate --server URL --token-file F`` against this server: the same PNG
+    files, byte for byte, as ``stylealigned generate`` of the same command line on this computer
+    (three non-square panels, in two shards; the local run with the replicas' one thread)."""
+    from stylealigned_desktop.cli import main
+
+    token = tmp_path / "token"
+    token.write_text(server.token + "\n")
+    command = ["generate", "--model", "tiny", "--reference-prompt", "a lighthouse, ink wash", "--style", "ink wash",
+               "--prompt", "a fox", "--prompt", "a crow", "--prompt", "a boat", "--seed", "7", "--steps", "3",
+               "--scheduler", "dpmpp-2m", "--guidance", "4.5", "--width", "128", "--height", "64",
+               "--micro-batch", "1", "--quiet"]
+    sets = _totals(client, "sets")
+    assert main([*command, "--out", str(tmp_path / "server"), "--server", server.url,
+                 "--token-file", str(token)]) == 0
+    assert _totals(client, "sets") == sets + 2  # made there, in two shards
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*command, "--out", str(tmp_path / "local")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    local = {p.name: p.read_bytes() for p in (tmp_path / "local").glob("*.png")}
+    remote = {p.name: p.read_bytes() for p in (tmp_path / "server").glob("*.png")}
+    assert {"reference.png", "panel-01.png", "panel-02.png", "panel-03.png"} <= set(local)
+    assert sorted(remote) == sorted(local)
+    assert all(remote[name] == local[name] for name in local), [n for n in local if remote[n] != local[n]]
+
+
+def test_generate_with_server_and_a_wrong_token_is_one_line_and_exit_2(server, tmp_path, capsys):
+    from stylealigned_desktop.cli import main
+
+    token = tmp_path / "token"
+    token.write_text("not-the-token\n")
+    code = main(["generate", "--model", "tiny", "--reference-prompt", "a lighthouse", "--prompt", "a fox",
+                 "--steps", "2", "--width", "64", "--height", "64", "--out", str(tmp_path / "out"),
+                 "--server", server.url, "--token-file", str(token)])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert error.startswith(f"stylealigned: error: server {server.url}: the server refused the token"), error
+    assert "\n" not in error
+    assert not list((tmp_path / "out").glob("*.png"))
 
 
 # -- the desktop app as the server's client (the window fixtures of tests/ui) --------------------

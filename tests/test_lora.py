@@ -1,0 +1,163 @@
+"""LoRAs on the storyboard engine (issue 12), with real PEFT LoRA files on the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from stylealigned_desktop.engine import events as ev
+from stylealigned_desktop.engine.generator import Engine
+from stylealigned_desktop.engine.lora import LoraError, loaded_adapters
+from stylealigned_desktop.engine.models import model_identity
+from stylealigned_desktop.engine.request import (
+    GeneratedReference,
+    Lora,
+    Panel,
+    Sampling,
+    SetRequest,
+)
+from stylealigned_desktop.engine.runfolder import read_parameters, write_run_folder
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
+
+from .loras import tiny_lora_state, write_diffusers_lora, write_kohya_lora, write_sd15_lora
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("loras")
+    state = tiny_lora_state(seed=1)
+    return {
+        "diffusers": write_diffusers_lora(folder / "ink.safetensors", state),
+        "kohya": write_kohya_lora(folder / "ink-kohya.safetensors", state),
+        "half": write_diffusers_lora(folder / "ink-half.safetensors", tiny_lora_state(seed=1, up_scale=0.5)),
+        "other": write_diffusers_lora(folder / "pastel.safetensors", tiny_lora_state(seed=7)),
+        "sd15": write_sd15_lora(folder / "sd15-style.safetensors"),
+    }
+
+
+@pytest.fixture(scope="module")
+def engine():
+    loads = []
+    engine = Engine()
+    original = engine._loader
+    engine._loader = lambda *a, **k: loads.append(1) or original(*a, **k)
+    engine.loads = loads
+    return engine
+
+
+def _request(*loras, **kwargs):
+    return SetRequest(
+        model="tiny",
+        style=GeneratedReference("a toy train", 1),
+        panels=(Panel("a car", 2), Panel("a boat", 3)),
+        sampling=Sampling(steps=2, guidance=5.0, width=96, height=64, scheduler="dpmpp-2m"),
+        settings=StyleAlignedSettings(),
+        loras=tuple(loras),
+        **kwargs,
+    )
+
+
+def _latents(result):
+    return torch.stack([result.latents[i] for i in (None, 0, 1)])
+
+
+@pytest.fixture(scope="module")
+def plain(engine):
+    return _latents(engine.generate(_request()))
+
+
+def test_a_lora_changes_the_pictures_and_removing_it_restores_them_exactly(engine, files, plain):
+    with_lora = _latents(engine.generate(_request(Lora(str(files["diffusers"]), 1.0))))
+    assert (with_lora - plain).abs().max() > 1e-2
+    assert loaded_adapters(engine._pipe)
+    again = _latents(engine.generate(_request()))
+    assert not loaded_adapters(engine._pipe)
+    assert torch.equal(again, plain)
+
+
+def test_weight_scales_the_loras_change(engine, files):
+    # weight 0.5 on a LoRA == weight 1 on the same LoRA with its up matrices halved
+    half_weight = _latents(engine.generate(_request(Lora(str(files["diffusers"]), 0.5))))
+    half_file = _latents(engine.generate(_request(Lora(str(files["half"]), 1.0))))
+    torch.testing.assert_close(half_weight, half_file, rtol=0, atol=1e-5)
+
+
+def test_weight_zero_is_the_plain_model(engine, files, plain):
+    off = _latents(engine.generate(_request(Lora(str(files["diffusers"]), 0.0))))
+    torch.testing.assert_close(off, plain, rtol=0, atol=1e-6)
+
+
+def test_kohya_and_diffusers_files_of_one_lora_give_the_same_pictures(engine, files):
+    diffusers_format = _latents(engine.generate(_request(Lora(str(files["diffusers"]), 0.8))))
+    kohya_format = _latents(engine.generate(_request(Lora(str(files["kohya"]), 0.8))))
+    torch.testing.assert_close(kohya_format, diffusers_format, rtol=0, atol=1e-5)
+
+
+def test_two_loras_mix_and_weights_change_without_reloading(engine, files, plain):
+    loads = len(engine.loads)
+    one = _latents(engine.generate(_request(Lora(str(files["diffusers"]), 1.0))))
+    both = _latents(engine.generate(_request(Lora(str(files["diffusers"]), 1.0), Lora(str(files["other"]), 0.7))))
+    other_weight = _latents(engine.generate(_request(Lora(str(files["diffusers"]), 1.0),
+                                                     Lora(str(files["other"]), 0.3))))
+    assert (both - one).abs().max() > 1e-3 and (other_weight - both).abs().max() > 1e-4
+    assert len(loaded_adapters(engine._pipe)) == 2
+    assert len(engine.loads) == loads  # adapters and weights change in place
+
+
+def test_an_sd15_lora_is_refused_before_any_step(engine, files):
+    seen = []
+    with pytest.raises(LoraError, match="SD 1.5.*this model"):
+        engine.generate(_request(Lora(str(files["sd15"]), 1.0)), seen.append)
+    assert not [e for e in seen if isinstance(e, (ev.Step, ev.Preview))]
+    assert isinstance(seen[-1], ev.Failed) and "SD 1.5" in seen[-1].message
+
+
+@pytest.mark.parametrize("name, message", [("missing.safetensors", "not found"), ("style.ckpt", "pickle")])
+def test_missing_or_pickle_loras_are_refused(engine, tmp_path, name, message):
+    path = tmp_path / name
+    if name.endswith(".ckpt"):
+        path.write_bytes(b"not really")
+    with pytest.raises(LoraError, match=message):
+        engine.generate(_request(Lora(str(path), 1.0)))
+
+
+def test_loras_are_part_of_the_model_identity_the_record_and_the_pictures(engine, files, tmp_path):
+    lora = Lora(str(files["diffusers"]), 0.8)
+    assert model_identity("tiny", loras=(lora,)) != model_identity("tiny")
+    assert model_identity("tiny", loras=(lora,)) != model_identity("tiny", loras=(Lora(lora.path, 0.5),))
+    request = _request(lora)
+    result = engine.generate(request)
+    folder = write_run_folder(tmp_path / "run", request, result)
+    run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    assert run["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
+    parameters = read_parameters(folder / "panel-01.png")
+    assert parameters["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
+
+
+def test_lora_arguments_parse_file_and_weight():
+    assert Lora.parse("ink.safetensors") == Lora("ink.safetensors", 1.0)
+    assert Lora.parse("ink.safetensors:0.6") == Lora("ink.safetensors", 0.6)
+    assert Lora.parse(r"C:\styles\ink.safetensors:-0.5") == Lora(r"C:\styles\ink.safetensors", -0.5)
+    assert Lora.parse(r"C:\styles\ink.safetensors") == Lora(r"C:\styles\ink.safetensors", 1.0)
+    with pytest.raises(ValueError):
+        Lora("ink.safetensors", float("nan"))
+    with pytest.raises(ValueError, match="weight"):
+        Lora.parse("ink.safetensors:inf")
+
+
+def test_a_lora_works_with_low_memory_mode_and_gives_the_fast_pictures(files):
+    lora = Lora(str(files["diffusers"]), 0.9)
+    fast = Engine().generate(_request(lora, memory="fast"))
+    low = Engine().generate(_request(lora, memory="low"))
+    for a, b in zip([fast.reference, *fast.panels.values()], [low.reference, *low.panels.values()], strict=True):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_lora_file_whose_name_ends_in_colon_number_is_taken_whole(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ink.safetensors:2").write_bytes(b"")
+    assert Lora.parse("ink.safetensors:2") == Lora("ink.safetensors:2", 1.0)
+    assert Lora.parse("ink.safetensors:2:0.5") == Lora("ink.safetensors:2", 0.5)
