@@ -11,8 +11,10 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): the app, torch, diffusers and PySide6 (a few GB on first install; minutes)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# -qq: errors only. A machine's pip config may name index folders that are not there; pip
+	@# then warns once per package (about 150 lines) though nothing is wrong with the install.
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -e '.[dev]'
 	touch $(STAMP)
 	@echo "Installed: $(BIN)/stylealigned-desktop (the window), $(BIN)/stylealigned (the command line)"
 
