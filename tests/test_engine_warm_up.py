@@ -22,7 +22,7 @@ FIRST_RUN_MODULES = [
 def test_warm_up_in_a_thread_imports_what_the_first_run_needs_and_loads_no_model():
     # A fresh interpreter: in this one the test suite has imported everything already.
     script = textwrap.dedent(f"""
-        import json, sys, threading, time
+        import json, sys, threading
         from stylealigned_desktop.engine.generator import Engine
         names = {FIRST_RUN_MODULES!r}
         before = [n for n in names if n in sys.modules]
@@ -37,9 +37,9 @@ def test_warm_up_in_a_thread_imports_what_the_first_run_needs_and_loads_no_model
         thread.start()
         thread.join()
         after = [n for n in names if n in sys.modules]
-        started = time.perf_counter()
+        loaded = set(sys.modules)
         engine.warm_up()
-        again = time.perf_counter() - started
+        again = sorted(set(sys.modules) - loaded)
         print(json.dumps(dict(before=before, after=after, errors=errors, again=again,
                               pipe=engine._pipe is not None)))
     """)
@@ -51,4 +51,4 @@ def test_warm_up_in_a_thread_imports_what_the_first_run_needs_and_loads_no_model
     assert result["before"] == []
     assert result["after"] == FIRST_RUN_MODULES
     assert result["pipe"] is False  # no model is loaded by a warm-up
-    assert result["again"] < 0.5  # a second call finds everything loaded
+    assert result["again"] == []  # a second call finds everything loaded (no timing: CI is loaded)
