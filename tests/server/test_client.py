@@ -3,7 +3,6 @@ a client that cancels. (The whole client against the real server: test_server_ra
 
 from __future__ import annotations
 
-import http.server
 import socket
 import threading
 
@@ -14,7 +13,7 @@ from stylealigned_desktop.cli import main
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
 from stylealigned_desktop.server.client import ServerEngine
-from stylealigned_desktop.server.wire import event_to_wire, ndjson_line
+from tests.fake_server import StreamingHandler, serving
 
 GIVE_UP_S = 20.0
 """How long the server waits for the client to leave before it calls the test failed."""
@@ -23,24 +22,15 @@ GIVE_UP_S = 20.0
 PRESS_CANCEL_AFTER_S = 0.5
 
 
-class QuietServer(http.server.BaseHTTPRequestHandler):
+class QuietServer(StreamingHandler):
     """Sends the first step of a set, then says nothing until the client goes away (as a server
     busy with a slow step does) and records whether it saw the client leave."""
 
-    protocol_version = "HTTP/1.1"
     left: list[bool] = []
     ended = threading.Event()
 
     def do_POST(self):  # noqa: N802 (http.server)
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        lines = b"".join(ndjson_line(event_to_wire(e)) for e in (
-            ev.Step(1, 50), ev.Preview(None, 1, Image.new("RGB", (8, 4), "red"))))
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(lines), lines))
-        self.wfile.flush()
+        self.start_set((ev.Step(1, 50), ev.Preview(None, 1, Image.new("RGB", (8, 4), "red"))))
         # A server notices a client that left by the end of its connection, as uvicorn does.
         self.connection.settimeout(GIVE_UP_S)
         try:
@@ -59,20 +49,13 @@ class QuietServer(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, *args):
-        pass
-
 
 @pytest.fixture
 def quiet_server():
     QuietServer.left.clear()
     QuietServer.ended.clear()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(QuietServer) as url:
+        yield url
 
 
 def test_cancelling_a_set_ends_its_connection_at_once_for_the_server(quiet_server):

@@ -5,53 +5,36 @@ does. (A whole set made on a real server is in tests/server/test_server_ray.py.)
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 
 import pytest
 from PIL import Image
 
 from stylealigned_desktop.engine import events as ev
-from stylealigned_desktop.server.wire import event_to_wire, ndjson_line
 from stylealigned_desktop.ui.config import DesktopConfig
 from stylealigned_desktop.ui.where_dialog import SERVER, save_token
 from stylealigned_desktop.ui.worker import JobState
+from tests.fake_server import StreamingHandler, serving
 from tests.ui.conftest import Answers
 from tests.ui.uifakes import run_and_wait, storyboard
 
 pytestmark = pytest.mark.slow
 
 
-class DroppingServer(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class DroppingServer(StreamingHandler):
     seen: list[str] = []
 
     def do_POST(self):  # noqa: N802 (http.server)
         self.seen.append(self.headers.get("Authorization", ""))
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        lines = b"".join(ndjson_line(event_to_wire(e)) for e in (
-            ev.Loading(1.0, "loading tiny"), ev.Step(1, 3), ev.Preview(None, 1, Image.new("RGB", (8, 8), "red"))))
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(lines), lines))
-        self.wfile.flush()
+        self.start_set((ev.Loading(1.0, "loading tiny"), ev.Step(1, 3),
+                        ev.Preview(None, 1, Image.new("RGB", (8, 8), "red"))))
         self.connection.shutdown(socket.SHUT_RDWR)  # no final chunk: the connection is lost mid-set
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def dropping_server():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DroppingServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(DroppingServer) as url:
+        yield url
 
 
 def test_a_lost_connection_is_one_clear_message_and_the_session_keeps_everything(qtbot, dropping_server):
