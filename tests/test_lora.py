@@ -137,6 +137,18 @@ def test_loras_are_part_of_the_model_identity_the_record_and_the_pictures(engine
     assert parameters["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
 
 
+def test_a_loras_identity_is_its_content_and_weight_wherever_the_file_lies(files, tmp_path):
+    """A server keeps its own copy of an uploaded LoRA (each replica in its own folder): the
+    copy must key the inversion cache as the original does; other bytes must not."""
+    original = Lora(str(files["diffusers"]), 0.8)
+    copy = tmp_path / "elsewhere" / "renamed.safetensors"
+    copy.parent.mkdir()
+    copy.write_bytes(files["diffusers"].read_bytes())
+    assert model_identity("tiny", loras=(Lora(str(copy), 0.8),)) == model_identity("tiny", loras=(original,))
+    copy.write_bytes(files["other"].read_bytes())  # the same file name, another LoRA
+    assert model_identity("tiny", loras=(Lora(str(copy), 0.8),)) != model_identity("tiny", loras=(original,))
+
+
 def test_lora_arguments_parse_file_and_weight():
     assert Lora.parse("ink.safetensors") == Lora("ink.safetensors", 1.0)
     assert Lora.parse("ink.safetensors:0.6") == Lora("ink.safetensors", 0.6)
