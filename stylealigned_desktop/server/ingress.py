@@ -64,6 +64,29 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _has_upload(folder: Path, sha: str) -> Response:
+    """``HEAD`` of an upload: 200 if the store has it, which marks it used (the set that follows
+    uses it: not the next to be forgotten); 404 otherwise."""
+    if not (SHA256.match(sha) and (folder / sha).is_file()):
+        return Response(status_code=404)
+    mark_used(folder / sha)
+    return Response(status_code=200)
+
+
+def _too_large(what: str, max_bytes: int) -> str:
+    return f"the {what} is larger than this server's limit of {max_bytes / 1e6:g} MB"
+
+
+def _refuse_upload(sha: str, request: Request, what: str, max_bytes: int) -> JSONResponse | None:
+    """An upload refused before its bytes are read (a bad name, a declared size over the limit)."""
+    if not SHA256.match(sha):
+        return _error(400, f"a {what} is named by the SHA-256 of its bytes (64 lowercase hex digits)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return _error(400, _too_large(what, max_bytes))
+    return None
+
+
 async def _drain(queue: asyncio.Queue, streams: int):
     """``(shard, item)`` from the pumps until ``streams`` of them have ended, with ``(None,
     heartbeat)`` every ``HEARTBEAT_S`` seconds in between (see ``wire.HEARTBEAT``)."""
@@ -138,30 +161,20 @@ class Ingress:
     async def has_picture(self, sha: str, request: Request):
         if denied := self._deny(request):
             return denied
-        if not (SHA256.match(sha) and (self._uploads / sha).is_file()):
-            return Response(status_code=404)
-        mark_used(self._uploads / sha)  # the set that follows uses it: not the next to be forgotten
-        return Response(status_code=200)
+        return _has_upload(self._uploads, sha)
 
     @api.head("/v1/loras/{sha}")
     async def has_lora(self, sha: str, request: Request):
         if denied := self._deny(request):
             return denied
-        if not (SHA256.match(sha) and (self._loras / sha).is_file()):
-            return Response(status_code=404)
-        mark_used(self._loras / sha)
-        return Response(status_code=200)
+        return _has_upload(self._loras, sha)
 
     @api.put("/v1/loras/{sha}")
     async def put_lora(self, sha: str, request: Request):
         if denied := self._deny(request):
             return denied
-        if not SHA256.match(sha):
-            return _error(400, "a LoRA is named by the SHA-256 of its bytes (64 lowercase hex digits)")
-        limit = f"the LoRA is larger than this server's limit of {self._max_lora / 1e6:g} MB"
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_lora:
-            return _error(400, limit)
+        if refused := _refuse_upload(sha, request, "LoRA", self._max_lora):
+            return refused
         # Written as it arrives (a LoRA can be hundreds of MB), under a name of its own
         temporary = self._loras / f".{sha}.{os.getpid()}.{secrets.token_hex(4)}.part"
         digest, size = hashlib.sha256(), 0
@@ -170,7 +183,7 @@ class Ingress:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > self._max_lora:
-                        return _error(400, limit)
+                        return _error(400, _too_large("LoRA", self._max_lora))
                     digest.update(chunk)
                     await asyncio.to_thread(handle.write, chunk)
             if digest.hexdigest() != sha:
@@ -187,17 +200,13 @@ class Ingress:
     async def put_picture(self, sha: str, request: Request):
         if denied := self._deny(request):
             return denied
-        if not SHA256.match(sha):
-            return _error(400, "a picture is named by the SHA-256 of its bytes (64 lowercase hex digits)")
-        limit = f"the picture is larger than this server's limit of {self._max_upload / 1e6:g} MB"
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_upload:
-            return _error(400, limit)
+        if refused := _refuse_upload(sha, request, "picture", self._max_upload):
+            return refused
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
             if len(data) > self._max_upload:
-                return _error(400, limit)
+                return _error(400, _too_large("picture", self._max_upload))
         if hashlib.sha256(data).hexdigest() != sha:
             return _error(400, "the upload's bytes do not match its name (SHA-256)")
         try:
