@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import limits
 from .session.errors import PictureError, SessionError
-from .session.fields import check_seed
+from .session.json_fields import check_seed
 from .session.pictures import PreparedPicture, prepare_picture
 from .session.values import Control, Panel, new_panel_id
 

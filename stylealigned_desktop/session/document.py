@@ -16,9 +16,9 @@ from typing import Any
 from ..engine.settings import StyleAlignedSettings
 from . import files, folders, observer
 from .errors import PictureError, SessionError
-from .fields import MAX_SEED, Reader, check_seed
 from .generation import GenerationSettings, source_defaults
 from .history import RunRecord
+from .json_fields import MAX_SEED, Reader, check_seed
 from .observer import Change, Observable
 from .pictures import PreparedPicture, picture_files, prepare_picture, prepare_picture_data
 from .presets import StylePreset

@@ -11,7 +11,7 @@ from ..engine import limits
 from ..engine.request import MEMORY_MODES, Lora, Sampling
 from ..engine.settings import StyleAlignedSettings
 from .errors import SessionError
-from .fields import Reader, check_number, check_text
+from .json_fields import Reader, check_number, check_text
 
 SDXL_SIZES: tuple[tuple[int, int], ...] = (
     (1024, 1024),

@@ -104,9 +104,9 @@ from ..engine.request import SetRequest
 from . import files, folders, observer, planning
 from .document import ReferenceImport, SessionDocument
 from .errors import PictureError, SessionError
-from .fields import MAX_SEED
 from .generation import SDXL_SIZES, GenerationSettings
 from .history import RunPlan, RunRecord
+from .json_fields import MAX_SEED
 from .observer import Change
 from .pictures import PreparedPicture, prepare_picture, prepare_picture_data
 from .planning import compose_prompt

@@ -5,7 +5,7 @@ They are frozen on purpose: the GUI reads them freely, and every change goes thr
 :class:`~stylealigned_desktop.session.model.Session` method, which notifies observers.
 ``to_dict()`` gives JSON-ready data; ``from_dict(data, where)`` checks types and names the
 offending field (``where`` is a path like ``"panels[2].control"``) in its :class:`SessionError`
-(the readers and checks are in ``fields.py``; the generation settings in ``generation.py``).
+(the readers and checks are in ``json_fields.py``; the generation settings in ``generation.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from ..engine import limits
 from ..engine.request import CONTROL_MODES, CONTROLNET_KINDS
 from .errors import SessionError
-from .fields import (
+from .json_fields import (
     Reader,
     as_session_error,
     check_relative_path,
