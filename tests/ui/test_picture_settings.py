@@ -85,3 +85,13 @@ def test_files_missing_here_are_named_and_everything_else_is_taken(qtbot, make_w
     assert not window.banner.isHidden()
     assert "panel-01.png" in text and "paper.safetensors" in text and "-0.3" in text
     assert str(made["vae"]) in text and "ink-wash" not in text
+
+
+def test_a_picture_dropped_on_the_lora_list_uses_its_settings_too(qtbot, make_window, made):
+    """The LoRA list fills much of Settings: a picture the app made dropped there is no LoRA
+    file; it passes on to the Settings panel around it."""
+    window, session = _window(make_window)
+    enter, drop = drop_files(window.settings_panel.loras, [made["png"]])
+    assert enter.isAccepted() and drop.isAccepted()
+    assert session.settings.loras == (Lora(str(made["ink"]), 0.7), Lora(str(made["paper"]), -0.3))
+    assert session.settings.memory == "low" and window.banner.isHidden()
