@@ -2,8 +2,8 @@
 
 The CLI, the session (``session/values.py``, ``session/generation.py``), the request dataclasses
 (``request.py``), the engine's settings and control maps all use these, so a value one of them
-accepts, all of them accept. Each check returns the value (a float for numbers) or raises ``ValueError`` with a
-message for the user; nothing here imports torch or Qt.
+accepts, all of them accept. Each check returns the value (a float for numbers) or raises
+``ValueError`` with a message for the user; nothing here imports torch or Qt.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Every number and text of a request is checked when the dataclass is made, with the rules of
 ``limits.py`` that the CLI, the session (``session/values.py``, ``session/generation.py``) and the
-engine share: a value one of them accepts, all of them accept. A bad value raises ``ValueError`` with a message for
-the user.
+engine share: a value one of them accepts, all of them accept. A bad value raises ``ValueError``
+with a message for the user.
 """
 
 from __future__ import annotations
