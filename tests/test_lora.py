@@ -133,9 +133,9 @@ def test_loras_are_part_of_the_model_identity_the_record_and_the_pictures(engine
     result = engine.generate(request)
     folder = write_run_folder(tmp_path / "run", request, result)
     run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    assert run["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
+    assert [(x["file"], x["path"], x["weight"]) for x in run["loras"]] == [("ink.safetensors", lora.path, 0.8)]
     parameters = read_parameters(folder / "panel-01.png")
-    assert parameters["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
+    assert parameters["loras"] == run["loras"]
 
 
 def test_a_loras_identity_is_its_content_and_weight_wherever_the_file_lies(files, tmp_path):
