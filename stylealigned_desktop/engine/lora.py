@@ -13,6 +13,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from .infotext import file_hash
 from .request import Lora
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
@@ -26,26 +27,11 @@ class LoraError(ValueError):
     """A LoRA that cannot be used, with a message for the user."""
 
 
-_CONTENT_HASHES: dict[tuple[str, int, int], str] = {}
-
-
-def lora_sha256(path: str | Path) -> str:
-    """SHA-256 (hex) of a LoRA file's bytes, read once per file version (path, size, mtime):
-    what a LoRA is, wherever it lies (a server names uploads by it)."""
-    resolved = Path(path).expanduser().resolve()
-    stat = resolved.stat()
-    version = (str(resolved), stat.st_size, stat.st_mtime_ns)
-    if version not in _CONTENT_HASHES:
-        with open(resolved, "rb") as handle:
-            _CONTENT_HASHES[version] = hashlib.file_digest(handle, "sha256").hexdigest()
-    return _CONTENT_HASHES[version]
-
-
 def lora_identity(lora: Lora) -> str:
     """A string that changes when the file's content or the weight changes (for caches and
     records); the same LoRA in another folder (a server's copy) has the same identity."""
     path = Path(lora.path).expanduser()
-    content = lora_sha256(path) if path.is_file() else f"{path.resolve()}:missing"
+    content = file_hash(path) or f"{path.resolve()}:missing"  # the SHA-256 of the whole file
     return f"{content}@{lora.weight:g}"
 
 

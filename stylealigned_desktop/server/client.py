@@ -16,6 +16,7 @@ import queue
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ class ServerEngine:
     def upload(self, request: SetRequest) -> dict[str, str]:
         """Upload the request's pictures and LoRA files the server does not have yet; returns
         the SHA-256 (upload name) of each by its path."""
-        from ..engine.lora import LoraError, check_lora_file, lora_sha256
+        from ..engine.infotext import file_hash
+        from ..engine.lora import LoraError, check_lora_file
 
         ids = {}
         for path in picture_paths(request):
@@ -107,11 +109,11 @@ class ServerEngine:
         for lora in request.loras:
             try:
                 path = check_lora_file(lora)  # what a local run refuses is not sent
-                sha = lora_sha256(path)
             except LoraError as error:
                 raise ServerError(str(error)) from None
-            except OSError as error:
-                raise ServerError(f"{lora.name}: cannot read the LoRA ({error.strerror or error})") from None
+            sha = file_hash(path)  # remembered per file version: a large LoRA is read once
+            if sha is None:
+                raise ServerError(f"{lora.name}: cannot read the LoRA")
             self._upload("loras", sha, path, lora.name)
             ids[lora.path] = sha
         return ids
@@ -168,6 +170,8 @@ class ServerEngine:
                     return None
                 if isinstance(event, ev.Failed):
                     raise ServerError(event.message)
+                if isinstance(event, ev.PanelDone):
+                    event = _in_artists_terms(event, request)
                 sink(event)
             if cancel.is_set():
                 return None
@@ -176,6 +180,17 @@ class ServerEngine:
             raise ServerError(str(error)) from None
         finally:
             _stop_reading(response, reader)  # leaving the stream early tells the server to cancel the set
+
+
+def _in_artists_terms(event: ev.PanelDone, request: SetRequest) -> ev.PanelDone:
+    """A finished picture's metadata with its files (LoRAs, VAE, reference and control pictures)
+    named where the artist has them, not as the server's copies: what a local run reports."""
+    metadata = dict(event.metadata, **request.picture_parameters())
+    if event.index is not None and metadata.get("control") is not None:
+        metadata["control"] = request.to_dict()["panels"][event.index]["control"]
+    if event.index is None and "picture" in metadata:
+        metadata["picture"] = request.references[event.reference].path
+    return replace(event, metadata=metadata)
 
 
 def _read_lines(response: httpx.Response, lines: queue.Queue) -> None:

@@ -9,6 +9,7 @@ replica has one CPU, so the local runs compared against run with one thread too.
 import contextlib
 import hashlib
 import io
+import json
 import socket
 import threading
 import time
@@ -166,7 +167,11 @@ def test_a_reference_picture_is_inverted_once_for_a_sharded_set(client, local, p
     assert _totals(client, "inversions") == inversions + 1
     assert _totals(client, "trajectories_received") == received + 2  # both shards got it from the store
     assert [e.step for e in events if isinstance(e, ev.Inverting)] == [1, 2, 3, 4]
-    expected = local(request)
+    local_events = []
+    expected = local(request, local_events)
+    # the pictures' metadata names the reference picture where the artist has it, as locally
+    assert [e.metadata for e in events if isinstance(e, ev.PanelDone)] == [
+        e.metadata for e in local_events if isinstance(e, ev.PanelDone)]
     assert _same_pixels(result.reference, expected.reference)
     assert all(_same_pixels(result.panels[i], expected.panels[i]) for i in range(2))
 
@@ -366,7 +371,8 @@ def test_generate_with_server_and_a_lora_writes_the_pictures_of_a_local_generate
     assert all(served[name] == local[name] for name in local), [n for n in local if served[n] != local[n]]
     without = Image.open(tmp_path / "plain" / "panel-01.png")
     assert not _same_pixels(without, Image.open(tmp_path / "server" / "panel-01.png"))  # the LoRA took part
-    assert read_parameters(tmp_path / "server" / "panel-02.png")["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
+    recorded = read_parameters(tmp_path / "server" / "panel-02.png")["loras"]
+    assert [(r["file"], r["path"], r["weight"]) for r in recorded] == [("ink.safetensors", str(lora_files["ink"]), 0.8)]
 
     calls.clear()
     assert main([*remote, "--out", str(tmp_path / "again")]) == 0
@@ -384,7 +390,9 @@ def test_a_lora_named_as_the_artist_knows_it_and_an_sd15_lora_refused_before_any
     local_events = []
     Engine().generate(ink, local_events.append)
     assert done == [e.metadata for e in local_events if isinstance(e, ev.PanelDone)]
-    assert {str(m["loras"]) for m in done} == {str([{"file": "ink.safetensors", "weight": 0.8}])}
+    assert all(m["loras"] == [{"file": "ink.safetensors", "path": str(lora_files["ink"]), "weight": 0.8}]
+               for m in done) and len(done) == 3
+    assert "stylealigned-replica" not in json.dumps(done)  # no server copy named
 
     sd15 = replace(ink, loras=(Lora(str(lora_files["sd15"]), 1.0),))
     with pytest.raises(LoraError) as local_refusal:
