@@ -31,7 +31,7 @@ import ray
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from ray import serve
-from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 
 from .. import __version__
@@ -71,6 +71,16 @@ def _has_upload(folder: Path, sha: str) -> Response:
         return Response(status_code=404)
     mark_used(folder / sha)
     return Response(status_code=200)
+
+
+def shard_failure(error: Exception) -> str:
+    """One line for a shard that raised: the cause's own message (a replica's exception arrives
+    wrapped in a ``RayTaskError`` whose text is a traceback), its type where that says more."""
+    cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else error
+    message = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    if isinstance(cause, (ValueError, RuntimeError)) and message:
+        return message
+    return f"{type(cause).__name__}: {message}" if message else type(cause).__name__
 
 
 def _too_large(what: str, max_bytes: int) -> str:
@@ -335,7 +345,9 @@ class Ingress:
 
     async def _pump(self, shard: int, method: str, args: tuple, queue: asyncio.Queue) -> None:
         """Put a replica stream's items on ``queue`` as ``(shard, item)``, then ``(shard, None)``.
-        A lost replica means a re-run elsewhere (``RESTART`` first), at most ``max_retries``."""
+        A lost replica means a re-run elsewhere (``RESTART`` first), at most ``max_retries``; any
+        other exception ends the shard with ``Failed`` (its cause's message), which ends the set
+        and cancels its other shards."""
         attempts = 0
         while True:
             stream = getattr(self._streams, method).remote(*args)
@@ -353,6 +365,10 @@ class Ingress:
                     await queue.put((shard, {"event": "Failed", "message": NO_ENGINE_LEFT}))
                     return
                 await queue.put((shard, {"event": RESTART}))
+            except Exception as error:  # the shard failed; without an end of it, the set waits forever
+                log.warning("shard %s failed: %r", shard, error)
+                await queue.put((shard, {"event": "Failed", "message": shard_failure(error)}))
+                return
             finally:
                 if not complete:
                     stream.cancel()
