@@ -8,8 +8,9 @@
 - ``POST /v1/sets``: a wire request (see ``wire``); answers with NDJSON engine events. The
   selected panels are sharded over the free replicas (``sharding``); a reference picture is
   inverted once, on one replica, and handed to the shards through Ray's object store. A shard
-  whose replica dies is run again on another (a ``Notice`` says so); a client that goes away
-  cancels every shard.
+  whose replica dies is run again on another (a ``Notice`` says so); a shard that fails otherwise
+  ends the set with one ``Failed`` (its cause's message) and cancels the other shards; a client
+  that goes away cancels every shard.
 - ``GET /v1/health``, ``GET /v1/models``.
 
 Every route needs the bearer token. Errors are ``{"error": "one line"}`` with 400 or 401.

@@ -216,3 +216,15 @@ def test_generate_with_server_and_a_failing_shard_is_one_line_and_exit_2(server,
     assert outcome == {"result": 2}
     assert error == f"stylealigned: error: server {server.url}: {DAMAGED.format(2)}"
     assert not list(out.glob("*.png")) and not (out / "run.json").exists()
+
+
+def test_a_shard_failure_is_one_line_of_its_cause_never_the_ray_traceback():
+    from ray.exceptions import RayTaskError
+
+    from stylealigned_desktop.server.ingress import shard_failure
+
+    traceback = "Traceback (most recent call last):\n  File \"replica.py\", line 1\nValueError: x"
+    assert shard_failure(RayTaskError("run", traceback, ValueError("the picture is damaged\nat byte 4"))) \
+        == "the picture is damaged"
+    assert shard_failure(RayTaskError("run", traceback, KeyError("sha"))) == "KeyError: 'sha'"
+    assert shard_failure(TimeoutError()) == "TimeoutError"
