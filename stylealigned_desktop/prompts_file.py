@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import limits
 from .session.errors import PictureError, SessionError
+from .session.json_fields import check_seed
 from .session.pictures import PreparedPicture, prepare_picture
-from .session.values import Control, Panel, check_seed, new_panel_id
+from .session.values import Control, Panel, new_panel_id
 
 if TYPE_CHECKING:
     from .session.model import Session

@@ -1,13 +1,16 @@
 """A plain HTTP server on 127.0.0.1 (no Ray) that starts a set's NDJSON stream the way the real
 ingress does; each test's handler decides what happens after the first events (a server that
-goes quiet, a connection that drops)."""
+goes quiet, a connection that drops: :class:`DroppingHandler`)."""
 
 from __future__ import annotations
 
 import contextlib
 import http.server
+import socket
 import threading
 from collections.abc import Iterable, Iterator
+
+from PIL import Image
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.server.wire import event_to_wire, ndjson_line
@@ -30,6 +33,20 @@ class StreamingHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+class DroppingHandler(StreamingHandler):
+    """Starts a set's stream (loading, step 1 of 3, the reference's preview), then drops the
+    connection without the final chunk, as a dying SSH tunnel does. ``seen``: each set's
+    Authorization header."""
+
+    seen: list[str] = []
+
+    def do_POST(self):  # noqa: N802 (http.server)
+        self.seen.append(self.headers.get("Authorization", ""))
+        self.start_set((ev.Loading(1.0, "loading tiny"), ev.Step(1, 3),
+                        ev.Preview(None, 1, Image.new("RGB", (8, 8), "red"))))
+        self.connection.shutdown(socket.SHUT_RDWR)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -132,9 +133,37 @@ def test_loras_are_part_of_the_model_identity_the_record_and_the_pictures(engine
     result = engine.generate(request)
     folder = write_run_folder(tmp_path / "run", request, result)
     run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    assert run["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
+    assert [(x["file"], x["path"], x["weight"]) for x in run["loras"]] == [("ink.safetensors", lora.path, 0.8)]
     parameters = read_parameters(folder / "panel-01.png")
-    assert parameters["loras"] == [{"file": "ink.safetensors", "weight": 0.8}]
+    assert parameters["loras"] == run["loras"]
+
+
+def test_a_loras_identity_is_its_content_and_weight_wherever_the_file_lies(files, tmp_path):
+    """A server keeps its own copy of an uploaded LoRA (each replica in its own folder): the
+    copy must key the inversion cache as the original does; other bytes must not."""
+    original = Lora(str(files["diffusers"]), 0.8)
+    copy = tmp_path / "elsewhere" / "renamed.safetensors"
+    copy.parent.mkdir()
+    copy.write_bytes(files["diffusers"].read_bytes())
+    assert model_identity("tiny", loras=(Lora(str(copy), 0.8),)) == model_identity("tiny", loras=(original,))
+    copy.write_bytes(files["other"].read_bytes())  # the same file name, another LoRA
+    assert model_identity("tiny", loras=(Lora(str(copy), 0.8),)) != model_identity("tiny", loras=(original,))
+
+
+def test_a_lora_file_changed_in_place_is_loaded_again(engine, files, tmp_path):
+    """The artist trains the LoRA again into the same file: the next set uses the new weights
+    (the cache key is the LoRA's content, not its path), as a fresh engine does."""
+    path = tmp_path / "mine.safetensors"
+    path.write_bytes(files["diffusers"].read_bytes())
+    first = _latents(engine.generate(_request(Lora(str(path), 1.0))))
+    # saved as trainers and downloads do: a new file put in the old one's place (a rewrite of the
+    # same file shows through diffusers' memory-mapped weights, which hides a stale adapter)
+    (tmp_path / "mine.part").write_bytes(files["other"].read_bytes())
+    os.replace(tmp_path / "mine.part", path)
+    again = _latents(engine.generate(_request(Lora(str(path), 1.0))))
+    fresh = _latents(Engine().generate(_request(Lora(str(files["other"]), 1.0))))
+    assert (again - first).abs().max() > 1e-3
+    torch.testing.assert_close(again, fresh, rtol=0, atol=1e-6)
 
 
 def test_lora_arguments_parse_file_and_weight():

@@ -279,6 +279,38 @@ def test_auto_on_a_small_gpu_says_what_it_picked(monkeypatch):
     assert len(seen) == 1 and "memory mode balanced (auto)" in seen[0].message and "8 GB" in seen[0].message
 
 
+def test_auto_plans_with_the_chosen_gpus_own_memory(monkeypatch):
+    """``--device cuda:N --memory auto``: the plan uses GPU N's total memory as CUDA reports it
+    (no GPU here: torch.cuda answers as a machine with a 24 GB GPU 0 and an 8 GB GPU 1 whose
+    current device is 0)."""
+    from types import SimpleNamespace
+
+    totals = {0: 24e9, 1: 8e9}
+    asked = []
+
+    def properties(index):
+        asked.append(index)
+        return SimpleNamespace(name=f"GPU {index}", total_memory=int(totals[index]))
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", properties)
+
+    def auto(device):
+        seen = []
+        request = SetRequest(model="tiny", style=GeneratedReference("x"), panels=(Panel("y", 1),), device=device,
+                             dtype="float16")
+        return Engine._memory_mode(request, seen.append), [e.message for e in seen]
+
+    for device, index, expected in (("cuda:1", 1, ("balanced", "8 GB")), ("cuda:0", 0, ("fast", "24 GB")),
+                                    ("cuda", 0, ("fast", "24 GB"))):  # plain cuda: the current GPU
+        mode, said = auto(device)
+        assert len(said) == 1 and (mode, expected[1] in said[0]) == (expected[0], True), (device, said)
+        assert asked[-1] == index, device
+    assert mem.device_total_gb(torch.device("cuda:1")) == pytest.approx(8.0)
+
+
 def test_mps_memory_is_returned_after_a_run(pictures, monkeypatch):
     import torch._dynamo  # noqa: F401  (on first import it reads is_available.__wrapped__: import it unpatched)
 

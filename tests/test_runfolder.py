@@ -1,12 +1,16 @@
+import hashlib
 import json
 import re
+from dataclasses import replace
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from stylealigned_desktop.engine.events import RunResult
 from stylealigned_desktop.engine.request import (
     GeneratedReference,
+    Lora,
     Panel,
     PanelControl,
     ReferencePicture,
@@ -139,6 +143,68 @@ def test_pictures_carry_a1111_parameters_and_the_full_json(tmp_path):
     assert StyleAlignedSettings.from_dict(full["stylealigned"]) == request.settings
     reference = a1111_parse(read_text_chunk(tmp_path / "reference.png"))
     assert reference["Prompt"] == "a train, ink" and reference["Seed"] == "1"
+
+
+# A1111's extra-network tags in a prompt (modules/extra_networks.py, parse_prompt) and its reading
+# of "Lora hashes" when an infotext is pasted (extensions-builtin/Lora/scripts/lora_script.py).
+A1111_EXTRA_NET = re.compile(r"<(\w+):([^>]+)>")
+
+
+def a1111_lora_hashes(text: str) -> dict:
+    pairs = [x.strip().split(":", 1) for x in text.split(",")]
+    return {x[0].strip().replace(",", ""): x[1].strip() for x in pairs}
+
+
+def addnet_hash(path) -> str:
+    """kohya's LoRA hash, from its definition: SHA-256 of the bytes after the safetensors header."""
+    data = path.read_bytes()
+    return hashlib.sha256(data[8 + int.from_bytes(data[:8], "little"):]).hexdigest()
+
+
+def _weights_file(path, seed):
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"w": np.random.default_rng(seed).standard_normal((4, 3)).astype(np.float32)}, str(path),
+              metadata={"ss_output_name": path.stem})
+    return path
+
+
+def test_loras_and_the_vae_are_written_as_a1111_writes_them(tmp_path):
+    """Tags after the prompt, "Lora hashes" (12 digits of kohya's hash), "VAE" (its name) and
+    "VAE hash" (10 digits of the file's SHA-256) for A1111, Forge and Civitai; the JSON keeps
+    where each file was, its weight and the memory mode, for the app's own restore."""
+    ink = _weights_file(tmp_path / "loras" / "ink-wash.safetensors", 1)
+    paper = _weights_file(tmp_path / "loras" / "paper, rough.safetensors", 2)  # a comma: dropped
+    vae = _weights_file(tmp_path / "vaes" / "sdxl_vae.safetensors", 3)
+    request = SetRequest(
+        model="tiny", style=GeneratedReference("a train, ink", 1), panels=(Panel("a car, ink", 7),),
+        sampling=Sampling(steps=3, width=128, height=64), memory="low", vae=str(vae),
+        loras=(Lora(str(ink), 0.7), Lora(str(paper), -0.3)),
+    )
+    write_run_folder(tmp_path / "run", request, _result("red", indices=(0,)))
+    a1111 = a1111_parse(read_text_chunk(tmp_path / "run" / "panel-01.png"))
+    assert A1111_EXTRA_NET.findall(a1111["Prompt"]) == [("lora", "ink-wash:0.7"), ("lora", "paper rough:-0.3")]
+    assert A1111_EXTRA_NET.sub("", a1111["Prompt"]).strip() == "a car, ink"
+    assert a1111_lora_hashes(a1111["Lora hashes"]) == {"ink-wash": addnet_hash(ink)[:12],
+                                                       "paper rough": addnet_hash(paper)[:12]}
+    assert a1111["VAE"] == "sdxl_vae.safetensors"
+    assert a1111["VAE hash"] == hashlib.sha256(vae.read_bytes()).hexdigest()[:10]
+    assert a1111["Steps"] == "3" and a1111["Seed"] == "7"  # the other fields still parse
+    full = read_parameters(tmp_path / "run" / "panel-01.png")
+    assert full["prompt"] == "a car, ink" and full["memory"] == "low" and full["vae"] == str(vae)
+    assert [(x["file"], x["path"], x["weight"], x["hash"]) for x in full["loras"]] == [
+        ("ink-wash.safetensors", str(ink), 0.7, addnet_hash(ink)),
+        ("paper, rough.safetensors", str(paper), -0.3, addnet_hash(paper))]
+    assert read_run(tmp_path / "run")["loras"] == full["loras"]
+
+    folder_vae = tmp_path / "vaes" / "fp16-fix"
+    folder_vae.mkdir()
+    write_run_folder(tmp_path / "run2", replace(request, vae=str(folder_vae), loras=()),
+                     _result("red", indices=(0,)))
+    a1111 = a1111_parse(read_text_chunk(tmp_path / "run2" / "panel-01.png"))
+    assert a1111["VAE"] == "fp16-fix" and "VAE hash" not in a1111 and "Lora hashes" not in a1111
+    assert "<lora:" not in a1111["Prompt"]
 
 
 def read_text_chunk(path, name="parameters"):

@@ -13,6 +13,8 @@ import threading
 from ..server.launch import (
     DEFAULT_HOST,
     DEFAULT_KEEP_UPLOADS_DAYS,
+    DEFAULT_MAX_LORA_MB,
+    DEFAULT_MAX_LORA_STORE_MB,
     DEFAULT_MAX_STORE_MB,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_PORT,
@@ -49,7 +51,11 @@ def add_serve_parser(subparsers) -> None:
     p.add_argument("--max-store-mb", type=float, default=DEFAULT_MAX_STORE_MB, metavar="MB",
                    help="uploaded pictures kept at most; the least recently used go first (default %(default)s)")
     p.add_argument("--keep-uploads-days", type=float, default=DEFAULT_KEEP_UPLOADS_DAYS, metavar="D",
-                   help="uploaded pictures unused this long are deleted (default %(default)s)")
+                   help="uploaded pictures and LoRAs unused this long are deleted (default %(default)s)")
+    p.add_argument("--max-lora-mb", type=float, default=DEFAULT_MAX_LORA_MB, metavar="MB",
+                   help="largest LoRA upload (default %(default)s)")
+    p.add_argument("--max-lora-store-mb", type=float, default=DEFAULT_MAX_LORA_STORE_MB, metavar="MB",
+                   help="uploaded LoRA files kept at most; the least recently used go first (default %(default)s)")
     p.add_argument("--token-file", default=None, metavar="FILE",
                    help="where the token is kept (default: the user config folder)")
     p.set_defaults(func=cmd_serve)
@@ -71,7 +77,8 @@ def cmd_serve(args) -> int:
         models=models, address=args.address, replicas=args.replicas,
         gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica, host=args.host,
         port=args.port, max_upload_mb=args.max_upload_mb, max_store_mb=args.max_store_mb,
-        keep_uploads_days=args.keep_uploads_days, token_file=args.token_file,
+        keep_uploads_days=args.keep_uploads_days, max_lora_mb=args.max_lora_mb,
+        max_lora_store_mb=args.max_lora_store_mb, token_file=args.token_file,
         ray_init={} if args.address else {"include_dashboard": False},
     )
     stop = threading.Event()

@@ -31,7 +31,7 @@ from .denoise import (
 )
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
-from .lora import apply_loras, check_lora
+from .lora import apply_loras, check_lora, lora_identity
 from .models import TINY, load_pipeline, model_identity, resolve_device, resolve_dtype
 from .preview import latent_to_rgb
 from .request import ReferencePicture, SetRequest
@@ -135,7 +135,8 @@ class Engine:
                  *, vae: str | None = None, loras=(), memory: str = "fast"):
         """The loaded pipeline for a model source, reusing the last one when it matches.
 
-        The cache key is the model, device, dtype, VAE, LoRAs (with weights) and memory mode. A
+        The cache key is the model, device, dtype, VAE, LoRAs (each by its content and weight:
+        a file changed in place is another LoRA, a copy elsewhere the same) and memory mode. A
         new model, device, dtype or VAE loads anew; other LoRAs or weights change the loaded
         adapters, another memory mode moves the models, both in place.
         """
@@ -143,7 +144,7 @@ class Engine:
         torch_dtype = resolve_dtype(dtype, torch_device)
         base = (model, str(torch_device), str(torch_dtype), vae)
         loras = tuple(loras)
-        key = (base, loras, memory)
+        key = (base, tuple(lora_identity(lora) for lora in loras), memory)
         if self._pipe_key is None or self._pipe_key[0] != base:
             self.unload()
             sink = on_event or (lambda event: None)
@@ -160,7 +161,7 @@ class Engine:
             check_lora(lora, pipe)  # a LoRA refused here leaves the loaded pipeline as it was
         self._pipe_key = None  # until the change is complete
         try:
-            if previous[1] != loras:
+            if previous[1] != key[1]:
                 pipe.remove_all_hooks()  # adapters load into weights in memory, not offloaded ones
                 apply_loras(pipe, loras)
             mem.place_pipeline(pipe, memory, torch_device)

@@ -1,9 +1,9 @@
 """The limits of every number and text a generation takes, and their checks, in one place.
 
-The CLI, the session (``session/values.py``), the request dataclasses (``request.py``), the
-engine's settings and control maps all use these, so a value one of them accepts, all of them
-accept. Each check returns the value (a float for numbers) or raises ``ValueError`` with a
-message for the user; nothing here imports torch or Qt.
+The CLI, the session (``session/values.py``, ``session/generation.py``), the request dataclasses
+(``request.py``), the engine's settings and control maps all use these, so a value one of them
+accepts, all of them accept. Each check returns the value (a float for numbers) or raises
+``ValueError`` with a message for the user; nothing here imports torch or Qt.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from .infotext import file_hash
 from .request import Lora
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
@@ -27,11 +28,11 @@ class LoraError(ValueError):
 
 
 def lora_identity(lora: Lora) -> str:
-    """A string that changes when the file or its weight changes (for caches and records)."""
-    path = Path(lora.path).expanduser().resolve()
-    stat = path.stat() if path.exists() else None
-    stamp = f"{stat.st_size}:{int(stat.st_mtime)}" if stat else "missing"
-    return f"{path}:{stamp}@{lora.weight:g}"
+    """A string that changes when the file's content or the weight changes (for caches and
+    records); the same LoRA in another folder (a server's copy) has the same identity."""
+    path = Path(lora.path).expanduser()
+    content = file_hash(path) or f"{path.resolve()}:missing"  # the SHA-256 of the whole file
+    return f"{content}@{lora.weight:g}"
 
 
 def adapter_name(lora: Lora) -> str:
@@ -43,14 +44,21 @@ def adapter_name(lora: Lora) -> str:
     return f"lora_{stem}_{digest}"
 
 
-def _tensor_shapes(path: Path) -> dict[str, list[int]]:
+def read_lora_shapes(path: Path, name: str | None = None) -> dict[str, list[int]]:
+    """The tensor shapes of a ``.safetensors`` LoRA, read from its header (never unpickled);
+    LoraError, naming the file as ``name`` (default: its file name), if it is not one."""
     from safetensors import safe_open
 
+    name = name or path.name
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
+        with safe_open(str(path), framework="numpy") as handle:  # the header only; no torch needed
+            shapes = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
     except Exception as error:
-        raise LoraError(f"{path.name}: not a readable .safetensors LoRA ({error})") from error
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise LoraError(f"{name}: not a readable .safetensors LoRA ({reason})") from error
+    if not shapes:
+        raise LoraError(f"{name}: the file holds no weights")
+    return shapes
 
 
 def check_lora_file(lora: Lora) -> Path:
@@ -70,9 +78,7 @@ def check_lora_file(lora: Lora) -> Path:
 def check_lora(lora: Lora, pipe) -> None:
     """Refuse a LoRA that is missing, a pickle, or made for another base model (before any step)."""
     path = check_lora_file(lora)
-    shapes = _tensor_shapes(path)
-    if not shapes:
-        raise LoraError(f"{path.name}: the file holds no weights")
+    shapes = read_lora_shapes(path)
     widths = {shape[1] for key, shape in shapes.items() if _CROSS_ATTENTION_DOWN.search(key) and len(shape) >= 2}
     expected = pipe.unet.config.cross_attention_dim
     expected = expected[0] if isinstance(expected, (list, tuple)) else expected

@@ -232,12 +232,14 @@ def _describe(work: Workload) -> str:
 
 # -- the device ---------------------------------------------------------------------------------------
 def device_total_gb(device) -> float | None:
-    """An accelerator's memory (GB): a CUDA GPU's total, a Mac's Metal working-set size; None on CPU."""
+    """An accelerator's memory (GB): a CUDA GPU's total (``cuda:N``: GPU N's own; plain ``cuda``:
+    the current GPU's), a Mac's Metal working-set size; None on CPU. Reading a GPU's properties
+    starts no CUDA context on it."""
     import torch
 
     if device.type == "cuda":
-        _free, total = torch.cuda.mem_get_info(device)
-        return total / GB
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_properties(index).total_memory / GB
     if device.type == "mps":
         recommended = getattr(torch.mps, "recommended_max_memory", None)
         if recommended is not None:

@@ -1,14 +1,15 @@
 """The immutable description of one generation: what the CLI, the GUI and scripts hand the engine.
 
 Every number and text of a request is checked when the dataclass is made, with the rules of
-``limits.py`` that the CLI, the session (``session/values.py``) and the engine share: a value
-one of them accepts, all of them accept. A bad value raises ``ValueError`` with a message for
-the user.
+``limits.py`` that the CLI, the session (``session/values.py``, ``session/generation.py``) and the
+engine share: a value one of them accepts, all of them accept. A bad value raises ``ValueError``
+with a message for the user.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -323,8 +324,12 @@ class SetRequest:
             "height": sampling.height,
             "scheduler": sampling.scheduler,
             "stylealigned": self.settings.to_dict(),
-            "loras": [{"file": lora.name, "weight": lora.weight} for lora in self.loras],
-            "vae": self.vae,
+            # the file's name (what other tools show) and where it was (what the app restores)
+            "loras": [{"file": lora.name, "path": os.path.abspath(os.path.expanduser(lora.path)),
+                       "weight": lora.weight} for lora in self.loras],
+            "vae": self.vae if self.vae is None or not Path(self.vae).expanduser().exists()
+            else os.path.abspath(os.path.expanduser(self.vae)),  # a hub id as it is
+            "memory": self.memory,
             # every reference of the set with its normalised weight (spec section 11)
             "references": [dict(reference_dict(r), weight=w) for r, w in zip(self.references, self.weights)],
         }

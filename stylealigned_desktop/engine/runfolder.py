@@ -30,6 +30,7 @@ from PIL.PngImagePlugin import PngInfo
 from .. import temporaries
 from ..temporaries import with_default_mode
 from .events import RunResult
+from .infotext import a1111_parameters, with_file_hashes
 from .request import ReferencePicture, SetRequest, reference_dict
 
 RUN_FORMAT = "stylealigned-run"
@@ -91,42 +92,6 @@ PARAMETERS_CHUNK = "parameters"
 """A1111's text chunk: what Civitai, image browsers and other SD tools read."""
 SETTINGS_CHUNK = "stylealigned"
 """Our own text chunk: the full parameters as JSON, what the app reads back."""
-SAMPLER_NAMES = {"ddim": "DDIM", "euler": "Euler", "dpmpp-2m": "DPM++ 2M"}
-"""Our scheduler names as A1111 writes them."""
-
-
-def _a1111_quote(value: Any) -> str:
-    """A1111's own quoting of a value in its "key: value, ..." line (modules/infotext_utils.quote)."""
-    text = str(value)
-    if "," not in text and "\n" not in text and ":" not in text:
-        return text
-    return json.dumps(text, ensure_ascii=False)
-
-
-def a1111_parameters(parameters: dict[str, Any]) -> str:
-    """The picture's parameters in A1111's text form::
-
-        prompt
-        Negative prompt: ...
-        Steps: 50, Sampler: DDIM, CFG scale: 5, Seed: 2, Size: 1024x1024, Model: ..., StyleAligned: {...}
-
-    (``Size`` is width x height; the StyleAligned settings as quoted JSON.)
-    """
-    lines = [str(parameters.get("prompt") or "")]
-    if parameters.get("negative_prompt"):
-        lines.append(f"Negative prompt: {parameters['negative_prompt']}")
-    fields = {
-        "Steps": parameters.get("steps"),
-        "Sampler": SAMPLER_NAMES.get(parameters.get("scheduler"), parameters.get("scheduler")),
-        "CFG scale": None if parameters.get("guidance") is None else f"{parameters['guidance']:g}",
-        "Seed": parameters.get("seed"),
-        "Size": f"{parameters['width']}x{parameters['height']}" if "width" in parameters else None,
-        "Model": parameters.get("model"),
-        "StyleAligned": None if parameters.get("stylealigned") is None
-        else json.dumps(parameters["stylealigned"], sort_keys=True, separators=(",", ":")),
-    }
-    lines.append(", ".join(f"{key}: {_a1111_quote(value)}" for key, value in fields.items() if value is not None))
-    return "\n".join(lines)
 
 
 def save_png(image: Image.Image, path: Path, parameters: dict[str, Any]) -> None:
@@ -319,7 +284,7 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         except ValueError:
             old = None  # not one of ours: replaced by this run's record
     staged: dict[str, str] = {}  # final name -> temporary name, in the folder
-    common = request.picture_parameters()
+    common = with_file_hashes(request.picture_parameters())
     references = reference_entries(request, style_text)
     for position, image in sorted(result.references.items()):
         entry = references[position]
@@ -367,7 +332,7 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         "panels": [panels[k] for k in sorted(panels)],
         "sampling": request.to_dict()["sampling"],
         "settings": request.settings.to_dict(),
-        "loras": request.picture_parameters()["loras"],
+        "loras": common["loras"],
         "vae": request.vae,
         "memory_mode": meta.get("memory_mode"),
         "micro_batch": meta.get("micro_batch"),

@@ -2,7 +2,8 @@
 
 :class:`ServerEngine` (a ``PictureMaker``, see ``engine/maker.py``) is what the desktop worker and
 ``stylealigned generate --server`` call instead of the embedded ``Engine``: it uploads the
-request's pictures (content-addressed, each only once), posts the request and reports the
+request's pictures and LoRA files (content-addressed: each only once, and not again while the
+server keeps it), posts the request and reports the
 server's NDJSON events as engine events, so previews, cancel and finished pictures behave as
 with a local run. Needs neither Ray nor torch.
 """
@@ -10,10 +11,12 @@ with a local run. Needs neither Ray nor torch.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,7 @@ class ServerEngine:
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(connect_timeout, read=4 * HEARTBEAT_S),
         )
+        self._reached = False  # whether the server answered since the set began (or ever, outside a set)
 
     def close(self) -> None:
         self._client.close()
@@ -72,31 +76,58 @@ class ServerEngine:
 
     def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
         try:
-            return self._client.request(method, path, **kwargs)
+            response = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as error:
             raise ServerError(self._connection_message(error)) from None
+        self._reached = True
+        return response
 
     def _connection_message(self, error: Exception) -> str:
+        if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout)) and not self._reached:
+            # Nothing reached the server: no set was started there.
+            reason = str(error) or type(error).__name__
+            return (f"could not reach the server at {self.url} ({reason}); is it running, and is the "
+                    "address right?")
         return (f"lost the connection to the server at {self.url}: this set was not finished, nothing "
                 f"else changed; try again when the server is back ({type(error).__name__}: {error})")
 
-    # -- pictures ------------------------------------------------------------------------------
-    def upload_pictures(self, request: SetRequest) -> dict[str, str]:
-        """Upload the request's pictures the server does not have yet; their SHA-256 by path."""
+    # -- uploads -------------------------------------------------------------------------------
+    def upload(self, request: SetRequest) -> dict[str, str]:
+        """Upload the request's pictures and LoRA files the server does not have yet; returns
+        the SHA-256 (upload name) of each by its path."""
+        from ..engine.infotext import file_hash
+        from ..engine.lora import LoraError, check_lora_file
+
         ids = {}
         for path in picture_paths(request):
             try:
                 sha = file_sha256(Path(path).expanduser())
             except OSError as error:
                 raise ServerError(f"{path}: cannot read the picture ({error.strerror or error})") from None
-            if self._call("HEAD", f"/v1/pictures/{sha}").status_code != 200:
-                with open(Path(path).expanduser(), "rb") as handle:
-                    data = handle.read()
-                _raise_for_status(self._call("PUT", f"/v1/pictures/{sha}", content=data,
-                                             headers={"Content-Type": "application/octet-stream"}),
-                                  picture=path)
+            self._upload("pictures", sha, Path(path).expanduser(), path)
             ids[path] = sha
+        for lora in request.loras:
+            try:
+                path = check_lora_file(lora)  # what a local run refuses is not sent
+            except LoraError as error:
+                raise ServerError(str(error)) from None
+            sha = file_hash(path)  # remembered per file version: a large LoRA is read once
+            if sha is None:
+                raise ServerError(f"{lora.name}: cannot read the LoRA")
+            self._upload("loras", sha, path, lora.name)
+            ids[lora.path] = sha
         return ids
+
+    def _upload(self, kind: str, sha: str, path: Path, name: str) -> None:
+        """``PUT /v1/{kind}/{sha}`` of a file, unless ``HEAD`` says the server has it."""
+        if self._call("HEAD", f"/v1/{kind}/{sha}").status_code == 200:
+            return
+        with open(path, "rb") as handle:  # sent in pieces: a LoRA can be hundreds of MB
+            size = os.fstat(handle.fileno()).st_size
+            response = self._call("PUT", f"/v1/{kind}/{sha}", content=iter(lambda: handle.read(1 << 20), b""),
+                                  headers={"Content-Type": "application/octet-stream",
+                                           "Content-Length": str(size)})
+        _raise_for_status(response, name)
 
     # -- generation ------------------------------------------------------------------------------
     def generate(self, request: SetRequest, on_event: EventSink | None = None,
@@ -105,8 +136,9 @@ class ServerEngine:
         reported as ``Failed`` and raised again (as :class:`ServerError`)."""
         sink = on_event or (lambda event: None)
         cancel = cancel or threading.Event()
+        self._reached = False
         try:
-            body = request_to_wire(request, self.upload_pictures(request))
+            body = request_to_wire(request, self.upload(request))
             result = self._stream(body, request, sink, cancel)
         except ServerError as error:
             sink(ev.Failed(str(error)))
@@ -121,6 +153,7 @@ class ServerEngine:
             response = self._client.send(self._client.build_request("POST", "/v1/sets", json=body), stream=True)
         except httpx.HTTPError as error:
             raise ServerError(self._connection_message(error)) from None
+        self._reached = True
         reader = None
         try:
             if response.status_code != 200:
@@ -137,6 +170,8 @@ class ServerEngine:
                     return None
                 if isinstance(event, ev.Failed):
                     raise ServerError(event.message)
+                if isinstance(event, ev.PanelDone):
+                    event = _in_artists_terms(event, request)
                 sink(event)
             if cancel.is_set():
                 return None
@@ -145,6 +180,17 @@ class ServerEngine:
             raise ServerError(str(error)) from None
         finally:
             _stop_reading(response, reader)  # leaving the stream early tells the server to cancel the set
+
+
+def _in_artists_terms(event: ev.PanelDone, request: SetRequest) -> ev.PanelDone:
+    """A finished picture's metadata with its files (LoRAs, VAE, reference and control pictures)
+    named where the artist has them, not as the server's copies: what a local run reports."""
+    metadata = dict(event.metadata, **request.picture_parameters())
+    if event.index is not None and metadata.get("control") is not None:
+        metadata["control"] = request.to_dict()["panels"][event.index]["control"]
+    if event.index is None and "picture" in metadata:
+        metadata["picture"] = request.references[event.reference].path
+    return replace(event, metadata=metadata)
 
 
 def _read_lines(response: httpx.Response, lines: queue.Queue) -> None:
@@ -189,7 +235,7 @@ def _until_cancelled(lines: queue.Queue, cancel: threading.Event, message: Calla
         yield item
 
 
-def _raise_for_status(response: httpx.Response, picture: str | None = None) -> None:
+def _raise_for_status(response: httpx.Response, name: str | None = None) -> None:
     if response.status_code < 400:
         return
     try:
@@ -198,5 +244,5 @@ def _raise_for_status(response: httpx.Response, picture: str | None = None) -> N
         detail = response.text.strip().splitlines()[0] if response.text.strip() else response.reason_phrase
     if response.status_code == 401:
         detail = f"the server refused the token ({detail})"
-    prefix = f"{picture}: " if picture else ""
+    prefix = f"{name}: " if name else ""
     raise ServerError(f"{prefix}{detail}")

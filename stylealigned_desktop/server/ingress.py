@@ -2,6 +2,9 @@
 
 - ``PUT /v1/pictures/{sha256}`` (and ``HEAD``): a picture, content-addressed, size-capped and
   checked with the engine's picture reader before anything uses it.
+- ``PUT /v1/loras/{sha256}`` (and ``HEAD``): a LoRA file, content-addressed, size-capped and
+  read as ``.safetensors`` (its header only; never unpickled). Whether it fits the model is the
+  engine's check, before any step, as on the artist's computer.
 - ``POST /v1/sets``: a wire request (see ``wire``); answers with NDJSON engine events. The
   selected panels are sharded over the free replicas (``sharding``); a reference picture is
   inverted once, on one replica, and handed to the shards through Ray's object store. A shard
@@ -19,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableE
 
 from .. import __version__
 from ..engine.images import PictureError, load_picture
+from ..engine.lora import LoraError, read_lora_shapes
 from ..engine.models import looks_like_path
 from ..engine.request import ReferencePicture, SetRequest
 from .auth import bearer_matches
@@ -57,6 +62,29 @@ api = FastAPI(title="StyleAligned server", version=__version__, docs_url=None, r
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _has_upload(folder: Path, sha: str) -> Response:
+    """``HEAD`` of an upload: 200 if the store has it, which marks it used (the set that follows
+    uses it: not the next to be forgotten); 404 otherwise."""
+    if not (SHA256.match(sha) and (folder / sha).is_file()):
+        return Response(status_code=404)
+    mark_used(folder / sha)
+    return Response(status_code=200)
+
+
+def _too_large(what: str, max_bytes: int) -> str:
+    return f"the {what} is larger than this server's limit of {max_bytes / 1e6:g} MB"
+
+
+def _refuse_upload(sha: str, request: Request, what: str, max_bytes: int) -> JSONResponse | None:
+    """An upload refused before its bytes are read (a bad name, a declared size over the limit)."""
+    if not SHA256.match(sha):
+        return _error(400, f"a {what} is named by the SHA-256 of its bytes (64 lowercase hex digits)")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return _error(400, _too_large(what, max_bytes))
+    return None
 
 
 async def _drain(queue: asyncio.Queue, streams: int):
@@ -86,7 +114,8 @@ async def _drain(queue: asyncio.Queue, streams: int):
 @serve.ingress(api)
 class Ingress:
     """See the module docstring. ``config``: ``token_digest``, ``models``, ``upload_dir``,
-    ``max_upload_bytes``, ``replica_wait_s``, ``max_retries``."""
+    ``max_upload_bytes``, ``max_store_bytes``, ``keep_uploads_s``, ``max_lora_bytes``,
+    ``max_lora_store_bytes``, ``replica_wait_s``, ``max_retries``."""
 
     def __init__(self, replicas, config: dict[str, Any]):
         self._replicas = replicas
@@ -98,7 +127,12 @@ class Ingress:
         self._max_upload = int(config["max_upload_bytes"])
         self._max_store = int(config.get("max_store_bytes", 2_000_000_000))
         self._keep_uploads_s = float(config.get("keep_uploads_s", 7 * 86400.0))
+        self._loras = self._uploads / "loras"  # a folder apart: a LoRA's name is never a picture's
+        self._loras.mkdir(exist_ok=True)
+        self._max_lora = int(config.get("max_lora_bytes", 2_000_000_000))
+        self._max_lora_store = int(config.get("max_lora_store_bytes", 20_000_000_000))
         self._prune()
+        self._prune_loras()
         self._replica_wait_s = float(config.get("replica_wait_s", 120.0))
         self._max_retries = int(config.get("max_retries", 3))
         self._busy_shards = 0
@@ -127,26 +161,52 @@ class Ingress:
     async def has_picture(self, sha: str, request: Request):
         if denied := self._deny(request):
             return denied
-        if not (SHA256.match(sha) and (self._uploads / sha).is_file()):
-            return Response(status_code=404)
-        mark_used(self._uploads / sha)  # the set that follows uses it: not the next to be forgotten
-        return Response(status_code=200)
+        return _has_upload(self._uploads, sha)
+
+    @api.head("/v1/loras/{sha}")
+    async def has_lora(self, sha: str, request: Request):
+        if denied := self._deny(request):
+            return denied
+        return _has_upload(self._loras, sha)
+
+    @api.put("/v1/loras/{sha}")
+    async def put_lora(self, sha: str, request: Request):
+        if denied := self._deny(request):
+            return denied
+        if refused := _refuse_upload(sha, request, "LoRA", self._max_lora):
+            return refused
+        # Written as it arrives (a LoRA can be hundreds of MB), under a name of its own
+        temporary = self._loras / f".{sha}.{os.getpid()}.{secrets.token_hex(4)}.part"
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(temporary, "wb") as handle:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self._max_lora:
+                        return _error(400, _too_large("LoRA", self._max_lora))
+                    digest.update(chunk)
+                    await asyncio.to_thread(handle.write, chunk)
+            if digest.hexdigest() != sha:
+                return _error(400, "the upload's bytes do not match its name (SHA-256)")
+            tensors = await asyncio.to_thread(self._store_lora, sha, temporary)
+        except LoraError as error:
+            return _error(400, str(error))
+        finally:
+            temporary.unlink(missing_ok=True)
+        await asyncio.to_thread(self._prune_loras, sha)
+        return JSONResponse({"sha256": sha, "bytes": size, "tensors": tensors}, status_code=201)
 
     @api.put("/v1/pictures/{sha}")
     async def put_picture(self, sha: str, request: Request):
         if denied := self._deny(request):
             return denied
-        if not SHA256.match(sha):
-            return _error(400, "a picture is named by the SHA-256 of its bytes (64 lowercase hex digits)")
-        limit = f"the picture is larger than this server's limit of {self._max_upload / 1e6:g} MB"
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_upload:
-            return _error(400, limit)
+        if refused := _refuse_upload(sha, request, "picture", self._max_upload):
+            return refused
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
             if len(data) > self._max_upload:
-                return _error(400, limit)
+                return _error(400, _too_large("picture", self._max_upload))
         if hashlib.sha256(data).hexdigest() != sha:
             return _error(400, "the upload's bytes do not match its name (SHA-256)")
         try:
@@ -168,12 +228,14 @@ class Ingress:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             return _error(400, f"the request is not valid JSON ({error})")
         pictures: dict[str, bytes] = {}
+        loras: dict[str, str] = {}
         try:
-            parsed = request_from_wire(data, lambda sha: self._picture(sha, pictures))
+            parsed = request_from_wire(data, lambda sha: self._picture(sha, pictures),
+                                       lambda sha, name: self._lora(sha, name, loras))
             self._check_sources(parsed)
         except WireError as error:
             return _error(400, str(error))
-        return StreamingResponse(self._run_set(data, pictures, parsed), media_type="application/x-ndjson")
+        return StreamingResponse(self._run_set(data, pictures, parsed, loras), media_type="application/x-ndjson")
 
     # -- checks ----------------------------------------------------------------------------------
     def _deny(self, request: Request) -> JSONResponse | None:
@@ -194,6 +256,22 @@ class Ingress:
         os.replace(temporary, self._uploads / sha)
         return picture.size
 
+    def _store_lora(self, sha: str, temporary: Path) -> int:
+        """Check an uploaded LoRA is a readable ``.safetensors`` file, then keep it under its
+        name; the number of tensors it holds."""
+        tensors = len(read_lora_shapes(temporary, name="the LoRA"))
+        os.replace(temporary, self._loras / sha)
+        return tensors
+
+    def _lora(self, sha: str, name: str, loras: dict[str, str]) -> str:
+        """A LoRA of a request: uploaded, and used now (last in the line to be forgotten)."""
+        path = self._loras / sha
+        if not path.is_file():
+            raise WireError(f"LoRA {name} ({sha[:12]}…) was not uploaded (PUT /v1/loras/{{sha256}} first)")
+        mark_used(path)
+        loras[sha] = name
+        return f"{sha}/{name}"  # the replicas keep their own copies under the file's name
+
     def _picture(self, sha: str, pictures: dict[str, bytes]) -> str:
         path = self._uploads / sha
         try:
@@ -205,13 +283,19 @@ class Ingress:
 
     def _prune(self, keep: str | None = None) -> None:
         """Keep the uploads within their size and age (docs/server.md, "Uploaded pictures")."""
+        self._prune_store(self._uploads, self._max_store, keep, "picture")
+
+    def _prune_loras(self, keep: str | None = None) -> None:
+        self._prune_store(self._loras, self._max_lora_store, keep, "LoRA")
+
+    def _prune_store(self, folder: Path, max_bytes: int, keep: str | None, kind: str) -> None:
         try:
-            deleted = prune_uploads(self._uploads, self._max_store, self._keep_uploads_s, keep=keep)
+            deleted = prune_uploads(folder, max_bytes, self._keep_uploads_s, keep=keep)
         except OSError as error:
-            log.warning("could not tidy the uploaded pictures: %s", error)
+            log.warning("could not tidy the uploaded %ss: %s", kind, error)
             return
         if deleted:
-            log.info("forgot %s uploaded picture(s) (size or age limit)", len(deleted))
+            log.info("forgot %s uploaded %s(s) (size or age limit)", len(deleted), kind)
 
     def _check_sources(self, request: SetRequest) -> None:
         if request.model not in self._models:
@@ -273,10 +357,22 @@ class Ingress:
                 if not complete:
                     stream.cancel()
 
-    async def _run_set(self, wire: dict[str, Any], pictures: dict[str, bytes], request: SetRequest):
+    def _put_loras(self, loras: dict[str, str]) -> dict[str, list]:
+        """The request's LoRA files in Ray's object store, once for every shard: ``{sha: [ref]}``
+        (in a list, so a replica fetches the bytes only if it has no copy yet)."""
+        return {sha: [ray.put((self._loras / sha).read_bytes())] for sha in loras}
+
+    async def _run_set(self, wire: dict[str, Any], pictures: dict[str, bytes], request: SetRequest,
+                       loras: dict[str, str]):
         running = await self._running_replicas()
         if running == 0 and not await self._wait_for_replica():
             yield ndjson_line({"event": "Failed", "message": NO_ENGINE_LEFT})
+            return
+        try:
+            lora_refs = await asyncio.to_thread(self._put_loras, loras)
+        except FileNotFoundError:  # forgotten since the request was checked (the store's limits)
+            yield ndjson_line({"event": "Failed", "message": "a LoRA of this set was forgotten by the server "
+                                                             "meanwhile (its upload limits); try again"})
             return
         shards = plan_shards(request, max(1, running - self._busy_shards))
         self._busy_shards += len(shards)
@@ -285,7 +381,7 @@ class Ingress:
         try:
             trajectory = None
             if isinstance(request.style, ReferencePicture) and len(shards) > 1:
-                tasks.append(asyncio.create_task(self._pump(-1, "invert", (wire, pictures), queue)))
+                tasks.append(asyncio.create_task(self._pump(-1, "invert", (wire, pictures, lora_refs), queue)))
                 async with contextlib.aclosing(_drain(queue, streams=1)) as items:
                     async for _shard, item in items:
                         if item["event"] == TRAJECTORY:
@@ -300,7 +396,7 @@ class Ingress:
             merger = StreamMerger(request.selected, shards, request.used_references)
             for shard, only in enumerate(shards):
                 tasks.append(asyncio.create_task(
-                    self._pump(shard, "run", (wire, pictures, list(only), trajectory), queue)))
+                    self._pump(shard, "run", (wire, pictures, list(only), trajectory, lora_refs), queue)))
             async with contextlib.aclosing(_drain(queue, streams=len(shards))) as items:
                 async for shard, item in items:
                     for event in [item] if shard is None else merger.feed(shard, item):

@@ -16,6 +16,8 @@ DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 50.0
 DEFAULT_MAX_STORE_MB = 2000.0
 DEFAULT_KEEP_UPLOADS_DAYS = 7.0
+DEFAULT_MAX_LORA_MB = 2000.0
+DEFAULT_MAX_LORA_STORE_MB = 20000.0
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,11 @@ class ServerOptions:
     max_store_mb: float = DEFAULT_MAX_STORE_MB
     """Uploaded pictures kept at most (the least recently used are deleted first)."""
     keep_uploads_days: float = DEFAULT_KEEP_UPLOADS_DAYS
-    """Uploaded pictures unused this long are deleted."""
+    """Uploaded pictures and LoRAs unused this long are deleted."""
+    max_lora_mb: float = DEFAULT_MAX_LORA_MB
+    """The largest LoRA file a client may upload."""
+    max_lora_store_mb: float = DEFAULT_MAX_LORA_STORE_MB
+    """Uploaded LoRA files kept at most (the least recently used are deleted first)."""
     token_file: str | None = None
     upload_dir: str | None = None
     replica_wait_s: float = 120.0
@@ -67,6 +73,8 @@ def build_app(options: ServerOptions, digest: str, replicas: int, use_gpus: bool
         "max_upload_bytes": int(options.max_upload_mb * 1e6),
         "max_store_bytes": int(options.max_store_mb * 1e6),
         "keep_uploads_s": options.keep_uploads_days * 86400.0,
+        "max_lora_bytes": int(options.max_lora_mb * 1e6),
+        "max_lora_store_bytes": int(options.max_lora_store_mb * 1e6),
         "replica_wait_s": options.replica_wait_s,
     }
     return Ingress.bind(engine.bind(list(options.models)), config)

@@ -24,7 +24,7 @@ import ray
 from ray import serve
 
 from ..engine import events as ev
-from .wire import event_to_wire, request_from_wire
+from .wire import WireError, event_to_wire, request_from_wire
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,16 @@ class EngineReplica:
 
     # -- requests ------------------------------------------------------------------------------
     async def run(self, wire: dict[str, Any], pictures: dict[str, bytes], only: list[int],
-                  trajectory: list | None = None) -> AsyncIterator[dict[str, Any]]:
+                  trajectory: list | None = None, loras: dict[str, list] | None = None
+                  ) -> AsyncIterator[dict[str, Any]]:
         """Stream one shard: the reference and the panels ``only`` of the wire request.
-        ``trajectory``: ``[ObjectRef]`` of a (key, trajectory) pair inverted elsewhere, or None."""
-        request = replace(self._request(wire, pictures), only=tuple(only))
+        ``trajectory``: ``[ObjectRef]`` of a (key, trajectory) pair inverted elsewhere, or None.
+        ``loras``: ``{sha256: [ObjectRef]}`` of the request's LoRA files' bytes."""
+        try:
+            request = replace(await self._request(wire, pictures, loras), only=tuple(only))
+        except (WireError, OSError) as error:  # a copy that could not be made: one line, no step
+            yield event_to_wire(ev.Failed(str(error)))
+            return
         if trajectory:
             key, value = await trajectory[0]
             self._engine.trajectory_cache(request.cache_dir).put(key, value)
@@ -73,12 +79,17 @@ class EngineReplica:
         async for item in self._stream(lambda sink, cancel: self._engine.generate(request, sink, cancel)):
             yield item
 
-    async def invert(self, wire: dict[str, Any], pictures: dict[str, bytes]) -> AsyncIterator[dict[str, Any]]:
+    async def invert(self, wire: dict[str, Any], pictures: dict[str, bytes],
+                     loras: dict[str, list] | None = None) -> AsyncIterator[dict[str, Any]]:
         """Stream the inversion of the request's reference picture; the last item is
         ``{"event": TRAJECTORY, "value": (key, trajectory)}`` unless it failed or was cancelled."""
         from ..engine.generator import GenerationCancelled
 
-        request = self._request(wire, pictures)
+        try:
+            request = await self._request(wire, pictures, loras)
+        except (WireError, OSError) as error:
+            yield event_to_wire(ev.Failed(str(error)))
+            return
 
         def work(sink, cancel):
             try:
@@ -106,16 +117,49 @@ class EngineReplica:
                 "gpu": gpu, "gpu_memory_bytes": gpu_memory, "memory_bytes": memory_bytes(), **self._stats}
 
     # -- pieces ---------------------------------------------------------------------------------
-    def _request(self, wire: dict[str, Any], pictures: dict[str, bytes]):
-        """The request with this replica's copies of its pictures and its own cache folder."""
+    async def _request(self, wire: dict[str, Any], pictures: dict[str, bytes], loras: dict[str, list] | None):
+        """The request with this replica's copies of its pictures and LoRAs, and its own cache
+        folder. A LoRA's copy has the artist's file name (records and messages name it so) in a
+        folder named by its SHA-256; only the copies of the last request are kept."""
         def picture_path(sha: str) -> str:
             path = self._folder / sha
             if not path.exists():
                 path.write_bytes(pictures[sha])
             return str(path)
 
-        request = request_from_wire(wire, picture_path)
+        fetched = {sha: await refs[0] for sha, refs in (loras or {}).items() if not self._lora_copies(sha)}
+
+        def lora_path(sha: str, name: str) -> str:
+            path = self._folder / "loras" / sha / name
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                copies = self._lora_copies(sha)
+                if copies:  # the same file under another name
+                    shutil.copyfile(copies[0], path)
+                elif sha in fetched:
+                    path.write_bytes(fetched[sha])
+                else:
+                    raise WireError(f"LoRA {name} did not reach this engine")
+            return str(path)
+
+        request = request_from_wire(wire, picture_path, lora_path)
+        self._forget_loras_but(request.loras)
         return replace(request, cache_dir=str(self._folder / "trajectories"))
+
+    def _lora_copies(self, sha: str) -> list[Path]:
+        folder = self._folder / "loras" / sha
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
+    def _forget_loras_but(self, loras) -> None:
+        """Delete the LoRA copies ``loras`` does not use (the engine unloads their adapters by
+        name, without the files)."""
+        keep = {Path(lora.path) for lora in loras}
+        for folder in (self._folder / "loras").glob("*"):
+            for copy in folder.iterdir():
+                if copy not in keep:
+                    copy.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
 
     async def _stream(self, work: Callable) -> AsyncIterator[dict[str, Any]]:
         """Run ``work(sink, cancel)`` in the engine thread and yield what it reports, as wire dicts."""

@@ -1,8 +1,10 @@
 """The JSON forms of a ``SetRequest`` and of engine events, as they travel between machines.
 
-A request names its pictures (reference picture, control pictures) by the SHA-256 of their
-file bytes, never by a path: the client uploads them first (``PUT /v1/pictures/{sha256}``) and
-the server resolves each name to its own copy. Events are one JSON object each (one line of the
+A request names its pictures (reference picture, control pictures) and its LoRA files by the
+SHA-256 of their file bytes, never by a path: the client uploads them first
+(``PUT /v1/pictures/{sha256}``, ``PUT /v1/loras/{sha256}``) and the server resolves each name to
+its own copy. A LoRA also carries its file name, the name the artist knows it by (records and
+messages use it). Events are one JSON object each (one line of the
 NDJSON stream); pictures travel as base64 PNG, which is lossless, so a decoded picture has the
 engine's pixels exactly.
 """
@@ -24,6 +26,7 @@ from PIL import Image
 from ..engine import events as ev
 from ..engine.request import (
     GeneratedReference,
+    Lora,
     Panel,
     PanelControl,
     ReferencePicture,
@@ -46,7 +49,7 @@ HEARTBEAT_S = 15.0
 # its own caches, and a request never names a folder on the server.
 _REQUEST_FIELDS = ("version", "model", "style", "panels", "sampling", "settings", "micro_batch",
                    "device", "dtype", "only", "controlnet_canny", "controlnet_depth", "depth_model",
-                   "memory", "vae")
+                   "memory", "vae", "loras")
 
 
 class WireError(ValueError):
@@ -69,27 +72,32 @@ def picture_paths(request: SetRequest) -> list[str]:
 
 
 # -- requests --------------------------------------------------------------------------------------
-def request_to_wire(request: SetRequest, picture_ids: dict[str, str]) -> dict[str, Any]:
-    """The JSON form of ``request``; ``picture_ids`` maps each picture path to its SHA-256."""
-    if request.loras:  # LoRA files are on this computer; the wire has no upload for them yet
-        raise WireError("LoRAs run on this computer only: a server cannot use LoRA files yet")
+def request_to_wire(request: SetRequest, upload_ids: dict[str, str]) -> dict[str, Any]:
+    """The JSON form of ``request``; ``upload_ids`` maps each picture's and LoRA's path to the
+    SHA-256 of its bytes (its upload's name)."""
     data = request.to_dict()
     data.pop("cache_dir")
-    data.pop("loras")
+    data["loras"] = [{"lora": upload_ids[lora.path], "file": lora.name, "weight": lora.weight}
+                     for lora in request.loras]
     data["panels"] = list(data["panels"])
     for reference in data["style"] if isinstance(data["style"], list) else [data["style"]]:
         if reference["kind"] == "picture":
-            reference["picture"] = picture_ids[reference.pop("path")]
+            reference["picture"] = upload_ids[reference.pop("path")]
     for panel in data["panels"]:
         if panel["control"] is not None:
-            panel["control"]["picture"] = picture_ids[panel["control"].pop("image")]
+            panel["control"]["picture"] = upload_ids[panel["control"].pop("image")]
     data["only"] = None if request.only is None else list(request.only)
     return {"version": WIRE_VERSION, **data}
 
 
-def request_from_wire(data: Any, picture_path: Callable[[str], str]) -> SetRequest:
+LoraPath = Callable[[str, str], str]
+"""``lora_path(sha256, file_name)``: a local ``.safetensors`` file with that upload's bytes."""
+
+
+def request_from_wire(data: Any, picture_path: Callable[[str], str], lora_path: LoraPath | None = None) -> SetRequest:
     """The ``SetRequest`` a JSON request describes; ``picture_path(sha256)`` gives a local file
-    for a picture name (and raises WireError for an unknown one). Raises WireError."""
+    for a picture name and ``lora_path`` one for a LoRA (each raises WireError for an unknown
+    one; without ``lora_path`` a request with LoRAs is refused). Raises WireError."""
     if not isinstance(data, dict):
         raise WireError("the request must be a JSON object")
     if data.get("version") != WIRE_VERSION:
@@ -114,6 +122,7 @@ def request_from_wire(data: Any, picture_path: Callable[[str], str]) -> SetReque
             depth_model=data.get("depth_model"),
             memory=data.get("memory", "auto"),
             vae=data.get("vae"),
+            loras=tuple(_lora(item, lora_path) for item in data.get("loras") or ()),
         )
     except WireError:
         raise
@@ -152,6 +161,25 @@ def _picture(data: dict, picture_path: Callable[[str], str]) -> str:
     if not isinstance(name, str) or not SHA256.match(name):
         raise WireError("bad request: pictures are named by the SHA-256 of an upload (64 hex digits)")
     return picture_path(name)
+
+
+def lora_file_name(name: Any) -> str:
+    """A LoRA's file name as a request gives it: a plain ``.safetensors`` name, no folder."""
+    if (not isinstance(name, str) or not name.lower().endswith(".safetensors") or name.startswith(".")
+            or len(name) > 255 or any(c in name for c in "/\\:") or not name.isprintable()):
+        raise WireError("bad request: a LoRA's 'file' must be a plain .safetensors file name (no folder)")
+    return name
+
+
+def _lora(data: Any, lora_path: LoraPath | None) -> Lora:
+    if lora_path is None:
+        raise WireError("this server takes no LoRAs")
+    if not isinstance(data, dict) or set(data) != {"lora", "file", "weight"}:
+        raise WireError("bad request: each LoRA is a JSON object with 'lora', 'file' and 'weight'")
+    sha = data["lora"]
+    if not isinstance(sha, str) or not SHA256.match(sha):
+        raise WireError("bad request: LoRAs are named by the SHA-256 of an upload (64 hex digits)")
+    return Lora(lora_path(sha, lora_file_name(data["file"])), data["weight"])
 
 
 def _style(data: Any, picture_path: Callable[[str], str]):

@@ -16,23 +16,13 @@ from typing import Any
 from ..engine.settings import StyleAlignedSettings
 from . import files, folders, observer
 from .errors import PictureError, SessionError
+from .generation import GenerationSettings, source_defaults
 from .history import RunRecord
+from .json_fields import MAX_SEED, Reader, check_seed
 from .observer import Change, Observable
 from .pictures import PreparedPicture, picture_files, prepare_picture, prepare_picture_data
 from .presets import StylePreset
-from .values import (
-    MAX_SEED,
-    Control,
-    GenerationSettings,
-    Panel,
-    Reader,
-    Reference,
-    Style,
-    StyleReference,
-    check_seed,
-    new_panel_id,
-    source_defaults,
-)
+from .values import Control, Panel, Reference, Style, StyleReference, new_panel_id
 
 
 @dataclass

@@ -19,15 +19,9 @@ from ..engine.request import SetRequest
 from ..engine.runfolder import REFERENCE_FILE as REFERENCE_FILE  # re-exported for the UI
 from ..engine.runfolder import reference_file as reference_file_name
 from .errors import SessionError
-from .values import (
-    Control,
-    GenerationSettings,
-    Reader,
-    check_number,
-    check_relative_path,
-    check_seed,
-    opt_size,
-)
+from .generation import GenerationSettings
+from .json_fields import Reader, check_number, check_relative_path, check_seed, opt_size
+from .values import Control
 
 RUN_STATUSES = ("finished", "cancelled", "failed")
 OUTPUTS = "outputs"

@@ -104,21 +104,14 @@ from ..engine.request import SetRequest
 from . import files, folders, observer, planning
 from .document import ReferenceImport, SessionDocument
 from .errors import PictureError, SessionError
+from .generation import SDXL_SIZES, GenerationSettings
 from .history import RunPlan, RunRecord
+from .json_fields import MAX_SEED
 from .observer import Change
 from .pictures import PreparedPicture, prepare_picture, prepare_picture_data
 from .planning import compose_prompt
 from .presets import StylePreset
-from .values import (
-    MAX_SEED,
-    SDXL_SIZES,
-    Control,
-    GenerationSettings,
-    Panel,
-    Reference,
-    Style,
-    StyleReference,
-)
+from .values import Control, Panel, Reference, Style, StyleReference
 
 __all__ = [
     "MAX_SEED",

@@ -17,8 +17,9 @@ from pathlib import Path
 from ..engine.request import GeneratedReference, PanelControl, ReferencePicture, SetRequest
 from ..engine.request import Panel as RequestPanel
 from .errors import SessionError
+from .generation import GenerationSettings
 from .history import RunPlan, RunStyle, new_run_id
-from .values import Control, GenerationSettings, Panel, Reference, Style
+from .values import Control, Panel, Reference, Style
 
 FileOf = Callable[[str], "Path | None"]
 """The real path of a session-relative regular file inside the session, else None (``Session.file``)."""

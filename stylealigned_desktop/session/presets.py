@@ -31,7 +31,8 @@ from .. import paths
 from ..engine.settings import StyleAlignedSettings
 from .atomic import write_json_atomic
 from .errors import SessionError
-from .values import GenerationSettings, Reader
+from .generation import GenerationSettings
+from .json_fields import Reader
 
 FORMAT = "stylealigned-style"
 VERSION = 1

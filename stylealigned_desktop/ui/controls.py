@@ -32,7 +32,8 @@ from ..engine.request import SCHEDULERS
 from ..engine.runfolder import read_parameters
 from ..engine.settings import StyleAlignedSettings
 from ..session.errors import SessionError
-from ..session.values import SDXL_SIZES, GenerationSettings
+from ..session.generation import SDXL_SIZES, GenerationSettings
+from ..session.picture_settings import settings_from_picture
 from .actions import connect_command
 from .model_extras import LoraList, VaeChoice, memory_combo
 from .previews import small_combo
@@ -534,14 +535,18 @@ class SettingsPanel(QWidget):
         self.use_picture_settings(path)
 
     def use_picture_settings(self, path: str) -> None:
-        """Take the settings a picture made by the app records (its ``stylealigned`` chunk)."""
+        """Take the settings a picture made by the app records (its ``stylealigned`` chunk), in
+        one change; a LoRA or VAE it names that is not on this computer is left out and named."""
         try:
-            new = self._settings.with_picture_parameters(read_parameters(path))
+            taken = settings_from_picture(self._settings, read_parameters(path))
         except (SessionError, ValueError) as exc:
             self.problem.emit(str(exc))
             return
-        self.set_settings(new)
-        self.changed.emit(new)
+        self.set_settings(taken.settings)
+        self.changed.emit(taken.settings)
+        notice = taken.notice(path)
+        if notice:
+            self.problem.emit(notice)
 
     def _reset_defaults(self) -> None:
         sa = (StyleAlignedSettings.for_reference_image() if self._picture_reference

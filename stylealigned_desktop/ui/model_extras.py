@@ -223,8 +223,15 @@ class LoraList(QWidget):
         if paths:
             self.add_files(paths)
 
+    @staticmethod
+    def _takes(event) -> bool:
+        """Files, not only PNGs: a picture the app made is for the Settings panel around the list
+        (its settings are used), so it passes on to it."""
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        return bool(urls) and not all(url.path().lower().endswith(".png") for url in urls)
+
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if event.mimeData().hasUrls():
+        if self._takes(event):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -233,6 +240,9 @@ class LoraList(QWidget):
         self.dragEnterEvent(event)
 
     def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
+        if not self._takes(event):
+            event.ignore()
+            return
         local, other = local_paths(event.mimeData().urls())
         if other and not local:
             self.refused.emit(f"Only files on this computer can be added ({other[0]})")

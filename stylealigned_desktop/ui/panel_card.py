@@ -24,8 +24,9 @@ from PySide6.QtWidgets import (
 from ..engine.limits import PANEL_SIZE_STEP
 from ..engine.request import CONTROL_MODES
 from ..prompts_file import parse_size
+from ..session.generation import SDXL_SIZES
+from ..session.json_fields import MAX_SEED
 from ..session.model import Panel
-from ..session.values import MAX_SEED, SDXL_SIZES
 from .actions import connect_command
 from .controls import size_label
 from .gallery import local_paths

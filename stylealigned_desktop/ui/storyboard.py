@@ -30,9 +30,9 @@ from PySide6.QtWidgets import (
 from .. import prompts_file
 from ..session import observer
 from ..session.errors import SessionError
+from ..session.json_fields import MAX_SEED
 from ..session.model import Panel, Session
 from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
-from ..session.values import MAX_SEED
 from .actions import add_menu_command, connect_command
 from .background import BackgroundPool
 from .gallery import PICTURE_FILTER, import_error, png_bytes

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from ..session import observer
 from ..session.errors import SessionError
-from ..session.values import MAX_SEED as MAX_SEED_
+from ..session.json_fields import MAX_SEED as MAX_SEED_
 from .actions import connect_command
 from .previews import small_combo
 from .theme import icon as icon_

@@ -40,9 +40,10 @@ def test_memory_lora_and_vae_flags_reach_the_pictures_and_the_record(tmp_path, e
     assert low.returncode == 0, low.stderr
     run = json.loads((tmp_path / "low" / "run.json").read_text())
     assert run["memory_mode"] == "low"
-    assert run["loras"] == [{"file": "ink.safetensors", "weight": 0.8}] and run["vae"] == str(extras["vae"])
+    recorded = [(x["file"], x["path"], x["weight"]) for x in run["loras"]]
+    assert recorded == [("ink.safetensors", str(extras["lora"]), 0.8)] and run["vae"] == str(extras["vae"])
     params = read_parameters(tmp_path / "low" / "panel-02.png")
-    assert params["loras"] == [{"file": "ink.safetensors", "weight": 0.8}] and params["vae"] == str(extras["vae"])
+    assert params["loras"] == run["loras"] and params["vae"] == str(extras["vae"]) and params["memory"] == "low"
     assert json.loads((tmp_path / "plain" / "run.json").read_text())["loras"] == []
     for name in PICTURES:  # the LoRA (and the VAE) changed every picture
         assert np.abs(pixels(tmp_path / "plain" / name) - pixels(tmp_path / "low" / name)).max() > 8, name

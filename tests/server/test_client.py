@@ -6,14 +6,21 @@ from __future__ import annotations
 import socket
 import threading
 
+import httpx2 as httpx
 import pytest
 from PIL import Image
 
 from stylealigned_desktop.cli import main
 from stylealigned_desktop.engine import events as ev
-from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
-from stylealigned_desktop.server.client import ServerEngine
-from tests.fake_server import StreamingHandler, serving
+from stylealigned_desktop.engine.request import (
+    GeneratedReference,
+    Panel,
+    ReferencePicture,
+    Sampling,
+    SetRequest,
+)
+from stylealigned_desktop.server.client import ServerEngine, ServerError
+from tests.fake_server import DroppingHandler, StreamingHandler, serving
 
 GIVE_UP_S = 20.0
 """How long the server waits for the client to leave before it calls the test failed."""
@@ -94,15 +101,54 @@ GENERATE = ["generate", "--model", "tiny", "--reference-prompt", "a lighthouse",
             "--steps", "2", "--width", "128", "--height", "64", "--quiet"]
 
 
-def test_generate_with_a_server_that_is_not_there_is_one_line_and_exit_2(tmp_path, capsys):
+def _generate_on(url, tmp_path, capsys):
     token = tmp_path / "token"
     token.write_text("a-token\n")
-    url = f"http://127.0.0.1:{_closed_port()}"
     code = main([*GENERATE, "--out", str(tmp_path / "out"), "--server", url, "--token-file", str(token)])
     error = capsys.readouterr().err.strip()
     assert code == 2
-    assert error.startswith(f"stylealigned: error: server {url}: lost the connection to the server"), error
     assert "\n" not in error and not list((tmp_path / "out").glob("*.png"))
+    return error
+
+
+def test_generate_with_a_server_that_is_not_there_says_it_could_not_reach_it(tmp_path, capsys):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    error = _generate_on(url, tmp_path, capsys)
+    assert error.startswith(f"stylealigned: error: server {url}: could not reach the server at {url} ("), error
+    assert "refused" in error.lower() and "lost the connection" not in error and "not finished" not in error
+
+
+def test_generate_with_a_server_that_drops_mid_set_says_it_lost_the_connection(tmp_path, capsys):
+    DroppingHandler.seen.clear()
+    with serving(DroppingHandler) as url:
+        error = _generate_on(url, tmp_path, capsys)
+    assert DroppingHandler.seen == ["Bearer a-token"]  # the set had begun there
+    assert error.startswith(f"stylealigned: error: server {url}: lost the connection to the server at {url}: "
+                            "this set was not finished"), error
+
+
+def test_a_server_gone_between_the_uploads_and_the_set_is_a_lost_connection(tmp_path):
+    """The server answered (the picture is there) and then could not be reached for the set: a
+    connection lost mid-run, not a server never reached."""
+    picture = tmp_path / "mood.png"
+    Image.new("RGB", (24, 16), "blue").save(picture)
+    calls = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, request.url.path.split("/")[2]))
+        if request.method == "HEAD" and len(calls) == 1:
+            return httpx.Response(200)
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)  # gone from now on
+
+    client = ServerEngine("http://studio:8765", "token", transport=httpx.MockTransport(server))
+    request = SetRequest(model="tiny", style=ReferencePicture(str(picture)), panels=(Panel("a fox", 2),),
+                         sampling=Sampling(steps=2, width=128, height=64))
+    with pytest.raises(ServerError, match="^lost the connection to the server at http://studio:8765: this set"):
+        client.generate(request)
+    assert calls == [("HEAD", "pictures"), ("POST", "sets")]
+    with pytest.raises(ServerError, match=r"^could not reach the server at http://studio:8765 \("):
+        client.generate(request)  # a new set: this time nothing answered
+    assert calls[2:] == [("HEAD", "pictures")]
 
 
 def test_generate_with_a_missing_token_file_is_one_line_and_exit_2(tmp_path, capsys):

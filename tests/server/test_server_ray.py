@@ -9,9 +9,11 @@ replica has one CPU, so the local runs compared against run with one thread too.
 import contextlib
 import hashlib
 import io
+import json
 import socket
 import threading
 import time
+from dataclasses import replace
 
 import httpx2 as httpx
 import numpy as np
@@ -24,18 +26,22 @@ from ray import serve
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.generator import Engine
+from stylealigned_desktop.engine.lora import LoraError
 from stylealigned_desktop.engine.request import (
     GeneratedReference,
+    Lora,
     Panel,
     ReferencePicture,
     Sampling,
     SetRequest,
 )
+from stylealigned_desktop.engine.runfolder import read_parameters
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 from stylealigned_desktop.server.client import ServerEngine, ServerError
 from stylealigned_desktop.server.launch import ServerOptions, start
 from stylealigned_desktop.ui.where_dialog import SERVER, WhereDialog, access_token_path
 from stylealigned_desktop.ui.worker import JobState
+from tests.loras import tiny_lora_state, write_diffusers_lora, write_sd15_lora
 from tests.ui.conftest import make_window, tiny_engine  # noqa: F401 (the window fixtures)
 from tests.ui.uifakes import run_and_wait, storyboard
 
@@ -43,6 +49,7 @@ pytestmark = pytest.mark.server
 
 UPLOAD_LIMIT_MB = 0.2
 STORE_LIMIT_MB = 0.4
+LORA_LIMIT_MB = 1.0
 
 
 def _free_port() -> int:
@@ -59,7 +66,7 @@ def server(tmp_path_factory):
         started = start(ServerOptions(models=("tiny",), replicas=2, port=_free_port(),
                                       token_file=str(folder / "token"), upload_dir=str(folder / "uploads"),
                                       max_upload_mb=UPLOAD_LIMIT_MB, max_store_mb=STORE_LIMIT_MB,
-                                      replica_wait_s=120))
+                                      max_lora_mb=LORA_LIMIT_MB, replica_wait_s=120))
         yield started
     finally:
         serve.shutdown()
@@ -160,7 +167,11 @@ def test_a_reference_picture_is_inverted_once_for_a_sharded_set(client, local, p
     assert _totals(client, "inversions") == inversions + 1
     assert _totals(client, "trajectories_received") == received + 2  # both shards got it from the store
     assert [e.step for e in events if isinstance(e, ev.Inverting)] == [1, 2, 3, 4]
-    expected = local(request)
+    local_events = []
+    expected = local(request, local_events)
+    # the pictures' metadata names the reference picture where the artist has it, as locally
+    assert [e.metadata for e in events if isinstance(e, ev.PanelDone)] == [
+        e.metadata for e in local_events if isinstance(e, ev.PanelDone)]
     assert _same_pixels(result.reference, expected.reference)
     assert all(_same_pixels(result.panels[i], expected.panels[i]) for i in range(2))
 
@@ -303,6 +314,122 @@ def test_generate_with_server_and_a_wrong_token_is_one_line_and_exit_2(server, t
     assert error.startswith(f"stylealigned: error: server {server.url}: the server refused the token"), error
     assert "\n" not in error
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+# -- LoRAs: uploaded once, by their content --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lora_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("loras")
+    return {"ink": write_diffusers_lora(folder / "ink.safetensors", tiny_lora_state(seed=3)),
+            "sd15": write_sd15_lora(folder / "sd15-style.safetensors")}
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """The HTTP calls the client makes (method, path), its own calls unchanged."""
+    made = []
+    original = ServerEngine._call
+
+    def call(self, method, path, **kwargs):
+        made.append((method, path))
+        return original(self, method, path, **kwargs)
+
+    monkeypatch.setattr(ServerEngine, "_call", call)
+    return made
+
+
+def test_generate_with_server_and_a_lora_writes_the_pictures_of_a_local_generate(server, client, tmp_path,
+                                                                                picture, lora_files, calls):
+    """``generate --server --lora ink.safetensors:0.8`` with a reference picture, two shards: the
+    same PNG files as a local ``generate``; the picture is inverted once (the replicas' copies of
+    the LoRA key the inversion as the artist's file does); a second set sends the LoRA no more."""
+    from stylealigned_desktop.cli import main
+
+    token = tmp_path / "token"
+    token.write_text(server.token + "\n")
+    plain = ["generate", "--model", "tiny", "--reference-image", str(picture), "--reference-caption", "a blue ball",
+             "--prompt", "a fox", "--prompt", "a crow", "--seed", "5", "--steps", "3", "--scheduler", "euler",
+             "--guidance", "4.0", "--width", "128", "--height", "64", "--micro-batch", "1", "--quiet"]
+    command = [*plain, "--lora", f"{lora_files['ink']}:0.8"]
+    remote = [*command, "--server", server.url, "--token-file", str(token)]
+    sha = hashlib.sha256(lora_files["ink"].read_bytes()).hexdigest()
+    sets, inversions = _totals(client, "sets"), _totals(client, "inversions")
+    assert main([*remote, "--out", str(tmp_path / "server")]) == 0
+    assert _totals(client, "sets") == sets + 2 and _totals(client, "inversions") == inversions + 1
+    assert ("PUT", f"/v1/loras/{sha}") in calls
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main([*command, "--out", str(tmp_path / "local")]) == 0
+        assert main([*plain, "--out", str(tmp_path / "plain")]) == 0  # without the LoRA
+    finally:
+        torch.set_num_threads(threads)
+    local = {p.name: p.read_bytes() for p in (tmp_path / "local").glob("*.png")}
+    served = {p.name: p.read_bytes() for p in (tmp_path / "server").glob("*.png")}
+    assert {"reference.png", "panel-01.png", "panel-02.png"} <= set(local) and sorted(served) == sorted(local)
+    assert all(served[name] == local[name] for name in local), [n for n in local if served[n] != local[n]]
+    without = Image.open(tmp_path / "plain" / "panel-01.png")
+    assert not _same_pixels(without, Image.open(tmp_path / "server" / "panel-01.png"))  # the LoRA took part
+    recorded = read_parameters(tmp_path / "server" / "panel-02.png")["loras"]
+    assert [(r["file"], r["path"], r["weight"]) for r in recorded] == [("ink.safetensors", str(lora_files["ink"]), 0.8)]
+
+    calls.clear()
+    assert main([*remote, "--out", str(tmp_path / "again")]) == 0
+    assert ("HEAD", f"/v1/loras/{sha}") in calls and not [c for c in calls if c[0] == "PUT"]  # kept there
+    assert all((tmp_path / "again" / name).read_bytes() == local[name] for name in local)
+
+
+def test_a_lora_named_as_the_artist_knows_it_and_an_sd15_lora_refused_before_any_step(client, lora_files):
+    """The pictures' metadata from the server names the LoRA by its file name, as a local run's
+    does; a LoRA for SD 1.5 is refused on the server with the local message, before any step."""
+    ink = replace(_request(2, steps=2, micro_batch=1), loras=(Lora(str(lora_files["ink"]), 0.8),))
+    events = []
+    client.generate(ink, events.append)
+    done = [e.metadata for e in events if isinstance(e, ev.PanelDone)]
+    local_events = []
+    Engine().generate(ink, local_events.append)
+    assert done == [e.metadata for e in local_events if isinstance(e, ev.PanelDone)]
+    assert all(m["loras"] == [{"file": "ink.safetensors", "path": str(lora_files["ink"]), "weight": 0.8}]
+               for m in done) and len(done) == 3
+    assert "stylealigned-replica" not in json.dumps(done)  # no server copy named
+
+    sd15 = replace(ink, loras=(Lora(str(lora_files["sd15"]), 1.0),))
+    with pytest.raises(LoraError) as local_refusal:
+        Engine().generate(sd15)
+    events.clear()
+    with pytest.raises(ServerError) as refusal:
+        client.generate(sd15, events.append)
+    assert str(refusal.value) == str(local_refusal.value)
+    assert str(refusal.value).startswith("sd15-style.safetensors is a LoRA for SD 1.5; this model is")
+    assert not [e for e in events if isinstance(e, (ev.Step, ev.Preview, ev.PanelDone))]
+    assert isinstance(events[-1], ev.Failed) and events[-1].message == str(local_refusal.value)
+
+
+def test_lora_uploads_that_are_not_safetensors_loras_are_400_with_one_line(server, lora_files):
+    pickle_bytes = b"\x80\x04\x95" + b"\x00" * 64  # what a .ckpt starts with: never read
+    empty = _safetensors({})
+    big = _safetensors({"lora_unet_x.lora_down.weight": np.zeros((int(LORA_LIMIT_MB * 1e6) // 4 + 1,), np.float32)})
+    ink = lora_files["ink"].read_bytes()
+    for data, words in ((pickle_bytes, "not a readable .safetensors LoRA"), (empty, "holds no weights"),
+                        (big, "larger than"), (ink[:-10], "not a readable .safetensors LoRA")):
+        response = _raw(server, "PUT", f"/v1/loras/{hashlib.sha256(data).hexdigest()}", content=data)
+        assert response.status_code == 400, response.text
+        message = response.json()["error"]
+        assert words in message and "\n" not in message and "uploads" not in message and ".part" not in message
+        assert _raw(server, "HEAD", f"/v1/loras/{hashlib.sha256(data).hexdigest()}").status_code == 404
+    response = _raw(server, "PUT", f"/v1/loras/{'0' * 64}", content=ink)
+    assert response.status_code == 400 and "do not match" in response.json()["error"]
+    body = {**_wire(_request(1)), "loras": [{"lora": "e" * 64, "file": "ink.safetensors", "weight": 1.0}]}
+    response = _raw(server, "POST", "/v1/sets", json=body)
+    assert response.status_code == 400 and "ink.safetensors" in response.json()["error"]
+    assert "was not uploaded" in response.json()["error"]
+
+
+def _safetensors(tensors) -> bytes:
+    from safetensors.numpy import save
+
+    return save(tensors)
 
 
 # -- the desktop app as the server's client (the window fixtures of tests/ui) --------------------

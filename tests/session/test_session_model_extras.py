@@ -6,8 +6,8 @@ import pytest
 
 from stylealigned_desktop.engine.request import Lora
 from stylealigned_desktop.session.errors import SessionError
+from stylealigned_desktop.session.generation import GenerationSettings
 from stylealigned_desktop.session.store import load_session, save_session_as
-from stylealigned_desktop.session.values import GenerationSettings
 
 
 def test_memory_vae_and_loras_reach_the_request(session):

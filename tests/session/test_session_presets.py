@@ -9,8 +9,8 @@ import pytest
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 from stylealigned_desktop.session import presets
 from stylealigned_desktop.session.errors import SessionError
+from stylealigned_desktop.session.generation import SDXL_SIZES, GenerationSettings
 from stylealigned_desktop.session.presets import StylePreset
-from stylealigned_desktop.session.values import SDXL_SIZES, GenerationSettings
 
 AUTHORS_DEMO_STYLES = {
     "macro photo. 3d game asset.",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from stylealigned_desktop.session.generation import SDXL_SIZES
 from stylealigned_desktop.session.model import Session
 from stylealigned_desktop.session.presets import user_presets_dir
-from stylealigned_desktop.session.values import SDXL_SIZES
 from stylealigned_desktop.ui.controls import TIPS, SettingsPanel
 from stylealigned_desktop.ui.style_panel import StylePanel
 

@@ -7,7 +7,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QFileDialog
 
 from stylealigned_desktop.engine.request import Lora
-from stylealigned_desktop.session.values import GenerationSettings
+from stylealigned_desktop.session.generation import GenerationSettings
 from stylealigned_desktop.ui.model_extras import FP16_FIX_VAE
 from tests.ui.test_controls import bound_settings
 from tests.ui.uifakes import drop_files
@@ -33,9 +33,9 @@ def test_a_dropped_non_lora_file_is_refused_with_a_message(qtbot, tmp_path):
     session, panel = bound_settings(qtbot)
     problems = []
     panel.problem.connect(problems.append)
-    drop_files(panel.loras, [tmp_path / "sketch.png"])
+    drop_files(panel.loras, [tmp_path / "sketch.jpg"])
     assert session.settings.loras == ()
-    assert problems and "sketch.png" in problems[0] and ".safetensors" in problems[0]
+    assert problems and "sketch.jpg" in problems[0] and ".safetensors" in problems[0]
 
 
 def test_weight_slider_keys_and_remove_button(qtbot, tmp_path):

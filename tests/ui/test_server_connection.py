@@ -5,35 +5,21 @@ does. (A whole set made on a real server is in tests/server/test_server_ray.py.)
 
 from __future__ import annotations
 
-import socket
-
 import pytest
-from PIL import Image
 
-from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.ui.config import DesktopConfig
 from stylealigned_desktop.ui.where_dialog import SERVER, save_token
 from stylealigned_desktop.ui.worker import JobState
-from tests.fake_server import StreamingHandler, serving
+from tests.fake_server import DroppingHandler, serving
 from tests.ui.conftest import Answers
 from tests.ui.uifakes import run_and_wait, storyboard
 
 pytestmark = pytest.mark.slow
 
 
-class DroppingServer(StreamingHandler):
-    seen: list[str] = []
-
-    def do_POST(self):  # noqa: N802 (http.server)
-        self.seen.append(self.headers.get("Authorization", ""))
-        self.start_set((ev.Loading(1.0, "loading tiny"), ev.Step(1, 3),
-                        ev.Preview(None, 1, Image.new("RGB", (8, 8), "red"))))
-        self.connection.shutdown(socket.SHUT_RDWR)  # no final chunk: the connection is lost mid-set
-
-
 @pytest.fixture
 def dropping_server():
-    with serving(DroppingServer) as url:
+    with serving(DroppingHandler) as url:
         yield url
 
 
@@ -51,7 +37,7 @@ def test_a_lost_connection_is_one_clear_message_and_the_session_keeps_everything
         panels = [p.prompt for p in session.panels]
         job = run_and_wait(qtbot, window, window.runs.generate, timeout=30000)
         assert job.state is JobState.failed
-        assert DroppingServer.seen[-1] == "Bearer secret-token"
+        assert DroppingHandler.seen[-1] == "Bearer secret-token"
         message = window.banner_text.text()
         assert not window.banner.isHidden() and "lost the connection to the server" in message
         assert "\n" not in message and "Traceback" not in message

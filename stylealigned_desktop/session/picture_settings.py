@@ -1,0 +1,106 @@
+"""A picture's settings taken into a session ("use this picture's settings"): what a PNG the app
+wrote records (its ``stylealigned`` chunk, ``engine.runfolder.read_parameters``) becomes the
+session's generation settings, with the files it names looked up on this computer.
+
+Taken: steps, guidance, size, sampler, negative prompt, the StyleAligned settings, the inversion
+settings of a reference-picture run, the memory mode, the VAE and the LoRAs with their weights.
+The model, micro-batch and control models stay: they name things chosen on this computer. A
+LoRA or VAE file the picture names that is not here is left out (the rest is taken) and named
+in :attr:`PictureSettings.missing`, for the user to find.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..engine.models import HUB_ID, looks_like_path
+from ..engine.request import Lora
+from ..engine.settings import StyleAlignedSettings
+from .errors import SessionError
+from .generation import GenerationSettings
+
+_SAMPLING = ("steps", "guidance", "width", "height", "scheduler")
+
+
+@dataclass(frozen=True)
+class PictureSettings:
+    """The settings a picture gives, and the files it names that this computer lacks (each
+    described for the user: what it is, its name, its weight, where it was)."""
+
+    settings: GenerationSettings
+    missing: tuple[str, ...] = ()
+
+    def notice(self, picture: str) -> str | None:
+        """What to tell the user about the missing files, or None."""
+        if not self.missing:
+            return None
+        return (f"Took the settings of {Path(picture).name}, except what is not on this computer: "
+                f"{'; '.join(self.missing)}. Add it in Settings (LoRAs and VAE) if you have it elsewhere.")
+
+
+def settings_from_picture(settings: GenerationSettings, parameters: Any) -> PictureSettings:
+    """``settings`` with those ``parameters`` (a picture's) record (see the module's note).
+    Raises SessionError for what the session refuses (then nothing is taken)."""
+    if not isinstance(parameters, dict):
+        raise SessionError("the picture's settings are not a JSON object")
+    changes: dict[str, Any] = {k: parameters[k] for k in _SAMPLING if k in parameters}
+    missing: list[str] = []
+    try:
+        if "negative_prompt" in parameters:
+            changes["negative_prompt"] = parameters["negative_prompt"] or ""
+        if "inversion_guidance" in parameters:
+            changes["inversion_guidance"] = parameters["inversion_guidance"]
+            changes["inversion_offset"] = parameters.get("inversion_offset")
+        if "stylealigned" in parameters:
+            changes["style_aligned"] = StyleAlignedSettings.from_dict(dict(parameters["stylealigned"]))
+        if "memory" in parameters:
+            changes["memory"] = parameters["memory"]
+        if "vae" in parameters:
+            vae = _vae_here(parameters["vae"])
+            if vae is None:
+                missing.append(f"the VAE {parameters['vae']}")
+            else:
+                changes["vae"] = vae
+        if "loras" in parameters:
+            changes["loras"] = _loras_here(parameters["loras"], settings.loras, missing)
+        return PictureSettings(replace(settings, **changes), tuple(missing))
+    except SessionError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise SessionError(f"the picture's settings cannot be used: {exc}") from None
+
+
+def _vae_here(vae: Any) -> str | None:
+    """The VAE source to use ("" for the model's own), or None if it is a file or folder that
+    is not on this computer. A hub id is taken as it is (downloaded or found in the cache)."""
+    if vae is None or vae == "":
+        return ""
+    if not isinstance(vae, str):
+        raise TypeError(f"the VAE must be text, got {vae!r}")
+    if Path(vae).expanduser().exists():
+        return vae
+    if HUB_ID.match(vae) and not looks_like_path(vae) and not vae.lower().endswith(".safetensors"):
+        return vae
+    return None
+
+
+def _loras_here(entries: Any, current: tuple[Lora, ...], missing: list[str]) -> tuple[Lora, ...]:
+    """The picture's LoRAs found on this computer, with their weights: at the place the picture
+    recorded, else the session's LoRA of the same file name (pictures that recorded names only);
+    the others are described in ``missing``."""
+    if not isinstance(entries, list):
+        raise TypeError(f"the LoRAs must be a list, got {entries!r}")
+    mine = {Path(lora.path).name: lora.path for lora in current if Path(lora.path).expanduser().is_file()}
+    found = []
+    for entry in entries:
+        name, path, weight = entry["file"], entry.get("path"), entry["weight"]
+        if path and Path(path).expanduser().is_file():
+            found.append(Lora(path, weight))
+        elif name in mine:
+            found.append(Lora(mine[name], weight))
+        else:
+            where = f", was {path}" if path else ""
+            missing.append(f"the LoRA {name} (weight {weight:g}{where})")
+    return tuple(found)

@@ -1,0 +1,50 @@
+"""What a picture's recorded settings give a session: hub ids as they are, LoRAs found by name for
+pictures that recorded names only, older pictures leaving what they do not record."""
+
+from __future__ import annotations
+
+import pytest
+
+from stylealigned_desktop.engine.request import Lora
+from stylealigned_desktop.session.errors import SessionError
+from stylealigned_desktop.session.generation import GenerationSettings
+from stylealigned_desktop.session.picture_settings import settings_from_picture
+
+
+def test_a_hub_vae_is_taken_as_it_is_and_a_missing_vae_file_is_named(tmp_path):
+    mine = GenerationSettings(vae=str(tmp_path))
+    taken = settings_from_picture(mine, {"vae": "madebyollin/sdxl-vae-fp16-fix"})
+    assert taken.settings.vae == "madebyollin/sdxl-vae-fp16-fix" and taken.missing == ()
+    assert taken.notice("panel-01.png") is None
+    for gone in ("/nowhere/sdxl_vae.safetensors", "sdxl_vae.safetensors", "C:\\vaes\\fp16"):
+        taken = settings_from_picture(mine, {"vae": gone, "steps": 12})
+        assert taken.settings.vae == str(tmp_path) and taken.settings.steps == 12
+        assert taken.missing == (f"the VAE {gone}",)
+    assert settings_from_picture(mine, {"vae": None}).settings.vae == ""  # the model's own
+
+
+def test_loras_recorded_by_name_only_are_found_among_the_sessions(tmp_path):
+    ink = tmp_path / "ink.safetensors"
+    ink.write_bytes(b"{}")
+    mine = GenerationSettings(loras=(Lora(str(ink), 1.0),))
+    taken = settings_from_picture(mine, {"loras": [{"file": "ink.safetensors", "weight": -0.3},
+                                                   {"file": "pastel.safetensors", "weight": 0.7}]})
+    assert taken.settings.loras == (Lora(str(ink), -0.3),)
+    assert taken.missing == ("the LoRA pastel.safetensors (weight 0.7)",)
+    assert "pastel.safetensors" in taken.notice("/runs/a/panel-02.png")
+    assert settings_from_picture(mine, {"loras": []}).settings.loras == ()  # a picture without LoRAs
+
+
+def test_what_an_older_picture_does_not_record_stays():
+    mine = GenerationSettings(memory="balanced", vae="owner/vae", loras=(Lora("/x/ink.safetensors", 0.5),))
+    taken = settings_from_picture(mine, {"steps": 30})
+    assert taken.settings == mine.replace(steps=30) and taken.missing == ()
+
+
+@pytest.mark.parametrize("parameters", [
+    {"memory": "huge"}, {"loras": "ink"}, {"loras": [{"weight": 1}]},
+    {"loras": [{"file": "a.safetensors", "weight": "much"}]}, {"vae": 3}, ["steps"],
+])
+def test_settings_the_session_refuses_take_nothing(parameters):
+    with pytest.raises(SessionError):
+        settings_from_picture(GenerationSettings(), parameters)
