@@ -6,7 +6,10 @@ it measures seconds per denoising step and peak memory of
 
 * ``plain``          a plain SDXL pipeline batch of reference + panels, no sharing;
 * ``style_aligned``  the same batch inside the full-batch ``style_aligned`` context manager;
-* ``engine-mbM``     the storyboard engine, reference branch once per step, panels M at a time.
+* ``engine-mbM``     the storyboard engine, reference branch once per step, panels M at a time;
+* with ``--floors``: ``unshared-mbM`` and ``keys-mbM``, the engine with settings that share
+  nothing / only the reference's keys and values (what micro-batching costs on the machine, and
+  the least work of the method), and the engine's ratio to ``keys-mbM``.
 
 It prints a table and writes JSON (``benchmarks/results/``). See ``docs/performance.md``.
 
@@ -65,9 +68,12 @@ REFERENCE_PROMPT = "a toy train, macro photo"
 SDXL_HEAD_DIM = 64
 SDXL_TEXT_TOKENS = 77
 METHODS = ("plain", "style_aligned", "engine")
-MICRO_BATCHED = ("engine", "unshared")
-"""Methods run by the engine in micro-batches; ``unshared`` is the engine with settings that share
-nothing: plain attention in the engine's call pattern (what micro-batching itself costs)."""
+MICRO_BATCHED = ("engine", "unshared", "keys")
+"""Methods run by the engine in micro-batches. The two floors (``--floors``): ``unshared`` shares
+nothing, plain attention in the engine's call pattern (what micro-batching itself costs);
+``keys`` shares only the reference's keys and values, no AdaIN, shared GroupNorm or shift (the
+least any StyleAligned setting must compute: attention over twice the keys)."""
+FLOORS = MICRO_BATCHED[1:]
 RESULT_PREFIX = "BENCH-RESULT "
 
 
@@ -480,15 +486,15 @@ def measured_micro_batch(panels: int, micro_batch: int, micro_batches: list[int]
     return min(m for m in micro_batches if m >= panels)
 
 
-def build_cases(sizes: list[int], micro_batches: list[int], unshared: bool = False) -> list[Case]:
-    """All distinct cases, grouped by set size."""
+def build_cases(sizes: list[int], micro_batches: list[int], floors: bool = False) -> list[Case]:
+    """All distinct cases, grouped by set size (with ``floors``, each floor at each micro-batch)."""
     cases = []
     for n in sizes:
         cases += [Case("plain", n), Case("style_aligned", n)]
         engine = sorted({measured_micro_batch(n, m, micro_batches) for m in micro_batches})
         cases += [Case("engine", n, m) for m in engine]
-        if unshared:
-            cases += [Case("unshared", n, m) for m in engine]
+        if floors:
+            cases += [Case(method, n, m) for method in FLOORS for m in engine]
     return cases
 
 
@@ -602,7 +608,7 @@ class Runner:
             panels=tuple(Panel(p, i + 1) for i, p in enumerate(prompts[1:])),
             sampling=Sampling(steps=steps, guidance=GUIDANCE, width=self.model.width,
                               height=self.model.height, scheduler="ddim"),
-            settings=self.settings if case.method == "engine" else _unshared_settings(),
+            settings=self.settings if case.method == "engine" else _floor_settings(case.method),
             micro_batch=case.micro_batch,
             device=self.device.split(":")[0],
             dtype=self.dtype_name,
@@ -622,10 +628,11 @@ def _settings(group: str):
     return StyleAlignedSettings.for_reference_image() if group == "reference" else StyleAlignedSettings()
 
 
-def _unshared_settings():
+def _floor_settings(method: str):
+    """Settings of a floor case (``MICRO_BATCHED``): nothing shared, or only keys and values."""
     from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
-    return StyleAlignedSettings(share_attention=False, adain_queries=False, adain_keys=False)
+    return StyleAlignedSettings(share_attention=method == "keys", adain_queries=False, adain_keys=False)
 
 
 def ratio_target(case_key: str) -> float:
@@ -739,6 +746,13 @@ def summarize(cases, sizes, micro_batches, timings, calls, memory, flops, clock)
             paired = [t / p for t, p in zip(_run_medians(timings[case.spec], clock), plain_runs)]
             entry["ratio_vs_plain_rounds"][case.key] = paired
             entry["ratio_vs_plain"][case.key] = statistics.median(paired)
+        # what the engine adds to the method's least work, at the same micro-batch (paired rounds)
+        entry["ratio_vs_keys_floor"] = {
+            case.key: statistics.median(t / f for t, f in zip(
+                _run_medians(timings[case.spec], clock),
+                _run_medians(timings[Case("keys", n, case.micro_batch).spec], clock)))
+            for case in cases if case.panels == n and case.method == "engine"
+            and Case("keys", n, case.micro_batch).spec in timings}
         ratios.append(entry)
 
     def engine_peak(n, m):
@@ -805,6 +819,8 @@ def print_table(model, flops, case_rows, ratios, growth, micro_batches, clock, o
     out(f"ratios: time per image vs. plain ({clock} time), median of per-round paired ratios; "
         f"limit = 1 + x*n/(n+1) from FLOPs; target <= {RATIO_TARGET} (mb1 {RATIO_TARGET_MB1}); '-': same run as a smaller "
         "micro-batch")
+    for line in floor_lines(ratios):
+        out(line)
     if growth["largest_vs_2_panels"]:
         parts = ", ".join(f"{k} {v:.3f}x" for k, v in growth["largest_vs_2_panels"].items())
         out(f"engine peak memory, {growth['largest_panels']} panels vs 2: {parts} "
@@ -814,6 +830,13 @@ def print_table(model, flops, case_rows, ratios, growth, micro_batches, clock, o
                           for k, v in growth["largest_vs_first_full_micro_batch"].items())
         out(f"engine peak memory, {growth['largest_panels']} panels vs the smallest set that fills "
             f"the micro-batch: {parts} (the target's basis for micro-batches above 2)")
+
+
+def floor_lines(ratios: list[dict]) -> list[str]:
+    """One line per set size measured with ``--floors``: the engine's time over the keys floor's."""
+    return [f"engine vs keys floor at {e['panels']} panels (same micro-batch, paired rounds): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in e["ratio_vs_keys_floor"].items())
+            for e in ratios if e.get("ratio_vs_keys_floor")]
 
 
 def _machine(device: str) -> dict:
@@ -881,10 +904,11 @@ def parse_args(argv=None):
                              "other (default)")
     parser.add_argument("--reference-settings", dest="settings", action="store_const", const="reference",
                         help="the same as --settings reference")
-    parser.add_argument("--unshared", action="store_true",
-                        help="also time the engine with settings that share nothing (unshared-mbM: plain "
-                             "attention in the engine's micro-batches), which separates what micro-batching "
-                             "costs on this machine from what sharing costs")
+    parser.add_argument("--floors", action="store_true",
+                        help="also time two floors at each micro-batch: unshared-mbM (nothing shared: what "
+                             "micro-batching costs on this machine) and keys-mbM (only the reference's keys and "
+                             "values shared: the method's least work); the engine's ratio to keys-mbM is what "
+                             "the engine adds")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run in seconds: tiny model, 1-2 panels, 1 round, 1 step")
     parser.add_argument("--out", default=None, help="JSON output path (default: benchmarks/results/...)")
@@ -916,7 +940,7 @@ def measure_group(args, model: BenchModel, group: str, argv, log) -> dict:
     started = time.perf_counter()
     load_start = _loadavg()
     settings = _settings(group)
-    cases = build_cases(args.sizes, args.micro_batches, args.unshared)
+    cases = build_cases(args.sizes, args.micro_batches, args.floors)
     on_cuda = args.device.startswith("cuda")
     log(f"bench_sets [{group} settings]: {model.name} {model.height}x{model.width} on {args.device} ({args.dtype}), "
         f"{args.threads} torch thread(s), sizes {args.sizes}, micro-batches {args.micro_batches}, "
@@ -973,7 +997,7 @@ def measure_group(args, model: BenchModel, group: str, argv, log) -> dict:
     print_table(model, flops, case_rows, ratios, growth, args.micro_batches, args.clock, log)
 
     misses = [f"{k} at {e['panels']} panels: {v:.3f}" for e in ratios
-              for k, v in e["ratio_vs_plain"].items() if not k.startswith("unshared") and v > ratio_target(k)]
+              for k, v in e["ratio_vs_plain"].items() if k.split("-")[0] not in FLOORS and v > ratio_target(k)]
     misses += [f"memory growth {k} ({growth['largest_panels']} vs {v['panels']} panels): {v['ratio']:.3f}x"
                for k, v in growth["target_basis"].items() if v["ratio"] > MEMORY_GROWTH_TARGET]
     result = {
@@ -1057,6 +1081,7 @@ def markdown_tables(results: list[dict]) -> str:
                 peak = case and case["peak_memory_mib"]
                 row.append(f"{peak:.1f}" if peak is not None else "–")
             lines.append("| " + " | ".join(row) + " |")
+        lines += [""] + floor_lines(result["ratios"]) if any(e.get("ratio_vs_keys_floor") for e in result["ratios"]) else []
         growth = result["memory_growth"]["target_basis"]
         if growth:
             lines += ["", "Engine peak memory, largest set vs. basis: " + ", ".join(

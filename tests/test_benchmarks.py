@@ -22,7 +22,7 @@ SCRIPT = ROOT / "benchmarks" / "bench_sets.py"
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "quick.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--floors", "--out", str(out)],
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return out, done.stdout
@@ -64,8 +64,9 @@ def test_every_case_ran_with_sane_numbers(quick):
     result, stdout = quick
     assert result["sizes"] == [1, 2] and result["micro_batches"] == [1, 2]
     got = {(c["case"], c["panels"]) for c in result["cases"]}
-    assert got == {("plain", 1), ("style_aligned", 1), ("engine-mb1", 1),
-                   ("plain", 2), ("style_aligned", 2), ("engine-mb1", 2), ("engine-mb2", 2)}
+    micro_batched = {("engine-mb1", 1), ("engine-mb1", 2), ("engine-mb2", 2)}
+    floors = {(key.replace("engine", method), n) for key, n in micro_batched for method in ("unshared", "keys")}
+    assert got == {("plain", 1), ("style_aligned", 1), ("plain", 2), ("style_aligned", 2)} | micro_batched | floors
     for case in result["cases"]:
         n = case["panels"]
         for key in ("step_s_runs", "step_cpu_s_runs"):
@@ -92,6 +93,33 @@ def test_ratios_are_medians_of_paired_rounds(quick):
         for key, ratio in entry["ratio_vs_plain"].items():
             paired = [t / p for t, p in zip(runs[(key, n)], runs[("plain", n)])]
             assert ratio == pytest.approx(statistics.median(paired))
+        # the engine over its keys-only floor at the same micro-batch, paired by round
+        engine = {k for k, p in runs if p == n and k.startswith("engine-")}
+        assert set(entry["ratio_vs_keys_floor"]) == engine
+        for key, ratio in entry["ratio_vs_keys_floor"].items():
+            paired = [t / f for t, f in zip(runs[(key, n)], runs[(key.replace("engine", "keys"), n)])]
+            assert ratio == pytest.approx(statistics.median(paired))
+
+
+def test_floor_cases_share_what_their_names_say(quick, quick_outputs):
+    """keys-mbM shares only keys and values; unshared-mbM nothing; the tables show the floor."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bench_sets
+
+    keys, unshared = bench_sets._floor_settings("keys"), bench_sets._floor_settings("unshared")
+    assert keys.share_attention and not (keys.adain_queries or keys.adain_keys or keys.share_group_norm
+                                         or keys.shared_score_shift)
+    assert not unshared.is_active
+    prompts, stdout = quick
+    reference, markdown = quick_outputs
+    for result in (prompts, reference):
+        entry = result["ratios"][-1]
+        line = (f"engine vs keys floor at {entry['panels']} panels (same micro-batch, paired rounds): "
+                + ", ".join(f"{k} {v:.3f}" for k, v in entry["ratio_vs_keys_floor"].items()))
+        assert line in markdown
+        # floors are not held to the targets
+        assert not any(m.startswith(("keys", "unshared")) for m in result["target_misses"])
+    assert "engine vs keys floor at 2 panels" in stdout
 
 
 def _self_attention_layers(config: dict) -> list[tuple[int, int]]:

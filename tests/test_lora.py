@@ -79,6 +79,37 @@ def test_a_lora_changes_the_pictures_and_removing_it_restores_them_exactly(engin
     assert torch.equal(again, plain)
 
 
+def test_a_unet_only_lora_loads_without_text_encoder_notices(files):
+    """SDXL style LoRAs usually train the UNet only: diffusers' "No LoRA keys associated to
+    CLIPTextModel..." warnings (twice per LoRA) are not shown to the artist, while other
+    diffusers warnings still are."""
+    import logging
+
+    from stylealigned_desktop.engine.lora import apply_loras
+    from stylealigned_desktop.engine.tiny import build_tiny_pipeline
+
+    class Recorder(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    recorder = Recorder()
+    logger = logging.getLogger("diffusers.loaders.lora_base")
+    logger.addHandler(recorder)
+    try:
+        pipe = build_tiny_pipeline()
+        apply_loras(pipe, (Lora(str(files["diffusers"]), 1.0),))
+        assert loaded_adapters(pipe)
+        logger.warning("another diffusers warning")
+    finally:
+        logger.removeHandler(recorder)
+    assert not [m for m in recorder.messages if m.startswith("No LoRA keys associated")]
+    assert "another diffusers warning" in recorder.messages
+
+
 def test_weight_scales_the_loras_change(engine, files):
     # weight 0.5 on a LoRA == weight 1 on the same LoRA with its up matrices halved
     half_weight = _latents(engine.generate(_request(Lora(str(files["diffusers"]), 0.5))))

@@ -9,7 +9,9 @@ every LoRA unloads them, which restores the model exactly.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import re
 from pathlib import Path
 
@@ -25,6 +27,27 @@ _CROSS_ATTENTION_DOWN = re.compile(r"attn2[._](to_k|to_v)[._](lora_down|lora_A|l
 
 class LoraError(ValueError):
     """A LoRA that cannot be used, with a message for the user."""
+
+
+_DIFFUSERS_LORA_LOGGERS = ("diffusers.loaders.lora_base", "diffusers.loaders.peft", "diffusers.loaders.lora_pipeline")
+
+
+def _drop_no_text_encoder_keys(record: logging.LogRecord) -> bool:
+    # Most SDXL style LoRAs train the UNet only; diffusers warns about each text encoder they
+    # leave alone, twice per LoRA, which is noise to an artist.
+    return not record.getMessage().startswith("No LoRA keys associated to")
+
+
+@contextlib.contextmanager
+def _quiet_unet_only_notices():
+    loggers = [logging.getLogger(name) for name in _DIFFUSERS_LORA_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(_drop_no_text_encoder_keys)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_drop_no_text_encoder_keys)
 
 
 def lora_identity(lora: Lora) -> str:
@@ -123,7 +146,8 @@ def apply_loras(pipe, loras: tuple[Lora, ...]) -> None:
         if name in loaded_adapters(pipe):
             continue
         try:
-            pipe.load_lora_weights(str(Path(lora.path).expanduser()), adapter_name=name)
+            with _quiet_unet_only_notices():
+                pipe.load_lora_weights(str(Path(lora.path).expanduser()), adapter_name=name)
         except (ValueError, KeyError, RuntimeError) as error:
             raise LoraError(f"{Path(lora.path).name}: could not load this LoRA into the model "
                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
