@@ -24,8 +24,9 @@ from ray import serve
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
 from stylealigned_desktop.server import replica as replica_module
-from stylealigned_desktop.server.client import ServerEngine, ServerError
+from stylealigned_desktop.server.client import ServerError
 from stylealigned_desktop.server.launch import ServerOptions, start
+from tests.server.test_server_ray import _engines, client  # noqa: F401 (the client fixture, on this server)
 
 pytestmark = pytest.mark.server
 
@@ -116,13 +117,6 @@ def server(tmp_path_factory):
         ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    engine = ServerEngine(server.url, server.token)
-    yield engine
-    engine.close()
-
-
 def _request(*prompts, steps=3):
     return SetRequest(model="tiny", style=GeneratedReference("a lighthouse, ink wash", 3),
                       panels=tuple(Panel(p, 20 + i) for i, p in enumerate(prompts)), micro_batch=1,
@@ -149,21 +143,10 @@ def _within_deadline(function, cancel=None):
     return outcome
 
 
-def _generate(client, request):
+def _generate(engine, request):
     events, cancel = [], threading.Event()
-    outcome = _within_deadline(lambda: client.generate(request, events.append, cancel), cancel)
+    outcome = _within_deadline(lambda: engine.generate(request, events.append, cancel), cancel)
     return outcome, events
-
-
-def _engines(client):
-    """Each replica's state, once none is busy (a cancelled shard stops within one step)."""
-    for _ in range(300):
-        health = client.health()
-        engines = health["engines"]
-        if health["engines_fresh"] and len(engines) == 2 and not any(e["busy"] for e in engines):
-            return engines
-        time.sleep(0.5)
-    raise AssertionError(f"the replicas did not settle: {health}")
 
 
 def _assert_failed_once(outcome, events, message):
@@ -174,7 +157,7 @@ def _assert_failed_once(outcome, events, message):
     assert ends == [ev.Failed(message)]
 
 
-def test_a_shard_that_fails_ends_the_set_cancels_the_others_and_the_next_set_is_made(client):
+def test_a_shard_that_fails_ends_the_set_cancels_the_others_and_the_next_set_is_made(client):  # noqa: F811
     before = _engines(client)
     request = _request("a fox [fail at Preview after first]", "a crow [hold first]", steps=4)
     outcome, events = _generate(client, request)
@@ -193,7 +176,7 @@ def test_a_shard_that_fails_ends_the_set_cancels_the_others_and_the_next_set_is_
     assert sum(e["sets"] for e in _engines(client)) == before_sets + 2  # both replicas took a shard
 
 
-def test_a_shard_failing_after_the_others_streamed_pictures_is_no_finished_set(client):
+def test_a_shard_failing_after_the_others_streamed_pictures_is_no_finished_set(client):  # noqa: F811
     request = _request("a fox [done second]", "a crow [fail at PanelDone after second]")
     outcome, events = _generate(client, request)
     _assert_failed_once(outcome, events, DAMAGED.format(2))
