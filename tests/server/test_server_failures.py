@@ -26,7 +26,12 @@ from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampl
 from stylealigned_desktop.server import replica as replica_module
 from stylealigned_desktop.server.client import ServerError
 from stylealigned_desktop.server.launch import ServerOptions, start
+from stylealigned_desktop.ui.config import DesktopConfig
+from stylealigned_desktop.ui.where_dialog import SERVER, save_token
+from stylealigned_desktop.ui.worker import JobState
 from tests.server.test_server_ray import _engines, client  # noqa: F401 (the client fixture, on this server)
+from tests.ui.conftest import Answers
+from tests.ui.uifakes import run_and_wait, storyboard
 
 pytestmark = pytest.mark.server
 
@@ -211,3 +216,28 @@ def test_a_shard_failure_is_one_line_of_its_cause_never_the_ray_traceback():
         == "the picture is damaged"
     assert shard_failure(RayTaskError("run", traceback, KeyError("sha"))) == "KeyError: 'sha'"
     assert shard_failure(TimeoutError()) == "TimeoutError"
+
+
+def test_the_window_shows_a_failing_shard_as_a_failed_run_and_makes_the_next_set(qtbot, server):
+    from stylealigned_desktop.ui.main_window import MainWindow
+
+    save_token(server.token)
+    window = MainWindow(DesktopConfig(model="tiny", picture_maker=SERVER, server_url=server.url))
+    window.ask = Answers()
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        session = storyboard(window, prompts=("a fox", "a crow [fail at Step]"), steps=2, width=128,
+                             height=64, micro_batch=1)
+        job = run_and_wait(qtbot, window, window.runs.generate, timeout=int(DEADLINE_S * 1000))
+        assert job.state is JobState.failed and job.error == DAMAGED.format(2)
+        message = window.banner_text.text()
+        assert not window.banner.isHidden() and DAMAGED.format(2) in message and "Traceback" not in message
+        assert session.history == () and all(not tile.final for tile in window.grid.tiles.values())
+
+        session.update_panel(1, prompt="a crow")  # the mark out of the prompt: the next set
+        job = run_and_wait(qtbot, window, window.runs.generate, timeout=int(DEADLINE_S * 1000))
+        assert job.state is JobState.finished and len(session.history) == 1
+    finally:
+        window.close()
+        window.worker.shutdown(5)
