@@ -310,7 +310,8 @@ def _generate_on_server(args, request, progress):
     try:
         return server.generate(request, progress, threading.Event())
     except ServerError as error:
-        raise UsageError(f"server {server.url}: {error}") from None
+        message = str(error)  # connection messages name the server already
+        raise UsageError(message if server.url in message else f"server {server.url}: {message}") from None
     finally:
         server.close()
 

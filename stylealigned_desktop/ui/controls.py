@@ -38,6 +38,7 @@ from .actions import connect_command
 from .model_extras import LoraList, VaeChoice, memory_combo
 from .previews import small_combo
 from .scoring import CONSISTENCY_TIP, DEFAULT_DINO
+from .text_drops import files_pass_through
 from .theme import icon as icon_
 
 SCHEDULER_NAMES = {
@@ -208,6 +209,7 @@ class SettingsPanel(QWidget):
         form.addRow("Sampler", self.scheduler)
 
         self.negative = QLineEdit()
+        files_pass_through(self.negative)  # a PNG dropped here: use its settings
         self.negative.setPlaceholderText("none")
         self.negative.setToolTip(TIPS["negative"])
         form.addRow("Avoid", self.negative)

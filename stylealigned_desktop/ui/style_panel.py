@@ -21,6 +21,7 @@ from ..session.errors import SessionError
 from ..session.json_fields import MAX_SEED as MAX_SEED_
 from .actions import connect_command
 from .previews import small_combo
+from .text_drops import files_pass_through
 from .theme import icon as icon_
 
 
@@ -67,6 +68,7 @@ class StylePanel(QWidget):
         form.addRow("Preset", preset_row)
 
         self.text = QLineEdit()
+        files_pass_through(self.text)
         self.text.setPlaceholderText("e.g. “minimal origami.” — added to every prompt")
         self.text.setToolTip("The style description added to the end of every panel's prompt "
                              "(and the reference's). Short and about the look, not the subject.")
