@@ -84,9 +84,11 @@ def cmd_serve(args) -> int:
     stop = threading.Event()
     try:
         started = start(options)
-        # SIGTERM (a service manager, `kill`) stops the server as Ctrl+C does; set after Ray's start,
-        # which has a handler of its own.
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # SIGTERM (a service manager, `kill`) and SIGINT (Ctrl+C) stop the server; set after Ray's
+        # start, which has handlers of its own. SIGINT explicitly: a server started in the
+        # background by a script inherits an ignored SIGINT, and `kill -INT` must still stop it.
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, lambda *_: stop.set())
         where = f"{started.replicas} replica(s)" + (
             f", {started.gpus_per_replica:g} GPU each" if started.gpus_per_replica else " on CPU")
         print(f"StyleAligned server at {started.url} ({where}); models: {', '.join(models)}")

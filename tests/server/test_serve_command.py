@@ -34,7 +34,10 @@ def test_serve_on_a_free_port_answers_health_and_stops_cleanly(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "stylealigned_desktop.cli", "serve", "--model", "tiny", "--port", "0",
          "--replicas", "1", "--token-file", str(token_file)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        # as a shell starts a background job (`stylealigned serve &` in a script, CI runners):
+        # SIGINT ignored, which the server inherits; Ctrl+C / `kill -INT` must still stop it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(process.stdout, lines), daemon=True).start()
     output = []
