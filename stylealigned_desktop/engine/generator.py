@@ -469,13 +469,21 @@ class Engine:
 
     @staticmethod
     def _encode(pipe, prompts: list[str], negative_prompt: str | None, cfg: bool) -> Conditioning:
-        embeds, negative, pooled, negative_pooled = pipe.encode_prompt(
-            prompt=prompts,
-            device=pipe._execution_device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=cfg,
-            negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
-        )
+        """Each distinct prompt is encoded alone, a batch of one: a text encoder's matrix kernels may
+        round by batch size (MKL's AVX2 path does, on AMD CPUs), and a panel's numbers must not
+        depend on which other prompts share its set (spec section 3)."""
+        encoded = {}
+        for prompt in dict.fromkeys(prompts):
+            encoded[prompt] = pipe.encode_prompt(
+                prompt=[prompt],
+                device=pipe._execution_device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=cfg,
+                negative_prompt=None if negative_prompt is None else [negative_prompt],
+            )
+        parts = zip(*(encoded[prompt] for prompt in prompts))
+        embeds, negative, pooled, negative_pooled = (
+            None if part[0] is None else torch.cat(part) for part in parts)
         return Conditioning(embeds, pooled, negative, negative_pooled)
 
     @staticmethod
