@@ -12,6 +12,7 @@ cached keys and values, whatever the number of panels.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -74,6 +75,19 @@ def _longer_than_clip(pipe, prompts: Sequence[str]) -> list[int]:
         return []
     limit = min(tokenizer.model_max_length, CLIP_TOKENS)
     return [k for k, prompt in enumerate(prompts) if len(tokenizer(prompt).input_ids) > limit]
+
+
+def _not_about_a_cut_prompt(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not message.startswith(("The following part of your input was truncated",
+                                   "Token indices sequence length is longer than"))
+
+
+# diffusers and transformers log a cut prompt on every encode (and transformers on counting it);
+# the engine says it once per run, as a Notice naming the panel
+for _name in ("diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl",
+              "transformers.tokenization_utils_base"):
+    logging.getLogger(_name).addFilter(_not_about_a_cut_prompt)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
