@@ -258,11 +258,12 @@ def test_tiling_is_on_in_low_mode_and_above_1536_squared_in_every_mode():
     assert mem.tile_vae_for("fast", mem.Workload(1536, 1536)) is False
 
 
-def test_auto_on_the_cpu_is_fast_and_says_nothing(pictures):
+def test_auto_on_the_cpu_is_fast_and_says_so(pictures):
     seen = []
     result = Engine().generate(_request(pictures, "auto", picture=False), seen.append)
     assert result.metadata["memory_mode"] == "fast"
-    assert not [e for e in seen if isinstance(e, ev.Notice) and "memory" in e.message]
+    said = [e.message for e in seen if isinstance(e, ev.Notice) and "memory" in e.message]
+    assert said == [f"memory mode fast (auto): {mem.NO_GPU_REASON}"] and "no GPU" in said[0]
 
 
 def test_auto_on_a_small_gpu_says_what_it_picked(monkeypatch):

@@ -176,10 +176,15 @@ def peak_gb(mode: str, work: Workload, panels_at_once: int, tile_vae: bool | Non
     return max(stage_peaks_gb(mode, work, panels_at_once, tile_vae).values())
 
 
+NO_GPU_REASON = ("no GPU on this computer: the models run from system memory, and Balanced or Low memory "
+                 "would only be slower")
+"""Why Auto picks Fast without a GPU (said after each run and beside the memory setting)."""
+
+
 def choose_mode(total_gb: float | None, work: Workload) -> tuple[str, str]:
     """The fastest mode whose peak with one panel at a time fits, and why (for the user)."""
     if total_gb is None:
-        return "fast", "no accelerator: the models stay in system memory"
+        return "fast", NO_GPU_REASON
     budget = usable_gb(total_gb)
     what = _describe(work)
     for mode in ("fast", "balanced"):
