@@ -26,12 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine.maker import PictureMakerFactory, this_computer
-from ..paths import config_dir
-from ..server.auth import default_token_path, read_token
-from .actions import connect_command
-from .bridge import ThreadBridge
-from .config import DesktopConfig
+from ...engine.maker import PictureMakerFactory, this_computer
+from ...paths import config_dir
+from ...server.auth import default_token_path, read_token
+from ..support import DesktopConfig, connect_command
+from ..threads import ThreadBridge
 
 THIS_COMPUTER = "this_computer"
 SERVER = "server"
@@ -69,7 +68,7 @@ def maker_factory(config: DesktopConfig) -> PictureMakerFactory:
     url, token = config.server_url, saved_token()
 
     def server():
-        from ..server.client import ServerEngine
+        from ...server.client import ServerEngine
 
         return ServerEngine(url, token)
 
@@ -127,7 +126,7 @@ class WhereDialog(QDialog):
 
     def test_connection(self) -> threading.Thread:
         """Ask the server for its models and GPUs (in a thread); the answer lands in ``status``."""
-        from ..server.client import ServerEngine, ServerError
+        from ...server.client import ServerEngine, ServerError
 
         url, token = self.url_edit.text().strip(), self.token_edit.text().strip()
         self.status.setText("Connecting…")

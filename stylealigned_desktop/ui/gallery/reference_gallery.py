@@ -12,12 +12,10 @@ in a banner and the status bar, and nothing else changes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from PySide6.QtCore import QBuffer, QIODevice, QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QFont, QIcon, QImage, QKeySequence, QPainter, QPen, QPixmap
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QIcon, QImage, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -27,7 +25,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListView,
-    QListWidget,
     QListWidgetItem,
     QMenu,
     QPushButton,
@@ -37,155 +34,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..session import observer
-from ..session.errors import PictureError, SessionError
-from ..session.folders import is_session_folder
-from ..session.model import Reference, Session
-from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
-from .actions import add_menu_command, connect_command
-from .background import BackgroundPool
-from .previews import ElidedLabel
-from .theme import ACCENT, icon
-from .thumbnails import ThumbnailLoader
+from ...session import observer
+from ...session.errors import SessionError
+from ...session.model import Session
+from ...session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
+from ..support import (
+    PICTURE_FILTER,
+    ElidedLabel,
+    add_menu_command,
+    connect_command,
+    icon,
+    local_paths,
+    png_bytes,
+)
+from ..threads import BackgroundPool, ThumbnailLoader
+from .drop_list import DropList
+from .picture_import import PictureImport, PictureImporter, describe_errors, expand_folders
+from .thumbnail_frames import THUMB, framed_thumbnail, generated_reference_thumbnail
 
 NONE_ID = ""
 """The gallery entry of the generated reference (from the reference prompt and style text)."""
-THUMB = 88
 WEIGHT_STEPS = 100
 """The weight slider's steps: weight = value / WEIGHT_STEPS, from 0 to 1."""
-PICTURE_FILTER = "Pictures (*.png *.jpg *.jpeg *.webp *.tif *.tiff *.bmp);;All files (*)"
-
-
-def local_paths(urls: list[QUrl]) -> tuple[list[str], list[str]]:
-    """(local file paths, everything else as text) from dropped or pasted URLs."""
-    local, other = [], []
-    for url in urls:
-        if url.isLocalFile():
-            local.append(url.toLocalFile())
-        else:
-            other.append(url.toString())
-    return local, other
-
-
-def png_bytes(image: QImage) -> bytes:
-    buffer = QBuffer()
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, "PNG")
-    return bytes(buffer.data())
-
-
-def expand_folders(paths: list[str]) -> list[Path]:
-    """Files as given, and the picture files inside folders (recursively, hidden ones skipped)."""
-    from ..session.pictures import picture_files
-
-    return picture_files(paths)
-
-
-def describe_errors(errors: list[str], limit: int = 3) -> str:
-    if len(errors) == 1:
-        return f"Not added: {errors[0]}"
-    shown = "; ".join(errors[:limit]) + ("; …" if len(errors) > limit else "")
-    return f"{len(errors)} files were not added: {shown}"
-
-
-@dataclass
-class PictureImport:
-    """Pictures being prepared in the background and added in order (see the module docstring).
-
-    ``items`` are (file name, prepare function, its arguments); ``results`` holds what came
-    back for items not added yet (a PreparedPicture or the exception), by position.
-    """
-
-    session: Session
-    items: list[tuple[str, Callable[..., PreparedPicture], tuple]]
-    results: dict[int, Any] = field(default_factory=dict)
-    next: int = 0
-    added: list[Reference] = field(default_factory=list)
-    present: list[Reference] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def done(self) -> bool:
-        return self.next >= len(self.items)
-
-
-def import_error(name: str, error: BaseException) -> str:
-    """The line for a file that could not be added (PictureError already names the file)."""
-    if isinstance(error, PictureError):
-        return str(error)
-    if isinstance(error, OSError):
-        return f"{name}: it could not be copied into the session ({error.strerror or error})"
-    return f"{name}: {error}"
-
-
-class DropList(QListWidget):
-    """A list that takes files, folders and picture data dropped from other applications."""
-
-    files_dropped = Signal(list)
-    image_dropped = Signal(QImage)
-    session_dropped = Signal(Path)
-    """A session folder (*.stylealigned) was dropped: open it rather than add its pictures."""
-    refused = Signal(str)
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.setAcceptDrops(True)
-        self.viewport().setAcceptDrops(True)
-        self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
-        self.setDropIndicatorShown(False)
-
-    @staticmethod
-    def _acceptable(mime) -> bool:
-        return mime.hasUrls() or mime.hasImage()
-
-    def _highlight(self, on: bool) -> None:
-        self.setProperty("dropTarget", on)
-        self.style().unpolish(self)
-        self.style().polish(self)
-
-    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if self._acceptable(event.mimeData()):
-            event.acceptProposedAction()
-            self._highlight(True)
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if self._acceptable(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._highlight(False)
-        super().dragLeaveEvent(event)
-
-    def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._highlight(False)
-        if self.take(event.mimeData()):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def take(self, mime) -> bool:
-        """Hand dropped data on: a session folder to ``session_dropped``, local files and
-        folders to ``files_dropped``, picture data to ``image_dropped``. Whether it was taken."""
-        if mime.hasUrls():
-            local, other = local_paths(mime.urls())
-            sessions = [p for p in local if is_session_folder(p)]
-            if sessions:
-                self.session_dropped.emit(Path(sessions[0]))
-                return True
-            if other and not local:
-                self.refused.emit("Only files on this computer can be added; save the picture "
-                                  f"first ({other[0]})")
-            if local:
-                self.files_dropped.emit(local)
-            return True
-        if mime.hasImage():
-            self.image_dropped.emit(QImage(mime.imageData()))
-            return True
-        return False
 
 
 class ReferenceGallery(QWidget):
@@ -201,14 +71,33 @@ class ReferenceGallery(QWidget):
         self.session: Session | None = None
         self._filling = False
         self._subscription = observer.Subscription(self._on_change)
-        self._import: PictureImport | None = None
         self.thumbnails = thumbnails or ThumbnailLoader(self)
         self.pool: BackgroundPool = self.thumbnails.pool
+        self.importer = PictureImporter(self.pool, self)
+        self.importer.progressed.connect(self._show_progress)
+        self.importer.finished.connect(self._import_ended)
         self.thumbnails.ready.connect(self._thumbnail_ready)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
+        layout.addLayout(self._build_title_row())
+        layout.addWidget(self._build_strip())
+        for note in self._build_notes():
+            layout.addWidget(note)
+        layout.addLayout(self._build_details_row())
+        layout.addLayout(self._build_mix_row())
+        self.caption = QLineEdit()
+        self.caption.setPlaceholderText("Caption: what the picture shows, e.g. “a fox in a "
+                                        "forest” (helps separate its style from its subject)")
+        self.caption.editingFinished.connect(self._caption_edited)
+        layout.addWidget(self.caption)
+        layout.addStretch(1)
+        self._add_list_shortcuts()
+        self._show_details()
+
+    # ----- construction ---------------------------------------------------------------------
+    def _build_title_row(self) -> QHBoxLayout:
         top = QHBoxLayout()
         title = QLabel("Reference pictures")
         title.setObjectName("PanelTitle")
@@ -220,11 +109,12 @@ class ReferenceGallery(QWidget):
                                        self.paste)
         top.addWidget(self.add_button)
         top.addWidget(self.paste_button)
-        layout.addLayout(top)
+        return top
 
+    def _build_strip(self) -> DropList:
+        """The film strip: one row of thumbnails that scrolls sideways, and takes drops."""
         self.list = DropList()
         self.list.setObjectName("ReferenceGallery")
-        # a film strip: one row of thumbnails that scrolls sideways
         self.list.setViewMode(QListView.ViewMode.IconMode)
         self.list.setFlow(QListView.Flow.LeftToRight)
         self.list.setWrapping(False)
@@ -245,8 +135,10 @@ class ReferenceGallery(QWidget):
         self.list.currentItemChanged.connect(lambda *_: self._show_details())
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.customContextMenuRequested.connect(self._menu)
-        layout.addWidget(self.list)
+        return self.list
 
+    def _build_notes(self) -> tuple[QLabel, QLabel, QLabel]:
+        """Under the strip: the problem banner, the import's progress and the how-to hint."""
         self.banner = QLabel("")
         self.banner.setObjectName("ErrorBanner")
         self.banner.setWordWrap(True)
@@ -254,20 +146,18 @@ class ReferenceGallery(QWidget):
         self._banner_timer = QTimer(self)
         self._banner_timer.setSingleShot(True)
         self._banner_timer.timeout.connect(self.banner.hide)
-        layout.addWidget(self.banner)
-
         self.progress = QLabel("")
         self.progress.setObjectName("Hint")
         self.progress.hide()
-        layout.addWidget(self.progress)
-
         self.hint = QLabel("Drop pictures or folders here, paste (Ctrl+V) or press +. "
                            "Double-click a picture to take its style; tick “Mix” to blend "
                            "several, each with its weight.")
         self.hint.setObjectName("Hint")
         self.hint.setWordWrap(True)
-        layout.addWidget(self.hint)
+        return self.banner, self.progress, self.hint
 
+    def _build_details_row(self) -> QHBoxLayout:
+        """The selected picture's name and size, Use as style, Remove."""
         details = QHBoxLayout()
         self.details = ElidedLabel("")
         self.details.setObjectName("Hint")
@@ -280,7 +170,10 @@ class ReferenceGallery(QWidget):
         details.addWidget(self.details, 1)
         details.addWidget(self.use_button)
         details.addWidget(self.remove_button)
-        layout.addLayout(details)
+        return details
+
+    def _build_mix_row(self) -> QHBoxLayout:
+        """Whether the selected picture is blended into the style, and its weight and share."""
         mix = QHBoxLayout()
         self.mix_check = QCheckBox("Mix")
         self.mix_check.setToolTip("Blend this picture into the style together with the other "
@@ -297,21 +190,15 @@ class ReferenceGallery(QWidget):
         mix.addWidget(self.mix_check)
         mix.addWidget(self.weight, 1)
         mix.addWidget(self.share)
-        layout.addLayout(mix)
-        self.caption = QLineEdit()
-        self.caption.setPlaceholderText("Caption: what the picture shows, e.g. “a fox in a "
-                                        "forest” (helps separate its style from its subject)")
-        self.caption.editingFinished.connect(self._caption_edited)
-        layout.addWidget(self.caption)
-        layout.addStretch(1)
+        return mix
 
+    def _add_list_shortcuts(self) -> None:
         for key, slot in ((QKeySequence.StandardKey.Delete, self.remove_current),
                           (QKeySequence.StandardKey.Paste, self.paste)):
             action = self.list.addAction("")  # shortcuts scoped to the gallery list
             action.setShortcut(key)
             action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
             connect_command(action.triggered, slot)
-        self._show_details()
 
     def _tool(self, name: str, tip: str, slot) -> QToolButton:
         button = QToolButton()
@@ -323,7 +210,7 @@ class ReferenceGallery(QWidget):
 
     # ----- session binding ------------------------------------------------------------------
     def set_session(self, session: Session | None) -> None:
-        if self._import is not None:
+        if self.importing:
             self._end_import()  # pictures still being read were meant for the old session
         self.session = session
         self._subscription.follow(session)
@@ -339,7 +226,7 @@ class ReferenceGallery(QWidget):
         self.list.clear()
         if self.session is not None:
             generated = self.share_of(None)
-            none_item = QListWidgetItem(self._none_icon(generated), self._label("Generated", generated))
+            none_item = QListWidgetItem(generated_reference_thumbnail(generated), self._label("Generated", generated))
             none_item.setData(Qt.ItemDataRole.UserRole, NONE_ID)
             none_item.setToolTip("The generated reference: drawn from the reference prompt and "
                                  "the style text")
@@ -392,50 +279,12 @@ class ReferenceGallery(QWidget):
         item = self.list.currentItem()
         return None if item is None else item.data(Qt.ItemDataRole.UserRole)
 
-    # ----- icons ----------------------------------------------------------------------------
-    def _frame(self, image: QImage | None, active: float | bool | None) -> QIcon:
-        """A thumbnail; an active reference (``active``: its share, or True) is framed and starred."""
-        active = active is not None and active is not False
-        pixmap = QPixmap(THUMB, THUMB)
-        pixmap.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pixmap)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        if image is not None and not image.isNull():
-            scaled = image.scaled(THUMB - 8, THUMB - 8, Qt.AspectRatioMode.KeepAspectRatio,
-                                  Qt.TransformationMode.SmoothTransformation)
-            painter.drawImage((THUMB - scaled.width()) // 2, (THUMB - scaled.height()) // 2, scaled)
-        else:
-            painter.setPen(QColor("#888888"))
-            painter.drawRect(4, 4, THUMB - 9, THUMB - 9)
-        if active:
-            painter.setPen(QPen(QColor(ACCENT), 4))
-            painter.drawRoundedRect(2, 2, THUMB - 4, THUMB - 4, 4, 4)
-            star = icon("star-filled", ACCENT).pixmap(22, 22)
-            painter.drawPixmap(THUMB - 26, 4, star)
-        painter.end()
-        return QIcon(pixmap)
-
-    def _none_icon(self, active: float | None) -> QIcon:
-        image = QImage(THUMB - 8, THUMB - 8, QImage.Format.Format_ARGB32)
-        image.fill(QColor(0, 0, 0, 0))
-        painter = QPainter(image)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(QPen(QColor("#9a9a9a"), 2, Qt.PenStyle.DashLine))
-        painter.drawRoundedRect(2, 2, image.width() - 4, image.height() - 4, 6, 6)
-        font = painter.font()
-        font.setPointSize(20)
-        font.setBold(True)
-        painter.setFont(font)
-        painter.drawText(image.rect(), Qt.AlignmentFlag.AlignCenter, "Aa")
-        painter.end()
-        return self._frame(image, active)
-
     def _icon_for(self, ref_id: str, active: float | None) -> QIcon:
         reference = self.session.reference(ref_id) if self.session else None
         if reference is None:
-            return self._frame(None, active)
+            return framed_thumbnail(None, active)
         image = self.thumbnails.request(self.session.path(reference.file), THUMB)
-        return self._frame(image, active)
+        return framed_thumbnail(image, active)
 
     def _thumbnail_ready(self, path: str, size: int, image: QImage) -> None:
         if self.session is None or size != THUMB:
@@ -445,7 +294,7 @@ class ReferenceGallery(QWidget):
             ref_id = item.data(Qt.ItemDataRole.UserRole)
             reference = self.session.reference(ref_id)
             if reference is not None and str(self.session.path(reference.file)) == path:
-                item.setIcon(self._frame(image, self.share_of(ref_id)))
+                item.setIcon(framed_thumbnail(image, self.share_of(ref_id)))
 
     # ----- actions --------------------------------------------------------------------------
     def show_error(self, text: str) -> None:
@@ -457,7 +306,7 @@ class ReferenceGallery(QWidget):
     @property
     def importing(self) -> bool:
         """Whether pictures are still being read and added."""
-        return self._import is not None
+        return self.importer.job is not None
 
     def add_files(self, paths: list[str]) -> None:
         """Add pictures (files or folders); unreadable ones are reported and skipped.
@@ -476,44 +325,14 @@ class ReferenceGallery(QWidget):
         self._import_items([(f.name, prepare_picture, (f,)) for f in files])
 
     def _import_items(self, items: list[tuple[str, Callable[..., PreparedPicture], tuple]]) -> None:
-        job = self._import
-        if job is None:
-            job = self._import = PictureImport(self.session, [])
+        if not self.importing:
             self.setCursor(Qt.CursorShape.BusyCursor)
-        first = len(job.items)
-        job.items.extend(items)
-        for position, (_name, prepare, args) in enumerate(items, start=first):
-            self.pool.submit(prepare, *args, on_done=lambda result, error, job=job, i=position:
-                             self._prepared(job, i, result, error))
-        self._show_progress(job)
+        self.importer.add(self.session, items)
 
-    def _prepared(self, job: PictureImport, position: int, result: Any,
-                  error: BaseException | None) -> None:
-        """On the UI thread: one picture is ready (or refused); add what is next in order."""
-        if job is not self._import or job.session is not self.session:
-            return  # the import was dropped (another session)
-        job.results[position] = result if error is None else error
-        with job.session.batch():
-            while job.next in job.results:
-                outcome = job.results.pop(job.next)
-                name = job.items[job.next][0]
-                job.next += 1
-                if isinstance(outcome, BaseException):
-                    job.errors.append(import_error(name, outcome))
-                    continue
-                known = job.session.reference(outcome.content_id) is not None
-                try:
-                    reference = job.session.add_prepared(outcome)
-                except (SessionError, OSError) as exc:
-                    job.errors.append(import_error(name, exc))
-                    continue
-                (job.present if known else job.added).append(reference)
-        if job.done:
-            self._end_import()
-            self._report_import(job.added, job.present, job.errors)
-            self.import_finished.emit()
-        else:
-            self._show_progress(job)
+    def _import_ended(self, job: PictureImport) -> None:
+        self._end_import()
+        self._report_import(job.added, job.present, job.errors)
+        self.import_finished.emit()
 
     def _show_progress(self, job: PictureImport) -> None:
         if len(job.items) > 1:
@@ -523,7 +342,7 @@ class ReferenceGallery(QWidget):
             self.message.emit(text, False)
 
     def _end_import(self) -> None:
-        self._import = None
+        self.importer.stop()
         self.progress.hide()
         self.unsetCursor()
 
@@ -591,20 +410,19 @@ class ReferenceGallery(QWidget):
         """Blend a reference into the style (``on``) or leave it out (NONE_ID: the generated one)."""
         if self.session is None or ref_id is None:
             return
-        try:
-            self.session.set_source_active(ref_id or None, on)
-        except SessionError as exc:
-            self.show_error(str(exc))
-            self._show_details()
-            return
-        self._select(ref_id)
+        self._change_mix(ref_id, lambda: self.session.set_source_active(ref_id or None, on))
 
     def _weight_moved(self, value: int) -> None:
         ref_id = self.current_id()
         if self.session is None or ref_id is None or self._filling:
             return
+        self._change_mix(ref_id,
+                         lambda: self.session.set_source_weight(ref_id or None, value / WEIGHT_STEPS))
+
+    def _change_mix(self, ref_id: str, change: Callable[[], object]) -> None:
+        """Make a change to the blend; one the session refuses is shown and the mix row set back."""
         try:
-            self.session.set_source_weight(ref_id or None, value / WEIGHT_STEPS)
+            change()
         except SessionError as exc:
             self.show_error(str(exc))
             self._show_details()

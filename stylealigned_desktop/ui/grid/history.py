@@ -23,13 +23,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..session import observer
-from ..session.history import RunRecord
-from ..session.model import Session
-from .actions import connect_command
-from .scoring import CONSISTENCY_TIP
-from .theme import icon
-from .thumbnails import ThumbnailLoader
+from ...session import observer
+from ...session.history import RunRecord
+from ...session.model import Session
+from ..support import connect_command, icon
+from ..threads import CONSISTENCY_TIP, ThumbnailLoader
 
 THUMB = 120
 CONTACT_SHEET = "contact-sheet.png"

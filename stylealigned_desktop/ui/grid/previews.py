@@ -10,7 +10,6 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPalette
 from PySide6.QtWidgets import (
-    QComboBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -23,9 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine.events import picture_key
-from .actions import add_menu_command, connect_command
-from .theme import icon
+from ...engine.events import picture_key
+from ..support import ElidedLabel, add_menu_command, connect_command, icon
 
 REFERENCE = None  # the (first) reference's index, as in engine events
 
@@ -38,47 +36,6 @@ def is_reference(key) -> bool:
 def reference_position(key) -> int:
     """A reference tile key's position among the set's references."""
     return 0 if key is None else key[1]
-
-
-def small_combo() -> QComboBox:
-    """A combo box that does not insist on the width of its longest item."""
-    combo = QComboBox()
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(8)
-    return combo
-
-
-class ElidedLabel(QLabel):
-    """One line of text, cut with “…” to the width it gets; the full text is its tooltip."""
-
-    def __init__(self, text: str = "", parent=None) -> None:
-        super().__init__(parent)
-        self._full = ""
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.setText(text)
-
-    def setText(self, text: str) -> None:  # noqa: N802 (Qt)
-        self._full = text or ""
-        self.setToolTip(self._full if len(self._full) > 20 else "")
-        self._elide()
-
-    def text(self) -> str:
-        return self._full
-
-    def _elide(self) -> None:
-        width = max(10, self.width())
-        super().setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
-                                                      width))
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt)
-        super().resizeEvent(event)
-        self._elide()
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
-        return QSize(10, super().minimumSizeHint().height())
-
-    def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
-        return QSize(40, super().sizeHint().height())
 
 
 class ImageView(QWidget):

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .actions import Command, connect_command, make_actions
+from ..support import Command, connect_command, make_actions
 
 ZOOM_STEP = 1.25
 """One wheel notch or one +/− press."""

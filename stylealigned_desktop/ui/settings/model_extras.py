@@ -22,11 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine.request import Lora
-from .actions import connect_command
-from .gallery import local_paths
-from .previews import small_combo
-from .theme import icon as icon_
+from ...engine.request import Lora
+from ..support import connect_command, local_paths, small_combo
+from ..support import icon as icon_
 
 MEMORY_LABELS = {
     "auto": "Auto (fits this computer)",

@@ -7,8 +7,6 @@ after every user edit and never while :meth:`set_settings` fills it in.
 
 from __future__ import annotations
 
-import math
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,107 +25,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine.hub import download_command
-from ..engine.request import SCHEDULERS
-from ..engine.runfolder import read_parameters
-from ..engine.settings import StyleAlignedSettings
-from ..session.errors import SessionError
-from ..session.generation import SDXL_SIZES, GenerationSettings
-from ..session.picture_settings import settings_from_picture
-from .actions import connect_command
+from ...engine.hub import download_command
+from ...engine.request import SCHEDULERS
+from ...engine.runfolder import read_parameters
+from ...engine.settings import StyleAlignedSettings
+from ...session.errors import SessionError
+from ...session.generation import SDXL_SIZES, GenerationSettings
+from ...session.picture_settings import settings_from_picture
+from ..support import connect_command, files_pass_through, size_label, small_combo
+from ..support import icon as icon_
+from ..threads import CONSISTENCY_TIP, DEFAULT_DINO
+from .collapsible import CollapsibleSection
+from .knobs import (
+    CONTROL_MODEL_FIELDS,
+    SCHEDULER_NAMES,
+    SWITCH_LABELS,
+    TIPS,
+    strength_position,
+    strength_shift,
+)
 from .model_extras import LoraList, VaeChoice, memory_combo
-from .previews import small_combo
-from .scoring import CONSISTENCY_TIP, DEFAULT_DINO
-from .text_drops import files_pass_through
-from .theme import icon as icon_
-
-SCHEDULER_NAMES = {
-    "ddim": "DDIM (the paper's)",
-    "euler": "Euler",
-    "dpmpp-2m": "DPM++ 2M",
-}
-
-# Tooltips: what each knob does to the pictures, in words an illustrator uses (spec section 2).
-TIPS = {
-    "steps": "How many times the picture is refined. More steps: finer detail, slower. "
-             "StyleAligned likes many steps (30–50); very few steps weaken the shared style.",
-    "guidance": "How literally the prompt is followed. 5 is the paper's default; higher is "
-                "more literal and more saturated, lower is looser. Very high values can drown "
-                "the shared style.",
-    "size": "Picture size. SDXL was trained at about one megapixel: these sizes give the best "
-            "pictures. Custom sizes must be multiples of 8.",
-    "scheduler": "The sampling method. DDIM is what the paper used and is required for exact "
-                 "reference-picture inversion; the others are alternatives.",
-    "negative": "What you do not want to see (e.g. “blurry, text, watermark”), for every "
-                "panel. Leave empty for none: a long negative prompt can weaken the shared style.",
-    "micro_batch": "How many panels are drawn at once. Auto picks what fits in the graphics "
-                   "memory; lower it if you run out of memory. It never changes the pictures.",
-    "strength": "How strongly the panels lean on the reference's style. The middle is the "
-                "paper's default; right: more faithful style (but the reference's objects may "
-                "creep in); left: freer panels.",
-    "share_attention": "The heart of StyleAligned: while each panel is drawn it looks at the "
-                       "reference and borrows its textures, colours and strokes. Off: every "
-                       "panel is drawn on its own (no shared style).",
-    "adain_queries": "Before borrowing, tune each panel's ‘what am I looking for’ to the "
-                     "reference's overall tone. On by default; it makes the style stick.",
-    "adain_keys": "Tune each panel's ‘what do I offer’ to the reference's tone too, so panel "
-                  "and reference mix evenly. On by default.",
-    "adain_values": "Also tune the borrowed colours and details themselves to the reference. "
-                    "Stronger style, but content of the reference leaks in more. Off by "
-                    "default.",
-    "share_group_norm": "Share the reference's brightness and contrast balance with every "
-                        "panel. Makes colours and values match closely; on by default for "
-                        "reference pictures, off for prompt-only sets.",
-    "shared_score_shift": "Extra weight of the reference while borrowing. 0: the reference "
-                          "counts as much as the panel itself; 0.69 (ln 2): twice as much, the "
-                          "paper's setting for reference pictures. Higher: more faithful style, "
-                          "more risk of copying the reference's subject.",
-    "shared_score_scale": "How sharply panels focus on the reference. Below 1 softens the "
-                          "borrowing: the authors use 0.5 (with weight 0) for famous paintings "
-                          "whose subject leaks into every panel.",
-    "only_self_level": "Share in fewer layers of the model. 0: every layer shares (strongest "
-                       "style); 0.5: half of them; 1: none. Raise it when panels look too alike.",
-    "full_attention_share": "Experiment from the paper: every picture looks at all the others "
-                            "at once instead of at one reference. Usually less consistent, and "
-                            "slower with many panels; re-roll of one panel is not possible.",
-    "inversion_guidance": "For reference pictures: how much the caption steers the reading-in "
-                          "of the picture. 2 is the paper's value.",
-    "inversion_offset": "For reference pictures: how many early steps are skipped when the "
-                        "picture is replayed. Auto: 5 of every 50 steps, as in the paper.",
-}
-
-STRENGTH_RANGE = (-1.0, 1.4)
-"""The style-strength slider maps onto shared_score_shift across this range (0 = the middle)."""
-
-
-def size_label(width: int, height: int) -> str:
-    shape = "square" if width == height else "landscape" if width > height else "portrait"
-    divisor = math.gcd(width, height)
-    return f"{width} × {height}  ({shape} {width // divisor}:{height // divisor})"
-
-
-class CollapsibleSection(QWidget):
-    """A titled section that folds open and closed with a click on its arrow."""
-
-    def __init__(self, title: str, content: QWidget, expanded: bool = False, parent=None) -> None:
-        super().__init__(parent)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.toggle = QToolButton()
-        self.toggle.setText(title)
-        self.toggle.setCheckable(True)
-        self.toggle.setChecked(expanded)
-        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.toggle.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
-        self.toggle.toggled.connect(self._toggled)
-        self.content = content
-        layout.addWidget(self.toggle)
-        layout.addWidget(content)
-        self._toggled(expanded)
-
-    def _toggled(self, expanded: bool) -> None:
-        self.toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
-        self.content.setVisible(expanded)
 
 
 class SettingsPanel(QWidget):
@@ -153,7 +70,24 @@ class SettingsPanel(QWidget):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         layout.addLayout(form)
+        form.addRow("Model", self._build_model_row())
+        self._add_sampling_rows(form)
+        self._add_output_rows(form)
+        form.addRow("Style strength", self._build_strength_row())
+        self.looks_section = CollapsibleSection("LoRAs and VAE", self._build_looks(),
+                                                expanded=True)
+        layout.addWidget(self.looks_section)
+        self.advanced = self._build_advanced()
+        self.advanced_section = CollapsibleSection("Advanced: StyleAligned", self.advanced)
+        layout.addWidget(self.advanced_section)
+        layout.addStretch(1)
+        self._connect_edits()
+        self.setAcceptDrops(True)  # a generated PNG dropped here: use that picture's settings
+        self.set_settings(self._settings)
 
+    # ----- construction ---------------------------------------------------------------------
+    def _build_model_row(self) -> QHBoxLayout:
+        """The model in use (the session's, else the app's), a "noise only" badge for tiny."""
         model_row = QHBoxLayout()
         self.model_label = QLabel("")
         self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -168,20 +102,20 @@ class SettingsPanel(QWidget):
         model_row.addWidget(self.model_label, 1)
         model_row.addWidget(self.tiny_badge)
         model_row.addWidget(self.model_button)
-        form.addRow("Model", model_row)
+        return model_row
 
+    def _add_sampling_rows(self, form: QFormLayout) -> None:
+        """Steps, guidance, size (a preset or width × height) and the sampler."""
         self.steps = QSpinBox()
         self.steps.setRange(1, 200)
         self.steps.setToolTip(TIPS["steps"])
         form.addRow("Steps", self.steps)
-
         self.guidance = QDoubleSpinBox()
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(1)
         self.guidance.setToolTip(TIPS["guidance"])
         form.addRow("Guidance", self.guidance)
-
         self.size_preset = small_combo()
         for width, height in SDXL_SIZES:
             self.size_preset.addItem(size_label(width, height), f"{width}x{height}")
@@ -201,28 +135,29 @@ class SettingsPanel(QWidget):
         size_row.addStretch(1)
         form.addRow("Size", self.size_preset)
         form.addRow("", size_row)
-
         self.scheduler = small_combo()
         for name in SCHEDULERS:
             self.scheduler.addItem(SCHEDULER_NAMES.get(name, name), name)
         self.scheduler.setToolTip(TIPS["scheduler"])
         form.addRow("Sampler", self.scheduler)
 
+    def _add_output_rows(self, form: QFormLayout) -> None:
+        """The negative prompt, panels drawn at once and the memory mode."""
         self.negative = QLineEdit()
         files_pass_through(self.negative)  # a PNG dropped here: use its settings
         self.negative.setPlaceholderText("none")
         self.negative.setToolTip(TIPS["negative"])
         form.addRow("Avoid", self.negative)
-
         self.micro_batch = QSpinBox()
         self.micro_batch.setRange(0, 64)
         self.micro_batch.setSpecialValueText("Auto")
         self.micro_batch.setToolTip(TIPS["micro_batch"])
         form.addRow("Panels at once", self.micro_batch)
-
         self.memory = memory_combo()
         form.addRow("Memory", self.memory)
 
+    def _build_strength_row(self) -> QHBoxLayout:
+        """The style-strength slider, from "freer" to "more alike" (see ``knobs.STRENGTH_RANGE``)."""
         strength_row = QHBoxLayout()
         self.strength = QSlider(Qt.Orientation.Horizontal)
         self.strength.setRange(0, 100)
@@ -234,8 +169,10 @@ class SettingsPanel(QWidget):
         strength_row.addWidget(weaker)
         strength_row.addWidget(self.strength, 1)
         strength_row.addWidget(stronger)
-        form.addRow("Style strength", strength_row)
+        return strength_row
 
+    def _build_looks(self) -> QFrame:
+        """The LoRAs and the VAE (a folding section, open)."""
         looks = QFrame()
         looks_form = QFormLayout(looks)
         looks_form.setContentsMargins(12, 0, 0, 0)
@@ -243,14 +180,11 @@ class SettingsPanel(QWidget):
         self.vae = VaeChoice()
         looks_form.addRow("LoRAs", self.loras)
         looks_form.addRow("VAE", self.vae)
-        self.looks_section = CollapsibleSection("LoRAs and VAE", looks, expanded=True)
-        layout.addWidget(self.looks_section)
+        return looks
 
-        self.advanced = self._advanced_widgets()
-        self.advanced_section = CollapsibleSection("Advanced: StyleAligned", self.advanced)
-        layout.addWidget(self.advanced_section)
-        layout.addStretch(1)
-
+    def _connect_edits(self) -> None:
+        """Every edit of the main form ends in ``_edited`` (the advanced knobs connect theirs
+        as they are built)."""
         self.steps.valueChanged.connect(self._edited)
         self.guidance.valueChanged.connect(self._edited)
         self.size_preset.currentIndexChanged.connect(self._preset_chosen)
@@ -264,28 +198,41 @@ class SettingsPanel(QWidget):
         self.loras.refused.connect(self.problem.emit)
         self.vae.edited.connect(self._edited)
         self.strength.valueChanged.connect(self._strength_moved)
-        self.setAcceptDrops(True)  # a generated PNG dropped here: use that picture's settings
-        self.set_settings(self._settings)
 
-    def _advanced_widgets(self) -> QWidget:
+    def _build_advanced(self) -> QFrame:
+        """The StyleAligned knobs, the control models, the DINO model and "Paper defaults"
+        (a folding section, closed)."""
         box = QFrame()
         form = QFormLayout(box)
         form.setContentsMargins(12, 0, 0, 0)
+        self._add_sharing_switches(form)
+        self._add_sharing_numbers(form)
+        self._add_control_models(form)
+        form.addRow("Consistency model (DINO)", self._build_dino_row())
+        self.defaults_button = QPushButton("Paper defaults")
+        self.defaults_button.setToolTip("Reset the StyleAligned knobs to the paper's defaults "
+                                        "(for a reference picture when one is active)")
+        connect_command(self.defaults_button.clicked, self._reset_defaults)
+        form.addRow(self.defaults_button)
+        for box_ in (self.shift, self.scale, self.level, self.inversion_guidance):
+            box_.valueChanged.connect(self._edited)
+        self.inversion_offset.valueChanged.connect(self._edited)
+        self._picture_reference = False
+        return box
+
+    def _add_sharing_switches(self, form: QFormLayout) -> None:
+        """What the panels share with the reference: one check box per StyleAligned switch."""
         self.flags: dict[str, QCheckBox] = {}
-        labels = {
-            "share_attention": "Share the reference's style",
-            "adain_queries": "Match tone: what panels look for",
-            "adain_keys": "Match tone: what panels offer",
-            "adain_values": "Match tone: borrowed details",
-            "share_group_norm": "Share brightness and contrast",
-            "full_attention_share": "Everyone looks at everyone (experiment)",
-        }
-        for name, label in labels.items():
+        for name, label in SWITCH_LABELS.items():
             check = QCheckBox(label)
             check.setToolTip(TIPS[name])
             check.toggled.connect(self._edited)
             self.flags[name] = check
             form.addRow(check)
+
+    def _add_sharing_numbers(self, form: QFormLayout) -> None:
+        """How much they share (shift, scale, unshared layers) and how a reference picture is
+        read in (inversion guidance and skipped steps)."""
         self.shift = QDoubleSpinBox()
         self.shift.setRange(-5.0, 5.0)
         self.shift.setSingleStep(0.05)
@@ -315,20 +262,20 @@ class SettingsPanel(QWidget):
         self.inversion_offset.setSpecialValueText("Auto")
         self.inversion_offset.setToolTip(TIPS["inversion_offset"])
         form.addRow("Picture skipped steps", self.inversion_offset)
+
+    def _add_control_models(self, form: QFormLayout) -> None:
+        """The ControlNets and the depth estimator the session names (empty: the defaults)."""
         self.control_models: dict[str, QLineEdit] = {}
-        for name, label, default, tip in (
-                ("controlnet_canny", "ControlNet for edges", "diffusers/controlnet-canny-sdxl-1.0",
-                 "The SDXL ControlNet that reads edge maps (hub id or folder)"),
-                ("controlnet_depth", "ControlNet for depth", "diffusers/controlnet-depth-sdxl-1.0",
-                 "The SDXL ControlNet that reads depth maps (hub id or folder)"),
-                ("depth_model", "Depth estimator", "Intel/dpt-hybrid-midas",
-                 "The model that turns a control picture into a depth map (hub id or folder)")):
+        for name, label, default, tip in CONTROL_MODEL_FIELDS:
             edit = QLineEdit()
             edit.setPlaceholderText(f"default: {default}")
             edit.setToolTip(tip + ". Empty: the default for the model.")
             edit.editingFinished.connect(self._edited)
             self.control_models[name] = edit
             form.addRow(label, edit)
+
+    def _build_dino_row(self) -> QHBoxLayout:
+        """The app's DINO model for consistency scores, typed or chosen as a folder."""
         dino_row = QHBoxLayout()
         self.dino_source = QLineEdit()
         self.dino_source.setPlaceholderText(f"default: {DEFAULT_DINO}")
@@ -344,17 +291,7 @@ class SettingsPanel(QWidget):
         connect_command(self.dino_folder_button.clicked, self.choose_dino_folder)
         dino_row.addWidget(self.dino_source, 1)
         dino_row.addWidget(self.dino_folder_button)
-        form.addRow("Consistency model (DINO)", dino_row)
-        self.defaults_button = QPushButton("Paper defaults")
-        self.defaults_button.setToolTip("Reset the StyleAligned knobs to the paper's defaults "
-                                        "(for a reference picture when one is active)")
-        connect_command(self.defaults_button.clicked, self._reset_defaults)
-        form.addRow(self.defaults_button)
-        for box_ in (self.shift, self.scale, self.level, self.inversion_guidance):
-            box_.valueChanged.connect(self._edited)
-        self.inversion_offset.valueChanged.connect(self._edited)
-        self._picture_reference = False
-        return box
+        return dino_row
 
     # ----- value in / out -------------------------------------------------------------------
     def set_app_model(self, model: str) -> None:
@@ -421,7 +358,7 @@ class SettingsPanel(QWidget):
             self.shift.setValue(sa.shared_score_shift)
             self.scale.setValue(sa.shared_score_scale)
             self.level.setValue(sa.only_self_level)
-            self.strength.setValue(self._strength_position(sa.shared_score_shift))
+            self.strength.setValue(strength_position(sa.shared_score_shift))
             self.inversion_guidance.setValue(settings.inversion_guidance)
             for name, edit in self.control_models.items():
                 if edit.text() != getattr(settings, name):
@@ -472,7 +409,7 @@ class SettingsPanel(QWidget):
         if new != self._settings:
             self._settings = new
             self._filling = True
-            self.strength.setValue(self._strength_position(new.style_aligned.shared_score_shift))
+            self.strength.setValue(strength_position(new.style_aligned.shared_score_shift))
             self._filling = False
             self.changed.emit(new)
 
@@ -493,25 +430,11 @@ class SettingsPanel(QWidget):
         self._filling = False
         self._edited()
 
-    @staticmethod
-    def _strength_position(shift: float) -> int:
-        low, high = STRENGTH_RANGE
-        fraction = 0.5 * (shift - low) / (0 - low) if shift <= 0 else 0.5 + 0.5 * shift / high
-        return int(round(100 * min(1.0, max(0.0, fraction))))
-
-    @staticmethod
-    def _strength_shift(position: int) -> float:
-        low, high = STRENGTH_RANGE
-        fraction = position / 100
-        if fraction <= 0.5:
-            return low + (0 - low) * fraction / 0.5
-        return high * (fraction - 0.5) / 0.5
-
     def _strength_moved(self, position: int) -> None:
         if self._filling:
             return
         self._filling = True
-        self.shift.setValue(round(self._strength_shift(position), 3))
+        self.shift.setValue(round(strength_shift(position), 3))
         self._filling = False
         self._edited()
 

@@ -16,13 +16,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..session import observer
-from ..session.errors import SessionError
-from ..session.json_fields import MAX_SEED as MAX_SEED_
-from .actions import connect_command
-from .previews import small_combo
-from .text_drops import files_pass_through
-from .theme import icon as icon_
+from ...session import observer
+from ...session.errors import SessionError
+from ...session.json_fields import MAX_SEED as MAX_SEED_
+from ..support import connect_command, files_pass_through, small_combo
+from ..support import icon as icon_
 
 
 class StylePanel(QWidget):
@@ -48,7 +46,24 @@ class StylePanel(QWidget):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         layout.addLayout(form)
+        form.addRow("Preset", self._build_preset_row())
+        self.text = QLineEdit()
+        files_pass_through(self.text)
+        self.text.setPlaceholderText("e.g. “minimal origami.” — added to every prompt")
+        self.text.setToolTip("The style description added to the end of every panel's prompt "
+                             "(and the reference's). Short and about the look, not the subject.")
+        self.text.textEdited.connect(self._text_edited)
+        form.addRow("Style text", self.text)
+        self.source = QLabel("")
+        self.source.setObjectName("Hint")
+        self.source.setWordWrap(True)
+        form.addRow("Reference", self.source)
+        self._add_generated_reference_rows(form)
+        self.reload_presets()
 
+    # ----- construction ---------------------------------------------------------------------
+    def _build_preset_row(self) -> QHBoxLayout:
+        """The preset chooser with save-as and delete."""
         preset_row = QHBoxLayout()
         self.preset = small_combo()
         self.preset.setToolTip("Style presets: a style text with a negative prompt and settings "
@@ -65,21 +80,11 @@ class StylePanel(QWidget):
         preset_row.addWidget(self.preset, 1)
         preset_row.addWidget(self.save_preset)
         preset_row.addWidget(self.delete_preset)
-        form.addRow("Preset", preset_row)
+        return preset_row
 
-        self.text = QLineEdit()
-        files_pass_through(self.text)
-        self.text.setPlaceholderText("e.g. “minimal origami.” — added to every prompt")
-        self.text.setToolTip("The style description added to the end of every panel's prompt "
-                             "(and the reference's). Short and about the look, not the subject.")
-        self.text.textEdited.connect(self._text_edited)
-        form.addRow("Style text", self.text)
-
-        self.source = QLabel("")
-        self.source.setObjectName("Hint")
-        self.source.setWordWrap(True)
-        form.addRow("Reference", self.source)
-
+    def _add_generated_reference_rows(self, form: QFormLayout) -> None:
+        """What the generated reference shows, and its seed with lock and dice (shown only
+        while the style comes from a generated reference)."""
         self.reference_prompt = QLineEdit()
         self.reference_prompt.setPlaceholderText("what the generated reference shows, e.g. "
                                                  "“a toy train”")
@@ -89,7 +94,6 @@ class StylePanel(QWidget):
         self.reference_prompt.textEdited.connect(self._reference_prompt_edited)
         self.reference_prompt_label = QLabel("Shows")
         form.addRow(self.reference_prompt_label, self.reference_prompt)
-
         seed_row = QHBoxLayout()
         self.reference_seed = QSpinBox()
         self.reference_seed.setRange(0, MAX_SEED_)
@@ -109,7 +113,6 @@ class StylePanel(QWidget):
         seed_row.addWidget(self.reference_dice)
         self.reference_seed_label = QLabel("Seed")
         form.addRow(self.reference_seed_label, seed_row)
-        self.reload_presets()
 
     # ----- binding --------------------------------------------------------------------------
     def set_session(self, session) -> None:
@@ -161,7 +164,7 @@ class StylePanel(QWidget):
 
     # ----- presets --------------------------------------------------------------------------
     def reload_presets(self) -> None:
-        from ..session.presets import load_presets
+        from ...session.presets import load_presets
 
         self.library = load_presets()
         for problem in self.library.problems:
@@ -221,7 +224,7 @@ class StylePanel(QWidget):
 
     def save_preset_named(self, name: str):
         """Save the session's style text and settings as the user's preset ``name``."""
-        from ..session.presets import StylePreset, save_user_preset
+        from ...session.presets import StylePreset, save_user_preset
 
         settings = self.session.settings
         try:
@@ -243,7 +246,7 @@ class StylePanel(QWidget):
         return preset
 
     def delete_current_preset(self) -> None:
-        from ..session.presets import delete_user_preset
+        from ...session.presets import delete_user_preset
 
         key = self.preset.currentData()
         preset = self.library.get(key) if (key and self.library) else None

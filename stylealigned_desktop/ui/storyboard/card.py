@@ -1,15 +1,13 @@
 """One storyboard panel as a card: drag handle, prompt, seed and its lock, its own size (spec
 section 12: a wide establishing shot beside tall close-ups), control picture and map, and the
-card's tools. It edits its panel through the :class:`~.storyboard.StoryboardView`."""
+card's tools. The card knows no view: it signals its edits and requests upward, and the
+:class:`~.view.StoryboardView` that owns it makes them through the session."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from PySide6.QtCore import QEvent, QMimeData, QPoint, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QDrag, QImage, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
-    QApplication,
     QDoubleSpinBox,
     QFrame,
     QHBoxLayout,
@@ -21,24 +19,24 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..engine.limits import PANEL_SIZE_STEP
-from ..engine.request import CONTROL_MODES
-from ..prompts_file import parse_size
-from ..session.generation import SDXL_SIZES
-from ..session.json_fields import MAX_SEED
-from ..session.model import Panel
-from .actions import connect_command
-from .controls import size_label
-from .gallery import local_paths
-from .previews import ElidedLabel, small_combo
-from .theme import icon
-from .wheel import wheel_edits_only_when_focused
+from ...engine.limits import PANEL_SIZE_STEP
+from ...engine.request import CONTROL_MODES
+from ...prompts_file import parse_size
+from ...session.generation import SDXL_SIZES
+from ...session.json_fields import MAX_SEED
+from ...session.model import Panel
+from ..support import (
+    ElidedLabel,
+    connect_command,
+    icon,
+    local_paths,
+    size_label,
+    small_combo,
+    wheel_edits_only_when_focused,
+)
+from .control_thumb import ControlThumb
+from .dragging import PANEL_MIME, DragHandle
 
-if TYPE_CHECKING:
-    from .storyboard import StoryboardView
-
-PANEL_MIME = "application/x-stylealigned-panel"
-CONTROL_THUMB = 64
 SET_SIZE, CUSTOM_SIZE = "set", "custom"
 SIZE_TIP = ("This panel's own size: the SDXL sizes give the best pictures (a wide establishing "
             "shot, a tall close-up); “Same as the set” follows Settings → Size. Custom sizes are "
@@ -57,85 +55,15 @@ MODE_TIPS = {
 }
 
 
-class DragHandle(QLabel):
-    """The grip of a card: press and drag to move the panel."""
-
-    def __init__(self, card: PanelCard) -> None:
-        super().__init__("⠿")
-        self.card = card
-        self.setToolTip("Drag to reorder (or Alt+Up / Alt+Down)")
-        self.setCursor(Qt.CursorShape.OpenHandCursor)
-        font = self.font()
-        font.setPointSize(font.pointSize() + 4)
-        self.setFont(font)
-        self._press: QPoint | None = None
-
-    def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if event.button() == Qt.MouseButton.LeftButton:
-            self._press = event.position().toPoint()
-            self.card.clicked.emit(self.card.panel_id)
-
-    def mouseMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if self._press is None:
-            return
-        if (event.position().toPoint() - self._press).manhattanLength() < QApplication.startDragDistance():
-            return
-        self._press = None
-        drag = QDrag(self)
-        mime = QMimeData()
-        mime.setData(PANEL_MIME, self.card.panel_id.encode("utf-8"))
-        drag.setMimeData(mime)
-        drag.setPixmap(self.card.grab().scaledToWidth(min(260, self.card.width()),
-                                                      Qt.TransformationMode.SmoothTransformation))
-        drag.exec(Qt.DropAction.MoveAction)
-
-    def mouseReleaseEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._press = None
-
-
-class ControlThumb(QToolButton):
-    """The control picture's map as a small thumbnail; click to choose a picture."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        self.setFixedSize(CONTROL_THUMB + 8, CONTROL_THUMB + 8)
-        self.setIconSize(QSize(CONTROL_THUMB, CONTROL_THUMB))
-        self.setAutoRaise(False)
-        self.set_empty()
-
-    def set_empty(self) -> None:
-        pixmap = QPixmap(CONTROL_THUMB, CONTROL_THUMB)
-        pixmap.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pixmap)
-        painter.setPen(QPen(self.palette().color(QPalette.ColorRole.PlaceholderText), 1,
-                            Qt.PenStyle.DashLine))
-        painter.drawRoundedRect(1, 1, CONTROL_THUMB - 3, CONTROL_THUMB - 3, 4, 4)
-        font = painter.font()
-        font.setPointSize(max(6, font.pointSize() - 2))
-        painter.setFont(font)
-        painter.drawText(pixmap.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                         "drop a\ncontrol\npicture")
-        painter.end()
-        self.setIcon(pixmap)
-        self.image: QImage | None = None
-
-    def set_image(self, image: QImage) -> None:
-        self.image = image
-        scaled = image.scaled(CONTROL_THUMB, CONTROL_THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                              Qt.TransformationMode.SmoothTransformation)
-        pixmap = QPixmap(CONTROL_THUMB, CONTROL_THUMB)
-        pixmap.fill(QColor("#000000"))
-        painter = QPainter(pixmap)
-        painter.drawImage((CONTROL_THUMB - scaled.width()) // 2,
-                          (CONTROL_THUMB - scaled.height()) // 2, scaled)
-        painter.end()
-        self.setIcon(pixmap)
-
-
 class PanelCard(QFrame):
     """One panel of the storyboard."""
 
     clicked = Signal(str)
+    edited = Signal(str, object)
+    """The panel's id and the changes to its fields (prompt, seed, seed_locked, size)."""
+    control_edited = Signal(str, object)
+    """The panel's id and the changes to its control (mode, scale, map_kind)."""
+    new_seed_requested = Signal(str)
     reroll_requested = Signal(str)
     duplicate_requested = Signal(str)
     delete_requested = Signal(str)
@@ -144,9 +72,8 @@ class PanelCard(QFrame):
     control_choose_requested = Signal(str)
     control_clear_requested = Signal(str)
 
-    def __init__(self, view: StoryboardView, panel: Panel) -> None:
+    def __init__(self, panel: Panel) -> None:
         super().__init__()
-        self.view = view
         self.panel_id = panel.id
         self.setObjectName("PanelCard")
         self.setAcceptDrops(True)
@@ -154,7 +81,22 @@ class PanelCard(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
         layout.setSpacing(4)
+        layout.addLayout(self._build_title_row())
+        layout.addWidget(self._build_prompt())
+        layout.addLayout(self._build_seed_row())
+        layout.addLayout(self._build_size_row())
+        layout.addLayout(self._build_control_row())
 
+        self._filling = False
+        self._control_key: tuple | None = None
+        self.update_from(panel, 0)
+        wheel_edits_only_when_focused(self)
+        for button in self.findChildren(QToolButton):
+            button.installEventFilter(self)  # a click on a card's button selects the card too
+
+    # ----- construction ---------------------------------------------------------------------
+    def _build_title_row(self) -> QHBoxLayout:
+        """The drag handle, "Panel n", the drawing status, and re-roll, duplicate, delete."""
         top = QHBoxLayout()
         top.setSpacing(4)
         self.handle = DragHandle(self)
@@ -174,8 +116,9 @@ class PanelCard(QFrame):
         self.delete_button = self._tool("delete", "Delete this panel", self.delete_requested)
         for button in (self.reroll_button, self.duplicate_button, self.delete_button):
             top.addWidget(button)
-        layout.addLayout(top)
+        return top
 
+    def _build_prompt(self) -> QPlainTextEdit:
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText("What this panel shows, e.g. “the fox jumps over the "
                                        "fence”. The style text is added to it.")
@@ -184,8 +127,10 @@ class PanelCard(QFrame):
         line = self.prompt.fontMetrics().lineSpacing()
         self.prompt.setFixedHeight(int(line * 2.6) + 12)
         self.prompt.textChanged.connect(self._prompt_edited)
-        layout.addWidget(self.prompt)
+        return self.prompt
 
+    def _build_seed_row(self) -> QHBoxLayout:
+        """The seed, its lock and the dice that draws a new one."""
         seed_row = QHBoxLayout()
         seed_row.setSpacing(4)
         seed_label = QLabel("Seed")
@@ -199,15 +144,16 @@ class PanelCard(QFrame):
         self.lock.setCheckable(True)
         self.lock.setAutoRaise(True)
         self.lock.toggled.connect(self._lock_edited)
-        self.new_seed = self._tool("dice", "Draw a new seed now", None)
-        connect_command(self.new_seed.clicked, self._new_seed)
+        self.new_seed = self._tool("dice", "Draw a new seed now", self.new_seed_requested)
         seed_row.addWidget(seed_label)
         seed_row.addWidget(self.seed)
         seed_row.addWidget(self.lock)
         seed_row.addWidget(self.new_seed)
         seed_row.addStretch(1)
-        layout.addLayout(seed_row)
+        return seed_row
 
+    def _build_size_row(self) -> QHBoxLayout:
+        """The panel's own size: same as the set, an SDXL size, or a custom width × height."""
         size_row = QHBoxLayout()
         size_row.setSpacing(4)
         self.size_choice = small_combo()
@@ -231,8 +177,10 @@ class PanelCard(QFrame):
         size_row.addWidget(self.custom_width)
         size_row.addWidget(self.times)
         size_row.addWidget(self.custom_height)
-        layout.addLayout(size_row)
+        return size_row
 
+    def _build_control_row(self) -> QHBoxLayout:
+        """The control picture's thumbnail beside its mode, strength and note."""
         control_row = QHBoxLayout()
         control_row.setSpacing(6)
         self.control_thumb = ControlThumb()
@@ -244,28 +192,7 @@ class PanelCard(QFrame):
                               Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         control_form = QVBoxLayout()
         control_form.setSpacing(2)
-        mode_row = QHBoxLayout()
-        self.mode = small_combo()
-        for mode in CONTROL_MODES:
-            self.mode.addItem({"canny": "Edges (canny)", "depth": "Depth",
-                               "map": "Ready-made map"}[mode], mode)
-            self.mode.setItemData(self.mode.count() - 1, MODE_TIPS[mode],
-                                  Qt.ItemDataRole.ToolTipRole)
-        self.mode.currentIndexChanged.connect(self._control_edited)
-        self.clear_control = self._tool("close", "Remove the control picture", None)
-        connect_command(self.clear_control.clicked,
-                        lambda: self.control_clear_requested.emit(self.panel_id))
-        self.map_kind = small_combo()
-        self.map_kind.setMinimumContentsLength(5)
-        for kind, label in (("canny", "of edges"), ("depth", "of depth")):
-            self.map_kind.addItem(label, kind)
-        self.map_kind.setToolTip("What the ready-made map shows: outlines (for the edges "
-                                 "ControlNet) or near and far (for the depth ControlNet)")
-        self.map_kind.currentIndexChanged.connect(self._control_edited)
-        mode_row.addWidget(self.mode, 1)
-        mode_row.addWidget(self.map_kind)
-        mode_row.addWidget(self.clear_control)
-        control_form.addLayout(mode_row)
+        control_form.addLayout(self._build_mode_row())
         strength_row = QHBoxLayout()
         self.strength_label = strength_label = QLabel("Strength")
         self.strength = QDoubleSpinBox()
@@ -283,14 +210,32 @@ class PanelCard(QFrame):
         control_form.addWidget(self.control_note)
         control_form.addStretch(1)
         control_row.addLayout(control_form, 1)
-        layout.addLayout(control_row)
+        return control_row
 
-        self._filling = False
-        self._control_key: tuple | None = None
-        self.update_from(panel, 0)
-        wheel_edits_only_when_focused(self)
-        for button in self.findChildren(QToolButton):
-            button.installEventFilter(self)  # a click on a card's button selects the card too
+    def _build_mode_row(self) -> QHBoxLayout:
+        """How the control picture is read (edges, depth, a ready-made map and of what), and
+        the button that removes it."""
+        mode_row = QHBoxLayout()
+        self.mode = small_combo()
+        for mode in CONTROL_MODES:
+            self.mode.addItem({"canny": "Edges (canny)", "depth": "Depth",
+                               "map": "Ready-made map"}[mode], mode)
+            self.mode.setItemData(self.mode.count() - 1, MODE_TIPS[mode],
+                                  Qt.ItemDataRole.ToolTipRole)
+        self.mode.currentIndexChanged.connect(self._control_edited)
+        self.clear_control = self._tool("close", "Remove the control picture",
+                                        self.control_clear_requested)
+        self.map_kind = small_combo()
+        self.map_kind.setMinimumContentsLength(5)
+        for kind, label in (("canny", "of edges"), ("depth", "of depth")):
+            self.map_kind.addItem(label, kind)
+        self.map_kind.setToolTip("What the ready-made map shows: outlines (for the edges "
+                                 "ControlNet) or near and far (for the depth ControlNet)")
+        self.map_kind.currentIndexChanged.connect(self._control_edited)
+        mode_row.addWidget(self.mode, 1)
+        mode_row.addWidget(self.map_kind)
+        mode_row.addWidget(self.clear_control)
+        return mode_row
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt)
         # buttons take no focus, so without this the lock of one card was clicked while Ctrl+R
@@ -300,12 +245,12 @@ class PanelCard(QFrame):
         return False
 
     def _tool(self, name: str, tip: str, signal) -> QToolButton:
+        """A card button that sends ``signal`` with this card's panel id."""
         button = QToolButton()
         button.setIcon(icon(name))
         button.setToolTip(tip)
         button.setAutoRaise(True)
-        if signal is not None:
-            connect_command(button.clicked, lambda: signal.emit(self.panel_id))
+        connect_command(button.clicked, lambda: signal.emit(self.panel_id))
         return button
 
     # ----- session -> widgets ---------------------------------------------------------------
@@ -391,7 +336,7 @@ class PanelCard(QFrame):
     def _edit(self, **changes) -> None:
         if self._filling:
             return
-        self.view.edit_panel(self.panel_id, **changes)
+        self.edited.emit(self.panel_id, changes)
 
     def _prompt_edited(self) -> None:
         self._edit(prompt=self.prompt.toPlainText())
@@ -403,16 +348,13 @@ class PanelCard(QFrame):
         self._show_lock(locked)
         self._edit(seed_locked=locked)
 
-    def _new_seed(self) -> None:
-        self.view.new_seed(self.panel_id)
-
     def _control_edited(self, *_args) -> None:
         if self._filling:
             return
         changes = {"mode": self.mode.currentData(), "scale": round(self.strength.value(), 2)}
         if self.mode.currentData() == "map":
             changes["map_kind"] = self.map_kind.currentData()
-        self.view.edit_control(self.panel_id, **changes)
+        self.control_edited.emit(self.panel_id, changes)
 
     # ----- drops and clicks -----------------------------------------------------------------
     def mousePressEvent(self, event) -> None:  # noqa: N802 (Qt)

@@ -1,10 +1,11 @@
 """The storyboard: a list of panel cards (prompt, seed, control picture) the artist reorders by drag.
 
-Each card edits one session panel through ``Session`` methods; the list rebuilds from session
-notifications, keyed by panel id, so a card keeps its widgets (and the text cursor) while the
-artist types. Dropping a picture anywhere on a card makes it the panel's control picture (read
-and checked in the background pool, then set with ``Session.set_panel_control_prepared``); its
-control map is computed in the engine's worker (see ``control_map_wanted``).
+The view owns its cards (:mod:`.card`): each signals the edits of its panel and the view makes
+them through ``Session`` methods; the list rebuilds from session notifications, keyed by panel
+id, so a card keeps its widgets (and the text cursor) while the artist types. Dropping a picture
+anywhere on a card makes it the panel's control picture (read and checked in the background
+pool, then set with ``Session.set_panel_control_prepared``); its control map is computed in the
+engine's worker (see ``control_map_wanted``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPen
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
@@ -27,125 +28,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .. import prompts_file
-from ..session import observer
-from ..session.errors import SessionError
-from ..session.json_fields import MAX_SEED
-from ..session.model import Panel, Session
-from ..session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
-from .actions import add_menu_command, connect_command
-from .background import BackgroundPool
-from .gallery import PICTURE_FILTER, import_error, png_bytes
-from .panel_card import PANEL_MIME, PanelCard
-from .theme import ACCENT, icon
+from ... import prompts_file
+from ...session import observer
+from ...session.errors import SessionError
+from ...session.json_fields import MAX_SEED
+from ...session.model import Panel, Session
+from ...session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
+from ..support import (
+    PICTURE_FILTER,
+    add_menu_command,
+    connect_command,
+    icon,
+    import_error,
+    png_bytes,
+)
+from ..threads import BackgroundPool
+from .card import PanelCard
+from .panel_list import PanelList
 
 _FAILED = object()
 """What ``StoryboardView._guard`` returns when the session refused a change."""
-EDGE = 48
-"""A dragged panel held this close to the top or bottom of the list scrolls it (px)."""
-
-
-class PanelList(QWidget):
-    """The column of cards; takes panel drags and shows where the panel will land."""
-
-    def __init__(self, view: StoryboardView) -> None:
-        super().__init__()
-        self.view = view
-        self.setAcceptDrops(True)
-        self.column = QVBoxLayout(self)
-        # the cards keep their height; the scroll area scrolls instead of squeezing them
-        self.column.setSizeConstraint(QVBoxLayout.SizeConstraint.SetMinimumSize)
-        self.column.setContentsMargins(2, 2, 2, 2)
-        self.column.setSpacing(6)
-        self.column.addStretch(1)
-        self._indicator_y: int | None = None
-        self._scroll_by = 0
-        self._pointer_y = 0
-        self._scroll_timer = QTimer(self)
-        self._scroll_timer.setInterval(30)
-        self._scroll_timer.timeout.connect(self._scroll_step)
-
-    def cards(self) -> list[PanelCard]:
-        return [self.column.itemAt(i).widget() for i in range(self.column.count() - 1)]
-
-    def drop_index(self, y: float) -> int:
-        """The position a dragged panel lands at when dropped at height ``y``."""
-        cards = self.cards()
-        for i, card in enumerate(cards):
-            if y < card.geometry().center().y():
-                return i
-        return len(cards)
-
-    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if event.mimeData().hasFormat(PANEL_MIME):
-            event.acceptProposedAction()
-        else:
-            event.ignore()
-
-    def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if not event.mimeData().hasFormat(PANEL_MIME):
-            event.ignore()
-            return
-        event.acceptProposedAction()
-        self._show_drop_at(event.position().y())
-        self._auto_scroll(event.position().y())
-
-    def _show_drop_at(self, y: float) -> None:
-        index = self.drop_index(y)
-        cards = self.cards()
-        if index < len(cards):
-            self._indicator_y = cards[index].geometry().top() - 3
-        elif cards:
-            self._indicator_y = cards[-1].geometry().bottom() + 3
-        self.update()
-
-    def _auto_scroll(self, y: float) -> None:
-        """Near the top or bottom of the visible part, the list scrolls (a long storyboard's
-        end is reachable while dragging); faster the closer to the edge."""
-        viewport = self.view.scroll.viewport()
-        at = self.mapTo(viewport, QPoint(0, int(y))).y()
-        if at < EDGE:
-            self._scroll_by = -max(2, (EDGE - at) // 2)
-        elif at > viewport.height() - EDGE:
-            self._scroll_by = max(2, (at - viewport.height() + EDGE) // 2)
-        else:
-            self._scroll_by = 0
-        self._pointer_y = at
-        if self._scroll_by and not self._scroll_timer.isActive():
-            self._scroll_timer.start()
-        elif not self._scroll_by:
-            self._scroll_timer.stop()
-
-    def _scroll_step(self) -> None:
-        bar = self.view.scroll.verticalScrollBar()
-        bar.setValue(bar.value() + self._scroll_by)
-        viewport = self.view.scroll.viewport()
-        self._show_drop_at(self.mapFrom(viewport, QPoint(0, self._pointer_y)).y())
-
-    def _end_drag(self) -> None:
-        self._scroll_timer.stop()
-        self._indicator_y = None
-        self.update()
-
-    def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._end_drag()
-
-    def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
-        self._end_drag()
-        mime = event.mimeData()
-        if not mime.hasFormat(PANEL_MIME):
-            event.ignore()
-            return
-        panel_id = bytes(mime.data(PANEL_MIME)).decode("utf-8")
-        self.view.move_to_drop(panel_id, self.drop_index(event.position().y()))
-        event.acceptProposedAction()
-
-    def paintEvent(self, event) -> None:  # noqa: N802 (Qt)
-        super().paintEvent(event)
-        if self._indicator_y is not None:
-            painter = QPainter(self)
-            painter.setPen(QPen(QColor(ACCENT), 3))
-            painter.drawLine(4, self._indicator_y, self.width() - 4, self._indicator_y)
 
 
 class StoryboardView(QWidget):
@@ -175,6 +77,24 @@ class StoryboardView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
+        layout.addLayout(self._build_top_row())
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.list = PanelList(self.scroll)
+        self.list.panel_dropped.connect(self.move_to_drop)
+        self.scroll.setWidget(self.list)
+        layout.addWidget(self.scroll, 1)
+        self.empty_hint = QLabel("No panels yet. Press “Add panel” (Ctrl+Shift+N) and describe "
+                                 "what each picture of the set shows.")
+        self.empty_hint.setObjectName("Hint")
+        self.empty_hint.setWordWrap(True)
+        layout.addWidget(self.empty_hint)
+        self._add_move_shortcuts()
+        QApplication.instance().focusChanged.connect(self._focus_moved)
+
+    def _build_top_row(self) -> QHBoxLayout:
+        """The panel count, Add panel, and the ⋯ menu (import or export the prompts as text)."""
         top = QHBoxLayout()
         self.count = QLabel("")
         self.count.setObjectName("Hint")
@@ -196,21 +116,10 @@ class StoryboardView(QWidget):
         self.more_button.setMenu(menu)
         top.addWidget(self.add_button)
         top.addWidget(self.more_button)
-        layout.addLayout(top)
+        return top
 
-        self.scroll = QScrollArea()
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.list = PanelList(self)
-        self.scroll.setWidget(self.list)
-        layout.addWidget(self.scroll, 1)
-
-        self.empty_hint = QLabel("No panels yet. Press “Add panel” (Ctrl+Shift+N) and describe "
-                                 "what each picture of the set shows.")
-        self.empty_hint.setObjectName("Hint")
-        self.empty_hint.setWordWrap(True)
-        layout.addWidget(self.empty_hint)
-
+    def _add_move_shortcuts(self) -> None:
+        """Alt+Up / Alt+Down move the selected panel."""
         # Ctrl+J (duplicate) is the window's Storyboard menu: one shortcut, one owner (two
         # actions with the same keys are "ambiguous" to Qt, and neither runs)
         for keys, slot in (("Alt+Up", lambda: self.move_current(-1)),
@@ -220,14 +129,12 @@ class StoryboardView(QWidget):
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             connect_command(action.triggered, slot)
 
-        QApplication.instance().focusChanged.connect(self._focus_moved)
-
     def _focus_moved(self, _old, new) -> None:
         """Typing in a card selects it, so Ctrl+J, Ctrl+R, Alt+Up act on the card being edited."""
         widget = new
         while widget is not None and not isinstance(widget, PanelCard):
             widget = widget.parentWidget()
-        if widget is not None and widget.view is self:
+        if widget is not None and self.cards.get(widget.panel_id) is widget:  # one of ours
             self.select(widget.panel_id)
 
     # ----- binding --------------------------------------------------------------------------
@@ -274,8 +181,12 @@ class StoryboardView(QWidget):
         for index, panel in enumerate(panels):
             card = self.cards.get(panel.id)
             if card is None:
-                card = PanelCard(self, panel)
+                card = PanelCard(panel)
                 card.clicked.connect(self.select)
+                card.edited.connect(lambda pid, changes: self.edit_panel(pid, **changes))
+                card.control_edited.connect(
+                    lambda pid, changes: self.edit_control(pid, **changes))
+                card.new_seed_requested.connect(self.new_seed)
                 card.reroll_requested.connect(
                     lambda pid: self.reroll_requested.emit(self.session.panel_index(pid)))
                 card.duplicate_requested.connect(self.duplicate)

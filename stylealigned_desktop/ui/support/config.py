@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..paths import config_dir
+from ...paths import config_dir
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from PySide6.QtGui import (
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication
 
-from ..paths import resource
+from ...paths import resource
 
 ACCENT = "#e0873a"  # warm orange: reads well on both palettes, not the usual "AI blue"
 

@@ -21,8 +21,8 @@ from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtGui import QAction, QKeySequence, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QApplication, QWidget
 
-from ..session import observer
-from ..session.model import Session
+from ...session import observer
+from ...session.model import Session
 
 TYPING_PAUSE = 2.0
 """Seconds of pause after which further edits of the same panel become a new step."""

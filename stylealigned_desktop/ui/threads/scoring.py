@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.hub import DEFAULT_DINO, download_command
+from ...engine.hub import DEFAULT_DINO, download_command
 
 PAPER_CONSISTENCY = 0.51
 """The paper's StyleAligned sets (Hertz et al. 2024, DINO set consistency)."""
@@ -37,7 +37,7 @@ def dino_source(configured: str) -> str:
 
 def how_to_get_dino(source: str) -> str:
     """What to do so the window can score runs (for the history's hint and its help)."""
-    from ..engine.models import looks_like_path  # torch-free
+    from ...engine.models import looks_like_path  # torch-free
 
     hub_id = DEFAULT_DINO if looks_like_path(source) or Path(source).exists() else source
     return (
@@ -60,8 +60,8 @@ class ConsistencyOutcome:
 
 def dino_missing(source: str) -> str | None:
     """None when the DINO model loads without a download; else why not and how to get it."""
-    from ..engine.metrics import dino_unavailable_reason
-    from ..engine.models import looks_like_path
+    from ...engine.metrics import dino_unavailable_reason
+    from ...engine.models import looks_like_path
 
     reason = dino_unavailable_reason(source)
     if reason is None:
@@ -86,7 +86,7 @@ def score_pictures(paths: Sequence[str | Path], source: str,
         raise ValueError(f"a set needs at least 2 pictures to be scored, got {len(paths)}")
     from PIL import Image
 
-    from ..engine.metrics import images_set_consistency
+    from ...engine.metrics import images_set_consistency
 
     pictures = []
     for path in paths:

@@ -34,7 +34,7 @@ def read_thumbnail(path: str | Path, size: int) -> QImage:
         try:
             from PIL import Image, ImageOps
 
-            from .qimage import pil_to_qimage
+            from ..support import pil_to_qimage
 
             with Image.open(path) as picture:
                 picture = ImageOps.exif_transpose(picture)

@@ -28,11 +28,11 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from ..engine import events as ev
-from ..engine.maker import PictureMaker, PictureMakerFactory, this_computer
-from ..engine.request import SetRequest
+from ...engine import events as ev
+from ...engine.maker import PictureMaker, PictureMakerFactory, this_computer
+from ...engine.request import SetRequest
+from ..support import pil_to_qimage
 from .bridge import ThreadBridge
-from .qimage import pil_to_qimage
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,17 @@ import logging
 
 from PySide6.QtCore import QObject, Signal
 
-from ..session.errors import SessionError
-from .history import HistoryView
+from ...session.errors import SessionError
+from ..grid import HistoryView
+from ..threads import (
+    ConsistencyOutcome,
+    EngineWorker,
+    Task,
+    dino_missing,
+    dino_source,
+    score_pictures,
+)
 from .host import Host
-from .scoring import ConsistencyOutcome, dino_missing, dino_source, score_pictures
-from .worker import EngineWorker, Task
 
 log = logging.getLogger(__name__)
 

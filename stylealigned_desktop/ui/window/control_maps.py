@@ -8,10 +8,9 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QImage
 
-from .qimage import pil_to_qimage
-from .storyboard import StoryboardView
-from .thumbnails import ThumbnailLoader
-from .worker import EngineWorker, Task
+from ..storyboard import StoryboardView
+from ..support import pil_to_qimage
+from ..threads import EngineWorker, Task, ThumbnailLoader
 
 CONTROL_THUMB = 160
 
@@ -22,7 +21,7 @@ def make_control_map(path: str, mode: str, low: int, high: int, width: int, heig
 
     Runs in the worker thread: engine.control may import torch (depth).
     """
-    from ..engine.control import ControlSettings, preprocess
+    from ...engine.control import ControlSettings, preprocess
 
     settings = ControlSettings(width=width, height=height, canny_low=low, canny_high=high,
                                depth_model=depth_model)

@@ -21,7 +21,7 @@ from PySide6.QtGui import (
     QPdfWriter,
 )
 
-from ..engine.runfolder import contact_sheet
+from ...engine.runfolder import contact_sheet
 
 
 @dataclass(frozen=True)
@@ -80,55 +80,82 @@ def export_contact_sheet_pdf(items: list[SheetItem], path: str | Path, title: st
         for number, chunk in enumerate(pages):
             if number:
                 writer.newPage()
-            painter.setFont(title_font)
-            painter.setPen(QColor("#202020"))
-            title_height = QFontMetrics(title_font).height()
-            painter.drawText(QRect(0, 0, page.width(), title_height),
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, title)
-            top = title_height + 4
-            if subtitle:
-                painter.setFont(text_font)
-                sub_height = QFontMetrics(text_font).height()
-                painter.drawText(QRect(0, top, page.width(), sub_height),
-                                 Qt.AlignmentFlag.AlignLeft, subtitle)
-                top += sub_height + 4
-            footer = f"{number + 1} / {len(pages)}"
-            painter.setFont(text_font)
-            metrics = QFontMetrics(text_font)
-            painter.drawText(QRect(0, page.height() - metrics.height(), page.width(),
-                                   metrics.height()), Qt.AlignmentFlag.AlignRight, footer)
-            grid_height = page.height() - top - metrics.height() - 8
-            gap = page.width() // 80
-            cell_w = (page.width() - gap * (columns - 1)) // columns
-            cell_h = (grid_height - gap * (rows_per_page - 1)) // rows_per_page
-            label_h = metrics.height() * 2 + 4
-            for k, item in enumerate(chunk):
-                x = (k % columns) * (cell_w + gap)
-                y = top + (k // columns) * (cell_h + gap)
-                image = QImage(str(item.path))
-                box = QRectF(x, y, cell_w, cell_h - label_h)
-                if not image.isNull():
-                    size = QSizeF(image.size()).scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
-                    target = QRectF(box.x() + (box.width() - size.width()) / 2, box.y(),
-                                    size.width(), size.height())
-                    painter.drawImage(target, image)
-                    text_top = int(target.bottom()) + 4
-                else:
-                    painter.drawRect(box)
-                    text_top = int(box.bottom()) + 4
-                painter.setFont(text_font)
-                bold = QFont(text_font)
-                bold.setBold(True)
-                painter.setFont(bold)
-                painter.drawText(QRect(x, text_top, cell_w, metrics.height()),
-                                 Qt.AlignmentFlag.AlignLeft, item.label)
-                painter.setFont(text_font)
-                caption = metrics.elidedText(item.caption, Qt.TextElideMode.ElideRight, cell_w)
-                painter.drawText(QRect(x, text_top + metrics.height(), cell_w, metrics.height()),
-                                 Qt.AlignmentFlag.AlignLeft, caption)
+            top = _draw_page_frame(painter, page, (title_font, text_font), (title, subtitle),
+                                   f"{number + 1} / {len(pages)}")
+            _draw_picture_grid(painter, chunk, page, top, (columns, rows_per_page), text_font)
     finally:
         painter.end()
     return path
+
+
+def _draw_page_frame(painter: QPainter, page: QRect, fonts: tuple[QFont, QFont],
+                     titles: tuple[str, str], footer: str) -> int:
+    """A page's title (and subtitle) at the top and its number at the bottom right; returns
+    where the pictures start."""
+    title_font, text_font = fonts
+    title, subtitle = titles
+    painter.setFont(title_font)
+    painter.setPen(QColor("#202020"))
+    title_height = QFontMetrics(title_font).height()
+    painter.drawText(QRect(0, 0, page.width(), title_height),
+                     Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, title)
+    top = title_height + 4
+    if subtitle:
+        painter.setFont(text_font)
+        sub_height = QFontMetrics(text_font).height()
+        painter.drawText(QRect(0, top, page.width(), sub_height),
+                         Qt.AlignmentFlag.AlignLeft, subtitle)
+        top += sub_height + 4
+    painter.setFont(text_font)
+    metrics = QFontMetrics(text_font)
+    painter.drawText(QRect(0, page.height() - metrics.height(), page.width(),
+                           metrics.height()), Qt.AlignmentFlag.AlignRight, footer)
+    return top
+
+
+def _draw_picture_grid(painter: QPainter, chunk: list[SheetItem], page: QRect, top: int,
+                       shape: tuple[int, int], text_font: QFont) -> None:
+    """A page's pictures in ``shape`` (columns, rows) cells between ``top`` and the footer."""
+    columns, rows = shape
+    metrics = QFontMetrics(text_font)
+    grid_height = page.height() - top - metrics.height() - 8
+    gap = page.width() // 80
+    cell_w = (page.width() - gap * (columns - 1)) // columns
+    cell_h = (grid_height - gap * (rows - 1)) // rows
+    label_h = metrics.height() * 2 + 4
+    for k, item in enumerate(chunk):
+        x = (k % columns) * (cell_w + gap)
+        y = top + (k // columns) * (cell_h + gap)
+        _draw_cell(painter, item, QRect(x, y, cell_w, cell_h), label_h, text_font)
+
+
+def _draw_cell(painter: QPainter, item: SheetItem, cell: QRect, label_h: int,
+               text_font: QFont) -> None:
+    """One picture fitted into its cell (a frame if it cannot be read), its label in bold and
+    its caption cut to the cell's width under it."""
+    metrics = QFontMetrics(text_font)
+    x, cell_w = cell.x(), cell.width()
+    image = QImage(str(item.path))
+    box = QRectF(x, cell.y(), cell_w, cell.height() - label_h)
+    if not image.isNull():
+        size = QSizeF(image.size()).scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        target = QRectF(box.x() + (box.width() - size.width()) / 2, box.y(),
+                        size.width(), size.height())
+        painter.drawImage(target, image)
+        text_top = int(target.bottom()) + 4
+    else:
+        painter.drawRect(box)
+        text_top = int(box.bottom()) + 4
+    painter.setFont(text_font)
+    bold = QFont(text_font)
+    bold.setBold(True)
+    painter.setFont(bold)
+    painter.drawText(QRect(x, text_top, cell_w, metrics.height()),
+                     Qt.AlignmentFlag.AlignLeft, item.label)
+    painter.setFont(text_font)
+    caption = metrics.elidedText(item.caption, Qt.TextElideMode.ElideRight, cell_w)
+    painter.drawText(QRect(x, text_top + metrics.height(), cell_w, metrics.height()),
+                     Qt.AlignmentFlag.AlignLeft, caption)
 
 
 def export_pictures(items: list[SheetItem], folder: str | Path) -> list[Path]:

@@ -15,18 +15,24 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog
 
-from ..engine.events import picture_key
-from ..engine.runfolder import reference_file
-from ..session import observer
-from ..session.errors import SessionError
-from ..session.history import RunPlan, RunRecord, panel_file_name
-from ..session.model import compose_prompt
+from ...engine.events import picture_key
+from ...engine.runfolder import reference_file
+from ...session import observer
+from ...session.errors import SessionError
+from ...session.history import RunPlan, RunRecord, panel_file_name
+from ...session.model import compose_prompt
+from ..grid import (
+    HistoryView,
+    ImageViewer,
+    PreviewGrid,
+    ViewerPicture,
+    is_reference,
+    reference_position,
+    run_title,
+)
+from ..threads import ThumbnailLoader
 from .export import SheetItem
-from .history import HistoryView, run_title
 from .host import APP_TITLE, Host
-from .previews import PreviewGrid, is_reference, reference_position
-from .thumbnails import ThumbnailLoader
-from .viewer import ImageViewer, ViewerPicture
 
 GRID_IMAGE = 640
 """Pictures in the grid are decoded at most this large (the full size opens on click)."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from ..session.model import Session
-    from .config import DesktopConfig
+    from ...session.model import Session
+    from ..support import DesktopConfig
 
 APP_TITLE = "StyleAligned Desktop"
 

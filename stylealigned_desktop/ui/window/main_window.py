@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSize, Qt, QTimer
+from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QToolButton,
@@ -33,29 +32,32 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engine.hub import DEFAULT_DEPTH_MODEL
-from ..engine.maker import PictureMakerFactory, this_computer
-from ..session import observer
-from ..session.model import Session
-from .actions import Command, connect_command, make_actions
-from .config import DesktopConfig
+from ...engine.hub import DEFAULT_DEPTH_MODEL
+from ...engine.maker import PictureMakerFactory, this_computer
+from ...session import observer
+from ...session.model import Session
+from ..dialogs import maker_factory
+from ..gallery import ReferenceGallery
+from ..grid import HistoryView, PreviewGrid
+from ..settings import SettingsPanel, StylePanel
+from ..storyboard import StoryboardView
+from ..support import (
+    Command,
+    DesktopConfig,
+    connect_command,
+    icon,
+    make_actions,
+    wheel_edits_only_when_focused,
+)
+from ..threads import ThumbnailLoader
 from .consistency_controller import ConsistencyController
 from .control_maps import ControlMapController
-from .controls import SettingsPanel
 from .export_controller import ExportController
-from .gallery import ReferenceGallery
 from .grid_controller import GridController
-from .history import HistoryView
 from .host import APP_TITLE
-from .previews import PreviewGrid
+from .run_bar import RunBar
 from .run_controller import RunController
 from .session_controller import SessionController
-from .storyboard import StoryboardView
-from .style_panel import StylePanel
-from .theme import icon
-from .thumbnails import ThumbnailLoader
-from .wheel import wheel_edits_only_when_focused
-from .where_dialog import maker_factory
 
 log = logging.getLogger(__name__)
 
@@ -76,38 +78,6 @@ MENUS: tuple[tuple[str, tuple], ...] = (
     ("Se&ttings", ("model", "where")),
 )
 """Each menu: command names, None for a separator, (title, icon, entries) for a submenu."""
-
-
-class RunBar(QFrame):
-    """Generate / Cancel, the progress bar with step count and time left, the queue."""
-
-    def __init__(self, parent=None) -> None:
-        super().__init__(parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 2)
-        self.generate_button = QPushButton(icon("generate", "#1a1a1a"), "Generate")
-        self.generate_button.setObjectName("GenerateButton")
-        self.generate_button.setToolTip("Generate every panel in one shared style (Ctrl+Enter)")
-        self.generate_button.setIconSize(QSize(16, 16))
-        self.cancel_button = QPushButton(icon("cancel"), "Cancel")
-        self.cancel_button.setObjectName("CancelButton")
-        self.cancel_button.setToolTip("Stop the running generation (Esc)")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setValue(0)
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("Ready")
-        self.progress.setMinimumWidth(140)
-        self.queue_label = QLabel("")
-        self.queue_label.setObjectName("Hint")
-        self.tiny_label = QLabel("tiny model: its pictures are noise")
-        self.tiny_label.setObjectName("TinyWarning")
-        self.tiny_label.setToolTip("The built-in tiny model has random weights. Choose a real "
-                                   "SDXL model (Settings → Model) to make art.")
-        layout.addWidget(self.generate_button)
-        layout.addWidget(self.cancel_button)
-        layout.addWidget(self.progress, 1)
-        layout.addWidget(self.queue_label)
 
 
 class MainWindow(QMainWindow):

@@ -20,18 +20,17 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from ..engine import events as ev
-from ..engine.maker import PictureMakerFactory, this_computer
-from ..engine.runfolder import reference_file
-from ..session.errors import SessionError
-from ..session.history import RunPlan, panel_file_name
-from ..session.model import Session
-from .actions import connect_command
+from ...engine import events as ev
+from ...engine.maker import PictureMakerFactory, this_computer
+from ...engine.runfolder import reference_file
+from ...session.errors import SessionError
+from ...session.history import RunPlan, panel_file_name
+from ...session.model import Session
+from ..grid import is_reference, reference_position, run_title
+from ..support import connect_command
+from ..threads import EngineWorker, Job, JobState, WorkerEvent
 from .grid_controller import GridController
-from .history import run_title
 from .host import Host
-from .previews import is_reference, reference_position
-from .worker import EngineWorker, Job, JobState, WorkerEvent
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,13 @@ def format_seconds(seconds: float) -> str:
 
 def write_run(plan: RunPlan, result: ev.RunResult) -> Path:
     """Write a finished run's folder (runs in the worker thread: PNG encoding is slow)."""
-    from ..engine.runfolder import write_run_folder
+    from ...engine.runfolder import write_run_folder
 
     return write_run_folder(plan.folder, plan.request, result, plan.style_text)
 
 
 class RunController(QObject):
-    """See the module docstring. ``run_bar`` is the window's :class:`~.main_window.RunBar`."""
+    """See the module docstring. ``run_bar`` is the window's :class:`~.run_bar.RunBar`."""
 
     run_filed = Signal(str)
     """A finished run was filed in the current session's history (its id)."""
@@ -92,7 +91,7 @@ class RunController(QObject):
 
     def choose_where(self) -> None:
         """Settings → Where pictures are made: this computer or a server."""
-        from .where_dialog import SERVER, WhereDialog, maker_factory
+        from ..dialogs import SERVER, WhereDialog, maker_factory
 
         dialog = WhereDialog(self.host.config, self.host)
         if not dialog.exec():
@@ -111,7 +110,7 @@ class RunController(QObject):
         return (self.session.settings.model if self.session else "") or self.host.config.model
 
     def choose_model(self, first_run: bool = False) -> bool:
-        from .models_dialog import ModelDialog
+        from ..dialogs import ModelDialog
 
         dialog = ModelDialog(self.effective_model(), self.host, first_run=first_run)
         if not dialog.exec():

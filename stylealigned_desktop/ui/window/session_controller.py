@@ -14,11 +14,11 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog
 
-from ..session import folders, observer, store
-from ..session.errors import MissingFilesError, SessionError, SessionLoadError
-from ..session.model import Session
+from ...session import folders, observer, store
+from ...session.errors import MissingFilesError, SessionError, SessionLoadError
+from ...session.model import Session
+from ..support import SessionUndo
 from .host import APP_TITLE, Host
-from .undo import SessionUndo
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class SessionController(QObject):
         self.close_session()
         self.session = session
         self._unsubscribe = session.subscribe(self._on_change)
-        from ..session.autosave import Autosaver
+        from ...session.autosave import Autosaver
 
         self.autosaver = Autosaver(
             session, delay=1.0, max_delay=10.0,
