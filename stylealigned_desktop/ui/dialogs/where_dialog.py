@@ -3,7 +3,7 @@
 A server is a URL and its token (docs/server.md). *Test connection* asks the server, in a
 background thread, for its models and GPUs. The token is kept in the user config folder,
 readable by the user only; the window's worker then makes pictures with a
-:class:`~..server.client.ServerEngine` (no Ray, no torch on this computer).
+:class:`~...server.client.ServerEngine` (no Ray, no torch on this computer).
 """
 
 from __future__ import annotations

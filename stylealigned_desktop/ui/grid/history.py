@@ -1,8 +1,9 @@
 """The history of a session's runs: thumbnails (each run's contact sheet), show, restore, delete.
 
 A finished run shows its set-consistency score when it has one (computed by the window in the
-worker, see ``scoring.py``); when the DINO model it needs is missing, or scoring failed, a small
-hint under the list says so, and clicking it asks for help (``consistency_help_requested``).
+worker, see ``threads/scoring.py``); when the DINO model it needs is missing, or scoring
+failed, a small hint under the list says so, and clicking it asks for help
+(``consistency_help_requested``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Set-consistency scores of finished runs, computed in the worker (see ``scoring.py``).
+"""Set-consistency scores of finished runs, computed in the worker (see ``threads/scoring.py``).
 
 Only with the DINO model on this computer (else the history shows how to get it); a failure
 becomes the history's hint, never a dialog.

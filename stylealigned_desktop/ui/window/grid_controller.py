@@ -2,7 +2,8 @@
 
 The grid shows either the storyboard's newest pictures (tiles of the running job's pictures are
 left to its live previews, which :class:`~.run_controller.RunController` sends here) or one run
-of the history (``viewing_run``). Per picture: view full size (``viewer.py``), save as, copy, use as reference.
+of the history (``viewing_run``). Per picture: view full size (``grid/viewer.py``), save as,
+copy, use as reference.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ One generation, from click to history::
             events ─► _on_worker_event / _on_previews ─► run bar, grid tiles (GridController)
             Finished ─► write_run (worker thread) ─► session.record_run ─► ``run_filed(run id)``
 
-*Where pictures are made* is the worker's :class:`~..engine.maker.PictureMaker`: the embedded
-engine by default (:func:`~..engine.maker.this_computer`); :meth:`RunController.use_maker`
+*Where pictures are made* is the worker's :class:`~...engine.maker.PictureMaker`: the embedded
+engine by default (:func:`~...engine.maker.this_computer`); :meth:`RunController.use_maker`
 switches to another one with the same call (a server's client).
 """
 

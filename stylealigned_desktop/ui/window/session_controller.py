@@ -1,6 +1,6 @@
 """The window's document: new, open, save, save as, recover after a crash, autosave.
 
-The controller holds the current :class:`~..session.model.Session` and its autosaver, and says
+The controller holds the current :class:`~...session.model.Session` and its autosaver, and says
 when the document is replaced (``replaced``) or edited (``changed``); the window hands the new
 session to its views. It holds no widgets: questions and messages go through the host.
 """
