@@ -196,24 +196,27 @@ def _is_type_checking(node: ast.AST) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def import_statements(tree: ast.AST):
+def import_statements(tree: ast.AST, annotations: bool = False):
     """Every import statement, at any depth (functions too), except those only type
-    checkers run."""
+    checkers run (unless ``annotations``)."""
     for child in ast.iter_child_nodes(tree):
         if isinstance(child, (ast.Import, ast.ImportFrom)):
             yield child
-        elif _is_type_checking(child):
+        elif _is_type_checking(child) and not annotations:
             for other in child.orelse:
                 yield from import_statements(ast.Module(body=[other], type_ignores=[]))
         else:
-            yield from import_statements(child)
+            yield from import_statements(child, annotations)
 
 
-def imported_modules(file: Path, name: str, is_package: bool, known: set[str]) -> set[str]:
-    """The modules of ``known`` that the module ``name`` (in ``file``) imports when it runs."""
+def imported_modules(file: Path, name: str, is_package: bool, known: set[str],
+                     annotations: bool = False) -> set[str]:
+    """The modules of ``known`` that the module ``name`` (in ``file``) imports when it runs
+    (and, with ``annotations``, for type checkers only)."""
     here = name.split(".") if is_package else name.split(".")[:-1]
     found: set[str] = set()
-    for node in import_statements(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+    tree = ast.parse(file.read_text(encoding="utf-8"), str(file))
+    for node in import_statements(tree, annotations):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name in known)
         elif isinstance(node, ast.ImportFrom):
@@ -231,24 +234,30 @@ def imported_modules(file: Path, name: str, is_package: bool, known: set[str]) -
     return found
 
 
-def import_graph(root: Path, package: str) -> nx.DiGraph:
+def import_graph(root: Path, package: str, annotations: bool = False) -> nx.DiGraph:
     modules = module_files(root, package)
     graph = nx.DiGraph()
     graph.add_nodes_from(modules)
     for name, (file, is_package) in modules.items():
         graph.add_edges_from((name, other) for other in
-                             imported_modules(file, name, is_package, set(modules)))
+                             imported_modules(file, name, is_package, set(modules), annotations))
     return graph
 
 
-def import_cycles(root: Path, package: str) -> list[list[str]]:
+def import_cycles(root: Path, package: str, annotations: bool = False) -> list[list[str]]:
     """Groups of modules that import each other (directly or through others), sorted."""
-    components = nx.strongly_connected_components(import_graph(root, package))
+    components = nx.strongly_connected_components(import_graph(root, package, annotations))
     return sorted(sorted(c) for c in components if len(c) > 1)
 
 
 def test_no_module_imports_itself_back():
     assert import_cycles(PACKAGE_DIR.parent, PACKAGE_DIR.name) == []
+
+
+def test_no_module_imports_itself_back_even_for_annotations():
+    """The storyboard's panel card imported the view for its annotations while the view imported
+    the card; now the view owns its cards and they signal upward."""
+    assert import_cycles(PACKAGE_DIR.parent, PACKAGE_DIR.name, annotations=True) == []
 
 
 def write_package(root: Path, files: dict[str, str]) -> None:
@@ -274,6 +283,8 @@ def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function(tmp_path):
     assert import_cycles(tmp_path, "app") == [["app.session.model", "app.session.store"]]
     write_package(tmp_path, {"app/session/model.py": "from . import autosave\n"})
     assert import_cycles(tmp_path, "app") == []
+    assert import_cycles(tmp_path, "app", annotations=True) == [  # autosave's annotations
+        ["app.session.autosave", "app.session.model", "app.session.store"]]
 
 
 def test_the_cycle_finder_follows_every_import_form_across_packages(tmp_path):

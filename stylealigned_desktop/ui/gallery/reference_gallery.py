@@ -2,11 +2,11 @@
 generated reference) the style comes from, each with a weight (spec section 11: a mood board
 blended in chosen proportions).
 
-Everything goes through the session, in two steps: each picture is read, fully decoded to check
-it and hashed by ``session.pictures.prepare_picture`` in the window's background pool (a folder
-of big photos would otherwise freeze the window), then added by ``Session.add_prepared`` on the
-UI thread, in the order the files were given. Unreadable files are reported with their reasons
-in a banner and the status bar, and nothing else changes.
+Everything goes through the session, in two steps (:mod:`.picture_import`): each picture is
+read, fully decoded to check it and hashed by ``session.pictures.prepare_picture`` in the
+window's background pool (a folder of big photos would otherwise freeze the window), then added
+by ``Session.add_prepared`` on the UI thread, in the order the files were given. Unreadable
+files are reported with their reasons in a banner and the status bar, and nothing else changes.
 """
 
 from __future__ import annotations
