@@ -147,10 +147,10 @@ def check_lora_file(lora: Lora, text_width: int | None = None) -> Path:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise LoraError(f"{path.name}: pickle files can run code when loaded and are refused; "
                         "use the .safetensors version of this LoRA")
+    if path.suffix.lower() != ".safetensors":
+        raise LoraError(f"{path.name} is not a LoRA file: LoRAs are .safetensors files")
     if not path.is_file():
         raise LoraError(f"LoRA file not found: {lora.path}")
-    if path.suffix.lower() != ".safetensors":
-        raise LoraError(f"{path.name}: not a LoRA file (expected .safetensors)")
     shapes = read_lora_shapes(path)
     _refuse_another_kind_of_file(path.name, shapes)
     _refuse_another_base(path.name, shapes, text_width)

@@ -45,7 +45,7 @@ class JobProgress:
 
     def update(self, event: ev.Event) -> Progress | None:
         if isinstance(event, ev.Loading):
-            text = f"Loading the model: {event.message}" if event.message else "Loading the model"
+            text = f"Loading the model: {event.message or ''} {event.progress:.0%}".replace("  ", " ")
             return self._progress("loading", text, event.progress)
         if isinstance(event, ev.Inverting):
             total = max(1, event.total)
@@ -54,7 +54,10 @@ class JobProgress:
             return self._progress("inverting", f"Reading reference picture{which}: step {event.step}/{total}",
                                   fraction)
         if isinstance(event, ev.Step):
-            return self._progress("denoising", f"Step {event.step}/{event.total}", event.step / max(1, event.total))
+            text = f"Step {event.step}/{event.total}"
+            if event.step >= event.total:
+                text += " · finishing…"  # decoding comes next, counted by Decoding events
+            return self._progress("denoising", text, event.step / max(1, event.total))
         if isinstance(event, ev.Decoding):
             return self._progress("decoding", f"Finishing: picture {event.done} of {event.total} decoded",
                                   event.done / max(1, event.total))
