@@ -427,3 +427,23 @@ def test_performance_doc_shows_the_memory_model_table():
             nets = int(re.search(r"\+ (\d)", match.group(1)).group(1)) if "+" in match.group(1) else 0
             rows[(match.group(1), int(match.group(2)), nets)] = [c.replace("**", "") for c in cells[1:]]
     assert rows == EXPECTED
+
+
+def test_a_run_on_the_cpu_makes_no_full_garbage_collection(monkeypatch, tiny_pipe):
+    """A full collection scans every library object while holding the GIL (about 0.3 s with
+    torch and diffusers loaded): after each run it stalled the window (issue 30 item 12)."""
+    import gc
+
+    collections = []
+    monkeypatch.setattr(gc, "collect", lambda *args: collections.append(args) or 0)
+    request = SetRequest(model="tiny", style=GeneratedReference("a tree", 1), panels=(Panel("a cat", 2),),
+                         sampling=Sampling(steps=2, width=96, height=64), device="cpu")
+    assert Engine(loader=lambda *a, **k: tiny_pipe).generate(request) is not None
+    assert collections == []
+
+
+def test_warm_up_keeps_the_imported_libraries_out_of_collections():
+    import gc
+
+    Engine().warm_up()
+    assert gc.get_freeze_count() > 10_000  # torch, diffusers and transformers' objects

@@ -75,3 +75,12 @@ def test_time_left_is_the_phase_pace_so_far():
     assert progress.update(ev.Decoding(1, 4)).seconds_left is None
     assert progress.update(ev.Decoding(2, 4)).seconds_left == pytest.approx(2.0)
     assert progress.update(ev.Decoding(4, 4)).seconds_left is None  # done
+
+
+def test_loading_shows_its_stage_and_share_but_guesses_no_time_left():
+    seconds = iter([0.0, 5.0])
+    progress = JobProgress(clock=lambda: next(seconds))
+    progress.update(ev.Loading(0.1, "reading the weights"))
+    shown = progress.update(ev.Loading(0.5, "reading the weights"))
+    assert shown.phase == "Loading the model: reading the weights 50%" and shown.fraction == 0.5
+    assert shown.seconds_left is None

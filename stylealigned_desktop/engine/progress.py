@@ -4,11 +4,13 @@ say the same).
 
 Each phase counts across the whole job: reading two reference pictures is one bar from 0 to 1
 ("reading reference picture 2 of 2"), not two bars that start over; finishing counts the
-pictures decoded. Time left is the phase's own pace so far, once it has moved.
+pictures decoded. Time left is the phase's own pace so far, once it has moved (not for the
+model loading, whose stages do not take time in proportion).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +48,8 @@ class JobProgress:
     def update(self, event: ev.Event) -> Progress | None:
         if isinstance(event, ev.Loading):
             text = f"Loading the model: {event.message or ''} {event.progress:.0%}".replace("  ", " ")
-            return self._progress("loading", text, event.progress)
+            # its stages (reading, placing the weights) do not take time in proportion: no guess
+            return dataclasses.replace(self._progress("loading", text, event.progress), seconds_left=None)
         if isinstance(event, ev.Inverting):
             total = max(1, event.total)
             fraction = ((event.picture - 1) * total + event.step) / (max(1, event.pictures) * total)
