@@ -376,6 +376,8 @@ def _run_record(request: SetRequest, result: RunResult, style_text: str,
     }
     if request.only is not None:
         run["rerolled"] = [i + 1 for i in request.only]
+    if meta.get("server"):  # made on a server: where, and which panels each shard made
+        run["server"] = {"url": meta["server"], "shards": meta.get("shards") or []}
     return run
 
 
