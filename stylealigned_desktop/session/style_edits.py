@@ -26,7 +26,6 @@ class ReferenceImport:
     errors: list[PictureError] = field(default_factory=list)
 
 
-
 class StyleEdits(DocumentState):
     """The style text, the generated reference, the gallery and the style's active sources."""
 
