@@ -214,4 +214,3 @@ class ControlNetCache:
 
     def __len__(self) -> int:
         return len(self._models)
-

@@ -131,4 +131,3 @@ def predicts_metric_depth(config) -> bool:
     Depth Anything checkpoints) rather than MiDaS-style relative inverse depth (near is large)."""
     return (getattr(config, "depth_estimation_type", None) == "metric"
             or getattr(config, "model_type", "") in ("zoedepth", "depth_pro"))
-

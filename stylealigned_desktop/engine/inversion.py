@@ -134,7 +134,6 @@ def encode_picture(pipe, image: Image.Image) -> torch.Tensor:
     return z0.to(device=pipe._execution_device, dtype=torch.float32)
 
 
-
 # --------------------------------------------------------------------------------------------
 # Inversion
 

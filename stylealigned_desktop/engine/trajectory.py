@@ -103,7 +103,6 @@ def reference_unet_input(traj: Trajectory, i: int, offset: int) -> torch.Tensor:
     return traj[offset] if i == 0 else reference_latent_after_step(traj, i - 1, offset)
 
 
-
 @dataclass(frozen=True)
 class TrajectoryKey:
     """Everything a trajectory depends on (spec 7.6). ``picture_hash``: the picture's content
