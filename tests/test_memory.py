@@ -272,7 +272,8 @@ def test_auto_on_a_small_gpu_says_what_it_picked(monkeypatch):
     mode = Engine._memory_mode(SetRequest(model="tiny", style=GeneratedReference("x"), panels=(Panel("y", 1),),
                                           device="cpu", dtype="float16"), seen.append)
     assert mode == "balanced"
-    assert seen == []  # on the CPU device the choice is not announced...
+    assert len(seen) == 1 and "memory mode balanced (auto)" in seen[0].message  # said on every device
+    seen.clear()
     monkeypatch.setattr("stylealigned_desktop.engine.generator.resolve_device", lambda d: torch.device("meta"))
     mode = Engine._memory_mode(SetRequest(model="tiny", style=GeneratedReference("x"), panels=(Panel("y", 1),),
                                           dtype="float16"), seen.append)
