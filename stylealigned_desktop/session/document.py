@@ -19,6 +19,7 @@ from .errors import PictureError, SessionError
 from .generation import GenerationSettings, source_defaults
 from .history import RunRecord
 from .json_fields import MAX_SEED, Reader, check_seed
+from .notes import BoardSettings, PanelNotesEdits
 from .observer import Change, Observable
 from .pictures import PreparedPicture, picture_files, prepare_picture, prepare_picture_data
 from .presets import StylePreset
@@ -34,7 +35,7 @@ class ReferenceImport:
     errors: list[PictureError] = field(default_factory=list)
 
 
-class SessionDocument(Observable):
+class SessionDocument(PanelNotesEdits, Observable):
     """The document of a session: style source, gallery, panels, settings and run history.
 
     ``folder`` is the session folder; an untitled session's folder lies under
@@ -55,6 +56,7 @@ class SessionDocument(Observable):
         self._references: list[Reference] = []
         self._panels: list[Panel] = []
         self._settings = GenerationSettings()
+        self._board = BoardSettings()
         self._history: list[RunRecord] = []
         self._dirty = False
         self._read_only = False  # opened while another app holds it (store.load_session)
@@ -266,8 +268,9 @@ class SessionDocument(Observable):
 
     def update_panel(self, index: int, **changes: Any) -> Panel:
         """Change ``prompt``, ``seed``, ``seed_locked`` and/or ``size`` ((width, height),
-        multiples of 64, or None for the session's size) of panel ``index``."""
-        allowed = {"prompt", "seed", "seed_locked", "size"}
+        multiples of 64, or None for the session's size) and/or ``notes`` (a PanelNotes; see
+        ``update_panel_notes``) of panel ``index``."""
+        allowed = {"prompt", "seed", "seed_locked", "size", "notes"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise SessionError(f"panels have no field(s) {', '.join(unknown)}")
@@ -540,6 +543,7 @@ class SessionDocument(Observable):
             "references": [r.to_dict() for r in self._references],
             "panels": [p.to_dict() for p in self._panels],
             "settings": self._settings.to_dict(),
+            "board": self._board.to_dict(),
             "history": [r.to_dict() for r in self._history],
         }
 
@@ -555,7 +559,8 @@ class SessionDocument(Observable):
         restored = type(self).from_dict({**state, "history": []}, self._folder)
         with self.batch():
             for kind, name in ((observer.STYLE, "_style"), (observer.REFERENCES, "_references"),
-                               (observer.PANELS, "_panels"), (observer.SETTINGS, "_settings")):
+                               (observer.PANELS, "_panels"), (observer.SETTINGS, "_settings"),
+                               (observer.BOARD, "_board")):
                 if getattr(restored, name) != getattr(self, name):
                     setattr(self, name, getattr(restored, name))
                     self._changed(kind)
@@ -573,6 +578,7 @@ class SessionDocument(Observable):
         ]
         session._panels = [Panel.from_dict(x, f"panels[{i}]") for i, x in enumerate(r.items("panels"))]
         session._settings = GenerationSettings.from_dict(r.obj("settings", {}), "settings")
+        session._board = BoardSettings.from_dict(r.obj("board", {}), "board")
         session._history = [
             RunRecord.from_dict(x, f"history[{i}]") for i, x in enumerate(r.items("history"))
         ]
