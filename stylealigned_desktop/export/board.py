@@ -60,12 +60,14 @@ class BoardPanel:
 @dataclass(frozen=True)
 class Board:
     """A storyboard ready to deliver: ``title``, ``date`` (shown on the title page),
-    ``references`` (the style's pictures), ``panels`` in order."""
+    ``references`` (the style's pictures), ``panels`` in order, ``default_duration`` (seconds,
+    for panels without their own)."""
 
     title: str
     date: str
     references: tuple[Path, ...]
     panels: tuple[BoardPanel, ...]
+    default_duration: float = DEFAULT_DURATION
 
     @property
     def total_duration(self) -> float:
@@ -116,6 +118,7 @@ def board_from_session(session) -> Board:
         references=tuple(p for p in references if p.is_file()),
         panels=make_panels([p.prompt for p in session.panels], [p.notes for p in session.panels],
                            sizes, pictures, session.board.default_duration),
+        default_duration=session.board.default_duration,
     )
 
 
@@ -141,6 +144,7 @@ def board_from_run_folder(folder: str | Path) -> Board:
         panels=make_panels([str(p.get("subject") or p.get("prompt") or "") for p in entries],
                            [notes_of.get(p["index"], PanelNotes()) for p in entries],
                            sizes, pictures, settings.default_duration),
+        default_duration=settings.default_duration,
     )
 
 

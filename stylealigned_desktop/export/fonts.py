@@ -66,7 +66,7 @@ def system_fonts() -> FontSet:
     bold = BOLD_FONTS.get(text or "")
     cjk = next((files[name] for name in CJK_FONTS if name in files), None)
     return FontSet(text=files[text] if text else None,
-                   bold=files[bold] if bold in files else None, cjk=cjk)
+                   bold=files.get(bold or ""), cjk=cjk)
 
 
 @cache
