@@ -57,6 +57,9 @@ def cmd_export(args) -> int:
     written: list[Path] = []
     try:
         board = load_board(args.source)
+        for target in (args.pdf, args.animatic, args.otio, args.shot_list):
+            if target:
+                _make_parent(Path(target))
         if args.pdf:
             for warning in write_pdf(board, args.pdf, PdfOptions(
                     layout=args.layout, page=args.page, landscape=not args.portrait,
@@ -78,6 +81,13 @@ def cmd_export(args) -> int:
     if not args.quiet:
         print(f"wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     return 0
+
+
+def _make_parent(target: Path) -> None:
+    try:
+        target.expanduser().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"{target.parent}: cannot be created ({error.strerror or error})") from None
 
 
 def _progress(quiet: bool):

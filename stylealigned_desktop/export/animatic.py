@@ -98,12 +98,13 @@ def burn_in(frame: Image.Image, panel: BoardPanel, options: AnimaticOptions, fon
     return frame
 
 
-def _timestamp(seconds: float) -> str:
+def timestamp(seconds: float, separator: str = ",") -> str:
+    """``HH:MM:SS,mmm`` (SubRip's; ``separator`` "." for the shot list)."""
     ms = round(seconds * 1000)
     hours, ms = divmod(ms, 3_600_000)
     minutes, ms = divmod(ms, 60_000)
     secs, ms = divmod(ms, 1000)
-    return f"{hours:02d}:{minutes:02d}:{secs:02d},{ms:03d}"
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{ms:03d}"
 
 
 def srt_text(board: Board, fps: float) -> str:
@@ -112,8 +113,8 @@ def srt_text(board: Board, fps: float) -> str:
     entries = []
     for k, panel in enumerate(board.panels):
         if panel.notes.dialogue.strip():
-            entries.append(f"{len(entries) + 1}\n{_timestamp(cuts[k] / fps)} --> "
-                           f"{_timestamp(cuts[k + 1] / fps)}\n{panel.notes.dialogue.strip()}\n")
+            entries.append(f"{len(entries) + 1}\n{timestamp(cuts[k] / fps)} --> "
+                           f"{timestamp(cuts[k + 1] / fps)}\n{panel.notes.dialogue.strip()}\n")
     return "\n".join(entries)
 
 

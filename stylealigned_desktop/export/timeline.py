@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .animatic import cut_frames
+from .animatic import cut_frames, timestamp
 from .board import Board, ExportError
 
 SHOT_LIST_COLUMNS = ("Scene", "Shot", "Panel", "Start", "Duration (s)", "Camera", "Action",
@@ -59,14 +59,10 @@ def write_otio(board: Board, path: str | Path, fps: float = 24.0) -> Path:
     return Path(path)
 
 
-def _timecode(frame: int, fps: float) -> str:
-    import opentimelineio as otio
-
-    return otio.opentime.to_timecode(otio.opentime.RationalTime(frame, fps), fps)
-
-
 def write_shot_list(board: Board, path: str | Path, fps: float = 24.0) -> Path:
-    """A CSV of the panels (UTF-8 with a byte order mark, so spreadsheet programs read accents)."""
+    """A CSV of the panels (UTF-8 with a byte order mark, so spreadsheet programs read accents);
+    ``Start`` is the panel's first frame in the animatic as hours:minutes:seconds.milliseconds
+    (any frame rate, where SMPTE timecode knows only a few)."""
     cuts = cut_frames(board, fps)
     try:
         with open(path, "w", newline="", encoding="utf-8-sig") as handle:
@@ -74,7 +70,7 @@ def write_shot_list(board: Board, path: str | Path, fps: float = 24.0) -> Path:
             writer.writerow(SHOT_LIST_COLUMNS)
             for k, panel in enumerate(board.panels):
                 n, notes = panel.number, panel.notes
-                writer.writerow([n.scene, n.shot, n.panel, _timecode(cuts[k], fps), f"{panel.duration:g}",
+                writer.writerow([n.scene, n.shot, n.panel, timestamp(cuts[k] / fps, '.'), f"{panel.duration:g}",
                                  notes.camera, notes.action, notes.dialogue, notes.notes,
                                  str(panel.picture or ""), panel.prompt])
     except OSError as error:

@@ -10,7 +10,7 @@ import threading
 import av
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image
 
 from stylealigned_desktop.export.animatic import AnimaticOptions, write_animatic
 from stylealigned_desktop.export.board import Cancelled
