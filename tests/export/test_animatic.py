@@ -15,7 +15,7 @@ from PIL import Image
 from stylealigned_desktop.export.animatic import AnimaticOptions, write_animatic
 from stylealigned_desktop.export.board import Cancelled
 
-SIZE, FPS = (160, 90), 10.0
+SIZE, FPS = (160, 90), 12.0  # panels of 9.6, 8.4... frames: cuts are rounded
 
 
 def frames(path) -> list[np.ndarray]:
@@ -48,6 +48,7 @@ def test_length_and_each_panel_in_its_middle_frame(board, tmp_path):
     decoded = frames(tmp_path / "a.mp4")
     total = sum(p.duration for p in board.panels) * FPS
     assert abs(len(decoded) - total) <= len(board.panels) and decoded[0].shape == (90, 160, 3)
+    assert abs(len(decoded) - total) <= 1  # rounded cuts do not drift
     assert seen[-1] == (len(decoded), len(decoded))
     pictures = [expected(p) for p in board.panels]
     for k, middle in enumerate(middles(board)):
@@ -75,14 +76,15 @@ def test_captions_and_numbers_only_when_asked(board, tmp_path):
     assert np.abs(numbered[middle][bottom] - plain[middle][bottom]).mean() < 3  # no caption
     srt = (tmp_path / "p.srt").read_text("utf-8")
     assert srt.startswith("1\n00:00:00,000 --> 00:00:00,500\nLine 1, café?\n")
-    assert "2\n00:00:00,500 --> 00:00:01,300\nLine 2, café?\n" in srt
+    # panel 2 ends at 1.3 s, frame round(15.6) = 16 at 12 fps: 1.333 s
+    assert "2\n00:00:00,500 --> 00:00:01,333\nLine 2, café?\n" in srt
 
 
 def test_crossfade_blends_at_the_cut_and_keeps_the_middles(board, tmp_path):
     faded = frames(write_animatic(board, tmp_path / "f.mp4", AnimaticOptions(
         size=SIZE, fps=FPS, crossfade=0.2, srt=False))[0])
     first, second = expected(board.panels[0]), expected(board.panels[1])
-    cut = 5  # panel 1 lasts 0.5 s at 10 fps
+    cut = 6  # panel 1 lasts 0.5 s at 12 fps; the fade is round(0.2 * 12) = 2 frames
     blend = (first + second) / 2
     # the two frames around the cut are a quarter and three quarters of the way
     assert np.abs(faded[cut - 1] - (0.75 * first + 0.25 * second)).mean() < 6
