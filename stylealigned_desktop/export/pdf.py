@@ -48,6 +48,7 @@ class Cell:
 
     picture: tuple[float, float, float, float]
     text: tuple[float, float, float, float]
+    centred: bool = True  # False: the picture keeps to the left, by its notes
 
 
 def cells(layout: int, page_w: float, page_h: float) -> list[Cell]:
@@ -62,7 +63,8 @@ def cells(layout: int, page_w: float, page_h: float) -> list[Cell]:
         row_h = (height - 2 * GAP) / 3
         pic_w = width * 0.58
         return [Cell((left, top + k * (row_h + GAP) + HEADER, pic_w, row_h - HEADER),
-                     (left + pic_w + GAP, top + k * (row_h + GAP), width - pic_w - GAP, row_h))
+                     (left + pic_w + GAP, top + k * (row_h + GAP), width - pic_w - GAP, row_h),
+                     centred=False)
                 for k in range(3)]
     columns, rows = (3, 2) if page_w > page_h else (2, 3)
     cell_w = (width - (columns - 1) * GAP) / columns
@@ -77,12 +79,14 @@ def cells(layout: int, page_w: float, page_h: float) -> list[Cell]:
     return out
 
 
-def fit(size: tuple[int, int], box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """A picture of ``size`` as large as fits in ``box`` at its own aspect ratio, centred."""
+def fit(size: tuple[int, int], box: tuple[float, float, float, float],
+        centred: bool = True) -> tuple[float, float, float, float]:
+    """A picture of ``size`` as large as fits in ``box`` at its own aspect ratio, centred (or
+    at the box's left edge)."""
     x, y, w, h = box
     scale = min(w / size[0], h / size[1])
     pw, ph = size[0] * scale, size[1] * scale
-    return x + (w - pw) / 2, y + (h - ph) / 2, pw, ph
+    return x + ((w - pw) / 2 if centred else 0.0), y + (h - ph) / 2, pw, ph
 
 
 def panel_heading(panel: BoardPanel) -> str:
@@ -146,7 +150,7 @@ def write_pdf(board: Board, path: str | Path, options: PdfOptions = PdfOptions()
     if options.title_page:
         _title_page(pdf, board, family, title, page_w, page_h)
     layout = cells(options.layout, page_w, page_h)
-    per_page = len(layout) if options.layout != 6 else len(layout)
+    per_page = len(layout)
     for start in range(0, len(board.panels), per_page):
         pdf.add_page()
         for cell, panel in zip(layout, board.panels[start:start + per_page]):
@@ -207,13 +211,10 @@ def _panel(pdf, cell: Cell, panel: BoardPanel, family: str, bold: str, clean) ->
     pdf.set_xy(px, py - HEADER)
     pdf.cell(pw, HEADER - 0.5, clean(panel_heading(panel)))
     pdf.set_draw_color(80, 80, 80)
+    x, y, w, h = fit(panel.size, cell.picture, cell.centred)
     if panel.picture is not None:
-        x, y, w, h = fit(panel.size, cell.picture)
         pdf.image(str(panel.picture), x=x, y=y, w=w, h=h)
-        pdf.rect(x, y, w, h)
-    else:
-        x, y, w, h = fit(panel.size, cell.picture)
-        pdf.rect(x, y, w, h)
+    pdf.rect(x, y, w, h)  # an empty frame for a panel not generated yet
     tx, ty, tw, th = cell.text
     line_h = 4.0
     budget = max(1, int(th // line_h))
