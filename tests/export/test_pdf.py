@@ -61,12 +61,17 @@ def test_accents_and_cjk_are_text_or_named_in_a_warning(board, tmp_path):
     if fonts.text is None:
         pytest.skip("no TrueType text font on this computer")
     panels = list(board.panels)
-    panels[0] = replace(panels[0], notes=replace(panels[0].notes, dialogue="Où est 狐狸?"))
+    panels[0] = replace(panels[0], notes=replace(panels[0].notes, dialogue="Où est 狐狸?",
+                                                 notes="a long note " * 80))  # cut with an ellipsis
     board = replace(board, panels=tuple(panels))
     without_cjk = tmp_path / "latin.pdf"
     warnings = write_pdf(board, without_cjk, PdfOptions(layout=3, fonts=FontSet(fonts.text, fonts.bold)))
     assert len(warnings) == 1 and "狐" in warnings[0] and "狸" in warnings[0]
     assert "Où est ??" in PdfReader(without_cjk).pages[1].extract_text()
+    builtin = tmp_path / "builtin.pdf"  # no TrueType font at all: Latin-1 only
+    warnings = write_pdf(board, builtin, PdfOptions(layout=3, fonts=FontSet(None)))
+    assert len(warnings) == 1 and "狐" in warnings[0] and "ù" not in warnings[0]
+    assert "Où est ??" in PdfReader(builtin).pages[1].extract_text()
     if fonts.cjk is None:
         pytest.skip("no CJK font on this computer (e.g. Debian's fonts-noto-cjk)")
     with_cjk = tmp_path / "cjk.pdf"
