@@ -28,6 +28,7 @@ from ..session.notes import (
 
 NOTES_FILE = "panel-notes.json"
 NOTES_FORMAT = "stylealigned-panel-notes"
+MAX_NOTES_BYTES = 64 * 1024 * 1024  # 1 000 panels of long notes fit many times over
 
 
 class ExportError(ValueError):
@@ -188,6 +189,8 @@ def read_run_notes(folder: Path) -> tuple[BoardSettings, dict[int, PanelNotes]]:
     path = folder / NOTES_FILE
     if not path.is_file() or path.is_symlink():
         return BoardSettings(), {}
+    if path.stat().st_size > MAX_NOTES_BYTES:
+        raise ExportError(f"{path}: too big for panel notes")
     from ..session.errors import SessionError
 
     try:

@@ -198,10 +198,12 @@ def _image(pdf, picture: Path, box) -> None:
 
 
 def _fitted_lines(pdf, width: float, text: str, max_lines: int) -> list[str]:
+    """The lines of ``text`` wrapped to ``width``; the last of ``max_lines`` ends in an ellipsis
+    when the text goes on (the built-in Helvetica has no "…")."""
     lines = pdf.multi_cell(width, 4, text, dry_run=True, output="LINES")
     if len(lines) > max_lines:
         lines = lines[:max_lines]
-        lines[-1] = lines[-1].rstrip()[:-1] + "…"
+        lines[-1] = lines[-1].rstrip()[:-1] + ("..." if pdf.font_family == "helvetica" else "…")
     return lines
 
 

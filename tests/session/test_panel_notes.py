@@ -103,3 +103,16 @@ def test_storyboard_text_carries_the_notes_both_ways(session):
                            ("a | dialogue=hi | dialogue=ho", "given twice")):
         with pytest.raises(SessionError, match=fragment):
             prompts_file.import_panels_text(session, line)
+
+
+def test_restoring_a_runs_panels_keeps_their_notes(session):
+    session.set_style_text("ink")
+    session.add_panel("a fox"), session.add_panel("a crow")
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    session.record_run(plan)
+    session.update_panel_notes(0, dialogue="Hush.")
+    session.remove_panel(1)
+    session.restore_run(plan.run_id, settings=False, panels=True)
+    assert [p.prompt for p in session.panels] == ["a fox", "a crow"]
+    assert [p.notes.dialogue for p in session.panels] == ["Hush.", ""]
