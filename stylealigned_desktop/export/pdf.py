@@ -11,7 +11,7 @@ Each picture keeps its own aspect ratio inside its frame (panoramas and portrait
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .board import Board, BoardPanel, ExportError
@@ -110,6 +110,8 @@ def write_pdf(board: Board, path: str | Path, options: PdfOptions = PdfOptions()
     warnings: list[str] = []
     texts = [board.title, *(f"{p.notes.action} {p.notes.dialogue} {p.notes.notes} {p.notes.camera}"
                             for p in board.panels)]
+    if fonts.cjk is not None and not any(uncovered(t, replace(fonts, cjk=None)) for t in texts):
+        fonts = replace(fonts, cjk=None)  # not needed: a big CJK font takes seconds to read
     missing = set().union(*(uncovered(t, fonts) for t in texts))
     if missing:
         warnings.append(
