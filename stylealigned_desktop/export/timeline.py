@@ -50,10 +50,10 @@ def timeline(board: Board, fps: float = 24.0):
 
 
 def write_otio(board: Board, path: str | Path, fps: float = 24.0) -> Path:
-    import opentimelineio as otio
-
     try:
-        otio.adapters.write_to_file(timeline(board, fps), str(path))
+        # the core's own JSON writer: OTIO's adapter plugins load their modules from .py files
+        # by path, which a frozen build does not ship
+        timeline(board, fps).to_json_file(str(path))
     except OSError as error:
         raise ExportError(f"{path}: cannot be written ({error.strerror or error})") from None
     return Path(path)
