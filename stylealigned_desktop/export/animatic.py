@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .board import Board, BoardPanel, Cancelled, ExportError
+from .board import Board, BoardPanel, Cancelled, ExportError, check_fps
 from .fonts import FontSet, covered, system_fonts
 
 CODECS = ("libx264", "h264", "mpeg4")
@@ -42,14 +42,14 @@ class AnimaticOptions:
         w, h = self.size
         if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
             raise ExportError(f"the frame size must be even numbers from 16x16 to 7680x4320, got {w}x{h}")
-        if not 1 <= self.fps <= 120:
-            raise ExportError(f"fps must be 1 to 120, got {self.fps}")
+        check_fps(self.fps)
         if not 0 <= self.crossfade <= 5:
             raise ExportError(f"a cross-fade lasts 0 to 5 seconds, got {self.crossfade}")
 
 
 def cut_frames(board: Board, fps: float) -> list[int]:
     """The first frame of each panel, then the frame count of the film."""
+    fps = check_fps(fps)
     cuts, start = [0], 0.0
     for panel in board.panels:
         start += panel.duration

@@ -36,6 +36,16 @@ class ExportError(ValueError):
     the user."""
 
 
+MAX_FPS = 120.0
+
+
+def check_fps(fps: float) -> float:
+    """A frame rate from 1 to :data:`MAX_FPS` (ExportError)."""
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 1 <= fps <= MAX_FPS:
+        raise ExportError(f"the frame rate must be 1 to {MAX_FPS:g} frames a second, got {fps!r}")
+    return float(fps)
+
+
 class Cancelled(Exception):
     """The user cancelled a long export (the animatic); nothing was left behind."""
 

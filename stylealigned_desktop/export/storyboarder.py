@@ -31,16 +31,27 @@ import json
 import random
 import string
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
 from .animatic import letterboxed
-from .board import Board, ExportError
+from .board import Board, ExportError, check_fps
 
 FORMAT_VERSION = "2.0.1"
 """The ``version`` Storyboarder 2 writes (its test fixture ``example.storyboarder``)."""
 THUMBNAIL_HEIGHT = 60
+
+
+@dataclass(frozen=True)
+class StoryboarderOptions:
+    """The project's frame rate (Storyboarder's ``fps``: its timeline and exports)."""
+
+    fps: float = 24.0
+
+    def __post_init__(self) -> None:
+        check_fps(self.fps)
 
 
 def board_image_size(aspect: float) -> tuple[int, int]:
@@ -83,6 +94,7 @@ def write_storyboarder(board: Board, folder: str | Path, fps: float = 24.0,
         raise ExportError(f"{folder}: choose a new or empty folder for the Storyboarder project")
     if not board.panels:
         raise ExportError("the storyboard has no panels")
+    fps = check_fps(fps)
     images = folder / "images"
     try:
         images.mkdir(parents=True, exist_ok=True)

@@ -11,13 +11,25 @@ their editing program's format with OTIO's adapters (``otioconvert``; docs/user-
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 from .animatic import cut_frames, timestamp
-from .board import Board, ExportError
+from .board import Board, ExportError, check_fps
 
 SHOT_LIST_COLUMNS = ("Scene", "Shot", "Panel", "Start", "Duration (s)", "Camera", "Action",
                      "Dialogue", "Notes", "Picture", "Prompt")
+
+
+@dataclass(frozen=True)
+class TimelineOptions:
+    """The window's timeline export: ``fps``, and ``shot_list`` (a CSV beside the .otio)."""
+
+    fps: float = 24.0
+    shot_list: bool = True
+
+    def __post_init__(self) -> None:
+        check_fps(self.fps)
 
 
 def timeline(board: Board, fps: float = 24.0):

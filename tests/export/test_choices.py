@@ -27,3 +27,18 @@ def test_bad_values_fall_back_one_field_at_a_time():
     assert from_choices(AnimaticOptions, stored) == AnimaticOptions(fps=30.0, captions=True)
     assert from_choices(AnimaticOptions, {"size": ["640", 360]}) == AnimaticOptions()
     assert from_choices(PdfOptions, None) == PdfOptions()
+
+
+def test_timeline_and_storyboarder_options_check_the_frame_rate():
+    import pytest
+
+    from stylealigned_desktop.export.board import ExportError
+    from stylealigned_desktop.export.storyboarder import StoryboarderOptions
+    from stylealigned_desktop.export.timeline import TimelineOptions
+
+    for cls in (TimelineOptions, StoryboarderOptions):
+        with pytest.raises(ExportError, match="frame rate"):
+            cls(fps=0.5)
+        assert from_choices(cls, {"fps": 500}) == cls()
+    assert from_choices(TimelineOptions, choices(TimelineOptions(fps=25.0, shot_list=False))) == \
+        TimelineOptions(fps=25.0, shot_list=False)
