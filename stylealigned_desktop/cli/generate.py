@@ -341,11 +341,11 @@ def _is_user_error(error: BaseException) -> bool:
 
 def _write_panel_notes(out: Path, args) -> None:
     """The prompts file's panel notes (dialogue=, duration= ...) beside run.json, for
-    ``stylealigned export`` (nothing when the file has none)."""
-    if not args.prompts_file:
+    ``stylealigned export`` (none when it has none; a re-roll keeps the folder's)."""
+    if args.only and not args.prompts_file:
         return
     from ..export.board import write_run_notes
     from ..session.notes import PanelNotes
 
-    lines = read_prompts_file(args.prompts_file)
+    lines = read_prompts_file(args.prompts_file) if args.prompts_file else []
     write_run_notes(out, [PanelNotes()] * len(args.prompt) + [line.notes for line in lines])

@@ -182,10 +182,11 @@ def load_board(path: str | Path) -> Board:
 def write_run_notes(folder: str | Path, notes: Sequence[PanelNotes],
                     default_duration: float = DEFAULT_DURATION) -> Path | None:
     """Write the panels' notes (panel ``k`` = ``notes[k - 1]``) beside a run folder's run.json;
-    nothing when every note is empty."""
-    if all(n.empty for n in notes) and default_duration == DEFAULT_DURATION:
-        return None
+    when every note is empty, no file (an earlier run's into the same folder is removed)."""
     path = Path(folder) / NOTES_FILE
+    if all(n.empty for n in notes) and default_duration == DEFAULT_DURATION:
+        path.unlink(missing_ok=True)
+        return None
     write_json(path, {
         "format": NOTES_FORMAT, "version": 1,
         "board": BoardSettings(default_duration).to_dict(),
