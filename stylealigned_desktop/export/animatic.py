@@ -10,6 +10,8 @@ The video codec is H.264 (libx264) where this PyAV build has it, else MPEG-4 Par
 
 from __future__ import annotations
 
+import bisect
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -153,9 +155,14 @@ def write_animatic(board: Board, path: str | Path, options: AnimaticOptions = An
     cuts = cut_frames(board, options.fps)
     total = cuts[-1]
     fade = round(options.crossfade * options.fps)
-    stills = [np.asarray(burn_in(letterboxed(p, options.size), p, options, fonts)
-                         if options.captions or options.numbers else letterboxed(p, options.size))
-              for p in board.panels]
+
+    @functools.lru_cache(maxsize=3)  # a panel and its neighbours: a long board never fills memory
+    def still(k: int) -> np.ndarray:
+        panel = board.panels[k]
+        frame = letterboxed(panel, options.size)
+        if options.captions or options.numbers:
+            frame = burn_in(frame, panel, options, fonts)
+        return np.asarray(frame)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial{path.suffix}")
     try:
         with av.open(str(tmp), "w", format="mp4") as container:
@@ -163,7 +170,7 @@ def write_animatic(board: Board, path: str | Path, options: AnimaticOptions = An
             for frame_index in range(total):
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
-                pixels = _frame(stills, cuts, frame_index, fade)
+                pixels = _frame(still, cuts, frame_index, fade)
                 frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
                 for packet in stream.encode(frame):
                     container.mux(packet)
@@ -185,17 +192,17 @@ def write_animatic(board: Board, path: str | Path, options: AnimaticOptions = An
     return written
 
 
-def _frame(stills: list[np.ndarray], cuts: list[int], index: int, fade: int) -> np.ndarray:
-    """Frame ``index``: its panel's still, blended with the next or previous one within
-    ``fade`` frames centred on a cut."""
-    k = max(i for i in range(len(stills)) if cuts[i] <= index) if index >= 0 else 0
-    k = min(k, len(stills) - 1)
+def _frame(still: Callable[[int], np.ndarray], cuts: list[int], index: int, fade: int) -> np.ndarray:
+    """Frame ``index``: its panel's still (``still(k)``), blended with the next or previous one
+    within ``fade`` frames centred on a cut."""
+    count = len(cuts) - 1
+    k = min(bisect.bisect_right(cuts, index) - 1, count - 1)
     if fade <= 1:
-        return stills[k]
+        return still(k)
     half = fade / 2
     for cut_at, before, after in ((cuts[k], k - 1, k), (cuts[k + 1], k, k + 1)):
-        if before >= 0 and after < len(stills) and cut_at - half <= index < cut_at + half:
+        if before >= 0 and after < count and cut_at - half <= index < cut_at + half:
             alpha = (index - (cut_at - half) + 0.5) / fade
-            blend = stills[before] * (1 - alpha) + stills[after] * alpha
+            blend = still(before) * (1 - alpha) + still(after) * alpha
             return blend.round().astype(np.uint8)
-    return stills[k]
+    return still(k)
