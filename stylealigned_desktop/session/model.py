@@ -1,13 +1,14 @@
 """A storyboard session: :class:`Session` and the value types it holds (no Qt, no torch).
 
-``Session`` = the document (``document.py``: state, edits, notifications, JSON form) plus
-generation (this module: planning runs with the pure ``planning.py``, filing their results,
-restoring what a past run used). Everything the GUI does to a session goes through a
-``Session`` method; the value types (:class:`Panel`, :class:`Reference`, :class:`Style`,
-:class:`GenerationSettings`, ...) are frozen, so reading them is always safe and every change is
-notified. Use the session from one thread (the GUI thread); hand the engine only the immutable
-``SetRequest`` of a ``RunPlan``. The session never reads or writes ``session.json``: the store
-does (``store.py`` imports this module, never the other way round).
+``Session`` = the document (``document.py`` and the modules it puts together: state, edits,
+notifications, JSON form) plus generation (this module: planning runs with the pure
+``planning.py``, filing their results, restoring what a past run used). Everything the GUI
+does to a session goes through a ``Session`` method; the value types (:class:`Panel`,
+:class:`Reference`, :class:`Style`, :class:`GenerationSettings`, ...) are frozen, so reading
+them is always safe and every change is notified. Use the session from one thread (the GUI
+thread); hand the engine only the immutable ``SetRequest`` of a ``RunPlan``. The session never
+reads or writes ``session.json``: the store does (``store.py`` imports this module, never the
+other way round).
 
 API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`, a
 ``ValueError`` whose message is written for the user, and then nothing has changed)::
@@ -34,7 +35,7 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
                            canny_low=..., canny_high=..., map_kind=...)
     s.add_panels(panels, replace_all=False)     # ready-made Panels (the text import uses it)
     s.update_panel_notes(i, scene=..., shot=..., action=..., dialogue=..., notes=...,
-                         camera=..., duration=...)   # notes.py; scene/shot/duration None: auto
+                         camera=..., duration=...)   # notes_edits.py; scene/shot/duration None: auto
     s.board.default_duration; s.set_default_duration(seconds)
     s.panel_numbers() -> [PanelNumber(scene, shot, panel)]; s.panel_durations() -> [seconds]
     #   storyboard text (the CLI's --prompts-file format) in and out: prompts_file.py's

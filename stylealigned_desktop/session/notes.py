@@ -8,18 +8,16 @@ shot number is the next shot of its scene (shot 1 when its scene starts). So set
 on panel 5 renumbers what follows (scene 2, shots 1, 2, ...) without touching it.
 A panel without a duration is held for the set's default duration.
 
-:class:`PanelNotesEdits` is the session's half: its edits go through ``update_panel`` and the
-document's change notification, so undo (a snapshot of the document) and autosave cover them.
+The session's edits of them are in ``notes_edits.py``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
-from . import observer
 from .errors import SessionError
 from .json_fields import Reader, check_text
 
@@ -152,37 +150,3 @@ def number_panels(notes: Sequence[PanelNotes]) -> list[PanelNumber]:
 def durations(notes: Sequence[PanelNotes], default: float = DEFAULT_DURATION) -> list[float]:
     """Each panel's duration in seconds (its own, else ``default``)."""
     return [default if n.duration is None else n.duration for n in notes]
-
-
-class PanelNotesEdits:
-    """Edits of panel notes and of the set's default duration; mixed into the session
-    document, whose ``update_panel`` / ``_changed`` do the notifying (and so undo and autosave)."""
-
-    _board: BoardSettings
-
-    @property
-    def board(self) -> BoardSettings:
-        return self._board
-
-    def update_panel_notes(self, index: int, **changes: Any):
-        """Change panel ``index``'s notes: ``scene``, ``shot`` (None: automatic), ``action``,
-        ``dialogue``, ``notes``, ``camera``, ``duration`` (seconds; None: the set's default)."""
-        unknown = sorted(set(changes) - {f.name for f in fields(PanelNotes)})
-        if unknown:
-            raise SessionError(f"panel notes have no field(s) {', '.join(unknown)}")
-        panel = self.panels[self._index(index)]  # type: ignore[attr-defined]
-        return self.update_panel(index, notes=replace(panel.notes, **changes))  # type: ignore[attr-defined]
-
-    def set_default_duration(self, seconds: float) -> BoardSettings:
-        """The duration of panels that have none of their own."""
-        board = BoardSettings(default_duration=check_duration(seconds, "default duration"))
-        if board != self._board:
-            self._board = board
-            self._changed(observer.BOARD)  # type: ignore[attr-defined]
-        return board
-
-    def panel_numbers(self) -> list[PanelNumber]:
-        return number_panels([p.notes for p in self.panels])  # type: ignore[attr-defined]
-
-    def panel_durations(self) -> list[float]:
-        return durations([p.notes for p in self.panels], self._board.default_duration)  # type: ignore[attr-defined]
