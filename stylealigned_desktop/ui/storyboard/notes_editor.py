@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
@@ -21,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...session.notes import CAMERA_PRESETS, MAX_DURATION, MAX_NUMBER, PanelNotes, PanelNumber
-from ..support import ElidedLabel
+from ..support import ElidedLabel, small_combo
 
 
 def summary(notes: PanelNotes, number: PanelNumber, default_duration: float) -> str:
@@ -78,13 +77,14 @@ class NotesEditor(QWidget):
         self.duration.setSuffix(" s")
         self.duration.setToolTip("How long the panel is held in the animatic and the timeline")
         self.duration.valueChanged.connect(lambda value: self._edit(duration=value or None))
-        numbers = QHBoxLayout()
-        for label, box in (("Scene", self.scene), ("Shot", self.shot), ("Duration", self.duration)):
-            numbers.addWidget(QLabel(label))
-            numbers.addWidget(box)
+        numbers = QHBoxLayout()  # two short rows: the card keeps the storyboard dock's width
+        numbers.addWidget(self.scene)
+        numbers.addWidget(QLabel("shot"))
+        numbers.addWidget(self.shot)
         numbers.addStretch(1)
-        form.addRow(numbers)
-        self.camera = QComboBox()
+        form.addRow("Scene", numbers)
+        form.addRow("Duration", self.duration)
+        self.camera = small_combo()
         self.camera.setEditable(True)
         self.camera.addItem("")
         self.camera.addItems(CAMERA_PRESETS)
