@@ -3,8 +3,8 @@ holds no command-line code (argument parsing, printing, exiting); neither import
 server's HTTP code; the server's client side needs neither Ray nor torch; no module imports,
 even indirectly, a module that imports it back.
 
-Each package's modules are found by globbing its folder, so new modules are covered, and
-imported in a fresh interpreter, so nothing imported by other tests hides a violation. Import
+Each package's modules are found by walking its folder (subpackages too), so new modules are
+covered, and imported in a fresh interpreter, so nothing imported by other tests hides a violation. Import
 cycles are found by reading every module's import statements (``ast``, including imports
 inside functions, where a cycle usually hides) and looking for strongly connected components
 of the import graph.
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import networkx as nx
+import pytest
 
 import stylealigned_desktop
 
@@ -39,11 +40,10 @@ print(json.dumps({"failed": failed, "loaded": loaded}))
 
 
 def modules_of(package: str) -> list[str]:
-    folder = PACKAGE_DIR / package
-    names = [f"stylealigned_desktop.{package}"]
-    names += [f"stylealigned_desktop.{package}.{f.stem}" for f in sorted(folder.glob("*.py"))
-              if f.stem != "__init__"]
-    return names
+    """Every module of ``stylealigned_desktop.<package>``, its subpackages' included."""
+    prefix = f"stylealigned_desktop.{package}"
+    return [name for name in module_files(PACKAGE_DIR.parent, PACKAGE_DIR.name)
+            if name == prefix or name.startswith(f"{prefix}.")]
 
 
 def import_in_fresh_interpreter(modules: list[str]) -> dict:
@@ -102,12 +102,14 @@ def test_engine_never_imports_qt():
 
 
 def test_engine_data_types_stay_light():
-    """The modules the session layer uses must not pull in torch either."""
+    """The modules the session layer uses must not pull in torch either (nor the run's plan,
+    ``rows.py``, which checks a request before any model loads)."""
     report = import_in_fresh_interpreter([
         "stylealigned_desktop.engine",
         "stylealigned_desktop.engine.request",
         "stylealigned_desktop.engine.settings",
         "stylealigned_desktop.engine.images",
+        "stylealigned_desktop.engine.rows",
     ])
     assert report["failed"] == {}
     assert report["loaded"] == []
@@ -165,13 +167,121 @@ def fine(x):
         "line 6: calls sys.exit", "line 7: raises SystemExit", "line 8: runs as a script"]
 
 
-def test_engine_holds_no_command_line_code():
-    """Parsing arguments, printing and exiting belong to cli/; the engine reports events."""
-    engine = PACKAGE_DIR / "engine"
-    found = {f"engine/{path.name}": entries
-             for path in sorted(engine.glob("*.py"))
+@pytest.mark.parametrize("package", ["engine", "evaluation"])
+def test_engine_and_evaluation_hold_no_command_line_code(package):
+    """Parsing arguments, printing and exiting belong to cli/; the engine reports events, and
+    the evaluation returns its reports for ``cli/evaluate.py`` to print."""
+    folder = PACKAGE_DIR / package
+    found = {f"{package}/{path.name}": entries
+             for path in sorted(folder.glob("*.py"))
              if (entries := command_line_code(path.read_text(encoding="utf-8")))}
     assert found == {}
+
+
+def test_evaluation_imports_neither_qt_nor_server_code():
+    """The evaluation runs under the command line and in the window's worker alike."""
+    modules = modules_of("evaluation")
+    assert "stylealigned_desktop.evaluation.metrics" in modules
+    report = import_in_fresh_interpreter(modules)
+    assert report["failed"] == {}
+    banned = [m for m in report["loaded"] if m.split(".")[0] in ("PySide6", "shiboken6") + SERVER_SIDE]
+    assert banned == [], f"the evaluation pulled in {banned[:5]}"
+
+
+# --- the direction between packages ---------------------------------------------------------
+
+
+def imports_into(graph: nx.DiGraph, package: str, other: str) -> list[str]:
+    """``"a imports b"`` for every import of a module of ``other`` by a module of ``package``
+    (dotted names; a package's own ``__init__`` counts as one of its modules)."""
+    def inside(name: str, pkg: str) -> bool:
+        return name == pkg or name.startswith(pkg + ".")
+    return sorted(f"{a} imports {b}" for a, b in graph.edges if inside(a, package) and inside(b, other))
+
+
+def test_the_engine_never_imports_the_evaluation():
+    """evaluation/ uses the engine (run folders, requests, ``Engine`` for the paper's suite);
+    the engine does not know it exists."""
+    graph = import_graph(PACKAGE_DIR.parent, PACKAGE_DIR.name)
+    assert imports_into(graph, "stylealigned_desktop.evaluation", "stylealigned_desktop.engine")
+    assert imports_into(graph, "stylealigned_desktop.engine", "stylealigned_desktop.evaluation") == []
+
+
+def test_the_direction_check_sees_every_import_form(tmp_path):
+    write_package(tmp_path, {
+        "app/__init__.py": "",
+        "app/engine/__init__.py": "",
+        "app/engine/runfolder.py": "import os\n",
+        "app/engine/generator.py": "def score():\n    from ..evaluation import metrics\n",
+        "app/engine/request.py": "import app.evaluation\n",
+        "app/evaluation/__init__.py": "",
+        "app/evaluation/metrics.py": "from ..engine.runfolder import read_run\n",
+    })
+    graph = import_graph(tmp_path, "app")
+    assert imports_into(graph, "app.engine", "app.evaluation") == [
+        "app.engine.generator imports app.evaluation.metrics", "app.engine.request imports app.evaluation"]
+    assert imports_into(graph, "app.evaluation", "app.engine") == [
+        "app.evaluation.metrics imports app.engine.runfolder"]
+
+
+# --- room sizes ------------------------------------------------------------------------------
+
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+
+
+def functions_of(tree: ast.AST, prefix: str = ""):
+    """``(qualified name, first line, lines)`` of every function and method, nested ones too
+    (a nested function counts in its own right and inside its parent). Lines run from ``def``
+    to the last line of the body: signature and docstring included."""
+    for child in ast.iter_child_nodes(tree):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield prefix + child.name, child.lineno, child.end_lineno - child.lineno + 1
+            yield from functions_of(child, f"{prefix}{child.name}.")
+        elif isinstance(child, ast.ClassDef):
+            yield from functions_of(child, f"{prefix}{child.name}.")
+        else:
+            yield from functions_of(child, prefix)
+
+
+def oversized(root: Path) -> list[str]:
+    """Every module over MAX_MODULE_LINES lines and every function over MAX_FUNCTION_LINES
+    under ``root``, one line each (``path: N lines`` / ``path:line name: N lines``)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(root).as_posix()
+        lines = len(text.splitlines())
+        if lines > MAX_MODULE_LINES:
+            found.append(f"{name}: {lines} lines (a module has at most {MAX_MODULE_LINES})")
+        for function, first, length in functions_of(ast.parse(text, str(path))):
+            if length > MAX_FUNCTION_LINES:
+                found.append(f"{name}:{first} {function}: {length} lines "
+                             f"(a function has at most {MAX_FUNCTION_LINES})")
+    return found
+
+
+def test_no_module_over_500_lines_and_no_function_over_60():
+    """Rooms a reader takes in: a module in one sitting, a function in one screen."""
+    found = oversized(PACKAGE_DIR)
+    assert not found, f"{len(found)} too long:\n" + "\n".join(found)
+
+
+def test_the_size_check_names_every_offender(tmp_path):
+    method = "class Card:\n    def build(self):\n" + "        x = 1\n" * 60  # 61 lines
+    nested = "def outer():\n    def inner():\n" + "        y = 2\n" * 60 + "    return inner\n"
+    write_package(tmp_path, {
+        "app/ui/card.py": method,
+        "app/engine/long.py": "A = 1\n" * 501,
+        "app/engine/fine.py": "def fine():\n" + "    z = 3\n" * 59 + "A = 1\n" * 440,  # 60 and 500
+        "app/engine/nested.py": nested,
+    })
+    assert oversized(tmp_path / "app") == [
+        "engine/long.py: 501 lines (a module has at most 500)",
+        "engine/nested.py:1 outer: 63 lines (a function has at most 60)",
+        "engine/nested.py:2 outer.inner: 61 lines (a function has at most 60)",
+        "ui/card.py:2 Card.build: 61 lines (a function has at most 60)",
+    ]
 
 
 # --- import cycles ----------------------------------------------------------------------------
@@ -197,24 +307,27 @@ def _is_type_checking(node: ast.AST) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def import_statements(tree: ast.AST):
+def import_statements(tree: ast.AST, annotations: bool = False):
     """Every import statement, at any depth (functions too), except those only type
-    checkers run."""
+    checkers run (unless ``annotations``)."""
     for child in ast.iter_child_nodes(tree):
         if isinstance(child, (ast.Import, ast.ImportFrom)):
             yield child
-        elif _is_type_checking(child):
+        elif _is_type_checking(child) and not annotations:
             for other in child.orelse:
                 yield from import_statements(ast.Module(body=[other], type_ignores=[]))
         else:
-            yield from import_statements(child)
+            yield from import_statements(child, annotations)
 
 
-def imported_modules(file: Path, name: str, is_package: bool, known: set[str]) -> set[str]:
-    """The modules of ``known`` that the module ``name`` (in ``file``) imports when it runs."""
+def imported_modules(file: Path, name: str, is_package: bool, known: set[str],
+                     annotations: bool = False) -> set[str]:
+    """The modules of ``known`` that the module ``name`` (in ``file``) imports when it runs
+    (and, with ``annotations``, for type checkers only)."""
     here = name.split(".") if is_package else name.split(".")[:-1]
     found: set[str] = set()
-    for node in import_statements(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+    tree = ast.parse(file.read_text(encoding="utf-8"), str(file))
+    for node in import_statements(tree, annotations):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name in known)
         elif isinstance(node, ast.ImportFrom):
@@ -232,24 +345,30 @@ def imported_modules(file: Path, name: str, is_package: bool, known: set[str]) -
     return found
 
 
-def import_graph(root: Path, package: str) -> nx.DiGraph:
+def import_graph(root: Path, package: str, annotations: bool = False) -> nx.DiGraph:
     modules = module_files(root, package)
     graph = nx.DiGraph()
     graph.add_nodes_from(modules)
     for name, (file, is_package) in modules.items():
         graph.add_edges_from((name, other) for other in
-                             imported_modules(file, name, is_package, set(modules)))
+                             imported_modules(file, name, is_package, set(modules), annotations))
     return graph
 
 
-def import_cycles(root: Path, package: str) -> list[list[str]]:
+def import_cycles(root: Path, package: str, annotations: bool = False) -> list[list[str]]:
     """Groups of modules that import each other (directly or through others), sorted."""
-    components = nx.strongly_connected_components(import_graph(root, package))
+    components = nx.strongly_connected_components(import_graph(root, package, annotations))
     return sorted(sorted(c) for c in components if len(c) > 1)
 
 
 def test_no_module_imports_itself_back():
     assert import_cycles(PACKAGE_DIR.parent, PACKAGE_DIR.name) == []
+
+
+def test_no_module_imports_itself_back_even_for_annotations():
+    """The storyboard's panel card imported the view for its annotations while the view imported
+    the card; now the view owns its cards and they signal upward."""
+    assert import_cycles(PACKAGE_DIR.parent, PACKAGE_DIR.name, annotations=True) == []
 
 
 def write_package(root: Path, files: dict[str, str]) -> None:
@@ -275,6 +394,8 @@ def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function(tmp_path):
     assert import_cycles(tmp_path, "app") == [["app.session.model", "app.session.store"]]
     write_package(tmp_path, {"app/session/model.py": "from . import autosave\n"})
     assert import_cycles(tmp_path, "app") == []
+    assert import_cycles(tmp_path, "app", annotations=True) == [  # autosave's annotations
+        ["app.session.autosave", "app.session.model", "app.session.store"]]
 
 
 def test_the_cycle_finder_follows_every_import_form_across_packages(tmp_path):
