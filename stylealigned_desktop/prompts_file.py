@@ -110,6 +110,19 @@ def _number(value: str, where: str, key: str) -> int | float:
         raise PromptsFileError(f"{where}: {error}") from None
 
 
+def _control_field(value: str, where: str, base: Path | None) -> tuple[str, str]:
+    """``control=MODE:PATH``: the mode and the picture's path (relative to ``base``)."""
+    mode, colon, path = value.partition(":")
+    mode = mode.strip().lower()
+    if not colon or mode not in CONTROL_MODES or not path.strip():
+        raise PromptsFileError(
+            f"{where}: control= must be MODE:PATH with MODE one of {', '.join(CONTROL_MODES)}, got {value!r}")
+    image = Path(path.strip()).expanduser()
+    if base is not None and not image.is_absolute():
+        image = base / image
+    return mode, str(image)
+
+
 def parse_line(line: str, where: str = "line", base: Path | None = None) -> PanelLine | None:
     """One line of the format; None for blank and comment lines."""
     text = line.strip()
@@ -142,15 +155,7 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
             except ValueError as exc:
                 raise PromptsFileError(f"{where}: size=: {exc}") from None
         elif key == "control":
-            mode, colon, path = value.partition(":")
-            mode = mode.strip().lower()
-            if not colon or mode not in CONTROL_MODES or not path.strip():
-                raise PromptsFileError(
-                    f"{where}: control= must be MODE:PATH with MODE one of {', '.join(CONTROL_MODES)}, got {value!r}")
-            image = Path(path.strip()).expanduser()
-            if base is not None and not image.is_absolute():
-                image = base / image
-            values["control_mode"], values["control_image"] = mode, str(image)
+            values["control_mode"], values["control_image"] = _control_field(value, where, base)
         elif key in ("scale", "start", "end", "low", "high"):
             values[key] = _number(value, where, key)
         elif key in _NOTE_TEXTS or key in _NOTE_NUMBERS:

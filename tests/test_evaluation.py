@@ -10,8 +10,10 @@ import pytest
 from PIL import Image
 
 from stylealigned_desktop import cli
-from stylealigned_desktop.engine import evaluation, evaluation_report, metrics, paper_suite
-from stylealigned_desktop.engine.evaluation import EvaluationError, MetricSources
+from stylealigned_desktop.evaluation import metrics, paper_suite
+from stylealigned_desktop.evaluation import report as evaluation_report
+from stylealigned_desktop.evaluation import scoring as evaluation
+from stylealigned_desktop.evaluation.scoring import EvaluationError, MetricSources
 
 from . import test_metrics
 from .test_metrics import drawn_picture, naive_mean_pairwise_cosine

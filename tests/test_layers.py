@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import networkx as nx
+import pytest
 
 import stylealigned_desktop
 
@@ -111,12 +112,14 @@ def test_engine_never_imports_qt():
 
 
 def test_engine_data_types_stay_light():
-    """The modules the session layer uses must not pull in torch either."""
+    """The modules the session layer uses must not pull in torch either (nor the run's plan,
+    ``rows.py``, which checks a request before any model loads)."""
     report = import_in_fresh_interpreter([
         "stylealigned_desktop.engine",
         "stylealigned_desktop.engine.request",
         "stylealigned_desktop.engine.settings",
         "stylealigned_desktop.engine.images",
+        "stylealigned_desktop.engine.rows",
     ])
     assert report["failed"] == {}
     assert report["loaded"] == []
@@ -174,13 +177,121 @@ def fine(x):
         "line 6: calls sys.exit", "line 7: raises SystemExit", "line 8: runs as a script"]
 
 
-def test_engine_holds_no_command_line_code():
-    """Parsing arguments, printing and exiting belong to cli/; the engine reports events."""
-    engine = PACKAGE_DIR / "engine"
-    found = {f"engine/{path.name}": entries
-             for path in sorted(engine.glob("*.py"))
+@pytest.mark.parametrize("package", ["engine", "evaluation"])
+def test_engine_and_evaluation_hold_no_command_line_code(package):
+    """Parsing arguments, printing and exiting belong to cli/; the engine reports events, and
+    the evaluation returns its reports for ``cli/evaluate.py`` to print."""
+    folder = PACKAGE_DIR / package
+    found = {f"{package}/{path.name}": entries
+             for path in sorted(folder.glob("*.py"))
              if (entries := command_line_code(path.read_text(encoding="utf-8")))}
     assert found == {}
+
+
+def test_evaluation_imports_neither_qt_nor_server_code():
+    """The evaluation runs under the command line and in the window's worker alike."""
+    modules = modules_of("evaluation")
+    assert "stylealigned_desktop.evaluation.metrics" in modules
+    report = import_in_fresh_interpreter(modules)
+    assert report["failed"] == {}
+    banned = [m for m in report["loaded"] if m.split(".")[0] in ("PySide6", "shiboken6") + SERVER_SIDE]
+    assert banned == [], f"the evaluation pulled in {banned[:5]}"
+
+
+# --- the direction between packages ---------------------------------------------------------
+
+
+def imports_into(graph: nx.DiGraph, package: str, other: str) -> list[str]:
+    """``"a imports b"`` for every import of a module of ``other`` by a module of ``package``
+    (dotted names; a package's own ``__init__`` counts as one of its modules)."""
+    def inside(name: str, pkg: str) -> bool:
+        return name == pkg or name.startswith(pkg + ".")
+    return sorted(f"{a} imports {b}" for a, b in graph.edges if inside(a, package) and inside(b, other))
+
+
+def test_the_engine_never_imports_the_evaluation():
+    """evaluation/ uses the engine (run folders, requests, ``Engine`` for the paper's suite);
+    the engine does not know it exists."""
+    graph = import_graph(PACKAGE_DIR.parent, PACKAGE_DIR.name)
+    assert imports_into(graph, "stylealigned_desktop.evaluation", "stylealigned_desktop.engine")
+    assert imports_into(graph, "stylealigned_desktop.engine", "stylealigned_desktop.evaluation") == []
+
+
+def test_the_direction_check_sees_every_import_form(tmp_path):
+    write_package(tmp_path, {
+        "app/__init__.py": "",
+        "app/engine/__init__.py": "",
+        "app/engine/runfolder.py": "import os\n",
+        "app/engine/generator.py": "def score():\n    from ..evaluation import metrics\n",
+        "app/engine/request.py": "import app.evaluation\n",
+        "app/evaluation/__init__.py": "",
+        "app/evaluation/metrics.py": "from ..engine.runfolder import read_run\n",
+    })
+    graph = import_graph(tmp_path, "app")
+    assert imports_into(graph, "app.engine", "app.evaluation") == [
+        "app.engine.generator imports app.evaluation.metrics", "app.engine.request imports app.evaluation"]
+    assert imports_into(graph, "app.evaluation", "app.engine") == [
+        "app.evaluation.metrics imports app.engine.runfolder"]
+
+
+# --- room sizes ------------------------------------------------------------------------------
+
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 60
+
+
+def functions_of(tree: ast.AST, prefix: str = ""):
+    """``(qualified name, first line, lines)`` of every function and method, nested ones too
+    (a nested function counts in its own right and inside its parent). Lines run from ``def``
+    to the last line of the body: signature and docstring included."""
+    for child in ast.iter_child_nodes(tree):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield prefix + child.name, child.lineno, child.end_lineno - child.lineno + 1
+            yield from functions_of(child, f"{prefix}{child.name}.")
+        elif isinstance(child, ast.ClassDef):
+            yield from functions_of(child, f"{prefix}{child.name}.")
+        else:
+            yield from functions_of(child, prefix)
+
+
+def oversized(root: Path) -> list[str]:
+    """Every module over MAX_MODULE_LINES lines and every function over MAX_FUNCTION_LINES
+    under ``root``, one line each (``path: N lines`` / ``path:line name: N lines``)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        name = path.relative_to(root).as_posix()
+        lines = len(text.splitlines())
+        if lines > MAX_MODULE_LINES:
+            found.append(f"{name}: {lines} lines (a module has at most {MAX_MODULE_LINES})")
+        for function, first, length in functions_of(ast.parse(text, str(path))):
+            if length > MAX_FUNCTION_LINES:
+                found.append(f"{name}:{first} {function}: {length} lines "
+                             f"(a function has at most {MAX_FUNCTION_LINES})")
+    return found
+
+
+def test_no_module_over_500_lines_and_no_function_over_60():
+    """Rooms a reader takes in: a module in one sitting, a function in one screen."""
+    found = oversized(PACKAGE_DIR)
+    assert not found, f"{len(found)} too long:\n" + "\n".join(found)
+
+
+def test_the_size_check_names_every_offender(tmp_path):
+    method = "class Card:\n    def build(self):\n" + "        x = 1\n" * 60  # 61 lines
+    nested = "def outer():\n    def inner():\n" + "        y = 2\n" * 60 + "    return inner\n"
+    write_package(tmp_path, {
+        "app/ui/card.py": method,
+        "app/engine/long.py": "A = 1\n" * 501,
+        "app/engine/fine.py": "def fine():\n" + "    z = 3\n" * 59 + "A = 1\n" * 440,  # 60 and 500
+        "app/engine/nested.py": nested,
+    })
+    assert oversized(tmp_path / "app") == [
+        "engine/long.py: 501 lines (a module has at most 500)",
+        "engine/nested.py:1 outer: 63 lines (a function has at most 60)",
+        "engine/nested.py:2 outer.inner: 61 lines (a function has at most 60)",
+        "ui/card.py:2 Card.build: 61 lines (a function has at most 60)",
+    ]
 
 
 # --- import cycles ----------------------------------------------------------------------------

@@ -7,15 +7,16 @@ import logging
 import pytest
 
 from stylealigned_desktop.engine import events as ev
-from stylealigned_desktop.engine.generator import Engine, GenerationError, _longer_than_clip
+from stylealigned_desktop.engine.generator import Engine, GenerationError
 from stylealigned_desktop.engine.limits import CLIP_TOKENS
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
+from stylealigned_desktop.engine.text import longer_than_clip
 
 
 def test_prompts_longer_than_clip_are_found_with_the_models_own_tokenizer(tiny_pipe):
     short, long = "a fox", " ".join(["fox"] * (CLIP_TOKENS + 5))
     assert len(tiny_pipe.tokenizer(long).input_ids) > CLIP_TOKENS  # independent of the helper
-    assert _longer_than_clip(tiny_pipe, [short, long, short]) == [1]
+    assert longer_than_clip(tiny_pipe, [short, long, short]) == [1]
 
 
 def test_the_engine_says_when_a_prompt_is_cut_and_refuses_steps_beyond_training(tiny_pipe):
@@ -41,7 +42,7 @@ def test_tiny_reads_an_ordinary_prompt_whole(tiny_pipe):
     # a real SDXL tokenizer reads this in about 25 tokens; tiny must not cut it either
     for tokenizer in (tiny_pipe.tokenizer, tiny_pipe.tokenizer_2):
         assert len(tokenizer(ORDINARY_PROMPT, verbose=False).input_ids) <= CLIP_TOKENS
-    assert _longer_than_clip(tiny_pipe, [ORDINARY_PROMPT]) == []
+    assert longer_than_clip(tiny_pipe, [ORDINARY_PROMPT]) == []
 
 
 class _Records(logging.Handler):

@@ -157,10 +157,10 @@ def test_balanced_mode_brings_each_model_in_for_its_stage_and_controlnets_leave_
     monkeypatch.setattr(CpuOffload, "init_hook", init_hook)
     result = engine.generate(_request(pictures, "balanced", picture=False))
     assert result.metadata["memory_mode"] == "balanced"
-    # text encoders first, then per step the reference (UNet) and the panels (ControlNet, UNet)
-    # in one micro-batch, then one VAE decode per picture
+    # text encoders first (each of the three prompts alone), then per step the reference (UNet)
+    # and the panels (ControlNet, UNet) in one micro-batch, then one VAE decode per picture
     steps = 2
-    assert arrivals == (["text_encoder", "text_encoder_2"] + ["unet", "controlnet0", "unet"] * steps
+    assert arrivals == (["text_encoder", "text_encoder_2"] * 3 + ["unet", "controlnet0", "unet"] * steps
                         + ["vae"] * 3)
     # every model runs behind an offload hook on the execution device
     for name, model in _components(engine).items():

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from stylealigned_desktop.engine import metrics
+from stylealigned_desktop.evaluation import metrics
 
 # ---------------------------------------------------------------------------------------------
 # Tiny models (also used by test_evaluation.py)

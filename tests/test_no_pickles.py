@@ -22,8 +22,8 @@ from stylealigned_desktop.engine.control import (
     load_depth_estimator,
     tiny_controlnet,
 )
-from stylealigned_desktop.engine.metrics import ClipEmbedder, DinoEmbedder, MetricModelError
 from stylealigned_desktop.engine.models import ModelSourceError, load_pipeline
+from stylealigned_desktop.evaluation.metrics import ClipEmbedder, DinoEmbedder, MetricModelError
 
 from .test_metrics import build_tiny_clip, build_tiny_dino
 

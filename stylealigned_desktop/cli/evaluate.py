@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..engine import metrics
+from ..evaluation import metrics
 from .common import DEVICE_HELP, UsageError, device
 
 
@@ -71,15 +71,15 @@ class _TqdmProgress:
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
-    from ..engine.evaluation import EvaluationError
     from ..engine.generator import GenerationError
+    from ..evaluation.scoring import EvaluationError
 
     return (EvaluationError, metrics.MetricModelError, GenerationError, ValueError, OSError)
 
 
 def _run(args, progress: _TqdmProgress) -> dict:
-    from ..engine.evaluation import EvaluationError, MetricSources, evaluate_folders
-    from ..engine.paper_suite import parse_set_range, run_paper_suite
+    from ..evaluation.paper_suite import parse_set_range, run_paper_suite
+    from ..evaluation.scoring import EvaluationError, MetricSources, evaluate_folders
 
     sources = MetricSources(dino=_source(args.dino), clip=_source(args.clip),
                             inception=_source(args.inception), device=args.device)
@@ -99,8 +99,8 @@ def _run(args, progress: _TqdmProgress) -> dict:
 
 def cmd_evaluate(args) -> int:
     """User errors become one line (exit 2); an interrupted suite says it resumes (exit 130)."""
-    from ..engine.evaluation_report import markdown_table
-    from ..engine.paper_suite import SuiteCancelled
+    from ..evaluation.paper_suite import SuiteCancelled
+    from ..evaluation.report import markdown_table
 
     progress = _TqdmProgress()
     try:

@@ -1,9 +1,22 @@
-"""The pieces of a denoising step that are not scheduling: the per-run context, text
-conditioning by rows, ControlNet residuals by rows, and the VAE decode.
+"""The denoising of one run: its per-step state, one step, and the UNet calls by rows.
 
-:class:`RunContext` is what every UNet call of one run needs (model, scheduler, conditioning,
-time ids, CFG halves and guidance, the prepared controls, the request and the shared-attention
-installation); the engine builds it once per run and hands it to its step helpers.
+The engine (``generator.py``) prepares a :class:`Denoising` (latents per size group, one
+:class:`RunContext` per size group, the references' trajectories, the batching) and
+:func:`denoise` runs every step of the schedule on it. One step (:func:`denoise_step`):
+
+1. the picture references take their place on their inversion trajectory
+   (:class:`~.references.ReferenceRows`);
+2. noise predictions per size group (:func:`group_eps`): the references in one UNet call that
+   records their shared layers (:func:`recorded_eps`), then the panels in micro-batches that
+   replay them (:func:`panel_eps`), halved on out-of-memory (:class:`Batching`);
+3. each size group's scheduler step (:func:`advance`), then the ``Step`` event and a ``Preview``
+   per row (:attr:`Denoising.preview`).
+
+Then :func:`decode_rows` decodes every row with the VAE (:func:`decode_latent`). The seams of
+this wave: MultiDiffusion windows (spec section 14) are rows whose outputs :func:`group_eps`
+averages into their panel's one prediction before :func:`advance` steps the whole panel latent;
+preview decoders replace :attr:`Denoising.preview`; character anchors (section 13) join
+:class:`~.references.ReferenceRows` and record with the references.
 """
 
 from __future__ import annotations
@@ -13,10 +26,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from . import events as ev
+from . import memory as mem
+from .errors import GenerationError, raise_if_cancelled
 from .install import Installation
+from .preview import latent_to_rgb
+from .references import ReferenceRows
 from .request import PanelControl, SetRequest
+from .rows import RunRows, Size
 
 
 @dataclass
@@ -48,6 +68,28 @@ class PreparedControl:
         return not (step / total < self.control.guidance_start or (step + 1) / total > self.control.guidance_end)
 
 
+def prepare_controls(request: SetRequest, selected, controlnet: Callable[[str], Any],
+                     depth_model: str | None) -> list[PreparedControl | None]:
+    """Control maps of the selected panels (each fitted to its panel's own size), their
+    ControlNets loaded first (``controlnet(kind)``: a missing or mismatched model fails now)."""
+    from .control import ControlSettings, preprocess
+
+    prepared: list[PreparedControl | None] = []
+    for index in selected:
+        control = request.panels[index].control
+        if control is None:
+            prepared.append(None)
+            continue
+        controlnet(control.kind)
+        extra = {"depth_model": depth_model} if depth_model else {}
+        width, height = request.panel_size(index)
+        settings = ControlSettings.for_panel(control, width, height, **extra)
+        control_map = preprocess(control.image, control.mode, settings)
+        array = torch.from_numpy(np.asarray(control_map, dtype=np.float32) / 255.0)
+        prepared.append(PreparedControl(control, array.permute(2, 0, 1).unsqueeze(0)))
+    return prepared
+
+
 @dataclass
 class RunContext:
     """Everything the UNet calls of one run share; built once per run by the engine."""
@@ -66,10 +108,204 @@ class RunContext:
     """The ControlNet of a kind ("canny", "depth"), loaded once per engine."""
     cancel: threading.Event
     sink: Callable
+    unet: Callable
+    """The UNet call, ``unet(pipe, latents, t, embeds, pooled, time_ids, residuals)`` (the engine's)."""
 
     def step_controls(self, step: int, total: int) -> list[PreparedControl | None]:
         """The panels' controls that act at this step (None where a panel has none or it is off)."""
         return [c if c is not None and c.active(step, total) else None for c in self.controls]
+
+
+@dataclass
+class Batching:
+    """How the panels are grouped into UNet calls; shrinks on out-of-memory for the rest of the run."""
+
+    micro_batch: int
+    """Panels per call."""
+    with_reference: int
+    """Panels in the call that carries the references (0: the references alone)."""
+
+
+@dataclass
+class Denoising:
+    """The state of one run from step to step."""
+
+    rows: RunRows
+    runs: dict[Size, RunContext]
+    """One context per size group (its scheduler and SDXL time ids; the rest shared)."""
+    latents: dict[Size, torch.Tensor]
+    """Per size group, its rows' latents in row order (the set's size: the references first)."""
+    references: ReferenceRows
+    batching: Batching
+    timesteps: torch.Tensor
+    full_attention_share: bool
+    """The authors' ablation: every row in one call (one reference, the set's size only)."""
+    preview: Callable[[torch.Tensor], Any] = latent_to_rgb
+    """A row's predicted clean latent (4, h, w) to the picture of its ``Preview`` event."""
+
+    @property
+    def main(self) -> RunContext:
+        """The set-size group's context (the references' group)."""
+        return self.runs[self.rows.set_size]
+
+
+def denoise(state: Denoising) -> None:
+    """Every step of the schedule; the shared layers are removed again whatever happens."""
+    try:
+        for i, t in enumerate(state.timesteps):
+            denoise_step(state, i, t)
+    finally:
+        state.main.installation.remove()
+    state.references.finish(state.latents[state.rows.set_size])
+
+
+def denoise_step(state: Denoising, i: int, t) -> None:
+    """One step for every row: references placed, noise predicted, schedulers stepped, events."""
+    run, total = state.main, len(state.timesteps)
+    raise_if_cancelled(run.cancel)
+    state.references.place(state.latents[state.rows.set_size], run.scheduler, i, t)
+    step_controls = run.step_controls(i, total)
+    if state.full_attention_share:
+        eps = {state.rows.set_size: full_batch_eps(run, state.latents[state.rows.set_size], t, step_controls)}
+    else:
+        eps = group_eps(state, t, step_controls)
+    x0 = advance(state, eps, t)
+    run.sink(ev.Step(i + 1, total))
+    for row, (size, k) in zip(state.rows.rows, state.rows.places):
+        run.sink(row.preview(i + 1, state.preview(x0[size][k])))
+
+
+def group_eps(state: Denoising, t, step_controls: list[PreparedControl | None]) -> dict[Size, torch.Tensor]:
+    """Noise predictions of every size group: the set's size first (its references record, and
+    its first panels may ride in their call), then each other size's panels, which replay."""
+    rows, n_refs = state.rows, len(state.rows.references)
+    eps = {}
+    for size in rows.groups:  # the set's size comes first: the references lead the rows
+        panel_rows = rows.panel_rows(size)
+        controls = [step_controls[row - n_refs] for row in panel_rows]
+        if size == rows.set_size:
+            eps[size] = recorded_eps(state.runs[size], state.latents[size], t, n_refs, panel_rows, controls,
+                                     state.batching)
+        else:
+            eps[size], state.batching.micro_batch = panel_eps(
+                state.runs[size], state.latents[size], t, panel_rows, controls, state.batching.micro_batch)
+    return eps
+
+
+def advance(state: Denoising, eps: dict[Size, torch.Tensor], t) -> dict[Size, torch.Tensor]:
+    """Each size group's scheduler step on its whole latents; returns the predicted clean
+    latents per group (for the previews)."""
+    x0 = {}
+    for size, run in state.runs.items():
+        latents = state.latents[size]
+        output = run.scheduler.step(eps[size], t, latents, return_dict=True)
+        x0[size] = getattr(output, "pred_original_sample", None)
+        if x0[size] is None:
+            x0[size] = predicted_x0(run.scheduler, latents, eps[size], t)
+        state.latents[size] = output.prev_sample.to(latents.dtype)
+    return x0
+
+
+def decode_rows(state: Denoising) -> list:
+    """Every row's final picture, in row order (cancel is checked before each decode)."""
+    images = []
+    for number, (size, k) in enumerate(state.rows.places, start=1):
+        raise_if_cancelled(state.main.cancel)
+        images.append(decode_latent(state.main.pipe, state.latents[size][k : k + 1]))
+        state.main.sink(ev.Decoding(number, len(state.rows.places)))
+    return images
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def eps_of_rows(run: RunContext, latents, t, rows, controls=None):
+    """CFG-combined noise prediction for some rows of the set (latents: those rows).
+
+    ``controls``: one entry per row (None: no control), or None for no control at all.
+    """
+    model_input = torch.cat([latents] * run.halves) if run.halves == 2 else latents
+    model_input = run.scheduler.scale_model_input(model_input, t)
+    embeds, pooled = run.cond.rows(rows, run.halves)
+    residuals = control_residuals(run, model_input, t, embeds, pooled, controls) if controls else None
+    noise = run.unet(run.pipe, model_input, t, embeds, pooled, run.time_ids, residuals)
+    if run.halves == 2:
+        uncond, text = noise.chunk(2)
+        noise = uncond + run.guidance * (text - uncond)
+    return noise
+
+
+def recorded_eps(run: RunContext, latents, t, n_refs: int, rows, controls, batching: Batching):
+    """Noise predictions of the set-size group: the references (its first ``n_refs`` rows)
+    and its panels (conditioning ``rows``).
+
+    The references run in one UNet call (``record``: they attend plainly and leave their
+    keys, values and statistics, which later calls replay) together with the first
+    ``batching.with_reference`` panels, which use them at once (0 unless
+    ``generator.REFERENCE_RIDES_ALONG``). Out of memory in that call halves the panels riding
+    along, down to the references alone; ``batching`` keeps the smaller sizes for the rest of the run.
+    """
+    while True:
+        raise_if_cancelled(run.cancel)
+        first = min(batching.with_reference, len(rows))
+        run.installation.state.mode = "record"
+        try:
+            head = eps_of_rows(run, latents[: n_refs + first], t, list(range(n_refs)) + rows[:first],
+                               [None] * n_refs + controls[:first])
+            break
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            mem.free_device_memory()
+            if first == 0:
+                raise GenerationError(
+                    "out of memory for the reference alone: lower the size, close other GPU programs, "
+                    "or use a smaller dtype") from error
+            batching.with_reference = first // 2
+            batching.micro_batch = min(batching.micro_batch, max(1, first // 2))
+            run.sink(ev.Notice(f"out of memory: continuing with {batching.micro_batch} panel(s) at a time"
+                               + ("" if batching.with_reference else " (the reference on its own)")))
+    if first == len(rows):
+        return head
+    rest, batching.micro_batch = panel_eps(run, latents[n_refs + first:], t, rows[first:],
+                                           controls[first:], batching.micro_batch)
+    batching.with_reference = min(batching.with_reference, batching.micro_batch)
+    return torch.cat([head, rest])
+
+
+def full_batch_eps(run: RunContext, latents, t, step_controls):
+    """The authors' full sharing: the reference and every panel in one call (``batch`` mode)."""
+    run.installation.state.mode = "batch"
+    return eps_of_rows(run, latents, t, slice(None), [None] + step_controls)
+
+
+def panel_eps(run: RunContext, latents, t, rows, controls, micro_batch: int):
+    """Noise predictions of panels of one size (conditioning ``rows``), micro-batch by
+    micro-batch (halved on out-of-memory); each micro-batch replays the recorded references."""
+    run.installation.state.mode = "replay"
+    n = latents.shape[0]
+    out = torch.empty_like(latents)
+    start = 0
+    while start < n:
+        raise_if_cancelled(run.cancel)
+        stop = min(n, start + micro_batch)
+        try:
+            out[start:stop] = eps_of_rows(run, latents[start:stop], t, rows[start:stop], controls[start:stop])
+        except Exception as error:
+            if not is_out_of_memory(error):
+                raise
+            mem.free_device_memory()
+            if micro_batch == 1:
+                raise GenerationError(
+                    "out of memory even with one panel at a time: lower the size, close other GPU "
+                    "programs, or use a smaller dtype"
+                ) from error
+            micro_batch = max(1, micro_batch // 2)
+            run.sink(ev.Notice(f"out of memory: continuing with {micro_batch} panel(s) at a time"))
+            continue
+        start = stop
+    return out, micro_batch
 
 
 def control_residuals(run: RunContext, model_input, t, embeds, pooled, controls):

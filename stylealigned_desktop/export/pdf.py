@@ -98,25 +98,44 @@ def panel_heading(panel: BoardPanel) -> str:
     return "   ".join(parts)
 
 
+def _fonts_for(board: Board, fonts: FontSet) -> tuple[FontSet, set[str], list[str]]:
+    """The fonts the board's text needs (no CJK font when none of it is CJK: a big one takes
+    seconds to read), the characters no font shows, and the warning that names them."""
+    texts = [board.title, *(f"{p.notes.action} {p.notes.dialogue} {p.notes.notes} {p.notes.camera}"
+                            for p in board.panels)]
+    if fonts.cjk is not None and not any(uncovered(t, replace(fonts, cjk=None)) for t in texts):
+        fonts = replace(fonts, cjk=None)
+    missing = set().union(*(uncovered(t, fonts) for t in texts))
+    warnings = []
+    if missing:
+        warnings.append(
+            f"no font on this computer shows {''.join(sorted(missing))}: written as ? (install a font "
+            "that covers them, e.g. Noto Sans CJK)")
+    return fonts, missing, warnings
+
+
+def _register_fonts(pdf, fonts: FontSet) -> str:
+    """The text font family of the document: this computer's fonts (CJK as the fallback), or
+    the PDF's built-in Helvetica when it has none."""
+    if fonts.text is None:
+        return "Helvetica"
+    pdf.add_font("Board", "", str(fonts.text))
+    pdf.add_font("Board", "B", str(fonts.bold or fonts.text))
+    if fonts.cjk is not None:
+        pdf.add_font("BoardCJK", "", str(fonts.cjk))
+        pdf.set_fallback_fonts(["BoardCJK"], exact_match=False)
+    return "Board"
+
+
 def write_pdf(board: Board, path: str | Path, options: PdfOptions = PdfOptions(),
               progress: Callable[[int, int], None] | None = None) -> list[str]:
     """Write the storyboard PDF; returns warnings for the user (characters no font covers)."""
     from fpdf import FPDF
 
-    fonts = options.fonts or system_fonts()
+    fonts, missing, warnings = _fonts_for(board, options.fonts or system_fonts())
     page_w, page_h = PAGES[options.page]
     if options.landscape:
         page_w, page_h = page_h, page_w
-    warnings: list[str] = []
-    texts = [board.title, *(f"{p.notes.action} {p.notes.dialogue} {p.notes.notes} {p.notes.camera}"
-                            for p in board.panels)]
-    if fonts.cjk is not None and not any(uncovered(t, replace(fonts, cjk=None)) for t in texts):
-        fonts = replace(fonts, cjk=None)  # not needed: a big CJK font takes seconds to read
-    missing = set().union(*(uncovered(t, fonts) for t in texts))
-    if missing:
-        warnings.append(
-            f"no font on this computer shows {''.join(sorted(missing))}: written as ? (install a font "
-            "that covers them, e.g. Noto Sans CJK)")
 
     def clean(text: str) -> str:
         return "".join("?" if c in missing else c for c in text)
@@ -140,14 +159,7 @@ def write_pdf(board: Board, path: str | Path, options: PdfOptions = PdfOptions()
     pdf.set_auto_page_break(False)
     pdf.set_creator("StyleAligned Desktop")
     pdf.set_title(title)
-    family, bold = "Helvetica", "B"
-    if fonts.text is not None:
-        family = "Board"
-        pdf.add_font(family, "", str(fonts.text))
-        pdf.add_font(family, "B", str(fonts.bold or fonts.text))
-        if fonts.cjk is not None:
-            pdf.add_font("BoardCJK", "", str(fonts.cjk))
-            pdf.set_fallback_fonts(["BoardCJK"], exact_match=False)
+    family, bold = _register_fonts(pdf, fonts), "B"
 
     if options.title_page:
         _title_page(pdf, board, family, title, page_w, page_h)

@@ -156,7 +156,7 @@ def test_a_dino_folder_that_fails_to_load_gives_a_hint_not_a_dialog(
 
 
 def test_scoring_helpers_agree_with_the_engine(tiny_dino, tmp_path):
-    from stylealigned_desktop.engine import metrics
+    from stylealigned_desktop.evaluation import metrics
 
     assert scoring.DEFAULT_DINO == metrics.DEFAULT_DINO
     assert scoring.dino_source("") == scoring.dino_source("  ") == metrics.DEFAULT_DINO

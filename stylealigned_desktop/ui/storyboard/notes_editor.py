@@ -47,6 +47,12 @@ class NotesEditor(QWidget):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.setSpacing(2)
+        outer.addLayout(self._build_head())
+        outer.addWidget(self._build_body())
+        self._fold(False)
+
+    def _build_head(self) -> QHBoxLayout:
+        """The fold button and the one-line summary shown while folded."""
         head = QHBoxLayout()
         self.toggle = QToolButton()
         self.toggle.setText("Notes")
@@ -60,7 +66,10 @@ class NotesEditor(QWidget):
         self.summary.setObjectName("Hint")
         head.addWidget(self.toggle)
         head.addWidget(self.summary, 1)
-        outer.addLayout(head)
+        return head
+
+    def _build_body(self) -> QWidget:
+        """The fields: numbers and duration, camera, action, dialogue, notes."""
         self.body = QWidget()
         form = QFormLayout(self.body)
         form.setContentsMargins(4, 0, 0, 0)
@@ -105,8 +114,7 @@ class NotesEditor(QWidget):
         self.notes.setPlaceholderText("For the team: sound, timing, props…")
         self.notes.textChanged.connect(lambda text: self._edit(notes=text))
         form.addRow("Notes", self.notes)
-        outer.addWidget(self.body)
-        self._fold(False)
+        return self.body
 
     def _fold(self, open_: bool) -> None:
         self.toggle.setArrowType(Qt.ArrowType.DownArrow if open_ else Qt.ArrowType.RightArrow)

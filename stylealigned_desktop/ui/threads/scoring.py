@@ -1,10 +1,10 @@
 """The set-consistency score of a finished run, computed in the engine's worker thread.
 
-The score is the paper's DINO set consistency (``engine.metrics``): the mean cosine similarity
+The score is the paper's DINO set consistency (``evaluation.metrics``): the mean cosine similarity
 between the DINO ViT-B/8 embeddings of every pair of pictures of the set (the reference and the
 panels). The window computes it only when the DINO model is already on this computer (a hub id
 in the Hugging Face cache, or a local folder): it never starts a download by itself. The
-functions here import torch (through ``engine.metrics``) only when called: call them in the
+functions here import torch (through ``evaluation.metrics``) only when called: call them in the
 worker thread, never on the UI thread.
 """
 
@@ -60,8 +60,8 @@ class ConsistencyOutcome:
 
 def dino_missing(source: str) -> str | None:
     """None when the DINO model loads without a download; else why not and how to get it."""
-    from ...engine.metrics import dino_unavailable_reason
     from ...engine.models import looks_like_path
+    from ...evaluation.metrics import dino_unavailable_reason
 
     reason = dino_unavailable_reason(source)
     if reason is None:
@@ -76,7 +76,7 @@ def score_pictures(paths: Sequence[str | Path], source: str,
                    device: str = "auto") -> ConsistencyOutcome:
     """The DINO set consistency of the pictures at ``paths`` (at least 2), in the worker.
 
-    Checks first that the model is on this computer; loads it once (``engine.metrics`` keeps
+    Checks first that the model is on this computer; loads it once (``evaluation.metrics`` keeps
     it). Raises for unreadable pictures or a model folder that cannot be loaded.
     """
     missing = dino_missing(source)
@@ -86,7 +86,7 @@ def score_pictures(paths: Sequence[str | Path], source: str,
         raise ValueError(f"a set needs at least 2 pictures to be scored, got {len(paths)}")
     from PIL import Image
 
-    from ...engine.metrics import images_set_consistency
+    from ...evaluation.metrics import images_set_consistency
 
     pictures = []
     for path in paths:

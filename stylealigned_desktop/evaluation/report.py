@@ -1,14 +1,15 @@
 """The reports of an evaluation: ``metrics.json``, a Markdown table and a bar chart.
 
-Pure rendering of the ``metrics.json`` document that :func:`.evaluation.score_groups` returns
-(no models, no torch). It stays in the engine next to the run-folder writer, which draws the
-contact sheet the same way: these are files an evaluation leaves behind, read by people and by
-the app alike, not terminal output (the command line only prints what this returns).
+Pure rendering of the ``metrics.json`` document that :func:`.scoring.score_groups` returns
+(no models, no torch). It draws the way the run-folder writer (``engine/runfolder.py``) draws
+the contact sheet: these are files an evaluation leaves behind, read by people and by the app
+alike, not terminal output (the command line only prints what this returns).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,23 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+@dataclass(frozen=True)
+class _ChartLayout:
+    """Sizes of the chart in pixels: one panel per metric, each with one bar per group."""
+
+    groups: int
+    bar_w: int = 44
+    gap: int = 14
+    margin: int = 40
+    plot_h: int = 260
+    top: int = 56
+    bottom: int = 40
+
+    @property
+    def panel_w(self) -> int:
+        return max(230, self.groups * (self.bar_w + self.gap) + self.gap + self.margin)
+
+
 def draw_chart(report: dict[str, Any]) -> Image.Image:
     """One panel per metric, one bar per group (± std as a whisker); paper figures as dashes."""
     groups = report["groups"]
@@ -94,84 +112,99 @@ def draw_chart(report: dict[str, Any]) -> Image.Image:
     shown = [(key, title) for key, title in _CHART_METRICS if any(key in g for g in groups)]
     if not groups or not shown:
         raise ValueError("nothing to draw: the report has no groups or no metrics")
-    bar_w, gap, margin = 44, 14, 40
-    panel_w = max(230, len(groups) * (bar_w + gap) + gap + margin)
-    plot_h, top, bottom = 260, 56, 40
+    layout = _ChartLayout(len(groups))
     legend_h = 22 * (len(groups) + (1 if paper else 0)) + 16
-    width = panel_w * len(shown) + 2 * margin
-    height = top + plot_h + bottom + legend_h
+    width = layout.panel_w * len(shown) + 2 * layout.margin
+    height = layout.top + layout.plot_h + layout.bottom + legend_h
     chart = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(chart)
-    title_font, font, small = _font(16), _font(13), _font(11)
-    draw.text((margin, 12), "StyleAligned evaluation", fill="black", font=title_font)
-
+    draw.text((layout.margin, 12), "StyleAligned evaluation", fill="black", font=_font(16))
     for p, (key, title) in enumerate(shown):
-        x0 = margin + p * panel_w
         values = [(_get(g, key), _get(g, key, "std")) for g in groups]
         marks = [(paper.get(g.get("variant", g["label"])) or {}).get(key) for g in groups]
-        finite = [v for v, _ in values if v is not None] + [m for m in marks if m is not None]
-        highs = [v + (s or 0) for v, s in values if v is not None] + finite
-        lows = [v - (s or 0) for v, s in values if v is not None] + finite
-        hi = max(max(highs, default=1.0), 0.0)
-        lo = min(min(lows, default=0.0), 0.0)
-        if hi - lo <= 0:
-            hi = lo + 1.0
-        y_max = hi + 0.15 * (hi - lo)  # headroom for the value labels
+        _draw_metric_panel(draw, layout, layout.margin + p * layout.panel_w, key, title, values, marks)
+    _draw_legend(draw, layout, groups, bool(paper))
+    return chart
 
-        def y_of(value: float, lo=lo, y_max=y_max) -> float:
-            return top + plot_h - (value - lo) / (y_max - lo) * plot_h
 
-        draw.text((x0, top - 22), title, fill="black", font=font)
-        axis_x = x0 + margin - 8
-        draw.line([(axis_x, top), (axis_x, top + plot_h)], fill=(120, 120, 120))
-        zero = y_of(0.0)
-        draw.line([(axis_x, zero), (x0 + panel_w - 10, zero)], fill=(120, 120, 120))
-        for tick in (lo, (lo + hi) / 2, hi):
-            y = y_of(tick)
-            draw.line([(axis_x - 4, y), (axis_x, y)], fill=(120, 120, 120))
-            draw.text((x0 - 4, y - 6), f"{tick:.2f}", fill=(90, 90, 90), font=small)
-        for i, ((value, std), mark) in enumerate(zip(values, marks, strict=True)):
-            left = axis_x + gap + i * (bar_w + gap)
-            color = _PALETTE[i % len(_PALETTE)]
-            if value is not None:
-                y = y_of(value)
-                draw.rectangle([left, min(y, zero), left + bar_w, max(y, zero)], fill=color)
-                if std:
-                    mid = left + bar_w / 2
-                    draw.line([(mid, y_of(value - std)), (mid, y_of(value + std))], fill="black")
-                    for v in (value - std, value + std):
-                        draw.line([(mid - 6, y_of(v)), (mid + 6, y_of(v))], fill="black")
-                label = f"{value:.3f}" if key != "inception_score" else f"{value:.2f}"
-                # Above the bar, its whisker and the published figure's dash, whichever is higher.
-                tops = [min(y, zero), y_of(value + (std or 0))]
-                if mark is not None:
-                    tops.append(y_of(mark))
-                draw.text((left, min(tops) - 16), label, fill="black", font=small)
-            else:
-                draw.text((left + 4, zero - 16), "n/a", fill=(120, 120, 120), font=small)
-            if mark is not None:
-                y = y_of(mark)
-                for dash in range(int(left - 4), int(left + bar_w + 4), 8):
-                    draw.line([(dash, y), (min(dash + 4, left + bar_w + 4), y)], fill="black",
-                              width=2)
+def _draw_metric_panel(draw, layout: _ChartLayout, x0: int, key: str, title: str,
+                       values: list[tuple[float | None, float | None]], marks: list[float | None]) -> None:
+    """One metric's panel at ``x0``: its axis and ticks, then one bar per group (``values``:
+    mean and std) with the published figure (``marks``) as a dash."""
+    font, small = _font(13), _font(11)
+    finite = [v for v, _ in values if v is not None] + [m for m in marks if m is not None]
+    highs = [v + (s or 0) for v, s in values if v is not None] + finite
+    lows = [v - (s or 0) for v, s in values if v is not None] + finite
+    hi = max(max(highs, default=1.0), 0.0)
+    lo = min(min(lows, default=0.0), 0.0)
+    if hi - lo <= 0:
+        hi = lo + 1.0
+    y_max = hi + 0.15 * (hi - lo)  # headroom for the value labels
+    top, plot_h = layout.top, layout.plot_h
 
-    y = top + plot_h + bottom
+    def y_of(value: float) -> float:
+        return top + plot_h - (value - lo) / (y_max - lo) * plot_h
+
+    draw.text((x0, top - 22), title, fill="black", font=font)
+    axis_x = x0 + layout.margin - 8
+    draw.line([(axis_x, top), (axis_x, top + plot_h)], fill=(120, 120, 120))
+    zero = y_of(0.0)
+    draw.line([(axis_x, zero), (x0 + layout.panel_w - 10, zero)], fill=(120, 120, 120))
+    for tick in (lo, (lo + hi) / 2, hi):
+        y = y_of(tick)
+        draw.line([(axis_x - 4, y), (axis_x, y)], fill=(120, 120, 120))
+        draw.text((x0 - 4, y - 6), f"{tick:.2f}", fill=(90, 90, 90), font=small)
+    for i, ((value, std), mark) in enumerate(zip(values, marks, strict=True)):
+        left = axis_x + layout.gap + i * (layout.bar_w + layout.gap)
+        _draw_bar(draw, y_of, left, layout.bar_w, zero, _PALETTE[i % len(_PALETTE)], value, std, mark,
+                  key != "inception_score")
+
+
+def _draw_bar(draw, y_of, left: float, bar_w: int, zero: float, color, value: float | None,
+              std: float | None, mark: float | None, three_decimals: bool) -> None:
+    """One group's bar with its whisker and value label (or "n/a"), and the published dash."""
+    small = _font(11)
+    if value is not None:
+        y = y_of(value)
+        draw.rectangle([left, min(y, zero), left + bar_w, max(y, zero)], fill=color)
+        if std:
+            mid = left + bar_w / 2
+            draw.line([(mid, y_of(value - std)), (mid, y_of(value + std))], fill="black")
+            for v in (value - std, value + std):
+                draw.line([(mid - 6, y_of(v)), (mid + 6, y_of(v))], fill="black")
+        label = f"{value:.3f}" if three_decimals else f"{value:.2f}"
+        # Above the bar, its whisker and the published figure's dash, whichever is higher.
+        tops = [min(y, zero), y_of(value + (std or 0))]
+        if mark is not None:
+            tops.append(y_of(mark))
+        draw.text((left, min(tops) - 16), label, fill="black", font=small)
+    else:
+        draw.text((left + 4, zero - 16), "n/a", fill=(120, 120, 120), font=small)
+    if mark is not None:
+        y = y_of(mark)
+        for dash in range(int(left - 4), int(left + bar_w + 4), 8):
+            draw.line([(dash, y), (min(dash + 4, left + bar_w + 4), y)], fill="black", width=2)
+
+
+def _draw_legend(draw, layout: _ChartLayout, groups: list[dict[str, Any]], with_paper: bool) -> None:
+    """Below the panels: each group's colour and size, and the dash of the published figures."""
+    margin, font = layout.margin, _font(13)
+    y = layout.top + layout.plot_h + layout.bottom
     for i, group in enumerate(groups):
         color = _PALETTE[i % len(_PALETTE)]
         draw.rectangle([margin, y + 2, margin + 14, y + 14], fill=color)
         draw.text((margin + 22, y), f"{group['label']} ({group['sets']} sets, {group['images']} "
                                     f"images)", fill="black", font=font)
         y += 22
-    if paper:
+    if with_paper:
         draw.line([(margin, y + 8), (margin + 14, y + 8)], fill="black", width=2)
         draw.text((margin + 22, y), "published figure (paper / independent reproduction)",
                   fill="black", font=font)
-    return chart
 
 
 def write_reports(report: dict[str, Any], out_dir: str | Path) -> dict[str, str]:
     """Write metrics.json, metrics.md and metrics.png into ``out_dir``; returns their paths."""
-    from .runfolder import write_json
+    from ..engine.runfolder import write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .evaluation import (
+from ..engine.request import GeneratedReference, Panel, Sampling, SetRequest
+from ..engine.settings import StyleAlignedSettings
+from .report import write_reports
+from .scoring import (
     DEFAULT_METRIC_SOURCES,
     EvaluationError,
     Group,
@@ -27,9 +30,6 @@ from .evaluation import (
     read_run_folder,
     score_groups,
 )
-from .evaluation_report import write_reports
-from .request import GeneratedReference, Panel, Sampling, SetRequest
-from .settings import StyleAlignedSettings
 
 SUITE_JSON = "suite.json"
 
@@ -134,8 +134,8 @@ GenerateSet = Callable[[SetRequest, Path], None]
 def engine_set_generator(cancel: threading.Event | None = None) -> GenerateSet:
     """A :data:`GenerateSet` backed by one :class:`Engine` (the model loads once) and the run
     folder writer."""
-    from .generator import Engine
-    from .runfolder import write_run_folder
+    from ..engine.generator import Engine
+    from ..engine.runfolder import write_run_folder
 
     engine = Engine()
 
@@ -186,7 +186,7 @@ def _check_suite_file(out: Path, config: SuiteConfig) -> None:
                 f"{out} holds a suite made with other settings ({what}); use another --out "
                 "or the same settings to resume"
             )
-    from .runfolder import write_json
+    from ..engine.runfolder import write_json
 
     write_json(path, dict(config.identity(), format="stylealigned-paper-suite", version=1))
 
@@ -198,7 +198,7 @@ def _record_subjects(folder: Path, objects: Sequence[str]) -> None:
     paper's "<object> in <style>" prompts do not have; this makes ``stylealigned evaluate`` on
     the suite's folders compare each picture with its object, as the suite itself does.
     """
-    from .runfolder import read_run, write_json
+    from ..engine.runfolder import read_run, write_json
 
     run = read_run(folder)
     entries = [run["reference"]] + sorted(run.get("panels") or [], key=lambda p: p.get("index", 0))
@@ -208,6 +208,48 @@ def _record_subjects(folder: Path, objects: Sequence[str]) -> None:
         for entry, subject in zip(entries, objects, strict=True):
             entry["subject"] = subject
         write_json(folder / "run.json", run)
+
+
+def _chosen_sets(paper_sets: Sequence[PaperSet] | None,
+                 sets: Sequence[int] | None) -> tuple[dict[int, PaperSet], list[int]]:
+    """The paper's sets by id, and the ids asked for (None: all); unknown ids fail."""
+    available = list(paper_sets) if paper_sets is not None else load_paper_sets()
+    by_id = {s.id: s for s in available}
+    wanted = list(sets) if sets is not None else sorted(by_id)
+    unknown = [i for i in wanted if i not in by_id]
+    if unknown:
+        raise EvaluationError(
+            f"--sets: no paper set {', '.join(map(str, unknown))} (there are sets "
+            f"{min(by_id)}-{max(by_id)})"
+        )
+    if not wanted:
+        raise EvaluationError("--sets: no set selected")
+    return by_id, wanted
+
+
+def _generate_missing(out: Path, requests: dict[tuple[int, str], SetRequest],
+                      by_id: dict[int, PaperSet], generate_set: GenerateSet | None,
+                      progress: Progress | None, cancel: threading.Event | None) -> None:
+    """Generate each requested set whose folder has no ``run.json`` yet (``requests`` in the
+    order sets outside, variants inside: an interrupted suite leaves comparable sets behind)."""
+    report = progress or (lambda phase, done, total, message: None)
+    total = len(requests)
+    generate = generate_set
+    report("generate", 0, total, "generating")
+    for done, ((set_id, variant), request) in enumerate(requests.items(), start=1):
+        folder = out / variant / f"set-{set_id:03d}"
+        if not (folder / "run.json").is_file():
+            if cancel is not None and cancel.is_set():
+                raise SuiteCancelled(f"cancelled; run the same command again to resume ({out})")
+            if generate is None:
+                generate = engine_set_generator(cancel)
+            if folder.exists():  # a set interrupted half-way: start it again
+                shutil.rmtree(folder)
+            generate(request, folder)
+            if not (folder / "run.json").is_file():
+                raise EvaluationError(f"{folder}: the generator wrote no run.json")
+            _record_subjects(folder, by_id[set_id].objects)
+        report("generate", done, total, f"{variant} set {set_id}")
 
 
 def run_paper_suite(model_source: str, out_dir: str | Path, sets: Sequence[int] | None = None,
@@ -227,17 +269,7 @@ def run_paper_suite(model_source: str, out_dir: str | Path, sets: Sequence[int] 
     ``generate_set`` defaults to the real engine; ``sets`` are 1-based ids (None: all).
     """
     out = Path(out_dir).expanduser()
-    available = list(paper_sets) if paper_sets is not None else load_paper_sets()
-    by_id = {s.id: s for s in available}
-    wanted = list(sets) if sets is not None else sorted(by_id)
-    unknown = [i for i in wanted if i not in by_id]
-    if unknown:
-        raise EvaluationError(
-            f"--sets: no paper set {', '.join(map(str, unknown))} (there are sets "
-            f"{min(by_id)}-{max(by_id)})"
-        )
-    if not wanted:
-        raise EvaluationError("--sets: no set selected")
+    by_id, wanted = _chosen_sets(paper_sets, sets)
     variants = ("stylealigned", "baseline") + (ABLATIONS if ablations else ())
     config = SuiteConfig(model_source, steps, size or default_size(model_source), guidance,
                          variants)
@@ -249,32 +281,8 @@ def run_paper_suite(model_source: str, out_dir: str | Path, sets: Sequence[int] 
     load_metric_models(sources)  # a missing metric model fails before hours of generation
     out.mkdir(parents=True, exist_ok=True)
     _check_suite_file(out, config)
-
-    report = progress or (lambda phase, done, total, message: None)
-    total = len(requests)
-    generate = generate_set
-    done = 0
-    report("generate", 0, total, "generating")
-    # Sets outside, variants inside: an interrupted suite leaves comparable sets behind.
-    for set_id in wanted:
-        for variant in variants:
-            folder = out / variant / f"set-{set_id:03d}"
-            if not (folder / "run.json").is_file():
-                if cancel is not None and cancel.is_set():
-                    raise SuiteCancelled(f"cancelled; run the same command again to resume ({out})")
-                if generate is None:
-                    generate = engine_set_generator(cancel)
-                if folder.exists():  # a set interrupted half-way: start it again
-                    shutil.rmtree(folder)
-                generate(requests[set_id, variant], folder)
-                if not (folder / "run.json").is_file():
-                    raise EvaluationError(f"{folder}: the generator wrote no run.json")
-                _record_subjects(folder, by_id[set_id].objects)
-            done += 1
-            report("generate", done, total, f"{variant} set {set_id}")
-
-    if generate_set is None:
-        generate = None  # drop our engine (and its pipeline) before the metric models run
+    # our engine (and its pipeline) goes with this call, before the metric models run
+    _generate_missing(out, requests, by_id, generate_set, progress, cancel)
 
     groups = [
         Group(variant, out / variant, tuple(

@@ -29,8 +29,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .hub import DEFAULT_CLIP, DEFAULT_DINO, download_command, has_only_pickle_weights, pickle_note
-from .models import looks_like_path
+from ..engine.hub import (
+    DEFAULT_CLIP,
+    DEFAULT_DINO,
+    download_command,
+    has_only_pickle_weights,
+    pickle_note,
+)
+from ..engine.models import looks_like_path
 
 DEFAULT_INCEPTION = "torchvision"
 """Inception v3 with torchvision's published ImageNet weights (downloaded once when online)."""
@@ -169,8 +175,8 @@ def inception_score(probs: np.ndarray, splits: int = DEFAULT_IS_SPLITS) -> Incep
 
 def resolve_device(device: str = "auto") -> str:
     """``auto`` -> cuda, then mps, then cpu; anything else is checked and passed through."""
-    from .models import ModelSourceError
-    from .models import resolve_device as torch_device
+    from ..engine.models import ModelSourceError
+    from ..engine.models import resolve_device as torch_device
 
     try:
         return str(torch_device(device))
@@ -187,7 +193,7 @@ def _offline() -> bool:
 
 def _hf_source(kind: str, source: str) -> str:
     """A local folder (checked) or a hub id (returned as is)."""
-    from .models import hub_or_folder
+    from ..engine.models import hub_or_folder
 
     return hub_or_folder(source, f"{kind} model", MetricModelError)
 

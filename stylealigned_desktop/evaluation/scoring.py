@@ -2,7 +2,7 @@
 
 - :func:`evaluate_folders` reads run folders (or folders of run folders), scores each folder as
   one group of sets, and writes the reports (``metrics.json``, ``metrics.md``, ``metrics.png``:
-  :mod:`.evaluation_report`).
+  :mod:`.report`).
 - :func:`score_groups` scores groups of sets and returns the ``metrics.json`` document; the
   paper's benchmark (:mod:`.paper_suite`) uses it too.
 
@@ -24,7 +24,7 @@ from typing import Any
 from PIL import Image
 
 from . import metrics
-from .evaluation_report import write_reports
+from .report import write_reports
 
 METRICS_FORMAT = "stylealigned-metrics"
 METRICS_VERSION = 1
@@ -89,7 +89,7 @@ def read_run_folder(folder: str | Path, subjects: Sequence[str] | None = None) -
 
     ``subjects`` overrides the subjects run.json gives (one per picture, reference first).
     """
-    from .runfolder import read_run
+    from ..engine.runfolder import read_run
 
     folder = Path(folder)
     try:
