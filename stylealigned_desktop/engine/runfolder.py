@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import re
-import stat
 import tempfile
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -27,7 +26,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from PIL.PngImagePlugin import PngInfo
 
-from .. import temporaries
+from .. import temporaries, userfiles
 from ..temporaries import with_default_mode
 from .events import RunResult
 from .infotext import a1111_parameters, with_file_hashes
@@ -217,21 +216,17 @@ def check_run(data: Any, path: Path) -> dict[str, Any]:
 
 def _read_json_file(path: Path) -> Any:
     """A JSON file that is a regular file (never a link, a FIFO or a device), of sane size."""
+    if path.is_symlink():
+        raise ValueError(f"{path}: not a regular file (a link)")
     try:
-        info = path.lstat()
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read ({error.strerror or error})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"{path}: not a regular file")
-    if info.st_size > MAX_RUN_JSON_BYTES:
-        raise ValueError(f"{path}: too big for a run record ({info.st_size} bytes)")
+        text = userfiles.read_text(path, MAX_RUN_JSON_BYTES, within=path.parent)
+    except userfiles.UnreadableFile as error:
+        if error.missing:
+            raise FileNotFoundError(path) from None
+        raise ValueError(f"{path}: {error}") from None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, RecursionError) as error:
-        raise ValueError(f"{path}: broken JSON ({type(error).__name__})") from None
-    except ValueError as error:
+        return userfiles.parse_json(text)
+    except userfiles.UnreadableFile as error:
         raise ValueError(f"{path}: broken JSON ({error})") from None
 
 

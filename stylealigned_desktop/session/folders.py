@@ -17,7 +17,8 @@ from pathlib import Path
 
 import psutil
 
-from .. import paths
+from .. import paths, userfiles
+from .atomic import write_bytes_atomic
 from .errors import SessionError
 
 SUFFIX = ".stylealigned"
@@ -82,6 +83,11 @@ def title_of(folder: Path) -> str:
 # A session folder that is open carries session.lock: the owner's process id, host name and
 # process start time. The start time tells a live owner from a process id the system has since
 # given to another program (psutil reads it on every OS), so a lock left by a crash is stale.
+# A session folder may come from anyone (shared, unzipped, synced): a lock that is not a small,
+# well-formed lock (a link, a folder, a FIFO, a huge file, JSON without pid and host) is stale,
+# and write_lock, the one writer of locks, replaces whatever is there and never writes through it.
+
+MAX_LOCK_BYTES = 4 * userfiles.KIB
 
 
 class SessionLockedError(SessionError):
@@ -109,8 +115,22 @@ def _start_time(pid: int) -> float | None:
 
 
 def write_lock(folder: Path) -> None:
-    """Mark ``folder`` as owned by this process."""
-    (folder / LOCK_FILE).write_text(json.dumps(_this_process()), encoding="utf-8")
+    """Mark ``folder`` as owned by this process: the only function that writes a lock.
+
+    The lock is written beside and renamed over whatever ``session.lock`` is there: a link is
+    replaced, never written through; an empty folder in its place is removed first. A
+    :class:`SessionError` when it cannot be written.
+    """
+    lock = folder / LOCK_FILE
+    try:
+        if lock.is_dir() and not lock.is_symlink():
+            lock.rmdir()  # only when empty: a rename cannot replace a folder
+        write_bytes_atomic(lock, json.dumps(_this_process()).encode("utf-8"))
+    except OSError as exc:
+        raise SessionError(
+            f"the session's lock {lock} cannot be written ({exc.strerror or exc}); "
+            f"if {LOCK_FILE} there is a folder, remove it"
+        ) from None
 
 
 def acquire_lock(folder: Path) -> None:
@@ -140,14 +160,25 @@ def release_lock(folder: Path) -> None:
 
 
 def read_lock(folder: Path) -> dict | None:
+    """The lock in ``folder``; None when there is none or it is stale by its form (a link, not
+    a regular file, over :data:`MAX_LOCK_BYTES`, not JSON, or without a process id and host)."""
     lock = folder / LOCK_FILE
     if lock.is_symlink():
         return None
     try:
-        data = json.loads(lock.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        data = userfiles.read_json(lock, MAX_LOCK_BYTES, within=folder)
+    except userfiles.UnreadableFile:
         return None
-    return data if isinstance(data, dict) else None
+    return data if _well_formed(data) else None
+
+
+def _well_formed(lock: object) -> bool:
+    if not isinstance(lock, dict):
+        return False
+    pid, host, started = lock.get("pid"), lock.get("host"), lock.get("started")
+    return (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+            and isinstance(host, str) and bool(host)
+            and (started is None or (isinstance(started, (int, float)) and not isinstance(started, bool))))
 
 
 def owner_alive(folder: Path) -> bool:
