@@ -4,7 +4,8 @@ A session folder that was shared, unzipped or synced, the config folder, a dropp
 token file: any of them may be a FIFO (opening it for reading waits for a writer forever), a
 device (``/dev/zero`` never ends), a huge file, a link out of its folder, or JSON nested or
 numbered so that parsing it raises something other than a decoding error. :func:`read_bytes`,
-:func:`read_text` and :func:`read_json` read regular files only, up to a size limit the caller
+:func:`read_text` and :func:`read_json` (and :func:`open_regular`, for a caller that reads
+only part of a file) read regular files only, up to a size limit the caller
 names, never through a link out of ``within`` (when given), without ever blocking; each failure
 is a :class:`UnreadableFile` (an ``OSError``) whose message says what is wrong, in words, without
 the path (the caller names the file as it shows it).
@@ -16,7 +17,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -52,13 +53,9 @@ def _real_path_within(path: Path, within: Path) -> Path:
     return real
 
 
-def read_bytes(path: str | os.PathLike, limit: int, within: str | os.PathLike | None = None) -> bytes:
-    """The bytes of the regular file ``path``, at most ``limit`` of them.
-
-    Raises :class:`UnreadableFile` when it is missing, a folder, a FIFO, a device or a socket
-    (refused at once, never waited on), larger than ``limit``, or (with ``within``) reached
-    through a link that leads out of the folder ``within``.
-    """
+def open_regular(path: str | os.PathLike, limit: int, within: str | os.PathLike | None = None) -> BinaryIO:
+    """The regular file ``path`` opened for reading (binary), for a caller that reads only part
+    of it (a PNG's text chunks); the checks of :func:`read_bytes`, which reads it whole."""
     path = Path(path)
     flags = os.O_RDONLY | _NONBLOCK | _BINARY
     if within is not None:
@@ -80,23 +77,27 @@ def read_bytes(path: str | os.PathLike, limit: int, within: str | os.PathLike | 
             raise UnreadableFile("not a regular file (a pipe, a device or a socket)")
         if info.st_size > limit:
             raise UnreadableFile(f"too big ({info.st_size:,} bytes; at most {_size(limit)})")
-        chunks: list[bytes] = []
-        total = 0
-        while total <= limit:  # the size may have grown since fstat
-            chunk = os.read(fd, min(limit + 1 - total, 4 * MIB))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-    except UnreadableFile:
-        raise
-    except OSError as error:
-        raise UnreadableFile(f"cannot be read ({error.strerror or error})") from None
-    finally:
+        return os.fdopen(fd, "rb")
+    except BaseException:
         os.close(fd)
-    if total > limit:
+        raise
+
+
+def read_bytes(path: str | os.PathLike, limit: int, within: str | os.PathLike | None = None) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    Raises :class:`UnreadableFile` when it is missing, a folder, a FIFO, a device or a socket
+    (refused at once, never waited on), larger than ``limit``, or (with ``within``) reached
+    through a link that leads out of the folder ``within``.
+    """
+    with open_regular(path, limit, within) as handle:
+        try:
+            data = handle.read(limit + 1)  # the size may have grown since it was checked
+        except OSError as error:
+            raise UnreadableFile(f"cannot be read ({error.strerror or error})") from None
+    if len(data) > limit:
         raise UnreadableFile(f"too big (more than {_size(limit)})")
-    return b"".join(chunks)
+    return data
 
 
 def read_text(path: str | os.PathLike, limit: int, within: str | os.PathLike | None = None) -> str:

@@ -32,6 +32,8 @@ MAX_MICRO_BATCH = MAX_PANELS
 MAX_SCORE_SHIFT = 10.0
 """StyleAligned's shared_score_shift is a log-weight: e^10 already drowns the panel's own tokens."""
 MAX_SCORE_SCALE = 10.0
+MAX_LORA_WEIGHT = 10.0
+"""A LoRA's weight scales its change to the model: far past ±10 it is noise, not a style."""
 
 
 def check_number(value: Any, name: str, low: float, high: float) -> float:
@@ -114,6 +116,11 @@ def check_panel_size(size: Any) -> tuple[int, int] | None:
 def check_weight(value: Any, name: str = "reference weight") -> float:
     """A reference's weight: a finite number >= 0 (0 keeps it listed without using it)."""
     return check_number(value, name, 0.0, math.inf)
+
+
+def check_lora_weight(value: Any) -> float:
+    """A LoRA's weight: a finite number within ±:data:`MAX_LORA_WEIGHT` (negative inverts it)."""
+    return check_number(value, "LoRA weight", -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT)
 
 
 def check_steps(value: Any, training_steps: int = MAX_STEPS) -> int:

@@ -98,11 +98,28 @@ def check_lora_file(lora: Lora) -> Path:
     return path
 
 
+def _text_widths(shapes: dict[str, list[int]]) -> set[int]:
+    """The text-embedding widths a LoRA's cross-attention layers were trained for."""
+    return {shape[1] for key, shape in shapes.items() if _CROSS_ATTENTION_DOWN.search(key) and len(shape) >= 2}
+
+
+def check_lora_header(lora: Lora) -> Path:
+    """:func:`check_lora_file`, then its header (no model needed): a readable ``.safetensors``
+    LoRA that was not made for SD 1.5 or 2.x (the app's models are SDXL)."""
+    path = check_lora_file(lora)
+    other = sorted(w for w in _text_widths(read_lora_shapes(path))
+                   if BASE_BY_TEXT_WIDTH.get(w, "SDXL") != "SDXL")
+    if other:
+        raise LoraError(f"{path.name} is a LoRA for {BASE_BY_TEXT_WIDTH[other[0]]}; the app's models are "
+                        "SDXL. Use a LoRA trained for SDXL")
+    return path
+
+
 def check_lora(lora: Lora, pipe) -> None:
     """Refuse a LoRA that is missing, a pickle, or made for another base model (before any step)."""
     path = check_lora_file(lora)
     shapes = read_lora_shapes(path)
-    widths = {shape[1] for key, shape in shapes.items() if _CROSS_ATTENTION_DOWN.search(key) and len(shape) >= 2}
+    widths = _text_widths(shapes)
     expected = pipe.unet.config.cross_attention_dim
     expected = expected[0] if isinstance(expected, (list, tuple)) else expected
     wrong = sorted(w for w in widths if w != expected)

@@ -17,13 +17,14 @@ import contextlib
 import json
 import os
 import re
+import struct
 import tempfile
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 from PIL.PngImagePlugin import PngInfo
 
 from .. import temporaries, userfiles
@@ -119,23 +120,48 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
     """The full parameters a PNG written by :func:`save_png` carries (its ``stylealigned``
     JSON; pictures of earlier versions had the JSON in ``parameters``). Raises ValueError
     naming the file if it carries none."""
-    try:
-        with Image.open(path) as image:
-            chunks = dict(getattr(image, "text", {}) or {})
-    except OSError as error:
-        raise ValueError(f"{path}: not a picture that can be read ({error})") from None
+    chunks = png_text(path)
     text = chunks.get(SETTINGS_CHUNK)
     if text is None and chunks.get(PARAMETERS_CHUNK, "").lstrip().startswith("{"):
         text = chunks[PARAMETERS_CHUNK]
     if text is None:
         raise ValueError(f"{path}: the picture carries no StyleAligned settings")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
+        data = userfiles.parse_json(text)
+    except userfiles.UnreadableFile as error:
         raise ValueError(f"{path}: its StyleAligned settings are damaged ({error})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: its StyleAligned settings are damaged")
     return data
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+MAX_PNG_BYTES = 16 * 1024 * userfiles.MIB  # only its text is read; the pixels are skipped
+
+
+def png_text(path: str | Path) -> dict[str, str]:
+    """A PNG's text chunks (before or after its pixels) without decoding a pixel: Pillow's own
+    chunk reader, called for the text chunks only, so its limits on compressed text stand (a
+    zTXt bomb is refused) and a picture of any size is read in a moment. ValueError naming
+    the file for anything that is not a readable PNG."""
+    try:
+        with userfiles.open_regular(path, MAX_PNG_BYTES) as handle:
+            if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                raise ValueError("not a PNG file")
+            png = PngImagePlugin.PngStream(handle)
+            while True:
+                cid, pos, length = png.read()
+                if cid == b"IEND":
+                    break
+                if cid in TEXT_CHUNKS:
+                    png.call(cid, pos, length)
+                    handle.seek(4, os.SEEK_CUR)  # its CRC
+                else:
+                    handle.seek(pos + length + 4)  # the pixels and every other chunk: skipped
+            return {key: str(value) for key, value in png.im_text.items()}
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
+        raise ValueError(f"{path}: not a picture that can be read ({error})") from None
 
 
 def _atomic_write(path: Path, write) -> None:

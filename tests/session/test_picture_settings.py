@@ -9,6 +9,7 @@ from stylealigned_desktop.engine.request import Lora
 from stylealigned_desktop.session.errors import SessionError
 from stylealigned_desktop.session.generation import GenerationSettings
 from stylealigned_desktop.session.picture_settings import settings_from_picture
+from tests.loras import tiny_lora_state, write_diffusers_lora
 
 
 def test_a_hub_vae_is_taken_as_it_is_and_a_missing_vae_file_is_named(tmp_path):
@@ -24,8 +25,7 @@ def test_a_hub_vae_is_taken_as_it_is_and_a_missing_vae_file_is_named(tmp_path):
 
 
 def test_loras_recorded_by_name_only_are_found_among_the_sessions(tmp_path):
-    ink = tmp_path / "ink.safetensors"
-    ink.write_bytes(b"{}")
+    ink = write_diffusers_lora(tmp_path / "ink.safetensors", tiny_lora_state())  # a LoRA, as a drop checks
     mine = GenerationSettings(loras=(Lora(str(ink), 1.0),))
     taken = settings_from_picture(mine, {"loras": [{"file": "ink.safetensors", "weight": -0.3},
                                                    {"file": "pastel.safetensors", "weight": 0.7}]})
