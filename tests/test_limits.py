@@ -6,9 +6,20 @@ import pytest
 import torch
 
 from stylealigned_desktop.engine import events as ev
-from stylealigned_desktop.engine.generator import Engine, GenerationError, _longer_than_clip, make_scheduler
+from stylealigned_desktop.engine.generator import (
+    Engine,
+    GenerationError,
+    _longer_than_clip,
+    make_scheduler,
+)
 from stylealigned_desktop.engine.limits import CLIP_TOKENS, MAX_STEPS
-from stylealigned_desktop.engine.request import SCHEDULERS, GeneratedReference, Panel, Sampling, SetRequest
+from stylealigned_desktop.engine.request import (
+    SCHEDULERS,
+    GeneratedReference,
+    Panel,
+    Sampling,
+    SetRequest,
+)
 
 
 def test_prompts_longer_than_clip_are_found_with_the_models_own_tokenizer(tiny_pipe):
@@ -46,7 +57,7 @@ def test_the_most_steps_work_with_every_scheduler_and_one_more_is_refused(tiny_p
         each.set_begin_index(0)
     levels = [int(t) for t in each.timesteps]
     assert len(levels) == MAX_STEPS and all(a > b for a, b in zip(levels, levels[1:]))
-    assert 0 <= levels[-1] and levels[0] < config.num_train_timesteps
+    assert levels[-1] >= 0 and levels[0] < config.num_train_timesteps
     sample = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * each.init_noise_sigma
     for t in each.timesteps:  # a model that predicts some of the sample as noise
         sample = each.step(0.5 * each.scale_model_input(sample, t), t, sample).prev_sample

@@ -148,7 +148,7 @@ def load_session(
     Raises :class:`SessionLoadError` (or its subclasses :class:`SchemaTooNewError`,
     :class:`MissingFilesError`) with a message for the user. With ``allow_missing`` a session
     whose gallery or control pictures are gone still opens; ``session.missing_files()`` lists
-    them. Nothing on disk is written but this process's ``session.lock``: a session open in
+    them; history runs whose folder is gone (listed as missing too) are dropped. Nothing on disk is written but this process's ``session.lock``: a session open in
     another running app raises :class:`~.folders.SessionLockedError` (a :class:`SessionError`),
     unless ``read_only``, which opens it without the lock; such a session is never written
     (``write_session`` refuses; Save As makes a copy that is the app's own).
@@ -159,6 +159,7 @@ def load_session(
     missing = session.missing_files()
     if missing and not allow_missing:
         raise MissingFilesError(folder, missing)
+    session.drop_runs_without_folder()  # opened anyway: such runs have nothing left to show
     if read_only:
         session._read_only = True
     else:
