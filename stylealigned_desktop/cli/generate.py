@@ -269,7 +269,13 @@ class _TerminalProgress:
 
 
 def cmd_generate(args) -> int:
+    from ..engine.request_files import check_request_files
+
     request = build_generate_request(args)
+    try:  # the files, as the numbers above: before torch is imported or a model is built
+        check_request_files(request)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     out = Path(args.out).expanduser()
     _check_run_folder(out, rerolling=request.only is not None)
     from ..engine.runfolder import write_run_folder
