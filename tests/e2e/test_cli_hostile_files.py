@@ -30,13 +30,15 @@ def _cap_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
 
 
-def run_cli(*args: str, cwd: Path, pythonpath: list[Path] = ()) -> subprocess.CompletedProcess:
-    """The real CLI (this checkout; ``pythonpath`` first) in a subprocess, with a time limit."""
+def run_cli(*args: str, cwd: Path, pythonpath: list[Path] = (), cap_memory: bool = True) -> subprocess.CompletedProcess:
+    """The real CLI (this checkout; ``pythonpath`` first) in a subprocess, with a time limit
+    and (unless a model is to load) a memory cap."""
     path = [*map(str, pythonpath), str(ROOT), os.environ.get("PYTHONPATH", "")]
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(path))
     try:
         return subprocess.run([sys.executable, "-m", "stylealigned_desktop.cli", *args], cwd=cwd, env=env,
-                              capture_output=True, text=True, timeout=TIME_LIMIT, preexec_fn=_cap_memory)
+                              capture_output=True, text=True, timeout=TIME_LIMIT,
+                              preexec_fn=_cap_memory if cap_memory else None)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the command hung (still running after {TIME_LIMIT} s)")
 
@@ -96,3 +98,21 @@ def test_bad_files_are_refused_before_torch_is_imported(tmp_path, case, argument
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("stylealigned: error: "), done.stderr
     assert words in done.stderr and "torch" not in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_lora_that_does_not_fit_the_model_is_our_one_line_only(tmp_path):
+    """Issue 23, item 12: a LoRA whose layers do not fit the model (its attn1.to_q matrices
+    twice as wide) passes the header checks and fails in diffusers' loader; diffusers' log of
+    the whole state-dict error and PEFT's warnings are not shown, only our line."""
+    import torch
+
+    from tests.loras import tiny_lora_state, write_diffusers_lora
+
+    misfit = {key: torch.randn(value.shape[0], value.shape[1] * 2) if "attn1.to_q.lora_A" in key else value
+              for key, value in tiny_lora_state(seed=3).items()}
+    write_diffusers_lora(tmp_path / "misfit.safetensors", misfit)
+    done = run_cli(*GENERATE, "--lora", "misfit.safetensors", "--out", "o", cwd=tmp_path, cap_memory=False)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.startswith("stylealigned: error: misfit.safetensors: could not load this LoRA into the "
+                                  "model"), done.stderr[-3000:]
+    assert done.stderr.count("\n") == 1, done.stderr[-3000:]
