@@ -54,3 +54,20 @@ def test_concurrent_uploads_of_the_same_picture_all_succeed(server):  # noqa: F8
         thread.join(120)
     assert codes == [201] * 100
     assert _raw(server, "HEAD", f"/v1/pictures/{sha}").status_code == 200
+
+
+def test_ray_serves_own_routes_answer_without_the_token_and_say_only_that_it_runs(server):  # noqa: F811
+    """Issue 23, item 14: /-/healthz and /-/routes are Ray Serve's proxy's, before our token
+    check; docs/server.md says so, and they tell nothing but that the server runs."""
+    from pathlib import Path
+
+    from stylealigned_desktop.server.launch import APP_NAME
+
+    health = _raw(server, "GET", "/-/healthz", token=None)
+    routes = _raw(server, "GET", "/-/routes", token=None)
+    assert (health.status_code, routes.status_code) == (200, 200)
+    assert routes.json() == {"/": APP_NAME}
+    assert _raw(server, "GET", "/v1/models", token=None).status_code == 401
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text(encoding="utf-8")
+    assert "`GET /-/healthz`" in doc and "`GET /-/routes`" in doc and "no token" in doc
+    assert f'`{{"/": "{APP_NAME}"}}`' in doc
