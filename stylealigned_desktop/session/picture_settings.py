@@ -86,7 +86,7 @@ def settings_from_picture(settings: GenerationSettings, parameters: Any) -> Pict
         return PictureSettings(replace(settings, **changes), tuple(missing), tuple(refused))
     except SessionError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, OSError) as exc:  # OSError: a path too long
         raise SessionError(f"the picture's settings cannot be used: {exc}") from None
 
 

@@ -48,3 +48,10 @@ def test_what_an_older_picture_does_not_record_stays():
 def test_settings_the_session_refuses_take_nothing(parameters):
     with pytest.raises(SessionError):
         settings_from_picture(GenerationSettings(), parameters)
+
+
+def test_a_path_the_system_cannot_even_look_up_is_a_session_error():
+    """Issue 23, item 9: whatever a dropped picture's settings name is one SessionError (one
+    banner line), even a path longer than the system allows (Path.exists raises OSError)."""
+    with pytest.raises(SessionError, match="cannot be used"):
+        settings_from_picture(GenerationSettings(), {"vae": "/" + "x" * 5000 + "/vae.safetensors"})
