@@ -18,7 +18,6 @@ from pathlib import Path
 import psutil
 
 from .. import paths, userfiles
-from .atomic import write_bytes_atomic
 from .errors import SessionError
 
 SUFFIX = ".stylealigned"
@@ -117,15 +116,29 @@ def _start_time(pid: int) -> float | None:
 def write_lock(folder: Path) -> None:
     """Mark ``folder`` as owned by this process: the only function that writes a lock.
 
-    The lock is written beside and renamed over whatever ``session.lock`` is there: a link is
-    replaced, never written through; an empty folder in its place is removed first. A
-    :class:`SessionError` when it cannot be written.
+    Whatever ``session.lock`` is there (a file, a link, a FIFO, an empty folder) is removed,
+    never written through, and the lock is created anew, exclusively (``O_EXCL``, and
+    ``O_NOFOLLOW`` where there is one). A kill between the two leaves an empty lock, which is
+    stale by its form. A :class:`SessionError` when it cannot be written.
     """
     lock = folder / LOCK_FILE
+    data = json.dumps(_this_process()).encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
-        if lock.is_dir() and not lock.is_symlink():
-            lock.rmdir()  # only when empty: a rename cannot replace a folder
-        write_bytes_atomic(lock, json.dumps(_this_process()).encode("utf-8"))
+        for attempt in range(3):  # another app may put its lock there between the two steps
+            if lock.is_dir() and not lock.is_symlink():
+                lock.rmdir()  # only when empty
+            else:
+                lock.unlink(missing_ok=True)
+            try:
+                fd = os.open(lock, flags, 0o666)  # the umask applies, as to any new file
+            except FileExistsError:
+                if attempt == 2:
+                    raise
+                continue
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            return
     except OSError as exc:
         raise SessionError(
             f"the session's lock {lock} cannot be written ({exc.strerror or exc}); "
