@@ -29,14 +29,13 @@ The same text is a session's storyboard in and out: :func:`import_panels_text` /
 from __future__ import annotations
 
 import itertools
-import os
 import re
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import userfiles
 from .engine import limits
 from .session.errors import PictureError, SessionError
 from .session.json_fields import check_seed
@@ -219,33 +218,9 @@ def read_text(path: Path, name: str) -> str:
     :data:`MAX_FILE_BYTES`.
     """
     try:
-        with open(path, "rb", opener=_open_regular) as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise PromptsFileError(f"{name}: no such file") from None
-    except _NotRegular:
-        raise PromptsFileError(f"{name}: not a regular file") from None
-    except OSError as error:
-        raise PromptsFileError(f"{name}: cannot read ({error.strerror or error})") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise PromptsFileError(f"{name}: too big for a storyboard (more than {MAX_FILE_BYTES // 2**20} MB)")
-    try:
-        return data.decode("utf-8-sig")  # a BOM (Windows editors) is not part of the prompt
-    except UnicodeDecodeError:
-        raise PromptsFileError(f"{name}: not a UTF-8 text file") from None
-
-
-class _NotRegular(OSError):
-    pass
-
-
-def _open_regular(path: str, flags: int) -> int:
-    """os.open that never blocks on a FIFO and refuses anything but a regular file."""
-    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise _NotRegular(path)
-    return fd
+        return userfiles.read_text(path, MAX_FILE_BYTES)
+    except userfiles.UnreadableFile as error:
+        raise PromptsFileError(f"{name}: {error}") from None
 
 
 def read_prompts_file(path: str | Path) -> list[PanelLine]:

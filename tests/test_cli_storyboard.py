@@ -80,3 +80,17 @@ def test_panel_sizes_from_the_command_line_and_the_prompts_file(tmp_path):
         _request("--reference-prompt", "a port", "--prompts-file", str(board), "--panel-sizes", "set,set")
     with pytest.raises(SystemExit):
         _request("--reference-prompt", "a port", "--prompt", "x", "--panel-sizes", "1000x768")
+
+
+@pytest.mark.parametrize("text, picture", [
+    ("a train:nan", False), ("a train:-1", False), ("a train :inf", False), ("a train:1e3", False),
+    ("moods/a.png:-0.5", True), ("moods/a.png:NaN", True),
+])
+def test_a_suffix_that_reads_as_a_number_but_is_no_weight_is_refused(text, picture):
+    """Issue 23, item 13: ``a train:nan`` was silently the prompt text ``a train:nan``."""
+    with pytest.raises(UsageError, match=r"TEXT\[:WEIGHT\], WEIGHT >= 0"):
+        split_weight(text, picture)
+    flag = "--reference-image" if picture else "--reference-prompt"
+    with pytest.raises(UsageError, match=r"TEXT\[:WEIGHT\]"):
+        _request(flag, text, "--prompt", "a boat")
+    assert split_weight("a train: at nightfall", False) == ("a train: at nightfall", 1.0)  # a colon in a prompt

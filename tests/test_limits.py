@@ -5,11 +5,18 @@ from __future__ import annotations
 import logging
 
 import pytest
+import torch
 
 from stylealigned_desktop.engine import events as ev
-from stylealigned_desktop.engine.generator import Engine, GenerationError
-from stylealigned_desktop.engine.limits import CLIP_TOKENS
-from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
+from stylealigned_desktop.engine.generator import Engine, GenerationError, make_scheduler
+from stylealigned_desktop.engine.limits import CLIP_TOKENS, MAX_STEPS
+from stylealigned_desktop.engine.request import (
+    SCHEDULERS,
+    GeneratedReference,
+    Panel,
+    Sampling,
+    SetRequest,
+)
 from stylealigned_desktop.engine.text import longer_than_clip
 
 
@@ -74,3 +81,27 @@ def test_a_cut_prompt_is_said_once_by_the_engine_and_not_by_the_libraries(tiny_p
     assert len([m for m in notices if "panel 1" in m and "CLIP" in m]) == 1, notices
     said = " ".join(records.messages)
     assert "sequence length is longer" not in said and "was truncated" not in said, records.messages
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_the_most_steps_work_with_every_scheduler_and_one_more_is_refused(tiny_pipe, scheduler):
+    """Issue 23, item 8: the documented maximum of steps runs with each scheduler from the
+    model's own scheduler config (SDXL's: "leading" spacing, offset 1): every timestep a
+    distinct training step, strictly decreasing, the sample finite; one step more is refused
+    by the request (the command line, the window and the server all build one)."""
+    config = tiny_pipe.scheduler.config
+    assert (config.timestep_spacing, config.steps_offset, config.num_train_timesteps) == ("leading", 1, 1000)
+    each = make_scheduler(config, scheduler)
+    each.set_timesteps(MAX_STEPS)
+    if hasattr(each, "set_begin_index"):
+        each.set_begin_index(0)
+    levels = [int(t) for t in each.timesteps]
+    assert len(levels) == MAX_STEPS and all(a > b for a, b in zip(levels, levels[1:]))
+    assert levels[-1] >= 0 and levels[0] < config.num_train_timesteps
+    sample = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * each.init_noise_sigma
+    for t in each.timesteps:  # a model that predicts some of the sample as noise
+        sample = each.step(0.5 * each.scale_model_input(sample, t), t, sample).prev_sample
+    assert torch.isfinite(sample).all()
+    Sampling(steps=MAX_STEPS, scheduler=scheduler)
+    with pytest.raises(ValueError, match=f"steps must be a whole number from 1 to {MAX_STEPS}"):
+        Sampling(steps=MAX_STEPS + 1, scheduler=scheduler)

@@ -208,6 +208,20 @@ def test_lora_arguments_parse_file_and_weight():
         Lora.parse("ink.safetensors:inf")
 
 
+def test_lora_weights_on_the_command_line_are_within_the_limit_a_dropped_picture_has(files):
+    """Issue 23, item 3: one limit (limits.check_lora_weight) for --lora and for the LoRAs a
+    dropped picture names."""
+    import argparse
+
+    from stylealigned_desktop.cli.common import lora_argument
+
+    path = str(files["diffusers"])
+    assert lora_argument(f"{path}:-10") == Lora(path, -10.0)
+    for weight in ("10.5", "1e308"):
+        with pytest.raises(argparse.ArgumentTypeError, match="LoRA weight must be a number from -10 to 10"):
+            lora_argument(f"{path}:{weight}")
+
+
 def test_a_lora_works_with_low_memory_mode_and_gives_the_fast_pictures(files):
     lora = Lora(str(files["diffusers"]), 0.9)
     fast = Engine().generate(_request(lora, memory="fast"))

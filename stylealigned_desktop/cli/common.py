@@ -84,11 +84,14 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
 def lora_argument(text: str) -> Lora:
     """``FILE[:WEIGHT]`` of ``--lora``; the file is checked (exists, ``.safetensors``, no pickle)
-    before any model loads, the base it was made for once the model is loaded."""
+    and the weight (within ±10, ``limits.check_lora_weight``, as a dropped picture's) before
+    any model loads, the base it was made for once the model is loaded."""
+    from ..engine import limits
     from ..engine.lora import LoraError, check_lora_file
 
     try:
         lora = Lora.parse(text)
+        limits.check_lora_weight(lora.weight)
         check_lora_file(lora)
     except (ValueError, LoraError) as error:
         raise argparse.ArgumentTypeError(str(error)) from None

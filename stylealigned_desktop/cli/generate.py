@@ -43,15 +43,28 @@ def split_weight(text: str, picture: bool) -> tuple[str, float]:
     The weight is what follows the last colon when it is a plain number (``2``, ``0.5``). A
     picture path that exists as given is never split (``C:\\moods\\a.png``, names with colons);
     in a prompt, a colon right after a digit is text (``16:9``, ``12:30``): write ``TEXT :2``.
+    What follows the last colon that reads as a number but is no weight (``nan``, ``inf``,
+    ``-1``, ``1e3``) is a :class:`UsageError` naming the rule, never silently part of the text.
     """
     head, colon, tail = text.rpartition(":")
-    if not colon or not head or not _WEIGHT.fullmatch(tail.strip()):
+    if not colon or not head or not _looks_like_number(tail):
         return text, 1.0
     if picture and Path(text).expanduser().is_file():
         return text, 1.0
     if not picture and head[-1].isdigit():
         return text, 1.0
+    if not _WEIGHT.fullmatch(tail.strip()):
+        raise UsageError(f"{text}: the weight after the last colon must be a plain number >= 0 "
+                         f"(TEXT[:WEIGHT], WEIGHT >= 0, e.g. :0.5 or :2), got {tail.strip()!r}")
     return (head if picture else head.rstrip()), float(tail)
+
+
+def _looks_like_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 class _AddReference(argparse.Action):
@@ -314,7 +327,13 @@ class _TerminalProgress:
 
 
 def cmd_generate(args) -> int:
+    from ..engine.request_files import check_request_files
+
     request = build_generate_request(args)
+    try:  # the files, as the numbers above: before torch is imported or a model is built
+        check_request_files(request)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     out = Path(args.out).expanduser()
     _check_run_folder(out, rerolling=request.only is not None)
     from ..engine.runfolder import write_run_folder

@@ -16,9 +16,11 @@ MAX_SIDE = 4096
 pictures repeat their content and cost memory quadratically in attention."""
 MAX_PIXELS = 16_777_216
 """Largest width x height (16.8 MP, 4096 x 4096)."""
-MAX_STEPS = 1000
-"""Most denoising steps: SDXL schedulers' training steps (the engine also checks the loaded
-scheduler's own ``num_train_timesteps``)."""
+MAX_STEPS = 500
+"""Most denoising steps. Every scheduler works up to half its training steps (1000 for SDXL):
+with SDXL's "leading" spacing and offset of 1, DDIM at 1000 steps indexes past its last
+training step and DPM++ 2M from 999 on repeats or leaves its timesteps. The engine also checks
+the loaded scheduler's own ``num_train_timesteps`` (:func:`check_steps`)."""
 MAX_PANELS = 1000
 MAX_PROMPT_CHARS = 2000
 CLIP_TOKENS = 77
@@ -32,6 +34,8 @@ MAX_MICRO_BATCH = MAX_PANELS
 MAX_SCORE_SHIFT = 10.0
 """StyleAligned's shared_score_shift is a log-weight: e^10 already drowns the panel's own tokens."""
 MAX_SCORE_SCALE = 10.0
+MAX_LORA_WEIGHT = 10.0
+"""A LoRA's weight scales its change to the model: far past ±10 it is noise, not a style."""
 
 
 def check_number(value: Any, name: str, low: float, high: float) -> float:
@@ -116,9 +120,16 @@ def check_weight(value: Any, name: str = "reference weight") -> float:
     return check_number(value, name, 0.0, math.inf)
 
 
-def check_steps(value: Any, training_steps: int = MAX_STEPS) -> int:
-    """Denoising steps: from 1 to the scheduler's training steps."""
-    return check_whole(value, "steps", 1, training_steps)
+def check_lora_weight(value: Any) -> float:
+    """A LoRA's weight: a finite number within ±:data:`MAX_LORA_WEIGHT` (negative inverts it)."""
+    return check_number(value, "LoRA weight", -MAX_LORA_WEIGHT, MAX_LORA_WEIGHT)
+
+
+def check_steps(value: Any, training_steps: int | None = None) -> int:
+    """Denoising steps: from 1 to :data:`MAX_STEPS`, and to half a scheduler's
+    ``training_steps`` when given (see :data:`MAX_STEPS`)."""
+    high = MAX_STEPS if training_steps is None else min(MAX_STEPS, training_steps // 2)
+    return check_whole(value, "steps", 1, high)
 
 
 def check_control(scale: Any, start: Any, end: Any, low: Any, high: Any) -> tuple[float, float, float]:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import logging
 import re
+import warnings
 from pathlib import Path
 
 from .infotext import file_hash
@@ -50,6 +51,48 @@ def _quiet_unet_only_notices():
     finally:
         for logger in loggers:
             logger.removeFilter(_drop_no_text_encoder_keys)
+
+
+_LIBRARY_LOGGERS = ("diffusers", "peft")
+
+
+@contextlib.contextmanager
+def _held_loader_messages():
+    """Hold what diffusers and PEFT log or warn while a LoRA loads. A load that fails drops
+    them: the LoraError's one line says what happened (diffusers logs the whole state-dict
+    error, PEFT warns about its keys, before the exception that we turn into our line). A load
+    that succeeds passes them on as they would have gone."""
+    held: list[logging.LogRecord] = []
+
+    class _Hold(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    hold = _Hold()
+    saved = []
+    for name in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers, logger.propagate = [hold], False
+    failed = True
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        failed = False
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+        if not failed:
+            for record in held:
+                logger, handlers, propagate = next(s for s in saved if record.name.split(".")[0] == s[0].name)
+                for handler in handlers:
+                    if record.levelno >= handler.level:
+                        handler.handle(record)
+                if propagate and logger.parent is not None:
+                    logger.parent.callHandlers(record)
+            for warning in caught:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def lora_identity(lora: Lora) -> str:
@@ -197,7 +240,7 @@ def apply_loras(pipe, loras: tuple[Lora, ...]) -> None:
         if name in loaded_adapters(pipe):
             continue
         try:
-            with _quiet_unet_only_notices():
+            with _quiet_unet_only_notices(), _held_loader_messages():
                 pipe.load_lora_weights(str(Path(lora.path).expanduser()), adapter_name=name)
         except (ValueError, KeyError, RuntimeError) as error:
             raise LoraError(f"{Path(lora.path).name}: could not load this LoRA into the model "

@@ -137,24 +137,33 @@ def _hub_error(source: str, error: Exception) -> ModelSourceError:
     )
 
 
+def check_vae_source(source: str) -> None:
+    """What can be said of a VAE source without loading it (the command line, a dropped
+    picture): a pickle is refused, a file must be ``.safetensors``, a folder a diffusers VAE
+    folder (with config.json). ModelSourceError naming it."""
+    path = Path(source).expanduser()
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelSourceError(f"VAE {source}: pickle files can run code when loaded and are refused; "
+                               "use a .safetensors file or a diffusers folder")
+    if path.is_file() and path.suffix.lower() != ".safetensors" or path.exists() and not path.is_file() \
+            and not path.is_dir():
+        raise ModelSourceError(f"VAE {source}: expected a .safetensors file or a diffusers folder")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ModelSourceError(f"VAE {source}: not a diffusers VAE folder (it has no config.json)")
+
+
 def load_vae(source: str, dtype):
     """An SDXL VAE from a hub id, a local diffusers folder or a single ``.safetensors`` file."""
     from diffusers import AutoencoderKL
 
     path = Path(source).expanduser()
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise ModelSourceError(f"VAE {source}: pickle files can run code when loaded and are refused; "
-                               "use a .safetensors file or a diffusers folder")
+    check_vae_source(source)
     try:
         if path.is_file():
-            if path.suffix.lower() != ".safetensors":
-                raise ModelSourceError(f"VAE {source}: expected a .safetensors file or a diffusers folder")
             vae = AutoencoderKL.from_single_file(str(path), **dtype_kwargs(dtype))
         else:
             location = hub_or_folder(source, "VAE")
             local = Path(location).is_dir()
-            if local and not (Path(location) / "config.json").is_file():
-                raise ModelSourceError(f"VAE {source}: not a diffusers VAE folder (it has no config.json)")
             vae = AutoencoderKL.from_pretrained(location, use_safetensors=True, local_files_only=local,
                                                 **dtype_kwargs(dtype))
     except ModelSourceError:

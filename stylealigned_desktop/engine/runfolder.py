@@ -17,17 +17,17 @@ import contextlib
 import json
 import os
 import re
-import stat
+import struct
 import tempfile
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 from PIL.PngImagePlugin import PngInfo
 
-from .. import temporaries
+from .. import temporaries, userfiles
 from ..temporaries import with_default_mode
 from .events import RunResult
 from .infotext import a1111_parameters, with_file_hashes
@@ -120,23 +120,48 @@ def read_parameters(path: str | Path) -> dict[str, Any]:
     """The full parameters a PNG written by :func:`save_png` carries (its ``stylealigned``
     JSON; pictures of earlier versions had the JSON in ``parameters``). Raises ValueError
     naming the file if it carries none."""
-    try:
-        with Image.open(path) as image:
-            chunks = dict(getattr(image, "text", {}) or {})
-    except OSError as error:
-        raise ValueError(f"{path}: not a picture that can be read ({error})") from None
+    chunks = png_text(path)
     text = chunks.get(SETTINGS_CHUNK)
     if text is None and chunks.get(PARAMETERS_CHUNK, "").lstrip().startswith("{"):
         text = chunks[PARAMETERS_CHUNK]
     if text is None:
         raise ValueError(f"{path}: the picture carries no StyleAligned settings")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
+        data = userfiles.parse_json(text)
+    except userfiles.UnreadableFile as error:
         raise ValueError(f"{path}: its StyleAligned settings are damaged ({error})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: its StyleAligned settings are damaged")
     return data
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+MAX_PNG_BYTES = 16 * 1024 * userfiles.MIB  # only its text is read; the pixels are skipped
+
+
+def png_text(path: str | Path) -> dict[str, str]:
+    """A PNG's text chunks (before or after its pixels) without decoding a pixel: Pillow's own
+    chunk reader, called for the text chunks only, so its limits on compressed text stand (a
+    zTXt bomb is refused) and a picture of any size is read in a moment. ValueError naming
+    the file for anything that is not a readable PNG."""
+    try:
+        with userfiles.open_regular(path, MAX_PNG_BYTES) as handle:
+            if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+                raise ValueError("not a PNG file")
+            png = PngImagePlugin.PngStream(handle)
+            while True:
+                cid, pos, length = png.read()
+                if cid == b"IEND":
+                    break
+                if cid in TEXT_CHUNKS:
+                    png.call(cid, pos, length)
+                    handle.seek(4, os.SEEK_CUR)  # its CRC
+                else:
+                    handle.seek(pos + length + 4)  # the pixels and every other chunk: skipped
+            return {key: str(value) for key, value in png.im_text.items()}
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
+        raise ValueError(f"{path}: not a picture that can be read ({error})") from None
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -217,21 +242,17 @@ def check_run(data: Any, path: Path) -> dict[str, Any]:
 
 def _read_json_file(path: Path) -> Any:
     """A JSON file that is a regular file (never a link, a FIFO or a device), of sane size."""
+    if path.is_symlink():
+        raise ValueError(f"{path}: not a regular file (a link)")
     try:
-        info = path.lstat()
-    except FileNotFoundError:
-        raise
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read ({error.strerror or error})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"{path}: not a regular file")
-    if info.st_size > MAX_RUN_JSON_BYTES:
-        raise ValueError(f"{path}: too big for a run record ({info.st_size} bytes)")
+        text = userfiles.read_text(path, MAX_RUN_JSON_BYTES, within=path.parent)
+    except userfiles.UnreadableFile as error:
+        if error.missing:
+            raise FileNotFoundError(path) from None
+        raise ValueError(f"{path}: {error}") from None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, RecursionError) as error:
-        raise ValueError(f"{path}: broken JSON ({type(error).__name__})") from None
-    except ValueError as error:
+        return userfiles.parse_json(text)
+    except userfiles.UnreadableFile as error:
         raise ValueError(f"{path}: broken JSON ({error})") from None
 
 

@@ -8,9 +8,11 @@ import os
 import secrets
 from pathlib import Path
 
+from .. import userfiles
 from ..paths import config_dir
 
 TOKEN_FILE = "server-token"
+MAX_TOKEN_BYTES = 4 * userfiles.KIB
 
 
 def default_token_path() -> Path:
@@ -37,11 +39,11 @@ def read_token(path: str | Path) -> str:
     """The token in a token file; ValueError (one line) if it is missing or empty."""
     path = Path(path).expanduser()
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such token file") from None
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read the token ({error.strerror or error})") from None
+        token = userfiles.read_text(path, MAX_TOKEN_BYTES).strip()
+    except userfiles.UnreadableFile as error:
+        if error.missing:
+            raise ValueError(f"{path}: no such token file") from None
+        raise ValueError(f"{path}: cannot read the token: {error}") from None
     if not token:
         raise ValueError(f"{path}: the token file is empty")
     return token

@@ -20,7 +20,6 @@ Every route needs the bearer token. Errors are ``{"error": "one line"}`` with 40
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import secrets
@@ -38,8 +37,9 @@ from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableE
 from .. import __version__
 from ..engine.images import PictureError, load_picture
 from ..engine.lora import LoraError, read_lora_shapes
-from ..engine.models import looks_like_path
+from ..engine.models import HUB_ID, TINY, looks_like_path
 from ..engine.request import ReferencePicture, SetRequest
+from ..userfiles import UnreadableFile, parse_json
 from .auth import bearer_matches
 from .replica import TRAJECTORY, memory_bytes
 from .sharding import RESTART, StreamMerger, plan_shards
@@ -82,6 +82,18 @@ def shard_failure(error: Exception) -> str:
     if isinstance(cause, (ValueError, RuntimeError)) and message:
         return message
     return f"{type(cause).__name__}: {message}" if message else type(cause).__name__
+
+
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".ckpt", ".bin", ".pt", ".pth", ".pkl", ".onnx", ".gguf")
+
+
+def _hub_name(source: str) -> bool:
+    """Whether a request's model source is a hub id (``owner/name``) or ``tiny``: anything else
+    (an absolute or relative path, a weight file's name) would be a file on the server."""
+    if source == TINY:
+        return True
+    return bool(HUB_ID.match(source)) and not looks_like_path(source) \
+        and not source.lower().endswith(WEIGHT_FILE_SUFFIXES)
 
 
 def _too_large(what: str, max_bytes: int) -> str:
@@ -235,9 +247,9 @@ class Ingress:
         if len(body) > MAX_REQUEST_BYTES:
             return _error(400, f"the request is larger than {MAX_REQUEST_BYTES} bytes")
         try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            return _error(400, f"the request is not valid JSON ({error})")
+            data = parse_json(body)  # deep nesting and huge numbers are 400s too, never 500s
+        except UnreadableFile as error:
+            return _error(400, f"the request is {error}")
         pictures: dict[str, bytes] = {}
         loras: dict[str, str] = {}
         try:
@@ -256,7 +268,8 @@ class Ingress:
 
     def _store_picture(self, sha: str, data: bytes) -> tuple[int, int]:
         """Check an upload with the engine's picture reader, then keep it under its name."""
-        temporary = self._uploads / f".{sha}.{os.getpid()}.part"
+        # A name of its own: concurrent uploads of one picture must not share a temporary
+        temporary = self._uploads / f".{sha}.{os.getpid()}.{secrets.token_hex(4)}.part"
         temporary.write_bytes(data)
         try:
             picture = load_picture(temporary)
@@ -311,9 +324,9 @@ class Ingress:
     def _check_sources(self, request: SetRequest) -> None:
         if request.model not in self._models:
             raise WireError(f"this server offers {', '.join(self._models)}; it has no model {request.model!r}")
-        for name in ("controlnet_canny", "controlnet_depth", "depth_model"):
+        for name in ("controlnet_canny", "controlnet_depth", "depth_model", "vae"):
             source = getattr(request, name)
-            if source is not None and source not in self._models and looks_like_path(source):
+            if source is not None and source not in self._models and not _hub_name(source):
                 raise WireError(f"{name} names a path ({source}); a request cannot name files on the server")
 
     # -- replicas --------------------------------------------------------------------------------

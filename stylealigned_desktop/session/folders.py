@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from .. import paths
+from .. import paths, userfiles
 from .errors import SessionError
 
 SUFFIX = ".stylealigned"
@@ -82,6 +82,11 @@ def title_of(folder: Path) -> str:
 # A session folder that is open carries session.lock: the owner's process id, host name and
 # process start time. The start time tells a live owner from a process id the system has since
 # given to another program (psutil reads it on every OS), so a lock left by a crash is stale.
+# A session folder may come from anyone (shared, unzipped, synced): a lock that is not a small,
+# well-formed lock (a link, a folder, a FIFO, a huge file, JSON without pid and host) is stale,
+# and write_lock, the one writer of locks, replaces whatever is there and never writes through it.
+
+MAX_LOCK_BYTES = 4 * userfiles.KIB
 
 
 class SessionLockedError(SessionError):
@@ -109,8 +114,36 @@ def _start_time(pid: int) -> float | None:
 
 
 def write_lock(folder: Path) -> None:
-    """Mark ``folder`` as owned by this process."""
-    (folder / LOCK_FILE).write_text(json.dumps(_this_process()), encoding="utf-8")
+    """Mark ``folder`` as owned by this process: the only function that writes a lock.
+
+    Whatever ``session.lock`` is there (a file, a link, a FIFO, an empty folder) is removed,
+    never written through, and the lock is created anew, exclusively (``O_EXCL``, and
+    ``O_NOFOLLOW`` where there is one). A kill between the two leaves an empty lock, which is
+    stale by its form. A :class:`SessionError` when it cannot be written.
+    """
+    lock = folder / LOCK_FILE
+    data = json.dumps(_this_process()).encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        for attempt in range(3):  # another app may put its lock there between the two steps
+            if lock.is_dir() and not lock.is_symlink():
+                lock.rmdir()  # only when empty
+            else:
+                lock.unlink(missing_ok=True)
+            try:
+                fd = os.open(lock, flags, 0o666)  # the umask applies, as to any new file
+            except FileExistsError:
+                if attempt == 2:
+                    raise
+                continue
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            return
+    except OSError as exc:
+        raise SessionError(
+            f"the session's lock {lock} cannot be written ({exc.strerror or exc}); "
+            f"if {LOCK_FILE} there is a folder, remove it"
+        ) from None
 
 
 def acquire_lock(folder: Path) -> None:
@@ -140,14 +173,25 @@ def release_lock(folder: Path) -> None:
 
 
 def read_lock(folder: Path) -> dict | None:
+    """The lock in ``folder``; None when there is none or it is stale by its form (a link, not
+    a regular file, over :data:`MAX_LOCK_BYTES`, not JSON, or without a process id and host)."""
     lock = folder / LOCK_FILE
     if lock.is_symlink():
         return None
     try:
-        data = json.loads(lock.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        data = userfiles.read_json(lock, MAX_LOCK_BYTES, within=folder)
+    except userfiles.UnreadableFile:
         return None
-    return data if isinstance(data, dict) else None
+    return data if _well_formed(data) else None
+
+
+def _well_formed(lock: object) -> bool:
+    if not isinstance(lock, dict):
+        return False
+    pid, host, started = lock.get("pid"), lock.get("host"), lock.get("started")
+    return (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+            and isinstance(host, str) and bool(host)
+            and (started is None or (isinstance(started, (int, float)) and not isinstance(started, bool))))
 
 
 def owner_alive(folder: Path) -> bool:

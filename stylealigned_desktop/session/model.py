@@ -339,6 +339,34 @@ class Session(SessionDocument):
         self._history[index] = replace(record, consistency=score)
         self._changed(observer.HISTORY)
 
+    def runs_without_folder(self) -> list[str]:
+        """The run folders (session-relative) of history entries whose folder is gone: a
+        History > Delete whose new history a crash kept from being saved, or a folder deleted
+        by hand. A run folder that is a link counts as gone."""
+        gone = []
+        for record in self._history:
+            try:
+                present = files.run_folder(self._folder, record.folder).is_dir()
+            except files.ContainmentError:
+                present = False
+            if not present:
+                gone.append(record.folder)
+        return gone
+
+    def missing_files(self) -> list[str]:
+        """The pictures of the gallery and panels that are gone, and the folders of history
+        runs that are gone (:meth:`runs_without_folder`)."""
+        return sorted({*super().missing_files(), *self.runs_without_folder()})
+
+    def drop_runs_without_folder(self) -> list[str]:
+        """Drop the history entries whose run folder is gone (nothing on disk is touched);
+        their folders."""
+        gone = set(self.runs_without_folder())
+        if gone:
+            self._history = [r for r in self._history if r.folder not in gone]
+            self._changed(observer.HISTORY)
+        return sorted(gone)
+
     def remove_run(self, run_id: str, delete_files: bool = True) -> None:
         """Drop a run from the history and, by default, delete its run folder."""
         record = self.run(run_id)

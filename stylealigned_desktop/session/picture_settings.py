@@ -6,7 +6,10 @@ Taken: steps, guidance, size, sampler, negative prompt, the StyleAligned setting
 settings of a reference-picture run, the memory mode, the VAE and the LoRAs with their weights.
 The model, micro-batch and control models stay: they name things chosen on this computer. A
 LoRA or VAE file the picture names that is not here is left out (the rest is taken) and named
-in :attr:`PictureSettings.missing`, for the user to find.
+in :attr:`PictureSettings.missing`, for the user to find. A picture may come from anyone: each
+LoRA and VAE it names that is here is checked as the command line checks them (a
+``.safetensors`` SDXL LoRA, a weight within limits, a VAE ``.safetensors`` file or diffusers
+folder); one that fails is left out and named in :attr:`PictureSettings.refused`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..engine.models import HUB_ID, looks_like_path
+from ..engine import limits
+from ..engine.lora import check_lora_file
+from ..engine.models import HUB_ID, ModelSourceError, check_vae_source, looks_like_path
 from ..engine.request import Lora
 from ..engine.settings import StyleAlignedSettings
 from .errors import SessionError
@@ -31,13 +36,21 @@ class PictureSettings:
 
     settings: GenerationSettings
     missing: tuple[str, ...] = ()
+    refused: tuple[str, ...] = ()
+    """Files it names that are here but cannot be used (each with the reason)."""
 
     def notice(self, picture: str) -> str | None:
-        """What to tell the user about the missing files, or None."""
-        if not self.missing:
+        """What to tell the user about the missing and refused files, or None."""
+        if not self.missing and not self.refused:
             return None
-        return (f"Took the settings of {Path(picture).name}, except what is not on this computer: "
-                f"{'; '.join(self.missing)}. Add it in Settings (LoRAs and VAE) if you have it elsewhere.")
+        parts = []
+        if self.missing:
+            parts.append(f"except what is not on this computer: {'; '.join(self.missing)}. Add it in "
+                         "Settings (LoRAs and VAE) if you have it elsewhere.")
+        if self.refused:
+            parts.append(f"{'Also l' if self.missing else 'except what cannot be used, l'}eft out: "
+                         f"{'; '.join(self.refused)}.")
+        return f"Took the settings of {Path(picture).name}, " + " ".join(parts)
 
 
 def settings_from_picture(settings: GenerationSettings, parameters: Any) -> PictureSettings:
@@ -47,6 +60,7 @@ def settings_from_picture(settings: GenerationSettings, parameters: Any) -> Pict
         raise SessionError("the picture's settings are not a JSON object")
     changes: dict[str, Any] = {k: parameters[k] for k in _SAMPLING if k in parameters}
     missing: list[str] = []
+    refused: list[str] = []
     try:
         if "negative_prompt" in parameters:
             changes["negative_prompt"] = parameters["negative_prompt"] or ""
@@ -58,17 +72,21 @@ def settings_from_picture(settings: GenerationSettings, parameters: Any) -> Pict
         if "memory" in parameters:
             changes["memory"] = parameters["memory"]
         if "vae" in parameters:
-            vae = _vae_here(parameters["vae"])
-            if vae is None:
-                missing.append(f"the VAE {parameters['vae']}")
+            try:
+                vae = _vae_here(parameters["vae"])
+            except ModelSourceError as exc:
+                refused.append(str(exc))
             else:
-                changes["vae"] = vae
+                if vae is None:
+                    missing.append(f"the VAE {parameters['vae']}")
+                else:
+                    changes["vae"] = vae
         if "loras" in parameters:
-            changes["loras"] = _loras_here(parameters["loras"], settings.loras, missing)
-        return PictureSettings(replace(settings, **changes), tuple(missing))
+            changes["loras"] = _loras_here(parameters["loras"], settings.loras, missing, refused)
+        return PictureSettings(replace(settings, **changes), tuple(missing), tuple(refused))
     except SessionError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError, OSError) as exc:  # OSError: a path too long
         raise SessionError(f"the picture's settings cannot be used: {exc}") from None
 
 
@@ -79,27 +97,36 @@ def _vae_here(vae: Any) -> str | None:
         return ""
     if not isinstance(vae, str):
         raise TypeError(f"the VAE must be text, got {vae!r}")
-    if Path(vae).expanduser().exists():
+    path = Path(vae).expanduser()
+    if path.exists():
+        check_vae_source(vae)
         return vae
     if HUB_ID.match(vae) and not looks_like_path(vae) and not vae.lower().endswith(".safetensors"):
         return vae
     return None
 
 
-def _loras_here(entries: Any, current: tuple[Lora, ...], missing: list[str]) -> tuple[Lora, ...]:
+def _loras_here(entries: Any, current: tuple[Lora, ...], missing: list[str],
+                refused: list[str]) -> tuple[Lora, ...]:
     """The picture's LoRAs found on this computer, with their weights: at the place the picture
     recorded, else the session's LoRA of the same file name (pictures that recorded names only);
-    the others are described in ``missing``."""
+    the others are described in ``missing``, and those here that fail the command line's checks
+    in ``refused``."""
     if not isinstance(entries, list):
         raise TypeError(f"the LoRAs must be a list, got {entries!r}")
     mine = {Path(lora.path).name: lora.path for lora in current if Path(lora.path).expanduser().is_file()}
     found = []
     for entry in entries:
         name, path, weight = entry["file"], entry.get("path"), entry["weight"]
-        if path and Path(path).expanduser().is_file():
-            found.append(Lora(path, weight))
-        elif name in mine:
-            found.append(Lora(mine[name], weight))
+        here = path if path and Path(path).expanduser().exists() else mine.get(name)
+        if here is not None:
+            try:
+                lora = Lora(here, limits.check_lora_weight(weight))
+                check_lora_file(lora)
+            except ValueError as exc:  # LoraError too
+                refused.append(f"the LoRA {Path(here).name}: {exc}")
+            else:
+                found.append(lora)
         else:
             where = f", was {path}" if path else ""
             missing.append(f"the LoRA {name} (weight {weight:g}{where})")

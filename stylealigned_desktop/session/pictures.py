@@ -21,11 +21,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from .. import userfiles
 from ..engine import images
 from ..temporaries import with_default_mode
 from .errors import PictureError
 
 HASH_DIGITS = 16
+MAX_PICTURE_FILE_BYTES = 1024 * userfiles.MIB
+"""Above the largest picture the engine accepts (100 MP of 16-bit RGBA, uncompressed)."""
 _USUAL_EXTENSIONS = {
     "PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp", "GIF": ".gif",
 }
@@ -127,14 +130,12 @@ def _extension_for(fmt: str, original_suffix: str) -> str:
 def read_picture_file(path: str | Path) -> bytes:
     """The bytes of a picture file; a clear :class:`PictureError` when it cannot be read."""
     path = Path(path)
-    if path.is_dir():
-        raise PictureError(path, "is a folder, not a picture")
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise PictureError(path, "the file does not exist") from None
-    except OSError as exc:
-        raise PictureError(path, f"the file cannot be read ({exc.strerror or exc})") from None
+        return userfiles.read_bytes(path, MAX_PICTURE_FILE_BYTES)
+    except userfiles.UnreadableFile as exc:
+        if exc.missing:
+            raise PictureError(path, "the file does not exist") from None
+        raise PictureError(path, f"the file cannot be read: {exc}") from None
 
 
 def content_name(data: bytes, extension: str) -> str:

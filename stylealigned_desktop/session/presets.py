@@ -20,14 +20,13 @@ them and reports each broken user file by name without failing the others.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .. import paths, userfiles
 from ..engine.settings import StyleAlignedSettings
 from .atomic import write_json_atomic
 from .errors import SessionError
@@ -39,6 +38,8 @@ VERSION = 1
 SAMPLING_KEYS = ("steps", "guidance", "width", "height", "scheduler")
 BUILT_IN = "built-in"
 USER = "user"
+MAX_FILE_BYTES = userfiles.MIB
+"""A preset is a few lines of text; a larger file is none."""
 
 
 @dataclass(frozen=True)
@@ -187,13 +188,9 @@ def load_preset_file(path: str | Path, source: str = USER) -> StylePreset:
     """Read one preset file; a :class:`SessionError` names the file and the problem."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except OSError as exc:
-        raise SessionError(f"cannot read it ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise SessionError("not a UTF-8 text file") from None
-    except json.JSONDecodeError as exc:
-        raise SessionError(f"not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+        data = userfiles.read_json(path, MAX_FILE_BYTES, within=path.parent)
+    except userfiles.UnreadableFile as exc:
+        raise SessionError(str(exc)) from None
     return StylePreset.from_dict(data, source=source, path=path, where=path.name)
 
 
@@ -213,13 +210,11 @@ def _load_folder(folder: Path, source: str) -> tuple[list[StylePreset], list[Pre
 def _name_in(path: Path) -> str:
     """The name a broken preset file gives itself, if it can be read at all; else its stem."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-        name = data.get("name") if isinstance(data, dict) else None
-        if isinstance(name, str) and name.strip():
-            return name
-    except (OSError, ValueError):
-        pass
-    return path.stem
+        data = userfiles.read_json(path, MAX_FILE_BYTES, within=path.parent)
+    except userfiles.UnreadableFile:
+        return path.stem
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name.strip() else path.stem
 
 
 def load_presets() -> PresetLibrary:

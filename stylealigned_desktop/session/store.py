@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, paths
+from .. import __version__, paths, userfiles
 from ..temporaries import STALE_AFTER, with_default_folder_mode
 from . import files, folders
 from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
@@ -112,6 +112,10 @@ def migrate(data: dict[str, Any], path: Path) -> dict[str, Any]:
     return data
 
 
+MAX_SESSION_BYTES = 512 * userfiles.MIB
+"""Far above any storyboard's session.json; a larger file is no session the app wrote."""
+
+
 def read_session_data(folder: Path) -> dict[str, Any]:
     """The parsed, checked and migrated contents of ``folder/session.json``."""
     if not folder.is_dir():
@@ -123,21 +127,13 @@ def read_session_data(folder: Path) -> dict[str, Any]:
     if not file.is_file():
         raise SessionLoadError(folder, f"there is no {folders.SESSION_FILE} in it")
     try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise SessionLoadError(folder, f"{folders.SESSION_FILE} cannot be read ({exc.strerror or exc})") from None
+        text = userfiles.read_text(file, MAX_SESSION_BYTES, within=folder)
+    except userfiles.UnreadableFile as exc:
+        raise SessionLoadError(folder, f"{folders.SESSION_FILE} cannot be read: {exc}") from None
     try:
-        data = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise SessionLoadError(folder, f"{folders.SESSION_FILE} is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise SessionLoadError(
-            folder,
-            f"{folders.SESSION_FILE} is damaged: not valid JSON (line {exc.lineno}, column {exc.colno})",
-        ) from None
-    except (ValueError, RecursionError) as exc:  # a number of thousands of digits, deep nesting
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise SessionLoadError(folder, f"{folders.SESSION_FILE} is damaged: {reason}") from None
+        data = userfiles.parse_json(text)
+    except userfiles.UnreadableFile as exc:
+        raise SessionLoadError(folder, f"{folders.SESSION_FILE} is damaged: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise SessionLoadError(folder, f"{folders.SESSION_FILE} is not a StyleAligned session file")
     return migrate(data, folder)
@@ -161,7 +157,7 @@ def load_session(
     Raises :class:`SessionLoadError` (or its subclasses :class:`SchemaTooNewError`,
     :class:`MissingFilesError`) with a message for the user. With ``allow_missing`` a session
     whose gallery or control pictures are gone still opens; ``session.missing_files()`` lists
-    them. Nothing on disk is written but this process's ``session.lock``: a session open in
+    them; history runs whose folder is gone (listed as missing too) are dropped. Nothing on disk is written but this process's ``session.lock``: a session open in
     another running app raises :class:`~.folders.SessionLockedError` (a :class:`SessionError`),
     unless ``read_only``, which opens it without the lock; such a session is never written
     (``write_session`` refuses; Save As makes a copy that is the app's own).
@@ -172,6 +168,7 @@ def load_session(
     missing = session.missing_files()
     if missing and not allow_missing:
         raise MissingFilesError(folder, missing)
+    session.drop_runs_without_folder()  # opened anyway: such runs have nothing left to show
     if read_only:
         session._read_only = True
     else:
@@ -433,10 +430,13 @@ def _recent_file() -> Path:
     return paths.config_dir() / "recent-sessions.json"
 
 
+MAX_RECENT_BYTES = userfiles.MIB
+
+
 def _read_recent() -> list[str]:
     try:
-        data = json.loads(_recent_file().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = userfiles.read_json(_recent_file(), MAX_RECENT_BYTES, within=paths.config_dir())
+    except userfiles.UnreadableFile:
         return []
     items = data.get("sessions") if isinstance(data, dict) else None
     return [x for x in items if isinstance(x, str)] if isinstance(items, list) else []

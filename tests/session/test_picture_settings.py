@@ -9,6 +9,7 @@ from stylealigned_desktop.engine.request import Lora
 from stylealigned_desktop.session.errors import SessionError
 from stylealigned_desktop.session.generation import GenerationSettings
 from stylealigned_desktop.session.picture_settings import settings_from_picture
+from tests.loras import tiny_lora_state, write_diffusers_lora
 
 
 def test_a_hub_vae_is_taken_as_it_is_and_a_missing_vae_file_is_named(tmp_path):
@@ -24,8 +25,7 @@ def test_a_hub_vae_is_taken_as_it_is_and_a_missing_vae_file_is_named(tmp_path):
 
 
 def test_loras_recorded_by_name_only_are_found_among_the_sessions(tmp_path):
-    ink = tmp_path / "ink.safetensors"
-    ink.write_bytes(b"{}")
+    ink = write_diffusers_lora(tmp_path / "ink.safetensors", tiny_lora_state())  # a LoRA, as a drop checks
     mine = GenerationSettings(loras=(Lora(str(ink), 1.0),))
     taken = settings_from_picture(mine, {"loras": [{"file": "ink.safetensors", "weight": -0.3},
                                                    {"file": "pastel.safetensors", "weight": 0.7}]})
@@ -48,3 +48,10 @@ def test_what_an_older_picture_does_not_record_stays():
 def test_settings_the_session_refuses_take_nothing(parameters):
     with pytest.raises(SessionError):
         settings_from_picture(GenerationSettings(), parameters)
+
+
+def test_a_path_the_system_cannot_even_look_up_is_a_session_error():
+    """Issue 23, item 9: whatever a dropped picture's settings name is one SessionError (one
+    banner line), even a path longer than the system allows (Path.exists raises OSError)."""
+    with pytest.raises(SessionError, match="cannot be used"):
+        settings_from_picture(GenerationSettings(), {"vae": "/" + "x" * 5000 + "/vae.safetensors"})

@@ -8,16 +8,19 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
 
 from stylealigned_desktop.session import folders
+from stylealigned_desktop.session.errors import SessionError
 
 HOLDER = """
 import sys, time
 from pathlib import Path
 from stylealigned_desktop.session import folders
+from stylealigned_desktop.session.errors import SessionError
 folders.acquire_lock(Path(sys.argv[1]))
 print("locked", flush=True)
 time.sleep(120)
@@ -132,3 +135,39 @@ def test_recovery_offers_exactly_the_sessions_whose_owner_died_newest_first(tmp_
     offered = store.list_recoverable()
     assert [str(e.folder) for e in offered] == [newer, older]
     assert [e.first_prompts for e in offered] == [("newer crash",), ("older crash",)]
+
+
+def test_a_folder_as_the_lock_is_a_session_error_or_replaced_when_empty(tmp_path):
+    # issue 23, item 1: a folder named session.lock (a shared or unzipped session folder)
+    lock = tmp_path / folders.LOCK_FILE
+    (lock / "inside").mkdir(parents=True)
+    with pytest.raises(SessionError, match="session.lock"):
+        folders.acquire_lock(tmp_path)
+    (lock / "inside").rmdir()
+    folders.acquire_lock(tmp_path)  # an empty folder is replaced by the lock
+    assert lock.is_file() and folders.read_lock(tmp_path)["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize("text", [
+    json.dumps({"note": "no pid, no host"}),
+    json.dumps({"pid": "12345", "host": "another-computer"}),
+    # another computer's lock, but far bigger than a lock is: not read, stale
+    json.dumps({"pid": 12345, "host": "another-computer", "started": 1.0, "pad": "x" * 8192}),
+])
+def test_a_lock_that_is_not_a_small_well_formed_lock_is_stale(tmp_path, text):
+    (tmp_path / folders.LOCK_FILE).write_text(text)
+    assert folders.read_lock(tmp_path) is None and not folders.owner_alive(tmp_path)
+    folders.acquire_lock(tmp_path)
+    assert folders.read_lock(tmp_path)["pid"] == os.getpid()
+
+
+def test_a_lock_linked_elsewhere_is_replaced_not_written_through(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    folder = tmp_path / "Shared.stylealigned"
+    folder.mkdir()
+    (folder / folders.LOCK_FILE).symlink_to(Path("..") / "notes.txt")
+    folders.write_lock(folder)
+    assert notes.read_text() == "my notes\n"
+    assert not (folder / folders.LOCK_FILE).is_symlink()
+    assert folders.read_lock(folder)["pid"] == os.getpid()

@@ -275,7 +275,9 @@ def test_sessions_saved_before_newer_fields_existed_load_with_defaults(
     session.add_panel("a street")
     session.set_panel_control_picture(0, make_picture("street.png"))
     session.update_panel_control(0, mode="map", map_kind="canny")
-    session.record_run(session.prepare_generate())
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)  # the run's folder, as the engine leaves it
+    session.record_run(plan)
     store.save_session_as(session, tmp_path / "Old")
     folder = tmp_path / "Old.stylealigned"
     file = folder / "session.json"
@@ -569,3 +571,31 @@ def test_recent_sessions(session, tmp_path):
     assert store.recent_sessions()[0] == folder
     (paths.config_dir() / "recent-sessions.json").write_text("nonsense")
     assert store.recent_sessions() == []
+
+
+def test_a_run_deleted_just_before_a_crash_is_reported_and_dropped_on_open(session, tmp_path):
+    """Issue 23, item 4: History > Delete removes the run's files at once, but the history
+    without it reaches session.json only at the next autosave; a crash in between left an
+    entry whose pictures are gone, and nothing said so."""
+    session.set_style_text("paper cut")
+    session.add_panel("a kite")
+    kept, deleted = session.prepare_generate(), None
+    for plan in (kept, session.prepare_generate()):
+        plan.folder.mkdir(parents=True)
+        (plan.folder / panel_file_name(0)).write_bytes(picture_bytes("red"))
+        record = session.record_run(plan)
+        deleted = record
+    store.save_session_as(session, tmp_path / "Kites")
+    folder = tmp_path / "Kites.stylealigned"
+    assert session.missing_files() == []
+    session.remove_run(deleted.id)  # History > Delete: the files go now...
+    assert not (folder / deleted.folder).exists()
+    session.close()  # ... and the app dies before its autosave (session.json still lists it)
+    assert deleted.id in (folder / "session.json").read_text()
+
+    with pytest.raises(MissingFilesError, match=deleted.folder):
+        store.load_session(folder)
+    reopened = store.load_session(folder, allow_missing=True)  # "Open anyway"
+    assert [r.id for r in reopened.history] == [kept.run_id] and reopened.missing_files() == []
+    assert reopened.dirty  # the history without it is saved with the next autosave
+    reopened.close()

@@ -16,6 +16,7 @@ from stylealigned_desktop.engine.request import (
     SetRequest,
 )
 from stylealigned_desktop.engine.runfolder import write_run_folder
+from tests.loras import tiny_lora_state, write_diffusers_lora
 from tests.ui.uifakes import FakeEngine, drop_files, storyboard
 
 
@@ -28,10 +29,11 @@ def _file(path, data=b"{}"):
 @pytest.fixture
 def made(tmp_path):
     """A run folder written with memory ``low``, two LoRAs (0.7 and -0.3) and a VAE folder."""
-    ink = _file(tmp_path / "loras" / "ink-wash.safetensors")
-    paper = _file(tmp_path / "loras" / "paper.safetensors")
+    (tmp_path / "loras").mkdir()
+    ink = write_diffusers_lora(tmp_path / "loras" / "ink-wash.safetensors", tiny_lora_state(1))
+    paper = write_diffusers_lora(tmp_path / "loras" / "paper.safetensors", tiny_lora_state(2))
     vae = tmp_path / "vaes" / "fp16-fix"
-    vae.mkdir(parents=True)
+    _file(vae / "config.json")  # a diffusers VAE folder, as far as a drop checks
     request = SetRequest(model="someone/other-sdxl", style=GeneratedReference("a fox, ink", 3),
                          panels=(Panel("a hare, ink", 9),),
                          sampling=Sampling(steps=23, width=128, height=64, scheduler="euler"),
@@ -74,6 +76,7 @@ def test_the_drop_restores_memory_vae_and_loras_as_one_undoable_step(qtbot, make
 
 def test_files_missing_here_are_named_and_everything_else_is_taken(qtbot, make_window, made):
     made["paper"].unlink()
+    (made["vae"] / "config.json").unlink()
     made["vae"].rmdir()
     window, session = _window(make_window)
     drop_files(window.settings_panel, [made["png"]])

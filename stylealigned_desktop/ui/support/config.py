@@ -21,11 +21,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ... import userfiles
 from ...paths import config_dir
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "desktop.json"
+MAX_FILE_BYTES = userfiles.MIB
 
 
 @dataclass
@@ -67,10 +69,10 @@ class DesktopConfig:
         """The well-formed fields in the file now; none if it is missing or unreadable (and then,
         if ``set_aside_broken``, it is renamed to .broken)."""
         path = cls.path()
-        if not path.is_file():
+        if not os.path.lexists(path):
             return {}
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = userfiles.read_json(path, MAX_FILE_BYTES, within=config_dir())
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
