@@ -32,7 +32,7 @@ from .denoise import (
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity
-from .models import TINY, load_pipeline, model_identity, resolve_device, resolve_dtype
+from .models import TINY, load_pipeline, model_identity, resolve_device, resolve_dtype, vae_identity
 from .preview import latent_to_rgb
 from .request import ReferencePicture, SetRequest
 
@@ -135,14 +135,14 @@ class Engine:
                  *, vae: str | None = None, loras=(), memory: str = "fast"):
         """The loaded pipeline for a model source, reusing the last one when it matches.
 
-        The cache key is the model, device, dtype, VAE, LoRAs (each by its content and weight:
-        a file changed in place is another LoRA, a copy elsewhere the same) and memory mode. A
-        new model, device, dtype or VAE loads anew; other LoRAs or weights change the loaded
-        adapters, another memory mode moves the models, both in place.
+        The cache key is the model, device, dtype, VAE and LoRAs (each by its content, LoRAs with
+        their weight: a file changed in place is another VAE or LoRA, a copy elsewhere the same)
+        and memory mode. A new model, device, dtype or VAE loads anew; other LoRAs or weights
+        change the loaded adapters, another memory mode moves the models, both in place.
         """
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
-        base = (model, str(torch_device), str(torch_dtype), vae)
+        base = (model, str(torch_device), str(torch_dtype), vae, vae and vae_identity(vae))
         loras = tuple(loras)
         key = (base, tuple(lora_identity(lora) for lora in loras), memory)
         if self._pipe_key is None or self._pipe_key[0] != base:
