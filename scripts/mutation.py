@@ -141,13 +141,19 @@ def run_target(name: str, target: Target, children: int) -> dict[str, str]:
 
 
 def summary(name: str, statuses: dict[str, str]) -> str:
-    caught = sum(s in ("killed", "timeout", "caught by type check") for s in statuses.values())
+    """One line of the score table; the score is killed (timeouts included, as mutmut counts
+    them) over the mutants checked so far."""
+    killed = sum(s in ("killed", "caught by type check") for s in statuses.values())
+    timeouts = sum(s == "timeout" for s in statuses.values())
     survived = sum(s == "survived" for s in statuses.values())
     untested = sum(s == "no tests" for s in statuses.values())
-    other = len(statuses) - caught - survived - untested
-    score = 100.0 * caught / max(1, len(statuses))
-    return (f"{name:12s} {len(statuses):5d} mutants  {caught:5d} killed  {survived:4d} survived  "
-            f"{untested:3d} no tests  {other:3d} other  {score:5.1f} %")
+    unchecked = sum(s == "not checked" for s in statuses.values())
+    other = len(statuses) - killed - timeouts - survived - untested - unchecked
+    checked = len(statuses) - unchecked
+    score = 100.0 * (killed + timeouts) / max(1, checked)
+    return (f"{name:12s} {len(statuses):5d} mutants  {unchecked:4d} not checked  {killed:5d} killed  "
+            f"{timeouts:4d} timeout  {survived:4d} survived  {untested:3d} no tests  {other:3d} other  "
+            f"{score:5.1f} %")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help=f"some of: {', '.join(TARGETS)} (default: all)")
     parser.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
     parser.add_argument("--list", action="store_true", help="list the targets and their tests")
+    parser.add_argument("--report", action="store_true", help="only print the table of the last runs")
     args = parser.parse_args(argv)
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
@@ -167,10 +174,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     lines = []
     for name in names:
+        if args.report:
+            if (WORK / name / "mutants").is_dir():
+                print(summary(name, _statuses(WORK / name, TARGETS[name])))
+            continue
         statuses = run_target(name, TARGETS[name], args.children)
         lines.append(summary(name, statuses))
         print(lines[-1], flush=True)
-    print("\n".join(["", "score (killed / mutants) per target:", *lines]))
+    if lines:
+        print("\n".join(["", "score (killed / mutants checked) per target:", *lines]))
     return 0
 
 
