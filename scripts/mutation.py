@@ -83,6 +83,9 @@ def _config(target: Target) -> str:
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -q\n"
         # torch is not fork-safe once it has run: fork the mutants from a server that only collected
         "process_isolation = forkserver\n"
+        # mutmut's CPU-time limit per mutant is (tests' time + constant) x 30: with its default
+        # constant of 1 s, a mutant's first torch call can reach it before any test has failed
+        "timeout_constant = 10\n"
         "use_git_change_detection = false\n"
     )
 
