@@ -26,6 +26,7 @@ import itertools
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -293,6 +294,15 @@ def import_panels_text(
         return f"{source}:{_panel_line_number(text, k)}"
 
     # everything is checked (and read) before anything is written
+    checked = _check_lines(lines, where)
+    return session.add_panels(_new_panels(session, checked, where), replace_all=replace_all)
+
+
+def _check_lines(
+    lines: list[PanelLine], where: Callable[[int], str]
+) -> list[tuple[PanelLine, Control, PreparedPicture | None]]:
+    """Each line with its control and its control picture read and checked (nothing written);
+    the first bad line raises :class:`SessionError` at ``where(k)``."""
     checked: list[tuple[PanelLine, Control, PreparedPicture | None]] = []
     for k, line in enumerate(lines):
         try:
@@ -304,6 +314,16 @@ def import_panels_text(
         except SessionError as exc:
             raise SessionError(f"{where(k)}: {exc}") from None
         checked.append((line, control, picture))
+    return checked
+
+
+def _new_panels(
+    session: Session,
+    checked: list[tuple[PanelLine, Control, PreparedPicture | None]],
+    where: Callable[[int], str],
+) -> list[Panel]:
+    """The checked lines as new panels, their control pictures copied into the session; a line
+    without a seed gets a drawn, unlocked one."""
     new = []
     for k, (line, control, picture) in enumerate(checked):
         if picture is not None:
@@ -322,7 +342,7 @@ def import_panels_text(
             control=control,
             size=line.size,
         ))
-    return session.add_panels(new, replace_all=replace_all)
+    return new
 
 
 def import_panels_file(session: Session, path: str | Path, replace_all: bool = False) -> list[Panel]:

@@ -1,13 +1,14 @@
 """A storyboard session: :class:`Session` and the value types it holds (no Qt, no torch).
 
-``Session`` = the document (``document.py``: state, edits, notifications, JSON form) plus
-generation (this module: planning runs with the pure ``planning.py``, filing their results,
-restoring what a past run used). Everything the GUI does to a session goes through a
-``Session`` method; the value types (:class:`Panel`, :class:`Reference`, :class:`Style`,
-:class:`GenerationSettings`, ...) are frozen, so reading them is always safe and every change is
-notified. Use the session from one thread (the GUI thread); hand the engine only the immutable
-``SetRequest`` of a ``RunPlan``. The session never reads or writes ``session.json``: the store
-does (``store.py`` imports this module, never the other way round).
+``Session`` = the document (``document.py`` and the modules it puts together: state, edits,
+notifications, JSON form) plus generation (this module: planning runs with the pure
+``planning.py``, filing their results, restoring what a past run used). Everything the GUI
+does to a session goes through a ``Session`` method; the value types (:class:`Panel`,
+:class:`Reference`, :class:`Style`, :class:`GenerationSettings`, ...) are frozen, so reading
+them is always safe and every change is notified. Use the session from one thread (the GUI
+thread); hand the engine only the immutable ``SetRequest`` of a ``RunPlan``. The session never
+reads or writes ``session.json``: the store does (``store.py`` imports this module, never the
+other way round).
 
 API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`, a
 ``ValueError`` whose message is written for the user, and then nothing has changed)::

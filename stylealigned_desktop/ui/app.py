@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from .config import DesktopConfig
-    from .theme import apply_theme, follow_system
+    from .support import DesktopConfig, apply_theme, follow_system
 
     os.environ.setdefault("RESOURCE_NAME", APP_ID)  # X11 WM_CLASS instance, read by xcb
     app = QApplication.instance() or QApplication([sys.argv[0]])
@@ -116,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 def open_window(config, log_file: Path | None):
     """The main window, every unexpected exception of which goes to the log (with its
     traceback) and to the window's red banner as one line (not only to stderr)."""
-    from .errors import install_exception_hook
-    from .main_window import MainWindow
+    from .support import install_exception_hook
+    from .window import MainWindow
 
     window = MainWindow(config)
     install_exception_hook(lambda text: window.show_message(text, True), log_file)
