@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint setup bench screenshots clean
+.PHONY: run test lint setup bench screenshots mutation clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): the app, torch, diffusers and PySide6 (a few GB on first install; minutes)"
@@ -34,6 +34,15 @@ bench: $(STAMP)
 
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python scripts/screenshots.py
+
+# Mutation testing of the modules listed in docs/testing.md (not run by CI; tens of minutes on
+# two cores). MUTATION_TARGETS=request norms runs some of them (scripts/mutation.py --list).
+$(VENV)/.mutation-stamp: $(STAMP)
+	$(BIN)/python -m pip install -qq -e '.[dev,mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation-stamp
+	$(BIN)/python scripts/mutation.py $(MUTATION_TARGETS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

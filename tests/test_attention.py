@@ -139,6 +139,9 @@ def test_half_precision_statistics_do_not_overflow():
         (10, 0.8, [1, 2, 3, 4, 6, 7, 8, 9]),  # flip: l' = 0.2 -> [0, 5] switched, inverted
         (70, 0.01, []),  # k = 0: the authors divide by zero; no layer switched
         (70, 0.995, list(range(70))),  # flip, k = 0, inverted: all unshared
+        # exactly 0.5 does not flip (spec: flip when l > 0.5): k = L/2, period 2, the even layers
+        (70, 0.5, list(range(0, 70, 2))),
+        (16, 0.5, list(range(0, 16, 2))),
     ],
 )
 def test_only_self_level_layer_choice(layers, level, expected_unshared):

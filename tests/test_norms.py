@@ -20,13 +20,47 @@ def _norm(channels=16, groups=4):
     return norm
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3], ids=["reference alone", "one panel", "two panels"])
 @pytest.mark.parametrize("halves", [1, 2])
-def test_batch_mode_matches_concatenation(halves):
+def test_batch_mode_matches_concatenation(halves, rows):
     norm = _norm()
-    x = torch.randn(halves * 3, 16, 5, 6, dtype=torch.float64) * torch.linspace(0.5, 3, 16).view(1, 16, 1, 1).double()
+    x = torch.randn(halves * rows, 16, 5, 6, dtype=torch.float64) * torch.linspace(0.5, 3, 16).view(1, 16, 1, 1).double()
     x[:, :8] += 2.0
     shared = SharedGroupNorm(norm, SharingState(StyleAlignedSettings(share_group_norm=True), lambda: halves), "gn")
     torch.testing.assert_close(shared(x), shared_group_norm_by_concatenation(norm, x, halves))
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["fused", "autograd"])
+def test_a_group_norm_without_affine_is_pooled_too(grad):
+    """A GroupNorm with no weight and bias (none in SDXL's UNet, but nn.GroupNorm allows it)."""
+    norm = nn.GroupNorm(4, 16, eps=1e-6, affine=False).double()
+    x = torch.randn(2 * 3, 16, 5, 3, dtype=torch.float64) + torch.arange(6.0).double().view(6, 1, 1, 1)
+    state = SharingState(StyleAlignedSettings(share_group_norm=True), lambda: 2)
+    shared = SharedGroupNorm(norm, state, "gn")
+    expected = shared_group_norm_by_concatenation(norm, x, 2)
+    with torch.set_grad_enabled(grad):
+        state.mode = "record"
+        torch.testing.assert_close(shared(x[[0, 3]]), expected[[0, 3]])
+        torch.testing.assert_close(shared(x[[0, 1, 3, 4]]), expected[[0, 1, 3, 4]])  # a panel rides along
+        state.mode = "replay"
+        torch.testing.assert_close(shared(x[[1, 2, 4, 5]]), expected[[1, 2, 4, 5]])
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["fused", "autograd"])
+def test_without_cfg_one_row_at_a_time(grad):
+    """Guidance <= 1: one half, so the reference is recorded alone in a batch of one row and each
+    panel can run alone too."""
+    norm = _norm()
+    x = torch.randn(3, 16, 4, 2, dtype=torch.float64) * 2 + torch.arange(3.0).double().view(3, 1, 1, 1)
+    state = SharingState(StyleAlignedSettings(share_group_norm=True), lambda: 1)
+    shared = SharedGroupNorm(norm, state, "gn")
+    expected = shared_group_norm_by_concatenation(norm, x, 1).detach()
+    with torch.set_grad_enabled(grad):
+        state.mode = "record"
+        torch.testing.assert_close(shared(x[:1]), expected[:1])
+        state.mode = "replay"
+        for row in (1, 2):
+            torch.testing.assert_close(shared(x[row:row + 1]), expected[row:row + 1])
 
 
 @pytest.mark.parametrize("grad", [False, True], ids=["fused", "autograd"])

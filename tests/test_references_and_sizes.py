@@ -223,16 +223,21 @@ def _shared_norm(weights, halves=2):
     return norm, state, SharedGroupNorm(norm, state, "gn")
 
 
-def test_group_norm_pools_panels_of_any_size_with_weighted_references():
+@pytest.mark.parametrize("grad", [False, True], ids=["fused", "autograd"])
+def test_group_norm_pools_panels_of_any_size_with_weighted_references(grad):
+    """Panels with fewer (2x2) and more (6x5) elements than the references' 4x6 are pooled by
+    true counts. The engine runs without autograd, on the fused path: it must count too."""
     weights = (0.7, 0.3)
     norm, state, shared = _shared_norm(weights)
     refs = _maps(2 * 2, 4, 6, seed=1)
     state.mode = "record"
-    torch.testing.assert_close(shared(refs), norm(refs))  # the references are normalised alone
+    with torch.set_grad_enabled(grad):
+        torch.testing.assert_close(shared(refs), norm(refs))  # the references are normalised alone
     state.mode = "replay"
-    for h, w in ((4, 6), (8, 3), (2, 2)):
+    for h, w in ((4, 6), (8, 3), (2, 2), (6, 5)):
         panels = _maps(2 * 2, h, w, seed=h + w)
-        out = shared(panels)
+        with torch.set_grad_enabled(grad):
+            out = shared(panels)
         for row in range(4):
             half = row // 2
             expected = weighted_group_norm_np(panels[row].numpy(), [refs[half * 2 + j].numpy() for j in range(2)],

@@ -46,7 +46,7 @@ from .errors import GenerationCancelled, GenerationError, is_expected_error
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity
-from .models import TINY, load_pipeline, resolve_device, resolve_dtype
+from .models import TINY, load_pipeline, resolve_device, resolve_dtype, vae_identity
 from .references import ReferenceRows, picture_trajectory, record_references, trajectory_key
 from .request import ReferencePicture, SetRequest
 from .rows import Row, RunRows, Size
@@ -138,14 +138,14 @@ class Engine:
                  *, vae: str | None = None, loras=(), memory: str = "fast"):
         """The loaded pipeline for a model source, reusing the last one when it matches.
 
-        The cache key is the model, device, dtype, VAE, LoRAs (each by its content and weight:
-        a file changed in place is another LoRA, a copy elsewhere the same) and memory mode. A
-        new model, device, dtype or VAE loads anew; other LoRAs or weights change the loaded
-        adapters, another memory mode moves the models, both in place.
+        The cache key is the model, device, dtype, VAE and LoRAs (each by its content, LoRAs with
+        their weight: a file changed in place is another VAE or LoRA, a copy elsewhere the same)
+        and memory mode. A new model, device, dtype or VAE loads anew; other LoRAs or weights
+        change the loaded adapters, another memory mode moves the models, both in place.
         """
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
-        base = (model, str(torch_device), str(torch_dtype), vae)
+        base = (model, str(torch_device), str(torch_dtype), vae, vae and vae_identity(vae))
         loras = tuple(loras)
         key = (base, tuple(lora_identity(lora) for lora in loras), memory)
         if self._pipe_key is None or self._pipe_key[0] != base:

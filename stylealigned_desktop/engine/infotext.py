@@ -50,8 +50,8 @@ def lora_tag_name(file: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _file_hash(path: str, size: int, mtime_ns: int, skip_safetensors_header: bool) -> str:
-    del size, mtime_ns  # part of the cache key only: a changed file is hashed again
+def _file_hash(path: str, version: tuple[int, ...], skip_safetensors_header: bool) -> str:
+    del version  # part of the cache key only: a changed file is hashed again
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         if skip_safetensors_header:
@@ -65,13 +65,16 @@ def _file_hash(path: str, size: int, mtime_ns: int, skip_safetensors_header: boo
 def file_hash(path: str | Path, skip_safetensors_header: bool = False) -> str | None:
     """The SHA-256 of a file (of its tensors only, after the safetensors header, with
     ``skip_safetensors_header``: kohya's and A1111's LoRA hash), or None if it cannot be read.
-    Remembered per file, size and modification time (LoRAs are hundreds of MB)."""
+    Remembered per file version (LoRAs and VAEs are hundreds of MB): its size, modification and
+    change times and inode, so a file rewritten in place or replaced, even with its old size and
+    modification time put back (a copy that keeps times), is hashed again."""
     try:
         resolved = Path(path).expanduser().resolve()
         stat = resolved.stat()
         if not resolved.is_file():
             return None
-        return _file_hash(str(resolved), stat.st_size, stat.st_mtime_ns, skip_safetensors_header)
+        version = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+        return _file_hash(str(resolved), version, skip_safetensors_header)
     except OSError:
         return None
 

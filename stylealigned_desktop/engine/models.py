@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from .infotext import file_hash
+
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TINY = "tiny"
@@ -275,7 +277,7 @@ def model_identity(source: str, vae: str | None = None, loras=()) -> str:
     the VAE and LoRAs (with their weights) when a run uses them."""
     identity = _base_identity(source)
     if vae is not None:
-        identity += f"|vae:{_vae_identity(vae)}"
+        identity += f"|vae:{vae_identity(vae)}"
     if loras:
         from .lora import lora_identity
 
@@ -283,13 +285,17 @@ def model_identity(source: str, vae: str | None = None, loras=()) -> str:
     return identity
 
 
-def _vae_identity(source: str) -> str:
+def vae_identity(source: str) -> str:
+    """A string that changes when a VAE's weights change: a file's or a folder's content (its
+    weights and config, each by SHA-256, as LoRAs are identified), so a VAE retrained into the
+    same file is another VAE and a copy elsewhere the same one; a hub id as it is."""
     path = Path(source).expanduser()
     if not path.exists():
         return f"hub:{source}"
-    path = path.resolve()
-    files = [path] if path.is_file() else sorted(path.glob("*.safetensors"))
-    return f"{path}:" + ":".join(f"{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files)
+    if path.is_file():
+        return f"sha256:{file_hash(path) or 'unreadable'}"
+    files = sorted(p for p in path.iterdir() if p.suffix == ".safetensors" or p.name == "config.json")
+    return "folder:" + ",".join(f"{p.name}={file_hash(p) or 'unreadable'}" for p in files)
 
 
 def _base_identity(source: str) -> str:

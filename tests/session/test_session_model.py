@@ -626,6 +626,33 @@ def test_build_request_with_reference_picture_and_control(session, make_picture)
         "canny", 0.4, 50, 150)
 
 
+def test_the_inversion_offset_and_guidance_reach_every_reference_picture(session, make_picture, tmp_path):
+    """The artist's "picture skipped steps" and inversion guidance go into the engine's request
+    for each active picture, also after the session is saved and opened again; "Auto" (None)
+    leaves the engine's default (5 of 50 steps, scaled)."""
+    session.set_style_text("ink sketch")
+    first = session.add_reference(make_picture("a.png", color="red"))
+    second = session.add_reference(make_picture("b.png", color="blue"))
+    session.set_active_reference(first.id)
+    session.set_source_active(second.id, True, weight=2.0)
+    session.add_panel("a ship")
+    session.update_settings(steps=12, inversion_offset=7, inversion_guidance=3.5)
+    expected = [(str(session.path(ref.file)), 7, 3.5) for ref in (first, second)]
+    for request in (session.build_request(), session.prepare_generate().request):
+        assert [(r.path, r.inversion_offset, r.inversion_guidance) for r in request.references] == expected
+        assert request.references[1].offset_for(request.sampling.steps) == 7
+    reopened = store.load_session(store.save_session_as(session, tmp_path / "Harbour"), read_only=True)
+    try:
+        request = reopened.build_request()
+        assert [(r.inversion_offset, r.inversion_guidance) for r in request.references] == [(7, 3.5)] * 2
+    finally:
+        reopened.close()
+    session.update_settings(inversion_offset=None)
+    request = session.build_request()
+    assert [r.inversion_offset for r in request.references] == [None, None]
+    assert request.references[0].offset_for(12) == 1  # round(5 * 12 / 50)
+
+
 def test_build_request_refuses_unusable_sessions(session, make_picture):
     with pytest.raises(SessionError, match="no panels"):
         session.build_request()

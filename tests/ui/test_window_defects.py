@@ -457,3 +457,32 @@ def test_cancel_keeps_every_seed_and_a_locked_seed_never_changes(qtbot, make_win
     job = run_and_wait(qtbot, window, lambda: window.runs.reroll(0))
     assert job.request.panels[0].seed == 42 and session.panels[0].seed == 42
     assert all(tile.state.text() != "outdated" for tile in window.grid.tiles.values())
+
+
+def test_a_reference_seed_typed_during_a_run_is_kept_when_it_finishes(qtbot, make_window):
+    """As with a panel's seed, the generated reference's seed the artist types while a run goes
+    on is newer than the run: the finished run brings the panels their new seeds, not that one."""
+    from PySide6.QtCore import Qt
+
+    window, _ = make_window(engine=FakeEngine(step_s=0.03))
+    session = storyboard(window, steps=150)
+    before = [p.seed for p in session.panels]
+    seed_box, lock = window.style_panel.reference_seed, window.style_panel.reference_lock
+    if lock.isChecked():  # a generated reference keeps its seed unless the artist unlocks it
+        qtbot.mouseClick(lock, Qt.MouseButton.LeftButton)
+    assert not session.style.reference_seed_locked
+    reference_seed = session.style.reference_seed
+    with qtbot.waitSignal(window.worker.job_ended, timeout=30000) as ended:
+        window.generate_action.trigger()
+        qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=10000)
+        seed_box.setFocus()
+        seed_box.selectAll()
+        qtbot.keyClicks(seed_box, "4242")
+        qtbot.keyClick(seed_box, Qt.Key.Key_Return)
+        assert session.style.reference_seed == 4242 and session.runs_in_progress == 1
+    job = ended.args[0]
+    assert job.state is JobState.finished
+    assert job.request.references[0].seed not in (4242, reference_seed)  # the run drew its own
+    after = [p.seed for p in session.panels]
+    assert after == [p.seed for p in job.request.panels] and after != before  # the run was taken
+    assert session.style.reference_seed == 4242 and seed_box.value() == 4242

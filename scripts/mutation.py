@@ -1,0 +1,196 @@
+"""Mutation testing of the modules whose bugs change pictures silently (issue 24; docs/testing.md).
+
+Runs mutmut once per target, each in its own folder under ``build/mutation/<target>`` with its own
+mutmut configuration: the target's module is the only one mutated and its own fast tests are the
+only ones run, so a target fits on two cores. mutmut (3.x) forks every mutant from a process that
+has imported torch and collected the tests once, and runs only the tests that executed the
+mutated function; results are kept in the folder, so a second run redoes only what changed.
+
+    python scripts/mutation.py                 # every target, cheapest first
+    python scripts/mutation.py request norms   # some of them
+    python scripts/mutation.py --list          # the targets and their tests
+
+Each target writes ``build/mutation/<target>/log.txt`` and ``survivors.txt`` (every surviving
+mutant with its diff); the last lines printed are the score table that docs/testing.md records.
+CI does not run this (``make mutation`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutation"
+PACKAGE = "stylealigned_desktop"
+
+
+@dataclass(frozen=True)
+class Target:
+    module: str
+    """The file mutated, relative to the repository root."""
+    tests: tuple[str, ...]
+    """pytest arguments selecting the module's own tests (files, ``file::test`` or ``-k``)."""
+    functions: tuple[str, ...] = field(default=())
+    """Only these functions are mutated (mutmut's keys: ``x_name`` for a function,
+    ``xǁClassǁmethod`` for a method; globs allowed); empty: the whole module."""
+
+
+# Cheapest first: the order a full run takes.
+TARGETS: dict[str, Target] = {
+    "request": Target("stylealigned_desktop/engine/request.py",
+                      ("tests/test_request.py", "tests/test_request_validation.py",
+                       "tests/test_lora.py::test_lora_arguments_parse_file_and_weight",
+                       "tests/test_lora.py::test_a_lora_file_whose_name_ends_in_colon_number_is_taken_whole")),
+    "planning": Target("stylealigned_desktop/session/planning.py",
+                       ("tests/session/test_planning.py", "tests/session/test_session_model.py",
+                        "tests/session/test_session_model_extras.py")),
+    "sharding": Target("stylealigned_desktop/server/sharding.py", ("tests/server/test_sharding.py",)),
+    "norms": Target("stylealigned_desktop/engine/norms.py",
+                    ("tests/test_norms.py", "tests/test_references_and_sizes.py")),
+    "attention": Target("stylealigned_desktop/engine/attention.py",
+                        ("tests/test_attention.py", "tests/test_references_and_sizes.py",
+                         "tests/test_norms.py")),
+    "model-seeds": Target("stylealigned_desktop/session/model.py",
+                          ("tests/session/test_session_model.py",),
+                          ("xǁSessionǁ_plan", "xǁSessionǁprepare_generate", "xǁSessionǁprepare_reroll",
+                           "xǁSessionǁ_prepare", "xǁSessionǁ_take_run_seeds", "xǁSessionǁrecord_run",
+                           "xǁSessionǁ_plan_done")),
+    "inversion": Target("stylealigned_desktop/engine/inversion.py",
+                        ("tests/test_inversion.py", "tests/test_generator_picture.py",
+                         "tests/test_generator_references.py")),
+    "trajectory": Target("stylealigned_desktop/engine/trajectory.py",
+                         ("tests/test_inversion.py", "tests/test_generator_picture.py",
+                          "tests/test_generator_references.py")),
+    "generator": Target("stylealigned_desktop/engine/generator.py",
+                        ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
+                         "tests/test_generator_picture.py"),
+                        ("xǁEngineǁ_trajectory_key", "xǁEngineǁ_trajectory", "xǁEngineǁreference_trajectory",
+                         "x__first_picture", "xǁEngineǁ_reference_records*", "xǁEngineǁ_results*")),
+}
+
+
+def _config(target: Target) -> str:
+    tests = "\n    ".join(target.tests)
+    return (
+        "[mutmut]\n"
+        f"source_paths = {PACKAGE}\n"
+        f"only_mutate = {target.module}\n"
+        f"pytest_add_cli_args_test_selection =\n    {tests}\n"
+        "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -q\n"
+        # torch is not fork-safe once it has run: fork the mutants from a server that only collected
+        "process_isolation = forkserver\n"
+        # mutmut's CPU-time limit per mutant is (tests' time + constant) x 30: with its default
+        # constant of 1 s, a mutant's first torch call can reach it before any test has failed
+        "timeout_constant = 10\n"
+        "use_git_change_detection = false\n"
+    )
+
+
+def _prepare(name: str, target: Target) -> Path:
+    """The target's folder: links to the package, the tests and pyproject.toml, its setup.cfg."""
+    folder = WORK / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for entry in (PACKAGE, "tests", "pyproject.toml"):
+        link = folder / entry
+        if not link.is_symlink():
+            link.symlink_to(ROOT / entry)
+    (folder / "setup.cfg").write_text(_config(target), encoding="utf-8")
+    return folder
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    # one thread per mutant: two mutants at a time on two cores, not two times all of them
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               QT_QPA_PLATFORM="offscreen", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def _patterns(target: Target) -> list[str]:
+    dotted = target.module.removesuffix(".py").replace("/", ".")
+    return [f"{dotted}.{function}__mutmut_*" for function in target.functions]
+
+
+def _statuses(folder: Path, target: Target) -> dict[str, str]:
+    """Every mutant of the target -> its status (mutmut's names: killed, survived, no tests, ...)."""
+    from mutmut.stats import status_by_exit_code
+
+    meta = folder / "mutants" / (target.module + ".meta")
+    codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    patterns = _patterns(target)
+    return {name: status_by_exit_code[code] for name, code in codes.items()
+            if not patterns or any(fnmatch(name, p) for p in patterns)}
+
+
+def run_target(name: str, target: Target, children: int) -> dict[str, str]:
+    folder = _prepare(name, target)
+    env = _environment()
+    log = folder / "log.txt"
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *_patterns(target)]
+    with open(log, "w", encoding="utf-8") as out:
+        subprocess.run(command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    statuses = _statuses(folder, target)
+    with open(folder / "survivors.txt", "w", encoding="utf-8") as out:
+        for mutant, status in sorted(statuses.items()):
+            if status in ("survived", "no tests"):
+                shown = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=folder, env=env,
+                                       capture_output=True, text=True, check=False)
+                out.write(f"## {mutant} ({status})\n{shown.stdout}\n")
+    return statuses
+
+
+def summary(name: str, statuses: dict[str, str]) -> str:
+    """One line of the score table; the score is killed (timeouts included, as mutmut counts
+    them) over the mutants checked so far."""
+    killed = sum(s in ("killed", "caught by type check") for s in statuses.values())
+    timeouts = sum(s == "timeout" for s in statuses.values())
+    survived = sum(s == "survived" for s in statuses.values())
+    untested = sum(s == "no tests" for s in statuses.values())
+    unchecked = sum(s == "not checked" for s in statuses.values())
+    other = len(statuses) - killed - timeouts - survived - untested - unchecked
+    checked = len(statuses) - unchecked
+    score = 100.0 * (killed + timeouts) / max(1, checked)
+    return (f"{name:12s} {len(statuses):5d} mutants  {unchecked:4d} not checked  {killed:5d} killed  "
+            f"{timeouts:4d} timeout  {survived:4d} survived  {untested:3d} no tests  {other:3d} other  "
+            f"{score:5.1f} %")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="*", help=f"some of: {', '.join(TARGETS)} (default: all)")
+    parser.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--list", action="store_true", help="list the targets and their tests")
+    parser.add_argument("--report", action="store_true", help="only print the table of the last runs")
+    args = parser.parse_args(argv)
+    unknown = [t for t in args.targets if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    names = args.targets or list(TARGETS)
+    if args.list:
+        for name in names:
+            target = TARGETS[name]
+            print(f"{name}: {target.module} {' '.join(target.functions)}\n    tests: {' '.join(target.tests)}")
+        return 0
+    lines = []
+    for name in names:
+        if args.report:
+            if (WORK / name / "mutants").is_dir():
+                print(summary(name, _statuses(WORK / name, TARGETS[name])))
+            continue
+        statuses = run_target(name, TARGETS[name], args.children)
+        lines.append(summary(name, statuses))
+        print(lines[-1], flush=True)
+    if lines:
+        print("\n".join(["", "score (killed / mutants checked) per target:", *lines]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Every field of a request is checked when it is made, naming the field (request.py's rules),
+and what a request records (``picture_parameters``, ``to_dict``) is what it holds."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from stylealigned_desktop.engine.request import (
+    GeneratedReference,
+    Lora,
+    Panel,
+    PanelControl,
+    ReferencePicture,
+    Sampling,
+    SetRequest,
+    check_device,
+    reference_dict,
+)
+
+TRAIN = GeneratedReference("a train", 3)
+
+
+def _set(**kwargs):
+    fields = {"model": "tiny", "style": TRAIN, "panels": (Panel("a car", 1), Panel("a boat", 2))}
+    return SetRequest(**{**fields, **kwargs})
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: GeneratedReference(7), "reference prompt must be text"),
+    (lambda: GeneratedReference("x" * 2001), "reference prompt is 2001 characters"),
+    (lambda: GeneratedReference("a", seed=-1), "reference seed must be a whole number from 0"),
+    (lambda: GeneratedReference("a", seed=1.5), "reference seed must be a whole number"),
+    (lambda: GeneratedReference("a", weight=-0.5), "reference weight must be a number from 0"),
+    (lambda: ReferencePicture(3), "reference picture path must be text"),
+    (lambda: ReferencePicture("p.png", caption=None), "reference caption must be text"),
+    (lambda: ReferencePicture("p.png", inversion_guidance=51), "inversion guidance must be a number from 0 to 50"),
+    (lambda: ReferencePicture("p.png", inversion_offset=1000), "inversion offset must be a whole number from 0 to 999"),
+    (lambda: ReferencePicture("p.png", inversion_offset=-1), "inversion offset must be a whole number from 0"),
+    (lambda: ReferencePicture("p.png", weight=float("nan")), "reference weight must be a finite number"),
+    (lambda: Panel(None, 1), "panel prompt must be text"),
+    (lambda: Panel("a", -2), "panel seed must be a whole number from 0"),
+    (lambda: Panel("a", 1, size=(100, 64)), "panel size: width must be a multiple of 64"),
+    (lambda: PanelControl("c.png", mode="edges"), "control mode must be one of canny, depth, map, got 'edges'"),
+    (lambda: PanelControl("c.png", map_kind="pose"), "a ready-made map is one of canny, depth, got 'pose'"),
+    (lambda: PanelControl(5), "control picture path must be text"),
+    (lambda: PanelControl("c.png", scale=5), "control strength must be a number from 0 to 4"),
+    (lambda: PanelControl("c.png", guidance_start=0.6, guidance_end=0.5), "control start/end must satisfy"),
+    (lambda: PanelControl("c.png", canny_low=200, canny_high=100), "canny thresholds must satisfy"),
+    (lambda: Lora(""), "a LoRA needs a file"),
+    (lambda: Lora("   "), "a LoRA needs a file"),
+    (lambda: Lora("a.safetensors", True), "LoRA weight must be a number, got True"),
+    (lambda: Lora("a.safetensors", "1"), "LoRA weight must be a number, got '1'"),
+    (lambda: Lora("a.safetensors", float("inf")), "LoRA weight must be a number, got inf"),
+    (lambda: Sampling(steps=0), "steps must be a whole number from 1 to 1000"),
+    (lambda: Sampling(guidance=-1), "guidance must be a number from 0 to 50"),
+    (lambda: Sampling(width=1004), "width must be a multiple of 8"),
+    (lambda: Sampling(height=32), "height must be a whole number from 64"),
+    (lambda: Sampling(negative_prompt=4), "negative prompt must be text"),
+    (lambda: Sampling(scheduler="heun"), "scheduler must be one of ddim, euler, dpmpp-2m, got 'heun'"),
+    (lambda: _set(style=()), "a set needs at least one reference"),
+    (lambda: _set(style=(TRAIN, "a cat")), "a reference is a GeneratedReference or a ReferencePicture, got 'a cat'"),
+    (lambda: _set(style=(replace(TRAIN, weight=0.0),)), "at least one reference needs a weight above 0"),
+    (lambda: _set(panels=[Panel("a", 1)] * 1001), "a set has at most 1000 panels, got 1001"),
+    (lambda: _set(only=(0, 2, -1)), r"panel index out of range: \[-1, 2\] \(the set has 2 panels\)"),
+    (lambda: _set(micro_batch=0), "micro-batch must be a whole number from 1 to 1000"),
+    (lambda: _set(device="gpu"), "device must be one of auto, cuda, mps, cpu or cuda:N"),
+    (lambda: _set(dtype="float64"), "dtype must be one of auto, float16, bfloat16, float32, got 'float64'"),
+    (lambda: _set(memory="tiny"), "memory mode must be one of auto, fast, balanced, low, got 'tiny'"),
+])
+def test_a_bad_value_is_refused_naming_its_field(make, message):
+    with pytest.raises(ValueError, match="^" + message):  # the message is the user's: as it starts
+        make()
+
+
+def test_good_values_are_kept_and_numbers_become_floats():
+    reference = GeneratedReference("a", seed=2**64 - 1, weight=2)
+    assert reference.weight == 2.0 and isinstance(reference.weight, float)
+    picture = ReferencePicture("p.png", inversion_guidance=3, inversion_offset=999, weight=0)
+    assert (picture.inversion_guidance, picture.weight) == (3.0, 0.0)
+    assert isinstance(picture.inversion_guidance, float) and isinstance(picture.weight, float)
+    control = PanelControl("c.png", scale=1, guidance_start=0, guidance_end=1, canny_low=0, canny_high=255)
+    assert [type(x) for x in (control.scale, control.guidance_start, control.guidance_end)] == [float] * 3
+    assert (PanelControl("c.png", mode="map", map_kind="canny").kind, PanelControl("c.png", mode="depth").kind,
+            PanelControl("c.png", map_kind="canny").kind) == ("canny", "depth", "canny")
+    lora = Lora("~/styles/ink.safetensors", 1)
+    assert lora.weight == 1.0 and isinstance(lora.weight, float) and lora.name == "ink.safetensors"
+    sampling = Sampling(guidance=1)
+    assert sampling.guidance == 1.0 and isinstance(sampling.guidance, float) and not sampling.uses_cfg
+    assert Sampling(guidance=1.01).uses_cfg and Sampling(negative_prompt="").negative_prompt == ""
+    assert len(_set(panels=[Panel("a", 1)] * 1000).panels) == 1000  # the most a set takes
+    request = _set(panels=[Panel("a", 1)], loras=[lora], only=[0, 0], micro_batch=1000, device="cuda:1")
+    assert request.panels == (Panel("a", 1),) and request.loras == (lora,) and request.only == (0,)
+    for device in ("auto", "cuda", "mps", "cpu", "cuda:0", "cuda:12"):
+        assert check_device(device) == device
+    for device in ("cuda:", "cuda:x", "cuda:1 ", "CPU", None):
+        with pytest.raises(ValueError, match="device must be"):
+            check_device(device)
+
+
+@pytest.mark.parametrize("steps, offset", [(50, 5), (25, 2), (100, 10), (4, 0), (1, 0), (10, 1), (30, 3), (60, 6)])
+def test_the_default_inversion_offset_is_five_of_fifty_scaled(steps, offset):
+    assert ReferencePicture("p.png").offset_for(steps) == offset
+    assert ReferencePicture("p.png", inversion_offset=0).offset_for(steps) == 0
+
+
+def test_the_default_inversion_offset_stays_below_the_step_count():
+    # round(5 * 1000 / 50) = 100 < 1000; a request of 1000 steps is the most there is
+    assert ReferencePicture("p.png").offset_for(1000) == 100
+    assert all(0 <= ReferencePicture("p.png").offset_for(s) <= max(0, s - 1) for s in range(1, 200))
+
+
+def test_selected_panels_and_sizes():
+    request = _set(panels=(Panel("a", 1), Panel("b", 2, size=(192, 64)), Panel("c", 3)),
+                   sampling=Sampling(width=128, height=256), only=(2, 0))
+    assert request.selected == (0, 2) and _set().selected == (0, 1)
+    assert [request.panel_size(i) for i in range(3)] == [(128, 256), (192, 64), (128, 256)]
+
+
+def test_picture_parameters_name_every_input_of_the_pictures(tmp_path, monkeypatch):
+    vae, lora_file = tmp_path / "vae.safetensors", tmp_path / "ink.safetensors"
+    vae.write_bytes(b"v")
+    lora_file.write_bytes(b"l")
+    monkeypatch.chdir(tmp_path)  # files given relative to where the artist is: recorded whole
+    picture = ReferencePicture("p.png", "a cat", 3.0, 4, weight=1.0)
+    request = _set(style=(TRAIN, picture), sampling=Sampling(steps=7, guidance=6.5, width=192, height=128,
+                                                             scheduler="euler", negative_prompt="blur"),
+                   loras=(Lora("ink.safetensors", 0.5),), vae="vae.safetensors", memory="low")
+    parameters = request.picture_parameters()
+    assert parameters == {
+        "model": "tiny", "negative_prompt": "blur", "steps": 7, "guidance": 6.5, "width": 192, "height": 128,
+        "scheduler": "euler", "stylealigned": request.settings.to_dict(),
+        "loras": [{"file": "ink.safetensors", "path": str(lora_file), "weight": 0.5}],
+        "vae": str(vae), "memory": "low",
+        "references": [dict(reference_dict(TRAIN), weight=0.5), dict(reference_dict(picture), weight=0.5)],
+    }
+    assert _set(vae="madebyollin/sdxl-vae-fp16-fix").picture_parameters()["vae"] == "madebyollin/sdxl-vae-fp16-fix"
+    assert _set().picture_parameters()["vae"] is None
+    home = _set(vae="~/no-such-vae.safetensors").picture_parameters()["vae"]
+    assert home == "~/no-such-vae.safetensors"  # not a file here: kept as given (a hub id or a typo)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert _set(vae="~/vae.safetensors").picture_parameters()["vae"] == str(vae)
+
+
+def test_reference_dicts_carry_their_kind():
+    assert reference_dict(TRAIN) == {"prompt": "a train", "seed": 3, "weight": 1.0, "kind": "generated"}
+    assert reference_dict(ReferencePicture("p.png", "a cat")) == {
+        "path": "p.png", "caption": "a cat", "inversion_guidance": 2.0, "inversion_offset": None,
+        "weight": 1.0, "kind": "picture"}
+    request = _set(panels=(Panel("a", 1, size=(64, 128)), Panel("b", 2)))
+    data = request.to_dict()
+    assert data["style"] == reference_dict(TRAIN)
+    assert [p["size"] for p in data["panels"]] == [[64, 128], None]
