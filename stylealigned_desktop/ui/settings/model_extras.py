@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.request import Lora
-from ..support import connect_command, local_paths, small_combo
+from ..support import accept_as_copy, connect_command, local_paths, small_combo
 from ..support import icon as icon_
 
 MEMORY_LABELS = {
@@ -230,7 +230,7 @@ class LoraList(QWidget):
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         if self._takes(event):
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()
 
@@ -246,4 +246,4 @@ class LoraList(QWidget):
             self.refused.emit(f"Only files on this computer can be added ({other[0]})")
         if local:
             self.add_files(local)
-        event.acceptProposedAction()
+        accept_as_copy(event)

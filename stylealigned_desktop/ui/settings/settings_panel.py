@@ -32,7 +32,13 @@ from ...engine.settings import StyleAlignedSettings
 from ...session.errors import SessionError
 from ...session.generation import SDXL_SIZES, GenerationSettings
 from ...session.picture_settings import settings_from_picture
-from ..support import connect_command, files_pass_through, size_label, small_combo
+from ..support import (
+    accept_as_copy,
+    connect_command,
+    files_pass_through,
+    size_label,
+    small_combo,
+)
 from ..support import icon as icon_
 from ..threads import CONSISTENCY_TIP, DEFAULT_DINO
 from .collapsible import CollapsibleSection
@@ -447,7 +453,7 @@ class SettingsPanel(QWidget):
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         if self._dropped_png(event):
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             super().dragEnterEvent(event)
 
@@ -456,7 +462,7 @@ class SettingsPanel(QWidget):
         if path is None:
             super().dropEvent(event)
             return
-        event.acceptProposedAction()
+        accept_as_copy(event)
         self.use_picture_settings(path)
 
     def use_picture_settings(self, path: str) -> None:

@@ -27,6 +27,7 @@ from ...session.json_fields import MAX_SEED
 from ...session.model import Panel
 from ..support import (
     ElidedLabel,
+    accept_as_copy,
     connect_command,
     icon,
     local_paths,
@@ -376,7 +377,7 @@ class PanelCard(QFrame):
             event.ignore()  # reordering is the list's business
             return
         if mime.hasUrls() or mime.hasImage():
-            event.acceptProposedAction()
+            accept_as_copy(event)
             self._drop_highlight(True)
         else:
             event.ignore()
@@ -390,7 +391,7 @@ class PanelCard(QFrame):
         if mime.hasUrls():
             local, _ = local_paths(mime.urls())
             self.control_files_dropped.emit(self.panel_id, local)
-            event.acceptProposedAction()
+            accept_as_copy(event)
         elif mime.hasImage():
             self.control_image_dropped.emit(self.panel_id, QImage(mime.imageData()))
-            event.acceptProposedAction()
+            accept_as_copy(event)

@@ -44,6 +44,7 @@ from ..storyboard import StoryboardView
 from ..support import (
     Command,
     DesktopConfig,
+    accept_as_copy,
     connect_command,
     icon,
     make_actions,
@@ -429,7 +430,7 @@ class MainWindow(QMainWindow):
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         mime = event.mimeData()
         if mime.hasUrls() or mime.hasImage():
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()
 
@@ -437,7 +438,7 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
         if self.gallery.list.take(event.mimeData()):
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()
 
