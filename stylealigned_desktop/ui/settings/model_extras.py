@@ -166,6 +166,7 @@ class LoraList(QWidget):
         layout.addLayout(self.rows_box)
         self.empty_hint = QLabel("No LoRA: drop SDXL .safetensors LoRA files here")
         self.empty_hint.setObjectName("Hint")
+        self.empty_hint.setWordWrap(True)  # a narrow Settings dock wraps it instead of scrolling
         layout.addWidget(self.empty_hint)
         self.add_button = QPushButton("Add LoRA…")
         self.add_button.setToolTip(LORA_TIP)

@@ -178,6 +178,11 @@ class MainWindow(QMainWindow):
             holder.setWidgetResizable(True)
             holder.setFrameShape(QFrame.Shape.NoFrame)
             holder.setWidget(widget)
+            # Scrolled up and down only: the dock is never narrower than its rows need, so no
+            # row is cut or hidden behind a horizontal scrollbar.
+            holder.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            holder.setMinimumWidth(widget.minimumSizeHint().width()
+                                   + holder.verticalScrollBar().sizeHint().width())
             widget = holder
         dock.setWidget(widget)
         self.addDockWidget(area, dock)

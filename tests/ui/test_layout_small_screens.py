@@ -1,0 +1,80 @@
+"""At 1280×800 (and the first-start 1440×900) no text is cut and no dock scrolls sideways
+(issue 30, item 11). Each state is grabbed to ``$LAYOUT_SHOTS`` when set, to look at."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from PySide6.QtWidgets import QAbstractButton, QAbstractScrollArea, QLabel, QWidget
+
+from tests.ui.uifakes import FakeEngine, storyboard
+
+SIZES = [(1280, 800), (1440, 900)]
+
+
+def cut_text(root: QWidget) -> list[str]:
+    """What is cut in ``root``: a label or button narrower than its text, a wrapped label
+    lower than its lines, a visible scroll area with a horizontal scrollbar."""
+    problems = []
+    widgets = root.findChildren(QLabel) + root.findChildren(QAbstractButton)
+    for widget in widgets:
+        if not widget.isVisibleTo(root) or not widget.text() or widget.width() <= 0:
+            continue
+        name = f"{type(widget).__name__} {widget.text()[:40]!r}"
+        if isinstance(widget, QLabel) and widget.wordWrap():
+            if widget.heightForWidth(widget.width()) > widget.height():
+                problems.append(f"{name}: {widget.height()} px high, needs "
+                                f"{widget.heightForWidth(widget.width())}")
+            continue
+        needed = (widget.minimumSizeHint() if isinstance(widget, QAbstractButton)
+                  else widget.sizeHint()).width()
+        if widget.width() < needed:
+            problems.append(f"{name}: {widget.width()} px wide, needs {needed}")
+    for area in root.findChildren(QAbstractScrollArea):
+        if area.isVisibleTo(root) and area.horizontalScrollBar().isVisible():
+            problems.append(f"{type(area).__name__} in {type(area.parentWidget()).__name__} "
+                            "scrolls sideways")
+    return problems
+
+
+def look(widget: QWidget, name: str) -> None:
+    folder = os.environ.get("LAYOUT_SHOTS")
+    if folder:
+        widget.grab().save(os.path.join(folder, f"{name}.png"))
+
+
+def settle(qtbot) -> None:
+    qtbot.wait(50)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_window_fresh_and_with_everything_open_cuts_nothing(qtbot, make_window, size):
+    window, _ = make_window(engine=FakeEngine())
+    window.resize(*size)
+    settle(qtbot)
+    look(window, f"fresh-{size[0]}")
+    assert cut_text(window) == []
+    window.settings_panel.advanced_section.toggle.setChecked(True)
+    settle(qtbot)
+    look(window, f"advanced-{size[0]}")
+    assert cut_text(window) == []
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_window_during_a_six_panel_run_cuts_nothing(qtbot, make_window, size):
+    window, _ = make_window(engine=FakeEngine(step_s=0.05))
+    window.resize(*size)
+    storyboard(window, prompts=tuple(f"a {animal} crossing a wide river at dusk" for animal in
+                                     ("fox", "crow", "bear", "hare", "otter", "heron")),
+               steps=20, width=64, height=64)
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
+        window.generate_action.trigger()
+        qtbot.waitUntil(lambda: window.cancel_action.isEnabled(), timeout=20000)
+        qtbot.wait(300)
+        look(window, f"running-{size[0]}")
+        during = cut_text(window)
+    settle(qtbot)
+    look(window, f"done-{size[0]}")
+    assert during == []
+    assert cut_text(window) == []
