@@ -6,7 +6,15 @@ from __future__ import annotations
 import os
 
 import pytest
-from PySide6.QtWidgets import QAbstractButton, QAbstractScrollArea, QLabel, QWidget
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractScrollArea,
+    QAbstractSpinBox,
+    QComboBox,
+    QLabel,
+    QLineEdit,
+    QWidget,
+)
 
 from tests.ui.uifakes import FakeEngine, storyboard
 
@@ -15,8 +23,17 @@ SIZES = [(1280, 800), (1440, 900)]
 
 def cut_text(root: QWidget) -> list[str]:
     """What is cut in ``root``: a label or button narrower than its text, a wrapped label
-    lower than its lines, a visible scroll area with a horizontal scrollbar."""
+    lower than its lines, a field or button lower than its text, a visible scroll area with a
+    horizontal scrollbar."""
     problems = []
+    fields = (root.findChildren(QLineEdit) + root.findChildren(QComboBox)
+              + root.findChildren(QAbstractSpinBox) + root.findChildren(QAbstractButton))
+    for field in fields:
+        if isinstance(field.parentWidget(), (QComboBox, QAbstractSpinBox)):
+            continue  # the editor inside a combo or spin box: the box around it is checked
+        if field.isVisibleTo(root) and field.height() < field.minimumSizeHint().height():
+            problems.append(f"{type(field).__name__}: {field.height()} px high, needs "
+                            f"{field.minimumSizeHint().height()}")
     widgets = root.findChildren(QLabel) + root.findChildren(QAbstractButton)
     for widget in widgets:
         if not widget.isVisibleTo(root) or not widget.text() or widget.width() <= 0:
