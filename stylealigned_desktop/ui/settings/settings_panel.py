@@ -70,6 +70,7 @@ class SettingsPanel(QWidget):
         self._settings = GenerationSettings()
         self._filling = False
         self._app_model = ""
+        self._server = ""  # the URL of the server that makes the pictures; empty: this computer
         self._dino = ""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -305,6 +306,11 @@ class SettingsPanel(QWidget):
         self._app_model = model
         self._show_model()
 
+    def set_server(self, url: str) -> None:
+        """Pictures are made by the server at ``url`` (empty: on this computer)."""
+        self._server = url
+        self._show_model()
+
     def set_dino_source(self, source: str) -> None:
         """Show the app's DINO model source (empty: the default)."""
         self._dino = source
@@ -334,8 +340,11 @@ class SettingsPanel(QWidget):
 
     def _show_model(self) -> None:
         model = self._settings.model or self._app_model
-        self.model_label.setText(model or "not chosen")
-        self.model_label.setToolTip(model)
+        shown = model or "not chosen"
+        if self._server:  # the server's model, made there: say so, never the local one's look
+            shown = f"{shown} on the server {self._server}"
+        self.model_label.setText(shown)
+        self.model_label.setToolTip(shown)
         self.tiny_badge.setVisible(model == "tiny")
 
     def settings(self) -> GenerationSettings:

@@ -36,7 +36,7 @@ from ...engine.hub import DEFAULT_DEPTH_MODEL
 from ...engine.maker import PictureMakerFactory, this_computer
 from ...session import observer
 from ...session.model import Session
-from ..dialogs import maker_factory
+from ..dialogs import SERVER, maker_factory
 from ..gallery import ReferenceGallery
 from ..grid import HistoryView, PreviewGrid
 from ..settings import SettingsPanel, StylePanel
@@ -212,6 +212,8 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.style_dock, self.storyboard_dock, Qt.Orientation.Vertical)
         self.settings_panel = SettingsPanel()
         self.settings_panel.set_app_model(self.config.model)
+        self.settings_panel.set_server(self.config.server_url
+                                       if self.config.picture_maker == SERVER else "")
         self.settings_panel.set_dino_source(self.config.dino_model)
         self.settings_dock = self._dock("Settings", "SettingsDock",
                                         self._boxed(self.settings_panel), right, scroll=True)
@@ -238,6 +240,7 @@ class MainWindow(QMainWindow):
         self.runs.drawing.connect(self._show_drawing)
         self.runs.run_filed.connect(self._run_filed)
         self.runs.model_changed.connect(self.settings_panel.set_app_model)
+        self.runs.server_changed.connect(self.settings_panel.set_server)
         self.sessions.replaced.connect(self._session_replaced)
         self.sessions.changed.connect(self._session_changed)
         connect_command(self.sessions.moved, self.pictures.refresh)

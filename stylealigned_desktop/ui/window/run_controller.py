@@ -58,6 +58,8 @@ class RunController(QObject):
     """The panel ids of a job that started ("· drawing") or ended ("")."""
     model_changed = Signal(str)
     """The app's model source changed."""
+    server_changed = Signal(str)
+    """Where pictures are made changed: the server's URL, or empty for this computer."""
     running_changed = Signal(bool)
     """Whether a job runs or is about to (after every change of the worker's state)."""
 
@@ -102,6 +104,7 @@ class RunController(QObject):
         if model:
             self.set_model(model)
         server = self.host.config.picture_maker == SERVER
+        self.server_changed.emit(self.host.config.server_url if server else "")
         self.host.show_message(f"Pictures are made by the server at {self.host.config.server_url}"
                                if server else "Pictures are made on this computer")
 
