@@ -228,8 +228,11 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         """The signals between widgets and controllers (and between controllers)."""
-        for widget in (self.style_panel, self.gallery, self.storyboard):
-            widget.message.connect(self.show_message)
+        for topic, widget in (("style", self.style_panel), ("gallery", self.gallery),
+                              ("storyboard", self.storyboard)):
+            # a part's later success (a re-import that worked) replaces its problem
+            widget.message.connect(lambda text, problem, topic=topic:
+                                   self.show_message(text, problem, topic))
         self.settings_panel.problem.connect(lambda text: self.show_message(text, True))
         self.settings_panel.changed.connect(self._settings_edited)
         connect_command(self.settings_panel.model_change_requested, self.runs.choose_model)
@@ -317,8 +320,11 @@ class MainWindow(QMainWindow):
 
     # ================================================================ messages
     def show_message(self, text: str, problem: bool = False, topic: str = "") -> None:
-        """Status bar text; problems also go into the banner above the pictures (see Host)."""
+        """Status bar text; problems also go into the banner above the pictures (see Host).
+        A success about a ``topic`` clears the banner's problem about it."""
         self.statusBar().showMessage(text, 15000 if problem else 8000)
+        if not problem and topic:
+            self.clear_problem(topic)
         if problem:
             self.banner_text.setText(text)
             self.banner_topic = topic
@@ -376,6 +382,8 @@ class MainWindow(QMainWindow):
         self.settings_panel.set_settings(session.settings)
         self.settings_panel.set_picture_reference(session.style.uses_picture)
         self.banner.hide()
+        self.statusBar().clearMessage()  # the last session's news, not this one's
+        self.runs.forget_outcome()
         self.pictures.reset()
 
     def _session_changed(self, change: observer.Change) -> None:

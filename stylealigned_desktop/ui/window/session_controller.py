@@ -299,12 +299,13 @@ class SessionController(QObject):
         message = str(exc)
         if not isinstance(exc, SessionLoadError):
             message = f"Cannot open the session {folder}: {exc}"
-        self.host.show_message(message + " The folder was left untouched.", True)
         if self.config.last_session == str(folder):
             self.config.last_session = ""
             self.host.save_config()
         if self.session is None:
             self.set_session(Session())
+        # after the new session: a new session clears the messages of the one before
+        self.host.show_message(message + " The folder was left untouched.", True)
 
     def save(self) -> bool:
         if self.session is None:
