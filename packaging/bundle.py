@@ -41,7 +41,8 @@ COLLECT_LIBRARIES = ["torchvision"]
 LIBRARY_PATTERNS = ["*.so", "*.pyd", "*.dylib"]
 
 # Data files (JSON configs, tokenizer files, templates) shipped inside these packages.
-COLLECT_DATA = ["stylealigned_desktop", "diffusers", "transformers", "controlnet_aux"]
+COLLECT_DATA = ["stylealigned_desktop", "diffusers", "transformers", "controlnet_aux",
+                "fpdf"]  # fpdf2's sRGB colour profile
 
 # Distributions whose metadata is read at run time (importlib.metadata version checks in
 # diffusers/transformers/huggingface_hub), with their requirements.

@@ -1,4 +1,4 @@
-"""The layering rules: session/ imports neither Qt nor torch; engine/ never imports Qt and
+"""The layering rules: session/ and export/ import neither Qt nor torch; engine/ never imports Qt and
 holds no command-line code (argument parsing, printing, exiting); neither imports Ray or the
 server's HTTP code; the server's client side needs neither Ray nor torch; no module imports,
 even indirectly, a module that imports it back.
@@ -59,6 +59,16 @@ def test_session_imports_neither_qt_nor_torch():
     report = import_in_fresh_interpreter(modules)
     assert report["failed"] == {}
     assert report["loaded"] == [], f"the session layer pulled in {report['loaded'][:5]}"
+
+
+def test_export_imports_neither_qt_nor_torch():
+    """The deliverables (PDF, animatic, timeline) are made by the CLI without Qt, and neither
+    needs torch."""
+    modules = modules_of("export")
+    assert "stylealigned_desktop.export.pdf" in modules
+    report = import_in_fresh_interpreter(modules + ["stylealigned_desktop.cli.export"])
+    assert report["failed"] == {}
+    assert report["loaded"] == [], f"the export package pulled in {report['loaded'][:5]}"
 
 
 SERVER_SIDE = ("ray", "fastapi", "starlette", "uvicorn")

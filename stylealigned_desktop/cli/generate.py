@@ -332,6 +332,7 @@ def cmd_generate(args) -> int:
                 raise
             raise UsageError(str(error)) from None
     write_run_folder(out, request, result, style_text=args.style)
+    _write_panel_notes(out, args)
     if not args.quiet:
         done, refs = len(result.panels), len(result.references)
         print(f"wrote {'the reference' if refs == 1 else f'{refs} references'} and {done} panel(s) to {out}",
@@ -381,3 +382,15 @@ def _is_user_error(error: BaseException) -> bool:
     from ..engine.generator import GenerationError
 
     return isinstance(error, (ValueError, GenerationError, FileNotFoundError, PermissionError))
+
+
+def _write_panel_notes(out: Path, args) -> None:
+    """The prompts file's panel notes (dialogue=, duration= ...) beside run.json, for
+    ``stylealigned export`` (none when it has none; a re-roll keeps the folder's)."""
+    if args.only and not args.prompts_file:
+        return
+    from ..export.board import write_run_notes
+    from ..session.notes import PanelNotes
+
+    lines = read_prompts_file(args.prompts_file) if args.prompts_file else []
+    write_run_notes(out, [PanelNotes()] * len(args.prompt) + [line.notes for line in lines])

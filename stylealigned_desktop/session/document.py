@@ -9,6 +9,8 @@ together from one module per responsibility:
 - ``panel_edits.py``: panels and their control pictures;
 - ``style_edits.py``: the style text, the generated reference, the gallery, the active sources;
 - ``settings_edits.py``: sampling and StyleAligned settings, presets;
+- ``notes_edits.py``: panel notes (scene, shot, action, dialogue, camera, duration) and the
+  set's default duration (their value types in ``notes.py``);
 - this module: the JSON form (``to_dict`` / ``from_dict``), undo states, saving and closing.
 """
 
@@ -24,6 +26,8 @@ from .errors import SessionError
 from .generation import GenerationSettings
 from .history import RunRecord
 from .json_fields import Reader
+from .notes import BoardSettings
+from .notes_edits import NoteEdits
 from .panel_edits import PanelEdits
 from .settings_edits import SettingsEdits
 from .style_edits import ReferenceImport, StyleEdits
@@ -32,7 +36,7 @@ from .values import Panel, Reference, Style
 __all__ = ["ReferenceImport", "SessionDocument"]
 
 
-class SessionDocument(PanelEdits, StyleEdits, SettingsEdits):
+class SessionDocument(PanelEdits, StyleEdits, SettingsEdits, NoteEdits):
     """The document of a session: style source, gallery, panels, settings and run history.
 
     ``folder`` is the session folder; an untitled session's folder lies under
@@ -47,6 +51,7 @@ class SessionDocument(PanelEdits, StyleEdits, SettingsEdits):
             "references": [r.to_dict() for r in self._references],
             "panels": [p.to_dict() for p in self._panels],
             "settings": self._settings.to_dict(),
+            "board": self._board.to_dict(),
             "history": [r.to_dict() for r in self._history],
         }
 
@@ -62,7 +67,8 @@ class SessionDocument(PanelEdits, StyleEdits, SettingsEdits):
         restored = type(self).from_dict({**state, "history": []}, self._folder)
         with self.batch():
             for kind, name in ((observer.STYLE, "_style"), (observer.REFERENCES, "_references"),
-                               (observer.PANELS, "_panels"), (observer.SETTINGS, "_settings")):
+                               (observer.PANELS, "_panels"), (observer.SETTINGS, "_settings"),
+                               (observer.BOARD, "_board")):
                 if getattr(restored, name) != getattr(self, name):
                     setattr(self, name, getattr(restored, name))
                     self._changed(kind)
@@ -80,6 +86,7 @@ class SessionDocument(PanelEdits, StyleEdits, SettingsEdits):
         ]
         session._panels = [Panel.from_dict(x, f"panels[{i}]") for i, x in enumerate(r.items("panels"))]
         session._settings = GenerationSettings.from_dict(r.obj("settings", {}), "settings")
+        session._board = BoardSettings.from_dict(r.obj("board", {}), "board")
         session._history = [
             RunRecord.from_dict(x, f"history[{i}]") for i, x in enumerate(r.items("history"))
         ]

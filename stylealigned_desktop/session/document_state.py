@@ -18,6 +18,7 @@ from .errors import SessionError
 from .generation import GenerationSettings
 from .history import RunRecord
 from .json_fields import MAX_SEED
+from .notes import BoardSettings
 from .observer import Change, Observable
 from .values import Panel, Reference, Style
 
@@ -44,6 +45,7 @@ class DocumentState(Observable):
         self._references: list[Reference] = []
         self._panels: list[Panel] = []
         self._settings = GenerationSettings()
+        self._board = BoardSettings()  # the deliverables' default duration (notes.py)
         self._history: list[RunRecord] = []
         self._dirty = False
         self._read_only = False  # opened while another app holds it (store.load_session)

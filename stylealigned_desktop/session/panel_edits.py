@@ -83,8 +83,9 @@ class PanelEdits(DocumentState):
 
     def update_panel(self, index: int, **changes: Any) -> Panel:
         """Change ``prompt``, ``seed``, ``seed_locked`` and/or ``size`` ((width, height),
-        multiples of 64, or None for the session's size) of panel ``index``."""
-        allowed = {"prompt", "seed", "seed_locked", "size"}
+        multiples of 64, or None for the session's size) and/or ``notes`` (a PanelNotes; see
+        ``update_panel_notes``) of panel ``index``."""
+        allowed = {"prompt", "seed", "seed_locked", "size", "notes"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise SessionError(f"panels have no field(s) {', '.join(unknown)}")

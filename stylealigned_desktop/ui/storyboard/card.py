@@ -1,6 +1,6 @@
 """One storyboard panel as a card: drag handle, prompt, seed and its lock, its own size (spec
-section 12: a wide establishing shot beside tall close-ups), control picture and map, and the
-card's tools. The card knows no view: it signals its edits and requests upward, and the
+section 12: a wide establishing shot beside tall close-ups), control picture and map, its
+notes (folded: scene, shot, camera, duration, action, dialogue, notes), and the card's tools. The card knows no view: it signals its edits and requests upward, and the
 :class:`~.view.StoryboardView` that owns it makes them through the session."""
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from ..support import (
 )
 from .control_thumb import ControlThumb
 from .dragging import PANEL_MIME, DragHandle
+from .notes_editor import NotesEditor
 
 SET_SIZE, CUSTOM_SIZE = "set", "custom"
 SIZE_TIP = ("This panel's own size: the SDXL sizes give the best pictures (a wide establishing "
@@ -64,6 +65,8 @@ class PanelCard(QFrame):
     """The panel's id and the changes to its fields (prompt, seed, seed_locked, size)."""
     control_edited = Signal(str, object)
     """The panel's id and the changes to its control (mode, scale, map_kind)."""
+    notes_edited = Signal(str, object)
+    """The panel's id and the changes to its notes (the PanelNotes fields)."""
     new_seed_requested = Signal(str)
     reroll_requested = Signal(str)
     duplicate_requested = Signal(str)
@@ -87,6 +90,9 @@ class PanelCard(QFrame):
         layout.addLayout(self._build_seed_row())
         layout.addLayout(self._build_size_row())
         layout.addLayout(self._build_control_row())
+        self.notes_editor = NotesEditor()  # filled by the view: the numbers depend on the others
+        self.notes_editor.edited.connect(lambda changes: self.notes_edited.emit(self.panel_id, changes))
+        layout.addWidget(self.notes_editor)
 
         self._filling = False
         self._control_key: tuple | None = None

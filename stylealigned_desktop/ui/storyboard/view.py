@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
+    QDoubleSpinBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
@@ -33,6 +34,7 @@ from ...session import observer
 from ...session.errors import SessionError
 from ...session.json_fields import MAX_SEED
 from ...session.model import Panel, Session
+from ...session.notes import DEFAULT_DURATION, MAX_DURATION, MIN_DURATION
 from ...session.pictures import PreparedPicture, prepare_picture, prepare_picture_data
 from ..support import (
     PICTURE_FILTER,
@@ -73,6 +75,7 @@ class StoryboardView(QWidget):
         """Panel id -> (number of its latest control picture being read: the newest wins,
         the card's note before the reading began)."""
         self._reads = 0
+        self._showing_board = False  # the default duration box is being filled, not edited
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -114,6 +117,17 @@ class StoryboardView(QWidget):
         add_menu_command(menu, "Import prompts from a text file…", self.import_text)
         add_menu_command(menu, "Export prompts to a text file…", self.export_text)
         self.more_button.setMenu(menu)
+        self.default_duration = QDoubleSpinBox()
+        self.default_duration.setRange(MIN_DURATION, MAX_DURATION)
+        self.default_duration.setDecimals(1)
+        self.default_duration.setSingleStep(0.5)
+        self.default_duration.setSuffix(" s")
+        self.default_duration.setValue(DEFAULT_DURATION)
+        self.default_duration.setToolTip("How long a panel without its own duration is held in "
+                                         "the animatic and the timeline")
+        self.default_duration.valueChanged.connect(self.set_default_duration)
+        top.addWidget(QLabel("Panels last"))
+        top.addWidget(self.default_duration)
         top.addWidget(self.add_button)
         top.addWidget(self.more_button)
         return top
@@ -156,8 +170,11 @@ class StoryboardView(QWidget):
             card = self.cards[change.panel_id]
             before = card._control_key
             card.update_from(panel, index)
+            self._show_notes()
             if panel.control.image and self._control_key(panel) != before:
                 self.control_map_wanted.emit(panel.id)
+        elif change.kind == observer.BOARD:
+            self._show_notes()
         elif change.kind == observer.SETTINGS:
             for panel in self.session.panels if self.session else ():
                 card = self.cards.get(panel.id)
@@ -186,6 +203,7 @@ class StoryboardView(QWidget):
                 card.edited.connect(lambda pid, changes: self.edit_panel(pid, **changes))
                 card.control_edited.connect(
                     lambda pid, changes: self.edit_control(pid, **changes))
+                card.notes_edited.connect(lambda pid, changes: self.edit_notes(pid, **changes))
                 card.new_seed_requested.connect(self.new_seed)
                 card.reroll_requested.connect(
                     lambda pid: self.reroll_requested.emit(self.session.panel_index(pid)))
@@ -202,6 +220,7 @@ class StoryboardView(QWidget):
                 self.list.column.removeWidget(card)
             self.list.column.insertWidget(index, card)
             card.update_from(panel, index)
+        self._show_notes()
         if self.current_id not in self.cards:
             self.current_id = panels[-1].id if panels else None
         self._show_selection()
@@ -250,6 +269,31 @@ class StoryboardView(QWidget):
         if self.session is not None:
             self._guard(lambda: self.session.update_panel(self.session.panel_index(panel_id),
                                                           **changes))
+
+    def edit_notes(self, panel_id: str, **changes) -> None:
+        if self.session is not None:
+            self._guard(lambda: self.session.update_panel_notes(
+                self.session.panel_index(panel_id), **changes))
+
+    def set_default_duration(self, seconds: float) -> None:
+        if self.session is not None and not self._showing_board:
+            self._guard(lambda: self.session.set_default_duration(seconds))
+
+    def _show_notes(self) -> None:
+        """Every card's notes with its scene / shot numbers (a panel's set numbers renumber
+        the ones after it) and the set's default duration."""
+        if self.session is None:
+            return
+        default = self.session.board.default_duration
+        for panel, number in zip(self.session.panels, self.session.panel_numbers()):
+            card = self.cards.get(panel.id)
+            if card is not None:
+                card.notes_editor.show_notes(panel.notes, number, default)
+        self._showing_board = True
+        try:
+            self.default_duration.setValue(default)
+        finally:
+            self._showing_board = False
 
     def edit_control(self, panel_id: str, **changes) -> None:
         if self.session is not None:

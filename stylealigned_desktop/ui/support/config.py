@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,9 @@ class DesktopConfig:
     """QMainWindow.saveState() (docks, splitters) as hex."""
     splitter: str = ""
     export_folder: str = ""
+    deliverables: dict = field(default_factory=dict)
+    """The storyboard deliverables' last options, by kind (``pdf``, ``animatic``, ``timeline``,
+    ``storyboarder``), as ``export/choices.py`` writes them."""
     open_folder: str = ""
     picture_maker: str = "this_computer"
     """Where pictures are made: ``this_computer`` (the embedded engine) or ``server``."""

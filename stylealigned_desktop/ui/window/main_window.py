@@ -5,7 +5,9 @@ to the controllers that do the work (each owns one job and the widgets of that j
 - :class:`~.run_controller.RunController`: running sets, the run bar, where pictures are made
 - :class:`~.grid_controller.GridController`: what the picture grid shows, history runs, per-picture
   actions
-- :class:`~.export_controller.ExportController`, :class:`~.consistency_controller.ConsistencyController`,
+- :class:`~.export_controller.ExportController` (pictures, contact sheets),
+  :class:`~.deliver_controller.DeliverController` (the storyboard PDF, animatic, timeline,
+  Storyboarder project), :class:`~.consistency_controller.ConsistencyController`,
   :class:`~.control_maps.ControlMapController`
 
 The window holds no generation logic; see ``docs/architecture.md`` for the flow of one run.
@@ -53,6 +55,7 @@ from ..support import (
 from ..threads import ThumbnailLoader
 from .consistency_controller import ConsistencyController
 from .control_maps import ControlMapController
+from .deliver_controller import DeliverController
 from .export_controller import ExportController
 from .grid_controller import GridController
 from .host import APP_TITLE
@@ -70,7 +73,9 @@ RECENT = "<recent>"
 
 MENUS: tuple[tuple[str, tuple], ...] = (
     ("&File", ("new", "open", RECENT, None, "save", "save_as", None,
-               ("&Export", "export", ("export_png", "export_pdf", "export_pictures")),
+               ("&Export", "export", ("export_png", "export_pdf", "export_pictures", None,
+                                      "export_storyboard_pdf", "export_animatic",
+                                      "export_timeline", "export_storyboarder")),
                None, "quit")),
     ("&Edit", ("undo", "redo", None, "paste", "add_pictures")),
     ("&Storyboard", ("new_panel", "duplicate_panel", "reroll", None, "import_prompts",
@@ -104,6 +109,7 @@ class MainWindow(QMainWindow):
         self.runs.grid = self.pictures
         self.sessions = SessionController(self, self.runs.stop_all, self)
         self.exports = ExportController(self, self.pictures.shown_items, self)
+        self.deliver = DeliverController(self, self)
         self.scores = ConsistencyController(self, self.worker, self.history, self)
         self.control_maps = ControlMapController(self.storyboard, self.thumbnails, self.worker,
                                                  self._depth_model, self)
@@ -282,6 +288,11 @@ class MainWindow(QMainWindow):
             Command("export_png", "Contact sheet as &PNG…", self.exports.export_png),
             Command("export_pdf", "Contact sheet as P&DF…", self.exports.export_pdf),
             Command("export_pictures", "Pictures to a &folder…", self.exports.export_pictures),
+            Command("export_storyboard_pdf", "&Storyboard PDF…", self.deliver.export_storyboard_pdf),
+            Command("export_animatic", "&Animatic…", self.deliver.export_animatic),
+            Command("export_timeline", "&Timeline (OpenTimelineIO) and shot list…",
+                    self.deliver.export_timeline),
+            Command("export_storyboarder", "Story&boarder project…", self.deliver.export_storyboarder),
             Command("import_prompts", "&Import prompts…", board.import_text),
             Command("export_prompts", "E&xport prompts…", board.export_text),
         ]
@@ -465,6 +476,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.runs.closing = self.scores.closing = True
+        self.deliver.cancel_animatic()  # its thread removes the unfinished film
         self.config.geometry = bytes(self.saveGeometry().toHex()).decode()
         self.config.window_state = bytes(self.saveState().toHex()).decode()
         self.sessions.remember_on_quit()
