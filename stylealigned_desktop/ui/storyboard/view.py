@@ -178,8 +178,13 @@ class StoryboardView(QWidget):
         elif change.kind == observer.SETTINGS:
             for panel in self.session.panels if self.session else ():
                 card = self.cards.get(panel.id)
+                if card:
+                    card.show_set_size(self._set_size())
                 if card and panel.control.image and self._control_key(panel) != card._control_key:
                     self.control_map_wanted.emit(panel.id)
+
+    def _set_size(self) -> tuple[int, int]:
+        return self.session.settings.width, self.session.settings.height
 
     def _control_key(self, panel: Panel) -> tuple:
         settings = self.session.settings
@@ -219,6 +224,7 @@ class StoryboardView(QWidget):
             else:
                 self.list.column.removeWidget(card)
             self.list.column.insertWidget(index, card)
+            card.show_set_size(self._set_size())
             card.update_from(panel, index)
         self._show_notes()
         if self.current_id not in self.cards:
