@@ -16,3 +16,15 @@ def test_custom_size_starts_at_the_sets_size(qtbot, make_window):
     other = window.storyboard.card_at(0)
     other.size_choice.setCurrentIndex(other.size_choice.findText("Custom…"))
     assert session.panels[0].size == (640, 896)
+
+
+def test_a_deleted_panel_is_named_by_whole_words_and_an_ellipsis(qtbot, make_window):
+    window, _ = make_window()
+    long_prompt = "a lighthouse keeper climbing the spiral stairs at midnight with a lantern"
+    storyboard(window, prompts=("a fox", long_prompt))
+    window.storyboard.card_at(1).delete_button.click()
+    message = window.statusBar().currentMessage()
+    shown = message.removeprefix("Deleted “").removesuffix("”")
+    assert shown.endswith("…") and len(shown) <= 40
+    assert long_prompt.startswith(shown[:-1].rstrip())
+    assert long_prompt[len(shown[:-1].rstrip())] == " "  # the cut falls between two words
