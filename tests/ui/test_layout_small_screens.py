@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from PySide6.QtCore import QEvent
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractScrollArea,
     QAbstractSpinBox,
+    QApplication,
     QComboBox,
     QLabel,
     QLineEdit,
@@ -25,6 +27,8 @@ def cut_text(root: QWidget) -> list[str]:
     """What is cut in ``root``: a label or button narrower than its text, a wrapped label
     lower than its lines, a field or button lower than its text, a visible scroll area with a
     horizontal scrollbar."""
+    # a text set just now waits for its layout: what the artist sees comes after it
+    QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
     problems = []
     fields = (root.findChildren(QLineEdit) + root.findChildren(QComboBox)
               + root.findChildren(QAbstractSpinBox) + root.findChildren(QAbstractButton))
@@ -88,9 +92,11 @@ def test_the_window_during_a_six_panel_run_cuts_nothing(qtbot, make_window, size
     with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
         window.generate_action.trigger()
         qtbot.waitUntil(lambda: window.cancel_action.isEnabled(), timeout=20000)
-        qtbot.wait(300)
+        during = []
+        for _ in range(6):  # at several moments of the run: its texts change as it goes
+            qtbot.wait(100)
+            during += cut_text(window)
         look(window, f"running-{size[0]}")
-        during = cut_text(window)
     settle(qtbot)
     look(window, f"done-{size[0]}")
     assert during == []
