@@ -11,7 +11,7 @@ import sys
 
 import pytest
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox
 
 from stylealigned_desktop.session import store
 from stylealigned_desktop.session.model import Session
@@ -54,7 +54,7 @@ def open_read_only_and_edit(make_window, folder):
 
 def answer(*steps):
     """Answer the modal dialogs that open next, in order: a button label of a QMessageBox, or a
-    path typed into a QFileDialog. Records what each message box said."""
+    path typed into a QFileDialog (Qt's own dialog: the offscreen platform has no native one). Records what each message box said."""
     asked = []
     pending = list(steps)
 
@@ -66,7 +66,8 @@ def answer(*steps):
             [button] = [b for b in dialog.buttons() if b.text() == label]
             button.click()
         elif pending and isinstance(dialog, QFileDialog):
-            dialog.selectFile(str(pending.pop(0)))
+            # typed into its name field, as the artist does (selectFile keeps the suggested name)
+            dialog.findChild(QLineEdit, "fileNameEdit").setText(str(pending.pop(0)))
             dialog.accept()
         if pending:
             QTimer.singleShot(20, poll)
