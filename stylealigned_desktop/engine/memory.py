@@ -181,14 +181,6 @@ NO_GPU_REASON = ("no GPU on this computer: the models run from system memory, an
 """Why Auto picks Fast without a GPU (said after each run and beside the memory setting)."""
 
 
-def no_gpu_reason(device: str = "auto") -> str | None:
-    """NO_GPU_REASON when ``device`` runs on this computer's processor (what Auto picks there
-    and why, for the hint beside the memory setting); None when it is a GPU."""
-    from .models import resolve_device
-
-    return NO_GPU_REASON if device_total_gb(resolve_device(device)) is None else None
-
-
 def choose_mode(total_gb: float | None, work: Workload) -> tuple[str, str]:
     """The fastest mode whose peak with one panel at a time fits, and why (for the user)."""
     if total_gb is None:

@@ -22,7 +22,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ...engine import events as ev
 from ...engine.maker import PictureMakerFactory, this_computer
-from ...engine.memory import no_gpu_reason
+from ...engine.models import no_gpu_reason
 from ...engine.progress import JobProgress, format_seconds
 from ...engine.runfolder import reference_file
 from ...session.errors import SessionError
