@@ -62,34 +62,36 @@ class FakeEngine:
         return run
 
 
-def drop_mime(target, mime, pos=(20, 20)):
+def drop_mime(target, mime, pos=(20, 20), propose_move=False):
     """Send a real drag-enter then drop of ``mime`` to ``target``, as a file manager does.
+    ``propose_move``: the source offers Copy or Move and proposes Move (Shift held).
 
-    Returns (enter event, drop event); check ``isAccepted()`` on them.
+    Returns (enter event, drop event); check ``isAccepted()`` and ``dropAction()`` on them.
     """
     from PySide6.QtCore import QPoint, QPointF, Qt
     from PySide6.QtGui import QDragEnterEvent, QDropEvent
     from PySide6.QtWidgets import QApplication
 
     point = QPointF(*pos)
+    actions, keys = Qt.DropAction.CopyAction, Qt.KeyboardModifier.NoModifier
+    if propose_move:
+        actions, keys = Qt.DropAction.CopyAction | Qt.DropAction.MoveAction, Qt.KeyboardModifier.ShiftModifier
     # QDragEnterEvent takes a QPoint (PySide6 < 6.12 converts no QPointF to it), QDropEvent either
-    enter = QDragEnterEvent(QPoint(*pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                            Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(QPoint(*pos), actions, mime, Qt.MouseButton.LeftButton, keys)
     QApplication.sendEvent(target, enter)
-    drop = QDropEvent(point, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(point, actions, mime, Qt.MouseButton.LeftButton, keys)
     if enter.isAccepted():
         QApplication.sendEvent(target, drop)
     return enter, drop
 
 
-def drop_files(target, paths, pos=(20, 20)):
+def drop_files(target, paths, pos=(20, 20), propose_move=False):
     """Drop local files (file:// URLs) onto ``target``."""
     from PySide6.QtCore import QMimeData, QUrl
 
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    return drop_mime(target, mime, pos)
+    return drop_mime(target, mime, pos, propose_move)
 
 
 def picture(path, colour=(200, 60, 40), size=(96, 64)):

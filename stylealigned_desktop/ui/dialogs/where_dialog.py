@@ -90,6 +90,8 @@ class WhereDialog(QDialog):
         self.setWindowTitle("Where pictures are made")
         self.config = config
         self._bridge = ThreadBridge(self)
+        self._answered: tuple[str, str] | None = None
+        """The (URL, token) whose Test connection last succeeded: OK uses only such a server."""
         layout = QVBoxLayout(self)
         self.local_button = QRadioButton("This computer (the generator runs here)")
         self.server_button = QRadioButton("A server (stylealigned serve, see docs/server.md)")
@@ -110,9 +112,9 @@ class WhereDialog(QDialog):
         form.addRow("URL", self.url_edit)
         form.addRow("Token", self.token_edit)
         form.addRow(self.test_button)
-        form.addRow(self.status)
         form.addRow("Model", self.model_box)
         layout.addWidget(self.server_box)
+        layout.addWidget(self.status)  # not in the form: a form row keeps a wrapped text one line high
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -128,7 +130,7 @@ class WhereDialog(QDialog):
         """Ask the server for its models and GPUs (in a thread); the answer lands in ``status``."""
         from ...server.client import ServerEngine, ServerError
 
-        url, token = self.url_edit.text().strip(), self.token_edit.text().strip()
+        url, token = self._server_typed()
         self.status.setText("Connecting…")
         self.test_button.setEnabled(False)
         self._bridge.wake()
@@ -138,9 +140,10 @@ class WhereDialog(QDialog):
             try:
                 models, health = client.models(), client.health()
             except ServerError as error:
-                self._bridge.post(self._tested, None, str(error))
+                self._bridge.post(self._tested, None, str(error), (url, token))
             else:
-                self._bridge.post(self._tested, models, describe_server(models, health))
+                self._bridge.post(self._tested, models, describe_server(models, health),
+                                  (url, token))
             finally:
                 client.close()
 
@@ -148,9 +151,11 @@ class WhereDialog(QDialog):
         thread.start()
         return thread
 
-    def _tested(self, models: dict | None, message: str) -> None:
+    def _tested(self, models: dict | None, message: str, asked: tuple[str, str]) -> None:
         self.test_button.setEnabled(True)
         self.status.setText(message)
+        self.adjustSize()  # taller for a long message: never cut, never squeezing the fields
+        self._answered = asked if models is not None else None
         if models is not None:
             current = self.model_box.currentText()
             self.model_box.clear()
@@ -161,7 +166,14 @@ class WhereDialog(QDialog):
         if self.server_button.isChecked() and not (self.url_edit.text().strip() and self.token_edit.text().strip()):
             self.status.setText("A server needs its URL and its token.")
             return
+        if self.server_button.isChecked() and self._answered != self._server_typed():
+            self.status.setText("Test the connection first: OK uses a server only after it "
+                                "answered.")
+            return
         super().accept()
+
+    def _server_typed(self) -> tuple[str, str]:
+        return self.url_edit.text().strip(), self.token_edit.text().strip()
 
     def apply(self) -> str | None:
         """Store the choice in the config (and the token in its own file); returns the model the

@@ -10,7 +10,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QAbstractItemView, QListWidget
 
 from ...session.folders import is_session_folder
-from ..support import local_paths
+from ..support import accept_as_copy, local_paths
 
 
 class DropList(QListWidget):
@@ -40,14 +40,14 @@ class DropList(QListWidget):
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         if self._acceptable(event.mimeData()):
-            event.acceptProposedAction()
+            accept_as_copy(event)
             self._highlight(True)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
         if self._acceptable(event.mimeData()):
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()
 
@@ -58,7 +58,7 @@ class DropList(QListWidget):
     def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
         self._highlight(False)
         if self.take(event.mimeData()):
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()
 

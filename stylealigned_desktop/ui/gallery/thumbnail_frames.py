@@ -31,7 +31,11 @@ def framed_thumbnail(image: QImage | None, active: float | bool | None) -> QIcon
         star = icon("star-filled", ACCENT).pixmap(22, 22)
         painter.drawPixmap(THUMB - 26, 4, star)
     painter.end()
-    return QIcon(pixmap)
+    thumbnail = QIcon(pixmap)
+    # selected, the picture keeps its colours (the style would tint it with the highlight);
+    # the list marks the selection with a frame around the item instead
+    thumbnail.addPixmap(pixmap, QIcon.Mode.Selected)
+    return thumbnail
 
 
 def generated_reference_thumbnail(active: float | None) -> QIcon:

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from ...engine.lora import LoraError, check_lora_file
 from ...engine.request import Lora
-from ..support import connect_command, local_paths, small_combo
+from ..support import accept_as_copy, connect_command, local_paths, small_combo
 from ..support import icon as icon_
 
 MEMORY_LABELS = {
@@ -177,6 +177,7 @@ class LoraList(QWidget):
         layout.addLayout(self.rows_box)
         self.empty_hint = QLabel("No LoRA: drop SDXL .safetensors LoRA files here")
         self.empty_hint.setObjectName("Hint")
+        self.empty_hint.setWordWrap(True)  # a narrow Settings dock wraps it instead of scrolling
         layout.addWidget(self.empty_hint)
         self.add_button = QPushButton("Add LoRA…")
         self.add_button.setToolTip(LORA_TIP)
@@ -244,7 +245,7 @@ class LoraList(QWidget):
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         if self._takes(event):
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()
 
@@ -260,4 +261,4 @@ class LoraList(QWidget):
             self.refused.emit(f"Only files on this computer can be added ({other[0]})")
         if local:
             self.add_files(local)
-        event.acceptProposedAction()
+        accept_as_copy(event)

@@ -32,7 +32,13 @@ from ...engine.settings import StyleAlignedSettings
 from ...session.errors import SessionError
 from ...session.generation import SDXL_SIZES, GenerationSettings
 from ...session.picture_settings import settings_from_picture
-from ..support import connect_command, files_pass_through, size_label, small_combo
+from ..support import (
+    accept_as_copy,
+    connect_command,
+    files_pass_through,
+    size_label,
+    small_combo,
+)
 from ..support import icon as icon_
 from ..threads import CONSISTENCY_TIP, DEFAULT_DINO
 from .collapsible import CollapsibleSection
@@ -64,6 +70,7 @@ class SettingsPanel(QWidget):
         self._settings = GenerationSettings()
         self._filling = False
         self._app_model = ""
+        self._server = ""  # the URL of the server that makes the pictures; empty: this computer
         self._dino = ""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -303,6 +310,11 @@ class SettingsPanel(QWidget):
         self._app_model = model
         self._show_model()
 
+    def set_server(self, url: str) -> None:
+        """Pictures are made by the server at ``url`` (empty: on this computer)."""
+        self._server = url
+        self._show_model()
+
     def set_dino_source(self, source: str) -> None:
         """Show the app's DINO model source (empty: the default)."""
         self._dino = source
@@ -332,8 +344,11 @@ class SettingsPanel(QWidget):
 
     def _show_model(self) -> None:
         model = self._settings.model or self._app_model
-        self.model_label.setText(model or "not chosen")
-        self.model_label.setToolTip(model)
+        shown = model or "not chosen"
+        if self._server:  # the server's model, made there: say so, never the local one's look
+            shown = f"{shown} on the server {self._server}"
+        self.model_label.setText(shown)
+        self.model_label.setToolTip(shown)
         self.tiny_badge.setVisible(model == "tiny")
 
     def settings(self) -> GenerationSettings:
@@ -451,7 +466,7 @@ class SettingsPanel(QWidget):
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         if self._dropped_png(event):
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             super().dragEnterEvent(event)
 
@@ -460,7 +475,7 @@ class SettingsPanel(QWidget):
         if path is None:
             super().dropEvent(event)
             return
-        event.acceptProposedAction()
+        accept_as_copy(event)
         self.use_picture_settings(path)
 
     def use_picture_settings(self, path: str) -> None:

@@ -27,6 +27,7 @@ from ...session.json_fields import MAX_SEED
 from ...session.model import Panel
 from ..support import (
     ElidedLabel,
+    accept_as_copy,
     connect_command,
     icon,
     local_paths,
@@ -94,6 +95,8 @@ class PanelCard(QFrame):
         layout.addWidget(self.notes_editor)
 
         self._filling = False
+        self._set_size = (1024, 1024)
+        """The set's size: where Custom… starts for a panel that follows the set."""
         self._control_key: tuple | None = None
         self.update_from(panel, 0)
         wheel_edits_only_when_focused(self)
@@ -290,10 +293,23 @@ class PanelCard(QFrame):
         finally:
             self._filling = False
 
+    def show_set_size(self, size: tuple[int, int]) -> None:
+        """The set's size changed (or is first known)."""
+        self._set_size = size
+        if self.size_choice.currentData() == SET_SIZE:
+            self._fill_custom(size)
+
+    def _fill_custom(self, size: tuple[int, int]) -> None:
+        for box, value in zip((self.custom_width, self.custom_height), size, strict=True):
+            box.blockSignals(True)
+            box.setValue(value)
+            box.blockSignals(False)
+
     def _show_size(self, size: tuple[int, int] | None) -> None:
         custom = self.size_choice.currentData() == CUSTOM_SIZE
         if size is None:
             index = 0
+            self._fill_custom(self._set_size)  # Custom… starts from the set's size
         else:
             index = self.size_choice.findData(size_key(size))
             if index < 0 or custom:  # a size that is no preset, or the user is typing one
@@ -382,7 +398,7 @@ class PanelCard(QFrame):
             event.ignore()  # reordering is the list's business
             return
         if mime.hasUrls() or mime.hasImage():
-            event.acceptProposedAction()
+            accept_as_copy(event)
             self._drop_highlight(True)
         else:
             event.ignore()
@@ -396,7 +412,7 @@ class PanelCard(QFrame):
         if mime.hasUrls():
             local, _ = local_paths(mime.urls())
             self.control_files_dropped.emit(self.panel_id, local)
-            event.acceptProposedAction()
+            accept_as_copy(event)
         elif mime.hasImage():
             self.control_image_dropped.emit(self.panel_id, QImage(mime.imageData()))
-            event.acceptProposedAction()
+            accept_as_copy(event)

@@ -10,6 +10,7 @@ engine's worker (see ``control_map_wanted``).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,14 @@ from .panel_list import PanelList
 
 _FAILED = object()
 """What ``StoryboardView._guard`` returns when the session refused a change."""
+
+
+def short_prompt(prompt: str, width: int = 40) -> str:
+    """``prompt`` for a one-line message: cut at a word boundary, with an ellipsis if cut."""
+    short = textwrap.shorten(prompt, width, placeholder="…")
+    if short == "…":  # its first word alone is longer than ``width``
+        short = prompt[: width - 1] + "…"
+    return short
 
 
 class StoryboardView(QWidget):
@@ -177,8 +186,13 @@ class StoryboardView(QWidget):
         elif change.kind == observer.SETTINGS:
             for panel in self.session.panels if self.session else ():
                 card = self.cards.get(panel.id)
+                if card:
+                    card.show_set_size(self._set_size())
                 if card and panel.control.image and self._control_key(panel) != card._control_key:
                     self.control_map_wanted.emit(panel.id)
+
+    def _set_size(self) -> tuple[int, int]:
+        return self.session.settings.width, self.session.settings.height
 
     def _control_key(self, panel: Panel) -> tuple:
         settings = self.session.settings
@@ -218,6 +232,7 @@ class StoryboardView(QWidget):
             else:
                 self.list.column.removeWidget(card)
             self.list.column.insertWidget(index, card)
+            card.show_set_size(self._set_size())
             card.update_from(panel, index)
         self._show_notes()
         if self.current_id not in self.cards:
@@ -334,7 +349,7 @@ class StoryboardView(QWidget):
             panels = self.session.panels
             if panels:
                 self.select(panels[min(index, len(panels) - 1)].id)
-            label = f"“{removed.prompt[:40]}”" if removed.prompt else f"panel {index + 1}"
+            label = f"“{short_prompt(removed.prompt)}”" if removed.prompt else f"panel {index + 1}"
             self.message.emit(f"Deleted {label}", False)
 
     def move(self, panel_id: str, to: int) -> None:

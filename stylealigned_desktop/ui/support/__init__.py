@@ -1,11 +1,12 @@
 """What every part of the window uses: the theme and its icons, commands (QActions and buttons
 that run a handler), small shared widgets, pictures brought in by drop or paste, PIL <-> QImage,
-the wheel and text-field drop rules, undo, the exception hook and the desktop config.
+drops taken as copies, the wheel and text-field drop rules, undo, the exception hook and the desktop config.
 
 Imports no other ``ui`` subpackage."""
 
 from .actions import Command, add_menu_command, connect_command, make_actions
 from .config import DesktopConfig
+from .drops import accept_as_copy
 from .errors import install_exception_hook
 from .picture_input import PICTURE_FILTER, import_error, local_paths, png_bytes
 from .qimage import pil_to_qimage
@@ -22,6 +23,7 @@ __all__ = [
     "DesktopConfig",
     "ElidedLabel",
     "SessionUndo",
+    "accept_as_copy",
     "add_menu_command",
     "apply_theme",
     "connect_command",

@@ -38,7 +38,7 @@ from ...engine.hub import DEFAULT_DEPTH_MODEL
 from ...engine.maker import PictureMakerFactory, this_computer
 from ...session import observer
 from ...session.model import Session
-from ..dialogs import maker_factory
+from ..dialogs import SERVER, maker_factory
 from ..gallery import ReferenceGallery
 from ..grid import HistoryView, PreviewGrid
 from ..settings import SettingsPanel, StylePanel
@@ -46,6 +46,7 @@ from ..storyboard import StoryboardView
 from ..support import (
     Command,
     DesktopConfig,
+    accept_as_copy,
     connect_command,
     icon,
     make_actions,
@@ -184,6 +185,11 @@ class MainWindow(QMainWindow):
             holder.setWidgetResizable(True)
             holder.setFrameShape(QFrame.Shape.NoFrame)
             holder.setWidget(widget)
+            # Scrolled up and down only: the dock is never narrower than its rows need, so no
+            # row is cut or hidden behind a horizontal scrollbar.
+            holder.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            holder.setMinimumWidth(widget.minimumSizeHint().width()
+                                   + holder.verticalScrollBar().sizeHint().width())
             widget = holder
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
@@ -213,6 +219,8 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.style_dock, self.storyboard_dock, Qt.Orientation.Vertical)
         self.settings_panel = SettingsPanel()
         self.settings_panel.set_app_model(self.config.model)
+        self.settings_panel.set_server(self.config.server_url
+                                       if self.config.picture_maker == SERVER else "")
         self.settings_panel.set_dino_source(self.config.dino_model)
         self.settings_dock = self._dock("Settings", "SettingsDock",
                                         self._boxed(self.settings_panel), right, scroll=True)
@@ -227,8 +235,11 @@ class MainWindow(QMainWindow):
 
     def _wire(self) -> None:
         """The signals between widgets and controllers (and between controllers)."""
-        for widget in (self.style_panel, self.gallery, self.storyboard):
-            widget.message.connect(self.show_message)
+        for topic, widget in (("style", self.style_panel), ("gallery", self.gallery),
+                              ("storyboard", self.storyboard)):
+            # a part's later success (a re-import that worked) replaces its problem
+            widget.message.connect(lambda text, problem, topic=topic:
+                                   self.show_message(text, problem, topic))
         self.settings_panel.problem.connect(lambda text: self.show_message(text, True))
         self.settings_panel.changed.connect(self._settings_edited)
         connect_command(self.settings_panel.model_change_requested, self.runs.choose_model)
@@ -240,6 +251,7 @@ class MainWindow(QMainWindow):
         self.runs.drawing.connect(self._show_drawing)
         self.runs.run_filed.connect(self._run_filed)
         self.runs.model_changed.connect(self.settings_panel.set_app_model)
+        self.runs.server_changed.connect(self.settings_panel.set_server)
         self.runs.no_gpu.connect(self.settings_panel.set_no_gpu)
         self.sessions.replaced.connect(self._session_replaced)
         self.sessions.changed.connect(self._session_changed)
@@ -322,8 +334,11 @@ class MainWindow(QMainWindow):
 
     # ================================================================ messages
     def show_message(self, text: str, problem: bool = False, topic: str = "") -> None:
-        """Status bar text; problems also go into the banner above the pictures (see Host)."""
+        """Status bar text; problems also go into the banner above the pictures (see Host).
+        A success about a ``topic`` clears the banner's problem about it."""
         self.statusBar().showMessage(text, 15000 if problem else 8000)
+        if not problem and topic:
+            self.clear_problem(topic)
         if problem:
             self.banner_text.setText(text)
             self.banner_topic = topic
@@ -381,6 +396,8 @@ class MainWindow(QMainWindow):
         self.settings_panel.set_settings(session.settings)
         self.settings_panel.set_picture_reference(session.style.uses_picture)
         self.banner.hide()
+        self.statusBar().clearMessage()  # the last session's news, not this one's
+        self.runs.forget_outcome()
         self.pictures.reset()
 
     def _session_changed(self, change: observer.Change) -> None:
@@ -443,7 +460,7 @@ class MainWindow(QMainWindow):
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         mime = event.mimeData()
         if mime.hasUrls() or mime.hasImage():
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()
 
@@ -451,7 +468,7 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event) -> None:  # noqa: N802 (Qt)
         if self.gallery.list.take(event.mimeData()):
-            event.acceptProposedAction()
+            accept_as_copy(event)
         else:
             event.ignore()
 

@@ -53,6 +53,8 @@ class RunController(QObject):
     """The panel ids of a job that started ("· drawing") or ended ("")."""
     model_changed = Signal(str)
     """The app's model source changed."""
+    server_changed = Signal(str)
+    """Where pictures are made changed: the server's URL, or empty for this computer."""
     running_changed = Signal(bool)
     no_gpu = Signal(object)
     """Why Auto runs Fast on this computer (it has no GPU), or None; after the warm-up."""
@@ -98,6 +100,8 @@ class RunController(QObject):
         if model:
             self.set_model(model)
         server = self.host.config.picture_maker == SERVER
+        self.forget_outcome()  # a lost connection is not this computer's problem
+        self.server_changed.emit(self.host.config.server_url if server else "")
         self.host.show_message(f"Pictures are made by the server at {self.host.config.server_url}"
                                if server else "Pictures are made on this computer")
 
@@ -337,6 +341,15 @@ class RunController(QObject):
         made = len(record.generated)
         self.host.show_message(f"{job.label}: {made} panel(s) ready · {run_title(record)}")
         self.run_filed.emit(record.id)
+
+    def forget_outcome(self) -> None:
+        """The last job's failure or cancel no longer applies (another session, another place
+        that makes pictures): the run bar says Ready and its banner goes. A running job keeps
+        its progress."""
+        self.host.clear_problem("run")
+        if self.worker.current is None and not self.worker.pending:
+            self.run_bar.progress.setValue(0)
+            self.run_bar.progress.setFormat("Ready")
 
     def update_state(self) -> None:
         """Buttons, the queue count and the tiny-model warning, from the worker's state."""

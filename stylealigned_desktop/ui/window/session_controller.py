@@ -201,9 +201,31 @@ class SessionController(QObject):
             self.autosaver = None
         self.autosave_timer.stop()
 
+    def settle_read_only(self, closing: str) -> bool:
+        """Before leaving a read-only session with changes: save them as a copy, drop them, or
+        stay. Its changes are written nowhere else (the folder is another app's).
+
+        Returns False when the user chose to stay.
+        """
+        session = self.session
+        if session is None or not session.read_only or not session.dirty:
+            return True
+        choice = self.host.ask(
+            "Keep your changes?",
+            f"This session is read-only (another window has it open), so your changes are not "
+            f"saved. Save a copy before {closing}?",
+            ["Save a copy…", "Discard", "Cancel"], default="Save a copy…")
+        if choice == "Cancel":
+            return False
+        if choice == "Discard":
+            return True
+        return self.save_as()
+
     def may_leave(self, what: str, closing: str) -> bool:
-        """Running jobs stopped and an untitled session settled (False: the user stays)."""
-        return self.stop_jobs(what) and self.settle_untitled(closing)
+        """Running jobs stopped, an untitled or read-only session's changes settled (False:
+        the user stays)."""
+        return (self.stop_jobs(what) and self.settle_untitled(closing)
+                and self.settle_read_only(closing))
 
     # ----- commands -------------------------------------------------------------------------
     def new_session(self) -> None:
@@ -277,12 +299,13 @@ class SessionController(QObject):
         message = str(exc)
         if not isinstance(exc, SessionLoadError):
             message = f"Cannot open the session {folder}: {exc}"
-        self.host.show_message(message + " The folder was left untouched.", True)
         if self.config.last_session == str(folder):
             self.config.last_session = ""
             self.host.save_config()
         if self.session is None:
             self.set_session(Session())
+        # after the new session: a new session clears the messages of the one before
+        self.host.show_message(message + " The folder was left untouched.", True)
 
     def save(self) -> bool:
         if self.session is None:

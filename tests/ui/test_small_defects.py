@@ -1,0 +1,74 @@
+"""Issue 30, item 10: the smaller defects an artist met on the second day."""
+
+from __future__ import annotations
+
+from .uifakes import storyboard
+
+
+def test_custom_size_starts_at_the_sets_size(qtbot, make_window):
+    window, _ = make_window()
+    session = storyboard(window, prompts=("a fox", "a crow"), width=768, height=512)
+    card = window.storyboard.card_at(1)
+    card.size_choice.setCurrentIndex(card.size_choice.findText("Custom…"))
+    assert (card.custom_width.value(), card.custom_height.value()) == (768, 512)
+    assert session.panels[1].size == (768, 512)
+    session.update_settings(width=640, height=896)  # the set changes: Custom… there now
+    other = window.storyboard.card_at(0)
+    other.size_choice.setCurrentIndex(other.size_choice.findText("Custom…"))
+    assert session.panels[0].size == (640, 896)
+
+
+def test_a_deleted_panel_is_named_by_whole_words_and_an_ellipsis(qtbot, make_window):
+    window, _ = make_window()
+    long_prompt = "a lighthouse keeper climbing the spiral stairs at midnight with a lantern"
+    storyboard(window, prompts=("a fox", long_prompt))
+    window.storyboard.card_at(1).delete_button.click()
+    message = window.statusBar().currentMessage()
+    shown = message.removeprefix("Deleted “").removesuffix("”")
+    assert shown.endswith("…") and len(shown) <= 40
+    assert long_prompt.startswith(shown[:-1].rstrip())
+    assert long_prompt[len(shown[:-1].rstrip())] == " "  # the cut falls between two words
+
+
+def test_a_selected_gallery_picture_keeps_its_colours_and_gets_a_frame(qtbot, make_window,
+                                                                       tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from stylealigned_desktop.ui.support import apply_theme
+
+    app = QApplication.instance()
+    before = app.styleSheet(), app.palette(), app.style().name()
+    apply_theme(app)  # the app's look and stylesheet, as at start
+    try:
+        _check_selection_frame(qtbot, make_window, tmp_path)
+    finally:
+        app.setStyleSheet(before[0])
+        app.setPalette(before[1])
+        app.setStyle(before[2])
+
+
+def _check_selection_frame(qtbot, make_window, tmp_path):
+    from .uifakes import picture
+
+    window, _ = make_window()
+    storyboard(window, prompts=("a fox",))
+    colour = (40, 170, 90)  # no orange in it: a tint shows in every channel
+    window.session.add_reference(picture(tmp_path / "green.png", colour, size=(90, 90)))
+    strip = window.gallery.list
+    item = strip.item(strip.count() - 1)
+    qtbot.waitUntil(lambda: not item.icon().isNull(), timeout=10000)
+    qtbot.wait(200)  # the thumbnail is read in the background
+
+    def looks() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        shot = strip.viewport().grab().toImage()
+        rect = strip.visualItemRect(item)
+        middle = shot.pixelColor(rect.center().x(), rect.top() + 30)
+        edge = shot.pixelColor(rect.left() + 1, rect.center().y())
+        return middle.getRgb()[:3], edge.getRgb()[:3]
+
+    item.setSelected(False)
+    middle_before, edge_before = looks()
+    item.setSelected(True)
+    middle_after, edge_after = looks()
+    assert middle_after == middle_before  # the picture is not tinted
+    assert edge_after != edge_before  # the selection shows as a frame around it
