@@ -31,6 +31,7 @@ from PySide6.QtGui import QImage
 from ..engine import events as ev
 from ..engine.maker import PictureMaker, PictureMakerFactory, this_computer
 from ..engine.request import SetRequest
+from ..library_errors import describe_library_failure, library_failure
 from .bridge import ThreadBridge
 from .qimage import pil_to_qimage
 
@@ -100,6 +101,9 @@ class WorkerEvent:
 
 def readable_error(exc: BaseException) -> str:
     """A message an artist can act on, from an exception the engine did not turn into Failed."""
+    failure = library_failure(exc)
+    if failure is not None:  # before the rest: diffusers wraps these in a RuntimeError
+        return describe_library_failure(failure)
     text = str(exc).strip() or exc.__class__.__name__
     name = exc.__class__.__name__
     lowered = text.lower()
@@ -108,8 +112,6 @@ def readable_error(exc: BaseException) -> str:
                 f"or fewer panels. ({text.splitlines()[0]})")
     if isinstance(exc, (FileNotFoundError, OSError)) and getattr(exc, "filename", None):
         return f"Could not read {exc.filename}: {exc.strerror or text}"
-    if isinstance(exc, ImportError):
-        return f"A component of the generator is missing: {text}"
     if isinstance(exc, ValueError):  # the engine's own errors are written for the user
         return text
     return f"{text.splitlines()[0]} ({name})"
