@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint setup bench screenshots clean
+.PHONY: run test lint setup bench screenshots smoke clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): the app, torch, diffusers and PySide6 (a few GB on first install; minutes)"
@@ -34,6 +34,11 @@ bench: $(STAMP)
 
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python scripts/screenshots.py
+
+# The frozen build from packaging/requirements-lock-linux.txt, then the frozen programs used as
+# a person would (packaging/README.md): after every dependency, lock or spec change.
+smoke:
+	packaging/smoke.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
