@@ -115,6 +115,13 @@ both evaluate stylealigned evaluate "$set_dir" --dino "$in/dino" --clip "$in/cli
   --inception "$in/inception.safetensors" --device cpu --out @OUT@/scores
 grep -q "consistency" "$scratch/frozen/scores/metrics.json" || fail "metrics.json has no scores"
 
+step "stylealigned serve: the server (Ray) is not in the frozen build; it says how to get it"
+code=0
+"$dist/stylealigned" serve --model tiny >"$scratch/serve.txt" 2>&1 || code=$?
+cat "$scratch/serve.txt"
+[ "$code" = 2 ] && grep -q "stylealigned-desktop\[server\]" "$scratch/serve.txt" \
+  || fail "serve did not point to the server extra (exit $code)"
+
 step "stylealigned-desktop --quit-after-show (offscreen)"
 both window stylealigned-desktop --quit-after-show
 grep -q "window shown after" "$scratch/window.txt" || fail "the window did not show"

@@ -131,6 +131,9 @@ def _generate_then_quit(window, app) -> None:
 
     window.worker.job_ended.connect(ended)
     window.generate_action.trigger()
+    if not window.runs.plans:  # refused before a job was queued (no panels, no model...)
+        print(f"set not started: {window.banner_text.text()}", flush=True)
+        app.exit(1)
 
 
 def open_window(config, log_file: Path | None):
