@@ -343,6 +343,8 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
     }
     if request.only is not None:
         run["rerolled"] = [i + 1 for i in request.only]
+    if meta.get("server"):  # made on a server: where, and which panels each shard made
+        run["server"] = {"url": meta["server"], "shards": meta.get("shards") or []}
     sheet = contact_sheet_of(folder, run, staged)
     staged[CONTACT_SHEET_FILE] = Path(_temporary(folder / CONTACT_SHEET_FILE)).name
     sheet.save(folder / staged[CONTACT_SHEET_FILE], format="PNG")

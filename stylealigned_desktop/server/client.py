@@ -165,7 +165,8 @@ class ServerEngine:
             for event in iter_events(_until_cancelled(lines, cancel, self._connection_message)):
                 if isinstance(event, ev.Finished):
                     metadata = dict(event.run.metadata, request=request.to_dict(), server=self.url)
-                    return ev.RunResult(event.run.reference, event.run.panels, metadata)
+                    return ev.RunResult(event.run.reference, event.run.panels, metadata,
+                                        references=event.run.references)
                 if isinstance(event, ev.Cancelled):
                     return None
                 if isinstance(event, ev.Failed):

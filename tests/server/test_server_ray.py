@@ -272,17 +272,24 @@ def test_cancel_or_disconnect_stops_every_shard(client):
     assert all(e["last_steps"] < steps for e in engines), stopped
 
 
-def test_generate_with_server_writes_the_pictures_of_a_local_generate(server, client, tmp_path):
-    """``stylealigned generate --server URL --token-file F`` against this server: the same PNG
-    files, byte for byte, as ``stylealigned generate`` of the same command line on this computer
-    (three non-square panels, in two shards; the local run with the replicas' one thread)."""
+def test_generate_with_server_writes_the_files_of_a_local_generate(server, client, tmp_path, picture):
+    """``stylealigned generate --server URL --token-file F`` against this server: the same files,
+    PNGs byte for byte, as ``stylealigned generate`` of the same command line on this computer. The
+    set blends a generated reference with two reference pictures (each written as its own
+    reference-NN.png), has panels of their own sizes, runs euler at micro-batch 1 in two shards (the
+    local run with the replicas' one thread); run.json also names the server and the shards."""
     from stylealigned_desktop.cli import main
 
     token = tmp_path / "token"
     token.write_text(server.token + "\n")
-    command = ["generate", "--model", "tiny", "--reference-prompt", "a lighthouse, ink wash", "--style", "ink wash",
+    second = tmp_path / "second.png"
+    Image.new("RGB", (96, 128), (40, 120, 60)).save(second)
+    command = ["generate", "--model", "tiny", "--reference-prompt", "a lighthouse, ink wash:1",
+               "--reference-image", f"{picture}:0.6", "--reference-image", f"{second}:0.3",
+               "--reference-caption", "a picture", "--style", "ink wash",
                "--prompt", "a fox", "--prompt", "a crow", "--prompt", "a boat", "--seed", "7", "--steps", "3",
-               "--scheduler", "dpmpp-2m", "--guidance", "4.5", "--width", "128", "--height", "64",
+               "--panel-sizes", "64x128,set,128x128",
+               "--scheduler", "euler", "--guidance", "4.5", "--width", "128", "--height", "64",
                "--micro-batch", "1", "--quiet"]
     sets = _totals(client, "sets")
     assert main([*command, "--out", str(tmp_path / "server"), "--server", server.url,
@@ -296,9 +303,18 @@ def test_generate_with_server_writes_the_pictures_of_a_local_generate(server, cl
         torch.set_num_threads(threads)
     local = {p.name: p.read_bytes() for p in (tmp_path / "local").glob("*.png")}
     remote = {p.name: p.read_bytes() for p in (tmp_path / "server").glob("*.png")}
-    assert {"reference.png", "panel-01.png", "panel-02.png", "panel-03.png"} <= set(local)
+    assert {"reference.png", "reference-02.png", "reference-03.png", "panel-01.png", "panel-02.png",
+            "panel-03.png", "contact-sheet.png"} <= set(local)
     assert sorted(remote) == sorted(local)
     assert all(remote[name] == local[name] for name in local), [n for n in local if remote[n] != local[n]]
+    local_run, remote_run = (json.loads((tmp_path / where / "run.json").read_text()) for where in ("local", "server"))
+    assert remote_run["references"] == local_run["references"]
+    assert [r.get("file") for r in remote_run["references"]] == ["reference.png", "reference-02.png",
+                                                                 "reference-03.png"]
+    assert "server" not in local_run
+    assert remote_run["server"]["url"] == server.url
+    assert sorted(i for shard in remote_run["server"]["shards"] for i in shard["panels"]) == [1, 2, 3]
+    assert len(remote_run["server"]["shards"]) == 2
 
 
 def test_generate_with_server_and_a_wrong_token_is_one_line_and_exit_2(server, tmp_path, capsys):
