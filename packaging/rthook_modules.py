@@ -41,7 +41,7 @@ def _import_modules(path: str) -> None:
         except BaseException as error:  # noqa: BLE001  a module calling sys.exit fails the check too
             failed.append(f"{name}: {type(error).__name__}: {error}")
     for line in failed:
-        print(f"not importable in the frozen app: {line}", flush=True)
+        print(f"not importable: {line}", flush=True)
     print(f"{len(names) - len(failed)} of {len(names)} modules imported", flush=True)
     os._exit(1 if failed else 0)  # the modules' own exit handlers are not what is checked
 

@@ -290,7 +290,7 @@ def test_the_runtime_hook_imports_a_list_and_names_what_fails(tmp_path):
     wanted.write_text("json\nno_such_module_anywhere\nstylealigned_desktop.paths\n")
     done = _run_hook(tmp_path, STYLEALIGNED_IMPORT_MODULES=str(wanted))
     assert done.returncode == 1
-    assert "not importable in the frozen app: no_such_module_anywhere: ModuleNotFoundError" in done.stdout
+    assert "not importable: no_such_module_anywhere: ModuleNotFoundError" in done.stdout
     assert "2 of 3 modules imported" in done.stdout
     wanted.write_text("json\nstylealigned_desktop.paths\n")
     assert _run_hook(tmp_path, STYLEALIGNED_IMPORT_MODULES=str(wanted)).returncode == 0
