@@ -56,7 +56,7 @@ DATA_LEFT_OUT = {
     "PySide6": "PySide6's hooks collect the Qt plugins, translations and resources",
     "shiboken6": "C++ headers and CMake files for building bindings",
     "numpy": "numpy's hook collects what numpy needs; these are C headers, f2py sources, tests",
-    "scipy": "scipy's hook (hooks-contrib); the rest are tests and Cython declarations",
+    "scipy": "PyInstaller's scipy hooks collect what scipy needs; these are tests and Cython sources",
     "skimage": "hooks-contrib's skimage hook collects the .pyi stubs lazy_loader reads; the "
                "sample pictures are never used",
     "cv2": "PyInstaller's cv2 hook collects its config files; these are licence texts",
