@@ -72,9 +72,8 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from stylealigned_desktop.session.model import Session
-    from stylealigned_desktop.ui.config import DesktopConfig
-    from stylealigned_desktop.ui.main_window import MainWindow
-    from stylealigned_desktop.ui.theme import apply_theme
+    from stylealigned_desktop.ui.support import DesktopConfig, apply_theme
+    from stylealigned_desktop.ui.window import MainWindow
 
     app = QApplication([sys.argv[0]])
     apply_theme(app)

@@ -43,8 +43,10 @@ LIBRARY_PATTERNS = ["*.so", "*.pyd", "*.dylib"]
 # Packages whose files other than code are read at run time, collected with their data:
 # transformers and diffusers (configs, templates), controlnet_aux (ZoeDepth configs), kernels
 # (transformers imports it; kernels/_internals/python_depends.json is read at import: without it
-# every model load fails), the app's own resources.
-COLLECT_DATA = ["stylealigned_desktop", "diffusers", "transformers", "controlnet_aux", "kernels"]
+# every model load fails), fpdf2 (its sRGB colour profile), opentimelineio (its adapters'
+# plugin manifest, read when a timeline is written), the app's own resources.
+COLLECT_DATA = ["stylealigned_desktop", "diffusers", "transformers", "controlnet_aux", "kernels",
+                "fpdf", "opentimelineio"]
 
 # Every other package of the app's dependencies that ships files other than code next to its
 # modules, and why the build does not collect them here. tests/test_packaging.py fails on a
@@ -76,6 +78,8 @@ DATA_LEFT_OUT = {
     "sympy": "parser grammars (LaTeX, Autolev) and test examples: torch uses sympy for "
              "symbolic shapes, never its parsers",
     "markupsafe": "the C source of its compiled speed-ups",
+    "av": "PyAV's Cython declarations (.pxd); its compiled modules and FFmpeg libraries are "
+          "collected as binaries",
     "setuptools": "setuptools' own launchers and templates: a build tool, not run by the app",
 }
 

@@ -9,8 +9,9 @@ finished, a run from the history (with consistency scores from a tiny random DIN
 meaningless as the pictures), the history's hint when the DINO model is missing, the model
 dialog of the first start, a mixed-size storyboard blended from a mood board of several
 weighted references (the grid and the gallery), the Edit menu's undo / redo, the full-size
-viewer zoomed past 100 % and comparing one panel from two runs, and the message of a session
-that is open in another window.
+viewer zoomed past 100 % and comparing one panel from two runs, the message of a session
+that is open in another window, and the storyboard's deliverables: a card's notes, a page of
+the storyboard PDF (rendered with poppler's ``pdftoppm``) and the animatic's first frame.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def main() -> int:
     parser.add_argument("--only-undo-viewer", action="store_true",
                         help="only the Edit menu, the viewer and the session-locked message "
                              "(edit-menu.png, viewer-zoom.png, viewer-compare.png, session-locked.png)")
+    parser.add_argument("--only-deliver", action="store_true",
+                        help="only the deliverables (panel-notes.png, storyboard-pdf-page.png, "
+                             "animatic-first-frame.jpg)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,10 +106,9 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from stylealigned_desktop.session.model import Session
-    from stylealigned_desktop.ui.config import DesktopConfig
-    from stylealigned_desktop.ui.main_window import MainWindow
-    from stylealigned_desktop.ui.models_dialog import ModelDialog
-    from stylealigned_desktop.ui.theme import apply_theme
+    from stylealigned_desktop.ui.dialogs import ModelDialog
+    from stylealigned_desktop.ui.support import DesktopConfig, apply_theme
+    from stylealigned_desktop.ui.window import MainWindow
 
     app = QApplication([sys.argv[0]])
     apply_theme(app)
@@ -133,7 +136,9 @@ def main() -> int:
     window.show()
     window.sessions.set_session(Session())
     settle(500)
-    if args.only_mixed or args.only_undo_viewer:
+    if args.only_mixed or args.only_undo_viewer or args.only_deliver:
+        if args.only_deliver:
+            deliverables(window, work, out, settle, wait_for, save)
         if args.only_mixed:
             mixed_storyboard(window, mood_pictures(work / "pictures"), settle, wait_for, save)
         if args.only_undo_viewer:
@@ -226,6 +231,7 @@ def main() -> int:
         apply_theme(app)
     mixed_storyboard(window, pictures, settle, wait_for, save)
     undo_viewer_and_lock(window, work, out, settle, wait_for)
+    deliverables(window, work, out, settle, wait_for, save)
 
     window.ask = lambda *a, **k: "Don't save"
     window.close()
@@ -269,6 +275,68 @@ def mixed_storyboard(window, pictures, settle, wait_for, save) -> None:
     settle(300)
     save(window.style_dock, "mood-board.png")
     window.style_dock.setFloating(False)
+
+
+def deliverables(window, work: Path, out: Path, settle, wait_for, save) -> None:
+    """A storyboard with panel notes, generated: a card's notes opened, a page of the storyboard
+    PDF and the animatic's first frame (captions and numbers burned in)."""
+    import subprocess
+
+    import av
+    from PIL import Image
+
+    from stylealigned_desktop.export.animatic import AnimaticOptions, write_animatic
+    from stylealigned_desktop.export.board import board_from_session
+    from stylealigned_desktop.export.pdf import PdfOptions, write_pdf
+    from stylealigned_desktop.session import store
+    from stylealigned_desktop.session.model import Session
+
+    session = Session()
+    store.save_session_as(session, work / "The Lighthouse.stylealigned")  # its title
+    window.sessions.set_session(session)
+    session.set_style_text("flat vector illustration")
+    session.set_reference_prompt("a lighthouse on a cliff")
+    shots = [
+        ("establishing shot: the harbour town at dawn", (256, 128),
+         {"action": "Fog lifts off the harbour; gulls.", "camera": "wide", "duration": 3.0,
+          "dialogue": "MARA (V.O.): Forty years I've kept this light."}),
+        ("the keeper climbs the lighthouse stairs", (128, 192),
+         {"action": "MARA (60s) climbs, lantern in hand.", "camera": "low angle", "duration": 2.5,
+          "dialogue": "MARA: Every night, the same hundred steps."}),
+        ("the lamp room, a cracked lens", None,
+         {"action": "She finds the lens cracked.", "camera": "close-up",
+          "dialogue": "MARA: Not tonight. Not in this fog.",
+          "notes": "Hold on the crack; sound of the sea."}),
+        ("a ship in the fog beyond the rocks", (256, 128),
+         {"scene": 2, "action": "A trawler drifts toward the rocks.", "camera": "extreme wide",
+          "dialogue": "CAPTAIN (V.O.): Where is the light?", "duration": 3.0}),
+    ]
+    for prompt, size, notes in shots:
+        index = session.panel_index(session.add_panel(prompt).id)
+        session.update_panel(index, size=size)
+        session.update_panel_notes(index, **notes)
+    session.update_settings(steps=4, width=128, height=128)
+    window.runs.generate()
+    wait_for(lambda: window.worker.current is None and not window.worker.pending and session.history,
+             timeout=1800)
+    card = window.storyboard.card_at(2)
+    card.notes_editor.toggle.setChecked(True)
+    window.storyboard.select(session.panels[2].id)
+    settle(500)
+    window.storyboard.scroll.ensureWidgetVisible(card.notes_editor)
+    settle(300)
+    save(window.storyboard, "panel-notes.png")
+    board = board_from_session(session)
+    pdf = work / "board.pdf"
+    write_pdf(board, pdf, PdfOptions(layout=3))
+    subprocess.run(["pdftoppm", "-r", "70", "-png", "-f", "2", "-l", "2", "-singlefile", str(pdf),
+                    str(out / "storyboard-pdf-page")], check=True)
+    film = work / "animatic.mp4"
+    write_animatic(board, film, AnimaticOptions(captions=True, numbers=True))
+    with av.open(str(film)) as container:
+        first = next(container.decode(video=0)).to_image()
+    first.resize((640, 360), Image.Resampling.LANCZOS).save(out / "animatic-first-frame.jpg", quality=85)
+    print(f"wrote {out / 'storyboard-pdf-page.png'} and {out / 'animatic-first-frame.jpg'}")
 
 
 def save_small(widget_or_image, path: Path) -> None:

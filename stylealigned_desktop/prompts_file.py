@@ -6,6 +6,7 @@
     a train at dawn | control=depth:train.png | scale=0.7
     a lighthouse | control=canny:sketch.png | low=80 | high=160 | start=0 | end=0.8
     the harbour at dawn, wide | size=1344x768
+    she opens the door | scene=2 | dialogue=Who's there? | camera=close-up | duration=2.5
 
 Fields after the prompt are separated by ``|``: ``seed=N``; ``size=WxH`` (the panel's own
 width and height, multiples of 64; without it the set's size); ``control=MODE:PATH`` with MODE
@@ -14,6 +15,11 @@ conditioning scale, default 0.8); ``start=`` / ``end=`` (the part of the denoisi
 which the control acts); ``low=`` / ``high=`` (canny thresholds); ``kind=depth|canny`` (for
 ``control=map:...``: which ControlNet the ready-made map feeds, default depth). A literal ``|``
 in a prompt is written ``\\|``, and a prompt that begins with ``#`` is written ``\\#``.
+
+Panel notes (the storyboard deliverables' text, ``session/notes.py``): ``scene=N`` / ``shot=N``
+(without them: numbered automatically), ``action=``, ``dialogue=``, ``notes=``, ``camera=``
+(free text, e.g. close-up), ``duration=`` (seconds; without it the set's default). In these
+texts a line break is written ``\\n``.
 
 The same text is a session's storyboard in and out: :func:`import_panels_text` /
 :func:`import_panels_file` add a panel per line to a ``Session`` (all or nothing), and
@@ -26,6 +32,7 @@ import itertools
 import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from .engine import limits
 from .session.errors import PictureError, SessionError
 from .session.json_fields import check_seed
+from .session.notes import PanelNotes
 from .session.pictures import PreparedPicture, prepare_picture
 from .session.values import Control, Panel, new_panel_id
 
@@ -69,6 +77,7 @@ class PanelLine:
     low: int | None = None
     high: int | None = None
     kind: str | None = None
+    notes: PanelNotes = PanelNotes()
 
     def control_values(self, defaults) -> dict:
         """The line's control settings under their ``PanelControl`` names, each falling back to
@@ -117,12 +126,13 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
     except ValueError as error:
         raise PromptsFileError(f"{where}: {error}") from None
     values: dict = {}
+    notes: dict = {}
     for field in fields:
         key, sep, value = field.partition("=")
         key, value = key.strip().lower(), value.strip()
         if not sep or not value:
             raise PromptsFileError(f"{where}: expected key=value after '|', got {field!r}")
-        if key in values or (key == "control" and "control_mode" in values):
+        if key in values or key in notes or (key == "control" and "control_mode" in values):
             raise PromptsFileError(f"{where}: {key}= given twice")
         if key == "seed":
             values["seed"] = _number(value, where, key)
@@ -143,16 +153,40 @@ def parse_line(line: str, where: str = "line", base: Path | None = None) -> Pane
             values["control_mode"], values["control_image"] = mode, str(image)
         elif key in ("scale", "start", "end", "low", "high"):
             values[key] = _number(value, where, key)
+        elif key in _NOTE_TEXTS or key in _NOTE_NUMBERS:
+            notes[key] = _note_value(key, value, where)
         elif key == "kind":
             if value.lower() not in ("depth", "canny"):
                 raise PromptsFileError(f"{where}: kind= must be depth or canny, got {value!r}")
             values[key] = value.lower()
         else:
-            raise PromptsFileError(f"{where}: unknown field {key!r} (known: seed, size, control, scale, start, end, low, high, kind)")
+            raise PromptsFileError(f"{where}: unknown field {key!r} (known: seed, size, control, scale, "
+                                   "start, end, low, high, kind, scene, shot, action, dialogue, "
+                                   "notes, camera, duration)")
     control_only = [k for k in ("scale", "start", "end", "low", "high", "kind") if k in values]
     if control_only and "control_mode" not in values:
         raise PromptsFileError(f"{where}: {', '.join(control_only)} given without control=MODE:PATH")
+    try:
+        values["notes"] = PanelNotes(**notes)
+    except SessionError as error:
+        raise PromptsFileError(f"{where}: {error}") from None
     return PanelLine(prompt=prompt, **values)
+
+
+_NOTE_TEXTS = ("action", "dialogue", "notes", "camera")
+_NOTE_NUMBERS = {"scene": int, "shot": int, "duration": float}
+
+
+def _note_value(key: str, value: str, where: str) -> str | int | float:
+    """A panel-note field's value: text (``\\n`` a line break) or a number (checked by PanelNotes)."""
+    if key in _NOTE_TEXTS:
+        return value.replace("\\n", "\n")
+    kind = _NOTE_NUMBERS[key]
+    try:
+        return kind(value)
+    except ValueError:
+        raise PromptsFileError(
+            f"{where}: {key}= needs a {'whole ' if kind is int else ''}number, got {value!r}") from None
 
 
 def parse_text(text: str, source: str = "<text>", base: Path | None = None) -> list[PanelLine]:
@@ -232,6 +266,14 @@ def format_line(panel: PanelLine) -> str:
         value = getattr(panel, key)
         if value is not None:
             parts.append(f"{key}={value}")
+    notes = panel.notes
+    for key in ("scene", "shot", "duration"):
+        if getattr(notes, key) is not None:
+            parts.append(f"{key}={getattr(notes, key)}")
+    for key in _NOTE_TEXTS:
+        text = "\\n".join(getattr(notes, key).splitlines()).strip()
+        if text:
+            parts.append(f"{key}={_escape(text)}")
     return " | ".join(parts)
 
 
@@ -293,6 +335,15 @@ def import_panels_text(
         return f"{source}:{_panel_line_number(text, k)}"
 
     # everything is checked (and read) before anything is written
+    checked = _check_lines(lines, where)
+    return session.add_panels(_new_panels(session, checked, where), replace_all=replace_all)
+
+
+def _check_lines(
+    lines: list[PanelLine], where: Callable[[int], str]
+) -> list[tuple[PanelLine, Control, PreparedPicture | None]]:
+    """Each line with its control and its control picture read and checked (nothing written);
+    the first bad line raises :class:`SessionError` at ``where(k)``."""
     checked: list[tuple[PanelLine, Control, PreparedPicture | None]] = []
     for k, line in enumerate(lines):
         try:
@@ -304,6 +355,16 @@ def import_panels_text(
         except SessionError as exc:
             raise SessionError(f"{where(k)}: {exc}") from None
         checked.append((line, control, picture))
+    return checked
+
+
+def _new_panels(
+    session: Session,
+    checked: list[tuple[PanelLine, Control, PreparedPicture | None]],
+    where: Callable[[int], str],
+) -> list[Panel]:
+    """The checked lines as new panels, their control pictures copied into the session; a line
+    without a seed gets a drawn, unlocked one."""
     new = []
     for k, (line, control, picture) in enumerate(checked):
         if picture is not None:
@@ -321,8 +382,9 @@ def import_panels_text(
             seed_locked=line.seed is not None,
             control=control,
             size=line.size,
+            notes=line.notes,
         ))
-    return session.add_panels(new, replace_all=replace_all)
+    return new
 
 
 def import_panels_file(session: Session, path: str | Path, replace_all: bool = False) -> list[Panel]:
@@ -344,8 +406,9 @@ def export_panels_text(session: Session) -> str:
 
     Locked seeds are written (``seed=N``), unlocked ones are not (they are drawn anew); a
     control is written as ``control=MODE:<absolute path of the session's copy>`` with its
-    settings that differ from :class:`Control`'s defaults (``kind`` always for a map). Line
-    breaks in a prompt become spaces; panels without a prompt are left out (a line needs one).
+    settings that differ from :class:`Control`'s defaults (``kind`` always for a map), then its
+    notes (``scene=``, ``dialogue=`` ...: those set). Line breaks in a prompt become spaces (in
+    a note ``\\n``); panels without a prompt are left out (a line needs one).
     """
     d = Control()
     lines = []
@@ -363,7 +426,8 @@ def export_panels_text(session: Session) -> str:
                 if getattr(c, name) != getattr(d, name) or (key == "kind" and c.mode == "map"):
                     control[key] = getattr(c, name)
         seed = panel.seed if panel.seed_locked else None
-        lines.append(format_line(PanelLine(prompt=prompt, seed=seed, size=panel.size, **control)))
+        lines.append(format_line(PanelLine(prompt=prompt, seed=seed, size=panel.size,
+                                           notes=panel.notes, **control)))
     return "".join(f"{line}\n" for line in lines)
 
 

@@ -1,10 +1,10 @@
-"""The layering rules: session/ imports neither Qt nor torch; engine/ never imports Qt and
+"""The layering rules: session/ and export/ import neither Qt nor torch; engine/ never imports Qt and
 holds no command-line code (argument parsing, printing, exiting); neither imports Ray or the
 server's HTTP code; the server's client side needs neither Ray nor torch; no module imports,
 even indirectly, a module that imports it back.
 
-Each package's modules are found by globbing its folder, so new modules are covered, and
-imported in a fresh interpreter, so nothing imported by other tests hides a violation. Import
+Each package's modules are found by walking its folder (subpackages too), so new modules are
+covered, and imported in a fresh interpreter, so nothing imported by other tests hides a violation. Import
 cycles are found by reading every module's import statements (``ast``, including imports
 inside functions, where a cycle usually hides) and looking for strongly connected components
 of the import graph.
@@ -39,11 +39,10 @@ print(json.dumps({"failed": failed, "loaded": loaded}))
 
 
 def modules_of(package: str) -> list[str]:
-    folder = PACKAGE_DIR / package
-    names = [f"stylealigned_desktop.{package}"]
-    names += [f"stylealigned_desktop.{package}.{f.stem}" for f in sorted(folder.glob("*.py"))
-              if f.stem != "__init__"]
-    return names
+    """Every module of ``stylealigned_desktop.<package>``, its subpackages' included."""
+    prefix = f"stylealigned_desktop.{package}"
+    return [name for name in module_files(PACKAGE_DIR.parent, PACKAGE_DIR.name)
+            if name == prefix or name.startswith(f"{prefix}.")]
 
 
 def import_in_fresh_interpreter(modules: list[str]) -> dict:
@@ -60,6 +59,16 @@ def test_session_imports_neither_qt_nor_torch():
     report = import_in_fresh_interpreter(modules)
     assert report["failed"] == {}
     assert report["loaded"] == [], f"the session layer pulled in {report['loaded'][:5]}"
+
+
+def test_export_imports_neither_qt_nor_torch():
+    """The deliverables (PDF, animatic, timeline) are made by the CLI without Qt, and neither
+    needs torch."""
+    modules = modules_of("export")
+    assert "stylealigned_desktop.export.pdf" in modules
+    report = import_in_fresh_interpreter(modules + ["stylealigned_desktop.cli.export"])
+    assert report["failed"] == {}
+    assert report["loaded"] == [], f"the export package pulled in {report['loaded'][:5]}"
 
 
 SERVER_SIDE = ("ray", "fastapi", "starlette", "uvicorn")
@@ -197,24 +206,27 @@ def _is_type_checking(node: ast.AST) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def import_statements(tree: ast.AST):
+def import_statements(tree: ast.AST, annotations: bool = False):
     """Every import statement, at any depth (functions too), except those only type
-    checkers run."""
+    checkers run (unless ``annotations``)."""
     for child in ast.iter_child_nodes(tree):
         if isinstance(child, (ast.Import, ast.ImportFrom)):
             yield child
-        elif _is_type_checking(child):
+        elif _is_type_checking(child) and not annotations:
             for other in child.orelse:
                 yield from import_statements(ast.Module(body=[other], type_ignores=[]))
         else:
-            yield from import_statements(child)
+            yield from import_statements(child, annotations)
 
 
-def imported_modules(file: Path, name: str, is_package: bool, known: set[str]) -> set[str]:
-    """The modules of ``known`` that the module ``name`` (in ``file``) imports when it runs."""
+def imported_modules(file: Path, name: str, is_package: bool, known: set[str],
+                     annotations: bool = False) -> set[str]:
+    """The modules of ``known`` that the module ``name`` (in ``file``) imports when it runs
+    (and, with ``annotations``, for type checkers only)."""
     here = name.split(".") if is_package else name.split(".")[:-1]
     found: set[str] = set()
-    for node in import_statements(ast.parse(file.read_text(encoding="utf-8"), str(file))):
+    tree = ast.parse(file.read_text(encoding="utf-8"), str(file))
+    for node in import_statements(tree, annotations):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name in known)
         elif isinstance(node, ast.ImportFrom):
@@ -232,24 +244,30 @@ def imported_modules(file: Path, name: str, is_package: bool, known: set[str]) -
     return found
 
 
-def import_graph(root: Path, package: str) -> nx.DiGraph:
+def import_graph(root: Path, package: str, annotations: bool = False) -> nx.DiGraph:
     modules = module_files(root, package)
     graph = nx.DiGraph()
     graph.add_nodes_from(modules)
     for name, (file, is_package) in modules.items():
         graph.add_edges_from((name, other) for other in
-                             imported_modules(file, name, is_package, set(modules)))
+                             imported_modules(file, name, is_package, set(modules), annotations))
     return graph
 
 
-def import_cycles(root: Path, package: str) -> list[list[str]]:
+def import_cycles(root: Path, package: str, annotations: bool = False) -> list[list[str]]:
     """Groups of modules that import each other (directly or through others), sorted."""
-    components = nx.strongly_connected_components(import_graph(root, package))
+    components = nx.strongly_connected_components(import_graph(root, package, annotations))
     return sorted(sorted(c) for c in components if len(c) > 1)
 
 
 def test_no_module_imports_itself_back():
     assert import_cycles(PACKAGE_DIR.parent, PACKAGE_DIR.name) == []
+
+
+def test_no_module_imports_itself_back_even_for_annotations():
+    """The storyboard's panel card imported the view for its annotations while the view imported
+    the card; now the view owns its cards and they signal upward."""
+    assert import_cycles(PACKAGE_DIR.parent, PACKAGE_DIR.name, annotations=True) == []
 
 
 def write_package(root: Path, files: dict[str, str]) -> None:
@@ -275,6 +293,8 @@ def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function(tmp_path):
     assert import_cycles(tmp_path, "app") == [["app.session.model", "app.session.store"]]
     write_package(tmp_path, {"app/session/model.py": "from . import autosave\n"})
     assert import_cycles(tmp_path, "app") == []
+    assert import_cycles(tmp_path, "app", annotations=True) == [  # autosave's annotations
+        ["app.session.autosave", "app.session.model", "app.session.store"]]
 
 
 def test_the_cycle_finder_follows_every_import_form_across_packages(tmp_path):
@@ -291,3 +311,90 @@ def test_the_cycle_finder_follows_every_import_form_across_packages(tmp_path):
     assert import_cycles(tmp_path, "app") == [
         ["app.autosave_root", "app.paths", "app.session.folders", "app.ui.window"]
     ]
+
+
+# --- the window's parts -----------------------------------------------------------------------
+
+UI_PARTS_MAY_IMPORT = {
+    "support": set(),
+    "threads": {"support"},
+    "gallery": {"support", "threads"},
+    "storyboard": {"support", "threads"},
+    "settings": {"support", "threads"},
+    "grid": {"support", "threads"},
+    "dialogs": {"support", "threads"},
+    "window": {"support", "threads", "gallery", "storyboard", "settings", "grid", "dialogs"},
+}
+"""Which ``ui`` subpackages each one may import (docs/architecture.md, "The window's parts").
+Modules at ``ui``'s top (``app``) may import any."""
+
+
+def ui_part_imports(root: Path, package: str, ui: str) -> list[tuple[str, str, str | None, str]]:
+    """(importer, its part, imported module, the part it belongs to) for every import from a
+    module of the package ``ui`` (dotted, inside ``package``) of a module of one of its
+    subpackages (a "part"). A module at ``ui``'s top has the part None."""
+    modules = module_files(root, package)
+    parts = {name.rsplit(".", 1)[1] for name, (_, is_package) in modules.items()
+             if is_package and name.rsplit(".", 1)[0] == ui}
+
+    def part_of(name: str) -> str | None:
+        inside = name[len(ui) + 1:].split(".")[0] if name.startswith(f"{ui}.") else None
+        return inside if inside in parts else None
+
+    return [(importer, part_of(importer), imported, part_of(imported))
+            for importer, imported in sorted(import_graph(root, package).edges)
+            if importer.startswith(f"{ui}.") and part_of(imported) is not None]
+
+
+def reaches_into_other_parts(root: Path, package: str, ui: str) -> list[str]:
+    """Imports of a module inside another part: only a part's ``__init__`` (its public names)
+    is for the others."""
+    return [f"{importer} imports {imported}"
+            for importer, own, imported, part in ui_part_imports(root, package, ui)
+            if part != own and imported != f"{ui}.{part}"]
+
+
+def imports_against_the_parts_order(root: Path, package: str, ui: str,
+                                    may_import: dict[str, set[str]]) -> list[str]:
+    return sorted({f"{own} imports {part}"
+                   for _, own, _, part in ui_part_imports(root, package, ui)
+                   if own is not None and part != own and part not in may_import.get(own, ())})
+
+
+def test_ui_parts_use_each_other_only_through_their_init():
+    ui = f"{PACKAGE_DIR.name}.ui"
+    assert "stylealigned_desktop.ui.storyboard.card" in modules_of("ui")  # subpackages are seen
+    assert reaches_into_other_parts(PACKAGE_DIR.parent, PACKAGE_DIR.name, ui) == []
+
+
+def test_ui_parts_import_only_the_parts_below_them():
+    ui = f"{PACKAGE_DIR.name}.ui"
+    found = {name.split(".")[2] for name in modules_of("ui") if name.count(".") >= 3}
+    assert found == set(UI_PARTS_MAY_IMPORT), "a ui subpackage is missing from UI_PARTS_MAY_IMPORT"
+    assert imports_against_the_parts_order(PACKAGE_DIR.parent, PACKAGE_DIR.name, ui,
+                                           UI_PARTS_MAY_IMPORT) == []
+
+
+def test_the_parts_check_finds_imports_of_another_parts_insides(tmp_path):
+    write_package(tmp_path, {
+        "app/__init__.py": "",
+        "app/ui/__init__.py": "",
+        "app/ui/main.py": "from .board import Board\nfrom .board.card import Card\n",  # top: any face
+        "app/ui/support/__init__.py": "from .theme import icon\n",
+        "app/ui/support/theme.py": "icon = None\n",
+        "app/ui/board/__init__.py": "from .view import Board\nfrom .card import Card\n",
+        "app/ui/board/card.py": "from ..support import icon\n\nclass Card: ...\n",  # a face
+        "app/ui/board/view.py": "from .card import Card\nfrom ..support.theme import icon\n"
+                                "class Board: ...\n",
+        "app/ui/gallery/__init__.py": "",
+        "app/ui/gallery/strip.py": "def strip():\n    from app.ui.board import card\n"
+                                   "    from app.ui import support\n",
+    })
+    assert reaches_into_other_parts(tmp_path, "app", "app.ui") == [
+        "app.ui.board.view imports app.ui.support.theme",
+        "app.ui.gallery.strip imports app.ui.board.card",
+        "app.ui.main imports app.ui.board.card",
+    ]
+    order = {"support": set(), "board": {"support"}, "gallery": {"support"}}
+    assert imports_against_the_parts_order(tmp_path, "app", "app.ui", order) == [
+        "gallery imports board"]

@@ -1,7 +1,7 @@
-"""The command line: ``stylealigned generate|evaluate|models|invert|preprocess|serve ...``.
+"""The command line: ``stylealigned generate|evaluate|models|invert|preprocess|serve|export ...``.
 
 One module per family of sub-commands (:mod:`.generate`, :mod:`.evaluate`, :mod:`.prepare` for
-invert and preprocess, :mod:`.models`, :mod:`.serve`), the shared argument helpers in
+invert and preprocess, :mod:`.models`, :mod:`.serve`, :mod:`.export`), the shared argument helpers in
 :mod:`.common`. Bad input gets a one-line error and exit code 2, never a traceback. Heavy imports
 (torch, diffusers, Ray, the server's HTTP client) happen inside the commands, so ``--help`` is
 instant and the command line works without the ``[server]`` extra.
@@ -18,6 +18,7 @@ from .. import __version__
 from ..library_errors import describe_library_failure, library_failure
 from .common import EXIT_USAGE, OneLineParser, UsageError
 from .evaluate import add_evaluate_parser
+from .export import add_export_parser
 from .generate import add_generate_parser, build_generate_request, split_weight
 from .models import add_models_parser
 from .prepare import add_invert_parser, add_preprocess_parser
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_preprocess_parser(subparsers)
     add_models_parser(subparsers)
     add_serve_parser(subparsers)
+    add_export_parser(subparsers)
     return parser
 
 

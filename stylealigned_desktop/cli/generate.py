@@ -77,6 +77,15 @@ def add_generate_parser(subparsers) -> None:
                     "panel i (1-based) uses seed N+i unless --panel-seeds says otherwise.")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="hub id, local diffusers folder, single .safetensors file, or 'tiny' (default: %(default)s)")
+    _add_style_arguments(p)
+    _add_control_arguments(p)
+    _add_panel_arguments(p)
+    _add_run_arguments(p)
+    p.set_defaults(func=cmd_generate)
+
+
+def _add_style_arguments(p) -> None:
+    """The style source: generated references and pictures, each with its weight."""
     style = p.add_argument_group(
         "style source: one or more references, blended by weight (repeat the flags; order kept)")
     style.add_argument("--reference-prompt", metavar="TEXT[:WEIGHT]", dest="references", action=_AddReference,
@@ -90,6 +99,10 @@ def add_generate_parser(subparsers) -> None:
     style.add_argument("--inversion-guidance", type=float, default=2.0, metavar="G", help="default %(default)s")
     style.add_argument("--inversion-offset", type=int, default=None, metavar="K",
                        help="start the reference K steps into its trajectory (default 5 per 50 steps)")
+
+
+def _add_control_arguments(p) -> None:
+    """ControlNet for every panel, and where the ControlNets and the depth estimator come from."""
     control = p.add_argument_group("ControlNet (per panel in the prompts file, or for every panel here)")
     control.add_argument("--control", choices=("canny", "depth", "map"), help="control mode for every panel")
     control.add_argument("--control-image", metavar="PATH", help="control picture for every panel")
@@ -103,6 +116,10 @@ def add_generate_parser(subparsers) -> None:
     control.add_argument("--controlnet-canny", metavar="SOURCE", help="canny ControlNet: hub id or folder")
     control.add_argument("--controlnet-depth", metavar="SOURCE", help="depth ControlNet: hub id or folder")
     control.add_argument("--depth-model", metavar="SOURCE", help="depth estimator: hub id or folder")
+
+
+def _add_panel_arguments(p) -> None:
+    """The panels (prompts, seeds, sizes) and the sampling settings they share."""
     p.add_argument("--prompt", action="append", default=[], metavar="TEXT", help="a panel prompt (repeat per panel)")
     p.add_argument("--prompts-file", metavar="FILE", help="one panel per line (blank and # lines ignored)")
     p.add_argument("--style", default="", metavar="TEXT", help='appended as ", TEXT" to the reference and every panel prompt')
@@ -122,6 +139,10 @@ def add_generate_parser(subparsers) -> None:
     p.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
                    help="panels per UNet batch (default: all on CPU; on a GPU chosen by the memory model)")
     add_model_extras_arguments(p)
+
+
+def _add_run_arguments(p) -> None:
+    """Which panels to make, where and how: device, output folder, progress, a server."""
     p.add_argument("--only", type=int_list, metavar="3,7", help="re-roll only these panels (1-based) into --out")
     p.add_argument("--device", type=device, default="auto", help=DEVICE_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="auto")
@@ -131,7 +152,6 @@ def add_generate_parser(subparsers) -> None:
     server.add_argument("--server", metavar="URL", help="a StyleAligned server, e.g. http://127.0.0.1:8765")
     server.add_argument("--token-file", metavar="FILE",
                         help="the server's token (default: this computer's server token, in the user config folder)")
-    p.set_defaults(func=cmd_generate)
 
 
 def _with_style(text: str, style: str) -> str:
@@ -141,38 +161,13 @@ def _with_style(text: str, style: str) -> str:
 def build_generate_request(args):
     """The SetRequest a ``generate`` command line describes (no model is loaded here)."""
     check_model_source(args.model)
-    lines = []
-    if args.prompts_file:
-        try:
-            lines = read_prompts_file(args.prompts_file)
-        except PromptsFileError as error:
-            raise UsageError(str(error)) from None
+    lines = _prompts_file_lines(args)
     prompts = list(args.prompt) + [line.prompt for line in lines]
-    if not prompts:
-        raise UsageError("no panel prompts: give --prompt (repeatable) or --prompts-file")
-    if not args.references:
-        raise UsageError("no style source: give --reference-prompt or --reference-image (each may repeat)")
-    if (args.control is None) != (args.control_image is None):
-        raise UsageError("--control and --control-image go together")
+    _check_panels_and_sources(args, prompts)
     picture_mode = any(kind == "image" for kind, _ in args.references)
-    sizes = [None] * len(args.prompt) + [line.size for line in lines]
-    if args.panel_sizes is not None:
-        if len(args.panel_sizes) != len(prompts):
-            raise UsageError(f"--panel-sizes has {len(args.panel_sizes)} sizes for {len(prompts)} panels")
-        sizes = list(args.panel_sizes)
-    seeds = [args.seed + i for i in range(1, len(prompts) + 1)]
-    file_seeds = [None] * len(args.prompt) + [line.seed for line in lines]
-    seeds = [fs if fs is not None else s for s, fs in zip(seeds, file_seeds)]
-    if args.panel_seeds is not None:
-        if len(args.panel_seeds) != len(prompts):
-            raise UsageError(f"--panel-seeds has {len(args.panel_seeds)} seeds for {len(prompts)} panels")
-        seeds = list(args.panel_seeds)
-    only = None
-    if args.only:
-        bad = [i for i in args.only if not 1 <= i <= len(prompts)]
-        if bad:
-            raise UsageError(f"--only: no panel {bad[0]} (the set has {len(prompts)} panels, numbered from 1)")
-        only = tuple(i - 1 for i in args.only)
+    sizes = _panel_sizes(args, lines, len(prompts))
+    seeds = _panel_seeds(args, lines, len(prompts))
+    only = _only_panels(args, len(prompts))
     try:
         controls = [_control_for(line, args) for line in [None] * len(args.prompt) + lines]
         settings = settings_from_args(args, reference_picture=picture_mode)
@@ -203,6 +198,56 @@ def build_generate_request(args):
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
+
+
+def _prompts_file_lines(args) -> list:
+    """The panels of ``--prompts-file`` (none without one)."""
+    if not args.prompts_file:
+        return []
+    try:
+        return read_prompts_file(args.prompts_file)
+    except PromptsFileError as error:
+        raise UsageError(str(error)) from None
+
+
+def _check_panels_and_sources(args, prompts: list[str]) -> None:
+    """A set needs panels and a style source; a command-line control needs its picture."""
+    if not prompts:
+        raise UsageError("no panel prompts: give --prompt (repeatable) or --prompts-file")
+    if not args.references:
+        raise UsageError("no style source: give --reference-prompt or --reference-image (each may repeat)")
+    if (args.control is None) != (args.control_image is None):
+        raise UsageError("--control and --control-image go together")
+
+
+def _panel_sizes(args, lines, count: int) -> list[tuple[int, int] | None]:
+    """Each panel's own size (None: the set's): ``--panel-sizes``, else the prompts file's."""
+    if args.panel_sizes is None:
+        return [None] * len(args.prompt) + [line.size for line in lines]
+    if len(args.panel_sizes) != count:
+        raise UsageError(f"--panel-sizes has {len(args.panel_sizes)} sizes for {count} panels")
+    return list(args.panel_sizes)
+
+
+def _panel_seeds(args, lines, count: int) -> list[int]:
+    """Each panel's seed: ``--panel-seeds``, else the prompts file's, else ``--seed`` + i."""
+    if args.panel_seeds is not None:
+        if len(args.panel_seeds) != count:
+            raise UsageError(f"--panel-seeds has {len(args.panel_seeds)} seeds for {count} panels")
+        return list(args.panel_seeds)
+    seeds = [args.seed + i for i in range(1, count + 1)]
+    file_seeds = [None] * len(args.prompt) + [line.seed for line in lines]
+    return [fs if fs is not None else s for s, fs in zip(seeds, file_seeds)]
+
+
+def _only_panels(args, count: int) -> tuple[int, ...] | None:
+    """``--only``'s 1-based panel numbers as 0-based indices (None: every panel)."""
+    if not args.only:
+        return None
+    bad = [i for i in args.only if not 1 <= i <= count]
+    if bad:
+        raise UsageError(f"--only: no panel {bad[0]} (the set has {count} panels, numbered from 1)")
+    return tuple(i - 1 for i in args.only)
 
 
 def _references(args) -> tuple:
@@ -287,6 +332,7 @@ def cmd_generate(args) -> int:
                 raise
             raise UsageError(str(error)) from None
     write_run_folder(out, request, result, style_text=args.style)
+    _write_panel_notes(out, args)
     if not args.quiet:
         done, refs = len(result.panels), len(result.references)
         print(f"wrote {'the reference' if refs == 1 else f'{refs} references'} and {done} panel(s) to {out}",
@@ -336,3 +382,15 @@ def _is_user_error(error: BaseException) -> bool:
     from ..engine.generator import GenerationError
 
     return isinstance(error, (ValueError, GenerationError, FileNotFoundError, PermissionError))
+
+
+def _write_panel_notes(out: Path, args) -> None:
+    """The prompts file's panel notes (dialogue=, duration= ...) beside run.json, for
+    ``stylealigned export`` (none when it has none; a re-roll keeps the folder's)."""
+    if args.only and not args.prompts_file:
+        return
+    from ..export.board import write_run_notes
+    from ..session.notes import PanelNotes
+
+    lines = read_prompts_file(args.prompts_file) if args.prompts_file else []
+    write_run_notes(out, [PanelNotes()] * len(args.prompt) + [line.notes for line in lines])

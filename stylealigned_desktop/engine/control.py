@@ -8,45 +8,37 @@
   ``tiny``; :class:`ControlNetCache` keeps each one loaded once per engine, and
   :func:`check_controlnet_matches` refuses a ControlNet made for another base model (an SD 1.5
   ControlNet on SDXL) before any denoising starts.
+
+The maps live here; the ControlNets in ``controlnets.py``, the depth estimators in ``depth.py``
+and what they share (:class:`ControlError`, model sources) in ``control_sources.py``. This
+module names them all (``__all__``), so callers import controls from one place.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import inspect
-import pickle
 import sys
-import threading
 import types
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .hub import (
-    DEFAULT_CONTROLNETS,
-    DEFAULT_DEPTH_MODEL,
-    download_command,
-    has_only_pickle_weights,
-    pickle_note,
+from .control_sources import ControlError
+from .controlnets import ControlNetCache, check_controlnet_matches, load_controlnet, tiny_controlnet
+from .depth import (
+    build_tiny_depth_estimator,
+    estimate_depth,
+    load_depth_estimator,
+    unload_depth_estimators,
 )
+from .hub import DEFAULT_CONTROLNETS, DEFAULT_DEPTH_MODEL
 from .images import PathLike, PictureError, fit_picture, load_picture, to_rgb
 from .limits import check_control, check_size
-from .models import hub_or_folder, resolve_device
+from .models import resolve_device
 from .request import CONTROL_MODES, PanelControl
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-TINY = "tiny"
-TINY_SEED = 0
-
-
-class ControlError(ValueError):
-    """A control cannot be used (bad settings, a missing or mismatched model)."""
 
 
 @dataclass(frozen=True)
@@ -176,340 +168,6 @@ def depth_to_image(depth: np.ndarray) -> Image.Image:
     """A [0, 1] depth array (H, W) as an 8-bit RGB image, replicated to 3 channels."""
     grey = np.round(np.clip(depth, 0.0, 1.0) * 255.0).astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(np.stack([grey] * 3, axis=-1)), mode="RGB")
-
-
-# --------------------------------------------------------------------------------------------
-# Depth estimation
-
-_depth_lock = threading.Lock()
-_depth_estimators: dict[tuple[str, str], tuple[Any, Any]] = {}
-
-
-def _resolve_source(source: str, what: str) -> str:
-    """A local folder's path, or the hub id as given; clear errors for neither."""
-    return hub_or_folder(source, what, ControlError)
-
-
-def _not_available_message(source: str, what: str, exc: BaseException) -> str:
-    if has_only_pickle_weights(source):
-        return f"{what}{pickle_note(source)}"
-    if isinstance(exc, pickle.UnpicklingError):
-        return (f"{what} {source!r}: its weights are a pickle file that would run code when "
-                "loaded; it was refused (use a model with .safetensors weights)")
-    if Path(source).expanduser().is_dir():
-        return f"{what} folder {source!r} cannot be loaded: {exc}"
-    return (
-        f"{what} {source!r} could not be loaded ({exc}). It is not in the local Hugging Face "
-        "cache and could not be downloaded (offline, or no network). Download it once while "
-        f"online (`{download_command(source)}`, the app's model dialog, or run once with network access), "
-        "or give the path of a local folder holding the model."
-    )
-
-
-def build_tiny_depth_estimator():
-    """A random-weight DPT depth estimator and its processor, 32 px input, built offline.
-
-    Its maps are meaningless; it exists so the depth path runs end to end without a download.
-    """
-    import torch
-    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
-
-    config = DPTConfig(
-        image_size=32,
-        patch_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        backbone_out_indices=[0, 1],
-        neck_hidden_sizes=[16, 32],
-        reassemble_factors=[4, 2],
-        fusion_hidden_size=16,
-        is_hybrid=False,
-    )
-    state = torch.random.get_rng_state()
-    torch.manual_seed(TINY_SEED)
-    try:
-        model = DPTForDepthEstimation(config)
-    finally:
-        torch.random.set_rng_state(state)
-    return model.eval(), DPTImageProcessor(size={"height": 32, "width": 32})
-
-
-def load_depth_estimator(
-    source: str = DEFAULT_DEPTH_MODEL, device: str = "auto"
-) -> tuple[Any, Any]:
-    """``(model, image processor)`` of a depth estimator from a hub id, a local folder or ``tiny``.
-
-    Through transformers' Auto classes, so DPT (MiDaS), Depth Anything (V2) and ZoeDepth all
-    load; only safetensors weights are loaded.
-    Loaded once per (source, device) and kept for the process (see :func:`unload_depth_estimators`).
-    """
-    device = str(resolve_device(device))
-    key = (source, device)
-    with _depth_lock:
-        if key in _depth_estimators:
-            return _depth_estimators[key]
-        if source == TINY:
-            model, processor = build_tiny_depth_estimator()
-        else:
-            # The Auto classes: DPT, Depth Anything (V2), ZoeDepth... whatever the config names
-            from transformers import AutoImageProcessor, AutoModelForDepthEstimation
-
-            location = _resolve_source(source, "depth model")
-            try:
-                processor = AutoImageProcessor.from_pretrained(location)
-                model = AutoModelForDepthEstimation.from_pretrained(location, use_safetensors=True)
-            except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
-                raise ControlError(_not_available_message(source, "depth model", exc)) from None
-        model = model.to(device).eval()
-        _depth_estimators[key] = (model, processor)
-        return _depth_estimators[key]
-
-
-def unload_depth_estimators() -> None:
-    """Forget the loaded depth estimators (frees their memory once nothing else holds them)."""
-    with _depth_lock:
-        _depth_estimators.clear()
-
-
-def estimate_depth(
-    image: Image.Image, source: str = DEFAULT_DEPTH_MODEL, device: str = "auto"
-) -> np.ndarray:
-    """Relative depth of ``image`` at its own size, min-max normalised to [0, 1] (float32, H x W).
-
-    As the authors do: the estimator's output is resized bicubically to the picture size, then
-    normalised so that near is bright (MiDaS/DPT and relative Depth Anything predict inverse
-    depth; metric estimators are flipped). A perfectly flat prediction gives all zeros.
-    """
-    import torch
-
-    model, processor = load_depth_estimator(source, device)
-    inputs = processor(images=to_rgb(image), return_tensors="pt")
-    parameter = next(model.parameters())
-    pixel_values = inputs["pixel_values"].to(device=parameter.device, dtype=parameter.dtype)
-    with torch.no_grad():
-        outputs = model(pixel_values=pixel_values)
-    outputs.predicted_depth = outputs.predicted_depth.float()
-    size = (image.height, image.width)
-    post_process = getattr(processor, "post_process_depth_estimation", None)
-    if post_process is not None:  # bicubic like the authors; ZoeDepth also removes its padding
-        extra = {"source_sizes": [size]} if "source_sizes" in inspect.signature(post_process).parameters else {}
-        depth = post_process(outputs, target_sizes=[size], **extra)[0]["predicted_depth"].reshape(size)
-    else:
-        depth = torch.nn.functional.interpolate(
-            outputs.predicted_depth.unsqueeze(1), size=size, mode="bicubic", align_corners=False,
-        )[0, 0]
-    if not torch.isfinite(depth).all():
-        raise ControlError(f"the depth model {source!r} produced invalid values (NaN or infinity)")
-    low, high = depth.min(), depth.max()
-    if high <= low:
-        return np.zeros(size, dtype=np.float32)
-    depth = (depth - low) / (high - low)
-    if predicts_metric_depth(model.config):
-        depth = 1.0 - depth  # metres grow with distance; depth ControlNets want near bright
-    return depth.cpu().numpy().astype(np.float32)
-
-
-def predicts_metric_depth(config) -> bool:
-    """Whether an estimator outputs distance (far is large: ZoeDepth, Depth Pro, the metric
-    Depth Anything checkpoints) rather than MiDaS-style relative inverse depth (near is large)."""
-    return (getattr(config, "depth_estimation_type", None) == "metric"
-            or getattr(config, "model_type", "") in ("zoedepth", "depth_pro"))
-
-
-# --------------------------------------------------------------------------------------------
-# ControlNets
-
-
-def _as_dtype(dtype: torch.dtype | str | None):
-    import torch
-
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        value = getattr(torch, str(dtype))
-    except AttributeError:
-        value = None
-    if not isinstance(value, torch.dtype):
-        raise ControlError(f"unknown dtype {dtype!r}")
-    return value
-
-
-def tiny_controlnet(unet):
-    """A ControlNet for the tiny model, built from its UNet (``ControlNetModel.from_unet``).
-
-    The weights come from the tiny UNet as first built (``tiny.build_tiny_unet``), not from
-    ``unet`` itself, which may be offloaded (weights on ``meta``) or carry LoRA layers; ``unet``
-    gives the dtype and device. A trained ControlNet starts from zero convolutions, which would
-    make this one a no-op; here they get random weights (fixed seed) so a control map visibly
-    changes what the tiny model draws, which is what tests need.
-    """
-    import torch
-    from diffusers import ControlNetModel
-
-    from .tiny import build_tiny_unet
-
-    state = torch.random.get_rng_state()
-    torch.manual_seed(TINY_SEED)
-    try:
-        controlnet = ControlNetModel.from_unet(
-            build_tiny_unet(), conditioning_embedding_out_channels=(8, 8, 16, 16)
-        )
-        zero_initialised = [
-            *controlnet.controlnet_down_blocks,
-            controlnet.controlnet_mid_block,
-            controlnet.controlnet_cond_embedding.conv_out,
-        ]
-        for conv in zero_initialised:
-            conv.reset_parameters()
-    finally:
-        torch.random.set_rng_state(state)
-    device = next(unet.parameters()).device
-    if device.type == "meta":  # sequentially offloaded: the engine places the ControlNet itself
-        device = torch.device("cpu")
-    if controlnet.dtype != unet.dtype:  # avoid diffusers' warning on a no-op cast
-        controlnet = controlnet.to(dtype=unet.dtype)
-    return controlnet.to(device).eval().requires_grad_(False)
-
-
-def load_controlnet(
-    source: str, dtype: torch.dtype | str | None = None, device: str = "cpu", unet=None
-):
-    """An SDXL ``ControlNetModel`` from a hub id, a local diffusers folder, or ``tiny``.
-
-    ``tiny`` needs ``unet`` (the tiny UNet it is built from). No caching here: an engine keeps
-    its ControlNets in a :class:`ControlNetCache`. Raises :class:`ControlError` with download
-    instructions when the model is not available offline.
-    """
-    dtype = _as_dtype(dtype)
-    if source == TINY:
-        if unet is None:
-            raise ControlError("the tiny ControlNet is built from the tiny UNet: pass unet=")
-        controlnet = tiny_controlnet(unet)
-        if dtype is not None and dtype != controlnet.dtype:  # avoid diffusers' warning on a no-op cast
-            controlnet = controlnet.to(dtype=dtype)
-        return controlnet.to(device=device)
-    import torch
-    from diffusers import ControlNetModel
-
-    from .models import dtype_kwargs
-
-    location = _resolve_source(source, "ControlNet")
-    attempts = [{"variant": "fp16"}, {}] if dtype == torch.float16 else [{}]
-    error: BaseException | None = None
-    for extra in attempts:
-        try:
-            controlnet = ControlNetModel.from_pretrained(location, use_safetensors=True, **dtype_kwargs(dtype),
-                                                         **extra)
-            break
-        except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
-            error = exc  # first a missing fp16 variant (then retried), or the real error
-    else:
-        raise ControlError(_not_available_message(source, "ControlNet", error)) from None
-    return controlnet.to(device).eval().requires_grad_(False)
-
-
-def _as_tuple(value) -> tuple:
-    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
-
-
-def check_controlnet_matches(controlnet, unet, source: str = "the ControlNet") -> None:
-    """Raise :class:`ControlError` if ``controlnet`` cannot drive ``unet``.
-
-    Its residuals are added to the UNet's skip connections, and it reads the same text and
-    SDXL size conditioning, so the block widths, the block count, the text width and the added
-    (text_time) conditioning must all agree. An SD 1.5 ControlNet on SDXL fails here with a
-    message saying so, before any denoising starts.
-    """
-    c, u = controlnet.config, unet.config
-    checks = [
-        (
-            "cross_attention_dim",
-            "text-embedding width",
-            _as_tuple(c.cross_attention_dim),
-            _as_tuple(u.cross_attention_dim),
-        ),
-        (
-            "addition_embed_type",
-            "added conditioning",
-            c.get("addition_embed_type"),
-            u.get("addition_embed_type"),
-        ),
-        (
-            "projection_class_embeddings_input_dim",
-            "size/pooled-text conditioning width",
-            c.get("projection_class_embeddings_input_dim"),
-            u.get("projection_class_embeddings_input_dim"),
-        ),
-        (
-            "addition_time_embed_dim",
-            "time-id embedding width",
-            c.get("addition_time_embed_dim"),
-            u.get("addition_time_embed_dim"),
-        ),
-        (
-            "block_out_channels",
-            "block widths",
-            tuple(c.block_out_channels),
-            tuple(u.block_out_channels),
-        ),
-        (
-            "layers_per_block",
-            "layers per block",
-            _as_tuple(c.layers_per_block),
-            _as_tuple(u.layers_per_block),
-        ),
-        ("in_channels", "latent channels", c.in_channels, u.in_channels),
-    ]
-    mismatches = [
-        f"{label} {ours} vs the model's {theirs}"
-        for _key, label, ours, theirs in checks
-        if ours != theirs
-    ]
-    if not mismatches:
-        return
-    sd15_like = (
-        c.get("addition_embed_type") != "text_time" and u.get("addition_embed_type") == "text_time"
-    )
-    hint = (
-        "it looks like an SD 1.5 ControlNet; this base model is SDXL, so use an SDXL ControlNet such as "
-        f"{DEFAULT_CONTROLNETS['canny']} or {DEFAULT_CONTROLNETS['depth']}"
-        if sd15_like
-        else "use a ControlNet trained for this base model"
-    )
-    raise ControlError(f"{source} does not match the base model ({'; '.join(mismatches)}): {hint}")
-
-
-class ControlNetCache:
-    """The ControlNets of one engine: each (source, dtype, device) loaded and checked once."""
-
-    def __init__(self) -> None:
-        self._models: dict[tuple, Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, source: str, unet, dtype: torch.dtype | str | None = None, device: str = "cpu"):
-        """The ControlNet for ``source``, loaded on first use and checked against ``unet``."""
-        dtype = _as_dtype(dtype)
-        # tiny depends on the UNet it is built from; hub/folder models do not
-        key = (source, str(dtype), str(device), id(unet) if source == TINY else None)
-        with self._lock:
-            if key not in self._models:
-                controlnet = load_controlnet(source, dtype=dtype, device=device, unet=unet)
-                check_controlnet_matches(controlnet, unet, source=f"ControlNet {source!r}")
-                self._models[key] = controlnet
-            else:
-                check_controlnet_matches(self._models[key], unet, source=f"ControlNet {source!r}")
-            return self._models[key]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
-
-    def __len__(self) -> int:
-        return len(self._models)
 
 
 __all__ = [

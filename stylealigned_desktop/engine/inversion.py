@@ -9,47 +9,51 @@ The pieces, in the order the generator uses them::
                                                     width, height, scheduler=scheduler,
                                                     timesteps=levels, on_step=..., cancel=...))
 
-Indexing convention (shared with the generator). The generation runs all T = ``steps``
-denoising steps over ``traj.timesteps`` (noisiest first); "step i" (0-based) is the UNet
-evaluation at ``traj.timesteps[i]``, the ``i`` of diffusers' ``callback_on_step_end``.
-``traj.latents[k]`` is the inverted latent at noise level ``traj.timesteps[k]`` for k < T, and
-``traj.latents[T]`` is z0. Following the authors, the reference row:
-
-- enters step 0 as ``traj[offset]``;
-- after step i is overwritten with ``traj[max(offset + 1, i + 1)]``
-  (:func:`reference_latent_after_step`), so it enters step i >= 1 as
-  ``traj[max(offset + 1, i)]`` (:func:`reference_unet_input`) and ends, after step T - 1,
-  as ``traj[T] = z0``: its final image is the VAE round trip of the picture.
-
-For i >= offset + 1 the reference therefore sits exactly at the level the UNet is told
-(``traj[i]`` at ``timesteps[i]``); before that it is deliberately a little cleaner (the
-authors' ``offset``). The latents are variance-preserving (DDPM/DDIM form): they are what the
-UNet takes as input. With DDIM the scheduler sample is the same thing; with a scheduler whose
-samples are scaled (Euler: sample = latent * sqrt(1 + sigma^2)), feed the reference's UNet
-input directly instead of passing it through ``scale_model_input``.
+The trajectory itself, its indexing convention, its files and its cache live in
+``trajectory.py``; this module names them too (``__all__``), so callers import inversion from
+one place.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import tempfile
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
-log = logging.getLogger(__name__)
+from .trajectory import (
+    TRAJECTORY_FORMAT,
+    TRAJECTORY_VERSION,
+    Trajectory,
+    TrajectoryCache,
+    TrajectoryFileError,
+    TrajectoryKey,
+    load_trajectory,
+    reference_latent_after_step,
+    reference_unet_input,
+    save_trajectory,
+)
 
-TRAJECTORY_FORMAT = "stylealigned-trajectory"
-TRAJECTORY_VERSION = 2  # 2: steps between the schedule's own neighbouring levels (spec 7.3)
+__all__ = [
+    "TRAJECTORY_FORMAT",
+    "TRAJECTORY_VERSION",
+    "InversionCancelled",
+    "Trajectory",
+    "TrajectoryCache",
+    "TrajectoryFileError",
+    "TrajectoryKey",
+    "encode_picture",
+    "inversion_scheduler",
+    "invert",
+    "load_trajectory",
+    "reference_latent_after_step",
+    "reference_unet_input",
+    "save_trajectory",
+]
 
 
 class InversionCancelled(Exception):
@@ -131,69 +135,6 @@ def encode_picture(pipe, image: Image.Image) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# The trajectory
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """An inverted picture: ``steps + 1`` latents, noisiest first (treat as read-only).
-
-    ``latents``: float32 CPU tensor (T+1, C, height/8, width/8); ``latents[T]`` is z0.
-    ``timesteps``: int64 CPU tensor (T,), descending; ``latents[k]`` is at level ``timesteps[k]``.
-    """
-
-    latents: torch.Tensor
-    timesteps: torch.Tensor
-    caption: str
-    guidance: float
-    width: int
-    height: int
-    scheduler: str = "ddim"
-
-    @property
-    def steps(self) -> int:
-        return int(self.timesteps.shape[0])
-
-    @property
-    def z0(self) -> torch.Tensor:
-        """The clean latent (1, C, h, w)."""
-        return self.latents[-1:]
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        """``traj[k]``: latent k as a (1, C, h, w) batch of one."""
-        if not -len(self.latents) <= index < len(self.latents):
-            raise IndexError(f"trajectory index {index} out of range 0..{len(self.latents) - 1}")
-        return self.latents[index].unsqueeze(0)
-
-    def __len__(self) -> int:
-        return int(self.latents.shape[0])
-
-
-def _check_offset(traj: Trajectory, i: int, offset: int) -> None:
-    steps = traj.steps
-    if not 0 <= offset < steps:
-        raise ValueError(f"inversion offset must be in 0..{steps - 1} for {steps} steps, got {offset}")
-    if not 0 <= i < steps:
-        raise ValueError(f"denoising step must be in 0..{steps - 1}, got {i}")
-
-
-def reference_latent_after_step(traj: Trajectory, i: int, offset: int) -> torch.Tensor:
-    """The reference latent after denoising step i (0-based): ``traj[max(offset + 1, i + 1)]``.
-
-    After the last step (i = T - 1) this is z0.
-    """
-    _check_offset(traj, i, offset)
-    return traj[max(offset + 1, i + 1)]
-
-
-def reference_unet_input(traj: Trajectory, i: int, offset: int) -> torch.Tensor:
-    """The reference latent the UNet sees at step i: ``traj[offset]`` for i = 0, else the
-    latent written after step i - 1, ``traj[max(offset + 1, i)]``."""
-    _check_offset(traj, i, offset)
-    return traj[offset] if i == 0 else reference_latent_after_step(traj, i - 1, offset)
-
-
-# --------------------------------------------------------------------------------------------
 # Inversion
 
 
@@ -251,6 +192,19 @@ def invert(
     (``done`` is 1-based). If ``cancel`` is set before a step, :class:`InversionCancelled` is
     raised. ``scheduler`` is the generation scheduler's name, recorded in the result.
     """
+    z0 = _checked_z0(pipe, z0, steps, guidance, width, height)
+    ddim = inversion_scheduler(pipe)
+    levels = _inversion_levels(ddim, steps, timesteps)
+    conditioning = _caption_conditioning(pipe, caption, guidance, width, height)
+    latents = _invert_through_levels(pipe, ddim, z0, levels, conditioning, on_step, cancel)
+    return Trajectory(latents=latents, timesteps=levels, caption=caption, guidance=float(guidance),
+                      width=width, height=height, scheduler=scheduler)
+
+
+def _checked_z0(pipe, z0: torch.Tensor, steps: int, guidance: float, width: int,
+                height: int) -> torch.Tensor:
+    """``z0`` as a batch of one, after checking the steps, the guidance and that z0 is the
+    latent of a ``width`` x ``height`` picture (ValueError otherwise)."""
     if steps < 1:
         raise ValueError(f"inversion steps must be at least 1, got {steps}")
     if guidance < 0:
@@ -264,11 +218,12 @@ def invert(
         z0 = z0.unsqueeze(0)
     if tuple(z0.shape) != expected:
         raise ValueError(f"z0 must have shape {expected} for {width}x{height}, got {tuple(z0.shape)}")
+    return z0
 
-    device = pipe._execution_device
-    unet = pipe.unet
-    unet_dtype = unet.dtype
-    ddim = inversion_scheduler(pipe)
+
+def _inversion_levels(ddim, steps: int, timesteps: Sequence[int] | None) -> torch.Tensor:
+    """The ``steps`` levels to invert through, noisiest first (int64, CPU): ``timesteps``
+    (checked: strictly decreasing training levels) or by default the DDIM scheduler's own."""
     ddim.set_timesteps(steps)
     if timesteps is None:
         levels = ddim.timesteps.to(torch.int64).cpu()
@@ -279,10 +234,28 @@ def invert(
     num_train = ddim.config.num_train_timesteps
     if int(levels.min()) < 0 or int(levels.max()) >= num_train:
         raise ValueError(f"timesteps must lie in 0..{num_train - 1}, got {levels.tolist()}")
-    alphas = ddim.alphas_cumprod.to(torch.float32)
-    final_alpha = torch.as_tensor(ddim.final_alpha_cumprod, dtype=torch.float32)
-    prediction_type = ddim.config.prediction_type
+    return levels
 
+
+@dataclass(frozen=True)
+class _CaptionConditioning:
+    """What every UNet call of one inversion shares: the caption's text embeddings (with the
+    unconditional half first when guided), SDXL's added conditioning, the guidance embedding."""
+
+    prompt_embeds: torch.Tensor
+    added_cond: dict[str, torch.Tensor]
+    timestep_cond: torch.Tensor | None
+    guidance: float
+    do_cfg: bool
+
+
+def _caption_conditioning(pipe, caption: str, guidance: float, width: int,
+                          height: int) -> _CaptionConditioning:
+    """The caption encoded as the pipeline encodes a prompt with ``negative_prompt=None``, and
+    the time ids of the real output size (original = target = (height, width), crop (0, 0))."""
+    device = pipe._execution_device
+    unet = pipe.unet
+    unet_dtype = unet.dtype
     do_cfg = guidance > 1.0
     prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
         prompt=caption,
@@ -313,6 +286,25 @@ def invert(
         timestep_cond = pipe.get_guidance_scale_embedding(
             torch.tensor(guidance - 1).repeat(1), embedding_dim=unet.config.time_cond_proj_dim
         ).to(device=device, dtype=unet_dtype)
+    return _CaptionConditioning(prompt_embeds, added_cond, timestep_cond, guidance, do_cfg)
+
+
+def _invert_through_levels(
+    pipe,
+    ddim,
+    z0: torch.Tensor,
+    levels: torch.Tensor,
+    conditioning: _CaptionConditioning,
+    on_step: Callable[[int, int], None] | None,
+    cancel: threading.Event | None,
+) -> torch.Tensor:
+    """The inversion loop: from z0 up through ``levels``, cleanest first, one UNet call per
+    level. Returns the latents noisiest first, z0 last (float32, CPU)."""
+    device = pipe._execution_device
+    steps = int(levels.shape[0])
+    alphas = ddim.alphas_cumprod.to(torch.float32)
+    final_alpha = torch.as_tensor(ddim.final_alpha_cumprod, dtype=torch.float32)
+    prediction_type = ddim.config.prediction_type
 
     z = z0.to(device=device, dtype=torch.float32)
     trajectory = [z.cpu()]
@@ -321,212 +313,42 @@ def invert(
     for done, (t, previous) in enumerate(zip(cleanest_first, previous_levels)):
         if cancel is not None and cancel.is_set():
             raise InversionCancelled("inversion cancelled")
-        model_input = z.to(unet_dtype)
-        if do_cfg:
-            model_input = torch.cat([model_input, model_input])
-        output = unet(
-            model_input,
-            torch.tensor(t, device=device),
-            encoder_hidden_states=prompt_embeds,
-            timestep_cond=timestep_cond,
-            added_cond_kwargs=added_cond,
-            return_dict=False,
-        )[0].to(torch.float32)
-        if do_cfg:
-            uncond, cond = output.chunk(2)
-            output = uncond + guidance * (cond - uncond)
+        output = _guided_prediction(pipe.unet, z, t, conditioning, device)
         alpha_t = alphas[t].to(device)
         alpha_prev = (final_alpha if previous is None else alphas[previous]).to(device)
-        eps = _epsilon(output, z, alpha_t, prediction_type)
-        x0 = (z - (1 - alpha_prev).sqrt() * eps) / alpha_prev.sqrt()
-        z = alpha_t.sqrt() * x0 + (1 - alpha_t).sqrt() * eps
+        z = _inverse_ddim_step(output, z, alpha_t, alpha_prev, prediction_type)
         trajectory.append(z.cpu())
         if on_step is not None:
             on_step(done + 1, steps)
-
-    latents = torch.cat(trajectory[::-1]).contiguous()
-    return Trajectory(latents=latents, timesteps=levels, caption=caption, guidance=float(guidance),
-                      width=width, height=height, scheduler=scheduler)
+    return torch.cat(trajectory[::-1]).contiguous()
 
 
-# --------------------------------------------------------------------------------------------
-# Files and the cache
+def _guided_prediction(unet, z: torch.Tensor, t: int, conditioning: _CaptionConditioning,
+                       device) -> torch.Tensor:
+    """The UNet's prediction at (z, t), in float32, CFG-combined when guided (the UNet runs in
+    its own dtype)."""
+    do_cfg = conditioning.do_cfg
+    model_input = z.to(unet.dtype)
+    if do_cfg:
+        model_input = torch.cat([model_input, model_input])
+    output = unet(
+        model_input,
+        torch.tensor(t, device=device),
+        encoder_hidden_states=conditioning.prompt_embeds,
+        timestep_cond=conditioning.timestep_cond,
+        added_cond_kwargs=conditioning.added_cond,
+        return_dict=False,
+    )[0].to(torch.float32)
+    if do_cfg:
+        uncond, cond = output.chunk(2)
+        output = uncond + conditioning.guidance * (cond - uncond)
+    return output
 
 
-@dataclass(frozen=True)
-class TrajectoryKey:
-    """Everything a trajectory depends on (spec 7.6). ``picture_hash``: the picture's content
-    hash; ``model``: a string identifying the weights (hub id + revision, folder, file...);
-    ``timesteps``: the generation schedule's levels, noisiest first (the inversion steps between
-    them, so two schedules with the same name and steps but other levels never share an entry)."""
-
-    picture_hash: str
-    caption: str
-    model: str
-    width: int
-    height: int
-    scheduler: str
-    steps: int
-    guidance: float
-    timesteps: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "timesteps", tuple(int(t) for t in self.timesteps))
-        if len(self.timesteps) != self.steps:
-            raise ValueError(f"a trajectory key needs the {self.steps} levels of the schedule, "
-                             f"got {len(self.timesteps)}")
-
-    def digest(self) -> str:
-        """sha256 (hex) of the fields, stable across runs and platforms."""
-        fields = asdict(self)
-        fields["guidance"] = float(fields["guidance"])
-        fields["format_version"] = TRAJECTORY_VERSION
-        text = json.dumps(fields, sort_keys=True, ensure_ascii=True)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def save_trajectory(path: str | Path, traj: Trajectory, key: TrajectoryKey | None = None) -> Path:
-    """Write a trajectory as safetensors (tensors ``latents``, ``timesteps``; the fields as
-    metadata) atomically: a temporary file in the same folder, then ``os.replace``."""
-    from safetensors.torch import save_file
-
-    from ..temporaries import with_default_mode
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {
-        "format": TRAJECTORY_FORMAT,
-        "version": str(TRAJECTORY_VERSION),
-        "caption": traj.caption,
-        "guidance": repr(float(traj.guidance)),
-        "width": str(traj.width),
-        "height": str(traj.height),
-        "scheduler": traj.scheduler,
-        "steps": str(traj.steps),
-    }
-    if key is not None:
-        metadata["key"] = json.dumps(asdict(key), sort_keys=True)
-        metadata["picture_hash"] = key.picture_hash
-        metadata["model"] = key.model
-    tensors = {"latents": traj.latents.contiguous(), "timesteps": traj.timesteps.contiguous()}
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(with_default_mode(handle))
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-class TrajectoryFileError(ValueError):
-    """A trajectory file that cannot be read or is not a valid trajectory."""
-
-
-def load_trajectory(path: str | Path, key: TrajectoryKey | None = None) -> Trajectory:
-    """Read a file written by :func:`save_trajectory`. With ``key``, the file must have been
-    saved for that key. Raises :class:`TrajectoryFileError` naming the file if it is not valid."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            latents = handle.get_tensor("latents")
-            timesteps = handle.get_tensor("timesteps")
-    except Exception as error:  # safetensors raises its own error types for damaged files
-        raise TrajectoryFileError(f"cannot read trajectory file {path}: {error}") from error
-    try:
-        if metadata.get("format") != TRAJECTORY_FORMAT:
-            raise ValueError(f"not a {TRAJECTORY_FORMAT} file")
-        if int(metadata.get("version", "0")) > TRAJECTORY_VERSION:
-            raise ValueError(f"written by a newer version ({metadata['version']})")
-        steps = int(metadata["steps"])
-        width, height = int(metadata["width"]), int(metadata["height"])
-        if timesteps.shape != (steps,) or latents.dim() != 4 or latents.shape[0] != steps + 1:
-            raise ValueError(
-                f"shapes {tuple(latents.shape)} / {tuple(timesteps.shape)} do not match {steps} steps"
-            )
-        if not torch.isfinite(latents).all():
-            raise ValueError("latents are not finite")
-        if key is not None and metadata.get("key") != json.dumps(asdict(key), sort_keys=True):
-            raise ValueError("saved for different inputs")
-        if key is not None and tuple(timesteps.tolist()) != key.timesteps:
-            raise ValueError("saved for other levels of the schedule")
-        return Trajectory(
-            latents=latents.to(torch.float32),
-            timesteps=timesteps.to(torch.int64),
-            caption=metadata["caption"],
-            guidance=float(metadata["guidance"]),
-            width=width,
-            height=height,
-            scheduler=metadata["scheduler"],
-        )
-    except (KeyError, ValueError) as error:
-        raise TrajectoryFileError(f"invalid trajectory file {path}: {error}") from error
-
-
-class TrajectoryCache:
-    """Trajectories kept in memory (the most recent ``memory_items``) and as safetensors files
-    in ``folder`` (a session's ``cache/``, or :func:`stylealigned_desktop.paths.cache_dir`).
-
-    A damaged or unreadable file is recomputed and overwritten; a file that cannot be written
-    only costs the disk copy. Neither stops a run.
-    """
-
-    def __init__(self, folder: str | Path, memory_items: int = 8):
-        self.folder = Path(folder)
-        self.memory_items = max(0, memory_items)
-        self._memory: OrderedDict[str, Trajectory] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def path_for(self, key: TrajectoryKey) -> Path:
-        return self.folder / f"trajectory-{key.digest()}.safetensors"
-
-    def _remember(self, digest: str, traj: Trajectory) -> None:
-        with self._lock:
-            self._memory[digest] = traj
-            self._memory.move_to_end(digest)
-            while len(self._memory) > self.memory_items:
-                self._memory.popitem(last=False)
-
-    def get(self, key: TrajectoryKey) -> Trajectory | None:
-        """The cached trajectory (memory, then disk), or None."""
-        digest = key.digest()
-        with self._lock:
-            traj = self._memory.get(digest)
-            if traj is not None:
-                self._memory.move_to_end(digest)
-                return traj
-        path = self.path_for(key)
-        if not path.exists():
-            return None
-        try:
-            traj = load_trajectory(path, key)
-        except TrajectoryFileError as error:
-            log.warning("ignoring cached trajectory, it will be recomputed: %s", error)
-            return None
-        self._remember(digest, traj)
-        return traj
-
-    def put(self, key: TrajectoryKey, traj: Trajectory) -> None:
-        """Keep ``traj`` in memory and write it to disk (a failed write is logged, not raised)."""
-        self._remember(key.digest(), traj)
-        try:
-            save_trajectory(self.path_for(key), traj, key)
-        except OSError as error:
-            log.warning("could not write the trajectory cache file %s: %s", self.path_for(key), error)
-
-    def get_or_compute(self, key: TrajectoryKey, compute: Callable[[], Trajectory]) -> Trajectory:
-        """The cached trajectory for ``key``, or ``compute()``'s, which is then cached.
-        Exceptions of ``compute`` (e.g. :class:`InversionCancelled`) propagate; nothing is cached."""
-        traj = self.get(key)
-        if traj is None:
-            traj = compute()
-            self.put(key, traj)
-        return traj
-
-    def clear_memory(self) -> None:
-        with self._lock:
-            self._memory.clear()
+def _inverse_ddim_step(model_output: torch.Tensor, z: torch.Tensor, alpha_t: torch.Tensor,
+                       alpha_prev: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """One inverse DDIM step: z at the next cleaner level t⁻ (ᾱ = alpha_prev) up to level t
+    (ᾱ = alpha_t), for the noise the model predicts there."""
+    eps = _epsilon(model_output, z, alpha_t, prediction_type)
+    x0 = (z - (1 - alpha_prev).sqrt() * eps) / alpha_prev.sqrt()
+    return alpha_t.sqrt() * x0 + (1 - alpha_t).sqrt() * eps

@@ -176,8 +176,6 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
     ``vae`` replaces the model's VAE, ``loras`` (``request.Lora``) are loaded as adapters, and
     ``memory`` (fast, balanced, low) places the models (``engine/memory.py``).
     """
-    import torch
-
     from .lora import apply_loras
     from .memory import place_pipeline, set_vae_tiling
 
@@ -185,44 +183,7 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
     kind = classify_source(source)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    if kind == "tiny":
-        from .tiny import build_tiny_pipeline
-
-        pipe = build_tiny_pipeline()
-        if torch_dtype != torch.float32:
-            pipe.to(dtype=torch_dtype)
-    else:
-        from diffusers import StableDiffusionXLPipeline
-
-        try:
-            if kind == "single_file":
-                pipe = StableDiffusionXLPipeline.from_single_file(source, **dtype_kwargs(torch_dtype))
-            else:
-                kwargs = dtype_kwargs(torch_dtype)
-                kwargs["use_safetensors"] = True  # never unpickle .bin weights
-                if kind == "folder":
-                    kwargs["local_files_only"] = True
-                if torch_dtype == torch.float16 and kind == "hub":
-                    kwargs["variant"] = "fp16"
-                try:
-                    pipe = StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
-                except (OSError, ValueError) as error:
-                    if "variant" not in kwargs:
-                        raise
-                    kwargs.pop("variant")  # the repository has no fp16 variant files
-                    try:
-                        pipe = StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
-                    except Exception:
-                        raise error from None
-        except ModelSourceError:
-            raise
-        except Exception as error:
-            if kind == "hub":
-                raise _hub_error(source, error) from error
-            from .hub import pickle_note
-
-            raise ModelSourceError(f"{source}: could not load this SDXL model ({type(error).__name__}: "
-                                   f"{error}).{pickle_note(source)}") from error
+    pipe = _base_pipeline(source, kind, torch_dtype)
     if vae is not None:
         report(0.7, f"loading the VAE {vae}")
         pipe.register_modules(vae=load_vae(vae, torch_dtype))
@@ -236,6 +197,60 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
     pipe.set_progress_bar_config(disable=True)
     report(1.0, "model ready")
     return pipe
+
+
+def _base_pipeline(source: str, kind: str, torch_dtype):
+    """The SDXL pipeline of a model source of ``kind`` (see :func:`classify_source`) in
+    ``torch_dtype``, as the source has it (its own VAE, no LoRAs, not placed yet).
+    Raises :class:`ModelSourceError` saying why a source cannot be loaded."""
+    import torch
+
+    if kind == "tiny":
+        from .tiny import build_tiny_pipeline
+
+        pipe = build_tiny_pipeline()
+        if torch_dtype != torch.float32:
+            pipe.to(dtype=torch_dtype)
+        return pipe
+    from diffusers import StableDiffusionXLPipeline
+
+    try:
+        if kind == "single_file":
+            return StableDiffusionXLPipeline.from_single_file(source, **dtype_kwargs(torch_dtype))
+        return _from_pretrained(source, kind, torch_dtype)
+    except ModelSourceError:
+        raise
+    except Exception as error:
+        if kind == "hub":
+            raise _hub_error(source, error) from error
+        from .hub import pickle_note
+
+        raise ModelSourceError(f"{source}: could not load this SDXL model ({type(error).__name__}: "
+                               f"{error}).{pickle_note(source)}") from error
+
+
+def _from_pretrained(source: str, kind: str, torch_dtype):
+    """A diffusers folder or hub model, safetensors weights only; in float16 a hub model's
+    ``fp16`` variant files when it has them, else its full-precision files cast."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    kwargs = dtype_kwargs(torch_dtype)
+    kwargs["use_safetensors"] = True  # never unpickle .bin weights
+    if kind == "folder":
+        kwargs["local_files_only"] = True
+    if torch_dtype == torch.float16 and kind == "hub":
+        kwargs["variant"] = "fp16"
+    try:
+        return StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        if "variant" not in kwargs:
+            raise
+        kwargs.pop("variant")  # the repository has no fp16 variant files
+        try:
+            return StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
+        except Exception:
+            raise error from None
 
 
 def model_identity(source: str, vae: str | None = None, loras=()) -> str:

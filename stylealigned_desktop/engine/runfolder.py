@@ -277,15 +277,36 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
     folder.mkdir(parents=True, exist_ok=True)
     finish_commit(folder)
     remove_stale_temporaries(folder)
-    old = None
-    if (folder / RUN_FILE).is_file():
-        try:
-            old = read_run(folder)
-        except ValueError:
-            old = None  # not one of ours: replaced by this run's record
+    old = _previous_run(folder)
     staged: dict[str, str] = {}  # final name -> temporary name, in the folder
     common = with_file_hashes(request.picture_parameters())
     references = reference_entries(request, style_text)
+    _stage_references(folder, request, result, references, common, staged)
+    panels = _stage_panels(folder, request, result, style_text, common, old, staged)
+    run = _run_record(request, result, style_text, references, panels, common, old)
+    sheet = contact_sheet_of(folder, run, staged)
+    staged[CONTACT_SHEET_FILE] = Path(_temporary(folder / CONTACT_SHEET_FILE)).name
+    sheet.save(folder / staged[CONTACT_SHEET_FILE], format="PNG")
+    write_json(folder / PENDING_FILE, {"run": run, "renames": [[tmp, final] for final, tmp in staged.items()]})
+    finish_commit(folder)
+    return folder
+
+
+def _previous_run(folder: Path) -> dict[str, Any] | None:
+    """The run record already in ``folder`` (a re-roll updates it), or None when there is none
+    or it is not one of ours (then this run's record replaces it)."""
+    if not (folder / RUN_FILE).is_file():
+        return None
+    try:
+        return read_run(folder)
+    except ValueError:
+        return None
+
+
+def _stage_references(folder: Path, request: SetRequest, result: RunResult,
+                      references: list[dict[str, Any]], common: dict[str, Any],
+                      staged: dict[str, str]) -> None:
+    """Stage the reference pictures the run made, each with its parameters, into ``staged``."""
     for position, image in sorted(result.references.items()):
         entry = references[position]
         staged[entry["file"]] = _stage_png(
@@ -294,6 +315,12 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
                  seed=entry["seed"], weight=entry["weight"],
                  style_source=reference_dict(request.references[position])))
 
+
+def _stage_panels(folder: Path, request: SetRequest, result: RunResult, style_text: str,
+                  common: dict[str, Any], old: dict[str, Any] | None,
+                  staged: dict[str, str]) -> dict[int, dict[str, Any]]:
+    """Stage the panel pictures the run made into ``staged``; every panel entry of the run
+    record by 1-based number: the new ones, and a re-roll's others as the old record has them."""
     panels = {entry["index"]: entry for entry in (old or {}).get("panels", [])} if old else {}
     for index, image in sorted(result.panels.items()):
         panel = request.panels[index]
@@ -317,7 +344,13 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
             image, folder / entry["file"],
             dict(common, role="panel", index=number, prompt=panel.prompt, seed=panel.seed, control=control,
                  width=width, height=height))
+    return panels
 
+
+def _run_record(request: SetRequest, result: RunResult, style_text: str,
+                references: list[dict[str, Any]], panels: dict[int, dict[str, Any]],
+                common: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """The run.json record: the request, every reference and panel, how the run went."""
     meta = result.metadata
     run = {
         "format": RUN_FORMAT,
@@ -345,12 +378,7 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         run["rerolled"] = [i + 1 for i in request.only]
     if meta.get("server"):  # made on a server: where, and which panels each shard made
         run["server"] = {"url": meta["server"], "shards": meta.get("shards") or []}
-    sheet = contact_sheet_of(folder, run, staged)
-    staged[CONTACT_SHEET_FILE] = Path(_temporary(folder / CONTACT_SHEET_FILE)).name
-    sheet.save(folder / staged[CONTACT_SHEET_FILE], format="PNG")
-    write_json(folder / PENDING_FILE, {"run": run, "renames": [[tmp, final] for final, tmp in staged.items()]})
-    finish_commit(folder)
-    return folder
+    return run
 
 
 def _stage_png(image: Image.Image, path: Path, parameters: dict[str, Any]) -> str:

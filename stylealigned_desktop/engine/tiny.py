@@ -92,57 +92,15 @@ def build_tiny_unet():
 
 def build_tiny_components() -> dict:
     """The components of a tiny SDXL pipeline, deterministic (fixed seed)."""
-    from diffusers import AutoencoderKL, DDIMScheduler
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    with tempfile.TemporaryDirectory(prefix="stylealigned-tiny-tok-") as tmp:
-        folder = write_tokenizer_files(Path(tmp))
-        tokenizer = _tokenizer(folder, "<|endoftext|>")
-        tokenizer_2 = _tokenizer(folder, "!")
-
+    tokenizer, tokenizer_2 = _tiny_tokenizers()
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(TINY_SEED)
-    try:
+    try:  # the weights are drawn in this order from the seed
         unet = _tiny_unet()
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            block_out_channels=(8, 16, 16, 16),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=4,
-            sample_size=128,
-            scaling_factor=0.13025,
-        )
-        text_config = dict(
-            vocab_size=len(tokenizer),
-            hidden_size=TEXT_HIDDEN,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=3,
-            max_position_embeddings=77,
-            hidden_act="gelu",
-            projection_dim=TEXT_PROJECTION,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
-        text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**text_config))
+        vae = _tiny_vae()
+        text_encoder, text_encoder_2 = _tiny_text_encoders(tokenizer)
     finally:
         torch.random.set_rng_state(generator_state)
-
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        timestep_spacing="leading",
-    )
     for module in (unet, vae, text_encoder, text_encoder_2):
         module.eval().requires_grad_(False)  # inference only (engine.models.freeze)
     return dict(
@@ -152,7 +110,70 @@ def build_tiny_components() -> dict:
         text_encoder_2=text_encoder_2,
         tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
-        scheduler=scheduler,
+        scheduler=_tiny_scheduler(),
+    )
+
+
+def _tiny_tokenizers():
+    """SDXL's two CLIP tokenizers over the byte-level vocabulary (they differ in padding)."""
+    with tempfile.TemporaryDirectory(prefix="stylealigned-tiny-tok-") as tmp:
+        folder = write_tokenizer_files(Path(tmp))
+        return _tokenizer(folder, "<|endoftext|>"), _tokenizer(folder, "!")
+
+
+def _tiny_vae():
+    """The tiny VAE (scale factor 8, SDXL's scaling factor), drawing its weights from the
+    current random state."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=128,
+        scaling_factor=0.13025,
+    )
+
+
+def _tiny_text_encoders(tokenizer):
+    """SDXL's two text encoders (CLIPTextModel, then CLIPTextModelWithProjection) at toy size,
+    drawing their weights from the current random state in that order."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    text_config = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=3,
+        max_position_embeddings=77,
+        hidden_act="gelu",
+        projection_dim=TEXT_PROJECTION,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
+    return text_encoder, CLIPTextModelWithProjection(CLIPTextConfig(**text_config))
+
+
+def _tiny_scheduler():
+    """SDXL's DDIM schedule (scaled linear betas, leading spacing, offset 1)."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="leading",
     )
 
 

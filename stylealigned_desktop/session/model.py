@@ -1,13 +1,14 @@
 """A storyboard session: :class:`Session` and the value types it holds (no Qt, no torch).
 
-``Session`` = the document (``document.py``: state, edits, notifications, JSON form) plus
-generation (this module: planning runs with the pure ``planning.py``, filing their results,
-restoring what a past run used). Everything the GUI does to a session goes through a
-``Session`` method; the value types (:class:`Panel`, :class:`Reference`, :class:`Style`,
-:class:`GenerationSettings`, ...) are frozen, so reading them is always safe and every change is
-notified. Use the session from one thread (the GUI thread); hand the engine only the immutable
-``SetRequest`` of a ``RunPlan``. The session never reads or writes ``session.json``: the store
-does (``store.py`` imports this module, never the other way round).
+``Session`` = the document (``document.py`` and the modules it puts together: state, edits,
+notifications, JSON form) plus generation (this module: planning runs with the pure
+``planning.py``, filing their results, restoring what a past run used). Everything the GUI
+does to a session goes through a ``Session`` method; the value types (:class:`Panel`,
+:class:`Reference`, :class:`Style`, :class:`GenerationSettings`, ...) are frozen, so reading
+them is always safe and every change is notified. Use the session from one thread (the GUI
+thread); hand the engine only the immutable ``SetRequest`` of a ``RunPlan``. The session never
+reads or writes ``session.json``: the store does (``store.py`` imports this module, never the
+other way round).
 
 API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`, a
 ``ValueError`` whose message is written for the user, and then nothing has changed)::
@@ -33,6 +34,10 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.update_panel_control(i, mode=..., scale=..., guidance_start=..., guidance_end=...,
                            canny_low=..., canny_high=..., map_kind=...)
     s.add_panels(panels, replace_all=False)     # ready-made Panels (the text import uses it)
+    s.update_panel_notes(i, scene=..., shot=..., action=..., dialogue=..., notes=...,
+                         camera=..., duration=...)   # notes_edits.py; scene/shot/duration None: auto
+    s.board.default_duration; s.set_default_duration(seconds)
+    s.panel_numbers() -> [PanelNumber(scene, shot, panel)]; s.panel_durations() -> [seconds]
     #   storyboard text (the CLI's --prompts-file format) in and out: prompts_file.py's
     #   import_panels_text/_file(s, ...) and export_panels_text/_file(s, ...)
 
@@ -107,6 +112,7 @@ from .errors import PictureError, SessionError
 from .generation import SDXL_SIZES, GenerationSettings
 from .history import RunPlan, RunRecord
 from .json_fields import MAX_SEED
+from .notes import CAMERA_PRESETS, BoardSettings, PanelNotes, PanelNumber
 from .observer import Change
 from .pictures import PreparedPicture, prepare_picture, prepare_picture_data
 from .planning import compose_prompt
@@ -119,7 +125,11 @@ __all__ = [
     "Change",
     "Control",
     "GenerationSettings",
+    "CAMERA_PRESETS",
+    "BoardSettings",
     "Panel",
+    "PanelNotes",
+    "PanelNumber",
     "PictureError",
     "PreparedPicture",
     "Reference",
@@ -389,6 +399,7 @@ class Session(SessionDocument):
                 self._set_settings(record.settings)
             if panels:
                 restored = []
+                notes = {p.id: p.notes for p in self._panels}  # the run does not carry them
                 for run_panel in record.panels:
                     control = run_panel.control or Control()
                     if control.image and self.file(control.image) is None:
@@ -399,6 +410,7 @@ class Session(SessionDocument):
                     restored.append(Panel(
                         id=run_panel.panel_id, prompt=run_panel.subject, seed=run_panel.seed,
                         seed_locked=True, control=control, size=run_panel.size,
+                        notes=notes.get(run_panel.panel_id, PanelNotes()),
                     ))
                 self._panels = restored
                 self._changed(observer.PANELS)

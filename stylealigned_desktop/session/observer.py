@@ -19,13 +19,15 @@ PANEL = "panel"
 """One panel's fields changed; ``index`` and ``panel_id`` say which."""
 SETTINGS = "settings"
 """Sampling or StyleAligned settings changed."""
+BOARD = "board"
+"""The set's deliverable settings (the default panel duration) changed."""
 HISTORY = "history"
 """A run was recorded, removed or scored."""
 SAVED = "saved"
 """The session was written to disk or moved (folder, title, ``dirty`` may have changed).
 Not a change of the document itself, so it does not make the session dirty."""
 
-DOCUMENT_KINDS = frozenset({STYLE, REFERENCES, PANELS, PANEL, SETTINGS, HISTORY})
+DOCUMENT_KINDS = frozenset({STYLE, REFERENCES, PANELS, PANEL, SETTINGS, BOARD, HISTORY})
 
 
 @dataclass(frozen=True)

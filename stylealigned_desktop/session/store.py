@@ -7,9 +7,10 @@ writes: a session that fails to load (broken JSON, newer schema, missing picture
 
 File format::
 
-    {"format": "stylealigned-session", "schema_version": 2, "app_version": "0.1.0",
+    {"format": "stylealigned-session", "schema_version": 3, "app_version": "0.1.0",
      "saved": "2026-11-25T17:00:00+00:00",
-     "style": {...}, "references": [...], "panels": [...], "settings": {...}, "history": [...]}
+     "style": {...}, "references": [...], "panels": [...], "settings": {...}, "board": {...},
+     "history": [...]}
 
 Schema changes bump :data:`SCHEMA_VERSION` and add a step to :data:`MIGRATIONS`
 (``MIGRATIONS[n]`` turns version-n data into version n+1); old files are migrated on load.
@@ -45,7 +46,7 @@ from .errors import (
 from .model import Session
 
 FORMAT = "stylealigned-session"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _several_references(data: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +74,15 @@ def _several_references(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _several_references}
+def _panel_notes(data: dict[str, Any]) -> dict[str, Any]:
+    """2 -> 3: panels gain ``notes`` and the session ``board`` (the default duration); both
+    read as their defaults when absent, so the data is unchanged. The version is bumped so an
+    older app says the session is newer instead of refusing the unknown fields."""
+    return data
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _several_references, 2: _panel_notes}
 """``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
 
 RECENT_LIMIT = 10

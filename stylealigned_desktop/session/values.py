@@ -26,6 +26,7 @@ from .json_fields import (
     opt_path,
     opt_size,
 )
+from .notes import PanelNotes
 
 
 def new_panel_id() -> str:
@@ -101,7 +102,8 @@ class Panel:
     ``id`` is stable for the panel's life (reorders keep it), so results of a run that finishes
     after the user reordered still land on the right panel. ``seed_locked`` False means
     Generate draws a new seed for the panel each time. ``size`` is the panel's own (width,
-    height), multiples of 64 (spec section 12); None: the session's size.
+    height), multiples of 64 (spec section 12); None: the session's size. ``notes`` are the
+    artist's scene / shot numbers, action, dialogue, camera and duration (``notes.py``).
     """
 
     id: str
@@ -110,8 +112,11 @@ class Panel:
     seed_locked: bool = False
     control: Control = field(default_factory=Control)
     size: tuple[int, int] | None = None
+    notes: PanelNotes = field(default_factory=PanelNotes)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.notes, PanelNotes):
+            raise SessionError("panel notes must be PanelNotes")
         if not isinstance(self.id, str) or not self.id:
             raise SessionError(f"panel id must be non-empty text, got {self.id!r}")
         check_text(self.prompt, "panel prompt", limits.MAX_PROMPT_CHARS)
@@ -131,12 +136,13 @@ class Panel:
             "seed_locked": self.seed_locked,
             "control": self.control.to_dict(),
             "size": None if self.size is None else list(self.size),
+            "notes": self.notes.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "panel") -> Panel:
         r = Reader(data, where)
-        control = r.obj("control")
+        control, notes = r.obj("control"), r.obj("notes")
         value = cls(
             id=r.text("id", required=True),
             prompt=r.text("prompt"),
@@ -144,6 +150,7 @@ class Panel:
             seed_locked=r.flag("seed_locked"),
             control=Control() if control is None else Control.from_dict(control, f"{where}.control"),
             size=opt_size(r, "size"),  # absent in sessions saved before panels had sizes
+            notes=PanelNotes() if notes is None else PanelNotes.from_dict(notes, f"{where}.notes"),
         )
         r.done()
         return value

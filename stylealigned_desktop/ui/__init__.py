@@ -1,1 +1,3 @@
-"""The desktop window (PySide6): widgets, the worker-thread bridge and dialogs."""
+"""The desktop window (PySide6), one subpackage per part of it (see docs/architecture.md):
+``window`` over ``gallery``, ``storyboard``, ``settings``, ``grid`` and ``dialogs``, all over
+``threads`` and ``support``; ``app`` starts it."""

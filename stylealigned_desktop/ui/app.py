@@ -77,8 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from .config import DesktopConfig
-    from .theme import apply_theme, follow_system
+    from .support import DesktopConfig, apply_theme, follow_system
 
     os.environ.setdefault("RESOURCE_NAME", APP_ID)  # X11 WM_CLASS instance, read by xcb
     app = QApplication.instance() or QApplication([sys.argv[0]])
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 def _generate_then_quit(window, app) -> None:
     """Press Generate (its menu action) on the opened session; when the job ends, print how and
     quit: exit code 0 once the set is made and filed, 1 otherwise."""
-    from .worker import JobState
+    from .threads import JobState
 
     def ended(job) -> None:
         if job.state is JobState.finished:
@@ -139,8 +138,8 @@ def _generate_then_quit(window, app) -> None:
 def open_window(config, log_file: Path | None):
     """The main window, every unexpected exception of which goes to the log (with its
     traceback) and to the window's red banner as one line (not only to stderr)."""
-    from .errors import install_exception_hook
-    from .main_window import MainWindow
+    from .support import install_exception_hook
+    from .window import MainWindow
 
     window = MainWindow(config)
     install_exception_hook(lambda text: window.show_message(text, True), log_file)

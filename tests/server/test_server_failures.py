@@ -26,9 +26,9 @@ from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampl
 from stylealigned_desktop.server import replica as replica_module
 from stylealigned_desktop.server.client import ServerError
 from stylealigned_desktop.server.launch import ServerOptions, start
-from stylealigned_desktop.ui.config import DesktopConfig
-from stylealigned_desktop.ui.where_dialog import SERVER, save_token
-from stylealigned_desktop.ui.worker import JobState
+from stylealigned_desktop.ui.dialogs.where_dialog import SERVER, save_token
+from stylealigned_desktop.ui.support import DesktopConfig
+from stylealigned_desktop.ui.threads import JobState
 from tests.server.test_server_ray import _engines, client  # noqa: F401 (the client fixture, on this server)
 from tests.ui.conftest import Answers
 from tests.ui.uifakes import run_and_wait, storyboard
@@ -219,7 +219,7 @@ def test_a_shard_failure_is_one_line_of_its_cause_never_the_ray_traceback():
 
 
 def test_the_window_shows_a_failing_shard_as_a_failed_run_and_makes_the_next_set(qtbot, server):
-    from stylealigned_desktop.ui.main_window import MainWindow
+    from stylealigned_desktop.ui.window import MainWindow
 
     save_token(server.token)
     window = MainWindow(DesktopConfig(model="tiny", picture_maker=SERVER, server_url=server.url))

@@ -39,8 +39,8 @@ from stylealigned_desktop.engine.runfolder import read_parameters
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 from stylealigned_desktop.server.client import ServerEngine, ServerError
 from stylealigned_desktop.server.launch import ServerOptions, start
-from stylealigned_desktop.ui.where_dialog import SERVER, WhereDialog, access_token_path
-from stylealigned_desktop.ui.worker import JobState
+from stylealigned_desktop.ui.dialogs.where_dialog import SERVER, WhereDialog, access_token_path
+from stylealigned_desktop.ui.threads import JobState
 from tests.loras import tiny_lora_state, write_diffusers_lora, write_sd15_lora
 from tests.ui.conftest import make_window, tiny_engine  # noqa: F401 (the window fixtures)
 from tests.ui.uifakes import run_and_wait, storyboard

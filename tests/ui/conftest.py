@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stylealigned_desktop.ui.config import DesktopConfig
+from stylealigned_desktop.ui.support import DesktopConfig
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def make_window(qtbot, tiny_engine):
     made = []
 
     def make(engine=None, config=None, startup=False):
-        from stylealigned_desktop.ui.main_window import MainWindow
+        from stylealigned_desktop.ui.window import MainWindow
 
         config = config or DesktopConfig(model="tiny")
         engine = engine if engine is not None else tiny_engine

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog
 
-from stylealigned_desktop.ui.actions import connect_command
+from stylealigned_desktop.ui.support import connect_command
 from tests.ui.uifakes import FakeEngine, run_and_wait, storyboard
 
 

@@ -6,7 +6,7 @@ import threading
 
 from PySide6.QtCore import QThread
 
-from stylealigned_desktop.ui.bridge import FAST_MS, IDLE_MS, ThreadBridge
+from stylealigned_desktop.ui.threads.bridge import FAST_MS, IDLE_MS, ThreadBridge
 
 
 def test_calls_from_threads_run_on_the_ui_thread_in_order(qtbot):

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from stylealigned_desktop.ui import scoring
-from stylealigned_desktop.ui.config import DesktopConfig
+from stylealigned_desktop.ui.support import DesktopConfig
+from stylealigned_desktop.ui.threads import scoring
 from tests.ui.uifakes import FakeEngine, run_and_wait, storyboard
 
 TINY_DINO_IMAGE = 32
@@ -73,7 +73,7 @@ def history_item(window, run_id):
 
 def test_a_finished_run_is_scored_in_the_worker_and_shown_in_the_history(
         qtbot, make_window, tiny_dino, monkeypatch):
-    from stylealigned_desktop.ui import consistency_controller
+    from stylealigned_desktop.ui.window import consistency_controller
 
     threads = []
     real_score = scoring.score_pictures

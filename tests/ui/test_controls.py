@@ -7,8 +7,8 @@ import json
 from stylealigned_desktop.session.generation import SDXL_SIZES
 from stylealigned_desktop.session.model import Session
 from stylealigned_desktop.session.presets import user_presets_dir
-from stylealigned_desktop.ui.controls import TIPS, SettingsPanel
-from stylealigned_desktop.ui.style_panel import StylePanel
+from stylealigned_desktop.ui.settings import SettingsPanel, StylePanel
+from stylealigned_desktop.ui.settings.knobs import TIPS
 
 
 def bound_settings(qtbot):

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import QDialog, QFileDialog
 
 from stylealigned_desktop.session import store
 from stylealigned_desktop.session.model import Session
-from stylealigned_desktop.ui.models_dialog import ModelDialog
-from stylealigned_desktop.ui.where_dialog import WhereDialog
+from stylealigned_desktop.ui.dialogs import ModelDialog
+from stylealigned_desktop.ui.dialogs.where_dialog import WhereDialog
 from tests.ui.uifakes import FakeEngine, picture, run_and_wait, storyboard
 
 LAST = ("new", "open", "recent", "quit")

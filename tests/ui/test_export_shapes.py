@@ -8,7 +8,7 @@ from PySide6.QtCore import QSize
 from PySide6.QtGui import QImage
 from PySide6.QtPdf import QPdfDocument
 
-from stylealigned_desktop.ui.export import (
+from stylealigned_desktop.ui.window.export import (
     SheetItem,
     export_contact_sheet_pdf,
     export_contact_sheet_png,

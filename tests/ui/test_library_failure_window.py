@@ -8,7 +8,7 @@ import sys
 from PySide6.QtCore import Qt
 
 from stylealigned_desktop.library_errors import REPORT_URL
-from stylealigned_desktop.ui.worker import JobState
+from stylealigned_desktop.ui.threads import JobState
 from tests.library_failures import forget, load_pipeline_class, write_broken_libraries
 from tests.ui.uifakes import FakeEngine, storyboard
 

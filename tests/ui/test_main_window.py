@@ -10,8 +10,8 @@ from PySide6.QtGui import QTextCursor
 from stylealigned_desktop.engine.runfolder import read_parameters
 from stylealigned_desktop.session import atomic, store
 from stylealigned_desktop.session.model import Session
-from stylealigned_desktop.ui.config import DesktopConfig
-from stylealigned_desktop.ui.worker import JobState
+from stylealigned_desktop.ui.support import DesktopConfig
+from stylealigned_desktop.ui.threads import JobState
 from tests.ui import uifakes
 from tests.ui.uifakes import FakeEngine, drop_files, picture, run_and_wait
 

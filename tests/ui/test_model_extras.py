@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from stylealigned_desktop.engine.request import Lora
 from stylealigned_desktop.session.generation import GenerationSettings
-from stylealigned_desktop.ui.model_extras import FP16_FIX_VAE
+from stylealigned_desktop.ui.settings.model_extras import FP16_FIX_VAE
 from tests.ui.test_controls import bound_settings
 from tests.ui.uifakes import drop_files
 

@@ -9,7 +9,7 @@ import time
 import pytest
 from PySide6.QtWidgets import QDialog
 
-from stylealigned_desktop.ui.models_dialog import TINY_LABEL, ModelDialog
+from stylealigned_desktop.ui.dialogs.model_dialog import TINY_LABEL, ModelDialog
 
 
 def test_tiny_is_clearly_labelled_and_chosen(qtbot):

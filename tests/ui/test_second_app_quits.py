@@ -11,7 +11,7 @@ import pytest
 
 from stylealigned_desktop.session import store
 from stylealigned_desktop.session.model import Session
-from stylealigned_desktop.ui.config import DesktopConfig
+from stylealigned_desktop.ui.support import DesktopConfig
 from tests.ui.uifakes import OTHER_APP, ROOT, FakeEngine, app_config, other_app_env
 
 FIRST_APP = OTHER_APP + """

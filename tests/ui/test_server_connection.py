@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from stylealigned_desktop.ui.config import DesktopConfig
-from stylealigned_desktop.ui.where_dialog import SERVER, save_token
-from stylealigned_desktop.ui.worker import JobState
+from stylealigned_desktop.ui.dialogs.where_dialog import SERVER, save_token
+from stylealigned_desktop.ui.support import DesktopConfig
+from stylealigned_desktop.ui.threads import JobState
 from tests.fake_server import DroppingHandler, serving
 from tests.ui.conftest import Answers
 from tests.ui.uifakes import run_and_wait, storyboard
@@ -24,7 +24,7 @@ def dropping_server():
 
 
 def test_a_lost_connection_is_one_clear_message_and_the_session_keeps_everything(qtbot, dropping_server):
-    from stylealigned_desktop.ui.main_window import MainWindow
+    from stylealigned_desktop.ui.window import MainWindow
 
     save_token("secret-token")
     config = DesktopConfig(model="tiny", picture_maker=SERVER, server_url=dropping_server)

@@ -208,7 +208,7 @@ def test_each_panel_chooses_its_own_size(qtbot):
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
 
-    from stylealigned_desktop.ui.panel_card import CUSTOM_SIZE, SET_SIZE
+    from stylealigned_desktop.ui.storyboard.card import CUSTOM_SIZE, SET_SIZE
 
     session, view = make_view(qtbot, ["the harbour at dawn", "a face"])
     card = view.card_at(0)

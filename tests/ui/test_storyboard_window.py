@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
 from stylealigned_desktop.engine.runfolder import read_parameters
-from stylealigned_desktop.ui.worker import JobState
+from stylealigned_desktop.ui.threads import JobState
 from tests.ui import uifakes
 from tests.ui.uifakes import picture, run_and_wait
 
@@ -70,7 +70,7 @@ def test_a_blended_mixed_size_storyboard_in_the_window(qtbot, make_window, tmp_p
     assert [r["kind"] for r in params["references"]] == ["picture", "generated"]
     assert session.style.sources[0].picture == mood.id
     # the history shows that run with both references too
-    from stylealigned_desktop.ui.history import run_details
+    from stylealigned_desktop.ui.grid.history import run_details
 
     details = run_details(record)
     assert "Reference: 67 % · picture references/" in details and "Reference: 33 % · generated from" in details

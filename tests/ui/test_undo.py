@@ -43,6 +43,8 @@ CHANGES = {
     "style": lambda s, d: s.update_style_aligned(shared_score_shift=0.4),
     "style text": lambda s, d: s.set_style_text("watercolour"),
     "storyboard import": lambda s, d: prompts_file.import_panels_text(s, "a moth\na bee | seed=5\n"),
+    "panel notes": lambda s, d: s.update_panel_notes(2, scene=4, dialogue="Run!", duration=1.5),
+    "default duration": lambda s, d: s.set_default_duration(3.25),
 }
 
 

@@ -8,7 +8,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from stylealigned_desktop.ui.viewer import ZOOM_STEP, ImageViewer
+from stylealigned_desktop.ui.grid.viewer import ZOOM_STEP, ImageViewer
 from tests.ui.uifakes import FakeEngine, run_and_wait, storyboard
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QAbstractSpinBox, QApplication, QComboBox, QScrollBar, QWidget
 
-from stylealigned_desktop.ui.wheel import VALUE_WIDGETS
+from stylealigned_desktop.ui.support.wheel import VALUE_WIDGETS
 from tests.ui.uifakes import FakeEngine, picture, storyboard
 
 

@@ -12,8 +12,8 @@ import pytest
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.session import store
 from stylealigned_desktop.session.model import Session
-from stylealigned_desktop.ui.errors import install_exception_hook
-from stylealigned_desktop.ui.worker import JobState
+from stylealigned_desktop.ui.support import install_exception_hook
+from stylealigned_desktop.ui.threads import JobState
 from tests.ui.uifakes import FakeEngine, run_and_wait, storyboard
 
 
@@ -162,7 +162,7 @@ def test_the_apps_window_sends_slot_exceptions_to_the_log_file_and_the_banner(
     import sys
 
     from stylealigned_desktop.ui import app
-    from stylealigned_desktop.ui.config import DesktopConfig
+    from stylealigned_desktop.ui.support import DesktopConfig
 
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # put back after the test
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)
@@ -269,7 +269,7 @@ def test_no_stale_red_banner_after_a_later_success(qtbot, make_window, tmp_path,
 
 
 def test_the_worker_waits_at_the_end_for_a_generation_not_for_a_warm_up(qtbot):
-    from stylealigned_desktop.ui.worker import EngineWorker
+    from stylealigned_desktop.ui.threads import EngineWorker
 
     engine = SlowWarmUp()
     worker = EngineWorker(lambda: engine)

@@ -15,9 +15,9 @@ from PySide6.QtWidgets import QApplication, QMainWindow
 
 from stylealigned_desktop.engine.runfolder import read_parameters
 from stylealigned_desktop.session.model import Session
-from stylealigned_desktop.ui.config import DesktopConfig
-from stylealigned_desktop.ui.models_dialog import ModelDialog
-from stylealigned_desktop.ui.theme import apply_theme, system_is_dark
+from stylealigned_desktop.ui.dialogs import ModelDialog
+from stylealigned_desktop.ui.support import DesktopConfig
+from stylealigned_desktop.ui.support.theme import apply_theme, system_is_dark
 from tests.ui.uifakes import FakeEngine, drop_files, run_and_wait, storyboard
 
 
@@ -204,7 +204,7 @@ def test_the_generator_warms_up_in_the_worker_after_start(qtbot, make_window):
         def warm_up(self):  # what Engine.warm_up is called as
             warmed.append(threading.current_thread().name)
 
-    from stylealigned_desktop.ui.main_window import MainWindow
+    from stylealigned_desktop.ui.window import MainWindow
 
     window = MainWindow(DesktopConfig(model="tiny"), engine_factory=Recording)
     window.ask = lambda *a, **k: "Don't save"

@@ -9,7 +9,7 @@ from PySide6.QtCore import QThread
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
-from stylealigned_desktop.ui.worker import EngineWorker, JobState
+from stylealigned_desktop.ui.threads import EngineWorker, JobState
 from tests.ui.uifakes import FakeEngine
 
 

@@ -129,8 +129,8 @@ import os, sys
 from pathlib import Path
 from PySide6.QtWidgets import QApplication, QFileDialog
 app = QApplication([])
-from stylealigned_desktop.ui.config import DesktopConfig
-from stylealigned_desktop.ui.main_window import MainWindow
+from stylealigned_desktop.ui.support import DesktopConfig
+from stylealigned_desktop.ui.window import MainWindow
 from tests.ui.uifakes import FakeEngine
 config = DesktopConfig.load()
 config.model = "tiny"
@@ -150,7 +150,7 @@ def other_app_env() -> dict[str, str]:
 
 def app_config():
     """The settings as the app reads them at start (what the last quit wrote), model tiny."""
-    from stylealigned_desktop.ui.config import DesktopConfig
+    from stylealigned_desktop.ui.support import DesktopConfig
 
     config = DesktopConfig.load()
     config.model = "tiny"

@@ -1,0 +1,40 @@
+"""What every part of the window uses: the theme and its icons, commands (QActions and buttons
+that run a handler), small shared widgets, pictures brought in by drop or paste, PIL <-> QImage,
+the wheel and text-field drop rules, undo, the exception hook and the desktop config.
+
+Imports no other ``ui`` subpackage."""
+
+from .actions import Command, add_menu_command, connect_command, make_actions
+from .config import DesktopConfig
+from .errors import install_exception_hook
+from .picture_input import PICTURE_FILTER, import_error, local_paths, png_bytes
+from .qimage import pil_to_qimage
+from .text_drops import files_pass_through
+from .theme import ACCENT, apply_theme, follow_system, icon
+from .undo import SessionUndo
+from .wheel import wheel_edits_only_when_focused
+from .widgets import ElidedLabel, size_label, small_combo
+
+__all__ = [
+    "ACCENT",
+    "PICTURE_FILTER",
+    "Command",
+    "DesktopConfig",
+    "ElidedLabel",
+    "SessionUndo",
+    "add_menu_command",
+    "apply_theme",
+    "connect_command",
+    "files_pass_through",
+    "follow_system",
+    "icon",
+    "import_error",
+    "install_exception_hook",
+    "local_paths",
+    "make_actions",
+    "pil_to_qimage",
+    "png_bytes",
+    "size_label",
+    "small_combo",
+    "wheel_edits_only_when_focused",
+]

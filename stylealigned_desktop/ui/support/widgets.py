@@ -1,0 +1,56 @@
+"""Small widgets (and the label of a size choice) that several parts of the window share."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy
+
+
+def size_label(width: int, height: int) -> str:
+    """A size as a size chooser shows it: ``1344 × 768  (landscape 7:4)``."""
+    shape = "square" if width == height else "landscape" if width > height else "portrait"
+    divisor = math.gcd(width, height)
+    return f"{width} × {height}  ({shape} {width // divisor}:{height // divisor})"
+
+
+def small_combo() -> QComboBox:
+    """A combo box that does not insist on the width of its longest item."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(8)
+    return combo
+
+
+class ElidedLabel(QLabel):
+    """One line of text, cut with “…” to the width it gets; the full text is its tooltip."""
+
+    def __init__(self, text: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt)
+        self._full = text or ""
+        self.setToolTip(self._full if len(self._full) > 20 else "")
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def _elide(self) -> None:
+        width = max(10, self.width())
+        super().setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight,
+                                                      width))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(event)
+        self._elide()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        return QSize(10, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
+        return QSize(40, super().sizeHint().height())
