@@ -31,10 +31,20 @@ except FileNotFoundError:
 """
 
 
-def write_broken_libraries(folder: Path, lazy: str, dep: str, data_missing: bool = True) -> None:
+READS_ITS_DATA_UNGUARDED = """
+import json
+from pathlib import Path
+
+DEPENDS = json.loads((Path(__file__).parent / "depends.json").read_text())
+"""
+
+
+def write_broken_libraries(folder: Path, lazy: str, dep: str, data_missing: bool = True,
+                           guarded: bool = True) -> None:
     """``lazy`` (a diffusers-style lazy package whose ``Pipeline`` lives in ``lazy.pipeline``,
     which imports ``dep``) and ``dep`` (whose ``_internals.deps`` reads ``depends.json`` at
-    import). ``data_missing=False`` leaves ``dep`` out altogether instead (a module not found)."""
+    import). ``data_missing=False`` leaves ``dep`` out altogether instead (a module not found);
+    ``guarded=False``: ``dep`` does not catch the error, which passes through the lazy package."""
     (folder / lazy).mkdir(parents=True)
     (folder / lazy / "__init__.py").write_text(textwrap.dedent(LAZY_INIT))
     (folder / lazy / "pipeline.py").write_text(f"import {dep}._internals.deps\n\nclass Pipeline:\n    pass\n")
@@ -42,7 +52,8 @@ def write_broken_libraries(folder: Path, lazy: str, dep: str, data_missing: bool
         (folder / dep / "_internals").mkdir(parents=True)
         (folder / dep / "__init__.py").write_text("")
         (folder / dep / "_internals" / "__init__.py").write_text("")
-        (folder / dep / "_internals" / "deps.py").write_text(READS_ITS_DATA.format(dep=dep))
+        (folder / dep / "_internals" / "deps.py").write_text(
+            READS_ITS_DATA.format(dep=dep) if guarded else READS_ITS_DATA_UNGUARDED)
 
 
 def load_pipeline_class(lazy: str):

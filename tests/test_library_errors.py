@@ -24,9 +24,10 @@ def broken(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     made = []
 
-    def make(data_missing: bool = True) -> str:
+    def make(data_missing: bool = True, guarded: bool = True) -> str:
         lazy = f"lazylib{len(made)}"
-        write_broken_libraries(tmp_path / str(len(made)), lazy, f"brokendep{len(made)}", data_missing)
+        write_broken_libraries(tmp_path / str(len(made)), lazy, f"brokendep{len(made)}", data_missing,
+                               guarded)
         monkeypatch.syspath_prepend(str(tmp_path / str(len(made))))
         made.append(lazy)
         return lazy
@@ -48,6 +49,14 @@ def test_a_data_file_missing_at_import_names_the_package_that_reads_it(broken):
     failure = library_failure(error)
     assert failure.package == failure.distribution == "brokendep0"
     assert failure.error.startswith("FileNotFoundError:") and "depends.json" in failure.error
+
+
+def test_the_package_at_fault_is_the_innermost_one_not_the_lazy_importer(broken):
+    # the error is not caught where it is raised: its traceback runs through diffusers' importer
+    # and the lazy package before it reaches the module that read the file
+    failure = library_failure(raised(lambda: load_pipeline_class(broken(guarded=False))))
+    assert failure.package == "brokendep0"
+    assert failure.error.startswith("FileNotFoundError:")
 
 
 def test_a_missing_package_is_named_by_its_own_name(broken):
