@@ -15,13 +15,16 @@ Prints a table and writes benchmarks/results/ui_latency.json.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +42,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def summary(lateness_ms: list[float], seconds: float) -> dict:
+def summary(lateness_ms: list[float], seconds: float, busy_ms: list[float] | None = None) -> dict:
+    busy_ms = busy_ms or [0.0]
     return {
+        "busy_max_ms": round(max(busy_ms), 2),
+        "busy_over_100ms": sum(1 for v in busy_ms if v > TARGET_MS),
         "ticks": len(lateness_ms),
         "seconds": round(seconds, 2),
         "mean_ms": round(statistics.fmean(lateness_ms), 2) if lateness_ms else 0.0,
@@ -59,6 +65,8 @@ def main() -> int:
     parser.add_argument("--panels", type=int, default=4)
     parser.add_argument("--idle", type=float, default=2.0, help="seconds of idle baseline")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ui_latency.json"))
+    parser.add_argument("--stacks", action="store_true",
+                        help="sample the UI thread's stack during late ticks and print where they went")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="stylealigned-bench-"))
@@ -89,24 +97,47 @@ def main() -> int:
     session.update_settings(steps=args.steps, width=args.size, height=args.size)
 
     samples: list[float] = []
-    last = [time.perf_counter()]
+    busy: list[float] = []
+    last = [time.perf_counter(), time.thread_time()]
+    stacks: collections.Counter = collections.Counter()
 
     def tick() -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         samples.append(max(0.0, (now - last[0]) * 1000 - TICK_MS))
-        last[0] = now
+        busy.append((cpu - last[1]) * 1000)
+        last[0], last[1] = now, cpu
+
+    ui_thread = threading.get_ident()
+
+    def sample_late_ticks() -> None:
+        while True:
+            time.sleep(0.005)
+            if time.perf_counter() - last[0] > 0.05:
+                frame = sys._current_frames().get(ui_thread)
+                if frame is not None:
+                    where = traceback.extract_stack(frame)[-6:]
+                    stacks[" < ".join(f"{f.name} ({Path(f.filename).name}:{f.lineno})"
+                                      for f in reversed(where))] += 1
+
+    if args.stacks:
+        threading.Thread(target=sample_late_ticks, daemon=True).start()
 
     timer = QTimer()
     timer.setTimerType(timer.timerType().PreciseTimer)
     timer.timeout.connect(tick)
     timer.start(TICK_MS)
 
-    def measure(run) -> dict:
+    late_stacks: dict[str, list] = {}
+
+    def measure(name: str, run) -> dict:
         samples.clear()
-        last[0] = time.perf_counter()
+        busy.clear()
+        stacks.clear()
+        last[0], last[1] = time.perf_counter(), time.thread_time()
         started = time.perf_counter()
         run()
-        return summary(list(samples), time.perf_counter() - started)
+        late_stacks[name] = stacks.most_common(8)
+        return summary(list(samples), time.perf_counter() - started, list(busy))
 
     def idle() -> None:
         loop = QEventLoop()
@@ -128,10 +159,10 @@ def main() -> int:
         window.worker.warm_up(on_done=lambda task: loop.quit())
         loop.exec()
 
-    phases = {"idle": measure(idle),
-              "start-up warm-up (imports)": measure(warm_up),
-              "first run (model build)": measure(generate),
-              "warm run": measure(generate)}
+    phases = {}
+    for name, run in (("idle", idle), ("start-up warm-up (imports)", warm_up),
+                      ("first run (model build)", generate), ("warm run", generate)):
+        phases[name] = measure(name, run)
     timer.stop()
     window.ask = lambda *a, **k: "Don't save"
     window.close()
@@ -158,7 +189,7 @@ def main() -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     header = f"{'phase':26s} {'ticks':>6s} {'secs':>6s} {'p50':>7s} {'p95':>7s} {'p99':>7s} " \
-             f"{'max':>7s} {'>100ms':>7s}"
+             f"{'max':>7s} {'>100ms':>7s} {'busy max':>9s} {'busy>100':>9s}"
     print(f"UI event-loop lateness (ms) with a {TICK_MS} ms timer; tiny model, "
           f"{args.panels} panels, {args.size}px, {args.steps} steps")
     print(header)
@@ -166,10 +197,16 @@ def main() -> int:
     for name, s in phases.items():
         print(f"{name:26s} {s['ticks']:6d} {s['seconds']:6.1f} {s['p50_ms']:7.1f} "
               f"{s['p95_ms']:7.1f} {s['p99_ms']:7.1f} {s['max_ms']:7.1f} "
-              f"{s['stalls_over_100ms']:7d}")
+              f"{s['stalls_over_100ms']:7d} {s['busy_max_ms']:9.1f} {s['busy_over_100ms']:9d}")
     worst = max(s["max_ms"] for s in phases.values())
     print(f"worst stall {worst:.1f} ms: {'within' if worst <= TARGET_MS else 'OVER'} the "
           f"{TARGET_MS:.0f} ms target")
+    print(f"load average at the end: {result['machine']['load_average']} ({os.cpu_count()} CPUs)")
+    if args.stacks:
+        for phase, top in late_stacks.items():
+            print(f"\nwhere the UI thread was during late ticks, {phase} (5 ms samples):")
+            for where, count in top:
+                print(f"  {count:5d}  {where}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from stylealigned_desktop.engine import events as ev
@@ -29,3 +31,45 @@ def test_the_engine_says_when_a_prompt_is_cut_and_refuses_steps_beyond_training(
     with pytest.raises(GenerationError, match="steps"):
         object.__setattr__(request.sampling, "steps", 1001)  # past the request's own check
         engine.generate(request, events.append, None)
+
+
+ORDINARY_PROMPT = ("a red fox in a snowy forest at dawn, watercolor painting, soft pastel colours, "
+                   "loose brushwork, paper texture")  # a subject and a style text as the app joins them
+
+
+def test_tiny_reads_an_ordinary_prompt_whole(tiny_pipe):
+    # a real SDXL tokenizer reads this in about 25 tokens; tiny must not cut it either
+    for tokenizer in (tiny_pipe.tokenizer, tiny_pipe.tokenizer_2):
+        assert len(tokenizer(ORDINARY_PROMPT, verbose=False).input_ids) <= CLIP_TOKENS
+    assert _longer_than_clip(tiny_pipe, [ORDINARY_PROMPT]) == []
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_cut_prompt_is_said_once_by_the_engine_and_not_by_the_libraries(tiny_pipe):
+    records = _Records()  # the libraries' root loggers do not propagate to pytest's
+    for name in ("transformers", "diffusers"):
+        logging.getLogger(name).addHandler(records)
+    for tokenizer in (tiny_pipe.tokenizer, tiny_pipe.tokenizer_2):
+        tokenizer.deprecation_warnings.clear()  # transformers warns once per tokenizer: forget earlier tests
+    long = " ".join(["fox"] * (CLIP_TOKENS + 5))
+    engine, events = Engine(loader=lambda *a, **k: tiny_pipe), []
+    request = SetRequest(model="tiny", style=GeneratedReference("a tree", 1),
+                         panels=(Panel(long, 2), Panel("a cat", 3)),
+                         sampling=Sampling(steps=2, width=96, height=64), device="cpu")
+    try:
+        engine.generate(request, events.append, None)
+    finally:
+        for name in ("transformers", "diffusers"):
+            logging.getLogger(name).removeHandler(records)
+    notices = [e.message for e in events if isinstance(e, ev.Notice)]
+    assert len([m for m in notices if "panel 1" in m and "CLIP" in m]) == 1, notices
+    said = " ".join(records.messages)
+    assert "sequence length is longer" not in said and "was truncated" not in said, records.messages

@@ -221,3 +221,75 @@ def test_a_lora_file_whose_name_ends_in_colon_number_is_taken_whole(tmp_path, mo
     (tmp_path / "ink.safetensors:2").write_bytes(b"")
     assert Lora.parse("ink.safetensors:2") == Lora("ink.safetensors:2", 1.0)
     assert Lora.parse("ink.safetensors:2:0.5") == Lora("ink.safetensors:2", 0.5)
+
+
+def _safetensors(path, tensors: dict[str, tuple[int, ...]]):
+    from safetensors.torch import save_file
+
+    save_file({key: torch.zeros(shape) for key, shape in tensors.items()}, str(path))
+    return path
+
+
+_KOHYA_SDXL = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"
+
+
+@pytest.mark.parametrize("tensors, words", [
+    ({"transformer.single_transformer_blocks.0.attn.to_k.lora_A.weight": (4, 3072),
+      "transformer.single_transformer_blocks.0.attn.to_k.lora_B.weight": (3072, 4)}, "not a LoRA for SDXL: .*Flux"),
+    ({"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": (4, 3072),
+      "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight": (9216, 4)}, "not a LoRA for SDXL: .*Flux"),
+    ({"lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (4, 768),
+      "lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight": (3072, 4)}, "LoRA for SD 1.x or 2.x"),
+    ({"lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 1024),
+      "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight": (320, 4)},
+     "LoRA for SD 2.x; this model is SDXL"),
+    ({"model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
+      "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight": (49408, 768)},
+     "not a LoRA: it is a whole model"),
+    ({"encoder.conv_in.weight": (128, 3, 3, 3), "decoder.conv_out.weight": (3, 128, 3, 3)},
+     "not a LoRA: it is a VAE"),
+    ({"clip_l": (2, 768), "clip_g": (2, 1280)}, "not a LoRA: it is a textual-inversion embedding"),
+    ({f"{_KOHYA_SDXL}.hada_w1_a": (2048, 4), f"{_KOHYA_SDXL}.hada_w1_b": (4, 640)}, "LyCORIS"),
+    ({"weight": (3, 3)}, "not a LoRA: none of its weights"),
+])
+def test_a_file_that_is_not_an_sdxl_lora_is_refused_in_an_artists_words_when_it_is_added(tmp_path, tensors,
+                                                                                         words):
+    from stylealigned_desktop.engine.lora import check_lora_file
+
+    path = _safetensors(tmp_path / "style.safetensors", tensors)
+    with pytest.raises(LoraError, match=words) as refusal:
+        check_lora_file(Lora(str(path), 1.0))
+    assert str(refusal.value).startswith("style.safetensors ")
+
+
+def test_a_damaged_file_is_refused_without_the_librarys_text(tmp_path):
+    from stylealigned_desktop.engine.lora import check_lora_file
+
+    path = tmp_path / "half-downloaded.safetensors"
+    path.write_bytes((2**40).to_bytes(8, "little") + b'{"a": ')  # a header length no file has
+    with pytest.raises(LoraError) as refusal:
+        check_lora_file(Lora(str(path), 1.0))
+    message = str(refusal.value)
+    assert message.startswith("half-downloaded.safetensors is not a LoRA file: it cannot be read")
+    assert "deserializ" not in message.lower() and "header" not in message.lower(), message
+
+
+def test_sdxl_and_model_loras_pass_the_check_when_added(tmp_path, files):
+    from stylealigned_desktop.engine.lora import check_lora_file
+
+    sdxl = _safetensors(tmp_path / "sdxl.safetensors", {
+        f"{_KOHYA_SDXL}.lora_down.weight": (8, 2048), f"{_KOHYA_SDXL}.lora_up.weight": (640, 8),
+        "lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (8, 768),
+        "lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": (8, 1280)})
+    for path in (sdxl, files["diffusers"], files["kohya"]):
+        assert check_lora_file(Lora(str(path), 1.0)) == path
+
+
+def test_a_flux_lora_is_refused_at_generate_in_words_not_as_peft_text(engine, tmp_path):
+    path = _safetensors(tmp_path / "flux.safetensors", {
+        "transformer.transformer_blocks.0.attn.to_k.lora_A.weight": (4, 64),
+        "transformer.transformer_blocks.0.attn.to_k.lora_B.weight": (64, 4)})
+    seen = []
+    with pytest.raises(LoraError, match="flux.safetensors is not a LoRA for SDXL"):
+        engine.generate(_request(Lora(str(path), 1.0)), seen.append)
+    assert isinstance(seen[-1], ev.Failed) and "Peft" not in seen[-1].message

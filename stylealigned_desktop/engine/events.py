@@ -30,14 +30,28 @@ class Loading:
 
 @dataclass(frozen=True)
 class Inverting:
+    """Reading a reference picture (DDIM inversion): ``step`` of ``total`` of picture
+    ``picture`` (1-based) of the ``pictures`` this run reads."""
+
     step: int
     total: int
+    picture: int = 1
+    pictures: int = 1
 
 
 @dataclass(frozen=True)
 class Step:
     step: int
     """1-based number of denoising steps done."""
+    total: int
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Finishing: ``done`` of the set's ``total`` pictures decoded from latents (the slow part
+    of the end of a run in the Low memory mode, with the VAE offloaded and tiled)."""
+
+    done: int
     total: int
 
 
@@ -100,4 +114,4 @@ class Failed:
     message: str
 
 
-Event = Loading | Inverting | Step | Preview | PanelDone | Notice | Finished | Cancelled | Failed
+Event = Loading | Inverting | Step | Decoding | Preview | PanelDone | Notice | Finished | Cancelled | Failed

@@ -12,6 +12,7 @@ cached keys and values, whatever the number of panels.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +30,7 @@ from .denoise import (
     decode_latent,
     predicted_x0,
 )
+from .errors import is_expected_error
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity
@@ -45,6 +47,8 @@ class GenerationCancelled(Exception):
 
 class GenerationError(RuntimeError):
     """A generation that cannot go on, with a message for the user."""
+
+    expected = True  # engine.errors.is_expected_error: one line in the log, no traceback
 
 
 def initial_noise(seed: int, height: int, width: int, vae_scale_factor: int = 8) -> torch.Tensor:
@@ -74,6 +78,19 @@ def _longer_than_clip(pipe, prompts: Sequence[str]) -> list[int]:
         return []
     limit = min(tokenizer.model_max_length, CLIP_TOKENS)
     return [k for k, prompt in enumerate(prompts) if len(tokenizer(prompt).input_ids) > limit]
+
+
+def _not_about_a_cut_prompt(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not message.startswith(("The following part of your input was truncated",
+                                   "Token indices sequence length is longer than"))
+
+
+# diffusers and transformers log a cut prompt on every encode (and transformers on counting it);
+# the engine says it once per run, as a Notice naming the panel
+for _name in ("diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl",
+              "transformers.tokenization_utils_base"):
+    logging.getLogger(_name).addFilter(_not_about_a_cut_prompt)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -194,6 +211,7 @@ class Engine:
             q = torch.zeros(1, 2, 16, 8)
             torch.nn.functional.scaled_dot_product_attention(q, q, q)
             torch.nn.functional.group_norm(x, 2)
+        mem.keep_out_of_collections()  # the libraries just imported live as long as the process
 
     def unload(self) -> None:
         self._pipe, self._pipe_key = None, None
@@ -237,8 +255,7 @@ class Engine:
             return request.memory
         device = resolve_device(request.device)
         mode, reason = mem.choose_mode(mem.device_total_gb(device), workload(request))
-        if device.type != "cpu":
-            sink(ev.Notice(f"memory mode {mode} (auto): {reason}"))
+        sink(ev.Notice(f"memory mode {mode} (auto): {reason}"))
         return mode
 
     def reference_trajectory(self, request: SetRequest, on_event: EventSink | None = None,
@@ -325,13 +342,15 @@ class Engine:
         # Everything that can fail on bad input fails here, before any denoising.
         controls = self._prepare_controls(pipe, request, selected)
         trajectories = {}  # reference row -> (trajectory, offset)
+        pictures = [row for row, reference in enumerate(references) if isinstance(reference, ReferencePicture)]
         for row, reference in enumerate(references):
             if isinstance(reference, ReferencePicture):
                 offset = reference.offset_for(sampling.steps)
                 if not 0 <= offset < sampling.steps:
                     raise GenerationError(f"inversion offset must be in 0..{sampling.steps - 1} for "
                                           f"{sampling.steps} steps, got {offset}")
-                trajectories[row] = (self._trajectory(pipe, request, timesteps, sink, cancel, reference), offset)
+                trajectories[row] = (self._trajectory(pipe, request, timesteps, sink, cancel, reference,
+                                                       (pictures.index(row) + 1, len(pictures))), offset)
 
         reference_prompts = [r.caption if isinstance(r, ReferencePicture) else r.prompt for r in references]
         prompts = reference_prompts + [request.panels[i].prompt for i in selected]
@@ -412,6 +431,7 @@ class Engine:
             self._check(cancel)
             size, k = rows_of[row]
             images.append(decode_latent(pipe, latents[size][k : k + 1]))
+            sink(ev.Decoding(row + 1, len(sizes)))
         finished = time.perf_counter()
 
         meta_common = request.picture_parameters()
@@ -532,9 +552,10 @@ class Engine:
         factor = scheduler.scale_model_input(torch.ones(1, device=t.device), t).item()
         return unet_input / factor
 
-    def _trajectory(self, pipe, request, timesteps, sink, cancel, style=None):
+    def _trajectory(self, pipe, request, timesteps, sink, cancel, style=None, place=(1, 1)):
         """A reference picture's DDIM trajectory (``style``; None: the request's first
-        picture), from the cache or inverted now."""
+        picture), from the cache or inverted now; ``place``: (which, of how many) pictures
+        this run reads, for the Inverting events."""
         from .inversion import InversionCancelled, encode_picture, invert
 
         style = style or _first_picture(request)
@@ -546,7 +567,7 @@ class Engine:
             z0 = encode_picture(pipe, picture)
             return invert(pipe, z0, style.caption, sampling.steps, style.inversion_guidance,
                           sampling.width, sampling.height, scheduler=sampling.scheduler, timesteps=levels,
-                          on_step=lambda done, total: sink(ev.Inverting(done, total)), cancel=cancel)
+                          on_step=lambda done, total: sink(ev.Inverting(done, total, *place)), cancel=cancel)
 
         try:
             trajectory = self.trajectory_cache(request.cache_dir).get_or_compute(key, compute)
@@ -685,7 +706,7 @@ def _free_memory() -> None:
 
 
 def _user_message(error: BaseException) -> str:
-    if isinstance(error, (GenerationError, ValueError)):
+    if is_expected_error(error):
         return str(error)
     if _is_out_of_memory(error):
         return "out of memory: lower the size or the micro-batch, or use float16"

@@ -18,8 +18,10 @@ from pathlib import Path
 from .infotext import file_hash
 from .request import Lora
 
+log = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
-BASE_BY_TEXT_WIDTH = {768: "SD 1.5", 1024: "SD 2.x", 2048: "SDXL"}
+SDXL_TEXT_WIDTH = 2048
+BASE_BY_TEXT_WIDTH = {768: "SD 1.5", 1024: "SD 2.x", SDXL_TEXT_WIDTH: "SDXL"}
 # Keys of the cross-attention key/value projections' down (A) matrices: their input width is
 # the text-embedding width the LoRA was trained for (kohya: lora_unet_..._attn2_to_k.lora_down).
 _CROSS_ATTENTION_DOWN = re.compile(r"attn2[._](to_k|to_v)[._](lora_down|lora_A|lora\.down|lora[._]down)")
@@ -68,8 +70,8 @@ def adapter_name(lora: Lora) -> str:
 
 
 def read_lora_shapes(path: Path, name: str | None = None) -> dict[str, list[int]]:
-    """The tensor shapes of a ``.safetensors`` LoRA, read from its header (never unpickled);
-    LoraError, naming the file as ``name`` (default: its file name), if it is not one."""
+    """The tensor shapes of a ``.safetensors`` file, read from its header (never unpickled);
+    LoraError, naming the file as ``name`` (default: its file name), if it cannot be read."""
     from safetensors import safe_open
 
     name = name or path.name
@@ -78,39 +80,88 @@ def read_lora_shapes(path: Path, name: str | None = None) -> dict[str, list[int]
             shapes = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}  # noqa: SIM118
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise LoraError(f"{name}: not a readable .safetensors LoRA ({reason})") from error
+        log.info("%s: safetensors could not read the header: %s", path, reason)
+        raise LoraError(f"{name} is not a LoRA file: it cannot be read as .safetensors "
+                        "(it may be damaged, incomplete, or another kind of file)") from None
     if not shapes:
-        raise LoraError(f"{name}: the file holds no weights")
+        raise LoraError(f"{name} holds no weights: it is not a LoRA")
     return shapes
 
 
-def check_lora_file(lora: Lora) -> Path:
-    """Refuse a LoRA file that is missing, a pickle or not ``.safetensors`` (no model needed:
-    the command line checks this before loading anything)."""
+# What a .safetensors file is when it is not an SDXL LoRA, told by its tensor names.
+_LORA_WEIGHT = re.compile(r"lora_down|lora_up|lora_A|lora_B|lora\.down|lora\.up|lora_linear_layer")
+_LYCORIS_WEIGHT = re.compile(r"hada_w\d|lokr_w\d")
+_TRANSFORMER_LORA = ("transformer.", "lora_transformer_", "lora_unet_double_blocks", "lora_unet_single_blocks",
+                     "diffusion_model.double_blocks", "diffusion_model.single_blocks", "base_model.model.")
+_NOT_LORAS = (
+    (re.compile(r"^(model\.diffusion_model|conditioner\.embedders|first_stage_model|cond_stage_model)\."),
+     "a whole model (a checkpoint)"),
+    (re.compile(r"^(encoder|decoder|quant_conv|post_quant_conv)\."), "a VAE: choose it as the VAE instead"),
+    (re.compile(r"^(clip_l|clip_g|emb_params|string_to_param)"), "a textual-inversion embedding"),
+    (re.compile(r"^(down_blocks|up_blocks|mid_block|conv_in)\."), "a whole UNet"),
+)
+
+
+def _text_width_of(shapes: dict[str, list[int]]) -> int | None:
+    """The text-embedding width the LoRA was trained for (None when it holds no cross-attention key)."""
+    widths = sorted({shape[1] for key, shape in shapes.items()
+                     if _CROSS_ATTENTION_DOWN.search(key) and len(shape) >= 2})
+    return widths[0] if widths else None
+
+
+def _refuse_another_kind_of_file(name: str, shapes: dict[str, list[int]]) -> None:
+    keys = list(shapes)
+    if any(_LYCORIS_WEIGHT.search(key) for key in keys):
+        raise LoraError(f"{name} is a LyCORIS file (LoHa or LoKr), not a LoRA: only LoRAs can be loaded")
+    if not any(_LORA_WEIGHT.search(key) for key in keys):
+        kind = next((kind for pattern, kind in _NOT_LORAS if any(pattern.search(key) for key in keys)), None)
+        raise LoraError(f"{name} is not a LoRA: it is {kind}" if kind
+                        else f"{name} is not a LoRA: none of its weights is a LoRA's")
+    if any(key.startswith(_TRANSFORMER_LORA) for key in keys):
+        raise LoraError(f"{name} is not a LoRA for SDXL: it was made for a transformer model (Flux or SD 3). "
+                        "Use a LoRA trained for SDXL")
+    if not any(_CROSS_ATTENTION_DOWN.search(key) for key in keys) and any(key.startswith("lora_te_") for key in keys):
+        # kohya names SDXL's two text encoders te1 and te2; a single "te" is SD 1.x or 2.x
+        raise LoraError(f"{name} is a LoRA for SD 1.x or 2.x (one text encoder); this model is SDXL. "
+                        "Use a LoRA trained for SDXL")
+
+
+def _refuse_another_base(name: str, shapes: dict[str, list[int]], text_width: int | None) -> None:
+    """A LoRA trained for another text width; ``text_width`` None (no model at hand) refuses only
+    the widths of known other bases (a toy model's LoRA is checked when the model is loaded)."""
+    width = _text_width_of(shapes)
+    expected = SDXL_TEXT_WIDTH if text_width is None else text_width
+    if width is None or width == expected or (text_width is None and width not in BASE_BY_TEXT_WIDTH):
+        return
+    made_for = BASE_BY_TEXT_WIDTH.get(width, f"a model with text width {width}")
+    ours = BASE_BY_TEXT_WIDTH.get(expected, f"a model with text width {expected}")
+    raise LoraError(f"{name} is a LoRA for {made_for}; this model is {ours}. Use a LoRA trained for {ours}")
+
+
+def check_lora_file(lora: Lora, text_width: int | None = None) -> Path:
+    """Refuse a LoRA file that is missing, a pickle, not ``.safetensors``, not a LoRA, or made
+    for another base model, reading only its header (no model needed: the app checks a LoRA
+    when it is added, the command line before loading anything). ``text_width``: the loaded
+    model's text-embedding width; None checks for SDXL."""
     path = Path(lora.path).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise LoraError(f"{path.name}: pickle files can run code when loaded and are refused; "
                         "use the .safetensors version of this LoRA")
+    if path.suffix.lower() != ".safetensors":
+        raise LoraError(f"{path.name} is not a LoRA file: LoRAs are .safetensors files")
     if not path.is_file():
         raise LoraError(f"LoRA file not found: {lora.path}")
-    if path.suffix.lower() != ".safetensors":
-        raise LoraError(f"{path.name}: not a LoRA file (expected .safetensors)")
+    shapes = read_lora_shapes(path)
+    _refuse_another_kind_of_file(path.name, shapes)
+    _refuse_another_base(path.name, shapes, text_width)
     return path
 
 
 def check_lora(lora: Lora, pipe) -> None:
-    """Refuse a LoRA that is missing, a pickle, or made for another base model (before any step)."""
-    path = check_lora_file(lora)
-    shapes = read_lora_shapes(path)
-    widths = {shape[1] for key, shape in shapes.items() if _CROSS_ATTENTION_DOWN.search(key) and len(shape) >= 2}
-    expected = pipe.unet.config.cross_attention_dim
-    expected = expected[0] if isinstance(expected, (list, tuple)) else expected
-    wrong = sorted(w for w in widths if w != expected)
-    if wrong:
-        made_for = BASE_BY_TEXT_WIDTH.get(wrong[0], f"a model with text width {wrong[0]}")
-        ours = BASE_BY_TEXT_WIDTH.get(expected, f"a model with text width {expected}")
-        raise LoraError(f"{path.name} is a LoRA for {made_for}; this model is {ours}. "
-                        f"Use a LoRA trained for {ours}")
+    """Refuse a LoRA that is missing, a pickle, not a LoRA, or made for another base model than
+    the pipeline's (before any step)."""
+    width = pipe.unet.config.cross_attention_dim
+    check_lora_file(lora, width[0] if isinstance(width, (list, tuple)) else width)
 
 
 def loaded_adapters(pipe) -> set[str]:

@@ -176,10 +176,15 @@ def peak_gb(mode: str, work: Workload, panels_at_once: int, tile_vae: bool | Non
     return max(stage_peaks_gb(mode, work, panels_at_once, tile_vae).values())
 
 
+NO_GPU_REASON = ("no GPU on this computer: the models run from system memory, and Balanced or Low memory "
+                 "would only be slower")
+"""Why Auto picks Fast without a GPU (said after each run and beside the memory setting)."""
+
+
 def choose_mode(total_gb: float | None, work: Workload) -> tuple[str, str]:
     """The fastest mode whose peak with one panel at a time fits, and why (for the user)."""
     if total_gb is None:
-        return "fast", "no accelerator: the models stay in system memory"
+        return "fast", NO_GPU_REASON
     budget = usable_gb(total_gb)
     what = _describe(work)
     for mode in ("fast", "balanced"):
@@ -261,15 +266,30 @@ def device_budget_gb(device) -> float | None:
 
 
 def free_device_memory() -> None:
-    """Return cached blocks to the system (CUDA, Apple MPS) after a run or an out-of-memory."""
+    """Return cached blocks to the system (CUDA, Apple MPS) after a run or an out-of-memory.
+
+    Nothing to do without an accelerator: a CPU tensor goes with its last reference. A full
+    ``gc.collect()`` there only held the GIL for about 0.3 s after every run (half a million
+    library objects scanned), which stalled the window's thread (issue 30 item 12)."""
     import torch
 
-    gc.collect()
+    mps = getattr(torch, "mps", None)
+    on_mps = mps is not None and torch.backends.mps.is_available()
+    if not (torch.cuda.is_available() or on_mps):
+        return
+    gc.collect()  # tensors held in reference cycles go before the caches are emptied
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    mps = getattr(torch, "mps", None)
-    if mps is not None and torch.backends.mps.is_available():
+    if on_mps:
         mps.empty_cache()
+
+
+def keep_out_of_collections() -> None:
+    """Move every object alive now out of the garbage collector's view (``gc.freeze``): after
+    the libraries are imported, Python's automatic full collections then scan only what is made
+    later instead of half a million library objects, each such scan a GIL hold of about 0.3 s
+    that a window's thread waits out. Models are not frozen: they must stay collectable."""
+    gc.freeze()
 
 
 # -- placing models -----------------------------------------------------------------------------------

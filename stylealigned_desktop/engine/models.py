@@ -75,6 +75,14 @@ def hub_or_folder(source: str, what: str, error: type[Exception] = ModelSourceEr
     return source
 
 
+def no_gpu_reason(device: str = "auto") -> str | None:
+    """memory.NO_GPU_REASON when ``device`` runs on this computer's processor (what Auto picks there
+    and why, for the hint beside the memory setting); None when it is a GPU."""
+    from .memory import NO_GPU_REASON, device_total_gb
+
+    return NO_GPU_REASON if device_total_gb(resolve_device(device)) is None else None
+
+
 def resolve_device(device: str = "auto"):
     """``auto``: CUDA, then Apple MPS, then the CPU; ``cuda``/``cuda:N``/``mps`` checked to exist."""
     import torch

@@ -37,16 +37,35 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, (chr(c) for c in codes)))
 
 
+def _letter_merges() -> list[str]:
+    """BPE merges that join lowercase letters into pieces of two and three, so a word costs about
+    a third of its letters in tokens (a real CLIP vocabulary reads most words as one): an ordinary
+    prompt then fits tiny's 77 tokens, as it fits SDXL's. Each pair comes with its extensions, so
+    the three-letter pieces are made before the pairs around them."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    merges = []
+    for a in letters:
+        for b in letters:
+            merges.append(f"{a} {b}</w>")
+            merges.append(f"{a} {b}")
+            merges.extend(f"{a}{b} {c}{end}" for c in letters for end in ("</w>", ""))
+    return merges
+
+
 def write_tokenizer_files(folder: Path) -> Path:
-    """A CLIP byte-level vocabulary without merges: every character is a token."""
+    """A CLIP byte-level vocabulary (every character is a token) with merges of lowercase
+    letters into pieces of two and three."""
     folder.mkdir(parents=True, exist_ok=True)
     chars = list(_bytes_to_unicode().values())
     vocab = {c: i for i, c in enumerate(chars)}
     vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    merges = _letter_merges()
+    for merge in merges:
+        vocab.setdefault(merge.replace(" ", ""), len(vocab))
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
     return folder
 
 

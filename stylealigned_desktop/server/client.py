@@ -35,6 +35,8 @@ _END = object()
 class ServerError(RuntimeError):
     """The server refused a request, or the connection to it failed; the message is one line."""
 
+    expected = True  # engine.errors.is_expected_error: one line in the log, no traceback
+
 
 def normalise_url(url: str) -> str:
     url = url.strip().rstrip("/")

@@ -24,6 +24,7 @@ import ray
 from ray import serve
 
 from ..engine import events as ev
+from ..engine.errors import is_expected_error
 from .wire import WireError, event_to_wire, request_from_wire
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,11 @@ class EngineReplica:
         def target() -> None:
             try:
                 work(sink, cancel)
-            except Exception:  # the engine already reported it as Failed
-                log.exception("the engine failed")
+            except Exception as error:  # the engine already reported it as Failed
+                if is_expected_error(error):  # a refused LoRA or picture: not a crash
+                    log.warning("the engine refused the request: %s", str(error).splitlines()[0] if str(error) else error)
+                else:
+                    log.exception("the engine failed")
             finally:
                 loop.call_soon_threadsafe(items.put_nowait, _END)
 

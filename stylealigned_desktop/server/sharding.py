@@ -75,6 +75,9 @@ class StreamMerger:
         self._done_emitted = 0
         self._finished: dict[int, dict[str, Any]] = {}
         self._loading_shard: int | None = None
+        self._decoded = [0] * len(self.shards)
+        self._decoding_emitted = 0
+        self._said: set[str] = set()
 
     def feed(self, shard: int, event: dict[str, Any]) -> list[dict[str, Any]]:
         if self.ended:
@@ -96,14 +99,29 @@ class StreamMerger:
         if kind in ("Cancelled", "Failed"):
             self.ended = True
             return [event]
+        if kind == "Decoding":
+            self._decoded[shard] = event["done"]
+            return self._flush_done()
         if kind == "Loading":
             # Replicas load their models side by side; a local run shows one loading bar.
             if self._loading_shard is None:
                 self._loading_shard = shard
             return [event] if shard == self._loading_shard else []
+        if kind == "Notice":
+            # each shard says what the set's run says once (the memory mode Auto picked)
+            if event.get("message") in self._said:
+                return []
+            self._said.add(event.get("message"))
         return [event]  # Inverting, Notice
 
+    def _decoded_over_the_set(self) -> int:
+        """Pictures decoded over the whole set, as a local run counts them: every shard decodes
+        the references first (counted once), then its own panels."""
+        refs = self.references
+        return min(min(self._decoded), refs) + sum(max(0, d - refs) for d in self._decoded)
+
     def _restart(self, shard: int) -> list[dict[str, Any]]:
+        self._decoded[shard] = 0
         self._counts[shard] = {}
         self._complete[shard] = self._emitted_step
         self._finished.pop(shard, None)
@@ -133,6 +151,12 @@ class StreamMerger:
         if self._total is None or self._emitted_step < self._total:
             return []
         out = []
+        # as a local run: every picture decoded (counted once, in order), then the pictures
+        while self._decoding_emitted < self._decoded_over_the_set():
+            self._decoding_emitted += 1
+            out.append({"event": "Decoding", "done": self._decoding_emitted, "total": len(self.rows)})
+        if any(self._decoded) and self._decoding_emitted < len(self.rows):
+            return out
         while self._done_emitted < len(self.rows) and self.rows[self._done_emitted] in self._done:
             out.append(self._done[self.rows[self._done_emitted]])
             self._done_emitted += 1

@@ -242,7 +242,7 @@ def event_to_wire(event: ev.Event) -> dict[str, Any]:
     return {"event": name, **{f.name: getattr(event, f.name) for f in fields(event)}}
 
 
-_SIMPLE_EVENTS = {cls.__name__: cls for cls in (ev.Loading, ev.Inverting, ev.Step, ev.Notice,
+_SIMPLE_EVENTS = {cls.__name__: cls for cls in (ev.Loading, ev.Inverting, ev.Step, ev.Decoding, ev.Notice,
                                                  ev.Cancelled, ev.Failed)}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QFileDialog
@@ -13,9 +14,13 @@ from tests.ui.test_controls import bound_settings
 from tests.ui.uifakes import drop_files
 
 
-def _lora_file(folder, name):
+def _lora_file(folder, name, key="lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k", width=2048):
+    """A LoRA file as its header describes it (the Settings panel reads nothing else)."""
+    from safetensors.numpy import save_file
+
     path = folder / name
-    path.write_bytes(b"{}")  # the Settings panel only takes the path; the engine checks the file
+    save_file({f"{key}.lora_down.weight": np.zeros((4, width), np.float32),
+               f"{key}.lora_up.weight": np.zeros((640, 4), np.float32)}, str(path))
     return path
 
 
@@ -81,3 +86,23 @@ def test_the_panel_shows_the_sessions_choices(qtbot, tmp_path):
     assert panel.memory.currentData() == "balanced"
     assert panel.vae.source() == "/models/vae"
     assert panel.loras.loras() == (lora,) and panel.loras.rows[0].value.text() == "0.35"
+
+
+def test_a_lora_that_is_not_for_sdxl_is_refused_when_added_not_at_generate(qtbot, tmp_path):
+    session, panel = bound_settings(qtbot)
+    problems = []
+    panel.problem.connect(problems.append)
+    flux = _lora_file(tmp_path, "flux-style.safetensors", key="transformer.single_transformer_blocks.0.attn.to_k",
+                      width=3072)
+    sd15 = _lora_file(tmp_path, "sd15-style.safetensors",
+                      key="lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k", width=768)
+    damaged = tmp_path / "half.safetensors"
+    damaged.write_bytes((2**40).to_bytes(8, "little") + b"{")
+    drop_files(panel.loras, [flux, sd15, damaged])
+    assert session.settings.loras == () and panel.loras.rows == []
+    assert problems == [
+        "flux-style.safetensors is not a LoRA for SDXL: it was made for a transformer model (Flux or SD 3). "
+        "Use a LoRA trained for SDXL",
+        "sd15-style.safetensors is a LoRA for SD 1.5; this model is SDXL. Use a LoRA trained for SDXL",
+        "half.safetensors is not a LoRA file: it cannot be read as .safetensors "
+        "(it may be damaged, incomplete, or another kind of file)"]

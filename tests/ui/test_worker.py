@@ -150,3 +150,25 @@ def test_after_finish_runs_in_the_worker_and_its_failure_is_reported(qtbot):
     assert job.state is JobState.failed
     assert "could not be saved" in job.error and "/read-only/outputs" in job.error
     worker.shutdown()
+
+
+def test_a_refused_lora_is_logged_as_one_line_and_a_fault_with_its_traceback(qtbot, collect, caplog):
+    from stylealigned_desktop.engine.lora import LoraError
+
+    refusal = LoraError("flux.safetensors is not a LoRA for SDXL: it was made for a transformer model")
+    engine = FakeEngine(fail_with=refusal)
+    worker, _seen, _ = collect(engine)
+    with caplog.at_level("INFO", logger="stylealigned_desktop"):
+        with qtbot.waitSignal(worker.job_ended, timeout=5000):
+            job = worker.submit(make_request())
+        assert job.error == str(refusal)
+        said = [r for r in caplog.records if "flux.safetensors" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelname == "WARNING" and said[0].exc_info is None
+        assert "Traceback" not in said[0].getMessage() and "\n" not in said[0].getMessage()
+        caplog.clear()
+        engine.fail_with = KeyError("down_blocks.0")  # a bug: its traceback is what a report needs
+        with qtbot.waitSignal(worker.job_ended, timeout=5000):
+            worker.submit(make_request())
+        faults = [r for r in caplog.records if "down_blocks.0" in r.getMessage()]
+        assert len(faults) == 1 and faults[0].levelname == "ERROR" and "Traceback" in faults[0].getMessage()
+    worker.shutdown()

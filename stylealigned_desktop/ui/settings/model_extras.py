@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ...engine.lora import LoraError, check_lora_file
 from ...engine.request import Lora
 from ..support import connect_command, local_paths, small_combo
 from ..support import icon as icon_
@@ -61,6 +62,16 @@ def memory_combo() -> QComboBox:
         combo.addItem(label, mode)
     combo.setToolTip(MEMORY_TIP)
     return combo
+
+
+def show_no_gpu(combo: QComboBox, reason: str | None) -> None:
+    """Say beside the modes what Auto picks on a computer without a GPU, and why (None: a GPU)."""
+    auto = combo.findData("auto")
+    combo.setItemText(auto, "Auto (Fast here: no GPU)" if reason else MEMORY_LABELS["auto"])
+    tip = f"{reason[0].upper()}{reason[1:]}.\n\n{MEMORY_TIP}" if reason else MEMORY_TIP
+    combo.setToolTip(tip)
+    for index in range(combo.count()):
+        combo.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
 
 
 class VaeChoice(QWidget):
@@ -204,11 +215,14 @@ class LoraList(QWidget):
         self.edited.emit()
 
     def add_files(self, paths: list[str]) -> None:
-        """Add LoRA files (weight 1); other files are refused with a message."""
+        """Add LoRA files (weight 1); a file that is not an SDXL LoRA is refused now, with the
+        engine's one line saying why (its header is read, not the weights)."""
         added = False
         for path in paths:
-            if Path(path).suffix.lower() != ".safetensors":
-                self.refused.emit(f"{Path(path).name} is not a LoRA file: LoRAs are .safetensors files")
+            try:
+                check_lora_file(Lora(path, 1.0))
+            except LoraError as refusal:
+                self.refused.emit(str(refusal))
                 continue
             self._add_row(Lora(path, 1.0))
             added = True

@@ -44,7 +44,7 @@ from .knobs import (
     strength_position,
     strength_shift,
 )
-from .model_extras import LoraList, VaeChoice, memory_combo
+from .model_extras import LoraList, VaeChoice, memory_combo, show_no_gpu
 
 
 class SettingsPanel(QWidget):
@@ -294,6 +294,10 @@ class SettingsPanel(QWidget):
         return dino_row
 
     # ----- value in / out -------------------------------------------------------------------
+    def set_no_gpu(self, reason: str | None) -> None:
+        """What Auto picks on this computer when it has no GPU (None: it has one)."""
+        show_no_gpu(self.memory, reason)
+
     def set_app_model(self, model: str) -> None:
         """The app-wide model (shown when the session does not name its own)."""
         self._app_model = model

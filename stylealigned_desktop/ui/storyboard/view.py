@@ -59,7 +59,6 @@ class StoryboardView(QWidget):
     reroll_requested = Signal(int)
     control_map_wanted = Signal(str)
     """A panel id whose control map thumbnail should be (re)computed."""
-    current_changed = Signal(int)
     control_picture_settled = Signal(str)
     """A panel id whose dropped control picture was set or refused."""
 
@@ -242,8 +241,6 @@ class StoryboardView(QWidget):
             card = self.cards.get(panel_id)
             if card is not None:
                 QTimer.singleShot(0, lambda: self.scroll.ensureWidgetVisible(card, 0, 8))
-            if self.session is not None:
-                self.current_changed.emit(self.session.panel_index(panel_id))
 
     def _show_selection(self) -> None:
         for panel_id, card in self.cards.items():

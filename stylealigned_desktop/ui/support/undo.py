@@ -14,6 +14,7 @@ settings").
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -176,7 +177,19 @@ class _DocumentUndoKeys(QObject):
         super().__init__(window)  # goes, and stops filtering, with the window
         self.window = window
         self.keys = [key for action in actions for key in action.shortcuts()]
-        QApplication.instance().installEventFilter(self)
+        # Keys go to the focused widget: filtering that one alone, not every event of the
+        # application, keeps Python (and the GIL) out of every paint and timer event, which
+        # the window waits on while the engine thread runs (issue 30 item 12).
+        app = QApplication.instance()
+        app.focusChanged.connect(self._follow_focus)
+        self._follow_focus(None, app.focusWidget())
+
+    def _follow_focus(self, old, new) -> None:
+        if old is not None:
+            with contextlib.suppress(RuntimeError):  # the widget is gone already
+                old.removeEventFilter(self)
+        if new is not None and new.window() is self.window:
+            new.installEventFilter(self)
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt)
         if event.type() not in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress):

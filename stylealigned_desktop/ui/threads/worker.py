@@ -29,6 +29,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from ...engine import events as ev
+from ...engine.errors import is_expected_error
 from ...engine.maker import PictureMaker, PictureMakerFactory, this_computer
 from ...engine.request import SetRequest
 from ...library_errors import describe_library_failure, library_failure
@@ -335,7 +336,10 @@ class EngineWorker(QObject):
             finally:
                 self._engine_ready = True
         except Exception as exc:  # the app must never die on an engine error
-            log.error("engine error in job %s:\n%s", job.id, traceback.format_exc())
+            if is_expected_error(exc):  # a refused LoRA, picture or server request: not a crash
+                log.warning("job %s refused: %s", job.id, readable_error(exc))
+            else:
+                log.error("engine error in job %s:\n%s", job.id, traceback.format_exc())
             self._end(job, JobState.failed, ev.Failed(readable_error(exc)))
             return
         if job.state in (JobState.finished, JobState.failed, JobState.cancelled):

@@ -116,6 +116,7 @@ class MainWindow(QMainWindow):
         make_actions(self, self._commands())
         self.sessions.undo.bind(self.undo_action, self.redo_action, self)
         self.runs.running_changed.connect(self.cancel_action.setEnabled)
+        self.runs.running_changed.connect(self.cancel_all_action.setEnabled)  # nothing to cancel when idle
         self._build_menus()
         self.statusBar().addPermanentWidget(self.run_bar.tiny_label)
         self.statusBar().showMessage("Welcome. Describe a style, add panels, press Generate.")
@@ -233,11 +234,13 @@ class MainWindow(QMainWindow):
         connect_command(self.settings_panel.model_change_requested, self.runs.choose_model)
         self.settings_panel.dino_source_changed.connect(self.scores.set_dino_source)
         self.storyboard.reroll_requested.connect(self.runs.reroll)
+        self.grid.reroll_requested.connect(self.runs.reroll)  # a tile's button and its menu
         connect_command(self.viewing_restore.clicked, self.pictures.restore_viewed_run)
         connect_command(self.viewing_back.clicked, lambda: self.pictures.show_run(None))
         self.runs.drawing.connect(self._show_drawing)
         self.runs.run_filed.connect(self._run_filed)
         self.runs.model_changed.connect(self.settings_panel.set_app_model)
+        self.runs.no_gpu.connect(self.settings_panel.set_no_gpu)
         self.sessions.replaced.connect(self._session_replaced)
         self.sessions.changed.connect(self._session_changed)
         connect_command(self.sessions.moved, self.pictures.refresh)

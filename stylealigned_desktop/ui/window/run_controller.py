@@ -22,6 +22,8 @@ from PySide6.QtCore import QObject, Signal
 
 from ...engine import events as ev
 from ...engine.maker import PictureMakerFactory, this_computer
+from ...engine.models import no_gpu_reason
+from ...engine.progress import JobProgress, format_seconds
 from ...engine.runfolder import reference_file
 from ...session.errors import SessionError
 from ...session.history import RunPlan, panel_file_name
@@ -33,13 +35,6 @@ from .grid_controller import GridController
 from .host import Host
 
 log = logging.getLogger(__name__)
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    return f"{seconds // 60}:{seconds % 60:02d} min"
 
 
 def write_run(plan: RunPlan, result: ev.RunResult) -> Path:
@@ -59,6 +54,8 @@ class RunController(QObject):
     model_changed = Signal(str)
     """The app's model source changed."""
     running_changed = Signal(bool)
+    no_gpu = Signal(object)
+    """Why Auto runs Fast on this computer (it has no GPU), or None; after the warm-up."""
     """Whether a job runs or is about to (after every change of the worker's state)."""
 
     def __init__(self, host: Host, run_bar, engine_factory: PictureMakerFactory = this_computer,
@@ -70,8 +67,7 @@ class RunController(QObject):
         """Set by the window: where the running job's tiles are drawn."""
         self.worker = EngineWorker(engine_factory, self)
         self.plans: dict[int, tuple[RunPlan, Session]] = {}
-        self._step_started: float | None = None
-        self._first_step: int | None = None
+        self._progress = JobProgress()
         self.closing = False
         self.worker.event.connect(self._on_worker_event)
         self.worker.previews_ready.connect(self._on_previews)
@@ -141,6 +137,11 @@ class RunController(QObject):
             return
         self.worker.warm_up(on_done=lambda task: task.error and log.warning(
             "warming up the generator failed: %s", task.error))
+        self.worker.run_task(no_gpu_reason, self._said_no_gpu)  # torch is imported by then
+
+    def _said_no_gpu(self, task) -> None:
+        if task.error is None:
+            self.no_gpu.emit(task.result)
 
     # ----- commands -------------------------------------------------------------------------
     def generate(self) -> None:
@@ -231,8 +232,7 @@ class RunController(QObject):
 
     def _on_job_started(self, job: Job) -> None:
         plan = self._plan_of(job)
-        self._step_started = None
-        self._first_step = None
+        self._progress = JobProgress()  # each job's phases and pace from its own events
         if plan is not None:
             if self.grid.viewing_run is not None:
                 self.grid.show_run(None)
@@ -273,15 +273,9 @@ class RunController(QObject):
     def _on_worker_event(self, wevent: WorkerEvent) -> None:
         job, event = wevent.job, wevent.event
         plan = self._plan_of(job)
-        bar = self.run_bar.progress
-        if isinstance(event, ev.Loading):
-            bar.setValue(int(1000 * event.progress))
-            bar.setFormat(f"Loading the model: {event.message or ''} {event.progress:.0%}".strip())
-        elif isinstance(event, ev.Inverting):
-            bar.setValue(int(1000 * event.step / max(1, event.total)))
-            bar.setFormat(f"Reading the reference picture: {event.step}/{event.total}")
-        elif isinstance(event, ev.Step):
-            self._show_step(job, event)
+        progress = self._progress.update(event)
+        if progress is not None:
+            self._show_progress(job, progress)
         elif isinstance(event, ev.PanelDone):
             if plan is not None and wevent.image is not None:
                 tile = self._tile_index(plan, ev.picture_key(event.index, event.reference))
@@ -296,19 +290,12 @@ class RunController(QObject):
         elif isinstance(event, ev.Failed):
             self.host.show_message(f"{job.label} failed: {event.message}", True, "run")
 
-    def _show_step(self, job: Job, event: ev.Step) -> None:
-        now = time.monotonic()
-        if self._first_step is None:
-            self._first_step, self._step_started = event.step, now
-        text = f"Step {event.step}/{event.total}"
-        done = event.step - self._first_step
-        if event.step >= event.total:
-            text += " · finishing…"  # decoding and saving the pictures: no steps to count
-        elif done > 0 and self._step_started is not None:
-            per_step = (now - self._step_started) / done
-            left = max(1.0, per_step * (event.total - event.step))
-            text += f" · about {format_seconds(left)} left"
-        self.run_bar.progress.setValue(int(1000 * event.step / max(1, event.total)))
+    def _show_progress(self, job: Job, progress) -> None:
+        """The phase in words, its share done over the whole job, and its time left."""
+        text = progress.phase
+        if progress.seconds_left is not None:
+            text += f" · about {format_seconds(max(1.0, progress.seconds_left))} left"
+        self.run_bar.progress.setValue(int(1000 * progress.fraction))
         self.run_bar.progress.setFormat(f"{job.label}: {text}")
 
     def _on_previews(self) -> None:
