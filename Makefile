@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint setup bench screenshots mutation clean
+.PHONY: run test lint setup bench screenshots mutation smoke clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): the app, torch, diffusers and PySide6 (a few GB on first install; minutes)"
@@ -43,6 +43,11 @@ $(VENV)/.mutation-stamp: $(STAMP)
 
 mutation: $(VENV)/.mutation-stamp
 	$(BIN)/python scripts/mutation.py $(MUTATION_TARGETS)
+
+# The frozen build from packaging/requirements-lock-linux.txt, then the frozen programs used as
+# a person would (packaging/README.md): after every dependency, lock or spec change.
+smoke:
+	packaging/smoke.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

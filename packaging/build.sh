@@ -3,16 +3,33 @@
 # (stylealigned-desktop) and the command line (stylealigned); on Linux also share/ with the
 # desktop entry, AppStream metainfo, the session MIME type and the icons, and install.sh.
 #
-#   packaging/build.sh                         sets up .venv (make setup), adds PyInstaller, builds
-#   PYTHON=/path/to/python packaging/build.sh  builds with an environment that already has the
-#                                              app's dependencies (the source tree is built, not
-#                                              the installed copy)
+#   packaging/build.sh                         installs packaging/requirements-lock-linux.txt
+#                                              (exact versions and hashes, PyInstaller included)
+#                                              into build/frozen-venv, then builds
+#   PYTHON=/path/to/python packaging/build.sh  builds with an environment you already have
+#                                              (macOS, Windows, experiments: not reproducible)
+#
+# The source tree is built, not an installed copy. BASE_PYTHON (default python3, must be 3.11,
+# the lock's Python) makes build/frozen-venv; it is remade only when the lock changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 if [ -z "${PYTHON:-}" ]; then
-  make setup
-  PYTHON=.venv/bin/python
+  lock=packaging/requirements-lock-linux.txt
+  venv=build/frozen-venv
+  want=$(sha256sum "$lock" | cut -d' ' -f1)
+  if [ "$(cat "$venv/.lock-sha256" 2>/dev/null)" != "$want" ]; then
+    base=${BASE_PYTHON:-python3}
+    "$base" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+      || { echo "the lock is for Python 3.11; set BASE_PYTHON to a Python 3.11" >&2; exit 1; }
+    echo "installing $lock into $venv (exact versions, hashes checked)"
+    rm -rf "$venv"
+    "$base" -m venv "$venv"
+    # -qq: errors only (a machine's pip config may name index folders that are not there).
+    "$venv/bin/python" -m pip install -qq --require-hashes --no-deps -r "$lock"
+    echo "$want" >"$venv/.lock-sha256"
+  fi
+  PYTHON=$venv/bin/python
 fi
 "$PYTHON" -c "import PyInstaller" 2>/dev/null || "$PYTHON" -m pip install --quiet "pyinstaller>=6.10"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"  # PyInstaller's helper processes see the tree too

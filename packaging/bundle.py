@@ -40,16 +40,48 @@ HIDDEN_IMPORTS = [
 COLLECT_LIBRARIES = ["torchvision"]
 LIBRARY_PATTERNS = ["*.so", "*.pyd", "*.dylib"]
 
-# Data files (JSON configs, tokenizer files, templates) shipped inside these packages.
-COLLECT_DATA = ["stylealigned_desktop", "diffusers", "transformers", "controlnet_aux",
-                "fpdf"]  # fpdf2's sRGB colour profile
+# Packages whose files other than code are read at run time, collected with their data:
+# transformers and diffusers (configs, templates), controlnet_aux (ZoeDepth configs), kernels
+# (transformers imports it; kernels/_internals/python_depends.json is read at import: without it
+# every model load fails), fpdf2 (its sRGB colour profile), opentimelineio (its adapters'
+# plugin manifest, read when a timeline is written), the app's own resources.
+COLLECT_DATA = ["stylealigned_desktop", "diffusers", "transformers", "controlnet_aux", "kernels",
+                "fpdf", "opentimelineio"]
 
-# Distributions whose metadata is read at run time (importlib.metadata version checks in
-# diffusers/transformers/huggingface_hub), with their requirements.
-COPY_METADATA = [
-    "diffusers", "transformers", "accelerate", "huggingface_hub", "safetensors", "tokenizers",
-    "torch", "torchvision", "controlnet_aux", "pillow", "numpy", "tqdm", "platformdirs", "qasync",
-]
+# Every other package of the app's dependencies that ships files other than code next to its
+# modules, and why the build does not collect them here. tests/test_packaging.py fails on a
+# package that is in neither list, so a dependency that starts shipping data (as kernels did
+# with transformers 5) is decided on before a build leaves its files out.
+DATA_LEFT_OUT = {
+    "torch": "PyInstaller's torch hook collects what torch reads; the rest are C++ headers",
+    "torchgen": "torch's code generator (headers, YAML): never imported by the app",
+    "PySide6": "PySide6's hooks collect the Qt plugins, translations and resources",
+    "shiboken6": "C++ headers and CMake files for building bindings",
+    "numpy": "numpy's hook collects what numpy needs; these are C headers, f2py sources, tests",
+    "scipy": "PyInstaller's scipy hooks collect what scipy needs; these are tests and Cython sources",
+    "skimage": "hooks-contrib's skimage hook collects the .pyi stubs lazy_loader reads; the "
+               "sample pictures are never used",
+    "cv2": "PyInstaller's cv2 hook collects its config files; these are licence texts",
+    "certifi": "PyInstaller's certifi hook collects cacert.pem",
+    "nvidia": "CUDA headers and licences next to the CUDA libraries (the libraries are collected)",
+    "cuda": "CUDA Python's Cython declarations (.pxd) and a README",
+    "triton": "excluded from the build (see EXCLUDES)",
+    "huggingface_hub": "model and dataset card templates: only used to write cards",
+    "peft": "BOFT's CUDA sources, compiled only for BOFT adapters (the app loads LoRAs)",
+    "timm": "ImageNet class names (timm.data.ImageNetInfo): never asked for by the app",
+    "tokenizers": "the notebook visualiser's CSS",
+    "tqdm": "shell completion and man page",
+    "urllib3": "a JavaScript worker for Pyodide",
+    "markdown_it": "port notes (a YAML file no code reads)",
+    "typer": "typer's licence and agent notes (a CLI library huggingface_hub's commands use)",
+    "networkx": "test data",
+    "sympy": "parser grammars (LaTeX, Autolev) and test examples: torch uses sympy for "
+             "symbolic shapes, never its parsers",
+    "markupsafe": "the C source of its compiled speed-ups",
+    "av": "PyAV's Cython declarations (.pxd); its compiled modules and FFmpeg libraries are "
+          "collected as binaries",
+    "setuptools": "setuptools' own launchers and templates: a build tool, not run by the app",
+}
 
 # Packages collected as source too (`pyz+py`): they read their own source at run time (inspect).
 KEEP_SOURCE = ["diffusers", "transformers"]
@@ -68,3 +100,22 @@ EXCLUDES = [
 
 # Qt plugins the window needs on Linux: a desktop session (xcb, wayland) and headless (offscreen).
 QT_PLATFORMS = ["xcb", "wayland", "offscreen"]
+
+
+def app_requirements(pyproject) -> list[str]:
+    """The distributions pyproject.toml's ``dependencies`` name that apply to this Python and
+    platform (markers evaluated, extras left out).
+
+    The spec copies their metadata and their requirements' (recursively): libraries read it at
+    run time (transformers asks importlib.metadata whether torch, accelerate, kernels... are
+    installed, and treats a missing record as "not installed"; kernels reads its own version;
+    entry points live there too). Derived, not listed, so a new dependency is covered."""
+    from pathlib import Path
+
+    import tomllib
+    from packaging.requirements import Requirement
+
+    with Path(pyproject).open("rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    requirements = [Requirement(text) for text in dependencies]
+    return [r.name for r in requirements if r.marker is None or r.marker.evaluate({"extra": ""})]

@@ -8,11 +8,15 @@ import configparser
 import importlib.machinery
 import importlib.metadata
 import importlib.util
+import os
+import re
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 import stylealigned_desktop
 
@@ -80,7 +84,7 @@ def test_every_module_the_spec_names_resolves(bundle):
     packages = [name for name in bundle.COLLECT_SUBMODULES
                 if not _locate(name).submodule_search_locations]
     assert not packages, f"collect_submodules needs packages, not modules: {packages}"
-    for dist in bundle.COPY_METADATA:
+    for dist in bundle.app_requirements(ROOT / "pyproject.toml"):
         importlib.metadata.distribution(dist)  # raises PackageNotFoundError
     for package in bundle.COLLECT_LIBRARIES:
         folder = Path(_locate(package).origin).parent
@@ -92,7 +96,7 @@ def test_spec_reads_its_lists_from_bundle(bundle):
     spec = (PACKAGING / "stylealigned-desktop.spec").read_text()
     for name in ("EXECUTABLES", "HIDDEN_IMPORTS", "COLLECT_SUBMODULES", "COLLECT_DATA",
                  "COLLECT_LIBRARIES", "LIBRARY_PATTERNS",
-                 "COPY_METADATA", "EXCLUDES", "KEEP_SOURCE", "APP_ID"):
+                 "app_requirements", "EXCLUDES", "KEEP_SOURCE", "APP_ID"):
         assert f"bundle.{name}" in spec, f"the spec does not use bundle.{name}"
 
 
@@ -164,3 +168,131 @@ def test_entry_points_exist_and_dependencies_are_ranges():
     for requirement in dist.requires or []:
         version = requirement.split(";")[0]  # the marker (extra == "dev") is not a pin
         assert "==" not in version, f"exact pin in dependencies: {requirement}"
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _app_dependency_closure() -> dict[str, importlib.metadata.Distribution]:
+    """Every installed distribution the app needs (its requirements, recursively; no extras)."""
+    found: dict[str, importlib.metadata.Distribution] = {}
+    todo = ["stylealigned-desktop"]
+    while todo:
+        name = _norm(todo.pop())
+        if name in found:
+            continue
+        found[name] = dist = importlib.metadata.distribution(name)
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                todo.append(requirement.name)
+    del found["stylealigned-desktop"]
+    return found
+
+
+def test_metadata_is_copied_for_every_dependency_that_applies_here(bundle):
+    # the spec copies these (and their requirements, recursively)
+    names = bundle.app_requirements(ROOT / "pyproject.toml")
+    for text in _pyproject_dependencies():
+        requirement = Requirement(text)
+        applies = requirement.marker is None or requirement.marker.evaluate()
+        assert (requirement.name in names) or not applies, f"{text} is left out"
+    assert names.count("pyside6") == 1  # two lines in pyproject.toml, one per Python version
+
+
+CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pyd", ".dylib", "py.typed")
+
+
+def test_every_dependency_that_ships_data_is_collected_or_left_out_with_a_reason(bundle):
+    """Packages that keep files other than code next to their modules may read them at run time
+    (kernels did, and the frozen app could not load a model): each is decided on."""
+    shipping_data = {}
+    for name, dist in _app_dependency_closure().items():
+        for file in dist.files or []:
+            parts = file.parts
+            if (len(parts) < 2 or parts[0] == ".." or parts[0].endswith((".dist-info", ".libs"))
+                    or "__pycache__" in parts or file.name.endswith(CODE_SUFFIXES)
+                    or ".so." in file.name):
+                continue
+            shipping_data.setdefault(parts[0], name)
+    undecided = {package: dist for package, dist in shipping_data.items()
+                 if package not in bundle.COLLECT_DATA and package not in bundle.DATA_LEFT_OUT}
+    assert not undecided, (f"these packages ship data files: add each to bundle.COLLECT_DATA if it "
+                           f"reads them at run time, else to bundle.DATA_LEFT_OUT: {undecided}")
+    assert not set(bundle.COLLECT_DATA) & set(bundle.DATA_LEFT_OUT)
+
+
+LOCK = PACKAGING / "requirements-lock-linux.txt"
+
+
+def _lock_pins() -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of packaging/requirements-lock-linux.txt."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    text = LOCK.read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        requirement, *options = line.split()
+        name, _, version = requirement.partition("==")
+        assert version, f"not an exact pin in the lock: {line}"
+        pins[_norm(name)] = (version, [o.removeprefix("--hash=") for o in options])
+    return pins
+
+
+def test_the_lock_pins_the_apps_dependencies_and_pyinstaller_exactly_within_the_ranges(bundle):
+    pins = _lock_pins()
+    for name, (_version, hashes) in pins.items():
+        assert hashes and all(h.startswith("sha256:") and len(h) == 71 for h in hashes), name
+    build_tools = [Requirement(line) for line in (PACKAGING / "requirements-build.in").read_text().splitlines()
+                   if line.strip() and not line.startswith("#")]
+    pyproject = [Requirement(name) for name in _pyproject_dependencies()]
+    for requirement in pyproject + build_tools:
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        assert _norm(requirement.name) in pins, f"{requirement.name} is not in the lock: packaging/lock.sh"
+        version = pins[_norm(requirement.name)][0]
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"the lock's {requirement.name}=={version} is outside pyproject's {requirement}: "
+            f"run packaging/lock.sh")
+    # what the build installs from the lock is everything the app needs here, and no more than
+    # PyInstaller's own needs besides
+    needed = set(_app_dependency_closure())
+    assert needed <= set(pins), f"missing from the lock: {sorted(needed - set(pins))}"
+
+
+def _pyproject_dependencies() -> list[str]:
+    import tomllib
+
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        return tomllib.load(file)["project"]["dependencies"]
+
+
+def _run_hook(tmp_path, **env) -> subprocess.CompletedProcess:
+    """The runtime hook in a fresh interpreter, then a program that imports two modules."""
+    program = (f"import runpy; runpy.run_path({str(PACKAGING / 'rthook_modules.py')!r}); "
+               "import colorsys, stylealigned_desktop.paths")
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **env}, timeout=120)
+
+
+def test_the_runtime_hook_records_what_the_program_imports_after_it(tmp_path):
+    record = tmp_path / "modules.txt"
+    done = _run_hook(tmp_path, STYLEALIGNED_RECORD_MODULES=str(record))
+    assert done.returncode == 0, done.stderr
+    names = record.read_text().split()
+    assert {"colorsys", "stylealigned_desktop", "stylealigned_desktop.paths"} <= set(names)
+    assert "runpy" not in names and "sys" not in names  # loaded before the hook ran
+    assert names.index("stylealigned_desktop") < names.index("stylealigned_desktop.paths")
+
+
+def test_the_runtime_hook_imports_a_list_and_names_what_fails(tmp_path):
+    wanted = tmp_path / "wanted.txt"
+    wanted.write_text("json\nno_such_module_anywhere\nstylealigned_desktop.paths\n")
+    done = _run_hook(tmp_path, STYLEALIGNED_IMPORT_MODULES=str(wanted))
+    assert done.returncode == 1
+    assert "not importable: no_such_module_anywhere: ModuleNotFoundError" in done.stdout
+    assert "2 of 3 modules imported" in done.stdout
+    wanted.write_text("json\nstylealigned_desktop.paths\n")
+    assert _run_hook(tmp_path, STYLEALIGNED_IMPORT_MODULES=str(wanted)).returncode == 0

@@ -15,6 +15,7 @@ import os
 import sys
 
 from .. import __version__
+from ..library_errors import describe_library_failure, library_failure
 from .common import EXIT_USAGE, OneLineParser, UsageError
 from .evaluate import add_evaluate_parser
 from .export import add_export_parser
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
+        failure = library_failure(error)
+        if failure is not None:
+            print(f"stylealigned: error: {describe_library_failure(failure)} (run with --debug "
+                  "for details)", file=sys.stderr)
+            return 1
         print(f"stylealigned: unexpected error: {type(error).__name__}: {error} (run with --debug for details)",
               file=sys.stderr)
         return 1

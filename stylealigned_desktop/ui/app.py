@@ -65,6 +65,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--quit-after-show", action="store_true",
                         help=argparse.SUPPRESS)  # start-up timing and smoke tests: print, then quit
+    parser.add_argument("--generate-and-quit", action="store_true",
+                        help=argparse.SUPPRESS)  # the frozen build's smoke: one set, then quit
     return parser.parse_args(argv)
 
 
@@ -107,9 +109,30 @@ def main(argv: list[str] | None = None) -> int:
         window.worker.shutdown(2.0)
         return 0
     QTimer.singleShot(0, start)
+    if args.generate_and_quit:
+        QTimer.singleShot(0, lambda: _generate_then_quit(window, app))
     code = _run(app)
     window.worker.finish(timeout=30.0)  # the window is gone; a cancelled step ends cleanly
     return code
+
+
+def _generate_then_quit(window, app) -> None:
+    """Press Generate (its menu action) on the opened session; when the job ends, print how and
+    quit: exit code 0 once the set is made and filed, 1 otherwise."""
+    from .threads import JobState
+
+    def ended(job) -> None:
+        if job.state is JobState.finished:
+            print(f"set made: {job.output}", flush=True)
+        else:
+            print(f"set {job.state.name}: {window.banner_text.text()}", flush=True)
+        app.exit(0 if job.state is JobState.finished else 1)
+
+    window.worker.job_ended.connect(ended)
+    window.generate_action.trigger()
+    if not window.runs.plans:  # refused before a job was queued (no panels, no model...)
+        print(f"set not started: {window.banner_text.text()}", flush=True)
+        app.exit(1)
 
 
 def open_window(config, log_file: Path | None):

@@ -32,6 +32,7 @@ from ...engine import events as ev
 from ...engine.errors import is_expected_error
 from ...engine.maker import PictureMaker, PictureMakerFactory, this_computer
 from ...engine.request import SetRequest
+from ...library_errors import describe_library_failure, library_failure
 from ..support import pil_to_qimage
 from .bridge import ThreadBridge
 
@@ -101,6 +102,9 @@ class WorkerEvent:
 
 def readable_error(exc: BaseException) -> str:
     """A message an artist can act on, from an exception the engine did not turn into Failed."""
+    failure = library_failure(exc)
+    if failure is not None:  # before the rest: diffusers wraps these in a RuntimeError
+        return describe_library_failure(failure)
     text = str(exc).strip() or exc.__class__.__name__
     name = exc.__class__.__name__
     lowered = text.lower()
@@ -109,8 +113,6 @@ def readable_error(exc: BaseException) -> str:
                 f"or fewer panels. ({text.splitlines()[0]})")
     if isinstance(exc, (FileNotFoundError, OSError)) and getattr(exc, "filename", None):
         return f"Could not read {exc.filename}: {exc.strerror or text}"
-    if isinstance(exc, ImportError):
-        return f"A component of the generator is missing: {text}"
     if isinstance(exc, ValueError):  # the engine's own errors are written for the user
         return text
     return f"{text.splitlines()[0]} ({name})"
