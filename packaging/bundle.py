@@ -67,6 +67,8 @@ DATA_LEFT_OUT = {
     "cuda": "CUDA Python's Cython declarations (.pxd) and a README",
     "triton": "excluded from the build (see EXCLUDES)",
     "huggingface_hub": "model and dataset card templates: only used to write cards",
+    "fontTools": "the C sources of its compiled modules, a README and py.typed: nothing it reads when "
+                 "fpdf2 subsets a font",
     "peft": "BOFT's CUDA sources, compiled only for BOFT adapters (the app loads LoRAs)",
     "timm": "ImageNet class names (timm.data.ImageNetInfo): never asked for by the app",
     "tokenizers": "the notebook visualiser's CSS",

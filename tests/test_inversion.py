@@ -255,10 +255,11 @@ def test_round_trip_reproduces_z0_and_improves_with_more_steps(smooth_pipe):
 
 
 def test_round_trip_on_the_raw_tiny_model_is_bounded(tiny_pipe):
-    """Without damping the random UNet is rough (see smooth_pipe): the measured error is 0.56
-    at 4 steps on 64 px. This only guards against gross regressions."""
+    """Without damping the random UNet is rough (see smooth_pipe): the measured error is 0.80
+    at 4 steps on 64 px (0.56 before tiny's vocabulary merged letters, which changed its random
+    text encoders). This only guards against gross regressions."""
     z0 = _latent(2, 64, 64)
-    assert _round_trip_error(tiny_pipe, z0, 4, width=64, height=64) < 0.8
+    assert _round_trip_error(tiny_pipe, z0, 4, width=64, height=64) < 1.0
 
 
 def test_round_trip_with_a_v_prediction_schedule(smooth_pipe):

@@ -36,7 +36,7 @@ def _set(**kwargs):
     (lambda: ReferencePicture(3), "reference picture path must be text"),
     (lambda: ReferencePicture("p.png", caption=None), "reference caption must be text"),
     (lambda: ReferencePicture("p.png", inversion_guidance=51), "inversion guidance must be a number from 0 to 50"),
-    (lambda: ReferencePicture("p.png", inversion_offset=1000), "inversion offset must be a whole number from 0 to 999"),
+    (lambda: ReferencePicture("p.png", inversion_offset=500), "inversion offset must be a whole number from 0 to 499"),
     (lambda: ReferencePicture("p.png", inversion_offset=-1), "inversion offset must be a whole number from 0"),
     (lambda: ReferencePicture("p.png", weight=float("nan")), "reference weight must be a finite number"),
     (lambda: Panel(None, 1), "panel prompt must be text"),
@@ -53,7 +53,7 @@ def _set(**kwargs):
     (lambda: Lora("a.safetensors", True), "LoRA weight must be a number, got True"),
     (lambda: Lora("a.safetensors", "1"), "LoRA weight must be a number, got '1'"),
     (lambda: Lora("a.safetensors", float("inf")), "LoRA weight must be a number, got inf"),
-    (lambda: Sampling(steps=0), "steps must be a whole number from 1 to 1000"),
+    (lambda: Sampling(steps=0), "steps must be a whole number from 1 to 500"),
     (lambda: Sampling(guidance=-1), "guidance must be a number from 0 to 50"),
     (lambda: Sampling(width=1004), "width must be a multiple of 8"),
     (lambda: Sampling(height=32), "height must be a whole number from 64"),
@@ -77,7 +77,7 @@ def test_a_bad_value_is_refused_naming_its_field(make, message):
 def test_good_values_are_kept_and_numbers_become_floats():
     reference = GeneratedReference("a", seed=2**64 - 1, weight=2)
     assert reference.weight == 2.0 and isinstance(reference.weight, float)
-    picture = ReferencePicture("p.png", inversion_guidance=3, inversion_offset=999, weight=0)
+    picture = ReferencePicture("p.png", inversion_guidance=3, inversion_offset=499, weight=0)
     assert (picture.inversion_guidance, picture.weight) == (3.0, 0.0)
     assert isinstance(picture.inversion_guidance, float) and isinstance(picture.weight, float)
     control = PanelControl("c.png", scale=1, guidance_start=0, guidance_end=1, canny_low=0, canny_high=255)
@@ -106,8 +106,8 @@ def test_the_default_inversion_offset_is_five_of_fifty_scaled(steps, offset):
 
 
 def test_the_default_inversion_offset_stays_below_the_step_count():
-    # round(5 * 1000 / 50) = 100 < 1000; a request of 1000 steps is the most there is
-    assert ReferencePicture("p.png").offset_for(1000) == 100
+    # round(5 * 500 / 50) = 50 < 500; a request of 500 steps is the most there is
+    assert ReferencePicture("p.png").offset_for(500) == 50
     assert all(0 <= ReferencePicture("p.png").offset_for(s) <= max(0, s - 1) for s in range(1, 200))
 
 

@@ -283,7 +283,7 @@ class Ingress:
     def _store_lora(self, sha: str, temporary: Path) -> int:
         """Check an uploaded LoRA is a readable ``.safetensors`` file, then keep it under its
         name; the number of tensors it holds."""
-        tensors = len(read_lora_shapes(temporary, name="the LoRA"))
+        tensors = len(read_lora_shapes(temporary, name="the upload"))
         os.replace(temporary, self._loras / sha)
         return tensors
 

@@ -416,10 +416,12 @@ def test_a_lora_named_as_the_artist_knows_it_and_an_sd15_lora_refused_before_any
     events.clear()
     with pytest.raises(ServerError) as refusal:
         client.generate(sd15, events.append)
-    assert str(refusal.value) == str(local_refusal.value)
-    assert str(refusal.value).startswith("sd15-style.safetensors is a LoRA for SD 1.5; this model is")
+    # the client checks the file's header before sending it (the base it names is SDXL's, as the
+    # server's models are; the local engine names tiny's own text width)
+    for message in (str(refusal.value), str(local_refusal.value)):
+        assert message.startswith("sd15-style.safetensors is a LoRA for SD 1.5; this model is"), message
     assert not [e for e in events if isinstance(e, (ev.Step, ev.Preview, ev.PanelDone))]
-    assert isinstance(events[-1], ev.Failed) and events[-1].message == str(local_refusal.value)
+    assert isinstance(events[-1], ev.Failed) and events[-1].message == str(refusal.value)
 
 
 def test_lora_uploads_that_are_not_safetensors_loras_are_400_with_one_line(server, lora_files):
@@ -427,8 +429,8 @@ def test_lora_uploads_that_are_not_safetensors_loras_are_400_with_one_line(serve
     empty = _safetensors({})
     big = _safetensors({"lora_unet_x.lora_down.weight": np.zeros((int(LORA_LIMIT_MB * 1e6) // 4 + 1,), np.float32)})
     ink = lora_files["ink"].read_bytes()
-    for data, words in ((pickle_bytes, "not a readable .safetensors LoRA"), (empty, "holds no weights"),
-                        (big, "larger than"), (ink[:-10], "not a readable .safetensors LoRA")):
+    for data, words in ((pickle_bytes, "cannot be read as .safetensors"), (empty, "holds no weights"),
+                        (big, "larger than"), (ink[:-10], "cannot be read as .safetensors")):
         response = _raw(server, "PUT", f"/v1/loras/{hashlib.sha256(data).hexdigest()}", content=data)
         assert response.status_code == 400, response.text
         message = response.json()["error"]

@@ -1,8 +1,7 @@
 """The Settings panel: model, steps, guidance, size, scheduler, negative prompt, micro-batch,
 and the StyleAligned knobs in a folded "Advanced" section with tooltips in an artist's words.
-
-The widget edits a :class:`GenerationSettings` value; it emits ``changed`` with the new value
-after every user edit and never while :meth:`set_settings` fills it in.
+It edits a :class:`GenerationSettings` value; it emits ``changed`` with the new value after
+every user edit and never while :meth:`set_settings` fills it in.
 """
 
 from __future__ import annotations
