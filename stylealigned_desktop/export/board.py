@@ -110,15 +110,9 @@ def _picture_size(path: Path | None, fallback: tuple[int, int]) -> tuple[int, in
 def board_from_session(session) -> Board:
     """The board of a session (a ``session.model.Session``): each panel's newest finished
     picture, the newest finished run's reference pictures."""
-    references: list[Path] = []
-    newest: dict[str, Path] = {}
-    for record in session.history:
-        if record.status != "finished":
-            continue
-        if record.reference_images():
-            references = [session.path(file) for _, file in record.reference_images()]
-        for run_panel in record.generated:
-            newest[run_panel.panel_id] = session.path(f"{record.folder}/{run_panel.file}")
+    newest_references, newest_panels = session.newest_pictures()
+    references = [path for _, (path, _run) in sorted(newest_references.items())]
+    newest = {panel_id: path for panel_id, (path, _run) in newest_panels.items()}
     settings = session.settings
     pictures = [newest.get(p.id) if newest.get(p.id, Path()).is_file() else None for p in session.panels]
     sizes = [_picture_size(picture, p.size or (settings.width, settings.height))

@@ -109,6 +109,20 @@ class DocumentState(Observable):
         """Runs, oldest first."""
         return tuple(self._history)
 
+    def newest_pictures(self) -> tuple[dict[int, tuple[Path, RunRecord]], dict[str, tuple[Path, RunRecord]]]:
+        """The newest finished run's reference pictures by position and, per panel id, its
+        newest finished picture, each with its run (what the grid shows and exports take)."""
+        references: dict[int, tuple[Path, RunRecord]] = {}
+        panels: dict[str, tuple[Path, RunRecord]] = {}
+        for record in self._history:
+            if record.status != "finished":
+                continue
+            if record.reference_images():
+                references = {k: (self.path(file), record) for k, file in record.reference_images()}
+            for run_panel in record.generated:
+                panels[run_panel.panel_id] = (self.path(f"{record.folder}/{run_panel.file}"), record)
+        return references, panels
+
     @property
     def cache_folder(self) -> Path:
         """Where the engine keeps this session's inversion trajectories (``cache/``; every

@@ -87,22 +87,6 @@ class GridController(QObject):
                 self.show_run(None)
 
     # ----- the storyboard's newest pictures ---------------------------------------------------
-    def _latest_images(self) -> tuple[dict[int, tuple[Path, RunRecord]],
-                                      dict[str, tuple[Path, RunRecord]]]:
-        """The newest finished run's reference pictures by position and, per panel id, its
-        newest picture (with their runs)."""
-        references: dict[int, tuple[Path, RunRecord]] = {}
-        panels: dict[str, tuple[Path, RunRecord]] = {}
-        for record in self.session.history:
-            if record.status != "finished":
-                continue
-            if record.reference_images():
-                references = {k: (self.session.path(file), record) for k, file in record.reference_images()}
-            for run_panel in record.generated:
-                panels[run_panel.panel_id] = (
-                    self.session.path(f"{record.folder}/{run_panel.file}"), record)
-        return references, panels
-
     def _reference_outdated(self, record: RunRecord, position: int) -> bool:
         """Reference ``position`` of ``record`` is not what Generate would use now."""
         sources, style = self.session.active_sources, self.session.style
@@ -148,7 +132,7 @@ class GridController(QObject):
                              sizes=self._panel_sizes([p.size for p in panels]),
                              reference_size=(settings.width, settings.height))
         running = self.running_plan()
-        references, latest = self._latest_images()
+        references, latest = self.session.newest_pictures()
         if running is None or not running.selected:
             for key in [k for k in self.grid.tiles if is_reference(k)]:
                 position = reference_position(key)
