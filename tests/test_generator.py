@@ -29,7 +29,8 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def engine(tiny_pipe):
-    return Engine(loader=lambda *args, **kwargs: tiny_pipe)
+    # an unlimited preview budget: every picture's preview on every step, whatever this machine's speed
+    return Engine(loader=lambda *args, **kwargs: tiny_pipe, preview_budget=float("inf"))
 
 
 def _request(settings=None, guidance=5.0, order=None, scheduler="ddim", **kwargs):
@@ -133,7 +134,7 @@ def test_no_negative_prompt_zeroes_the_unconditional_text_like_diffusers(tiny_pi
 
 def test_previews_every_step_for_every_picture(engine):
     seen = []
-    result = engine.generate(_request(micro_batch=2), seen.append)
+    result = engine.generate(_request(micro_batch=2, previews="factors"), seen.append)
     previews = [e for e in seen if isinstance(e, ev.Preview)]
     assert len(previews) == STEPS * 5
     assert {p.index for p in previews} == {None, 0, 1, 2, 3}

@@ -37,6 +37,7 @@ from .denoise import (
     Denoising,
     PreparedControl,
     RunContext,
+    decode_latent,
     decode_rows,
     denoise,
     is_out_of_memory,
@@ -47,6 +48,8 @@ from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity
 from .models import TINY, load_pipeline, resolve_device, resolve_dtype, vae_identity
+from .preview_choice import choose_preview
+from .preview_decoders import DEFAULT_BUDGET, LivePreviews, PreviewThrottle, make_preview_decoder
 from .references import ReferenceRows, picture_trajectory, record_references, trajectory_key
 from .request import ReferencePicture, SetRequest
 from .rows import Row, RunRows, Size
@@ -85,10 +88,12 @@ def workload(request: SetRequest, pipe=None) -> mem.Workload:
     vae_upcast = True
     if pipe is not None:
         vae_upcast = pipe.vae.dtype != torch.float32 and bool(pipe.vae.config.force_upcast)
+    tiny_preview = request.previews != "off" and choose_preview(request.previews, request.model).decoder == "tiny"
     return mem.Workload(width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
                         references=max(1, len(request.used_references)), panel_width=largest[0],
                         panel_height=largest[1], controlnets=len(kinds),
-                        bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast)
+                        bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast,
+                        tiny_preview=tiny_preview)
 
 
 REFERENCE_RIDES_ALONG = False
@@ -124,8 +129,12 @@ class Engine:
     stops within one denoising step once ``cancel`` is set.
     """
 
-    def __init__(self, loader: Callable = load_pipeline):
+    def __init__(self, loader: Callable = load_pipeline, preview_budget: float = DEFAULT_BUDGET):
+        """``preview_budget``: the share of a step's time previews may take (inf: every row's
+        preview on every step, as tests that compare previews want)."""
         self._loader = loader
+        self._preview_budget = preview_budget
+        self._preview_decoder: tuple[tuple, object] | None = None
         self._pipe = None
         self._pipe_key: tuple | None = None
         self._lock = threading.Lock()
@@ -200,7 +209,7 @@ class Engine:
         mem.keep_out_of_collections()  # the libraries just imported live as long as the process
 
     def unload(self) -> None:
-        self._pipe, self._pipe_key = None, None
+        self._pipe, self._pipe_key, self._preview_decoder = None, None, None
         if self._controlnets is not None:
             self._controlnets.clear()
         _free_memory()
@@ -345,7 +354,21 @@ class Engine:
         runs = {size: dataclasses.replace(run, scheduler=schedulers[size], time_ids=time_ids[size])
                 for size in rows.groups}
         return Denoising(rows, runs, latents, references, batching, setup.timesteps,
-                         request.settings.full_attention_share)
+                         request.settings.full_attention_share, self._live_previews(setup, sink))
+
+    def _live_previews(self, setup: RunSetup, sink: EventSink) -> LivePreviews | None:
+        """The run's previews (None when off): the chosen decoder, said at every run as the
+        memory mode is, and kept between runs with the same pipeline and placement."""
+        request, pipe = setup.request, setup.pipe
+        if request.previews == "off":
+            return None
+        choice = choose_preview(request.previews, request.model)
+        sink(ev.Notice(choice.said))
+        key = (choice, id(pipe), self._pipe_key, mem.placement_of(pipe))
+        if self._preview_decoder is None or self._preview_decoder[0] != key:
+            full_vae = lambda latent: decode_latent(pipe, latent)  # noqa: E731
+            self._preview_decoder = (key, make_preview_decoder(choice, pipe, full_vae))
+        return LivePreviews(self._preview_decoder[1], PreviewThrottle(len(setup.rows.rows), budget=self._preview_budget))
 
     def _conditioning(self, pipe, request: SetRequest, rows: RunRows, sink: EventSink) -> Conditioning:
         """Every row's text conditioning; a prompt longer than CLIP reads is said."""

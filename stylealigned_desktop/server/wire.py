@@ -49,7 +49,7 @@ HEARTBEAT_S = 15.0
 # its own caches, and a request never names a folder on the server.
 _REQUEST_FIELDS = ("version", "model", "style", "panels", "sampling", "settings", "micro_batch",
                    "device", "dtype", "only", "controlnet_canny", "controlnet_depth", "depth_model",
-                   "memory", "vae", "loras")
+                   "memory", "vae", "loras", "previews")
 
 
 class WireError(ValueError):
@@ -121,6 +121,7 @@ def request_from_wire(data: Any, picture_path: Callable[[str], str], lora_path: 
             controlnet_depth=data.get("controlnet_depth"),
             depth_model=data.get("depth_model"),
             memory=data.get("memory", "auto"),
+            previews=data.get("previews", "auto"),
             vae=data.get("vae"),
             loras=tuple(_lora(item, lora_path) for item in data.get("loras") or ()),
         )

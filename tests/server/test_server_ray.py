@@ -83,7 +83,7 @@ def client(server):
 @pytest.fixture(scope="module")
 def local(tiny_pipe):
     """The embedded engine with the replicas' thread count."""
-    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe)
+    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe, preview_budget=float("inf"))  # as a replica
 
     def run(request, events=None):
         threads = torch.get_num_threads()
