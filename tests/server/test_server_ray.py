@@ -39,6 +39,7 @@ from stylealigned_desktop.engine.runfolder import read_parameters
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 from stylealigned_desktop.server.client import ServerEngine, ServerError
 from stylealigned_desktop.server.launch import ServerOptions, start
+from stylealigned_desktop.server.wire import event_from_wire, event_to_wire
 from stylealigned_desktop.ui.dialogs.where_dialog import SERVER, WhereDialog, access_token_path
 from stylealigned_desktop.ui.threads import JobState
 from tests.loras import tiny_lora_state, write_diffusers_lora, write_sd15_lora
@@ -143,7 +144,8 @@ def test_a_sharded_set_over_http_is_the_local_run(client, local):
     assert _sequence(events) == _sequence(local_events)
     previews = [e for e in events if isinstance(e, ev.Preview)]
     local_previews = [e for e in local_events if isinstance(e, ev.Preview)]
-    assert all(_same_pixels(a.image, b.image) for a, b in zip(previews, local_previews))
+    # previews travel as JPEG: the local previews through the same encoding, pixel for pixel
+    assert all(_same_pixels(a.image, event_from_wire(event_to_wire(b)).image) for a, b in zip(previews, local_previews))
     done = [e for e in events if isinstance(e, ev.PanelDone)]
     assert [e.metadata for e in done] == [e.metadata for e in local_events if isinstance(e, ev.PanelDone)]
     assert [s["panels"] for s in result.metadata["shards"]] == [[1, 2], [3, 4]]
