@@ -109,7 +109,8 @@ def make_preview_decoder(choice: PreviewChoice, pipe, full_vae: Callable[[torch.
     if choice.source is None:
         from .tiny import build_tiny_preview_decoder
 
-        vae = build_tiny_preview_decoder().to(dtype=dtype)
+        vae = build_tiny_preview_decoder()
+        vae = vae if vae.dtype == dtype else vae.to(dtype=dtype)
     else:
         vae = load_tiny_decoder(choice.source, dtype)
     mem.place_preview_decoder(pipe, vae)
