@@ -58,6 +58,16 @@ def test_auto_says_it_falls_back_to_the_factors_without_the_tiny_decoder(tiny_pi
     assert on_disk.decoder == "tiny" and on_disk.source == "madebyollin/taesdxl"
 
 
+def test_auto_keeps_the_factors_on_the_processor_where_asking_for_tiny_still_gets_it():
+    """A TAESDXL decode costs seconds on a CPU (docs/performance.md): Auto keeps the factors
+    there and says why; asked for by name, the tiny autoencoder is used."""
+    on_disk = lambda repo: "/somewhere"  # noqa: E731
+    auto = choose_preview("auto", "some/sdxl", on_disk=on_disk, accelerator=False)
+    assert auto.decoder == "factors" and "processor" in auto.said
+    assert choose_preview("tiny", "some/sdxl", on_disk=on_disk, accelerator=False).decoder == "tiny"
+    assert choose_preview("auto", "tiny", accelerator=False).decoder == "tiny"  # the toy decoder costs little
+
+
 def test_auto_loads_a_tiny_decoder_on_disk_offline(tiny_pipe, tmp_path):
     saved = build_tiny_preview_decoder()
     saved.save_pretrained(tmp_path / "taesd", safe_serialization=True)

@@ -88,7 +88,8 @@ def workload(request: SetRequest, pipe=None) -> mem.Workload:
     vae_upcast = True
     if pipe is not None:
         vae_upcast = pipe.vae.dtype != torch.float32 and bool(pipe.vae.config.force_upcast)
-    tiny_preview = request.previews != "off" and choose_preview(request.previews, request.model).decoder == "tiny"
+    tiny_preview = request.previews != "off" and choose_preview(
+        request.previews, request.model, accelerator=resolve_device(request.device).type != "cpu").decoder == "tiny"
     return mem.Workload(width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
                         references=max(1, len(request.used_references)), panel_width=largest[0],
                         panel_height=largest[1], controlnets=len(kinds),
@@ -362,7 +363,7 @@ class Engine:
         request, pipe = setup.request, setup.pipe
         if request.previews == "off":
             return None
-        choice = choose_preview(request.previews, request.model)
+        choice = choose_preview(request.previews, request.model, accelerator=pipe._execution_device.type != "cpu")
         sink(ev.Notice(choice.said))
         key = (choice, id(pipe), self._pipe_key, mem.placement_of(pipe))
         if self._preview_decoder is None or self._preview_decoder[0] != key:

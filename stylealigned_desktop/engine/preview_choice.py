@@ -3,7 +3,9 @@ Settings can say what Auto picks before a run without loading the engine.
 
 ``auto`` and ``tiny`` take the tiny autoencoder (TAESDXL) when it is on disk; the built-in
 ``tiny`` model has its own random-weight one (it shows noise); without it both fall back to the
-latent factors. ``vae`` decodes with the full VAE every ``DEFAULT_VAE_EVERY`` steps.
+latent factors. On the processor alone ``auto`` keeps the factors: there a TAESDXL decode costs
+seconds (docs/performance.md), more than a step, where a GPU takes milliseconds. ``vae`` decodes
+with the full VAE every ``DEFAULT_VAE_EVERY`` steps.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ class PreviewChoice:
 
 
 def choose_preview(kind: str, model: str = "", tiny_source: str | None = None,
-                   on_disk: Callable[[str], object] | None = None) -> PreviewChoice:
+                   on_disk: Callable[[str], object] | None = None, accelerator: bool = True) -> PreviewChoice:
     """The decoder a run with ``previews=kind`` uses; ``on_disk(repo)`` (default: the hub
-    cache holds the whole snapshot) says whether the tiny autoencoder is downloaded."""
+    cache holds the whole snapshot) says whether the tiny autoencoder is downloaded;
+    ``accelerator``: the run has a GPU (else Auto keeps the factors)."""
     if kind not in PREVIEW_KINDS or kind == "off":
         raise ValueError(f"preview decoder must be one of {', '.join(PREVIEW_KINDS[:-1])}, got {kind!r}")
     if kind == "factors":
@@ -52,6 +55,9 @@ def choose_preview(kind: str, model: str = "", tiny_source: str | None = None,
     if model.strip() == "tiny" and tiny_source is None:
         return PreviewChoice("tiny", None, "previews: tiny autoencoder (the tiny model's random weights: noise)")
     source = tiny_source or DEFAULT_TINY_DECODER
+    if kind == "auto" and not accelerator:
+        return PreviewChoice("factors", None, "previews: latent factors (Auto on the processor: the tiny "
+                                              "autoencoder takes seconds a picture there; choose it in Previews)")
     if Path(source).expanduser().is_dir() or (on_disk or complete_snapshot)(source) is not None:
         return PreviewChoice("tiny", source, f"previews: tiny autoencoder ({source})")
     return PreviewChoice("factors", None, (

@@ -69,6 +69,9 @@ def test_auto_says_what_it_takes_for_an_sdxl_model_and_with_a_server(qtbot, monk
     panel.set_settings(GenerationSettings(previews="vae"))  # the session's choice shown, Auto said anew
     assert panel.previews.currentData() == "vae"
     assert panel.previews.itemText(auto) == "Auto (tiny autoencoder here)"
+    panel.set_no_gpu("no GPU on this computer")  # known after the warm-up: the factors then
+    assert panel.previews.itemText(auto) == "Auto (latent factors here)"
+    assert "processor" in panel.previews.itemData(auto, Qt.ItemDataRole.ToolTipRole)
     panel.set_server("http://gpu-box:8000")
     assert panel.previews.itemText(auto) == "Auto (the server's choice)"
 

@@ -92,13 +92,13 @@ def previews_combo() -> QComboBox:
     return combo
 
 
-def show_auto_previews(combo: QComboBox, model: str, server: str = "") -> None:
-    """Say beside Auto which decoder it takes for ``model`` (its reason in the tip); a server
-    decides with what it has downloaded."""
+def show_auto_previews(combo: QComboBox, model: str, server: str = "", accelerator: bool = True) -> None:
+    """Say beside Auto which decoder it takes for ``model`` (its reason in the tip) on this
+    computer (``accelerator``: it has a GPU); a server decides with what it has downloaded."""
     if server:
         label, tip = "Auto (the server's choice)", PREVIEWS_TIP
     else:
-        choice = choose_preview("auto", model)
+        choice = choose_preview("auto", model, accelerator=accelerator)
         label = f"Auto ({PREVIEW_LABELS[choice.decoder].split(' (')[0].lower()} here)"
         tip = f"{choice.said.removeprefix('previews: ')}.\n\n{PREVIEWS_TIP}"
     combo.setItemText(combo.findData("auto"), label)

@@ -64,6 +64,7 @@ class SettingsPanel(QWidget):
         self._filling = False
         self._app_model = ""
         self._server = ""  # the URL of the server that makes the pictures; empty: this computer
+        self._no_gpu = False  # this computer has no GPU (known after the warm-up)
         self._dino = ""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -296,6 +297,8 @@ class SettingsPanel(QWidget):
     def set_no_gpu(self, reason: str | None) -> None:
         """What Auto picks on this computer when it has no GPU (None: it has one)."""
         extras.show_no_gpu(self.memory, reason)
+        self._no_gpu = reason is not None
+        self._show_model()  # Auto's previews depend on it too
 
     def set_app_model(self, model: str) -> None:
         """The app-wide model (shown when the session does not name its own)."""
@@ -342,7 +345,7 @@ class SettingsPanel(QWidget):
         self.model_label.setText(shown)
         self.model_label.setToolTip(shown)
         self.tiny_badge.setVisible(model == "tiny")
-        extras.show_auto_previews(self.previews, model, self._server)
+        extras.show_auto_previews(self.previews, model, self._server, accelerator=not self._no_gpu)
 
     def settings(self) -> GenerationSettings:
         return self._settings
