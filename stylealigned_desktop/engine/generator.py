@@ -84,12 +84,13 @@ def workload(request: SetRequest, pipe=None) -> mem.Workload:
     sampling = request.sampling
     set_size = (sampling.width, sampling.height)
     largest = max((request.panel_size(i) for i in request.selected), key=lambda s: s[0] * s[1], default=set_size)
-    dtype = resolve_dtype(request.dtype, resolve_device(request.device))
+    device = resolve_device(request.device)
+    dtype = resolve_dtype(request.dtype, device)
     vae_upcast = True
     if pipe is not None:
         vae_upcast = pipe.vae.dtype != torch.float32 and bool(pipe.vae.config.force_upcast)
     tiny_preview = request.previews != "off" and choose_preview(
-        request.previews, request.model, accelerator=resolve_device(request.device).type != "cpu").decoder == "tiny"
+        request.previews, request.model, accelerator=device.type != "cpu").decoder == "tiny"
     return mem.Workload(width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
                         references=max(1, len(request.used_references)), panel_width=largest[0],
                         panel_height=largest[1], controlnets=len(kinds),

@@ -7,7 +7,9 @@ One interface, ``decode(x0) -> picture``, three implementations:
 - ``TinyAutoencoder``: diffusers' ``AutoencoderTiny`` (TAESDXL), full size, about 1 M parameters;
 - ``FullVae``: the pipeline's own VAE decode, exact and slow, so only every ``every`` steps.
 
-Nothing here knows of Qt: the engine calls ``LivePreviews.after_step`` on its worker thread.
+Which one a run uses is ``preview_choice.choose_preview``'s (torch-free) answer, made into a
+decoder here by :func:`make_preview_decoder`. Nothing here knows of Qt: the engine calls
+``LivePreviews.after_step`` from its denoising step (``denoise.show_previews``), on its thread.
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ def load_tiny_decoder(source: str, dtype):
     return vae.eval().requires_grad_(False)
 
 
-def make_preview_decoder(choice: PreviewChoice, pipe, full_vae: Callable[[torch.Tensor], Image.Image],
-                         device=None) -> PreviewDecoder:
+def make_preview_decoder(choice: PreviewChoice, pipe,
+                         full_vae: Callable[[torch.Tensor], Image.Image]) -> PreviewDecoder:
     """The decoder of a :class:`~.preview_choice.PreviewChoice` for a loaded pipeline (the tiny
     one in the UNet's dtype, placed by the memory mode); ``full_vae`` decodes a (1, 4, h, w)
     latent with the pipeline's VAE."""
@@ -114,7 +116,7 @@ def make_preview_decoder(choice: PreviewChoice, pipe, full_vae: Callable[[torch.
     else:
         vae = load_tiny_decoder(choice.source, dtype)
     mem.place_preview_decoder(pipe, vae)
-    return TinyAutoencoder(vae, device if device is not None else pipe._execution_device)
+    return TinyAutoencoder(vae, pipe._execution_device)
 
 
 def scheduler_x0(scheduler, output) -> torch.Tensor | None:
