@@ -210,7 +210,7 @@ def test_out_of_memory_halves_the_micro_batch_and_gives_the_same_pictures(engine
         result = engine.generate(_request(micro_batch=4), seen.append)
     finally:
         del engine._unet
-    notices = [e.message for e in seen if isinstance(e, ev.Notice) and not e.message.startswith("memory mode")]
+    notices = [e.message for e in seen if isinstance(e, ev.Notice) and not e.message.startswith(("memory mode", "previews:"))]
     assert notices and "2 panel(s) at a time" in notices[0]
     assert result.metadata["micro_batch"] == 2
     for index in range(4):
@@ -241,7 +241,7 @@ def test_out_of_memory_with_the_reference_riding_along_runs_it_alone_from_then_o
     finally:
         del engine._unet
     assert failures == [4]  # tried once, then the reference runs alone at every step
-    notices = [e.message for e in seen if isinstance(e, ev.Notice) and not e.message.startswith("memory mode")]
+    notices = [e.message for e in seen if isinstance(e, ev.Notice) and not e.message.startswith(("memory mode", "previews:"))]
     assert len(notices) == 1 and "reference on its own" in notices[0]
     for index in range(4):
         torch.testing.assert_close(result.latents[index], expected.latents[index], rtol=0, atol=TOL)
