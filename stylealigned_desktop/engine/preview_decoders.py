@@ -41,9 +41,10 @@ class PreviewDecoder(Protocol):
 
 
 def _to_picture(sample: torch.Tensor) -> Image.Image:
-    """A (1, 3, H, W) decoder output in [-1, 1] to an RGB picture (as the pipelines' postprocess)."""
-    rgb = (sample[0].float().clamp(-1, 1) + 1) * 127.5
-    return Image.fromarray(rgb.round().to(torch.uint8).permute(1, 2, 0).cpu().numpy(), "RGB")
+    """A (1, 3, H, W) decoder output in [-1, 1] to an RGB picture, as the pipelines postprocess."""
+    from diffusers.image_processor import VaeImageProcessor
+
+    return VaeImageProcessor().postprocess(sample.float(), output_type="pil")[0]
 
 
 @dataclass
