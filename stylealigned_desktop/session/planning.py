@@ -168,6 +168,21 @@ def character_choices(
     return request, aligned
 
 
+def _chosen_model(panels: Sequence[Panel], settings: GenerationSettings, default_model: str,
+                  only: Sequence[int] | None) -> str:
+    """The model a run uses, once the storyboard has panels and ``only`` names some of them."""
+    if not panels:
+        raise SessionError("the storyboard has no panels: add at least one")
+    model = settings.model.strip() or default_model.strip()
+    if not model:
+        raise SessionError("no model is chosen: pick one in the model dialog")
+    if only is not None:
+        for i in only:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(panels):
+                raise SessionError(f"panel {i!r} does not exist (the storyboard has {len(panels)} panels)")
+    return model
+
+
 def plan_run(
     *,
     style: Style,
@@ -191,15 +206,7 @@ def plan_run(
     settings name no model. The run gets an id not in ``taken_run_ids`` and the folder
     ``outputs/<id>``.
     """
-    if not panels:
-        raise SessionError("the storyboard has no panels: add at least one")
-    model = settings.model.strip() or default_model.strip()
-    if not model:
-        raise SessionError("no model is chosen: pick one in the model dialog")
-    if only is not None:
-        for i in only:
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(panels):
-                raise SessionError(f"panel {i!r} does not exist (the storyboard has {len(panels)} panels)")
+    model = _chosen_model(panels, settings, default_model, only)
     sources, run_styles = style_sources(style, gallery, settings, file_of)
     built = [request_panel(i, p, style.text, file_of) for i, p in enumerate(panels)]
     check_characters(panels, characters)
