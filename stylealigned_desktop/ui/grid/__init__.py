@@ -1,9 +1,10 @@
 """The pictures: the preview grid (references and panels, live then final), the full-size
-viewer and the history of runs.
+viewer, the history of runs, and the characters' subject masks over the panels.
 
 Imports ``support`` and ``threads``."""
 
 from .history import HistoryView, run_title
+from .mask_overlay import mask_overlay
 from .previews import PreviewGrid, is_reference, reference_position
 from .viewer import ImageViewer, ViewerPicture
 
@@ -13,6 +14,7 @@ __all__ = [
     "PreviewGrid",
     "ViewerPicture",
     "is_reference",
+    "mask_overlay",
     "reference_position",
     "run_title",
 ]

@@ -48,6 +48,7 @@ class ImageView(QWidget):
         self._image: QImage | None = None
         self._placeholder = placeholder
         self._shape: QSize | None = None  # the picture's (width, height) to come: its frame
+        self._overlay: QImage | None = None  # subject masks over the picture (mask_overlay.py)
         self.setMinimumSize(96, 96)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -61,6 +62,14 @@ class ImageView(QWidget):
 
     def set_placeholder(self, text: str) -> None:
         self._placeholder = text
+        self.update()
+
+    def overlay(self) -> QImage | None:
+        return self._overlay
+
+    def set_overlay(self, overlay: QImage | None) -> None:
+        """Drawn over the picture, stretched to it cell for cell (None: nothing)."""
+        self._overlay = overlay
         self.update()
 
     def set_shape(self, width: int, height: int) -> None:
@@ -91,6 +100,9 @@ class ImageView(QWidget):
             return
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         painter.drawImage(self.image_rect(), self._image)
+        if self._overlay is not None:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+            painter.drawImage(self.image_rect(), self._overlay)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802 (Qt)
         if event.button() == Qt.MouseButton.LeftButton and self._image is not None:

@@ -28,6 +28,7 @@ from ..grid import (
     PreviewGrid,
     ViewerPicture,
     is_reference,
+    mask_overlay,
     reference_position,
     run_title,
 )
@@ -54,6 +55,10 @@ class GridController(QObject):
         self.thumbnails = thumbnails
         self.running_plan = running_plan
         self.viewing_run: str | None = None
+        self.masks: dict[str, dict] = {}
+        """Panel id -> its newest picture's last-step subject masks by character name (spec
+        section 13; arrays, as the engine's result gives them)."""
+        self.showing_masks = False
         thumbnails.ready.connect(self._thumbnail_ready)
         grid.view_requested.connect(self.view_picture)
         grid.save_requested.connect(self.save_picture)
@@ -71,6 +76,7 @@ class GridController(QObject):
     def reset(self) -> None:
         """A new session: back to the storyboard's pictures."""
         self.viewing_run = None
+        self.masks.clear()
         self.viewing_bar.hide()
         self.grid.clear()
         self.refresh()
@@ -158,6 +164,28 @@ class GridController(QObject):
                                                   or run_panel.subject != panel.prompt.strip()
                                                   or run_panel.size != panel.size)
             self._set_tile_file(index, path, "outdated" if outdated else "")
+        self._show_masks()
+
+    # ----- the characters' subject masks -------------------------------------------------------
+    def take_masks(self, panel_id: str | None, masks) -> None:
+        """A panel's new picture came with its subject masks (by character name)."""
+        if panel_id is not None and masks:
+            self.masks[panel_id] = dict(masks)
+            self._show_masks()
+
+    def set_show_masks(self, on: bool) -> None:
+        """Overlay each panel's subject masks on its picture (View → Show subject masks)."""
+        self.showing_masks = bool(on)
+        self._show_masks()
+
+    def _show_masks(self) -> None:
+        panels = self.session.panels if self.session is not None else ()
+        for index, tile in self.grid.tiles.items():
+            masks = None
+            if self.showing_masks and self.viewing_run is None and not is_reference(index) \
+                    and index < len(panels):
+                masks = self.masks.get(panels[index].id)
+            tile.view.set_overlay(mask_overlay(masks) if masks else None)
 
     def _set_tile_file(self, index, path: Path | None, state: str,
                        missing: str = "not generated yet") -> None:
@@ -245,6 +273,7 @@ class GridController(QObject):
                 tile.clear("not in this run")
             else:
                 self._set_tile_file(tile_index, self.session.path(relative), "")
+        self._show_masks()  # a past run's masks are not kept: none over its pictures
 
     def restore_viewed_run(self) -> None:
         self.restore_run(self.viewing_run)

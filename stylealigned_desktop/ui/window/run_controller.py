@@ -285,6 +285,8 @@ class RunController(QObject):
                 tile = self._tile_index(plan, ev.picture_key(event.index, event.reference))
                 if tile is not False:  # the file is written when the run ends
                     self.grid.show_final(tile, wevent.image, "final", None)
+                if event.index is not None:  # a panel's characters, as the engine saw them
+                    self.grid.take_masks(plan.panel_id(event.index), getattr(event, "masks", None))
         elif isinstance(event, ev.Notice):
             self.host.show_message(event.message)
         elif isinstance(event, ev.Finished):
