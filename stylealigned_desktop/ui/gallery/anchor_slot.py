@@ -44,6 +44,7 @@ class AnchorSlot(QFrame):
         connect_command(self.clear.clicked, lambda: self.clear_requested.emit(self.anchor))
         self.seed = QSpinBox()
         self.seed.setRange(0, MAX_SEED)
+        self.seed.setKeyboardTracking(False)  # a typed seed is one edit, when it is done
         self.seed.setToolTip("The seed this anchor is drawn with (when it has no picture)")
         self.seed.valueChanged.connect(lambda value: self.seed_edited.emit(self.anchor, value))
         layout.addWidget(self.picture, 0, Qt.AlignmentFlag.AlignHCenter)

@@ -152,6 +152,7 @@ class CharactersPanel(QWidget):
         self.dropout = QDoubleSpinBox()
         self.dropout.setRange(0.0, 1.0)
         self.dropout.setSingleStep(0.05)
+        self.dropout.setKeyboardTracking(False)  # a typed value is one edit, when it is done
         self.dropout.setToolTip("Character dropout: lower makes panels more alike, but poses "
                                 "freeze; 1 shares nothing")
         self.dropout.valueChanged.connect(
@@ -165,6 +166,7 @@ class CharactersPanel(QWidget):
             lambda _i: self._edit_settings(character_layers=self.layers.currentData()))
         self.anchor_count = QSpinBox()
         self.anchor_count.setRange(1, MAX_ANCHORS)
+        self.anchor_count.setKeyboardTracking(False)
         self.anchor_count.setToolTip("Anchors per character: more agree better, cost more")
         self.anchor_count.valueChanged.connect(
             lambda v: self._edit_settings(anchors_per_character=v))
