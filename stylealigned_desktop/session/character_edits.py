@@ -78,16 +78,17 @@ class CharacterEdits(DocumentState):
         index = self._character_index(name)
         character = self._characters[index]
         seeds = list(character.anchor_seeds)
-        if not 0 <= anchor < len(seeds):
+        if not 0 <= anchor < self._character_settings.anchors_per_character:
             raise SessionError(f"{name} has no anchor {anchor + 1}")
         seeds[anchor] = check_seed(seed, "anchor seed")
         return self._set_character(index, replace(character, anchor_seeds=tuple(seeds)))
 
     def reroll_character(self, name: str) -> tuple[int, ...]:
-        """New seeds for every anchor of ``name`` (a locked character keeps them until then)."""
+        """New seeds for the anchors of ``name`` (a locked character keeps them until then)."""
         index = self._character_index(name)
         character = self._characters[index]
-        seeds = tuple(self.draw_seed() for _ in character.anchor_seeds)
+        count = self._character_settings.anchors_per_character
+        seeds = tuple(self.draw_seed() for _ in range(count)) + character.anchor_seeds[count:]
         self._set_character(index, replace(character, anchor_seeds=seeds))
         return seeds
 
@@ -113,7 +114,7 @@ class CharacterEdits(DocumentState):
         index = self._character_index(name)
         character = self._characters[index]
         if isinstance(anchor, bool) or not isinstance(anchor, int) or \
-                not 0 <= anchor < len(character.anchor_seeds):
+                not 0 <= anchor < self._character_settings.anchors_per_character:
             raise SessionError(f"{name} has no anchor {anchor!r}")
         return index, character
 
@@ -126,8 +127,8 @@ class CharacterEdits(DocumentState):
 
     def update_character_settings(self, **changes: Any) -> CharacterSettings:
         """Change ``character_dropout``, ``character_layers``, ``character_shift`` and/or
-        ``anchors_per_character`` (every character then gets that many anchors: new ones
-        with fresh seeds, dropped ones with their pictures)."""
+        ``anchors_per_character`` (characters with fewer anchor seeds get fresh ones; extra
+        seeds and pictures are kept, unused, so raising the count again brings them back)."""
         try:
             settings = replace(self._character_settings, **changes)
         except TypeError as exc:
@@ -139,8 +140,8 @@ class CharacterEdits(DocumentState):
             self._character_settings = settings
             self._changed(observer.CHARACTERS)
             for i, character in enumerate(self._characters):
-                seeds = character.anchor_seeds[:count]
-                seeds += tuple(self.draw_seed() for _ in range(count - len(seeds)))
-                self._set_character(i, replace(character, anchor_seeds=seeds,
-                                               pictures=character.pictures[:count]))
+                missing = count - len(character.anchor_seeds)
+                if missing > 0:
+                    seeds = character.anchor_seeds + tuple(self.draw_seed() for _ in range(missing))
+                    self._set_character(i, replace(character, anchor_seeds=seeds))
         return settings

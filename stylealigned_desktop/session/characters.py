@@ -3,7 +3,10 @@ subject-driven shared attention, and how a panel prompt names them (no Qt, no to
 
 A panel names a character as ``[Mira]`` in its prompt; :func:`named_characters` reads those
 names (the one parser of the app: the card's chips, its "unknown name" flag and planning all
-ask it). A :class:`Character` holds its anchors' seeds and, per anchor, an optional picture (the
+ask it). Names and mentions follow the engine's rule (docs/characters.md: a letter first, then
+letters, digits, ``_``, ``-`` and single inner spaces), so a name the card shows as a chip is
+one the engine expands; once the engine's ``engine/characters.py`` is on main, these two
+rules are read from there. A :class:`Character` holds its anchors' seeds and, per anchor, an optional picture (the
 artist's own design: a copy in ``characters/`` of the session folder); the engine draws the
 anchors that have no picture. Frozen, validated and JSON round-tripped like the other value
 types (``values.py``).
@@ -25,18 +28,16 @@ MAX_NAME_CHARS = 40
 MAX_ANCHORS = 8
 """Anchors per character the app offers (each is one more picture in the recording call)."""
 CHARACTER_LAYERS = ("up", "all")
-_NAMED = re.compile(r"\[([^\[\]\n]*)\]")
+NAME = re.compile(r"[^\W\d_](?:[\w-]| (?=[\w-]))*")
+"""A character's name: starts with a letter; letters, digits, ``_``, ``-``, single inner spaces."""
+_NAMED = re.compile(r"\[(" + NAME.pattern + r")\]")
 
 
 def named_characters(prompt: str) -> tuple[str, ...]:
-    """The names a prompt gives in brackets (``[Mira]``), stripped, each once, in the order
-    they first appear. Empty brackets name nobody."""
-    names: list[str] = []
-    for match in _NAMED.finditer(prompt):
-        name = match.group(1).strip()
-        if name and name not in names:
-            names.append(name)
-    return tuple(names)
+    """The names a prompt gives in brackets (``[Mira]``), each once, in the order they first
+    appear. Brackets around anything that is no name (``[ ]``, ``[2]``, ``[ Mira]``) name
+    nobody: the model reads them as they are."""
+    return tuple(dict.fromkeys(_NAMED.findall(prompt)))
 
 
 def unknown_names(prompt: str, known: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -45,15 +46,15 @@ def unknown_names(prompt: str, known: tuple[str, ...] | list[str]) -> tuple[str,
 
 
 def rename_in_prompt(prompt: str, old: str, new: str) -> str:
-    """``prompt`` with every ``[old]`` (spaces inside the brackets allowed) written ``[new]``."""
-    return _NAMED.sub(lambda m: f"[{new}]" if m.group(1).strip() == old else m.group(0), prompt)
+    """``prompt`` with every ``[old]`` written ``[new]``."""
+    return _NAMED.sub(lambda m: f"[{new}]" if m.group(1) == old else m.group(0), prompt)
 
 
 def default_words(description: str) -> tuple[str, ...]:
     """The subject words of a description when the artist gives none: its words less
     :data:`STOP_WORDS` (spec section 13), lower case, each once."""
     words: list[str] = []
-    for word in re.findall(r"[\w'-]+", description.lower()):
+    for word in re.findall(r"[^\W_]+(?:['-][^\W_]+)*", description.lower()):
         if word not in STOP_WORDS and word not in words:
             words.append(word)
     return tuple(words)
@@ -63,25 +64,26 @@ def check_name(name: Any) -> str:
     """A character's name as the user typed it, stripped: one line, no brackets."""
     if not isinstance(name, str):
         raise SessionError(f"a character's name must be text, got {name!r}")
-    name = name.strip()
+    name = " ".join(name.split())
     if not name:
         raise SessionError("a character needs a name (panels name it as [Name])")
-    if any(c in name for c in "[]\n\r\t"):
-        raise SessionError(f"a character's name cannot hold brackets or line breaks: {name!r}")
-    if len(name) > MAX_NAME_CHARS:
-        raise SessionError(f"a character's name is at most {MAX_NAME_CHARS} characters")
-    return check_text(name, "character name")
+    if not NAME.fullmatch(name) or len(name) > MAX_NAME_CHARS:
+        raise SessionError(f"a character's name starts with a letter and has letters, digits, "
+                           f"'_', '-' and single spaces, at most {MAX_NAME_CHARS} characters: "
+                           f"{name!r}")
+    return name
 
 
 @dataclass(frozen=True)
 class Character:
     """One character: ``name`` (unique in the session), ``description`` (what the text encoders
     read in place of ``[name]``), ``words`` (the subject words whose cross-attention finds it;
-    empty: :func:`default_words` of the description), ``anchor_seeds`` (one per anchor),
+    empty: :func:`default_words` of the description), ``anchor_seeds`` (one per anchor; more
+    are kept when the anchor count is lowered, so raising it again brings them back),
     ``seeds_locked`` (False: Generate draws new anchor seeds each time, as for the generated
     reference), ``pictures`` (per anchor a session-relative picture, or None: generated;
     shorter than the seeds means None for the rest) and ``anchor_text`` (added to the
-    description in the anchors' prompts)."""
+    description in the anchors' prompts, before the style text)."""
 
     name: str
     description: str = ""

@@ -129,9 +129,9 @@ def check_characters(panels: Sequence[Panel], characters: Sequence[Character]) -
             )
 
 
-def _anchor_pictures(character: Character, file_of: FileOf) -> tuple[str | None, ...]:
+def _anchor_pictures(character: Character, count: int, file_of: FileOf) -> tuple[str | None, ...]:
     pictures = []
-    for anchor in range(len(character.anchor_seeds)):
+    for anchor in range(count):
         relative = character.picture(anchor)
         path = None if relative is None else file_of(relative)
         if relative is not None and path is None:
@@ -143,23 +143,37 @@ def _anchor_pictures(character: Character, file_of: FileOf) -> tuple[str | None,
     return tuple(pictures) if any(pictures) else ()
 
 
+def anchor_text(character: Character, style_text: str) -> str:
+    """What the engine adds to the description in an anchor's prompt: the character's anchor
+    text and the style text, each after ", " (the engine knows no style text: its prompts
+    arrive final, docs/characters.md)."""
+    return "".join(f", {part}" for part in (character.anchor_text.strip(), style_text.strip())
+                   if part)
+
+
 def character_choices(
-    characters: Sequence[Character], settings: CharacterSettings, file_of: FileOf,
+    characters: Sequence[Character], settings: CharacterSettings, style_text: str,
+    file_of: FileOf,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The session's characters and their settings as the engine takes them (spec section 13):
     (keyword arguments of ``SetRequest``, changes of its ``StyleAlignedSettings``). Every
     character is sent, named by a panel or not, so its anchors show before a panel uses it.
     Empty while the engine has no characters (its ``Character`` type), and then nothing is
-    sent."""
+    sent. A character the engine refuses (a subject word not in its description) is a
+    :class:`SessionError`."""
     made = getattr(engine_request, "Character", None)
     if made is None or "characters" not in {f.name for f in fields(SetRequest)}:
         return {}, {}
+    count = settings.anchors_per_character
     request: dict[str, Any] = {}
-    request["characters"] = tuple(
-        made(name=c.name, description=c.description.strip(), words=c.words,
-             anchor_seeds=c.anchor_seeds, anchor_pictures=_anchor_pictures(c, file_of),
-             anchor_text=c.anchor_text.strip())
-        for c in characters)
+    try:
+        request["characters"] = tuple(
+            made(name=c.name, description=c.description.strip(), words=c.words,
+                 anchor_seeds=c.anchor_seeds, anchor_pictures=_anchor_pictures(c, count, file_of),
+                 anchor_text=anchor_text(c, style_text))
+            for c in characters)
+    except ValueError as exc:
+        raise SessionError(str(exc)) from None
     knobs = settings.to_dict()
     in_settings = {f.name for f in fields(StyleAlignedSettings)}
     in_request = {f.name for f in fields(SetRequest)}
@@ -211,7 +225,7 @@ def plan_run(
     built = [request_panel(i, p, style.text, file_of) for i, p in enumerate(panels)]
     check_characters(panels, characters)
     with_characters, aligned = character_choices(
-        characters, character_settings or CharacterSettings(), file_of)
+        characters, character_settings or CharacterSettings(), style.text, file_of)
     try:
         request = SetRequest(
             model=model,

@@ -22,17 +22,19 @@ from stylealigned_desktop.session.errors import SessionError
 
 
 def test_a_prompt_names_characters_in_brackets_each_once_in_order():
-    prompt = "[Mira] hands [ Old Tom ] a map; [Mira] smiles, [] [x"
-    assert named_characters(prompt) == ("Mira", "Old Tom")
+    # docs/characters.md's rule: a letter first, then letters, digits, _, - and single spaces
+    prompt = "[Mira] hands [Old Tom] a map; [Mira] smiles, [] [x [R2-d2_b] [ Kai] [2B] [a  b]"
+    assert named_characters(prompt) == ("Mira", "Old Tom", "R2-d2_b")
     assert named_characters("no one here") == ()
     assert named_characters("[a]\n[b]") == ("a", "b")
     assert named_characters("[a\nb]") == ()  # brackets do not span lines
-    assert unknown_names(prompt, ["Old Tom", "Kai"]) == ("Mira",)
+    assert named_characters("[Zoë]") == ("Zoë",)
+    assert unknown_names(prompt, ["Old Tom", "Kai", "R2-d2_b"]) == ("Mira",)
 
 
 def test_renaming_rewrites_only_that_name():
-    prompt = "[Mira] and [ Mira ] meet [Miranda]"
-    assert rename_in_prompt(prompt, "Mira", "Ava") == "[Ava] and [Ava] meet [Miranda]"
+    prompt = "[Mira] and [Mira] meet [Miranda] and [ Mira ]"
+    assert rename_in_prompt(prompt, "Mira", "Ava") == "[Ava] and [Ava] meet [Miranda] and [ Mira ]"
 
 
 def test_default_subject_words_leave_out_the_stop_words_of_the_spec():
@@ -52,7 +54,8 @@ def test_adding_and_editing_characters(session):
     assert [c.kind for c in changes] == [observer.CHARACTERS]
     with pytest.raises(SessionError, match="already"):
         session.add_character("Mira")
-    for bad in ("", "  ", "[Mira]", "a\nb"):
+    assert session.add_character("Old   Tom").name == "Old Tom"
+    for bad in ("", "  ", "[Mira]", "2B", "_x", "a" * 41, "Mira!"):
         with pytest.raises(SessionError):
             session.add_character(bad)
     session.update_character("Mira", words=("girl", "raincoat"), anchor_text="full figure")
@@ -61,14 +64,14 @@ def test_adding_and_editing_characters(session):
         session.update_character("Mira", words=("two words",))
     with pytest.raises(SessionError, match="no field"):
         session.update_character("Mira", seed=3)
-    assert session.characters == (session.character("Mira"),)
+    assert [c.name for c in session.characters] == ["Mira", "Old Tom"]
 
 
 def test_renaming_a_character_renames_it_in_every_prompt(session):
     session.add_character("Mira", "a girl")
     session.add_character("Tom", "an old man")
     session.add_panel("[Mira] runs")
-    session.add_panel("[Tom] waits for [ Mira ]")
+    session.add_panel("[Tom] waits for [Mira]")
     session.add_panel("rain")
     session.update_character("Mira", name="Ava")
     assert [p.prompt for p in session.panels] == ["[Ava] runs", "[Tom] waits for [Ava]", "rain"]
@@ -116,9 +119,13 @@ def test_anchors_per_character_follow_the_setting(session, make_picture):
     grown = session.character("Mira")
     assert grown.anchor_seeds[:2] == seeds and len(grown.anchor_seeds) == 3
     assert grown.picture(1) is not None
-    session.update_character_settings(anchors_per_character=1)
-    assert session.character("Mira").anchor_seeds == seeds[:1]
-    assert session.character("Mira").pictures == ()
+    session.update_character_settings(anchors_per_character=1)  # the others are kept
+    assert session.character("Mira") == grown
+    with pytest.raises(SessionError, match="no anchor"):
+        session.set_anchor_seed("Mira", 1, 5)
+    session.reroll_character("Mira")
+    assert session.character("Mira").anchor_seeds[1:] == grown.anchor_seeds[1:]
+    assert session.character("Mira").anchor_seeds[0] != grown.anchor_seeds[0]
     for bad in ({"anchors_per_character": 0}, {"character_dropout": 1.5},
                 {"character_layers": "down"}, {"colour": 1}):
         with pytest.raises(SessionError):
@@ -223,10 +230,15 @@ def test_the_request_carries_the_characters_and_their_settings(session, make_pic
         "Mira", "a red-haired girl in a yellow raincoat", ())
     assert mira.anchor_seeds == session.character("Mira").anchor_seeds
     assert mira.anchor_pictures == ()
-    assert tom.words == ("fisherman",) and tom.anchor_text == "standing, full figure"
+    assert tom.words == ("fisherman",)
+    assert tom.anchor_text == ", standing, full figure, ink wash"  # the style text, as panels'
+    assert mira.anchor_text == ", ink wash"
     assert tom.anchor_pictures[0] is None
     assert tom.anchor_pictures[1] == str(session.file(session.character("Tom").picture(1)))
-    assert request.panels[0].prompt.startswith("[Mira] meets [Tom]")
+    assert request.panels[0].prompt == "[Mira] meets [Tom] on the pier, ink wash"
+    session.update_character("Tom", words=("sailor",))  # not a word of "an old fisherman"
+    with pytest.raises(SessionError, match="sailor"):
+        session.build_request()
     knobs = {name: getattr(request.settings, name, getattr(request, name, None))
              for name in ("character_dropout", "character_layers", "character_shift",
                           "anchors_per_character")}

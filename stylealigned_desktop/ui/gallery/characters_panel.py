@@ -242,7 +242,8 @@ class CharactersPanel(QWidget):
 
     def _show_anchors(self) -> None:
         character = self._character()
-        count = len(character.anchor_seeds) if character else 0
+        count = 0 if character is None else min(
+            len(character.anchor_seeds), self.session.character_settings.anchors_per_character)
         while len(self.slots) > count:
             self.slots.pop().deleteLater()
         while len(self.slots) < count:
