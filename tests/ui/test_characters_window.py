@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
+from stylealigned_desktop.engine import events
 from stylealigned_desktop.session import store
-from stylealigned_desktop.ui.grid import mask_overlay
+from stylealigned_desktop.ui.grid import is_anchor, mask_overlay
 from stylealigned_desktop.ui.grid.mask_overlay import MASK_ALPHA, mask_colour
 
-from .uifakes import drop_files, picture, run_and_wait, storyboard
+from .uifakes import FakeEngine, drop_files, picture, run_and_wait, storyboard
 
 
 def document(session) -> str:
@@ -116,7 +117,7 @@ def test_renaming_rewrites_the_prompts_and_one_undo_brings_both_back(qtbot, boar
     assert [c.text() for c in window.storyboard.card_at(1).chips.chips] == ["Mira"]
     type_into(qtbot, panel.name, "[Ava]")  # refused, said, and the field shows the name again
     assert session.character("Mira") is not None and panel.name.text() == "Mira"
-    assert "brackets" in window.statusBar().currentMessage()
+    assert "starts with a letter" in window.statusBar().currentMessage()
 
 
 def test_anchor_seeds_re_roll_lock_and_typed_seed_each_undone(qtbot, board):
@@ -254,3 +255,48 @@ def test_generate_then_show_the_masks_from_the_view_menu_and_undo(qtbot, board):
     assert session.characters == () and session.panels[0].prompt == "a harbour at dawn"
     assert window.storyboard.card_at(0).chips.chips == []
     assert tile.image() is not None
+
+
+def anchor_tiles(window) -> dict:
+    return {key: tile for key, tile in window.grid.tiles.items() if is_anchor(key)}
+
+
+def test_the_grid_has_a_tile_for_each_anchor_beside_the_references(qtbot, board):
+    window, session, panel = board
+    add_mira(qtbot, window, panel)
+    tiles = anchor_tiles(window)
+    assert list(tiles) == [("anchor", "Mira", 0), ("anchor", "Mira", 1)]
+    assert [t.title.text() for t in tiles.values()] == ["Mira · anchor 1", "Mira · anchor 2"]
+    assert tiles[("anchor", "Mira", 0)].prompt.text() == "a red-haired girl in a yellow raincoat"
+    assert not tiles[("anchor", "Mira", 0)].reroll_button.isVisibleTo(window)
+    order = window.pictures._tile_order()
+    assert order.index(("anchor", "Mira", 1)) < order.index(0)  # after the references
+    type_into(qtbot, panel.anchor_count, "3")
+    settled(window)
+    assert len(anchor_tiles(window)) == 3
+    qtbot.mouseClick(panel.remove_button, Qt.MouseButton.LeftButton)
+    settled(window)
+    assert anchor_tiles(window) == {} and session.characters == ()
+    window.undo_action.trigger()
+    assert len(anchor_tiles(window)) == 3
+
+
+@pytest.mark.skipif(not hasattr(events, "AnchorDone"), reason="the engine's characters are not merged yet")
+def test_anchors_and_masks_from_the_engine_show_in_the_grid(qtbot, make_window):
+    window, _ = make_window(engine=FakeEngine())
+    session = storyboard(window, prompts=("[Mira] at the harbour", "rain on the pier"))
+    session.add_character("Mira", "a red-haired girl in a yellow raincoat")
+    job = run_and_wait(qtbot, window)
+    assert job.state.name == "finished"
+    seeds = session.character("Mira").anchor_seeds
+    for k, tile in enumerate(anchor_tiles(window).values()):
+        colour = tile.image().pixelColor(1, 1)
+        assert (colour.red(), colour.green(), colour.blue()) == FakeEngine.colour(seeds[k])
+    window.masks_action.trigger()
+    panel_tile, other = window.grid.tiles[0], window.grid.tiles[1]
+    top = panel_tile.view.overlay().pixelColor(0, 0)
+    bottom = panel_tile.view.overlay().pixelColor(0, 3)
+    assert top.alpha() == MASK_ALPHA and bottom.alpha() == 0  # the engine's mask, as sent
+    assert other.view.overlay() is None  # names nobody
+    anchor = anchor_tiles(window)[("anchor", "Mira", 0)].view.overlay()
+    assert anchor.pixelColor(0, 0).alpha() == MASK_ALPHA and anchor.pixelColor(3, 0).alpha() == 0

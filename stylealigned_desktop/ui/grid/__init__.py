@@ -5,7 +5,7 @@ Imports ``support`` and ``threads``."""
 
 from .history import HistoryView, run_title
 from .mask_overlay import mask_overlay
-from .previews import PreviewGrid, is_reference, reference_position
+from .previews import PreviewGrid, is_anchor, is_reference, reference_position
 from .viewer import ImageViewer, ViewerPicture
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "ImageViewer",
     "PreviewGrid",
     "ViewerPicture",
+    "is_anchor",
     "is_reference",
     "mask_overlay",
     "reference_position",
