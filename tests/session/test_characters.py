@@ -20,6 +20,10 @@ from stylealigned_desktop.session.characters import (
 )
 from stylealigned_desktop.session.errors import SessionError
 
+ENGINE_HAS_CHARACTERS = hasattr(engine_request, "Character") and "characters" in {
+    f.name for f in fields(SetRequest)}
+"""True once the engine's characters (branch ``characters``) are merged."""
+
 
 def test_a_prompt_names_characters_in_brackets_each_once_in_order():
     # docs/characters.md's rule: a letter first, then letters, digits, _, - and single spaces
@@ -100,11 +104,16 @@ def test_generate_keeps_locked_anchor_seeds_and_draws_free_ones(session):
     mira, tom = session.character("Mira").anchor_seeds, session.character("Tom").anchor_seeds
     plan = session.prepare_generate()
     assert session.character("Tom").anchor_seeds == tom  # until the run is filed
+    if ENGINE_HAS_CHARACTERS:  # the run draws with the locked seeds and Tom's new ones
+        planned = [c.anchor_seeds for c in plan.request.characters]
+        assert planned[0] == mira and planned[1] != tom
     plan.folder.mkdir(parents=True)
     session.record_run(plan)
     assert session.character("Mira").anchor_seeds == mira
     drawn = session.character("Tom").anchor_seeds
     assert drawn != tom and len(drawn) == 2
+    if ENGINE_HAS_CHARACTERS:
+        assert drawn == planned[1]
     reroll = session.prepare_reroll(0)  # a panel's re-roll keeps every anchor
     reroll.folder.mkdir(parents=True)
     session.record_run(reroll)
@@ -215,10 +224,6 @@ def test_a_panel_naming_an_unknown_character_is_refused(session):
     session.add_character("Kai")
     with pytest.raises(SessionError, match="Kai has no description"):
         session.build_request()
-
-
-ENGINE_HAS_CHARACTERS = hasattr(engine_request, "Character") and "characters" in {
-    f.name for f in fields(SetRequest)}
 
 
 @pytest.mark.skipif(not ENGINE_HAS_CHARACTERS, reason="the engine's characters are not merged yet")
