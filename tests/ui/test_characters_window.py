@@ -300,3 +300,8 @@ def test_anchors_and_masks_from_the_engine_show_in_the_grid(qtbot, make_window):
     assert other.view.overlay() is None  # names nobody
     anchor = anchor_tiles(window)[("anchor", "Mira", 0)].view.overlay()
     assert anchor.pixelColor(0, 0).alpha() == MASK_ALPHA and anchor.pixelColor(3, 0).alpha() == 0
+    window.history.run_selected.emit(session.history[-1].id)  # a past run: its pictures alone
+    assert anchor_tiles(window) == {}
+    qtbot.mouseClick(window.viewing_back, Qt.MouseButton.LeftButton)  # the anchors come back
+    back = anchor_tiles(window)[("anchor", "Mira", 1)].image()
+    assert back is not None and back.pixelColor(1, 1).red() == FakeEngine.colour(seeds[1])[0]
