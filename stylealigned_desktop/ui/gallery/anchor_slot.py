@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import QFrame, QSpinBox, QToolButton, QVBoxLayout
+from PySide6.QtWidgets import QFrame, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout
 
 from ...session.json_fields import MAX_SEED
 from ..support import accept_as_copy, connect_command, icon, local_paths
@@ -29,6 +29,7 @@ class AnchorSlot(QFrame):
         self.anchor = anchor
         self.setObjectName("AnchorSlot")
         self.setAcceptDrops(True)
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.setSpacing(2)

@@ -81,6 +81,7 @@ class CharactersPanel(QWidget):
         self.details = self._build_details()
         layout.addWidget(self.details)
         layout.addLayout(self._build_settings_row())
+        layout.addStretch(1)  # a tall dock leaves the room below, not between the rows
         self._fill()
 
     # ----- construction ---------------------------------------------------------------------

@@ -212,15 +212,15 @@ class MainWindow(QMainWindow):
         self.style_dock = self._dock("Style and references", "StyleDock",
                                      self._boxed(self.style_panel, self.gallery), left,
                                      scroll=True)
+        self.storyboard = StoryboardView(pool=self.thumbnails.pool)
+        self.storyboard_dock = self._dock("Storyboard", "StoryboardDock",
+                                          self._boxed(self.storyboard), left)
+        self.splitDockWidget(self.style_dock, self.storyboard_dock, Qt.Orientation.Vertical)
         self.characters = CharactersPanel(self.thumbnails)  # beside the references (spec 13)
         self.characters_dock = self._dock("Characters", "CharactersDock",
                                           self._boxed(self.characters), left, scroll=True)
         self.tabifyDockWidget(self.style_dock, self.characters_dock)
         self.style_dock.raise_()
-        self.storyboard = StoryboardView(pool=self.thumbnails.pool)
-        self.storyboard_dock = self._dock("Storyboard", "StoryboardDock",
-                                          self._boxed(self.storyboard), left)
-        self.splitDockWidget(self.style_dock, self.storyboard_dock, Qt.Orientation.Vertical)
         self.settings_panel = SettingsPanel()
         self.settings_panel.set_app_model(self.config.model)
         self.settings_panel.set_server(self.config.server_url
