@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from stylealigned_desktop.engine import events
 from stylealigned_desktop.session import store
 from stylealigned_desktop.ui.grid import is_anchor, mask_overlay
-from stylealigned_desktop.ui.grid.mask_overlay import MASK_ALPHA, mask_colour
+from stylealigned_desktop.ui.grid.mask_layer import MASK_ALPHA, mask_colour
 
 from .uifakes import FakeEngine, drop_files, picture, run_and_wait, storyboard
 

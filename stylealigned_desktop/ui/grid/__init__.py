@@ -4,7 +4,7 @@ viewer, the history of runs, and the characters' subject masks over the panels.
 Imports ``support`` and ``threads``."""
 
 from .history import HistoryView, run_title
-from .mask_overlay import mask_overlay
+from .mask_layer import mask_overlay
 from .previews import PreviewGrid, is_anchor, is_reference, reference_position
 from .viewer import ImageViewer, ViewerPicture
 

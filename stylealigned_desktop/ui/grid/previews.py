@@ -54,7 +54,7 @@ class ImageView(QWidget):
         self._image: QImage | None = None
         self._placeholder = placeholder
         self._shape: QSize | None = None  # the picture's (width, height) to come: its frame
-        self._overlay: QImage | None = None  # subject masks over the picture (mask_overlay.py)
+        self._overlay: QImage | None = None  # subject masks over the picture (mask_layer.py)
         self.setMinimumSize(96, 96)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
