@@ -85,6 +85,7 @@ def main() -> int:
     settle(800)
     if args.masks:
         window.masks_action.trigger()
+        window.grid.ensureWidgetVisible(window.grid.tiles[3])  # the panels, below the anchors
         settle(300)
     name = "characters-masks.png" if args.masks else "characters-grid.png"
     window.grab().save(str(out / name))

@@ -218,6 +218,9 @@ def test_mask_overlay_colours_exactly_the_masked_cells():
             assert (colour.red(), colour.green(), colour.blue(), colour.alpha()) == (
                 expected.red(), expected.green(), expected.blue(), MASK_ALPHA), (x, y)
     assert mask_overlay({}) is None
+    # a character keeps its colour (its place among the session's characters) in every picture
+    alone = mask_overlay({"Tom": tom}, names=["Mira", "Tom"]).pixelColor(0, 0)
+    assert (alone.red(), alone.green(), alone.blue()) == mask_colour(1).getRgb()[:3]
 
 
 def test_generate_then_show_the_masks_from_the_view_menu_and_undo(qtbot, board):

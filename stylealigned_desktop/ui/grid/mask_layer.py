@@ -8,7 +8,7 @@ grid the engine decided on, not a blur of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PySide6.QtGui import QColor, QImage
@@ -23,18 +23,23 @@ def mask_colour(position: int) -> QColor:
     return QColor(MASK_COLOURS[position % len(MASK_COLOURS)])
 
 
-def mask_overlay(masks: Mapping[str, np.ndarray]) -> QImage | None:
+def mask_overlay(masks: Mapping[str, np.ndarray], names: Sequence[str] = ()) -> QImage | None:
     """An ARGB image at the masks' grid size: each character's cells in its colour (the later
-    character on top where two overlap), transparent elsewhere. None without masks. Masks of
-    different grids are brought to the largest one by nearest neighbour."""
-    arrays = [np.asarray(m) for m in masks.values()]
-    arrays = [m for m in arrays if m.ndim == 2 and m.size]
-    if not arrays:
+    character on top where two overlap), transparent elsewhere. None without masks. A
+    character's colour is its place in ``names`` (the session's characters: the same colour in
+    every picture), else its place among ``masks``. Masks of different grids are brought to the
+    largest one by nearest neighbour."""
+    named = [(name, np.asarray(m)) for name, m in masks.items()]
+    named = [(name, m) for name, m in named if m.ndim == 2 and m.size]
+    if not named:
         return None
+    arrays = [m for _, m in named]
     height = max(m.shape[0] for m in arrays)
     width = max(m.shape[1] for m in arrays)
     pixels = np.zeros((height, width, 4), dtype=np.uint8)  # B, G, R, A (little-endian ARGB32)
-    for position, mask in enumerate(arrays):
+    for position, (name, mask) in enumerate(named):
+        if name in names:
+            position = list(names).index(name)
         rows = np.arange(height) * mask.shape[0] // height
         cols = np.arange(width) * mask.shape[1] // width
         cells = mask[rows][:, cols] > 0.5

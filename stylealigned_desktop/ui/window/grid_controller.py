@@ -219,7 +219,8 @@ class GridController(QObject):
                     masks = self.masks.get(panels[index].id)
                 elif is_anchor(index):
                     masks = self.masks.get(index)
-            tile.view.set_overlay(mask_overlay(masks) if masks else None)
+            names = [c.name for c in self.session.characters] if self.session else []
+            tile.view.set_overlay(mask_overlay(masks, names) if masks else None)
 
     def _set_tile_file(self, index, path: Path | None, state: str,
                        missing: str = "not generated yet") -> None:
