@@ -100,6 +100,11 @@ def test_a_card_completes_names_shows_chips_and_flags_an_unknown_one(qtbot, boar
     qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
     type_into(qtbot, panel.name, "Bob")  # the card learns the new name at once
     assert card.chips.unknown() == [] and [c.text() for c in card.chips.chips] == ["Mira", "Bob"]
+    # each chip has its character's mask colour: the chips are the legend of the masks
+    for position, chip in enumerate(card.chips.chips):
+        shot = chip.grab().toImage()
+        colour = shot.pixelColor(shot.width() // 2, 1)
+        assert colour.name() == mask_colour(position).name(), chip.text()
 
 
 def test_renaming_rewrites_the_prompts_and_one_undo_brings_both_back(qtbot, board):

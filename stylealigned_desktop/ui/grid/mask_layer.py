@@ -13,14 +13,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from PySide6.QtGui import QColor, QImage
 
-MASK_COLOURS = ("#e0873a", "#3a9be0", "#7ad151", "#d14fa8", "#e0d23a", "#4fd1c5")
-"""One colour per character, in the order the panel's masks are given."""
+from ..support import CHARACTER_COLOURS
+
 MASK_ALPHA = 110
 """The overlay's opacity (0..255) where a mask is set: the picture stays readable under it."""
 
 
 def mask_colour(position: int) -> QColor:
-    return QColor(MASK_COLOURS[position % len(MASK_COLOURS)])
+    """The colour of the character at ``position`` (as its chips on the cards)."""
+    return QColor(CHARACTER_COLOURS[position % len(CHARACTER_COLOURS)])
 
 
 def mask_overlay(masks: Mapping[str, np.ndarray], names: Sequence[str] = ()) -> QImage | None:

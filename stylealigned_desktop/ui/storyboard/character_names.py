@@ -9,6 +9,7 @@ from PySide6.QtCore import QStringListModel, Qt
 from PySide6.QtWidgets import QCompleter, QHBoxLayout, QLabel, QPlainTextEdit, QWidget
 
 from ...session.characters import named_characters
+from ..support import CHARACTER_COLOURS
 
 _POPUP_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape, Qt.Key.Key_Tab,
                Qt.Key.Key_Backtab)
@@ -82,7 +83,8 @@ class NamePromptEdit(QPlainTextEdit):
 
 
 class CharacterChips(QWidget):
-    """One small label per character the prompt names; an unknown name is flagged."""
+    """One small label per character the prompt names, in the character's colour (its mask's);
+    an unknown name is flagged."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -106,7 +108,11 @@ class CharacterChips(QWidget):
             chip.setProperty("unknown", unknown)
             chip.setToolTip(f"[{name}] is no character of this session: add it in Characters "
                             "or correct the name" if unknown else
-                            f"{name} looks the same in every panel that names [{name}]")
+                            f"{name} looks the same in every panel that names [{name}] "
+                            "(and has this colour under View → Show subject masks)")
+            if not unknown:  # the colour of its mask over the pictures
+                colour = CHARACTER_COLOURS[known.index(name) % len(CHARACTER_COLOURS)]
+                chip.setStyleSheet(f"background-color: {colour}; color: #1a1a1a;")
             self.row.insertWidget(len(self.chips), chip)
             self.chips.append(chip)
         self.setVisible(bool(self.chips))
