@@ -1,18 +1,22 @@
 """The pictures: the preview grid (references and panels, live then final), the full-size
-viewer and the history of runs.
+viewer, the history of runs, and the characters' subject masks over the panels.
 
 Imports ``support`` and ``threads``."""
 
 from .history import HistoryView, run_title
-from .previews import PreviewGrid, is_reference, reference_position
-from .viewer import ImageViewer, ViewerPicture
+from .mask_layer import mask_overlay
+from .previews import PreviewGrid, is_anchor, is_reference, reference_position
+from .viewer import ImageViewer, OpenViewers, ViewerPicture
 
 __all__ = [
     "HistoryView",
     "ImageViewer",
+    "OpenViewers",
     "PreviewGrid",
     "ViewerPicture",
+    "is_anchor",
     "is_reference",
+    "mask_overlay",
     "reference_position",
     "run_title",
 ]

@@ -319,3 +319,21 @@ class ImageViewer(QDialog):
         finally:
             self._syncing = False
 
+
+
+class OpenViewers:
+    """The open viewers, each with the tile of each of its pictures: a tile's new picture (the
+    next step's preview, then the finished picture) replaces it in every viewer showing it."""
+
+    def __init__(self) -> None:
+        self._open: list[tuple[ImageViewer, list]] = []
+
+    def add(self, viewer: ImageViewer, tiles: list) -> None:
+        entry = (viewer, list(tiles))
+        self._open.append(entry)
+        viewer.finished.connect(lambda _result: self._open.remove(entry))
+
+    def replace(self, tile, picture: ViewerPicture) -> None:
+        for viewer, tiles in self._open:
+            if tile in tiles:
+                viewer.replace_picture(tiles.index(tile), picture)
