@@ -1,4 +1,5 @@
-"""Model sources: a hub id, a local diffusers folder, a single .safetensors file, or ``tiny``.
+"""Model sources: a hub id, a local diffusers folder, a single .safetensors file, or a built-in
+tiny model (``tiny``, ``tiny-sd15``, ``tiny-sd2``, ``tiny-sd2v``).
 
 Also device and dtype selection. Pickle checkpoints (.ckpt, .pt, .pth, .bin, .pkl) can run code
 when loaded and are refused.
@@ -16,6 +17,13 @@ from .infotext import file_hash
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TINY = "tiny"
+TINY_MODELS = (TINY, "tiny-sd15", "tiny-sd2", "tiny-sd2v")
+"""The built-in random-weight models (``engine/tiny.py``): SDXL, SD 1.5, SD 2 base, SD 2.1-v."""
+
+
+def is_tiny(source: str | None) -> bool:
+    """Whether a model source names one of the built-in tiny models."""
+    return (source or "").strip() in TINY_MODELS
 
 
 class ModelSourceError(ValueError):
@@ -27,7 +35,7 @@ def classify_source(source: str) -> str:
     if not source or not source.strip():
         raise ModelSourceError("no model given: use a hub id, a local diffusers folder, a .safetensors file or 'tiny'")
     source = source.strip()
-    if source == TINY:
+    if source in TINY_MODELS:
         return "tiny"
     path = Path(source).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
@@ -227,7 +235,7 @@ def _base_pipeline(source: str, kind: str, torch_dtype):
     if kind == "tiny":
         from .tiny import build_tiny_pipeline
 
-        pipe = build_tiny_pipeline()
+        pipe = build_tiny_pipeline(source.strip())
         if torch_dtype != torch.float32:
             pipe.to(dtype=torch_dtype)
         return pipe
@@ -305,7 +313,8 @@ def _base_identity(source: str) -> str:
     if kind == "tiny":
         from .tiny import TINY_SEED
 
-        return f"tiny-v1-seed{TINY_SEED}"
+        name = source.strip()
+        return f"{name}-v1-seed{TINY_SEED}" if name != TINY else f"tiny-v1-seed{TINY_SEED}"
     if kind == "hub":
         from .hub import snapshot_revision
 
