@@ -11,11 +11,10 @@ for tests and for trying the app without a GPU or a download.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
-
-import torch
 
 from .models import TINY_MODELS
 
@@ -81,61 +80,56 @@ def _tokenizer(folder: Path, pad_token: str):
     return CLIPTokenizer.from_pretrained(str(folder), pad_token=pad_token, model_max_length=77)
 
 
-def _tiny_unet():
-    """The tiny UNet, drawing its weights from the current random state."""
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4, 8),
-        transformer_layers_per_block=(1, 1, 2),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=TIME_EMBED,
-        projection_class_embeddings_input_dim=6 * TIME_EMBED + TEXT_PROJECTION,
-        cross_attention_dim=2 * TEXT_HIDDEN,
-        norm_num_groups=8,
-    )
-
-
-def _tiny_sd_unet(name: str):
-    """The UNet of a tiny SD 1.x / 2.x model, drawing its weights from the current random state:
-    SD's four levels (three with attention, two layers each: 6 + 1 + 9 = 16 self-attention
-    layers, as in the real ones), its text width, no added conditioning; SD 2 projects linearly."""
-    from diffusers import UNet2DConditionModel
-
+def tiny_unet_config(name: str = "tiny") -> dict:
+    """The UNet config of a tiny model (no weights, no torch). SDXL's: a text_time UNet with
+    two attention resolutions. SD's: four levels (three with attention, two layers each: 6 + 1 +
+    9 = 16 self-attention layers, as in the real ones), its text width, no added conditioning;
+    SD 2 projects linearly. Both are trained at 128 px (a 16 x 16 latent)."""
+    _check_name(name)
+    common = dict(sample_size=16, in_channels=4, out_channels=4, norm_num_groups=8)
+    if name == "tiny":
+        return dict(common, block_out_channels=(32, 64, 64), layers_per_block=1,
+                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                    attention_head_dim=(2, 4, 8), transformer_layers_per_block=(1, 1, 2),
+                    use_linear_projection=True, addition_embed_type="text_time",
+                    addition_time_embed_dim=TIME_EMBED,
+                    projection_class_embeddings_input_dim=6 * TIME_EMBED + TEXT_PROJECTION,
+                    cross_attention_dim=2 * TEXT_HIDDEN)
     sd2 = name != "tiny-sd15"
-    return UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64, 64, 64),
-        layers_per_block=2,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        attention_head_dim=(2, 4, 8, 8) if sd2 else 4,
-        use_linear_projection=sd2,
-        cross_attention_dim=SD2_TEXT_HIDDEN if sd2 else TEXT_HIDDEN,
-        norm_num_groups=8,
-    )
+    return dict(common, block_out_channels=(32, 64, 64, 64), layers_per_block=2,
+                down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                attention_head_dim=(2, 4, 8, 8) if sd2 else 4, use_linear_projection=sd2,
+                cross_attention_dim=SD2_TEXT_HIDDEN if sd2 else TEXT_HIDDEN)
+
+
+def _tiny_unet(name: str = "tiny"):
+    """A tiny model's UNet, drawing its weights from the current random state."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**tiny_unet_config(name))
 
 
 def build_tiny_unet(name: str = "tiny"):
     """A tiny model's UNet exactly as ``build_tiny_components`` makes it (its weights come first
     from the fixed seed), without the rest; for models derived from it (the tiny ControlNet)."""
     _check_name(name)
-    generator_state = torch.random.get_rng_state()
+    with _drawn_from_seed():
+        return _tiny_unet(name).eval().requires_grad_(False)
+
+
+@contextlib.contextmanager
+def _drawn_from_seed():
+    """Weights made inside are drawn from the fixed seed; the caller's random state is kept."""
+    import torch
+
+    state = torch.random.get_rng_state()
     torch.manual_seed(TINY_SEED)
     try:
-        return (_tiny_unet() if name == "tiny" else _tiny_sd_unet(name)).eval().requires_grad_(False)
+        yield
     finally:
-        torch.random.set_rng_state(generator_state)
+        torch.random.set_rng_state(state)
 
 
 def _check_name(name: str) -> None:
@@ -150,14 +144,10 @@ def build_tiny_components(name: str = "tiny") -> dict:
     if name != "tiny":
         return _tiny_sd_components(name)
     tokenizer, tokenizer_2 = _tiny_tokenizers()
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(TINY_SEED)
-    try:  # the weights are drawn in this order from the seed
+    with _drawn_from_seed():  # the weights are drawn in this order from the seed
         unet = _tiny_unet()
         vae = _tiny_vae()
         text_encoder, text_encoder_2 = _tiny_text_encoders(tokenizer)
-    finally:
-        torch.random.set_rng_state(generator_state)
     for module in (unet, vae, text_encoder, text_encoder_2):
         module.eval().requires_grad_(False)  # inference only (engine.models.freeze)
     return dict(
@@ -175,15 +165,11 @@ def _tiny_sd_components(name: str) -> dict:
     """The components of a tiny SD 1.x / 2.x pipeline: one tokenizer and text encoder."""
     with tempfile.TemporaryDirectory(prefix="stylealigned-tiny-tok-") as tmp:
         tokenizer = _tokenizer(write_tokenizer_files(Path(tmp)), "<|endoftext|>" if name == "tiny-sd15" else "!")
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(TINY_SEED)
-    try:  # the weights are drawn in this order from the seed
-        unet = _tiny_sd_unet(name)
+    with _drawn_from_seed():  # the weights are drawn in this order from the seed
+        unet = _tiny_unet(name)
         vae = _tiny_vae(scaling_factor=0.18215)
         text_encoder = _tiny_text_encoder(tokenizer, SD2_TEXT_HIDDEN if name != "tiny-sd15" else TEXT_HIDDEN,
                                           "gelu" if name != "tiny-sd15" else "quick_gelu")
-    finally:
-        torch.random.set_rng_state(generator_state)
     for module in (unet, vae, text_encoder):
         module.eval().requires_grad_(False)
     scheduler = _tiny_scheduler(prediction_type="v_prediction" if name == "tiny-sd2v" else "epsilon")
