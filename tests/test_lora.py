@@ -270,9 +270,11 @@ def test_a_file_that_is_not_an_sdxl_lora_is_refused_in_an_artists_words_when_it_
                                                                                          words):
     from stylealigned_desktop.engine.lora import check_lora_file
 
+    from stylealigned_desktop.engine.bases import SDXL
+
     path = _safetensors(tmp_path / "style.safetensors", tensors)
     with pytest.raises(LoraError, match=words) as refusal:
-        check_lora_file(Lora(str(path), 1.0))
+        check_lora_file(Lora(str(path), 1.0), SDXL)  # an SDXL model chosen
     assert str(refusal.value).startswith("style.safetensors ")
 
 

@@ -13,12 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .infotext import file_hash
+from .tiny import TINY_MODELS
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TINY = "tiny"
-TINY_MODELS = (TINY, "tiny-sd15", "tiny-sd2", "tiny-sd2v")
-"""The built-in random-weight models (``engine/tiny.py``): SDXL, SD 1.5, SD 2 base, SD 2.1-v."""
 
 
 def is_tiny(source: str | None) -> bool:

@@ -16,7 +16,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from .models import TINY_MODELS
+TINY_MODELS = ("tiny", "tiny-sd15", "tiny-sd2", "tiny-sd2v")
+"""The built-in random-weight models: SDXL, SD 1.5, SD 2 base, SD 2.1-768-like (v-prediction)."""
 
 TINY_SEED = 0
 TEXT_HIDDEN = 32
