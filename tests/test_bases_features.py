@@ -198,3 +198,25 @@ def test_cli_generates_with_an_sd_model_and_no_time_ids(tmp_path, monkeypatch):
     assert code == 0 and added and all(kwargs is None for kwargs in added)  # SD: no pooled text, no time ids
     with Image.open(tmp_path / "run" / "panel-02.png") as image:
         assert image.size == (192, 128)
+
+
+def test_a_vae_of_another_base_is_refused_before_any_step_naming_both(tmp_path):
+    from stylealigned_desktop.engine import events as ev
+    from stylealigned_desktop.engine.models import ModelSourceError
+    from stylealigned_desktop.engine.tiny import build_tiny_components
+
+    sdxl_vae = build_tiny_components("tiny")["vae"]
+    sdxl_vae.save_pretrained(tmp_path / "xl-vae", safe_serialization=True)
+    sd_vae = build_tiny_components("tiny-sd15")["vae"]
+    sd_vae.save_pretrained(tmp_path / "sd-vae", safe_serialization=True)
+
+    def request(vae):
+        return SetRequest(model="tiny-sd2", style=GeneratedReference("a toy train", 1), panels=(Panel("a car", 2),),
+                          sampling=Sampling(steps=1, width=128, height=128), vae=str(vae))
+
+    seen = []
+    with pytest.raises(ModelSourceError, match=r"VAE xl-vae is made for SDXL .*; this model is SD 2\.x"):
+        Engine().generate(request(tmp_path / "xl-vae"), seen.append)
+    assert not [e for e in seen if isinstance(e, (ev.Step, ev.Preview))] and isinstance(seen[-1], ev.Failed)
+    result = Engine().generate(request(tmp_path / "sd-vae"))  # SD 1.x and 2.x share their VAE
+    assert result.panels[0].size == (128, 128)

@@ -184,6 +184,25 @@ def load_vae(source: str, dtype):
     return vae.eval().requires_grad_(False)
 
 
+def check_vae_base(source: str, vae, pipe) -> None:
+    """Refuse a VAE made for another base than the pipeline's, before any step: its latent
+    scaling factor (SDXL's 0.13025, SD 1.x / 2.x's 0.18215; their architectures are the same)
+    says which base it was trained with. A single file carries no config (diffusers fills in one),
+    so only a folder's or hub VAE's own config is compared."""
+    from .bases import BASES, base_of
+
+    if Path(source).expanduser().is_file():
+        return
+    base, factor = base_of(pipe), float(vae.config.scaling_factor)
+    if abs(factor - base.vae_scaling_factor) < 1e-6:
+        return
+    made_for = [b.name for b in BASES if abs(factor - b.vae_scaling_factor) < 1e-6]
+    if made_for:
+        raise ModelSourceError(f"VAE {Path(source).name or source} is made for {' or '.join(made_for)} (latent scale "
+                               f"{factor:g}); this model is {base.name} ({base.vae_scaling_factor:g}). Use a VAE made "
+                               f"for {base.name}, or the model's own")
+
+
 def freeze(pipe) -> None:
     """Inference only: no weight requires gradients (also keeps matmul paths the same before and
     after LoRAs come and go: diffusers freezes the base weights when it loads a LoRA)."""
@@ -213,7 +232,9 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
     pipe = _base_pipeline(source, kind, torch_dtype)
     if vae is not None:
         report(0.7, f"loading the VAE {vae}")
-        pipe.register_modules(vae=load_vae(vae, torch_dtype))
+        replacement = load_vae(vae, torch_dtype)
+        check_vae_base(vae, replacement, pipe)
+        pipe.register_modules(vae=replacement)
     freeze(pipe)
     if loras:
         report(0.75, "loading LoRAs")
