@@ -220,3 +220,21 @@ def test_a_vae_of_another_base_is_refused_before_any_step_naming_both(tmp_path):
     assert not [e for e in seen if isinstance(e, (ev.Step, ev.Preview))] and isinstance(seen[-1], ev.Failed)
     result = Engine().generate(request(tmp_path / "sd-vae"))  # SD 1.x and 2.x share their VAE
     assert result.panels[0].size == (128, 128)
+
+
+def test_the_command_line_defaults_to_the_models_native_size(tmp_path):
+    from stylealigned_desktop.cli import build_generate_request, build_parser
+
+    folder = save_tiny_pipeline(tmp_path / "model", "tiny-sd2v")
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    (folder / "unet" / "config.json").write_text(json.dumps({**config, "sample_size": 96}))  # SD 2.1-768's
+
+    def sampling(*args):
+        return build_generate_request(build_parser().parse_args(
+            ["generate", *args, "--reference-prompt", "a hill", "--prompt", "a fox", "--out", str(tmp_path / "out")]
+        )).sampling
+
+    assert (sampling("--model", str(folder)).width, sampling("--model", str(folder)).height) == (768, 768)
+    assert sampling("--model", "tiny-sd15").width == 128
+    assert (sampling("--model", str(folder), "--width", "640").width, sampling("--model", str(folder)).height) \
+        == (640, 768)
