@@ -416,7 +416,7 @@ def _base_identity(source: str) -> str:
         from .tiny import TINY_SEED
 
         name = source.strip()
-        return f"{name}-v1-seed{TINY_SEED}" if name != TINY else f"tiny-v1-seed{TINY_SEED}"
+        return f"{name}-v1-seed{TINY_SEED}"
     if kind == "hub":
         from .hub import snapshot_revision
 
