@@ -395,7 +395,7 @@ class Engine:
                             latents=latents, references=references)
 
     # -- what the stages call ---------------------------------------------------------------------
-    _encode = staticmethod(encode_prompts)  # a base's text encoding (spec section 14 adds others)
+    _encode = staticmethod(encode_prompts)  # each base encodes its own way (bases.Base.encode_prompt)
 
     def _unet(self, pipe, latents, t, embeds, pooled, time_ids, residuals=None):
         self.unet_calls += 1

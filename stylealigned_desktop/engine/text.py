@@ -27,7 +27,7 @@ def encode_prompts(pipe, prompts: list[str], negative_prompt: str | None, cfg: b
 
 def longer_than_clip(pipe, prompts: Sequence[str]) -> list[int]:
     """Indices of the prompts the text encoders cut (more tokens than the tokenizer's limit)."""
-    tokenizer = pipe.tokenizer if pipe.tokenizer is not None else pipe.tokenizer_2
+    tokenizer = pipe.tokenizer if pipe.tokenizer is not None else getattr(pipe, "tokenizer_2", None)
     if tokenizer is None:
         return []
     limit = min(tokenizer.model_max_length, CLIP_TOKENS)
