@@ -239,3 +239,25 @@ def test_the_command_line_defaults_to_the_models_native_size(tmp_path):
     assert sampling("--model", "tiny-sd15").width == 128
     assert (sampling("--model", str(folder), "--width", "640").width, sampling("--model", str(folder)).height) \
         == (640, 768)
+
+
+def test_auto_memory_plans_with_the_bases_own_weights(monkeypatch):
+    """An SD 1.5 model's weights are a third of SDXL's: on a 6 GB card auto keeps it whole on the
+    GPU at 512 px where SDXL must move its models, and says which base it planned."""
+    from stylealigned_desktop.engine import memory as mem
+
+    monkeypatch.setattr(mem, "device_total_gb", lambda device: 6.0)
+    monkeypatch.setattr("stylealigned_desktop.engine.generator.resolve_device", lambda d: torch.device("meta"))
+
+    def auto(model):
+        seen = []
+        request = SetRequest(model=model, style=GeneratedReference("x"), panels=(Panel("y", 1),), dtype="float16",
+                             sampling=Sampling(width=512, height=512))
+        return Engine._memory_mode(request, seen.append), seen[0].message
+
+    sd15_mode, sd15_reason = auto("tiny-sd15")
+    sdxl_mode, sdxl_reason = auto("tiny")
+    assert sd15_mode == "fast" and sdxl_mode != "fast"
+    assert "SD 1.5 at 512x512" in sd15_reason and "SDXL at 512x512" in sdxl_reason
+    weights = mem.stage_peaks_gb("balanced", mem.Workload(512, 512, family="sd2"), 1)["encode"]
+    assert weights == pytest.approx(0.681 * 0.85 + mem.TEXT_ENCODE_GB)  # SD 2's OpenCLIP text encoder

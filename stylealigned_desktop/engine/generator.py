@@ -32,7 +32,7 @@ import torch
 
 from . import events as ev
 from . import memory as mem
-from .bases import base_of
+from .bases import SDXL, base_of
 from .control_sources import TINY as TINY_DEPTH
 from .denoise import (
     Batching,
@@ -49,7 +49,14 @@ from .errors import GenerationCancelled, GenerationError, is_expected_error
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity
-from .models import is_tiny, load_pipeline, resolve_device, resolve_dtype, vae_identity
+from .models import (
+    base_of_source,
+    is_tiny,
+    load_pipeline,
+    resolve_device,
+    resolve_dtype,
+    vae_identity,
+)
 from .preview import latent_to_rgb
 from .references import ReferenceRows, picture_trajectory, record_references, trajectory_key
 from .request import ReferencePicture, SetRequest
@@ -89,7 +96,9 @@ def workload(request: SetRequest, pipe=None) -> mem.Workload:
     vae_upcast = True
     if pipe is not None:
         vae_upcast = pipe.vae.dtype != torch.float32 and bool(pipe.vae.config.force_upcast)
-    return mem.Workload(width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
+    base = base_of(pipe) if pipe is not None else base_of_source(request.model) or SDXL
+    return mem.Workload(family=base.family, base_name=base.name,
+                        width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
                         references=max(1, len(request.used_references)), panel_width=largest[0],
                         panel_height=largest[1], controlnets=len(kinds),
                         bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast)
