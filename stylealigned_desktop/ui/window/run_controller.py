@@ -113,6 +113,10 @@ class RunController(QObject):
     def effective_model(self) -> str:
         return (self.session.settings.model if self.session else "") or self.host.config.model
 
+    def uses_tiny(self) -> bool:
+        """Whether the model in use is a built-in tiny one (noise pictures, tiny control models)."""
+        return is_tiny(self.effective_model())
+
     def choose_model(self, first_run: bool = False) -> bool:
         from ..dialogs import ModelDialog
 
@@ -372,7 +376,7 @@ class RunController(QObject):
         self.run_bar.cancel_button.setEnabled(busy)
         self.run_bar.queue_label.setText(f"{waiting} waiting" if waiting else "")
         self.run_bar.generate_button.setText("Queue another" if busy else "Generate")
-        self.run_bar.tiny_label.setVisible(is_tiny(self.effective_model()))
+        self.run_bar.tiny_label.setVisible(self.uses_tiny())
         if not busy and self.run_bar.progress.format() == "Ready":
             self.run_bar.progress.setValue(0)
         self.running_changed.emit(busy)
