@@ -22,6 +22,7 @@ from ..prompts_file import PromptsFileError, parse_size, read_prompts_file
 from .common import (
     DEFAULT_MODEL,
     DEVICE_HELP,
+    NATIVE_SIZE_HELP,
     UsageError,
     add_model_extras_arguments,
     add_settings_arguments,
@@ -30,6 +31,7 @@ from .common import (
     device,
     int_list,
     model_extras_from_args,
+    native_side,
     positive_int,
     settings_from_args,
 )
@@ -145,8 +147,8 @@ def _add_panel_arguments(p) -> None:
     p.add_argument("--steps", type=positive_int, default=50)
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance (default 5.0; 10.0 with --reference-image)")
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--width", type=int, default=None, help=NATIVE_SIZE_HELP)
+    p.add_argument("--height", type=int, default=None, help=NATIVE_SIZE_HELP)
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
     add_settings_arguments(p)
     p.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
@@ -188,8 +190,8 @@ def build_generate_request(args):
         sampling = Sampling(
             steps=args.steps,
             guidance=(10.0 if picture_mode else 5.0) if args.guidance is None else args.guidance,
-            width=args.width,
-            height=args.height,
+            width=args.width or native_side(args.model),
+            height=args.height or native_side(args.model),
             scheduler=args.scheduler,
             negative_prompt=args.negative_prompt,
         )
