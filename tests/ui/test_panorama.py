@@ -4,6 +4,8 @@ Generate draws it as MultiDiffusion windows on the tiny model."""
 
 from __future__ import annotations
 
+import json
+
 from stylealigned_desktop.engine.runfolder import read_parameters
 from stylealigned_desktop.ui.threads import JobState
 from stylealigned_desktop.ui.storyboard.card import PANORAMA, SET_SIZE
@@ -43,6 +45,8 @@ def test_a_panorama_preset_is_clicked_shown_wide_undone_and_generated(qtbot, mak
     assert (tile.image().width(), tile.image().height()) == (512, 128)
     parameters = read_parameters(tile.path)
     assert (parameters["windows"], parameters["window_width"], parameters["window_stride"]) == (7, 128, 8)
+    run = json.loads((tile.path.parent / "run.json").read_text(encoding="utf-8"))
+    assert [(p["width"], p.get("windows")) for p in run["panels"]] == [(512, 7), (128, None)]
 
     session.update_settings(height=64)  # the presets follow the set's height
     assert card.size_choice.findData(PANORAMA + "256x64") >= 0 and card.size_choice.findData(PANORAMA + "512x128") < 0
