@@ -23,6 +23,7 @@ A request's route (:meth:`Engine._generate`), one stage each:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ import torch
 
 from . import events as ev
 from . import memory as mem
+from .bases import base_of
+from .control_sources import TINY as TINY_DEPTH
 from .denoise import (
     Batching,
     Conditioning,
@@ -46,7 +49,8 @@ from .errors import GenerationCancelled, GenerationError, is_expected_error
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity
-from .models import TINY, load_pipeline, resolve_device, resolve_dtype, vae_identity
+from .models import is_tiny, load_pipeline, resolve_device, resolve_dtype, vae_identity
+from .preview import latent_to_rgb
 from .references import ReferenceRows, picture_trajectory, record_references, trajectory_key
 from .request import ReferencePicture, SetRequest
 from .rows import Row, RunRows, Size
@@ -198,6 +202,7 @@ class Engine:
             DDIMScheduler,
             DPMSolverMultistepScheduler,
             EulerDiscreteScheduler,
+            StableDiffusionPipeline,
             StableDiffusionXLPipeline,
         )
         from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
@@ -228,11 +233,17 @@ class Engine:
 
     def controlnet(self, request: SetRequest, kind: str, pipe):
         """The ControlNet of a kind (canny, depth) for this request, loaded once per engine."""
-        from .control import DEFAULT_CONTROLNETS, ControlNetCache
+        from .control import ControlError, ControlNetCache
 
         if self._controlnets is None:
             self._controlnets = ControlNetCache()
-        source = getattr(request, f"controlnet_{kind}") or (TINY if request.model == TINY else DEFAULT_CONTROLNETS[kind])
+        source = getattr(request, f"controlnet_{kind}") or (request.model if is_tiny(request.model) else None)
+        if source is None:
+            base = base_of(pipe)
+            source = base.controlnets.get(kind)
+            if source is None:
+                raise ControlError(f"{base.name} has no default ControlNet for {kind} maps: choose one made for "
+                                   f"{base.name} (Settings → ControlNet for {'edges' if kind == 'canny' else kind})")
         # loaded in system memory, then placed as the UNet is (on the GPU, or offloaded with it)
         controlnet = self._controlnets.get(source, pipe.unet, dtype=pipe.unet.dtype, device="cpu")
         mem.place_like_unet(pipe, controlnet)
@@ -338,10 +349,10 @@ class Engine:
         """The per-step state: text conditioning, SDXL time ids and starting noise per size
         group, the batching, and the shared layers installed (last: ``denoise`` removes them)."""
         pipe, request, rows, schedulers = setup.pipe, setup.request, setup.rows, setup.schedulers
-        device, dtype = pipe._execution_device, pipe.unet.dtype
+        device, dtype, base = pipe._execution_device, pipe.unet.dtype, base_of(pipe)
         cond = self._conditioning(pipe, request, rows, sink)
         # each panel's SDXL time ids and starting noise come from its own size (spec section 12)
-        time_ids = {size: self._time_ids(pipe, size[1], size[0], dtype, device) for size in rows.groups}
+        time_ids = {size: base.time_ids(pipe, size[1], size[0], dtype, device) for size in rows.groups}
         latents = {size: torch.cat([initial_noise(rows.rows[row].seed, size[1], size[0], pipe.vae_scale_factor)
                                     for row in numbers]).to(device=device, dtype=dtype)
                    * schedulers[size].init_noise_sigma for size, numbers in rows.groups.items()}
@@ -349,7 +360,7 @@ class Engine:
         installation = Installation(pipe.unet, request.settings)
         installation.state.halves_override = 2 if request.sampling.uses_cfg else 1
         installation.state.reference_weights = references.weights
-        run = RunContext(pipe=pipe, scheduler=schedulers[rows.set_size], cond=cond, time_ids=time_ids[rows.set_size],
+        run = RunContext(pipe=pipe, base=base, scheduler=schedulers[rows.set_size], cond=cond, time_ids=time_ids[rows.set_size],
                          halves=installation.state.halves_override, guidance=request.sampling.guidance,
                          controls=setup.controls, request=request, installation=installation,
                          controlnet=lambda kind: self.controlnet(request, kind, pipe), cancel=cancel, sink=sink,
@@ -358,11 +369,12 @@ class Engine:
         runs = {size: dataclasses.replace(run, scheduler=schedulers[size], time_ids=time_ids[size])
                 for size in rows.groups}
         # a panorama's windows: SDXL time ids of the window's size (spec section 14)
-        windows = {size: WindowedGroup(tiling, dataclasses.replace(runs[size], time_ids=self._time_ids(
+        windows = {size: WindowedGroup(tiling, dataclasses.replace(runs[size], time_ids=base.time_ids(
             pipe, *reversed(tiling.window_size(pipe.vae_scale_factor)), dtype, device)), pipe.vae_scale_factor)
             for size, tiling in setup.tilings.items()}
         return Denoising(rows, runs, latents, references, batching, setup.timesteps,
-                         request.settings.full_attention_share, windows=windows)
+                         request.settings.full_attention_share,
+                         preview=functools.partial(latent_to_rgb, family=base.preview_factors), windows=windows)
 
     def _conditioning(self, pipe, request: SetRequest, rows: RunRows, sink: EventSink) -> Conditioning:
         """Every row's text conditioning; a prompt longer than CLIP reads is said."""
@@ -407,19 +419,12 @@ class Engine:
     # -- what the stages call ---------------------------------------------------------------------
     _encode = staticmethod(encode_prompts)  # a base's text encoding (spec section 14 adds others)
 
-    @staticmethod
-    def _time_ids(pipe, height: int, width: int, dtype, device) -> torch.Tensor:
-        projection = pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None else None
-        ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width), dtype=dtype,
-                                     text_encoder_projection_dim=projection)
-        return ids.to(device)
-
     def _unet(self, pipe, latents, t, embeds, pooled, time_ids, residuals=None):
         self.unet_calls += 1
         down, mid = residuals if residuals is not None else (None, None)
         return pipe.unet(
             latents, t, encoder_hidden_states=embeds,
-            added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids.repeat(latents.shape[0], 1)},
+            added_cond_kwargs=base_of(pipe).added_cond_kwargs(pooled, time_ids, latents.shape[0]),
             down_block_additional_residuals=down,
             mid_block_additional_residual=mid,
             return_dict=False,
@@ -427,7 +432,7 @@ class Engine:
 
     def _prepare_controls(self, pipe, request, selected) -> list[PreparedControl | None]:
         """Control maps of the selected panels, and their ControlNets loaded and checked."""
-        depth_model = request.depth_model or (TINY if request.model == TINY else None)
+        depth_model = request.depth_model or (TINY_DEPTH if is_tiny(request.model) else None)
         return prepare_controls(request, selected, lambda kind: self.controlnet(request, kind, pipe), depth_model)
 
 

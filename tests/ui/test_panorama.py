@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 from stylealigned_desktop.engine.runfolder import read_parameters
-from stylealigned_desktop.ui.threads import JobState
 from stylealigned_desktop.ui.storyboard.card import PANORAMA, SET_SIZE
+from stylealigned_desktop.ui.threads import JobState
 
 from .test_storyboard import _choose
 from .uifakes import run_and_wait, storyboard

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from ...engine.hub import DEFAULT_DEPTH_MODEL
 from ...engine.maker import PictureMakerFactory, this_computer
+from ...engine.models import is_tiny
 from ...session import observer
 from ...session.model import Session
 from ..dialogs import SERVER, maker_factory
@@ -431,7 +432,7 @@ class MainWindow(QMainWindow):
     def _depth_model(self) -> str:
         """The depth estimator the engine uses (generator.py): the session's, else tiny's for tiny."""
         chosen = self.session.settings.depth_model.strip() if self.session else ""
-        return chosen or ("tiny" if self.runs.effective_model() == "tiny" else DEFAULT_DEPTH_MODEL)
+        return chosen or ("tiny" if is_tiny(self.runs.effective_model()) else DEFAULT_DEPTH_MODEL)
 
     def _choose_dino_folder(self) -> None:
         self.settings_dock.raise_()

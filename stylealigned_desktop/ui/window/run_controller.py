@@ -22,7 +22,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ...engine import events as ev
 from ...engine.maker import PictureMakerFactory, this_computer
-from ...engine.models import no_gpu_reason
+from ...engine.models import is_tiny, no_gpu_reason
 from ...engine.progress import JobProgress, format_seconds
 from ...engine.runfolder import reference_file
 from ...session.errors import SessionError
@@ -360,7 +360,7 @@ class RunController(QObject):
         self.run_bar.cancel_button.setEnabled(busy)
         self.run_bar.queue_label.setText(f"{waiting} waiting" if waiting else "")
         self.run_bar.generate_button.setText("Queue another" if busy else "Generate")
-        self.run_bar.tiny_label.setVisible(self.effective_model() == "tiny")
+        self.run_bar.tiny_label.setVisible(is_tiny(self.effective_model()))
         if not busy and self.run_bar.progress.format() == "Ready":
             self.run_bar.progress.setValue(0)
         self.running_changed.emit(busy)
