@@ -335,7 +335,8 @@ class Engine:
         """The loaded run's plan: memory (micro-batch, VAE tiling), a scheduler per size group
         (the steps checked), the panels' control maps (their ControlNets loaded and checked)."""
         device = pipe._execution_device  # where the models run, whatever the offloading
-        tilings = plan_tilings(rows, request, pipe.unet, pipe.vae_scale_factor)
+        tilings = plan_tilings(rows, request, base_of(pipe).native_size // pipe.vae_scale_factor,
+                               pipe.vae_scale_factor)
         # a panorama's windows are rows of micro-batches like panels
         memory = mem.plan(memory_mode, mem.device_total_gb(device), workload(request, pipe, tilings),
                           max(unet_rows(rows, tilings), 1), mem.device_budget_gb(device))

@@ -3,7 +3,8 @@
 A panel at least ``Sampling.panorama_above`` times the model's native width or height is not drawn
 in one piece: its latent is tiled with windows of the native latent size (never larger than the
 panel), ``Sampling.window_stride`` latent pixels apart, the last window on each axis aligned to the
-edge (:func:`window_starts`). Every window is a UNet row that replays the references exactly as a
+edge (:func:`window_starts`); the native size is the base's (``bases.Base.native_size``, the
+UNet's ``sample_size``). Every window is a UNet row that replays the references exactly as a
 panel does (its AdaIN and GroupNorm statistics are its own) and never sees another window. At each
 step the windows' CFG-combined model outputs are averaged per latent pixel over the windows that
 cover it (:func:`windows_eps`), and the group's scheduler then steps the whole panel latent
@@ -25,12 +26,6 @@ import torch
 from .denoise import Denoising, PreparedControl, RunContext, panel_eps, recorded_eps
 from .errors import GenerationError
 from .rows import RunRows, Size
-
-
-def native_latent_size(unet) -> tuple[int, int]:
-    """The model's native latent (height, width): its UNet's ``sample_size`` (SDXL 128 x 128)."""
-    size = unet.config.sample_size
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -106,9 +101,10 @@ def is_panorama(size: Size, native: tuple[int, int], scale_factor: int, above: f
     return width >= above * native[1] or height >= above * native[0]
 
 
-def plan_tilings(rows: RunRows, request, unet, scale_factor: int) -> dict[Size, Tiling]:
-    """The tiling of every size group whose panels are panoramas (the others: none)."""
-    native, sampling = native_latent_size(unet), request.sampling
+def plan_tilings(rows: RunRows, request, native_side: int, scale_factor: int) -> dict[Size, Tiling]:
+    """The tiling of every size group whose panels are panoramas (the others: none);
+    ``native_side``: the model's native latent side (``bases.Base.native_size`` / scale factor)."""
+    native, sampling = (native_side, native_side), request.sampling
     tilings = {size: Tiling.of((size[1] // scale_factor, size[0] // scale_factor), native, sampling.window_stride)
                for size in rows.groups
                if rows.panel_rows(size) and is_panorama(size, native, scale_factor, sampling.panorama_above)}
