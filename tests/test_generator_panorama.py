@@ -9,7 +9,8 @@ import itertools
 import pytest
 import torch
 
-from stylealigned_desktop.engine.generator import Engine, initial_noise, make_scheduler
+from stylealigned_desktop.engine import memory as mem
+from stylealigned_desktop.engine.generator import Engine, initial_noise, make_scheduler, workload
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 from stylealigned_desktop.engine.windows import Tiling
@@ -91,6 +92,18 @@ def test_a_panoramas_pixels_depend_on_neither_the_micro_batch_nor_the_other_pane
     alone = engine.generate(_request(panels, micro_batch=4, window_stride=7, only=(2,)))
     assert _close(alone.latents[2], whole.latents[2])
     assert not _close(whole.latents[0], whole.latents[2], 0.1)  # two panoramas, each its own
+
+
+def test_the_memory_plan_counts_windows_as_rows_and_a_panoramas_micro_batch_as_a_panels(engine, tiny_pipe):
+    panels = [Panel("a harbour at dawn, ink wash", 41, size=(384, 192)), Panel("a knight, ink wash", 42)]
+    result = engine.generate(_request(panels, window_stride=7))  # on the CPU: every row at once
+    assert result.metadata["micro_batch"] == 18 + 1
+    wide, native = _request([Panel("a bay", 1, size=(1024, 128))]), _request([Panel("a bay", 1)])
+    work = workload(wide, tiny_pipe, {(1024, 128): Tiling.of((16, 128), (16, 16), 8)})
+    assert (work.panel_width, work.panel_height, work.picture_pixels) == (128, 128, 1024 * 128)
+    for rows in (1, 4):  # a micro-batch of windows plans as one of native panels; the decode is the picture's
+        peaks, native_peaks = (mem.stage_peaks_gb("fast", w, rows, False) for w in (work, workload(native, tiny_pipe)))
+        assert peaks["denoise"] == native_peaks["denoise"] and peaks["decode"] > native_peaks["decode"]
 
 
 def _naive_multidiffusion(pipe, prompt, seed, size, stride, scheduler_kind, guidance=5.0):
