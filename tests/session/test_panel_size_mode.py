@@ -38,3 +38,15 @@ def test_a_size_mode_is_panorama_or_none_and_a_panorama_has_its_own_size():
     (768, ((3072, 768), (2304, 768)))])
 def test_the_panorama_presets_are_four_and_three_to_one_at_the_height_where_they_fit(height, expected):
     assert panorama_sizes(height) == expected
+
+
+def test_restoring_a_runs_panels_brings_a_panorama_back_as_one(session):
+    session.set_style_text("ink")
+    session.add_panel("the bay at dawn")
+    session.add_panel("a boat")
+    session.update_panel(0, size=(256, 64), size_mode="panorama")  # 4:1 at the set's 64 px
+    session.update_panel(1, size=(128, 64))
+    record = session.record_run(session.prepare_generate())
+    session.update_panel(0, size=None)
+    session.restore_run(record.id, panels=True)
+    assert [(p.size, p.size_mode) for p in session.panels] == [((256, 64), "panorama"), ((128, 64), None)]
