@@ -143,7 +143,14 @@ def _add_panel_arguments(p) -> None:
     p.add_argument("--panel-seeds", type=int_list, metavar="A,B,C", help="explicit seed per panel")
     p.add_argument("--panel-sizes", type=_size_list, metavar="WxH,set,WxH",
                    help="each panel's own size (multiples of 64; 'set' for --width x --height), e.g. "
-                        "1344x768,set,832x1216; a prompts file's size= does the same per line")
+                        "1344x768,set,832x1216 or a panorama 4096x1024; a prompts file's size= does the "
+                        "same per line")
+    p.add_argument("--window-stride", type=positive_int, default=8, metavar="N",
+                   help="a panorama's MultiDiffusion windows start N latent pixels apart (default 8; "
+                        "larger is faster, smaller blends better)")
+    p.add_argument("--panorama-above", type=float, default=2.0, metavar="F",
+                   help="a panel at least F times the model's native width or height is drawn as "
+                        "MultiDiffusion windows of the native size (default 2)")
     p.add_argument("--steps", type=positive_int, default=50)
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance (default 5.0; 10.0 with --reference-image)")
@@ -194,6 +201,8 @@ def build_generate_request(args):
             height=args.height or native_side(args.model),
             scheduler=args.scheduler,
             negative_prompt=args.negative_prompt,
+            window_stride=args.window_stride,
+            panorama_above=args.panorama_above,
         )
         return SetRequest(
             model=args.model,

@@ -13,8 +13,9 @@ The engine (``generator.py``) prepares a :class:`Denoising` (latents per size gr
    per row (:attr:`Denoising.preview`).
 
 Then :func:`decode_rows` decodes every row with the VAE (:func:`decode_latent`). The seams of
-this wave: MultiDiffusion windows (spec section 14) are rows whose outputs :func:`group_eps`
-averages into their panel's one prediction before :func:`advance` steps the whole panel latent;
+this wave: MultiDiffusion windows (spec section 14, ``windows.py``) are rows whose outputs
+:func:`group_eps` averages into their panel's one prediction before :func:`advance` steps the whole
+panel latent;
 preview decoders replace :attr:`Denoising.preview`; character anchors (section 13) join
 :class:`~.references.ReferenceRows` and record with the references.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -149,6 +150,9 @@ class Denoising:
     """The authors' ablation: every row in one call (one reference, the set's size only)."""
     preview: Callable[[torch.Tensor], Any] = latent_to_rgb
     """A row's predicted clean latent (4, h, w) to the picture of its ``Preview`` event."""
+    windows: dict[Size, Any] = field(default_factory=dict)
+    """The size groups of wide panels (``windows.WindowedGroup``): their panels' rows run as
+    MultiDiffusion windows (spec section 14)."""
 
     @property
     def main(self) -> RunContext:
@@ -190,7 +194,9 @@ def group_eps(state: Denoising, t, step_controls: list[PreparedControl | None]) 
     for size in rows.groups:  # the set's size comes first: the references lead the rows
         panel_rows = rows.panel_rows(size)
         controls = [step_controls[row - n_refs] for row in panel_rows]
-        if size == rows.set_size:
+        if size in state.windows:  # wide panels: the averaged outputs of their windows
+            eps[size] = state.windows[size].group_eps(state, size, t, panel_rows, controls)
+        elif size == rows.set_size:
             eps[size] = recorded_eps(state.runs[size], state.latents[size], t, n_refs, panel_rows, controls,
                                      state.batching)
         else:

@@ -62,6 +62,7 @@ from .references import ReferenceRows, picture_trajectory, record_references, tr
 from .request import ReferencePicture, SetRequest
 from .rows import Row, RunRows, Size
 from .text import encode_prompts, longer_than_clip
+from .windows import Tiling, WindowedGroup, plan_tilings, unet_rows
 
 EventSink = Callable[[ev.Event], None]
 
@@ -86,12 +87,19 @@ def make_scheduler(config, kind: str):
     raise ValueError(f"unknown scheduler {kind!r}")
 
 
-def workload(request: SetRequest, pipe=None) -> mem.Workload:
-    """What a request asks of the device, for the memory model (``engine/memory.py``)."""
+def workload(request: SetRequest, pipe=None, tilings: dict[Size, Tiling] | None = None) -> mem.Workload:
+    """What a request asks of the device, for the memory model (``engine/memory.py``).
+
+    A panorama's UNet rows are its windows (``tilings``; before the model is loaded they are not
+    known, and the whole panel is planned as one row) but its decode is the whole picture."""
     kinds = {request.panels[i].control.kind for i in request.selected if request.panels[i].control is not None}
     sampling = request.sampling
     set_size = (sampling.width, sampling.height)
-    largest = max((request.panel_size(i) for i in request.selected), key=lambda s: s[0] * s[1], default=set_size)
+    sizes = [request.panel_size(i) for i in request.selected]
+    scale_factor = pipe.vae_scale_factor if pipe is not None else 8
+    rows = [tilings[size].window_size(scale_factor) if tilings and size in tilings else size for size in sizes]
+    largest = max(rows, key=lambda s: s[0] * s[1], default=set_size)
+    picture = max((w * h for w, h in sizes), default=0)
     dtype = resolve_dtype(request.dtype, resolve_device(request.device))
     vae_upcast = True
     if pipe is not None:
@@ -101,7 +109,8 @@ def workload(request: SetRequest, pipe=None) -> mem.Workload:
                         width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
                         references=max(1, len(request.used_references)), panel_width=largest[0],
                         panel_height=largest[1], controlnets=len(kinds),
-                        bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast)
+                        bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast,
+                        picture_pixels=picture)
 
 
 REFERENCE_RIDES_ALONG = False
@@ -123,6 +132,8 @@ class RunSetup:
     memory: mem.MemoryPlan
     schedulers: dict[Size, object]
     controls: list[PreparedControl | None]
+    tilings: dict[Size, Tiling] = dataclasses.field(default_factory=dict)
+    """The MultiDiffusion windows of the size groups of wide panels (spec section 14)."""
 
     @property
     def timesteps(self):
@@ -333,12 +344,15 @@ class Engine:
         """The loaded run's plan: memory (micro-batch, VAE tiling), a scheduler per size group
         (the steps checked), the panels' control maps (their ControlNets loaded and checked)."""
         device = pipe._execution_device  # where the models run, whatever the offloading
-        memory = mem.plan(memory_mode, mem.device_total_gb(device), workload(request, pipe),
-                          max(len(request.selected), 1), mem.device_budget_gb(device))
+        tilings = plan_tilings(rows, request, base_of(pipe).native_size // pipe.vae_scale_factor,
+                               pipe.vae_scale_factor)
+        # a panorama's windows are rows of micro-batches like panels
+        memory = mem.plan(memory_mode, mem.device_total_gb(device), workload(request, pipe, tilings),
+                          max(unet_rows(rows, tilings), 1), mem.device_budget_gb(device))
         mem.set_vae_tiling(pipe.vae, memory.tile_vae)  # for the pictures' encodes and the decodes
         schedulers = _schedulers(pipe, request, rows, device)
         controls = self._prepare_controls(pipe, request, request.selected)
-        return RunSetup(pipe, request, rows, memory, schedulers, controls)
+        return RunSetup(pipe, request, rows, memory, schedulers, controls, tilings)
 
     def _denoising(self, setup: RunSetup, references: ReferenceRows, sink: EventSink,
                    cancel: threading.Event) -> Denoising:
@@ -352,7 +366,7 @@ class Engine:
         latents = {size: torch.cat([initial_noise(rows.rows[row].seed, size[1], size[0], pipe.vae_scale_factor)
                                     for row in numbers]).to(device=device, dtype=dtype)
                    * schedulers[size].init_noise_sigma for size, numbers in rows.groups.items()}
-        batching = _batching(request, setup.memory, sink)
+        batching = _batching(request, setup.memory, sink, unet_rows(rows, setup.tilings))
         installation = Installation(pipe.unet, request.settings)
         installation.state.halves_override = 2 if request.sampling.uses_cfg else 1
         installation.state.reference_weights = references.weights
@@ -364,9 +378,13 @@ class Engine:
         # one context per panel size: its own scheduler and SDXL time ids, the rest shared
         runs = {size: dataclasses.replace(run, scheduler=schedulers[size], time_ids=time_ids[size])
                 for size in rows.groups}
+        # a panorama's windows: SDXL time ids of the window's size (spec section 14)
+        windows = {size: WindowedGroup(tiling, dataclasses.replace(runs[size], time_ids=base.time_ids(
+            pipe, *reversed(tiling.window_size(pipe.vae_scale_factor)), dtype, device)), pipe.vae_scale_factor)
+            for size, tiling in setup.tilings.items()}
         return Denoising(rows, runs, latents, references, batching, setup.timesteps,
                          request.settings.full_attention_share,
-                         preview=functools.partial(latent_to_rgb, family=base.preview_factors))
+                         preview=functools.partial(latent_to_rgb, family=base.preview_factors), windows=windows)
 
     def _conditioning(self, pipe, request: SetRequest, rows: RunRows, sink: EventSink) -> Conditioning:
         """Every row's text conditioning; a prompt longer than CLIP reads is said."""
@@ -385,10 +403,13 @@ class Engine:
         common = request.picture_parameters()
         controls = [panel["control"] for panel in request.to_dict()["panels"]]
         references, panels = {}, {}
+        windows = {row.position + 1: setup.tilings[row.size].record(pipe.vae_scale_factor)
+                   for row in state.rows.panels if row.size in setup.tilings}  # a panorama's windows
         for number, (row, image) in enumerate(zip(state.rows.rows, images)):
             offset = state.references.trajectories.get(number, (None, None))[1]
             (references if row.records else panels)[row.position] = image
-            state.main.sink(row.done(image, _picture_metadata(request, row, common, controls, offset)))
+            meta = _picture_metadata(request, row, common, controls, offset)
+            state.main.sink(row.done(image, dict(meta, **windows.get(meta.get("index"), {}))))
         metadata = {
             "request": request.to_dict(),
             "micro_batch": state.batching.micro_batch,
@@ -398,6 +419,8 @@ class Engine:
             "dtype": str(pipe.unet.dtype).removeprefix("torch."),
             "timings": timings,
         }
+        if windows:
+            metadata["windows"] = {str(index): record for index, record in windows.items()}
         latents = {row.picture_key: state.latents[size][k].float().cpu()
                    for row, (size, k) in zip(state.rows.rows, state.rows.places)}
         return ev.RunResult(reference=references.get(0), panels=panels, metadata=metadata,
@@ -439,10 +462,10 @@ def _schedulers(pipe, request: SetRequest, rows: RunRows, device) -> dict[Size, 
     return schedulers
 
 
-def _batching(request: SetRequest, memory: mem.MemoryPlan, sink: EventSink) -> Batching:
-    """Panels per UNet call: the request's micro-batch, else the memory model's; the authors'
-    full sharing runs the set as one batch."""
-    n = len(request.selected)
+def _batching(request: SetRequest, memory: mem.MemoryPlan, sink: EventSink, n: int) -> Batching:
+    """Panel rows per UNet call (``n`` in all: a panel, or a panorama's window, is a row): the
+    request's micro-batch, else the memory model's; the authors' full sharing runs the set as
+    one batch."""
     if request.settings.full_attention_share:
         micro_batch = n
         sink(ev.Notice("full attention sharing couples all images: the set runs as one batch"))

@@ -81,7 +81,8 @@ class Workload:
     """What a run asks of the device, for the memory model.
 
     ``width`` x ``height`` is the set's size, the size the references are drawn (and recorded)
-    at; ``panel_width`` x ``panel_height`` the largest panel's (None: the set's size).
+    at; ``panel_width`` x ``panel_height`` the largest panel row's (None: the set's size; a
+    panorama's row is one of its windows).
     """
 
     width: int = 1024
@@ -101,6 +102,9 @@ class Workload:
     """The model's base family (``bases.Base.family``): its weights."""
     base_name: str = "SDXL"
     """The base as the user reads it, for the reason ``choose_mode`` gives."""
+    picture_pixels: int = 0
+    """The largest panel picture decoded, in pixels, when it is larger than its UNet rows (a
+    panorama's rows are its MultiDiffusion windows, its decode the whole picture)."""
 
     @property
     def pixel_factor(self) -> float:
@@ -115,7 +119,7 @@ class Workload:
     @property
     def largest_pixels(self) -> int:
         """The largest picture of the run (a reference or a panel), in pixels."""
-        return round(max(self.pixel_factor, self.panel_pixel_factor) * REFERENCE_PIXELS)
+        return max(round(max(self.pixel_factor, self.panel_pixel_factor) * REFERENCE_PIXELS), self.picture_pixels)
 
     @property
     def halves(self) -> int:
