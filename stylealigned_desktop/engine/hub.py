@@ -23,6 +23,8 @@ DEFAULT_DINO = "facebook/dino-vitb8"
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 DEFAULT_TINY_DECODER = "madebyollin/taesdxl"
 """The tiny autoencoder (TAESDXL) that decodes SDXL previews at full size."""
+TINY_DECODERS = {"sdxl": DEFAULT_TINY_DECODER, "sd1": "madebyollin/taesd", "sd2": "madebyollin/taesd"}
+"""The tiny autoencoder of each base family (``bases.Base.family``): TAESD for SD 1.x and 2.x."""
 OPTIONAL_MODELS = (
     ("ControlNet for edge maps (canny)", DEFAULT_CONTROLNETS["canny"]),
     ("ControlNet for depth maps", DEFAULT_CONTROLNETS["depth"]),
@@ -30,6 +32,7 @@ OPTIONAL_MODELS = (
     ("DINO (consistency scores)", DEFAULT_DINO),
     ("CLIP (text alignment in evaluations)", DEFAULT_CLIP),
     ("Tiny autoencoder (full-size live previews)", DEFAULT_TINY_DECODER),
+    ("Tiny autoencoder for SD 1.x / 2.x previews", TINY_DECODERS["sd1"]),
 )
 """The hub models besides SDXL that the app may need, with what each is for. This module
 imports nothing heavy, so the GUI reads these defaults without loading numpy or torch."""
@@ -75,6 +78,10 @@ def _missing_weights(folder: Path) -> list[str]:
     return missing
 
 
+OPTIONAL_COMPONENTS = ("safety_checker", "feature_extractor")
+"""Components of SD 1.x / 2.x repositories the engine never loads (it decodes its own pictures)."""
+
+
 def missing_parts(snapshot: Path) -> list[str]:
     """The parts a snapshot folder lacks (empty: complete). See the module docstring."""
     snapshot = Path(snapshot)
@@ -86,7 +93,7 @@ def missing_parts(snapshot: Path) -> list[str]:
             return ["model_index.json (unreadable)"]
         missing = []
         for name, value in sorted(components.items()):
-            if name.startswith("_") or not isinstance(value, list) or None in value:
+            if name.startswith("_") or not isinstance(value, list) or None in value or name in OPTIONAL_COMPONENTS:
                 continue  # metadata, or an optional component the pipeline leaves out
             folder = snapshot / name
             if not folder.is_dir() or not any(folder.iterdir()):

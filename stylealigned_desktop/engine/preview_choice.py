@@ -40,21 +40,24 @@ class PreviewChoice:
 
 
 def choose_preview(kind: str, model: str = "", tiny_source: str | None = None,
-                   on_disk: Callable[[str], object] | None = None, accelerator: bool = True) -> PreviewChoice:
+                   on_disk: Callable[[str], object] | None = None, accelerator: bool = True,
+                   family: str = "sdxl") -> PreviewChoice:
     """The decoder a run with ``previews=kind`` uses; ``on_disk(repo)`` (default: the hub
     cache holds the whole snapshot) says whether the tiny autoencoder is downloaded;
-    ``accelerator``: the run has a GPU (else Auto keeps the factors)."""
+    ``accelerator``: the run has a GPU (else Auto keeps the factors); ``family``: the model's
+    base (``bases.Base.family``), whose tiny autoencoder it is (TAESDXL, or TAESD for SD)."""
     if kind not in PREVIEW_KINDS or kind == "off":
         raise ValueError(f"preview decoder must be one of {', '.join(PREVIEW_KINDS[:-1])}, got {kind!r}")
     if kind == "factors":
         return PreviewChoice("factors", None, "previews: latent factors")
     if kind == "vae":
         return PreviewChoice("vae", None, f"previews: full VAE every {DEFAULT_VAE_EVERY} steps")
-    from .hub import DEFAULT_TINY_DECODER, complete_snapshot, download_command
+    from .hub import TINY_DECODERS, complete_snapshot, download_command
+    from .tiny import TINY_MODELS
 
-    if model.strip() == "tiny" and tiny_source is None:
+    if model.strip() in TINY_MODELS and tiny_source is None:
         return PreviewChoice("tiny", None, "previews: tiny autoencoder (the tiny model's random weights: noise)")
-    source = tiny_source or DEFAULT_TINY_DECODER
+    source = tiny_source or TINY_DECODERS.get(family, TINY_DECODERS["sdxl"])
     if kind == "auto" and not accelerator:
         return PreviewChoice("factors", None, "previews: latent factors (Auto on the processor: the tiny "
                                               "autoencoder takes seconds a picture there; choose it in Previews)")
@@ -63,3 +66,8 @@ def choose_preview(kind: str, model: str = "", tiny_source: str | None = None,
     return PreviewChoice("factors", None, (
         f"previews: latent factors (the tiny autoencoder {source} is not downloaded: "
         f"Models → Other models, or {download_command(source)})"))
+
+
+def uses_tiny_decoder(previews: str, model: str, family: str, accelerator: bool) -> bool:
+    """Whether a run's previews go through the tiny autoencoder (the memory model counts it)."""
+    return previews != "off" and choose_preview(previews, model, family=family, accelerator=accelerator).decoder == "tiny"

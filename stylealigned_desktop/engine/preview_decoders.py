@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .preview import latent_to_rgb
-from .preview_choice import DEFAULT_VAE_EVERY, PreviewChoice
+from .preview_choice import DEFAULT_VAE_EVERY, PreviewChoice, choose_preview
 
 DEFAULT_PANEL_EVERY = 4
 """Each panel's preview at least once every this many steps, whatever the budget."""
@@ -97,15 +97,15 @@ def load_tiny_decoder(source: str, dtype):
     return vae.eval().requires_grad_(False)
 
 
-def make_preview_decoder(choice: PreviewChoice, pipe,
-                         full_vae: Callable[[torch.Tensor], Image.Image]) -> PreviewDecoder:
+def make_preview_decoder(choice: PreviewChoice, pipe, full_vae: Callable[[torch.Tensor], Image.Image],
+                         factors: str = "sdxl") -> PreviewDecoder:
     """The decoder of a :class:`~.preview_choice.PreviewChoice` for a loaded pipeline (the tiny
     one in the UNet's dtype, placed by the memory mode); ``full_vae`` decodes a (1, 4, h, w)
-    latent with the pipeline's VAE."""
+    latent with the pipeline's VAE; ``factors``: the base's latent factors (``Base.preview_factors``)."""
     from . import memory as mem
 
     if choice.decoder == "factors":
-        return LatentFactors()
+        return LatentFactors(factors)
     if choice.decoder == "vae":
         return FullVae(full_vae, every=DEFAULT_VAE_EVERY)
     dtype = pipe.unet.dtype
@@ -192,3 +192,32 @@ class LivePreviews:
             self.decode_seconds = spent if self.decode_seconds is None else \
                 self.decode_seconds + 0.25 * (spent - self.decode_seconds)
         return pictures
+
+
+class RunPreviews:
+    """The engine's previews from run to run: each run's :class:`LivePreviews` (None when off),
+    the chosen decoder said at every run as the memory mode is, and kept between runs with the
+    same choice, pipeline and placement (a tiny autoencoder loads once)."""
+
+    def __init__(self, budget: float = DEFAULT_BUDGET) -> None:
+        self.budget = budget
+        self._kept: tuple[tuple, PreviewDecoder] | None = None
+
+    def clear(self) -> None:
+        self._kept = None
+
+    def for_run(self, request, pipe, base, rows: int, decode_latent: Callable, sink: Callable) -> LivePreviews | None:
+        """``base``: the model's (``bases.Base``); ``decode_latent(pipe, latent)``: the VAE decode."""
+        from . import events as ev
+        from . import memory as mem
+
+        if request.previews == "off":
+            return None
+        choice = choose_preview(request.previews, request.model, family=base.family,
+                                accelerator=pipe._execution_device.type != "cpu")
+        sink(ev.Notice(choice.said))
+        key = (choice, id(pipe), base.preview_factors, mem.placement_of(pipe))
+        if self._kept is None or self._kept[0] != key:
+            decoder = make_preview_decoder(choice, pipe, lambda latent: decode_latent(pipe, latent), base.preview_factors)
+            self._kept = (key, decoder)
+        return LivePreviews(self._kept[1], PreviewThrottle(rows, budget=self.budget))

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.lora import LoraError, check_lora_file
+from ...engine.models import base_of_source
 from ...engine.preview_choice import PREVIEW_LABELS, choose_preview
 from ...engine.request import Lora
 from ..support import accept_as_copy, connect_command, local_paths, small_combo
@@ -49,9 +50,9 @@ VAE_TIP = (
     "memory. A hub id, a folder or a .safetensors file."
 )
 LORA_TIP = (
-    "LoRAs add a learned style or character to the model. Drop SDXL .safetensors LoRA files "
+    "LoRAs add a learned style or character to the model. Drop .safetensors LoRA files "
     "here (kohya or diffusers files) or use Add. The slider is each LoRA's strength: 1 as "
-    "trained, 0 off. LoRAs made for SD 1.5 do not work with SDXL and are refused."
+    "trained, 0 off. A LoRA made for another base (SD 1.5 on SDXL, SDXL on SD 2) is refused."
 )
 WEIGHT_STEPS = 20
 """Slider positions per unit of weight (0.05 per step)."""
@@ -78,9 +79,10 @@ def show_no_gpu(combo: QComboBox, reason: str | None) -> None:
 
 PREVIEWS_TIP = (
     "What the live previews are made with while the pictures sharpen. Latent factors: instant, at "
-    "1/8 of the size. Tiny autoencoder (TAESDXL, download it in Models → Other models): the full "
-    "size, close to the final picture. Full VAE: exact and slow, every few steps. Auto takes the "
-    "tiny autoencoder when it is downloaded. Previews never change a picture."
+    "1/8 of the size. Tiny autoencoder (TAESDXL, or TAESD for SD 1.x / 2.x; download it in Models "
+    "→ Other models): the full size, close to the final picture. Full VAE: exact and slow, every "
+    "few steps. Auto takes the tiny autoencoder when it is downloaded and there is a GPU. Previews "
+    "never change a picture."
 )
 
 
@@ -98,7 +100,8 @@ def show_auto_previews(combo: QComboBox, model: str, server: str = "", accelerat
     if server:
         label, tip = "Auto (the server's choice)", PREVIEWS_TIP
     else:
-        choice = choose_preview("auto", model, accelerator=accelerator)
+        base = base_of_source(model) if model else None
+        choice = choose_preview("auto", model, accelerator=accelerator, family=base.family if base else "sdxl")
         label = f"Auto ({PREVIEW_LABELS[choice.decoder].split(' (')[0].lower()} here)"
         tip = f"{choice.said.removeprefix('previews: ')}.\n\n{PREVIEWS_TIP}"
     combo.setItemText(combo.findData("auto"), label)
@@ -206,7 +209,7 @@ class LoraList(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.rows_box = QVBoxLayout()
         layout.addLayout(self.rows_box)
-        self.empty_hint = QLabel("No LoRA: drop SDXL .safetensors LoRA files here")
+        self.empty_hint = QLabel("No LoRA: drop .safetensors LoRA files made for the model here")
         self.empty_hint.setObjectName("Hint")
         self.empty_hint.setWordWrap(True)  # a narrow Settings dock wraps it instead of scrolling
         layout.addWidget(self.empty_hint)
@@ -215,6 +218,8 @@ class LoraList(QWidget):
         connect_command(self.add_button.clicked, self.choose_files)
         layout.addWidget(self.add_button, 0, Qt.AlignmentFlag.AlignLeft)
         self.rows: list[LoraRow] = []
+        self.model = ""
+        """The chosen model source: dropped LoRAs are checked against its base."""
 
     def loras(self) -> tuple[Lora, ...]:
         return tuple(row.lora() for row in self.rows)
@@ -247,12 +252,13 @@ class LoraList(QWidget):
         self.edited.emit()
 
     def add_files(self, paths: list[str]) -> None:
-        """Add LoRA files (weight 1); a file that is not an SDXL LoRA is refused now, with the
-        engine's one line saying why (its header is read, not the weights)."""
+        """Add LoRA files (weight 1); a file that is not a LoRA for the chosen model's base is
+        refused now, with the engine's one line saying why (its header is read, not the weights)."""
         added = False
+        base = base_of_source(self.model) if self.model else None
         for path in paths:
             try:
-                check_lora_file(Lora(path, 1.0))
+                check_lora_file(Lora(path, 1.0), base)
             except LoraError as refusal:
                 self.refused.emit(str(refusal))
                 continue
@@ -263,7 +269,7 @@ class LoraList(QWidget):
             self.edited.emit()
 
     def choose_files(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add SDXL LoRA files", "", "LoRA (*.safetensors)")
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add LoRA files", "", "LoRA (*.safetensors)")
         if paths:
             self.add_files(paths)
 

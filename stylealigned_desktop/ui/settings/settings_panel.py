@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.hub import download_command
+from ...engine.models import is_tiny
 from ...engine.request import SCHEDULERS
 from ...engine.runfolder import read_parameters
 from ...engine.settings import StyleAlignedSettings
@@ -98,7 +99,7 @@ class SettingsPanel(QWidget):
         self.tiny_badge.setToolTip("The built-in tiny model has random weights: its pictures are "
                                    "noise. Choose a real SDXL model to make art.")
         self.model_button = QPushButton("Change…")
-        self.model_button.setToolTip("Choose the SDXL model (download, folder, file or tiny)")
+        self.model_button.setToolTip("Choose the model: SDXL, SD 1.x or SD 2.x (download, folder, file or tiny)")
         connect_command(self.model_button.clicked, self.model_change_requested.emit)
         model_row.addWidget(self.model_label, 1)
         model_row.addWidget(self.tiny_badge)
@@ -154,9 +155,8 @@ class SettingsPanel(QWidget):
         self.micro_batch.setSpecialValueText("Auto")
         self.micro_batch.setToolTip(TIPS["micro_batch"])
         form.addRow("Panels at once", self.micro_batch)
-        self.memory = extras.memory_combo()
+        self.memory, self.previews = extras.memory_combo(), extras.previews_combo()
         form.addRow("Memory", self.memory)
-        self.previews = extras.previews_combo()
         form.addRow("Previews", self.previews)
 
     def _build_strength_row(self) -> QHBoxLayout:
@@ -344,7 +344,8 @@ class SettingsPanel(QWidget):
             shown = f"{shown} on the server {self._server}"
         self.model_label.setText(shown)
         self.model_label.setToolTip(shown)
-        self.tiny_badge.setVisible(model == "tiny")
+        self.tiny_badge.setVisible(is_tiny(model))
+        self.loras.model = "" if self._server else (model or "")
         extras.show_auto_previews(self.previews, model, self._server, accelerator=not self._no_gpu)
 
     def settings(self) -> GenerationSettings:

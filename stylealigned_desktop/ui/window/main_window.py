@@ -440,7 +440,7 @@ class MainWindow(QMainWindow):
     def _depth_model(self) -> str:
         """The depth estimator the engine uses (generator.py): the session's, else tiny's for tiny."""
         chosen = self.session.settings.depth_model.strip() if self.session else ""
-        return chosen or ("tiny" if self.runs.effective_model() == "tiny" else DEFAULT_DEPTH_MODEL)
+        return chosen or ("tiny" if self.runs.uses_tiny() else DEFAULT_DEPTH_MODEL)
 
     def _choose_dino_folder(self) -> None:
         self.settings_dock.raise_()
