@@ -56,6 +56,16 @@ def test_auto_says_it_falls_back_to_the_factors_without_the_tiny_decoder(tiny_pi
     assert on_disk.decoder == "tiny" and on_disk.source == "madebyollin/taesdxl"
 
 
+def test_sd_bases_take_taesd_and_every_tiny_model_its_random_decoder():
+    seen = []
+    for family in ("sd1", "sd2"):
+        choice = choose_preview("auto", "some/sd-model", family=family, on_disk=lambda repo: seen.append(repo))
+        assert choice.decoder == "factors" and "hf download madebyollin/taesd " in choice.said + " "
+    assert seen == ["madebyollin/taesd", "madebyollin/taesd"]
+    for model in ("tiny-sd15", "tiny-sd2", "tiny-sd2v"):
+        assert choose_preview("auto", model, family="sd2").source is None  # random, built with the model
+
+
 def test_auto_keeps_the_factors_on_the_processor_where_asking_for_tiny_still_gets_it():
     """A TAESDXL decode costs seconds on a CPU (docs/performance.md): Auto keeps the factors
     there and says why; asked for by name, the tiny autoencoder is used."""
