@@ -60,7 +60,7 @@ def test_sd_bases_take_taesd_and_every_tiny_model_its_random_decoder():
     seen = []
     for family in ("sd1", "sd2"):
         choice = choose_preview("auto", "some/sd-model", family=family, on_disk=lambda repo: seen.append(repo))
-        assert choice.decoder == "factors" and "hf download madebyollin/taesd " in choice.said + " "
+        assert choice.decoder == "factors" and choice.said.endswith("hf download madebyollin/taesd)")
     assert seen == ["madebyollin/taesd", "madebyollin/taesd"]
     for model in ("tiny-sd15", "tiny-sd2", "tiny-sd2v"):
         assert choose_preview("auto", model, family="sd2").source is None  # random, built with the model
