@@ -72,3 +72,36 @@ def _check_selection_frame(qtbot, make_window, tmp_path):
     middle_after, edge_after = looks()
     assert middle_after == middle_before  # the picture is not tinted
     assert edge_after != edge_before  # the selection shows as a frame around it
+
+
+def test_one_click_on_mix_for_the_only_picture_changes_nothing_silently(qtbot, make_window,
+                                                                        tmp_path):
+    from PySide6.QtCore import Qt
+
+    from stylealigned_desktop.session.values import StyleReference
+
+    from .uifakes import picture
+
+    window, _ = make_window()
+    session = storyboard(window, prompts=("a fox",), width=128, height=64)
+    gallery = window.gallery
+    with qtbot.waitSignal(gallery.import_finished, timeout=20000):
+        gallery.add_files([str(picture(tmp_path / "moss.png", (60, 120, 40)))])
+    only = session.style.sources[0].picture
+    assert only is not None and session.settings.guidance == 10.0  # the picture's defaults
+    assert gallery.current_id() == only and gallery.mix_check.isChecked()
+    qtbot.mouseClick(gallery.mix_check, Qt.MouseButton.LeftButton)
+    assert session.style.sources == (StyleReference(only, 1.0),)  # still the picture
+    assert session.settings.guidance == 10.0
+    assert gallery.mix_check.isChecked()  # the row shows what holds
+    assert gallery.banner.isVisible() and "needs a reference" in gallery.banner.text()
+
+    # the generated reference mixed in, the picture can go: the guidance that moves is said
+    gallery.list.setCurrentRow(0)
+    qtbot.mouseClick(gallery.mix_check, Qt.MouseButton.LeftButton)
+    gallery.list.setCurrentRow(1)
+    qtbot.mouseClick(gallery.mix_check, Qt.MouseButton.LeftButton)
+    assert session.style.sources == (StyleReference(None, 1.0),)
+    assert session.settings.guidance == 5.0
+    said = window.statusBar().currentMessage()
+    assert "moss.png" in said and "guidance 10 → 5" in said
