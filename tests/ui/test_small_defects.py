@@ -105,3 +105,50 @@ def test_one_click_on_mix_for_the_only_picture_changes_nothing_silently(qtbot, m
     assert session.settings.guidance == 5.0
     said = window.statusBar().currentMessage()
     assert "moss.png" in said and "guidance 10 → 5" in said
+
+
+def test_a_rerolled_tile_looks_like_the_other_finished_tiles(qtbot, make_window, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from stylealigned_desktop.ui.support import apply_theme
+
+    app = QApplication.instance()
+    before = app.styleSheet(), app.palette(), app.style().name()
+    apply_theme(app)  # the app's stylesheet greys the title of an outdated picture
+    try:
+        _check_rerolled_title(qtbot, make_window, tmp_path)
+    finally:
+        app.setStyleSheet(before[0])
+        app.setPalette(before[1])
+        app.setStyle(before[2])
+
+
+def _title_ink(tile) -> tuple[int, int, int]:
+    """The darkest colour drawn in a tile's title: the colour of its letters."""
+    shot = tile.title.grab().toImage()
+    colours = {shot.pixelColor(x, y).getRgb()[:3]
+               for x in range(shot.width()) for y in range(shot.height())}
+    return min(colours, key=sum)
+
+
+def _check_rerolled_title(qtbot, make_window, tmp_path):
+    from stylealigned_desktop.session import store
+
+    from .uifakes import FakeEngine, run_and_wait
+
+    window, _ = make_window(engine=FakeEngine())
+    storyboard(window, prompts=("a fox", "a crow", "a bear"), width=128, height=64)
+    run_and_wait(qtbot, window)
+    window.session.update_panel(2, prompt="a bear asleep")  # its picture is outdated now
+    store.save_session_as(window.session, tmp_path / "Board")
+    other, _ = make_window(engine=FakeEngine())  # the artist opens it the next day
+    window.close()
+    assert other.sessions.open_session(tmp_path / "Board.stylealigned")
+    tiles = other.grid.tiles
+    qtbot.waitUntil(lambda: all(tiles[i].image() is not None for i in range(3)))
+    finished = _title_ink(tiles[0])
+    assert _title_ink(tiles[1]) == finished and _title_ink(tiles[2]) != finished  # greyed
+    job = run_and_wait(qtbot, other, tiles[2].reroll_button.click)
+    assert job.request.only == (2,)
+    qtbot.waitUntil(lambda: tiles[2].path is not None and tiles[2].state.text() == "")
+    assert _title_ink(tiles[2]) == finished

@@ -14,7 +14,7 @@ from .text_drops import files_pass_through
 from .theme import ACCENT, apply_theme, follow_system, icon
 from .undo import SessionUndo
 from .wheel import wheel_edits_only_when_focused
-from .widgets import ElidedLabel, size_label, small_combo
+from .widgets import ElidedLabel, set_style_flag, size_label, small_combo
 
 __all__ = [
     "ACCENT",
@@ -36,6 +36,7 @@ __all__ = [
     "make_actions",
     "pil_to_qimage",
     "png_bytes",
+    "set_style_flag",
     "size_label",
     "small_combo",
     "wheel_edits_only_when_focused",
