@@ -8,6 +8,7 @@ from .actions import Command, add_menu_command, connect_command, make_actions
 from .config import DesktopConfig
 from .drops import accept_as_copy
 from .errors import install_exception_hook
+from .fitting import VerticalScroller, fit_to_screen
 from .picture_input import PICTURE_FILTER, import_error, local_paths, png_bytes
 from .qimage import pil_to_qimage
 from .text_drops import files_pass_through
@@ -23,11 +24,13 @@ __all__ = [
     "DesktopConfig",
     "ElidedLabel",
     "SessionUndo",
+    "VerticalScroller",
     "accept_as_copy",
     "add_menu_command",
     "apply_theme",
     "connect_command",
     "files_pass_through",
+    "fit_to_screen",
     "follow_system",
     "icon",
     "import_error",
