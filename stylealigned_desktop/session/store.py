@@ -86,7 +86,7 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
 """``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
 
 RECENT_LIMIT = 10
-BROKEN_SUFFIX = ".broken"
+BROKEN_SUFFIX = userfiles.BROKEN_SUFFIX
 """Added to the name of an autosave folder that cannot be read (see :func:`list_recoverable`)."""
 
 log = logging.getLogger(__name__)
@@ -396,15 +396,7 @@ def _set_aside(folder: Path, reason: str) -> RecoverableSession:
     """Rename a broken autosave folder so that it is reported once and never blocks a start
     again (its files stay, for the user or a bug report)."""
     log.warning("setting aside the broken autosave %s: %s", folder, reason)
-    target = folder.with_name(folder.name + BROKEN_SUFFIX)
-    n = 1
-    while target.exists():
-        n += 1
-        target = folder.with_name(f"{folder.name}{BROKEN_SUFFIX}-{n}")
-    try:
-        folder.rename(target)
-    except OSError:
-        target = folder
+    target = userfiles.set_aside(folder)
     modified = datetime.now(timezone.utc)
     return RecoverableSession(target, modified, error=f"{reason} (set aside as {target.name})")
 
@@ -434,17 +426,32 @@ MAX_RECENT_BYTES = userfiles.MIB
 
 
 def _read_recent() -> list[str]:
+    """The remembered folders; a file that is not such a list is set aside (renamed .broken,
+    as a broken desktop.json is) and the list starts again: it is never a reason not to start."""
+    path = _recent_file()
     try:
-        data = userfiles.read_json(_recent_file(), MAX_RECENT_BYTES, within=paths.config_dir())
-    except userfiles.UnreadableFile:
+        data = userfiles.read_json(path, MAX_RECENT_BYTES, within=paths.config_dir())
+        items = data.get("sessions") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise userfiles.UnreadableFile('not a JSON object with a "sessions" list')
+    except userfiles.UnreadableFile as exc:
+        if not exc.missing:
+            log.warning("ignoring unreadable %s (%s); set aside as %s", path, exc,
+                        userfiles.set_aside(path).name)
         return []
-    items = data.get("sessions") if isinstance(data, dict) else None
-    return [x for x in items if isinstance(x, str)] if isinstance(items, list) else []
+    return [x for x in items if isinstance(x, str)]
+
+
+def _is_session(folder: str) -> bool:
+    try:
+        return (Path(folder) / folders.SESSION_FILE).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL in it
+        return False
 
 
 def recent_sessions() -> list[Path]:
     """Recently saved or opened session folders that still exist, most recent first."""
-    return [Path(p) for p in _read_recent() if (Path(p) / folders.SESSION_FILE).is_file()]
+    return [Path(p) for p in _read_recent() if _is_session(p)]
 
 
 def remember_recent(folder: str | Path) -> None:
