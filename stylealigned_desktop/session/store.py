@@ -1,4 +1,5 @@
-"""Session folders on disk: load, save, save as, autosave, crash recovery, recent sessions.
+"""Session folders on disk: load, save, save as, autosave, crash recovery (the recent sessions
+list is :mod:`.recent`, re-exported here).
 
 ``session.json`` is always written atomically (temporary file, fsync, ``os.replace``): a crash
 or kill at any instant leaves the old or the new file, never a broken one. Loading never
@@ -7,10 +8,10 @@ writes: a session that fails to load (broken JSON, newer schema, missing picture
 
 File format::
 
-    {"format": "stylealigned-session", "schema_version": 3, "app_version": "0.1.0",
+    {"format": "stylealigned-session", "schema_version": 4, "app_version": "0.1.0",
      "saved": "2026-11-25T17:00:00+00:00",
      "style": {...}, "references": [...], "panels": [...], "settings": {...}, "board": {...},
-     "history": [...]}
+     "characters": [...], "character_settings": {...}, "history": [...]}
 
 Schema changes bump :data:`SCHEMA_VERSION` and add a step to :data:`MIGRATIONS`
 (``MIGRATIONS[n]`` turns version-n data into version n+1); old files are migrated on load.
@@ -32,10 +33,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, paths, userfiles
+from .. import __version__, userfiles
 from ..temporaries import STALE_AFTER, with_default_folder_mode
 from . import files, folders
-from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
+from .atomic import remove_stale_temporaries, write_bytes_atomic
+from .characters import CharacterSettings
 from .errors import (
     MissingFilesError,
     SchemaTooNewError,
@@ -44,9 +46,10 @@ from .errors import (
     SessionSaveError,
 )
 from .model import Session
+from .recent import forget_recent, recent_sessions, remember_recent
 
 FORMAT = "stylealigned-session"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _several_references(data: dict[str, Any]) -> dict[str, Any]:
@@ -81,11 +84,18 @@ def _panel_notes(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _characters(data: dict[str, Any]) -> dict[str, Any]:
+    """3 -> 4: the session gains its ``characters`` (none yet) and their ``character_settings``
+    (spec section 13's defaults), written out so the file says what the set used."""
+    data.setdefault("characters", [])
+    data.setdefault("character_settings", CharacterSettings().to_dict())
+    return data
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    1: _several_references, 2: _panel_notes}
+    1: _several_references, 2: _panel_notes, 3: _characters}
 """``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
 
-RECENT_LIMIT = 10
 BROKEN_SUFFIX = userfiles.BROKEN_SUFFIX
 """Added to the name of an autosave folder that cannot be read (see :func:`list_recoverable`)."""
 
@@ -280,7 +290,7 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
     except OSError as exc:
         raise SessionSaveError(target, exc.strerror or str(exc)) from None
     try:
-        for sub in (folders.REFERENCES, folders.CONTROLS, folders.OUTPUTS, folders.CACHE):
+        for sub in (*folders.PICTURE_FOLDERS, folders.OUTPUTS, folders.CACHE):
             try:
                 source = files.folder_inside(old, sub)
             except files.ContainmentError:
@@ -413,63 +423,6 @@ def discard_recoverable(entry: RecoverableSession | Path) -> None:
     if not folders.is_in_autosave_root(folder):
         raise SessionError(f"{folder} is not an autosaved untitled session")
     shutil.rmtree(folder, ignore_errors=True)
-
-
-# --- recent sessions ------------------------------------------------------------------------
-
-
-def _recent_file() -> Path:
-    return paths.config_dir() / "recent-sessions.json"
-
-
-MAX_RECENT_BYTES = userfiles.MIB
-
-
-def _read_recent() -> list[str]:
-    """The remembered folders; a file that is not such a list is set aside (renamed .broken,
-    as a broken desktop.json is) and the list starts again: it is never a reason not to start."""
-    path = _recent_file()
-    try:
-        data = userfiles.read_json(path, MAX_RECENT_BYTES, within=paths.config_dir())
-        items = data.get("sessions") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise userfiles.UnreadableFile('not a JSON object with a "sessions" list')
-    except userfiles.UnreadableFile as exc:
-        if not exc.missing:
-            log.warning("ignoring unreadable %s (%s); set aside as %s", path, exc,
-                        userfiles.set_aside(path).name)
-        return []
-    return [x for x in items if isinstance(x, str)]
-
-
-def _is_session(folder: str) -> bool:
-    try:
-        return (Path(folder) / folders.SESSION_FILE).is_file()
-    except (OSError, ValueError):  # a name too long for the file system, a NUL in it
-        return False
-
-
-def recent_sessions() -> list[Path]:
-    """Recently saved or opened session folders that still exist, most recent first."""
-    return [Path(p) for p in _read_recent() if _is_session(p)]
-
-
-def remember_recent(folder: str | Path) -> None:
-    """Put ``folder`` first in the recent sessions list (untitled sessions are not listed)."""
-    folder = Path(folder).absolute()
-    if folders.is_in_autosave_root(folder):
-        return
-    items = [str(folder)] + [p for p in _read_recent() if p != str(folder)]
-    # A read-only config folder must not break saving a session.
-    with contextlib.suppress(OSError):
-        write_json_atomic(_recent_file(), {"sessions": items[:RECENT_LIMIT]})
-
-
-def forget_recent(folder: str | Path) -> None:
-    folder = str(Path(folder).absolute())
-    items = [p for p in _read_recent() if p != folder]
-    with contextlib.suppress(OSError):
-        write_json_atomic(_recent_file(), {"sessions": items})
 
 
 __all__ = [
