@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from stylealigned_desktop.engine import memory as mem
-from stylealigned_desktop.engine.generator import Engine, initial_noise, make_scheduler, workload
+from stylealigned_desktop.engine.generator import Engine, initial_noise, make_scheduler
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 from stylealigned_desktop.engine.windows import Tiling
+from stylealigned_desktop.engine.workload import workload
 
 STEPS, TOL = 3, 1e-4
 CASTLE = GeneratedReference("a castle, ink wash", 5)

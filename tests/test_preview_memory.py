@@ -8,9 +8,10 @@ import torch
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine import hub
 from stylealigned_desktop.engine import memory as mem
-from stylealigned_desktop.engine.generator import Engine, workload
+from stylealigned_desktop.engine.generator import Engine
 from stylealigned_desktop.engine.preview_decoders import TinyAutoencoder
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
+from stylealigned_desktop.engine.workload import workload
 
 MARGIN = mem.ACTIVATION_MARGIN
 

@@ -31,7 +31,7 @@ import torch
 
 from . import events as ev
 from . import memory as mem
-from .bases import SDXL, base_of
+from .bases import base_of
 from .control_sources import TINY as TINY_DEPTH
 from .denoise import (
     Batching,
@@ -50,20 +50,19 @@ from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity
 from .models import (
-    base_of_source,
     is_tiny,
     load_pipeline,
     resolve_device,
     resolve_dtype,
     vae_identity,
 )
-from .preview_choice import uses_tiny_decoder
 from .preview_decoders import DEFAULT_BUDGET, RunPreviews
 from .references import ReferenceRows, picture_trajectory, record_references, trajectory_key
 from .request import ReferencePicture, SetRequest
 from .rows import Row, RunRows, Size
 from .text import encode_prompts, longer_than_clip
 from .windows import Tiling, WindowedGroup, plan_tilings, unet_rows
+from .workload import workload
 
 EventSink = Callable[[ev.Event], None]
 
@@ -86,33 +85,6 @@ def make_scheduler(config, kind: str):
     if kind == "dpmpp-2m":
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
     raise ValueError(f"unknown scheduler {kind!r}")
-
-
-def workload(request: SetRequest, pipe=None, tilings: dict[Size, Tiling] | None = None) -> mem.Workload:
-    """What a request asks of the device, for the memory model (``engine/memory.py``).
-
-    A panorama's UNet rows are its windows (``tilings``; before the model is loaded they are not
-    known, and the whole panel is planned as one row) but its decode is the whole picture."""
-    kinds = {request.panels[i].control.kind for i in request.selected if request.panels[i].control is not None}
-    sampling = request.sampling
-    set_size = (sampling.width, sampling.height)
-    sizes = [request.panel_size(i) for i in request.selected]
-    scale_factor = pipe.vae_scale_factor if pipe is not None else 8
-    rows = [tilings[size].window_size(scale_factor) if tilings and size in tilings else size for size in sizes]
-    largest = max(rows, key=lambda s: s[0] * s[1], default=set_size)
-    picture = max((w * h for w, h in sizes), default=0)
-    dtype = resolve_dtype(request.dtype, resolve_device(request.device))
-    vae_upcast = True
-    if pipe is not None:
-        vae_upcast = pipe.vae.dtype != torch.float32 and bool(pipe.vae.config.force_upcast)
-    base = base_of(pipe) if pipe is not None else base_of_source(request.model) or SDXL
-    return mem.Workload(family=base.family, base_name=base.name,
-                        width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
-                        references=max(1, len(request.used_references)), panel_width=largest[0],
-                        panel_height=largest[1], controlnets=len(kinds),
-                        bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast,
-                        picture_pixels=picture, tiny_preview=uses_tiny_decoder(
-                            request.previews, request.model, base.family, resolve_device(request.device).type != "cpu"))
 
 
 REFERENCE_RIDES_ALONG = False
@@ -210,22 +182,21 @@ class Engine:
         a GUI calls this in its worker thread after start-up. Safe to call from a worker
         thread, and more than once (later calls cost next to nothing). Loads no model.
         """
-        from diffusers import (  # noqa: F401
-            DDIMScheduler,
-            DPMSolverMultistepScheduler,
-            EulerDiscreteScheduler,
-            StableDiffusionPipeline,
-            StableDiffusionXLPipeline,
-        )
-        from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+        with mem.importing_libraries(), torch.no_grad():
+            from diffusers import (  # noqa: F401
+                DDIMScheduler,
+                DPMSolverMultistepScheduler,
+                EulerDiscreteScheduler,
+                StableDiffusionPipeline,
+                StableDiffusionXLPipeline,
+            )
+            from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
 
-        with torch.no_grad():
             x = torch.zeros(1, 4, 8, 8)
             torch.nn.functional.conv2d(x, torch.zeros(4, 4, 3, 3), padding=1)
             q = torch.zeros(1, 2, 16, 8)
             torch.nn.functional.scaled_dot_product_attention(q, q, q)
             torch.nn.functional.group_norm(x, 2)
-        mem.keep_out_of_collections()  # the libraries just imported live as long as the process
 
     def unload(self) -> None:
         self._pipe, self._pipe_key = None, None
