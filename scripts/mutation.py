@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class Target:
     functions: tuple[str, ...] = field(default=())
     """Only these functions are mutated (mutmut's keys: ``x_name`` for a function,
     ``xǁClassǁmethod`` for a method; globs allowed); empty: the whole module."""
+    env: tuple[tuple[str, str], ...] = field(default=())
+    """Environment for the target's tests; ``{kept}`` is a folder for what its tests keep
+    between mutants within one run (emptied when a run starts)."""
 
 
 # Cheapest first: the order a full run takes.
@@ -51,7 +55,9 @@ TARGETS: dict[str, Target] = {
     "planning": Target("stylealigned_desktop/session/planning.py",
                        ("tests/session/test_planning.py", "tests/session/test_session_model.py",
                         "tests/session/test_session_model_extras.py")),
-    "sharding": Target("stylealigned_desktop/server/sharding.py", ("tests/server/test_sharding.py",)),
+    # the engine's runs of test_sharding are made once and kept (the engine is not mutated here)
+    "sharding": Target("stylealigned_desktop/server/sharding.py", ("tests/server/test_sharding.py",),
+                       env=(("STYLEALIGNED_TEST_ENGINE_EVENTS", "{kept}"),)),
     "norms": Target("stylealigned_desktop/engine/norms.py",
                     ("tests/test_norms.py", "tests/test_references_and_sizes.py")),
     "attention": Target("stylealigned_desktop/engine/attention.py",
@@ -132,6 +138,9 @@ def _statuses(folder: Path, target: Target) -> dict[str, str]:
 def run_target(name: str, target: Target, children: int) -> dict[str, str]:
     folder = _prepare(name, target)
     env = _environment()
+    kept = folder / "kept"
+    shutil.rmtree(kept, ignore_errors=True)  # what the unmutated code made may have changed since
+    env.update((key, value.format(kept=kept)) for key, value in target.env)
     log = folder / "log.txt"
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *_patterns(target)]
     with open(log, "w", encoding="utf-8") as out:

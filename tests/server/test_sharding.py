@@ -1,6 +1,10 @@
 """Sharding a set over replicas and merging their streams back, against real engine runs."""
 
+import hashlib
 import itertools
+import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -49,15 +53,32 @@ def test_coupled_sets_and_single_replicas_stay_whole():
     assert plan_shards(_request(3), 2) == [(0, 1), (2,)]  # automatic micro-batch: panels split
 
 
+ENGINE_EVENTS = "STYLEALIGNED_TEST_ENGINE_EVENTS"
+"""A folder that keeps the engine's wire events of these runs, set by ``scripts/mutation.py`` for
+the sharding target only: there only sharding.py is mutated, never the engine, so the runs are
+made once and not again for every mutant. Unset (as in the suite), the engine runs every time."""
+
+
 def _wire_run(engine, request):
+    folder = os.environ.get(ENGINE_EVENTS)
+    text = json.dumps(request.to_dict(), sort_keys=True)
+    kept = Path(folder) / f"{hashlib.sha256(text.encode()).hexdigest()}.json" if folder else None
+    if kept is not None and kept.exists():
+        return json.loads(kept.read_text(encoding="utf-8"))
     events = []
     engine.generate(request, lambda e: events.append(event_to_wire(e)))
-    return [e for e in events if e["event"] != "Loading"]
+    events = [e for e in events if e["event"] != "Loading"]
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps(events), encoding="utf-8")
+        events = json.loads(kept.read_text(encoding="utf-8"))  # the same form as when read back
+    return events
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_pipe):
-    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe)
+def runs(request):
+    # the tiny model is built only when an engine run is not kept (ENGINE_EVENTS)
+    engine = Engine(loader=lambda *args, **kwargs: request.getfixturevalue("tiny_pipe"))
     full = _request(4, micro_batch=2)
     shards = plan_shards(full, 2)
     assert shards == [(0, 1), (2, 3)]
