@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from stylealigned_desktop.engine import attention
 from stylealigned_desktop.engine.attention import (
     SharedSelfAttnProcessor,
     SharingState,
@@ -227,14 +228,49 @@ def test_score_bias_is_made_once_on_the_queries_device_and_dtype():
     assert on_device.device.type == "meta" and on_device.dtype == torch.float16
 
 
-def test_what_record_keeps_is_copied_out_of_the_batch():
-    """Panels riding along with one reference: the kept keys and values must not be views into
-    the step's whole batch (which would stay alive until the next step)."""
+def test_record_with_panels_riding_along_is_the_batch_and_keeps_copies():
+    """Panels riding along with one reference give, reference rows included, what the authors'
+    batch gives; the kept keys and values are not views into the step's whole batch (which
+    would stay alive until the next step)."""
+    q, k, v = _qkv(2 * 3, seed=9)
+    expected = _processor(StyleAlignedSettings(), 2).attend(q, k, v, SCALE)
     proc = _processor(StyleAlignedSettings(), 2)
     proc.state.mode = "record"
-    q, k, v = _qkv(2 * 3, seed=9)
-    proc.attend(q, k, v, SCALE)
+    out = proc.attend(q, k, v, SCALE)
+    assert out.shape == expected.shape
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
     kept = proc.state.reference_data("layer")
     for tensor, batch in ((kept.key, k), (kept.value, v)):
         assert tensor.untyped_storage().data_ptr() != batch.untyped_storage().data_ptr()
         torch.testing.assert_close(tensor[:, 0], batch.view(2, 3, *batch.shape[1:])[:, 0], rtol=0, atol=0)
+
+
+def test_full_attention_share_runs_only_as_one_batch():
+    proc = _processor(StyleAlignedSettings(full_attention_share=True), 2)
+    proc.state.mode = "replay"
+    with pytest.raises(RuntimeError, match="full_attention_share couples all images: run the set as one batch"):
+        proc.attend(*_qkv(4), SCALE)
+
+
+@pytest.mark.parametrize("devices, shift, value_width, folded", [
+    (("cpu",), 0.4, 8, True),  # a listed device, a bias, values as wide as the keys: folded
+    ((), 0.4, 8, False),  # a device not listed: the bias tensor
+    (("cpu",), 0.0, 8, False),  # no bias at all (one reference, no shift): nothing to fold
+    (("cpu",), 0.4, 6, False),  # values of another width than the keys: the bias tensor
+])
+def test_the_bias_rides_in_the_keys_only_on_the_listed_devices(monkeypatch, devices, shift, value_width, folded):
+    calls, folding = [], attention.attention_with_bias_in_keys
+
+    def counted(*args):
+        calls.append(args)
+        return folding(*args)
+
+    monkeypatch.setattr(attention, "BIAS_IN_KEYS_DEVICES", devices)
+    monkeypatch.setattr(attention, "attention_with_bias_in_keys", counted)
+    settings = StyleAlignedSettings(shared_score_shift=shift, adain_queries=False, adain_keys=False)
+    q, k, _ = _qkv(2 * 3, heads=3, seed=10)
+    v = _qkv(2 * 3, heads=3, d=value_width, seed=11)[2]
+    out = _processor(settings, 2).attend(q, k, v, SCALE)
+    assert bool(calls) == folded
+    expected = shared_attention_np(q.numpy(), k.numpy(), v.numpy(), settings, 2, SCALE)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-7, atol=1e-9)
