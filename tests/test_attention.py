@@ -12,6 +12,7 @@ from stylealigned_desktop.engine.attention import (
     SharingState,
     adain,
     mean_std,
+    mixture_stats,
     reference_bias,
     unshared_layer_mask,
 )
@@ -121,7 +122,8 @@ def test_replay_without_record_explains_what_is_missing():
     proc = _processor(StyleAlignedSettings(), 2)
     proc.state.mode = "replay"
     q, k, v = _qkv(2)
-    with pytest.raises(RuntimeError, match="record"):
+    with pytest.raises(RuntimeError, match=r"no reference recorded for layer 'layer': run the reference "
+                                           r"branch \(mode 'record'\) before the panels \(mode 'replay'\) at every step"):
         proc.attend(q, k, v, SCALE)
 
 
@@ -274,3 +276,44 @@ def test_the_bias_rides_in_the_keys_only_on_the_listed_devices(monkeypatch, devi
     assert bool(calls) == folded
     expected = shared_attention_np(q.numpy(), k.numpy(), v.numpy(), settings, 2, SCALE)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-7, atol=1e-9)
+
+
+def test_mixture_statistics_are_the_spec_formula_for_one_head():
+    """Three weighted references of one head (the reference axis is 1, not the heads'): the
+    spec's mu = sum w_r mu_r, var = sum w_r (var_r + mu_r^2) - mu^2; on any device."""
+    g = torch.Generator().manual_seed(12)
+    weights = (0.5, 0.2, 0.3)
+    mean = torch.randn(2, 3, 1, 1, 4, generator=g, dtype=torch.float64)
+    std = torch.rand(2, 3, 1, 1, 4, generator=g, dtype=torch.float64) + 0.5
+    mu, sigma = mixture_stats(mean, std, weights)
+    w = np.array(weights).reshape(1, 3, 1, 1, 1)
+    expected_mu = (w * mean.numpy()).sum(axis=1, keepdims=True)
+    expected_var = (w * (std.numpy() ** 2 + mean.numpy() ** 2)).sum(axis=1, keepdims=True) - expected_mu**2
+    np.testing.assert_allclose(mu.numpy(), expected_mu, rtol=1e-12)
+    np.testing.assert_allclose(sigma.numpy(), np.sqrt(expected_var), rtol=1e-10)
+    on_device = mixture_stats(mean.to("meta"), std.to("meta"), weights)  # an accelerator's statistics
+    assert all(x.device.type == "meta" and x.shape == (2, 1, 1, 1, 4) for x in on_device)
+
+
+def test_the_engines_halves_override_the_pipelines_and_odd_batches_are_refused():
+    state = SharingState(StyleAlignedSettings(), halves_provider=lambda: 2, halves_override=1)
+    assert state.halves() == 1 and state.rows_per_half(3) == 3
+    state.halves_override = None
+    with pytest.raises(ValueError, match="a batch of 3 rows cannot be split into 2 classifier-free-guidance halves"):
+        state.rows_per_half(3)
+
+
+def test_each_layer_replays_what_it_recorded():
+    """Two layers of one installation: each panel sees its own layer's reference, not the last
+    recorded one."""
+    state = SharingState(StyleAlignedSettings(), halves_provider=lambda: 2)
+    layers = {name: SharedSelfAttnProcessor(state, name) for name in ("down", "up")}
+    batches = {name: _qkv(2 * 2, seed=seed) for name, seed in (("down", 13), ("up", 14))}
+    state.mode = "record"
+    for name, (q, k, v) in batches.items():
+        layers[name].attend(q[[0, 2]], k[[0, 2]], v[[0, 2]], SCALE)
+    state.mode = "replay"
+    for name, (q, k, v) in batches.items():
+        out = layers[name].attend(q[[1, 3]], k[[1, 3]], v[[1, 3]], SCALE)
+        expected = shared_attention_np(q.numpy(), k.numpy(), v.numpy(), StyleAlignedSettings(), 2, SCALE)
+        np.testing.assert_allclose(out.numpy(), expected[[1, 3]], rtol=1e-7, atol=1e-9)
