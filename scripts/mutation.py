@@ -74,11 +74,20 @@ TARGETS: dict[str, Target] = {
     "trajectory": Target("stylealigned_desktop/engine/trajectory.py",
                          ("tests/test_inversion.py", "tests/test_generator_picture.py",
                           "tests/test_generator_references.py")),
+    # the key-building and record parts of the generator, split into stages since this map was
+    # first written: the references' rows and trajectory keys, the rows' plan, the records
+    "references": Target("stylealigned_desktop/engine/references.py",
+                         ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
+                          "tests/test_generator_picture.py")),
+    "rows": Target("stylealigned_desktop/engine/rows.py",
+                   ("tests/test_generator_references.py", "tests/test_generator_picture.py")),
     "generator": Target("stylealigned_desktop/engine/generator.py",
                         ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
                          "tests/test_generator_picture.py"),
-                        ("xǁEngineǁ_trajectory_key", "xǁEngineǁ_trajectory", "xǁEngineǁreference_trajectory",
-                         "x__first_picture", "xǁEngineǁ_reference_records*", "xǁEngineǁ_results*")),
+                        ("xǁEngineǁreference_trajectory", "xǁEngineǁ_record", "x__picture_metadata")),
+    "model-identity": Target("stylealigned_desktop/engine/models.py",
+                             ("tests/test_models.py", "tests/test_vae.py", "tests/test_inversion_cache_keys.py"),
+                             ("x_model_identity", "x_vae_identity", "x__base_identity")),
 }
 
 

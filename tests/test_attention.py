@@ -122,8 +122,8 @@ def test_replay_without_record_explains_what_is_missing():
     proc = _processor(StyleAlignedSettings(), 2)
     proc.state.mode = "replay"
     q, k, v = _qkv(2)
-    with pytest.raises(RuntimeError, match=r"no reference recorded for layer 'layer': run the reference "
-                                           r"branch \(mode 'record'\) before the panels \(mode 'replay'\) at every step"):
+    with pytest.raises(RuntimeError, match=r"^no reference recorded for layer 'layer': run the reference "
+                                           r"branch \(mode 'record'\) before the panels \(mode 'replay'\) at every step$"):
         proc.attend(q, k, v, SCALE)
 
 
@@ -195,9 +195,9 @@ def test_the_processor_takes_only_self_attention_without_a_mask():
 
     layer = Attention(query_dim=8, heads=2, dim_head=4).eval()
     hidden = torch.randn(2, 6, 8)
-    with pytest.raises(ValueError, match="self-attention layers only"):
+    with pytest.raises(ValueError, match="^SharedSelfAttnProcessor is for self-attention layers only$"):
         _processor(StyleAlignedSettings(), 2)(layer, hidden, encoder_hidden_states=hidden)
-    with pytest.raises(ValueError, match="does not support an attention mask"):
+    with pytest.raises(ValueError, match="^shared self-attention does not support an attention mask$"):
         _processor(StyleAlignedSettings(), 2)(layer, hidden, attention_mask=torch.zeros(2, 6, 6))
 
 
@@ -250,7 +250,7 @@ def test_record_with_panels_riding_along_is_the_batch_and_keeps_copies():
 def test_full_attention_share_runs_only_as_one_batch():
     proc = _processor(StyleAlignedSettings(full_attention_share=True), 2)
     proc.state.mode = "replay"
-    with pytest.raises(RuntimeError, match="full_attention_share couples all images: run the set as one batch"):
+    with pytest.raises(RuntimeError, match="^full_attention_share couples all images: run the set as one batch$"):
         proc.attend(*_qkv(4), SCALE)
 
 
@@ -299,7 +299,7 @@ def test_the_engines_halves_override_the_pipelines_and_odd_batches_are_refused()
     state = SharingState(StyleAlignedSettings(), halves_provider=lambda: 2, halves_override=1)
     assert state.halves() == 1 and state.rows_per_half(3) == 3
     state.halves_override = None
-    with pytest.raises(ValueError, match="a batch of 3 rows cannot be split into 2 classifier-free-guidance halves"):
+    with pytest.raises(ValueError, match="^a batch of 3 rows cannot be split into 2 classifier-free-guidance halves$"):
         state.rows_per_half(3)
 
 
