@@ -737,6 +737,26 @@ def test_a_seed_the_artist_changed_during_the_run_is_kept(session):
     assert [(p.seed, p.seed_locked) for p in session.panels] == [(100, False), (2, True)]
 
 
+@pytest.mark.parametrize("edit", ["typed", "locked", "none"])
+def test_a_reference_seed_the_artist_changed_during_the_run_is_kept(session, edit):
+    """The generated reference's seed follows the panels' rule: the run's seed is taken when
+    the run finishes unless the artist typed or locked one meanwhile."""
+    session.set_style_text("ink")
+    session.set_reference_seed(seed=7, locked=False)
+    session.add_panel("one", seed=1)
+    plan = session.prepare_generate()
+    drawn = plan.request.style.seed
+    assert drawn != 7 and session.style.reference_seed == 7
+    if edit == "typed":
+        session.set_reference_seed(seed=70)
+    elif edit == "locked":
+        session.set_reference_seed(locked=True)
+    write_run_files(plan, [0])
+    session.record_run(plan, "finished")
+    expected = {"typed": (70, False), "locked": (7, True), "none": (drawn, False)}[edit]
+    assert (session.style.reference_seed, session.style.reference_seed_locked) == expected
+
+
 def test_reroll_plans_one_panel_and_never_changes_a_locked_seed(session):
     session.set_style_text("BW logo. high contrast.")
     for i in range(4):
