@@ -159,3 +159,69 @@ def test_what_every_shard_says_is_said_once():
     said = {"event": "Notice", "message": "memory mode fast (auto): no GPU on this computer"}
     assert merger.feed(0, said) == [said]
     assert merger.feed(1, dict(said)) == []
+
+
+def _one_step_stream(panels, metadata, references=1):
+    """A shard's wire events of a one-step run, as the engine orders them (pictures as text)."""
+    rows = [(None, r) for r in range(references)] + [(i, None) for i in panels]
+    events = [{"event": "Step", "step": 1, "total": 1}]
+    events += [{"event": "Preview", "index": i, "step": 1, "png": f"p{i}{r}", "reference": r} for i, r in rows]
+    events += [{"event": "Decoding", "done": k, "total": len(rows)} for k in range(1, len(rows) + 1)]
+    events += [{"event": "PanelDone", "index": i, "png": f"d{i}{r}", "metadata": {}, "reference": r} for i, r in rows]
+    return events + [{"event": "Finished", "metadata": metadata}]
+
+
+def test_decoding_counts_only_what_every_shard_has_decoded():
+    """The reference counts once every shard has decoded it, a panel once its shard has: no
+    count runs ahead of the pictures."""
+    merger = StreamMerger((0, 1), [(0,), (1,)])
+    first, second = _one_step_stream((0,), {}), _one_step_stream((1,), {})
+    for shard, stream in ((0, first), (1, second)):
+        for event in stream[:3]:  # Step and both previews
+            merger.feed(shard, event)
+    assert merger.feed(0, first[3]) == []  # shard 0 decoded the reference, shard 1 nothing yet
+    assert merger.feed(0, first[4]) == [{"event": "Decoding", "done": 1, "total": 3}]  # panel 1
+    assert merger.feed(1, second[3]) == [{"event": "Decoding", "done": 2, "total": 3}]  # the reference
+    assert merger.feed(1, second[4]) == [{"event": "Decoding", "done": 3, "total": 3}]
+
+
+def test_merged_metadata_takes_the_slowest_timing_the_largest_micro_batch_and_the_first_device():
+    metas = [{"micro_batch": None, "device": "cuda:0", "dtype": "float16", "timings": {"load_s": 2.0, "denoise_s": 5.0}},
+             {"micro_batch": 3, "device": "cuda:1", "dtype": "float16",
+              "timings": {"load_s": 4.0, "denoise_s": 1.0, "decode_s": 0.5}}]
+    merger = StreamMerger((0, 1), [(0,), (1,)])
+    out = [e for shard in (0, 1) for event in _one_step_stream((shard,), metas[shard]) for e in merger.feed(shard, event)]
+    assert out[-1] == {"event": "Finished", "metadata": {
+        "micro_batch": 3, "device": "cuda:0", "dtype": "float16",
+        "timings": {"load_s": 4.0, "denoise_s": 5.0, "decode_s": 0.5},
+        "shards": [{"panels": [1], "device": "cuda:0", "micro_batch": None},
+                   {"panels": [2], "device": "cuda:1", "micro_batch": 3}]}}
+    unsaid = StreamMerger((0,), [(0,)])
+    final = [e for event in _one_step_stream((0,), {}) for e in unsaid.feed(0, event)][-1]
+    assert final["metadata"]["micro_batch"] == 0 and final["metadata"]["timings"] == {}
+
+
+def test_a_shard_run_again_after_it_finished_reports_its_new_replica():
+    """A shard restarted after its Finished (its replica lost before the set ended) is waited
+    for again: the set ends with the re-run's metadata, not the lost replica's."""
+    merger = StreamMerger((0, 1), [(0,), (1,)])
+    for event in _one_step_stream((0,), {"device": "cuda:0"}):
+        merger.feed(0, event)
+    notice = merger.feed(0, {"event": RESTART})
+    assert notice == [{"event": "Notice", "message": "a server engine stopped; panels 1 are being made again on "
+                                                     "another one (same pictures)"}]
+    second = [e for event in _one_step_stream((1,), {"device": "cuda:1"}) for e in merger.feed(1, event)]
+    assert not merger.ended and all(e["event"] != "Finished" for e in second)
+    again = [e for event in _one_step_stream((0,), {"device": "cuda:2"}) for e in merger.feed(0, event)]
+    assert merger.ended and again[-1]["metadata"]["device"] == "cuda:2"
+
+
+def test_a_restarted_shard_has_decoded_nothing():
+    merger = StreamMerger((0, 1), [(0,), (1,)])
+    first, second = _one_step_stream((0,), {}), _one_step_stream((1,), {})
+    for shard, stream in ((0, first), (1, second)):
+        for event in stream[:3]:
+            merger.feed(shard, event)
+    assert merger.feed(0, first[3]) + merger.feed(0, first[4]) == [{"event": "Decoding", "done": 1, "total": 3}]
+    merger.feed(1, {"event": RESTART})
+    assert merger.feed(0, first[5]) == []  # the reference is not decoded by every shard yet
