@@ -25,6 +25,20 @@ SDXL_SIZES: tuple[tuple[int, int], ...] = (
     (640, 1536),
 )
 """Width x height pairs SDXL was trained on (about one megapixel), for the size presets."""
+PANORAMA_RATIOS = (4, 3)
+"""The panorama presets: 4:1 and 3:1 wide establishing shots (spec section 14)."""
+
+
+def panorama_sizes(height: int) -> tuple[tuple[int, int], ...]:
+    """The panorama presets at ``height`` (the set's height, the model's native height by
+    default): (ratio x height, height) for each ratio, those that fit a panel's limits."""
+    sizes = []
+    for ratio in PANORAMA_RATIOS:
+        try:
+            sizes.append(limits.check_panel_size((ratio * height, height)))
+        except ValueError:
+            continue
+    return tuple(sizes)
 
 
 _CONTROL_MODEL_FIELDS = ("controlnet_canny", "controlnet_depth", "depth_model")
@@ -49,10 +63,11 @@ def source_defaults(picture: bool) -> tuple[float, StyleAlignedSettings]:
 
 
 def _nearly_equal(a: StyleAlignedSettings, b: StyleAlignedSettings) -> bool:
-    """Equal flags, and numbers equal within :data:`DEFAULTS_TOLERANCE`."""
+    """Equal flags and words (``character_layers``: "up"), and numbers equal within
+    :data:`DEFAULTS_TOLERANCE`."""
     for f in fields(a):
         x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, bool) or isinstance(y, bool):
+        if isinstance(x, bool | str) or isinstance(y, bool | str):
             if x != y:
                 return False
         elif not math.isclose(x, y, abs_tol=DEFAULTS_TOLERANCE):

@@ -22,17 +22,21 @@ from PySide6.QtCore import QObject, Signal
 
 from ...engine import events as ev
 from ...engine.maker import PictureMakerFactory, this_computer
-from ...engine.models import no_gpu_reason
+from ...engine.models import is_tiny, no_gpu_reason
 from ...engine.progress import JobProgress, format_seconds
 from ...engine.runfolder import reference_file
 from ...session.errors import SessionError
 from ...session.history import RunPlan, panel_file_name
 from ...session.model import Session
-from ..grid import is_reference, reference_position, run_title
-from ..support import connect_command
+from ..grid import is_anchor, is_reference, reference_position, run_title
+from ..support import connect_command, pil_to_qimage
 from ..threads import EngineWorker, Job, JobState, WorkerEvent
 from .grid_controller import GridController
 from .host import Host
+
+_ANCHOR_DONE = getattr(ev, "AnchorDone", ())
+"""A character's finished anchor (spec section 13); () until the engine's characters are on
+main, and then no event is one."""
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,10 @@ class RunController(QObject):
     # ----- the model ----------------------------------------------------------------------------
     def effective_model(self) -> str:
         return (self.session.settings.model if self.session else "") or self.host.config.model
+
+    def uses_tiny(self) -> bool:
+        """Whether the model in use is a built-in tiny one (noise pictures, tiny control models)."""
+        return is_tiny(self.effective_model())
 
     def choose_model(self, first_run: bool = False) -> bool:
         from ..dialogs import ModelDialog
@@ -229,6 +237,8 @@ class RunController(QObject):
         panel's, or False if the panel is gone."""
         if is_reference(index):
             return index
+        if is_anchor(index):
+            return index if index in self.grid.grid.tiles else False
         try:
             return self.session.panel_index(plan.panel_ids[index])
         except (SessionError, IndexError):
@@ -285,6 +295,12 @@ class RunController(QObject):
                 tile = self._tile_index(plan, ev.picture_key(event.index, event.reference))
                 if tile is not False:  # the file is written when the run ends
                     self.grid.show_final(tile, wevent.image, "final", None)
+                if event.index is not None:  # a panel's characters, as the engine saw them
+                    self.grid.take_masks(plan.panel_id(event.index), getattr(event, "masks", None))
+        elif isinstance(event, _ANCHOR_DONE) and plan is not None:  # spec section 13
+            key = ("anchor", event.character, event.number)
+            if self._tile_index(plan, key) is not False:
+                self.grid.take_anchor(key, pil_to_qimage(event.image), event.mask)
         elif isinstance(event, ev.Notice):
             self.host.show_message(event.message)
         elif isinstance(event, ev.Finished):
@@ -360,7 +376,7 @@ class RunController(QObject):
         self.run_bar.cancel_button.setEnabled(busy)
         self.run_bar.queue_label.setText(f"{waiting} waiting" if waiting else "")
         self.run_bar.generate_button.setText("Queue another" if busy else "Generate")
-        self.run_bar.tiny_label.setVisible(self.effective_model() == "tiny")
+        self.run_bar.tiny_label.setVisible(self.uses_tiny())
         if not busy and self.run_bar.progress.format() == "Ready":
             self.run_bar.progress.setValue(0)
         self.running_changed.emit(busy)
