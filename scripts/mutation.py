@@ -41,6 +41,9 @@ class Target:
     functions: tuple[str, ...] = field(default=())
     """Only these functions are mutated (mutmut's keys: ``x_name`` for a function,
     ``xǁClassǁmethod`` for a method; globs allowed); empty: the whole module."""
+    timeout_constant: float = 10.0
+    """mutmut's CPU-time limit per mutant is (tests' time + this) x 30 seconds: 10 leaves room for
+    a first torch call; pure-Python targets take less, so a mutant that loops stops sooner."""
     env: tuple[tuple[str, str], ...] = field(default=())
     """Environment for the target's tests; ``{kept}`` is a folder for what its tests keep
     between mutants within one run (emptied when a run starts)."""
@@ -57,7 +60,7 @@ TARGETS: dict[str, Target] = {
                         "tests/session/test_session_model_extras.py")),
     # the engine's runs of test_sharding are made once and kept (the engine is not mutated here)
     "sharding": Target("stylealigned_desktop/server/sharding.py", ("tests/server/test_sharding.py",),
-                       env=(("STYLEALIGNED_TEST_ENGINE_EVENTS", "{kept}"),)),
+                       timeout_constant=1.0, env=(("STYLEALIGNED_TEST_ENGINE_EVENTS", "{kept}"),)),
     "norms": Target("stylealigned_desktop/engine/norms.py",
                     ("tests/test_norms.py", "tests/test_references_and_sizes.py")),
     "attention": Target("stylealigned_desktop/engine/attention.py",
@@ -101,9 +104,7 @@ def _config(target: Target) -> str:
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -q\n"
         # torch is not fork-safe once it has run: fork the mutants from a server that only collected
         "process_isolation = forkserver\n"
-        # mutmut's CPU-time limit per mutant is (tests' time + constant) x 30: with its default
-        # constant of 1 s, a mutant's first torch call can reach it before any test has failed
-        "timeout_constant = 10\n"
+        f"timeout_constant = {target.timeout_constant}\n"
         "use_git_change_detection = false\n"
     )
 
