@@ -66,8 +66,13 @@ TARGETS: dict[str, Target] = {
     "attention": Target("stylealigned_desktop/engine/attention.py",
                         ("tests/test_attention.py", "tests/test_references_and_sizes.py",
                          "tests/test_norms.py")),
+    # the run's seeds (panels, the generated reference, characters' anchors), its record and the
+    # untitled folders it outlives: the session tests that plan, record and save runs
     "model-seeds": Target("stylealigned_desktop/session/model.py",
-                          ("tests/session/test_session_model.py",),
+                          ("tests/session/test_session_model.py", "tests/session/test_session_model_extras.py",
+                           "tests/session/test_characters.py", "tests/session/test_session_store.py",
+                           "tests/session/test_session_containment.py",
+                           "tests/session/test_session_careless_files.py"),
                           ("xǁSessionǁ_plan", "xǁSessionǁprepare_generate", "xǁSessionǁprepare_reroll",
                            "xǁSessionǁ_prepare", "xǁSessionǁ_take_run_seeds", "xǁSessionǁrecord_run",
                            "xǁSessionǁ_plan_done")),

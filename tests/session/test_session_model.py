@@ -778,6 +778,52 @@ def test_reroll_plans_one_panel_and_never_changes_a_locked_seed(session):
     assert session.style.reference_seed == reference_seed
 
 
+def test_a_reroll_keeps_an_unlocked_reference_seed(session):
+    """Re-rolling one panel draws only that panel's seed, even when Generate would draw the
+    reference's too."""
+    session.set_style_text("ink")
+    session.set_reference_seed(seed=7, locked=False)
+    session.add_panel("one", seed=1)
+    plan = session.prepare_reroll(0)
+    assert plan.request.style.seed == 7
+    write_run_files(plan, [0], reference=False)
+    session.record_run(plan, "finished")
+    assert session.style.reference_seed == 7 and session.panels[0].seed == plan.request.panels[0].seed
+
+
+def test_a_panel_removed_during_the_run_leaves_the_others_their_new_seeds(session):
+    session.set_style_text("ink")
+    for i in range(3):
+        session.add_panel(f"panel {i}", seed=i + 1)
+    plan = session.prepare_generate()
+    session.remove_panel(0)  # the first of the run's panels is gone when it finishes
+    write_run_files(plan, [0, 1, 2])
+    session.record_run(plan, "finished")
+    assert [p.seed for p in session.panels] == [p.seed for p in plan.request.panels[1:]]
+
+
+def test_recording_a_run_again_replaces_its_record_and_changes_no_seed_twice(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    plan = session.prepare_generate()
+    write_run_files(plan, [0])
+    session.record_run(plan, "finished")
+    session.update_panel(0, seed=5)
+    session.record_run(plan, "finished", message="again")
+    assert [r.id for r in session.history] == [plan.run_id] and session.history[0].message == "again"
+    assert session.panels[0].seed == 5
+
+
+def test_the_apps_model_is_used_when_the_session_names_none(session):
+    session.update_settings(model="")
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    for prepare in (session.prepare_generate, lambda **kw: session.prepare_reroll(0, **kw)):
+        with pytest.raises(SessionError, match="no model is chosen"):
+            prepare()
+        assert prepare(default_model="tiny").request.model == "tiny"
+
+
 # --- history --------------------------------------------------------------------------------
 
 
