@@ -824,6 +824,44 @@ def test_the_apps_model_is_used_when_the_session_names_none(session):
         assert prepare(default_model="tiny").request.model == "tiny"
 
 
+def test_generate_only_some_panels_draws_and_takes_only_their_seeds(session):
+    session.set_style_text("ink")
+    for i in range(3):
+        session.add_panel(f"panel {i}", seed=10 + i)
+    with pytest.raises(SessionError):
+        session.prepare_generate(only=[5])  # refused before a seed is drawn
+    plan = session.prepare_generate(only=[2, 0, 2])
+    assert plan.request.only == (0, 2)
+    seeds = [p.seed for p in plan.request.panels]
+    assert seeds[1] == 11 and seeds[0] != 10 and seeds[2] != 12
+    write_run_files(plan, [0, 2])
+    session.record_run(plan)
+    assert [p.seed for p in session.panels] == seeds
+
+
+def test_run_files_named_by_the_caller_are_recorded(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    (plan.folder / "style.png").write_bytes(picture_bytes("gray"))
+    (plan.folder / "first.png").write_bytes(picture_bytes("red"))
+    record = session.record_run(plan, panel_files={0: "first.png"}, reference_file="style.png")
+    assert record.images() == [(None, f"outputs/{plan.run_id}/style.png"), (0, f"outputs/{plan.run_id}/first.png")]
+    assert record.message == ""
+
+
+def test_a_discarded_plan_leaves_nothing_behind(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    plan = session.prepare_generate()
+    session.discard_plan(plan)
+    assert session.runs_in_progress == 0
+    write_run_files(plan, [0])
+    session.record_run(plan, "finished")  # filed after all (a late picture): its seeds are gone
+    assert session.panels[0].seed == 1
+
+
 # --- history --------------------------------------------------------------------------------
 
 
