@@ -814,6 +814,14 @@ def test_recording_a_run_again_replaces_its_record_and_changes_no_seed_twice(ses
     assert session.panels[0].seed == 5
 
 
+def test_the_device_and_dtype_asked_for_reach_the_run(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    for plan in (session.prepare_generate(device="cpu", dtype="float32"),
+                 session.prepare_reroll(0, device="cpu", dtype="float32")):
+        assert (plan.request.device, plan.request.dtype) == ("cpu", "float32")
+
+
 def test_the_apps_model_is_used_when_the_session_names_none(session):
     session.update_settings(model="")
     session.set_style_text("ink")
