@@ -181,22 +181,21 @@ class Engine:
         a GUI calls this in its worker thread after start-up. Safe to call from a worker
         thread, and more than once (later calls cost next to nothing). Loads no model.
         """
-        from diffusers import (  # noqa: F401
-            DDIMScheduler,
-            DPMSolverMultistepScheduler,
-            EulerDiscreteScheduler,
-            StableDiffusionPipeline,
-            StableDiffusionXLPipeline,
-        )
-        from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+        with mem.importing_libraries(), torch.no_grad():
+            from diffusers import (  # noqa: F401
+                DDIMScheduler,
+                DPMSolverMultistepScheduler,
+                EulerDiscreteScheduler,
+                StableDiffusionPipeline,
+                StableDiffusionXLPipeline,
+            )
+            from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
 
-        with torch.no_grad():
             x = torch.zeros(1, 4, 8, 8)
             torch.nn.functional.conv2d(x, torch.zeros(4, 4, 3, 3), padding=1)
             q = torch.zeros(1, 2, 16, 8)
             torch.nn.functional.scaled_dot_product_attention(q, q, q)
             torch.nn.functional.group_norm(x, 2)
-        mem.keep_out_of_collections()  # the libraries just imported live as long as the process
 
     def unload(self) -> None:
         self._pipe, self._pipe_key = None, None

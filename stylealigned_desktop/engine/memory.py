@@ -29,6 +29,7 @@ workspaces, and only ``USABLE_FRACTION`` of the device minus ``RESERVED_GB`` is 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 from dataclasses import dataclass
@@ -300,12 +301,26 @@ def free_device_memory() -> None:
         mps.empty_cache()
 
 
-def keep_out_of_collections() -> None:
-    """Move every object alive now out of the garbage collector's view (``gc.freeze``): after
-    the libraries are imported, Python's automatic full collections then scan only what is made
-    later instead of half a million library objects, each such scan a GIL hold of about 0.3 s
-    that a window's thread waits out. Models are not frozen: they must stay collectable."""
-    gc.freeze()
+@contextlib.contextmanager
+def importing_libraries():
+    """While torch, diffusers and transformers are imported: no automatic garbage collection,
+    then every object alive (the libraries, which live as long as the process) moved out of the
+    collector's view (``gc.freeze``).
+
+    Importing them makes half a million objects, and Python's automatic full collections scan
+    all of them, more each time: in a warm-up seven such scans held the GIL for 50 to 250 ms of
+    CPU each, which a window's thread waits out (issue 30, item 12). Imports make next to no
+    garbage. After the freeze, automatic full collections scan only what is made later. Models
+    are made later, so they stay collectable.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 # -- placing models -----------------------------------------------------------------------------------

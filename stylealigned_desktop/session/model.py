@@ -66,7 +66,8 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.set_panel_control_prepared(i, prepared) -> Panel  # the same for a control picture
     s.remove_reference(ref_id); s.set_reference_caption(ref_id, caption)
     s.set_active_reference(ref_id_or_None)      # the style from this one picture (None: generated)
-    s.set_source_active(ref_id_or_None, active, weight=1.0)  # several references (spec 11)
+    s.set_source_active(ref_id_or_None, active, weight=1.0)  # several references (spec 11);
+    #   leaving out the last one is refused (SessionError), never a silent fallback
     s.set_source_weight(ref_id_or_None, weight)  # weight >= 0, normalised when planned
     s.active_sources -> ((Reference or None, weight), ...)
     #   switching generated <-> picture (also by adding the first picture or removing the

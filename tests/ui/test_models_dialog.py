@@ -193,7 +193,7 @@ def test_every_other_model_can_be_downloaded_from_the_dialog(qtbot, hub_cache):
     dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, {"model.safetensors": b"w"}, calls=calls))
     qtbot.addWidget(dialog)
     box = dialog.other_models
-    assert box.parent() is dialog and box.isVisibleTo(dialog)
+    assert dialog.isAncestorOf(box) and box.isVisibleTo(dialog)
     repos = [repo for _, repo in OPTIONAL_MODELS]
     assert {"diffusers/controlnet-canny-sdxl-1.0", "diffusers/controlnet-depth-sdxl-1.0", "Intel/dpt-hybrid-midas",
             "facebook/dino-vitb8", "openai/clip-vit-large-patch14"} <= set(repos)

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 
 from ...engine.hub import missing_parts
 from ...engine.models import TINY, TINY_MODELS, ModelSourceError, base_of_source, classify_source
-from ..support import connect_command
+from ..support import VerticalScroller, connect_command, fit_to_screen
 from .model_download import ModelDownload, is_cached, likely_gpu, show_progress
 from .other_models import OtherModelsBox
 
@@ -55,29 +55,34 @@ class ModelDialog(QDialog):
         self.download.failed.connect(self._on_download_failed)
         self.download.cancelled.connect(self._on_download_cancelled)
 
-        layout = QVBoxLayout(self)
+        # the choices scroll on a short screen; the problem and the buttons stay in view
+        content = QWidget()
+        body = QVBoxLayout(content)
+        body.setContentsMargins(0, 0, 0, 0)
         intro = QLabel(
             "StyleAligned Desktop draws with an SDXL, SD 1.5 or SD 2.x model (which one is told from "
             "the model itself). Pick where it comes from; you can change it later in Settings."
             if first_run else "Pick the SDXL, SD 1.5 or SD 2.x model to draw with.")
         intro.setWordWrap(True)
-        layout.addWidget(intro)
+        body.addWidget(intro)
         self.group = QButtonGroup(self)
         grid = QGridLayout()
         grid.setColumnStretch(1, 1)
-        layout.addLayout(grid)
+        body.addLayout(grid)
         row = self._add_hub_source(grid, 0)
         row = self._add_local_sources(grid, row)
         self._add_tiny_source(grid, row)
         grid.setColumnMinimumWidth(0, 18)
         self.other_models = OtherModelsBox(download_fn, self)
-        layout.addWidget(self.other_models)
+        body.addWidget(self.other_models)
+        body.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(VerticalScroller(content), 1)
         self.message = QLabel("")
         self.message.setObjectName("ErrorBanner")
         self.message.setWordWrap(True)
         self.message.hide()
         layout.addWidget(self.message)
-        layout.addStretch(1)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
@@ -236,6 +241,12 @@ class ModelDialog(QDialog):
     def show_message(self, text: str) -> None:
         self.message.setText(text)
         self.message.setVisible(bool(text))
+        if text and self.isVisible():
+            fit_to_screen(self)  # taller for the message's lines, not squeezing the choices
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt)
+        fit_to_screen(self)
+        super().showEvent(event)
 
     def _refresh(self) -> None:
         downloading = self.download.running

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.events import picture_key
-from ..support import ElidedLabel, add_menu_command, connect_command, icon
+from ..support import ElidedLabel, add_menu_command, connect_command, icon, set_style_flag
 
 REFERENCE = None  # the (first) reference's index, as in engine events
 
@@ -220,6 +220,10 @@ class PictureTile(QFrame):
 
     def set_state(self, text: str) -> None:
         self.state.setText(text)
+
+    def set_outdated(self, outdated: bool) -> None:
+        """Grey the title of a picture made with settings that have changed since (or not)."""
+        set_style_flag(self, "stale", outdated, self.title)
 
     def set_prompt(self, text: str) -> None:
         self.prompt.setText(text)

@@ -31,6 +31,7 @@ from ..support import (
     connect_command,
     icon,
     local_paths,
+    set_style_flag,
     size_label,
     small_combo,
     wheel_edits_only_when_focused,
@@ -375,9 +376,7 @@ class PanelCard(QFrame):
                              "Seed free: Generate draws a new one each time (click to lock)")
 
     def set_selected(self, selected: bool) -> None:
-        self.setProperty("selected", selected)
-        self.style().unpolish(self)
-        self.style().polish(self)
+        set_style_flag(self, "selected", selected)
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)
@@ -423,9 +422,7 @@ class PanelCard(QFrame):
         super().focusInEvent(event)
 
     def _drop_highlight(self, on: bool) -> None:
-        self.setProperty("dropTarget", on)
-        self.style().unpolish(self)
-        self.style().polish(self)
+        set_style_flag(self, "dropTarget", on)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         mime = event.mimeData()

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QPushButton,
-    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -46,6 +45,7 @@ from ..storyboard import StoryboardView
 from ..support import (
     Command,
     DesktopConfig,
+    VerticalScroller,
     accept_as_copy,
     connect_command,
     icon,
@@ -181,15 +181,7 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         if scroll:
-            holder = QScrollArea()
-            holder.setWidgetResizable(True)
-            holder.setFrameShape(QFrame.Shape.NoFrame)
-            holder.setWidget(widget)
-            # up and down only: never narrower than its rows, none cut by a horizontal bar
-            holder.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-            holder.setMinimumWidth(widget.minimumSizeHint().width()
-                                   + holder.verticalScrollBar().sizeHint().width())
-            widget = holder
+            widget = VerticalScroller(widget)
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
