@@ -123,11 +123,37 @@ class Anchor:
 def anchors_of(characters: Sequence[Any], per_character: int) -> list[Anchor]:
     """Every anchor of a request: ``per_character`` of each character, in order. An anchor's
     prompt is the description and the anchor text (which carries the style text, as panel
-    prompts do: docs/characters.md)."""
+    prompts do: docs/characters.md); a picture anchor's caption is the description."""
     anchors = []
     for character in characters:
         pictures = tuple(character.anchor_pictures) + (None,) * per_character
         for k in range(per_character):
-            anchors.append(Anchor(character.name, k, len(anchors), character.description + character.anchor_text,
-                                  character.anchor_seeds[k], pictures[k]))
+            prompt = character.description + ("" if pictures[k] else character.anchor_text)
+            anchors.append(Anchor(character.name, k, len(anchors), prompt, character.anchor_seeds[k], pictures[k]))
     return anchors
+
+
+def subject_tokens(tokenizer, text: str, spans: Sequence[tuple[int, int]], limit: int) -> tuple[int, ...]:
+    """The token positions of the text spans (subject words) in ``text`` as the tokenizer reads it
+    (position 0 is the start token), those below ``limit`` - 1 (what the encoder reads): a span's
+    tokens are those its end adds to the tokens of the text before it."""
+    def count(prefix: str) -> int:
+        return len(tokenizer(prefix).input_ids) - 1  # less the end token
+
+    positions: dict[int, None] = {}
+    for start, stop in spans:
+        positions.update(dict.fromkeys(range(count(text[:start]), count(text[:stop]))))
+    return tuple(p for p in positions if p < limit - 1)
+
+
+def row_subject_tokens(tokenizer, text: str, names: Sequence[str], characters: Sequence[CharacterLike],
+                       anchor: str | None, limit: int) -> dict[str, tuple[int, ...]]:
+    """Per named character, its subject tokens in a row's ``text``: a panel's (the prompt with
+    ``[Name]`` mentions, expanded) or an anchor's (``anchor``'s description at the start)."""
+    known = _by_name(characters)
+    if anchor is not None:
+        spans = {anchor: [(0, len(known[anchor].description))]}
+    else:
+        text, spans = character_text(text, characters)
+    return {name: subject_tokens(tokenizer, text, subject_spans(text, spans[name], subject_words(known[name])), limit)
+            for name in names}

@@ -43,6 +43,7 @@ from .denoise import (
     prepare_controls,
 )
 from .errors import GenerationCancelled, GenerationError, is_expected_error
+from .character_attention import install_characters
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity
@@ -86,7 +87,8 @@ def workload(request: SetRequest, pipe=None) -> mem.Workload:
     if pipe is not None:
         vae_upcast = pipe.vae.dtype != torch.float32 and bool(pipe.vae.config.force_upcast)
     return mem.Workload(width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
-                        references=max(1, len(request.used_references)), panel_width=largest[0],
+                        references=max(1, len(request.used_references) + len(request.characters)
+                                       * request.settings.anchors_per_character), panel_width=largest[0],
                         panel_height=largest[1], controlnets=len(kinds),
                         bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast)
 
@@ -336,6 +338,7 @@ class Engine:
         installation = Installation(pipe.unet, request.settings)
         installation.state.halves_override = 2 if request.sampling.uses_cfg else 1
         installation.state.reference_weights = references.weights
+        install_characters(installation, pipe, request, rows)
         run = RunContext(pipe=pipe, scheduler=schedulers[rows.set_size], cond=cond, time_ids=time_ids[rows.set_size],
                          halves=installation.state.halves_override, guidance=request.sampling.guidance,
                          controls=setup.controls, request=request, installation=installation,
@@ -363,11 +366,18 @@ class Engine:
         request, pipe = setup.request, setup.pipe
         common = request.picture_parameters()
         controls = [panel["control"] for panel in request.to_dict()["panels"]]
-        references, panels = {}, {}
+        characters = state.main.installation.state.characters
+        references, panels, anchors, masks = {}, {}, {}, {}
         for number, (row, image) in enumerate(zip(state.rows.rows, images)):
             offset = state.references.trajectories.get(number, (None, None))[1]
-            (references if row.records else panels)[row.position] = image
-            state.main.sink(row.done(image, _picture_metadata(request, row, common, controls, offset)))
+            if row.role == "anchor":
+                anchors[row.picture_key] = image
+            else:
+                (references if row.records else panels)[row.position] = image
+            row_masks = characters.masks.get(number, {}) if characters is not None else {}
+            if row_masks:
+                masks[row.picture_key] = row_masks
+            state.main.sink(row.done(image, _picture_metadata(request, row, common, controls, offset), row_masks))
         metadata = {
             "request": request.to_dict(),
             "micro_batch": state.batching.micro_batch,
@@ -380,7 +390,7 @@ class Engine:
         latents = {row.picture_key: state.latents[size][k].float().cpu()
                    for row, (size, k) in zip(state.rows.rows, state.rows.places)}
         return ev.RunResult(reference=references.get(0), panels=panels, metadata=metadata,
-                            latents=latents, references=references)
+                            latents=latents, references=references, anchors=anchors, masks=masks)
 
     # -- what the stages call ---------------------------------------------------------------------
     _encode = staticmethod(encode_prompts)  # a base's text encoding (spec section 14 adds others)
@@ -441,6 +451,13 @@ def _batching(request: SetRequest, memory: mem.MemoryPlan, sink: EventSink) -> B
 
 def _picture_metadata(request: SetRequest, row: Row, common: dict, controls: list, offset: int | None) -> dict:
     """A picture's record (its PNG's ``stylealigned`` chunk): what the set shares, and the row's own."""
+    if row.role == "anchor":
+        anchor = row.source
+        meta = dict(common, prompt=row.prompt, seed=None if anchor.picture else anchor.seed, role="anchor",
+                    character=anchor.character, anchor=anchor.number + 1)
+        if anchor.picture:
+            meta.update(picture=anchor.picture, inversion_offset=offset)
+        return meta
     if row.records:
         reference = row.source
         meta = dict(common, prompt=row.prompt, seed=getattr(reference, "seed", None), role="reference",

@@ -392,7 +392,7 @@ class SetRequest:
             "memory": self.memory,
             # every reference of the set with its normalised weight (spec section 11)
             "references": [dict(reference_dict(r), weight=w) for r, w in zip(self.references, self.weights)],
-        }
+        } | ({"characters": [character_dict(c) for c in self.characters]} if self.characters else {})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data. ``style`` is one object for one reference (as before several were
