@@ -17,7 +17,13 @@ from stylealigned_desktop.engine.character_attention import CharacterState, Mapp
 from stylealigned_desktop.engine.generator import Engine
 from stylealigned_desktop.engine.images import fit_picture, load_picture
 from stylealigned_desktop.engine.inversion import encode_picture
-from stylealigned_desktop.engine.request import Character, GeneratedReference, Panel, Sampling, SetRequest
+from stylealigned_desktop.engine.request import (
+    Character,
+    GeneratedReference,
+    Panel,
+    Sampling,
+    SetRequest,
+)
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 from stylealigned_desktop.server.sharding import plan_shards
 

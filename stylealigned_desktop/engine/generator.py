@@ -31,6 +31,7 @@ import torch
 
 from . import events as ev
 from . import memory as mem
+from .character_attention import install_characters
 from .denoise import (
     Batching,
     Conditioning,
@@ -43,7 +44,6 @@ from .denoise import (
     prepare_controls,
 )
 from .errors import GenerationCancelled, GenerationError, is_expected_error
-from .character_attention import install_characters
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .characters import check_name, check_words, named_characters
 from .limits import (
     MAX_GUIDANCE,
     MAX_MICRO_BATCH,
@@ -30,7 +31,6 @@ from .limits import (
     check_weight,
     check_whole,
 )
-from .characters import check_name, check_words, named_characters
 from .settings import StyleAlignedSettings
 
 SCHEDULERS = ("ddim", "euler", "dpmpp-2m")
