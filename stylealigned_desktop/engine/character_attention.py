@@ -84,7 +84,6 @@ class CharacterState:
     shift: float
     call_rows: list[int] = field(default_factory=list)
     """The run rows of the UNet call under way, per CFG half (set by ``denoise.eps_of_rows``)."""
-    halves: int = 2
     step: int = 0
     masks: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     """Run row -> name -> its latest mask at the deepest grid (an anchor's: used this step)."""
@@ -144,7 +143,7 @@ class CharacterState:
         if positions:
             if len(positions) != len(self.anchors):
                 raise RuntimeError("the anchors run in one UNet call of their own")
-            self.recorded[layer] = (k[:, positions].clone(), v[:, positions].clone())
+            self.recorded[layer] = (k[:, positions], v[:, positions])  # copies (indexed by a list)
         anchor_key, anchor_value = self.recorded[layer]
         allowed = self._allowed(layer, rows, anchor_key.shape[-2], q.device)
         sharing = [j for j in range(len(rows)) if allowed[j].any()]

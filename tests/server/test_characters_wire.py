@@ -83,3 +83,17 @@ def test_a_sharded_set_with_characters_merges_into_the_local_stream(tiny_pipe):
     assert merger.ended
     assert merged[:-1] == local[:-1]  # every event, anchors' and masks included, pixel for pixel
     assert sum(e["event"] == "AnchorDone" for e in merged) == 2
+
+
+def test_the_client_names_an_anchor_picture_where_the_artist_has_it_and_keeps_the_masks():
+    from stylealigned_desktop.server.client import _in_artists_terms, _masks_of
+
+    mira = Character("Mira", MIRA.description, anchor_seeds=(5, 6), anchor_pictures=(None, "/home/me/mira.png"))
+    request = dataclasses.replace(_request(), characters=(mira,))
+    mask = np.ones((2, 3), np.uint8)
+    event = ev.AnchorDone("Mira", 1, Image.new("RGB", (4, 4)), {"picture": "/server/abc.png"}, mask)
+    local = _in_artists_terms(event, request)
+    assert local.metadata["picture"] == "/home/me/mira.png" and local.metadata["characters"][0]["name"] == "Mira"
+    assert _masks_of(local) == {("anchor", "Mira", 1): {"Mira": mask}}
+    panel = ev.PanelDone(3, Image.new("RGB", (4, 4)), {}, masks={"Mira": mask})
+    assert _masks_of(panel) == {3: {"Mira": mask}} and _masks_of(ev.PanelDone(1, panel.image)) == {}
