@@ -33,11 +33,11 @@ def _request(*prompts, characters=(MIRA, BO), **kwargs):
 
 
 def test_names_are_replaced_by_descriptions_and_found_in_order():
-    prompt = "[Old Bo] waves at [Mira], then [Mira] runs [1990]"  # [1990] names nobody: no name
+    prompt = "[Old Bo] waves at [Mira], then [Mira] runs [1990] [sic] [Éva"  # no names: text
     assert named_characters(prompt, (MIRA, BO)) == ["Old Bo", "Mira"]
     text, spans = character_text(prompt, (MIRA, BO))
     assert text == ("an old man wearing a blue hat waves at a red-haired girl in a yellow raincoat, then "
-                    "a red-haired girl in a yellow raincoat runs [1990]")
+                    "a red-haired girl in a yellow raincoat runs [1990] [sic] [Éva")
     assert [text[a:b] for a, b in spans["Mira"]] == [MIRA.description] * 2
     assert [text[a:b] for a, b in spans["Old Bo"]] == [BO.description]
     assert expand_character_names(prompt, (MIRA, BO)) == text
@@ -49,8 +49,8 @@ def test_an_unknown_name_is_a_clear_error_in_the_prompt_and_the_request():
         named_characters("[Bob] sleeps", (MIRA, BO))
     with pytest.raises(ValueError, match=r"panel 2: the prompt names the unknown character \[Mia\]"):
         _request("[Mira] runs", "[Mia] sleeps")
-    with pytest.raises(ValueError, match=r"unknown character \[sic\] \(characters: none\)"):
-        _request("a boat [sic]", characters=())
+    with pytest.raises(ValueError, match=r"unknown character \[Éva\] \(characters: none\)"):
+        _request("a boat [Éva]", characters=())
 
 
 def test_subject_words_default_to_the_description_less_stop_words():
@@ -60,8 +60,10 @@ def test_subject_words_default_to_the_description_less_stop_words():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(name="7up", description="a can"), "starts with a letter"),
-    (dict(name="Mira  Two", description="a can"), "starts with a letter"),
+    (dict(name="7up", description="a can"), "starts with a capital letter"),
+    (dict(name="mira", description="a can"), "starts with a capital letter"),
+    (dict(name="Mira  Two", description="a can"), "starts with a capital letter"),
+    (dict(name="M" * 41, description="a can"), "at most 40"),
     (dict(name="Mira", description="a girl", words=("dog",)), r"'dog' of \[Mira\] is not a word"),
     (dict(name="Mira", description="a girl", words="girl"), "is a sequence"),
     (dict(name="Mira", description="in the", words=()), "only stop words"),

@@ -65,7 +65,7 @@ def test_the_request_a_command_line_describes():
     (["--character", MIRA, "--character-words", "Bob=hat", "--prompt", "x"], "names Bob, which no --character"),
     (["--character", MIRA, "--character-words", "Mira=dog", "--prompt", "x"], "'dog' of \\[Mira\\] is not a word"),
     (["--character", MIRA, "--character-image", "Mira=/no/such.png", "--prompt", "x"], "no such picture file"),
-    (["--character", "7up=a can", "--prompt", "x"], "a character's name starts with a letter"),
+    (["--character", "7up=a can", "--prompt", "x"], "a character's name starts with a capital letter"),
     (["--character", MIRA, "--character-dropout", "1.5", "--prompt", "[Mira]"], "character_dropout must be a number from 0 to 1"),
     (["--character", MIRA, "--anchors-per-character", "0", "--prompt", "[Mira]"], "anchors_per_character must be a whole number from 1 to 8"),
 ])

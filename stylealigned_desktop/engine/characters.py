@@ -16,9 +16,10 @@ from typing import Any, Protocol
 
 MAX_NAME_CHARS = 40
 NAME = re.compile(r"[^\W\d_](?:[\w-]| (?=[\w-]))*")
-"""A character's name: starts with a letter; letters, digits, ``_``, ``-`` and single inner spaces."""
+"""A character's name: starts with a capital letter (:func:`is_name`); letters, digits, ``_``,
+``-`` and single inner spaces."""
 MENTION = re.compile(r"\[([^\W\d_](?:[\w-]| (?=[\w-]))*)\]")
-"""``[Name]`` in a prompt."""
+"""``[Name]`` in a prompt, where Name :func:`is_name` (``[sic]``, ``[1990]`` are text)."""
 WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
 """A word of a description (``red-haired`` is one word)."""
 STOP_WORDS = frozenset({"a", "an", "the", "in", "on", "of", "with", "and", "at", "to", "wearing"})
@@ -30,12 +31,22 @@ class CharacterLike(Protocol):
     words: tuple[str, ...]
 
 
+def is_name(text: str) -> bool:
+    """Whether ``text`` is a character's name: :data:`NAME`, a capital first letter, not too long."""
+    return bool(NAME.fullmatch(text)) and text[0].isupper() and len(text) <= MAX_NAME_CHARS
+
+
 def check_name(name: Any) -> str:
-    """A character's name as the rules of :data:`NAME` allow it; ValueError otherwise."""
-    if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > MAX_NAME_CHARS:
-        raise ValueError(f"a character's name starts with a letter and has letters, digits, '_', '-' "
+    """A character's name as :func:`is_name` allows it; ValueError otherwise."""
+    if not isinstance(name, str) or not is_name(name):
+        raise ValueError(f"a character's name starts with a capital letter and has letters, digits, '_', '-' "
                          f"and single spaces, at most {MAX_NAME_CHARS} characters, got {name!r}")
     return name
+
+
+def _mentions(prompt: str):
+    """The ``[Name]`` matches of a prompt."""
+    return [match for match in MENTION.finditer(prompt) if is_name(match.group(1))]
 
 
 def description_words(description: str) -> list[str]:
@@ -69,7 +80,7 @@ def _by_name(characters: Sequence[CharacterLike]) -> dict[str, CharacterLike]:
 def named_characters(prompt: str, characters: Sequence[CharacterLike]) -> list[str]:
     """The names a prompt mentions as ``[Name]``, each once, in order; an unknown one raises."""
     known = _by_name(characters)
-    names = list(dict.fromkeys(MENTION.findall(prompt)))
+    names = list(dict.fromkeys(match.group(1) for match in _mentions(prompt)))
     unknown = [name for name in names if name not in known]
     if unknown:
         have = ", ".join(f"[{n}]" for n in known) or "none"
@@ -87,7 +98,7 @@ def character_text(prompt: str, characters: Sequence[CharacterLike]) -> tuple[st
     named_characters(prompt, characters)  # unknown names raise first
     known = _by_name(characters)
     parts, spans, at, end = [], {}, 0, 0
-    for match in MENTION.finditer(prompt):
+    for match in _mentions(prompt):
         parts.append(prompt[end:match.start()])
         at += match.start() - end
         description = known[match.group(1)].description
