@@ -121,3 +121,11 @@ def test_subject_tokens_are_the_subject_words_tokens(tiny_pipe):
     assert tokenizer.decode([anchor_ids[p] for p in anchor["Old Bo"]]).replace(" ", "") == "manhat"
     cut = row_subject_tokens(tokenizer, "word " * 80 + "[Mira]", ["Mira"], (MIRA,), None, 77)
     assert cut == {"Mira": ()}  # beyond what CLIP reads
+
+
+def test_the_session_compares_the_character_layers_as_a_choice():
+    from stylealigned_desktop.session.generation import _nearly_equal
+
+    default = StyleAlignedSettings()
+    assert _nearly_equal(default, default.replace(character_dropout=0.5004))
+    assert not _nearly_equal(default, default.replace(character_layers="all"))
