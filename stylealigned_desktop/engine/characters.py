@@ -44,8 +44,8 @@ def check_name(name: Any) -> str:
     return name
 
 
-def _mentions(prompt: str):
-    """The ``[Name]`` matches of a prompt."""
+def mentions(prompt: str) -> list[re.Match]:
+    """The ``[Name]`` mentions of a prompt (group 1: the name), in order."""
     return [match for match in MENTION.finditer(prompt) if is_name(match.group(1))]
 
 
@@ -54,11 +54,16 @@ def description_words(description: str) -> list[str]:
     return [word.lower() for word in WORD.findall(description)]
 
 
+def default_subject_words(description: str) -> tuple[str, ...]:
+    """A description's words less :data:`STOP_WORDS`, lower case, each once."""
+    return tuple(dict.fromkeys(w for w in description_words(description) if w not in STOP_WORDS))
+
+
 def subject_words(character: CharacterLike) -> tuple[str, ...]:
-    """The words that locate a character: its own, or the description's less :data:`STOP_WORDS`."""
+    """The words that locate a character: its own, or :func:`default_subject_words`."""
     if character.words:
         return tuple(word.lower() for word in character.words)
-    return tuple(dict.fromkeys(w for w in description_words(character.description) if w not in STOP_WORDS))
+    return default_subject_words(character.description)
 
 
 def check_words(name: str, description: str, words: Sequence[str]) -> tuple[str, ...]:
@@ -80,7 +85,7 @@ def _by_name(characters: Sequence[CharacterLike]) -> dict[str, CharacterLike]:
 def named_characters(prompt: str, characters: Sequence[CharacterLike]) -> list[str]:
     """The names a prompt mentions as ``[Name]``, each once, in order; an unknown one raises."""
     known = _by_name(characters)
-    names = list(dict.fromkeys(match.group(1) for match in _mentions(prompt)))
+    names = list(dict.fromkeys(match.group(1) for match in mentions(prompt)))
     unknown = [name for name in names if name not in known]
     if unknown:
         have = ", ".join(f"[{n}]" for n in known) or "none"
@@ -98,7 +103,7 @@ def character_text(prompt: str, characters: Sequence[CharacterLike]) -> tuple[st
     named_characters(prompt, characters)  # unknown names raise first
     known = _by_name(characters)
     parts, spans, at, end = [], {}, 0, 0
-    for match in _mentions(prompt):
+    for match in mentions(prompt):
         parts.append(prompt[end:match.start()])
         at += match.start() - end
         description = known[match.group(1)].description
