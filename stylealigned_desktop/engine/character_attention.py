@@ -48,6 +48,9 @@ class MappedRow:
     seed: int
     anchor: int | None = None
     """The anchor's index among all anchors; None for a panel."""
+    mapped: bool = True
+    """Whether its subject maps are made: not for a panorama's panel, whose MultiDiffusion
+    windows each see a part of it (it shares its characters all the same)."""
 
 
 def dropout_seed(panel_seed: int, step: int, layer: int, anchor: int) -> int:
@@ -120,7 +123,8 @@ class CharacterState:
         if not self.call_rows or batch % len(self.call_rows):
             return []
         base = batch - len(self.call_rows)
-        return [(base + j, row, self.rows[row].tokens) for j, row in enumerate(self.call_rows) if row in self.rows]
+        return [(base + j, row, self.rows[row].tokens) for j, row in enumerate(self.call_rows)
+                if row in self.rows and self.rows[row].mapped]
 
     def add_map(self, row: int, maps: torch.Tensor) -> None:
         total, layers = self._maps.get(row, (0, 0))
@@ -218,16 +222,16 @@ class CharacterState:
         return self._grids[key]
 
 
-def install_characters(installation, pipe, request, rows) -> CharacterState | None:
+def install_characters(installation, pipe, request, rows, windowed: set = frozenset()) -> CharacterState | None:
     """A run's character state (None without characters) on an installation's shared layers,
     and the subject maps on the deepest cross-attention layers (``Installation.remove`` puts
-    the old processors back)."""
+    the old processors back); ``windowed``: the sizes drawn as MultiDiffusion windows."""
     if not rows.anchors:
         return None
     from .install import self_attention_names
 
     unet, settings = installation.unet, request.settings
-    state = CharacterState(mapped_rows(pipe, request, rows), [n for n, row in enumerate(rows.rows) if row.role == "anchor"],
+    state = CharacterState(mapped_rows(pipe, request, rows, windowed), [n for n, row in enumerate(rows.rows) if row.role == "anchor"],
                            [row.source.character for row in rows.anchors],
                            character_layers(installation.shared_layers, settings.character_layers,
                                             self_attention_names(unet)),
@@ -240,7 +244,7 @@ def install_characters(installation, pipe, request, rows) -> CharacterState | No
     return state
 
 
-def mapped_rows(pipe, request, rows) -> dict[int, MappedRow]:
+def mapped_rows(pipe, request, rows, windowed=frozenset()) -> dict[int, MappedRow]:
     """Every anchor and every panel naming characters, with its subject tokens."""
     from .characters import row_subject_tokens
     from .limits import CLIP_TOKENS
@@ -257,7 +261,7 @@ def mapped_rows(pipe, request, rows) -> dict[int, MappedRow]:
         width, height = row.size
         mapped[number] = MappedRow(row.names, tuple(tokens[name] for name in row.names),
                                    (height // pipe.vae_scale_factor, width // pipe.vae_scale_factor), row.seed,
-                                   row.position if anchor else None)
+                                   row.position if anchor else None, bool(anchor) or row.size not in windowed)
     return mapped
 
 

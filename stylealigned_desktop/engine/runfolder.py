@@ -363,6 +363,7 @@ def _stage_panels(folder: Path, request: SetRequest, result: RunResult, style_te
             "control": control,
             "width": width,
             "height": height,
+            **result.metadata.get("windows", {}).get(str(number), {}),  # a panorama's windows
         }
         if result.masks.get(index):
             entry["masks"] = panel_masks(result, index)
@@ -370,7 +371,7 @@ def _stage_panels(folder: Path, request: SetRequest, result: RunResult, style_te
         staged[entry["file"]] = _stage_png(
             image, folder / entry["file"],
             dict(common, role="panel", index=number, prompt=panel.prompt, seed=panel.seed, control=control,
-                 width=width, height=height))
+                 width=width, height=height, **result.metadata.get("windows", {}).get(str(number), {})))
     return panels
 
 
