@@ -215,3 +215,27 @@ def test_dropout_keeps_about_one_minus_p_and_depends_on_its_four_numbers_only():
     assert torch.equal(keep, dropout_keep(20, 3, 7, 1, 20000, 0.3))
     for other in [(21, 3, 7, 1), (20, 4, 7, 1), (20, 3, 8, 1), (20, 3, 7, 2)]:
         assert not torch.equal(keep, dropout_keep(*other, 20000, 0.3))
+
+
+def test_panoramas_share_their_characters_and_anchors_lead_a_windowed_set(engine):
+    """A set at twice the tiny model's native width is drawn as MultiDiffusion windows (spec
+    section 14): its anchors run whole after the references, its panels share them window by
+    window and carry no masks (each window sees a part); a panel of its own native size does."""
+    panels = (Panel("[Mira] runs along the shore, ink wash", 30), Panel("[Mira] waves, ink wash", 31, size=(128, 128)),
+              Panel("a quiet street, ink wash", 32))
+
+    def run(characters, panels, events=None):
+        return engine.generate(SetRequest(
+            model="tiny", style=GeneratedReference("a lighthouse, ink wash", 3), panels=panels, characters=characters,
+            sampling=Sampling(steps=3, guidance=4.0, width=256, height=128, scheduler="euler", window_stride=8)),
+            None if events is None else events.append)
+
+    events = []
+    shared, plain = run((MIRA,), panels, events), run((), _spelled_out(panels))
+    done = {e.index: e for e in events if isinstance(e, ev.PanelDone)}
+    assert done[0].metadata["windows"] == 3 and "windows" not in done[1].metadata  # 16-wide windows, stride 8
+    for i in (0, 1):
+        assert (shared.latents[i] - plain.latents[i]).abs().max() > 1e-3, i
+    assert torch.equal(shared.latents[2], plain.latents[2])  # names no one: the set without characters
+    assert set(shared.masks) == {1, ("anchor", "Mira", 0), ("anchor", "Mira", 1)}
+    assert shared.masks[("anchor", "Mira", 0)]["Mira"].shape == (4, 8) and shared.masks[1]["Mira"].shape == (4, 4)
