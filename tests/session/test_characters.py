@@ -251,3 +251,24 @@ def test_the_request_carries_the_characters_and_their_settings(session, make_pic
                           "anchors_per_character")}
     assert knobs == {"character_dropout": 0.3, "character_layers": "all",
                      "character_shift": 0.25, "anchors_per_character": 2}
+
+
+def test_a_character_changed_or_removed_during_the_run_keeps_the_artists_anchors(session):
+    session.set_style_text("ink")
+    for name in ("Mira", "Tom", "Ada"):
+        session.add_character(name, "someone")
+        session.update_character(name, seeds_locked=False)
+    session.add_panel("[Mira] and [Tom] and [Ada]")
+    before = {name: session.character(name).anchor_seeds for name in ("Mira", "Tom", "Ada")}
+    plan = session.prepare_generate()
+    session.update_panel(0, prompt="[Tom] and [Ada]")
+    session.remove_character("Mira")  # gone when the run is filed
+    session.update_character("Tom", seeds_locked=True)  # locked meanwhile
+    plan.folder.mkdir(parents=True)
+    changes = []
+    session.subscribe(changes.append)
+    session.record_run(plan)
+    assert session.character("Mira") is None
+    assert session.character("Tom").anchor_seeds == before["Tom"]
+    assert session.character("Ada").anchor_seeds != before["Ada"]
+    assert observer.Change(observer.CHARACTERS) in changes
