@@ -48,6 +48,8 @@ def plan_shards(request: SetRequest, replicas: int) -> list[tuple[int, ...]]:
 
 def _row(event: dict[str, Any]) -> Any:
     """A picture's row in the merged stream: a panel's index, ``("reference", position)``."""
+    if event.get("event") in ("AnchorPreview", "AnchorDone"):  # a character's anchor (spec section 13)
+        return ("anchor", event["character"], event["number"])
     index = event["index"]
     return index if index is not None else ("reference", event.get("reference") or 0)
 
@@ -65,11 +67,13 @@ class StreamMerger:
     """
 
     def __init__(self, selected: Sequence[int], shards: Sequence[Sequence[int]],
-                 references: Sequence[int] = (0,)):
+                 references: Sequence[int] = (0,), anchors: Sequence[tuple[str, int]] = ()):
         """``references``: the positions of the references that run (weight above 0); each
-        shard runs them all and reports them, as ``index`` None with their ``reference``."""
-        self.rows: list[Any] = [("reference", r) for r in references] + list(selected)
-        self.references = len(references)
+        shard runs them all and reports them, as ``index`` None with their ``reference``.
+        ``anchors``: the characters' anchors as (name, number), which every shard runs too."""
+        self.rows: list[Any] = ([("reference", r) for r in references] + [("anchor", *a) for a in anchors]
+                                + list(selected))
+        self.references = len(references) + len(anchors)  # the rows every shard runs first
         self.shards = [tuple(s) for s in shards]
         self.ended = False
         self._total: int | None = None
@@ -94,15 +98,15 @@ class StreamMerger:
         if kind == "Step":
             self._total = event["total"]
             return self._through(shard, event["step"] - 1)  # its previews of the step before are all sent
-        if kind == "Preview":
+        if kind in ("Preview", "AnchorPreview"):
             return self._preview(shard, event)
         if kind in ("Cancelled", "Failed"):
             self.ended = True
             return [event]
-        if kind in ("PanelDone", "Finished", "Decoding"):
+        if kind in ("PanelDone", "AnchorDone", "Finished", "Decoding"):
             # past its last step: no more previews from this shard
             out = self._through(shard, self._total or 0)
-            if kind == "PanelDone":
+            if kind in ("PanelDone", "AnchorDone"):
                 self._done.setdefault(_row(event), event)
             elif kind == "Finished":
                 self._finished[shard] = event.get("metadata") or {}
