@@ -24,6 +24,10 @@ COLLECT_SUBMODULES = [
     "transformers.models.clip",  # SDXL text encoders and tokenizers, CLIP score
     "transformers.models.dpt",  # depth estimator (Intel/dpt-hybrid-midas)
     "transformers.models.vit",  # DINO set consistency (facebook/dino-vitb8), DPT's hybrid backbone
+    # CUDA Python: torch imports cuda.bindings (torch.cuda.gds); its compiled modules import
+    # cuda.bindings._internal.* and cuda.pathfinder, which PyInstaller cannot see in a .so.
+    "cuda.bindings",
+    "cuda.pathfinder",
 ]
 
 # Single modules imported by name at run time (importlib), or by code PyInstaller never sees.

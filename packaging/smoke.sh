@@ -95,6 +95,7 @@ done
 grep -q '"a toy boat' "$set_dir/run.json" || fail "run.json does not record the prompts"
 grep -q 'lora.safetensors' "$set_dir/run.json" || fail "run.json does not record the LoRA"
 grep -q 'reference.png' "$set_dir/run.json" || fail "run.json does not record the reference picture"
+grep -q "\"stylealigned-desktop\": \"$version\"" "$set_dir/run.json" || fail "run.json does not record the app's version"
 ls "$set_dir"
 
 step "stylealigned invert (tiny model, 2 steps)"
