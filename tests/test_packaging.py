@@ -223,6 +223,33 @@ def test_every_dependency_that_ships_data_is_collected_or_left_out_with_a_reason
     assert not set(bundle.COLLECT_DATA) & set(bundle.DATA_LEFT_OUT)
 
 
+def test_every_module_a_compiled_module_imports_is_collected(bundle):
+    """Compiled modules' imports are invisible to PyInstaller: cuda-bindings' import
+    cuda.bindings._internal.utils and cuda.pathfinder, which the first fixed smoke found missing.
+    Each module they import must be collected by the spec or named by a PyInstaller hook."""
+    done = subprocess.run([sys.executable, str(PACKAGING / "compiled_imports.py")],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    pairs = [line.split() for line in done.stdout.splitlines()]
+    assert ["cuda.bindings._internal.driver", "cuda.pathfinder"] in pairs  # the watch still sees
+
+    def collected(name: str) -> bool:
+        return name in bundle.HIDDEN_IMPORTS or any(
+            name == package or name.startswith(f"{package}.") for package in bundle.COLLECT_SUBMODULES)
+
+    def top(name: str) -> str:
+        return name.partition(".")[0]
+
+    uncovered = [f"{importer} imports {imported}" for importer, imported in pairs
+                 if top(importer) not in bundle.EXCLUDES  # not in the build
+                 and top(imported) not in sys.stdlib_module_names
+                 and top(imported) not in bundle.COMPILED_IMPORTS_LEFT_TO_HOOKS
+                 and not collected(imported)]
+    assert not uncovered, ("add these to bundle.COLLECT_SUBMODULES (or HIDDEN_IMPORTS), or their "
+                           f"package to COMPILED_IMPORTS_LEFT_TO_HOOKS with the hook: {uncovered}")
+
+
 LOCK = PACKAGING / "requirements-lock-linux.txt"
 
 
