@@ -146,6 +146,7 @@ awk 'NR == FNR {seen[$0] = 1; next} !seen[$0]++' "$frozen_modules" "$unfrozen_mo
   >"$scratch/modules-to-check.txt" || true
 echo "unfrozen runs imported $(sort -u "$unfrozen_modules" | wc -l) modules, the frozen runs" \
   "$(sort -u "$frozen_modules" | wc -l); importing the $(wc -l <"$scratch/modules-to-check.txt") others"
+sed 's/^/  /' "$scratch/modules-to-check.txt"
 not_importable() {  # the module names of the hook's "not importable: NAME: ..." lines
   sed -n 's/^not importable: \([^:]*\): .*/\1/p' "$1" | sort
 }
