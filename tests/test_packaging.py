@@ -159,6 +159,17 @@ def test_app_icon_renders_at_small_sizes(qapp, tmp_path, bundle):
         assert corners == [0, 0, 0, 0] and centre.alpha() == 255  # a shape, not a filled square
 
 
+def test_pip_records_the_version_the_app_reports(tmp_path):
+    """pyproject.toml takes its version from stylealigned_desktop.__version__: what pip
+    records is what --version, run.json and the frozen build (which has no pip record) say."""
+    hook = "import sys, setuptools.build_meta as b; print(b.prepare_metadata_for_build_wheel(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", hook, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metadata = (tmp_path / done.stdout.split()[-1] / "METADATA").read_text(encoding="utf-8")
+    assert re.search(r"^Version: (.+)$", metadata, re.M).group(1) == stylealigned_desktop.__version__
+
+
 def test_entry_points_exist_and_dependencies_are_ranges():
     dist = importlib.metadata.distribution("stylealigned-desktop")
     scripts = {ep.name: ep for ep in dist.entry_points if ep.group in ("console_scripts", "gui_scripts")}
