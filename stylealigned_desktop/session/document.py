@@ -9,6 +9,8 @@ together from one module per responsibility:
 - ``panel_edits.py``: panels and their control pictures;
 - ``style_edits.py``: the style text, the generated reference, the gallery, the active sources;
 - ``settings_edits.py``: sampling and StyleAligned settings, presets;
+- ``character_edits.py``: the characters, their anchors and the character settings (their
+  value types and the ``[Name]`` parser in ``characters.py``, spec section 13);
 - ``notes_edits.py``: panel notes (scene, shot, action, dialogue, camera, duration) and the
   set's default duration (their value types in ``notes.py``);
 - this module: the JSON form (``to_dict`` / ``from_dict``), undo states, saving and closing.
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from . import folders, observer
+from .character_edits import CharacterEdits
+from .characters import Character, CharacterSettings
 from .errors import SessionError
 from .generation import GenerationSettings
 from .history import RunRecord
@@ -36,7 +40,7 @@ from .values import Panel, Reference, Style
 __all__ = ["ReferenceImport", "SessionDocument"]
 
 
-class SessionDocument(PanelEdits, StyleEdits, SettingsEdits, NoteEdits):
+class SessionDocument(PanelEdits, StyleEdits, SettingsEdits, NoteEdits, CharacterEdits):
     """The document of a session: style source, gallery, panels, settings and run history.
 
     ``folder`` is the session folder; an untitled session's folder lies under
@@ -52,11 +56,13 @@ class SessionDocument(PanelEdits, StyleEdits, SettingsEdits, NoteEdits):
             "panels": [p.to_dict() for p in self._panels],
             "settings": self._settings.to_dict(),
             "board": self._board.to_dict(),
+            "characters": [c.to_dict() for c in self._characters],
+            "character_settings": self._character_settings.to_dict(),
             "history": [r.to_dict() for r in self._history],
         }
 
     def edit_state(self) -> dict[str, Any]:
-        """What the user edits (style, gallery, panels, settings; not the run history), as
+        """What the user edits (style, gallery, panels, settings, characters; not the run history), as
         JSON-ready data: an undo step is two of these."""
         data = self.to_dict()
         del data["history"]
@@ -68,7 +74,9 @@ class SessionDocument(PanelEdits, StyleEdits, SettingsEdits, NoteEdits):
         with self.batch():
             for kind, name in ((observer.STYLE, "_style"), (observer.REFERENCES, "_references"),
                                (observer.PANELS, "_panels"), (observer.SETTINGS, "_settings"),
-                               (observer.BOARD, "_board")):
+                               (observer.BOARD, "_board"),
+                               (observer.CHARACTERS, "_characters"),
+                               (observer.CHARACTERS, "_character_settings")):
                 if getattr(restored, name) != getattr(self, name):
                     setattr(self, name, getattr(restored, name))
                     self._changed(kind)
@@ -87,6 +95,10 @@ class SessionDocument(PanelEdits, StyleEdits, SettingsEdits, NoteEdits):
         session._panels = [Panel.from_dict(x, f"panels[{i}]") for i, x in enumerate(r.items("panels"))]
         session._settings = GenerationSettings.from_dict(r.obj("settings", {}), "settings")
         session._board = BoardSettings.from_dict(r.obj("board", {}), "board")
+        session._characters = [Character.from_dict(x, f"characters[{i}]")
+                                for i, x in enumerate(r.items("characters"))]
+        session._character_settings = CharacterSettings.from_dict(
+            r.obj("character_settings", {}), "character_settings")
         session._history = [
             RunRecord.from_dict(x, f"history[{i}]") for i, x in enumerate(r.items("history"))
         ]
@@ -96,6 +108,9 @@ class SessionDocument(PanelEdits, StyleEdits, SettingsEdits, NoteEdits):
         ids = [p.id for p in session._panels]
         if len(set(ids)) != len(ids):
             raise SessionError("two panels share one id")
+        names = [c.name for c in session._characters]
+        if len(set(names)) != len(names):
+            raise SessionError("two characters share one name")
         ref_ids = {x.id for x in session._references}
         if len(ref_ids) != len(session._references):
             raise SessionError("two gallery pictures share one id")

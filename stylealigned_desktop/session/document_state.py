@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import files, folders, observer
+from .characters import Character, CharacterSettings
 from .errors import SessionError
 from .generation import GenerationSettings
 from .history import RunRecord
@@ -46,6 +47,8 @@ class DocumentState(Observable):
         self._panels: list[Panel] = []
         self._settings = GenerationSettings()
         self._board = BoardSettings()  # the deliverables' default duration (notes.py)
+        self._characters: list[Character] = []  # spec section 13 (characters.py)
+        self._character_settings = CharacterSettings()
         self._history: list[RunRecord] = []
         self._dirty = False
         self._read_only = False  # opened while another app holds it (store.load_session)
@@ -103,6 +106,17 @@ class DocumentState(Observable):
     @property
     def settings(self) -> GenerationSettings:
         return self._settings
+
+    @property
+    def characters(self) -> tuple[Character, ...]:
+        return tuple(self._characters)
+
+    @property
+    def character_settings(self) -> CharacterSettings:
+        return self._character_settings
+
+    def character(self, name: str) -> Character | None:
+        return next((c for c in self._characters if c.name == name), None)
 
     @property
     def history(self) -> tuple[RunRecord, ...]:
@@ -163,16 +177,18 @@ class DocumentState(Observable):
         """Session-relative picture files the session or its history refers to."""
         used = {r.file for r in self._references}
         used.update(p.control.image for p in self._panels if p.control.image)
+        used.update(f for c in self._characters for f in c.pictures if f)
         for record in self._history:
             used.update(x.file for x in record.references if x.file)
             used.update(p.control.image for p in record.panels if p.control and p.control.image)
         return used
 
     def missing_files(self) -> list[str]:
-        """Pictures of the gallery and panels whose copies are gone from the folder (a link
+        """Pictures of the gallery, panels and characters whose copies are gone from the folder (a link
         in a copy's place counts as gone: the session never reads through links)."""
         wanted = [r.file for r in self._references]
         wanted += [p.control.image for p in self._panels if p.control.image]
+        wanted += [f for c in self._characters for f in c.pictures if f]
         return sorted({f for f in wanted if self.file(f) is None})
 
     # --- notification helpers -----------------------------------------------------------------

@@ -195,11 +195,11 @@ def remove_run_files(folder: Path, relative: str, pictures: Iterable[str]) -> li
 
 
 def collect_garbage(folder: Path, used: set[str]) -> list[str]:
-    """Delete regular files in references/ and controls/ that are not in ``used``
+    """Delete regular files in references/, controls/ and characters/ that are not in ``used``
     (session-relative paths); returns the session-relative paths removed. A sub-folder that is
     a link is left alone, and so is every link inside one."""
     removed = []
-    for sub in (folders.REFERENCES, folders.CONTROLS):
+    for sub in folders.PICTURE_FOLDERS:
         try:
             where = folder_inside(folder, sub)
         except ContainmentError:

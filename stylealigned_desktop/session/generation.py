@@ -49,10 +49,11 @@ def source_defaults(picture: bool) -> tuple[float, StyleAlignedSettings]:
 
 
 def _nearly_equal(a: StyleAlignedSettings, b: StyleAlignedSettings) -> bool:
-    """Equal flags, and numbers equal within :data:`DEFAULTS_TOLERANCE`."""
+    """Equal flags and words (``character_layers``: "up"), and numbers equal within
+    :data:`DEFAULTS_TOLERANCE`."""
     for f in fields(a):
         x, y = getattr(a, f.name), getattr(b, f.name)
-        if isinstance(x, bool) or isinstance(y, bool):
+        if isinstance(x, bool | str) or isinstance(y, bool | str):
             if x != y:
                 return False
         elif not math.isclose(x, y, abs_tol=DEFAULTS_TOLERANCE):

@@ -41,6 +41,18 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     #   storyboard text (the CLI's --prompts-file format) in and out: prompts_file.py's
     #   import_panels_text/_file(s, ...) and export_panels_text/_file(s, ...)
 
+    # characters (spec section 13; character_edits.py, characters.py)
+    s.characters s.character(name) s.character_settings
+    s.add_character(name, description="") -> Character   # fresh anchor seeds, locked
+    s.update_character(name, name=..., description=..., words=(...), seeds_locked=...,
+                       anchor_text=...)          # a new name is written into the prompts too
+    s.remove_character(name); s.set_anchor_seed(name, anchor, seed); s.reroll_character(name)
+    s.set_character_picture(name, anchor, path) / s.set_character_prepared(name, anchor, prepared)
+    s.clear_character_picture(name, anchor)     # the anchor is generated again
+    s.update_character_settings(character_dropout=..., character_layers=...,
+                                character_shift=..., anchors_per_character=...)
+    #   a panel names a character as [Name]: characters.named_characters(prompt)
+
     # style and gallery
     s.set_style_text(text); s.set_reference_prompt(text)
     s.set_reference_seed(seed=None, locked=None); s.reroll_reference() -> int
@@ -94,19 +106,21 @@ Elsewhere in this package:
 - ``presets``: ``load_presets()`` -> ``PresetLibrary(presets, problems)``,
   ``save_user_preset``, ``delete_user_preset``; ``StylePreset``.
 - ``values``: ``SDXL_SIZES`` (size presets), ``MAX_SEED`` (seeds fit a Qt spin box).
-- ``observer``: the change kinds ``STYLE REFERENCES PANELS PANEL SETTINGS HISTORY SAVED``.
+- ``observer``: the change kinds ``STYLE REFERENCES PANELS PANEL SETTINGS BOARD CHARACTERS
+  HISTORY SAVED``.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..engine.request import SetRequest
 from . import files, folders, observer, planning
+from .characters import Character, CharacterSettings, named_characters
 from .document import ReferenceImport, SessionDocument
 from .errors import PictureError, SessionError
 from .generation import SDXL_SIZES, GenerationSettings
@@ -123,6 +137,8 @@ __all__ = [
     "MAX_SEED",
     "SDXL_SIZES",
     "Change",
+    "Character",
+    "CharacterSettings",
     "Control",
     "GenerationSettings",
     "CAMERA_PRESETS",
@@ -141,6 +157,7 @@ __all__ = [
     "Style",
     "StylePreset",
     "compose_prompt",
+    "named_characters",
     "prepare_picture",
     "prepare_picture_data",
 ]
@@ -153,6 +170,8 @@ class RunSeeds:
 
     panels: dict[str, tuple[int, int]]
     reference: tuple[int, int] | None = None
+    characters: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    """Character name -> (its anchor seeds then, the run's), for characters not locked."""
 
 
 class Session(SessionDocument):
@@ -180,18 +199,21 @@ class Session(SessionDocument):
         self, only: Sequence[int] | None, default_model: str, device: str, dtype: str,
         seeds: RunSeeds | None = None,
     ) -> RunPlan:
-        panels, style = self._panels, self._style
+        panels, style, characters = self._panels, self._style, self._characters
         if seeds is not None:  # the run's fresh seeds, not (yet) the storyboard's
             panels = [replace(p, seed=seeds.panels[p.id][1]) if p.id in seeds.panels else p
                       for p in panels]
             if seeds.reference is not None:
                 style = replace(style, reference_seed=seeds.reference[1])
+            characters = [replace(c, anchor_seeds=seeds.characters[c.name][1])
+                          if c.name in seeds.characters else c for c in characters]
         return planning.plan_run(
             style=style, gallery=self.reference, panels=panels,
             settings=self._settings, outputs=files.contained(self._folder, folders.OUTPUTS),
             cache_dir=files.cache_folder(self._folder), file_of=self.file,
             taken_run_ids=self._taken_run_ids(),
             only=only, default_model=default_model, device=device, dtype=dtype,
+            characters=characters, character_settings=self._character_settings,
         )
 
     def build_request(
@@ -228,7 +250,8 @@ class Session(SessionDocument):
         selected = range(len(self._panels)) if only is None else sorted(set(only))
         style = self._style
         new_reference = style.uses_generated and not style.reference_seed_locked
-        return self._prepare(only, selected, new_reference, default_model, device, dtype)
+        return self._prepare(only, selected, new_reference, default_model, device, dtype,
+                             new_anchors=True)
 
     def prepare_reroll(
         self, index: int, *, default_model: str = "", device: str = "auto", dtype: str = "auto"
@@ -239,7 +262,7 @@ class Session(SessionDocument):
         return self._prepare((index,), (index,), False, default_model, device, dtype)
 
     def _prepare(self, only, selected, new_reference: bool, default_model: str, device: str,
-                 dtype: str) -> RunPlan:
+                 dtype: str, new_anchors: bool = False) -> RunPlan:
         self._plan(only, default_model, device, dtype)  # validate before drawing seeds
         panels = self._panels
         seeds = RunSeeds(
@@ -247,6 +270,8 @@ class Session(SessionDocument):
                     for i in selected if not panels[i].seed_locked},
             reference=((self._style.reference_seed, self.draw_seed()) if new_reference
                        else None),
+            characters={c.name: (c.anchor_seeds, tuple(self.draw_seed() for _ in c.anchor_seeds))
+                        for c in self._characters if new_anchors and not c.seeds_locked},
         )
         plan = self._plan(only, default_model, device, dtype, seeds)
         self._planned_runs.add(plan.run_id)
@@ -272,6 +297,13 @@ class Session(SessionDocument):
         if (seeds.reference is not None and not style.reference_seed_locked
                 and style.reference_seed == seeds.reference[0]):
             self._set_style(reference_seed=seeds.reference[1])
+        for name, (before, drawn) in seeds.characters.items():
+            character = self.character(name)
+            if character is not None and not character.seeds_locked and \
+                    character.anchor_seeds == before:
+                self._characters[self._characters.index(character)] = replace(
+                    character, anchor_seeds=drawn)
+                self._changed(observer.CHARACTERS)
 
     def record_run(
         self,

@@ -19,6 +19,8 @@ PANEL = "panel"
 """One panel's fields changed; ``index`` and ``panel_id`` say which."""
 SETTINGS = "settings"
 """Sampling or StyleAligned settings changed."""
+CHARACTERS = "characters"
+"""The characters changed: added, removed, renamed, described, their anchors or settings."""
 BOARD = "board"
 """The set's deliverable settings (the default panel duration) changed."""
 HISTORY = "history"
@@ -27,7 +29,8 @@ SAVED = "saved"
 """The session was written to disk or moved (folder, title, ``dirty`` may have changed).
 Not a change of the document itself, so it does not make the session dirty."""
 
-DOCUMENT_KINDS = frozenset({STYLE, REFERENCES, PANELS, PANEL, SETTINGS, BOARD, HISTORY})
+DOCUMENT_KINDS = frozenset({STYLE, REFERENCES, PANELS, PANEL, SETTINGS, BOARD, CHARACTERS,
+                            HISTORY})
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,15 @@ by the session, never here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
+from typing import Any
 
+from ..engine import request as engine_request
 from ..engine.request import GeneratedReference, PanelControl, ReferencePicture, SetRequest
 from ..engine.request import Panel as RequestPanel
+from ..engine.settings import StyleAlignedSettings
+from .characters import Character, CharacterSettings, unknown_names
 from .errors import SessionError
 from .generation import GenerationSettings
 from .history import RunPlan, RunStyle, new_run_id
@@ -107,6 +111,92 @@ def request_panel(
     return RequestPanel(prompt=prompt, seed=panel.seed, control=request_control, size=panel.size), control
 
 
+def check_characters(panels: Sequence[Panel], characters: Sequence[Character]) -> None:
+    """Refuse a storyboard whose panel names a character the session does not have (a typo
+    would otherwise reach the text encoders as the literal ``[Name]``), and a character
+    without a description (the text its name stands for)."""
+    for character in characters:
+        if not character.description.strip():
+            raise SessionError(f"{character.name} has no description yet: say who "
+                               f"{character.name} is in Characters")
+    known = [c.name for c in characters]
+    for i, panel in enumerate(panels):
+        unknown = unknown_names(panel.prompt, known)
+        if unknown:
+            raise SessionError(
+                f"panel {i + 1} names [{unknown[0]}], who is not among the characters: add "
+                f"{unknown[0]} in Characters or correct the name"
+            )
+
+
+def _anchor_pictures(character: Character, count: int, file_of: FileOf) -> tuple[str | None, ...]:
+    pictures = []
+    for anchor in range(count):
+        relative = character.picture(anchor)
+        path = None if relative is None else file_of(relative)
+        if relative is not None and path is None:
+            raise SessionError(
+                f"{character.name}'s anchor picture {anchor + 1} is missing from the session "
+                f"folder ({relative}); choose it again or remove it"
+            )
+        pictures.append(None if path is None else str(path))
+    return tuple(pictures) if any(pictures) else ()
+
+
+def anchor_text(character: Character, style_text: str) -> str:
+    """What the engine adds to the description in an anchor's prompt: the character's anchor
+    text and the style text, each after ", " (the engine knows no style text: its prompts
+    arrive final, docs/characters.md)."""
+    return "".join(f", {part}" for part in (character.anchor_text.strip(), style_text.strip())
+                   if part)
+
+
+def character_choices(
+    characters: Sequence[Character], settings: CharacterSettings, style_text: str,
+    file_of: FileOf,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The session's characters and their settings as the engine takes them (spec section 13):
+    (keyword arguments of ``SetRequest``, changes of its ``StyleAlignedSettings``). Every
+    character is sent, named by a panel or not, so its anchors show before a panel uses it.
+    Empty while the engine has no characters (its ``Character`` type), and then nothing is
+    sent. A character the engine refuses (a subject word not in its description) is a
+    :class:`SessionError`."""
+    made = getattr(engine_request, "Character", None)
+    if made is None or "characters" not in {f.name for f in fields(SetRequest)}:
+        return {}, {}
+    count = settings.anchors_per_character
+    request: dict[str, Any] = {}
+    try:
+        request["characters"] = tuple(
+            made(name=c.name, description=c.description.strip(), words=c.words,
+                 anchor_seeds=c.anchor_seeds, anchor_pictures=_anchor_pictures(c, count, file_of),
+                 anchor_text=anchor_text(c, style_text))
+            for c in characters)
+    except ValueError as exc:
+        raise SessionError(str(exc)) from None
+    knobs = settings.to_dict()
+    in_settings = {f.name for f in fields(StyleAlignedSettings)}
+    in_request = {f.name for f in fields(SetRequest)}
+    aligned = {k: v for k, v in knobs.items() if k in in_settings}
+    request.update({k: v for k, v in knobs.items() if k in in_request and k not in in_settings})
+    return request, aligned
+
+
+def _chosen_model(panels: Sequence[Panel], settings: GenerationSettings, default_model: str,
+                  only: Sequence[int] | None) -> str:
+    """The model a run uses, once the storyboard has panels and ``only`` names some of them."""
+    if not panels:
+        raise SessionError("the storyboard has no panels: add at least one")
+    model = settings.model.strip() or default_model.strip()
+    if not model:
+        raise SessionError("no model is chosen: pick one in the model dialog")
+    if only is not None:
+        for i in only:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(panels):
+                raise SessionError(f"panel {i!r} does not exist (the storyboard has {len(panels)} panels)")
+    return model
+
+
 def plan_run(
     *,
     style: Style,
@@ -121,6 +211,8 @@ def plan_run(
     default_model: str = "",
     device: str = "auto",
     dtype: str = "auto",
+    characters: Sequence[Character] = (),
+    character_settings: CharacterSettings | None = None,
 ) -> RunPlan:
     """The plan of a run of ``panels`` (all, or the indices in ``only``) as they are now.
 
@@ -128,30 +220,26 @@ def plan_run(
     settings name no model. The run gets an id not in ``taken_run_ids`` and the folder
     ``outputs/<id>``.
     """
-    if not panels:
-        raise SessionError("the storyboard has no panels: add at least one")
-    model = settings.model.strip() or default_model.strip()
-    if not model:
-        raise SessionError("no model is chosen: pick one in the model dialog")
-    if only is not None:
-        for i in only:
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(panels):
-                raise SessionError(f"panel {i!r} does not exist (the storyboard has {len(panels)} panels)")
+    model = _chosen_model(panels, settings, default_model, only)
     sources, run_styles = style_sources(style, gallery, settings, file_of)
     built = [request_panel(i, p, style.text, file_of) for i, p in enumerate(panels)]
+    check_characters(panels, characters)
+    with_characters, aligned = character_choices(
+        characters, character_settings or CharacterSettings(), style.text, file_of)
     try:
         request = SetRequest(
             model=model,
             style=sources,
             panels=tuple(b[0] for b in built),
             sampling=settings.sampling(),
-            settings=settings.style_aligned,
+            settings=settings.style_aligned.replace(**aligned),
             micro_batch=settings.micro_batch,
             device=device,
             dtype=dtype,
             only=None if only is None else tuple(only),
             cache_dir=str(cache_dir),  # a reference picture is inverted once per session
             **settings.engine_choices(),
+            **with_characters,
         )
     except ValueError as exc:
         raise SessionError(str(exc)) from None

@@ -7,10 +7,10 @@ writes: a session that fails to load (broken JSON, newer schema, missing picture
 
 File format::
 
-    {"format": "stylealigned-session", "schema_version": 3, "app_version": "0.1.0",
+    {"format": "stylealigned-session", "schema_version": 4, "app_version": "0.1.0",
      "saved": "2026-11-25T17:00:00+00:00",
      "style": {...}, "references": [...], "panels": [...], "settings": {...}, "board": {...},
-     "history": [...]}
+     "characters": [...], "character_settings": {...}, "history": [...]}
 
 Schema changes bump :data:`SCHEMA_VERSION` and add a step to :data:`MIGRATIONS`
 (``MIGRATIONS[n]`` turns version-n data into version n+1); old files are migrated on load.
@@ -36,6 +36,7 @@ from .. import __version__, paths, userfiles
 from ..temporaries import STALE_AFTER, with_default_folder_mode
 from . import files, folders
 from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
+from .characters import CharacterSettings
 from .errors import (
     MissingFilesError,
     SchemaTooNewError,
@@ -46,7 +47,7 @@ from .errors import (
 from .model import Session
 
 FORMAT = "stylealigned-session"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _several_references(data: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +82,16 @@ def _panel_notes(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _characters(data: dict[str, Any]) -> dict[str, Any]:
+    """3 -> 4: the session gains its ``characters`` (none yet) and their ``character_settings``
+    (spec section 13's defaults), written out so the file says what the set used."""
+    data.setdefault("characters", [])
+    data.setdefault("character_settings", CharacterSettings().to_dict())
+    return data
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    1: _several_references, 2: _panel_notes}
+    1: _several_references, 2: _panel_notes, 3: _characters}
 """``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
 
 RECENT_LIMIT = 10
@@ -280,7 +289,7 @@ def save_session_as(session: Session, folder: str | Path) -> Path:
     except OSError as exc:
         raise SessionSaveError(target, exc.strerror or str(exc)) from None
     try:
-        for sub in (folders.REFERENCES, folders.CONTROLS, folders.OUTPUTS, folders.CACHE):
+        for sub in (*folders.PICTURE_FOLDERS, folders.OUTPUTS, folders.CACHE):
             try:
                 source = files.folder_inside(old, sub)
             except files.ContainmentError:

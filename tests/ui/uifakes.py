@@ -32,6 +32,34 @@ class FakeEngine:
     def colour(seed: int) -> tuple[int, int, int]:
         return (seed * 37 % 256, seed * 91 % 256, seed * 13 % 256)
 
+    @staticmethod
+    def characters(request, on_event) -> None:
+        """Each character's anchors (spec section 13), flat colours keyed by their seeds, each
+        with a mask of its left half, as the engine reports them."""
+        import numpy as np
+
+        mask = np.zeros((4, 4), dtype=np.uint8)
+        mask[:, :2] = 1
+        size = (request.sampling.width, request.sampling.height)
+        for character in getattr(request, "characters", ()):
+            for k in range(request.settings.anchors_per_character):
+                colour = FakeEngine.colour(character.anchor_seeds[k])
+                on_event(ev.AnchorDone(character.name, k, Image.new("RGB", size, colour),
+                                       mask=mask))
+
+    @staticmethod
+    def masks(request, index: int) -> dict:
+        """A panel's masks: the top half for each character its prompt names."""
+        import numpy as np
+
+        from stylealigned_desktop.session.characters import named_characters
+
+        if not getattr(request, "characters", ()):
+            return {}
+        mask = np.zeros((4, 4), dtype=np.uint8)
+        mask[:2, :] = 1
+        return {"masks": {name: mask for name in named_characters(request.panels[index].prompt)}}
+
     def generate(self, request, on_event, cancel: threading.Event):
         self.requests.append(request)
         self.thread_names.append(threading.current_thread().name)
@@ -55,8 +83,9 @@ class FakeEngine:
         panels = {i: Image.new("RGB", full, self.colour(request.panels[i].seed))
                   for i in request.selected}
         on_event(ev.PanelDone(None, reference))
+        self.characters(request, on_event)
         for index, image in panels.items():
-            on_event(ev.PanelDone(index, image))
+            on_event(ev.PanelDone(index, image, **self.masks(request, index)))
         run = ev.RunResult(reference, panels, {"model": request.model})
         on_event(ev.Finished(run))
         return run

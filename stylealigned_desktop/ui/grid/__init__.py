@@ -1,10 +1,11 @@
 """The pictures: the preview grid (references and panels, live then final), the full-size
-viewer and the history of runs.
+viewer, the history of runs, and the characters' subject masks over the panels.
 
 Imports ``support`` and ``threads``."""
 
 from .history import HistoryView, run_title
-from .previews import PreviewGrid, is_reference, reference_position
+from .mask_layer import mask_overlay
+from .previews import PreviewGrid, is_anchor, is_reference, reference_position
 from .viewer import ImageViewer, ViewerPicture
 
 __all__ = [
@@ -12,7 +13,9 @@ __all__ = [
     "ImageViewer",
     "PreviewGrid",
     "ViewerPicture",
+    "is_anchor",
     "is_reference",
+    "mask_overlay",
     "reference_position",
     "run_title",
 ]

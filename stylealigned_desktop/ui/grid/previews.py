@@ -30,7 +30,13 @@ REFERENCE = None  # the (first) reference's index, as in engine events
 
 def is_reference(key) -> bool:
     """Whether a tile key is a reference's: None (the first) or ``("reference", r)``."""
-    return key is None or isinstance(key, tuple)
+    return key is None or (isinstance(key, tuple) and key[0] == "reference")
+
+
+def is_anchor(key) -> bool:
+    """Whether a tile key is a character's anchor's: ``("anchor", name, k)`` (spec section 13,
+    as the engine's ``events.anchor_key``)."""
+    return isinstance(key, tuple) and key[0] == "anchor"
 
 
 def reference_position(key) -> int:
@@ -48,6 +54,7 @@ class ImageView(QWidget):
         self._image: QImage | None = None
         self._placeholder = placeholder
         self._shape: QSize | None = None  # the picture's (width, height) to come: its frame
+        self._overlay: QImage | None = None  # subject masks over the picture (mask_layer.py)
         self.setMinimumSize(96, 96)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -61,6 +68,14 @@ class ImageView(QWidget):
 
     def set_placeholder(self, text: str) -> None:
         self._placeholder = text
+        self.update()
+
+    def overlay(self) -> QImage | None:
+        return self._overlay
+
+    def set_overlay(self, overlay: QImage | None) -> None:
+        """Drawn over the picture, stretched to it cell for cell (None: nothing)."""
+        self._overlay = overlay
         self.update()
 
     def set_shape(self, width: int, height: int) -> None:
@@ -91,6 +106,9 @@ class ImageView(QWidget):
             return
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         painter.drawImage(self.image_rect(), self._image)
+        if self._overlay is not None:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+            painter.drawImage(self.image_rect(), self._overlay)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802 (Qt)
         if event.button() == Qt.MouseButton.LeftButton and self._image is not None:
@@ -148,7 +166,7 @@ class PictureTile(QFrame):
         for button in (self.save_button, self.copy_button, self.reference_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
-        if not is_reference(index):
+        if isinstance(index, int):  # a panel's (references and anchors are drawn with the set)
             buttons.addWidget(self.reroll_button)
         else:
             self.reroll_button.hide()
@@ -175,7 +193,7 @@ class PictureTile(QFrame):
         add_menu_command(menu, "Copy", lambda: self.copy_requested.emit(self.index), "copy")
         add_menu_command(menu, "Use as style reference",
                          lambda: self.use_as_reference_requested.emit(self.index), "star")
-        if not is_reference(self.index):
+        if isinstance(self.index, int):
             add_menu_command(menu, "Re-roll this panel",
                              lambda: self.reroll_requested.emit(self.index), "reroll")
         menu.exec(self.mapToGlobal(pos))
@@ -243,7 +261,8 @@ class PreviewGrid(QScrollArea):
         self._grid.setContentsMargins(4, 4, 4, 4)
         self.setWidget(self._host)
         self.tiles: dict = {}
-        """Tiles by key: a panel's index, None for the first reference, ("reference", r)."""
+        """Tiles by key: a panel's index, None for the first reference, ("reference", r),
+        ("anchor", name, k)."""
         self._order: list = []
         self._columns = 0
         self.set_panels([])
@@ -251,16 +270,20 @@ class PreviewGrid(QScrollArea):
     def set_panels(self, prompts: list[str], reference_title: str = "Reference",
                    reference_prompt: str = "", *, references: list[tuple[str, str]] | None = None,
                    sizes: list[tuple[int, int]] | None = None,
-                   reference_size: tuple[int, int] | None = None) -> None:
-        """One tile per reference and per panel; keeps the pictures of kept tiles.
+                   reference_size: tuple[int, int] | None = None,
+                   anchors: list[tuple[tuple, str, str]] | None = None) -> None:
+        """One tile per reference, per character anchor and per panel; keeps the pictures of
+        kept tiles.
 
         ``references``: (title, prompt) of each reference shown (default: one, titled
-        ``reference_title``); ``sizes``: each panel's (width, height), ``reference_size`` the
-        references', so that empty tiles show the shape of the picture to come.
+        ``reference_title``); ``anchors``: (key, title, prompt) of each anchor, after the
+        references; ``sizes``: each panel's (width, height), ``reference_size`` the
+        references' and anchors', so that empty tiles show the shape of the picture to come.
         """
         references = references or [(reference_title, reference_prompt)]
         keys = [picture_key(None, r) for r in range(len(references))]
-        wanted: list = [*keys, *range(len(prompts))]
+        anchors = anchors or []
+        wanted: list = [*keys, *(key for key, _, _ in anchors), *range(len(prompts))]
         for index in list(self.tiles):
             if index not in wanted:
                 tile = self.tiles.pop(index)
@@ -275,7 +298,7 @@ class PreviewGrid(QScrollArea):
                 tile.use_as_reference_requested.connect(self.use_as_reference_requested)
                 tile.reroll_requested.connect(self.reroll_requested)
                 self.tiles[index] = tile
-        for key, (title, prompt) in zip(keys, references):
+        for key, (title, prompt) in [*zip(keys, references), *((k, (t, p)) for k, t, p in anchors)]:
             self.tiles[key].title.setText(title)
             self.tiles[key].set_prompt(prompt)
             if reference_size is not None:

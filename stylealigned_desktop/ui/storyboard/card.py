@@ -35,6 +35,7 @@ from ..support import (
     small_combo,
     wheel_edits_only_when_focused,
 )
+from .character_names import CharacterChips, NamePromptEdit
 from .control_thumb import ControlThumb
 from .dragging import PANEL_MIME, DragHandle
 from .notes_editor import NotesEditor
@@ -87,6 +88,9 @@ class PanelCard(QFrame):
         layout.setSpacing(4)
         layout.addLayout(self._build_title_row())
         layout.addWidget(self._build_prompt())
+        self.chips = CharacterChips()  # whom the prompt names ([Mira]), an unknown one flagged
+        self.known_names: list[str] = []
+        layout.addWidget(self.chips)
         layout.addLayout(self._build_seed_row())
         layout.addLayout(self._build_size_row())
         layout.addLayout(self._build_control_row())
@@ -128,8 +132,8 @@ class PanelCard(QFrame):
         return top
 
     def _build_prompt(self) -> QPlainTextEdit:
-        self.prompt = QPlainTextEdit()
-        self.prompt.setPlaceholderText("What this panel shows, e.g. “the fox jumps over the "
+        self.prompt = NamePromptEdit()
+        self.prompt.setPlaceholderText("What this panel shows, e.g. “[Mira] jumps over the "
                                        "fence”. The style text is added to it.")
         self.prompt.setAcceptDrops(False)  # a picture dropped on the text goes to the card
         self.prompt.setTabChangesFocus(True)
@@ -361,7 +365,14 @@ class PanelCard(QFrame):
         self.edited.emit(self.panel_id, changes)
 
     def _prompt_edited(self) -> None:
+        self.chips.show_names(self.prompt.toPlainText(), self.known_names)
         self._edit(prompt=self.prompt.toPlainText())
+
+    def show_characters(self, names: list[str]) -> None:
+        """The session's character names: completed after ``[``, and checked in the chips."""
+        self.known_names = list(names)
+        self.prompt.set_names(self.known_names)
+        self.chips.show_names(self.prompt.toPlainText(), self.known_names)
 
     def _seed_edited(self, value: int) -> None:
         self._edit(seed=value)

@@ -183,6 +183,9 @@ class StoryboardView(QWidget):
                 self.control_map_wanted.emit(panel.id)
         elif change.kind == observer.BOARD:
             self._show_notes()
+        elif change.kind == observer.CHARACTERS:
+            for card in self.cards.values():
+                card.show_characters(self._character_names())
         elif change.kind == observer.SETTINGS:
             for panel in self.session.panels if self.session else ():
                 card = self.cards.get(panel.id)
@@ -190,6 +193,9 @@ class StoryboardView(QWidget):
                     card.show_set_size(self._set_size())
                 if card and panel.control.image and self._control_key(panel) != card._control_key:
                     self.control_map_wanted.emit(panel.id)
+
+    def _character_names(self) -> list[str]:
+        return [c.name for c in self.session.characters] if self.session else []
 
     def _set_size(self) -> tuple[int, int]:
         return self.session.settings.width, self.session.settings.height
@@ -233,6 +239,7 @@ class StoryboardView(QWidget):
                 self.list.column.removeWidget(card)
             self.list.column.insertWidget(index, card)
             card.show_set_size(self._set_size())
+            card.show_characters(self._character_names())
             card.update_from(panel, index)
         self._show_notes()
         if self.current_id not in self.cards:

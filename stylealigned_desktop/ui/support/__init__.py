@@ -11,13 +11,14 @@ from .errors import install_exception_hook
 from .picture_input import PICTURE_FILTER, import_error, local_paths, png_bytes
 from .qimage import pil_to_qimage
 from .text_drops import files_pass_through
-from .theme import ACCENT, apply_theme, follow_system, icon
+from .theme import ACCENT, CHARACTER_COLOURS, apply_theme, follow_system, icon
 from .undo import SessionUndo
 from .wheel import wheel_edits_only_when_focused
 from .widgets import ElidedLabel, size_label, small_combo
 
 __all__ = [
     "ACCENT",
+    "CHARACTER_COLOURS",
     "PICTURE_FILTER",
     "Command",
     "DesktopConfig",

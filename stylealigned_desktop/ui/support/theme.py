@@ -25,6 +25,9 @@ from PySide6.QtWidgets import QApplication
 from ...paths import resource
 
 ACCENT = "#e0873a"  # warm orange: reads well on both palettes, not the usual "AI blue"
+CHARACTER_COLOURS = ("#e0873a", "#3a9be0", "#6fbf45", "#d14fa8", "#c9b326", "#35b5aa")
+"""One colour per character (by its place in the session): its chips on the cards and its
+subject mask over the pictures, so the chips are the masks' legend."""
 
 _icon_colour = "#202020"
 

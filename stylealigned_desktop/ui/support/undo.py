@@ -31,7 +31,8 @@ _MERGE_ID = 1
 _MERGED_KINDS = (observer.PANEL, observer.STYLE, observer.SETTINGS)
 
 _WHAT = {observer.STYLE: "style", observer.REFERENCES: "reference pictures",
-         observer.SETTINGS: "settings", observer.PANEL: "panel edit"}
+         observer.SETTINGS: "settings", observer.PANEL: "panel edit",
+         observer.CHARACTERS: "characters"}
 
 
 def describe(kinds: set[tuple[str, str | None]], before: dict | None = None,

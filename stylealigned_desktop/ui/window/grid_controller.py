@@ -27,7 +27,9 @@ from ..grid import (
     ImageViewer,
     PreviewGrid,
     ViewerPicture,
+    is_anchor,
     is_reference,
+    mask_overlay,
     reference_position,
     run_title,
 )
@@ -54,6 +56,12 @@ class GridController(QObject):
         self.thumbnails = thumbnails
         self.running_plan = running_plan
         self.viewing_run: str | None = None
+        self.masks: dict[str, dict] = {}
+        """Panel id -> its newest picture's last-step subject masks by character name (spec
+        section 13; arrays, as the engine's result gives them)."""
+        self.showing_masks = False
+        self.anchors: dict[tuple, QImage] = {}
+        """The characters' newest anchors by key ("anchor", name, k), as the engine sent them."""
         thumbnails.ready.connect(self._thumbnail_ready)
         grid.view_requested.connect(self.view_picture)
         grid.save_requested.connect(self.save_picture)
@@ -71,14 +79,16 @@ class GridController(QObject):
     def reset(self) -> None:
         """A new session: back to the storyboard's pictures."""
         self.viewing_run = None
+        self.masks.clear()
+        self.anchors.clear()
         self.viewing_bar.hide()
         self.grid.clear()
         self.refresh()
 
     def on_session_change(self, change: observer.Change) -> None:
         kind = change.kind
-        if kind in (observer.PANELS, observer.PANEL, observer.HISTORY, observer.STYLE) and \
-                self.viewing_run is None:
+        if kind in (observer.PANELS, observer.PANEL, observer.HISTORY, observer.STYLE,
+                    observer.CHARACTERS) and self.viewing_run is None:
             self.refresh()
         if kind == observer.HISTORY and self.viewing_run is not None:
             try:
@@ -130,8 +140,10 @@ class GridController(QObject):
         settings = self.session.settings
         self.grid.set_panels([p.prompt for p in panels], references=self._reference_tiles(),
                              sizes=self._panel_sizes([p.size for p in panels]),
-                             reference_size=(settings.width, settings.height))
+                             reference_size=(settings.width, settings.height),
+                             anchors=self._anchor_tiles())
         running = self.running_plan()
+        self._show_anchors(running)
         references, latest = self.session.newest_pictures()
         if running is None or not running.selected:
             for key in [k for k in self.grid.tiles if is_reference(k)]:
@@ -158,6 +170,57 @@ class GridController(QObject):
                                                   or run_panel.subject != panel.prompt.strip()
                                                   or run_panel.size != panel.size)
             self._set_tile_file(index, path, "outdated" if outdated else "")
+        self._show_masks()
+
+    # ----- the characters' anchors and subject masks ----------------------------------------------
+    def _anchor_tiles(self) -> list[tuple[tuple, str, str]]:
+        """(key, title, prompt) of each character's anchors, as the engine keys them."""
+        count = self.session.character_settings.anchors_per_character
+        return [(("anchor", c.name, k), f"{c.name} · anchor {k + 1}", c.description)
+                for c in self.session.characters for k in range(count)]
+
+    def _show_anchors(self, running: RunPlan | None) -> None:
+        if running is not None:
+            return  # a running set's anchors come live from the run controller
+        for key, tile in self.grid.tiles.items():
+            if is_anchor(key):
+                image = self.anchors.get(key)
+                if image is None:
+                    tile.clear("not generated yet")
+                elif tile.image() is not image:
+                    tile.set_final(image, "")
+
+    def take_anchor(self, key: tuple, image: QImage, mask=None) -> None:
+        """A character's anchor came from the engine (with its subject mask)."""
+        self.anchors[key] = image
+        if mask is not None:
+            self.masks[key] = {key[1]: mask}
+        if key in self.grid.tiles and self.viewing_run is None:
+            self.grid.show_final(key, image, "new")
+            self._show_masks()
+
+    def take_masks(self, panel_id: str | None, masks) -> None:
+        """A panel's new picture came with its subject masks (by character name)."""
+        if panel_id is not None and masks:
+            self.masks[panel_id] = dict(masks)
+            self._show_masks()
+
+    def set_show_masks(self, on: bool) -> None:
+        """Overlay each panel's subject masks on its picture (View → Show subject masks)."""
+        self.showing_masks = bool(on)
+        self._show_masks()
+
+    def _show_masks(self) -> None:
+        panels = self.session.panels if self.session is not None else ()
+        for index, tile in self.grid.tiles.items():
+            masks = None
+            if self.showing_masks and self.viewing_run is None:
+                if isinstance(index, int) and index < len(panels):
+                    masks = self.masks.get(panels[index].id)
+                elif is_anchor(index):
+                    masks = self.masks.get(index)
+            names = [c.name for c in self.session.characters] if self.session else []
+            tile.view.set_overlay(mask_overlay(masks, names) if masks else None)
 
     def _set_tile_file(self, index, path: Path | None, state: str,
                        missing: str = "not generated yet") -> None:
@@ -245,6 +308,7 @@ class GridController(QObject):
                 tile.clear("not in this run")
             else:
                 self._set_tile_file(tile_index, self.session.path(relative), "")
+        self._show_masks()  # a past run's masks are not kept: none over its pictures
 
     def restore_viewed_run(self) -> None:
         self.restore_run(self.viewing_run)
@@ -279,6 +343,8 @@ class GridController(QObject):
 
     @staticmethod
     def tile_name(index) -> str:
+        if is_anchor(index):
+            return f"{index[1]} · anchor {index[2] + 1}"
         if is_reference(index):
             position = reference_position(index)
             return "Reference" if position == 0 else f"Reference {position + 1}"
@@ -286,7 +352,8 @@ class GridController(QObject):
 
     def _tile_order(self) -> list:
         references = sorted((k for k in self.grid.tiles if is_reference(k)), key=reference_position)
-        return [*references, *sorted(i for i in self.grid.tiles if not is_reference(i))]
+        anchors = [k for k in self.grid.tiles if is_anchor(k)]  # in the characters' order
+        return [*references, *anchors, *sorted(i for i in self.grid.tiles if isinstance(i, int))]
 
     def shown_items(self) -> list[SheetItem]:
         """The finished pictures in the grid, in order, as export items."""
@@ -301,7 +368,9 @@ class GridController(QObject):
         return items
 
     def _picture_key(self, index) -> str | None:
-        """Which picture of a set a tile shows: ``reference`` or its panel's id."""
+        """Which picture of a set a tile shows: ``reference``, an anchor or its panel's id."""
+        if is_anchor(index):
+            return f"anchor-{index[1]}-{index[2]}"
         if is_reference(index):
             return f"reference-{reference_position(index)}"
         if self.viewing_run is not None:

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFrame,
@@ -39,7 +39,7 @@ from ...engine.maker import PictureMakerFactory, this_computer
 from ...session import observer
 from ...session.model import Session
 from ..dialogs import SERVER, maker_factory
-from ..gallery import ReferenceGallery
+from ..gallery import CharactersPanel, ReferenceGallery
 from ..grid import HistoryView, PreviewGrid
 from ..settings import SettingsPanel, StylePanel
 from ..storyboard import StoryboardView
@@ -185,8 +185,7 @@ class MainWindow(QMainWindow):
             holder.setWidgetResizable(True)
             holder.setFrameShape(QFrame.Shape.NoFrame)
             holder.setWidget(widget)
-            # Scrolled up and down only: the dock is never narrower than its rows need, so no
-            # row is cut or hidden behind a horizontal scrollbar.
+            # up and down only: never narrower than its rows, none cut by a horizontal bar
             holder.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
             holder.setMinimumWidth(widget.minimumSizeHint().width()
                                    + holder.verticalScrollBar().sizeHint().width())
@@ -217,6 +216,11 @@ class MainWindow(QMainWindow):
         self.storyboard_dock = self._dock("Storyboard", "StoryboardDock",
                                           self._boxed(self.storyboard), left)
         self.splitDockWidget(self.style_dock, self.storyboard_dock, Qt.Orientation.Vertical)
+        self.characters = CharactersPanel(self.thumbnails)  # beside the references (spec 13)
+        self.characters_dock = self._dock("Characters", "CharactersDock",
+                                          self._boxed(self.characters), left, scroll=True)
+        self.tabifyDockWidget(self.style_dock, self.characters_dock)
+        self.style_dock.raise_()
         self.settings_panel = SettingsPanel()
         self.settings_panel.set_app_model(self.config.model)
         self.settings_panel.set_server(self.config.server_url
@@ -236,7 +240,7 @@ class MainWindow(QMainWindow):
     def _wire(self) -> None:
         """The signals between widgets and controllers (and between controllers)."""
         for topic, widget in (("style", self.style_panel), ("gallery", self.gallery),
-                              ("storyboard", self.storyboard)):
+                              ("storyboard", self.storyboard), ("characters", self.characters)):
             # a part's later success (a re-import that worked) replaces its problem
             widget.message.connect(lambda text, problem, topic=topic:
                                    self.show_message(text, problem, topic))
@@ -318,8 +322,12 @@ class MainWindow(QMainWindow):
         for title, entries in MENUS:
             fill(bar.addMenu(title), entries)
         view = bar.addMenu("&View")
-        for dock in (self.style_dock, self.storyboard_dock, self.settings_dock, self.history_dock):
+        for dock in (self.style_dock, self.characters_dock, self.storyboard_dock,
+                     self.settings_dock, self.history_dock):
             view.addAction(dock.toggleViewAction())
+        self.masks_action = QAction("Show subject &masks", self, checkable=True)  # spec 13
+        self.masks_action.toggled.connect(self.pictures.set_show_masks)
+        view.addAction(self.masks_action)
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -389,7 +397,8 @@ class MainWindow(QMainWindow):
 
     # ================================================================ wiring
     def _session_replaced(self, session: Session | None) -> None:
-        for widget in (self.style_panel, self.gallery, self.storyboard, self.history):
+        for widget in (self.style_panel, self.gallery, self.characters, self.storyboard,
+                       self.history):
             widget.set_session(session)
         if session is None:
             return

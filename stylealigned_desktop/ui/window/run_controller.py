@@ -28,11 +28,15 @@ from ...engine.runfolder import reference_file
 from ...session.errors import SessionError
 from ...session.history import RunPlan, panel_file_name
 from ...session.model import Session
-from ..grid import is_reference, reference_position, run_title
-from ..support import connect_command
+from ..grid import is_anchor, is_reference, reference_position, run_title
+from ..support import connect_command, pil_to_qimage
 from ..threads import EngineWorker, Job, JobState, WorkerEvent
 from .grid_controller import GridController
 from .host import Host
+
+_ANCHOR_DONE = getattr(ev, "AnchorDone", ())
+"""A character's finished anchor (spec section 13); () until the engine's characters are on
+main, and then no event is one."""
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +233,8 @@ class RunController(QObject):
         panel's, or False if the panel is gone."""
         if is_reference(index):
             return index
+        if is_anchor(index):
+            return index if index in self.grid.grid.tiles else False
         try:
             return self.session.panel_index(plan.panel_ids[index])
         except (SessionError, IndexError):
@@ -285,6 +291,12 @@ class RunController(QObject):
                 tile = self._tile_index(plan, ev.picture_key(event.index, event.reference))
                 if tile is not False:  # the file is written when the run ends
                     self.grid.show_final(tile, wevent.image, "final", None)
+                if event.index is not None:  # a panel's characters, as the engine saw them
+                    self.grid.take_masks(plan.panel_id(event.index), getattr(event, "masks", None))
+        elif isinstance(event, _ANCHOR_DONE) and plan is not None:  # spec section 13
+            key = ("anchor", event.character, event.number)
+            if self._tile_index(plan, key) is not False:
+                self.grid.take_anchor(key, pil_to_qimage(event.image), event.mask)
         elif isinstance(event, ev.Notice):
             self.host.show_message(event.message)
         elif isinstance(event, ev.Finished):

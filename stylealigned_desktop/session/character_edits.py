@@ -1,0 +1,147 @@
+"""Editing the characters (spec section 13): adding, renaming, describing, removing them, their
+anchor seeds and pictures, and the settings of character sharing (a mixin of
+:class:`~stylealigned_desktop.session.document.SessionDocument`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from . import files, folders, observer
+from .characters import Character, CharacterSettings, check_name, rename_in_prompt
+from .document_state import DocumentState
+from .errors import SessionError
+from .json_fields import check_seed
+from .pictures import PreparedPicture, prepare_picture
+
+_FIELDS = {"name", "description", "words", "seeds_locked", "anchor_text"}
+
+
+class CharacterEdits(DocumentState):
+    """The characters and the settings of subject-driven shared attention."""
+
+    def _character_index(self, name: str) -> int:
+        for i, character in enumerate(self._characters):
+            if character.name == name:
+                return i
+        raise SessionError(f"there is no character {name!r}")
+
+    def _set_character(self, index: int, character: Character) -> Character:
+        if character != self._characters[index]:
+            self._characters[index] = character
+            self._changed(observer.CHARACTERS)
+        return character
+
+    def add_character(self, name: str, description: str = "") -> Character:
+        """A new character with fresh, locked anchor seeds (as many as the settings ask)."""
+        name = check_name(name)
+        if self.character(name) is not None:
+            raise SessionError(f"there already is a character named {name!r}")
+        count = self._character_settings.anchors_per_character
+        character = Character(name=name, description=description,
+                              anchor_seeds=tuple(self.draw_seed() for _ in range(count)))
+        self._characters.append(character)
+        self._changed(observer.CHARACTERS)
+        return character
+
+    def update_character(self, name: str, /, **changes: Any) -> Character:
+        """Change ``name``, ``description``, ``words`` (a tuple; empty: the description's),
+        ``seeds_locked`` and/or ``anchor_text``. A new name is written into every panel
+        prompt that named the old one, in the same step."""
+        unknown = sorted(set(changes) - _FIELDS)
+        if unknown:
+            raise SessionError(f"characters have no field(s) {', '.join(unknown)}")
+        index = self._character_index(name)
+        if "words" in changes:
+            changes["words"] = tuple(changes["words"])
+        new = replace(self._characters[index], **changes)
+        if new.name != name and self.character(new.name) is not None:
+            raise SessionError(f"there already is a character named {new.name!r}")
+        with self.batch():
+            if new.name != name:
+                for i, panel in enumerate(self._panels):
+                    prompt = rename_in_prompt(panel.prompt, name, new.name)
+                    if prompt != panel.prompt:
+                        self._panels[i] = replace(panel, prompt=prompt)
+                        self._panel_changed(i)
+            return self._set_character(index, new)
+
+    def remove_character(self, name: str) -> Character:
+        """Take a character out (panels that still name it are flagged; its picture copies
+        stay until an explicit save tidies the folder)."""
+        character = self._characters.pop(self._character_index(name))
+        self._changed(observer.CHARACTERS)
+        return character
+
+    def set_anchor_seed(self, name: str, anchor: int, seed: int) -> Character:
+        index = self._character_index(name)
+        character = self._characters[index]
+        seeds = list(character.anchor_seeds)
+        if not 0 <= anchor < self._character_settings.anchors_per_character:
+            raise SessionError(f"{name} has no anchor {anchor + 1}")
+        seeds[anchor] = check_seed(seed, "anchor seed")
+        return self._set_character(index, replace(character, anchor_seeds=tuple(seeds)))
+
+    def reroll_character(self, name: str) -> tuple[int, ...]:
+        """New seeds for the anchors of ``name`` (a locked character keeps them until then)."""
+        index = self._character_index(name)
+        character = self._characters[index]
+        count = self._character_settings.anchors_per_character
+        seeds = tuple(self.draw_seed() for _ in range(count)) + character.anchor_seeds[count:]
+        self._set_character(index, replace(character, anchor_seeds=seeds))
+        return seeds
+
+    def set_character_picture(self, name: str, anchor: int, path: str | Path) -> Character:
+        """Copy a picture into ``characters/`` and make it anchor ``anchor`` of ``name`` (the
+        artist's design, inverted instead of drawn). = :func:`prepare_picture` then
+        :meth:`set_character_prepared`."""
+        self._anchor_of(name, anchor)
+        return self.set_character_prepared(name, anchor, prepare_picture(path))
+
+    def set_character_prepared(self, name: str, anchor: int, prepared: PreparedPicture) -> Character:
+        """Like :meth:`set_character_picture` for a picture already read and checked (cheap)."""
+        index, character = self._anchor_of(name, anchor)
+        stored = files.store_copy(self.ensure_folder(), folders.CHARACTERS, prepared)
+        return self._set_picture(index, character, anchor, stored)
+
+    def clear_character_picture(self, name: str, anchor: int) -> Character:
+        """Anchor ``anchor`` of ``name`` is generated again."""
+        index, character = self._anchor_of(name, anchor)
+        return self._set_picture(index, character, anchor, None)
+
+    def _anchor_of(self, name: str, anchor: int) -> tuple[int, Character]:
+        index = self._character_index(name)
+        character = self._characters[index]
+        if isinstance(anchor, bool) or not isinstance(anchor, int) or \
+                not 0 <= anchor < self._character_settings.anchors_per_character:
+            raise SessionError(f"{name} has no anchor {anchor!r}")
+        return index, character
+
+    def _set_picture(self, index: int, character: Character, anchor: int,
+                     picture: str | None) -> Character:
+        pictures = list(character.pictures) + [None] * (len(character.anchor_seeds)
+                                                         - len(character.pictures))
+        pictures[anchor] = picture
+        return self._set_character(index, replace(character, pictures=tuple(pictures)))
+
+    def update_character_settings(self, **changes: Any) -> CharacterSettings:
+        """Change ``character_dropout``, ``character_layers``, ``character_shift`` and/or
+        ``anchors_per_character`` (characters with fewer anchor seeds get fresh ones; extra
+        seeds and pictures are kept, unused, so raising the count again brings them back)."""
+        try:
+            settings = replace(self._character_settings, **changes)
+        except TypeError as exc:
+            raise SessionError(f"unknown character setting: {exc}") from None
+        if settings == self._character_settings:
+            return settings
+        count = settings.anchors_per_character
+        with self.batch():
+            self._character_settings = settings
+            self._changed(observer.CHARACTERS)
+            for i, character in enumerate(self._characters):
+                missing = count - len(character.anchor_seeds)
+                if missing > 0:
+                    seeds = character.anchor_seeds + tuple(self.draw_seed() for _ in range(missing))
+                    self._set_character(i, replace(character, anchor_seeds=seeds))
+        return settings
