@@ -334,3 +334,19 @@ def test_the_runtime_hook_imports_a_list_and_names_what_fails(tmp_path):
     assert "2 of 3 modules imported" in done.stdout
     wanted.write_text("json\nstylealigned_desktop.paths\n")
     assert _run_hook(tmp_path, STYLEALIGNED_IMPORT_MODULES=str(wanted)).returncode == 0
+
+
+def test_the_runtime_hook_imports_a_module_that_registers_an_exit_handler(tmp_path):
+    """The list is imported at exit, when threading refuses new exit handlers; concurrent.futures'
+    thread pool registers one when first imported (torch imports it), so a module missing from
+    the frozen folder that imports it failed unfrozen too and read as "made at run time"."""
+    (tmp_path / "registers_at_exit.py").write_text("import concurrent.futures.thread\n")
+    wanted = tmp_path / "wanted.txt"
+    wanted.write_text("registers_at_exit\n")
+    program = (f"import runpy; runpy.run_path({str(PACKAGING / 'rthook_modules.py')!r}); "
+               "import threading")  # as every real program does: its shutdown comes first
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path),
+                               "STYLEALIGNED_IMPORT_MODULES": str(wanted)}, timeout=120)
+    assert done.returncode == 0, done.stdout
+    assert "1 of 1 modules imported" in done.stdout
