@@ -220,7 +220,7 @@ def run_case(engine, request, pipe, device, steps_wanted: int) -> dict:
 
     from stylealigned_desktop.engine import events as ev
     from stylealigned_desktop.engine import memory as mem
-    from stylealigned_desktop.engine.generator import workload
+    from stylealigned_desktop.engine.workload import workload
 
     cuda = device.type == "cuda"
     engine.pipeline(request.model, request.device, request.dtype, memory=request.memory)  # placed first

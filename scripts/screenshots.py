@@ -84,6 +84,9 @@ def main() -> int:
     parser.add_argument("--only-undo-viewer", action="store_true",
                         help="only the Edit menu, the viewer and the session-locked message "
                              "(edit-menu.png, viewer-zoom.png, viewer-compare.png, session-locked.png)")
+    parser.add_argument("--only-settings", action="store_true",
+                        help="only the model dialog and the Settings dock "
+                             "(model-dialog.png, advanced-settings.png)")
     parser.add_argument("--only-deliver", action="store_true",
                         help="only the deliverables (panel-notes.png, storyboard-pdf-page.png, "
                              "animatic-first-frame.jpg)")
@@ -106,7 +109,6 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from stylealigned_desktop.session.model import Session
-    from stylealigned_desktop.ui.dialogs import ModelDialog
     from stylealigned_desktop.ui.support import DesktopConfig, apply_theme
     from stylealigned_desktop.ui.window import MainWindow
 
@@ -136,7 +138,11 @@ def main() -> int:
     window.show()
     window.sessions.set_session(Session())
     settle(500)
-    if args.only_mixed or args.only_undo_viewer or args.only_deliver:
+    if args.only_mixed or args.only_undo_viewer or args.only_deliver or args.only_settings:
+        if args.only_settings:
+            model_dialog(window, settle, save)
+            apply_look(window.session, window)
+            settings_dock(window, settle, save)
         if args.only_deliver:
             deliverables(window, work, out, settle, wait_for, save)
         if args.only_mixed:
@@ -148,12 +154,7 @@ def main() -> int:
         return 0
     save(window, "empty.png")
 
-    dialog = ModelDialog("", window, first_run=True)
-    dialog.resize(700, 480)
-    dialog.show()
-    settle(300)
-    save(dialog, "model-dialog.png")
-    dialog.close()
+    model_dialog(window, settle, save)
 
     pictures = mood_pictures(work / "pictures")
     session = window.session
@@ -161,18 +162,13 @@ def main() -> int:
     wait_for(lambda: not window.gallery.importing)  # pictures are read in the background
     session.set_reference_caption(session.references[0].id, "mountains at dusk")
     session.set_active_reference(None)
-    preset = window.style_panel.library.get("Flat vector illustration")
-    if preset is not None:
-        session.apply_preset(preset)
-    else:
-        session.set_style_text("flat vector illustration, limited palette")
+    apply_look(session, window)
     session.set_reference_prompt("a lighthouse on a cliff")
     for prompt in ("a fox wakes up in its den", "the fox crosses a frozen river",
                    "the fox meets an old crow on a fence", "the fox and the crow watch the sunset"):
         session.add_panel(prompt)
     session.set_panel_control_picture(2, pictures[3])
     session.update_panel(0, seed_locked=True)
-    session.update_settings(steps=24, width=256, height=256)
     window.storyboard.select(session.panels[2].id)
     window.gallery.list.setCurrentRow(0)
     window.gallery.list.scrollToTop()
@@ -213,11 +209,7 @@ def main() -> int:
     window.scores.set_dino_source(str(dino))
     window.pictures.show_run(None)  # the focus moving into the floating list selected a run
     window.statusBar().clearMessage()
-    window.settings_dock.raise_()
-    window.settings_panel.advanced_section.toggle.setChecked(True)
-    settle(300)
-    save(window.settings_dock, "advanced-settings.png")
-    window.settings_panel.advanced_section.toggle.setChecked(False)
+    settings_dock(window, settle, save)
 
     for theme in themes[1:]:
         os.environ["STYLEALIGNED_THEME"] = theme
@@ -236,6 +228,37 @@ def main() -> int:
     window.ask = lambda *a, **k: "Don't save"
     window.close()
     return 0
+
+
+def apply_look(session, window) -> None:
+    """The screenshots' style and settings: the flat vector preset, 24 steps at 256²."""
+    preset = window.style_panel.library.get("Flat vector illustration")
+    if preset is not None:
+        session.apply_preset(preset)
+    else:
+        session.set_style_text("flat vector illustration, limited palette")
+    session.update_settings(steps=24, width=256, height=256)
+
+
+def model_dialog(window, settle, save) -> None:
+    """The model dialog of the first start, at the height its rows need."""
+    from stylealigned_desktop.ui.dialogs import ModelDialog
+
+    dialog = ModelDialog("", window, first_run=True)
+    dialog.resize(700, 480)  # the width; showing it makes it as tall as its rows need
+    dialog.show()
+    settle(300)
+    save(dialog, "model-dialog.png")
+    dialog.close()
+
+
+def settings_dock(window, settle, save) -> None:
+    """The Settings dock with its LoRA and Advanced sections open."""
+    window.settings_dock.raise_()
+    window.settings_panel.advanced_section.toggle.setChecked(True)
+    settle(300)
+    save(window.settings_dock, "advanced-settings.png")
+    window.settings_panel.advanced_section.toggle.setChecked(False)
 
 
 def mixed_storyboard(window, pictures, settle, wait_for, save) -> None:

@@ -125,3 +125,25 @@ def parse_json(text: str | bytes) -> Any:
 def read_json(path: str | os.PathLike, limit: int, within: str | os.PathLike | None = None) -> Any:
     """The JSON value in the file (:func:`read_text`, then :func:`parse_json`)."""
     return parse_json(read_text(path, limit, within))
+
+
+BROKEN_SUFFIX = ".broken"
+"""Added to the name of a file or folder of the app's own that cannot be read."""
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Rename a broken file or folder of the app's own (a settings file, an autosave) to
+    ``<name>.broken`` (``.broken-2``… when taken), so that it is reported once and never stops
+    a start again, its contents kept for the user or a bug report. Returns where it is now
+    (``path`` itself when it cannot be renamed)."""
+    path = Path(path)
+    target = path.with_name(path.name + BROKEN_SUFFIX)
+    n = 1
+    while os.path.lexists(target):
+        n += 1
+        target = path.with_name(f"{path.name}{BROKEN_SUFFIX}-{n}")
+    try:
+        os.rename(path, target)
+    except OSError:
+        return path
+    return target

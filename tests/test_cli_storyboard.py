@@ -94,3 +94,16 @@ def test_a_suffix_that_reads_as_a_number_but_is_no_weight_is_refused(text, pictu
     with pytest.raises(UsageError, match=r"TEXT\[:WEIGHT\]"):
         _request(flag, text, "--prompt", "a boat")
     assert split_weight("a train: at nightfall", False) == ("a train: at nightfall", 1.0)  # a colon in a prompt
+
+
+def test_panoramas_from_the_command_line():
+    request = _request("--reference-prompt", "a port", "--prompt", "the bay", "--prompt", "a boat",
+                       "--panel-sizes", "4096x1024,set", "--window-stride", "16", "--panorama-above", "3")
+    assert [p.size for p in request.panels] == [(4096, 1024), None]
+    assert (request.sampling.window_stride, request.sampling.panorama_above) == (16, 3.0)
+    defaults = _request("--reference-prompt", "a port", "--prompt", "the bay").sampling
+    assert (defaults.window_stride, defaults.panorama_above) == (8, 2.0)
+    with pytest.raises(UsageError, match="panorama above must be a number from 1"):
+        _request("--reference-prompt", "a port", "--prompt", "x", "--panorama-above", "0.5")
+    with pytest.raises(SystemExit):
+        _request("--reference-prompt", "a port", "--prompt", "x", "--window-stride", "0")

@@ -112,3 +112,26 @@ def test_a_single_model_with_pickle_weights_only_is_not_present(hub_cache):
 
 def test_the_download_command_is_huggingface_hubs_current_cli():
     assert download_command(REPO) == f"hf download {REPO}"
+
+
+def test_an_sd15_snapshot_is_complete_without_its_safety_checker_and_its_base_is_read(hub_cache):
+    """SD 1.x repositories name a safety checker the engine never loads: the download leaves it
+    out, the snapshot is complete without it, and its UNet config says it is SD 1.5."""
+    from fnmatch import fnmatch
+
+    from stylealigned_desktop.engine.models import base_of_source
+    from stylealigned_desktop.ui.dialogs.model_download import download_patterns
+
+    index = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+             "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+             "feature_extractor": ["transformers", "CLIPImageProcessor"]}
+    files = {"model_index.json": json.dumps(index), "unet/config.json": json.dumps({"cross_attention_dim": 768}),
+             "unet/diffusion_pytorch_model.safetensors": b"w"}
+    snapshot = write_snapshot(hub_cache, "someone/sd15-like", "f" * 40, files)
+    assert missing_parts(snapshot) == []
+    assert base_of_source("someone/sd15-like").name == "SD 1.5"
+    ignored = download_patterns(half_precision=False)
+    for name in ("safety_checker/model.safetensors", "v1-5-pruned-emaonly.safetensors",
+                 "v2-1_768-ema-pruned.safetensors"):
+        assert any(fnmatch(name, pattern) for pattern in ignored), name
+    assert not any(fnmatch("unet/diffusion_pytorch_model.safetensors", pattern) for pattern in ignored)

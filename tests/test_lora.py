@@ -268,11 +268,12 @@ _KOHYA_SDXL = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"
 ])
 def test_a_file_that_is_not_an_sdxl_lora_is_refused_in_an_artists_words_when_it_is_added(tmp_path, tensors,
                                                                                          words):
+    from stylealigned_desktop.engine.bases import SDXL
     from stylealigned_desktop.engine.lora import check_lora_file
 
     path = _safetensors(tmp_path / "style.safetensors", tensors)
     with pytest.raises(LoraError, match=words) as refusal:
-        check_lora_file(Lora(str(path), 1.0))
+        check_lora_file(Lora(str(path), 1.0), SDXL)  # an SDXL model chosen
     assert str(refusal.value).startswith("style.safetensors ")
 
 

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine import memory as mem
-from stylealigned_desktop.engine.generator import Engine, workload
+from stylealigned_desktop.engine.generator import Engine
 from stylealigned_desktop.engine.request import (
     GeneratedReference,
     Panel,
@@ -29,6 +29,7 @@ from stylealigned_desktop.engine.request import (
     SetRequest,
 )
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
+from stylealigned_desktop.engine.workload import workload
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -59,6 +59,10 @@ def _set(**kwargs):
     (lambda: Sampling(height=32), "height must be a whole number from 64"),
     (lambda: Sampling(negative_prompt=4), "negative prompt must be text"),
     (lambda: Sampling(scheduler="heun"), "scheduler must be one of ddim, euler, dpmpp-2m, got 'heun'"),
+    (lambda: Sampling(window_stride=0), "window stride must be a whole number from 1 to 512"),
+    (lambda: Sampling(window_stride=8.0), "window stride must be a whole number, got 8.0"),
+    (lambda: Sampling(panorama_above=0.5), "panorama above must be a number from 1 to 64"),
+    (lambda: Sampling(panorama_above=float("inf")), "panorama above must be a finite number"),
     (lambda: _set(style=()), "a set needs at least one reference"),
     (lambda: _set(style=(TRAIN, "a cat")), "a reference is a GeneratedReference or a ReferencePicture, got 'a cat'"),
     (lambda: _set(style=(replace(TRAIN, weight=0.0),)), "at least one reference needs a weight above 0"),
@@ -125,12 +129,13 @@ def test_picture_parameters_name_every_input_of_the_pictures(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)  # files given relative to where the artist is: recorded whole
     picture = ReferencePicture("p.png", "a cat", 3.0, 4, weight=1.0)
     request = _set(style=(TRAIN, picture), sampling=Sampling(steps=7, guidance=6.5, width=192, height=128,
-                                                             scheduler="euler", negative_prompt="blur"),
+                                                             scheduler="euler", negative_prompt="blur",
+                                                             window_stride=6, panorama_above=3.0),
                    loras=(Lora("ink.safetensors", 0.5),), vae="vae.safetensors", memory="low")
     parameters = request.picture_parameters()
     assert parameters == {
         "model": "tiny", "negative_prompt": "blur", "steps": 7, "guidance": 6.5, "width": 192, "height": 128,
-        "scheduler": "euler", "stylealigned": request.settings.to_dict(),
+        "scheduler": "euler", "window_stride": 6, "panorama_above": 3.0, "stylealigned": request.settings.to_dict(),
         "loras": [{"file": "ink.safetensors", "path": str(lora_file), "weight": 0.5}],
         "vae": str(vae), "memory": "low",
         "references": [dict(reference_dict(TRAIN), weight=0.5), dict(reference_dict(picture), weight=0.5)],

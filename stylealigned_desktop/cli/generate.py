@@ -22,6 +22,7 @@ from ..prompts_file import PromptsFileError, parse_size, read_prompts_file
 from .common import (
     DEFAULT_MODEL,
     DEVICE_HELP,
+    NATIVE_SIZE_HELP,
     UsageError,
     add_model_extras_arguments,
     add_settings_arguments,
@@ -30,6 +31,7 @@ from .common import (
     device,
     int_list,
     model_extras_from_args,
+    native_side,
     positive_int,
     settings_from_args,
 )
@@ -141,12 +143,19 @@ def _add_panel_arguments(p) -> None:
     p.add_argument("--panel-seeds", type=int_list, metavar="A,B,C", help="explicit seed per panel")
     p.add_argument("--panel-sizes", type=_size_list, metavar="WxH,set,WxH",
                    help="each panel's own size (multiples of 64; 'set' for --width x --height), e.g. "
-                        "1344x768,set,832x1216; a prompts file's size= does the same per line")
+                        "1344x768,set,832x1216 or a panorama 4096x1024; a prompts file's size= does the "
+                        "same per line")
+    p.add_argument("--window-stride", type=positive_int, default=8, metavar="N",
+                   help="a panorama's MultiDiffusion windows start N latent pixels apart (default 8; "
+                        "larger is faster, smaller blends better)")
+    p.add_argument("--panorama-above", type=float, default=2.0, metavar="F",
+                   help="a panel at least F times the model's native width or height is drawn as "
+                        "MultiDiffusion windows of the native size (default 2)")
     p.add_argument("--steps", type=positive_int, default=50)
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance (default 5.0; 10.0 with --reference-image)")
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--width", type=int, default=None, help=NATIVE_SIZE_HELP)
+    p.add_argument("--height", type=int, default=None, help=NATIVE_SIZE_HELP)
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
     add_settings_arguments(p)
     p.add_argument("--micro-batch", type=positive_int, default=None, metavar="N",
@@ -188,10 +197,12 @@ def build_generate_request(args):
         sampling = Sampling(
             steps=args.steps,
             guidance=(10.0 if picture_mode else 5.0) if args.guidance is None else args.guidance,
-            width=args.width,
-            height=args.height,
+            width=args.width or native_side(args.model),
+            height=args.height or native_side(args.model),
             scheduler=args.scheduler,
             negative_prompt=args.negative_prompt,
+            window_stride=args.window_stride,
+            panorama_above=args.panorama_above,
         )
         return SetRequest(
             model=args.model,

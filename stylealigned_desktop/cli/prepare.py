@@ -11,11 +11,13 @@ from ..engine.request import DTYPES, SCHEDULERS
 from .common import (
     DEFAULT_MODEL,
     DEVICE_HELP,
+    NATIVE_SIZE_HELP,
     UsageError,
     add_model_extras_arguments,
     check_model_source,
     check_output_file,
     device,
+    native_side,
     positive_int,
 )
 
@@ -30,8 +32,8 @@ def add_invert_parser(subparsers) -> None:
     p.add_argument("--caption", default="")
     p.add_argument("--steps", type=positive_int, default=50)
     p.add_argument("--guidance", type=float, default=2.0)
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--width", type=int, default=None, help=NATIVE_SIZE_HELP)
+    p.add_argument("--height", type=int, default=None, help=NATIVE_SIZE_HELP)
     p.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
     p.add_argument("--device", type=device, default="auto", help=DEVICE_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="auto")
@@ -43,6 +45,7 @@ def cmd_invert(args) -> int:
     out = Path(args.out).expanduser()
     if out.suffix != ".safetensors":
         raise UsageError(f"{out}: the trajectory is saved as .safetensors")
+    args.width, args.height = args.width or native_side(args.model), args.height or native_side(args.model)
     try:
         check_size(args.width, args.height)
         check_steps(args.steps)

@@ -1,5 +1,5 @@
-"""SDXL ControlNets (spec section 8): :func:`load_controlnet` from a hub id, a local diffusers
-folder or ``tiny``; :func:`check_controlnet_matches` refuses one made for another base model;
+"""ControlNets (spec section 8): :func:`load_controlnet` from a hub id, a local diffusers
+folder or a tiny model's name; :func:`check_controlnet_matches` refuses one made for another base model;
 :class:`ControlNetCache` keeps each one loaded once per engine."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import pickle
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .control_sources import TINY, TINY_SEED, ControlError, not_available_message, resolve_source
-from .hub import DEFAULT_CONTROLNETS
+from .bases import family_of_unet
+from .control_sources import TINY_SEED, ControlError, not_available_message, resolve_source
+from .models import TINY, TINY_MODELS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -31,10 +32,10 @@ def _as_dtype(dtype: torch.dtype | str | None):
     return value
 
 
-def tiny_controlnet(unet):
-    """A ControlNet for the tiny model, built from its UNet (``ControlNetModel.from_unet``).
+def tiny_controlnet(unet, name: str = TINY):
+    """A ControlNet for the tiny model ``name``, built from its UNet (``ControlNetModel.from_unet``).
 
-    The weights come from the tiny UNet as first built (``tiny.build_tiny_unet``), not from
+    The weights come from that tiny UNet as first built (``tiny.build_tiny_unet``), not from
     ``unet`` itself, which may be offloaded (weights on ``meta``) or carry LoRA layers; ``unet``
     gives the dtype and device. A trained ControlNet starts from zero convolutions, which would
     make this one a no-op; here they get random weights (fixed seed) so a control map visibly
@@ -49,7 +50,7 @@ def tiny_controlnet(unet):
     torch.manual_seed(TINY_SEED)
     try:
         controlnet = ControlNetModel.from_unet(
-            build_tiny_unet(), conditioning_embedding_out_channels=(8, 8, 16, 16)
+            build_tiny_unet(name), conditioning_embedding_out_channels=(8, 8, 16, 16)
         )
         zero_initialised = [
             *controlnet.controlnet_down_blocks,
@@ -71,17 +72,17 @@ def tiny_controlnet(unet):
 def load_controlnet(
     source: str, dtype: torch.dtype | str | None = None, device: str = "cpu", unet=None
 ):
-    """An SDXL ``ControlNetModel`` from a hub id, a local diffusers folder, or ``tiny``.
+    """A ``ControlNetModel`` from a hub id, a local diffusers folder, or a tiny model's name.
 
-    ``tiny`` needs ``unet`` (the tiny UNet it is built from). No caching here: an engine keeps
+    A tiny one needs ``unet`` (the tiny UNet it is built from). No caching here: an engine keeps
     its ControlNets in a :class:`ControlNetCache`. Raises :class:`ControlError` with download
     instructions when the model is not available offline.
     """
     dtype = _as_dtype(dtype)
-    if source == TINY:
+    if source in TINY_MODELS:
         if unet is None:
             raise ControlError("the tiny ControlNet is built from the tiny UNet: pass unet=")
-        controlnet = tiny_controlnet(unet)
+        controlnet = tiny_controlnet(unet, source)
         if dtype is not None and dtype != controlnet.dtype:  # avoid diffusers' warning on a no-op cast
             controlnet = controlnet.to(dtype=dtype)
         return controlnet.to(device=device)
@@ -114,8 +115,8 @@ def check_controlnet_matches(controlnet, unet, source: str = "the ControlNet") -
 
     Its residuals are added to the UNet's skip connections, and it reads the same text and
     SDXL size conditioning, so the block widths, the block count, the text width and the added
-    (text_time) conditioning must all agree. An SD 1.5 ControlNet on SDXL fails here with a
-    message saying so, before any denoising starts.
+    (text_time) conditioning must all agree. A ControlNet of another base (SD 1.5 on SDXL, SDXL
+    on SD 2) fails here with a message naming both bases, before any denoising starts.
     """
     c, u = controlnet.config, unet.config
     mismatches = [
@@ -175,16 +176,13 @@ def _configs_compared(c, u) -> list[tuple[str, str, Any, Any]]:
 
 
 def _mismatch_hint(c, u) -> str:
-    """What to use instead: an SDXL ControlNet when this one looks made for SD 1.5."""
-    sd15_like = (
-        c.get("addition_embed_type") != "text_time" and u.get("addition_embed_type") == "text_time"
-    )
-    return (
-        "it looks like an SD 1.5 ControlNet; this base model is SDXL, so use an SDXL ControlNet such as "
-        f"{DEFAULT_CONTROLNETS['canny']} or {DEFAULT_CONTROLNETS['depth']}"
-        if sd15_like
-        else "use a ControlNet trained for this base model"
-    )
+    """What to use instead: a ControlNet of the model's base when this one looks made for another."""
+    theirs, ours = family_of_unet(c), family_of_unet(u)
+    if theirs == ours:
+        return "use a ControlNet trained for this base model"
+    examples = f" such as {' or '.join(ours.controlnets.values())}" if ours.controlnets else ""
+    return (f"it looks like a ControlNet for {theirs.name}; this base model is {ours.name}, so use a "
+            f"ControlNet for {ours.name}{examples}")
 
 
 class ControlNetCache:
@@ -198,7 +196,7 @@ class ControlNetCache:
         """The ControlNet for ``source``, loaded on first use and checked against ``unet``."""
         dtype = _as_dtype(dtype)
         # tiny depends on the UNet it is built from; hub/folder models do not
-        key = (source, str(dtype), str(device), id(unet) if source == TINY else None)
+        key = (source, str(dtype), str(device), id(unet) if source in TINY_MODELS else None)
         with self._lock:
             if key not in self._models:
                 controlnet = load_controlnet(source, dtype=dtype, device=device, unet=unet)

@@ -13,8 +13,9 @@ The engine (``generator.py``) prepares a :class:`Denoising` (latents per size gr
    per row (:attr:`Denoising.preview`).
 
 Then :func:`decode_rows` decodes every row with the VAE (:func:`decode_latent`). The seams of
-this wave: MultiDiffusion windows (spec section 14) are rows whose outputs :func:`group_eps`
-averages into their panel's one prediction before :func:`advance` steps the whole panel latent;
+this wave: MultiDiffusion windows (spec section 14, ``windows.py``) are rows whose outputs
+:func:`group_eps` averages into their panel's one prediction before :func:`advance` steps the whole
+panel latent;
 preview decoders replace :attr:`Denoising.preview`; character anchors (section 13) join
 :class:`~.references.ReferenceRows` and record with the references.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch
 
 from . import events as ev
 from . import memory as mem
+from .bases import Base
 from .errors import GenerationError, raise_if_cancelled
 from .install import Installation
 from .preview import latent_to_rgb
@@ -41,19 +43,22 @@ from .rows import RunRows, Size
 
 @dataclass
 class Conditioning:
-    """Text conditioning of rows, both CFG halves kept separately: (rows, ...) each."""
+    """Text conditioning of rows, both CFG halves kept separately: (rows, ...) each. The pooled
+    embeddings are None on a base without them (SD 1.x / 2.x)."""
 
     embeds: torch.Tensor
-    pooled: torch.Tensor
+    pooled: torch.Tensor | None
     negative_embeds: torch.Tensor | None
     negative_pooled: torch.Tensor | None
 
     def rows(self, index: Sequence[int] | slice, halves: int):
         """UNet inputs for these rows, laid out [uncond rows | cond rows] when CFG is on."""
+        pooled = None
         if halves == 1:
-            return self.embeds[index], self.pooled[index]
-        return (torch.cat([self.negative_embeds[index], self.embeds[index]]),
-                torch.cat([self.negative_pooled[index], self.pooled[index]]))
+            return self.embeds[index], None if self.pooled is None else self.pooled[index]
+        if self.pooled is not None:
+            pooled = torch.cat([self.negative_pooled[index], self.pooled[index]])
+        return torch.cat([self.negative_embeds[index], self.embeds[index]]), pooled
 
 
 @dataclass
@@ -95,9 +100,12 @@ class RunContext:
     """Everything the UNet calls of one run share; built once per run by the engine."""
 
     pipe: Any
+    base: Base
+    """The pipeline's base (``bases.base_of``): its added conditioning, what its UNet predicts."""
     scheduler: Any
     cond: Conditioning
-    time_ids: torch.Tensor
+    time_ids: torch.Tensor | None
+    """SDXL's size time ids of this size group; None on bases without them."""
     halves: int
     guidance: float
     controls: list[PreparedControl | None]
@@ -142,6 +150,9 @@ class Denoising:
     """The authors' ablation: every row in one call (one reference, the set's size only)."""
     preview: Callable[[torch.Tensor], Any] = latent_to_rgb
     """A row's predicted clean latent (4, h, w) to the picture of its ``Preview`` event."""
+    windows: dict[Size, Any] = field(default_factory=dict)
+    """The size groups of wide panels (``windows.WindowedGroup``): their panels' rows run as
+    MultiDiffusion windows (spec section 14)."""
 
     @property
     def main(self) -> RunContext:
@@ -183,7 +194,9 @@ def group_eps(state: Denoising, t, step_controls: list[PreparedControl | None]) 
     for size in rows.groups:  # the set's size comes first: the references lead the rows
         panel_rows = rows.panel_rows(size)
         controls = [step_controls[row - n_refs] for row in panel_rows]
-        if size == rows.set_size:
+        if size in state.windows:  # wide panels: the averaged outputs of their windows
+            eps[size] = state.windows[size].group_eps(state, size, t, panel_rows, controls)
+        elif size == rows.set_size:
             eps[size] = recorded_eps(state.runs[size], state.latents[size], t, n_refs, panel_rows, controls,
                                      state.batching)
         else:
@@ -201,7 +214,7 @@ def advance(state: Denoising, eps: dict[Size, torch.Tensor], t) -> dict[Size, to
         output = run.scheduler.step(eps[size], t, latents, return_dict=True)
         x0[size] = getattr(output, "pred_original_sample", None)
         if x0[size] is None:
-            x0[size] = predicted_x0(run.scheduler, latents, eps[size], t)
+            x0[size] = predicted_x0(run, latents, eps[size], t)
         state.latents[size] = output.prev_sample.to(latents.dtype)
     return x0
 
@@ -328,7 +341,8 @@ def control_residuals(run: RunContext, model_input, t, embeds, pooled, controls)
         res_down, res_mid = run.controlnet(kind)(
             model_input[rows], t, encoder_hidden_states=embeds[rows], controlnet_cond=image,
             conditioning_scale=1.0, guess_mode=False,
-            added_cond_kwargs={"text_embeds": pooled[rows], "time_ids": run.time_ids.repeat(len(rows), 1)},
+            added_cond_kwargs=run.base.added_cond_kwargs(None if pooled is None else pooled[rows], run.time_ids,
+                                                         len(rows)),
             return_dict=False,
         )
         if down is None:
@@ -340,11 +354,12 @@ def control_residuals(run: RunContext, model_input, t, embeds, pooled, controls)
     return down, mid
 
 
-def predicted_x0(scheduler, latents, eps, t):
-    """x0 from an epsilon prediction for schedulers whose step does not report it."""
-    alphas = scheduler.alphas_cumprod.to(latents.device)
+def predicted_x0(run: RunContext, latents, output, t):
+    """x0 from a model output (ε or v, as the base predicts) for schedulers whose step does not
+    report it (their samples are the variance-preserving latents)."""
+    alphas = run.scheduler.alphas_cumprod.to(latents.device)
     alpha = alphas[int(t)].to(torch.float32)
-    return (latents.float() - (1 - alpha).sqrt() * eps.float()) / alpha.sqrt()
+    return run.base.x0(output.float(), latents.float(), alpha)
 
 
 def decode_latent(pipe, latents):

@@ -23,6 +23,7 @@ A request's route (:meth:`Engine._generate`), one stage each:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ import torch
 
 from . import events as ev
 from . import memory as mem
+from .bases import base_of
+from .control_sources import TINY as TINY_DEPTH
 from .denoise import (
     Batching,
     Conditioning,
@@ -46,11 +49,20 @@ from .errors import GenerationCancelled, GenerationError, is_expected_error
 from .install import Installation
 from .limits import CLIP_TOKENS, check_steps
 from .lora import apply_loras, check_lora, lora_identity
-from .models import TINY, load_pipeline, resolve_device, resolve_dtype, vae_identity
+from .models import (
+    is_tiny,
+    load_pipeline,
+    resolve_device,
+    resolve_dtype,
+    vae_identity,
+)
+from .preview import latent_to_rgb
 from .references import ReferenceRows, picture_trajectory, record_references, trajectory_key
 from .request import ReferencePicture, SetRequest
 from .rows import Row, RunRows, Size
 from .text import encode_prompts, longer_than_clip
+from .windows import Tiling, WindowedGroup, plan_tilings, unet_rows
+from .workload import workload
 
 EventSink = Callable[[ev.Event], None]
 
@@ -75,22 +87,6 @@ def make_scheduler(config, kind: str):
     raise ValueError(f"unknown scheduler {kind!r}")
 
 
-def workload(request: SetRequest, pipe=None) -> mem.Workload:
-    """What a request asks of the device, for the memory model (``engine/memory.py``)."""
-    kinds = {request.panels[i].control.kind for i in request.selected if request.panels[i].control is not None}
-    sampling = request.sampling
-    set_size = (sampling.width, sampling.height)
-    largest = max((request.panel_size(i) for i in request.selected), key=lambda s: s[0] * s[1], default=set_size)
-    dtype = resolve_dtype(request.dtype, resolve_device(request.device))
-    vae_upcast = True
-    if pipe is not None:
-        vae_upcast = pipe.vae.dtype != torch.float32 and bool(pipe.vae.config.force_upcast)
-    return mem.Workload(width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
-                        references=max(1, len(request.used_references)), panel_width=largest[0],
-                        panel_height=largest[1], controlnets=len(kinds),
-                        bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast)
-
-
 REFERENCE_RIDES_ALONG = False
 """Whether the first micro-batch of panels rides in the references' UNet call (one call fewer per
 step). Off: a panel's rows then run in a call of the same composition whatever the sharding, so a
@@ -110,6 +106,8 @@ class RunSetup:
     memory: mem.MemoryPlan
     schedulers: dict[Size, object]
     controls: list[PreparedControl | None]
+    tilings: dict[Size, Tiling] = dataclasses.field(default_factory=dict)
+    """The MultiDiffusion windows of the size groups of wide panels (spec section 14)."""
 
     @property
     def timesteps(self):
@@ -183,21 +181,21 @@ class Engine:
         a GUI calls this in its worker thread after start-up. Safe to call from a worker
         thread, and more than once (later calls cost next to nothing). Loads no model.
         """
-        from diffusers import (  # noqa: F401
-            DDIMScheduler,
-            DPMSolverMultistepScheduler,
-            EulerDiscreteScheduler,
-            StableDiffusionXLPipeline,
-        )
-        from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
+        with mem.importing_libraries(), torch.no_grad():
+            from diffusers import (  # noqa: F401
+                DDIMScheduler,
+                DPMSolverMultistepScheduler,
+                EulerDiscreteScheduler,
+                StableDiffusionPipeline,
+                StableDiffusionXLPipeline,
+            )
+            from transformers import CLIPTextModel, CLIPTokenizer  # noqa: F401
 
-        with torch.no_grad():
             x = torch.zeros(1, 4, 8, 8)
             torch.nn.functional.conv2d(x, torch.zeros(4, 4, 3, 3), padding=1)
             q = torch.zeros(1, 2, 16, 8)
             torch.nn.functional.scaled_dot_product_attention(q, q, q)
             torch.nn.functional.group_norm(x, 2)
-        mem.keep_out_of_collections()  # the libraries just imported live as long as the process
 
     def unload(self) -> None:
         self._pipe, self._pipe_key = None, None
@@ -217,11 +215,17 @@ class Engine:
 
     def controlnet(self, request: SetRequest, kind: str, pipe):
         """The ControlNet of a kind (canny, depth) for this request, loaded once per engine."""
-        from .control import DEFAULT_CONTROLNETS, ControlNetCache
+        from .control import ControlError, ControlNetCache
 
         if self._controlnets is None:
             self._controlnets = ControlNetCache()
-        source = getattr(request, f"controlnet_{kind}") or (TINY if request.model == TINY else DEFAULT_CONTROLNETS[kind])
+        source = getattr(request, f"controlnet_{kind}") or (request.model if is_tiny(request.model) else None)
+        if source is None:
+            base = base_of(pipe)
+            source = base.controlnets.get(kind)
+            if source is None:
+                raise ControlError(f"{base.name} has no default ControlNet for {kind} maps: choose one made for "
+                                   f"{base.name} (Settings → ControlNet for {'edges' if kind == 'canny' else kind})")
         # loaded in system memory, then placed as the UNet is (on the GPU, or offloaded with it)
         controlnet = self._controlnets.get(source, pipe.unet, dtype=pipe.unet.dtype, device="cpu")
         mem.place_like_unet(pipe, controlnet)
@@ -313,30 +317,33 @@ class Engine:
         """The loaded run's plan: memory (micro-batch, VAE tiling), a scheduler per size group
         (the steps checked), the panels' control maps (their ControlNets loaded and checked)."""
         device = pipe._execution_device  # where the models run, whatever the offloading
-        memory = mem.plan(memory_mode, mem.device_total_gb(device), workload(request, pipe),
-                          max(len(request.selected), 1), mem.device_budget_gb(device))
+        tilings = plan_tilings(rows, request, base_of(pipe).native_size // pipe.vae_scale_factor,
+                               pipe.vae_scale_factor)
+        # a panorama's windows are rows of micro-batches like panels
+        memory = mem.plan(memory_mode, mem.device_total_gb(device), workload(request, pipe, tilings),
+                          max(unet_rows(rows, tilings), 1), mem.device_budget_gb(device))
         mem.set_vae_tiling(pipe.vae, memory.tile_vae)  # for the pictures' encodes and the decodes
         schedulers = _schedulers(pipe, request, rows, device)
         controls = self._prepare_controls(pipe, request, request.selected)
-        return RunSetup(pipe, request, rows, memory, schedulers, controls)
+        return RunSetup(pipe, request, rows, memory, schedulers, controls, tilings)
 
     def _denoising(self, setup: RunSetup, references: ReferenceRows, sink: EventSink,
                    cancel: threading.Event) -> Denoising:
         """The per-step state: text conditioning, SDXL time ids and starting noise per size
         group, the batching, and the shared layers installed (last: ``denoise`` removes them)."""
         pipe, request, rows, schedulers = setup.pipe, setup.request, setup.rows, setup.schedulers
-        device, dtype = pipe._execution_device, pipe.unet.dtype
+        device, dtype, base = pipe._execution_device, pipe.unet.dtype, base_of(pipe)
         cond = self._conditioning(pipe, request, rows, sink)
         # each panel's SDXL time ids and starting noise come from its own size (spec section 12)
-        time_ids = {size: self._time_ids(pipe, size[1], size[0], dtype, device) for size in rows.groups}
+        time_ids = {size: base.time_ids(pipe, size[1], size[0], dtype, device) for size in rows.groups}
         latents = {size: torch.cat([initial_noise(rows.rows[row].seed, size[1], size[0], pipe.vae_scale_factor)
                                     for row in numbers]).to(device=device, dtype=dtype)
                    * schedulers[size].init_noise_sigma for size, numbers in rows.groups.items()}
-        batching = _batching(request, setup.memory, sink)
+        batching = _batching(request, setup.memory, sink, unet_rows(rows, setup.tilings))
         installation = Installation(pipe.unet, request.settings)
         installation.state.halves_override = 2 if request.sampling.uses_cfg else 1
         installation.state.reference_weights = references.weights
-        run = RunContext(pipe=pipe, scheduler=schedulers[rows.set_size], cond=cond, time_ids=time_ids[rows.set_size],
+        run = RunContext(pipe=pipe, base=base, scheduler=schedulers[rows.set_size], cond=cond, time_ids=time_ids[rows.set_size],
                          halves=installation.state.halves_override, guidance=request.sampling.guidance,
                          controls=setup.controls, request=request, installation=installation,
                          controlnet=lambda kind: self.controlnet(request, kind, pipe), cancel=cancel, sink=sink,
@@ -344,8 +351,13 @@ class Engine:
         # one context per panel size: its own scheduler and SDXL time ids, the rest shared
         runs = {size: dataclasses.replace(run, scheduler=schedulers[size], time_ids=time_ids[size])
                 for size in rows.groups}
+        # a panorama's windows: SDXL time ids of the window's size (spec section 14)
+        windows = {size: WindowedGroup(tiling, dataclasses.replace(runs[size], time_ids=base.time_ids(
+            pipe, *reversed(tiling.window_size(pipe.vae_scale_factor)), dtype, device)), pipe.vae_scale_factor)
+            for size, tiling in setup.tilings.items()}
         return Denoising(rows, runs, latents, references, batching, setup.timesteps,
-                         request.settings.full_attention_share)
+                         request.settings.full_attention_share,
+                         preview=functools.partial(latent_to_rgb, family=base.preview_factors), windows=windows)
 
     def _conditioning(self, pipe, request: SetRequest, rows: RunRows, sink: EventSink) -> Conditioning:
         """Every row's text conditioning; a prompt longer than CLIP reads is said."""
@@ -364,10 +376,13 @@ class Engine:
         common = request.picture_parameters()
         controls = [panel["control"] for panel in request.to_dict()["panels"]]
         references, panels = {}, {}
+        windows = {row.position + 1: setup.tilings[row.size].record(pipe.vae_scale_factor)
+                   for row in state.rows.panels if row.size in setup.tilings}  # a panorama's windows
         for number, (row, image) in enumerate(zip(state.rows.rows, images)):
             offset = state.references.trajectories.get(number, (None, None))[1]
             (references if row.records else panels)[row.position] = image
-            state.main.sink(row.done(image, _picture_metadata(request, row, common, controls, offset)))
+            meta = _picture_metadata(request, row, common, controls, offset)
+            state.main.sink(row.done(image, dict(meta, **windows.get(meta.get("index"), {}))))
         metadata = {
             "request": request.to_dict(),
             "micro_batch": state.batching.micro_batch,
@@ -377,27 +392,22 @@ class Engine:
             "dtype": str(pipe.unet.dtype).removeprefix("torch."),
             "timings": timings,
         }
+        if windows:
+            metadata["windows"] = {str(index): record for index, record in windows.items()}
         latents = {row.picture_key: state.latents[size][k].float().cpu()
                    for row, (size, k) in zip(state.rows.rows, state.rows.places)}
         return ev.RunResult(reference=references.get(0), panels=panels, metadata=metadata,
                             latents=latents, references=references)
 
     # -- what the stages call ---------------------------------------------------------------------
-    _encode = staticmethod(encode_prompts)  # a base's text encoding (spec section 14 adds others)
-
-    @staticmethod
-    def _time_ids(pipe, height: int, width: int, dtype, device) -> torch.Tensor:
-        projection = pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None else None
-        ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width), dtype=dtype,
-                                     text_encoder_projection_dim=projection)
-        return ids.to(device)
+    _encode = staticmethod(encode_prompts)  # each base encodes its own way (bases.Base.encode_prompt)
 
     def _unet(self, pipe, latents, t, embeds, pooled, time_ids, residuals=None):
         self.unet_calls += 1
         down, mid = residuals if residuals is not None else (None, None)
         return pipe.unet(
             latents, t, encoder_hidden_states=embeds,
-            added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids.repeat(latents.shape[0], 1)},
+            added_cond_kwargs=base_of(pipe).added_cond_kwargs(pooled, time_ids, latents.shape[0]),
             down_block_additional_residuals=down,
             mid_block_additional_residual=mid,
             return_dict=False,
@@ -405,7 +415,7 @@ class Engine:
 
     def _prepare_controls(self, pipe, request, selected) -> list[PreparedControl | None]:
         """Control maps of the selected panels, and their ControlNets loaded and checked."""
-        depth_model = request.depth_model or (TINY if request.model == TINY else None)
+        depth_model = request.depth_model or (TINY_DEPTH if is_tiny(request.model) else None)
         return prepare_controls(request, selected, lambda kind: self.controlnet(request, kind, pipe), depth_model)
 
 
@@ -425,10 +435,10 @@ def _schedulers(pipe, request: SetRequest, rows: RunRows, device) -> dict[Size, 
     return schedulers
 
 
-def _batching(request: SetRequest, memory: mem.MemoryPlan, sink: EventSink) -> Batching:
-    """Panels per UNet call: the request's micro-batch, else the memory model's; the authors'
-    full sharing runs the set as one batch."""
-    n = len(request.selected)
+def _batching(request: SetRequest, memory: mem.MemoryPlan, sink: EventSink, n: int) -> Batching:
+    """Panel rows per UNet call (``n`` in all: a panel, or a panorama's window, is a row): the
+    request's micro-batch, else the memory model's; the authors' full sharing runs the set as
+    one batch."""
     if request.settings.full_attention_share:
         micro_batch = n
         sink(ev.Notice("full attention sharing couples all images: the set runs as one batch"))

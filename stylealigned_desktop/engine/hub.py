@@ -72,6 +72,10 @@ def _missing_weights(folder: Path) -> list[str]:
     return missing
 
 
+OPTIONAL_COMPONENTS = ("safety_checker", "feature_extractor")
+"""Components of SD 1.x / 2.x repositories the engine never loads (it decodes its own pictures)."""
+
+
 def missing_parts(snapshot: Path) -> list[str]:
     """The parts a snapshot folder lacks (empty: complete). See the module docstring."""
     snapshot = Path(snapshot)
@@ -83,7 +87,7 @@ def missing_parts(snapshot: Path) -> list[str]:
             return ["model_index.json (unreadable)"]
         missing = []
         for name, value in sorted(components.items()):
-            if name.startswith("_") or not isinstance(value, list) or None in value:
+            if name.startswith("_") or not isinstance(value, list) or None in value or name in OPTIONAL_COMPONENTS:
                 continue  # metadata, or an optional component the pipeline leaves out
             folder = snapshot / name
             if not folder.is_dir() or not any(folder.iterdir()):

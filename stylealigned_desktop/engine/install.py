@@ -90,13 +90,13 @@ def _cfg_halves(pipe) -> Callable[[], int]:
 def style_aligned(pipe, settings: StyleAlignedSettings | None = None) -> Iterator[Installation]:
     """Share the first prompt's style with the rest of the batch inside this block.
 
-    Works on any diffusers SDXL pipeline (text-to-image, ControlNet, img2img...). With
+    Works on any diffusers SDXL or SD 1.x / 2.x pipeline (text-to-image, ControlNet, img2img...). With
     classifier-free guidance each CFG half has its own reference (its first row); with
     guidance <= 1 there is a single reference.
     """
     unet = getattr(pipe, "unet", None)
     if unet is None:
-        raise TypeError(f"{type(pipe).__name__} has no UNet: style_aligned needs an SDXL pipeline")
+        raise TypeError(f"{type(pipe).__name__} has no UNet: style_aligned needs an SDXL or SD pipeline")
     installation = Installation(unet, settings or StyleAlignedSettings(), _cfg_halves(pipe))
     try:
         yield installation

@@ -16,6 +16,7 @@ one place.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from .bases import Base, base_of
 from .trajectory import (
     TRAJECTORY_FORMAT,
     TRAJECTORY_VERSION,
@@ -145,18 +147,6 @@ def inversion_scheduler(pipe):
     return DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False)
 
 
-def _epsilon(model_output: torch.Tensor, sample: torch.Tensor, alpha_t: torch.Tensor,
-             prediction_type: str) -> torch.Tensor:
-    """The noise the model predicts, as DDIM's step derives it for the level with ᾱ = alpha_t."""
-    if prediction_type == "epsilon":
-        return model_output
-    if prediction_type == "v_prediction":
-        return alpha_t.sqrt() * model_output + (1 - alpha_t).sqrt() * sample
-    if prediction_type == "sample":
-        return (sample - alpha_t.sqrt() * model_output) / (1 - alpha_t).sqrt()
-    raise ValueError(f"unsupported scheduler prediction_type {prediction_type!r}")
-
-
 @torch.no_grad()
 def invert(
     pipe,
@@ -243,7 +233,7 @@ class _CaptionConditioning:
     unconditional half first when guided), SDXL's added conditioning, the guidance embedding."""
 
     prompt_embeds: torch.Tensor
-    added_cond: dict[str, torch.Tensor]
+    added_cond: dict[str, torch.Tensor] | None
     timestep_cond: torch.Tensor | None
     guidance: float
     do_cfg: bool
@@ -252,35 +242,22 @@ class _CaptionConditioning:
 def _caption_conditioning(pipe, caption: str, guidance: float, width: int,
                           height: int) -> _CaptionConditioning:
     """The caption encoded as the pipeline encodes a prompt with ``negative_prompt=None``, and
-    the time ids of the real output size (original = target = (height, width), crop (0, 0))."""
+    on SDXL the time ids of the real output size (original = target = (height, width), crop
+    (0, 0)); the base says which (``bases.Base``)."""
     device = pipe._execution_device
     unet = pipe.unet
     unet_dtype = unet.dtype
     do_cfg = guidance > 1.0
-    prompt_embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
-        prompt=caption,
-        device=device,
-        num_images_per_prompt=1,
-        do_classifier_free_guidance=do_cfg,
-        negative_prompt=None,
-    )
-    if pipe.text_encoder_2 is None:
-        projection_dim = int(pooled.shape[-1])
-    else:
-        projection_dim = pipe.text_encoder_2.config.projection_dim
-    time_ids = pipe._get_add_time_ids(
-        (height, width), (0, 0), (height, width),
-        dtype=prompt_embeds.dtype, text_encoder_projection_dim=projection_dim,
-    )
+    base = base_of(pipe)
+    prompt_embeds, negative_embeds, pooled, negative_pooled = base.encode_prompt(pipe, caption, None, do_cfg)
+    time_ids = base.time_ids(pipe, height, width, prompt_embeds.dtype, device)
     if do_cfg:
         prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
-        pooled = torch.cat([negative_pooled, pooled])
-        time_ids = torch.cat([time_ids, time_ids])
+        pooled = None if pooled is None else torch.cat([negative_pooled, pooled])
     prompt_embeds = prompt_embeds.to(device=device, dtype=unet_dtype)
-    added_cond = {
-        "text_embeds": pooled.to(device=device, dtype=unet_dtype),
-        "time_ids": time_ids.to(device=device, dtype=unet_dtype),
-    }
+    added_cond = base.added_cond_kwargs(None if pooled is None else pooled.to(device=device, dtype=unet_dtype),
+                                        None if time_ids is None else time_ids.to(device=device, dtype=unet_dtype),
+                                        prompt_embeds.shape[0])
     timestep_cond = None
     if unet.config.time_cond_proj_dim is not None:  # guidance-embedded UNets, as the pipeline does
         timestep_cond = pipe.get_guidance_scale_embedding(
@@ -304,7 +281,7 @@ def _invert_through_levels(
     steps = int(levels.shape[0])
     alphas = ddim.alphas_cumprod.to(torch.float32)
     final_alpha = torch.as_tensor(ddim.final_alpha_cumprod, dtype=torch.float32)
-    prediction_type = ddim.config.prediction_type
+    base = dataclasses.replace(base_of(pipe), prediction_type=ddim.config.prediction_type)
 
     z = z0.to(device=device, dtype=torch.float32)
     trajectory = [z.cpu()]
@@ -316,7 +293,7 @@ def _invert_through_levels(
         output = _guided_prediction(pipe.unet, z, t, conditioning, device)
         alpha_t = alphas[t].to(device)
         alpha_prev = (final_alpha if previous is None else alphas[previous]).to(device)
-        z = _inverse_ddim_step(output, z, alpha_t, alpha_prev, prediction_type)
+        z = _inverse_ddim_step(base, output, z, alpha_t, alpha_prev)
         trajectory.append(z.cpu())
         if on_step is not None:
             on_step(done + 1, steps)
@@ -345,10 +322,10 @@ def _guided_prediction(unet, z: torch.Tensor, t: int, conditioning: _CaptionCond
     return output
 
 
-def _inverse_ddim_step(model_output: torch.Tensor, z: torch.Tensor, alpha_t: torch.Tensor,
-                       alpha_prev: torch.Tensor, prediction_type: str) -> torch.Tensor:
+def _inverse_ddim_step(base: Base, model_output: torch.Tensor, z: torch.Tensor, alpha_t: torch.Tensor,
+                       alpha_prev: torch.Tensor) -> torch.Tensor:
     """One inverse DDIM step: z at the next cleaner level t⁻ (ᾱ = alpha_prev) up to level t
-    (ᾱ = alpha_t), for the noise the model predicts there."""
-    eps = _epsilon(model_output, z, alpha_t, prediction_type)
+    (ᾱ = alpha_t), for the noise the model predicts there (ε, or v converted to ε, spec 14)."""
+    eps = base.epsilon(model_output, z, alpha_t)
     x0 = (z - (1 - alpha_prev).sqrt() * eps) / alpha_prev.sqrt()
     return alpha_t.sqrt() * x0 + (1 - alpha_t).sqrt() * eps

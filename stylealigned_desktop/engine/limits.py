@@ -36,6 +36,10 @@ MAX_SCORE_SHIFT = 10.0
 MAX_SCORE_SCALE = 10.0
 MAX_LORA_WEIGHT = 10.0
 """A LoRA's weight scales its change to the model: far past ±10 it is noise, not a style."""
+MAX_WINDOW_STRIDE = MAX_SIDE // 8
+"""The largest MultiDiffusion window stride in latent pixels (spec section 14): a picture's width."""
+MAX_PANORAMA_ABOVE = MAX_SIDE / 64
+"""The largest "panorama above" factor: no panel is that many native sizes wide (at 64 px native)."""
 
 
 def check_number(value: Any, name: str, low: float, high: float) -> float:

@@ -1,4 +1,4 @@
-"""SDXL LoRAs: checked against the model before any step, loaded with diffusers, weighted.
+"""LoRAs: checked against the model's base before any step, loaded with diffusers, weighted.
 
 Any number of ``.safetensors`` LoRAs (kohya or diffusers format) are loaded with the
 pipeline's ``load_lora_weights`` (PEFT adapters) and mixed with ``set_adapters``. They change
@@ -16,13 +16,12 @@ import re
 import warnings
 from pathlib import Path
 
+from .bases import BASE_BY_TEXT_WIDTH, Base, base_of
 from .infotext import file_hash
 from .request import Lora
 
 log = logging.getLogger(__name__)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
-SDXL_TEXT_WIDTH = 2048
-BASE_BY_TEXT_WIDTH = {768: "SD 1.5", 1024: "SD 2.x", SDXL_TEXT_WIDTH: "SDXL"}
 # Keys of the cross-attention key/value projections' down (A) matrices: their input width is
 # the text-embedding width the LoRA was trained for (kohya: lora_unet_..._attn2_to_k.lora_down).
 _CROSS_ATTENTION_DOWN = re.compile(r"attn2[._](to_k|to_v)[._](lora_down|lora_A|lora\.down|lora[._]down)")
@@ -131,7 +130,7 @@ def read_lora_shapes(path: Path, name: str | None = None) -> dict[str, list[int]
     return shapes
 
 
-# What a .safetensors file is when it is not an SDXL LoRA, told by its tensor names.
+# What a .safetensors file is when it is not a LoRA of the model's base, told by its tensor names.
 _LORA_WEIGHT = re.compile(r"lora_down|lora_up|lora_A|lora_B|lora\.down|lora\.up|lora_linear_layer")
 _LYCORIS_WEIGHT = re.compile(r"hada_w\d|lokr_w\d")
 _TRANSFORMER_LORA = ("transformer.", "lora_transformer_", "lora_unet_double_blocks", "lora_unet_single_blocks",
@@ -152,7 +151,7 @@ def _text_width_of(shapes: dict[str, list[int]]) -> int | None:
     return widths[0] if widths else None
 
 
-def _refuse_another_kind_of_file(name: str, shapes: dict[str, list[int]]) -> None:
+def _refuse_another_kind_of_file(name: str, shapes: dict[str, list[int]], base: Base | None) -> None:
     keys = list(shapes)
     if any(_LYCORIS_WEIGHT.search(key) for key in keys):
         raise LoraError(f"{name} is a LyCORIS file (LoHa or LoKr), not a LoRA: only LoRAs can be loaded")
@@ -161,31 +160,42 @@ def _refuse_another_kind_of_file(name: str, shapes: dict[str, list[int]]) -> Non
         raise LoraError(f"{name} is not a LoRA: it is {kind}" if kind
                         else f"{name} is not a LoRA: none of its weights is a LoRA's")
     if any(key.startswith(_TRANSFORMER_LORA) for key in keys):
-        raise LoraError(f"{name} is not a LoRA for SDXL: it was made for a transformer model (Flux or SD 3). "
-                        "Use a LoRA trained for SDXL")
-    if not any(_CROSS_ATTENTION_DOWN.search(key) for key in keys) and any(key.startswith("lora_te_") for key in keys):
-        # kohya names SDXL's two text encoders te1 and te2; a single "te" is SD 1.x or 2.x
-        raise LoraError(f"{name} is a LoRA for SD 1.x or 2.x (one text encoder); this model is SDXL. "
-                        "Use a LoRA trained for SDXL")
+        ours = base.name if base is not None else "SDXL or SD 1.x / 2.x"
+        raise LoraError(f"{name} is not a LoRA for {ours}: it was made for a transformer model (Flux or "
+                        f"SD 3). Use a LoRA trained for {ours}")
+    if base is None or any(_CROSS_ATTENTION_DOWN.search(key) for key in keys):
+        return  # its text width tells its base (_refuse_another_base)
+    # kohya names SDXL's two text encoders te1 and te2; a single "te" is SD 1.x or 2.x
+    if base.added_conditioning and any(key.startswith("lora_te_") for key in keys):
+        raise LoraError(f"{name} is a LoRA for SD 1.x or 2.x (one text encoder); this model is {base.name}. "
+                        f"Use a LoRA trained for {base.name}")
+    if not base.added_conditioning and any(key.startswith(("lora_te1_", "lora_te2_")) for key in keys):
+        raise LoraError(f"{name} is a LoRA for SDXL (two text encoders); this model is {base.name}. "
+                        f"Use a LoRA trained for {base.name}")
 
 
-def _refuse_another_base(name: str, shapes: dict[str, list[int]], text_width: int | None) -> None:
-    """A LoRA trained for another text width; ``text_width`` None (no model at hand) refuses only
-    the widths of known other bases (a toy model's LoRA is checked when the model is loaded)."""
+def _refuse_another_base(name: str, shapes: dict[str, list[int]], base: Base) -> None:
+    """A LoRA trained for another text width than the base's (a tiny model's own width
+    included: its LoRAs are the tiny ones)."""
     width = _text_width_of(shapes)
-    expected = SDXL_TEXT_WIDTH if text_width is None else text_width
-    if width is None or width == expected or (text_width is None and width not in BASE_BY_TEXT_WIDTH):
+    if width is None or width == base.text_width:
         return
-    made_for = BASE_BY_TEXT_WIDTH.get(width, f"a model with text width {width}")
-    ours = BASE_BY_TEXT_WIDTH.get(expected, f"a model with text width {expected}")
-    raise LoraError(f"{name} is a LoRA for {made_for}; this model is {ours}. Use a LoRA trained for {ours}")
+    made_for = BASE_BY_TEXT_WIDTH[width].name if width in BASE_BY_TEXT_WIDTH else None
+    if made_for is None or made_for == base.name:
+        made_for = f"a model whose text is {width} wide"
+        ours = f"{base.name} (its text is {base.text_width} wide)"
+    else:
+        ours = base.name
+    raise LoraError(f"{name} is a LoRA for {made_for}; this model is {ours}. Use a LoRA trained for {base.name}")
 
 
-def check_lora_file(lora: Lora, text_width: int | None = None) -> Path:
+def check_lora_file(lora: Lora, base: Base | None = None) -> Path:
     """Refuse a LoRA file that is missing, a pickle, not ``.safetensors``, not a LoRA, or made
     for another base model, reading only its header (no model needed: the app checks a LoRA
-    when it is added, the command line before loading anything). ``text_width``: the loaded
-    model's text-embedding width; None checks for SDXL."""
+    when it is added, the command line before loading anything). ``base``: the model's
+    (:func:`engine.bases.base_of` of a loaded one, or ``models.base_of_source``); None when no
+    model is at hand: then only what the file is is checked, and the engine checks the base
+    once the model is loaded, before any step."""
     path = Path(lora.path).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise LoraError(f"{path.name}: pickle files can run code when loaded and are refused; "
@@ -195,16 +205,16 @@ def check_lora_file(lora: Lora, text_width: int | None = None) -> Path:
     if not path.is_file():
         raise LoraError(f"LoRA file not found: {lora.path}")
     shapes = read_lora_shapes(path)
-    _refuse_another_kind_of_file(path.name, shapes)
-    _refuse_another_base(path.name, shapes, text_width)
+    _refuse_another_kind_of_file(path.name, shapes, base)
+    if base is not None:
+        _refuse_another_base(path.name, shapes, base)
     return path
 
 
 def check_lora(lora: Lora, pipe) -> None:
     """Refuse a LoRA that is missing, a pickle, not a LoRA, or made for another base model than
     the pipeline's (before any step)."""
-    width = pipe.unet.config.cross_attention_dim
-    check_lora_file(lora, width[0] if isinstance(width, (list, tuple)) else width)
+    check_lora_file(lora, base_of(pipe))
 
 
 def loaded_adapters(pipe) -> set[str]:
@@ -247,5 +257,5 @@ def apply_loras(pipe, loras: tuple[Lora, ...]) -> None:
                             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from error
         if name not in loaded_adapters(pipe):
             raise LoraError(f"{Path(lora.path).name}: no layer of this model matches the LoRA "
-                            "(is it an SDXL LoRA?)")
+                            f"(is it a LoRA for {base_of(pipe).name}?)")
     pipe.set_adapters(list(wanted), adapter_weights=list(wanted.values()))

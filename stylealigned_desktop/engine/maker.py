@@ -32,6 +32,11 @@ PictureMakerFactory = Callable[[], PictureMaker]
 
 def this_computer() -> PictureMaker:
     """The embedded engine: pictures are made on this computer."""
-    from .generator import Engine
+    from .memory import importing_libraries
+    from .native_libraries import load_without_the_gil
+
+    with importing_libraries():
+        load_without_the_gil()  # before the generator imports torch: other threads keep running
+        from .generator import Engine
 
     return Engine()

@@ -29,6 +29,7 @@ workspaces, and only ``USABLE_FRACTION`` of the device minus ``RESERVED_GB`` is 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 from dataclasses import dataclass
@@ -44,6 +45,13 @@ UNET_GB = 5.135
 TEXT_ENCODERS_GB = 1.635
 VAE_GB = 0.167
 CONTROLNET_GB = 2.502
+BASE_WEIGHTS_GB = {  # (UNet, text encoders, one ControlNet) in float16, from published parameter counts
+    "sdxl": (UNET_GB, TEXT_ENCODERS_GB, CONTROLNET_GB),
+    "sd1": (1.719, 0.246, 0.723),  # SD 1.5: 860 M UNet, CLIP ViT-L text, 361 M ControlNet
+    "sd2": (1.732, 0.681, 0.729),  # SD 2.x: 866 M UNet, OpenCLIP ViT-H text
+}
+"""The weights per base family (``bases.Base.family``). The activations below are SDXL's,
+measured; SD's are taken as the same per pixel (not measured)."""
 SEQUENTIAL_RESIDENT_GB = 0.25
 """``low``: the layers in flight (the largest SDXL linear is 0.03 GB) and the offload buffers."""
 
@@ -74,7 +82,8 @@ class Workload:
     """What a run asks of the device, for the memory model.
 
     ``width`` x ``height`` is the set's size, the size the references are drawn (and recorded)
-    at; ``panel_width`` x ``panel_height`` the largest panel's (None: the set's size).
+    at; ``panel_width`` x ``panel_height`` the largest panel row's (None: the set's size; a
+    panorama's row is one of its windows).
     """
 
     width: int = 1024
@@ -90,6 +99,13 @@ class Workload:
     """2 for float16/bfloat16, 4 for float32."""
     vae_upcast: bool = True
     """The VAE decodes in float32 (its config forces upcasting)."""
+    family: str = "sdxl"
+    """The model's base family (``bases.Base.family``): its weights."""
+    base_name: str = "SDXL"
+    """The base as the user reads it, for the reason ``choose_mode`` gives."""
+    picture_pixels: int = 0
+    """The largest panel picture decoded, in pixels, when it is larger than its UNet rows (a
+    panorama's rows are its MultiDiffusion windows, its decode the whole picture)."""
 
     @property
     def pixel_factor(self) -> float:
@@ -104,7 +120,7 @@ class Workload:
     @property
     def largest_pixels(self) -> int:
         """The largest picture of the run (a reference or a panel), in pixels."""
-        return round(max(self.pixel_factor, self.panel_pixel_factor) * REFERENCE_PIXELS)
+        return max(round(max(self.pixel_factor, self.panel_pixel_factor) * REFERENCE_PIXELS), self.picture_pixels)
 
     @property
     def halves(self) -> int:
@@ -145,8 +161,9 @@ def stage_peaks_gb(mode: str, work: Workload, panels_at_once: int, tile_vae: boo
         raise ValueError(f"memory mode must be one of {', '.join(PLACEMENTS)}, got {mode!r}")
     tile_vae = tile_vae_for(mode, work) if tile_vae is None else tile_vae
     d = work.dtype_factor
-    unet, text, vae = UNET_GB * d, TEXT_ENCODERS_GB * d, VAE_GB * d
-    controlnets = CONTROLNET_GB * d * work.controlnets
+    unet_gb, text_gb, controlnet_gb = BASE_WEIGHTS_GB[work.family]
+    unet, text, vae = unet_gb * d, text_gb * d, VAE_GB * d
+    controlnets = controlnet_gb * d * work.controlnets
     everything = unet + text + vae + controlnets
     # Every reference's keys/values stay recorded all step; the UNet then runs either the
     # references' rows (recording) or one micro-batch of panel rows (replaying), the larger counts.
@@ -161,7 +178,7 @@ def stage_peaks_gb(mode: str, work: Workload, panels_at_once: int, tile_vae: boo
     if mode == "fast":
         resident = {"encode": everything, "denoise": everything, "decode": everything - vae + vae_weights}
     elif mode == "balanced":
-        resident = {"encode": TEXT_ENCODERS_GB * d * 0.85, "denoise": unet + controlnets, "decode": vae_weights}
+        resident = {"encode": text * 0.85, "denoise": unet + controlnets, "decode": vae_weights}
     else:
         resident = {"encode": SEQUENTIAL_RESIDENT_GB, "denoise": SEQUENTIAL_RESIDENT_GB,
                     "decode": SEQUENTIAL_RESIDENT_GB}
@@ -232,7 +249,7 @@ def plan(requested: str, total_gb: float | None, work: Workload, panels: int,
 def _describe(work: Workload) -> str:
     nets = {0: "", 1: " + 1 ControlNet"}.get(work.controlnets, f" + {work.controlnets} ControlNets")
     refs = f", {work.references} references" if work.references > 1 else ""
-    return f"SDXL{nets} at {work.width}x{work.height}{refs}"
+    return f"{work.base_name}{nets} at {work.width}x{work.height}{refs}"
 
 
 # -- the device ---------------------------------------------------------------------------------------
@@ -284,12 +301,26 @@ def free_device_memory() -> None:
         mps.empty_cache()
 
 
-def keep_out_of_collections() -> None:
-    """Move every object alive now out of the garbage collector's view (``gc.freeze``): after
-    the libraries are imported, Python's automatic full collections then scan only what is made
-    later instead of half a million library objects, each such scan a GIL hold of about 0.3 s
-    that a window's thread waits out. Models are not frozen: they must stay collectable."""
-    gc.freeze()
+@contextlib.contextmanager
+def importing_libraries():
+    """While torch, diffusers and transformers are imported: no automatic garbage collection,
+    then every object alive (the libraries, which live as long as the process) moved out of the
+    collector's view (``gc.freeze``).
+
+    Importing them makes half a million objects, and Python's automatic full collections scan
+    all of them, more each time: in a warm-up seven such scans held the GIL for 50 to 250 ms of
+    CPU each, which a window's thread waits out (issue 30, item 12). Imports make next to no
+    garbage. After the freeze, automatic full collections scan only what is made later. Models
+    are made later, so they stay collectable.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 # -- placing models -----------------------------------------------------------------------------------

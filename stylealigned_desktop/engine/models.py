@@ -1,4 +1,5 @@
-"""Model sources: a hub id, a local diffusers folder, a single .safetensors file, or ``tiny``.
+"""Model sources: a hub id, a local diffusers folder, a single .safetensors file, or a built-in
+tiny model (``tiny``, ``tiny-sd15``, ``tiny-sd2``, ``tiny-sd2v``).
 
 Also device and dtype selection. Pickle checkpoints (.ckpt, .pt, .pth, .bin, .pkl) can run code
 when loaded and are refused.
@@ -12,10 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .infotext import file_hash
+from .tiny import TINY_MODELS
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 TINY = "tiny"
+
+
+def is_tiny(source: str | None) -> bool:
+    """Whether a model source names one of the built-in tiny models."""
+    return (source or "").strip() in TINY_MODELS
 
 
 class ModelSourceError(ValueError):
@@ -27,7 +34,7 @@ def classify_source(source: str) -> str:
     if not source or not source.strip():
         raise ModelSourceError("no model given: use a hub id, a local diffusers folder, a .safetensors file or 'tiny'")
     source = source.strip()
-    if source == TINY:
+    if source in TINY_MODELS:
         return "tiny"
     path = Path(source).expanduser()
     if path.suffix.lower() in PICKLE_SUFFIXES:
@@ -177,6 +184,25 @@ def load_vae(source: str, dtype):
     return vae.eval().requires_grad_(False)
 
 
+def check_vae_base(source: str, vae, pipe) -> None:
+    """Refuse a VAE made for another base than the pipeline's, before any step: its latent
+    scaling factor (SDXL's 0.13025, SD 1.x / 2.x's 0.18215; their architectures are the same)
+    says which base it was trained with. A single file carries no config (diffusers fills in one),
+    so only a folder's or hub VAE's own config is compared."""
+    from .bases import BASES, base_of
+
+    if Path(source).expanduser().is_file():
+        return
+    base, factor = base_of(pipe), float(vae.config.scaling_factor)
+    if abs(factor - base.vae_scaling_factor) < 1e-6:
+        return
+    made_for = [b.name for b in BASES if abs(factor - b.vae_scaling_factor) < 1e-6]
+    if made_for:
+        raise ModelSourceError(f"VAE {Path(source).name or source} is made for {' or '.join(made_for)} (latent scale "
+                               f"{factor:g}); this model is {base.name} ({base.vae_scaling_factor:g}). Use a VAE made "
+                               f"for {base.name}, or the model's own")
+
+
 def freeze(pipe) -> None:
     """Inference only: no weight requires gradients (also keeps matmul paths the same before and
     after LoRAs come and go: diffusers freezes the base weights when it loads a LoRA)."""
@@ -190,7 +216,8 @@ def freeze(pipe) -> None:
 def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
                   progress: Callable[[float, str], None] | None = None, *,
                   vae: str | None = None, loras=(), memory: str = "fast"):
-    """Load an SDXL pipeline from any model source, on the resolved device and dtype.
+    """Load a pipeline (SDXL, SD 1.x or SD 2.x, told from the model) from any model source, on
+    the resolved device and dtype.
 
     ``vae`` replaces the model's VAE, ``loras`` (``request.Lora``) are loaded as adapters, and
     ``memory`` (fast, balanced, low) places the models (``engine/memory.py``).
@@ -205,7 +232,9 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
     pipe = _base_pipeline(source, kind, torch_dtype)
     if vae is not None:
         report(0.7, f"loading the VAE {vae}")
-        pipe.register_modules(vae=load_vae(vae, torch_dtype))
+        replacement = load_vae(vae, torch_dtype)
+        check_vae_base(vae, replacement, pipe)
+        pipe.register_modules(vae=replacement)
     freeze(pipe)
     if loras:
         report(0.75, "loading LoRAs")
@@ -218,25 +247,99 @@ def load_pipeline(source: str, device: str = "auto", dtype: str = "auto",
     return pipe
 
 
+def _unet_config_of(source: str, kind: str) -> dict | None:
+    """The UNet config of a tiny model, a diffusers folder or a cached (or, online, downloaded)
+    hub model, read without loading any weight; None when it cannot be read."""
+    import json
+
+    if kind == "tiny":
+        from .tiny import tiny_unet_config
+
+        return tiny_unet_config(source.strip())
+    if kind == "folder":
+        path = Path(source).expanduser() / "unet" / "config.json"
+    elif kind == "hub":
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(source, "config.json", subfolder="unet"))
+        except Exception:  # not cached and offline, no such repository, no network
+            return None
+    else:
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _checkpoint_keys(path: str) -> list[str]:
+    """The tensor names of a single ``.safetensors`` checkpoint (its header only)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(Path(path).expanduser()), framework="numpy") as handle:
+            return list(handle.keys())
+    except Exception:  # safetensors raises its own error types for damaged files
+        return []
+
+
+def base_of_source(source: str):
+    """The base (``bases.Base``) of a model source, told from the model without loading its
+    weights: a UNet config (a tiny model, a folder, a hub model's) gives its family and text
+    width; a single file's tensor names give its family. None when it cannot be told now (a hub
+    model not downloaded while offline, a source that is no model); the engine tells it again
+    once the model is loaded."""
+    import dataclasses
+
+    from .bases import family_of_checkpoint, family_of_unet, first_value
+
+    try:
+        kind = classify_source(source)
+    except ModelSourceError:
+        return None
+    if kind == "single_file":
+        return family_of_checkpoint(_checkpoint_keys(source))
+    config = _unet_config_of(source, kind)
+    if config is None:
+        return None
+    # every base's VAE scales by 8 (the engine reads pipe.vae_scale_factor once loaded)
+    return dataclasses.replace(family_of_unet(config), text_width=int(first_value(config["cross_attention_dim"])),
+                               native_size=int(first_value(config.get("sample_size", 64))) * 8)
+
+
+def pipeline_class(source: str):
+    """The diffusers pipeline class of a model source, by its base (told from the model):
+    ``StableDiffusionXLPipeline`` for SDXL, ``StableDiffusionPipeline`` for SD 1.x / 2.x."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    base = base_of_source(source)
+    if base is None:
+        raise ModelSourceError(f"{source}: cannot tell which base model this is (SDXL, SD 1.x or SD 2.x): "
+                               "its UNet config or its tensor names say none of them")
+    return StableDiffusionXLPipeline if base.added_conditioning else StableDiffusionPipeline
+
+
 def _base_pipeline(source: str, kind: str, torch_dtype):
-    """The SDXL pipeline of a model source of ``kind`` (see :func:`classify_source`) in
-    ``torch_dtype``, as the source has it (its own VAE, no LoRAs, not placed yet).
-    Raises :class:`ModelSourceError` saying why a source cannot be loaded."""
+    """The pipeline of a model source of ``kind`` (see :func:`classify_source`) in
+    ``torch_dtype``, as the source has it (its own VAE, no LoRAs, not placed yet); its class
+    follows its base. Raises :class:`ModelSourceError` saying why a source cannot be loaded."""
     import torch
 
     if kind == "tiny":
         from .tiny import build_tiny_pipeline
 
-        pipe = build_tiny_pipeline()
+        pipe = build_tiny_pipeline(source.strip())
         if torch_dtype != torch.float32:
             pipe.to(dtype=torch_dtype)
         return pipe
-    from diffusers import StableDiffusionXLPipeline
-
     try:
+        if kind == "hub" and base_of_source(source) is None:
+            raise OSError("its configuration is not in the local cache")
+        cls = pipeline_class(source)
         if kind == "single_file":
-            return StableDiffusionXLPipeline.from_single_file(source, **dtype_kwargs(torch_dtype))
-        return _from_pretrained(source, kind, torch_dtype)
+            return cls.from_single_file(source, **dtype_kwargs(torch_dtype), **_no_safety_checker(cls))
+        return _from_pretrained(cls, source, kind, torch_dtype)
     except ModelSourceError:
         raise
     except Exception as error:
@@ -244,30 +347,37 @@ def _base_pipeline(source: str, kind: str, torch_dtype):
             raise _hub_error(source, error) from error
         from .hub import pickle_note
 
-        raise ModelSourceError(f"{source}: could not load this SDXL model ({type(error).__name__}: "
+        raise ModelSourceError(f"{source}: could not load this model ({type(error).__name__}: "
                                f"{error}).{pickle_note(source)}") from error
 
 
-def _from_pretrained(source: str, kind: str, torch_dtype):
+def _no_safety_checker(cls) -> dict:
+    """SD 1.x / 2.x repositories may name a safety checker: the engine decodes its own pictures
+    and never calls it, so it is not loaded."""
+    from diffusers import StableDiffusionPipeline
+
+    return {"safety_checker": None, "requires_safety_checker": False} if cls is StableDiffusionPipeline else {}
+
+
+def _from_pretrained(cls, source: str, kind: str, torch_dtype):
     """A diffusers folder or hub model, safetensors weights only; in float16 a hub model's
     ``fp16`` variant files when it has them, else its full-precision files cast."""
     import torch
-    from diffusers import StableDiffusionXLPipeline
 
-    kwargs = dtype_kwargs(torch_dtype)
+    kwargs = dict(dtype_kwargs(torch_dtype), **_no_safety_checker(cls))
     kwargs["use_safetensors"] = True  # never unpickle .bin weights
     if kind == "folder":
         kwargs["local_files_only"] = True
     if torch_dtype == torch.float16 and kind == "hub":
         kwargs["variant"] = "fp16"
     try:
-        return StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
+        return cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as error:
         if "variant" not in kwargs:
             raise
         kwargs.pop("variant")  # the repository has no fp16 variant files
         try:
-            return StableDiffusionXLPipeline.from_pretrained(source, **kwargs)
+            return cls.from_pretrained(source, **kwargs)
         except Exception:
             raise error from None
 
@@ -305,7 +415,8 @@ def _base_identity(source: str) -> str:
     if kind == "tiny":
         from .tiny import TINY_SEED
 
-        return f"tiny-v1-seed{TINY_SEED}"
+        name = source.strip()
+        return f"{name}-v1-seed{TINY_SEED}"
     if kind == "hub":
         from .hub import snapshot_revision
 

@@ -19,7 +19,9 @@ from .limits import (
     MAX_GUIDANCE,
     MAX_MICRO_BATCH,
     MAX_PANELS,
+    MAX_PANORAMA_ABOVE,
     MAX_STEPS,
+    MAX_WINDOW_STRIDE,
     check_control,
     check_number,
     check_panel_size,
@@ -204,9 +206,19 @@ class Sampling:
     scheduler: str = "ddim"
     negative_prompt: str | None = None
     """None behaves as diffusers' ``negative_prompt=None`` (SDXL zeroes the unconditional text)."""
+    window_stride: int = 8
+    """A wide panel's MultiDiffusion windows start this many latent pixels apart (spec section 14;
+    8 is the authors' value); the last window on each axis is aligned to the edge."""
+    panorama_above: float = 2.0
+    """A panel at least this many times the model's native width or height is drawn as
+    MultiDiffusion windows of the native size (spec section 14), not in one piece; 1 windows every
+    panel of the native size or larger."""
 
     def __post_init__(self) -> None:
         check_steps(self.steps)
+        check_whole(self.window_stride, "window stride", 1, MAX_WINDOW_STRIDE)
+        object.__setattr__(self, "panorama_above",
+                           check_number(self.panorama_above, "panorama above", 1.0, MAX_PANORAMA_ABOVE))
         object.__setattr__(self, "guidance", check_number(self.guidance, "guidance", 0.0, MAX_GUIDANCE))
         check_size(self.width, self.height)
         if self.negative_prompt is not None:
@@ -323,6 +335,8 @@ class SetRequest:
             "width": sampling.width,
             "height": sampling.height,
             "scheduler": sampling.scheduler,
+            "window_stride": sampling.window_stride,
+            "panorama_above": sampling.panorama_above,
             "stylealigned": self.settings.to_dict(),
             # the file's name (what other tools show) and where it was (what the app restores)
             "loras": [{"file": lora.name, "path": os.path.abspath(os.path.expanduser(lora.path)),

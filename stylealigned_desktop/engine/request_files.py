@@ -4,7 +4,8 @@ The command line refuses a bad number in a moment, before it imports torch or bu
 (``SetRequest`` checks its values when it is made); :func:`check_request_files` does the same for
 the files: every reference and control picture is read as the engine will read it (a damaged
 picture, a decompression or zTXt bomb, a FIFO, a folder are refused), every LoRA is a readable
-``.safetensors`` SDXL LoRA (its header), and a VAE file or folder is one the engine can load.
+``.safetensors`` LoRA for the model's base (its header; the base told from the model's config or
+its file's tensor names when that needs no download), and a VAE file or folder is one the engine can load.
 What needs the model (does this LoRA fit it?) is still checked by the engine, before any step.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from .images import load_picture
 from .lora import check_lora_file
-from .models import check_vae_source
+from .models import base_of_source, check_vae_source
 from .request import ReferencePicture, SetRequest
 
 
@@ -25,7 +26,8 @@ def check_request_files(request: SetRequest) -> None:
     for panel in request.panels:
         if panel.control is not None and panel.control.image:
             load_picture(panel.control.image).close()
+    base = base_of_source(request.model) if request.loras else None
     for lora in request.loras:
-        check_lora_file(lora)
+        check_lora_file(lora, base)
     if request.vae:
         check_vae_source(request.vae)

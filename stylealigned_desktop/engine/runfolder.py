@@ -361,12 +361,13 @@ def _stage_panels(folder: Path, request: SetRequest, result: RunResult, style_te
             "control": control,
             "width": width,
             "height": height,
+            **result.metadata.get("windows", {}).get(str(number), {}),  # a panorama's windows
         }
         panels[number] = entry
         staged[entry["file"]] = _stage_png(
             image, folder / entry["file"],
             dict(common, role="panel", index=number, prompt=panel.prompt, seed=panel.seed, control=control,
-                 width=width, height=height))
+                 width=width, height=height, **result.metadata.get("windows", {}).get(str(number), {})))
     return panels
 
 

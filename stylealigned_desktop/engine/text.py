@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .bases import base_of
 from .denoise import Conditioning
 from .limits import CLIP_TOKENS
 
@@ -14,16 +15,10 @@ from .limits import CLIP_TOKENS
 def encode_prompts(pipe, prompts: list[str], negative_prompt: str | None, cfg: bool) -> Conditioning:
     """Every row's conditioning. Each distinct prompt is encoded alone, a batch of one: a text
     encoder's matrix kernels may round by batch size (MKL's AVX2 path does, on AMD CPUs), and a
-    panel's numbers must not depend on which other prompts share its set (spec section 3)."""
-    encoded = {}
-    for prompt in dict.fromkeys(prompts):
-        encoded[prompt] = pipe.encode_prompt(
-            prompt=[prompt],
-            device=pipe._execution_device,
-            num_images_per_prompt=1,
-            do_classifier_free_guidance=cfg,
-            negative_prompt=None if negative_prompt is None else [negative_prompt],
-        )
+    panel's numbers must not depend on which other prompts share its set (spec section 3).
+    The base says how (SDXL's two encoders and pooled embedding, or SD's one encoder)."""
+    base = base_of(pipe)
+    encoded = {prompt: base.encode_prompt(pipe, prompt, negative_prompt, cfg) for prompt in dict.fromkeys(prompts)}
     parts = zip(*(encoded[prompt] for prompt in prompts))
     embeds, negative, pooled, negative_pooled = (
         None if part[0] is None else torch.cat(part) for part in parts)
@@ -32,7 +27,7 @@ def encode_prompts(pipe, prompts: list[str], negative_prompt: str | None, cfg: b
 
 def longer_than_clip(pipe, prompts: Sequence[str]) -> list[int]:
     """Indices of the prompts the text encoders cut (more tokens than the tokenizer's limit)."""
-    tokenizer = pipe.tokenizer if pipe.tokenizer is not None else pipe.tokenizer_2
+    tokenizer = pipe.tokenizer if pipe.tokenizer is not None else getattr(pipe, "tokenizer_2", None)
     if tokenizer is None:
         return []
     limit = min(tokenizer.model_max_length, CLIP_TOKENS)
@@ -48,5 +43,6 @@ def _not_about_a_cut_prompt(record: logging.LogRecord) -> bool:
 # diffusers and transformers log a cut prompt on every encode (and transformers on counting it);
 # the engine says it once per run, as a Notice naming the panel
 for _name in ("diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl",
+              "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
               "transformers.tokenization_utils_base"):
     logging.getLogger(_name).addFilter(_not_about_a_cut_prompt)

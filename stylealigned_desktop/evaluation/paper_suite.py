@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.models import base_of_source
 from ..engine.request import GeneratedReference, Panel, Sampling, SetRequest
 from ..engine.settings import StyleAlignedSettings
 from .report import write_reports
@@ -153,8 +154,10 @@ class SuiteCancelled(Exception):
 
 
 def default_size(model: str) -> int:
-    """SDXL's 1024 px, or the built-in tiny model's 128 px."""
-    return 128 if model.strip() == "tiny" else 1024
+    """The model's native size (SDXL's 1024 px, SD 1.5's 512, the tiny models' 128), told from
+    the model; 1024 when it cannot be told before loading."""
+    base = base_of_source(model)
+    return base.native_size if base is not None else 1024
 
 
 @dataclass(frozen=True)

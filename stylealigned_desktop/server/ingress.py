@@ -37,7 +37,7 @@ from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableE
 from .. import __version__
 from ..engine.images import PictureError, load_picture
 from ..engine.lora import LoraError, read_lora_shapes
-from ..engine.models import HUB_ID, TINY, looks_like_path
+from ..engine.models import HUB_ID, is_tiny, looks_like_path
 from ..engine.request import ReferencePicture, SetRequest
 from ..userfiles import UnreadableFile, parse_json
 from .auth import bearer_matches
@@ -88,9 +88,9 @@ WEIGHT_FILE_SUFFIXES = (".safetensors", ".ckpt", ".bin", ".pt", ".pth", ".pkl", 
 
 
 def _hub_name(source: str) -> bool:
-    """Whether a request's model source is a hub id (``owner/name``) or ``tiny``: anything else
-    (an absolute or relative path, a weight file's name) would be a file on the server."""
-    if source == TINY:
+    """Whether a request's model source is a hub id (``owner/name``) or a tiny model: anything
+    else (an absolute or relative path, a weight file's name) would be a file on the server."""
+    if is_tiny(source):
         return True
     return bool(HUB_ID.match(source)) and not looks_like_path(source) \
         and not source.lower().endswith(WEIGHT_FILE_SUFFIXES)

@@ -1,7 +1,9 @@
 """How one set splits over engine replicas, and how their event streams merge back into one.
 
 Panels are independent given the reference (spec section 3), so each shard computes the
-reference and its own panels (``only=``). Floating-point sums depend on how many rows share a
+reference and its own panels (``only=``). A panorama's MultiDiffusion windows (spec section 14)
+stay with their panel on one replica: they are averaged every step, and a panel's windows fill
+micro-batches of their own, so the replica runs exactly the UNet batches a local run does. Floating-point sums depend on how many rows share a
 UNet batch, so shards are cut along the request's micro-batches: with an explicit micro-batch
 every UNet batch of a shard is a batch the local engine would run, and the pixels are identical.
 
@@ -174,7 +176,7 @@ class StreamMerger:
         for meta in metas:
             for key, value in (meta.get("timings") or {}).items():
                 timings[key] = max(timings.get(key, value), value)
-        return {
+        merged = {
             "micro_batch": max((m.get("micro_batch") or 0) for m in metas),
             "device": first.get("device"),
             "dtype": first.get("dtype"),
@@ -182,3 +184,7 @@ class StreamMerger:
             "shards": [{"panels": [i + 1 for i in shard], "device": meta.get("device"),
                         "micro_batch": meta.get("micro_batch")} for shard, meta in zip(self.shards, metas)],
         }
+        windows = {panel: record for meta in metas for panel, record in (meta.get("windows") or {}).items()}
+        if windows:  # each panorama's windows, made by the shard that holds the panel
+            merged["windows"] = windows
+        return merged

@@ -25,6 +25,20 @@ SDXL_SIZES: tuple[tuple[int, int], ...] = (
     (640, 1536),
 )
 """Width x height pairs SDXL was trained on (about one megapixel), for the size presets."""
+PANORAMA_RATIOS = (4, 3)
+"""The panorama presets: 4:1 and 3:1 wide establishing shots (spec section 14)."""
+
+
+def panorama_sizes(height: int) -> tuple[tuple[int, int], ...]:
+    """The panorama presets at ``height`` (the set's height, the model's native height by
+    default): (ratio x height, height) for each ratio, those that fit a panel's limits."""
+    sizes = []
+    for ratio in PANORAMA_RATIOS:
+        try:
+            sizes.append(limits.check_panel_size((ratio * height, height)))
+        except ValueError:
+            continue
+    return tuple(sizes)
 
 
 _CONTROL_MODEL_FIELDS = ("controlnet_canny", "controlnet_depth", "depth_model")

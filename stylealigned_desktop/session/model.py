@@ -66,7 +66,8 @@ API summary (``i`` is a 0-based panel index; methods raise :class:`SessionError`
     s.set_panel_control_prepared(i, prepared) -> Panel  # the same for a control picture
     s.remove_reference(ref_id); s.set_reference_caption(ref_id, caption)
     s.set_active_reference(ref_id_or_None)      # the style from this one picture (None: generated)
-    s.set_source_active(ref_id_or_None, active, weight=1.0)  # several references (spec 11)
+    s.set_source_active(ref_id_or_None, active, weight=1.0)  # several references (spec 11);
+    #   leaving out the last one is refused (SessionError), never a silent fallback
     s.set_source_weight(ref_id_or_None, weight)  # weight >= 0, normalised when planned
     s.active_sources -> ((Reference or None, weight), ...)
     #   switching generated <-> picture (also by adding the first picture or removing the
@@ -123,7 +124,7 @@ from . import files, folders, observer, planning
 from .characters import Character, CharacterSettings, named_characters
 from .document import ReferenceImport, SessionDocument
 from .errors import PictureError, SessionError
-from .generation import SDXL_SIZES, GenerationSettings
+from .generation import SDXL_SIZES, GenerationSettings, panorama_sizes
 from .history import RunPlan, RunRecord
 from .json_fields import MAX_SEED
 from .notes import CAMERA_PRESETS, BoardSettings, PanelNotes, PanelNumber
@@ -471,6 +472,8 @@ class Session(SessionDocument):
                         id=run_panel.panel_id, prompt=run_panel.subject, seed=run_panel.seed,
                         seed_locked=True, control=control, size=run_panel.size,
                         notes=notes.get(run_panel.panel_id, PanelNotes()),
+                        # a run keeps sizes; a size among the run's panorama presets was one
+                        size_mode="panorama" if run_panel.size in panorama_sizes(record.settings.height) else None,
                     ))
                 self._panels = restored
                 self._changed(observer.PANELS)

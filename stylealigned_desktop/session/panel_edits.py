@@ -83,14 +83,17 @@ class PanelEdits(DocumentState):
 
     def update_panel(self, index: int, **changes: Any) -> Panel:
         """Change ``prompt``, ``seed``, ``seed_locked`` and/or ``size`` ((width, height),
-        multiples of 64, or None for the session's size) and/or ``notes`` (a PanelNotes; see
-        ``update_panel_notes``) of panel ``index``."""
-        allowed = {"prompt", "seed", "seed_locked", "size", "notes"}
+        multiples of 64, or None for the session's size) with its ``size_mode`` (None, or
+        "panorama" for a panorama preset; a size given without it is no panorama) and/or
+        ``notes`` (a PanelNotes; see ``update_panel_notes``) of panel ``index``."""
+        allowed = {"prompt", "seed", "seed_locked", "size", "size_mode", "notes"}
         unknown = sorted(set(changes) - allowed)
         if unknown:
             raise SessionError(f"panels have no field(s) {', '.join(unknown)}")
         if "seed_locked" in changes:
             changes["seed_locked"] = bool(changes["seed_locked"])
+        if "size" in changes:
+            changes.setdefault("size_mode", None)
         old = self._panels[self._index(index)]
         new = replace(old, **changes)
         if new != old:

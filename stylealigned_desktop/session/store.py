@@ -1,4 +1,5 @@
-"""Session folders on disk: load, save, save as, autosave, crash recovery, recent sessions.
+"""Session folders on disk: load, save, save as, autosave, crash recovery (the recent sessions
+list is :mod:`.recent`, re-exported here).
 
 ``session.json`` is always written atomically (temporary file, fsync, ``os.replace``): a crash
 or kill at any instant leaves the old or the new file, never a broken one. Loading never
@@ -32,10 +33,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, paths, userfiles
+from .. import __version__, userfiles
 from ..temporaries import STALE_AFTER, with_default_folder_mode
 from . import files, folders
-from .atomic import remove_stale_temporaries, write_bytes_atomic, write_json_atomic
+from .atomic import remove_stale_temporaries, write_bytes_atomic
 from .characters import CharacterSettings
 from .errors import (
     MissingFilesError,
@@ -45,6 +46,7 @@ from .errors import (
     SessionSaveError,
 )
 from .model import Session
+from .recent import forget_recent, recent_sessions, remember_recent
 
 FORMAT = "stylealigned-session"
 SCHEMA_VERSION = 4
@@ -94,8 +96,7 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
     1: _several_references, 2: _panel_notes, 3: _characters}
 """``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
 
-RECENT_LIMIT = 10
-BROKEN_SUFFIX = ".broken"
+BROKEN_SUFFIX = userfiles.BROKEN_SUFFIX
 """Added to the name of an autosave folder that cannot be read (see :func:`list_recoverable`)."""
 
 log = logging.getLogger(__name__)
@@ -405,15 +406,7 @@ def _set_aside(folder: Path, reason: str) -> RecoverableSession:
     """Rename a broken autosave folder so that it is reported once and never blocks a start
     again (its files stay, for the user or a bug report)."""
     log.warning("setting aside the broken autosave %s: %s", folder, reason)
-    target = folder.with_name(folder.name + BROKEN_SUFFIX)
-    n = 1
-    while target.exists():
-        n += 1
-        target = folder.with_name(f"{folder.name}{BROKEN_SUFFIX}-{n}")
-    try:
-        folder.rename(target)
-    except OSError:
-        target = folder
+    target = userfiles.set_aside(folder)
     modified = datetime.now(timezone.utc)
     return RecoverableSession(target, modified, error=f"{reason} (set aside as {target.name})")
 
@@ -430,48 +423,6 @@ def discard_recoverable(entry: RecoverableSession | Path) -> None:
     if not folders.is_in_autosave_root(folder):
         raise SessionError(f"{folder} is not an autosaved untitled session")
     shutil.rmtree(folder, ignore_errors=True)
-
-
-# --- recent sessions ------------------------------------------------------------------------
-
-
-def _recent_file() -> Path:
-    return paths.config_dir() / "recent-sessions.json"
-
-
-MAX_RECENT_BYTES = userfiles.MIB
-
-
-def _read_recent() -> list[str]:
-    try:
-        data = userfiles.read_json(_recent_file(), MAX_RECENT_BYTES, within=paths.config_dir())
-    except userfiles.UnreadableFile:
-        return []
-    items = data.get("sessions") if isinstance(data, dict) else None
-    return [x for x in items if isinstance(x, str)] if isinstance(items, list) else []
-
-
-def recent_sessions() -> list[Path]:
-    """Recently saved or opened session folders that still exist, most recent first."""
-    return [Path(p) for p in _read_recent() if (Path(p) / folders.SESSION_FILE).is_file()]
-
-
-def remember_recent(folder: str | Path) -> None:
-    """Put ``folder`` first in the recent sessions list (untitled sessions are not listed)."""
-    folder = Path(folder).absolute()
-    if folders.is_in_autosave_root(folder):
-        return
-    items = [str(folder)] + [p for p in _read_recent() if p != str(folder)]
-    # A read-only config folder must not break saving a session.
-    with contextlib.suppress(OSError):
-        write_json_atomic(_recent_file(), {"sessions": items[:RECENT_LIMIT]})
-
-
-def forget_recent(folder: str | Path) -> None:
-    folder = str(Path(folder).absolute())
-    items = [p for p in _read_recent() if p != folder]
-    with contextlib.suppress(OSError):
-        write_json_atomic(_recent_file(), {"sessions": items})
 
 
 __all__ = [

@@ -65,14 +65,18 @@ class StyleEdits(DocumentState):
 
     def set_source_active(self, ref_id: str | None, active: bool, weight: float = 1.0) -> None:
         """Add a reference to the style's sources (with ``weight``) or take it out (spec
-        section 11); ``ref_id`` None is the generated reference. Taking out the last one leaves
-        the generated reference."""
+        section 11); ``ref_id`` None is the generated reference. Taking out the last one is
+        refused: falling back to the generated reference would also move guidance and the
+        StyleAligned settings, a change the artist did not ask for."""
         self._check_source(ref_id)
         sources = [x for x in self._style.sources if x.picture != ref_id]
         if active:
             old = self._style.weight_of(ref_id)
             sources.append(StyleReference(ref_id, weight if old is None else old))
-        self._set_sources(tuple(sources) or (StyleReference(),))
+        elif not sources:
+            raise SessionError("the style needs a reference: mix in another one (or the "
+                               "generated one) before leaving this one out")
+        self._set_sources(tuple(sources))
 
     def set_source_weight(self, ref_id: str | None, weight: float) -> None:
         """Change an active reference's weight (>= 0; 0 keeps it listed without using it)."""

@@ -95,6 +95,10 @@ class Control:
 
 
 
+PANEL_SIZE_MODES = (None, "panorama")
+"""How a panel's own size was chosen: any size (None), or a panorama preset."""
+
+
 @dataclass(frozen=True)
 class Panel:
     """One picture of the storyboard: its prompt (without the style text), seed and control.
@@ -102,7 +106,9 @@ class Panel:
     ``id`` is stable for the panel's life (reorders keep it), so results of a run that finishes
     after the user reordered still land on the right panel. ``seed_locked`` False means
     Generate draws a new seed for the panel each time. ``size`` is the panel's own (width,
-    height), multiples of 64 (spec section 12); None: the session's size. ``notes`` are the
+    height), multiples of 64 (spec section 12); None: the session's size. ``size_mode``
+    "panorama": the size was chosen as a panorama preset (``generation.panorama_sizes``), drawn
+    as MultiDiffusion windows (spec section 14); None: any other size. ``notes`` are the
     artist's scene / shot numbers, action, dialogue, camera and duration (``notes.py``).
     """
 
@@ -113,6 +119,7 @@ class Panel:
     control: Control = field(default_factory=Control)
     size: tuple[int, int] | None = None
     notes: PanelNotes = field(default_factory=PanelNotes)
+    size_mode: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.notes, PanelNotes):
@@ -127,6 +134,10 @@ class Panel:
             object.__setattr__(self, "size", limits.check_panel_size(self.size))
         except ValueError as exc:
             raise SessionError(str(exc)) from None
+        if self.size_mode not in PANEL_SIZE_MODES:
+            raise SessionError(f"panel size mode must be 'panorama' or none, got {self.size_mode!r}")
+        if self.size_mode is not None and self.size is None:
+            raise SessionError("a panorama panel needs its own size")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +147,7 @@ class Panel:
             "seed_locked": self.seed_locked,
             "control": self.control.to_dict(),
             "size": None if self.size is None else list(self.size),
+            "size_mode": self.size_mode,
             "notes": self.notes.to_dict(),
         }
 
@@ -151,6 +163,7 @@ class Panel:
             control=Control() if control is None else Control.from_dict(control, f"{where}.control"),
             size=opt_size(r, "size"),  # absent in sessions saved before panels had sizes
             notes=PanelNotes() if notes is None else PanelNotes.from_dict(notes, f"{where}.notes"),
+            size_mode=r.opt_text("size_mode"),  # absent in sessions saved before panoramas
         )
         r.done()
         return value

@@ -1014,10 +1014,11 @@ def test_taking_references_out_and_removing_pictures(session, make_picture):
     assert session.settings.guidance == 10.0  # pictures: the authors' picture defaults
     session.remove_reference(a.id)
     assert session.style.sources == (StyleReference(b.id, 2.0),)
-    session.set_source_active(b.id, False)  # the last one out: the generated reference
-    assert session.style.sources == (StyleReference(None, 1.0),)
-    assert session.settings.guidance == 5.0
-    session.set_source_active(b.id, True, weight=0.5)
+    with pytest.raises(SessionError, match="needs a reference"):
+        session.set_source_active(b.id, False)  # the last one: no silent fallback
+    assert session.style.sources == (StyleReference(b.id, 2.0),)
+    assert session.settings.guidance == 10.0
+    session.set_source_weight(b.id, 0.5)
     session.set_source_active(None, True)
     session.remove_reference(b.id)
     assert session.style.sources == (StyleReference(None, 1.0),) and session.settings.guidance == 5.0

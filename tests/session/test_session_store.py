@@ -599,3 +599,31 @@ def test_a_run_deleted_just_before_a_crash_is_reported_and_dropped_on_open(sessi
     assert [r.id for r in reopened.history] == [kept.run_id] and reopened.missing_files() == []
     assert reopened.dirty  # the history without it is saved with the next autosave
     reopened.close()
+
+
+@pytest.mark.parametrize("text", [
+    '{"sessions": ["/home/artist/Harbour.stylealigned"',  # cut off mid-write: not JSON
+    '{"sessions": "/home/artist/Harbour.stylealigned"}',  # a string, not a list
+    '["/home/artist/Harbour.stylealigned"]',  # a list, not an object
+])
+def test_a_broken_recent_list_is_set_aside_and_started_again(session, tmp_path, text):
+    recent = paths.config_dir() / "recent-sessions.json"
+    recent.parent.mkdir(parents=True, exist_ok=True)
+    recent.write_text(text, encoding="utf-8")
+    assert store.recent_sessions() == []
+    assert (recent.parent / "recent-sessions.json.broken").read_text(encoding="utf-8") == text
+    folder = saved_folder(session, tmp_path, "Harbour")  # saving remembers it in a new list
+    assert store.recent_sessions() == [folder]
+    recent.write_text("{", encoding="utf-8")  # broken again: the first copy set aside stays
+    assert store.recent_sessions() == []
+    assert (recent.parent / "recent-sessions.json.broken").read_text(encoding="utf-8") == text
+    assert (recent.parent / "recent-sessions.json.broken-2").read_text(encoding="utf-8") == "{"
+
+
+def test_names_no_folder_can_have_are_skipped_in_the_recent_list(session, tmp_path):
+    folder = saved_folder(session, tmp_path, "Harbour")
+    recent = paths.config_dir() / "recent-sessions.json"
+    recent.write_text(json.dumps({"sessions": ["x" * 5000, "nul\u0000byte", 7, str(folder)]}),
+                      encoding="utf-8")
+    assert store.recent_sessions() == [folder]
+    assert not (recent.parent / "recent-sessions.json.broken").exists()  # the list itself is fine

@@ -88,8 +88,10 @@ def test_the_panel_shows_the_sessions_choices(qtbot, tmp_path):
     assert panel.loras.loras() == (lora,) and panel.loras.rows[0].value.text() == "0.35"
 
 
-def test_a_lora_that_is_not_for_sdxl_is_refused_when_added_not_at_generate(qtbot, tmp_path):
+def test_a_lora_that_is_not_for_the_models_base_is_refused_when_added_not_at_generate(qtbot, tmp_path):
     session, panel = bound_settings(qtbot)
+    session.update_settings(model="tiny")  # an SDXL model chosen
+    panel.set_settings(session.settings)
     problems = []
     panel.problem.connect(problems.append)
     flux = _lora_file(tmp_path, "flux-style.safetensors", key="transformer.single_transformer_blocks.0.attn.to_k",
@@ -106,3 +108,12 @@ def test_a_lora_that_is_not_for_sdxl_is_refused_when_added_not_at_generate(qtbot
         "sd15-style.safetensors is a LoRA for SD 1.5; this model is SDXL. Use a LoRA trained for SDXL",
         "half.safetensors is not a LoRA file: it cannot be read as .safetensors "
         "(it may be damaged, incomplete, or another kind of file)"]
+    # on an SD 1.5 model (told from its UNet), an SDXL LoRA is the one refused
+    session.update_settings(model="tiny-sd15")
+    panel.set_settings(session.settings)
+    problems.clear()
+    drop_files(panel.loras, [flux, _lora_file(tmp_path, "sdxl-ink.safetensors")])
+    assert session.settings.loras == () and problems == [
+        "flux-style.safetensors is not a LoRA for SD 1.5: it was made for a transformer model (Flux or SD 3). "
+        "Use a LoRA trained for SD 1.5",
+        "sdxl-ink.safetensors is a LoRA for SDXL; this model is SD 1.5. Use a LoRA trained for SD 1.5"]

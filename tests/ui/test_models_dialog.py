@@ -23,6 +23,20 @@ def test_tiny_is_clearly_labelled_and_chosen(qtbot):
     assert dialog.source() == "tiny"
 
 
+def test_the_tiny_sd_models_are_chosen_beside_the_tiny_button(qtbot):
+    from PySide6.QtCore import Qt
+
+    dialog = ModelDialog(current="tiny-sd15")
+    qtbot.addWidget(dialog)
+    assert dialog.tiny_radio.isChecked() and dialog.tiny_choice.currentData() == "tiny-sd15"
+    dialog.hub_radio.setChecked(True)
+    qtbot.keyClick(dialog.tiny_choice, Qt.Key.Key_Down)  # the artist picks the next one: the button follows
+    qtbot.keyClick(dialog.tiny_choice, Qt.Key.Key_Down)
+    assert dialog.tiny_radio.isChecked() and "v-prediction" in dialog.tiny_choice.currentText()
+    qtbot.mouseClick(dialog.ok_button, Qt.MouseButton.LeftButton)
+    assert dialog.result() == QDialog.DialogCode.Accepted and dialog.source() == "tiny-sd2v"
+
+
 def test_a_folder_without_model_index_is_refused_with_its_name(qtbot, tmp_path):
     dialog = ModelDialog()
     qtbot.addWidget(dialog)
@@ -33,6 +47,10 @@ def test_a_folder_without_model_index_is_refused_with_its_name(qtbot, tmp_path):
     assert not dialog.message.isHidden()
     assert str(tmp_path) in dialog.message.text() and "model_index.json" in dialog.message.text()
     (tmp_path / "model_index.json").write_text("{}")
+    dialog.try_accept()  # a diffusers folder, but of no base the engine runs
+    assert dialog.source() == "" and "not an SDXL, SD 1.x or SD 2.x model" in dialog.message.text()
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 768}))
     dialog.try_accept()
     assert dialog.source() == str(tmp_path)
 
@@ -175,7 +193,7 @@ def test_every_other_model_can_be_downloaded_from_the_dialog(qtbot, hub_cache):
     dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, {"model.safetensors": b"w"}, calls=calls))
     qtbot.addWidget(dialog)
     box = dialog.other_models
-    assert box.parent() is dialog and box.isVisibleTo(dialog)
+    assert dialog.isAncestorOf(box) and box.isVisibleTo(dialog)
     repos = [repo for _, repo in OPTIONAL_MODELS]
     assert {"diffusers/controlnet-canny-sdxl-1.0", "diffusers/controlnet-depth-sdxl-1.0", "Intel/dpt-hybrid-midas",
             "facebook/dino-vitb8", "openai/clip-vit-large-patch14"} <= set(repos)

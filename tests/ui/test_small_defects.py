@@ -72,3 +72,83 @@ def _check_selection_frame(qtbot, make_window, tmp_path):
     middle_after, edge_after = looks()
     assert middle_after == middle_before  # the picture is not tinted
     assert edge_after != edge_before  # the selection shows as a frame around it
+
+
+def test_one_click_on_mix_for_the_only_picture_changes_nothing_silently(qtbot, make_window,
+                                                                        tmp_path):
+    from PySide6.QtCore import Qt
+
+    from stylealigned_desktop.session.values import StyleReference
+
+    from .uifakes import picture
+
+    window, _ = make_window()
+    session = storyboard(window, prompts=("a fox",), width=128, height=64)
+    gallery = window.gallery
+    with qtbot.waitSignal(gallery.import_finished, timeout=20000):
+        gallery.add_files([str(picture(tmp_path / "moss.png", (60, 120, 40)))])
+    only = session.style.sources[0].picture
+    assert only is not None and session.settings.guidance == 10.0  # the picture's defaults
+    assert gallery.current_id() == only and gallery.mix_check.isChecked()
+    qtbot.mouseClick(gallery.mix_check, Qt.MouseButton.LeftButton)
+    assert session.style.sources == (StyleReference(only, 1.0),)  # still the picture
+    assert session.settings.guidance == 10.0
+    assert gallery.mix_check.isChecked()  # the row shows what holds
+    assert gallery.banner.isVisible() and "needs a reference" in gallery.banner.text()
+
+    # the generated reference mixed in, the picture can go: the guidance that moves is said
+    gallery.list.setCurrentRow(0)
+    qtbot.mouseClick(gallery.mix_check, Qt.MouseButton.LeftButton)
+    gallery.list.setCurrentRow(1)
+    qtbot.mouseClick(gallery.mix_check, Qt.MouseButton.LeftButton)
+    assert session.style.sources == (StyleReference(None, 1.0),)
+    assert session.settings.guidance == 5.0
+    said = window.statusBar().currentMessage()
+    assert "moss.png" in said and "guidance 10 → 5" in said
+
+
+def test_a_rerolled_tile_looks_like_the_other_finished_tiles(qtbot, make_window, tmp_path):
+    from PySide6.QtWidgets import QApplication
+
+    from stylealigned_desktop.ui.support import apply_theme
+
+    app = QApplication.instance()
+    before = app.styleSheet(), app.palette(), app.style().name()
+    apply_theme(app)  # the app's stylesheet greys the title of an outdated picture
+    try:
+        _check_rerolled_title(qtbot, make_window, tmp_path)
+    finally:
+        app.setStyleSheet(before[0])
+        app.setPalette(before[1])
+        app.setStyle(before[2])
+
+
+def _title_ink(tile) -> tuple[int, int, int]:
+    """The darkest colour drawn in a tile's title: the colour of its letters."""
+    shot = tile.title.grab().toImage()
+    colours = {shot.pixelColor(x, y).getRgb()[:3]
+               for x in range(shot.width()) for y in range(shot.height())}
+    return min(colours, key=sum)
+
+
+def _check_rerolled_title(qtbot, make_window, tmp_path):
+    from stylealigned_desktop.session import store
+
+    from .uifakes import FakeEngine, run_and_wait
+
+    window, _ = make_window(engine=FakeEngine())
+    storyboard(window, prompts=("a fox", "a crow", "a bear"), width=128, height=64)
+    run_and_wait(qtbot, window)
+    window.session.update_panel(2, prompt="a bear asleep")  # its picture is outdated now
+    store.save_session_as(window.session, tmp_path / "Board")
+    other, _ = make_window(engine=FakeEngine())  # the artist opens it the next day
+    window.close()
+    assert other.sessions.open_session(tmp_path / "Board.stylealigned")
+    tiles = other.grid.tiles
+    qtbot.waitUntil(lambda: all(tiles[i].image() is not None for i in range(3)))
+    finished = _title_ink(tiles[0])
+    assert _title_ink(tiles[1]) == finished and _title_ink(tiles[2]) != finished  # greyed
+    job = run_and_wait(qtbot, other, tiles[2].reroll_button.click)
+    assert job.request.only == (2,)
+    qtbot.waitUntil(lambda: tiles[2].path is not None and tiles[2].state.text() == "")
+    assert _title_ink(tiles[2]) == finished

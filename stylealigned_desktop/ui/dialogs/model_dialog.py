@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -27,13 +28,15 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.hub import missing_parts
-from ...engine.models import TINY, ModelSourceError, classify_source
-from ..support import connect_command
+from ...engine.models import TINY, TINY_MODELS, ModelSourceError, base_of_source, classify_source
+from ..support import VerticalScroller, connect_command, fit_to_screen
 from .model_download import ModelDownload, is_cached, likely_gpu, show_progress
 from .other_models import OtherModelsBox
 
 DEFAULT_HUB_ID = "stabilityai/stable-diffusion-xl-base-1.0"
 TINY_LABEL = "Built-in “tiny” model: random weights, pictures are noise, for trying the app"
+TINY_BASES = {"tiny": "SDXL", "tiny-sd15": "SD 1.5", "tiny-sd2": "SD 2 base", "tiny-sd2v": "SD 2.1 (v-prediction)"}
+"""What each built-in tiny model is shaped like (the choice beside the tiny button)."""
 
 class ModelDialog(QDialog):
     """Pick the model the app generates with. ``source()`` is the choice after ``exec()``."""
@@ -52,29 +55,34 @@ class ModelDialog(QDialog):
         self.download.failed.connect(self._on_download_failed)
         self.download.cancelled.connect(self._on_download_cancelled)
 
-        layout = QVBoxLayout(self)
+        # the choices scroll on a short screen; the problem and the buttons stay in view
+        content = QWidget()
+        body = QVBoxLayout(content)
+        body.setContentsMargins(0, 0, 0, 0)
         intro = QLabel(
-            "StyleAligned Desktop draws with an SDXL model. Pick where it comes from; you can "
-            "change it later in Settings." if first_run else
-            "Pick the SDXL model to draw with.")
+            "StyleAligned Desktop draws with an SDXL, SD 1.5 or SD 2.x model (which one is told from "
+            "the model itself). Pick where it comes from; you can change it later in Settings."
+            if first_run else "Pick the SDXL, SD 1.5 or SD 2.x model to draw with.")
         intro.setWordWrap(True)
-        layout.addWidget(intro)
+        body.addWidget(intro)
         self.group = QButtonGroup(self)
         grid = QGridLayout()
         grid.setColumnStretch(1, 1)
-        layout.addLayout(grid)
+        body.addLayout(grid)
         row = self._add_hub_source(grid, 0)
         row = self._add_local_sources(grid, row)
         self._add_tiny_source(grid, row)
         grid.setColumnMinimumWidth(0, 18)
         self.other_models = OtherModelsBox(download_fn, self)
-        layout.addWidget(self.other_models)
+        body.addWidget(self.other_models)
+        body.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(VerticalScroller(content), 1)
         self.message = QLabel("")
         self.message.setObjectName("ErrorBanner")
         self.message.setWordWrap(True)
         self.message.hide()
         layout.addWidget(self.message)
-        layout.addStretch(1)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.ok_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
@@ -157,8 +165,13 @@ class ModelDialog(QDialog):
                            "to learn the app, not to make art.")
         tiny_note.setObjectName("Hint")
         tiny_note.setWordWrap(True)
+        self.tiny_choice = QComboBox()
+        for name in TINY_MODELS:
+            self.tiny_choice.addItem(f"{name}: shaped like {TINY_BASES[name]}", name)
+        self.tiny_choice.activated.connect(lambda _i: self.tiny_radio.setChecked(True))
         grid.addWidget(self.tiny_radio, row, 0, 1, 3)
-        grid.addWidget(tiny_note, row + 1, 1, 1, 2)
+        grid.addWidget(self.tiny_choice, row + 1, 1, 1, 2, Qt.AlignmentFlag.AlignLeft)
+        grid.addWidget(tiny_note, row + 2, 1, 1, 2)
 
     # ----- choice ---------------------------------------------------------------------------
     def _select_current(self, current: str) -> None:
@@ -167,6 +180,7 @@ class ModelDialog(QDialog):
         except ModelSourceError:
             kind = None
         if kind == "tiny":
+            self.tiny_choice.setCurrentIndex(max(0, self.tiny_choice.findData(current.strip())))
             self.tiny_radio.setChecked(True)
         elif kind == "folder":
             self.folder_path.setText(current)
@@ -187,7 +201,7 @@ class ModelDialog(QDialog):
             self.HUB: self.hub_id.text().strip(),
             self.FOLDER: self.folder_path.text().strip(),
             self.FILE: self.file_path.text().strip(),
-            self.TINY: TINY,
+            self.TINY: self.tiny_choice.currentData() or TINY,
         }.get(self.kind(), "")
 
     def source(self) -> str:
@@ -211,6 +225,9 @@ class ModelDialog(QDialog):
         if kind == "hub" and not is_cached(candidate):
             return (f"“{candidate}” is not downloaded yet: press Download first "
                     "(or choose another source).")
+        if kind in ("folder", "single_file") and base_of_source(candidate) is None:
+            return (f"{candidate} is not an SDXL, SD 1.x or SD 2.x model: neither its UNet config nor its "
+                    "tensor names are one of theirs")
         return None
 
     def try_accept(self) -> None:
@@ -224,6 +241,12 @@ class ModelDialog(QDialog):
     def show_message(self, text: str) -> None:
         self.message.setText(text)
         self.message.setVisible(bool(text))
+        if text and self.isVisible():
+            fit_to_screen(self)  # taller for the message's lines, not squeezing the choices
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt)
+        fit_to_screen(self)
+        super().showEvent(event)
 
     def _refresh(self) -> None:
         downloading = self.download.running
@@ -238,7 +261,7 @@ class ModelDialog(QDialog):
             self.folder_radio.setChecked(True)
 
     def _browse_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose an SDXL checkpoint", "",
+        path, _ = QFileDialog.getOpenFileName(self, "Choose an SDXL, SD 1.5 or SD 2.x checkpoint", "",
                                               "Safetensors checkpoint (*.safetensors)")
         if path:
             self.file_path.setText(path)

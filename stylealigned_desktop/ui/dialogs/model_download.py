@@ -21,11 +21,14 @@ from ..threads import ThreadBridge
 
 log = logging.getLogger(__name__)
 
-# What a diffusers SDXL repository needs: configs, tokenizers and the safetensors weights of each
-# component. Left out: pickle weights, ONNX/Flax/OpenVINO exports and the big single-file
-# checkpoints at the top of SDXL repositories (sd_xl_*.safetensors).
+# What a diffusers SDXL or SD 1.x / 2.x repository needs: configs, tokenizers and the safetensors
+# weights of each component. Left out: pickle weights, ONNX/Flax/OpenVINO exports, the big
+# single-file checkpoints at the top of SDXL and SD repositories, and SD's safety checker (the
+# engine decodes its own pictures and never loads it; hub.OPTIONAL_COMPONENTS).
 _IGNORE_ALWAYS = ["*.bin", "*.ckpt", "*.pt", "*.pth", "*.onnx", "*.onnx_data", "*.msgpack",
-                  "*.h5", "*.ot", "*openvino*", "sd_xl_*.safetensors", "*.png", "*.jpg"]
+                  "*.h5", "*.ot", "*openvino*", "sd_xl_*.safetensors", "v1-5-pruned*.safetensors",
+                  "v2-1_*.safetensors", "512-base-ema*.safetensors", "768-v-ema*.safetensors",
+                  "safety_checker/*", "*.png", "*.jpg"]
 _FULL_PRECISION = ["*/diffusion_pytorch_model.safetensors", "*/model.safetensors"]
 
 

@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from ...engine.maker import PictureMakerFactory, this_computer
 from ...paths import config_dir
 from ...server.auth import default_token_path, read_token
-from ..support import DesktopConfig, connect_command
+from ..support import DesktopConfig, connect_command, fit_to_screen
 from ..threads import ThreadBridge
 
 THIS_COMPUTER = "this_computer"
@@ -154,7 +154,7 @@ class WhereDialog(QDialog):
     def _tested(self, models: dict | None, message: str, asked: tuple[str, str]) -> None:
         self.test_button.setEnabled(True)
         self.status.setText(message)
-        self.adjustSize()  # taller for a long message: never cut, never squeezing the fields
+        fit_to_screen(self)  # taller for a long message: never cut, never squeezing the fields
         self._answered = asked if models is not None else None
         if models is not None:
             current = self.model_box.currentText()

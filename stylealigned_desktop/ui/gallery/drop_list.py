@@ -10,7 +10,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QAbstractItemView, QListWidget
 
 from ...session.folders import is_session_folder
-from ..support import accept_as_copy, local_paths
+from ..support import accept_as_copy, local_paths, set_style_flag
 
 
 class DropList(QListWidget):
@@ -34,9 +34,7 @@ class DropList(QListWidget):
         return mime.hasUrls() or mime.hasImage()
 
     def _highlight(self, on: bool) -> None:
-        self.setProperty("dropTarget", on)
-        self.style().unpolish(self)
-        self.style().polish(self)
+        set_style_flag(self, "dropTarget", on)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         if self._acceptable(event.mimeData()):

@@ -50,6 +50,7 @@ from ..support import (
 from ..threads import BackgroundPool, ThumbnailLoader
 from .drop_list import DropList
 from .picture_import import PictureImport, PictureImporter, describe_errors, expand_folders
+from .source_notes import moved_defaults, source_note
 from .thumbnail_frames import THUMB, framed_thumbnail, generated_reference_thumbnail
 
 NONE_ID = ""
@@ -249,9 +250,7 @@ class ReferenceGallery(QWidget):
         """The normalised share of the style a reference has (None: not active)."""
         style = self.session.style if self.session else None
         weight = style.weight_of(ref_id or None) if style else None
-        if weight is None:
-            return None
-        return weight / sum(x.weight for x in style.sources)
+        return None if weight is None else weight / sum(x.weight for x in style.sources)
 
     def _label(self, text: str, share: float | None) -> str:
         several = self.session is not None and len(self.session.style.sources) > 1
@@ -390,17 +389,19 @@ class ReferenceGallery(QWidget):
     def make_active(self, ref_id: str | None) -> None:
         if self.session is None or ref_id is None:
             return
+        before = self.session.settings
         try:
             self.session.set_active_reference(ref_id or None)
         except SessionError as exc:
             self.show_error(str(exc))
             return
         self._select(ref_id)
-        if ref_id:
-            reference = self.session.reference(ref_id)
-            self.message.emit(f"The style now comes from {reference.name or 'the picture'}", False)
-        else:
-            self.message.emit("The style now comes from a generated reference", False)
+        self.message.emit(f"The style now comes from {self._name(ref_id)}"
+                          + moved_defaults(before, self.session), False)
+
+    def _name(self, ref_id: str) -> str:
+        reference = self.session.reference(ref_id) if ref_id else None
+        return "the generated reference" if reference is None else reference.name or "the picture"
 
     def _mix_toggled(self, on: bool) -> None:
         if not self._filling:
@@ -410,7 +411,11 @@ class ReferenceGallery(QWidget):
         """Blend a reference into the style (``on``) or leave it out (NONE_ID: the generated one)."""
         if self.session is None or ref_id is None:
             return
-        self._change_mix(ref_id, lambda: self.session.set_source_active(ref_id or None, on))
+        before = self.session.settings, self.session.style.uses_picture
+        if self._change_mix(ref_id, lambda: self.session.set_source_active(ref_id or None, on)):
+            said = "Mixed {} into the style" if on else "Left {} out of the mix"
+            self.message.emit(said.format(self._name(ref_id)) + source_note(*before, self.session),
+                              False)
 
     def _weight_moved(self, value: int) -> None:
         ref_id = self.current_id()
@@ -419,22 +424,25 @@ class ReferenceGallery(QWidget):
         self._change_mix(ref_id,
                          lambda: self.session.set_source_weight(ref_id or None, value / WEIGHT_STEPS))
 
-    def _change_mix(self, ref_id: str, change: Callable[[], object]) -> None:
-        """Make a change to the blend; one the session refuses is shown and the mix row set back."""
+    def _change_mix(self, ref_id: str, change: Callable[[], object]) -> bool:
+        """Change the blend (True if done); a refusal is shown and the mix row set back."""
         try:
             change()
         except SessionError as exc:
             self.show_error(str(exc))
             self._show_details()
-            return
+            return False
         self._select(ref_id)
+        return True
 
     def remove_current(self) -> None:
         ref_id = self.current_id()
         if self.session is None or not ref_id:
             return
+        before = self.session.settings, self.session.style.uses_picture
         reference = self.session.remove_reference(ref_id)
-        self.message.emit(f"Removed {reference.name or reference.id} from the gallery", False)
+        self.message.emit(f"Removed {reference.name or reference.id} from the gallery"
+                          + source_note(*before, self.session), False)
 
     def _caption_edited(self) -> None:
         ref_id = self.current_id()

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.events import picture_key
-from ..support import ElidedLabel, add_menu_command, connect_command, icon
+from ..support import ElidedLabel, add_menu_command, connect_command, icon, set_style_flag
 
 REFERENCE = None  # the (first) reference's index, as in engine events
 
@@ -129,6 +129,8 @@ class PictureTile(QFrame):
         super().__init__(parent)
         self.index = index
         self.final = False
+        self.columns_wanted = 1
+        """The grid columns this tile spans when they are there (a panorama: several)."""
         self.path = None
         """The file of the finished picture shown (None for previews and placeholders)."""
         self.setObjectName("PictureTile")
@@ -219,6 +221,10 @@ class PictureTile(QFrame):
     def set_state(self, text: str) -> None:
         self.state.setText(text)
 
+    def set_outdated(self, outdated: bool) -> None:
+        """Grey the title of a picture made with settings that have changed since (or not)."""
+        set_style_flag(self, "stale", outdated, self.title)
+
     def set_prompt(self, text: str) -> None:
         self.prompt.setText(text)
 
@@ -226,6 +232,7 @@ class PictureTile(QFrame):
         """The size of the picture this tile shows (drawn as its frame until it comes)."""
         self.view.set_shape(width, height)
         self.view.setToolTip(f"{width} × {height}")
+        self.columns_wanted = 1 if width < WIDE_ASPECT * height else round(width / height)
 
     def clear(self, placeholder: str = "not generated yet") -> None:
         self.final = False
@@ -239,9 +246,15 @@ class PictureTile(QFrame):
         return self.view.image()
 
 
+WIDE_ASPECT = 2.5
+"""A picture at least this many times as wide as tall (a panorama, spec section 14) spans about
+as many columns of the grid as it is times wider than tall, so it is shown wide."""
+
+
 class PreviewGrid(QScrollArea):
     """The references and the panels as tiles that reflow with the width; every picture keeps
-    its own aspect (panels of different sizes side by side, spec section 12)."""
+    its own aspect (panels of different sizes side by side, spec section 12), a panorama over
+    several columns."""
 
     view_requested = Signal(object)
     save_requested = Signal(object)
@@ -265,6 +278,7 @@ class PreviewGrid(QScrollArea):
         ("anchor", name, k)."""
         self._order: list = []
         self._columns = 0
+        self._placed_spans: list[int] = []
         self.set_panels([])
 
     def set_panels(self, prompts: list[str], reference_title: str = "Reference",
@@ -308,13 +322,17 @@ class PreviewGrid(QScrollArea):
             self.tiles[index].set_prompt(prompt)
             if sizes is not None:
                 self.tiles[index].set_shape(*sizes[index])
-        if wanted != self._order:
+        if wanted != self._order or self._spans() != self._placed_spans:
             self._order = wanted
             self._columns = 0
             self._reflow()
 
     def tile(self, index: int | None) -> PictureTile:
         return self.tiles[index]
+
+    def _spans(self) -> list[int]:
+        """The columns each tile wants, in order (a panorama's: about its aspect)."""
+        return [self.tiles[index].columns_wanted for index in self._order]
 
     def show_preview(self, index: int | None, image: QImage, step: int, total: int) -> None:
         if index in self.tiles:
@@ -349,9 +367,15 @@ class PreviewGrid(QScrollArea):
         self._columns = columns
         for index in self._order:
             self._grid.removeWidget(self.tiles[index])
-        for position, index in enumerate(self._order):
-            self._grid.addWidget(self.tiles[index], position // columns, position % columns)
-        rows = (count + columns - 1) // columns
+        self._placed_spans = self._spans()
+        row, column = 0, 0
+        for index, wanted in zip(self._order, self._placed_spans):
+            span = min(columns, wanted)
+            if column + span > columns:  # a wide tile that does not fit the row starts the next
+                row, column = row + 1, 0
+            self._grid.addWidget(self.tiles[index], row, column, 1, span)
+            row, column = (row + 1, 0) if column + span == columns else (row, column + span)
+        rows = row + (1 if column else 0)
         tile_width = width // columns
         for row in range(rows + 1):
             self._grid.setRowStretch(row, 0)

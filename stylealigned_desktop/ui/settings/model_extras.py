@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.lora import LoraError, check_lora_file
+from ...engine.models import base_of_source
 from ...engine.request import Lora
 from ..support import accept_as_copy, connect_command, local_paths, small_combo
 from ..support import icon as icon_
@@ -47,9 +48,9 @@ VAE_TIP = (
     "memory. A hub id, a folder or a .safetensors file."
 )
 LORA_TIP = (
-    "LoRAs add a learned style or character to the model. Drop SDXL .safetensors LoRA files "
+    "LoRAs add a learned style or character to the model. Drop .safetensors LoRA files "
     "here (kohya or diffusers files) or use Add. The slider is each LoRA's strength: 1 as "
-    "trained, 0 off. LoRAs made for SD 1.5 do not work with SDXL and are refused."
+    "trained, 0 off. A LoRA made for another base (SD 1.5 on SDXL, SDXL on SD 2) is refused."
 )
 WEIGHT_STEPS = 20
 """Slider positions per unit of weight (0.05 per step)."""
@@ -175,7 +176,7 @@ class LoraList(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         self.rows_box = QVBoxLayout()
         layout.addLayout(self.rows_box)
-        self.empty_hint = QLabel("No LoRA: drop SDXL .safetensors LoRA files here")
+        self.empty_hint = QLabel("No LoRA: drop .safetensors LoRA files made for the model here")
         self.empty_hint.setObjectName("Hint")
         self.empty_hint.setWordWrap(True)  # a narrow Settings dock wraps it instead of scrolling
         layout.addWidget(self.empty_hint)
@@ -184,6 +185,8 @@ class LoraList(QWidget):
         connect_command(self.add_button.clicked, self.choose_files)
         layout.addWidget(self.add_button, 0, Qt.AlignmentFlag.AlignLeft)
         self.rows: list[LoraRow] = []
+        self.model = ""
+        """The chosen model source: dropped LoRAs are checked against its base."""
 
     def loras(self) -> tuple[Lora, ...]:
         return tuple(row.lora() for row in self.rows)
@@ -216,12 +219,13 @@ class LoraList(QWidget):
         self.edited.emit()
 
     def add_files(self, paths: list[str]) -> None:
-        """Add LoRA files (weight 1); a file that is not an SDXL LoRA is refused now, with the
-        engine's one line saying why (its header is read, not the weights)."""
+        """Add LoRA files (weight 1); a file that is not a LoRA for the chosen model's base is
+        refused now, with the engine's one line saying why (its header is read, not the weights)."""
         added = False
+        base = base_of_source(self.model) if self.model else None
         for path in paths:
             try:
-                check_lora_file(Lora(path, 1.0))
+                check_lora_file(Lora(path, 1.0), base)
             except LoraError as refusal:
                 self.refused.emit(str(refusal))
                 continue
@@ -232,7 +236,7 @@ class LoraList(QWidget):
             self.edited.emit()
 
     def choose_files(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add SDXL LoRA files", "", "LoRA (*.safetensors)")
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add LoRA files", "", "LoRA (*.safetensors)")
         if paths:
             self.add_files(paths)
 

@@ -25,19 +25,14 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.hub import download_command
+from ...engine.models import is_tiny
 from ...engine.request import SCHEDULERS
 from ...engine.runfolder import read_parameters
 from ...engine.settings import StyleAlignedSettings
 from ...session.errors import SessionError
 from ...session.generation import SDXL_SIZES, GenerationSettings
 from ...session.picture_settings import settings_from_picture
-from ..support import (
-    accept_as_copy,
-    connect_command,
-    files_pass_through,
-    size_label,
-    small_combo,
-)
+from ..support import accept_as_copy, connect_command, files_pass_through, size_label, small_combo
 from ..support import icon as icon_
 from ..threads import CONSISTENCY_TIP, DEFAULT_DINO
 from .collapsible import CollapsibleSection
@@ -103,7 +98,7 @@ class SettingsPanel(QWidget):
         self.tiny_badge.setToolTip("The built-in tiny model has random weights: its pictures are "
                                    "noise. Choose a real SDXL model to make art.")
         self.model_button = QPushButton("Change…")
-        self.model_button.setToolTip("Choose the SDXL model (download, folder, file or tiny)")
+        self.model_button.setToolTip("Choose the model: SDXL, SD 1.x or SD 2.x (download, folder, file or tiny)")
         connect_command(self.model_button.clicked, self.model_change_requested.emit)
         model_row.addWidget(self.model_label, 1)
         model_row.addWidget(self.tiny_badge)
@@ -348,7 +343,8 @@ class SettingsPanel(QWidget):
             shown = f"{shown} on the server {self._server}"
         self.model_label.setText(shown)
         self.model_label.setToolTip(shown)
-        self.tiny_badge.setVisible(model == "tiny")
+        self.tiny_badge.setVisible(is_tiny(model))
+        self.loras.model = "" if self._server else (model or "")
 
     def settings(self) -> GenerationSettings:
         return self._settings

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from ...engine.limits import PANEL_SIZE_STEP
 from ...engine.request import CONTROL_MODES
 from ...prompts_file import parse_size
-from ...session.generation import SDXL_SIZES
+from ...session.generation import SDXL_SIZES, panorama_sizes
 from ...session.json_fields import MAX_SEED
 from ...session.model import Panel
 from ..support import (
@@ -31,6 +31,7 @@ from ..support import (
     connect_command,
     icon,
     local_paths,
+    set_style_flag,
     size_label,
     small_combo,
     wheel_edits_only_when_focused,
@@ -40,9 +41,10 @@ from .control_thumb import ControlThumb
 from .dragging import PANEL_MIME, DragHandle
 from .notes_editor import NotesEditor
 
-SET_SIZE, CUSTOM_SIZE = "set", "custom"
+SET_SIZE, CUSTOM_SIZE, PANORAMA = "set", "custom", "panorama:"
 SIZE_TIP = ("This panel's own size: the SDXL sizes give the best pictures (a wide establishing "
-            "shot, a tall close-up); “Same as the set” follows Settings → Size. Custom sizes are "
+            "shot, a tall close-up); “Same as the set” follows Settings → Size; a panorama is drawn "
+            "as overlapping windows of the model's size in the set's style. Custom sizes are "
             f"multiples of {PANEL_SIZE_STEP}.")
 
 
@@ -83,6 +85,11 @@ class PanelCard(QFrame):
         self.setObjectName("PanelCard")
         self.setAcceptDrops(True)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self._set_size = (1024, 1024)
+        """The set's size: where Custom… starts for a panel that follows the set."""
+        self._size: tuple[int, int] | None = None
+        self._size_mode: str | None = None
+        """The panel's own size and its mode as last shown."""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
         layout.setSpacing(4)
@@ -99,8 +106,6 @@ class PanelCard(QFrame):
         layout.addWidget(self.notes_editor)
 
         self._filling = False
-        self._set_size = (1024, 1024)
-        """The set's size: where Custom… starts for a panel that follows the set."""
         self._control_key: tuple | None = None
         self.update_from(panel, 0)
         wheel_edits_only_when_focused(self)
@@ -175,6 +180,7 @@ class PanelCard(QFrame):
         for width, height in SDXL_SIZES:  # data as text: Qt compares Python tuples by identity
             self.size_choice.addItem(size_label(width, height), size_key((width, height)))
         self.size_choice.addItem("Custom…", CUSTOM_SIZE)
+        self._add_panoramas()
         self.size_choice.setToolTip(SIZE_TIP)
         self.size_choice.currentIndexChanged.connect(self._size_chosen)
         self.custom_width, self.custom_height = QSpinBox(), QSpinBox()
@@ -280,7 +286,7 @@ class PanelCard(QFrame):
             self.seed.setValue(min(panel.seed, MAX_SEED))
             self.lock.setChecked(panel.seed_locked)
             self._show_lock(panel.seed_locked)
-            self._show_size(panel.size)
+            self._show_size(panel.size, panel.size_mode)
             control = panel.control
             self.mode.setCurrentIndex(max(0, self.mode.findData(control.mode)))
             self.map_kind.setCurrentIndex(max(0, self.map_kind.findData(
@@ -298,10 +304,26 @@ class PanelCard(QFrame):
             self._filling = False
 
     def show_set_size(self, size: tuple[int, int]) -> None:
-        """The set's size changed (or is first known)."""
+        """The set's size changed (or is first known): the panorama presets follow its height."""
+        changed = size[1] != self._set_size[1]
         self._set_size = size
+        if changed:
+            self._add_panoramas()
+            self._show_size(self._size, self._size_mode)
         if self.size_choice.currentData() == SET_SIZE:
             self._fill_custom(size)
+
+    def _add_panoramas(self) -> None:
+        """The panorama presets (4:1 and 3:1 at the set's height) just before Custom…."""
+        choice = self.size_choice
+        choice.blockSignals(True)
+        for index in reversed(range(choice.count())):
+            if str(choice.itemData(index)).startswith(PANORAMA):
+                choice.removeItem(index)
+        for width, height in panorama_sizes(self._set_size[1]):
+            choice.insertItem(choice.findData(CUSTOM_SIZE), f"Panorama {width // height}:1  ({width} × {height})",
+                              PANORAMA + size_key((width, height)))
+        choice.blockSignals(False)
 
     def _fill_custom(self, size: tuple[int, int]) -> None:
         for box, value in zip((self.custom_width, self.custom_height), size, strict=True):
@@ -309,13 +331,14 @@ class PanelCard(QFrame):
             box.setValue(value)
             box.blockSignals(False)
 
-    def _show_size(self, size: tuple[int, int] | None) -> None:
+    def _show_size(self, size: tuple[int, int] | None, mode: str | None) -> None:
+        self._size, self._size_mode = size, mode
         custom = self.size_choice.currentData() == CUSTOM_SIZE
         if size is None:
             index = 0
             self._fill_custom(self._set_size)  # Custom… starts from the set's size
         else:
-            index = self.size_choice.findData(size_key(size))
+            index = self.size_choice.findData((PANORAMA if mode == "panorama" else "") + size_key(size))
             if index < 0 or custom:  # a size that is no preset, or the user is typing one
                 index = self.size_choice.findData(CUSTOM_SIZE)
             self.custom_width.setValue(size[0])
@@ -332,6 +355,8 @@ class PanelCard(QFrame):
             widget.setVisible(custom)
         if custom:
             self._custom_size_edited()
+        elif choice.startswith(PANORAMA):  # one edit, so one undo step
+            self._edit(size=parse_size(choice.removeprefix(PANORAMA)), size_mode="panorama")
         else:
             self._edit(size=None if choice == SET_SIZE else parse_size(choice))
 
@@ -351,9 +376,7 @@ class PanelCard(QFrame):
                              "Seed free: Generate draws a new one each time (click to lock)")
 
     def set_selected(self, selected: bool) -> None:
-        self.setProperty("selected", selected)
-        self.style().unpolish(self)
-        self.style().polish(self)
+        set_style_flag(self, "selected", selected)
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)
@@ -399,9 +422,7 @@ class PanelCard(QFrame):
         super().focusInEvent(event)
 
     def _drop_highlight(self, on: bool) -> None:
-        self.setProperty("dropTarget", on)
-        self.style().unpolish(self)
-        self.style().polish(self)
+        set_style_flag(self, "dropTarget", on)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
         mime = event.mimeData()

@@ -8,13 +8,14 @@ from .actions import Command, add_menu_command, connect_command, make_actions
 from .config import DesktopConfig
 from .drops import accept_as_copy
 from .errors import install_exception_hook
+from .fitting import VerticalScroller, fit_to_screen
 from .picture_input import PICTURE_FILTER, import_error, local_paths, png_bytes
 from .qimage import pil_to_qimage
 from .text_drops import files_pass_through
 from .theme import ACCENT, CHARACTER_COLOURS, apply_theme, follow_system, icon
 from .undo import SessionUndo
 from .wheel import wheel_edits_only_when_focused
-from .widgets import ElidedLabel, size_label, small_combo
+from .widgets import ElidedLabel, set_style_flag, size_label, small_combo
 
 __all__ = [
     "ACCENT",
@@ -24,11 +25,13 @@ __all__ = [
     "DesktopConfig",
     "ElidedLabel",
     "SessionUndo",
+    "VerticalScroller",
     "accept_as_copy",
     "add_menu_command",
     "apply_theme",
     "connect_command",
     "files_pass_through",
+    "fit_to_screen",
     "follow_system",
     "icon",
     "import_error",
@@ -37,6 +40,7 @@ __all__ = [
     "make_actions",
     "pil_to_qimage",
     "png_bytes",
+    "set_style_flag",
     "size_label",
     "small_combo",
     "wheel_edits_only_when_focused",

@@ -11,7 +11,6 @@ is there now: a quitting app never puts back its stale copy of what another app 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
@@ -77,9 +76,8 @@ class DesktopConfig:
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as exc:
             if set_aside_broken:
-                log.warning("ignoring unreadable %s (%s); it was renamed to .broken", path, exc)
-                with contextlib.suppress(OSError):
-                    os.replace(path, path.with_suffix(".json.broken"))
+                log.warning("ignoring unreadable %s (%s); set aside as %s", path, exc,
+                            userfiles.set_aside(path).name)
             return {}
         defaults = asdict(cls())
         stored = {key: value for key, value in data.items()

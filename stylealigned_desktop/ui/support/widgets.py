@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy
+from PySide6.QtWidgets import QComboBox, QLabel, QSizePolicy, QWidget
 
 
 def size_label(width: int, height: int) -> str:
@@ -54,3 +54,15 @@ class ElidedLabel(QLabel):
 
     def sizeHint(self) -> QSize:  # noqa: N802 (Qt)
         return QSize(40, super().sizeHint().height())
+
+
+def set_style_flag(widget: QWidget, name: str, on: bool, *restyled: QWidget) -> None:
+    """Set the dynamic property ``name`` that the stylesheet selects on (e.g. ``[stale="true"]``)
+    and restyle ``widget`` and ``restyled`` (children its selector reaches): Qt applies a
+    stylesheet when a widget is polished, and a changed property alone leaves the old look."""
+    if widget.property(name) == on:
+        return
+    widget.setProperty(name, on)
+    for target in (widget, *restyled):
+        target.style().unpolish(target)
+        target.style().polish(target)

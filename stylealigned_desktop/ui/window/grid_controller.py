@@ -241,7 +241,7 @@ class GridController(QObject):
                 tile.set_state("loading…")
         else:
             tile.set_state(state)
-        tile.setProperty("stale", state == "outdated")
+        tile.set_outdated(state == "outdated")
         changed = "style" if is_reference(index) else "prompt, seed or size"
         tile.setToolTip(f"The {changed} changed since this picture was made"
                         if state == "outdated" else "")
@@ -266,6 +266,7 @@ class GridController(QObject):
         """A finished picture; ``path`` is None while its file is not written yet."""
         self.grid.show_final(tile, image, caption)
         self.grid.tiles[tile].path = path
+        self.grid.tiles[tile].set_outdated(False)  # made from the settings of now
 
     # ----- history runs -------------------------------------------------------------------------
     def show_run(self, run_id: str | None) -> None:

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QPushButton,
-    QScrollArea,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -46,6 +45,7 @@ from ..storyboard import StoryboardView
 from ..support import (
     Command,
     DesktopConfig,
+    VerticalScroller,
     accept_as_copy,
     connect_command,
     icon,
@@ -181,15 +181,7 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         if scroll:
-            holder = QScrollArea()
-            holder.setWidgetResizable(True)
-            holder.setFrameShape(QFrame.Shape.NoFrame)
-            holder.setWidget(widget)
-            # up and down only: never narrower than its rows, none cut by a horizontal bar
-            holder.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-            holder.setMinimumWidth(widget.minimumSizeHint().width()
-                                   + holder.verticalScrollBar().sizeHint().width())
-            widget = holder
+            widget = VerticalScroller(widget)
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
         return dock
@@ -440,7 +432,7 @@ class MainWindow(QMainWindow):
     def _depth_model(self) -> str:
         """The depth estimator the engine uses (generator.py): the session's, else tiny's for tiny."""
         chosen = self.session.settings.depth_model.strip() if self.session else ""
-        return chosen or ("tiny" if self.runs.effective_model() == "tiny" else DEFAULT_DEPTH_MODEL)
+        return chosen or ("tiny" if self.runs.uses_tiny() else DEFAULT_DEPTH_MODEL)
 
     def _choose_dino_folder(self) -> None:
         self.settings_dock.raise_()

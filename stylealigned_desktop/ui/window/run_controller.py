@@ -22,7 +22,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ...engine import events as ev
 from ...engine.maker import PictureMakerFactory, this_computer
-from ...engine.models import no_gpu_reason
+from ...engine.models import is_tiny, no_gpu_reason
 from ...engine.progress import JobProgress, format_seconds
 from ...engine.runfolder import reference_file
 from ...session.errors import SessionError
@@ -112,6 +112,10 @@ class RunController(QObject):
     # ----- the model ----------------------------------------------------------------------------
     def effective_model(self) -> str:
         return (self.session.settings.model if self.session else "") or self.host.config.model
+
+    def uses_tiny(self) -> bool:
+        """Whether the model in use is a built-in tiny one (noise pictures, tiny control models)."""
+        return is_tiny(self.effective_model())
 
     def choose_model(self, first_run: bool = False) -> bool:
         from ..dialogs import ModelDialog
@@ -372,7 +376,7 @@ class RunController(QObject):
         self.run_bar.cancel_button.setEnabled(busy)
         self.run_bar.queue_label.setText(f"{waiting} waiting" if waiting else "")
         self.run_bar.generate_button.setText("Queue another" if busy else "Generate")
-        self.run_bar.tiny_label.setVisible(self.effective_model() == "tiny")
+        self.run_bar.tiny_label.setVisible(self.uses_tiny())
         if not busy and self.run_bar.progress.format() == "Ready":
             self.run_bar.progress.setValue(0)
         self.running_changed.emit(busy)
