@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..engine.request import MEMORY_MODES, Lora, check_device
-from ..engine.settings import StyleAlignedSettings
+from ..engine.settings import CHARACTER_LAYERS, StyleAlignedSettings
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 EXIT_USAGE = 2
@@ -39,6 +39,10 @@ SETTING_HELP = {
     "shared_score_scale": "multiplier on the reference keys panels see (below 1 softens the reference)",
     "full_attention_share": "ablation: every image attends to every other image, no AdaIN",
     "only_self_level": "fraction of self-attention layers left unshared (0..1)",
+    "character_dropout": "chance a panel skips each anchor token of its characters (0..1; lower: more alike, stiffer)",
+    "character_layers": "where panels see their characters' anchors: up (up-block layers) or all",
+    "character_shift": "log-weight added to the anchors' tokens",
+    "anchors_per_character": "anchor pictures per character (1..8)",
 }
 
 
@@ -78,6 +82,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         if f.type in ("bool", bool):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                help=SETTING_HELP[f.name])
+        elif f.name == "character_layers":
+            group.add_argument(flag, dest=f.name, choices=CHARACTER_LAYERS, default=None, help=SETTING_HELP[f.name])
+        elif f.type in ("int", int):
+            group.add_argument(flag, dest=f.name, type=int, default=None, metavar="N", help=SETTING_HELP[f.name])
         else:
             group.add_argument(flag, dest=f.name, type=float, default=None, metavar="X", help=SETTING_HELP[f.name])
 

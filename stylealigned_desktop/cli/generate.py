@@ -19,6 +19,7 @@ from ..engine.request import (
     SetRequest,
 )
 from ..prompts_file import PromptsFileError, parse_size, read_prompts_file
+from .characters import add_character_arguments, characters_from_args
 from .common import (
     DEFAULT_MODEL,
     DEVICE_HELP,
@@ -95,6 +96,7 @@ def add_generate_parser(subparsers) -> None:
     _add_style_arguments(p)
     _add_control_arguments(p)
     _add_panel_arguments(p)
+    add_character_arguments(p)
     _add_run_arguments(p)
     p.set_defaults(func=cmd_generate)
 
@@ -193,6 +195,7 @@ def build_generate_request(args):
     try:
         controls = [_control_for(line, args) for line in [None] * len(args.prompt) + lines]
         settings = settings_from_args(args, reference_picture=picture_mode)
+        characters = characters_from_args(args, settings.anchors_per_character)
         style = _references(args)
         sampling = Sampling(
             steps=args.steps,
@@ -218,6 +221,7 @@ def build_generate_request(args):
             controlnet_canny=args.controlnet_canny,
             controlnet_depth=args.controlnet_depth,
             depth_model=args.depth_model,
+            characters=characters,
             **model_extras_from_args(args),
         )
     except ValueError as error:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -141,6 +142,8 @@ class SharingState:
     cache: dict[str, object] = field(default_factory=dict)
     reference_weights: tuple[float, ...] = (1.0,)
     """The weights (> 0, summing to 1) of the reference rows ``record`` sees, in row order."""
+    characters: Any = None
+    """The run's ``character_attention.CharacterState`` (spec section 13), None without characters."""
     biases: dict[tuple, torch.Tensor] = field(default_factory=dict)
     """Attention bias rows by (own tokens, reference bias, tokens per reference, dtype, device):
     made once per run, not in every layer of every call."""
@@ -255,14 +258,24 @@ class SharedSelfAttnProcessor:
         )
 
     def _panels(self, q, k, v, ref: ReferenceAttention, scale: float) -> torch.Tensor:
-        """Attention of panels (halves, m, heads, N, d) against their half's reference."""
-        s = self.state.settings
+        """Attention of panels (halves, m, heads, N, d) against their half's reference, and in
+        the character layers against their characters' anchors (``character_attention.py``)."""
         if ref.query_stats is not None:
             q = adain(q, *ref.query_stats)
         if ref.key_stats is not None:
             k = adain(k, *ref.key_stats)
         if ref.value_stats is not None:
             v = adain(v, *ref.value_stats)
+        characters = self.state.characters
+        if characters is not None and characters.applies(self.name):
+            return characters.attend(self.name, q, k, v, ref, scale, self.state.mode,
+                                     len(self.state.reference_weights),
+                                     lambda *qkv: self._shared(*qkv, ref, scale))
+        return self._shared(q, k, v, ref, scale)
+
+    def _shared(self, q, k, v, ref: ReferenceAttention, scale: float) -> torch.Tensor:
+        """Section 4: panels (halves, m, heads, N, d) after AdaIN against their half's reference."""
+        s = self.state.settings
         halves, m, heads, n, d = q.shape
         q, k, v = q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1)
         if not s.share_attention:

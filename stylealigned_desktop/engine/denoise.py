@@ -16,8 +16,9 @@ Then :func:`decode_rows` decodes every row with the VAE (:func:`decode_latent`).
 this wave: MultiDiffusion windows (spec section 14, ``windows.py``) are rows whose outputs
 :func:`group_eps` averages into their panel's one prediction before :func:`advance` steps the whole
 panel latent;
-preview decoders replace :attr:`Denoising.preview`; character anchors (section 13) join
-:class:`~.references.ReferenceRows` and record with the references.
+preview decoders replace :attr:`Denoising.preview`. Character anchors (section 13) follow the
+references in a UNet call of their own (:func:`recorded_eps`), and the masks of a step are made
+at its end (``character_attention.CharacterState``).
 """
 
 from __future__ import annotations
@@ -176,10 +177,15 @@ def denoise_step(state: Denoising, i: int, t) -> None:
     raise_if_cancelled(run.cancel)
     state.references.place(state.latents[state.rows.set_size], run.scheduler, i, t)
     step_controls = run.step_controls(i, total)
+    characters = run.installation.state.characters
+    if characters is not None:
+        characters.begin_step(i)
     if state.full_attention_share:
         eps = {state.rows.set_size: full_batch_eps(run, state.latents[state.rows.set_size], t, step_controls)}
     else:
         eps = group_eps(state, t, step_controls)
+    if characters is not None:
+        characters.end_step()  # this step's masks: the anchors' for the next step
     x0 = advance(state, eps, t)
     run.sink(ev.Step(i + 1, total))
     for row, (size, k) in zip(state.rows.rows, state.rows.places):
@@ -189,16 +195,16 @@ def denoise_step(state: Denoising, i: int, t) -> None:
 def group_eps(state: Denoising, t, step_controls: list[PreparedControl | None]) -> dict[Size, torch.Tensor]:
     """Noise predictions of every size group: the set's size first (its references record, and
     its first panels may ride in their call), then each other size's panels, which replay."""
-    rows, n_refs = state.rows, len(state.rows.references)
+    rows, n_refs, n_anchors = state.rows, len(state.rows.references), len(state.rows.anchors)
     eps = {}
     for size in rows.groups:  # the set's size comes first: the references lead the rows
         panel_rows = rows.panel_rows(size)
-        controls = [step_controls[row - n_refs] for row in panel_rows]
+        controls = [step_controls[row - n_refs - n_anchors] for row in panel_rows]
         if size in state.windows:  # wide panels: the averaged outputs of their windows
             eps[size] = state.windows[size].group_eps(state, size, t, panel_rows, controls)
         elif size == rows.set_size:
             eps[size] = recorded_eps(state.runs[size], state.latents[size], t, n_refs, panel_rows, controls,
-                                     state.batching)
+                                     state.batching, n_anchors)
         else:
             eps[size], state.batching.micro_batch = panel_eps(
                 state.runs[size], state.latents[size], t, panel_rows, controls, state.batching.micro_batch)
@@ -238,6 +244,8 @@ def eps_of_rows(run: RunContext, latents, t, rows, controls=None):
 
     ``controls``: one entry per row (None: no control), or None for no control at all.
     """
+    if run.installation.state.characters is not None:
+        run.installation.state.characters.begin_call(rows)
     model_input = torch.cat([latents] * run.halves) if run.halves == 2 else latents
     model_input = run.scheduler.scale_model_input(model_input, t)
     embeds, pooled = run.cond.rows(rows, run.halves)
@@ -249,9 +257,10 @@ def eps_of_rows(run: RunContext, latents, t, rows, controls=None):
     return noise
 
 
-def recorded_eps(run: RunContext, latents, t, n_refs: int, rows, controls, batching: Batching):
-    """Noise predictions of the set-size group: the references (its first ``n_refs`` rows)
-    and its panels (conditioning ``rows``).
+def recorded_eps(run: RunContext, latents, t, n_refs: int, rows, controls, batching: Batching, n_anchors: int = 0):
+    """Noise predictions of the set-size group: the references (its first ``n_refs`` rows),
+    the characters' anchors (the next ``n_anchors``, one call of their own that records them,
+    spec section 13) and its panels (conditioning ``rows``).
 
     The references run in one UNet call (``record``: they attend plainly and leave their
     keys, values and statistics, which later calls replay) together with the first
@@ -259,13 +268,14 @@ def recorded_eps(run: RunContext, latents, t, n_refs: int, rows, controls, batch
     ``generator.REFERENCE_RIDES_ALONG``). Out of memory in that call halves the panels riding
     along, down to the references alone; ``batching`` keeps the smaller sizes for the rest of the run.
     """
+    panels = latents[n_refs + n_anchors:]
     while True:
         raise_if_cancelled(run.cancel)
-        first = min(batching.with_reference, len(rows))
+        first = 0 if n_anchors else min(batching.with_reference, len(rows))  # panels follow the anchors
         run.installation.state.mode = "record"
         try:
-            head = eps_of_rows(run, latents[: n_refs + first], t, list(range(n_refs)) + rows[:first],
-                               [None] * n_refs + controls[:first])
+            head = eps_of_rows(run, torch.cat([latents[:n_refs], panels[:first]]), t,
+                               list(range(n_refs)) + rows[:first], [None] * n_refs + controls[:first])
             break
         except Exception as error:
             if not is_out_of_memory(error):
@@ -279,9 +289,13 @@ def recorded_eps(run: RunContext, latents, t, n_refs: int, rows, controls, batch
             batching.micro_batch = min(batching.micro_batch, max(1, first // 2))
             run.sink(ev.Notice(f"out of memory: continuing with {batching.micro_batch} panel(s) at a time"
                                + ("" if batching.with_reference else " (the reference on its own)")))
+    if n_anchors:
+        run.installation.state.mode = "replay"
+        head = torch.cat([head, eps_of_rows(run, latents[n_refs : n_refs + n_anchors], t,
+                                            list(range(n_refs, n_refs + n_anchors)))])
     if first == len(rows):
         return head
-    rest, batching.micro_batch = panel_eps(run, latents[n_refs + first:], t, rows[first:],
+    rest, batching.micro_batch = panel_eps(run, panels[first:], t, rows[first:],
                                            controls[first:], batching.micro_batch)
     batching.with_reference = min(batching.with_reference, batching.micro_batch)
     return torch.cat([head, rest])

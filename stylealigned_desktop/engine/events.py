@@ -69,6 +69,36 @@ class PanelDone:
     image: Image.Image
     metadata: dict[str, Any] = field(default_factory=dict)
     reference: int = 0
+    masks: dict[str, Any] = field(default_factory=dict)
+    """A panel's subject mask per character it names (spec section 13): its last step's, a
+    (rows, columns) uint8 array of 0 and 1 at the deepest attention grid (latent / 4 per side in
+    SDXL). Empty for a panel that names no character and for references."""
+
+
+def anchor_key(character: str, number: int) -> tuple[str, str, int]:
+    """An anchor's key in ``RunResult.anchors``, ``masks`` and ``latents``: ("anchor", name, k)."""
+    return ("anchor", character, number)
+
+
+@dataclass(frozen=True)
+class AnchorPreview:
+    """A character's anchor (spec section 13) at a step: ``number`` is 0-based within the character."""
+
+    character: str
+    number: int
+    step: int
+    image: Image.Image
+
+
+@dataclass(frozen=True)
+class AnchorDone:
+    """A character's finished anchor, its record and its last step's subject mask (as PanelDone's)."""
+
+    character: str
+    number: int
+    image: Image.Image
+    metadata: dict[str, Any] = field(default_factory=dict)
+    mask: Any = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +123,10 @@ class RunResult:
     metadata: dict[str, Any]
     latents: dict[Any, Any] = field(default_factory=dict)
     references: dict[int, Image.Image] = field(default_factory=dict)
+    anchors: dict[tuple[str, str, int], Image.Image] = field(default_factory=dict)
+    """The characters' anchors by :func:`anchor_key` (spec section 13)."""
+    masks: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    """Subject masks (as ``PanelDone.masks``) by panel index, and by :func:`anchor_key` for anchors."""
 
     def __post_init__(self) -> None:
         if not self.references and self.reference is not None:
@@ -114,4 +148,5 @@ class Failed:
     message: str
 
 
-Event = Loading | Inverting | Step | Decoding | Preview | PanelDone | Notice | Finished | Cancelled | Failed
+Event = (Loading | Inverting | Step | Decoding | Preview | PanelDone | AnchorPreview | AnchorDone | Notice
+         | Finished | Cancelled | Failed)

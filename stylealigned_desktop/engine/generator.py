@@ -33,6 +33,7 @@ import torch
 from . import events as ev
 from . import memory as mem
 from .bases import base_of
+from .character_attention import install_characters
 from .control_sources import TINY as TINY_DEPTH
 from .denoise import (
     Batching,
@@ -343,6 +344,7 @@ class Engine:
         installation = Installation(pipe.unet, request.settings)
         installation.state.halves_override = 2 if request.sampling.uses_cfg else 1
         installation.state.reference_weights = references.weights
+        install_characters(installation, pipe, request, rows, set(setup.tilings))
         run = RunContext(pipe=pipe, base=base, scheduler=schedulers[rows.set_size], cond=cond, time_ids=time_ids[rows.set_size],
                          halves=installation.state.halves_override, guidance=request.sampling.guidance,
                          controls=setup.controls, request=request, installation=installation,
@@ -375,14 +377,21 @@ class Engine:
         request, pipe = setup.request, setup.pipe
         common = request.picture_parameters()
         controls = [panel["control"] for panel in request.to_dict()["panels"]]
-        references, panels = {}, {}
+        characters = state.main.installation.state.characters
+        references, panels, anchors, masks = {}, {}, {}, {}
         windows = {row.position + 1: setup.tilings[row.size].record(pipe.vae_scale_factor)
                    for row in state.rows.panels if row.size in setup.tilings}  # a panorama's windows
         for number, (row, image) in enumerate(zip(state.rows.rows, images)):
             offset = state.references.trajectories.get(number, (None, None))[1]
-            (references if row.records else panels)[row.position] = image
+            if row.role == "anchor":
+                anchors[row.picture_key] = image
+            else:
+                (references if row.records else panels)[row.position] = image
+            row_masks = characters.masks.get(number, {}) if characters is not None else {}
+            if row_masks:
+                masks[row.picture_key] = row_masks
             meta = _picture_metadata(request, row, common, controls, offset)
-            state.main.sink(row.done(image, dict(meta, **windows.get(meta.get("index"), {}))))
+            state.main.sink(row.done(image, dict(meta, **windows.get(meta.get("index"), {})), row_masks))
         metadata = {
             "request": request.to_dict(),
             "micro_batch": state.batching.micro_batch,
@@ -397,7 +406,7 @@ class Engine:
         latents = {row.picture_key: state.latents[size][k].float().cpu()
                    for row, (size, k) in zip(state.rows.rows, state.rows.places)}
         return ev.RunResult(reference=references.get(0), panels=panels, metadata=metadata,
-                            latents=latents, references=references)
+                            latents=latents, references=references, anchors=anchors, masks=masks)
 
     # -- what the stages call ---------------------------------------------------------------------
     _encode = staticmethod(encode_prompts)  # each base encodes its own way (bases.Base.encode_prompt)
@@ -451,6 +460,13 @@ def _batching(request: SetRequest, memory: mem.MemoryPlan, sink: EventSink, n: i
 
 def _picture_metadata(request: SetRequest, row: Row, common: dict, controls: list, offset: int | None) -> dict:
     """A picture's record (its PNG's ``stylealigned`` chunk): what the set shares, and the row's own."""
+    if row.role == "anchor":
+        anchor = row.source
+        meta = dict(common, prompt=row.prompt, seed=None if anchor.picture else anchor.seed, role="anchor",
+                    character=anchor.character, anchor=anchor.number + 1)
+        if anchor.picture:
+            meta.update(picture=anchor.picture, inversion_offset=offset)
+        return meta
     if row.records:
         reference = row.source
         meta = dict(common, prompt=row.prompt, seed=getattr(reference, "seed", None), role="reference",

@@ -65,17 +65,27 @@ def record_references(cache, pipe, request: SetRequest, rows: RunRows, timesteps
     trajectory (from ``cache`` or inverted now, with its offset checked) and the weights."""
     steps = request.sampling.steps
     trajectories = {}
-    pictures = [row for row, reference in enumerate(rows.references) if isinstance(reference.source, ReferencePicture)]
-    for row, reference in enumerate(rows.references):  # the references are the first rows
-        if isinstance(reference.source, ReferencePicture):
-            offset = reference.source.offset_for(steps)
-            if not 0 <= offset < steps:
-                raise GenerationError(f"inversion offset must be in 0..{steps - 1} for "
-                                      f"{steps} steps, got {offset}")
-            place = (pictures.index(row) + 1, len(pictures))  # which picture of how many, for progress
-            trajectory = picture_trajectory(cache, pipe, request, timesteps, sink, cancel, reference.source, place)
-            trajectories[row] = (trajectory, offset)
+    # the references and anchors are the first rows, those of the set-size latents
+    pictures = {row: picture for row, picture in enumerate(map(row_picture, rows.rows)) if picture is not None}
+    for place, (row, picture) in enumerate(pictures.items(), start=1):
+        offset = picture.offset_for(steps)
+        if not 0 <= offset < steps:
+            raise GenerationError(f"inversion offset must be in 0..{steps - 1} for "
+                                  f"{steps} steps, got {offset}")
+        # which picture of how many, for progress
+        trajectory = picture_trajectory(cache, pipe, request, timesteps, sink, cancel, picture, (place, len(pictures)))
+        trajectories[row] = (trajectory, offset)
     return ReferenceRows(trajectories, tuple(request.weights[r.position] for r in rows.references))
+
+
+def row_picture(row) -> ReferencePicture | None:
+    """The picture a recording row follows: a picture reference's, or a picture anchor's (its
+    character's design, inverted with the description as caption, spec section 13)."""
+    if row.role == "reference":
+        return row.source if isinstance(row.source, ReferencePicture) else None
+    if row.role == "anchor" and row.source.picture is not None:
+        return ReferencePicture(row.source.picture, caption=row.source.prompt)
+    return None
 
 
 def picture_trajectory(cache, pipe, request, timesteps, sink, cancel, style=None, place=(1, 1)):

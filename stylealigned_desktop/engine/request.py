@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .characters import check_name, check_words, named_characters
 from .limits import (
     MAX_GUIDANCE,
     MAX_MICRO_BATCH,
@@ -163,6 +164,43 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class Character:
+    """One character of a set (spec section 13), named ``[name]`` in panel prompts.
+
+    ``words``: the subject words that locate it (each a word of ``description``); empty: the
+    description's words less the stop words. ``anchor_seeds``: one seed per anchor (at least
+    ``anchors_per_character``; keyword-only, it has no default). ``anchor_pictures``: per
+    anchor, a picture (the artist's design, DDIM-inverted with the description as caption) or
+    None (generated); missing entries are None. ``anchor_text`` follows the description in a
+    generated anchor's prompt and carries the style text, as a panel prompt does.
+    """
+
+    name: str
+    description: str
+    words: tuple[str, ...] = ()
+    anchor_seeds: tuple[int, ...] = field(kw_only=True)
+    anchor_pictures: tuple[str | None, ...] = ()
+    anchor_text: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        check_prompt(self.description, f"description of [{self.name}]")
+        check_prompt(self.anchor_text, f"anchor text of [{self.name}]")
+        for name in ("words", "anchor_seeds", "anchor_pictures"):
+            if isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} of [{self.name}] is a sequence, got the text {getattr(self, name)!r}")
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_words(self.name, self.description, self.words)
+        if not self.anchor_seeds:
+            raise ValueError(f"[{self.name}] needs a seed for each of its anchors")
+        for seed in self.anchor_seeds:
+            check_seed(seed, f"anchor seed of [{self.name}]")
+        for path in self.anchor_pictures:
+            if path is not None and (not isinstance(path, str) or not path):
+                raise ValueError(f"an anchor picture of [{self.name}] is a path or None, got {path!r}")
+
+
+@dataclass(frozen=True)
 class Lora:
     """An SDXL LoRA file (``.safetensors``, kohya or diffusers format) and its weight.
 
@@ -266,9 +304,12 @@ class SetRequest:
     loras: tuple[Lora, ...] = ()
     vae: str | None = None
     """A VAE to decode (and encode) with: hub id, folder or .safetensors file; None: the model's."""
+    characters: tuple[Character, ...] = ()
+    """The set's characters (spec section 13), named ``[Name]`` in panel prompts."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "panels", tuple(self.panels))
+        self._check_characters()
         style = self.style
         if not isinstance(style, (GeneratedReference, ReferencePicture)):
             style = tuple(style)
@@ -297,6 +338,25 @@ class SetRequest:
         if self.memory not in MEMORY_MODES:
             raise ValueError(f"memory mode must be one of {', '.join(MEMORY_MODES)}, got {self.memory!r}")
         object.__setattr__(self, "loras", tuple(self.loras))
+
+    def _check_characters(self) -> None:
+        """Characters with unique names, enough anchor seeds, and panels naming only them."""
+        object.__setattr__(self, "characters", tuple(self.characters))
+        names = [c.name for c in self.characters if isinstance(c, Character)]
+        if len(names) != len(self.characters):
+            raise ValueError("each character is a Character")
+        if len(set(names)) != len(names):
+            raise ValueError(f"character names must be unique, [{next(n for n in names if names.count(n) > 1)}] is twice")
+        wanted = self.settings.anchors_per_character
+        for character in self.characters:
+            if len(character.anchor_seeds) < wanted:
+                raise ValueError(f"[{character.name}] has {len(character.anchor_seeds)} anchor seed(s) but each "
+                                 f"character has {wanted} anchors (anchors_per_character)")
+        for number, panel in enumerate(self.panels, start=1):
+            try:
+                named_characters(panel.prompt, self.characters)
+            except ValueError as error:
+                raise ValueError(f"panel {number}: {error}") from None
 
     @property
     def selected(self) -> tuple[int, ...]:
@@ -346,7 +406,7 @@ class SetRequest:
             "memory": self.memory,
             # every reference of the set with its normalised weight (spec section 11)
             "references": [dict(reference_dict(r), weight=w) for r, w in zip(self.references, self.weights)],
-        }
+        } | ({"characters": [character_dict(c) for c in self.characters]} if self.characters else {})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data. ``style`` is one object for one reference (as before several were
@@ -356,6 +416,7 @@ class SetRequest:
         data["style"] = sources[0] if len(sources) == 1 else sources
         for panel in data["panels"]:
             panel["size"] = None if panel["size"] is None else list(panel["size"])
+        data["characters"] = [character_dict(c) for c in self.characters]
         return data
 
 
@@ -364,3 +425,22 @@ def reference_dict(reference: StyleSource) -> dict[str, Any]:
     data = asdict(reference)
     data["kind"] = "picture" if isinstance(reference, ReferencePicture) else "generated"
     return data
+
+
+def character_dict(character: Character) -> dict[str, Any]:
+    """One character as JSON-ready data (lists for its sequences)."""
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(character).items()}
+
+
+def character_from_dict(data: dict[str, Any]) -> Character:
+    """The character :func:`character_dict` describes; ValueError for anything else."""
+    if not isinstance(data, dict):
+        raise ValueError("a character must be an object")
+    unknown = sorted(set(data) - {f for f in Character.__dataclass_fields__})
+    if unknown:
+        raise ValueError(f"unknown character field(s): {', '.join(unknown)}")
+    data = dict(data)
+    for key in ("words", "anchor_seeds", "anchor_pictures"):
+        if isinstance(data.get(key), list):
+            data[key] = tuple(data[key])
+    return Character(**data)

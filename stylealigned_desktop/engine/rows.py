@@ -6,9 +6,9 @@ leaves the keys, values and statistics that the panels then share. A panel row *
 blended by the references' weights, and never sees another panel (spec section 3). Rows of one
 size form a group with its own latents, scheduler and SDXL time ids (spec section 12).
 
-Where this wave extends it: character anchors (spec section 13) become rows that record with the
-references, and a panel's :attr:`Row.shares` names the anchors it shares too (with a mask per
-row); a wide panel's MultiDiffusion windows (section 14) become rows of its size group that
+Character anchors (spec section 13) are rows after the references that record too (role
+``anchor``), and a panel's :attr:`Row.names` says whose anchors it shares. Where this wave extends
+it: a wide panel's MultiDiffusion windows (section 14) become rows of its size group that
 replay like panels and say which panel they tile. Torch-free: the plan is checked before any
 model loads.
 """
@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Literal
 
 from . import events as ev
+from .characters import Anchor, anchors_of, expand_character_names, named_characters
 from .errors import GenerationError
 from .request import Panel, ReferencePicture, SetRequest, StyleSource
 
@@ -31,23 +32,31 @@ Size = tuple[int, int]
 class Row:
     """One picture of the run: what it is and what it shares."""
 
-    role: Literal["reference", "panel"]
+    role: Literal["reference", "anchor", "panel"]
     position: int
-    """A reference's position in ``SetRequest.references``, or a panel's 0-based index."""
-    source: StyleSource | Panel
+    """A reference's position in ``SetRequest.references``, an anchor's index among the
+    anchors, or a panel's 0-based index."""
+    source: StyleSource | Anchor | Panel
     size: Size
     shares: tuple[int, ...] = ()
     """The positions of the references whose recorded layers this row attends to (a panel: the
     references that are seen; a reference: none, it records)."""
+    text: str | None = None
+    """What the text encoders read when it is not the source's prompt: a prompt with its
+    characters' descriptions in place of ``[Name]`` (spec section 13)."""
+    names: tuple[str, ...] = ()
+    """The characters the row names (an anchor: its own)."""
 
     @property
     def records(self) -> bool:
-        """Whether the row's attention is recorded for the others to share (a reference)."""
-        return self.role == "reference"
+        """Whether the row records for the panels to share (a reference, an anchor)."""
+        return self.role != "panel"
 
     @property
     def prompt(self) -> str:
         """The text the row is conditioned on: a picture reference's caption, else its prompt."""
+        if self.text is not None:
+            return self.text
         return self.source.caption if isinstance(self.source, ReferencePicture) else self.source.prompt
 
     @property
@@ -57,16 +66,24 @@ class Row:
 
     @property
     def picture_key(self):
-        """The row's key in ``RunResult.latents`` (:func:`events.picture_key`)."""
+        """The row's key in ``RunResult.latents`` (:func:`events.picture_key`, :func:`events.anchor_key`)."""
+        if self.role == "anchor":
+            return ev.anchor_key(self.source.character, self.source.number)
         return ev.picture_key(None, self.position) if self.records else self.position
 
-    def preview(self, step: int, image) -> ev.Preview:
+    def preview(self, step: int, image):
+        if self.role == "anchor":
+            return ev.AnchorPreview(self.source.character, self.source.number, step, image)
         return ev.Preview(None, step, image, self.position) if self.records else ev.Preview(self.position, step, image)
 
-    def done(self, image, metadata: dict) -> ev.PanelDone:
+    def done(self, image, metadata: dict, masks: dict | None = None):
+        masks = masks or {}
+        if self.role == "anchor":
+            return ev.AnchorDone(self.source.character, self.source.number, image, metadata,
+                                 masks.get(self.source.character))
         if self.records:
             return ev.PanelDone(None, image, metadata, self.position)
-        return ev.PanelDone(self.position, image, metadata)
+        return ev.PanelDone(self.position, image, metadata, masks=masks)
 
 
 @dataclass(frozen=True)
@@ -82,7 +99,13 @@ class RunRows:
         set_size = (request.sampling.width, request.sampling.height)
         used = request.used_references
         rows = [Row("reference", r, request.references[r], set_size) for r in used]
-        rows += [Row("panel", i, request.panels[i], request.panel_size(i), used) for i in request.selected]
+        rows += [Row("anchor", a.index, a, set_size, used, names=(a.character,))
+                 for a in anchors_of(request.characters, request.settings.anchors_per_character)]
+        for i in request.selected:
+            panel = request.panels[i]
+            names = tuple(named_characters(panel.prompt, request.characters))
+            text = expand_character_names(panel.prompt, request.characters) if names else None
+            rows.append(Row("panel", i, panel, request.panel_size(i), used, text, names))
         plan = cls(tuple(rows), set_size)
         plan.check_full_attention_share(request)
         return plan
@@ -92,6 +115,8 @@ class RunRows:
         of the set's size, so no re-roll, no blend, no own sizes."""
         if not request.settings.full_attention_share:
             return
+        if request.characters:
+            raise GenerationError("full_attention_share couples every image: it takes no characters")
         if request.only is not None:
             raise GenerationError(
                 "full_attention_share couples every image of the set: it cannot re-roll single panels"
@@ -102,7 +127,12 @@ class RunRows:
 
     @property
     def references(self) -> tuple[Row, ...]:
-        return tuple(row for row in self.rows if row.records)
+        return tuple(row for row in self.rows if row.role == "reference")
+
+    @property
+    def anchors(self) -> tuple[Row, ...]:
+        """The characters' anchors (spec section 13): after the references, before the panels."""
+        return tuple(row for row in self.rows if row.role == "anchor")
 
     @property
     def panels(self) -> tuple[Row, ...]:
@@ -134,4 +164,6 @@ class RunRows:
     def name(self, number: int) -> str:
         """The row as a message names it: "a reference" or "panel N" (1-based)."""
         row = self.rows[number]
+        if row.role == "anchor":
+            return f"anchor {row.source.number + 1} of [{row.source.character}]"
         return "a reference" if row.records else f"panel {row.position + 1}"

@@ -29,6 +29,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from .. import __version__, temporaries, userfiles
 from ..temporaries import with_default_mode
+from .anchor_files import panel_masks, stage_anchors
 from .events import RunResult
 from .infotext import a1111_parameters, with_file_hashes
 from .request import ReferencePicture, SetRequest, reference_dict
@@ -307,6 +308,9 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
     _stage_references(folder, request, result, references, common, staged)
     panels = _stage_panels(folder, request, result, style_text, common, old, staged)
     run = _run_record(request, result, style_text, references, panels, common, old)
+    if request.characters:  # spec section 13
+        run["characters"] = request.to_dict()["characters"]
+        run["anchors"] = stage_anchors(folder, request, result, common, staged, _stage_png)
     sheet = contact_sheet_of(folder, run, staged)
     staged[CONTACT_SHEET_FILE] = Path(_temporary(folder / CONTACT_SHEET_FILE)).name
     sheet.save(folder / staged[CONTACT_SHEET_FILE], format="PNG")
@@ -363,6 +367,8 @@ def _stage_panels(folder: Path, request: SetRequest, result: RunResult, style_te
             "height": height,
             **result.metadata.get("windows", {}).get(str(number), {}),  # a panorama's windows
         }
+        if result.masks.get(index):
+            entry["masks"] = panel_masks(result, index)
         panels[number] = entry
         staged[entry["file"]] = _stage_png(
             image, folder / entry["file"],

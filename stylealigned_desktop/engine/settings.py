@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from .limits import MAX_SCORE_SCALE, MAX_SCORE_SHIFT, check_number
+from .limits import MAX_SCORE_SCALE, MAX_SCORE_SHIFT, check_number, check_whole
 
 _BOOL_FIELDS = (
     "share_attention",
@@ -20,7 +20,13 @@ _RANGES = {  # what each number means: a log-weight, a key multiplier, a fractio
     "shared_score_shift": (-MAX_SCORE_SHIFT, MAX_SCORE_SHIFT),
     "shared_score_scale": (0.0, MAX_SCORE_SCALE),
     "only_self_level": (0.0, 1.0),
+    "character_dropout": (0.0, 1.0),
+    "character_shift": (-MAX_SCORE_SHIFT, MAX_SCORE_SHIFT),
 }
+CHARACTER_LAYERS = ("up", "all")
+"""Where panels share their characters' anchors (spec section 13): the up-block self-attention
+layers, or every shared self-attention layer."""
+MAX_ANCHORS = 8
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,14 @@ class StyleAlignedSettings:
     """Ablation: every image of a CFG half attends to all images of that half, no AdaIN."""
     only_self_level: float = 0.0
     """Fraction of self-attention layers left unshared (0: all share, 1: none)."""
+    character_dropout: float = 0.5
+    """Chance that a panel does not see one anchor token (spec section 13): lower is more alike."""
+    character_layers: str = "up"
+    """Where panels see their characters' anchors: ``up`` (up-block layers) or ``all``."""
+    character_shift: float = 0.0
+    """Added to the attention logits of the anchors' tokens."""
+    anchors_per_character: int = 2
+    """How many anchor pictures each character has."""
 
     def __post_init__(self) -> None:
         for name in _BOOL_FIELDS:
@@ -56,6 +70,10 @@ class StyleAlignedSettings:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name, (low, high) in _RANGES.items():
             object.__setattr__(self, name, check_number(getattr(self, name), name, low, high))
+        if self.character_layers not in CHARACTER_LAYERS:
+            raise ValueError(f"character_layers must be one of {', '.join(CHARACTER_LAYERS)}, "
+                             f"got {self.character_layers!r}")
+        check_whole(self.anchors_per_character, "anchors_per_character", 1, MAX_ANCHORS)
 
     @classmethod
     def for_reference_image(cls, **overrides: Any) -> StyleAlignedSettings:

@@ -129,11 +129,13 @@ class WindowedGroup:
         """The model outputs of the group's rows: the references' (when the group is the set's
         size, they lead it and record) and each panel's averaged over its windows."""
         latents = state.latents[size]
-        n_refs = len(latents) - len(panel_rows)
+        n_anchors = len(state.rows.anchors) if size == state.rows.set_size else 0  # spec section 13
+        n_refs = len(latents) - len(panel_rows) - n_anchors
         parts = []
         if n_refs:
-            parts.append(recorded_eps(state.runs[size], latents[:n_refs], t, n_refs, [], [], state.batching))
-        eps, state.batching.micro_batch = windows_eps(self, latents[n_refs:], t, panel_rows, controls,
+            parts.append(recorded_eps(state.runs[size], latents[:n_refs + n_anchors], t, n_refs, [], [],
+                                      state.batching, n_anchors))
+        eps, state.batching.micro_batch = windows_eps(self, latents[n_refs + n_anchors:], t, panel_rows, controls,
                                                       state.batching.micro_batch)
         parts.append(eps)
         return torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -32,7 +32,8 @@ def workload(request: SetRequest, pipe=None, tilings: dict[Size, Tiling] | None 
     base = base_of(pipe) if pipe is not None else base_of_source(request.model) or SDXL
     return mem.Workload(family=base.family, base_name=base.name,
                         width=sampling.width, height=sampling.height, cfg=sampling.uses_cfg,
-                        references=max(1, len(request.used_references)), panel_width=largest[0],
+                        references=max(1, len(request.used_references) + len(request.characters)
+                                       * request.settings.anchors_per_character), panel_width=largest[0],
                         panel_height=largest[1], controlnets=len(kinds),
                         bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast,
                         picture_pixels=picture)

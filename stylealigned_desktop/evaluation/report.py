@@ -63,6 +63,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         "Text alignment is the raw CLIP cosine between each image and its object (the paper's "
         "convention); the CLIP score column is torchmetrics' max(100·cosine, 0).",
     ]
+    notes += [f"Character identity, {g['label']}: {_fmt(g['identity']['mean'])} ± {_fmt(g['identity']['std'])} "
+              "(DINO cosine between the panels' masked subject crops)" for g in report["groups"] if g.get("identity")]
     if any(_get(g, "inception_score", "splits") == 1 for g in report["groups"]):
         notes.append("An Inception Score over a handful of images is not comparable with "
                      "published Inception Scores (those use thousands).")
@@ -76,6 +78,7 @@ _PALETTE = [(52, 101, 164), (204, 0, 0), (78, 154, 6), (245, 121, 0), (117, 80, 
             (193, 125, 17), (6, 152, 154), (85, 87, 83)]
 _CHART_METRICS = (
     ("set_consistency", "DINO set consistency"),
+    ("identity", "DINO character identity"),
     ("text_alignment", "CLIP text alignment"),
     ("inception_score", "Inception Score"),
 )

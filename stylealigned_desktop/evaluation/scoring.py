@@ -23,7 +23,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import metrics
+from . import identity, metrics
 from .report import write_reports
 
 METRICS_FORMAT = "stylealigned-metrics"
@@ -49,6 +49,8 @@ class ScoredSet:
     folder: Path
     files: tuple[Path, ...]
     subjects: tuple[str, ...]
+    characters: tuple[tuple[str, tuple[tuple[Path, tuple[str, ...]], ...]], ...] = ()
+    """Per character, the panels' pictures and subject masks (spec section 13, :mod:`.identity`)."""
 
     def load_images(self) -> list[Image.Image]:
         images = []
@@ -124,7 +126,8 @@ def read_run_folder(folder: str | Path, subjects: Sequence[str] | None = None) -
         found = list(subjects)
     if not files:
         raise EvaluationError(f"{folder / 'run.json'}: lists no pictures")
-    return ScoredSet(folder, tuple(files), tuple(found))
+    crops = identity.character_crops(folder, ordered)
+    return ScoredSet(folder, tuple(files), tuple(found), tuple((k, tuple(v)) for k, v in crops.items()))
 
 
 def find_sets(folder: str | Path) -> list[ScoredSet]:
@@ -192,7 +195,7 @@ def load_metric_models(sources: MetricSources) -> MetricModels:
 
 def _score_group(group: Group, models: MetricModels, sources: MetricSources,
                  tick: Callable[[str], None]) -> dict[str, Any]:
-    dino_sets, consistency_sets = [], []
+    dino_sets, consistency_sets, identities = [], [], []
     clip_images, clip_texts, per_image = [], [], []
     probs = []
     for scored in group.sets:
@@ -203,6 +206,8 @@ def _score_group(group: Group, models: MetricModels, sources: MetricSources,
                 raise EvaluationError(f"{scored.folder}: set consistency needs at least 2 pictures")
             dino_sets.append(models.dino.embed(images))
             consistency_sets.append(str(scored.folder))
+            identities += [{"folder": str(scored.folder), "character": character, "value": value}
+                           for character, value in identity.set_identity(dict(scored.characters), models.dino).items()]
             tick(f"{group.label}: DINO {name}")
         if models.clip is not None:
             clip_images.append(models.clip.embed_images(images))
@@ -230,6 +235,8 @@ def _score_group(group: Group, models: MetricModels, sources: MetricSources,
             "per_set": [{"folder": f, "value": v}
                         for f, v in zip(consistency_sets, consistency.per_set, strict=True)],
         }
+    if identities:
+        result["identity"] = identity.identity_figure(identities)
     if clip_images:
         alignment = metrics.text_alignment(np.concatenate(clip_images), np.concatenate(clip_texts))
         for row, cosine in zip(per_image, alignment.per_image, strict=True):
@@ -274,6 +281,8 @@ def score_groups(groups: Sequence[Group], sources: MetricSources = DEFAULT_METRI
         "conventions": {
             "set_consistency": "DINO CLS cosine, mean over all pairs within a set; mean and "
                                "population std over sets",
+            "identity": "DINO CLS cosine between the panels' masked subject crops of one character, "
+                        "mean over pairs; mean and population std over (set, character)",
             "text_alignment": "raw CLIP cosine between each image and its subject; mean over images",
             "clip_score_100": "torchmetrics CLIPScore convention: mean of max(100 * cosine, 0)",
             "inception_score": "exp(E[KL(p(y|x) || p(y))]) per split; mean and std over splits",

@@ -164,17 +164,19 @@ class ServerEngine:
             reader = threading.Thread(target=_read_lines, args=(response, lines), daemon=True,
                                       name="stylealigned-server-stream")
             reader.start()
+            masks: dict = {}  # the subject masks the pictures came with (spec section 13)
             for event in iter_events(_until_cancelled(lines, cancel, self._connection_message)):
                 if isinstance(event, ev.Finished):
                     metadata = dict(event.run.metadata, request=request.to_dict(), server=self.url)
                     return ev.RunResult(event.run.reference, event.run.panels, metadata,
-                                        references=event.run.references)
+                                        references=event.run.references, anchors=event.run.anchors, masks=masks)
                 if isinstance(event, ev.Cancelled):
                     return None
                 if isinstance(event, ev.Failed):
                     raise ServerError(event.message)
-                if isinstance(event, ev.PanelDone):
+                if isinstance(event, (ev.PanelDone, ev.AnchorDone)):
                     event = _in_artists_terms(event, request)
+                    masks.update(_masks_of(event))
                 sink(event)
             if cancel.is_set():
                 return None
@@ -185,10 +187,22 @@ class ServerEngine:
             _stop_reading(response, reader)  # leaving the stream early tells the server to cancel the set
 
 
-def _in_artists_terms(event: ev.PanelDone, request: SetRequest) -> ev.PanelDone:
-    """A finished picture's metadata with its files (LoRAs, VAE, reference and control pictures)
-    named where the artist has them, not as the server's copies: what a local run reports."""
+def _masks_of(event: ev.PanelDone | ev.AnchorDone) -> dict:
+    """A finished picture's subject masks as ``RunResult.masks`` keeps them."""
+    if isinstance(event, ev.AnchorDone):
+        return {} if event.mask is None else {ev.anchor_key(event.character, event.number): {event.character: event.mask}}
+    return {event.index: event.masks} if event.masks else {}
+
+
+def _in_artists_terms(event: ev.PanelDone | ev.AnchorDone, request: SetRequest) -> ev.PanelDone | ev.AnchorDone:
+    """A finished picture's metadata with its files (LoRAs, VAE, reference, anchor and control
+    pictures) named where the artist has them, not as the server's copies: what a local run reports."""
     metadata = dict(event.metadata, **request.picture_parameters())
+    if isinstance(event, ev.AnchorDone):
+        if "picture" in metadata:
+            character = next(c for c in request.characters if c.name == event.character)
+            metadata["picture"] = character.anchor_pictures[event.number]
+        return replace(event, metadata=metadata)
     if event.index is not None and metadata.get("control") is not None:
         metadata["control"] = request.to_dict()["panels"][event.index]["control"]
     if event.index is None and "picture" in metadata:

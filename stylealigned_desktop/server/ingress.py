@@ -423,7 +423,8 @@ class Ingress:
                 if trajectory is None:
                     yield ndjson_line({"event": "Failed", "message": "the reference picture could not be inverted"})
                     return
-            merger = StreamMerger(request.selected, shards, request.used_references)
+            merger = StreamMerger(request.selected, shards, request.used_references, [
+                (c.name, k) for c in request.characters for k in range(request.settings.anchors_per_character)])
             for shard, only in enumerate(shards):
                 tasks.append(asyncio.create_task(
                     self._pump(shard, "run", (wire, pictures, list(only), trajectory, lora_refs), queue)))

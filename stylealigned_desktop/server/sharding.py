@@ -44,6 +44,8 @@ def plan_shards(request: SetRequest, replicas: int) -> list[tuple[int, ...]]:
 
 def _row(event: dict[str, Any]) -> Any:
     """A picture's row in the merged stream: a panel's index, ``("reference", position)``."""
+    if event.get("event") in ("AnchorPreview", "AnchorDone"):  # a character's anchor (spec section 13)
+        return ("anchor", event["character"], event["number"])
     index = event["index"]
     return index if index is not None else ("reference", event.get("reference") or 0)
 
@@ -61,11 +63,13 @@ class StreamMerger:
     """
 
     def __init__(self, selected: Sequence[int], shards: Sequence[Sequence[int]],
-                 references: Sequence[int] = (0,)):
+                 references: Sequence[int] = (0,), anchors: Sequence[tuple[str, int]] = ()):
         """``references``: the positions of the references that run (weight above 0); each
-        shard runs them all and reports them, as ``index`` None with their ``reference``."""
-        self.rows: list[Any] = [("reference", r) for r in references] + list(selected)
-        self.references = len(references)
+        shard runs them all and reports them, as ``index`` None with their ``reference``.
+        ``anchors``: the characters' anchors as (name, number), which every shard runs too."""
+        self.rows: list[Any] = ([("reference", r) for r in references] + [("anchor", *a) for a in anchors]
+                                + list(selected))
+        self.references = len(references) + len(anchors)  # the rows every shard runs first
         self.shards = [tuple(s) for s in shards]
         self.ended = False
         self._total: int | None = None
@@ -90,9 +94,9 @@ class StreamMerger:
         if kind == "Step":
             self._total = event["total"]
             return []
-        if kind == "Preview":
+        if kind in ("Preview", "AnchorPreview"):
             return self._preview(shard, event)
-        if kind == "PanelDone":
+        if kind in ("PanelDone", "AnchorDone"):
             self._done.setdefault(_row(event), event)
             return self._flush_done()
         if kind == "Finished":

@@ -21,10 +21,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from ..engine import events as ev
+from ..engine.anchor_files import mask_rows
 from ..engine.request import (
+    Character,
     GeneratedReference,
     Lora,
     Panel,
@@ -32,6 +35,7 @@ from ..engine.request import (
     ReferencePicture,
     Sampling,
     SetRequest,
+    character_from_dict,
 )
 from ..engine.settings import StyleAlignedSettings
 
@@ -49,7 +53,7 @@ HEARTBEAT_S = 15.0
 # its own caches, and a request never names a folder on the server.
 _REQUEST_FIELDS = ("version", "model", "style", "panels", "sampling", "settings", "micro_batch",
                    "device", "dtype", "only", "controlnet_canny", "controlnet_depth", "depth_model",
-                   "memory", "vae", "loras")
+                   "memory", "vae", "loras", "characters")
 
 
 class WireError(ValueError):
@@ -68,6 +72,7 @@ def picture_paths(request: SetRequest) -> list[str]:
     """The picture files a request reads (reference pictures, control pictures), each once."""
     paths = [r.path for r in request.references if isinstance(r, ReferencePicture)]
     paths += [panel.control.image for panel in request.panels if panel.control is not None]
+    paths += [path for c in request.characters for path in c.anchor_pictures if path is not None]
     return list(dict.fromkeys(paths))
 
 
@@ -87,6 +92,8 @@ def request_to_wire(request: SetRequest, upload_ids: dict[str, str]) -> dict[str
         if panel["control"] is not None:
             panel["control"]["picture"] = upload_ids[panel["control"].pop("image")]
     data["only"] = None if request.only is None else list(request.only)
+    for character in data["characters"]:  # anchor pictures by upload, as reference pictures
+        character["anchor_pictures"] = [None if p is None else upload_ids[p] for p in character["anchor_pictures"]]
     return {"version": WIRE_VERSION, **data}
 
 
@@ -123,6 +130,7 @@ def request_from_wire(data: Any, picture_path: Callable[[str], str], lora_path: 
             memory=data.get("memory", "auto"),
             vae=data.get("vae"),
             loras=tuple(_lora(item, lora_path) for item in data.get("loras") or ()),
+            characters=tuple(_character(item, picture_path) for item in data.get("characters") or ()),
         )
     except WireError:
         raise
@@ -201,6 +209,15 @@ def _reference(data: Any, picture_path: Callable[[str], str]):
     raise WireError(f"bad request: style kind must be 'generated' or 'picture', got {kind!r}")
 
 
+def _character(data: Any, picture_path: Callable[[str], str]) -> Character:
+    if not isinstance(data, dict) or not isinstance(data.get("anchor_pictures", []), list):
+        raise WireError("bad request: each character is a JSON object, its anchor_pictures a list")
+    data = dict(data)
+    data["anchor_pictures"] = [None if name is None else _picture({"picture": name}, picture_path)
+                               for name in data.get("anchor_pictures", [])]
+    return character_from_dict(data)
+
+
 def _panel(data: Any, picture_path: Callable[[str], str]) -> Panel:
     if not isinstance(data, dict):
         raise WireError("bad request: each panel must be a JSON object")
@@ -236,7 +253,14 @@ def event_to_wire(event: ev.Event) -> dict[str, Any]:
                 "reference": event.reference}
     if isinstance(event, ev.PanelDone):
         return {"event": name, "index": event.index, "png": png_base64(event.image),
-                "metadata": event.metadata, "reference": event.reference}
+                "metadata": event.metadata, "reference": event.reference,
+                "masks": {k: mask_rows(mask) for k, mask in event.masks.items()}}
+    if isinstance(event, ev.AnchorPreview):
+        return {"event": name, "character": event.character, "number": event.number, "step": event.step,
+                "png": png_base64(event.image)}
+    if isinstance(event, ev.AnchorDone):
+        return {"event": name, "character": event.character, "number": event.number, "png": png_base64(event.image),
+                "metadata": event.metadata, "mask": None if event.mask is None else mask_rows(event.mask)}
     if isinstance(event, ev.Finished):
         return {"event": name, "metadata": event.run.metadata}
     return {"event": name, **{f.name: getattr(event, f.name) for f in fields(event)}}
@@ -246,10 +270,20 @@ _SIMPLE_EVENTS = {cls.__name__: cls for cls in (ev.Loading, ev.Inverting, ev.Ste
                                                  ev.Cancelled, ev.Failed)}
 
 
-def done_key(event: ev.PanelDone) -> int | tuple[str, int]:
+def done_key(event: ev.PanelDone | ev.AnchorDone) -> int | tuple:
     """Where ``event_from_wire``'s ``done`` keeps a finished picture: a panel by its index, a
-    reference as ``("reference", position)``."""
+    reference as ``("reference", position)``, an anchor by ``events.anchor_key``."""
+    if isinstance(event, ev.AnchorDone):
+        return ev.anchor_key(event.character, event.number)
     return event.index if event.index is not None else ("reference", event.reference)
+
+
+def _mask(rows: Any) -> np.ndarray:
+    """A mask from its rows of 0 and 1 (``anchor_files.mask_rows``)."""
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, str) and set(r) <= {"0", "1"} for r in rows) \
+            or len({len(r) for r in rows}) != 1:
+        raise ValueError("a mask is equal rows of 0 and 1")
+    return np.array([[c == "1" for c in row] for row in rows], dtype=np.uint8)
 
 
 def event_from_wire(data: dict[str, Any], done: dict[Any, Image.Image] | None = None) -> ev.Event:
@@ -263,13 +297,22 @@ def event_from_wire(data: dict[str, Any], done: dict[Any, Image.Image] | None = 
                               int(data.get("reference") or 0))
         if name == "PanelDone":
             return ev.PanelDone(data["index"], image_from_base64(data["png"]), data.get("metadata") or {},
-                                int(data.get("reference") or 0))
+                                int(data.get("reference") or 0),
+                                {k: _mask(rows) for k, rows in (data.get("masks") or {}).items()})
+        if name == "AnchorPreview":
+            return ev.AnchorPreview(data["character"], int(data["number"]), data["step"],
+                                    image_from_base64(data["png"]))
+        if name == "AnchorDone":
+            return ev.AnchorDone(data["character"], int(data["number"]), image_from_base64(data["png"]),
+                                 data.get("metadata") or {}, None if data.get("mask") is None else _mask(data["mask"]))
         if name == "Finished":
             done = done or {}
             panels = {k: image for k, image in done.items() if isinstance(k, int)}
-            references = {k[1]: image for k, image in done.items() if isinstance(k, tuple)}
+            references = {k[1]: image for k, image in done.items() if isinstance(k, tuple) and k[0] == "reference"}
+            anchors = {k: image for k, image in done.items() if isinstance(k, tuple) and k[0] == "anchor"}
             return ev.Finished(ev.RunResult(reference=references.get(0), panels=panels,
-                                            metadata=data.get("metadata") or {}, references=references))
+                                            metadata=data.get("metadata") or {}, references=references,
+                                            anchors=anchors))
         if name in _SIMPLE_EVENTS:
             return _SIMPLE_EVENTS[name](**data)
     except (KeyError, TypeError, ValueError, OSError) as error:
@@ -294,6 +337,6 @@ def iter_events(lines: Iterable[str]) -> Iterable[ev.Event]:
         if isinstance(data, dict) and data.get("event") == HEARTBEAT:
             continue
         event = event_from_wire(data, done)
-        if isinstance(event, ev.PanelDone):
+        if isinstance(event, (ev.PanelDone, ev.AnchorDone)):
             done[done_key(event)] = event.image
         yield event

@@ -3,10 +3,9 @@ subject-driven shared attention, and how a panel prompt names them (no Qt, no to
 
 A panel names a character as ``[Mira]`` in its prompt; :func:`named_characters` reads those
 names (the one parser of the app: the card's chips, its "unknown name" flag and planning all
-ask it). Names and mentions follow the engine's rule (docs/characters.md: a letter first, then
-letters, digits, ``_``, ``-`` and single inner spaces), so a name the card shows as a chip is
-one the engine expands; once the engine's ``engine/characters.py`` is on main, these two
-rules are read from there. A :class:`Character` holds its anchors' seeds and, per anchor, an optional picture (the
+ask it). Names, mentions and default subject words are the engine's (``engine/characters.py``,
+docs/characters.md: a capital letter first, then letters, digits, ``_``, ``-`` and single inner
+spaces), so a name the card shows as a chip is one the engine expands. A :class:`Character` holds its anchors' seeds and, per anchor, an optional picture (the
 artist's own design: a copy in ``characters/`` of the session folder); the engine draws the
 anchors that have no picture. Frozen, validated and JSON round-tripped like the other value
 types (``values.py``).
@@ -14,30 +13,24 @@ types (``values.py``).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..engine import limits
+from ..engine.characters import MAX_NAME_CHARS, default_subject_words, is_name, mentions
 from .errors import SessionError
 from .json_fields import Reader, check_number, check_relative_path, check_seed, check_text
 
-STOP_WORDS = frozenset({"a", "an", "the", "in", "on", "of", "with", "and", "at", "to", "wearing"})
-"""Words left out of a description's default subject words (spec section 13)."""
-MAX_NAME_CHARS = 40
 MAX_ANCHORS = 8
 """Anchors per character the app offers (each is one more picture in the recording call)."""
 CHARACTER_LAYERS = ("up", "all")
-NAME = re.compile(r"[^\W\d_](?:[\w-]| (?=[\w-]))*")
-"""A character's name: starts with a letter; letters, digits, ``_``, ``-``, single inner spaces."""
-_NAMED = re.compile(r"\[(" + NAME.pattern + r")\]")
 
 
 def named_characters(prompt: str) -> tuple[str, ...]:
     """The names a prompt gives in brackets (``[Mira]``), each once, in the order they first
-    appear. Brackets around anything that is no name (``[ ]``, ``[2]``, ``[ Mira]``) name
-    nobody: the model reads them as they are."""
-    return tuple(dict.fromkeys(_NAMED.findall(prompt)))
+    appear. Brackets around anything that is no name (``[ ]``, ``[2]``, ``[ Mira]``, ``[sic]``)
+    name nobody: the model reads them as they are."""
+    return tuple(dict.fromkeys(match.group(1) for match in mentions(prompt)))
 
 
 def unknown_names(prompt: str, known: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -47,17 +40,18 @@ def unknown_names(prompt: str, known: tuple[str, ...] | list[str]) -> tuple[str,
 
 def rename_in_prompt(prompt: str, old: str, new: str) -> str:
     """``prompt`` with every ``[old]`` written ``[new]``."""
-    return _NAMED.sub(lambda m: f"[{new}]" if m.group(1) == old else m.group(0), prompt)
+    parts, end = [], 0
+    for match in mentions(prompt):
+        if match.group(1) == old:
+            parts += [prompt[end:match.start()], f"[{new}]"]
+            end = match.end()
+    return "".join(parts) + prompt[end:]
 
 
 def default_words(description: str) -> tuple[str, ...]:
-    """The subject words of a description when the artist gives none: its words less
-    :data:`STOP_WORDS` (spec section 13), lower case, each once."""
-    words: list[str] = []
-    for word in re.findall(r"[^\W_]+(?:['-][^\W_]+)*", description.lower()):
-        if word not in STOP_WORDS and word not in words:
-            words.append(word)
-    return tuple(words)
+    """The subject words of a description when the artist gives none: its words less the stop
+    words (spec section 13), lower case, each once."""
+    return default_subject_words(description)
 
 
 def check_name(name: Any) -> str:
@@ -67,8 +61,8 @@ def check_name(name: Any) -> str:
     name = " ".join(name.split())
     if not name:
         raise SessionError("a character needs a name (panels name it as [Name])")
-    if not NAME.fullmatch(name) or len(name) > MAX_NAME_CHARS:
-        raise SessionError(f"a character's name starts with a letter and has letters, digits, "
+    if not is_name(name):
+        raise SessionError(f"a character's name starts with a capital letter and has letters, digits, "
                            f"'_', '-' and single spaces, at most {MAX_NAME_CHARS} characters: "
                            f"{name!r}")
     return name

@@ -26,11 +26,12 @@ ENGINE_HAS_CHARACTERS = hasattr(engine_request, "Character") and "characters" in
 
 
 def test_a_prompt_names_characters_in_brackets_each_once_in_order():
-    # docs/characters.md's rule: a letter first, then letters, digits, _, - and single spaces
+    # docs/characters.md's rule: a capital letter first, then letters, digits, _, - and single spaces
     prompt = "[Mira] hands [Old Tom] a map; [Mira] smiles, [] [x [R2-d2_b] [ Kai] [2B] [a  b]"
     assert named_characters(prompt) == ("Mira", "Old Tom", "R2-d2_b")
     assert named_characters("no one here") == ()
-    assert named_characters("[a]\n[b]") == ("a", "b")
+    assert named_characters("[A]\n[B]") == ("A", "B")
+    assert named_characters("[a] [sic] [a cat]") == ()  # lower case: text (A1111's [de-emphasis])
     assert named_characters("[a\nb]") == ()  # brackets do not span lines
     assert named_characters("[Zoë]") == ("Zoë",)
     assert unknown_names(prompt, ["Old Tom", "Kai", "R2-d2_b"]) == ("Mira",)

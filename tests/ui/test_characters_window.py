@@ -122,7 +122,7 @@ def test_renaming_rewrites_the_prompts_and_one_undo_brings_both_back(qtbot, boar
     assert [c.text() for c in window.storyboard.card_at(1).chips.chips] == ["Mira"]
     type_into(qtbot, panel.name, "[Ava]")  # refused, said, and the field shows the name again
     assert session.character("Mira") is not None and panel.name.text() == "Mira"
-    assert "starts with a letter" in window.statusBar().currentMessage()
+    assert "starts with a capital letter" in window.statusBar().currentMessage()
 
 
 def test_anchor_seeds_re_roll_lock_and_typed_seed_each_undone(qtbot, board):

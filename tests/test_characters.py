@@ -1,0 +1,241 @@
+"""Characters across panels (spec section 13) on the tiny model: every property of the spec.
+
+The sets are non-square (192x128, one panel 128x192), use Euler, two characters with two and
+three anchors, and a panel that names both.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylealigned_desktop.engine import events as ev
+from stylealigned_desktop.engine.attention import ReferenceAttention
+from stylealigned_desktop.engine.character_attention import CharacterState, MappedRow, dropout_keep
+from stylealigned_desktop.engine.generator import Engine
+from stylealigned_desktop.engine.images import fit_picture, load_picture
+from stylealigned_desktop.engine.inversion import encode_picture
+from stylealigned_desktop.engine.request import (
+    Character,
+    GeneratedReference,
+    Panel,
+    Sampling,
+    SetRequest,
+)
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
+from stylealigned_desktop.server.sharding import plan_shards
+
+TOL = 1e-4  # micro-batches and re-rolls round alike up to this (tests/test_generator.py)
+MIRA = Character("Mira", "a red-haired girl in a yellow raincoat", anchor_seeds=(5, 6), anchor_text=", ink wash")
+BO = Character("Bo", "an old man with a blue hat", ("man", "hat"), anchor_seeds=(7, 8, 9), anchor_text=", ink wash")
+PANELS = (Panel("[Mira] runs in the rain, ink wash", 20), Panel("a house by the sea, ink wash", 21),
+          Panel("[Mira] meets [Bo], ink wash", 22), Panel("[Bo] sleeps, ink wash", 23, size=(128, 192)),
+          Panel("[Mira] waves, ink wash", 24))
+
+
+def _request(panels=PANELS, characters=(MIRA, BO), settings=None, **kwargs):
+    kwargs.setdefault("micro_batch", len(panels))
+    return SetRequest(model="tiny", style=GeneratedReference("a lighthouse, ink wash", 3), panels=panels,
+                      sampling=Sampling(steps=4, guidance=4.0, width=192, height=128, scheduler="euler"),
+                      settings=settings or StyleAlignedSettings(anchors_per_character=2), characters=characters,
+                      **kwargs)
+
+
+def _spelled_out(panels=PANELS):
+    """The panels with the descriptions written in place of the names."""
+    return tuple(Panel(p.prompt.replace("[Mira]", MIRA.description).replace("[Bo]", BO.description), p.seed,
+                       size=p.size) for p in panels)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_pipe):
+    return Engine(loader=lambda *args, **kwargs: tiny_pipe)
+
+
+@pytest.fixture(scope="module")
+def full(engine):
+    events = []
+    return engine.generate(_request(), events.append), events
+
+
+@pytest.fixture(scope="module")
+def plain(engine):
+    return engine.generate(_request(_spelled_out(), characters=()))
+
+
+def test_named_panels_share_their_characters_and_others_are_the_set_without_characters(full, plain):
+    result, _events = full
+    for i in (0, 2, 3, 4):  # the anchors change every panel that names a character
+        assert (result.latents[i] - plain.latents[i]).abs().max() > 1e-3, i
+    assert torch.equal(result.latents[1], plain.latents[1])  # names none: exactly section 4
+
+
+def test_with_dropout_1_a_panel_is_itself_without_its_characters(engine, plain):
+    settings = StyleAlignedSettings(anchors_per_character=2, character_dropout=1.0)
+    dropped = engine.generate(_request(settings=settings))
+    for i in range(len(PANELS)):
+        assert torch.equal(dropped.latents[i], plain.latents[i]), i
+
+
+def test_anchors_do_not_depend_on_the_panels_of_the_set(engine, full):
+    result, _events = full
+    others = (Panel("[Bo] reads, ink wash", 40), Panel("a cat, ink wash", 41, size=(64, 128)))
+    for request in (_request(others), _request(only=(1,)), _request(micro_batch=1)):
+        alone = engine.generate(request)
+        assert set(alone.anchors) == set(result.anchors) == {("anchor", "Mira", 0), ("anchor", "Mira", 1),
+                                                             ("anchor", "Bo", 0), ("anchor", "Bo", 1)}
+        for key in result.anchors:
+            assert torch.equal(alone.latents[key], result.latents[key]), key
+            assert np.array_equal(alone.masks[key]["Bo" if "Bo" in key else "Mira"],
+                                  result.masks[key]["Bo" if "Bo" in key else "Mira"])
+
+
+@pytest.mark.parametrize("micro_batch", [1, 2, 3])
+def test_every_micro_batch_size_gives_the_one_batch_panels(engine, full, micro_batch):
+    result, _events = full
+    batched = engine.generate(_request(micro_batch=micro_batch))
+    for i in range(len(PANELS)):
+        torch.testing.assert_close(batched.latents[i], result.latents[i], rtol=0, atol=TOL)
+
+
+def test_a_reroll_gives_the_panels_of_the_whole_set(engine, full):
+    result, _events = full
+    again = engine.generate(_request(only=(4, 2), micro_batch=2))
+    assert set(again.panels) == {2, 4}
+    for i in (2, 4):
+        torch.testing.assert_close(again.latents[i], result.latents[i], rtol=0, atol=TOL)
+
+
+def test_a_sharded_set_gives_the_local_pixels(engine):
+    panels = PANELS[:3] + PANELS[4:]  # one size: shards are whole local micro-batches (server/sharding.py)
+    local = engine.generate(_request(panels, micro_batch=2))
+    shards = plan_shards(_request(panels, micro_batch=2), 2)
+    assert len(shards) == 2
+    for shard in shards:
+        part = engine.generate(_request(panels, micro_batch=2, only=shard))
+        for i in shard:
+            assert torch.equal(part.latents[i], local.latents[i]), i
+            assert part.panels[i].tobytes() == local.panels[i].tobytes()
+
+
+def test_results_carry_the_last_steps_masks_at_the_deepest_grid(full):
+    result, events = full
+    done = {e.index: e for e in events if isinstance(e, ev.PanelDone)}
+    assert set(done[0].masks) == {"Mira"} and set(done[2].masks) == {"Mira", "Bo"} and done[1].masks == {}
+    assert done[2].masks["Bo"].shape == (4, 6) and done[3].masks["Bo"].shape == (6, 4)  # latent / 4
+    for mask in [m for e in done.values() for m in e.masks.values()]:
+        assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    anchors = [e for e in events if isinstance(e, ev.AnchorDone)]
+    assert [(e.character, e.number) for e in anchors] == [("Mira", 0), ("Mira", 1), ("Bo", 0), ("Bo", 1)]
+    assert all(e.mask.shape == (4, 6) and e.mask.any() for e in anchors)
+    assert result.masks[2]["Bo"] is done[2].masks["Bo"] and set(result.anchors) == {
+        ev.anchor_key(e.character, e.number) for e in anchors}
+    previews = [e for e in events if isinstance(e, ev.AnchorPreview)]
+    assert sorted({e.step for e in previews}) == [1, 2, 3, 4] and len(previews) == 4 * 4
+
+
+def test_a_picture_anchor_follows_its_inversion_and_ends_as_the_pictures_round_trip(engine, tiny_pipe, tmp_path):
+    picture = tmp_path / "mira.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (128, 192, 3), dtype=np.uint8)).save(picture)
+    designed = Character("Mira", MIRA.description, anchor_seeds=(5, 6), anchor_pictures=(str(picture),),
+                         anchor_text=", ink wash")
+    request = _request(PANELS[:1], characters=(designed,), cache_dir=str(tmp_path / "cache"))
+    first, second = [], []
+    result = engine.generate(request, first.append)
+    engine.generate(request, second.append)
+    z0 = encode_picture(tiny_pipe, fit_picture(load_picture(str(picture)), 192, 128))
+    assert torch.equal(result.latents[("anchor", "Mira", 0)], z0[0].float())
+    assert not torch.equal(result.latents[("anchor", "Mira", 1)], z0[0].float())  # anchor 2 is generated
+    assert sum(isinstance(e, ev.Inverting) for e in first) == 4  # inverted once, then from the cache
+    assert not any(isinstance(e, ev.Inverting) for e in second)
+    done = next(e for e in first if isinstance(e, ev.AnchorDone))
+    assert done.metadata["picture"] == str(picture) and done.metadata["prompt"] == MIRA.description
+
+
+# -- the bias form equals the gather form ----------------------------------------------------------
+def _state(shift):
+    """Two characters: anchors 0, 1 of A and 2 of B; row 10 an anchor of A, rows 20 and 21 panels."""
+    rows = {1: MappedRow(("A",), ((1,),), (4, 6), 0, 0), 2: MappedRow(("A",), ((1,),), (4, 6), 0, 1),
+            3: MappedRow(("B",), ((1,),), (4, 6), 0, 2),
+            20: MappedRow(("A", "B"), ((1,), (2,)), (4, 6), 77, None), 21: MappedRow(("B",), ((1,),), (4, 6), 78, None)}
+    rng = np.random.default_rng(2)
+    masks = {row: {rows[row].names[0]: (rng.random((4, 6)) > 0.4).astype(np.uint8)} for row in (1, 2, 3)}
+    state = CharacterState(rows, [1, 2, 3], ["A", "A", "B"], {"up": 5}, 0.5, shift, step=2, masks=masks)
+    return state, masks
+
+
+@pytest.mark.parametrize("shift", [0.0, -0.7])
+def test_the_bias_form_equals_the_gather_form(shift):
+    torch.manual_seed(0)
+    state, masks = _state(shift)
+    halves, heads, n, d = 2, 2, 24, 4
+    anchor_k, anchor_v = torch.randn(halves, 3, heads, n, d), torch.randn(halves, 3, heads, n, d)
+    state.recorded["up"] = (anchor_k, anchor_v)
+    ref = ReferenceAttention(key=torch.randn(halves, 1, heads, 2 * n, d), value=torch.randn(halves, 1, heads, 2 * n, d),
+                             query_stats=None, key_stats=None, value_stats=None, bias=[math.log(0.25), math.log(0.75)])
+    q, k, v = (torch.randn(halves, 3, heads, n, d) for _ in range(3))
+    state.call_rows = [20, 99, 21]  # row 99 names no character
+    scale = 0.5
+
+    def plain(q, k, v):
+        bias = torch.cat([torch.zeros(n), torch.tensor(ref.bias).repeat_interleave(n)])
+        return torch.softmax(torch.cat([q @ k.transpose(-1, -2), q @ ref.key.expand(*q.shape[:2], -1, -1, -1)
+                                        .transpose(-1, -2)], -1) * scale + bias, -1) @ torch.cat(
+            [v, ref.value.expand(*q.shape[:2], -1, -1, -1)], -2)
+
+    got = state.attend("up", q, k, v, ref, scale, "replay", 1, plain)
+    for j, row in enumerate(state.call_rows):
+        names = state.rows[row].names if row in state.rows else ()
+        keys, values, bias = [k[:, j], ref.key[:, 0]], [v[:, j], ref.value[:, 0]], [torch.zeros(n),
+                                                                                    torch.tensor(ref.bias).repeat_interleave(n)]
+        for a, name in enumerate(["A", "A", "B"]):
+            if name in names:  # gather the kept tokens of the anchor's mask
+                keep = torch.from_numpy(masks[a + 1][name].ravel() > 0) & dropout_keep(
+                    state.rows[row].seed, 2, 5, a, n, 0.5)
+                keys.append(anchor_k[:, a][:, :, keep])
+                values.append(anchor_v[:, a][:, :, keep])
+                bias.append(torch.full((int(keep.sum()),), shift))
+        scores = q[:, j] @ torch.cat(keys, -2).transpose(-1, -2) * scale + torch.cat(bias)
+        expected = torch.softmax(scores, -1) @ torch.cat(values, -2)
+        torch.testing.assert_close(got[:, j], expected, rtol=0, atol=1e-5)
+
+
+def test_anchors_see_the_other_anchors_of_their_character_without_dropout():
+    state, masks = _state(0.0)
+    allowed = state._allowed("up", [1, 2, 3], 24, "cpu")
+    assert not allowed[0, 0].any() and torch.equal(allowed[0, 1], torch.from_numpy(masks[2]["A"].ravel() > 0))
+    assert not allowed[0, 2].any() and not allowed[2, :2].any() and not allowed[2, 2].any()
+
+
+def test_dropout_keeps_about_one_minus_p_and_depends_on_its_four_numbers_only():
+    keep = dropout_keep(20, 3, 7, 1, 20000, 0.3)
+    assert abs(keep.float().mean().item() - 0.7) < 0.02
+    assert torch.equal(keep, dropout_keep(20, 3, 7, 1, 20000, 0.3))
+    for other in [(21, 3, 7, 1), (20, 4, 7, 1), (20, 3, 8, 1), (20, 3, 7, 2)]:
+        assert not torch.equal(keep, dropout_keep(*other, 20000, 0.3))
+
+
+def test_panoramas_share_their_characters_and_anchors_lead_a_windowed_set(engine):
+    """A set at twice the tiny model's native width is drawn as MultiDiffusion windows (spec
+    section 14): its anchors run whole after the references, its panels share them window by
+    window and carry no masks (each window sees a part); a panel of its own native size does."""
+    panels = (Panel("[Mira] runs along the shore, ink wash", 30), Panel("[Mira] waves, ink wash", 31, size=(128, 128)),
+              Panel("a quiet street, ink wash", 32))
+
+    def run(characters, panels, events=None):
+        return engine.generate(SetRequest(
+            model="tiny", style=GeneratedReference("a lighthouse, ink wash", 3), panels=panels, characters=characters,
+            sampling=Sampling(steps=3, guidance=4.0, width=256, height=128, scheduler="euler", window_stride=8)),
+            None if events is None else events.append)
+
+    events = []
+    shared, plain = run((MIRA,), panels, events), run((), _spelled_out(panels))
+    done = {e.index: e for e in events if isinstance(e, ev.PanelDone)}
+    assert done[0].metadata["windows"] == 3 and "windows" not in done[1].metadata  # 16-wide windows, stride 8
+    for i in (0, 1):
+        assert (shared.latents[i] - plain.latents[i]).abs().max() > 1e-3, i
+    assert torch.equal(shared.latents[2], plain.latents[2])  # names no one: the set without characters
+    assert set(shared.masks) == {1, ("anchor", "Mira", 0), ("anchor", "Mira", 1)}
+    assert shared.masks[("anchor", "Mira", 0)]["Mira"].shape == (4, 8) and shared.masks[1]["Mira"].shape == (4, 4)
