@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ class Target:
     functions: tuple[str, ...] = field(default=())
     """Only these functions are mutated (mutmut's keys: ``x_name`` for a function,
     ``xǁClassǁmethod`` for a method; globs allowed); empty: the whole module."""
+    timeout_constant: float = 10.0
+    """mutmut's CPU-time limit per mutant is (tests' time + this) x 30 seconds: 10 leaves room for
+    a first torch call; pure-Python targets take less, so a mutant that loops stops sooner."""
+    env: tuple[tuple[str, str], ...] = field(default=())
+    """Environment for the target's tests; ``{kept}`` is a folder for what its tests keep
+    between mutants within one run (emptied when a run starts)."""
 
 
 # Cheapest first: the order a full run takes.
@@ -51,14 +58,21 @@ TARGETS: dict[str, Target] = {
     "planning": Target("stylealigned_desktop/session/planning.py",
                        ("tests/session/test_planning.py", "tests/session/test_session_model.py",
                         "tests/session/test_session_model_extras.py")),
-    "sharding": Target("stylealigned_desktop/server/sharding.py", ("tests/server/test_sharding.py",)),
+    # the engine's runs of test_sharding are made once and kept (the engine is not mutated here)
+    "sharding": Target("stylealigned_desktop/server/sharding.py", ("tests/server/test_sharding.py",),
+                       timeout_constant=1.0, env=(("STYLEALIGNED_TEST_ENGINE_EVENTS", "{kept}"),)),
     "norms": Target("stylealigned_desktop/engine/norms.py",
                     ("tests/test_norms.py", "tests/test_references_and_sizes.py")),
     "attention": Target("stylealigned_desktop/engine/attention.py",
                         ("tests/test_attention.py", "tests/test_references_and_sizes.py",
                          "tests/test_norms.py")),
+    # the run's seeds (panels, the generated reference, characters' anchors), its record and the
+    # untitled folders it outlives: the session tests that plan, record and save runs
     "model-seeds": Target("stylealigned_desktop/session/model.py",
-                          ("tests/session/test_session_model.py",),
+                          ("tests/session/test_session_model.py", "tests/session/test_session_model_extras.py",
+                           "tests/session/test_characters.py", "tests/session/test_session_store.py",
+                           "tests/session/test_session_containment.py",
+                           "tests/session/test_session_careless_files.py"),
                           ("xǁSessionǁ_plan", "xǁSessionǁprepare_generate", "xǁSessionǁprepare_reroll",
                            "xǁSessionǁ_prepare", "xǁSessionǁ_take_run_seeds", "xǁSessionǁrecord_run",
                            "xǁSessionǁ_plan_done")),
@@ -66,13 +80,21 @@ TARGETS: dict[str, Target] = {
                         ("tests/test_inversion.py", "tests/test_generator_picture.py",
                          "tests/test_generator_references.py")),
     "trajectory": Target("stylealigned_desktop/engine/trajectory.py",
-                         ("tests/test_inversion.py", "tests/test_generator_picture.py",
-                          "tests/test_generator_references.py")),
+                         ("tests/test_inversion.py", "tests/test_generator_picture.py")),
+    # the key-building and record parts of the generator, split into stages since this map was
+    # first written: the references' rows and trajectory keys, the rows' plan, the records
+    "references": Target("stylealigned_desktop/engine/references.py",
+                         ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
+                          "tests/test_generator_picture.py")),
+    "rows": Target("stylealigned_desktop/engine/rows.py",
+                   ("tests/test_generator_references.py", "tests/test_generator_picture.py")),
     "generator": Target("stylealigned_desktop/engine/generator.py",
                         ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
                          "tests/test_generator_picture.py"),
-                        ("xǁEngineǁ_trajectory_key", "xǁEngineǁ_trajectory", "xǁEngineǁreference_trajectory",
-                         "x__first_picture", "xǁEngineǁ_reference_records*", "xǁEngineǁ_results*")),
+                        ("xǁEngineǁreference_trajectory", "xǁEngineǁ_record", "x__picture_metadata")),
+    "model-identity": Target("stylealigned_desktop/engine/models.py",
+                             ("tests/test_models.py", "tests/test_vae.py", "tests/test_inversion_cache_keys.py"),
+                             ("x_model_identity", "x_vae_identity", "x__base_identity")),
 }
 
 
@@ -86,9 +108,7 @@ def _config(target: Target) -> str:
         "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -q\n"
         # torch is not fork-safe once it has run: fork the mutants from a server that only collected
         "process_isolation = forkserver\n"
-        # mutmut's CPU-time limit per mutant is (tests' time + constant) x 30: with its default
-        # constant of 1 s, a mutant's first torch call can reach it before any test has failed
-        "timeout_constant = 10\n"
+        f"timeout_constant = {target.timeout_constant}\n"
         "use_git_change_detection = false\n"
     )
 
@@ -132,6 +152,9 @@ def _statuses(folder: Path, target: Target) -> dict[str, str]:
 def run_target(name: str, target: Target, children: int) -> dict[str, str]:
     folder = _prepare(name, target)
     env = _environment()
+    kept = folder / "kept"
+    shutil.rmtree(kept, ignore_errors=True)  # what the unmutated code made may have changed since
+    env.update((key, value.format(kept=kept)) for key, value in target.env)
     log = folder / "log.txt"
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *_patterns(target)]
     with open(log, "w", encoding="utf-8") as out:

@@ -26,7 +26,7 @@ def shared_attention_np(q, k, v, settings, halves, scale):
     q, k, v = (np.asarray(x, dtype=np.float64) for x in (q, k, v))
     batch, heads = q.shape[:2]
     m = batch // halves
-    out = np.zeros_like(q)
+    out = np.zeros(q.shape[:-1] + v.shape[-1:])  # the values' width
     for half in range(halves):
         r = half * m
         rows = range(r, r + m)

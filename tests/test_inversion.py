@@ -468,3 +468,16 @@ def test_load_trajectory_names_the_file(tmp_path):
     path.write_bytes(b"nope")
     with pytest.raises(TrajectoryFileError, match="broken.safetensors"):
         load_trajectory(path)
+
+
+def test_load_trajectory_says_what_a_foreign_safetensors_file_lacks(tmp_path):
+    """A safetensors file with the right tensors but not written by save_trajectory (no format
+    in its metadata) is refused as such, naming the file."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "foreign.safetensors"
+    save_file({"latents": torch.zeros(3, 4, 8, 12), "timesteps": torch.tensor([900, 500])}, str(path),
+              metadata={"steps": "2", "width": "96", "height": "64"})
+    with pytest.raises(TrajectoryFileError,
+                       match=r"^invalid trajectory file .*foreign\.safetensors: not a stylealigned-trajectory file$"):
+        load_trajectory(path)

@@ -10,8 +10,12 @@ from typing import Any
 from ..engine import limits
 from ..engine.request import MEMORY_MODES, Lora, Sampling
 from ..engine.settings import StyleAlignedSettings
+from .characters import CharacterSettings
 from .errors import SessionError
 from .json_fields import Reader, check_number, check_text
+
+CHARACTER_KNOBS = frozenset(f.name for f in fields(CharacterSettings))
+"""StyleAlignedSettings' character fields: a session keeps them with its characters, not here."""
 
 SDXL_SIZES: tuple[tuple[int, int], ...] = (
     (1024, 1024),
@@ -189,7 +193,9 @@ class GenerationSettings:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["style_aligned"] = self.style_aligned.to_dict()
+        # the character knobs are the Characters list's own (``CharacterSettings``), one copy
+        data["style_aligned"] = {k: v for k, v in self.style_aligned.to_dict().items()
+                                 if k not in CHARACTER_KNOBS}
         data["loras"] = [{"path": lora.path, "weight": lora.weight} for lora in self.loras]
         return data
 
@@ -199,7 +205,8 @@ class GenerationSettings:
         d = cls()
         sa = r.obj("style_aligned", {})
         try:
-            style_aligned = StyleAlignedSettings.from_dict(dict(sa))
+            style_aligned = StyleAlignedSettings.from_dict(
+                {k: v for k, v in dict(sa).items() if k not in CHARACTER_KNOBS})
         except (TypeError, ValueError) as exc:
             raise SessionError(f"{where}.style_aligned: {exc}") from None
         value = cls(

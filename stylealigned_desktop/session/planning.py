@@ -158,19 +158,16 @@ def character_choices(
     """The session's characters and their settings as the engine takes them (spec section 13):
     (keyword arguments of ``SetRequest``, changes of its ``StyleAlignedSettings``). Every
     character is sent, named by a panel or not, so its anchors show before a panel uses it.
-    Empty while the engine has no characters (its ``Character`` type), and then nothing is
-    sent. A character the engine refuses (a subject word not in its description) is a
+    A character the engine refuses (a subject word not in its description) is a
     :class:`SessionError`."""
-    made = getattr(engine_request, "Character", None)
-    if made is None or "characters" not in {f.name for f in fields(SetRequest)}:
-        return {}, {}
     count = settings.anchors_per_character
     request: dict[str, Any] = {}
     try:
         request["characters"] = tuple(
-            made(name=c.name, description=c.description.strip(), words=c.words,
-                 anchor_seeds=c.anchor_seeds, anchor_pictures=_anchor_pictures(c, count, file_of),
-                 anchor_text=anchor_text(c, style_text))
+            engine_request.Character(
+                name=c.name, description=c.description.strip(), words=c.words,
+                anchor_seeds=c.anchor_seeds, anchor_pictures=_anchor_pictures(c, count, file_of),
+                anchor_text=anchor_text(c, style_text))
             for c in characters)
     except ValueError as exc:
         raise SessionError(str(exc)) from None

@@ -1,6 +1,10 @@
 """Sharding a set over replicas and merging their streams back, against real engine runs."""
 
+import hashlib
 import itertools
+import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -47,17 +51,35 @@ def test_coupled_sets_and_single_replicas_stay_whole():
     assert plan_shards(coupled, 4) == [(0, 1, 2, 3)]
     assert plan_shards(_request(4, micro_batch=1), 1) == [(0, 1, 2, 3)]
     assert plan_shards(_request(3), 2) == [(0, 1), (2,)]  # automatic micro-batch: panels split
+    assert plan_shards(_request(4), 4) == [(0,), (1,), (2,), (3,)]  # one panel each
+
+
+ENGINE_EVENTS = "STYLEALIGNED_TEST_ENGINE_EVENTS"
+"""A folder that keeps the engine's wire events of these runs, set by ``scripts/mutation.py`` for
+the sharding target only: there only sharding.py is mutated, never the engine, so the runs are
+made once and not again for every mutant. Unset (as in the suite), the engine runs every time."""
 
 
 def _wire_run(engine, request):
+    folder = os.environ.get(ENGINE_EVENTS)
+    text = json.dumps(request.to_dict(), sort_keys=True)
+    kept = Path(folder) / f"{hashlib.sha256(text.encode()).hexdigest()}.json" if folder else None
+    if kept is not None and kept.exists():
+        return json.loads(kept.read_text(encoding="utf-8"))
     events = []
     engine.generate(request, lambda e: events.append(event_to_wire(e)))
-    return [e for e in events if e["event"] != "Loading"]
+    events = [e for e in events if e["event"] != "Loading"]
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps(events), encoding="utf-8")
+        events = json.loads(kept.read_text(encoding="utf-8"))  # the same form as when read back
+    return events
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_pipe):
-    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe)
+def runs(request):
+    # the tiny model is built only when an engine run is not kept (ENGINE_EVENTS)
+    engine = Engine(loader=lambda *args, **kwargs: request.getfixturevalue("tiny_pipe"))
     full = _request(4, micro_batch=2)
     shards = plan_shards(full, 2)
     assert shards == [(0, 1), (2, 3)]
@@ -101,13 +123,13 @@ def test_a_shard_run_again_after_its_replica_died_changes_nothing_but_a_notice(r
     assert [e for e in merged if e["event"] != "Notice"][:-1] == [e for e in local if e["event"] != "Notice"][:-1]
 
 
-def test_a_failed_shard_fails_the_set_at_once(runs):
+@pytest.mark.parametrize("final", [{"event": "Failed", "message": "out of memory"}, {"event": "Cancelled"}])
+def test_a_failed_or_cancelled_shard_ends_the_set_at_once(runs, final):
     shards, _local, streams = runs
     merger = StreamMerger((0, 1, 2, 3), shards)
     for event in streams[0][:4]:
         merger.feed(0, event)
-    assert merger.feed(1, {"event": "Failed", "message": "out of memory"}) == [
-        {"event": "Failed", "message": "out of memory"}]
+    assert merger.feed(1, final) == [final]
     assert merger.ended and merger.feed(0, streams[0][4]) == []
 
 
@@ -138,3 +160,86 @@ def test_what_every_shard_says_is_said_once():
     said = {"event": "Notice", "message": "memory mode fast (auto): no GPU on this computer"}
     assert merger.feed(0, said) == [said]
     assert merger.feed(1, dict(said)) == []
+
+
+def _one_step_stream(panels, metadata, references=(0,)):
+    """A shard's wire events of a one-step run, as the engine orders them (pictures as text);
+    ``references``: the positions of the references that run."""
+    rows = [(None, r) for r in references] + [(i, None) for i in panels]
+    events = [{"event": "Step", "step": 1, "total": 1}]
+    events += [{"event": "Preview", "index": i, "step": 1, "png": f"p{i}{r}", "reference": r} for i, r in rows]
+    events += [{"event": "Decoding", "done": k, "total": len(rows)} for k in range(1, len(rows) + 1)]
+    events += [{"event": "PanelDone", "index": i, "png": f"d{i}{r}", "metadata": {}, "reference": r} for i, r in rows]
+    return events + [{"event": "Finished", "metadata": metadata}]
+
+
+def test_decoding_counts_only_what_every_shard_has_decoded():
+    """The reference counts once every shard has decoded it, a panel once its shard has: no
+    count runs ahead of the pictures."""
+    merger = StreamMerger((0, 1), [(0,), (1,)])
+    first, second = _one_step_stream((0,), {}), _one_step_stream((1,), {})
+    for shard, stream in ((0, first), (1, second)):
+        for event in stream[:3]:  # Step and both previews
+            merger.feed(shard, event)
+    assert merger.feed(0, first[3]) == []  # shard 0 decoded the reference, shard 1 nothing yet
+    assert merger.feed(0, first[4]) == [{"event": "Decoding", "done": 1, "total": 3}]  # panel 1
+    assert merger.feed(1, second[3]) == [{"event": "Decoding", "done": 2, "total": 3}]  # the reference
+    assert merger.feed(1, second[4]) == [{"event": "Decoding", "done": 3, "total": 3}]
+
+
+def test_merged_metadata_takes_the_slowest_timing_the_largest_micro_batch_and_the_first_device():
+    metas = [{"micro_batch": None, "device": "cuda:0", "dtype": "float16", "timings": {"load_s": 2.0, "denoise_s": 5.0},
+              "windows": {"1": [{"x": 0}, {"x": 512}]}},
+             {"micro_batch": 3, "device": "cuda:1", "dtype": "float16",
+              "timings": {"load_s": 4.0, "denoise_s": 1.0, "decode_s": 0.5}, "windows": {"2": [{"x": 0}]}}]
+    merger = StreamMerger((0, 1), [(0,), (1,)])
+    out = [e for shard in (0, 1) for event in _one_step_stream((shard,), metas[shard]) for e in merger.feed(shard, event)]
+    assert out[-1] == {"event": "Finished", "metadata": {
+        "micro_batch": 3, "device": "cuda:0", "dtype": "float16",
+        "timings": {"load_s": 4.0, "denoise_s": 5.0, "decode_s": 0.5},
+        "shards": [{"panels": [1], "device": "cuda:0", "micro_batch": None},
+                   {"panels": [2], "device": "cuda:1", "micro_batch": 3}],
+        "windows": {"1": [{"x": 0}, {"x": 512}], "2": [{"x": 0}]}}}  # each panorama's, from its shard
+    unsaid = StreamMerger((0,), [(0,)])
+    final = [e for event in _one_step_stream((0,), {}) for e in unsaid.feed(0, event)][-1]
+    assert final["metadata"]["micro_batch"] == 0 and final["metadata"]["timings"] == {}
+    assert "windows" not in final["metadata"]
+
+
+def test_a_shard_run_again_after_it_finished_reports_its_new_replica():
+    """A shard restarted after its Finished (its replica lost before the set ended) is waited
+    for again: the set ends with the re-run's metadata, not the lost replica's."""
+    merger = StreamMerger((0, 1), [(0,), (1,)])
+    for event in _one_step_stream((0,), {"device": "cuda:0"}):
+        merger.feed(0, event)
+    notice = merger.feed(0, {"event": RESTART})
+    assert notice == [{"event": "Notice", "message": "a server engine stopped; panels 1 are being made again on "
+                                                     "another one (same pictures)"}]
+    second = [e for event in _one_step_stream((1,), {"device": "cuda:1"}) for e in merger.feed(1, event)]
+    assert not merger.ended and all(e["event"] != "Finished" for e in second)
+    again = [e for event in _one_step_stream((0,), {"device": "cuda:2"}) for e in merger.feed(0, event)]
+    assert merger.ended and again[-1]["metadata"]["device"] == "cuda:2"
+
+
+def test_a_restarted_shard_has_decoded_nothing():
+    merger = StreamMerger((0, 1), [(0,), (1,)])
+    first, second = _one_step_stream((0,), {}), _one_step_stream((1,), {})
+    for shard, stream in ((0, first), (1, second)):
+        for event in stream[:3]:
+            merger.feed(shard, event)
+    assert merger.feed(0, first[3]) + merger.feed(0, first[4]) == [{"event": "Decoding", "done": 1, "total": 3}]
+    merger.feed(1, {"event": RESTART})
+    assert merger.feed(0, first[5]) == []  # the reference is not decoded by every shard yet
+
+
+def test_several_references_are_each_their_own_row():
+    """Two references (positions 0 and 2; 1 is weighted 0): each shard reports both, and the
+    merged stream shows each once, in position order, before the panels."""
+    merger = StreamMerger((0, 1), [(0,), (1,)], references=(0, 2))
+    streams = [_one_step_stream((panel,), {}, references=(0, 2)) for panel in (0, 1)]
+    out = [e for shard in (0, 1) for event in streams[shard] for e in merger.feed(shard, event)]
+    previews = [(e["index"], e["reference"]) for e in out if e["event"] == "Preview"]
+    assert previews == [(None, 0), (None, 2), (0, None), (1, None)]
+    done = [(e["index"], e["reference"], e["png"]) for e in out if e["event"] == "PanelDone"]
+    assert done == [(None, 0, "dNone0"), (None, 2, "dNone2"), (0, None, "d0None"), (1, None, "d1None")]
+    assert [e["done"] for e in out if e["event"] == "Decoding"] == [1, 2, 3, 4]

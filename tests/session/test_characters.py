@@ -4,12 +4,9 @@ anchor seeds and pictures, saving and loading them, and what a run is planned wi
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 
 import pytest
 
-from stylealigned_desktop.engine import request as engine_request
-from stylealigned_desktop.engine.request import SetRequest
 from stylealigned_desktop.session import observer, store
 from stylealigned_desktop.session.characters import (
     CharacterSettings,
@@ -19,10 +16,6 @@ from stylealigned_desktop.session.characters import (
     unknown_names,
 )
 from stylealigned_desktop.session.errors import SessionError
-
-ENGINE_HAS_CHARACTERS = hasattr(engine_request, "Character") and "characters" in {
-    f.name for f in fields(SetRequest)}
-"""True once the engine's characters (branch ``characters``) are merged."""
 
 
 def test_a_prompt_names_characters_in_brackets_each_once_in_order():
@@ -105,16 +98,14 @@ def test_generate_keeps_locked_anchor_seeds_and_draws_free_ones(session):
     mira, tom = session.character("Mira").anchor_seeds, session.character("Tom").anchor_seeds
     plan = session.prepare_generate()
     assert session.character("Tom").anchor_seeds == tom  # until the run is filed
-    if ENGINE_HAS_CHARACTERS:  # the run draws with the locked seeds and Tom's new ones
-        planned = [c.anchor_seeds for c in plan.request.characters]
-        assert planned[0] == mira and planned[1] != tom
+    planned = [c.anchor_seeds for c in plan.request.characters]  # locked seeds, Tom's new ones
+    assert planned[0] == mira and planned[1] != tom
     plan.folder.mkdir(parents=True)
     session.record_run(plan)
     assert session.character("Mira").anchor_seeds == mira
     drawn = session.character("Tom").anchor_seeds
     assert drawn != tom and len(drawn) == 2
-    if ENGINE_HAS_CHARACTERS:
-        assert drawn == planned[1]
+    assert drawn == planned[1]
     reroll = session.prepare_reroll(0)  # a panel's re-roll keeps every anchor
     reroll.folder.mkdir(parents=True)
     session.record_run(reroll)
@@ -180,6 +171,17 @@ def test_characters_round_trip_through_session_files(session, make_picture, tmp_
     assert loaded.file(loaded.character("Tom").picture(1)) is not None
 
 
+def test_the_character_settings_are_kept_once_with_the_characters(session, make_picture, tmp_path):
+    build_cast(session, make_picture)
+    store.save_session_as(session, tmp_path / "Once")
+    data = json.loads((tmp_path / "Once.stylealigned" / "session.json").read_text())
+    knobs = set(CharacterSettings().to_dict())
+    assert knobs & set(data["settings"]["style_aligned"]) == set()  # not a second, dead copy
+    assert data["character_settings"]["character_dropout"] == 0.3
+    request = store.load_session(tmp_path / "Once.stylealigned").build_request()
+    assert (request.settings.character_dropout, request.settings.character_layers) == (0.3, "all")
+
+
 def test_sessions_of_schema_3_load_without_characters(session, tmp_path):
     session.set_style_text("noir")
     session.add_panel("a street")
@@ -227,7 +229,6 @@ def test_a_panel_naming_an_unknown_character_is_refused(session):
         session.build_request()
 
 
-@pytest.mark.skipif(not ENGINE_HAS_CHARACTERS, reason="the engine's characters are not merged yet")
 def test_the_request_carries_the_characters_and_their_settings(session, make_picture):
     build_cast(session, make_picture)
     request = session.build_request()
@@ -250,3 +251,24 @@ def test_the_request_carries_the_characters_and_their_settings(session, make_pic
                           "anchors_per_character")}
     assert knobs == {"character_dropout": 0.3, "character_layers": "all",
                      "character_shift": 0.25, "anchors_per_character": 2}
+
+
+def test_a_character_changed_or_removed_during_the_run_keeps_the_artists_anchors(session):
+    session.set_style_text("ink")
+    for name in ("Mira", "Tom", "Ada"):
+        session.add_character(name, "someone")
+        session.update_character(name, seeds_locked=False)
+    session.add_panel("[Mira] and [Tom] and [Ada]")
+    before = {name: session.character(name).anchor_seeds for name in ("Mira", "Tom", "Ada")}
+    plan = session.prepare_generate()
+    session.update_panel(0, prompt="[Tom] and [Ada]")
+    session.remove_character("Mira")  # gone when the run is filed
+    session.update_character("Tom", seeds_locked=True)  # locked meanwhile
+    plan.folder.mkdir(parents=True)
+    changes = []
+    session.subscribe(changes.append)
+    session.record_run(plan)
+    assert session.character("Mira") is None
+    assert session.character("Tom").anchor_seeds == before["Tom"]
+    assert session.character("Ada").anchor_seeds != before["Ada"]
+    assert observer.Change(observer.CHARACTERS) in changes

@@ -737,6 +737,26 @@ def test_a_seed_the_artist_changed_during_the_run_is_kept(session):
     assert [(p.seed, p.seed_locked) for p in session.panels] == [(100, False), (2, True)]
 
 
+@pytest.mark.parametrize("edit", ["typed", "locked", "none"])
+def test_a_reference_seed_the_artist_changed_during_the_run_is_kept(session, edit):
+    """The generated reference's seed follows the panels' rule: the run's seed is taken when
+    the run finishes unless the artist typed or locked one meanwhile."""
+    session.set_style_text("ink")
+    session.set_reference_seed(seed=7, locked=False)
+    session.add_panel("one", seed=1)
+    plan = session.prepare_generate()
+    drawn = plan.request.style.seed
+    assert drawn != 7 and session.style.reference_seed == 7
+    if edit == "typed":
+        session.set_reference_seed(seed=70)
+    elif edit == "locked":
+        session.set_reference_seed(locked=True)
+    write_run_files(plan, [0])
+    session.record_run(plan, "finished")
+    expected = {"typed": (70, False), "locked": (7, True), "none": (drawn, False)}[edit]
+    assert (session.style.reference_seed, session.style.reference_seed_locked) == expected
+
+
 def test_reroll_plans_one_panel_and_never_changes_a_locked_seed(session):
     session.set_style_text("BW logo. high contrast.")
     for i in range(4):
@@ -756,6 +776,98 @@ def test_reroll_plans_one_panel_and_never_changes_a_locked_seed(session):
     assert [p.seed for p in session.panels] == [100, unlocked.request.panels[1].seed, 102, 103]
     assert session.panels[2].seed_locked  # the lock is kept
     assert session.style.reference_seed == reference_seed
+
+
+def test_a_reroll_keeps_an_unlocked_reference_seed(session):
+    """Re-rolling one panel draws only that panel's seed, even when Generate would draw the
+    reference's too."""
+    session.set_style_text("ink")
+    session.set_reference_seed(seed=7, locked=False)
+    session.add_panel("one", seed=1)
+    plan = session.prepare_reroll(0)
+    assert plan.request.style.seed == 7
+    write_run_files(plan, [0], reference=False)
+    session.record_run(plan, "finished")
+    assert session.style.reference_seed == 7 and session.panels[0].seed == plan.request.panels[0].seed
+
+
+def test_a_panel_removed_during_the_run_leaves_the_others_their_new_seeds(session):
+    session.set_style_text("ink")
+    for i in range(3):
+        session.add_panel(f"panel {i}", seed=i + 1)
+    plan = session.prepare_generate()
+    session.remove_panel(0)  # the first of the run's panels is gone when it finishes
+    write_run_files(plan, [0, 1, 2])
+    session.record_run(plan, "finished")
+    assert [p.seed for p in session.panels] == [p.seed for p in plan.request.panels[1:]]
+
+
+def test_recording_a_run_again_replaces_its_record_and_changes_no_seed_twice(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    plan = session.prepare_generate()
+    write_run_files(plan, [0])
+    session.record_run(plan, "finished")
+    session.update_panel(0, seed=5)
+    session.record_run(plan, "finished", message="again")
+    assert [r.id for r in session.history] == [plan.run_id] and session.history[0].message == "again"
+    assert session.panels[0].seed == 5
+
+
+def test_the_device_and_dtype_asked_for_reach_the_run(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    for plan in (session.prepare_generate(device="cpu", dtype="float32"),
+                 session.prepare_reroll(0, device="cpu", dtype="float32")):
+        assert (plan.request.device, plan.request.dtype) == ("cpu", "float32")
+
+
+def test_the_apps_model_is_used_when_the_session_names_none(session):
+    session.update_settings(model="")
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    for prepare in (session.prepare_generate, lambda **kw: session.prepare_reroll(0, **kw)):
+        with pytest.raises(SessionError, match="no model is chosen"):
+            prepare()
+        assert prepare(default_model="tiny").request.model == "tiny"
+
+
+def test_generate_only_some_panels_draws_and_takes_only_their_seeds(session):
+    session.set_style_text("ink")
+    for i in range(3):
+        session.add_panel(f"panel {i}", seed=10 + i)
+    with pytest.raises(SessionError):
+        session.prepare_generate(only=[5])  # refused before a seed is drawn
+    plan = session.prepare_generate(only=[2, 0, 2])
+    assert plan.request.only == (0, 2)
+    seeds = [p.seed for p in plan.request.panels]
+    assert seeds[1] == 11 and seeds[0] != 10 and seeds[2] != 12
+    write_run_files(plan, [0, 2])
+    session.record_run(plan)
+    assert [p.seed for p in session.panels] == seeds
+
+
+def test_run_files_named_by_the_caller_are_recorded(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    (plan.folder / "style.png").write_bytes(picture_bytes("gray"))
+    (plan.folder / "first.png").write_bytes(picture_bytes("red"))
+    record = session.record_run(plan, panel_files={0: "first.png"}, reference_file="style.png")
+    assert record.images() == [(None, f"outputs/{plan.run_id}/style.png"), (0, f"outputs/{plan.run_id}/first.png")]
+    assert record.message == ""
+
+
+def test_a_discarded_plan_leaves_nothing_behind(session):
+    session.set_style_text("ink")
+    session.add_panel("one", seed=1)
+    plan = session.prepare_generate()
+    session.discard_plan(plan)
+    assert session.runs_in_progress == 0
+    write_run_files(plan, [0])
+    session.record_run(plan, "finished")  # filed after all (a late picture): its seeds are gone
+    assert session.panels[0].seed == 1
 
 
 # --- history --------------------------------------------------------------------------------

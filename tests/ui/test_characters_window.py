@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from stylealigned_desktop.engine import events
 from stylealigned_desktop.session import store
 from stylealigned_desktop.ui.grid import is_anchor, mask_overlay
 from stylealigned_desktop.ui.grid.mask_layer import MASK_ALPHA, mask_colour
@@ -294,7 +293,6 @@ def test_the_grid_has_a_tile_for_each_anchor_beside_the_references(qtbot, board)
     assert len(anchor_tiles(window)) == 3
 
 
-@pytest.mark.skipif(not hasattr(events, "AnchorDone"), reason="the engine's characters are not merged yet")
 def test_anchors_and_masks_from_the_engine_show_in_the_grid(qtbot, make_window):
     window, _ = make_window(engine=FakeEngine())
     session = storyboard(window, prompts=("[Mira] at the harbour", "rain on the pier"))

@@ -34,10 +34,6 @@ from ..threads import EngineWorker, Job, JobState, WorkerEvent
 from .grid_controller import GridController
 from .host import Host
 
-_ANCHOR_DONE = getattr(ev, "AnchorDone", ())
-"""A character's finished anchor (spec section 13); () until the engine's characters are on
-main, and then no event is one."""
-
 log = logging.getLogger(__name__)
 
 
@@ -297,7 +293,7 @@ class RunController(QObject):
                     self.grid.show_final(tile, wevent.image, "final", None)
                 if event.index is not None:  # a panel's characters, as the engine saw them
                     self.grid.take_masks(plan.panel_id(event.index), getattr(event, "masks", None))
-        elif isinstance(event, _ANCHOR_DONE) and plan is not None:  # spec section 13
+        elif isinstance(event, ev.AnchorDone) and plan is not None:  # spec section 13
             key = ("anchor", event.character, event.number)
             if self._tile_index(plan, key) is not False:
                 self.grid.take_anchor(key, pil_to_qimage(event.image), event.mask)
