@@ -24,6 +24,10 @@ COLLECT_SUBMODULES = [
     "transformers.models.clip",  # SDXL text encoders and tokenizers, CLIP score
     "transformers.models.dpt",  # depth estimator (Intel/dpt-hybrid-midas)
     "transformers.models.vit",  # DINO set consistency (facebook/dino-vitb8), DPT's hybrid backbone
+    # CUDA Python: torch imports cuda.bindings (torch.cuda.gds); its compiled modules import
+    # cuda.bindings._internal.* and cuda.pathfinder, which PyInstaller cannot see in a .so.
+    "cuda.bindings",
+    "cuda.pathfinder",
 ]
 
 # Single modules imported by name at run time (importlib), or by code PyInstaller never sees.
@@ -33,6 +37,22 @@ HIDDEN_IMPORTS = [
     "controlnet_aux.util",
     "PySide6.QtSvg",  # the SVG icon engine and image format plugins need it
 ]
+
+# Packages whose compiled modules import other modules as they load (packaging/compiled_imports.py
+# lists those imports; PyInstaller reads only Python source, so it sees none of them), and the
+# PyInstaller hook that names what they import. tests/test_packaging.py fails on a module a
+# compiled module imports that neither COLLECT_SUBMODULES, HIDDEN_IMPORTS nor this covers.
+COMPILED_IMPORTS_LEFT_TO_HOOKS = {
+    "PySide6": "PyInstaller's PySide6 hooks name each Qt module's Qt dependencies",
+    "torch": "hooks-contrib's torch hook collects every torch submodule",
+    "numpy": "PyInstaller's numpy hook names what numpy._core's compiled module imports; "
+             "numpy.random's Cython modules import modules its __init__ imports",
+    "scipy": "PyInstaller's scipy hooks (hook-scipy.*.py) name what its Cython modules import",
+    "av": "hooks-contrib's av hook collects every PyAV submodule",
+    "charset_normalizer": "its Python modules import these too (charset_normalizer.api); "
+                          "hooks-contrib's hook adds its mypyc runtime",
+    "_cffi_backend": "hooks-contrib's cryptography hook names it",
+}
 
 # Packages whose compiled operator libraries are loaded by path (torch.ops.load_library), which
 # PyInstaller does not follow: torchvision's _C_stable (nms and the other ops; transformers' image

@@ -34,6 +34,11 @@ def _record_modules(path: str) -> None:
 def _import_modules(path: str) -> None:
     import atexit
 
+    # The list is imported at exit, after threading has shut down and refuses new exit handlers;
+    # concurrent.futures' thread pool registers one when first imported (torch, diffusers and
+    # others import it), so it would fail there, unfrozen as in the frozen folder.
+    import concurrent.futures.thread  # noqa: F401
+
     def check() -> None:  # registered first, so it runs after every other exit handler
         import importlib
 

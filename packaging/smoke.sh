@@ -2,10 +2,11 @@
 # Build the frozen folder from the lock, then use it as a person would, each step a different
 # part of the libraries: a tiny set with a reference picture, a canny ControlNet and a LoRA;
 # a DDIM inversion; canny and depth maps (the tiny depth estimator); evaluate with the tiny metric
-# models; the window started offscreen, opening a session and making one tiny set; the desktop
-# files; install.sh into a scratch prefix. Every app step also runs unfrozen (the same entry
-# script from source, in the build's environment) and the smoke then checks that every module
-# the unfrozen runs imported is importable in the frozen folder (packaging/rthook_modules.py).
+# models; the storyboard exports (PDF, animatic, timeline); the window started offscreen,
+# opening a session and making one tiny set; the desktop files; install.sh into a scratch prefix.
+# Every app step also runs unfrozen (the same entry script from source, in the build's
+# environment) and the smoke then checks that every module the unfrozen runs imported is
+# importable in the frozen folder (packaging/rthook_modules.py).
 # Run it after every dependency, lock or spec change (packaging/README.md). Not in CI: minutes
 # and gigabytes.
 #
@@ -95,6 +96,7 @@ done
 grep -q '"a toy boat' "$set_dir/run.json" || fail "run.json does not record the prompts"
 grep -q 'lora.safetensors' "$set_dir/run.json" || fail "run.json does not record the LoRA"
 grep -q 'reference.png' "$set_dir/run.json" || fail "run.json does not record the reference picture"
+grep -q "\"stylealigned-desktop\": \"$version\"" "$set_dir/run.json" || fail "run.json does not record the app's version"
 ls "$set_dir"
 
 step "stylealigned invert (tiny model, 2 steps)"
@@ -115,6 +117,29 @@ step "stylealigned evaluate (the tiny DINO, CLIP and Inception models)"
 both evaluate stylealigned evaluate "$set_dir" --dino "$in/dino" --clip "$in/clip-model" \
   --inception "$in/inception.safetensors" --device cpu --out @OUT@/scores
 grep -q "consistency" "$scratch/frozen/scores/metrics.json" || fail "metrics.json has no scores"
+
+step "stylealigned export: storyboard PDF (fpdf2), animatic (PyAV), timeline (OpenTimelineIO), shot list, Storyboarder"
+both export stylealigned export "$set_dir" --pdf @OUT@/board.pdf --animatic @OUT@/animatic.mp4 \
+  --size 128x72 --otio @OUT@/cuts.otio --shot-list @OUT@/shots.csv --storyboarder @OUT@/storyboarder \
+  --quiet
+"$PYTHON" - "$scratch/frozen" <<'CHECK' || fail "the exports are not what was asked for"
+import sys
+from pathlib import Path
+
+import av
+import opentimelineio as otio
+
+out = Path(sys.argv[1])
+assert (out / "board.pdf").read_bytes().startswith(b"%PDF"), "board.pdf is no PDF"
+with av.open(str(out / "animatic.mp4")) as video:
+    frame = next(video.decode(video=0))
+    assert (frame.width, frame.height) == (128, 72), (frame.width, frame.height)
+clips = list(otio.adapters.read_from_file(str(out / "cuts.otio")).find_clips())
+assert len(clips) == 2, clips
+assert len((out / "shots.csv").read_text(encoding="utf-8-sig").splitlines()) == 3
+assert list((out / "storyboarder").glob("*.storyboarder"))
+print("exports: PDF, 128x72 animatic, 2 timeline clips, shot list, Storyboarder project")
+CHECK
 
 step "stylealigned serve: the server (Ray) is not in the frozen build; it says how to get it"
 code=0
@@ -145,6 +170,7 @@ awk 'NR == FNR {seen[$0] = 1; next} !seen[$0]++' "$frozen_modules" "$unfrozen_mo
   >"$scratch/modules-to-check.txt" || true
 echo "unfrozen runs imported $(sort -u "$unfrozen_modules" | wc -l) modules, the frozen runs" \
   "$(sort -u "$frozen_modules" | wc -l); importing the $(wc -l <"$scratch/modules-to-check.txt") others"
+sed 's/^/  /' "$scratch/modules-to-check.txt"
 not_importable() {  # the module names of the hook's "not importable: NAME: ..." lines
   sed -n 's/^not importable: \([^:]*\): .*/\1/p' "$1" | sort
 }

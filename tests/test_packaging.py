@@ -159,6 +159,17 @@ def test_app_icon_renders_at_small_sizes(qapp, tmp_path, bundle):
         assert corners == [0, 0, 0, 0] and centre.alpha() == 255  # a shape, not a filled square
 
 
+def test_pip_records_the_version_the_app_reports(tmp_path):
+    """pyproject.toml takes its version from stylealigned_desktop.__version__: what pip
+    records is what --version, run.json and the frozen build (which has no pip record) say."""
+    hook = "import sys, setuptools.build_meta as b; print(b.prepare_metadata_for_build_wheel(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", hook, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metadata = (tmp_path / done.stdout.split()[-1] / "METADATA").read_text(encoding="utf-8")
+    assert re.search(r"^Version: (.+)$", metadata, re.M).group(1) == stylealigned_desktop.__version__
+
+
 def test_entry_points_exist_and_dependencies_are_ranges():
     dist = importlib.metadata.distribution("stylealigned-desktop")
     scripts = {ep.name: ep for ep in dist.entry_points if ep.group in ("console_scripts", "gui_scripts")}
@@ -221,6 +232,33 @@ def test_every_dependency_that_ships_data_is_collected_or_left_out_with_a_reason
     assert not undecided, (f"these packages ship data files: add each to bundle.COLLECT_DATA if it "
                            f"reads them at run time, else to bundle.DATA_LEFT_OUT: {undecided}")
     assert not set(bundle.COLLECT_DATA) & set(bundle.DATA_LEFT_OUT)
+
+
+def test_every_module_a_compiled_module_imports_is_collected(bundle):
+    """Compiled modules' imports are invisible to PyInstaller: cuda-bindings' import
+    cuda.bindings._internal.utils and cuda.pathfinder, which the first fixed smoke found missing.
+    Each module they import must be collected by the spec or named by a PyInstaller hook."""
+    done = subprocess.run([sys.executable, str(PACKAGING / "compiled_imports.py")],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    pairs = [line.split() for line in done.stdout.splitlines()]
+    assert ["cuda.bindings._internal.driver", "cuda.pathfinder"] in pairs  # the watch still sees
+
+    def collected(name: str) -> bool:
+        return name in bundle.HIDDEN_IMPORTS or any(
+            name == package or name.startswith(f"{package}.") for package in bundle.COLLECT_SUBMODULES)
+
+    def top(name: str) -> str:
+        return name.partition(".")[0]
+
+    uncovered = [f"{importer} imports {imported}" for importer, imported in pairs
+                 if top(importer) not in bundle.EXCLUDES  # not in the build
+                 and top(imported) not in sys.stdlib_module_names
+                 and top(imported) not in bundle.COMPILED_IMPORTS_LEFT_TO_HOOKS
+                 and not collected(imported)]
+    assert not uncovered, ("add these to bundle.COLLECT_SUBMODULES (or HIDDEN_IMPORTS), or their "
+                           f"package to COMPILED_IMPORTS_LEFT_TO_HOOKS with the hook: {uncovered}")
 
 
 LOCK = PACKAGING / "requirements-lock-linux.txt"
@@ -296,3 +334,19 @@ def test_the_runtime_hook_imports_a_list_and_names_what_fails(tmp_path):
     assert "2 of 3 modules imported" in done.stdout
     wanted.write_text("json\nstylealigned_desktop.paths\n")
     assert _run_hook(tmp_path, STYLEALIGNED_IMPORT_MODULES=str(wanted)).returncode == 0
+
+
+def test_the_runtime_hook_imports_a_module_that_registers_an_exit_handler(tmp_path):
+    """The list is imported at exit, when threading refuses new exit handlers; concurrent.futures'
+    thread pool registers one when first imported (torch imports it), so a module missing from
+    the frozen folder that imports it failed unfrozen too and read as "made at run time"."""
+    (tmp_path / "registers_at_exit.py").write_text("import concurrent.futures.thread\n")
+    wanted = tmp_path / "wanted.txt"
+    wanted.write_text("registers_at_exit\n")
+    program = (f"import runpy; runpy.run_path({str(PACKAGING / 'rthook_modules.py')!r}); "
+               "import threading")  # as every real program does: its shutdown comes first
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path),
+                               "STYLEALIGNED_IMPORT_MODULES": str(wanted)}, timeout=120)
+    assert done.returncode == 0, done.stdout
+    assert "1 of 1 modules imported" in done.stdout

@@ -56,6 +56,28 @@ def test_writes_every_file_with_parameters(tmp_path):
         assert sheet.width > 64 * 3
 
 
+def test_run_records_the_apps_version_also_where_the_app_has_no_installed_metadata(tmp_path, monkeypatch):
+    """A frozen build, like a source tree run without ``pip install``, has no metadata of the
+    app: its run.json names the same version as an installed run's."""
+    import importlib.metadata
+
+    import stylealigned_desktop
+
+    installed_version = importlib.metadata.version
+
+    def version_without_the_app(name):
+        if name == "stylealigned-desktop":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed_version(name)
+
+    write_run_folder(tmp_path / "installed", _request(), _result("red"), style_text="ink")
+    monkeypatch.setattr(importlib.metadata, "version", version_without_the_app)
+    write_run_folder(tmp_path / "frozen", _request(), _result("red"), style_text="ink")
+    installed, frozen = (read_run(tmp_path / name)["versions"] for name in ("installed", "frozen"))
+    assert frozen["stylealigned-desktop"] == installed["stylealigned-desktop"] == stylealigned_desktop.__version__
+    assert frozen["torch"] == installed["torch"]
+
+
 def test_reroll_replaces_only_the_chosen_panels(tmp_path):
     write_run_folder(tmp_path, _request(), _result("red"), style_text="ink")
     write_run_folder(tmp_path, _request(only=(1,), seeds=(2, 99)), _result("blue", indices=(1,)), style_text="ink")

@@ -27,7 +27,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 from PIL.PngImagePlugin import PngInfo
 
-from .. import temporaries, userfiles
+from .. import __version__, temporaries, userfiles
 from ..temporaries import with_default_mode
 from .anchor_files import panel_masks, stage_anchors
 from .events import RunResult
@@ -76,8 +76,10 @@ def reference_entries(request: SetRequest, style_text: str = "") -> list[dict[st
 
 
 def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in ("stylealigned-desktop", "torch", "diffusers", "transformers", "accelerate", "pillow"):
+    """The app's version and its main libraries'. The app's own is the package's __version__,
+    not its installed metadata: a frozen build and a source tree run without it."""
+    versions = {"stylealigned-desktop": __version__}
+    for name in ("torch", "diffusers", "transformers", "accelerate", "pillow"):
         with contextlib.suppress(importlib_metadata.PackageNotFoundError):
             versions[name] = importlib_metadata.version(name)
     return versions
