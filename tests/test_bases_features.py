@@ -261,3 +261,42 @@ def test_auto_memory_plans_with_the_bases_own_weights(monkeypatch):
     assert "SD 1.5 at 512x512" in sd15_reason and "SDXL at 512x512" in sdxl_reason
     weights = mem.stage_peaks_gb("balanced", mem.Workload(512, 512, family="sd2"), 1)["encode"]
     assert weights == pytest.approx(0.681 * 0.85 + mem.TEXT_ENCODE_GB)  # SD 2's OpenCLIP text encoder
+
+
+@pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sd2v"])
+def test_characters_and_a_sharded_set_on_the_sd_bases_give_the_local_pixels(model):
+    """Spec section 13 and the server's sharding on a one-encoder base (v-prediction too): the
+    named panels get masks at the base's deepest cross-attention grid, a panel naming no one is
+    the set without characters, and each shard of the set is the local run's pixels."""
+    from stylealigned_desktop.engine import events as ev
+    from stylealigned_desktop.engine.request import Character
+    from stylealigned_desktop.server.sharding import plan_shards
+
+    pipe = build_tiny_pipeline(model)
+    engine = Engine(loader=lambda *args, **kwargs: pipe)
+    mira = Character("Mira", "a girl in a yellow raincoat", anchor_seeds=(5, 6), anchor_text=", ink")
+    panels = (Panel("[Mira] runs in the rain, ink", 20), Panel("a house by the sea, ink", 21),
+              Panel("[Mira] waves, ink", 22), Panel("a boat, ink", 23))
+
+    def request(characters=(mira,), **kwargs):
+        named = panels if characters else tuple(  # the description in place of the name
+            dataclasses.replace(p, prompt=p.prompt.replace("[Mira]", mira.description)) for p in panels)
+        return SetRequest(model=model, style=GeneratedReference("a lighthouse, ink", 3), panels=named,
+                          sampling=Sampling(steps=3, guidance=4.0, width=WIDTH, height=HEIGHT, scheduler="euler"),
+                          characters=characters, micro_batch=2, **kwargs)
+
+    events = []
+    local = engine.generate(request(), events.append)
+    done = {e.index: e for e in events if isinstance(e, ev.PanelDone)}
+    # the deepest cross-attention grid is the mid block's (SD: latent / 8; SDXL's is latent / 4)
+    deepest = 8 * 2 ** (len(pipe.unet.config.down_block_types) - 1)
+    assert done[0].masks["Mira"].shape == (HEIGHT // deepest, WIDTH // deepest) and done[1].masks == {}
+    alone = engine.generate(request(characters=(), only=(0, 1)))  # panel 1 names no one
+    assert torch.equal(alone.latents[1], local.latents[1])
+    assert not torch.equal(alone.latents[0], local.latents[0])  # panel 0 names Mira: she changes it
+    shards = plan_shards(request(), 2)
+    assert len(shards) == 2
+    for shard in shards:
+        part = engine.generate(request(only=shard))
+        for i in shard:
+            assert part.panels[i].tobytes() == local.panels[i].tobytes(), (model, i)
