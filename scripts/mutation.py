@@ -86,8 +86,9 @@ TARGETS: dict[str, Target] = {
     "references": Target("stylealigned_desktop/engine/references.py",
                          ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
                           "tests/test_generator_picture.py")),
+    # rows.py is torch-free: its own plan tests kill in milliseconds what the engine runs guard too
     "rows": Target("stylealigned_desktop/engine/rows.py",
-                   ("tests/test_generator_references.py", "tests/test_generator_picture.py")),
+                   ("tests/test_rows.py", "tests/test_generator_references.py", "tests/test_generator_picture.py")),
     "generator": Target("stylealigned_desktop/engine/generator.py",
                         ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
                          "tests/test_generator_picture.py"),
