@@ -1,13 +1,14 @@
 """Event-loop latency of the desktop window while the engine generates (tiny model).
 
-    .venv/bin/python benchmarks/bench_ui_latency.py [--steps 20] [--size 256] [--panels 4]
+    .venv/bin/python benchmarks/bench_ui_latency.py [--steps 20] [--size 256] [--panels 4] [--previews tiny]
 
 A 10 ms QTimer runs on the UI thread of the real window; each tick records how late it came
 (the gap minus 10 ms). That lateness is what an artist feels as a sluggish window: typing,
 scrolling and previews all wait for the same loop. Phases: idle; the warm-up the window starts
 1.5 s after it opens (the worker imports torch and diffusers: loading their native libraries
 holds Python's GIL for a few hundred ms at a time); the first run (the worker builds the
-model); a warm run. The target is no stall over 100 ms.
+model); a warm run. The target is no stall over 100 ms. ``--previews`` is Settings → Previews
+(``factors``: 1/8-size previews; ``tiny``, or ``auto`` with the tiny model: full-size ones).
 
 Prints a table and writes benchmarks/results/ui_latency.json.
 """
@@ -64,6 +65,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256, help="width and height in pixels")
     parser.add_argument("--panels", type=int, default=4)
     parser.add_argument("--idle", type=float, default=2.0, help="seconds of idle baseline")
+    parser.add_argument("--previews", default="auto", choices=("auto", "factors", "tiny", "vae", "off"),
+                        help="the preview decoder (auto: the tiny model's full-size tiny decoder)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ui_latency.json"))
     parser.add_argument("--stacks", action="store_true",
                         help="sample the UI thread's stack during late ticks and print where they went")
@@ -94,7 +97,7 @@ def main() -> int:
     session.set_reference_prompt("a lighthouse")
     for k in range(args.panels):
         session.add_panel(f"a fox, scene {k + 1}")
-    session.update_settings(steps=args.steps, width=args.size, height=args.size)
+    session.update_settings(steps=args.steps, width=args.size, height=args.size, previews=args.previews)
 
     samples: list[float] = []
     busy: list[float] = []
@@ -177,6 +180,7 @@ def main() -> int:
         "steps": args.steps,
         "size": args.size,
         "panels": args.panels,
+        "previews": args.previews,
         "phases": phases,
         "machine": {
             "platform": platform.platform(),
@@ -191,7 +195,7 @@ def main() -> int:
     header = f"{'phase':26s} {'ticks':>6s} {'secs':>6s} {'p50':>7s} {'p95':>7s} {'p99':>7s} " \
              f"{'max':>7s} {'>100ms':>7s} {'busy max':>9s} {'busy>100':>9s}"
     print(f"UI event-loop lateness (ms) with a {TICK_MS} ms timer; tiny model, "
-          f"{args.panels} panels, {args.size}px, {args.steps} steps")
+          f"{args.panels} panels, {args.size}px, {args.steps} steps, previews {args.previews}")
     print(header)
     print("-" * len(header))
     for name, s in phases.items():

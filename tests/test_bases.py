@@ -154,8 +154,9 @@ def _pixels(image):
 
 def test_sd_previews_use_the_sd_latent_factors_and_the_schedulers_x0(pipes, monkeypatch):
     seen = []
-    engine = _engine(pipes["tiny-sd2v"])
-    result = engine.generate(_request("tiny-sd2v", StyleAlignedSettings(), "ddim", micro_batch=2), seen.append)
+    engine = Engine(loader=lambda *args, **kwargs: pipes["tiny-sd2v"], preview_budget=float("inf"))  # every preview
+    result = engine.generate(_request("tiny-sd2v", StyleAlignedSettings(), "ddim", micro_batch=2, previews="factors"),
+                             seen.append)
     last = [e for e in seen if isinstance(e, ev.Preview) and e.step == STEPS]
     assert len(last) == 3
     # after the last DDIM step the predicted x0 of step T is what the final latent was stepped to

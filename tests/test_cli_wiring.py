@@ -12,6 +12,7 @@ from diffusers import UNet2DConditionModel
 from PIL import Image
 
 from stylealigned_desktop import cli
+from stylealigned_desktop.engine.preview_decoders import FullVae, LatentFactors, TinyAutoencoder
 from stylealigned_desktop.engine.request import GeneratedReference, Panel, SetRequest, check_device
 
 
@@ -29,13 +30,16 @@ def unet_time_ids(monkeypatch):
     return seen
 
 
-def test_generate_a_non_square_set_conditions_on_height_then_width(tmp_path, unet_time_ids):
+def test_generate_a_non_square_set_conditions_on_height_then_width(tmp_path, unet_time_ids, monkeypatch):
+    decoded = []  # the command line shows no previews, so it decodes none (issue 27)
+    for decoder in (LatentFactors, TinyAutoencoder, FullVae):
+        monkeypatch.setattr(decoder, "decode", lambda self, x0: decoded.append(x0))
     out = tmp_path / "wide"
     code = cli.main(["generate", "--model", "tiny", "--steps", "2", "--width", "128", "--height", "64",
                      "--quiet", "--reference-prompt", "a castle", "--prompt", "a knight", "--scheduler", "euler",
                      "--out", str(out)])
     assert code == 0
-    assert unet_time_ids
+    assert unet_time_ids and decoded == []
     expected = torch.tensor([64.0, 128.0, 0.0, 0.0, 64.0, 128.0])  # SDXL: (height, width), crop, (height, width)
     for time_ids in unet_time_ids:
         assert torch.equal(time_ids.float().cpu(), expected.expand_as(time_ids))

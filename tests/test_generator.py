@@ -29,7 +29,8 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def engine(tiny_pipe):
-    return Engine(loader=lambda *args, **kwargs: tiny_pipe)
+    # an unlimited preview budget: every picture's preview on every step, whatever this machine's speed
+    return Engine(loader=lambda *args, **kwargs: tiny_pipe, preview_budget=float("inf"))
 
 
 def _request(settings=None, guidance=5.0, order=None, scheduler="ddim", **kwargs):
@@ -133,7 +134,7 @@ def test_no_negative_prompt_zeroes_the_unconditional_text_like_diffusers(tiny_pi
 
 def test_previews_every_step_for_every_picture(engine):
     seen = []
-    result = engine.generate(_request(micro_batch=2), seen.append)
+    result = engine.generate(_request(micro_batch=2, previews="factors"), seen.append)
     previews = [e for e in seen if isinstance(e, ev.Preview)]
     assert len(previews) == STEPS * 5
     assert {p.index for p in previews} == {None, 0, 1, 2, 3}
@@ -209,7 +210,7 @@ def test_out_of_memory_halves_the_micro_batch_and_gives_the_same_pictures(engine
         result = engine.generate(_request(micro_batch=4), seen.append)
     finally:
         del engine._unet
-    notices = [e.message for e in seen if isinstance(e, ev.Notice) and not e.message.startswith("memory mode")]
+    notices = [e.message for e in seen if isinstance(e, ev.Notice) and not e.message.startswith(("memory mode", "previews:"))]
     assert notices and "2 panel(s) at a time" in notices[0]
     assert result.metadata["micro_batch"] == 2
     for index in range(4):
@@ -240,7 +241,7 @@ def test_out_of_memory_with_the_reference_riding_along_runs_it_alone_from_then_o
     finally:
         del engine._unet
     assert failures == [4]  # tried once, then the reference runs alone at every step
-    notices = [e.message for e in seen if isinstance(e, ev.Notice) and not e.message.startswith("memory mode")]
+    notices = [e.message for e in seen if isinstance(e, ev.Notice) and not e.message.startswith(("memory mode", "previews:"))]
     assert len(notices) == 1 and "reference on its own" in notices[0]
     for index in range(4):
         torch.testing.assert_close(result.latents[index], expected.latents[index], rtol=0, atol=TOL)

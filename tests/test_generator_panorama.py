@@ -99,7 +99,9 @@ def test_the_memory_plan_counts_windows_as_rows_and_a_panoramas_micro_batch_as_a
     panels = [Panel("a harbour at dawn, ink wash", 41, size=(384, 192)), Panel("a knight, ink wash", 42)]
     result = engine.generate(_request(panels, window_stride=7))  # on the CPU: every row at once
     assert result.metadata["micro_batch"] == 18 + 1
-    wide, native = _request([Panel("a bay", 1, size=(1024, 128))]), _request([Panel("a bay", 1)])
+    # previews as factors: a tiny-autoencoder preview decodes the whole panorama (counted apart)
+    wide = _request([Panel("a bay", 1, size=(1024, 128))], previews="factors")
+    native = _request([Panel("a bay", 1)], previews="factors")
     work = workload(wide, tiny_pipe, {(1024, 128): Tiling.of((16, 128), (16, 16), 8)})
     assert (work.panel_width, work.panel_height, work.picture_pixels) == (128, 128, 1024 * 128)
     for rows in (1, 4):  # a micro-batch of windows plans as one of native panels; the decode is the picture's

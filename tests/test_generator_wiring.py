@@ -41,7 +41,8 @@ NO_SHARING = StyleAlignedSettings(share_attention=False, adain_queries=False, ad
 
 @pytest.fixture()
 def engine(tiny_pipe):
-    return Engine(loader=lambda *args, **kwargs: tiny_pipe)
+    # an unlimited preview budget: every picture's preview on every step, whatever this machine's speed
+    return Engine(loader=lambda *args, **kwargs: tiny_pipe, preview_budget=float("inf"))
 
 
 class Calls:
@@ -167,7 +168,7 @@ def test_previews_show_the_schedulers_predicted_x0(engine, tiny_pipe, monkeypatc
     request = SetRequest(model="tiny", style=GeneratedReference("a toy train", 1),
                          panels=(Panel("a car", 2), Panel("a boat", 3)),
                          sampling=Sampling(steps=steps, guidance=5.0, width=WIDTH, height=HEIGHT, scheduler=scheduler),
-                         micro_batch=1)
+                         micro_batch=1, previews="factors")
     seen = []
     engine.generate(request, seen.append)
     unet_calls.assert_size_conditioning()

@@ -221,6 +221,7 @@ def build_generate_request(args):
             controlnet_canny=args.controlnet_canny,
             controlnet_depth=args.controlnet_depth,
             depth_model=args.depth_model,
+            previews="off",  # the command line shows no pictures while it runs: nothing to decode
             characters=characters,
             **model_extras_from_args(args),
         )

@@ -9,14 +9,14 @@ The engine (``generator.py``) prepares a :class:`Denoising` (latents per size gr
 2. noise predictions per size group (:func:`group_eps`): the references in one UNet call that
    records their shared layers (:func:`recorded_eps`), then the panels in micro-batches that
    replay them (:func:`panel_eps`), halved on out-of-memory (:class:`Batching`);
-3. each size group's scheduler step (:func:`advance`), then the ``Step`` event and a ``Preview``
-   per row (:attr:`Denoising.preview`).
+3. each size group's scheduler step (:func:`advance`), then the ``Step`` event and the
+   ``Preview`` of each row whose preview is due (:attr:`Denoising.previews`: the chosen
+   decoder on the row's predicted x0, throttled; ``engine/preview_decoders.py``).
 
 Then :func:`decode_rows` decodes every row with the VAE (:func:`decode_latent`). The seams of
 this wave: MultiDiffusion windows (spec section 14, ``windows.py``) are rows whose outputs
 :func:`group_eps` averages into their panel's one prediction before :func:`advance` steps the whole
-panel latent;
-preview decoders replace :attr:`Denoising.preview`. Character anchors (section 13) follow the
+panel latent (and its preview is the whole panel's x0). Character anchors (section 13) follow the
 references in a UNet call of their own (:func:`recorded_eps`), and the masks of a step are made
 at its end (``character_attention.CharacterState``).
 """
@@ -24,6 +24,7 @@ at its end (``character_attention.CharacterState``).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,7 @@ from . import memory as mem
 from .bases import Base
 from .errors import GenerationError, raise_if_cancelled
 from .install import Installation
-from .preview import latent_to_rgb
+from .preview_decoders import LivePreviews, scheduler_x0
 from .references import ReferenceRows
 from .request import PanelControl, SetRequest
 from .rows import RunRows, Size
@@ -149,8 +150,9 @@ class Denoising:
     timesteps: torch.Tensor
     full_attention_share: bool
     """The authors' ablation: every row in one call (one reference, the set's size only)."""
-    preview: Callable[[torch.Tensor], Any] = latent_to_rgb
-    """A row's predicted clean latent (4, h, w) to the picture of its ``Preview`` event."""
+    previews: LivePreviews | None = None
+    """The run's live previews (None: off): which rows' previews are due after a step, and the
+    decoder that makes them from each row's predicted clean latent."""
     windows: dict[Size, Any] = field(default_factory=dict)
     """The size groups of wide panels (``windows.WindowedGroup``): their panels' rows run as
     MultiDiffusion windows (spec section 14)."""
@@ -174,6 +176,7 @@ def denoise(state: Denoising) -> None:
 def denoise_step(state: Denoising, i: int, t) -> None:
     """One step for every row: references placed, noise predicted, schedulers stepped, events."""
     run, total = state.main, len(state.timesteps)
+    started = time.perf_counter()
     raise_if_cancelled(run.cancel)
     state.references.place(state.latents[state.rows.set_size], run.scheduler, i, t)
     step_controls = run.step_controls(i, total)
@@ -188,8 +191,21 @@ def denoise_step(state: Denoising, i: int, t) -> None:
         characters.end_step()  # this step's masks: the anchors' for the next step
     x0 = advance(state, eps, t)
     run.sink(ev.Step(i + 1, total))
-    for row, (size, k) in zip(state.rows.rows, state.rows.places):
-        run.sink(row.preview(i + 1, state.preview(x0[size][k])))
+    if state.previews is not None:
+        show_previews(state, i + 1, x0, time.perf_counter() - started)
+
+
+def show_previews(state: Denoising, step: int, x0: dict[Size, torch.Tensor], step_seconds: float) -> None:
+    """The ``Preview`` of each row due after ``step``: the decoder on the row's predicted x0
+    (decoded here, on the engine's thread; ``step_seconds`` feeds the throttle's budget)."""
+    places = state.rows.places
+
+    def row_x0(number: int) -> torch.Tensor:
+        size, k = places[number]
+        return x0[size][k]
+
+    for number, picture in state.previews.after_step(step, row_x0, step_seconds):
+        state.main.sink(state.rows.rows[number].preview(step, picture))
 
 
 def group_eps(state: Denoising, t, step_controls: list[PreparedControl | None]) -> dict[Size, torch.Tensor]:
@@ -213,12 +229,12 @@ def group_eps(state: Denoising, t, step_controls: list[PreparedControl | None]) 
 
 def advance(state: Denoising, eps: dict[Size, torch.Tensor], t) -> dict[Size, torch.Tensor]:
     """Each size group's scheduler step on its whole latents; returns the predicted clean
-    latents per group (for the previews)."""
+    latents per group (for the previews): the scheduler's own where it has one."""
     x0 = {}
     for size, run in state.runs.items():
         latents = state.latents[size]
         output = run.scheduler.step(eps[size], t, latents, return_dict=True)
-        x0[size] = getattr(output, "pred_original_sample", None)
+        x0[size] = scheduler_x0(run.scheduler, output)
         if x0[size] is None:
             x0[size] = predicted_x0(run, latents, eps[size], t)
         state.latents[size] = output.prev_sample.to(latents.dtype)

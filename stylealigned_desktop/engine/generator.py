@@ -23,7 +23,6 @@ A request's route (:meth:`Engine._generate`), one stage each:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from .denoise import (
     Denoising,
     PreparedControl,
     RunContext,
+    decode_latent,
     decode_rows,
     denoise,
     is_out_of_memory,
@@ -57,7 +57,7 @@ from .models import (
     resolve_dtype,
     vae_identity,
 )
-from .preview import latent_to_rgb
+from .preview_decoders import DEFAULT_BUDGET, RunPreviews
 from .references import ReferenceRows, picture_trajectory, record_references, trajectory_key
 from .request import ReferencePicture, SetRequest
 from .rows import Row, RunRows, Size
@@ -123,8 +123,9 @@ class Engine:
     stops within one denoising step once ``cancel`` is set.
     """
 
-    def __init__(self, loader: Callable = load_pipeline):
+    def __init__(self, loader: Callable = load_pipeline, preview_budget: float = DEFAULT_BUDGET):
         self._loader = loader
+        self.previews = RunPreviews(preview_budget)
         self._pipe = None
         self._pipe_key: tuple | None = None
         self._lock = threading.Lock()
@@ -200,6 +201,7 @@ class Engine:
 
     def unload(self) -> None:
         self._pipe, self._pipe_key = None, None
+        self.previews.clear()
         if self._controlnets is not None:
             self._controlnets.clear()
         _free_memory()
@@ -359,7 +361,7 @@ class Engine:
             for size, tiling in setup.tilings.items()}
         return Denoising(rows, runs, latents, references, batching, setup.timesteps,
                          request.settings.full_attention_share,
-                         preview=functools.partial(latent_to_rgb, family=base.preview_factors), windows=windows)
+                         self.previews.for_run(request, pipe, base, len(rows.rows), decode_latent, sink), windows)
 
     def _conditioning(self, pipe, request: SetRequest, rows: RunRows, sink: EventSink) -> Conditioning:
         """Every row's text conditioning; a prompt longer than CLIP reads is said."""

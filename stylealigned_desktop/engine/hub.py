@@ -21,12 +21,18 @@ DEFAULT_CONTROLNETS = {
 map can be an edge map or a depth map, so its ControlNet must be named."""
 DEFAULT_DINO = "facebook/dino-vitb8"
 DEFAULT_CLIP = "openai/clip-vit-large-patch14"
+DEFAULT_TINY_DECODER = "madebyollin/taesdxl"
+"""The tiny autoencoder (TAESDXL) that decodes SDXL previews at full size."""
+TINY_DECODERS = {"sdxl": DEFAULT_TINY_DECODER, "sd1": "madebyollin/taesd", "sd2": "madebyollin/taesd"}
+"""The tiny autoencoder of each base family (``bases.Base.family``): TAESD for SD 1.x and 2.x."""
 OPTIONAL_MODELS = (
     ("ControlNet for edge maps (canny)", DEFAULT_CONTROLNETS["canny"]),
     ("ControlNet for depth maps", DEFAULT_CONTROLNETS["depth"]),
     ("Depth estimator (depth maps from pictures)", DEFAULT_DEPTH_MODEL),
     ("DINO (consistency scores)", DEFAULT_DINO),
     ("CLIP (text alignment in evaluations)", DEFAULT_CLIP),
+    ("Tiny autoencoder (full-size live previews)", DEFAULT_TINY_DECODER),
+    ("Tiny autoencoder for SD 1.x / 2.x previews", TINY_DECODERS["sd1"]),
 )
 """The hub models besides SDXL that the app may need, with what each is for. This module
 imports nothing heavy, so the GUI reads these defaults without loading numpy or torch."""

@@ -68,6 +68,11 @@ VAE_DECODE_GB = 3.22
 VAE_TILE_DECODE_GB = 3.22
 """A tiled decode costs one tile (1024x1024 pixels for SDXL's VAE) whatever the size."""
 TEXT_ENCODE_GB = 0.05
+TINY_DECODER_GB = 0.005
+"""The tiny preview autoencoder's weights (TAESDXL, encoder and decoder, 2.4 M parameters)."""
+TINY_DECODE_GB = 0.403
+"""One tiny-autoencoder preview decode at 1024x1024 (measured like the others); it runs after a
+step's UNet calls, so it adds to the step's peak only where it exceeds them."""
 
 ACTIVATION_MARGIN = 1.3
 USABLE_FRACTION = 0.92
@@ -106,6 +111,8 @@ class Workload:
     picture_pixels: int = 0
     """The largest panel picture decoded, in pixels, when it is larger than its UNet rows (a
     panorama's rows are its MultiDiffusion windows, its decode the whole picture)."""
+    tiny_preview: bool = False
+    """Live previews through the tiny autoencoder (``engine/preview_decoders.py``)."""
 
     @property
     def pixel_factor(self) -> float:
@@ -170,7 +177,11 @@ def stage_peaks_gb(mode: str, work: Workload, panels_at_once: int, tile_vae: boo
     cache = REFERENCE_CACHE_GB * work.pixel_factor * work.references * work.halves / 2 * d
     row_pixels = max(work.references * work.pixel_factor, max(1, panels_at_once) * work.panel_pixel_factor)
     per_row = UNET_ROW_GB + (CONTROLNET_ROW_GB if work.controlnets else 0.0)
-    denoise_activations = cache + row_pixels * work.halves * per_row * ACTIVATION_MARGIN * d
+    unet_rows = row_pixels * work.halves * per_row * ACTIVATION_MARGIN * d
+    preview = TINY_DECODE_GB * work.largest_pixels / REFERENCE_PIXELS * ACTIVATION_MARGIN * d if work.tiny_preview else 0.0
+    denoise_activations = cache + max(unet_rows, preview)
+    # the tiny decoder stays resident in fast and balanced; low brings it in layer by layer
+    tiny = TINY_DECODER_GB * d if work.tiny_preview and mode != "low" else 0.0
     decode_factor = 2.0 if work.vae_upcast else d
     decode_activations = ACTIVATION_MARGIN * decode_factor / 2 * (
         VAE_TILE_DECODE_GB if tile_vae else VAE_DECODE_GB * work.largest_pixels / REFERENCE_PIXELS)
@@ -183,9 +194,9 @@ def stage_peaks_gb(mode: str, work: Workload, panels_at_once: int, tile_vae: boo
         resident = {"encode": SEQUENTIAL_RESIDENT_GB, "denoise": SEQUENTIAL_RESIDENT_GB,
                     "decode": SEQUENTIAL_RESIDENT_GB}
     return {
-        "encode": resident["encode"] + TEXT_ENCODE_GB,
-        "denoise": resident["denoise"] + denoise_activations,
-        "decode": resident["decode"] + decode_activations,
+        "encode": resident["encode"] + tiny + TEXT_ENCODE_GB,
+        "denoise": resident["denoise"] + tiny + denoise_activations,
+        "decode": resident["decode"] + tiny + decode_activations,
     }
 
 
@@ -412,6 +423,16 @@ def place_like_unet(pipe, module) -> None:
     unet_hook = pipe.unet._hf_hook
     _, hook = cpu_offload_with_hook(module, device, prev_module_hook=unet_hook.prev_module_hook)
     _join_unet(pipe, hook)
+
+
+def place_preview_decoder(pipe, module) -> None:
+    """The tiny preview decoder (a few MB) follows the memory mode: resident on the execution
+    device in ``fast`` and ``balanced`` (moving it in and out each step would cost more than it
+    holds), layer by layer in ``low`` like every other model."""
+    if placement_of(pipe) == "low":
+        place_like_unet(pipe, module)
+    else:
+        module.to(pipe._execution_device)
 
 
 def _leaving_with_unet(pipe):

@@ -41,6 +41,9 @@ CONTROLNET_KINDS = ("canny", "depth")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 """The device names; ``cuda:N`` (a GPU by its index) is accepted too (:func:`check_device`)."""
 DTYPES = ("auto", "float16", "bfloat16", "float32")
+PREVIEW_KINDS = ("auto", "factors", "tiny", "vae", "off")
+"""Live preview decoders (engine.preview_decoders): ``auto`` is the tiny autoencoder when it
+is on disk and the latent factors otherwise; ``off`` sends no previews."""
 MEMORY_MODES = ("auto", "fast", "balanced", "low")
 """fast: all models on the GPU; balanced: model CPU offload; low: sequential offload + VAE tiling;
 auto: the fastest that fits (engine/memory.py)."""
@@ -304,6 +307,8 @@ class SetRequest:
     loras: tuple[Lora, ...] = ()
     vae: str | None = None
     """A VAE to decode (and encode) with: hub id, folder or .safetensors file; None: the model's."""
+    previews: str = "auto"
+    """The live preview decoder: one of PREVIEW_KINDS. Never changes a picture."""
     characters: tuple[Character, ...] = ()
     """The set's characters (spec section 13), named ``[Name]`` in panel prompts."""
 
@@ -337,6 +342,8 @@ class SetRequest:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.memory not in MEMORY_MODES:
             raise ValueError(f"memory mode must be one of {', '.join(MEMORY_MODES)}, got {self.memory!r}")
+        if self.previews not in PREVIEW_KINDS:
+            raise ValueError(f"previews must be one of {', '.join(PREVIEW_KINDS)}, got {self.previews!r}")
         object.__setattr__(self, "loras", tuple(self.loras))
 
     def _check_characters(self) -> None:

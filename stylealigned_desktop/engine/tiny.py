@@ -275,3 +275,20 @@ def save_tiny_pipeline(folder: str | Path, name: str = "tiny") -> Path:
     folder = Path(folder)
     build_tiny_pipeline(name).save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def build_tiny_preview_decoder():
+    """A random-weight ``AutoencoderTiny`` at toy size (scale factor 8, like TAESDXL), the tiny
+    model's preview decoder: it shows noise, as any random decoder does. Its own seed, so the
+    pipeline's weights do not depend on it."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(TINY_SEED + 1)
+    try:
+        decoder = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                                  num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return decoder.eval().requires_grad_(False)

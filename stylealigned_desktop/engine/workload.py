@@ -7,6 +7,7 @@ import torch
 from . import memory as mem
 from .bases import SDXL, base_of
 from .models import base_of_source, resolve_device, resolve_dtype
+from .preview_choice import uses_tiny_decoder
 from .request import SetRequest
 from .rows import Size
 from .windows import Tiling
@@ -36,4 +37,5 @@ def workload(request: SetRequest, pipe=None, tilings: dict[Size, Tiling] | None 
                                        * request.settings.anchors_per_character), panel_width=largest[0],
                         panel_height=largest[1], controlnets=len(kinds),
                         bytes_per_weight=torch.finfo(dtype).bits // 8, vae_upcast=vae_upcast,
-                        picture_pixels=picture)
+                        picture_pixels=picture, tiny_preview=uses_tiny_decoder(
+                            request.previews, request.model, base.family, resolve_device(request.device).type != "cpu"))

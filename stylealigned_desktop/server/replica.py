@@ -50,7 +50,9 @@ class EngineReplica:
     def __init__(self, models: list[str]):
         from ..engine.generator import Engine
 
-        self._engine = Engine()
+        # every row's preview every step, as before previews had a budget: the client coalesces
+        # them, and on a server's GPU the tiny decoder costs milliseconds a row
+        self._engine = Engine(preview_budget=float("inf"))
         self._folder = Path(tempfile.mkdtemp(prefix="stylealigned-replica-"))
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stylealigned-engine")
         self._stats = {"sets": 0, "cancelled": 0, "inversions": 0, "trajectories_received": 0,

@@ -7,10 +7,14 @@ micro-batches of their own, so the replica runs exactly the UNet batches a local
 UNet batch, so shards are cut along the request's micro-batches: with an explicit micro-batch
 every UNet batch of a shard is a batch the local engine would run, and the pixels are identical.
 
-The merged stream is the one a local run reports: ``Step i`` once every shard has sent all its
-previews of step i, then the reference preview and the panel previews in panel order; the
+The merged stream is the one a local run reports: ``Step i`` once every shard is through step i,
+then the previews of step i, the reference's and the panels' in panel order; the
 finished pictures (reference first, then panels in order) once every shard is past its last step;
 ``Finished`` with the shards' metadata merged. Events travel as wire dicts (see ``wire``).
+
+A shard is through step i when it has sent a preview of every one of its rows for step i, or,
+since previews may be throttled, only every few steps (the full VAE) or off, when it has sent
+anything that comes after step i's previews: its ``Step i+1``, or its decoding and pictures.
 """
 
 from __future__ import annotations
@@ -93,21 +97,22 @@ class StreamMerger:
             return self._restart(shard)
         if kind == "Step":
             self._total = event["total"]
-            return []
+            return self._through(shard, event["step"] - 1)  # its previews of the step before are all sent
         if kind in ("Preview", "AnchorPreview"):
             return self._preview(shard, event)
-        if kind in ("PanelDone", "AnchorDone"):
-            self._done.setdefault(_row(event), event)
-            return self._flush_done()
-        if kind == "Finished":
-            self._finished[shard] = event.get("metadata") or {}
-            return self._flush_done()
         if kind in ("Cancelled", "Failed"):
             self.ended = True
             return [event]
-        if kind == "Decoding":
-            self._decoded[shard] = event["done"]
-            return self._flush_done()
+        if kind in ("PanelDone", "AnchorDone", "Finished", "Decoding"):
+            # past its last step: no more previews from this shard
+            out = self._through(shard, self._total or 0)
+            if kind in ("PanelDone", "AnchorDone"):
+                self._done.setdefault(_row(event), event)
+            elif kind == "Finished":
+                self._finished[shard] = event.get("metadata") or {}
+            else:
+                self._decoded[shard] = event["done"]
+            return out + self._flush_done()
         if kind == "Loading":
             # Replicas load their models side by side; a local run shows one loading bar.
             if self._loading_shard is None:
@@ -143,15 +148,21 @@ class StreamMerger:
         counts = self._counts[shard]
         counts[step] = counts.get(step, 0) + 1
         if counts[step] == self.references + len(self.shards[shard]) and step == self._complete[shard] + 1:
-            self._complete[shard] = step
+            return self._through(shard, step) + self._flush_done()
+        return []
+
+    def _through(self, shard: int, step: int) -> list[dict[str, Any]]:
+        """The shard is through ``step``: the steps every shard is through go out, each with
+        the previews that came for it (rows in order; a throttled step has fewer)."""
+        self._complete[shard] = max(self._complete[shard], step)
         out = []
         while all(done > self._emitted_step for done in self._complete):
             step = self._emitted_step + 1
-            previews = self._previews.pop(step)
+            previews = self._previews.pop(step, {})
             out.append({"event": "Step", "step": step, "total": self._total})
-            out += [previews[row] for row in self.rows]
+            out += [previews[row] for row in self.rows if row in previews]
             self._emitted_step = step
-        return out + self._flush_done()
+        return out
 
     def _flush_done(self) -> list[dict[str, Any]]:
         if self._total is None or self._emitted_step < self._total:

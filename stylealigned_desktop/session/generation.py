@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..engine import limits
-from ..engine.request import MEMORY_MODES, Lora, Sampling
+from ..engine.request import MEMORY_MODES, PREVIEW_KINDS, Lora, Sampling
 from ..engine.settings import StyleAlignedSettings
 from .characters import CharacterSettings
 from .errors import SessionError
@@ -90,7 +90,9 @@ class GenerationSettings:
     ``controlnet_canny`` / ``controlnet_depth`` / ``depth_model`` are model sources (hub id or
     folder) for panel controls; empty means the engine's default for the model.
     ``memory`` is the memory mode (``auto``, ``fast``, ``balanced``, ``low``), ``vae`` a VAE
-    source (empty: the model's own), ``loras`` the LoRA files with their weights.
+    source (empty: the model's own), ``loras`` the LoRA files with their weights, ``previews``
+    the live preview decoder (``auto``, ``factors``, ``tiny``, ``vae``, ``off``; never a pixel
+    of a picture).
 
     ``guidance`` and ``style_aligned`` start at the authors' defaults for a generated
     reference; :meth:`for_source` moves them to a reference picture's (spec section 7.5).
@@ -113,6 +115,7 @@ class GenerationSettings:
     memory: str = "auto"
     vae: str = ""
     loras: tuple[Lora, ...] = ()
+    previews: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("model", "scheduler", "negative_prompt", "vae", *_CONTROL_MODEL_FIELDS):
@@ -147,6 +150,8 @@ class GenerationSettings:
             raise SessionError("style_aligned must be a StyleAlignedSettings")
         if self.memory not in MEMORY_MODES:
             raise SessionError(f"memory mode must be one of {', '.join(MEMORY_MODES)}, got {self.memory!r}")
+        if self.previews not in PREVIEW_KINDS:
+            raise SessionError(f"previews must be one of {', '.join(PREVIEW_KINDS)}, got {self.previews!r}")
         object.__setattr__(self, "loras", tuple(self.loras))
         if not all(isinstance(lora, Lora) for lora in self.loras):
             raise SessionError("loras must be LoRA choices (file and weight)")
@@ -188,8 +193,10 @@ class GenerationSettings:
         return {name: getattr(self, name).strip() or None for name in _CONTROL_MODEL_FIELDS}
 
     def engine_choices(self) -> dict[str, Any]:
-        """The models and memory mode for ``SetRequest``: control models, VAE, LoRAs, memory."""
-        return dict(self.control_models(), vae=self.vae.strip() or None, loras=self.loras, memory=self.memory)
+        """The models, memory mode and previews for ``SetRequest``: control models, VAE, LoRAs,
+        memory, previews."""
+        return dict(self.control_models(), vae=self.vae.strip() or None, loras=self.loras, memory=self.memory,
+                    previews=self.previews)
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -228,6 +235,7 @@ class GenerationSettings:
             memory=r.text("memory", d.memory),
             vae=r.text("vae"),
             loras=tuple(_read_lora(item, f"{where}.loras[{i}]") for i, item in enumerate(r.items("loras"))),
+            previews=r.text("previews", d.previews),
         )
         r.done()
         return value

@@ -39,6 +39,7 @@ from stylealigned_desktop.engine.runfolder import read_parameters
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 from stylealigned_desktop.server.client import ServerEngine, ServerError
 from stylealigned_desktop.server.launch import ServerOptions, start
+from stylealigned_desktop.server.wire import event_from_wire, event_to_wire
 from stylealigned_desktop.ui.dialogs.where_dialog import SERVER, WhereDialog, access_token_path
 from stylealigned_desktop.ui.threads import JobState
 from tests.loras import tiny_lora_state, write_diffusers_lora, write_sd15_lora
@@ -83,7 +84,7 @@ def client(server):
 @pytest.fixture(scope="module")
 def local(tiny_pipe):
     """The embedded engine with the replicas' thread count."""
-    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe)
+    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe, preview_budget=float("inf"))  # as a replica
 
     def run(request, events=None):
         threads = torch.get_num_threads()
@@ -143,7 +144,8 @@ def test_a_sharded_set_over_http_is_the_local_run(client, local):
     assert _sequence(events) == _sequence(local_events)
     previews = [e for e in events if isinstance(e, ev.Preview)]
     local_previews = [e for e in local_events if isinstance(e, ev.Preview)]
-    assert all(_same_pixels(a.image, b.image) for a, b in zip(previews, local_previews))
+    # previews travel as JPEG: the local previews through the same encoding, pixel for pixel
+    assert all(_same_pixels(a.image, event_from_wire(event_to_wire(b)).image) for a, b in zip(previews, local_previews))
     done = [e for e in events if isinstance(e, ev.PanelDone)]
     assert [e.metadata for e in done] == [e.metadata for e in local_events if isinstance(e, ev.PanelDone)]
     assert [s["panels"] for s in result.metadata["shards"]] == [[1, 2], [3, 4]]
@@ -535,7 +537,7 @@ def test_a_replica_killed_mid_set_is_retried_with_the_same_pixels(client, local)
             _kill_one_replica()
 
     result = client.generate(request, on_event)
-    notices = [e.message for e in events if isinstance(e, ev.Notice) and not e.message.startswith("memory mode")]
+    notices = [e.message for e in events if isinstance(e, ev.Notice) and not e.message.startswith(("memory mode", "previews:"))]
     assert len(notices) == 1 and "again on another" in notices[0]
     expected = local(request)
     assert _same_pixels(result.reference, expected.reference)

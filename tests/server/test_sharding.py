@@ -15,10 +15,10 @@ from stylealigned_desktop.server.sharding import RESTART, StreamMerger, plan_sha
 from stylealigned_desktop.server.wire import event_to_wire
 
 
-def _request(n=4, **kwargs):
+def _request(n=4, steps=3, **kwargs):
     return SetRequest(model="tiny", style=GeneratedReference("a lighthouse, ink wash", 3),
                       panels=tuple(Panel(f"thing {i}, ink wash", 20 + i) for i in range(n)),
-                      sampling=Sampling(steps=3, guidance=4.0, width=128, height=64, scheduler="euler"),
+                      sampling=Sampling(steps=steps, guidance=4.0, width=128, height=64, scheduler="euler"),
                       **kwargs)
 
 
@@ -79,11 +79,17 @@ def _wire_run(engine, request):
 @pytest.fixture(scope="module")
 def runs(request):
     # the tiny model is built only when an engine run is not kept (ENGINE_EVENTS)
-    engine = Engine(loader=lambda *args, **kwargs: request.getfixturevalue("tiny_pipe"))
-    full = _request(4, micro_batch=2)
+    # an unlimited preview budget: every row's preview every step, so runs compare event for event
+    engine = Engine(loader=lambda *args, **kwargs: request.getfixturevalue("tiny_pipe"), preview_budget=float("inf"))
+    return _sharded_runs(engine, previews="factors")
+
+
+def _sharded_runs(engine, **kwargs):
+    full = _request(4, micro_batch=2, **kwargs)
     shards = plan_shards(full, 2)
     assert shards == [(0, 1), (2, 3)]
-    return shards, _wire_run(engine, full), [_wire_run(engine, _request(4, micro_batch=2, only=s)) for s in shards]
+    return shards, _wire_run(engine, full), [_wire_run(engine, _request(4, micro_batch=2, only=s, **kwargs))
+                                             for s in shards]
 
 
 def _merge(shards, feed):
@@ -118,7 +124,7 @@ def test_a_shard_run_again_after_its_replica_died_changes_nothing_but_a_notice(r
     feed = ([(0, e) for e in first[:9]] + [(1, e) for e in second[:died_after]] + [(1, {"event": RESTART})]
             + [(0, e) for e in first[9:]] + [(1, e) for e in second])
     merged = _merge(shards, feed)
-    notices = [e for e in merged if e["event"] == "Notice" and not e["message"].startswith("memory mode")]
+    notices = [e for e in merged if e["event"] == "Notice" and not e["message"].startswith(("memory mode", "previews"))]
     assert len(notices) == 1 and "panels 3, 4" in notices[0]["message"]
     assert [e for e in merged if e["event"] != "Notice"][:-1] == [e for e in local if e["event"] != "Notice"][:-1]
 
@@ -148,7 +154,7 @@ def test_events_of_a_local_run_have_the_documented_order(runs):
     _shards, local, _streams = runs
     kinds = [(e["event"], e.get("index"), e.get("step"), e.get("done")) for e in local]
     rows = [None, 0, 1, 2, 3]
-    expected = [("Notice", None, None, None)]
+    expected = [("Notice", None, None, None)] * 2  # the memory mode, the preview decoder
     expected += [x for i in (1, 2, 3) for x in [("Step", None, i, None)] + [("Preview", r, i, None) for r in rows]]
     expected += [("Decoding", None, None, done) for done in range(1, 6)]
     expected += [("PanelDone", r, None, None) for r in rows] + [("Finished", None, None, None)]
@@ -243,3 +249,37 @@ def test_several_references_are_each_their_own_row():
     done = [(e["index"], e["reference"], e["png"]) for e in out if e["event"] == "PanelDone"]
     assert done == [(None, 0, "dNone0"), (None, 2, "dNone2"), (0, None, "d0None"), (1, None, "d1None")]
     assert [e["done"] for e in out if e["event"] == "Decoding"] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("previews, steps", [("off", 3), ("vae", 5)])
+def test_shards_without_a_preview_every_step_merge_into_the_local_run(tiny_pipe, previews, steps):
+    """Previews off, or only every fifth step (the full VAE): the merger must not wait for
+    previews that never come; a shard's next Step or its decoding says it is through a step."""
+    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe)
+    shards, local, streams = _sharded_runs(engine, previews=previews, steps=steps)
+    assert sum(e["event"] == "Preview" for e in local) == (0 if previews == "off" else 5)
+    for feed in _interleavings(streams):
+        assert _merge(shards, feed)[:-1] == local[:-1]
+    # and as it goes: once both shards have reported step 2, step 1 is shown (not at the end)
+    merger, out = StreamMerger((0, 1, 2, 3), shards), []
+    for shard, stream in enumerate(streams):
+        upto = next(i for i, e in enumerate(stream) if e["event"] == "Step" and e["step"] == 2)
+        out += [e for event in stream[: upto + 1] for e in merger.feed(shard, event)]
+    assert [e["step"] for e in out if e["event"] == "Step"] == [1]
+
+
+def test_throttled_shards_merge_with_the_previews_they_sent(runs):
+    """A throttled replica sends some rows' previews and not others (panels take turns): each
+    step still goes out once every shard is through it, with the previews that came."""
+    shards, local, streams = runs
+
+    def throttled(stream, shard):
+        # shard 0 leaves out panel 1 at step 1 and everything at step 2; shard 1 its reference at step 3
+        gone = {(1, 1), (2, None), (2, 0), (2, 1)} if shard == 0 else {(3, None)}
+        return [e for e in stream if e["event"] != "Preview" or (e["step"], e["index"]) not in gone]
+
+    thinned = [throttled(stream, shard) for shard, stream in enumerate(streams)]
+    for feed in _interleavings(thinned):
+        merged = _merge(shards, feed)
+        expected = [e for e in local if e["event"] != "Preview" or (e["step"], e["index"]) not in {(1, 1), (2, 0), (2, 1)}]
+        assert merged[:-1] == expected[:-1]  # step 2's reference came from shard 1, step 3's from shard 0

@@ -1,5 +1,7 @@
 """The wire forms of requests and events: what travels between the client and the server."""
 
+import base64
+import io
 import json
 
 import numpy as np
@@ -85,23 +87,32 @@ def test_bad_requests_are_one_line_errors(tmp_path, change, words):
     assert words in str(error.value) and "\n" not in str(error.value)
 
 
-def test_events_travel_as_json_lines_with_exact_pixels():
+def test_events_travel_as_json_lines_pictures_with_exact_pixels_previews_as_jpeg():
     rng = np.random.default_rng(3)
     image = Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8))
-    small = Image.fromarray(rng.integers(0, 256, (3, 5, 3), dtype=np.uint8))
+    smooth = np.add.outer(np.arange(48), np.arange(80))[..., None] * np.array([1, 2, 0]) // 2
+    preview = Image.fromarray(smooth.astype(np.uint8))  # a picture's preview: smooth, not noise
     meta = {"prompt": "a cat", "seed": 5, "role": "panel", "index": 2}
-    sent = [ev.Loading(0.5, "loading tiny"), ev.Inverting(2, 7), ev.Step(1, 7), ev.Preview(None, 1, small),
-            ev.Preview(1, 1, small), ev.Notice("out of memory: continuing with 1 panel(s) at a time"),
+    sent = [ev.Loading(0.5, "loading tiny"), ev.Inverting(2, 7), ev.Step(1, 7), ev.Preview(None, 1, preview),
+            ev.Preview(1, 1, preview), ev.Notice("out of memory: continuing with 1 panel(s) at a time"),
             ev.PanelDone(None, image, {"role": "reference"}), ev.PanelDone(1, image, meta),
             ev.Finished(ev.RunResult(image, {1: image}, {"device": "cpu"}))]
-    lines = b"".join(ndjson_line(event_to_wire(e)) for e in sent).decode().splitlines()
+    wire = [event_to_wire(e) for e in sent]
+    for data in wire[3:5]:  # a preview is a JPEG, not a PNG and not latents
+        assert set(data) == {"event", "index", "step", "jpeg", "reference"}
+        with Image.open(io.BytesIO(base64.b64decode(data["jpeg"]))) as picture:
+            assert picture.format == "JPEG" and picture.size == (80, 48)
+    lines = b"".join(ndjson_line(data) for data in wire).decode().splitlines()
     got = list(iter_events(lines))
     assert [type(e) for e in got] == [type(e) for e in sent]
     for a, b in zip(sent, got):
-        if isinstance(a, (ev.Preview, ev.PanelDone)):
-            assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
-            assert (a.index, getattr(a, "step", None), getattr(a, "metadata", None)) == \
-                   (b.index, getattr(b, "step", None), getattr(b, "metadata", None))
+        if isinstance(a, ev.Preview):
+            assert b.image.size == a.image.size and b.image.mode == "RGB"
+            assert np.abs(np.asarray(a.image, int) - np.asarray(b.image, int)).mean() < 2  # JPEG's loss
+            assert (a.index, a.step) == (b.index, b.step)
+        elif isinstance(a, ev.PanelDone):
+            assert np.array_equal(np.asarray(a.image), np.asarray(b.image))  # lossless
+            assert (a.index, a.metadata) == (b.index, b.metadata)
         elif not isinstance(a, ev.Finished):
             assert a == b
     run = got[-1].run  # rebuilt from the PanelDone events before it

@@ -53,3 +53,24 @@ def test_older_sessions_without_the_fields_read_with_defaults():
         del data[name]
     settings = GenerationSettings.from_dict(data)
     assert (settings.memory, settings.vae, settings.loras) == ("auto", "", ())
+
+
+def test_the_preview_decoder_is_checked_saved_and_in_the_request(session, tmp_path):
+    """Settings → Previews (issue 27): one of auto, factors, tiny, vae, off; kept with the
+    session, read as Auto from sessions saved before it, and sent with every request."""
+    session.set_style_text("ink")
+    session.add_panel("a fox")
+    assert session.build_request().previews == "auto"
+    with pytest.raises(SessionError, match="previews must be one of auto, factors, tiny, vae, off"):
+        session.update_settings(previews="taesd")
+    session.update_settings(previews="vae")
+    assert session.build_request().previews == "vae"
+    saved = save_session_as(session, tmp_path / "Story")
+    loaded = load_session(saved.parent if saved.is_file() else saved)
+    try:
+        assert loaded.settings.previews == "vae"
+    finally:
+        loaded.close()
+    data = GenerationSettings().to_dict()
+    del data["previews"]
+    assert GenerationSettings.from_dict(data).previews == "auto"

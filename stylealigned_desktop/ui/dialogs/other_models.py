@@ -25,7 +25,7 @@ class OtherModelsBox(QGroupBox):
     at a time with progress and cancel. A cancelled download stays "not downloaded"."""
 
     def __init__(self, download_fn: Callable | None = None, parent: QWidget | None = None) -> None:
-        super().__init__("Other models (optional: control maps, consistency scores)", parent)
+        super().__init__("Other models (optional: control maps, consistency scores, full-size previews)", parent)
         self.download = ModelDownload(download_fn, self)
         self.download.progress.connect(
             lambda done, total, rate: show_progress(self.progress, self.progress_text, done, total, rate))

@@ -6,11 +6,12 @@ Imports ``support`` and ``threads``."""
 from .history import HistoryView, run_title
 from .mask_layer import mask_overlay
 from .previews import PreviewGrid, is_anchor, is_reference, reference_position
-from .viewer import ImageViewer, ViewerPicture
+from .viewer import ImageViewer, OpenViewers, ViewerPicture
 
 __all__ = [
     "HistoryView",
     "ImageViewer",
+    "OpenViewers",
     "PreviewGrid",
     "ViewerPicture",
     "is_anchor",

@@ -83,6 +83,10 @@ class ImageView(QWidget):
         self._shape = QSize(width, height)
         self.update()
 
+    def shape(self) -> tuple[int, int] | None:
+        """The picture's (width, height) as the run makes it (None: not known)."""
+        return None if self._shape is None else (self._shape.width(), self._shape.height())
+
     def image_rect(self) -> QRect:
         """Where the picture is painted: scaled to fit, its aspect kept (never distorted)."""
         shape = self._shape if self._image is None or self._image.isNull() else self._image.size()

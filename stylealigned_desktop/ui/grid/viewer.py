@@ -1,6 +1,11 @@
 """The full-size viewer: zoom (wheel, + / −, fit, 100 %), pan (drag), step through the set (← →),
 and compare two pictures side by side (two panels, or one panel from two runs).
 
+While a set is made, a panel's live preview is shown at the picture's full size (a preview
+smaller than the picture, the latent factors' 1/8, is drawn scaled up to it), and each new
+step's preview, then the finished picture, replaces it in place (:meth:`ImageViewer.replace_picture`)
+at the same zoom and place.
+
 The two sides of a comparison move together: the same zoom and the same place in the picture.
 """
 
@@ -10,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -45,6 +50,8 @@ class ViewerPicture:
     path: Path | None = None
     image: QImage | None = None
     key: str | None = None
+    size: tuple[int, int] | None = None
+    """The finished picture's (width, height), at which a smaller preview is shown (None: its own)."""
 
     def load(self) -> QImage:
         if self.path is not None:
@@ -71,10 +78,13 @@ class PictureView(QGraphicsView):
         self.fitting = True
         self.image = QImage()
 
-    def set_image(self, image: QImage) -> None:
+    def set_image(self, image: QImage, size: tuple[int, int] | None = None) -> None:
+        """Show ``image`` drawn at ``size`` (the picture's, for a smaller preview); the zoom and
+        the place in the picture stay unless the view fits the window."""
         self.image = image
         self.item.setPixmap(QPixmap.fromImage(image))
-        self.scene().setSceneRect(QRectF(self.item.boundingRect()))
+        self.item.setScale(size[0] / image.width() if size and image.width() else 1.0)
+        self.scene().setSceneRect(self.item.sceneBoundingRect())
         if self.fitting:
             self.fit()
 
@@ -205,16 +215,26 @@ class ImageViewer(QDialog):
     def show_picture(self, index: int) -> None:
         self.index = max(0, min(index, len(self.pictures) - 1))
         picture = self.picture
-        self.view.set_image(picture.load())
+        self.view.set_image(picture.load(), picture.size)
         image = self.view.image
         count = f" ({self.index + 1} of {len(self.pictures)})" if len(self.pictures) > 1 else ""
-        self.caption.setText(f"{picture.title}{count} · {image.width()} × {image.height()} px")
+        width, height = picture.size or (image.width(), image.height())
+        self.caption.setText(f"{picture.title}{count} · {width} × {height} px")
         self.shown_title.setText(f"  {picture.title}")
         self.setWindowTitle(f"{picture.title} — {self.window_title}" if self.window_title
                             else picture.title)
         self.previous_action.setEnabled(self.index > 0)
         self.next_action.setEnabled(self.index < len(self.pictures) - 1)
         if not self.compare_box.isHidden():
+            self._fill_compare_choices()
+
+    def replace_picture(self, index: int, picture: ViewerPicture) -> None:
+        """A picture of the set made anew (the next step's preview, or the finished picture):
+        shown in place at the same zoom when it is the one in view, or the one compared."""
+        self.pictures[index] = picture
+        if index == self.index:
+            self.show_picture(index)
+        elif not self.compare_box.isHidden():
             self._fill_compare_choices()
 
     def step(self, delta: int) -> None:
@@ -273,7 +293,7 @@ class ImageViewer(QDialog):
             self.compare_view.set_image(QImage())
             return
         self.compare_view.fitting = self.view.fitting
-        self.compare_view.set_image(choices[row].load())
+        self.compare_view.set_image(choices[row].load(), choices[row].size)
         if not self.view.fitting:
             self.compare_view.set_zoom(self.view.zoom())
             self._follow(self.view, self.compare_view)
@@ -299,3 +319,21 @@ class ImageViewer(QDialog):
         finally:
             self._syncing = False
 
+
+
+class OpenViewers:
+    """The open viewers, each with the tile of each of its pictures: a tile's new picture (the
+    next step's preview, then the finished picture) replaces it in every viewer showing it."""
+
+    def __init__(self) -> None:
+        self._open: list[tuple[ImageViewer, list]] = []
+
+    def add(self, viewer: ImageViewer, tiles: list) -> None:
+        entry = (viewer, list(tiles))
+        self._open.append(entry)
+        viewer.finished.connect(lambda _result: self._open.remove(entry))
+
+    def replace(self, tile, picture: ViewerPicture) -> None:
+        for viewer, tiles in self._open:
+            if tile in tiles:
+                viewer.replace_picture(tiles.index(tile), picture)

@@ -1,4 +1,5 @@
-"""Settings widgets for what runs with the model: memory mode, VAE and LoRAs (issue 12).
+"""Settings widgets for what runs with the model: memory mode, VAE and LoRAs (issue 12), and
+the live preview decoder (issue 27).
 
 Widgets only: they show and edit values (``Lora`` choices, a memory mode, a VAE source) and
 signal ``edited``; the Settings panel turns them into the session's ``GenerationSettings``.
@@ -24,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from ...engine.lora import LoraError, check_lora_file
 from ...engine.models import base_of_source
+from ...engine.preview_choice import PREVIEW_LABELS, choose_preview
 from ...engine.request import Lora
 from ..support import accept_as_copy, connect_command, local_paths, small_combo
 from ..support import icon as icon_
@@ -73,6 +75,37 @@ def show_no_gpu(combo: QComboBox, reason: str | None) -> None:
     combo.setToolTip(tip)
     for index in range(combo.count()):
         combo.setItemData(index, tip, Qt.ItemDataRole.ToolTipRole)
+
+
+PREVIEWS_TIP = (
+    "What the live previews are made with while the pictures sharpen. Latent factors: instant, at "
+    "1/8 of the size. Tiny autoencoder (TAESDXL, or TAESD for SD 1.x / 2.x; download it in Models "
+    "→ Other models): the full size, close to the final picture. Full VAE: exact and slow, every "
+    "few steps. Auto takes the tiny autoencoder when it is downloaded and there is a GPU. Previews "
+    "never change a picture."
+)
+
+
+def previews_combo() -> QComboBox:
+    combo = small_combo()
+    for kind, label in PREVIEW_LABELS.items():
+        combo.addItem(label, kind)
+    combo.setToolTip(PREVIEWS_TIP)
+    return combo
+
+
+def show_auto_previews(combo: QComboBox, model: str, server: str = "", accelerator: bool = True) -> None:
+    """Say beside Auto which decoder it takes for ``model`` (its reason in the tip) on this
+    computer (``accelerator``: it has a GPU); a server decides with what it has downloaded."""
+    if server:
+        label, tip = "Auto (the server's choice)", PREVIEWS_TIP
+    else:
+        base = base_of_source(model) if model else None
+        choice = choose_preview("auto", model, accelerator=accelerator, family=base.family if base else "sdxl")
+        label = f"Auto ({PREVIEW_LABELS[choice.decoder].split(' (')[0].lower()} here)"
+        tip = f"{choice.said.removeprefix('previews: ')}.\n\n{PREVIEWS_TIP}"
+    combo.setItemText(combo.findData("auto"), label)
+    combo.setItemData(combo.findData("auto"), tip, Qt.ItemDataRole.ToolTipRole)
 
 
 class VaeChoice(QWidget):

@@ -35,6 +35,7 @@ from ...session.picture_settings import settings_from_picture
 from ..support import accept_as_copy, connect_command, files_pass_through, size_label, small_combo
 from ..support import icon as icon_
 from ..threads import CONSISTENCY_TIP, DEFAULT_DINO
+from . import model_extras as extras
 from .collapsible import CollapsibleSection
 from .knobs import (
     CONTROL_MODEL_FIELDS,
@@ -44,7 +45,6 @@ from .knobs import (
     strength_position,
     strength_shift,
 )
-from .model_extras import LoraList, VaeChoice, memory_combo, show_no_gpu
 
 
 class SettingsPanel(QWidget):
@@ -65,6 +65,7 @@ class SettingsPanel(QWidget):
         self._filling = False
         self._app_model = ""
         self._server = ""  # the URL of the server that makes the pictures; empty: this computer
+        self._no_gpu = False  # this computer has no GPU (known after the warm-up)
         self._dino = ""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -143,7 +144,7 @@ class SettingsPanel(QWidget):
         form.addRow("Sampler", self.scheduler)
 
     def _add_output_rows(self, form: QFormLayout) -> None:
-        """The negative prompt, panels drawn at once and the memory mode."""
+        """The negative prompt, panels drawn at once, the memory mode and the previews."""
         self.negative = QLineEdit()
         files_pass_through(self.negative)  # a PNG dropped here: use its settings
         self.negative.setPlaceholderText("none")
@@ -154,8 +155,9 @@ class SettingsPanel(QWidget):
         self.micro_batch.setSpecialValueText("Auto")
         self.micro_batch.setToolTip(TIPS["micro_batch"])
         form.addRow("Panels at once", self.micro_batch)
-        self.memory = memory_combo()
+        self.memory, self.previews = extras.memory_combo(), extras.previews_combo()
         form.addRow("Memory", self.memory)
+        form.addRow("Previews", self.previews)
 
     def _build_strength_row(self) -> QHBoxLayout:
         """The style-strength slider, from "freer" to "more alike" (see ``knobs.STRENGTH_RANGE``)."""
@@ -177,8 +179,8 @@ class SettingsPanel(QWidget):
         looks = QFrame()
         looks_form = QFormLayout(looks)
         looks_form.setContentsMargins(12, 0, 0, 0)
-        self.loras = LoraList()
-        self.vae = VaeChoice()
+        self.loras = extras.LoraList()
+        self.vae = extras.VaeChoice()
         looks_form.addRow("LoRAs", self.loras)
         looks_form.addRow("VAE", self.vae)
         return looks
@@ -186,15 +188,12 @@ class SettingsPanel(QWidget):
     def _connect_edits(self) -> None:
         """Every edit of the main form ends in ``_edited`` (the advanced knobs connect theirs
         as they are built)."""
-        self.steps.valueChanged.connect(self._edited)
-        self.guidance.valueChanged.connect(self._edited)
+        for box in (self.steps, self.guidance, self.width_box, self.height_box, self.micro_batch):
+            box.valueChanged.connect(self._edited)
+        for combo in (self.scheduler, self.memory, self.previews):
+            combo.currentIndexChanged.connect(self._edited)
         self.size_preset.currentIndexChanged.connect(self._preset_chosen)
-        self.width_box.valueChanged.connect(self._edited)
-        self.height_box.valueChanged.connect(self._edited)
-        self.scheduler.currentIndexChanged.connect(self._edited)
         self.negative.editingFinished.connect(self._edited)
-        self.micro_batch.valueChanged.connect(self._edited)
-        self.memory.currentIndexChanged.connect(self._edited)
         self.loras.edited.connect(self._edited)
         self.loras.refused.connect(self.problem.emit)
         self.vae.edited.connect(self._edited)
@@ -297,7 +296,9 @@ class SettingsPanel(QWidget):
     # ----- value in / out -------------------------------------------------------------------
     def set_no_gpu(self, reason: str | None) -> None:
         """What Auto picks on this computer when it has no GPU (None: it has one)."""
-        show_no_gpu(self.memory, reason)
+        extras.show_no_gpu(self.memory, reason)
+        self._no_gpu = reason is not None
+        self._show_model()  # Auto's previews depend on it too
 
     def set_app_model(self, model: str) -> None:
         """The app-wide model (shown when the session does not name its own)."""
@@ -345,6 +346,7 @@ class SettingsPanel(QWidget):
         self.model_label.setToolTip(shown)
         self.tiny_badge.setVisible(is_tiny(model))
         self.loras.model = "" if self._server else (model or "")
+        extras.show_auto_previews(self.previews, model, self._server, accelerator=not self._no_gpu)
 
     def settings(self) -> GenerationSettings:
         return self._settings
@@ -364,6 +366,7 @@ class SettingsPanel(QWidget):
                 self.negative.setCursorPosition(0)
             self.micro_batch.setValue(settings.micro_batch or 0)
             self.memory.setCurrentIndex(max(0, self.memory.findData(settings.memory)))
+            self.previews.setCurrentIndex(max(0, self.previews.findData(settings.previews)))
             self.loras.set_loras(settings.loras)
             self.vae.set_source(settings.vae)
             sa = settings.style_aligned
@@ -402,6 +405,7 @@ class SettingsPanel(QWidget):
             negative_prompt=self.negative.text(),
             micro_batch=self.micro_batch.value() or None,
             memory=self.memory.currentData(),
+            previews=self.previews.currentData(),
             loras=self.loras.loras(),
             vae=self.vae.source(),
             inversion_guidance=round(self.inversion_guidance.value(), 1),

@@ -25,6 +25,7 @@ from ...session.model import compose_prompt
 from ..grid import (
     HistoryView,
     ImageViewer,
+    OpenViewers,
     PreviewGrid,
     ViewerPicture,
     is_anchor,
@@ -56,6 +57,9 @@ class GridController(QObject):
         self.thumbnails = thumbnails
         self.running_plan = running_plan
         self.viewing_run: str | None = None
+        self.viewers = OpenViewers()  # live previews follow in them
+        self._preview_sizes: dict = {}
+        """The size of the picture each tile's live preview is of."""
         self.masks: dict[str, dict] = {}
         """Panel id -> its newest picture's last-step subject masks by character name (spec
         section 13; arrays, as the engine's result gives them)."""
@@ -258,15 +262,25 @@ class GridController(QObject):
     def mark_waiting(self, tile) -> None:
         self.grid.set_state(tile, "waiting")
 
-    def show_preview(self, tile, image: QImage, step: int, total: int) -> None:
+    def show_preview(self, tile, image: QImage, step: int, total: int, size: tuple[int, int] | None = None) -> None:
+        """A running picture's preview; ``size``: the picture's, at which the viewer shows it."""
         if self.viewing_run is None:
             self.grid.show_preview(tile, image, step, total)
+            self._preview_sizes[tile] = size
+            self.viewers.replace(tile, self._preview_picture(tile, image))
 
     def show_final(self, tile, image: QImage, caption: str, path: Path | None) -> None:
         """A finished picture; ``path`` is None while its file is not written yet."""
         self.grid.show_final(tile, image, caption)
         self.grid.tiles[tile].path = path
         self.grid.tiles[tile].set_outdated(False)  # made from the settings of now
+        if self.viewing_run is None:  # the full VAE's picture replaces its preview in a viewer too
+            self.viewers.replace(tile, ViewerPicture(self.tile_name(tile), None, image, self._picture_key(tile)))
+
+    def _preview_picture(self, tile, image: QImage) -> ViewerPicture:
+        """A tile's live preview for the viewer, shown at the picture's full size."""
+        size = self._preview_sizes.get(tile) or self.grid.tiles[tile].view.shape()
+        return ViewerPicture(self.tile_name(tile) + " (preview)", None, image, self._picture_key(tile), size)
 
     # ----- history runs -------------------------------------------------------------------------
     def show_run(self, run_id: str | None) -> None:
@@ -388,9 +402,11 @@ class GridController(QObject):
             image = self.grid.tiles[index].image()
             if path is None and (image is None or image.isNull()):
                 continue
-            title = self.tile_name(index) + ("" if path is not None else " (preview)")
-            shown.append((index, ViewerPicture(title, path, None if path else image,
-                                               self._picture_key(index))))
+            if path is None and not self.grid.tiles[index].final:
+                shown.append((index, self._preview_picture(index, image)))
+            else:
+                shown.append((index, ViewerPicture(self.tile_name(index), path, None if path else image,
+                                                   self._picture_key(index))))
         return shown
 
     def versions(self, picture: ViewerPicture) -> list[ViewerPicture]:
@@ -425,6 +441,7 @@ class GridController(QObject):
         viewer = ImageViewer([picture for _, picture in shown], positions.index(index),
                              self.host, versions=self.versions, window_title=APP_TITLE)
         viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.viewers.add(viewer, positions)
         viewer.show()
         return viewer
 

@@ -322,13 +322,15 @@ class RunController(QObject):
         plan = self._plan_of(job)
         if plan is None:
             return
-        total = plan.request.sampling.steps
+        request = plan.request
+        total = request.sampling.steps
         for index, (job_id, step, image) in previews.items():
             if job_id != job.id:
                 continue
             tile = self._tile_index(plan, index)
+            size = (request.sampling.width, request.sampling.height) if is_reference(index) else request.panel_size(index)
             if tile is not False:
-                self.grid.show_preview(tile, image, step, total)
+                self.grid.show_preview(tile, image, step, total, size)
 
     def _finished(self, job: Job, wevent: WorkerEvent) -> None:
         entry = self.plans.get(job.id)
