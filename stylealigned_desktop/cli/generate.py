@@ -200,8 +200,8 @@ def build_generate_request(args):
         sampling = Sampling(
             steps=args.steps,
             guidance=(10.0 if picture_mode else 5.0) if args.guidance is None else args.guidance,
-            width=args.width or native_side(args.model),
-            height=args.height or native_side(args.model),
+            width=native_side(args.model) if args.width is None else args.width,
+            height=native_side(args.model) if args.height is None else args.height,
             scheduler=args.scheduler,
             negative_prompt=args.negative_prompt,
             window_stride=args.window_stride,

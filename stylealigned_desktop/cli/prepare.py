@@ -45,7 +45,9 @@ def cmd_invert(args) -> int:
     out = Path(args.out).expanduser()
     if out.suffix != ".safetensors":
         raise UsageError(f"{out}: the trajectory is saved as .safetensors")
-    args.width, args.height = args.width or native_side(args.model), args.height or native_side(args.model)
+    native = native_side(args.model)  # only where a size is not given (0 is given, and refused)
+    args.width = native if args.width is None else args.width
+    args.height = native if args.height is None else args.height
     try:
         check_size(args.width, args.height)
         check_steps(args.steps)

@@ -8,7 +8,7 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QFrame, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout
 
 from ...session.json_fields import MAX_SEED
-from ..support import accept_as_copy, connect_command, icon, local_paths
+from ..support import accept_as_copy, accept_pictures, connect_command, icon, local_paths
 
 ANCHOR_THUMB = 56
 
@@ -73,11 +73,7 @@ class AnchorSlot(QFrame):
             "character here (or click) to use your own design")
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
-        mime = event.mimeData()
-        if mime.hasUrls() or mime.hasImage():
-            accept_as_copy(event)
-        else:
-            event.ignore()
+        accept_pictures(event)
 
     dragMoveEvent = dragEnterEvent
 

@@ -10,7 +10,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QAbstractItemView, QListWidget
 
 from ...session.folders import is_session_folder
-from ..support import accept_as_copy, local_paths, set_style_flag
+from ..support import accept_as_copy, accept_pictures, local_paths, set_style_flag
 
 
 class DropList(QListWidget):
@@ -29,25 +29,15 @@ class DropList(QListWidget):
         self.setDragDropMode(QAbstractItemView.DragDropMode.DropOnly)
         self.setDropIndicatorShown(False)
 
-    @staticmethod
-    def _acceptable(mime) -> bool:
-        return mime.hasUrls() or mime.hasImage()
-
     def _highlight(self, on: bool) -> None:
         set_style_flag(self, "dropTarget", on)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if self._acceptable(event.mimeData()):
-            accept_as_copy(event)
+        if accept_pictures(event):
             self._highlight(True)
-        else:
-            event.ignore()
 
     def dragMoveEvent(self, event) -> None:  # noqa: N802 (Qt)
-        if self._acceptable(event.mimeData()):
-            accept_as_copy(event)
-        else:
-            event.ignore()
+        accept_pictures(event)
 
     def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
         self._highlight(False)

@@ -28,6 +28,7 @@ from ...session.model import Panel
 from ..support import (
     ElidedLabel,
     accept_as_copy,
+    accept_pictures,
     connect_command,
     icon,
     local_paths,
@@ -429,11 +430,8 @@ class PanelCard(QFrame):
         if mime.hasFormat(PANEL_MIME):
             event.ignore()  # reordering is the list's business
             return
-        if mime.hasUrls() or mime.hasImage():
-            accept_as_copy(event)
+        if accept_pictures(event):
             self._drop_highlight(True)
-        else:
-            event.ignore()
 
     def dragLeaveEvent(self, event) -> None:  # noqa: N802 (Qt)
         self._drop_highlight(False)

@@ -6,7 +6,7 @@ Imports no other ``ui`` subpackage."""
 
 from .actions import Command, add_menu_command, connect_command, make_actions
 from .config import DesktopConfig
-from .drops import accept_as_copy
+from .drops import accept_as_copy, accept_pictures
 from .errors import install_exception_hook
 from .fitting import VerticalScroller, fit_to_screen
 from .picture_input import PICTURE_FILTER, import_error, local_paths, png_bytes
@@ -27,6 +27,7 @@ __all__ = [
     "SessionUndo",
     "VerticalScroller",
     "accept_as_copy",
+    "accept_pictures",
     "add_menu_command",
     "apply_theme",
     "connect_command",

@@ -15,3 +15,15 @@ def accept_as_copy(event: QDropEvent) -> None:
     """Accept a drag-enter, drag-move or drop event as a Copy, whatever the source proposed."""
     event.setDropAction(Qt.DropAction.CopyAction)
     event.accept()
+
+
+def accept_pictures(event) -> bool:
+    """Accept a drag-enter or drag-move of files or a picture as a Copy and ignore anything
+    else (files or a picture are what the window's drop targets take); returns whether it
+    was accepted."""
+    mime = event.mimeData()
+    if mime.hasUrls() or mime.hasImage():
+        accept_as_copy(event)
+        return True
+    event.ignore()
+    return False

@@ -47,6 +47,7 @@ from ..support import (
     DesktopConfig,
     VerticalScroller,
     accept_as_copy,
+    accept_pictures,
     connect_command,
     icon,
     make_actions,
@@ -459,11 +460,7 @@ class MainWindow(QMainWindow):
     # What lands anywhere else on the window is taken as if dropped on the reference gallery:
     # a session folder opens, pictures and folders of pictures become references.
     def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt)
-        mime = event.mimeData()
-        if mime.hasUrls() or mime.hasImage():
-            accept_as_copy(event)
-        else:
-            event.ignore()
+        accept_pictures(event)
 
     dragMoveEvent = dragEnterEvent
 
