@@ -86,14 +86,19 @@ TARGETS: dict[str, Target] = {
     "references": Target("stylealigned_desktop/engine/references.py",
                          ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
                           "tests/test_generator_picture.py")),
+    # rows.py is torch-free: its own plan tests kill in milliseconds what the engine runs guard too
     "rows": Target("stylealigned_desktop/engine/rows.py",
-                   ("tests/test_generator_references.py", "tests/test_generator_picture.py")),
+                   ("tests/test_rows.py", "tests/test_generator_references.py", "tests/test_generator_picture.py")),
     "generator": Target("stylealigned_desktop/engine/generator.py",
                         ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
                          "tests/test_generator_picture.py"),
                         ("xǁEngineǁreference_trajectory", "xǁEngineǁ_record", "x__picture_metadata")),
+    # the identity's whole string first (torch-free), then what reads it; a hub model's from test_hub
     "model-identity": Target("stylealigned_desktop/engine/models.py",
-                             ("tests/test_models.py", "tests/test_vae.py", "tests/test_inversion_cache_keys.py"),
+                             ("tests/test_model_identity.py", "tests/test_models.py", "tests/test_vae.py",
+                              "tests/test_inversion_cache_keys.py",
+                              "tests/test_hub.py::test_model_identity_names_the_cached_revision_and_changes_with_it",
+                              "tests/test_hub.py::test_a_model_not_in_the_cache_has_no_snapshot"),
                              ("x_model_identity", "x_vae_identity", "x__base_identity")),
 }
 
