@@ -51,7 +51,8 @@ def _spelled_out(panels=PANELS):
 
 @pytest.fixture(scope="module")
 def engine(tiny_pipe):
-    return Engine(loader=lambda *args, **kwargs: tiny_pipe)
+    # an unlimited preview budget: every row's preview every step, whatever the machine's speed
+    return Engine(loader=lambda *args, **kwargs: tiny_pipe, preview_budget=float("inf"))
 
 
 @pytest.fixture(scope="module")
