@@ -59,12 +59,17 @@ WEIGHT_STEPS = 20
 WEIGHT_RANGE = (-1.0, 2.0)
 
 
-def memory_combo() -> QComboBox:
+def choice_combo(labels: dict[str, str], tip: str) -> QComboBox:
+    """A small combo of ``labels`` (value: label), each item's data its value."""
     combo = small_combo()
-    for mode, label in MEMORY_LABELS.items():
-        combo.addItem(label, mode)
-    combo.setToolTip(MEMORY_TIP)
+    for value, label in labels.items():
+        combo.addItem(label, value)
+    combo.setToolTip(tip)
     return combo
+
+
+def memory_combo() -> QComboBox:
+    return choice_combo(MEMORY_LABELS, MEMORY_TIP)
 
 
 def show_no_gpu(combo: QComboBox, reason: str | None) -> None:
@@ -87,11 +92,7 @@ PREVIEWS_TIP = (
 
 
 def previews_combo() -> QComboBox:
-    combo = small_combo()
-    for kind, label in PREVIEW_LABELS.items():
-        combo.addItem(label, kind)
-    combo.setToolTip(PREVIEWS_TIP)
-    return combo
+    return choice_combo(PREVIEW_LABELS, PREVIEWS_TIP)
 
 
 def show_auto_previews(combo: QComboBox, model: str, server: str = "", accelerator: bool = True) -> None:
