@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from stylealigned_desktop.engine import events as ev
@@ -76,3 +77,28 @@ def test_the_inversion_key_names_vae_loras_and_the_inversion_guidance(files, tmp
         assert changed.model == model and changed.guidance == request.style.inversion_guidance
         keys.add(changed)
     assert len(keys) == 1 + len(changes)
+
+
+def test_an_inversion_on_its_own_in_low_memory_encodes_the_picture_in_tiles(files, tmp_path, monkeypatch):
+    """``reference_trajectory`` (what the server hands to its shards) plans the VAE as a run
+    does: in ``low`` the picture is encoded in tiles, as diffusers' own tiled encode gives it."""
+    from diffusers import AutoencoderKL
+
+    from stylealigned_desktop.engine.images import fit_picture, load_picture
+
+    calls = []
+    original = AutoencoderKL._tiled_encode
+    monkeypatch.setattr(AutoencoderKL, "_tiled_encode", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    width, height = 192, 136  # above the tiny VAE's 128 px tile: tiling changes the latent
+    request = replace(_request(files, tmp_path, memory="low"),
+                      sampling=Sampling(steps=STEPS, guidance=9.0, width=width, height=height, scheduler="euler"))
+    engine = Engine()
+    _, trajectory = engine.reference_trajectory(request)
+    assert len(calls) == 1
+
+    vae = engine._pipe.vae
+    vae.enable_tiling()
+    pixels = engine._pipe.image_processor.preprocess(fit_picture(load_picture(files["picture"]), width, height))
+    with torch.no_grad():
+        tiled = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+    torch.testing.assert_close(trajectory.z0[0], tiled[0], rtol=0, atol=1e-5)
