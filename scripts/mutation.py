@@ -76,9 +76,11 @@ TARGETS: dict[str, Target] = {
                           ("xǁSessionǁ_plan", "xǁSessionǁprepare_generate", "xǁSessionǁprepare_reroll",
                            "xǁSessionǁ_prepare", "xǁSessionǁ_take_run_seeds", "xǁSessionǁrecord_run",
                            "xǁSessionǁ_plan_done")),
+    # its inputs (tests/test_inversion_inputs.py) and a base without pooled text or time ids (SD 2 v)
     "inversion": Target("stylealigned_desktop/engine/inversion.py",
-                        ("tests/test_inversion.py", "tests/test_generator_picture.py",
-                         "tests/test_generator_references.py")),
+                        ("tests/test_inversion.py", "tests/test_inversion_inputs.py",
+                         "tests/test_bases_features.py::test_v_prediction_inversion_round_trip_reproduces_z0",
+                         "tests/test_generator_picture.py", "tests/test_generator_references.py")),
     "trajectory": Target("stylealigned_desktop/engine/trajectory.py",
                          ("tests/test_inversion.py", "tests/test_generator_picture.py")),
     # the key-building and record parts of the generator, split into stages since this map was

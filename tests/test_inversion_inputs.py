@@ -1,0 +1,191 @@
+"""What DDIM inversion takes in (spec section 7): every kind of picture, the smallest and the
+refused inputs, the levels at their bounds, a guidance-embedded UNet, and diffusers' dtype
+warning kept out of the log. The inversion's maths are pinned in tests/test_inversion.py."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from stylealigned_desktop.engine.inversion import encode_picture, invert
+
+W, H = 96, 64  # not square
+SKY, SEA, WHITE = (230, 200, 120), (30, 60, 200), (255, 255, 255)
+HOLE = (8, 6, 40, 30)  # the transparent part, fully transparent (alpha 0): flattening is exact
+
+
+def _pipe_with(pipe, **components):
+    from diffusers import StableDiffusionXLPipeline
+
+    new = StableDiffusionXLPipeline(**{**pipe.components, **components})
+    new.set_progress_bar_config(disable=True)
+    return new
+
+
+def _two_colours(mode="RGB") -> Image.Image:
+    image = Image.new("RGB", (W, H), SKY)
+    ImageDraw.Draw(image).rectangle((50, 20, 90, 60), fill=SEA)
+    return image.convert(mode)
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """What an artist sees of ``image`` with HOLE transparent: HOLE painted white."""
+    flat = image.convert("RGB")
+    ImageDraw.Draw(flat).rectangle(HOLE, fill=WHITE)
+    return flat
+
+
+def _with_hole(image: Image.Image) -> Image.Image:
+    """``image`` (L or P) with an alpha band, opaque but for HOLE."""
+    alpha = Image.new("L", image.size, 255)
+    ImageDraw.Draw(alpha).rectangle(HOLE, fill=0)
+    layered = image.convert(image.mode + "A")
+    layered.putalpha(alpha)
+    return layered
+
+
+def _transparent_index(image: Image.Image) -> Image.Image:
+    """A palette picture whose HOLE is drawn in a palette entry marked transparent (a GIF's way)."""
+    palette = _two_colours().convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    hole_index = 3  # an entry the two colours do not use
+    ImageDraw.Draw(palette).rectangle(HOLE, fill=hole_index)
+    palette.info["transparency"] = hole_index
+    return palette
+
+
+@pytest.mark.parametrize("kind", ["LA", "PA", "P with a transparent entry"])
+def test_every_kind_of_transparency_is_flattened_on_white(tiny_pipe, kind):
+    if kind == "P with a transparent entry":
+        picture = _transparent_index(_two_colours())
+        seen = _on_white(_two_colours().convert("P", palette=Image.Palette.ADAPTIVE, colors=4))
+    else:
+        opaque = _two_colours(kind[0])
+        picture, seen = _with_hole(opaque), _on_white(opaque)
+    assert picture.mode == kind.split()[0]
+    torch.testing.assert_close(encode_picture(tiny_pipe, picture), encode_picture(tiny_pipe, seen), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK"])
+def test_a_picture_without_transparency_is_its_rgb_conversion(tiny_pipe, mode):
+    picture = _two_colours(mode)
+    expected = encode_picture(tiny_pipe, picture.convert("RGB"))
+    torch.testing.assert_close(encode_picture(tiny_pipe, picture), expected, rtol=0, atol=0)
+    rgb = _two_colours()
+    assert not torch.equal(encode_picture(tiny_pipe, rgb), encode_picture(tiny_pipe, _on_white(rgb)))
+
+
+def test_the_smallest_picture_is_one_latent_pixel_and_smaller_ones_are_refused(tiny_pipe):
+    assert tuple(encode_picture(tiny_pipe, Image.new("RGB", (8, 16), SKY)).shape) == (1, 4, 2, 1)
+    for size in ((0, 16), (16, 0)):
+        with pytest.raises(ValueError) as refused:
+            encode_picture(tiny_pipe, Image.new("RGB", size, SKY))
+        assert str(refused.value) == ("the picture must be fitted to the output size first (a multiple of 8 px), "
+                                      f"got {size[0]}x{size[1]}")
+    with pytest.raises(ValueError, match=r"got 96x60$"):
+        encode_picture(tiny_pipe, Image.new("RGB", (96, 60), SKY))
+    with pytest.raises(TypeError) as refused:
+        encode_picture(tiny_pipe, np.zeros((H, W, 3), np.uint8))
+    assert str(refused.value) == "expected a PIL image, got ndarray"
+
+
+def test_latents_mean_alone_is_not_a_normalisation(tiny_pipe):
+    """The pipeline normalises only with both ``latents_mean`` and ``latents_std``; so does the encode."""
+    for half in ({"latents_mean": [0.1, -0.2, 0.3, 0.05]}, {"latents_std": [0.9, 1.1, 0.7, 1.3]}):
+        vae = copy.deepcopy(tiny_pipe.vae)
+        vae.register_to_config(**half)
+        torch.testing.assert_close(encode_picture(_pipe_with(tiny_pipe, vae=vae), _two_colours()),
+                                   encode_picture(tiny_pipe, _two_colours()), rtol=0, atol=0)
+
+
+def test_the_fp16_vae_upcast_keeps_diffusers_dtype_warning_out_of_the_log(tiny_pipe):
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    records = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        vae16 = copy.deepcopy(tiny_pipe.vae).to(torch.float16)
+        records.clear()
+        encode_picture(_pipe_with(tiny_pipe, vae=vae16), _two_colours())
+        assert records == [] and logger.level == logging.INFO  # quiet during the upcast, as it was after
+        vae16.to(torch.float32)  # someone else's cast still warns
+        assert [r.levelno for r in records] == [logging.WARNING]
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
+
+
+def _latent(seed, width=W, height=H):
+    return torch.randn(1, 4, height // 8, width // 8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_latent_without_its_batch_axis_is_inverted_as_a_batch_of_one(tiny_pipe):
+    z0 = _latent(1)
+    torch.testing.assert_close(invert(tiny_pipe, z0[0], "a kite", 2, 2.0, W, H).latents,
+                               invert(tiny_pipe, z0, "a kite", 2, 2.0, W, H).latents, rtol=0, atol=0)
+
+
+def test_guidance_zero_is_one_conditional_pass_and_below_zero_is_refused(tiny_pipe):
+    calls = []
+    hook = tiny_pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    try:
+        at_zero = invert(tiny_pipe, _latent(2), "a kite", 2, 0.0, W, H)
+    finally:
+        hook.remove()
+    assert calls == [1, 1] and at_zero.guidance == 0.0
+    with pytest.raises(ValueError) as refused:
+        invert(tiny_pipe, _latent(2), "a kite", 2, -0.5, W, H)
+    assert str(refused.value) == "inversion guidance must be >= 0, got -0.5"
+    with pytest.raises(ValueError) as refused:
+        invert(tiny_pipe, _latent(2, 104, 64), "a kite", 2, 1.0, 100, 64)
+    assert str(refused.value) == "width and height must be multiples of 8, got 100x64"
+    with pytest.raises(ValueError) as refused:
+        invert(tiny_pipe, _latent(2), "", 0, 1.0, W, H)
+    assert str(refused.value) == "inversion steps must be at least 1, got 0"
+
+
+def test_levels_at_the_bounds_of_the_training_steps(tiny_pipe):
+    """Levels run 0..num_train_timesteps - 1 (1000 for the tiny model's schedule): both ends are
+    levels, one past either end is refused, as is a list of the wrong length or order."""
+    assert tiny_pipe.scheduler.config.num_train_timesteps == 1000
+    trajectory = invert(tiny_pipe, _latent(3), "", 2, 1.0, W, H, timesteps=[999, 0])
+    assert trajectory.timesteps.tolist() == [999, 0] and trajectory.timesteps.dtype == torch.int64
+    refusals = {(1000, 0): "timesteps must lie in 0..999, got [1000, 0]",
+                (999, -1): "timesteps must lie in 0..999, got [999, -1]",
+                (999,): "timesteps must be 2 strictly decreasing levels, got [999]",
+                (500, 500): "timesteps must be 2 strictly decreasing levels, got [500, 500]",
+                (1, 501): "timesteps must be 2 strictly decreasing levels, got [1, 501]"}
+    for levels, message in refusals.items():
+        with pytest.raises(ValueError) as refused:
+            invert(tiny_pipe, _latent(3), "", 2, 1.0, W, H, timesteps=levels)
+        assert str(refused.value) == message
+
+
+def test_a_guidance_embedded_unet_gets_the_pipelines_guidance_embedding(tiny_pipe):
+    """A UNet with ``time_cond_proj_dim`` (an LCM-style model) is told the guidance as the
+    pipeline tells it: ``get_guidance_scale_embedding(guidance - 1)``."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(tiny_pipe.unet.config, time_cond_proj_dim=16).eval()
+    pipe = _pipe_with(tiny_pipe, unet=unet)
+    seen = []
+    hook = unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["timestep_cond"]),
+                                          with_kwargs=True)
+    try:
+        invert(pipe, _latent(4), "a kite", 1, 3.0, W, H)
+        pipe("a kite", num_inference_steps=1, guidance_scale=3.0, width=W, height=H, output_type="latent")
+    finally:
+        hook.remove()
+    ours, pipelines = seen
+    assert ours.shape == (1, 16)
+    torch.testing.assert_close(ours, pipelines, rtol=0, atol=0)
+    other = pipe.get_guidance_scale_embedding(torch.tensor([3.0]), embedding_dim=16)  # guidance itself
+    assert not torch.allclose(ours, other)
