@@ -5,6 +5,7 @@ different reference pictures."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -17,8 +18,10 @@ from stylealigned_desktop.engine.generator import Engine
 from stylealigned_desktop.engine.images import fit_picture, load_picture, picture_hash
 from stylealigned_desktop.engine.inversion import encode_picture
 from stylealigned_desktop.engine.request import (
+    Character,
     GeneratedReference,
     Panel,
+    PanelControl,
     ReferencePicture,
     Sampling,
     SetRequest,
@@ -149,3 +152,71 @@ def test_two_reference_pictures_are_each_their_own_round_trip_and_cache_entry(en
         assert key.picture_hash == picture_hash(fit_picture(load_picture(pictures[k]), WIDTH, HEIGHT))
         assert key.caption == alone.references[0].caption
         torch.testing.assert_close(trajectory.z0, z0[k], rtol=0, atol=0)
+
+
+# --- every picture's record and the run's, whole ----------------------------------------------
+
+
+def test_the_run_records_every_picture_by_its_own_row(engine, tiny_pipe, pictures):
+    """A generated and a picture reference, a character with a picture anchor and a generated
+    one, a controlled panel naming it and a windowed panel of another size: each picture's
+    record (PanelDone, AnchorDone), latent, image and mask is its own row's, spelled out here."""
+    dusk, noon = pictures
+    mira = Character("Mira", "a girl in a yellow coat", anchor_seeds=(5, 6), anchor_pictures=(noon, None),
+                     anchor_text=", ink")
+    control = PanelControl(dusk, "canny", scale=0.9)
+    request = SetRequest(
+        model="tiny", characters=(mira,), micro_batch=1, memory="fast",
+        style=(GeneratedReference("a blue whale, ink", 11, weight=1.0),
+               ReferencePicture(dusk, caption="a sunset", inversion_offset=1, inversion_guidance=2.0, weight=3.0)),
+        panels=(Panel("[Mira] runs, ink", 21, control), Panel("a boat, ink", 22, size=(64, 192))),
+        sampling=Sampling(steps=2, guidance=6.0, width=WIDTH, height=HEIGHT, scheduler="euler", panorama_above=1.5),
+        settings=StyleAlignedSettings(anchors_per_character=2))
+    events = []
+    result = engine.generate(request, events.append)
+
+    common = request.picture_parameters()
+    windows = {"windows": 2, "window_width": 64, "window_height": 128, "window_stride": 8}  # 192 px tall: 2
+    expected = {
+        ("reference", 0): dict(common, prompt="a blue whale, ink", seed=11, role="reference", reference_index=1,
+                               weight=0.25),
+        ("reference", 1): dict(common, prompt="a sunset", seed=None, role="reference", reference_index=2,
+                               weight=0.75, picture=dusk, inversion_guidance=2.0, inversion_offset=1),
+        ("Mira", 0): dict(common, prompt="a girl in a yellow coat", seed=None, role="anchor", character="Mira",
+                          anchor=1, picture=noon, inversion_offset=0),  # 2 steps: the default offset 0
+        ("Mira", 1): dict(common, prompt="a girl in a yellow coat, ink", seed=6, role="anchor", character="Mira",
+                          anchor=2),
+        ("panel", 0): dict(common, prompt="[Mira] runs, ink", seed=21, role="panel", index=1, control=asdict(control),
+                           width=WIDTH, height=HEIGHT),
+        ("panel", 1): dict(common, prompt="a boat, ink", seed=22, role="panel", index=2, control=None,
+                           width=64, height=192, **windows),
+    }
+    done = {}
+    for event in events:
+        if isinstance(event, ev.AnchorDone):
+            done[event.character, event.number] = event
+        elif isinstance(event, ev.PanelDone):
+            done[("reference", event.reference) if event.index is None else ("panel", event.index)] = event
+    assert {key: event.metadata for key, event in done.items()} == expected
+
+    # the images, latents and masks of the result are those of the same rows
+    images = {**{("reference", k): image for k, image in result.references.items()},
+              **{key[1:]: image for key, image in result.anchors.items()},
+              **{("panel", k): image for k, image in result.panels.items()}}
+    assert images.keys() == done.keys() and all(images[key] is done[key].image for key in done)
+    assert result.reference is result.references[0] and result.panels[1].size == (64, 192)
+    assert list(result.latents) == [None, ("reference", 1), ("anchor", "Mira", 0), ("anchor", "Mira", 1), 0, 1]
+    assert all(latent.dtype == torch.float32 and latent.device.type == "cpu" for latent in result.latents.values())
+    assert result.latents[1].shape == (4, 192 // 8, 64 // 8) and result.latents[0].shape == (4, HEIGHT // 8, WIDTH // 8)
+    for key, path in ((("reference", 1), dusk), (("anchor", "Mira", 0), noon)):  # a picture's row ends as its z0
+        z0 = encode_picture(tiny_pipe, fit_picture(load_picture(path), WIDTH, HEIGHT))
+        torch.testing.assert_close(result.latents[key], z0[0], rtol=0, atol=0)
+    assert set(result.masks) == {0, ("anchor", "Mira", 0), ("anchor", "Mira", 1)}  # the rows that see Mira
+    assert done["panel", 0].masks is result.masks[0] and done["panel", 1].masks == {}
+    for number in (0, 1):
+        assert done["Mira", number].mask is result.masks["anchor", "Mira", number]["Mira"]
+
+    assert result.metadata == {
+        "request": request.to_dict(), "micro_batch": 1, "memory_mode": "fast", "vae_tiling": False,
+        "device": "cpu", "dtype": "float32", "timings": result.metadata["timings"], "windows": {"2": windows}}
+    assert set(result.metadata["timings"]) == {"load_s", "denoise_s", "decode_s", "per_step_s"}
