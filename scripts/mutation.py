@@ -87,7 +87,7 @@ TARGETS: dict[str, Target] = {
     # first written: the references' rows and trajectory keys, the rows' plan, the records
     "references": Target("stylealigned_desktop/engine/references.py",
                          ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
-                          "tests/test_generator_picture.py")),
+                          "tests/test_reference_trajectories.py", "tests/test_generator_picture.py")),
     # rows.py is torch-free: its own plan tests kill in milliseconds what the engine runs guard too
     "rows": Target("stylealigned_desktop/engine/rows.py",
                    ("tests/test_rows.py", "tests/test_generator_references.py", "tests/test_generator_picture.py")),

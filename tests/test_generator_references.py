@@ -131,7 +131,9 @@ def test_two_reference_pictures_are_each_their_own_round_trip_and_cache_entry(en
     request = _pictures_set(pictures, tmp_path)
     events = []
     result = engine.generate(request, events.append)
-    assert sum(isinstance(e, ev.Inverting) for e in events) == 2 * 3  # each picture inverted once
+    # each picture inverted once, its steps counted as which picture of how many
+    assert [(e.step, e.total, e.picture, e.pictures) for e in events if isinstance(e, ev.Inverting)] == [
+        (step, 3, picture, 2) for picture in (1, 2) for step in (1, 2, 3)]
 
     z0 = [encode_picture(tiny_pipe, fit_picture(load_picture(p), WIDTH, HEIGHT)) for p in pictures]
     for position in (0, 1):  # the reference's picture is its own picture's VAE round trip
@@ -157,7 +159,7 @@ def test_two_reference_pictures_are_each_their_own_round_trip_and_cache_entry(en
 # --- every picture's record and the run's, whole ----------------------------------------------
 
 
-def test_the_run_records_every_picture_by_its_own_row(engine, tiny_pipe, pictures):
+def test_the_run_records_every_picture_by_its_own_row(engine, tiny_pipe, pictures, tmp_path):
     """A generated and a picture reference, a character with a picture anchor and a generated
     one, a controlled panel naming it and a windowed panel of another size: each picture's
     record (PanelDone, AnchorDone), latent, image and mask is its own row's, spelled out here."""
@@ -171,9 +173,12 @@ def test_the_run_records_every_picture_by_its_own_row(engine, tiny_pipe, picture
                ReferencePicture(dusk, caption="a sunset", inversion_offset=1, inversion_guidance=2.0, weight=3.0)),
         panels=(Panel("[Mira] runs, ink", 21, control), Panel("a boat, ink", 22, size=(64, 192))),
         sampling=Sampling(steps=2, guidance=6.0, width=WIDTH, height=HEIGHT, scheduler="euler", panorama_above=1.5),
-        settings=StyleAlignedSettings(anchors_per_character=2))
+        settings=StyleAlignedSettings(anchors_per_character=2), cache_dir=str(tmp_path / "cache"))
     events = []
     result = engine.generate(request, events.append)
+    # a picture anchor is inverted with its character's description as caption (spec section 13)
+    cached = engine.trajectory_cache(request.cache_dir)._memory.values()
+    assert sorted(trajectory.caption for trajectory in cached) == ["a girl in a yellow coat", "a sunset"]
 
     common = request.picture_parameters()
     windows = {"windows": 2, "window_width": 64, "window_height": 128, "window_stride": 8}  # 192 px tall: 2
