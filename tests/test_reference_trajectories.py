@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from stylealigned_desktop.engine import events as ev
-from stylealigned_desktop.engine.errors import GenerationError
+from stylealigned_desktop.engine.errors import GenerationCancelled, GenerationError
 from stylealigned_desktop.engine.generator import Engine, make_scheduler
 from stylealigned_desktop.engine.images import fit_picture, load_picture, picture_hash
 from stylealigned_desktop.engine.inversion import TrajectoryKey, reference_unet_input
@@ -102,6 +102,23 @@ def test_a_cancelled_inversion_cancels_the_run_and_caches_nothing(engine, pictur
     assert [type(e) for e in events if not isinstance(e, ev.Notice)][-2:] == [ev.Inverting, ev.Cancelled]
     assert not any(isinstance(e, ev.Step) for e in events)
     assert not list((tmp_path / "cache").glob("*.safetensors"))
+
+
+def test_an_inversion_on_its_own_can_be_cancelled(engine, pictures, tmp_path):
+    """``reference_trajectory`` (a server inverting for its shards) stops between two steps when
+    its ``cancel`` is set, and caches nothing."""
+    request = _request(ReferencePicture(pictures[0], "a sunset", inversion_offset=1), tmp_path)
+    cancel = threading.Event()
+    steps = []
+
+    def on_event(event):
+        if isinstance(event, ev.Inverting):
+            steps.append(event.step)
+            cancel.set()
+
+    with pytest.raises(GenerationCancelled):
+        engine.reference_trajectory(request, on_event, cancel)
+    assert steps == [1] and not list((tmp_path / "cache").glob("*.safetensors"))
 
 
 def test_under_euler_the_unet_sees_the_trajectorys_own_inputs(engine, pictures, tmp_path):
