@@ -82,7 +82,8 @@ TARGETS: dict[str, Target] = {
                          "tests/test_bases_features.py::test_v_prediction_inversion_round_trip_reproduces_z0",
                          "tests/test_generator_picture.py", "tests/test_generator_references.py")),
     "trajectory": Target("stylealigned_desktop/engine/trajectory.py",
-                         ("tests/test_inversion.py", "tests/test_generator_picture.py")),
+                         ("tests/test_trajectory_files.py", "tests/test_inversion.py",
+                          "tests/test_generator_picture.py")),
     # the key-building and record parts of the generator, split into stages since this map was
     # first written: the references' rows and trajectory keys, the rows' plan, the records
     "references": Target("stylealigned_desktop/engine/references.py",
