@@ -157,16 +157,29 @@ def _statuses(folder: Path, target: Target) -> dict[str, str]:
             if not patterns or any(fnmatch(name, p) for p in patterns)}
 
 
-def run_target(name: str, target: Target, children: int) -> dict[str, str]:
+def _unchecked(folder: Path, target: Target) -> list[str]:
+    """The target's mutants without a result yet (none before a first run)."""
+    meta = folder / "mutants" / (target.module + ".meta")
+    if not meta.exists():
+        return []
+    return sorted(mutant for mutant, status in _statuses(folder, target).items() if status == "not checked")
+
+
+def run_target(name: str, target: Target, children: int, resume: bool = False) -> dict[str, str]:
     folder = _prepare(name, target)
     env = _environment()
     kept = folder / "kept"
     shutil.rmtree(kept, ignore_errors=True)  # what the unmutated code made may have changed since
     env.update((key, value.format(kept=kept)) for key, value in target.env)
     log = folder / "log.txt"
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *_patterns(target)]
-    with open(log, "w", encoding="utf-8") as out:
-        subprocess.run(command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    # mutmut reruns every mutant it is given by name: a target of some functions resumes only
+    # when given those still unchecked
+    resumed = (folder / "mutants" / (target.module + ".meta")).exists() and resume and target.functions
+    selection = _unchecked(folder, target) if resumed else _patterns(target)
+    if selection or not resumed:
+        command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *selection]
+        with open(log, "w", encoding="utf-8") as out:
+            subprocess.run(command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     statuses = _statuses(folder, target)
     with open(folder / "survivors.txt", "w", encoding="utf-8") as out:
         for mutant, status in sorted(statuses.items()):
@@ -199,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
     parser.add_argument("--list", action="store_true", help="list the targets and their tests")
     parser.add_argument("--report", action="store_true", help="only print the table of the last runs")
+    parser.add_argument("--resume", action="store_true",
+                        help="a target of some functions: run only its mutants not checked yet (mutmut reruns "
+                             "every mutant named; a whole module resumes without this)")
     args = parser.parse_args(argv)
     unknown = [t for t in args.targets if t not in TARGETS]
     if unknown:
@@ -215,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             if (WORK / name / "mutants").is_dir():
                 print(summary(name, _statuses(WORK / name, TARGETS[name])))
             continue
-        statuses = run_target(name, TARGETS[name], args.children)
+        statuses = run_target(name, TARGETS[name], args.children, args.resume)
         lines.append(summary(name, statuses))
         print(lines[-1], flush=True)
     if lines:
