@@ -94,7 +94,7 @@ TARGETS: dict[str, Target] = {
                    ("tests/test_rows.py", "tests/test_generator_references.py", "tests/test_generator_picture.py")),
     "generator": Target("stylealigned_desktop/engine/generator.py",
                         ("tests/test_generator_references.py", "tests/test_inversion_cache_keys.py",
-                         "tests/test_generator_picture.py"),
+                         "tests/test_reference_trajectories.py", "tests/test_generator_picture.py"),
                         ("xǁEngineǁreference_trajectory", "xǁEngineǁ_record", "x__picture_metadata")),
     # the identity's whole string first (torch-free), then what reads it; a hub model's from test_hub
     "model-identity": Target("stylealigned_desktop/engine/models.py",
