@@ -12,7 +12,12 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from stylealigned_desktop.engine.inversion import encode_picture, invert
+from stylealigned_desktop.engine.inversion import (
+    InversionCancelled,
+    encode_picture,
+    inversion_scheduler,
+    invert,
+)
 
 W, H = 96, 64  # not square
 SKY, SEA, WHITE = (230, 200, 120), (30, 60, 200), (255, 255, 255)
@@ -166,6 +171,42 @@ def test_levels_at_the_bounds_of_the_training_steps(tiny_pipe):
         with pytest.raises(ValueError) as refused:
             invert(tiny_pipe, _latent(3), "", 2, 1.0, W, H, timesteps=levels)
         assert str(refused.value) == message
+    with pytest.raises(ValueError) as refused:  # down, up: every neighbour is compared, not only the first
+        invert(tiny_pipe, _latent(3), "", 3, 1.0, W, H, timesteps=[900, 100, 500])
+    assert str(refused.value) == "timesteps must be 3 strictly decreasing levels, got [900, 100, 500]"
+
+
+def test_a_schedules_float_levels_are_whole_levels(tiny_pipe):
+    """Euler's and DPM-Solver's timesteps are floats: the trajectory's levels are int64 all the same."""
+    floats = invert(tiny_pipe, _latent(3), "", 2, 1.0, W, H, timesteps=torch.tensor([999.0, 499.0]).tolist())
+    ints = invert(tiny_pipe, _latent(3), "", 2, 1.0, W, H, timesteps=[999, 499])
+    assert floats.timesteps.dtype == torch.int64 and floats.timesteps.tolist() == [999, 499]
+    assert torch.equal(floats.latents, ints.latents)
+
+
+def test_the_inversion_steps_to_the_first_training_level_whatever_the_schedulers_settings(tiny_pipe):
+    """The cleanest inversion step goes to the first training level's alpha (SDXL's
+    ``set_alpha_to_one=False``), and the DDIM step is not clipped, even for a pipeline whose
+    scheduler says otherwise: the trajectory is the same."""
+    from diffusers import DDIMScheduler
+
+    other = DDIMScheduler.from_config(tiny_pipe.scheduler.config, set_alpha_to_one=True, clip_sample=True)
+    pipe = _pipe_with(tiny_pipe, scheduler=other)
+    ddim = inversion_scheduler(pipe)
+    assert float(ddim.final_alpha_cumprod) == float(ddim.alphas_cumprod[0]) < 1.0
+    assert ddim.config.clip_sample is False and ddim.config.set_alpha_to_one is False
+    torch.testing.assert_close(invert(pipe, _latent(5), "a kite", 2, 1.0, W, H).latents,
+                               invert(tiny_pipe, _latent(5), "a kite", 2, 1.0, W, H).latents, rtol=0, atol=0)
+
+
+def test_a_cancelled_inversion_says_so(tiny_pipe):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(InversionCancelled) as cancelled:
+        invert(tiny_pipe, _latent(6), "", 2, 1.0, W, H, cancel=cancel)
+    assert str(cancelled.value) == "inversion cancelled"
 
 
 def test_a_guidance_embedded_unet_gets_the_pipelines_guidance_embedding(tiny_pipe):
