@@ -1,0 +1,63 @@
+"""A pytest plugin that screens many of a mutation target's mutants in one pytest run (docs/testing.md).
+
+mutmut forks one pytest session per mutant: on loaded shared cores most of a mutant's time goes
+to building the tiny model and the module fixtures again. This plugin uses the mutants mutmut
+wrote (its ``mutants/`` folder, whose functions pick the mutant named by ``MUTANT_UNDER_TEST``):
+each test's fixtures are made once, the test runs once unmutated (its real outcome, and a
+control that the fixtures are sound), then once per listed mutant that the test reaches (mutmut's
+stats; ``SCREEN_ALL=1``: every listed one) until a test kills it, and once more unmutated after
+them. Tests that take ``tmp_path`` run unmutated only (what a mutant left there would count).
+A mutant it does not kill is not judged: run it by name with mutmut, or judge it by reason.
+
+    cd build/mutation/<target>/mutants
+    SCREEN_MUTANTS=names.txt SCREEN_OUT=killed.json PYTHONPATH=<mutmut> \\
+        python -m pytest -p no:cacheprovider -p mutation_screen --rootdir . <tests...>
+
+(with ``scripts/`` on ``PYTHONPATH`` too). ``killed.json``: each killed mutant and its test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+with open(os.environ["SCREEN_MUTANTS"], encoding="utf-8") as names:
+    MUTANTS = [line.strip() for line in names if line.strip()]
+with open("mutmut-stats.json", encoding="utf-8") as stats:
+    STATS = json.load(stats)["tests_by_mangled_function_name"]
+killed: dict[str, str] = {}
+
+
+def _reaches(nodeid: str, mutant: str) -> bool:
+    return bool(os.environ.get("SCREEN_ALL")) or nodeid in STATS.get(mutant.split("__mutmut_")[0], ())
+
+
+def _timeout(*_):
+    raise TimeoutError("a mutant ran over a minute")
+
+
+def pytest_pyfunc_call(pyfuncitem):
+    test = pyfuncitem.obj
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    os.environ["MUTANT_UNDER_TEST"] = "none"
+    test(**arguments)
+    if "tmp_path" in arguments or "tmp_path_factory" in arguments:
+        return True
+    signal.signal(signal.SIGALRM, _timeout)
+    for mutant in MUTANTS:
+        if mutant in killed or not _reaches(pyfuncitem.nodeid, mutant):
+            continue
+        os.environ["MUTANT_UNDER_TEST"] = mutant
+        signal.alarm(60)
+        try:
+            test(**arguments)
+        except BaseException as error:  # noqa: BLE001 - any failure of the test kills the mutant
+            killed[mutant] = f"{pyfuncitem.nodeid}: {type(error).__name__}"
+        finally:
+            signal.alarm(0)
+            os.environ["MUTANT_UNDER_TEST"] = "none"
+    test(**arguments)  # the control: the fixtures are still sound after the mutants
+    with open(os.environ["SCREEN_OUT"], "w", encoding="utf-8") as out:
+        json.dump(killed, out, indent=1)
+    return True
