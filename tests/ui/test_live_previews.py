@@ -5,6 +5,7 @@ viewer shows a running panel's preview at full size, then the finished picture i
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from PySide6.QtCore import Qt
@@ -14,6 +15,7 @@ from stylealigned_desktop.engine import hub
 from stylealigned_desktop.engine.preview_decoders import LatentFactors, TinyAutoencoder
 from stylealigned_desktop.session.generation import GenerationSettings
 from stylealigned_desktop.ui.grid.viewer import ImageViewer
+from stylealigned_desktop.ui.threads import JobState
 from stylealigned_desktop.ui.threads import worker as worker_module
 from tests.ui.test_controls import bound_settings
 from tests.ui.uifakes import FakeEngine, run_and_wait, storyboard
@@ -55,6 +57,25 @@ def test_settings_previews_choose_the_decoder_of_the_next_run(qtbot, make_window
         else:
             assert {index for index, *_ in shown} == {None, 0, 1}
             assert {(w, h) for _, w, h in shown} == {(width, width * 64 // 96)}
+
+
+def test_previews_taken_after_the_run_ended_in_the_worker_are_still_shown(qtbot, make_window):
+    """A busy UI thread (a loaded machine) may take a run's previews only once the worker has
+    already finished the run: they belong to that run's tiles all the same, shown before its
+    finished pictures (the worker's hand-over keeps the order), never dropped."""
+    window, _ = make_window(engine=FakeEngine(step_s=0.0))
+    storyboard(window, ("a fox", "a crow"), width=96, height=64)
+    shown = _recorded_previews(window)
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
+        window.runs.generate()
+        (job,) = window.worker.pending
+        deadline = time.monotonic() + 60
+        # the UI thread does nothing (no events) until the worker is done with the job
+        while (job.state is not JobState.finished or window.worker.current is not None) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert window.worker.current is None and shown == []
+    assert {index for index, *_ in shown} == {None, 0, 1}
 
 
 def test_auto_says_what_it_takes_for_an_sdxl_model_and_with_a_server(qtbot, monkeypatch):

@@ -219,14 +219,14 @@ class RunController(QObject):
         self.update_state()
 
     # ----- the worker's reports -----------------------------------------------------------------
-    def _plan_of(self, job: Job) -> RunPlan | None:
-        entry = self.plans.get(job.id)
+    def _plan_of(self, job_id: int) -> RunPlan | None:
+        entry = self.plans.get(job_id)
         return entry[0] if entry and entry[1] is self.session else None
 
     def running_plan(self) -> RunPlan | None:
         """The plan of the job drawing now, when it belongs to the current session."""
         job = self.worker.current
-        return None if job is None else self._plan_of(job)
+        return None if job is None else self._plan_of(job.id)
 
     def _tile_index(self, plan: RunPlan, index):
         """The grid tile of a picture key (``events.picture_key``): a reference's, a current
@@ -241,7 +241,7 @@ class RunController(QObject):
             return False
 
     def _on_job_started(self, job: Job) -> None:
-        plan = self._plan_of(job)
+        plan = self._plan_of(job.id)
         self._progress = JobProgress()  # each job's phases and pace from its own events
         if plan is not None:
             if self.grid.viewing_run is not None:
@@ -282,7 +282,7 @@ class RunController(QObject):
 
     def _on_worker_event(self, wevent: WorkerEvent) -> None:
         job, event = wevent.job, wevent.event
-        plan = self._plan_of(job)
+        plan = self._plan_of(job.id)
         progress = self._progress.update(event)
         if progress is not None:
             self._show_progress(job, progress)
@@ -315,18 +315,15 @@ class RunController(QObject):
         self.run_bar.progress.setFormat(f"{job.label}: {text}")
 
     def _on_previews(self) -> None:
-        previews = self.worker.take_previews()
-        job = self.worker.current
-        if job is None:
-            return
-        plan = self._plan_of(job)
-        if plan is None:
-            return
-        request = plan.request
-        total = request.sampling.steps
-        for index, (job_id, step, image) in previews.items():
-            if job_id != job.id:
+        # Each preview goes by its own job's plan, never by the worker's job of the moment: the
+        # worker may have ended that run already (a busy UI thread takes them late), while its
+        # end reaches this thread only after these previews (the bridge keeps the order).
+        for index, (job_id, step, image) in self.worker.take_previews().items():
+            plan = self._plan_of(job_id)
+            if plan is None:
                 continue
+            request = plan.request
+            total = request.sampling.steps
             tile = self._tile_index(plan, index)
             size = (request.sampling.width, request.sampling.height) if is_reference(index) else request.panel_size(index)
             if tile is not False:
