@@ -9,10 +9,15 @@ from stylealigned_desktop.ui.support import DesktopConfig
 
 @pytest.fixture(scope="session")
 def tiny_engine():
-    """One real engine for the whole run: the tiny pipeline is built once, in a worker thread."""
+    """One real engine for the whole run, its libraries imported and the tiny pipeline built
+    here, before any test waits for a run: on a loaded machine torch's first import and
+    kernels alone outlasted a test's wait for its first run (by more than a minute)."""
     from stylealigned_desktop.engine.generator import Engine
 
-    return Engine()
+    engine = Engine()
+    engine.warm_up()
+    engine.pipeline("tiny")
+    return engine
 
 
 class Answers:
