@@ -130,7 +130,7 @@ def _open_viewer(qtbot, window, tile) -> ImageViewer:
     (viewer,) = set(window.findChildren(ImageViewer)) - before
     viewer.resize(420, 360)
     viewer.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is viewer)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is viewer, timeout=30000)
     return viewer
 
 
@@ -141,12 +141,15 @@ def _centre(image):
 
 def test_the_viewer_shows_the_live_preview_at_full_size_then_the_finished_picture(qtbot, make_window):
     # the fake engine's previews are 1/8 of the picture (the latent factors'), the reference's
-    # colour changing every step; its finished reference is grey at full size
-    window, _ = make_window(engine=FakeEngine(step_s=0.25))
+    # colour changing every step; its finished reference is grey at full size. It takes each
+    # step when the test says, so the viewer is looked at while the run is on.
+    engine = FakeEngine(step_s=0.0, held=True)
+    window, _ = make_window(engine=engine)
     storyboard(window, ("a fox",), width=512, height=384, steps=12)
     with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
         qtbot.mouseClick(window.run_bar.generate_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: window.grid.tiles[None].image() is not None)
+        engine.allow_steps(1)
+        qtbot.waitUntil(lambda: window.grid.tiles[None].image() is not None, timeout=60000)
         viewer = _open_viewer(qtbot, window, None)
         view = viewer.view
         assert view.image.width() == 64 and view.scene().sceneRect().size().toSize().width() == 512
@@ -154,10 +157,12 @@ def test_the_viewer_shows_the_live_preview_at_full_size_then_the_finished_pictur
         qtbot.keyClick(viewer, Qt.Key.Key_1)  # 100 %: one picture pixel per screen pixel
         assert view.zoom() == pytest.approx(1.0)
         first = _centre(view.image)
-        qtbot.waitUntil(lambda: _centre(view.image) != first)  # the next step's preview, in place
+        engine.allow_steps(1)
+        qtbot.waitUntil(lambda: _centre(view.image) != first, timeout=60000)  # the next step's, in place
         assert "(preview)" in viewer.caption.text() and view.image.width() == 64
         assert view.zoom() == pytest.approx(1.0) and not view.fitting
         assert view.item.sceneBoundingRect().width() == pytest.approx(512)
+        engine.allow_steps(10)
     qtbot.waitUntil(lambda: "(preview)" not in viewer.caption.text())
     assert _centre(view.image) == (200, 200, 200)  # the finished picture, decoded at full size
     assert (view.image.width(), view.image.height()) == (512, 384) and view.item.scale() == 1.0
