@@ -52,12 +52,15 @@ def _check_selection_frame(qtbot, make_window, tmp_path):
 
     window, _ = make_window()
     storyboard(window, prompts=("a fox",))
+    from stylealigned_desktop.ui.gallery.thumbnail_frames import THUMB
+
     colour = (40, 170, 90)  # no orange in it: a tint shows in every channel
-    window.session.add_reference(picture(tmp_path / "green.png", colour, size=(90, 90)))
+    reference = window.session.add_reference(picture(tmp_path / "green.png", colour, size=(90, 90)))
     strip = window.gallery.list
     item = strip.item(strip.count() - 1)
-    qtbot.waitUntil(lambda: not item.icon().isNull(), timeout=10000)
-    qtbot.wait(200)  # the thumbnail is read in the background
+    # the thumbnail is read in the background (a grey frame stands in for it until then)
+    thumbnail = window.session.path(reference.file)
+    qtbot.waitUntil(lambda: window.gallery.thumbnails.request(thumbnail, THUMB) is not None, timeout=60000)
 
     def looks() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         shot = strip.viewport().grab().toImage()
@@ -145,10 +148,10 @@ def _check_rerolled_title(qtbot, make_window, tmp_path):
     window.close()
     assert other.sessions.open_session(tmp_path / "Board.stylealigned")
     tiles = other.grid.tiles
-    qtbot.waitUntil(lambda: all(tiles[i].image() is not None for i in range(3)))
+    qtbot.waitUntil(lambda: all(tiles[i].image() is not None for i in range(3)), timeout=60000)
     finished = _title_ink(tiles[0])
     assert _title_ink(tiles[1]) == finished and _title_ink(tiles[2]) != finished  # greyed
     job = run_and_wait(qtbot, other, tiles[2].reroll_button.click)
     assert job.request.only == (2,)
-    qtbot.waitUntil(lambda: tiles[2].path is not None and tiles[2].state.text() == "")
+    qtbot.waitUntil(lambda: tiles[2].path is not None and tiles[2].state.text() == "", timeout=60000)
     assert _title_ink(tiles[2]) == finished
