@@ -171,7 +171,7 @@ def test_a_picture_dropped_on_an_anchor_is_copied_and_undone(qtbot, board, tmp_p
     before = document(session)
     enter, drop = drop_files(panel.slots[1], [design], propose_move=True)
     assert drop.isAccepted() and drop.dropAction() == Qt.DropAction.CopyAction
-    qtbot.waitUntil(lambda: session.character("Mira").picture(1) is not None)
+    qtbot.waitUntil(lambda: session.character("Mira").picture(1) is not None, timeout=60000)
     settled(window)
     relative = session.character("Mira").picture(1)
     assert relative.startswith("characters/") and design.is_file()  # the artist's file stays
@@ -190,7 +190,7 @@ def test_the_characters_come_back_when_the_session_is_opened_again(qtbot, board,
     window, session, panel = board
     add_mira(qtbot, window, panel)
     drop_files(panel.slots[0], [picture(tmp_path / "m.png", colour=(10, 200, 90))])
-    qtbot.waitUntil(lambda: session.character("Mira").picture(0) is not None)
+    qtbot.waitUntil(lambda: session.character("Mira").picture(0) is not None, timeout=60000)
     window.sessions.save_as(tmp_path / "Pier")
     saved = session.to_dict()
     window.new_action.trigger()

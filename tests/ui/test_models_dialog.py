@@ -111,7 +111,7 @@ def test_download_reports_progress_and_then_uses_the_model(qtbot, tmp_path):
     dialog.half_precision.setChecked(True)
     seen = []
     dialog.download.progress.connect(lambda done, total, rate: seen.append((done, total)))
-    with qtbot.waitSignal(dialog.download.finished, timeout=5000):
+    with qtbot.waitSignal(dialog.download.finished, timeout=60000):
         dialog.start_download()
     assert seen[-1] == (1000.0, 1000.0)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
@@ -127,9 +127,9 @@ def test_cancel_stops_the_download_and_offers_to_resume(qtbot, tmp_path):
     dialog = ModelDialog(download_fn=fake_hub(tmp_path, chunks=1000, delay=0.01))
     qtbot.addWidget(dialog)
     dialog.start_download()
-    qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=5000)
+    qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=60000)
     assert not dialog.ok_button.isEnabled()
-    with qtbot.waitSignal(dialog.download.cancelled, timeout=5000):
+    with qtbot.waitSignal(dialog.download.cancelled, timeout=60000):
         dialog.cancel_download_button.click()
     assert "resume" in dialog.progress_text.text()
     assert dialog.result() != QDialog.DialogCode.Accepted
@@ -200,9 +200,9 @@ def test_every_other_model_can_be_downloaded_from_the_dialog(qtbot, hub_cache):
     assert all(box.status[r].text() == "not downloaded" and box.buttons[r].isEnabled() for r in repos)
     seen = []
     box.download.progress.connect(lambda done, total, rate: seen.append(done))
-    with qtbot.waitSignal(box.download.finished, timeout=5000):
+    with qtbot.waitSignal(box.download.finished, timeout=60000):
         box.buttons["facebook/dino-vitb8"].click()
-    qtbot.waitUntil(lambda: box.status["facebook/dino-vitb8"].text() == "on this computer", timeout=5000)
+    qtbot.waitUntil(lambda: box.status["facebook/dino-vitb8"].text() == "on this computer", timeout=60000)
     assert seen[-1] == 1000.0 and box.progress.value() == 1000
     assert not box.buttons["facebook/dino-vitb8"].isEnabled() and box.buttons["openai/clip-vit-large-patch14"].isEnabled()
     assert complete_snapshot("facebook/dino-vitb8") is not None
@@ -217,11 +217,11 @@ def test_a_cancelled_other_model_stays_not_downloaded(qtbot, hub_cache):
     box = dialog.other_models
     repo = "Intel/dpt-hybrid-midas"
     box.buttons[repo].click()
-    qtbot.waitUntil(lambda: box.progress.value() > 0, timeout=5000)
+    qtbot.waitUntil(lambda: box.progress.value() > 0, timeout=60000)
     assert not any(button.isEnabled() for button in box.buttons.values())  # one download at a time
-    with qtbot.waitSignal(box.download.cancelled, timeout=5000):
+    with qtbot.waitSignal(box.download.cancelled, timeout=60000):
         box.cancel_button.click()
-    qtbot.waitUntil(lambda: box.buttons[repo].isEnabled(), timeout=5000)
+    qtbot.waitUntil(lambda: box.buttons[repo].isEnabled(), timeout=60000)
     assert box.status[repo].text() == "not downloaded"  # its config.json is there, its weights are not
     assert "resume" in box.progress_text.text()
 
@@ -233,8 +233,8 @@ def test_an_other_model_without_safetensors_weights_is_not_taken(qtbot, hub_cach
     dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, files))
     qtbot.addWidget(dialog)
     box = dialog.other_models
-    with qtbot.waitSignal(box.download.finished, timeout=5000):
+    with qtbot.waitSignal(box.download.finished, timeout=60000):
         box.buttons["facebook/dino-vitb8"].click()
-    qtbot.waitUntil(lambda: "pickle" in box.progress_text.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "pickle" in box.progress_text.text(), timeout=60000)
     assert "safetensors" in box.progress_text.text()
     assert box.status["facebook/dino-vitb8"].text() == "not downloaded"
