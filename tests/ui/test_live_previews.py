@@ -66,9 +66,11 @@ def test_previews_taken_after_the_run_ended_in_the_worker_are_still_shown(qtbot,
     window, _ = make_window(engine=FakeEngine(step_s=0.0))
     storyboard(window, ("a fox", "a crow"), width=96, height=64)
     shown = _recorded_previews(window)
+    queued = []
+    window.worker.job_queued.connect(queued.append)
     with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
         window.runs.generate()
-        (job,) = window.worker.pending
+        (job,) = queued
         deadline = time.monotonic() + 60
         # the UI thread does nothing (no events) until the worker is done with the job
         while (job.state is not JobState.finished or window.worker.current is not None) \
