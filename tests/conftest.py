@@ -22,8 +22,10 @@ def tiny_pipe():
 
 @pytest.fixture(autouse=True)
 def _isolated_user_dirs(tmp_path_factory, monkeypatch):
-    """Config, cache and data folders of the app go to a temporary place in every test."""
-    base = tmp_path_factory.getbasetemp() / "user-dirs"
+    """Config, cache and data folders of the app go to a temporary place of each test's own:
+    what one test leaves there (settings, autosaves, a killed app's session) never meets
+    another, whatever the order the tests run in."""
+    base = tmp_path_factory.mktemp("user-dirs")
     monkeypatch.setenv("STYLEALIGNED_CONFIG_DIR", str(base / "config"))
     monkeypatch.setenv("STYLEALIGNED_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("STYLEALIGNED_DATA_DIR", str(base / "data"))
