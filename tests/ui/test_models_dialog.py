@@ -124,7 +124,8 @@ def test_download_reports_progress_and_then_uses_the_model(qtbot, tmp_path):
 
 
 def test_cancel_stops_the_download_and_offers_to_resume(qtbot, tmp_path):
-    dialog = ModelDialog(download_fn=fake_hub(tmp_path, chunks=1000, delay=0.01))
+    # a download of minutes: the cancel comes first however slow the machine
+    dialog = ModelDialog(download_fn=fake_hub(tmp_path, chunks=100_000, delay=0.001))
     qtbot.addWidget(dialog)
     dialog.start_download()
     qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=60000)
@@ -212,7 +213,7 @@ def test_every_other_model_can_be_downloaded_from_the_dialog(qtbot, hub_cache):
 
 def test_a_cancelled_other_model_stays_not_downloaded(qtbot, hub_cache):
     dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, {"model.safetensors": b"w"},
-                                                           chunks=1000, delay=0.01))
+                                                           chunks=100_000, delay=0.001))  # minutes
     qtbot.addWidget(dialog)
     box = dialog.other_models
     repo = "Intel/dpt-hybrid-midas"

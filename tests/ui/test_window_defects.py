@@ -367,13 +367,13 @@ class Paused(FakeEngine):
 
     def generate(self, request, on_event, cancel):
         on_event(ev.Loading(0.5, "reading the weights"))
-        self.go.acquire(timeout=30)
+        self.go.acquire(timeout=600)
         forward = on_event
 
         def on_event_pausing(event):
             forward(event)
             if isinstance(event, ev.Step) and event.step == event.total:
-                self.go.acquire(timeout=30)  # the pictures are decoded and saved after this
+                self.go.acquire(timeout=600)  # the pictures are decoded and saved after this
 
         return super().generate(request, on_event_pausing, cancel)
 
