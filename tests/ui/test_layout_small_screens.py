@@ -84,19 +84,22 @@ def test_the_window_fresh_and_with_everything_open_cuts_nothing(qtbot, make_wind
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_the_window_during_a_six_panel_run_cuts_nothing(qtbot, make_window, size):
-    window, _ = make_window(engine=FakeEngine(step_s=0.05))
+    engine = FakeEngine(held=True)  # each step when the test has looked: all six are in the run
+    window, _ = make_window(engine=engine)
     window.resize(*size)
     storyboard(window, prompts=tuple(f"a {animal} crossing a wide river at dusk" for animal in
                                      ("fox", "crow", "bear", "hare", "otter", "heron")),
                steps=20, width=64, height=64)
     with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
         window.generate_action.trigger()
-        qtbot.waitUntil(lambda: window.cancel_action.isEnabled(), timeout=20000)
         during = []
-        for _ in range(6):  # at several moments of the run: its texts change as it goes
-            qtbot.wait(100)
+        for step in range(1, 7):  # at several moments of the run: its texts change as it goes
+            engine.allow_steps(1)
+            qtbot.waitUntil(lambda step=step: f"Step {step}/20" in window.run_bar.progress.format(), timeout=60000)
+            settle(qtbot)
             during += cut_text(window)
         look(window, f"running-{size[0]}")
+        engine.let_go()
     settle(qtbot)
     look(window, f"done-{size[0]}")
     assert during == []
