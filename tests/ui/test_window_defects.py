@@ -30,12 +30,12 @@ class SlowWarmUp(FakeEngine):
         self.release.wait()
 
 
-def record_waits_for_the_worker(window, monkeypatch) -> list:
+def record_waits_for_the_worker(worker, monkeypatch) -> list:
     """Every wait of the UI thread for the worker thread to end (its ``join``), recorded.
 
     Quitting must never wait for it: a warm-up import or a real SDXL step can last seconds."""
     waits = []
-    thread = window.worker._thread
+    thread = worker._thread
     join = thread.join
 
     def recording_join(timeout=None):
@@ -55,7 +55,7 @@ def test_quit_during_a_slow_warm_up_hides_the_window_at_once(
     assert window.sessions.save_as(tmp_path / "story")
     window.runs.warm_up()
     assert engine.warming.wait(60)
-    waits = record_waits_for_the_worker(window, monkeypatch)
+    waits = record_waits_for_the_worker(window.worker, monkeypatch)
     session.add_panel("added just before quitting")
     try:
         window.close()
@@ -97,7 +97,7 @@ def test_quit_mid_run_hides_the_window_at_once_and_cancels_the_run(
     window.runs.generate()
     assert engine.in_step.wait(60)
     job = window.worker.current
-    waits = record_waits_for_the_worker(window, monkeypatch)
+    waits = record_waits_for_the_worker(window.worker, monkeypatch)
     answers.queue = ["Stop it"]
     try:
         window.close()
@@ -270,18 +270,20 @@ def test_no_stale_red_banner_after_a_later_success(qtbot, make_window, tmp_path,
     assert window.banner.isHidden()
 
 
-def test_the_worker_waits_at_the_end_for_a_generation_not_for_a_warm_up(qtbot):
+def test_the_worker_waits_at_the_end_for_a_generation_not_for_a_warm_up(qtbot, monkeypatch):
     from stylealigned_desktop.ui.threads import EngineWorker
 
     engine = SlowWarmUp()
     worker = EngineWorker(lambda: engine)
     worker.warm_up()
     assert engine.warming.wait(60)
-    threading.Timer(2.0, engine.release.set).start()  # if finish waited, it would see this
-    worker.stop()
-    worker.finish(timeout=60)
-    assert not engine.release.is_set(), "quitting waited for the warm-up's imports"
-    engine.release.wait(10)
+    waits = record_waits_for_the_worker(worker, monkeypatch)
+    try:
+        worker.stop()
+        worker.finish(timeout=60)
+        assert waits == [], "quitting waited for the warm-up's imports"
+    finally:
+        engine.release.set()
 
     from tests.ui.test_worker import make_request
 
