@@ -125,6 +125,7 @@ def paper_request(paper_set: PaperSet, model: str, settings: StyleAlignedSetting
         micro_batch=micro_batch,
         device=device,
         dtype=dtype,
+        previews="off",  # the suite shows no pictures while it runs: nothing to decode
     )
 
 
