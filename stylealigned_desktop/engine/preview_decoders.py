@@ -173,12 +173,15 @@ class LivePreviews:
     decode_seconds: float | None = None
 
     def after_step(self, step: int, x0_rows: Callable[[int], torch.Tensor], step_seconds: float):
-        """``(row, picture)`` for each row due; ``x0_rows(row)`` gives a row's (4, h, w) x0."""
-        if step % max(1, self.decoder.every):
+        """``(row, picture)`` for each row due; ``x0_rows(row)`` gives a row's (4, h, w) x0. A
+        decoder of every few steps (the full VAE, chosen by name for checking) decodes every row
+        on its steps, as its name says, whatever it costs; the others take the throttle's turns."""
+        every = max(1, self.decoder.every)
+        if step % every:
             return []
+        due = range(self.throttle.panels) if every > 1 else self.throttle.due(step, step_seconds, self.decode_seconds)
         pictures = []
-        for row in self.throttle.due(step // max(1, self.decoder.every), step_seconds * self.decoder.every,
-                                     self.decode_seconds):
+        for row in due:
             started = self.clock()
             pictures.append((row, self.decoder.decode(x0_rows(row))))
             spent = self.clock() - started
