@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..engine.preview_choice import PREVIEW_LABELS
 from ..engine.request import (
     DTYPES,
     PREVIEW_KINDS,
@@ -176,8 +177,11 @@ def _add_run_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--previews", choices=PREVIEW_KINDS, default="off",
                    help="live previews as Settings -> Previews makes them, each picture's newest written to "
-                        "DIR/previews/ while the set runs (removed at the end): auto, factors (1/8 size), tiny "
-                        "(the tiny autoencoder, full size), vae (every 5 steps), off (default: none decoded)")
+                        "DIR/previews/ while the set runs (removed at the end): auto (the tiny autoencoder "
+                        "where it is downloaded and a GPU runs the set, else the factors); "
+                        + "; ".join(f"{kind}: {label}" for kind, label in PREVIEW_LABELS.items()
+                                    if kind not in ("auto", "off"))
+                        + "; off (the default: none decoded)")
     server = p.add_argument_group("server (make the pictures on another machine, docs/server.md)")
     server.add_argument("--server", metavar="URL", help="a StyleAligned server, e.g. http://127.0.0.1:8765")
     server.add_argument("--token-file", metavar="FILE",
