@@ -93,15 +93,6 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 NATIVE_SIZE_HELP = "default: the model's native size (SDXL 1024, SD 1.5 and SD 2 base 512, SD 2.1-768 768)"
 
 
-def native_side(model: str) -> int:
-    """The side a model was trained at, told from its config without loading it; 1024 (SDXL's)
-    when that cannot be told before loading."""
-    from ..engine.models import base_of_source
-
-    base = base_of_source(model)
-    return base.native_size if base is not None else 1024
-
-
 def lora_argument(text: str) -> Lora:
     """``FILE[:WEIGHT]`` of ``--lora``; the file is checked (exists, ``.safetensors``, no pickle)
     and the weight (within ±10, ``limits.check_lora_weight``, as a dropped picture's) before

@@ -308,6 +308,16 @@ def base_of_source(source: str):
                                native_size=int(first_value(config.get("sample_size", 64))) * 8)
 
 
+def native_side(source: str | None) -> int:
+    """The side, in pixels, a model was trained at (:func:`base_of_source`'s native size: SDXL
+    1024, SD 1.5 and SD 2 base 512, SD 2.1-768 768, the tiny models 128), told from the model
+    without loading it; SDXL's 1024 when it cannot be told before loading (or no model is given)."""
+    from .bases import SDXL
+
+    base = base_of_source(source) if source else None
+    return base.native_size if base is not None else SDXL.native_size
+
+
 def pipeline_class(source: str):
     """The diffusers pipeline class of a model source, by its base (told from the model):
     ``StableDiffusionXLPipeline`` for SDXL, ``StableDiffusionPipeline`` for SD 1.x / 2.x."""
