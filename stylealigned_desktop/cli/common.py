@@ -156,9 +156,10 @@ def check_output_file(out: Path) -> None:
 
 def check_model_source(source: str) -> None:
     """A model source the engine cannot read is a usage error (no model is loaded here)."""
-    from ..engine.models import ModelSourceError, classify_source
+    from ..engine.models import ModelSourceError, classify_source, known_base
 
     try:
-        classify_source(source)
+        if classify_source(source) in ("folder", "single_file"):  # a hub model's config may not be here yet
+            known_base(source)
     except ModelSourceError as error:
         raise UsageError(str(error)) from None
