@@ -196,3 +196,40 @@ def _compare_with_diffusers_panorama(pipe, name, scheduler, size=(768, 576), win
                         latents=initial_noise(panel.seed, size[1], size[0]), view_batch_size=2, circular_padding=False,
                         output_type="latent").images[0]
     assert _close(result.latents[0], expected)
+
+
+def test_a_v_prediction_panoramas_preview_is_the_x0_of_its_averaged_step_on_the_whole_picture(monkeypatch):
+    """Spec section 14, "previews show the averaged x0": on SD 2.1-768's v, each preview of a
+    panorama is the preview decoder on the x0 of the one scheduler step the averaged windows take
+    on the whole latent (DDIM's own ``pred_original_sample``), at the panorama's full size."""
+    from diffusers import DDIMScheduler
+
+    from stylealigned_desktop.engine import events as ev
+    from stylealigned_desktop.engine.preview_decoders import TinyAutoencoder
+    from stylealigned_desktop.engine.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("tiny-sd2v")
+    stepped, decoded = [], []
+    original_step, original_decode = DDIMScheduler.step, TinyAutoencoder.decode
+
+    def step(scheduler, output, t, sample, *args, **kwargs):
+        result = original_step(scheduler, output, t, sample, *args, **kwargs)
+        stepped.append(result.pred_original_sample.clone())
+        return result
+
+    monkeypatch.setattr(DDIMScheduler, "step", step)
+    monkeypatch.setattr(TinyAutoencoder, "decode", lambda self, x0: decoded.append(x0) or original_decode(self, x0))
+    engine = Engine(loader=lambda *args, **kwargs: pipe, preview_budget=float("inf"))
+    request = SetRequest(model="tiny-sd2v", style=CASTLE, panels=(Panel("a harbour at dawn, ink wash", 41, size=(384, 128)),),
+                         settings=SHARING, micro_batch=4, previews="tiny",
+                         sampling=Sampling(steps=STEPS, guidance=5.0, width=128, height=128, scheduler="ddim"))
+    seen = []
+    result = engine.generate(request, seen.append)
+    assert result.metadata["windows"]["1"]["windows"] == 5  # 48 latent pixels wide: windows of 16 every 8
+    wide = [x0 for x0 in stepped if x0.shape[-1] == 48]  # the panorama group's step, one a step
+    previews = [e for e in seen if isinstance(e, ev.Preview) and e.index == 0]
+    assert len(wide) == len(previews) == STEPS
+    given = [x0 for x0 in decoded if x0.shape[-1] == 48]
+    for preview, x0, expected in zip(previews, given, wide):
+        assert torch.equal(x0, expected[0])  # the one panorama row of its group
+        assert preview.image.size == (384, 128)
