@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..engine.models import native_side
 from ..engine.preview_choice import PREVIEW_LABELS
 from ..engine.request import (
     DTYPES,
@@ -34,7 +35,6 @@ from .common import (
     device,
     int_list,
     model_extras_from_args,
-    native_side,
     positive_int,
     settings_from_args,
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.models import base_of_source
+from ..engine.models import native_side
 from ..engine.request import GeneratedReference, Panel, Sampling, SetRequest
 from ..engine.settings import StyleAlignedSettings
 from .report import write_reports
@@ -154,13 +154,6 @@ class SuiteCancelled(Exception):
     """The suite stopped because it was cancelled; run it again to resume."""
 
 
-def default_size(model: str) -> int:
-    """The model's native size (SDXL's 1024 px, SD 1.5's 512, the tiny models' 128), told from
-    the model; 1024 when it cannot be told before loading."""
-    base = base_of_source(model)
-    return base.native_size if base is not None else 1024
-
-
 @dataclass(frozen=True)
 class SuiteConfig:
     model: str
@@ -275,7 +268,7 @@ def run_paper_suite(model_source: str, out_dir: str | Path, sets: Sequence[int] 
     out = Path(out_dir).expanduser()
     by_id, wanted = _chosen_sets(paper_sets, sets)
     variants = ("stylealigned", "baseline") + (ABLATIONS if ablations else ())
-    config = SuiteConfig(model_source, steps, size or default_size(model_source), guidance,
+    config = SuiteConfig(model_source, steps, size or native_side(model_source), guidance,
                          variants)
     requests = {
         (set_id, variant): paper_request(by_id[set_id], model_source, VARIANTS[variant],

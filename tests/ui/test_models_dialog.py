@@ -48,7 +48,8 @@ def test_a_folder_without_model_index_is_refused_with_its_name(qtbot, tmp_path):
     assert str(tmp_path) in dialog.message.text() and "model_index.json" in dialog.message.text()
     (tmp_path / "model_index.json").write_text("{}")
     dialog.try_accept()  # a diffusers folder, but of no base the engine runs
-    assert dialog.source() == "" and "not an SDXL, SD 1.x or SD 2.x model" in dialog.message.text()
+    assert dialog.source() == "" and "cannot tell which base model" in dialog.message.text()
+    assert "unet/config.json is missing" in dialog.message.text()
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 768}))
     dialog.try_accept()

@@ -248,6 +248,8 @@ class MainWindow(QMainWindow):
         self.runs.drawing.connect(self._show_drawing)
         self.runs.run_filed.connect(self._run_filed)
         self.runs.model_changed.connect(self.settings_panel.set_app_model)
+        self.settings_panel.native_side_changed.connect(self.storyboard.set_native_side)
+        self.storyboard.set_native_side(self.settings_panel.set_size.native)  # the model at start
         self.runs.server_changed.connect(self.settings_panel.set_server)
         self.runs.no_gpu.connect(self.settings_panel.set_no_gpu)
         self.sessions.replaced.connect(self._session_replaced)
