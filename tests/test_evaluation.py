@@ -374,3 +374,17 @@ def test_cli_paper_suite_end_to_end_with_the_tiny_model(tmp_path, capsys, tiny_d
     assert pixels("stylealigned", "reference.png").shape == (64, 64, 3)
     assert any(not np.array_equal(pixels("stylealigned", f"panel-0{k}.png"),
                                   pixels("baseline", f"panel-0{k}.png")) for k in (1, 2, 3))
+
+
+def test_the_paper_suites_engine_decodes_no_previews(tmp_path, monkeypatch):
+    """The suite shows no pictures while it runs, so its real engine decodes no live preview
+    (issue 27: a decode per panel and step would be paid for nothing)."""
+    from stylealigned_desktop.engine.preview_decoders import FullVae, LatentFactors, TinyAutoencoder
+
+    decoded = []
+    for decoder in (LatentFactors, TinyAutoencoder, FullVae):
+        monkeypatch.setattr(decoder, "decode", lambda self, x0: decoded.append(x0))
+    first = paper_suite.load_paper_sets()[0]
+    request = paper_suite.paper_request(first, "tiny", paper_suite.VARIANTS["stylealigned"], steps=2, size=64)
+    paper_suite.engine_set_generator()(request, tmp_path / "set")
+    assert (tmp_path / "set" / "run.json").is_file() and decoded == []

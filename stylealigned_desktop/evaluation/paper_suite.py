@@ -161,6 +161,7 @@ def paper_request(paper_set: PaperSet, model: str, settings: StyleAlignedSetting
         device=device,
         dtype=dtype,
         characters=paper_set.characters,
+        previews="off",  # the suite shows no pictures while it runs: nothing to decode
     )
 
 
