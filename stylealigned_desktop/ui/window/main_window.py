@@ -239,6 +239,7 @@ class MainWindow(QMainWindow):
                                    self.show_message(text, problem, topic))
         self.settings_panel.problem.connect(lambda text: self.show_message(text, True))
         self.settings_panel.changed.connect(self._settings_edited)
+        self.settings_panel.picture_taken.connect(self._picture_taken)
         connect_command(self.settings_panel.model_change_requested, self.runs.choose_model)
         self.settings_panel.dino_source_changed.connect(self.scores.set_dino_source)
         self.storyboard.reroll_requested.connect(self.runs.reroll)
@@ -415,6 +416,10 @@ class MainWindow(QMainWindow):
 
     def _settings_edited(self, settings) -> None:
         if not self.sessions.update_settings(settings) and self.session is not None:
+            self.settings_panel.set_settings(self.session.settings)
+
+    def _picture_taken(self, taken) -> None:
+        if not self.sessions.take_picture(taken) and self.session is not None:
             self.settings_panel.set_settings(self.session.settings)
 
     def _reroll_current(self) -> None:
