@@ -176,17 +176,19 @@ def test_a_cancelled_run_gives_the_viewer_back_the_last_finished_picture(qtbot, 
     """The viewer follows a running panel; cancelled, it shows what the grid shows again: the
     panel's last finished picture (its file), or, for a panel never finished, that there is none
     (not the cancelled run's stale preview, still called a preview)."""
-    engine = FakeEngine(step_s=0.01)
+    engine = FakeEngine(step_s=0.0, held=True)  # the second run waits after its first step
     window, _ = make_window(engine=engine)
     session = storyboard(window, ("a fox",), width=512, height=384, steps=12)
+    engine.allow_steps(12)
     _generate(qtbot, window)
     finished = window.pictures.tile_path(0)
     assert finished is not None
     session.add_panel("a crow")
-    engine.step_s = 0.25
     with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
         qtbot.mouseClick(window.run_bar.generate_button, Qt.MouseButton.LeftButton)
-        qtbot.waitUntil(lambda: window.grid.tiles[1].image() is not None and not window.grid.tiles[0].final)
+        engine.allow_steps(1)
+        qtbot.waitUntil(lambda: window.grid.tiles[1].image() is not None and not window.grid.tiles[0].final,
+                        timeout=60000)
         viewer = _open_viewer(qtbot, window, 0)
         assert viewer.caption.text().startswith("Panel 1 (preview)") and viewer.view.image.width() == 64
         qtbot.mouseClick(window.run_bar.cancel_button, Qt.MouseButton.LeftButton)

@@ -260,9 +260,9 @@ def test_the_tiny_autoencoder_downloaded_in_the_dialog_is_what_auto_previews_wit
     dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, files))
     qtbot.addWidget(dialog)
     box = dialog.other_models
-    with qtbot.waitSignal(box.download.finished, timeout=5000):
+    with qtbot.waitSignal(box.download.finished, timeout=60000):
         box.buttons[repo].click()
-    qtbot.waitUntil(lambda: box.status[repo].text() == "on this computer", timeout=5000)
+    qtbot.waitUntil(lambda: box.status[repo].text() == "on this computer", timeout=60000)
     choice = choose_preview("auto", "some/sdxl")
     assert (choice.decoder, choice.source) == ("tiny", repo) and repo in choice.said
     decoder = make_preview_decoder(choice, build_tiny_pipeline(), full_vae=None)
