@@ -36,15 +36,8 @@ def test_a_selected_gallery_picture_keeps_its_colours_and_gets_a_frame(qtbot, ma
 
     from stylealigned_desktop.ui.support import apply_theme
 
-    app = QApplication.instance()
-    before = app.styleSheet(), app.palette(), app.style().name()
-    apply_theme(app)  # the app's look and stylesheet, as at start
-    try:
-        _check_selection_frame(qtbot, make_window, tmp_path)
-    finally:
-        app.setStyleSheet(before[0])
-        app.setPalette(before[1])
-        app.setStyle(before[2])
+    apply_theme(QApplication.instance())  # the app's look and stylesheet, as at start (the fixture puts the one before back)
+    _check_selection_frame(qtbot, make_window, tmp_path)
 
 
 def _check_selection_frame(qtbot, make_window, tmp_path):
@@ -115,15 +108,8 @@ def test_a_rerolled_tile_looks_like_the_other_finished_tiles(qtbot, make_window,
 
     from stylealigned_desktop.ui.support import apply_theme
 
-    app = QApplication.instance()
-    before = app.styleSheet(), app.palette(), app.style().name()
-    apply_theme(app)  # the app's stylesheet greys the title of an outdated picture
-    try:
-        _check_rerolled_title(qtbot, make_window, tmp_path)
-    finally:
-        app.setStyleSheet(before[0])
-        app.setPalette(before[1])
-        app.setStyle(before[2])
+    apply_theme(QApplication.instance())  # the app's stylesheet greys the title of an outdated picture (the fixture puts the one before back)
+    _check_rerolled_title(qtbot, make_window, tmp_path)
 
 
 def _title_ink(tile) -> tuple[int, int, int]:

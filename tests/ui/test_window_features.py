@@ -167,17 +167,13 @@ def test_window_geometry_and_layout_are_remembered(qtbot, make_window):
 
 
 def test_dark_and_light_follow_the_requested_scheme(qtbot, monkeypatch):
-    app = QApplication.instance()
-    try:
-        monkeypatch.setenv("STYLEALIGNED_THEME", "dark")
-        assert apply_theme(app) and system_is_dark(app)
-        assert app.palette().color(QPalette.ColorRole.Window).lightness() < 80
-        monkeypatch.setenv("STYLEALIGNED_THEME", "light")
-        assert not apply_theme(app)
-        assert app.palette().color(QPalette.ColorRole.Window).lightness() > 200
-    finally:
-        monkeypatch.delenv("STYLEALIGNED_THEME")
-        apply_theme(app)
+    app = QApplication.instance()  # its look before is put back after the test (tests/ui/conftest.py)
+    monkeypatch.setenv("STYLEALIGNED_THEME", "dark")
+    assert apply_theme(app) and system_is_dark(app)
+    assert app.palette().color(QPalette.ColorRole.Window).lightness() < 80
+    monkeypatch.setenv("STYLEALIGNED_THEME", "light")
+    assert not apply_theme(app)
+    assert app.palette().color(QPalette.ColorRole.Window).lightness() > 200
 
 
 def test_start_up_shows_the_window_without_loading_torch(tmp_path):
