@@ -22,9 +22,10 @@ from PySide6.QtCore import QObject, Signal
 
 from ...engine import events as ev
 from ...engine.maker import PictureMakerFactory, this_computer
-from ...engine.models import is_tiny, no_gpu_reason
+from ...engine.models import is_tiny, native_base, native_side, no_gpu_reason
 from ...engine.progress import JobProgress, format_seconds
 from ...engine.runfolder import reference_file
+from ...session.base_sizes import describe_moves
 from ...session.errors import SessionError
 from ...session.history import RunPlan, panel_file_name
 from ...session.model import Session
@@ -130,14 +131,21 @@ class RunController(QObject):
             self.choose_model(first_run=True)
 
     def set_model(self, source: str) -> None:
-        """Remember ``source`` as the app's model (and the session's, if it names one)."""
+        """Remember ``source`` as the app's model (and the session's, if it names one); the
+        session's preset sizes follow it to its base (one undo step with the session's model)."""
+        old_native = native_side(self.effective_model())
+        base = native_base(source)
         self.host.config.model = source
         self.host.save_config()
-        if self.session is not None and self.session.settings.model:
-            self.session.update_settings(model=source)
+        moved = ""
+        if self.session is not None:
+            with self.session.batch():
+                if self.session.settings.model:
+                    self.session.update_settings(model=source)
+                moved = describe_moves(self.session.follow_base(old_native, base.native_size), base.name)
         self.model_changed.emit(source)
         self.update_state()
-        self.host.show_message(f"Model: {source}")
+        self.host.show_message(f"Model: {source}" + (f". {moved}" if moved else ""))
 
     def warm_up(self) -> None:
         """Load the generator's libraries in the worker while the artist reads the window."""
