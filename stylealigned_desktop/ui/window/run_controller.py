@@ -138,11 +138,10 @@ class RunController(QObject):
         self.host.config.model = source
         self.host.save_config()
         moved = ""
-        if self.session is not None:
-            with self.session.batch():
-                if self.session.settings.model:
-                    self.session.update_settings(model=source)
-                moved = describe_moves(self.session.follow_base(old_native, base.native_size), base.name)
+        if self.session is not None:  # both changes are gathered into one undo step
+            if self.session.settings.model:
+                self.session.update_settings(model=source)
+            moved = describe_moves(self.session.follow_base(old_native, base.native_size), base.name)
         self.model_changed.emit(source)
         self.update_state()
         self.host.show_message(f"Model: {source}" + (f". {moved}" if moved else ""))
