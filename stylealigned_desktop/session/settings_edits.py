@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import replace
+from typing import Any
 
 from ..engine.settings import StyleAlignedSettings
 from .base_sizes import SizeMove, panorama_on_base, preset_on_base

@@ -4,7 +4,12 @@ size stays; the set and the panels move in one change."""
 
 import pytest
 
-from stylealigned_desktop.session.base_sizes import SizeMove, describe_moves, panorama_on_base, preset_on_base
+from stylealigned_desktop.session.base_sizes import (
+    SizeMove,
+    describe_moves,
+    panorama_on_base,
+    preset_on_base,
+)
 
 
 @pytest.mark.parametrize("size, old, new, expected", [
