@@ -145,3 +145,29 @@ class CharacterEdits(DocumentState):
                     seeds = character.anchor_seeds + tuple(self.draw_seed() for _ in range(missing))
                     self._set_character(i, replace(character, anchor_seeds=seeds))
         return settings
+
+    def _restore_characters(self, characters, settings: CharacterSettings | None,
+                            notes: list[str]) -> None:
+        """A past run's characters (``RunCharacter``s) as it drew them, their seeds locked:
+        each replaces the character of its name, or comes back if it was removed; characters
+        added since stay (panels may name them). An anchor picture since deleted from the
+        session is left out (noted): that anchor is drawn from its seed."""
+        if not characters:
+            return
+        with self.batch():
+            if settings is not None and settings != self._character_settings:
+                self._character_settings = settings
+                self._changed(observer.CHARACTERS)
+            for run_character in characters:
+                character = replace(run_character.character, seeds_locked=True)
+                gone = [k for k, p in enumerate(character.pictures) if p and self.file(p) is None]
+                if gone:
+                    notes.append(f"{character.name}'s anchor picture(s) {', '.join(str(k + 1) for k in gone)} "
+                                 "are gone; drawn from their seeds")
+                    character = replace(character, pictures=tuple(
+                        None if k in gone else p for k, p in enumerate(character.pictures)))
+                if self.character(character.name) is None:
+                    self._characters.append(character)
+                    self._changed(observer.CHARACTERS)
+                else:
+                    self._set_character(self._character_index(character.name), character)

@@ -444,7 +444,8 @@ class Session(SessionDocument):
     ) -> list[str]:
         """Bring back what a past run used.
 
-        ``settings``: its sampling/StyleAligned settings, style text and style source.
+        ``settings``: its sampling/StyleAligned settings, style text and style source, and
+        its characters (as it drew them, seeds locked) with their settings.
         ``seeds``: each panel still in the storyboard gets the seed it had in that run, locked
         (as copying a seed does in other tools). ``panels``: replace the storyboard with the
         run's panels (prompts, seeds locked, controls whose pictures still exist).
@@ -455,6 +456,7 @@ class Session(SessionDocument):
         with self.batch():
             if settings:
                 self._restore_style(record, notes)
+                self._restore_characters(record.characters, record.character_settings, notes)
                 # after the sources: re-adding a lost picture switches the source, and that
                 # must not move the run's guidance to a default
                 self._set_settings(record.settings)
