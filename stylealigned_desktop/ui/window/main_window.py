@@ -164,6 +164,7 @@ class MainWindow(QMainWindow):
         viewing = QHBoxLayout(self.viewing_bar)
         viewing.setContentsMargins(6, 2, 6, 2)
         self.viewing_label = QLabel("")
+        self.viewing_label.setWordWrap(True)  # a long run title must not widen the window
         self.viewing_restore = QPushButton(icon("restore"), "Restore its settings and seeds")
         self.viewing_back = QPushButton("Back to the storyboard")
         viewing.addWidget(self.viewing_label, 1)
