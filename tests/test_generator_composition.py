@@ -14,7 +14,13 @@ import pytest
 import torch
 
 from stylealigned_desktop.engine.generator import Engine
-from stylealigned_desktop.engine.request import Character, GeneratedReference, Panel, Sampling, SetRequest
+from stylealigned_desktop.engine.request import (
+    Character,
+    GeneratedReference,
+    Panel,
+    Sampling,
+    SetRequest,
+)
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
 HERO = Panel("a red fox in a snowy forest, gouache", 77)

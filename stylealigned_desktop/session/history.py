@@ -178,6 +178,17 @@ class RunCharacter:
     character: Character
     images: tuple[str | None, ...] = ()
 
+    def drew_the_same(self, character: Character | None, anchor: int) -> bool:
+        """Whether ``character`` as it is now draws ``anchor`` as this run did (same looks,
+        subject words, anchor text, and the anchor's seed or picture)."""
+        was = self.character
+        return character is not None and (
+            (was.description, was.subject_words, was.anchor_text, was.picture(anchor))
+            == (character.description, character.subject_words, character.anchor_text,
+                character.picture(anchor))
+            and (was.picture(anchor) is not None
+                 or was.anchor_seeds[anchor:anchor + 1] == character.anchor_seeds[anchor:anchor + 1]))
+
     def to_dict(self) -> dict[str, Any]:
         return {"character": self.character.to_dict(), "images": list(self.images)}
 

@@ -77,3 +77,20 @@ def test_restoring_a_run_without_characters_keeps_the_sessions(session, make_pic
     session.restore_run(record.id)
     assert [c.name for c in session.characters] == ["Mira"]
     assert session.character_settings.character_dropout == 0.9
+
+
+def test_an_anchor_is_drawn_the_same_until_what_makes_it_changes(session, make_picture):
+    from dataclasses import replace
+
+    _plan, record = run_with_mira(session, make_picture)
+    [made] = record.characters
+    now = made.character
+    assert made.drew_the_same(now, 0) and made.drew_the_same(now, 1)
+    assert not made.drew_the_same(None, 0)
+    for change in ({"description": "a woman"}, {"words": ("raincoat",)}, {"anchor_text": ", oil"}):
+        assert not made.drew_the_same(replace(now, **change), 0), change
+    other_seeds = (now.anchor_seeds[0] + 1, now.anchor_seeds[1] + 1)
+    assert not made.drew_the_same(replace(now, anchor_seeds=other_seeds), 0)
+    assert made.drew_the_same(replace(now, anchor_seeds=other_seeds), 1)  # the artist's picture
+    assert not made.drew_the_same(replace(now, pictures=()), 1)
+    assert made.drew_the_same(replace(now, seeds_locked=False), 0)

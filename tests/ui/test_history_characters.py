@@ -57,3 +57,26 @@ def test_a_runs_characters_show_in_the_history_and_restore_brings_them_back(
     settled(window)
     window.undo_action.trigger()  # the restore is one step
     assert session.character("Mira") is None and session.character("Ava") is not None
+
+
+def test_a_reopened_session_shows_its_newest_anchors_and_marks_them_when_the_character_changes(
+        qtbot, board, tmp_path):  # noqa: F811 (board: the fixture imported above)
+    window, session, panel = board
+    add_mira(qtbot, window, panel)
+    session.update_panel(0, prompt="[Mira] on the pier")
+    assert run_and_wait(qtbot, window).state.name == "finished"
+    record = session.history[-1]
+    window.sessions.save_as(tmp_path / "Pier")
+    window.new_action.trigger()
+    window.sessions.open_session(tmp_path / "Pier.stylealigned")
+    session = window.session
+    assert window.pictures.anchors == {}  # the engine's pictures went with the window's session
+    for k in range(2):
+        tile = window.grid.tiles[("anchor", "Mira", k)]
+        assert tile.path == session.path(f"{record.folder}/anchor-Mira-{k + 1}.png")
+        qtbot.waitUntil(lambda tile=tile: tile.image() is not None)  # read in the background
+        assert tile.state.text() == ""
+    type_into(qtbot, window.characters.description, "a girl in a green coat")
+    assert [window.grid.tiles[("anchor", "Mira", k)].state.text() for k in range(2)] == ["outdated"] * 2
+    window.undo_action.trigger()
+    assert window.grid.tiles[("anchor", "Mira", 0)].state.text() == ""

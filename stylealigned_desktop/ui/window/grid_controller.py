@@ -61,8 +61,7 @@ class GridController(QObject):
         self.running_plan = running_plan
         self.viewing_run: str | None = None
         self.viewers = OpenViewers()  # live previews follow in them
-        self._preview_sizes: dict = {}
-        """The size of the picture each tile's live preview is of."""
+        self._preview_sizes: dict = {}  # the size of the picture each tile's live preview is of
         self.masks: dict[str, dict] = {}
         """Panel id -> its newest picture's last-step subject masks by character name (spec
         section 13; arrays, as the engine's result gives them)."""
@@ -183,19 +182,22 @@ class GridController(QObject):
     def _anchor_tiles(self) -> list[tuple[tuple, str, str]]:
         """(key, title, prompt) of each character's anchors, as the engine keys them."""
         count = self.session.character_settings.anchors_per_character
-        return [anchor_tile(c.name, k, c.description) for c in self.session.characters
-                for k in range(count)]
+        return [anchor_tile(c.name, k, c.description) for c in self.session.characters for k in range(count)]
 
     def _show_anchors(self, running: RunPlan | None) -> None:
         if running is not None:
             return  # a running set's anchors come live from the run controller
-        for key, tile in self.grid.tiles.items():
-            if is_anchor(key):
-                image = self.anchors.get(key)
-                if image is None:
-                    tile.clear("not generated yet")
-                elif tile.image() is not image:
-                    tile.set_final(image, "")
+        on_disk = self.session.newest_anchors()  # after a reopen, the engine's are gone
+        for key, tile in [(k, t) for k, t in self.grid.tiles.items() if is_anchor(k)]:
+            image = self.anchors.get(key)
+            if image is None and (key[1], key[2]) in on_disk:
+                path, made = on_disk[key[1], key[2]]
+                outdated = not made.drew_the_same(self.session.character(key[1]), key[2])
+                self._set_tile_file(key, path, "outdated" if outdated else "")
+            elif image is None:
+                tile.clear("not generated yet")
+            elif tile.image() is not image:
+                tile.set_final(image, "")
 
     def take_anchor(self, key: tuple, image: QImage, mask=None) -> None:
         """A character's anchor came from the engine (with its subject mask)."""
