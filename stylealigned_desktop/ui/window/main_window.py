@@ -60,6 +60,7 @@ from .deliver_controller import DeliverController
 from .export_controller import ExportController
 from .grid_controller import GridController
 from .host import APP_TITLE
+from .masks_note import unmasked_note, unmasked_panels
 from .run_bar import RunBar
 from .run_controller import RunController
 from .session_controller import SessionController
@@ -320,8 +321,15 @@ class MainWindow(QMainWindow):
                      self.settings_dock, self.history_dock):
             view.addAction(dock.toggleViewAction())
         self.masks_action = QAction("Show subject &masks", self, checkable=True)  # spec 13
-        self.masks_action.toggled.connect(self.pictures.set_show_masks)
+        self.masks_action.toggled.connect(self._show_masks)
         view.addAction(self.masks_action)
+
+    def _show_masks(self, on: bool) -> None:
+        self.pictures.set_show_masks(on)
+        shown = on and self.pictures.viewing_run is None  # a past run's masks are not kept
+        bare = unmasked_panels(self.session, self.grid.tiles, self.pictures.masks) if shown else []
+        if bare:  # rather than an overlay that silently is not there
+            self.show_message(unmasked_note(bare))
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
