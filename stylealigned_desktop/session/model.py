@@ -462,7 +462,7 @@ class Session(SessionDocument):
                 self._set_settings(record.settings)
             if panels:
                 restored = []
-                notes = {p.id: p.notes for p in self._panels}  # the run does not carry them
+                kept_notes = {p.id: p.notes for p in self._panels}  # the run does not carry them
                 for run_panel in record.panels:
                     control = run_panel.control or Control()
                     if control.image and self.file(control.image) is None:
@@ -473,7 +473,7 @@ class Session(SessionDocument):
                     restored.append(Panel(
                         id=run_panel.panel_id, prompt=run_panel.subject, seed=run_panel.seed,
                         seed_locked=True, control=control, size=run_panel.size,
-                        notes=notes.get(run_panel.panel_id, PanelNotes()),
+                        notes=kept_notes.get(run_panel.panel_id, PanelNotes()),
                         # a run keeps sizes; a size among the run's panorama presets was one
                         size_mode="panorama" if run_panel.size in panorama_sizes(record.settings.height) else None,
                     ))
