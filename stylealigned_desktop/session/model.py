@@ -124,7 +124,7 @@ from . import files, folders, observer, planning
 from .characters import Character, CharacterSettings, named_characters
 from .document import ReferenceImport, SessionDocument
 from .errors import PictureError, SessionError
-from .generation import SDXL_SIZES, GenerationSettings, panorama_sizes
+from .generation import SDXL_SIZES, GenerationSettings, is_panorama_size
 from .history import RunPlan, RunRecord
 from .json_fields import MAX_SEED
 from .notes import CAMERA_PRESETS, BoardSettings, PanelNotes, PanelNumber
@@ -474,8 +474,8 @@ class Session(SessionDocument):
                         id=run_panel.panel_id, prompt=run_panel.subject, seed=run_panel.seed,
                         seed_locked=True, control=control, size=run_panel.size,
                         notes=kept_notes.get(run_panel.panel_id, PanelNotes()),
-                        # a run keeps sizes; a size among the run's panorama presets was one
-                        size_mode="panorama" if run_panel.size in panorama_sizes(record.settings.height) else None,
+                        # a run keeps sizes; a size of a panorama preset's shape was one
+                        size_mode="panorama" if is_panorama_size(run_panel.size) else None,
                     ))
                 self._panels = restored
                 self._changed(observer.PANELS)

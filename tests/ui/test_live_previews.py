@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QApplication
 
 from stylealigned_desktop.engine import hub
@@ -141,3 +142,30 @@ def test_the_viewer_shows_the_live_preview_at_full_size_then_the_finished_pictur
     assert _centre(view.image) == (200, 200, 200)  # the finished picture, decoded at full size
     assert (view.image.width(), view.image.height()) == (512, 384) and view.item.scale() == 1.0
     assert view.zoom() == pytest.approx(1.0)
+
+
+def test_a_cancelled_run_gives_the_viewer_back_the_last_finished_picture(qtbot, make_window):
+    """The viewer follows a running panel; cancelled, it shows what the grid shows again: the
+    panel's last finished picture (its file), or, for a panel never finished, that there is none
+    (not the cancelled run's stale preview, still called a preview)."""
+    engine = FakeEngine(step_s=0.01)
+    window, _ = make_window(engine=engine)
+    session = storyboard(window, ("a fox",), width=512, height=384, steps=12)
+    _generate(qtbot, window)
+    finished = window.pictures.tile_path(0)
+    assert finished is not None
+    session.add_panel("a crow")
+    engine.step_s = 0.25
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
+        qtbot.mouseClick(window.run_bar.generate_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: window.grid.tiles[1].image() is not None and not window.grid.tiles[0].final)
+        viewer = _open_viewer(qtbot, window, 0)
+        assert viewer.caption.text().startswith("Panel 1 (preview)") and viewer.view.image.width() == 64
+        qtbot.mouseClick(window.run_bar.cancel_button, Qt.MouseButton.LeftButton)
+    assert viewer.caption.text().startswith("Panel 1 (") and "preview" not in viewer.caption.text()
+    assert viewer.picture.path == finished
+    expected = QImage(str(finished))
+    assert (viewer.view.image.width(), viewer.view.image.height()) == (512, 384)
+    assert _centre(viewer.view.image) == _centre(expected)
+    crow = viewer.pictures[-1]
+    assert crow.title == "Panel 2 (not generated yet)" and crow.load().isNull()

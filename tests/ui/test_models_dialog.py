@@ -48,7 +48,8 @@ def test_a_folder_without_model_index_is_refused_with_its_name(qtbot, tmp_path):
     assert str(tmp_path) in dialog.message.text() and "model_index.json" in dialog.message.text()
     (tmp_path / "model_index.json").write_text("{}")
     dialog.try_accept()  # a diffusers folder, but of no base the engine runs
-    assert dialog.source() == "" and "not an SDXL, SD 1.x or SD 2.x model" in dialog.message.text()
+    assert dialog.source() == "" and "cannot tell which base model" in dialog.message.text()
+    assert "unet/config.json is missing" in dialog.message.text()
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 768}))
     dialog.try_accept()
@@ -238,3 +239,31 @@ def test_an_other_model_without_safetensors_weights_is_not_taken(qtbot, hub_cach
     qtbot.waitUntil(lambda: "pickle" in box.progress_text.text(), timeout=5000)
     assert "safetensors" in box.progress_text.text()
     assert box.status["facebook/dino-vitb8"].text() == "not downloaded"
+
+
+def test_the_tiny_autoencoder_downloaded_in_the_dialog_is_what_auto_previews_with_offline(qtbot, hub_cache, tmp_path):
+    """Issue 27: TAESDXL comes through Other models' Download like every model; after it Auto
+    takes it (and says so) and the engine loads it from the cache, offline (tests run with
+    HF_HUB_OFFLINE=1): its previews are that decoder's, weight for weight."""
+    import torch
+
+    from stylealigned_desktop.engine.hub import DEFAULT_TINY_DECODER as repo
+    from stylealigned_desktop.engine.preview_choice import choose_preview
+    from stylealigned_desktop.engine.preview_decoders import TinyAutoencoder, make_preview_decoder
+    from stylealigned_desktop.engine.tiny import build_tiny_pipeline, build_tiny_preview_decoder
+
+    published = build_tiny_preview_decoder()  # stands in for TAESDXL's weights
+    published.save_pretrained(tmp_path / "taesdxl", safe_serialization=True)
+    files = {path.name: path.read_bytes() for path in (tmp_path / "taesdxl").iterdir()}
+    assert choose_preview("auto", "some/sdxl").decoder == "factors"  # not downloaded yet
+    dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, files))
+    qtbot.addWidget(dialog)
+    box = dialog.other_models
+    with qtbot.waitSignal(box.download.finished, timeout=5000):
+        box.buttons[repo].click()
+    qtbot.waitUntil(lambda: box.status[repo].text() == "on this computer", timeout=5000)
+    choice = choose_preview("auto", "some/sdxl")
+    assert (choice.decoder, choice.source) == ("tiny", repo) and repo in choice.said
+    decoder = make_preview_decoder(choice, build_tiny_pipeline(), full_vae=None)
+    x0 = torch.randn(4, 6, 5)
+    assert decoder.decode(x0).tobytes() == TinyAutoencoder(published).decode(x0).tobytes()

@@ -1,5 +1,5 @@
 """A panorama panel in the window (spec section 14): the card's size menu offers 4:1 and 3:1 at
-the set's height, the choice is one undo step, the grid shows the panel over several columns, and
+the model's height, the choice is one undo step, the grid shows the panel over several columns, and
 Generate draws it as MultiDiffusion windows on the tiny model."""
 
 from __future__ import annotations
@@ -48,6 +48,6 @@ def test_a_panorama_preset_is_clicked_shown_wide_undone_and_generated(qtbot, mak
     run = json.loads((tile.path.parent / "run.json").read_text(encoding="utf-8"))
     assert [(p["width"], p.get("windows")) for p in run["panels"]] == [(512, 7), (128, None)]
 
-    session.update_settings(height=64)  # the presets follow the set's height
-    assert card.size_choice.findData(PANORAMA + "256x64") >= 0 and card.size_choice.findData(PANORAMA + "512x128") < 0
-    assert card.size_choice.currentText().startswith("Custom")  # 512 x 128 is no preset any more
+    session.update_settings(height=64)  # the presets are at the model's height, not the set's
+    assert card.size_choice.findData(PANORAMA + "512x128") >= 0 and card.size_choice.findData(PANORAMA + "256x64") < 0
+    assert card.size_choice.currentText().startswith("Panorama 4:1")

@@ -241,6 +241,7 @@ class MainWindow(QMainWindow):
                                    self.show_message(text, problem, topic))
         self.settings_panel.problem.connect(lambda text: self.show_message(text, True))
         self.settings_panel.changed.connect(self._settings_edited)
+        self.settings_panel.picture_taken.connect(self._picture_taken)
         connect_command(self.settings_panel.model_change_requested, self.runs.choose_model)
         self.settings_panel.dino_source_changed.connect(self.scores.set_dino_source)
         self.storyboard.reroll_requested.connect(self.runs.reroll)
@@ -250,6 +251,8 @@ class MainWindow(QMainWindow):
         self.runs.drawing.connect(self._show_drawing)
         self.runs.run_filed.connect(self._run_filed)
         self.runs.model_changed.connect(self.settings_panel.set_app_model)
+        self.settings_panel.native_side_changed.connect(self.storyboard.set_native_side)
+        self.storyboard.set_native_side(self.settings_panel.set_size.native)  # the model at start
         self.runs.server_changed.connect(self.settings_panel.set_server)
         self.runs.no_gpu.connect(self.settings_panel.set_no_gpu)
         self.sessions.replaced.connect(self._session_replaced)
@@ -422,6 +425,10 @@ class MainWindow(QMainWindow):
 
     def _settings_edited(self, settings) -> None:
         if not self.sessions.update_settings(settings) and self.session is not None:
+            self.settings_panel.set_settings(self.session.settings)
+
+    def _picture_taken(self, taken) -> None:
+        if not self.sessions.take_picture(taken) and self.session is not None:
             self.settings_panel.set_settings(self.session.settings)
 
     def _reroll_current(self) -> None:

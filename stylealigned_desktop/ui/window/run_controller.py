@@ -278,6 +278,7 @@ class RunController(QObject):
             bar.setFormat(f"{job.label}: failed")
         if job.state is not JobState.finished and entry is not None and entry[1] is self.session:
             self.grid.refresh()  # put the last finished pictures back
+            self.grid.viewers.follow(dict(self.grid.viewer_pictures()))  # and in the open viewers
         self.update_state()
 
     def _on_worker_event(self, wevent: WorkerEvent) -> None:
