@@ -60,7 +60,7 @@ from .deliver_controller import DeliverController
 from .export_controller import ExportController
 from .grid_controller import GridController
 from .host import APP_TITLE
-from .masks_note import unmasked_note, unmasked_panels
+from .masks_note import show_masks
 from .run_bar import RunBar
 from .run_controller import RunController
 from .session_controller import SessionController
@@ -324,15 +324,8 @@ class MainWindow(QMainWindow):
                      self.settings_dock, self.history_dock):
             view.addAction(dock.toggleViewAction())
         self.masks_action = QAction("Show subject &masks", self, checkable=True)  # spec 13
-        self.masks_action.toggled.connect(self._show_masks)
+        self.masks_action.toggled.connect(lambda on: show_masks(self.pictures, self, on))
         view.addAction(self.masks_action)
-
-    def _show_masks(self, on: bool) -> None:
-        self.pictures.set_show_masks(on)
-        shown = on and self.pictures.viewing_run is None  # a past run's masks are not kept
-        bare = unmasked_panels(self.session, self.grid.tiles, self.pictures.masks) if shown else []
-        if bare:  # rather than an overlay that silently is not there
-            self.show_message(unmasked_note(bare))
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -422,6 +415,7 @@ class MainWindow(QMainWindow):
         if kind in (observer.STYLE, observer.REFERENCES):
             self.settings_panel.set_picture_reference(self.session.style.uses_picture)
         self.pictures.on_session_change(change)
+        self.runs.recheck_refusal()
 
     def _settings_edited(self, settings) -> None:
         if not self.sessions.update_settings(settings) and self.session is not None:

@@ -10,6 +10,16 @@ from collections.abc import Mapping
 from ...session.characters import named_characters
 
 
+def show_masks(pictures, host, on: bool) -> None:
+    """View → Show subject masks: the overlay on or off (``pictures``: the GridController), and
+    the panels that have none to show said in ``host``'s status bar."""
+    pictures.set_show_masks(on)
+    shown = on and pictures.viewing_run is None  # a past run's masks are not kept
+    bare = unmasked_panels(host.session, pictures.grid.tiles, pictures.masks) if shown else []
+    if bare:  # rather than an overlay that silently is not there
+        host.show_message(unmasked_note(bare))
+
+
 def unmasked_panels(session, tiles: Mapping, masks: Mapping) -> list[int]:
     """1-based numbers of the panels that name a character and show a picture without masks."""
     if session is None:
