@@ -41,6 +41,21 @@ def is_anchor(key) -> bool:
     return isinstance(key, tuple) and key[0] == "anchor"
 
 
+def anchor_tile(name: str, anchor: int, description: str) -> tuple[tuple, str, str]:
+    """(key, title, prompt) of the tile of a character's anchor (0-based)."""
+    return ("anchor", name, anchor), f"{name} · anchor {anchor + 1}", description
+
+
+def tile_name(key) -> str:
+    """What the artist calls a tile's picture: "Reference 2", "Mira · anchor 1", "Panel 3"."""
+    if is_anchor(key):
+        return anchor_tile(key[1], key[2], "")[1]
+    if is_reference(key):
+        position = reference_position(key)
+        return "Reference" if position == 0 else f"Reference {position + 1}"
+    return f"Panel {key + 1}"
+
+
 def reference_position(key) -> int:
     """A reference tile key's position among the set's references."""
     return 0 if key is None else key[1]

@@ -53,6 +53,7 @@ class SettingsPanel(QWidget):
 
     changed = Signal(object)
     """The new GenerationSettings after a user edit."""
+    picture_taken = Signal(object)  # a dropped picture's PictureSettings: settings and characters
     model_change_requested = Signal()
     problem = Signal(str)
     """A combination of values the session refuses (shown to the user)."""
@@ -461,9 +462,8 @@ class SettingsPanel(QWidget):
             self.problem.emit(str(exc))
             return
         self.set_settings(taken.settings)
-        self.changed.emit(taken.settings)
-        notice = taken.notice(path)
-        if notice:
+        self.picture_taken.emit(taken)
+        if notice := taken.notice(path):
             self.problem.emit(notice)
 
     def _reset_defaults(self) -> None:

@@ -72,6 +72,7 @@ class RunController(QObject):
         self.plans: dict[int, tuple[RunPlan, Session]] = {}
         self._progress = JobProgress()
         self.closing = False
+        self.refused = ""  # why the last Generate was refused (its banner waits for a fix)
         self.worker.event.connect(self._on_worker_event)
         self.worker.previews_ready.connect(self._on_previews)
         self.worker.job_started.connect(self._on_job_started)
@@ -191,6 +192,22 @@ class RunController(QObject):
         self.plans.clear()
         return True
 
+    def recheck_refusal(self) -> None:
+        """After an edit: a refused Generate's banner goes once its cause is fixed (a name
+        corrected, a character added or described, a picture put back), and says the reason
+        that is left when another one still holds."""
+        if not self.refused or self.session is None:
+            return
+        try:
+            self.session.build_request(default_model=self.host.config.model)
+        except SessionError as exc:
+            if str(exc) != self.refused:
+                self.refused = str(exc)
+                self.host.show_message(self.refused, True, "plan")
+            return
+        self.refused = ""
+        self.host.clear_problem("plan")
+
     def shutdown(self) -> None:
         """Cancel every job and let the worker stop on its own (quitting never waits for it)."""
         self.closing = True
@@ -207,8 +224,10 @@ class RunController(QObject):
             else:
                 plan = self.session.prepare_reroll(reroll, default_model=self.host.config.model)
         except SessionError as exc:
-            self.host.show_message(str(exc), True, "run")
+            self.refused = str(exc)
+            self.host.show_message(self.refused, True, "plan")
             return
+        self.refused = ""
         self.host.hide_problem()
         label = "Generate" if reroll is None else f"Re-roll panel {reroll + 1}"
         job = self.worker.submit(plan.request, label,
@@ -369,6 +388,8 @@ class RunController(QObject):
         that makes pictures): the run bar says Ready and its banner goes. A running job keeps
         its progress."""
         self.host.clear_problem("run")
+        self.host.clear_problem("plan")
+        self.refused = ""
         if self.worker.current is None and not self.worker.pending:
             self.run_bar.progress.setValue(0)
             self.run_bar.progress.setFormat("Ready")
