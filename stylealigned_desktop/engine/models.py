@@ -313,14 +313,20 @@ def base_of_source(source: str):
                                native_size=int(first_value(config.get("sample_size", 64))) * 8)
 
 
-def native_side(source: str | None) -> int:
-    """The side, in pixels, a model was trained at (:func:`base_of_source`'s native size: SDXL
-    1024, SD 1.5 and SD 2 base 512, SD 2.1-768 768, the tiny models 128), told from the model
-    without loading it; SDXL's 1024 when it cannot be told before loading (or no model is given)."""
+def native_base(source: str | None):
+    """:func:`base_of_source`, with its native size, or SDXL when it cannot be told before
+    loading (or no model is given): what the size menus follow."""
     from .bases import SDXL
 
     base = base_of_source(source) if source else None
-    return base.native_size if base is not None else SDXL.native_size
+    return base if base is not None else SDXL
+
+
+def native_side(source: str | None) -> int:
+    """The side, in pixels, a model was trained at (:func:`native_base`'s native size: SDXL
+    1024, SD 1.5 and SD 2 base 512, SD 2.1-768 768, the tiny models 128), told from the model
+    without loading it; SDXL's 1024 when it cannot be told before loading (or no model is given)."""
+    return native_base(source).native_size
 
 
 def known_base(source: str):

@@ -147,6 +147,36 @@ class CharacterEdits(DocumentState):
                     self._set_character(i, replace(character, anchor_seeds=seeds))
         return settings
 
+    def _put_character(self, character: Character) -> None:
+        """``character`` replaces the session's character of its name, or is added."""
+        if self.character(character.name) is None:
+            self._characters.append(character)
+            self._changed(observer.CHARACTERS)
+        else:
+            self._set_character(self._character_index(character.name), character)
+
+    def _restore_characters(self, characters, settings: CharacterSettings | None,
+                            notes: list[str]) -> None:
+        """A past run's characters (``RunCharacter``s) as it drew them, their seeds locked:
+        each replaces the character of its name, or comes back if it was removed; characters
+        added since stay (panels may name them). An anchor picture since deleted from the
+        session is left out (noted): that anchor is drawn from its seed."""
+        if not characters:
+            return
+        with self.batch():
+            if settings is not None and settings != self._character_settings:
+                self._character_settings = settings
+                self._changed(observer.CHARACTERS)
+            for run_character in characters:
+                character = replace(run_character.character, seeds_locked=True)
+                gone = [k for k, p in enumerate(character.pictures) if p and self.file(p) is None]
+                if gone:
+                    notes.append(f"{character.name}'s anchor picture(s) {', '.join(str(k + 1) for k in gone)} "
+                                 "are gone; drawn from their seeds")
+                    character = replace(character, pictures=tuple(
+                        None if k in gone else p for k, p in enumerate(character.pictures)))
+                self._put_character(character)
+
     def take_characters(self, characters: Sequence[Any], settings: CharacterSettings | None = None) -> list[str]:
         """A picture's characters (the engine's, from a PNG dropped on Settings) and their
         settings, in one change: each replaces the session's character of its name, or is
@@ -167,11 +197,7 @@ class CharacterEdits(DocumentState):
             if settings is not None:
                 self.update_character_settings(**settings.to_dict())
             for character in own:
-                if self.character(character.name) is None:
-                    self._characters.append(character)
-                    self._changed(observer.CHARACTERS)
-                else:
-                    self._set_character(self._character_index(character.name), character)
+                self._put_character(character)
             for (name, anchor), picture in prepared.items():
                 if anchor < self._character_settings.anchors_per_character:
                     self.set_character_prepared(name, anchor, picture)

@@ -35,16 +35,22 @@ PANORAMA_RATIOS = (4, 3)
 """The panorama presets: 4:1 and 3:1 wide establishing shots (spec section 14)."""
 
 
+def scaled_size(size: tuple[int, int], native: int) -> tuple[int, int]:
+    """One of SDXL's trained sizes scaled to a model trained at ``native`` pixels a side,
+    rounded to whole multiples of 64 (halves up)."""
+    step = limits.PANEL_SIZE_STEP
+    width, height = (max(step, math.floor(side * native / SDXL_SIDE / step + 0.5) * step) for side in size)
+    return width, height
+
+
 def size_presets(native: int) -> tuple[tuple[int, int], ...]:
     """The size presets of a model trained at ``native`` pixels a side (its base's, see
-    ``engine.models.native_side``): SDXL's trained sizes scaled to that side, rounded to whole
-    multiples of 64 (halves up), those rounding onto an earlier one left out. SDXL's own at 1024;
+    ``engine.models.native_side``): SDXL's trained sizes scaled to that side
+    (:func:`scaled_size`), those rounding onto an earlier one left out. SDXL's own at 1024;
     SD 1.5's and SD 2 base's about a quarter megapixel (512 x 512, 640 x 448...); SD 2.1-768's
     (768 x 768, 1024 x 576...)."""
-    step = limits.PANEL_SIZE_STEP
     sizes: list[tuple[int, int]] = []
-    for width, height in SDXL_SIZES:
-        size = tuple(max(step, math.floor(side * native / SDXL_SIDE / step + 0.5) * step) for side in (width, height))
+    for size in map(scaled_size, SDXL_SIZES, [native] * len(SDXL_SIZES)):
         if size not in sizes:
             sizes.append(size)
     return tuple(sizes)

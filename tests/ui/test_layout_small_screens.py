@@ -130,3 +130,31 @@ def test_the_first_start_model_dialog_cuts_nothing_even_after_a_failed_download(
     screen = dialog.screen().availableGeometry()
     assert screen.contains(dialog.frameGeometry())  # all of it on the 800 px high screen
     assert not scroller.verticalScrollBar().isVisible()  # the message took no choice's room
+
+
+def test_the_characters_tab_and_a_shown_run_fit_1280_by_800(qtbot, make_window, tmp_path):
+    """A character with the artist's picture on one anchor and a drawn one beside it, then a
+    past run shown from the History: the window stays 1280 wide, nothing is cut, and the
+    anchors stand in one row, top-aligned."""
+    from .test_characters_window import add_mira
+    from .test_history_characters import pick_run
+    from .uifakes import drop_files, picture, run_and_wait
+
+    window, _ = make_window(engine=FakeEngine())
+    window.resize(1280, 800)
+    storyboard(window, prompts=("[Mira] crosses a wide river at dusk", "a crow"))
+    window.characters_dock.raise_()
+    add_mira(qtbot, window, window.characters)
+    slots = window.characters.slots
+    drop_files(slots[0], [picture(tmp_path / "mira.png", colour=(240, 180, 40))])
+    qtbot.waitUntil(lambda: window.session.character("Mira").picture(0) is not None)
+    settle(qtbot)
+    look(window, "characters-1280")
+    assert [slot.geometry().top() for slot in slots] == [slots[0].geometry().top()] * len(slots)
+    assert cut_text(window) == []
+    run_and_wait(qtbot, window)
+    pick_run(qtbot, window)
+    settle(qtbot)
+    look(window, "shown-run-1280")
+    assert window.width() == 1280 and window.minimumSizeHint().width() <= 1280
+    assert cut_text(window) == []

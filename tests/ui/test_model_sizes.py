@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from stylealigned_desktop.engine.tiny import tiny_unet_config
 from stylealigned_desktop.ui.dialogs import ModelDialog
 from stylealigned_desktop.ui.settings.settings_panel import SettingsPanel
@@ -45,7 +47,7 @@ def test_choosing_tiny_sd15_offers_its_sizes_in_both_menus_and_a_pick_sets_the_p
     sizes = ["128x128", "192x128", "128x192", "192x64", "64x192"]
     assert _offered(window.settings_panel.size_preset) == [*sizes, None]
     assert _offered(card.size_choice) == [SET_SIZE, *sizes, PANORAMA + "512x128", PANORAMA + "384x128", CUSTOM_SIZE]
-    assert window.settings_panel.size_preset.currentText() == "Custom"  # the set's 1024 is no preset of it
+    assert window.settings_panel.size_preset.currentData() == "128x128"  # the set's 1024 x 1024 followed the model
 
     _choose(qtbot, card.size_choice, "192x128")
     assert (session.panels[0].size, session.panels[0].size_mode) == ((192, 128), None)
@@ -85,3 +87,44 @@ def test_the_settings_alone_offer_sdxls_sizes_until_told_the_model():
     assert _offered(panel.size_preset)[0] == "128x128"
     panel.set_app_model(SDXL_HUB)
     assert _offered(panel.size_preset)[:3] == ["1024x1024", "1152x896", "896x1152"]
+
+
+@pytest.mark.parametrize("session_names_model", [False, True])
+def test_picking_a_model_of_another_base_moves_the_preset_sizes_in_one_undo_step(qtbot, make_window, monkeypatch,
+                                                                                 session_names_model):
+    """An SDXL set at 1152 × 896 with panels at 1344 × 768, typed 960 × 640 and a 3:1 panorama:
+    picking tiny-sd15 (trained at 128) moves the presets to its 128-scale aspects and the
+    panorama to its height, keeps the typed size, says so, and one Undo puts the sizes back
+    (with the session's own model, when it names one: the model change is the same step)."""
+    window, _ = make_window(engine=FakeEngine(), config=DesktopConfig(model=SDXL_HUB))
+    session = storyboard(window, prompts=("the bay at dawn", "a boat", "the harbour", "a gull"),
+                         width=1152, height=896, model=SDXL_HUB if session_names_model else "")
+    cards = [window.storyboard.card_at(i) for i in range(4)]
+    _choose(qtbot, cards[0].size_choice, "1344x768")
+    _choose(qtbot, cards[1].size_choice, CUSTOM_SIZE)
+    cards[1].custom_width.setValue(960)
+    cards[1].custom_height.setValue(640)
+    cards[1].custom_height.editingFinished.emit()
+    _choose(qtbot, cards[2].size_choice, PANORAMA + "3072x1024")
+    assert [p.size for p in session.panels] == [(1344, 768), (960, 640), (3072, 1024), None]
+    window.sessions.undo.flush()  # what the idle event loop does after each of those
+    before = session.edit_state()
+
+    _choose_model_in_the_dialog(monkeypatch, "tiny-sd15")
+    window.model_action.trigger()
+
+    assert (session.settings.width, session.settings.height) == (128, 128)  # 1152 x 896 at 1/8, in 64s
+    assert [(p.size, p.size_mode) for p in session.panels] == [
+        ((192, 128), None), ((960, 640), None), ((384, 128), "panorama"), (None, None)]
+    assert window.settings_panel.size_preset.currentData() == "128x128"  # a preset again, never "Custom"
+    assert [card.size_choice.currentData() for card in cards] == [
+        "192x128", CUSTOM_SIZE, PANORAMA + "384x128", SET_SIZE]
+    assert window.statusBar().currentMessage() == (
+        "Model: tiny-sd15. Set size 1152×896 → 128×128; 2 panels 1344×768 → 192×128, "
+        "3072×1024 → 384×128 for SD 1.5")
+    assert session.settings.model == ("tiny-sd15" if session_names_model else "")
+
+    window.sessions.undo.flush()
+    window.undo_action.trigger()
+    assert session.edit_state() == before
+    assert window.settings_panel.size_preset.currentData() == ("1152x896" if session_names_model else None)

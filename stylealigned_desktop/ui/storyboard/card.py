@@ -315,7 +315,11 @@ class PanelCard(QFrame):
         if native != self._native:
             self._native = native
             self._fill_presets()
-            self._show_size(self._size, self._size_mode)
+            self._filling = True  # showing the panel's size anew is no edit of it (it may be moving)
+            try:
+                self._show_size(self._size, self._size_mode)
+            finally:
+                self._filling = False
 
     def _fill_presets(self) -> None:
         """Same as the set, the model's sizes (``size_presets``), the panoramas (4:1 and 3:1 at the
@@ -345,7 +349,8 @@ class PanelCard(QFrame):
             self._fill_custom(self._set_size)  # Custom… starts from the set's size
         else:
             index = self.size_choice.findData((PANORAMA if mode == "panorama" else "") + size_key(size))
-            if index < 0 or custom:  # a size that is no preset, or the user is typing one
+            typed = custom and size == (self.custom_width.value(), self.custom_height.value())
+            if index < 0 or typed:  # a size that is no preset, or the one the user is typing
                 index = self.size_choice.findData(CUSTOM_SIZE)
             self.custom_width.setValue(size[0])
             self.custom_height.setValue(size[1])

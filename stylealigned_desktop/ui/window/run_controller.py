@@ -22,9 +22,10 @@ from PySide6.QtCore import QObject, Signal
 
 from ...engine import events as ev
 from ...engine.maker import PictureMakerFactory, this_computer
-from ...engine.models import is_tiny, no_gpu_reason
+from ...engine.models import is_tiny, native_base, native_side, no_gpu_reason
 from ...engine.progress import JobProgress, format_seconds
 from ...engine.runfolder import reference_file
+from ...session.base_sizes import describe_moves
 from ...session.errors import SessionError
 from ...session.history import RunPlan, panel_file_name
 from ...session.model import Session
@@ -71,6 +72,7 @@ class RunController(QObject):
         self.plans: dict[int, tuple[RunPlan, Session]] = {}
         self._progress = JobProgress()
         self.closing = False
+        self.refused = ""  # why the last Generate was refused (its banner waits for a fix)
         self.worker.event.connect(self._on_worker_event)
         self.worker.previews_ready.connect(self._on_previews)
         self.worker.job_started.connect(self._on_job_started)
@@ -130,14 +132,20 @@ class RunController(QObject):
             self.choose_model(first_run=True)
 
     def set_model(self, source: str) -> None:
-        """Remember ``source`` as the app's model (and the session's, if it names one)."""
+        """Remember ``source`` as the app's model (and the session's, if it names one); the
+        session's preset sizes follow it to its base (one undo step with the session's model)."""
+        old_native = native_side(self.effective_model())
+        base = native_base(source)
         self.host.config.model = source
         self.host.save_config()
-        if self.session is not None and self.session.settings.model:
-            self.session.update_settings(model=source)
+        moved = ""
+        if self.session is not None:  # both changes are gathered into one undo step
+            if self.session.settings.model:
+                self.session.update_settings(model=source)
+            moved = describe_moves(self.session.follow_base(old_native, base.native_size), base.name)
         self.model_changed.emit(source)
         self.update_state()
-        self.host.show_message(f"Model: {source}")
+        self.host.show_message(f"Model: {source}" + (f". {moved}" if moved else ""))
 
     def warm_up(self) -> None:
         """Load the generator's libraries in the worker while the artist reads the window."""
@@ -184,6 +192,22 @@ class RunController(QObject):
         self.plans.clear()
         return True
 
+    def recheck_refusal(self) -> None:
+        """After an edit: a refused Generate's banner goes once its cause is fixed (a name
+        corrected, a character added or described, a picture put back), and says the reason
+        that is left when another one still holds."""
+        if not self.refused or self.session is None:
+            return
+        try:
+            self.session.build_request(default_model=self.host.config.model)
+        except SessionError as exc:
+            if str(exc) != self.refused:
+                self.refused = str(exc)
+                self.host.show_message(self.refused, True, "plan")
+            return
+        self.refused = ""
+        self.host.clear_problem("plan")
+
     def shutdown(self) -> None:
         """Cancel every job and let the worker stop on its own (quitting never waits for it)."""
         self.closing = True
@@ -200,8 +224,10 @@ class RunController(QObject):
             else:
                 plan = self.session.prepare_reroll(reroll, default_model=self.host.config.model)
         except SessionError as exc:
-            self.host.show_message(str(exc), True, "run")
+            self.refused = str(exc)
+            self.host.show_message(self.refused, True, "plan")
             return
+        self.refused = ""
         self.host.hide_problem()
         label = "Generate" if reroll is None else f"Re-roll panel {reroll + 1}"
         job = self.worker.submit(plan.request, label,
@@ -359,6 +385,8 @@ class RunController(QObject):
         that makes pictures): the run bar says Ready and its banner goes. A running job keeps
         its progress."""
         self.host.clear_problem("run")
+        self.host.clear_problem("plan")
+        self.refused = ""
         if self.worker.current is None and not self.worker.pending:
             self.run_bar.progress.setValue(0)
             self.run_bar.progress.setFormat("Ready")
