@@ -42,7 +42,7 @@ def test_a_runs_characters_show_in_the_history_and_restore_brings_them_back(
         tile = window.grid.tiles[("anchor", "Mira", k)]
         assert tile.title.text() == f"Mira · anchor {k + 1}"
         assert tile.path == session.path(f"{record.folder}/anchor-Mira-{k + 1}.png")
-        qtbot.waitUntil(lambda tile=tile: tile.image() is not None)
+        qtbot.waitUntil(lambda tile=tile: tile.image() is not None, timeout=60000)
     assert ("anchor", "Ava", 0) not in window.grid.tiles
     out = tmp_path / "exported"
     out.mkdir()
@@ -74,7 +74,7 @@ def test_a_reopened_session_shows_its_newest_anchors_and_marks_them_when_the_cha
     for k in range(2):
         tile = window.grid.tiles[("anchor", "Mira", k)]
         assert tile.path == session.path(f"{record.folder}/anchor-Mira-{k + 1}.png")
-        qtbot.waitUntil(lambda tile=tile: tile.image() is not None)  # read in the background
+        qtbot.waitUntil(lambda tile=tile: tile.image() is not None, timeout=60000)  # read in the background
         assert tile.state.text() == ""
     type_into(qtbot, window.characters.description, "a girl in a green coat")
     assert [window.grid.tiles[("anchor", "Mira", k)].state.text() for k in range(2)] == ["outdated"] * 2

@@ -147,7 +147,7 @@ def test_the_characters_tab_and_a_shown_run_fit_1280_by_800(qtbot, make_window, 
     add_mira(qtbot, window, window.characters)
     slots = window.characters.slots
     drop_files(slots[0], [picture(tmp_path / "mira.png", colour=(240, 180, 40))])
-    qtbot.waitUntil(lambda: window.session.character("Mira").picture(0) is not None)
+    qtbot.waitUntil(lambda: window.session.character("Mira").picture(0) is not None, timeout=60000)
     settle(qtbot)
     look(window, "characters-1280")
     assert [slot.geometry().top() for slot in slots] == [slots[0].geometry().top()] * len(slots)

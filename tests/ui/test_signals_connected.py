@@ -95,7 +95,7 @@ def test_the_check_sees_the_characters_widgets_live_and_every_action_is_connecte
     window.characters.description.setText("a girl in a raincoat")
     window.characters.description.editingFinished.emit()
     drop_files(window.characters.slots[1], [picture(tmp_path / "mira.png")])
-    qtbot.waitUntil(lambda: window.session.character("Mira").picture(1) is not None)
+    qtbot.waitUntil(lambda: window.session.character("Mira").picture(1) is not None, timeout=60000)
     window.masks_action.trigger()
     run_and_wait(qtbot, window)
     window.history.list.setCurrentRow(0)
