@@ -9,7 +9,9 @@ it measures seconds per denoising step and peak memory of
 * ``engine-mbM``     the storyboard engine, reference branch once per step, panels M at a time;
 * with ``--floors``: ``unshared-mbM`` and ``keys-mbM``, the engine with settings that share
   nothing / only the reference's keys and values (what micro-batching costs on the machine, and
-  the least work of the method), and the engine's ratio to ``keys-mbM``.
+  the least work of the method), and the engine's ratio to ``keys-mbM``;
+* with ``--characters 0,1,2``: instead, only the engine, with that many characters (spec
+  section 13) named in every panel, side by side (what each character costs).
 
 It prints a table and writes JSON (``benchmarks/results/``). See ``docs/performance.md``.
 
@@ -75,6 +77,11 @@ nothing, plain attention in the engine's call pattern (what micro-batching itsel
 least any StyleAligned setting must compute: attention over twice the keys)."""
 FLOORS = MICRO_BATCHED[1:]
 RESULT_PREFIX = "BENCH-RESULT "
+CHARACTERS = (("Mira", "boy"), ("Theo", "dog"), ("Juno", "fox"), ("Ansel", "owl"))
+"""``--characters``: names and one-token descriptions (the scaled model reads 8 text tokens, the
+quick one 4: each description must fit beside the others for its subject mask to be found)."""
+MEMORY_STEPS_WITH_CHARACTERS = 2
+"""Steps of a memory run with ``--characters``: sharing with the anchors starts at step 1."""
 
 
 # -- the benchmark model ---------------------------------------------------------------------------
@@ -455,10 +462,13 @@ class Case:
     method: str
     panels: int
     micro_batch: int | None = None
+    characters: int = 0
+    """Characters named in every panel (``--characters``; the engine only)."""
 
     @property
     def key(self) -> str:
-        return f"{self.method}-mb{self.micro_batch}" if self.method in MICRO_BATCHED else self.method
+        key = f"{self.method}-mb{self.micro_batch}" if self.method in MICRO_BATCHED else self.method
+        return f"{key}-c{self.characters}" if self.characters else key
 
     @property
     def spec(self) -> str:
@@ -467,9 +477,12 @@ class Case:
     @classmethod
     def parse(cls, spec: str) -> Case:
         key, panels = spec.rsplit(":", 1)
+        base, marker, count = key.rpartition("-c")
+        characters = int(count) if marker and count.isdigit() else 0
+        key = base if characters else key
         for method in MICRO_BATCHED:
             if key.startswith(f"{method}-mb"):
-                return cls(method, int(panels), int(key.removeprefix(f"{method}-mb")))
+                return cls(method, int(panels), int(key.removeprefix(f"{method}-mb")), characters)
         if key not in METHODS:
             raise ValueError(f"unknown case {spec!r}")
         return cls(key, int(panels))
@@ -523,6 +536,8 @@ class Runner:
         self._steps = 0
         self._probe = None
         self._peak: int | None = None
+        self.mask_coverage: list[float] = []
+        """The share of the grid inside each panel's subject mask, per character, of the last run."""
         pipe.unet.register_forward_pre_hook(self._on_unet_call)
 
     def _sync(self) -> None:
@@ -547,14 +562,17 @@ class Runner:
             self._peak = self._probe.peak()
 
     @staticmethod
-    def _prompts(n: int) -> list[str]:
-        return [REFERENCE_PROMPT] + [f"panel {i}: a toy, macro photo" for i in range(n)]
+    def _prompts(n: int, characters: int = 0) -> list[str]:
+        """The reference's prompt and n panels', each naming the first ``characters`` characters
+        first (the subject words must be among the tokens the text encoders read)."""
+        names = "".join(f"[{name}] " for name, _ in CHARACTERS[:characters])
+        return [REFERENCE_PROMPT] + [f"{names}panel {i}: a toy, macro photo" for i in range(n)]
 
     def run(self, case: Case, steps: int, probe=None) -> tuple[dict, int, int | None]:
         """Seconds of each denoising step (``wall`` and process ``cpu`` time), UNet calls per
         step, and peak memory (with a probe)."""
         self._times, self._cpu_times, self._step_start, self.unet_calls = [], [], None, 0
-        self._steps, self._probe, self._peak = steps, probe, None
+        self._steps, self._probe, self._peak, self.mask_coverage = steps, probe, None, []
         if probe is not None:
             probe.start()
         try:
@@ -601,7 +619,7 @@ class Runner:
             SetRequest,
         )
 
-        prompts = self._prompts(case.panels)
+        prompts = self._prompts(case.panels, case.characters)
         request = SetRequest(
             model="benchmark",
             style=GeneratedReference(prompts[0], 0),
@@ -612,13 +630,24 @@ class Runner:
             micro_batch=case.micro_batch,
             device=self.device.split(":")[0],
             dtype=self.dtype_name,
+            characters=bench_characters(case.characters),
         )
 
         def on_event(event) -> None:
             if isinstance(event, ev.Step):
                 self._on_step_end()
+            elif isinstance(event, ev.PanelDone) and event.index is not None:
+                self.mask_coverage += [float(mask.mean()) for mask in event.masks.values()]
 
         self.engine.generate(request, on_event)
+
+
+def bench_characters(count: int) -> tuple:
+    """The first ``count`` of ``CHARACTERS``, generated anchors (seeds apart from the panels')."""
+    from stylealigned_desktop.engine.request import Character
+
+    return tuple(Character(name, description, anchor_seeds=(1000 * (i + 1), 1000 * (i + 1) + 1))
+                 for i, (name, description) in enumerate(CHARACTERS[:count]))
 
 
 # -- the measurement phases ------------------------------------------------------------------------
@@ -663,10 +692,12 @@ def run_worker(args, model: BenchModel) -> None:
     case = Case.parse(args.worker)
     pipe = build_pipeline(model, args.device, _dtype(args.dtype))
     runner = Runner(pipe, model, args.device, args.dtype, _settings(args.settings))
+    # With characters every case runs into the anchors' sharing (step 1), also the one without.
+    steps = MEMORY_STEPS_WITH_CHARACTERS if args.characters else 1
     # Warm-up on a one-panel set of the same method: lazy initialisation is not the case's memory.
-    runner.run(Case(case.method, 1, 1 if case.method in MICRO_BATCHED else None), 1)
+    runner.run(Case(case.method, 1, 1 if case.method in MICRO_BATCHED else None, case.characters), steps)
     probe = CpuMemoryProbe()
-    times, _calls, growth = runner.run(case, 1, probe)
+    times, _calls, growth = runner.run(case, steps, probe)
     print(RESULT_PREFIX + json.dumps({"case": case.spec, "peak_bytes": growth,
                                       "method": probe.method, "step_s": times}), flush=True)
 
@@ -677,6 +708,8 @@ def _worker_command(args, case: Case) -> list[str]:
                "--height", str(args.height), "--width", str(args.width),
                "--threads", str(args.threads), "--device", args.device, "--dtype", args.dtype]
     command += ["--settings", args.group]
+    if args.characters:
+        command += ["--characters", ",".join(map(str, args.characters)), "--steps", str(args.steps)]
     return command
 
 
@@ -909,6 +942,11 @@ def parse_args(argv=None):
                              "micro-batching costs on this machine) and keys-mbM (only the reference's keys and "
                              "values shared: the method's least work); the engine's ratio to keys-mbM is what "
                              "the engine adds")
+    parser.add_argument("--characters", default=None,
+                        help="instead of the comparison with plain batches: the engine with this many "
+                             "characters named in every panel, e.g. 0,1,2 (spec section 13), at each "
+                             "size and micro-batch, interleaved; needs --steps 2 or more (the anchors are "
+                             "shared from step 1)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run in seconds: tiny model, 1-2 panels, 1 round, 1 step")
     parser.add_argument("--out", default=None, help="JSON output path (default: benchmarks/results/...)")
@@ -932,7 +970,26 @@ def parse_args(argv=None):
         parser.error("--sizes and --micro-batches need positive integers")
     if args.rounds < 1 or args.steps < 1 or args.threads < 1:
         parser.error("--rounds, --steps and --threads must be at least 1")
+    if args.characters is not None:
+        args.characters = _character_counts(parser, args.characters)
+        if args.quick:
+            args.steps = max(args.steps, 2)
+        if args.steps < 2:
+            parser.error("--characters needs --steps 2 or more: the anchors are shared from step 1 on")
+        if args.floors:
+            parser.error("--characters measures the engine alone; it takes no --floors")
     return parser, args
+
+
+def _character_counts(parser, text: str) -> list[int]:
+    """``--characters``: distinct counts, in the order given, each 0..len(CHARACTERS)."""
+    try:
+        counts = list(dict.fromkeys(int(x) for x in text.split(",") if x.strip()))
+    except ValueError:
+        parser.error(f"--characters takes comma-separated integers, got {text!r}")
+    if not counts or min(counts) < 0 or max(counts) > len(CHARACTERS):
+        parser.error(f"--characters takes counts from 0 to {len(CHARACTERS)}, got {text!r}")
+    return counts
 
 
 def measure_group(args, model: BenchModel, group: str, argv, log) -> dict:
@@ -1042,6 +1099,7 @@ def result_path(args, model: BenchModel, group: str) -> Path:
         out = Path(args.out)
     else:
         suffix = "quick" if args.quick else model.name
+        suffix += "_characters" if args.characters else ""
         out = RESULTS / f"bench_sets_{args.device.split(':')[0]}_{suffix}.json"
     return out if group == "prompts" else out.with_name(f"{out.stem}_reference{out.suffix}")
 
@@ -1090,6 +1148,139 @@ def markdown_tables(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# -- --characters: what each character costs ------------------------------------------------------
+def character_cases(args) -> list[Case]:
+    """The engine at each size and micro-batch with each count of characters, counts adjacent."""
+    cases = [Case("engine", n, measured_micro_batch(n, m, args.micro_batches), c)
+             for n in args.sizes for m in args.micro_batches for c in args.characters]
+    return list(dict.fromkeys(cases))
+
+
+def summarize_characters(cases, timings, calls, memory, coverage, clock, anchors_per_character) -> list[dict]:
+    """Per case: step 0 (no anchor shared yet) and the later steps' median, per image, the
+    ratio to the same set without characters paired by round, UNet calls and peak memory."""
+
+    def sharing_steps(case):  # per round: the median of the steps that share the anchors
+        return [statistics.median(run[clock][1:]) for run in timings[case.spec]]
+
+    rows = []
+    for case in cases:
+        base = Case(case.method, case.panels, case.micro_batch)
+        step = statistics.median(sharing_steps(case))
+        paired = [t / b for t, b in zip(sharing_steps(case), sharing_steps(base))] if base.spec in timings else []
+        peak, base_peak = memory.get(case.spec), memory.get(base.spec)
+        rows.append({
+            "case": case.key, "panels": case.panels, "images": case.panels + 1,
+            "micro_batch": case.micro_batch, "characters": case.characters,
+            "anchors": case.characters * anchors_per_character,
+            "unet_calls_per_step": calls[case.spec],
+            "unet_rows_per_step": 2 * (case.panels + 1 + case.characters * anchors_per_character),
+            "step_runs": {k: [run[k] for run in timings[case.spec]] for k in ("wall", "cpu")},
+            "first_step_s_median": statistics.median(run[clock][0] for run in timings[case.spec]),
+            "step_s_median": step,
+            "per_image_s_median": step / (case.panels + 1),
+            "ratio_vs_no_characters_rounds": paired,
+            "ratio_vs_no_characters": statistics.median(paired) if paired else None,
+            "peak_memory_mib": None if peak is None else peak / 2**20,
+            "peak_memory_over_no_characters_mib": (None if peak is None or base_peak is None
+                                                   else (peak - base_peak) / 2**20),
+            "mask_coverage": coverage.get(case.spec, []),
+        })
+    return rows
+
+
+def characters_table(result: dict) -> list[str]:
+    """The Markdown table of a ``--characters`` run."""
+    lines = ["| n | mb | characters | anchors | UNet calls/step | UNet rows/step | s step 0 | s/step "
+             "| s/image | vs 0 [rounds] | peak MiB | + MiB | mask cover |", "|" + "---|" * 13]
+    for row in result["cases"]:
+        rounds = row["ratio_vs_no_characters_rounds"]
+        ratio = (f"{row['ratio_vs_no_characters']:.3f} [{min(rounds):.2f}-{max(rounds):.2f}]"
+                 if rounds else "–")
+        peak, extra = row["peak_memory_mib"], row["peak_memory_over_no_characters_mib"]
+        cover = row["mask_coverage"]
+        lines.append(" | ".join([
+            f"| {row['panels']}", str(row["micro_batch"]), str(row["characters"]), str(row["anchors"]), str(row["unet_calls_per_step"]),
+            str(row["unet_rows_per_step"]), f"{row['first_step_s_median']:.3f}",
+            f"{row['step_s_median']:.3f}", f"{row['per_image_s_median']:.3f}", ratio,
+            "–" if peak is None else f"{peak:.1f}", "–" if extra is None else f"{extra:+.1f}",
+            f"{statistics.mean(cover):.2f}" if cover else "–"]) + " |")
+    return lines
+
+
+def characters_markdown(results: list[dict]) -> str:
+    lines = []
+    for result in results:
+        model = result["model"]
+        lines += [f"### characters, {result['settings_group']} settings: n = {result['sizes']}, "
+                  f"micro-batches {result['micro_batches']}", "",
+                  f"{model['name']} {model['height']}x{model['width']}, {result['dtype']}, "
+                  f"{result['rounds']} interleaved rounds x {result['steps_per_run']} steps, times on "
+                  f"{result['ratio_clock']} time (median over rounds of the median of steps 1..; step 0 "
+                  f"apart), load average {result['load_average']['start']} at the start, "
+                  f"{result['load_average']['after_each_round']} after each round", ""]
+        lines += characters_table(result) + [""]
+    return "\n".join(lines)
+
+
+def measure_characters(args, model: BenchModel, group: str, argv, log) -> dict:
+    """``--characters``: the engine with each count of characters, rounds interleaved (A B C A B C)
+    so that the load of a shared machine falls on every count alike; the JSON document."""
+    started, load_start = time.perf_counter(), _loadavg()
+    settings, cases = _settings(group), character_cases(args)
+    on_cuda = args.device.startswith("cuda")
+    log(f"bench_sets --characters {args.characters} [{group} settings]: {model.name} on {args.device}, "
+        f"sizes {args.sizes}, micro-batches {args.micro_batches}, {args.rounds} round(s) x {args.steps} steps")
+    memory, memory_method, workers = {}, None, {}
+    if not on_cuda and args.memory == "subprocess":
+        log("peak memory, one fresh process per case:")
+        workers = measure_memory_in_subprocesses(args, cases, log)
+        memory = {spec: r["peak_bytes"] for spec, r in workers.items()}
+        memory_method = (f"fresh process per case; peak RSS growth over {MEMORY_STEPS_WITH_CHARACTERS} steps "
+                         "after loading and a warm-up run (" + next(iter(workers.values()))["method"] + ")")
+    runner = Runner(build_pipeline(model, args.device, _dtype(args.dtype)), model, args.device, args.dtype,
+                    settings)
+    probe = CudaMemoryProbe() if on_cuda else (CpuMemoryProbe() if args.memory == "in-process" else None)
+    log("warm-up")
+    runner.run(Case("engine", 1, 1, max(args.characters)), 2)
+    timings, calls, coverage, samples, loads = {c.spec: [] for c in cases}, {}, {}, {}, []
+    for round_index in range(args.rounds):
+        for case in cases:
+            times, calls[case.spec], peak = runner.run(case, args.steps, probe)
+            timings[case.spec].append(times)
+            coverage.setdefault(case.spec, []).extend(runner.mask_coverage)
+            if probe is not None:
+                samples.setdefault(case.spec, []).append(peak)
+            log(f"  round {round_index + 1}/{args.rounds} {case.spec:<18} steps (cpu s) "
+                + " ".join(f"{t:.3f}" for t in times["cpu"]))
+        loads.append(_loadavg())
+    if probe is not None:
+        memory = {spec: statistics.median(v) for spec, v in samples.items()}
+        memory_method = probe.method
+    rows = summarize_characters(cases, timings, calls, memory, coverage, args.clock,
+                                settings.anchors_per_character)
+    result = {
+        "benchmark": "bench_sets", "mode": "characters", "version": 1,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "machine": _machine(args.device), "priority": os.getpriority(os.PRIO_PROCESS, 0),
+        "load_average": {"start": load_start, "after_each_round": loads},
+        "model": model.describe(), "dtype": args.dtype, "settings_group": group,
+        "settings": settings.to_dict(), "guidance": GUIDANCE, "sizes": args.sizes,
+        "micro_batches": args.micro_batches, "characters": [list(c) for c in CHARACTERS[:max(args.characters)]],
+        "rounds": args.rounds, "steps_per_run": args.steps,
+        "timing": "seconds per denoising step from its first UNet call to the end of its scheduler step; "
+                  "step 0 apart (the anchors are shared from step 1), the median of the later steps, "
+                  "then the median over rounds; per image: over the set's n + 1 pictures (reference and "
+                  "panels; the anchors are the characters' overhead)",
+        "ratio_clock": args.clock, "memory_method": memory_method, "memory_workers": workers,
+        "cases": rows, "wall_s": round(time.perf_counter() - started, 1),
+    }
+    for line in characters_table(result):
+        log(line)
+    return result
+
+
 def main(argv=None) -> int:
     parser, args = parse_args(argv)
     try:
@@ -1117,18 +1308,19 @@ def main(argv=None) -> int:
 
     _configure_torch(args.threads)
     results = []
+    measure = measure_characters if args.characters else measure_group
     for group in (SETTINGS_GROUPS if args.settings == "both" else (args.settings,)):
         args.group = group
-        result = measure_group(args, model, group, argv, print)
+        result = measure(args, model, group, argv, print)
         out = result_path(args, model, group)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {out} ({result['wall_s']:.0f} s)")
-        if result["target_misses"]:
+        if result.get("target_misses"):
             print("targets missed: " + "; ".join(result["target_misses"]))
         results.append(result)
     tables = result_path(args, model, "prompts").with_suffix(".md")
-    tables.write_text(markdown_tables(results), encoding="utf-8")
+    tables.write_text((characters_markdown if args.characters else markdown_tables)(results), encoding="utf-8")
     print(f"wrote {tables}")
     return 0
 

@@ -220,3 +220,28 @@ def test_sd15_loras_pass_on_sd15_and_an_sdxl_lora_is_refused_before_any_step(pip
         _engine(pipes["tiny-sd15"]).generate(_request("tiny-sd15", OFF, loras=(sdxl,)), seen.append)
     assert not [e for e in seen if isinstance(e, (ev.Step, ev.Preview))]
     assert isinstance(seen[-1], ev.Failed) and "SD 1.5" in seen[-1].message
+
+
+def test_each_base_takes_its_own_default_controlnets_and_sd2_asks_for_one(pipes, tiny_pipe, monkeypatch):
+    """Spec section 14: SD 1.5's defaults are lllyasviel's v1.1 ControlNets, SDXL's diffusers'
+    own; SD 2 has none, so a panel's control map on it asks for one made for SD 2 (a hub model
+    by its id: the built-in tiny models take their own random ControlNet instead)."""
+    from stylealigned_desktop.engine.control import ControlError, ControlNetCache
+
+    asked = []
+    monkeypatch.setattr(ControlNetCache, "get", lambda self, source, *args, **kwargs: asked.append(source))
+    monkeypatch.setattr("stylealigned_desktop.engine.memory.place_like_unet", lambda pipe, net: None)
+    engine = Engine()
+
+    def default(pipe, kind, model="someone/a-model"):
+        asked.clear()
+        engine.controlnet(_request(model, StyleAlignedSettings()), kind, pipe)
+        return asked[0]
+
+    assert default(pipes["tiny-sd15"], "canny") == "lllyasviel/control_v11p_sd15_canny"
+    assert default(pipes["tiny-sd15"], "depth") == "lllyasviel/control_v11f1p_sd15_depth"
+    assert default(tiny_pipe, "depth") == "diffusers/controlnet-depth-sdxl-1.0"
+    assert default(pipes["tiny-sd2"], "canny", model="tiny-sd2") == "tiny-sd2"
+    for name in ("tiny-sd2", "tiny-sd2v"):
+        with pytest.raises(ControlError, match="SD 2.x has no default ControlNet for depth maps: choose one made for SD 2.x"):
+            default(pipes[name], "depth")

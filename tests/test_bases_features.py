@@ -65,22 +65,25 @@ def _edge_map(folder, name, box):
     return folder / name
 
 
-def test_controlled_sd15_panels_equal_diffusers_controlnet_pipeline(sd15, tmp_path):
+@pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sd2v"])
+def test_controlled_sd_panels_equal_diffusers_controlnet_pipeline(request, tmp_path, name):
     """With sharing off, each controlled panel at 192x128 (Euler) is what diffusers' own SD
-    ControlNet pipeline draws with the tiny SD ControlNet, the prompt, noise, map and strength."""
+    ControlNet pipeline draws with the tiny SD ControlNet, the prompt, noise, map and strength;
+    on SD 1.5 and on SD 2.1-768's v-prediction."""
+    model = request.getfixturevalue({"tiny-sd15": "sd15", "tiny-sd2v": "sd2v"}[name])
     steps = 4
     controls = [PanelControl(str(_edge_map(tmp_path, "a.png", (10, 8, 90, 70))), "map", map_kind="canny",
                              scale=0.7, guidance_start=0.25),
                 PanelControl(str(_edge_map(tmp_path, "b.png", (100, 4, 180, 100))), "map", map_kind="canny",
                              scale=1.3)]
     panels = (Panel("a red car", 5, controls[0]), Panel("a blue boat", 6, controls[1]))
-    request = SetRequest(model="tiny-sd15", style=GeneratedReference("a toy train", 1), panels=panels,
-                         sampling=Sampling(steps=steps, guidance=5.0, width=WIDTH, height=HEIGHT, scheduler="euler"),
-                         settings=NO_SHARING, micro_batch=2)
-    result = _engine(sd15).generate(request)
-    controlnet = tiny_controlnet(sd15.unet, "tiny-sd15")  # what the engine builds for tiny-sd15
-    pipe = StableDiffusionControlNetPipeline(**sd15.components, controlnet=controlnet)
-    pipe.scheduler = make_scheduler(sd15.scheduler.config, "euler")
+    run = SetRequest(model=name, style=GeneratedReference("a toy train", 1), panels=panels,
+                     sampling=Sampling(steps=steps, guidance=5.0, width=WIDTH, height=HEIGHT, scheduler="euler"),
+                     settings=NO_SHARING, micro_batch=2)
+    result = _engine(model).generate(run)
+    controlnet = tiny_controlnet(model.unet, name)  # what the engine builds for the tiny model
+    pipe = StableDiffusionControlNetPipeline(**model.components, controlnet=controlnet)
+    pipe.scheduler = make_scheduler(model.scheduler.config, "euler")
     pipe.set_progress_bar_config(disable=True)
     for index, (panel, control) in enumerate(zip(panels, controls)):
         with Image.open(control.image) as image:
@@ -90,8 +93,7 @@ def test_controlled_sd15_panels_equal_diffusers_controlnet_pipeline(sd15, tmp_pa
                             output_type="latent").images
         error = float((result.latents[index] - expected[0]).norm() / expected[0].norm())
         assert error < 1e-4, index
-    plain = _engine(sd15).generate(dataclasses.replace(request, panels=tuple(Panel(p.prompt, p.seed)
-                                                                             for p in panels)))
+    plain = _engine(model).generate(dataclasses.replace(run, panels=tuple(Panel(p.prompt, p.seed) for p in panels)))
     assert float((plain.latents[1] - result.latents[1]).abs().max()) > 1e-3  # the control acts
 
 
@@ -162,9 +164,12 @@ def test_the_base_of_a_single_file_is_told_by_its_tensor_names(tmp_path, prefix,
     assert pipeline_class(str(path)).__name__ == expected
 
 
-def test_mixed_sizes_weighted_references_and_memory_modes_on_sd15(sd15, picture, tmp_path):
-    def request(memory, micro_batch):
-        return SetRequest(model="tiny-sd15",
+@pytest.mark.parametrize("name", ["tiny-sd15", "tiny-sd2v"])
+def test_mixed_sizes_weighted_references_and_memory_modes_on_sd_bases(request, picture, tmp_path, name):
+    model = request.getfixturevalue({"tiny-sd15": "sd15", "tiny-sd2v": "sd2v"}[name])
+
+    def run(memory, micro_batch):
+        return SetRequest(model=name,
                           style=(GeneratedReference("a toy train", 1, weight=0.7),
                                  ReferencePicture(str(picture), "a sunset", weight=0.3)),
                           panels=(Panel("a car", 3, size=(128, 192)), Panel("a boat", 4), Panel("a cat", 5)),
@@ -172,10 +177,10 @@ def test_mixed_sizes_weighted_references_and_memory_modes_on_sd15(sd15, picture,
                           settings=StyleAlignedSettings(share_group_norm=True), cache_dir=str(tmp_path / "cache"),
                           memory=memory, micro_batch=micro_batch)
 
-    fast = _engine(sd15).generate(request("fast", 2))
+    fast = _engine(model).generate(run("fast", 2))
     assert tuple(fast.latents[0].shape) == (4, 24, 16) and tuple(fast.latents[1].shape) == (4, 16, 24)
-    for memory in ("balanced", "low"):  # tiny-sd15 by name through the real loader, offloaded
-        offloaded = Engine().generate(request(memory, 1))
+    for memory in ("balanced", "low"):  # the tiny model by name through the real loader, offloaded
+        offloaded = Engine().generate(run(memory, 1))
         for key in fast.latents:
             torch.testing.assert_close(offloaded.latents[key], fast.latents[key], rtol=0, atol=1e-4)
 

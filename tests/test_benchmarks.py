@@ -197,3 +197,50 @@ def test_the_references_benchmark_runs_and_its_flop_model_is_the_closed_form(tmp
         assert row["peak_memory_mib"] > 0
     assert rows[0]["time_ratio_vs_first"] == 1.0 and rows[1]["memory_over_first_mib"] == pytest.approx(
         rows[1]["peak_memory_mib"] - rows[0]["peak_memory_mib"])
+
+
+@pytest.fixture(scope="module")
+def characters_run(tmp_path_factory):
+    """``--characters 0,2`` on the quick model: the engine with no and two characters."""
+    out = tmp_path_factory.mktemp("bench") / "chars.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--characters", "0,2", "--settings", "prompts",
+                           "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return json.loads(out.read_text(encoding="utf-8")), out.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_the_characters_option_runs_each_count_with_its_anchors_and_masks(characters_run):
+    result, markdown = characters_run
+    assert result["mode"] == "characters" and result["steps_per_run"] >= 2  # anchors shared from step 1
+    got = {(c["panels"], c["micro_batch"], c["characters"]) for c in result["cases"]}
+    assert got == {(1, 1, 0), (1, 1, 2), (2, 1, 0), (2, 1, 2), (2, 2, 0), (2, 2, 2)}
+    for case in result["cases"]:
+        n, m, c = case["panels"], case["micro_batch"], case["characters"]
+        anchors = 2 * c  # anchors_per_character's default
+        assert case["anchors"] == anchors
+        # the references' call, the anchors' own call when there are any, then the panels m at a time
+        assert case["unet_calls_per_step"] == 1 + (1 if c else 0) + math.ceil(n / m)
+        assert case["unet_rows_per_step"] == 2 * (n + 1 + anchors)
+        # every panel names every character, and each one's mask was found (not an empty grid)
+        assert len(case["mask_coverage"]) == result["rounds"] * n * c
+        assert all(0 < share <= 1 for share in case["mask_coverage"])
+        runs = case["step_runs"]["cpu"]
+        assert len(runs) == result["rounds"] and all(len(r) == result["steps_per_run"] for r in runs)
+        sharing = [statistics.median(r[1:]) for r in runs]
+        assert case["step_s_median"] == pytest.approx(statistics.median(sharing))
+        assert case["first_step_s_median"] == pytest.approx(statistics.median(r[0] for r in runs))
+        assert case["per_image_s_median"] == pytest.approx(case["step_s_median"] / (n + 1))
+        base = next(b for b in result["cases"] if (b["panels"], b["micro_batch"], b["characters"]) == (n, m, 0))
+        paired = [t / b for t, b in zip(sharing, [statistics.median(r[1:]) for r in base["step_runs"]["cpu"]])]
+        assert case["ratio_vs_no_characters"] == pytest.approx(statistics.median(paired))
+        assert case["peak_memory_over_no_characters_mib"] == pytest.approx(
+            case["peak_memory_mib"] - base["peak_memory_mib"])
+        assert f"| {n} | {m} | {c} | {anchors} | {case['unet_calls_per_step']} |" in markdown
+
+
+def test_the_characters_option_refuses_one_step_and_unknown_counts():
+    for extra in (["--steps", "1"], ["--characters", "9"], ["--floors"]):
+        args = ["--characters", "0,1"] + extra if extra[0] != "--characters" else extra
+        done = subprocess.run([sys.executable, str(SCRIPT)] + args, capture_output=True, text=True,
+                              timeout=120, cwd=ROOT)
+        assert done.returncode == 2 and "--characters" in done.stderr.splitlines()[-1], (extra, done.stderr)

@@ -240,3 +240,74 @@ def test_panoramas_share_their_characters_and_anchors_lead_a_windowed_set(engine
     assert torch.equal(shared.latents[2], plain.latents[2])  # names no one: the set without characters
     assert set(shared.masks) == {1, ("anchor", "Mira", 0), ("anchor", "Mira", 1)}
     assert shared.masks[("anchor", "Mira", 0)]["Mira"].shape == (4, 8) and shared.masks[1]["Mira"].shape == (4, 4)
+
+
+def test_what_the_characters_keep_does_not_grow_with_the_panels(engine, tiny_pipe):
+    """Memory stays flat in the number of panels (issue 25): at every step the anchors' recorded
+    keys and values are the same bytes for 2 panels and for 6, and a panel adds only its masks
+    (one byte per cell of the deepest grid, per character it names); no map outlives its step."""
+    from stylealigned_desktop.engine.subject_masks import SubjectMapProcessor
+
+    def held(panels):
+        seen = []
+
+        def on_event(event):
+            if isinstance(event, ev.Step):
+                state = next(p.maps for p in tiny_pipe.unet.attn_processors.values()
+                             if isinstance(p, SubjectMapProcessor))
+                recorded = sum(t.numel() * t.element_size() for pair in state.recorded.values() for t in pair)
+                masks = sum(m.nbytes for row in state.masks.values() for m in row.values())
+                seen.append((recorded, masks, len(state._maps)))
+
+        engine.generate(_request(panels, micro_batch=2), on_event)
+        return seen
+
+    few = held(tuple(Panel(f"[Mira] and [Bo] at the pier {i}, ink wash", 60 + i) for i in range(2)))
+    many = held(tuple(Panel(f"[Mira] and [Bo] at the pier {i}, ink wash", 60 + i) for i in range(6)))
+    grid = 4 * 6  # 128 x 192 at the deepest grid (latent / 4)
+    assert len(few) == len(many) == 4
+    for (recorded, masks, maps), (recorded_6, masks_6, maps_6) in zip(few, many):
+        assert recorded == recorded_6 and maps == maps_6 == 0
+        assert masks_6 - masks == 4 * 2 * grid  # 4 more panels, 2 characters each
+    assert few[-1][0] > 0  # the anchors' keys and values are held (the comparison is not of nothing)
+
+
+def test_micro_batches_a_reroll_and_shards_agree_with_a_picture_reference_in_the_set(engine, tmp_path):
+    """Issue 25: micro-batch 1, 2 and all, an --only re-roll and each shard of a two-replica
+    plan give the one-batch panels with characters and a picture reference (inverted, spec
+    section 7) beside a generated one in the set."""
+    from stylealigned_desktop.engine.request import ReferencePicture
+
+    picture = tmp_path / "harbour.png"
+    Image.fromarray(np.random.default_rng(7).integers(0, 255, (96, 160, 3), dtype=np.uint8)).save(picture)
+    style = (ReferencePicture(str(picture), "a harbour, ink wash", weight=0.6),
+             GeneratedReference("a lighthouse, ink wash", 3, weight=0.4))
+    panels = PANELS[:3] + PANELS[4:]  # one size: shards are whole local micro-batches (server/sharding.py)
+
+    def run(**kwargs):
+        kwargs.setdefault("micro_batch", len(panels))
+        return engine.generate(SetRequest(
+            model="tiny", style=style, panels=panels, characters=(MIRA, BO), cache_dir=str(tmp_path / "cache"),
+            sampling=Sampling(steps=4, guidance=4.0, width=192, height=128, scheduler="euler"),
+            settings=StyleAlignedSettings(anchors_per_character=2), **kwargs))
+
+    whole = run()
+    for micro_batch in (1, 2):
+        batched = run(micro_batch=micro_batch)
+        for i in range(len(panels)):
+            torch.testing.assert_close(batched.latents[i], whole.latents[i], rtol=0, atol=TOL)
+    again = run(only=(3, 0), micro_batch=2)
+    for i in (0, 3):
+        torch.testing.assert_close(again.latents[i], whole.latents[i], rtol=0, atol=TOL)
+    local = run(micro_batch=2)
+    shards = plan_shards(SetRequest(model="tiny", style=style, panels=panels, characters=(MIRA, BO),
+                                    sampling=Sampling(steps=4, width=192, height=128), micro_batch=2), 2)
+    assert len(shards) == 2
+    for shard in shards:
+        part = run(micro_batch=2, only=shard)
+        for i in shard:
+            assert torch.equal(part.latents[i], local.latents[i]), i
+    assert (whole.latents[0] - engine.generate(SetRequest(
+        model="tiny", style=style[1:], panels=panels, characters=(MIRA, BO),
+        sampling=Sampling(steps=4, guidance=4.0, width=192, height=128, scheduler="euler"),
+        settings=StyleAlignedSettings(anchors_per_character=2), micro_batch=len(panels))).latents[0]).abs().max() > 1e-3

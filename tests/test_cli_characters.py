@@ -64,7 +64,7 @@ def test_the_request_a_command_line_describes():
     (["--character", MIRA, "--character", MIRA, "--prompt", "x"], "--character Mira is given twice"),
     (["--character", MIRA, "--character-words", "Bob=hat", "--prompt", "x"], "names Bob, which no --character"),
     (["--character", MIRA, "--character-words", "Mira=dog", "--prompt", "x"], "'dog' of \\[Mira\\] is not a word"),
-    (["--character", MIRA, "--character-image", "Mira=/no/such.png", "--prompt", "x"], "no such picture file"),
+    (["--character", MIRA, "--character-image", "Mira=/no/such.png", "--prompt", "x"], r"an anchor picture of \[Mira\]: /no/such.png: no such file"),
     (["--character", "7up=a can", "--prompt", "x"], "a character's name starts with a capital letter"),
     (["--character", MIRA, "--character-dropout", "1.5", "--prompt", "[Mira]"], "character_dropout must be a number from 0 to 1"),
     (["--character", MIRA, "--anchors-per-character", "0", "--prompt", "[Mira]"], "anchors_per_character must be a whole number from 1 to 8"),
@@ -72,8 +72,9 @@ def test_the_request_a_command_line_describes():
 def test_mistakes_are_said_before_any_model_loads(tmp_path, capsys, args, message):
     code = cli.main([*BASE, *args, "--out", str(tmp_path / "run")])
     assert code == 2
-    assert re.search(message, capsys.readouterr().err)
-    assert not (tmp_path / "run" / "run.json").exists()
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1, err  # one line
+    assert not (tmp_path / "run").exists()  # no empty output folder left behind
 
 
 def test_a_layer_choice_that_does_not_exist_is_refused_by_the_parser(tmp_path, capsys):

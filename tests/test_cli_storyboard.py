@@ -107,3 +107,24 @@ def test_panoramas_from_the_command_line():
         _request("--reference-prompt", "a port", "--prompt", "x", "--panorama-above", "0.5")
     with pytest.raises(SystemExit):
         _request("--reference-prompt", "a port", "--prompt", "x", "--window-stride", "0")
+
+
+@pytest.mark.parametrize("sizes, said", [
+    ("0x128", "width must be a whole number from 64 to 4096, got 0"),
+    ("-128x128", "a size is WIDTHxHEIGHT, e.g. 1344x768, got '-128x128'"),
+    ("100000x64", "width must be a whole number from 64 to 4096, got 100000"),
+    ("512x100", "height must be a multiple of 64, got 100"),
+    ("512x128,set,x", "got 'x'"),
+])
+def test_a_hostile_panel_size_is_one_line_and_exit_2_before_the_model_loads(tmp_path, capsys, monkeypatch, sizes, said):
+    from stylealigned_desktop import cli
+    from stylealigned_desktop.engine import models
+
+    loaded = []
+    monkeypatch.setattr(models, "_base_pipeline", lambda *args: loaded.append(args))
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["generate", "--model", "tiny-sd15", "--reference-prompt", "a hill", "--prompt", "a fox",
+                  "--prompt", "a bay", f"--panel-sizes={sizes}", "--quiet", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert refused.value.code == 2 and said in err and len(err.splitlines()) == 1, err
+    assert loaded == [] and not (tmp_path / "run").exists()

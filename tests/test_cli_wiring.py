@@ -83,3 +83,45 @@ def test_the_desktop_apps_exit_code_is_the_one_the_app_exits_with():
               "QTimer.singleShot(0, lambda: app.exit(3)); raise SystemExit(_run(app))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 3, result.stderr
+
+
+def test_generate_previews_takes_the_settings_names_and_refuses_others(capsys):
+    from stylealigned_desktop.engine.preview_choice import PREVIEW_LABELS
+    from stylealigned_desktop.engine.request import PREVIEW_KINDS
+
+    parser = cli.build_parser()
+    base = ["generate", "--reference-prompt", "a castle", "--prompt", "a knight", "--out", "x"]
+    assert parser.parse_args(base).previews == "off"  # nothing shows them: none decoded by default
+    for kind in PREVIEW_LABELS:  # Settings → Previews' choices, every one
+        assert parser.parse_args([*base, "--previews", kind]).previews == kind
+    assert tuple(PREVIEW_LABELS) == PREVIEW_KINDS
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--previews", "taesd"])
+    assert "'auto', 'factors', 'tiny', 'vae', 'off'" in capsys.readouterr().err
+
+
+def test_generate_previews_writes_each_pictures_newest_preview_then_removes_them(tmp_path, monkeypatch):
+    """With a decoder chosen, OUT/previews/ holds each picture's newest preview (at its full
+    size with the tiny autoencoder) while the set runs, named as its picture; the finished
+    pictures written, the previews go."""
+    from stylealigned_desktop.cli.preview_files import PreviewFiles
+
+    seen = {}
+    remove = PreviewFiles.remove
+
+    def record_then_remove(self):
+        for path in sorted(self.folder.iterdir()):
+            with Image.open(path) as picture:
+                seen[path.name] = (picture.format, picture.size)
+        remove(self)
+
+    monkeypatch.setattr(PreviewFiles, "remove", record_then_remove)
+    out = tmp_path / "run"
+    code = cli.main(["generate", "--model", "tiny", "--steps", "2", "--width", "128", "--height", "64", "--quiet",
+                     "--reference-prompt", "a castle", "--prompt", "a knight", "--prompt", "a tower",
+                     "--panel-sizes", "set,64x128", "--previews", "tiny", "--out", str(out)])
+    assert code == 0
+    assert seen == {"reference.jpg": ("JPEG", (128, 64)), "panel-01.jpg": ("JPEG", (128, 64)),
+                    "panel-02.jpg": ("JPEG", (64, 128))}
+    assert not (out / "previews").exists()
+    assert {path.name for path in out.glob("*.png")} >= {"reference.png", "panel-01.png", "panel-02.png"}

@@ -285,6 +285,62 @@ def test_paper_suite_scores_both_variants_and_resumes(tmp_path, tiny_dino_dir, t
                                    generate_set=fake_generator([]))
 
 
+def test_the_paper_suite_gains_a_small_character_set(tmp_path, tiny_dino_dir, tiny_clip_dir, monkeypatch):
+    """Issue 25: ``evaluate --suite paper --characters`` also generates the app's character sets
+    with character sharing and with dropout 1, compares each picture with its object (names
+    spelled out) and reports character identity for both."""
+    character_sets = paper_suite.load_character_sets()
+    assert 3 <= len(character_sets) <= 6  # small
+    for s in character_sets:
+        (character,) = s.characters
+        assert f"[{character.name}]" not in s.objects[0]  # the reference shows no character
+        assert all(o.startswith(f"[{character.name}]") for o in s.objects[1:])
+    calls: list = []
+
+    def generate_set(request, folder: Path) -> None:
+        """The real run-folder writer; each panel naming a character gets a mask from its seed."""
+        from stylealigned_desktop.engine.events import RunResult
+        from stylealigned_desktop.engine.runfolder import write_run_folder
+
+        calls.append((request, folder))
+        masks = {i: {c.name: (np.random.default_rng(p.seed).random((4, 4)) > 0.3).astype(np.uint8)
+                     for c in request.characters if f"[{c.name}]" in p.prompt} for i, p in enumerate(request.panels)}
+        write_run_folder(folder, request, RunResult(
+            reference=drawn_picture(request.style.seed % 5, 32), metadata={},
+            panels={i: drawn_picture(p.seed % 5, 32) for i, p in enumerate(request.panels)},
+            masks={i: m for i, m in masks.items() if m}))
+
+    called = {}
+    monkeypatch.setattr(paper_suite, "run_paper_suite", lambda *a, **k: called.update(k) or {"groups": []})
+    cli.main(["evaluate", "--suite", "paper", "--characters", "--model", "tiny", "--sets", "1", "--out", "x"])
+    assert called["characters"] is True  # the command line's flag reaches the suite
+    monkeypatch.undo()
+    report = paper_suite.run_paper_suite("tiny", tmp_path / "suite", sets=[1], steps=2, characters=True,
+                                        sources=tiny_sources(tiny_dino_dir, tiny_clip_dir), generate_set=generate_set)
+    assert [g["label"] for g in report["groups"]] == ["stylealigned", "baseline", "characters", "characters-off"]
+    made = [(f.parent.name, f.name) for _, f in calls]
+    assert made[:2] == [("stylealigned", "set-001"), ("baseline", "set-001")]
+    assert made[2:4] == [("characters", "set-001"), ("characters-off", "set-001")]  # sets outside
+    first = character_sets[0]
+    for request, folder in calls[2:]:
+        assert request.characters == next(s for s in character_sets if folder.name == f"set-{s.id:03d}").characters
+        assert request.settings.character_dropout == (1.0 if folder.parent.name == "characters-off" else 0.5)
+    request = calls[2][0]
+    assert [p.prompt for p in request.panels] == [f"{o} in {first.style}" for o in first.objects[1:]]
+    assert request.characters[0].anchor_text == f" in {first.style}"
+    assert request.characters[0].anchor_seeds[:2] == (first.id * 100 + 50, first.id * 100 + 51)
+    by_label = {g["label"]: g for g in report["groups"]}
+    description = first.characters[0].description
+    subjects = [r["subject"] for r in by_label["characters"]["text_alignment"]["per_image"]]
+    assert subjects[:len(first.objects)] == [first.objects[0]] + [
+        o.replace(f"[{first.characters[0].name}]", description) for o in first.objects[1:]]
+    for label in ("characters", "characters-off"):
+        per_set = by_label[label]["identity"]["per_set"]
+        assert sorted(e["character"] for e in per_set) == sorted(s.characters[0].name for s in character_sets)
+    assert "identity" not in by_label["baseline"]
+    assert report["suite"]["variants"] == ["stylealigned", "baseline", "characters", "characters-off"]
+
+
 @pytest.mark.slow
 def test_cli_paper_suite_end_to_end_with_the_tiny_model(tmp_path, capsys, tiny_dino_dir,
                                                         tiny_clip_dir):
@@ -318,3 +374,17 @@ def test_cli_paper_suite_end_to_end_with_the_tiny_model(tmp_path, capsys, tiny_d
     assert pixels("stylealigned", "reference.png").shape == (64, 64, 3)
     assert any(not np.array_equal(pixels("stylealigned", f"panel-0{k}.png"),
                                   pixels("baseline", f"panel-0{k}.png")) for k in (1, 2, 3))
+
+
+def test_the_paper_suites_engine_decodes_no_previews(tmp_path, monkeypatch):
+    """The suite shows no pictures while it runs, so its real engine decodes no live preview
+    (issue 27: a decode per panel and step would be paid for nothing)."""
+    from stylealigned_desktop.engine.preview_decoders import FullVae, LatentFactors, TinyAutoencoder
+
+    decoded = []
+    for decoder in (LatentFactors, TinyAutoencoder, FullVae):
+        monkeypatch.setattr(decoder, "decode", lambda self, x0: decoded.append(x0))
+    first = paper_suite.load_paper_sets()[0]
+    request = paper_suite.paper_request(first, "tiny", paper_suite.VARIANTS["stylealigned"], steps=2, size=64)
+    paper_suite.engine_set_generator()(request, tmp_path / "set")
+    assert (tmp_path / "set" / "run.json").is_file() and decoded == []

@@ -14,7 +14,14 @@ import pytest
 import torch
 
 from stylealigned_desktop.engine.generator import Engine
-from stylealigned_desktop.engine.request import GeneratedReference, Panel, Sampling, SetRequest
+from stylealigned_desktop.engine.request import (
+    Character,
+    GeneratedReference,
+    Panel,
+    Sampling,
+    SetRequest,
+)
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
 HERO = Panel("a red fox in a snowy forest, gouache", 77)
 NEIGHBOURS = [Panel(f"neighbour {i}: a {thing}, gouache", 100 + i)
@@ -26,11 +33,16 @@ def engine(tiny_pipe):
     return Engine(loader=lambda *args, **kwargs: tiny_pipe)
 
 
-def _final_latents(engine, panels, hero_at, micro_batch, only=None):
+MIRA = Character("Mira", "a red-haired girl in a yellow raincoat", anchor_seeds=(8, 9),
+                 anchor_text=", gouache")
+
+
+def _final_latents(engine, panels, hero_at, micro_batch, only=None, characters=()):
     request = SetRequest(model="tiny", style=GeneratedReference("a lighthouse at dusk, gouache", 5),
                          panels=tuple(panels),
                          sampling=Sampling(steps=3, guidance=6.0, width=128, height=64, scheduler="dpmpp-2m"),
-                         micro_batch=micro_batch, only=only)
+                         micro_batch=micro_batch, only=only, characters=characters,
+                         settings=StyleAlignedSettings(anchors_per_character=2))
     result = engine.generate(request)
     return result.latents[None], result.latents[hero_at]
 
@@ -56,6 +68,19 @@ def test_a_panel_is_the_same_alone_in_four_and_in_seven(engine, micro_batch):
     for other_reference, other_hero in runs[1:]:
         assert torch.equal(other_reference, reference)
         assert torch.equal(other_hero, hero)
+
+
+def test_a_panel_naming_a_character_is_the_same_alone_in_four_and_in_seven(engine):
+    """Characters (spec section 13) keep the promise: the anchors do not depend on the panels,
+    and a panel's share of them (its dropout) on nothing but its own seed and place in the net."""
+    hero = Panel("[Mira] walks in a snowy forest, gouache", 77)
+    named = [Panel(f"[Mira] {p.prompt}", p.seed) if i % 2 else p for i, p in enumerate(NEIGHBOURS)]
+    sets = [([hero], 0), (named[:2] + [hero] + named[2:3], 2), (named[3:7] + [hero] + named[:2], 4)]
+    runs = [_final_latents(engine, panels, at, 1, characters=(MIRA,)) for panels, at in sets]
+    reference, alone = runs[0]
+    for other_reference, other in runs[1:]:
+        assert torch.equal(other_reference, reference)
+        assert torch.equal(other, alone)
 
 
 def test_the_prompts_are_encoded_the_same_whoever_shares_the_set(tiny_pipe):

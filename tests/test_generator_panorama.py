@@ -151,33 +151,85 @@ def test_without_sharing_a_panorama_is_naive_multidiffusion(engine, tiny_pipe, s
     assert _close(result.latents[0], expected)
 
 
-@pytest.fixture(scope="module")
-def sd2_pipe():
-    """Tiny SD 2 base at diffusers' panorama window (its pipeline's views are 64 latent pixels
+def _at_diffusers_view(name):
+    """A tiny SD model at diffusers' panorama window (its pipeline's views are 64 latent pixels
     whatever the model): the engine takes the native size from the UNet's sample size."""
     from stylealigned_desktop.engine.tiny import build_tiny_pipeline
 
-    pipe = build_tiny_pipeline("tiny-sd2")
+    pipe = build_tiny_pipeline(name)
     pipe.unet.register_to_config(sample_size=64)
     return pipe
 
 
+@pytest.fixture(scope="module")
+def sd2_pipe():
+    return _at_diffusers_view("tiny-sd2")
+
+
 @pytest.mark.parametrize("scheduler", ["ddim", "euler"])
 def test_without_sharing_a_panorama_on_sd2_is_diffusers_panorama_pipeline(sd2_pipe, scheduler):
+    _compare_with_diffusers_panorama(sd2_pipe, "tiny-sd2", scheduler)
+
+
+def test_without_sharing_a_v_prediction_panorama_is_diffusers_panorama_pipeline():
+    """SD 2.1-768's v: the windows' averaged v in one step on the whole latent equals diffusers'
+    average of per-view steps (each step is affine in the model output for a fixed latent)."""
+    _compare_with_diffusers_panorama(_at_diffusers_view("tiny-sd2v"), "tiny-sd2v", "ddim", (640, 512), 3)
+
+
+def _compare_with_diffusers_panorama(pipe, name, scheduler, size=(768, 576), windows=10):
+    """``size`` 768 x 576: 96 x 72 latents, 5 x 2 views; 640 x 512: 80 x 64, 3 x 1."""
     from diffusers import StableDiffusionPanoramaPipeline
 
-    engine = Engine(loader=lambda *args, **kwargs: sd2_pipe)
-    panel = Panel("a harbour at dawn, ink wash", 41, size=(768, 576))  # 96 x 72 latents: 5 x 2 views
-    request = SetRequest(model="tiny-sd2", style=CASTLE, panels=(panel,), settings=NO_SHARING, micro_batch=3,
+    engine = Engine(loader=lambda *args, **kwargs: pipe)
+    panel = Panel("a harbour at dawn, ink wash", 41, size=size)
+    request = SetRequest(model=name, style=CASTLE, panels=(panel,), settings=NO_SHARING, micro_batch=3,
                          sampling=Sampling(steps=STEPS, guidance=5.0, width=128, height=128, scheduler=scheduler,
                                            panorama_above=1.0))
     result = engine.generate(request)
-    assert result.metadata["windows"]["1"]["windows"] == 10
-    panorama = StableDiffusionPanoramaPipeline(**{**sd2_pipe.components, "safety_checker": None,
+    assert result.metadata["windows"]["1"]["windows"] == windows
+    panorama = StableDiffusionPanoramaPipeline(**{**pipe.components, "safety_checker": None,
                                                   "feature_extractor": None}, requires_safety_checker=False)
-    panorama.scheduler = make_scheduler(sd2_pipe.scheduler.config, scheduler)
+    panorama.scheduler = make_scheduler(pipe.scheduler.config, scheduler)
     panorama.set_progress_bar_config(disable=True)
-    expected = panorama(panel.prompt, height=576, width=768, num_inference_steps=STEPS, guidance_scale=5.0,
-                        latents=initial_noise(panel.seed, 576, 768), view_batch_size=2, circular_padding=False,
+    expected = panorama(panel.prompt, height=size[1], width=size[0], num_inference_steps=STEPS, guidance_scale=5.0,
+                        latents=initial_noise(panel.seed, size[1], size[0]), view_batch_size=2, circular_padding=False,
                         output_type="latent").images[0]
     assert _close(result.latents[0], expected)
+
+
+def test_a_v_prediction_panoramas_preview_is_the_x0_of_its_averaged_step_on_the_whole_picture(monkeypatch):
+    """Spec section 14, "previews show the averaged x0": on SD 2.1-768's v, each preview of a
+    panorama is the preview decoder on the x0 of the one scheduler step the averaged windows take
+    on the whole latent (DDIM's own ``pred_original_sample``), at the panorama's full size."""
+    from diffusers import DDIMScheduler
+
+    from stylealigned_desktop.engine import events as ev
+    from stylealigned_desktop.engine.preview_decoders import TinyAutoencoder
+    from stylealigned_desktop.engine.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline("tiny-sd2v")
+    stepped, decoded = [], []
+    original_step, original_decode = DDIMScheduler.step, TinyAutoencoder.decode
+
+    def step(scheduler, output, t, sample, *args, **kwargs):
+        result = original_step(scheduler, output, t, sample, *args, **kwargs)
+        stepped.append(result.pred_original_sample.clone())
+        return result
+
+    monkeypatch.setattr(DDIMScheduler, "step", step)
+    monkeypatch.setattr(TinyAutoencoder, "decode", lambda self, x0: decoded.append(x0) or original_decode(self, x0))
+    engine = Engine(loader=lambda *args, **kwargs: pipe, preview_budget=float("inf"))
+    request = SetRequest(model="tiny-sd2v", style=CASTLE, panels=(Panel("a harbour at dawn, ink wash", 41, size=(384, 128)),),
+                         settings=SHARING, micro_batch=4, previews="tiny",
+                         sampling=Sampling(steps=STEPS, guidance=5.0, width=128, height=128, scheduler="ddim"))
+    seen = []
+    result = engine.generate(request, seen.append)
+    assert result.metadata["windows"]["1"]["windows"] == 5  # 48 latent pixels wide: windows of 16 every 8
+    wide = [x0 for x0 in stepped if x0.shape[-1] == 48]  # the panorama group's step, one a step
+    previews = [e for e in seen if isinstance(e, ev.Preview) and e.index == 0]
+    assert len(wide) == len(previews) == STEPS
+    given = [x0 for x0 in decoded if x0.shape[-1] == 48]
+    for preview, x0, expected in zip(previews, given, wide):
+        assert torch.equal(x0, expected[0])  # the one panorama row of its group
+        assert preview.image.size == (384, 128)

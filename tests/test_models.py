@@ -80,3 +80,45 @@ def test_model_identity_changes_with_the_weights(tmp_path):
     weights.write_bytes(b"bb")
     assert model_identity(str(folder)) != first
     assert model_identity("tiny") == model_identity("tiny")
+
+
+def _hostile_model(tmp_path, kind):
+    """A model source an artist may point at by mistake."""
+    import os
+
+    if kind == "broken index":  # a folder whose model_index.json is no JSON and which has no UNet config
+        (tmp_path / "broken").mkdir()
+        (tmp_path / "broken" / "model_index.json").write_text("{not json")
+        return tmp_path / "broken"
+    if kind == "not a checkpoint":
+        (tmp_path / "notes.safetensors").write_text("hello")
+        return tmp_path / "notes.safetensors"
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "pipe.safetensors")  # opening it would block: it must never be opened
+        return tmp_path / "pipe.safetensors"
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    return tmp_path / "a"
+
+
+@pytest.mark.parametrize("kind, said", [
+    ("broken index", "cannot tell which base model this is .*: its unet/config.json is missing or not valid JSON"),
+    ("not a checkpoint", "cannot tell which base model this is .*: it is no safetensors checkpoint"),
+    ("fifo", "not a regular file or folder"),
+    ("symlink loop", "a link that leads nowhere"),
+])
+def test_a_hostile_model_is_one_line_and_exit_2_before_anything_loads(tmp_path, capsys, monkeypatch, kind, said):
+    import re
+
+    from stylealigned_desktop import cli
+    from stylealigned_desktop.engine import models
+
+    loaded = []
+    monkeypatch.setattr(models, "_base_pipeline", lambda *args: loaded.append(args))
+    source = str(_hostile_model(tmp_path, kind))
+    code = cli.main(["generate", "--model", source, "--reference-prompt", "a hill", "--prompt", "a fox",
+                     "--quiet", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and source in err
+    assert re.search(said, err), err
+    assert loaded == [] and not (tmp_path / "run").exists()

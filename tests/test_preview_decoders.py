@@ -1,5 +1,7 @@
 """Preview decoders (factors, tiny autoencoder, full VAE), their choice, and the throttle."""
 
+import math
+
 import pytest
 import torch
 from diffusers.image_processor import VaeImageProcessor
@@ -121,9 +123,9 @@ class StepClock:
         return 0.0 if self.reads % 2 else self.seconds
 
 
-def run_previews(panels, steps, step_seconds, decode_seconds, every, budget=0.10, decoder_every=1):
+def run_previews(panels, steps, step_seconds, decode_seconds, budget=0.10, decoder_every=1):
     spy = SpyDecoder(decoder_every)
-    previews = LivePreviews(spy, PreviewThrottle(panels, every=every, budget=budget), clock=StepClock(decode_seconds))
+    previews = LivePreviews(spy, PreviewThrottle(panels, budget=budget), clock=StepClock(decode_seconds))
     schedule = {}
     for step in range(1, steps + 1):
         before = len(spy.calls)
@@ -143,31 +145,48 @@ def gaps(schedule, panels, steps):
     return [max(w, steps - last_step) for w, last_step in zip(worst, last)]
 
 
-def test_every_panel_at_least_once_every_k_steps_even_when_the_budget_affords_none():
-    # one decode costs ten steps: the budget alone would show a panel once in a hundred steps
-    schedule = run_previews(panels=5, steps=30, step_seconds=1.0, decode_seconds=10.0, every=6)
-    assert max(gaps(schedule, 5, 30)) <= 6
-    assert sum(map(len, schedule.values())) <= 5 * (30 // 6 + 1)
+@pytest.mark.parametrize("panels, step_seconds, decode_seconds, budget", [
+    (5, 1.0, 0.05, 0.10),  # two decodes a step: every panel at least every 3 steps
+    (3, 2.0, 0.5, 0.10),  # 0.4 decodes a step: every 8 steps
+    (4, 0.3, 0.01, 0.10),  # 3 a step: every 2 steps
+    (6, 0.7, 0.2, 0.25),  # 0.875 a step: every 7 steps
+])
+def test_each_panel_at_least_once_every_k_steps_under_the_budget(panels, step_seconds, decode_seconds, budget):
+    steps = 40
+    schedule = run_previews(panels, steps, step_seconds, decode_seconds, budget=budget)
+    assert schedule[1] == list(range(panels))  # the first step shows every panel (and measures a decode)
+    per_step = budget * step_seconds / decode_seconds  # the decodes the budget buys a step
+    assert max(gaps(schedule, panels, steps)) <= math.ceil(panels / per_step - 1e-9)
+    spent = decode_seconds * sum(len(schedule[step]) for step in range(2, steps + 1))
+    assert spent <= budget * step_seconds * (steps - 1) + 1e-9  # never over the budget
+
+
+def test_a_decode_dearer_than_the_budget_never_slows_the_set():
+    # one decode costs ten steps (a full-size decode on a processor): the budget buys one in a
+    # hundred steps, so after the first step's, none in thirty; then one panel, in turn
+    schedule = run_previews(panels=5, steps=130, step_seconds=1.0, decode_seconds=10.0)
+    decoded = [(step, rows) for step, rows in schedule.items() if rows]
+    assert decoded == [(1, [0, 1, 2, 3, 4]), (101, [0])]
 
 
 def test_the_budget_bounds_the_decodes_and_panels_take_turns():
     # the first step shows every panel (and measures a decode); then 10 % of a 1 s step buys
     # one 0.1 s decode per step: three panels in turn
-    schedule = run_previews(panels=3, steps=12, step_seconds=1.0, decode_seconds=0.1, every=50)
+    schedule = run_previews(panels=3, steps=12, step_seconds=1.0, decode_seconds=0.1)
     assert schedule[1] == [0, 1, 2]
     assert [schedule[step] for step in range(2, 13)] == [[0], [1], [2]] * 3 + [[0], [1]]
     # a quarter of that: one decode every fourth step, still in turn
-    schedule = run_previews(panels=3, steps=17, step_seconds=1.0, decode_seconds=0.5, every=50, budget=0.125)
+    schedule = run_previews(panels=3, steps=17, step_seconds=1.0, decode_seconds=0.5, budget=0.125)
     decoded = [(step, rows) for step, rows in schedule.items() if rows]
     assert decoded == [(1, [0, 1, 2]), (5, [0]), (9, [1]), (13, [2]), (17, [0])]
 
 
 def test_a_generous_budget_shows_every_panel_every_step():
-    schedule = run_previews(panels=4, steps=5, step_seconds=1.0, decode_seconds=0.001, every=3)
+    schedule = run_previews(panels=4, steps=5, step_seconds=1.0, decode_seconds=0.001)
     assert all(rows == [0, 1, 2, 3] for rows in schedule.values())
 
 
-def test_a_full_vae_every_n_steps_decodes_only_on_those_steps():
-    schedule = run_previews(panels=2, steps=9, step_seconds=1.0, decode_seconds=0.001, every=1, decoder_every=3)
-    assert {step for step, rows in schedule.items() if rows} == {3, 6, 9}
-    assert schedule[6] == [0, 1] and schedule[9] == [0, 1]
+def test_a_full_vae_every_n_steps_decodes_every_panel_on_those_steps_only():
+    # chosen by name for checking: every panel on its steps, even a decode dearer than the budget
+    schedule = run_previews(panels=3, steps=9, step_seconds=1.0, decode_seconds=5.0, decoder_every=3)
+    assert {step: rows for step, rows in schedule.items() if rows} == {3: [0, 1, 2], 6: [0, 1, 2], 9: [0, 1, 2]}

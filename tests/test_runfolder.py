@@ -9,6 +9,7 @@ from PIL import Image
 
 from stylealigned_desktop.engine.events import RunResult
 from stylealigned_desktop.engine.request import (
+    Character,
     GeneratedReference,
     Lora,
     Panel,
@@ -16,6 +17,7 @@ from stylealigned_desktop.engine.request import (
     ReferencePicture,
     Sampling,
     SetRequest,
+    character_dict,
 )
 from stylealigned_desktop.engine.runfolder import (
     contact_sheet,
@@ -388,3 +390,30 @@ def test_a_run_json_that_is_a_fifo_or_a_link_is_refused_without_waiting(tmp_path
     (tmp_path / "c" / "run.json").symlink_to(tmp_path / "b" / "run.json")
     with pytest.raises(ValueError, match="regular file"):
         read_run(tmp_path / "c")
+
+
+def test_pictures_of_a_set_with_characters_record_them_and_a1111_reads_the_expanded_prompt(tmp_path):
+    """Spec section 13 (issue 25, Records): the PNG's JSON holds the characters, the anchor and
+    the character settings; A1111's text holds the prompt with each [Name] spelled out."""
+    mira = Character("Mira", "a red-haired girl in a yellow raincoat", ("girl",), anchor_seeds=(5, 6))
+    bo = Character("Old Bo", "an old man", anchor_seeds=(7, 8))
+    request = SetRequest(
+        model="tiny", style=GeneratedReference("a train, ink", 1),
+        panels=(Panel("[Mira] meets [Old Bo] at [Mira]'s door [sic], ink", 7), Panel("a boat, ink", 3)),
+        sampling=Sampling(steps=2, guidance=5.0, width=64, height=64),
+        settings=StyleAlignedSettings(character_dropout=0.3, anchors_per_character=2), characters=(mira, bo))
+    result = _result("red")
+    result.anchors[("anchor", "Mira", 0)] = Image.new("RGB", (64, 64), "blue")
+    result.masks[("anchor", "Mira", 0)] = {"Mira": np.array([[0, 1], [1, 1]], np.uint8)}
+    write_run_folder(tmp_path, request, result, style_text="ink")
+    a1111 = a1111_parse(read_text_chunk(tmp_path / "panel-01.png"))
+    assert a1111["Prompt"] == ("a red-haired girl in a yellow raincoat meets an old man at a red-haired girl in a "
+                               "yellow raincoat's door [sic], ink")
+    assert a1111_parse(read_text_chunk(tmp_path / "panel-02.png"))["Prompt"] == "a boat, ink"
+    full = read_parameters(tmp_path / "panel-01.png")
+    assert full["prompt"] == request.panels[0].prompt  # the app restores the names, not the text
+    assert full["characters"] == [character_dict(mira), character_dict(bo)]
+    assert full["stylealigned"]["character_dropout"] == 0.3 and full["stylealigned"]["anchors_per_character"] == 2
+    anchor = read_parameters(tmp_path / "anchor-Mira-1.png")
+    assert (anchor["role"], anchor["character"], anchor["anchor"], anchor["seed"]) == ("anchor", "Mira", 1, 5)
+    assert anchor["character_record"] == character_dict(mira) and anchor["characters"] == full["characters"]

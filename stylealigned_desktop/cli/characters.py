@@ -50,9 +50,7 @@ def characters_from_args(args, anchors: int) -> tuple[Character, ...]:
                 raise UsageError(f"{flag} names {name}, which no --character defines (characters: {have})")
             if flag == "--character-words":
                 words[name] = tuple(w.strip() for w in value.split(",") if w.strip())
-            else:
-                if not Path(value).expanduser().is_file():
-                    raise UsageError(f"--character-image {name}: no such picture file: {value}")
+            else:  # read with the other pictures, before any model loads (engine.request_files)
                 images.setdefault(name, []).append(str(Path(value).expanduser()))
     style = f", {args.style}" if args.style else ""
     characters = []

@@ -93,15 +93,6 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 NATIVE_SIZE_HELP = "default: the model's native size (SDXL 1024, SD 1.5 and SD 2 base 512, SD 2.1-768 768)"
 
 
-def native_side(model: str) -> int:
-    """The side a model was trained at, told from its config without loading it; 1024 (SDXL's)
-    when that cannot be told before loading."""
-    from ..engine.models import base_of_source
-
-    base = base_of_source(model)
-    return base.native_size if base is not None else 1024
-
-
 def lora_argument(text: str) -> Lora:
     """``FILE[:WEIGHT]`` of ``--lora``; the file is checked (exists, ``.safetensors``, no pickle)
     and the weight (within ±10, ``limits.check_lora_weight``, as a dropped picture's) before
@@ -165,9 +156,10 @@ def check_output_file(out: Path) -> None:
 
 def check_model_source(source: str) -> None:
     """A model source the engine cannot read is a usage error (no model is loaded here)."""
-    from ..engine.models import ModelSourceError, classify_source
+    from ..engine.models import ModelSourceError, classify_source, known_base
 
     try:
-        classify_source(source)
+        if classify_source(source) in ("folder", "single_file"):  # a hub model's config may not be here yet
+            known_base(source)
     except ModelSourceError as error:
         raise UsageError(str(error)) from None

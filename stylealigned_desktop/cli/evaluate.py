@@ -30,6 +30,9 @@ def add_evaluate_parser(subparsers) -> None:
                                                  "128 for tiny)")
     parser.add_argument("--ablations", action="store_true",
                         help="with --suite: also without AdaIN and with full attention sharing")
+    parser.add_argument("--characters", action="store_true",
+                        help="with --suite: also the small character set, with and without character "
+                             "sharing (reports character identity; docs/characters.md)")
     parser.add_argument("--dino", default=metrics.DEFAULT_DINO,
                         help="DINO model: hub id or folder, 'none' to skip (default %(default)s)")
     parser.add_argument("--clip", default=metrics.DEFAULT_CLIP,
@@ -91,7 +94,8 @@ def _run(args, progress: _TqdmProgress) -> dict:
             raise EvaluationError("--suite paper needs --model SOURCE and --out DIR")
         return run_paper_suite(args.model, args.out, parse_set_range(args.sets),
                                steps=args.steps, ablations=args.ablations, size=args.size,
-                               device=args.device, sources=sources, progress=progress)
+                               device=args.device, sources=sources, progress=progress,
+                               characters=args.characters)
     if not args.folders:
         raise EvaluationError("give run folders to evaluate, or --suite paper")
     return evaluate_folders(args.folders, args.out, sources, progress)

@@ -8,8 +8,11 @@ import sys
 import threading
 from pathlib import Path
 
+from ..engine.models import native_side
+from ..engine.preview_choice import PREVIEW_LABELS
 from ..engine.request import (
     DTYPES,
+    PREVIEW_KINDS,
     SCHEDULERS,
     GeneratedReference,
     Panel,
@@ -32,10 +35,10 @@ from .common import (
     device,
     int_list,
     model_extras_from_args,
-    native_side,
     positive_int,
     settings_from_args,
 )
+from .preview_files import PREVIEW_FOLDER, PreviewFiles
 
 _WEIGHT = re.compile(r"\d+(\.\d*)?|\.\d+")
 
@@ -172,6 +175,13 @@ def _add_run_arguments(p) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="auto")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--previews", choices=PREVIEW_KINDS, default="off",
+                   help="live previews as Settings -> Previews makes them, each picture's newest written to "
+                        "DIR/previews/ while the set runs (removed at the end): auto (the tiny autoencoder "
+                        "where it is downloaded and a GPU runs the set, else the factors); "
+                        + "; ".join(f"{kind}: {label}" for kind, label in PREVIEW_LABELS.items()
+                                    if kind not in ("auto", "off"))
+                        + "; off (the default: none decoded)")
     server = p.add_argument_group("server (make the pictures on another machine, docs/server.md)")
     server.add_argument("--server", metavar="URL", help="a StyleAligned server, e.g. http://127.0.0.1:8765")
     server.add_argument("--token-file", metavar="FILE",
@@ -221,7 +231,7 @@ def build_generate_request(args):
             controlnet_canny=args.controlnet_canny,
             controlnet_depth=args.controlnet_depth,
             depth_model=args.depth_model,
-            previews="off",  # the command line shows no pictures while it runs: nothing to decode
+            previews=args.previews,
             characters=characters,
             **model_extras_from_args(args),
         )
@@ -355,6 +365,8 @@ def cmd_generate(args) -> int:
     from ..engine.runfolder import write_run_folder
 
     progress = _TerminalProgress(args.quiet)
+    if request.previews != "off":
+        progress = PreviewFiles(out / PREVIEW_FOLDER, progress)
     if args.server:
         result = _generate_on_server(args, request, progress)
     else:
@@ -367,6 +379,8 @@ def cmd_generate(args) -> int:
                 raise
             raise UsageError(str(error)) from None
     write_run_folder(out, request, result, style_text=args.style)
+    if isinstance(progress, PreviewFiles):
+        progress.remove()
     _write_panel_notes(out, args)
     if not args.quiet:
         done, refs = len(result.panels), len(result.references)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..engine.limits import MAX_GUIDANCE, check_number, check_prompt, check_size, check_steps
+from ..engine.models import native_side
 from ..engine.request import DTYPES, SCHEDULERS
 from .common import (
     DEFAULT_MODEL,
@@ -17,7 +18,6 @@ from .common import (
     check_model_source,
     check_output_file,
     device,
-    native_side,
     positive_int,
 )
 

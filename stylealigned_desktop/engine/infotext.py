@@ -23,7 +23,10 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+from .characters import expand_character_names
 
 SAMPLER_NAMES = {"ddim": "DDIM", "euler": "Euler", "dpmpp-2m": "DPM++ 2M"}
 """Our scheduler names as A1111 writes them."""
@@ -99,12 +102,21 @@ def _vae_name(vae: str) -> str:
     return path.name if path.exists() else vae
 
 
+def expanded_prompt(parameters: dict[str, Any]) -> str:
+    """The prompt as the text encoders read it: each ``[Name]`` of the picture's characters
+    replaced by its description (spec section 13), which other tools cannot do themselves."""
+    prompt = str(parameters.get("prompt") or "")
+    characters = [SimpleNamespace(name=c["name"], description=c["description"], words=tuple(c.get("words") or ()))
+                  for c in parameters.get("characters") or ()]
+    return expand_character_names(prompt, characters) if characters else prompt
+
+
 def a1111_parameters(parameters: dict[str, Any]) -> str:
     """The picture's parameters in A1111's text form (see the module's note; ``Size`` is width x
     height; the StyleAligned settings as quoted JSON)."""
     loras = parameters.get("loras") or []
     tags = [f"<lora:{lora_tag_name(lora['file'])}:{lora['weight']:g}>" for lora in loras]
-    lines = [" ".join([str(parameters.get("prompt") or ""), *tags]).strip()]
+    lines = [" ".join([expanded_prompt(parameters), *tags]).strip()]
     if parameters.get("negative_prompt"):
         lines.append(f"Negative prompt: {parameters['negative_prompt']}")
     lora_hashes = ", ".join(f"{lora_tag_name(lora['file'])}: {lora['hash'][:LORA_HASH_DIGITS]}"

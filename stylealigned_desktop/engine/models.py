@@ -42,6 +42,11 @@ def classify_source(source: str) -> str:
             f"{source}: pickle checkpoints ({', '.join(PICKLE_SUFFIXES)}) can run code when loaded and are "
             "refused; use a .safetensors file or a diffusers folder"
         )
+    if path.is_symlink() and not path.exists():
+        raise ModelSourceError(f"{source}: a link that leads nowhere (its target is missing, or links loop)")
+    if path.exists() and not path.is_dir() and not path.is_file():
+        raise ModelSourceError(f"{source}: not a regular file or folder (a pipe, socket or device); "
+                               "give a .safetensors file or a diffusers folder")
     if path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelSourceError(f"{source}: not a diffusers model folder (it has no model_index.json)")
@@ -308,16 +313,41 @@ def base_of_source(source: str):
                                native_size=int(first_value(config.get("sample_size", 64))) * 8)
 
 
+def native_base(source: str | None):
+    """:func:`base_of_source`, with its native size, or SDXL when it cannot be told before
+    loading (or no model is given): what the size menus follow."""
+    from .bases import SDXL
+
+    base = base_of_source(source) if source else None
+    return base if base is not None else SDXL
+
+
+def native_side(source: str | None) -> int:
+    """The side, in pixels, a model was trained at (:func:`native_base`'s native size: SDXL
+    1024, SD 1.5 and SD 2 base 512, SD 2.1-768 768, the tiny models 128), told from the model
+    without loading it; SDXL's 1024 when it cannot be told before loading (or no model is given)."""
+    return native_base(source).native_size
+
+
+def known_base(source: str):
+    """:func:`base_of_source`, or ModelSourceError saying why it cannot be told (a local model
+    is refused so before anything loads)."""
+    base = base_of_source(source)
+    if base is None:
+        why = {"folder": "its unet/config.json is missing or not valid JSON",
+               "single_file": "it is no safetensors checkpoint of SDXL, SD 1.x or SD 2.x (its header "
+                              "cannot be read, or its tensor names are none of theirs)"}
+        raise ModelSourceError(f"{source}: cannot tell which base model this is (SDXL, SD 1.x or SD 2.x): "
+                               + why.get(classify_source(source), "its UNet config cannot be read"))
+    return base
+
+
 def pipeline_class(source: str):
     """The diffusers pipeline class of a model source, by its base (told from the model):
     ``StableDiffusionXLPipeline`` for SDXL, ``StableDiffusionPipeline`` for SD 1.x / 2.x."""
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    base = base_of_source(source)
-    if base is None:
-        raise ModelSourceError(f"{source}: cannot tell which base model this is (SDXL, SD 1.x or SD 2.x): "
-                               "its UNet config or its tensor names say none of them")
-    return StableDiffusionXLPipeline if base.added_conditioning else StableDiffusionPipeline
+    return StableDiffusionXLPipeline if known_base(source).added_conditioning else StableDiffusionPipeline
 
 
 def _base_pipeline(source: str, kind: str, torch_dtype):

@@ -22,7 +22,7 @@ PREVIEW_LABELS = {
     "auto": "Auto",
     "factors": "Latent factors (1/8 size, instant)",
     "tiny": "Tiny autoencoder (full size)",
-    "vae": f"Full VAE every {DEFAULT_VAE_EVERY} steps (exact, slow)",
+    "vae": f"Full VAE every {DEFAULT_VAE_EVERY} steps (slow)",  # exact: the tip says; the dock is narrow
     "off": "Off",
 }
 """What the window calls each kind of ``SetRequest.previews``."""

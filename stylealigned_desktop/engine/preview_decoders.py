@@ -25,10 +25,8 @@ from PIL import Image
 from .preview import latent_to_rgb
 from .preview_choice import DEFAULT_VAE_EVERY, PreviewChoice, choose_preview
 
-DEFAULT_PANEL_EVERY = 4
-"""Each panel's preview at least once every this many steps, whatever the budget."""
 DEFAULT_BUDGET = 0.10
-"""Previews may cost this share of a step's measured time (beyond the every-K guarantee)."""
+"""Previews may cost this share of a step's measured time."""
 
 
 class PreviewDecoder(Protocol):
@@ -134,36 +132,32 @@ def scheduler_x0(scheduler, output) -> torch.Tensor | None:
 class PreviewThrottle:
     """Which panels' previews are due after a step.
 
-    Each panel at least once every ``every`` steps (the oldest first), then as many more as the
-    budget allows: previews may cost ``budget`` of a step's measured time, the unspent share
-    carried to the next step, panels taking turns (least recently shown first). Times are passed
-    in, measured by the caller, so the schedule itself is plain arithmetic."""
+    Previews may cost ``budget`` of a step's measured time, the unspent share carried to the
+    next step, and the panels take turns (least recently shown first): where the budget buys
+    ``r`` decodes a step, each panel is shown at least once every ``ceil(panels / r)`` steps, and
+    never at more than the budget's cost, however slow the decoder (a full-size decode on a
+    processor costs more than a step: then the panels show seldom, but the set is not slowed).
+    Times are passed in, measured by the caller, so the schedule itself is plain arithmetic."""
 
     panels: int
-    every: int = DEFAULT_PANEL_EVERY
     budget: float = DEFAULT_BUDGET
     credit: float = 0.0
     last: list[int] = field(default_factory=list)
 
     def __post_init__(self):
-        if self.every < 1:
-            raise ValueError(f"every must be at least 1, got {self.every}")
         self.last = [0] * self.panels
 
     def due(self, step: int, step_seconds: float, decode_seconds: float | None) -> list[int]:
         """The panels to decode after ``step`` (1-based), given the step's time and one decode's
-        (None before the first decode: then every panel, so each shows from the start, and the
-        decodes are measured)."""
+        (None before the first decode: then every panel, once, so each shows from the start,
+        and the decodes are measured)."""
         order = sorted(range(self.panels), key=lambda row: (self.last[row], row))
-        overdue = [row for row in order if step - self.last[row] >= self.every]
         if decode_seconds is None:
             chosen = order
         else:
             self.credit = min(self.credit + self.budget * step_seconds / max(decode_seconds, 1e-9), self.panels)
-            affordable = int(self.credit)
-            chosen = overdue + [row for row in order if row not in overdue][: max(0, affordable - len(overdue))]
+            chosen = order[:int(self.credit)]
             self.credit -= len(chosen)
-            self.credit = max(self.credit, 0.0)  # the guarantee may overspend; no debt carried
         for row in chosen:
             self.last[row] = step
         return sorted(chosen)
@@ -179,12 +173,15 @@ class LivePreviews:
     decode_seconds: float | None = None
 
     def after_step(self, step: int, x0_rows: Callable[[int], torch.Tensor], step_seconds: float):
-        """``(row, picture)`` for each row due; ``x0_rows(row)`` gives a row's (4, h, w) x0."""
-        if step % max(1, self.decoder.every):
+        """``(row, picture)`` for each row due; ``x0_rows(row)`` gives a row's (4, h, w) x0. A
+        decoder of every few steps (the full VAE, chosen by name for checking) decodes every row
+        on its steps, as its name says, whatever it costs; the others take the throttle's turns."""
+        every = max(1, self.decoder.every)
+        if step % every:
             return []
+        due = range(self.throttle.panels) if every > 1 else self.throttle.due(step, step_seconds, self.decode_seconds)
         pictures = []
-        for row in self.throttle.due(step // max(1, self.decoder.every), step_seconds * self.decoder.every,
-                                     self.decode_seconds):
+        for row in due:
             started = self.clock()
             pictures.append((row, self.decoder.decode(x0_rows(row))))
             spent = self.clock() - started

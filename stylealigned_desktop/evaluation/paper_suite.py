@@ -4,7 +4,10 @@
 each set is the reference, prompts ``"<object> in <style>"``, fixed seeds) with StyleAligned,
 without sharing (the baseline) and optionally the ablations, resumes where it stopped (a set
 whose folder has ``run.json`` is not generated again), then scores them next to the paper's
-published figures.
+published figures. With ``characters`` it also runs the app's small character set
+(``character_sets.json``, spec section 13): each set's panels name one character, generated with
+character sharing (``characters``) and with dropout 1, the panels without their character but
+with its masks (``characters-off``), so that both report character identity.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.models import base_of_source
-from ..engine.request import GeneratedReference, Panel, Sampling, SetRequest
-from ..engine.settings import StyleAlignedSettings
+from ..engine.characters import expand_character_names
+from ..engine.models import native_side
+from ..engine.request import Character, GeneratedReference, Panel, Sampling, SetRequest
+from ..engine.settings import MAX_ANCHORS, StyleAlignedSettings
 from .report import write_reports
 from .scoring import (
     DEFAULT_METRIC_SOURCES,
@@ -43,6 +47,14 @@ VARIANTS: dict[str, StyleAlignedSettings] = {
 """The suite's variants: StyleAligned, plain generation, and the paper's two ablations."""
 
 ABLATIONS = ("no-adain", "full-share")
+CHARACTER_VARIANTS: dict[str, StyleAlignedSettings] = {
+    "characters": StyleAlignedSettings(),
+    "characters-off": StyleAlignedSettings(character_dropout=1.0),
+}
+"""The character set's variants: sharing the character (the defaults), and dropout 1 (each panel
+is itself without its character, tests/test_characters.py; its masks are still made)."""
+ANCHOR_SEED_OFFSET = 50
+"""A character set's anchor k is seeded ``id * SEED_STRIDE + ANCHOR_SEED_OFFSET + k``."""
 
 PAPER_FIGURES: dict[str, dict[str, Any]] = {
     "stylealigned": {"text_alignment": 0.287, "set_consistency": 0.51},
@@ -64,9 +76,15 @@ class PaperSet:
     id: int
     style: str
     objects: tuple[str, ...]
+    characters: tuple[Character, ...] = ()
+    """A character set's characters (its objects name them as ``[Name]``)."""
 
     def prompts(self) -> list[str]:
         return [f"{obj} in {self.style}" for obj in self.objects]
+
+    def subjects(self) -> list[str]:
+        """What each picture shows, names spelled out (what text alignment compares it with)."""
+        return [expand_character_names(obj, self.characters) for obj in self.objects]
 
     def seeds(self) -> list[int]:
         """Fixed seeds, the same for every variant: set id * 100 + position (reference 0)."""
@@ -80,14 +98,31 @@ def load_paper_sets(path: str | Path | None = None) -> list[PaperSet]:
     path = Path(path) if path is not None else resource("eval", "paper_sets.json")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        sets = [PaperSet(int(s["id"]), str(s["style"]), tuple(str(o) for o in s["objects"]))
-                for s in data["sets"]]
+        sets = [PaperSet(int(s["id"]), str(s["style"]), tuple(str(o) for o in s["objects"]),
+                         _characters(s, f" in {s['style']}")) for s in data["sets"]]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise EvaluationError(f"{path}: not a paper sets file ({error})") from None
     for s in sets:
         if len(s.objects) < 2:
             raise EvaluationError(f"{path}: set {s.id} needs a reference and at least one panel")
     return sets
+
+
+def load_character_sets(path: str | Path | None = None) -> list[PaperSet]:
+    """The app's small character set (``resources/eval/character_sets.json``)."""
+    from ..paths import resource
+
+    return load_paper_sets(path if path is not None else resource("eval", "character_sets.json"))
+
+
+def _characters(entry: dict, anchor_text: str) -> tuple[Character, ...]:
+    """A set's ``character`` (name, description, words): anchors seeded from the set's id."""
+    if "character" not in entry:
+        return ()
+    c = entry["character"]
+    seeds = tuple(int(entry["id"]) * SEED_STRIDE + ANCHOR_SEED_OFFSET + k for k in range(MAX_ANCHORS))
+    return (Character(str(c["name"]), str(c["description"]), tuple(c.get("words", ())), anchor_seeds=seeds,
+                      anchor_text=anchor_text),)
 
 
 def parse_set_range(text: str) -> list[int]:
@@ -125,6 +160,8 @@ def paper_request(paper_set: PaperSet, model: str, settings: StyleAlignedSetting
         micro_batch=micro_batch,
         device=device,
         dtype=dtype,
+        characters=paper_set.characters,
+        previews="off",  # the suite shows no pictures while it runs: nothing to decode
     )
 
 
@@ -151,13 +188,6 @@ def engine_set_generator(cancel: threading.Event | None = None) -> GenerateSet:
 
 class SuiteCancelled(Exception):
     """The suite stopped because it was cancelled; run it again to resume."""
-
-
-def default_size(model: str) -> int:
-    """The model's native size (SDXL's 1024 px, SD 1.5's 512, the tiny models' 128), told from
-    the model; 1024 when it cannot be told before loading."""
-    base = base_of_source(model)
-    return base.native_size if base is not None else 1024
 
 
 @dataclass(frozen=True)
@@ -231,7 +261,7 @@ def _chosen_sets(paper_sets: Sequence[PaperSet] | None,
 
 
 def _generate_missing(out: Path, requests: dict[tuple[int, str], SetRequest],
-                      by_id: dict[int, PaperSet], generate_set: GenerateSet | None,
+                      subjects: dict[tuple[int, str], list[str]], generate_set: GenerateSet | None,
                       progress: Progress | None, cancel: threading.Event | None) -> None:
     """Generate each requested set whose folder has no ``run.json`` yet (``requests`` in the
     order sets outside, variants inside: an interrupted suite leaves comparable sets behind)."""
@@ -251,7 +281,7 @@ def _generate_missing(out: Path, requests: dict[tuple[int, str], SetRequest],
             generate(request, folder)
             if not (folder / "run.json").is_file():
                 raise EvaluationError(f"{folder}: the generator wrote no run.json")
-            _record_subjects(folder, by_id[set_id].objects)
+            _record_subjects(folder, subjects[(set_id, variant)])
         report("generate", done, total, f"{variant} set {set_id}")
 
 
@@ -263,8 +293,10 @@ def run_paper_suite(model_source: str, out_dir: str | Path, sets: Sequence[int] 
                     generate_set: GenerateSet | None = None,
                     progress: Progress | None = None,
                     cancel: threading.Event | None = None,
-                    paper_sets: Sequence[PaperSet] | None = None) -> dict[str, Any]:
-    """Generate the paper's sets with and without sharing (and the ablations), then score them.
+                    paper_sets: Sequence[PaperSet] | None = None,
+                    characters: bool = False) -> dict[str, Any]:
+    """Generate the paper's sets with and without sharing (and the ablations; with
+    ``characters`` the character set with and without character sharing), then score them.
 
     Layout: ``out_dir/<variant>/set-NNN/`` run folders, ``suite.json``, and the reports
     (``metrics.json``, ``metrics.md`` with the paper's figures, ``metrics.png``). A set whose
@@ -274,28 +306,34 @@ def run_paper_suite(model_source: str, out_dir: str | Path, sets: Sequence[int] 
     out = Path(out_dir).expanduser()
     by_id, wanted = _chosen_sets(paper_sets, sets)
     variants = ("stylealigned", "baseline") + (ABLATIONS if ablations else ())
-    config = SuiteConfig(model_source, steps, size or default_size(model_source), guidance,
+    config = SuiteConfig(model_source, steps, size or native_side(model_source), guidance,
                          variants)
+    families = [(variants, [by_id[i] for i in wanted])]
+    if characters:  # the app's character set, after the paper's
+        families.append((tuple(CHARACTER_VARIANTS), load_character_sets()))
+    settings = VARIANTS | CHARACTER_VARIANTS
     requests = {
-        (set_id, variant): paper_request(by_id[set_id], model_source, VARIANTS[variant],
-                                         steps, config.size, guidance, device, dtype, micro_batch)
-        for set_id in wanted for variant in variants
-    }  # built first: bad steps/size fail before anything is written
+        (s.id, variant): paper_request(s, model_source, settings[variant],
+                                       steps, config.size, guidance, device, dtype, micro_batch)
+        for names, sets_of in families for s in sets_of for variant in names
+    }  # built first: bad steps/size fail before anything is written; sets outside, variants inside
+    chosen = {variant: sets_of for names, sets_of in families for variant in names}
+    subjects = {(s.id, variant): s.subjects() for variant, sets_of in chosen.items() for s in sets_of}
     load_metric_models(sources)  # a missing metric model fails before hours of generation
     out.mkdir(parents=True, exist_ok=True)
     _check_suite_file(out, config)
     # our engine (and its pipeline) goes with this call, before the metric models run
-    _generate_missing(out, requests, by_id, generate_set, progress, cancel)
+    _generate_missing(out, requests, subjects, generate_set, progress, cancel)
 
     groups = [
         Group(variant, out / variant, tuple(
-            read_run_folder(out / variant / f"set-{i:03d}", by_id[i].objects) for i in wanted))
-        for variant in variants
+            read_run_folder(out / variant / f"set-{s.id:03d}", s.subjects()) for s in sets_of))
+        for variant, sets_of in chosen.items()
     ]
     result = score_groups(groups, sources, progress)
     for group in result["groups"]:
         group["variant"] = group["label"]
     result["paper"] = {v: PAPER_FIGURES[v] for v in variants}
-    result["suite"] = dict(config.identity(), variants=list(variants), sets=wanted)
+    result["suite"] = dict(config.identity(), variants=list(chosen), sets=wanted)
     result["outputs"] = write_reports(result, out)
     return result

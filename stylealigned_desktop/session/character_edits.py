@@ -4,6 +4,7 @@ anchor seeds and pictures, and the settings of character sharing (a mixin of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,68 @@ class CharacterEdits(DocumentState):
                     seeds = character.anchor_seeds + tuple(self.draw_seed() for _ in range(missing))
                     self._set_character(i, replace(character, anchor_seeds=seeds))
         return settings
+
+    def _put_character(self, character: Character) -> None:
+        """``character`` replaces the session's character of its name, or is added."""
+        if self.character(character.name) is None:
+            self._characters.append(character)
+            self._changed(observer.CHARACTERS)
+        else:
+            self._set_character(self._character_index(character.name), character)
+
+    def _restore_characters(self, characters, settings: CharacterSettings | None,
+                            notes: list[str]) -> None:
+        """A past run's characters (``RunCharacter``s) as it drew them, their seeds locked:
+        each replaces the character of its name, or comes back if it was removed; characters
+        added since stay (panels may name them). An anchor picture since deleted from the
+        session is left out (noted): that anchor is drawn from its seed."""
+        if not characters:
+            return
+        with self.batch():
+            if settings is not None and settings != self._character_settings:
+                self._character_settings = settings
+                self._changed(observer.CHARACTERS)
+            for run_character in characters:
+                character = replace(run_character.character, seeds_locked=True)
+                gone = [k for k, p in enumerate(character.pictures) if p and self.file(p) is None]
+                if gone:
+                    notes.append(f"{character.name}'s anchor picture(s) {', '.join(str(k + 1) for k in gone)} "
+                                 "are gone; drawn from their seeds")
+                    character = replace(character, pictures=tuple(
+                        None if k in gone else p for k, p in enumerate(character.pictures)))
+                self._put_character(character)
+
+    def take_characters(self, characters: Sequence[Any], settings: CharacterSettings | None = None) -> list[str]:
+        """A picture's characters (the engine's, from a PNG dropped on Settings) and their
+        settings, in one change: each replaces the session's character of its name, or is
+        added; its anchor pictures (those on this computer) are copied in. The engine's anchor
+        text carries the style text: what follows the session's own style text is kept.
+        Returns what could not be taken (a picture that fails its checks), for the artist."""
+        prepared, refused = {}, []
+        for character in characters:  # read every picture before anything changes
+            for anchor, path in enumerate(character.anchor_pictures):
+                if path is not None:
+                    try:
+                        prepared[(character.name, anchor)] = prepare_picture(path)
+                    except ValueError as exc:  # PictureError
+                        refused.append(f"the picture of [{character.name}]'s anchor {anchor + 1}: {exc}")
+        own = [Character(name=c.name, description=c.description, words=c.words, anchor_seeds=c.anchor_seeds,
+                         anchor_text=_own_anchor_text(c.anchor_text, self._style.text)) for c in characters]
+        with self.batch():
+            if settings is not None:
+                self.update_character_settings(**settings.to_dict())
+            for character in own:
+                self._put_character(character)
+            for (name, anchor), picture in prepared.items():
+                if anchor < self._character_settings.anchors_per_character:
+                    self.set_character_prepared(name, anchor, picture)
+        return refused
+
+
+def _own_anchor_text(engine_text: str, style_text: str) -> str:
+    """The artist's anchor text within the engine's ``", <anchor text>, <style text>"``
+    (``planning.anchor_text``)."""
+    text, style = engine_text.strip(), style_text.strip()
+    if style and text.endswith(style):
+        text = text[: -len(style)].rstrip()
+    return text.strip(", ").strip()

@@ -17,7 +17,7 @@ from . import files, folders, observer
 from .characters import Character, CharacterSettings
 from .errors import SessionError
 from .generation import GenerationSettings
-from .history import RunRecord
+from .history import RunCharacter, RunRecord
 from .json_fields import MAX_SEED
 from .notes import BoardSettings
 from .observer import Change, Observable
@@ -136,6 +136,20 @@ class DocumentState(Observable):
             for run_panel in record.generated:
                 panels[run_panel.panel_id] = (self.path(f"{record.folder}/{run_panel.file}"), record)
         return references, panels
+
+    def newest_anchors(self) -> dict[tuple[str, int], tuple[Path, RunCharacter]]:
+        """Per (character name, 0-based anchor), the newest finished run's picture of it, with
+        the character as that run drew it (the grid shows it after a reopen, outdated when the
+        character has changed since: :meth:`RunCharacter.drew_the_same`)."""
+        found: dict[tuple[str, int], tuple[Path, RunCharacter]] = {}
+        for record in self._history:
+            if record.status == "finished":
+                for run_character in record.characters:
+                    for k, image in enumerate(run_character.images):
+                        if image:
+                            found[run_character.character.name, k] = (
+                                self.path(f"{record.folder}/{image}"), run_character)
+        return found
 
     @property
     def cache_folder(self) -> Path:

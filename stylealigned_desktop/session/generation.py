@@ -29,13 +29,41 @@ SDXL_SIZES: tuple[tuple[int, int], ...] = (
     (640, 1536),
 )
 """Width x height pairs SDXL was trained on (about one megapixel), for the size presets."""
+SDXL_SIDE = 1024
+"""The native side of SDXL: SDXL_SIZES are about its square."""
 PANORAMA_RATIOS = (4, 3)
 """The panorama presets: 4:1 and 3:1 wide establishing shots (spec section 14)."""
 
 
+def scaled_size(size: tuple[int, int], native: int) -> tuple[int, int]:
+    """One of SDXL's trained sizes scaled to a model trained at ``native`` pixels a side,
+    rounded to whole multiples of 64 (halves up)."""
+    step = limits.PANEL_SIZE_STEP
+    width, height = (max(step, math.floor(side * native / SDXL_SIDE / step + 0.5) * step) for side in size)
+    return width, height
+
+
+def size_presets(native: int) -> tuple[tuple[int, int], ...]:
+    """The size presets of a model trained at ``native`` pixels a side (its base's, see
+    ``engine.models.native_side``): SDXL's trained sizes scaled to that side
+    (:func:`scaled_size`), those rounding onto an earlier one left out. SDXL's own at 1024;
+    SD 1.5's and SD 2 base's about a quarter megapixel (512 x 512, 640 x 448...); SD 2.1-768's
+    (768 x 768, 1024 x 576...)."""
+    sizes: list[tuple[int, int]] = []
+    for size in map(scaled_size, SDXL_SIZES, [native] * len(SDXL_SIZES)):
+        if size not in sizes:
+            sizes.append(size)
+    return tuple(sizes)
+
+
+def is_panorama_size(size: tuple[int, int] | None) -> bool:
+    """Whether a panel size is one of the panorama presets' shapes (4:1 or 3:1) at any height."""
+    return size is not None and any(size[0] == ratio * size[1] for ratio in PANORAMA_RATIOS)
+
+
 def panorama_sizes(height: int) -> tuple[tuple[int, int], ...]:
-    """The panorama presets at ``height`` (the set's height, the model's native height by
-    default): (ratio x height, height) for each ratio, those that fit a panel's limits."""
+    """The panorama presets at ``height`` (the model's native height: one row of windows):
+    (ratio x height, height) for each ratio, those that fit a panel's limits."""
     sizes = []
     for ratio in PANORAMA_RATIOS:
         try:

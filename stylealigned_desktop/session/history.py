@@ -15,9 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..engine.anchor_files import anchor_file
 from ..engine.request import SetRequest
 from ..engine.runfolder import REFERENCE_FILE as REFERENCE_FILE  # re-exported for the UI
 from ..engine.runfolder import reference_file as reference_file_name
+from .characters import Character, CharacterSettings
 from .errors import SessionError
 from .generation import GenerationSettings
 from .json_fields import Reader, check_number, check_relative_path, check_seed, opt_size
@@ -168,6 +170,44 @@ class RunPanel:
 
 
 @dataclass(frozen=True)
+class RunCharacter:
+    """A character as a run used it (``character``: its anchors' seeds as drawn for the run,
+    the artist's anchor pictures) and its anchors' pictures in the run folder (``images``, one
+    per anchor, None where the run made none)."""
+
+    character: Character
+    images: tuple[str | None, ...] = ()
+
+    def drew_the_same(self, character: Character | None, anchor: int) -> bool:
+        """Whether ``character`` as it is now draws ``anchor`` as this run did (same looks,
+        subject words, anchor text, and the anchor's seed or picture)."""
+        was = self.character
+        return character is not None and (
+            (was.description, was.subject_words, was.anchor_text, was.picture(anchor))
+            == (character.description, character.subject_words, character.anchor_text,
+                character.picture(anchor))
+            and (was.picture(anchor) is not None
+                 or was.anchor_seeds[anchor:anchor + 1] == character.anchor_seeds[anchor:anchor + 1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"character": self.character.to_dict(), "images": list(self.images)}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> RunCharacter:
+        r = Reader(data, where)
+        images = tuple(_opt_file(x, f"{where}.images[{i}]") for i, x in enumerate(r.items("images")))
+        value = cls(Character.from_dict(r.obj("character", {}), f"{where}.character"), images)
+        r.done()
+        return value
+
+
+def _opt_file(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise SessionError(f"{where} must be a file name or null, got {value!r}")
+    return None if value is None else check_file_name(value, where)
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """A generation about to be handed to the engine.
 
@@ -187,6 +227,9 @@ class RunPlan:
     style_text: str
     settings: GenerationSettings
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    characters: tuple[Character, ...] = ()
+    """The characters as the run uses them (their anchors' seeds drawn for it)."""
+    character_settings: CharacterSettings | None = None
 
     @property
     def selected(self) -> tuple[int, ...]:
@@ -219,6 +262,8 @@ class RunRecord:
     only: tuple[int, ...] | None = None
     consistency: float | None = None
     message: str = ""
+    characters: tuple[RunCharacter, ...] = ()
+    character_settings: CharacterSettings | None = None
 
     def __post_init__(self) -> None:
         if self.status not in RUN_STATUSES:
@@ -257,6 +302,11 @@ class RunRecord:
         """(position, session-relative file) of every reference picture the run made."""
         return [(k, f"{self.folder}/{r.image}") for k, r in enumerate(self.references) if r.image]
 
+    def anchor_images(self) -> list[tuple[str, int, str]]:
+        """(character, 0-based anchor, session-relative file) of every anchor the run made."""
+        return [(c.character.name, k, f"{self.folder}/{image}")
+                for c in self.characters for k, image in enumerate(c.images) if image]
+
     def panel(self, panel_id: str) -> RunPanel | None:
         return next((p for p in self.panels if p.panel_id == panel_id), None)
 
@@ -273,6 +323,9 @@ class RunRecord:
             "only": None if self.only is None else list(self.only),
             "consistency": self.consistency,
             "message": self.message,
+            "characters": [c.to_dict() for c in self.characters],
+            "character_settings": None if self.character_settings is None
+            else self.character_settings.to_dict(),
         }
 
     @classmethod
@@ -286,6 +339,7 @@ class RunRecord:
             raise SessionError(f"{where}.only must be a list of panel indices or null")
         references = tuple(RunStyle.from_dict(x, f"{where}.references[{i}]")
                            for i, x in enumerate(r.items("references")))
+        character_settings = r.obj("character_settings")
         value = cls(
             id=r.text("id", required=True),
             created=r.text("created"),
@@ -300,6 +354,10 @@ class RunRecord:
             only=None if only is None else tuple(only),
             consistency=r.opt_number("consistency"),
             message=r.text("message"),
+            characters=tuple(RunCharacter.from_dict(c, f"{where}.characters[{i}]")
+                             for i, c in enumerate(r.items("characters"))),
+            character_settings=None if character_settings is None else CharacterSettings.from_dict(
+                character_settings, f"{where}.character_settings"),
         )
         r.done()
         return value
@@ -326,9 +384,8 @@ class RunRecord:
         """
         folder = plan.folder if run_folder is None else run_folder
         if panel_files is None:
-            panel_files = {
-                i: panel_file_name(i) for i in plan.selected if (folder / panel_file_name(i)).is_file()
-            }
+            panel_files = {i: panel_file_name(i) for i in plan.selected
+                           if (folder / panel_file_name(i)).is_file()}
         images = [reference_file_name(k) if (folder / reference_file_name(k)).is_file() else None
                   for k in range(len(plan.references))]
         if reference_file is not None:
@@ -363,4 +420,15 @@ class RunRecord:
             only=plan.request.only,
             consistency=consistency,
             message=message,
+            characters=_run_characters(plan, folder),
+            character_settings=plan.character_settings if plan.characters else None,
         )
+
+
+def _run_characters(plan: RunPlan, folder: Path) -> tuple[RunCharacter, ...]:
+    """The plan's characters with the anchor pictures the run wrote into ``folder``."""
+    anchors = plan.character_settings.anchors_per_character if plan.character_settings else 0
+    return tuple(
+        RunCharacter(c, tuple(anchor_file(c.name, k) if (folder / anchor_file(c.name, k)).is_file()
+                              else None for k in range(anchors)))
+        for c in plan.characters)

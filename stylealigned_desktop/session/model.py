@@ -124,7 +124,7 @@ from . import files, folders, observer, planning
 from .characters import Character, CharacterSettings, named_characters
 from .document import ReferenceImport, SessionDocument
 from .errors import PictureError, SessionError
-from .generation import SDXL_SIZES, GenerationSettings, panorama_sizes
+from .generation import SDXL_SIZES, GenerationSettings, is_panorama_size
 from .history import RunPlan, RunRecord
 from .json_fields import MAX_SEED
 from .notes import CAMERA_PRESETS, BoardSettings, PanelNotes, PanelNumber
@@ -444,7 +444,8 @@ class Session(SessionDocument):
     ) -> list[str]:
         """Bring back what a past run used.
 
-        ``settings``: its sampling/StyleAligned settings, style text and style source.
+        ``settings``: its sampling/StyleAligned settings, style text and style source, and
+        its characters (as it drew them, seeds locked) with their settings.
         ``seeds``: each panel still in the storyboard gets the seed it had in that run, locked
         (as copying a seed does in other tools). ``panels``: replace the storyboard with the
         run's panels (prompts, seeds locked, controls whose pictures still exist).
@@ -455,12 +456,13 @@ class Session(SessionDocument):
         with self.batch():
             if settings:
                 self._restore_style(record, notes)
+                self._restore_characters(record.characters, record.character_settings, notes)
                 # after the sources: re-adding a lost picture switches the source, and that
                 # must not move the run's guidance to a default
                 self._set_settings(record.settings)
             if panels:
                 restored = []
-                notes = {p.id: p.notes for p in self._panels}  # the run does not carry them
+                kept_notes = {p.id: p.notes for p in self._panels}  # the run does not carry them
                 for run_panel in record.panels:
                     control = run_panel.control or Control()
                     if control.image and self.file(control.image) is None:
@@ -471,9 +473,9 @@ class Session(SessionDocument):
                     restored.append(Panel(
                         id=run_panel.panel_id, prompt=run_panel.subject, seed=run_panel.seed,
                         seed_locked=True, control=control, size=run_panel.size,
-                        notes=notes.get(run_panel.panel_id, PanelNotes()),
-                        # a run keeps sizes; a size among the run's panorama presets was one
-                        size_mode="panorama" if run_panel.size in panorama_sizes(record.settings.height) else None,
+                        notes=kept_notes.get(run_panel.panel_id, PanelNotes()),
+                        # a run keeps sizes; a size of a panorama preset's shape was one
+                        size_mode="panorama" if is_panorama_size(run_panel.size) else None,
                     ))
                 self._panels = restored
                 self._changed(observer.PANELS)

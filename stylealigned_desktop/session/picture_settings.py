@@ -3,7 +3,9 @@ wrote records (its ``stylealigned`` chunk, ``engine.runfolder.read_parameters``)
 session's generation settings, with the files it names looked up on this computer.
 
 Taken: steps, guidance, size, sampler, negative prompt, the StyleAligned settings, the inversion
-settings of a reference-picture run, the memory mode, the VAE and the LoRAs with their weights.
+settings of a reference-picture run, the memory mode, the VAE and the LoRAs with their weights,
+and the set's characters with their settings (spec section 13; an anchor picture that is not
+here is named in :attr:`PictureSettings.missing`, the anchor is drawn from its seed).
 The model, micro-batch and control models stay: they name things chosen on this computer. A
 LoRA or VAE file the picture names that is not here is left out (the rest is taken) and named
 in :attr:`PictureSettings.missing`, for the user to find. A picture may come from anyone: each
@@ -21,8 +23,9 @@ from typing import Any
 from ..engine import limits
 from ..engine.lora import check_lora_file
 from ..engine.models import HUB_ID, ModelSourceError, check_vae_source, looks_like_path
-from ..engine.request import Lora
+from ..engine.request import Character, Lora, character_from_dict
 from ..engine.settings import StyleAlignedSettings
+from .characters import CharacterSettings
 from .errors import SessionError
 from .generation import GenerationSettings
 
@@ -38,6 +41,9 @@ class PictureSettings:
     missing: tuple[str, ...] = ()
     refused: tuple[str, ...] = ()
     """Files it names that are here but cannot be used (each with the reason)."""
+    characters: tuple[Character, ...] = ()
+    """The set's characters as the engine had them; an anchor picture not here is None."""
+    character_settings: CharacterSettings | None = None
 
     def notice(self, picture: str) -> str | None:
         """What to tell the user about the missing and refused files, or None."""
@@ -83,7 +89,9 @@ def settings_from_picture(settings: GenerationSettings, parameters: Any) -> Pict
                     changes["vae"] = vae
         if "loras" in parameters:
             changes["loras"] = _loras_here(parameters["loras"], settings.loras, missing, refused)
-        return PictureSettings(replace(settings, **changes), tuple(missing), tuple(refused))
+        characters, character_settings = _characters_of(parameters, missing)
+        return PictureSettings(replace(settings, **changes), tuple(missing), tuple(refused),
+                               characters, character_settings)
     except SessionError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError, OSError) as exc:  # OSError: a path too long
@@ -131,3 +139,30 @@ def _loras_here(entries: Any, current: tuple[Lora, ...], missing: list[str],
             where = f", was {path}" if path else ""
             missing.append(f"the LoRA {name} (weight {weight:g}{where})")
     return tuple(found)
+
+
+def _characters_of(parameters: dict, missing: list[str]) -> tuple[tuple[Character, ...], CharacterSettings | None]:
+    """The picture's characters (the engine's checks) and their settings (from its StyleAligned
+    settings); anchor pictures not on this computer become None and are named in ``missing``."""
+    entries = parameters.get("characters")
+    if entries is None:
+        return (), None
+    if not isinstance(entries, list):
+        raise TypeError(f"the characters must be a list, got {entries!r}"[:200])
+    characters = []
+    for entry in entries:
+        character = character_from_dict(entry)
+        pictures = []
+        for number, picture in enumerate(character.anchor_pictures, start=1):
+            if picture is not None and not Path(picture).expanduser().is_file():
+                missing.append(f"the picture of [{character.name}]'s anchor {number} (was {picture})")
+                picture = None
+            pictures.append(picture)
+        characters.append(replace(character, anchor_pictures=tuple(pictures)))
+    names = [c.name for c in characters]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the picture names a character twice: {sorted(n for n in names if names.count(n) > 1)[0]}")
+    knobs = dict(parameters.get("stylealigned") or {})
+    defaults = CharacterSettings()
+    settings = CharacterSettings(**{f: knobs.get(f, getattr(defaults, f)) for f in defaults.to_dict()})
+    return tuple(characters), settings

@@ -251,4 +251,6 @@ def plan_run(
         references=run_styles,
         style_text=style.text.strip(),
         settings=replace(settings, model=model),
+        characters=tuple(characters),
+        character_settings=character_settings or CharacterSettings(),
     )

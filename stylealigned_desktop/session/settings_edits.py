@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..engine.settings import StyleAlignedSettings
+from .base_sizes import SizeMove, panorama_on_base, preset_on_base
 from .document_state import DocumentState
 from .errors import SessionError
 from .generation import GenerationSettings, source_defaults
@@ -22,6 +24,31 @@ class SettingsEdits(DocumentState):
         except TypeError as exc:
             raise SessionError(f"unknown setting: {exc}") from None
         return self._set_settings(settings)
+
+    def follow_base(self, old_native: int, new_native: int) -> tuple[SizeMove, ...]:
+        """The model changed from one trained at ``old_native`` pixels a side to one trained at
+        ``new_native``: the set's size and the panels' sizes that are presets of the old base
+        (panoramas at its height) move to the new base's of the same aspect, as one change
+        (``base_sizes``); sizes the artist typed stay. Returns what moved."""
+        if old_native == new_native:
+            return ()
+        moves: list[SizeMove] = []
+        with self.batch():
+            old = (self._settings.width, self._settings.height)
+            new = preset_on_base(old, old_native, new_native)
+            if new is not None and new != old:
+                self._set_settings(self._settings.replace(width=new[0], height=new[1]))
+                moves.append(SizeMove(None, old, new))
+            for index, panel in enumerate(self._panels):
+                if panel.size is None:
+                    continue
+                panorama = panel.size_mode == "panorama"
+                size = (panorama_on_base if panorama else preset_on_base)(panel.size, old_native, new_native)
+                if size is not None and size != panel.size:
+                    self._panels[index] = replace(panel, size=size)
+                    self._panel_changed(index)
+                    moves.append(SizeMove(panel.id, panel.size, size))
+        return tuple(moves)
 
     def set_style_aligned(self, settings: StyleAlignedSettings) -> GenerationSettings:
         return self._set_settings(self._settings.replace(style_aligned=settings))

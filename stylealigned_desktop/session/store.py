@@ -8,7 +8,7 @@ writes: a session that fails to load (broken JSON, newer schema, missing picture
 
 File format::
 
-    {"format": "stylealigned-session", "schema_version": 4, "app_version": "0.1.0",
+    {"format": "stylealigned-session", "schema_version": 5, "app_version": "0.1.0",
      "saved": "2026-11-25T17:00:00+00:00",
      "style": {...}, "references": [...], "panels": [...], "settings": {...}, "board": {...},
      "characters": [...], "character_settings": {...}, "history": [...]}
@@ -49,7 +49,7 @@ from .model import Session
 from .recent import forget_recent, recent_sessions, remember_recent
 
 FORMAT = "stylealigned-session"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _several_references(data: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +92,15 @@ def _characters(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _run_characters(data: dict[str, Any]) -> dict[str, Any]:
+    """4 -> 5: history runs gain the ``characters`` they used (their anchors' seeds and
+    pictures) and their ``character_settings``; a run of an older file read as having none.
+    The version is bumped so an older app says the session is newer."""
+    return data
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    1: _several_references, 2: _panel_notes, 3: _characters}
+    1: _several_references, 2: _panel_notes, 3: _characters, 4: _run_characters}
 """``MIGRATIONS[n](data)`` returns the data of schema version n upgraded to version n + 1."""
 
 BROKEN_SUFFIX = userfiles.BROKEN_SUFFIX

@@ -73,8 +73,30 @@ def _ztxt_bomb(path: Path) -> None:
     path.write_bytes(png[:33] + bomb + png[33:])  # after IHDR
 
 
+def _huge_png(path: Path) -> None:
+    """A small PNG whose header says 12000 x 12000 pixels (144 million: past the limit)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(buffer, format="PNG")
+    png = bytearray(buffer.getvalue())
+    png[16:24] = struct.pack(">II", 12000, 12000)  # IHDR's width and height
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    path.write_bytes(bytes(png))
+
+
+MIRA = ["--character", "Mira=a girl in a raincoat"]
+
+
 @pytest.mark.parametrize("case, arguments, words", [
     ("damaged reference", ["--reference-image", "damaged.png"], "damaged.png"),
+    # spec section 13: a character's pictures and names (issue 25)
+    ("anchor picture FIFO", [*MIRA, "--character-image", "Mira=pipe.png"], "an anchor picture of [Mira]: pipe.png: not a file"),
+    ("anchor picture folder", [*MIRA, "--character-image", "Mira=designs"], "an anchor picture of [Mira]: designs: not a file"),
+    ("missing anchor picture", [*MIRA, "--character-image", "Mira=gone.png"], "an anchor picture of [Mira]: gone.png: no such file"),
+    ("damaged anchor picture", [*MIRA, "--character-image", "Mira=damaged.png"], "[Mira]: damaged.png: the file is damaged"),
+    ("huge anchor picture", [*MIRA, "--character-image", "Mira=huge.png"], "[Mira]: huge.png: the picture is 12000x12000"),
+    ("zTXt bomb anchor", [*MIRA, "--character-image", "Mira=bomb.png"], "an anchor picture of [Mira]: bomb.png"),
+    ("unknown name in a prompt", [*MIRA, "--prompt", "[Bob] runs"], "panel 2: the prompt names the unknown character [Bob]"),
+    ("unknown name in a prompts file", [*MIRA, "--prompts-file", "names.txt"], "panel 3: the prompt names the unknown character [Bob]"),
     ("zTXt bomb", ["--reference-image", "bomb.png"], "bomb.png"),
     ("not a LoRA", ["--lora", "notes.safetensors"], "notes.safetensors is not a LoRA file: it cannot be read as .safetensors"),
     ("not a VAE", ["--vae", "notes.txt"], "expected a .safetensors file or a diffusers folder"),
@@ -93,6 +115,9 @@ def test_bad_files_are_refused_before_torch_is_imported(tmp_path, case, argument
     (tmp_path / "notes.txt").write_text("my notes\n")
     os.mkfifo(tmp_path / "pipe.png")
     (tmp_path / "board.txt").write_text("a cat | control=canny:pipe.png\n")
+    (tmp_path / "designs").mkdir()
+    _huge_png(tmp_path / "huge.png")
+    (tmp_path / "names.txt").write_text("[Mira] waves\n[Bob] sleeps | seed=3\n")
     done = run_cli(*GENERATE, *arguments, "--out", "o", cwd=tmp_path, pythonpath=[tmp_path / "poison"])
     assert done.returncode == 2, done.stderr[-2000:]
     # one line, from the command line's checks ("stylealigned generate: error: argument ...": the

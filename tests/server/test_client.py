@@ -22,7 +22,7 @@ from stylealigned_desktop.engine.request import (
 from stylealigned_desktop.server.client import ServerEngine, ServerError
 from tests.fake_server import DroppingHandler, StreamingHandler, serving
 
-GIVE_UP_S = 20.0
+GIVE_UP_S = 60.0
 """How long the server waits for the client to leave before it calls the test failed."""
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 from PIL import Image, ImageDraw
 
@@ -24,3 +26,21 @@ def crashed_lock(folder) -> None:
     import socket
 
     (folder / "session.lock").write_text(json.dumps({"pid": 1, "host": socket.gethostname(), "started": 1.0}))
+
+
+HOLDER = """
+import sys
+from pathlib import Path
+from stylealigned_desktop.session import folders
+folders.acquire_lock(Path(sys.argv[1]))
+print("locked", flush=True)
+sys.stdin.read()  # holds the lock until killed (or its test's process ends), however long the test takes
+"""
+
+
+def held_elsewhere(folder) -> subprocess.Popen:
+    """Another running app holding the session lock of ``folder``; kill it when done."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder

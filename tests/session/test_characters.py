@@ -188,7 +188,7 @@ def test_sessions_of_schema_3_load_without_characters(session, tmp_path):
     store.save_session_as(session, tmp_path / "Old")
     file = tmp_path / "Old.stylealigned" / "session.json"
     data = json.loads(file.read_text())
-    assert data["schema_version"] == 4
+    assert data["schema_version"] == store.SCHEMA_VERSION
     del data["characters"], data["character_settings"]
     data["schema_version"] = 3
     file.write_text(json.dumps(data))

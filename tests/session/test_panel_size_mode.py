@@ -1,11 +1,16 @@
 """A panel's size mode (spec section 14): a panorama preset is stored with its size, kept by a
-save, cleared by any other size, and the presets are 4:1 and 3:1 at the set's height."""
+save, cleared by any other size, and the presets are 4:1 and 3:1 at the height given (the model's)."""
 
 import pytest
 
 from stylealigned_desktop.session import store
 from stylealigned_desktop.session.errors import SessionError
-from stylealigned_desktop.session.generation import panorama_sizes
+from stylealigned_desktop.session.generation import (
+    SDXL_SIZES,
+    is_panorama_size,
+    panorama_sizes,
+    size_presets,
+)
 from stylealigned_desktop.session.values import Panel
 
 
@@ -50,3 +55,22 @@ def test_restoring_a_runs_panels_brings_a_panorama_back_as_one(session):
     session.update_panel(0, size=None)
     session.restore_run(record.id, panels=True)
     assert [(p.size, p.size_mode) for p in session.panels] == [((256, 64), "panorama"), ((128, 64), None)]
+
+
+@pytest.mark.parametrize("native, expected", [
+    (512, ((512, 512), (576, 448), (448, 576), (640, 448), (448, 640), (704, 384), (384, 704), (768, 320), (320, 768))),
+    (768, ((768, 768), (896, 704), (704, 896), (896, 640), (640, 896), (1024, 576), (576, 1024), (1152, 512), (512, 1152))),
+    (128, ((128, 128), (192, 128), (128, 192), (192, 64), (64, 192))),  # the tiny models: rounding onto 128 x 128 drops two
+])
+def test_the_size_presets_are_sdxls_aspects_at_the_models_native_side(native, expected):
+    presets = size_presets(native)
+    assert presets == expected
+    assert size_presets(1024) == SDXL_SIZES
+    for width, height in presets:  # whole multiples of 64, about the native area (64 px steps are coarse at 128)
+        assert width % 64 == 0 and height % 64 == 0
+        assert 0.7 < width * height / native**2 < (1.3 if native >= 512 else 1.6)
+
+
+def test_a_panorama_is_told_by_its_shape_at_any_height():
+    assert is_panorama_size((2048, 512)) and is_panorama_size((384, 128)) and is_panorama_size((3072, 1024))
+    assert not is_panorama_size((1536, 640)) and not is_panorama_size((2560, 512)) and not is_panorama_size(None) and not is_panorama_size((512, 512))

@@ -55,3 +55,44 @@ def test_a_path_the_system_cannot_even_look_up_is_a_session_error():
     banner line), even a path longer than the system allows (Path.exists raises OSError)."""
     with pytest.raises(SessionError, match="cannot be used"):
         settings_from_picture(GenerationSettings(), {"vae": "/" + "x" * 5000 + "/vae.safetensors"})
+
+
+MIRA = {"name": "Mira", "description": "a girl in a raincoat", "words": ["girl"], "anchor_seeds": [5, 6],
+        "anchor_pictures": [], "anchor_text": ", ink"}
+
+
+@pytest.mark.parametrize("characters, message", [
+    ("Mira", "must be a list"),
+    ([dict(MIRA, name="")], "name"),
+    ([dict(MIRA, name="[Mira]")], "name"),
+    ([dict(MIRA, name="Mi]ra")], "name"),
+    ([MIRA, dict(MIRA, description="another girl")], "names a character twice: Mira"),
+    ([dict(MIRA, words=["dog"])], "'dog'"),
+    ([dict(MIRA, anchor_seeds=[])], "seed"),
+    ([dict(MIRA, anchor_seeds=[2**70])], "seed"),
+    ([dict(MIRA, anchor_pictures=[3])], "path or None"),
+    ([dict(MIRA, costume="red")], "unknown character field"),
+    (["Mira"], "must be an object"),
+])
+def test_characters_the_engine_refuses_take_nothing(characters, message):
+    """A picture may come from anyone (issue 25): a bad characters record is one SessionError
+    naming what is wrong, and nothing of the picture is taken."""
+    with pytest.raises(SessionError, match="cannot be used") as refused:
+        settings_from_picture(GenerationSettings(), {"steps": 30, "characters": characters})
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_characters_and_their_settings_are_taken_and_missing_pictures_named(tmp_path):
+    design = tmp_path / "mira.png"
+    design.write_bytes(b"not read here: the session reads it when it copies it")
+    gone = tmp_path / "gone.png"
+    taken = settings_from_picture(GenerationSettings(), {
+        "characters": [dict(MIRA, anchor_pictures=[str(gone), str(design)])],
+        "stylealigned": {"character_dropout": 0.25, "character_shift": -1.0}})
+    (mira,) = taken.characters
+    assert (mira.name, mira.words, mira.anchor_seeds, mira.anchor_pictures) == ("Mira", ("girl",), (5, 6),
+                                                                                (None, str(design)))
+    assert taken.character_settings.character_dropout == 0.25 and taken.character_settings.character_shift == -1.0
+    assert taken.character_settings.anchors_per_character == 2  # not recorded: the default
+    assert taken.missing == (f"the picture of [Mira]'s anchor 1 (was {gone})",)
+    assert settings_from_picture(GenerationSettings(), {"steps": 3}).characters == ()

@@ -15,16 +15,7 @@ import pytest
 
 from stylealigned_desktop.session import folders
 from stylealigned_desktop.session.errors import SessionError
-
-HOLDER = """
-import sys, time
-from pathlib import Path
-from stylealigned_desktop.session import folders
-from stylealigned_desktop.session.errors import SessionError
-folders.acquire_lock(Path(sys.argv[1]))
-print("locked", flush=True)
-time.sleep(120)
-"""
+from tests.session.session_helpers import held_elsewhere
 
 
 def lock_of(pid, started, host=None):
@@ -32,9 +23,8 @@ def lock_of(pid, started, host=None):
 
 
 def test_a_second_app_is_refused_while_the_first_runs(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    holder = held_elsewhere(tmp_path)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(folders.SessionLockedError, match="another StyleAligned Desktop window"):
             folders.acquire_lock(tmp_path)
         assert folders.owner_alive(tmp_path)
@@ -59,13 +49,6 @@ def test_a_lock_of_another_computer_is_respected(tmp_path):
     (tmp_path / folders.LOCK_FILE).write_text(lock_of(12345, 1.0, host="another-computer"))
     with pytest.raises(folders.SessionLockedError, match="another-computer"):
         folders.acquire_lock(tmp_path)
-
-
-def held_elsewhere(folder):
-    """Another running app holding ``folder`` (kill it when done)."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
 
 
 def test_a_session_open_elsewhere_opens_only_read_only_and_saves_only_as_a_copy(session, tmp_path):

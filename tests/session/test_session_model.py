@@ -984,6 +984,18 @@ def test_restore_whole_board_from_history(session, make_picture):
     assert session.build_request().panels == plan.request.panels
 
 
+def test_restoring_a_board_whose_control_picture_is_gone_says_so(session, make_picture):
+    session.set_style_text("flat vector")
+    session.add_panel("a fox")
+    session.set_panel_control_picture(0, make_picture("fox.png"))
+    plan = session.prepare_generate()
+    record = session.record_run(plan)
+    session.file(session.panels[0].control.image).unlink()
+    notes = session.restore_run(record.id, panels=True)
+    assert notes == ["panel 1's control picture is gone; left without one"]
+    assert session.panels[0].control.image is None
+
+
 def test_restore_brings_back_a_removed_picture_with_the_runs_own_settings(session, make_picture):
     session.set_style_text("ink")
     session.add_panel("a fox")

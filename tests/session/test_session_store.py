@@ -166,7 +166,7 @@ def test_a_killed_writer_leaves_old_or_new_file_and_stale_temporaries_are_cleane
         atomic._write_payload = killed
         atomic.write_json_atomic({str(folder / 'session.json')!r}, {{"whatever": 1}})
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
     assert result.returncode == 9
     left = [p for p in folder.iterdir() if p.name.startswith(".tmp-session.json")]
     assert len(left) == 1
@@ -510,7 +510,7 @@ def test_crash_recovery_lists_restores_and_discards(session, tmp_path):
     env = dict(os.environ)
     result = subprocess.run(
         [sys.executable, "-c", CRASHING_APP, "a clay owl", "a clay moon"],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True, text=True, env=env, timeout=300,
     )
     assert result.returncode == 1, result.stderr
     crashed = Path(result.stdout.strip())

@@ -4,15 +4,38 @@ from __future__ import annotations
 
 import pytest
 
-from stylealigned_desktop.ui.support import DesktopConfig
+from stylealigned_desktop.ui.support import DesktopConfig, theme
+
+
+@pytest.fixture(autouse=True)
+def _app_look_restored(qapp, monkeypatch):
+    """The application's look is the same at the start of every test: a test that applies the
+    app's theme (its style, palette, stylesheet and icon colour) has the one before put back.
+    A theme left behind once changed the sizes a later test measured (a card's control
+    thumbnail: 73 px needed with the stylesheet, 72 without)."""
+    before = qapp.styleSheet(), qapp.palette(), qapp.style().name(), qapp.property("stylealigned_dark")
+    monkeypatch.setattr(theme, "_icon_colour", theme._icon_colour)
+    yield
+    if qapp.style().name() != before[2]:
+        qapp.setStyle(before[2])
+    if qapp.palette() != before[1]:
+        qapp.setPalette(before[1])
+    if qapp.styleSheet() != before[0]:
+        qapp.setStyleSheet(before[0])
+    qapp.setProperty("stylealigned_dark", before[3])
 
 
 @pytest.fixture(scope="session")
 def tiny_engine():
-    """One real engine for the whole run: the tiny pipeline is built once, in a worker thread."""
+    """One real engine for the whole run, its libraries imported and the tiny pipeline built
+    here, before any test waits for a run: on a loaded machine torch's first import and
+    kernels alone outlasted a test's wait for its first run (by more than a minute)."""
     from stylealigned_desktop.engine.generator import Engine
 
-    return Engine()
+    engine = Engine()
+    engine.warm_up()
+    engine.pipeline("tiny")
+    return engine
 
 
 class Answers:

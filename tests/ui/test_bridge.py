@@ -28,7 +28,7 @@ def test_calls_from_threads_run_on_the_ui_thread_in_order(qtbot):
         thread.start()
     for thread in threads:
         thread.join()
-    qtbot.waitUntil(lambda: len(received) == 15000, timeout=10000)
+    qtbot.waitUntil(lambda: len(received) == 15000, timeout=60000)
     for k in range(3):
         assert [i for t, i in received if t == k] == list(range(5000))
 

@@ -171,7 +171,7 @@ def test_a_picture_dropped_on_an_anchor_is_copied_and_undone(qtbot, board, tmp_p
     before = document(session)
     enter, drop = drop_files(panel.slots[1], [design], propose_move=True)
     assert drop.isAccepted() and drop.dropAction() == Qt.DropAction.CopyAction
-    qtbot.waitUntil(lambda: session.character("Mira").picture(1) is not None)
+    qtbot.waitUntil(lambda: session.character("Mira").picture(1) is not None, timeout=60000)
     settled(window)
     relative = session.character("Mira").picture(1)
     assert relative.startswith("characters/") and design.is_file()  # the artist's file stays
@@ -190,7 +190,7 @@ def test_the_characters_come_back_when_the_session_is_opened_again(qtbot, board,
     window, session, panel = board
     add_mira(qtbot, window, panel)
     drop_files(panel.slots[0], [picture(tmp_path / "m.png", colour=(10, 200, 90))])
-    qtbot.waitUntil(lambda: session.character("Mira").picture(0) is not None)
+    qtbot.waitUntil(lambda: session.character("Mira").picture(0) is not None, timeout=60000)
     window.sessions.save_as(tmp_path / "Pier")
     saved = session.to_dict()
     window.new_action.trigger()
@@ -311,8 +311,30 @@ def test_anchors_and_masks_from_the_engine_show_in_the_grid(qtbot, make_window):
     assert other.view.overlay() is None  # names nobody
     anchor = anchor_tiles(window)[("anchor", "Mira", 0)].view.overlay()
     assert anchor.pixelColor(0, 0).alpha() == MASK_ALPHA and anchor.pixelColor(3, 0).alpha() == 0
-    window.history.run_selected.emit(session.history[-1].id)  # a past run: its pictures alone
-    assert anchor_tiles(window) == {}
+    window.history.run_selected.emit(session.history[-1].id)  # a past run: its own anchors
+    assert set(anchor_tiles(window)) == {("anchor", "Mira", 0), ("anchor", "Mira", 1)}
+    assert all(t.view.overlay() is None for t in window.grid.tiles.values())  # masks not kept
     qtbot.mouseClick(window.viewing_back, Qt.MouseButton.LeftButton)  # the anchors come back
     back = anchor_tiles(window)[("anchor", "Mira", 1)].image()
     assert back is not None and back.pixelColor(1, 1).red() == FakeEngine.colour(seeds[1])[0]
+
+
+def test_show_masks_says_which_panels_have_none_and_why(qtbot, board):
+    """On tiny, 256 px is above twice its own size: the panels are drawn as panoramas, which
+    keep no masks. The overlay cannot show; the window says so instead of showing nothing."""
+    window, session, panel = board
+    add_mira(qtbot, window, panel)
+    session.update_panel(0, prompt="[Mira] on the pier")
+    session.update_settings(width=256, height=128)
+    assert run_and_wait(qtbot, window).state.name == "finished"
+    window.masks_action.trigger()
+    assert window.masks_action.isChecked() and window.grid.tiles[0].view.overlay() is None
+    message = window.statusBar().currentMessage()
+    assert message.startswith("No subject masks for panel 1:") and "panorama" in message
+    window.masks_action.trigger()
+    session.update_settings(width=128, height=128)  # tiny's own size: the panel has its masks
+    assert run_and_wait(qtbot, window).state.name == "finished"
+    window.statusBar().clearMessage()
+    window.masks_action.trigger()
+    assert window.grid.tiles[0].view.overlay() is not None
+    assert "No subject masks" not in window.statusBar().currentMessage()

@@ -193,10 +193,12 @@ def test_every_action_with_panels_references_and_a_finished_run(qtbot, make_wind
 
 def test_every_action_while_a_run_is_in_progress(qtbot, make_window, setup):
     errors, dialogs = setup
-    window, answers = make_window(engine=FakeEngine(step_s=0.05))
+    engine = FakeEngine(held=True)  # its run goes on until cancelled, however long the actions take
+    window, answers = make_window(engine=engine)
     storyboard(window, steps=400)
     window.runs.generate()
-    qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=10000)
+    engine.allow_steps(1)
+    qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=60000)
     job = window.worker.current
     triggered = trigger_every_action(qtbot, window, answers, errors)
     assert {"cancel", "cancel_all", "generate", "save", "export_pictures"} <= set(triggered)

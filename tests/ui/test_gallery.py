@@ -77,7 +77,7 @@ def test_paste_adds_the_clipboard_picture(qtbot):
     image = QImage(40, 30, QImage.Format.Format_RGB32)
     image.fill(Qt.GlobalColor.darkCyan)
     QGuiApplication.clipboard().setImage(image)
-    with qtbot.waitSignal(gallery.import_finished, timeout=5000):
+    with qtbot.waitSignal(gallery.import_finished, timeout=60000):
         gallery.paste()
     assert len(session.references) == 1
     stored = Image.open(session.path(session.references[0].file))

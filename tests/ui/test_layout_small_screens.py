@@ -84,19 +84,22 @@ def test_the_window_fresh_and_with_everything_open_cuts_nothing(qtbot, make_wind
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_the_window_during_a_six_panel_run_cuts_nothing(qtbot, make_window, size):
-    window, _ = make_window(engine=FakeEngine(step_s=0.05))
+    engine = FakeEngine(held=True)  # each step when the test has looked: all six are in the run
+    window, _ = make_window(engine=engine)
     window.resize(*size)
     storyboard(window, prompts=tuple(f"a {animal} crossing a wide river at dusk" for animal in
                                      ("fox", "crow", "bear", "hare", "otter", "heron")),
                steps=20, width=64, height=64)
     with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
         window.generate_action.trigger()
-        qtbot.waitUntil(lambda: window.cancel_action.isEnabled(), timeout=20000)
         during = []
-        for _ in range(6):  # at several moments of the run: its texts change as it goes
-            qtbot.wait(100)
+        for step in range(1, 7):  # at several moments of the run: its texts change as it goes
+            engine.allow_steps(1)
+            qtbot.waitUntil(lambda step=step: f"Step {step}/20" in window.run_bar.progress.format(), timeout=60000)
+            settle(qtbot)
             during += cut_text(window)
         look(window, f"running-{size[0]}")
+        engine.let_go()
     settle(qtbot)
     look(window, f"done-{size[0]}")
     assert during == []
@@ -127,3 +130,31 @@ def test_the_first_start_model_dialog_cuts_nothing_even_after_a_failed_download(
     screen = dialog.screen().availableGeometry()
     assert screen.contains(dialog.frameGeometry())  # all of it on the 800 px high screen
     assert not scroller.verticalScrollBar().isVisible()  # the message took no choice's room
+
+
+def test_the_characters_tab_and_a_shown_run_fit_1280_by_800(qtbot, make_window, tmp_path):
+    """A character with the artist's picture on one anchor and a drawn one beside it, then a
+    past run shown from the History: the window stays 1280 wide, nothing is cut, and the
+    anchors stand in one row, top-aligned."""
+    from .test_characters_window import add_mira
+    from .test_history_characters import pick_run
+    from .uifakes import drop_files, picture, run_and_wait
+
+    window, _ = make_window(engine=FakeEngine())
+    window.resize(1280, 800)
+    storyboard(window, prompts=("[Mira] crosses a wide river at dusk", "a crow"))
+    window.characters_dock.raise_()
+    add_mira(qtbot, window, window.characters)
+    slots = window.characters.slots
+    drop_files(slots[0], [picture(tmp_path / "mira.png", colour=(240, 180, 40))])
+    qtbot.waitUntil(lambda: window.session.character("Mira").picture(0) is not None, timeout=60000)
+    settle(qtbot)
+    look(window, "characters-1280")
+    assert [slot.geometry().top() for slot in slots] == [slots[0].geometry().top()] * len(slots)
+    assert cut_text(window) == []
+    run_and_wait(qtbot, window)
+    pick_run(qtbot, window)
+    settle(qtbot)
+    look(window, "shown-run-1280")
+    assert window.width() == 1280 and window.minimumSizeHint().width() <= 1280
+    assert cut_text(window) == []

@@ -63,12 +63,15 @@ def test_generate_shows_live_previews_then_final_images(qtbot, make_window):
 
 
 def test_cancel_mid_run_stops_and_keeps_nothing(qtbot, make_window):
-    window, _ = make_window(engine=FakeEngine(step_s=0.02))
-    session = storyboard(window, steps=400)
+    engine = FakeEngine(held=True)
+    window, _ = make_window(engine=engine)
+    session = storyboard(window, steps=4)
     window.runs.generate()
-    qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=10000)
+    engine.allow_steps(1)
+    qtbot.waitUntil(lambda: "Step 1/4" in window.run_bar.progress.format(), timeout=60000)
     assert window.run_bar.cancel_button.isEnabled()
-    with qtbot.waitSignal(window.worker.job_ended, timeout=5000) as ended:
+    # the engine takes no step without the test: ending at all means the cancel stopped the run
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000) as ended:
         window.run_bar.cancel_button.click()
     assert ended.args[0].state is JobState.cancelled
     assert "cancelled" in window.run_bar.progress.format()
@@ -128,15 +131,16 @@ def test_session_problems_are_reported_before_anything_runs(qtbot, make_window):
 
 
 def test_jobs_queue_while_one_runs(qtbot, make_window):
-    engine = FakeEngine(step_s=0.03)
+    engine = FakeEngine(held=True)
     window, _ = make_window(engine=engine)
     session = storyboard(window, steps=20)
     window.runs.generate()
-    qtbot.waitUntil(lambda: window.worker.current is not None, timeout=5000)
-    window.runs.reroll(2)
+    qtbot.waitUntil(lambda: window.worker.current is not None, timeout=60000)
+    window.runs.reroll(2)  # the first run waits for its steps: the re-roll waits behind it
     assert window.run_bar.queue_label.text() == "1 waiting"
     assert window.run_bar.generate_button.text() == "Queue another"
-    qtbot.waitUntil(lambda: len(session.history) == 2, timeout=20000)
+    engine.allow_steps(2 * 20)
+    qtbot.waitUntil(lambda: len(session.history) == 2, timeout=60000)
     assert [r.only for r in session.history] == [None, (2,)]
     assert [r.only for r in engine.requests] == [None, (2,)]
 
@@ -178,7 +182,7 @@ def test_save_close_and_reopen_restores_everything(qtbot, make_window, tmp_path)
     assert reopened.settings_panel.flags["adain_values"].isChecked()
     assert reopened.style_panel.text.text() == "ink sketch."
     assert reopened.history.list.count() == 1
-    qtbot.waitUntil(lambda: all(t.final for t in reopened.grid.tiles.values()), timeout=5000)
+    qtbot.waitUntil(lambda: all(t.final for t in reopened.grid.tiles.values()), timeout=60000)
     assert all(t.path.is_file() for t in reopened.grid.tiles.values())
 
 
@@ -194,7 +198,7 @@ def test_a_killed_autosave_leaves_a_loadable_session(qtbot, make_window, tmp_pat
 
     monkeypatch.setattr(atomic, "_write_payload", killed)
     session.add_panel("three")
-    qtbot.waitUntil(lambda: not window.banner.isHidden(), timeout=5000)
+    qtbot.waitUntil(lambda: not window.banner.isHidden(), timeout=60000)
     assert "Autosave failed" in window.banner_text.text()
     # the process is "killed" now: what is on disk still loads, as the last good version
     leftover = session.folder / ".tmp-session.json.killed"
@@ -217,7 +221,7 @@ def test_autosave_writes_a_moment_after_a_change(qtbot, make_window, tmp_path):
     card.prompt.moveCursor(QTextCursor.MoveOperation.End)
     qtbot.keyClicks(card.prompt, " more")
     assert session.dirty
-    qtbot.waitUntil(lambda: not session.dirty, timeout=5000)
+    qtbot.waitUntil(lambda: not session.dirty, timeout=60000)
     assert store.load_session(session.folder).panels[0].prompt == "one more"
 
 

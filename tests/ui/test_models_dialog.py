@@ -48,7 +48,8 @@ def test_a_folder_without_model_index_is_refused_with_its_name(qtbot, tmp_path):
     assert str(tmp_path) in dialog.message.text() and "model_index.json" in dialog.message.text()
     (tmp_path / "model_index.json").write_text("{}")
     dialog.try_accept()  # a diffusers folder, but of no base the engine runs
-    assert dialog.source() == "" and "not an SDXL, SD 1.x or SD 2.x model" in dialog.message.text()
+    assert dialog.source() == "" and "cannot tell which base model" in dialog.message.text()
+    assert "unet/config.json is missing" in dialog.message.text()
     (tmp_path / "unet").mkdir()
     (tmp_path / "unet" / "config.json").write_text(json.dumps({"cross_attention_dim": 768}))
     dialog.try_accept()
@@ -111,7 +112,7 @@ def test_download_reports_progress_and_then_uses_the_model(qtbot, tmp_path):
     dialog.half_precision.setChecked(True)
     seen = []
     dialog.download.progress.connect(lambda done, total, rate: seen.append((done, total)))
-    with qtbot.waitSignal(dialog.download.finished, timeout=5000):
+    with qtbot.waitSignal(dialog.download.finished, timeout=60000):
         dialog.start_download()
     assert seen[-1] == (1000.0, 1000.0)
     assert [done for done, _ in seen] == sorted(done for done, _ in seen)
@@ -124,12 +125,13 @@ def test_download_reports_progress_and_then_uses_the_model(qtbot, tmp_path):
 
 
 def test_cancel_stops_the_download_and_offers_to_resume(qtbot, tmp_path):
-    dialog = ModelDialog(download_fn=fake_hub(tmp_path, chunks=1000, delay=0.01))
+    # a download of minutes: the cancel comes first however slow the machine
+    dialog = ModelDialog(download_fn=fake_hub(tmp_path, chunks=100_000, delay=0.001))
     qtbot.addWidget(dialog)
     dialog.start_download()
-    qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=5000)
+    qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=60000)
     assert not dialog.ok_button.isEnabled()
-    with qtbot.waitSignal(dialog.download.cancelled, timeout=5000):
+    with qtbot.waitSignal(dialog.download.cancelled, timeout=60000):
         dialog.cancel_download_button.click()
     assert "resume" in dialog.progress_text.text()
     assert dialog.result() != QDialog.DialogCode.Accepted
@@ -200,9 +202,9 @@ def test_every_other_model_can_be_downloaded_from_the_dialog(qtbot, hub_cache):
     assert all(box.status[r].text() == "not downloaded" and box.buttons[r].isEnabled() for r in repos)
     seen = []
     box.download.progress.connect(lambda done, total, rate: seen.append(done))
-    with qtbot.waitSignal(box.download.finished, timeout=5000):
+    with qtbot.waitSignal(box.download.finished, timeout=60000):
         box.buttons["facebook/dino-vitb8"].click()
-    qtbot.waitUntil(lambda: box.status["facebook/dino-vitb8"].text() == "on this computer", timeout=5000)
+    qtbot.waitUntil(lambda: box.status["facebook/dino-vitb8"].text() == "on this computer", timeout=60000)
     assert seen[-1] == 1000.0 and box.progress.value() == 1000
     assert not box.buttons["facebook/dino-vitb8"].isEnabled() and box.buttons["openai/clip-vit-large-patch14"].isEnabled()
     assert complete_snapshot("facebook/dino-vitb8") is not None
@@ -212,16 +214,16 @@ def test_every_other_model_can_be_downloaded_from_the_dialog(qtbot, hub_cache):
 
 def test_a_cancelled_other_model_stays_not_downloaded(qtbot, hub_cache):
     dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, {"model.safetensors": b"w"},
-                                                           chunks=1000, delay=0.01))
+                                                           chunks=100_000, delay=0.001))  # minutes
     qtbot.addWidget(dialog)
     box = dialog.other_models
     repo = "Intel/dpt-hybrid-midas"
     box.buttons[repo].click()
-    qtbot.waitUntil(lambda: box.progress.value() > 0, timeout=5000)
+    qtbot.waitUntil(lambda: box.progress.value() > 0, timeout=60000)
     assert not any(button.isEnabled() for button in box.buttons.values())  # one download at a time
-    with qtbot.waitSignal(box.download.cancelled, timeout=5000):
+    with qtbot.waitSignal(box.download.cancelled, timeout=60000):
         box.cancel_button.click()
-    qtbot.waitUntil(lambda: box.buttons[repo].isEnabled(), timeout=5000)
+    qtbot.waitUntil(lambda: box.buttons[repo].isEnabled(), timeout=60000)
     assert box.status[repo].text() == "not downloaded"  # its config.json is there, its weights are not
     assert "resume" in box.progress_text.text()
 
@@ -233,8 +235,36 @@ def test_an_other_model_without_safetensors_weights_is_not_taken(qtbot, hub_cach
     dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, files))
     qtbot.addWidget(dialog)
     box = dialog.other_models
-    with qtbot.waitSignal(box.download.finished, timeout=5000):
+    with qtbot.waitSignal(box.download.finished, timeout=60000):
         box.buttons["facebook/dino-vitb8"].click()
-    qtbot.waitUntil(lambda: "pickle" in box.progress_text.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "pickle" in box.progress_text.text(), timeout=60000)
     assert "safetensors" in box.progress_text.text()
     assert box.status["facebook/dino-vitb8"].text() == "not downloaded"
+
+
+def test_the_tiny_autoencoder_downloaded_in_the_dialog_is_what_auto_previews_with_offline(qtbot, hub_cache, tmp_path):
+    """Issue 27: TAESDXL comes through Other models' Download like every model; after it Auto
+    takes it (and says so) and the engine loads it from the cache, offline (tests run with
+    HF_HUB_OFFLINE=1): its previews are that decoder's, weight for weight."""
+    import torch
+
+    from stylealigned_desktop.engine.hub import DEFAULT_TINY_DECODER as repo
+    from stylealigned_desktop.engine.preview_choice import choose_preview
+    from stylealigned_desktop.engine.preview_decoders import TinyAutoencoder, make_preview_decoder
+    from stylealigned_desktop.engine.tiny import build_tiny_pipeline, build_tiny_preview_decoder
+
+    published = build_tiny_preview_decoder()  # stands in for TAESDXL's weights
+    published.save_pretrained(tmp_path / "taesdxl", safe_serialization=True)
+    files = {path.name: path.read_bytes() for path in (tmp_path / "taesdxl").iterdir()}
+    assert choose_preview("auto", "some/sdxl").decoder == "factors"  # not downloaded yet
+    dialog = ModelDialog(download_fn=fake_single_model_hub(hub_cache, files))
+    qtbot.addWidget(dialog)
+    box = dialog.other_models
+    with qtbot.waitSignal(box.download.finished, timeout=60000):
+        box.buttons[repo].click()
+    qtbot.waitUntil(lambda: box.status[repo].text() == "on this computer", timeout=60000)
+    choice = choose_preview("auto", "some/sdxl")
+    assert (choice.decoder, choice.source) == ("tiny", repo) and repo in choice.said
+    decoder = make_preview_decoder(choice, build_tiny_pipeline(), full_vae=None)
+    x0 = torch.randn(4, 6, 5)
+    assert decoder.decode(x0).tobytes() == TinyAutoencoder(published).decode(x0).tobytes()

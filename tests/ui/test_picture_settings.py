@@ -98,3 +98,55 @@ def test_a_picture_dropped_on_the_lora_list_uses_its_settings_too(qtbot, make_wi
     assert enter.isAccepted() and drop.isAccepted()
     assert session.settings.loras == (Lora(str(made["ink"]), 0.7), Lora(str(made["paper"]), -0.3))
     assert session.settings.memory == "low" and window.banner.isHidden()
+
+
+def test_the_drop_brings_the_characters_back_as_one_undoable_step(qtbot, make_window, tmp_path):
+    """Spec section 13 (issue 25, Records): a panel of a set with characters, dropped on
+    Settings, brings back its characters (name, description, words, anchor seeds, the artist's
+    anchor text, the anchor picture that is still here) and their settings; an anchor picture
+    that is gone is named; a character of the same name is replaced, others stay."""
+    import numpy as np
+
+    from stylealigned_desktop.engine.request import Character
+    from stylealigned_desktop.engine.settings import StyleAlignedSettings
+
+    design = tmp_path / "mira-design.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(design)
+    gone = tmp_path / "bo-design.png"
+    mira = Character("Mira", "a red-haired girl in a yellow raincoat", ("girl",), anchor_seeds=(51, 52, 53),
+                     anchor_pictures=(None, str(design)), anchor_text=", standing, ink sketch.")
+    bo = Character("Bo", "an old man", anchor_seeds=(61, 62, 63), anchor_pictures=(str(gone),),
+                   anchor_text=", ink sketch.")
+    request = SetRequest(model="tiny", style=GeneratedReference("a fox, ink sketch.", 3),
+                         panels=(Panel("[Mira] meets [Bo], ink sketch.", 9),), characters=(mira, bo),
+                         sampling=Sampling(steps=7, width=128, height=64),
+                         settings=StyleAlignedSettings(character_dropout=0.2, character_layers="all",
+                                                       anchors_per_character=3))
+    image = Image.new("RGB", (16, 8), "grey")
+    write_run_folder(tmp_path / "run", request, RunResult(image, {0: image}, {}))
+    window, session = _window(make_window)  # style text "ink sketch."
+    session.add_character("Mira", "someone else")
+    session.add_character("Ada", "a pilot")
+    window.sessions.undo.flush()
+    window.sessions.undo.stack.clear()
+    before = session.edit_state()
+
+    enter, drop = drop_files(window.settings_panel, [tmp_path / "run" / "panel-01.png"])
+    assert enter.isAccepted() and drop.isAccepted()
+    assert [c.name for c in session.characters] == ["Mira", "Ada", "Bo"]
+    taken = session.character("Mira")
+    assert (taken.description, taken.words, taken.anchor_seeds, taken.anchor_text) == (
+        mira.description, ("girl",), (51, 52, 53), "standing")
+    assert taken.picture(0) is None and taken.picture(1) is not None  # the design, copied in
+    assert session.character("Bo").anchor_seeds == (61, 62, 63) and session.character("Bo").picture(0) is None
+    assert session.character("Ada").description == "a pilot"
+    settings = session.character_settings
+    assert (settings.character_dropout, settings.character_layers, settings.anchors_per_character) == (0.2, "all", 3)
+    assert session.settings.steps == 7
+    assert window.characters.list.count() == 3
+    assert str(gone) in window.banner_text.text() and "[Bo]" in window.banner_text.text()
+
+    window.sessions.undo.flush()
+    assert window.sessions.undo.stack.count() == 1  # settings and characters: one step
+    window.undo_action.trigger()
+    assert session.edit_state() == before and window.characters.list.count() == 2

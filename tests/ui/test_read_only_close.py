@@ -6,8 +6,6 @@ The questions are the window's real dialogs, answered by clicking their buttons.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from PySide6.QtCore import QTimer
@@ -15,15 +13,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox
 
 from stylealigned_desktop.session import store
 from stylealigned_desktop.session.model import Session
-
-HOLDER = """
-import sys, time
-from pathlib import Path
-from stylealigned_desktop.session import folders
-folders.acquire_lock(Path(sys.argv[1]))
-print("locked", flush=True)
-time.sleep(120)
-"""
+from tests.session.session_helpers import held_elsewhere
 
 
 @pytest.fixture
@@ -34,9 +24,7 @@ def held_session(tmp_path):
     store.save_session_as(first, tmp_path / "Fox")
     folder = tmp_path / "Fox.stylealigned"
     first.close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE,
-                              text=True)
-    assert holder.stdout.readline().strip() == "locked"
+    holder = held_elsewhere(folder)
     yield folder
     holder.kill()
     holder.wait()

@@ -35,6 +35,35 @@ def test_the_re_roll_button_under_a_grid_picture_re_rolls_that_panel(qtbot, make
     assert [p.seed for p in session.panels][:2] == seeds[:2] and session.panels[2].seed != seeds[2]
 
 
+def test_the_context_menus_re_roll_this_panel_re_rolls_that_panel(qtbot, make_window):
+    """The picture's right-click menu, chosen with the keyboard as the artist may."""
+    from PySide6.QtCore import QPoint, Qt, QTimer
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QApplication
+
+    window, _ = make_window(engine=FakeEngine())
+    session = uifakes.storyboard(window, ("a fox", "a crow", "a bear"))
+    run_and_wait(qtbot, window)
+    seeds = [p.seed for p in session.panels]
+    tile = window.grid.tiles[1]
+    chosen = []
+
+    def choose() -> None:
+        menu = QApplication.activePopupWidget()
+        action = next(a for a in menu.actions() if a.text() == "Re-roll this panel")
+        chosen.append(action.text())
+        menu.setActiveAction(action)
+        qtbot.keyClick(menu, Qt.Key.Key_Return)
+
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000) as ended:
+        QTimer.singleShot(100, choose)
+        # a right click on the picture: the window system sends the tile a context-menu event
+        QApplication.sendEvent(tile, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, QPoint(20, 40),
+                                                       tile.mapToGlobal(QPoint(20, 40))))
+    assert chosen and ended.args[0].request.only == (1,)
+    assert [p.seed for p in session.panels][::2] == seeds[::2] and session.panels[1].seed != seeds[1]
+
+
 def test_cancel_all_is_offered_only_while_something_runs(qtbot, make_window):
     window, _ = make_window(engine=FakeEngine(step_s=0.05))
     uifakes.storyboard(window, steps=6)

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from stylealigned_desktop.session import store
 from stylealigned_desktop.session.model import Session
-
-HOLDER = """
-import sys, time
-from pathlib import Path
-from stylealigned_desktop.session import folders
-folders.acquire_lock(Path(sys.argv[1]))
-print("locked", flush=True)
-time.sleep(120)
-"""
+from tests.session.session_helpers import held_elsewhere
 
 
 def test_a_second_window_is_offered_read_only_or_a_copy(qtbot, make_window, tmp_path):
@@ -24,9 +13,8 @@ def test_a_second_window_is_offered_read_only_or_a_copy(qtbot, make_window, tmp_
     store.save_session_as(first, tmp_path / "Fox")
     folder = tmp_path / "Fox.stylealigned"
     first.close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    holder = held_elsewhere(folder)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         window, answers = make_window()
         answers.queue = ["Cancel"]
         assert not window.sessions.open_session(folder)

@@ -8,7 +8,11 @@ import ast
 import re
 from pathlib import Path
 
-from PySide6.QtCore import QMetaMethod, QObject
+from PySide6.QtCore import SIGNAL, QMetaMethod, QObject, Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMenu
+
+from .uifakes import FakeEngine, drop_files, picture, run_and_wait, storyboard
 
 PACKAGE = Path(__file__).resolve().parents[2] / "stylealigned_desktop"
 
@@ -67,3 +71,41 @@ def test_every_signal_the_ui_declares_is_connected_or_listed_with_a_reason(make_
                if not re.search(rf"\.{key[1]}\.connect\(|connect_command\([\w.]*\.{key[1]}\b", source)}
     assert not by_name, f"declared and connected nowhere: {sorted(by_name)}"
     assert all(reason.strip() for reason in DELIBERATELY_UNCONNECTED.values())
+
+
+def own_receivers(action: QAction) -> int:
+    """Slots an action's triggered(bool) and toggled(bool) reach, less the one each menu showing
+    it connects for itself (a menu's action is never without that one)."""
+    menus = sum(isinstance(o, QMenu) for o in action.associatedObjects())
+    return (action.receivers(SIGNAL("triggered(bool)")) + action.receivers(SIGNAL("toggled(bool)"))
+            - menus)
+
+def test_the_check_sees_the_characters_widgets_live_and_every_action_is_connected(qtbot, make_window,
+                                                                                   tmp_path):
+    """The widgets made later than the window (a character's anchor slots, a card's character
+    chips, anchor tiles in the grid, a shown History run) are checked on their live instances,
+    not by name; every QAction of the window (View -> Show subject masks among them) reaches
+    a slot."""
+    window, _ = make_window(engine=FakeEngine())
+    storyboard(window, prompts=("[Mira] on the pier", "rain"))
+    window.characters_dock.raise_()
+    qtbot.mouseClick(window.characters.add_button, Qt.MouseButton.LeftButton)
+    window.characters.name.setText("Mira")
+    window.characters.name.editingFinished.emit()
+    window.characters.description.setText("a girl in a raincoat")
+    window.characters.description.editingFinished.emit()
+    drop_files(window.characters.slots[1], [picture(tmp_path / "mira.png")])
+    qtbot.waitUntil(lambda: window.session.character("Mira").picture(1) is not None, timeout=60000)
+    window.masks_action.trigger()
+    run_and_wait(qtbot, window)
+    window.history.list.setCurrentRow(0)
+    assert window.storyboard.card_at(0).chips.chips and window.pictures.viewing_run
+    checked, unconnected = unconnected_in(window)
+    live = {("AnchorSlot", name) for name in ("seed_edited", "files_dropped", "image_dropped",
+                                              "choose_requested", "clear_requested")}
+    live |= {("CharactersPanel", "message"), ("PictureTile", "reroll_requested")}
+    assert live <= checked
+    assert unconnected == set(DELIBERATELY_UNCONNECTED)
+    actions = [a for a in window.findChildren(QAction) if not a.isSeparator() and a.menu() is None]
+    assert window.masks_action in actions
+    assert [a.text() for a in actions if own_receivers(a) < 1] == []

@@ -36,15 +36,8 @@ def test_a_selected_gallery_picture_keeps_its_colours_and_gets_a_frame(qtbot, ma
 
     from stylealigned_desktop.ui.support import apply_theme
 
-    app = QApplication.instance()
-    before = app.styleSheet(), app.palette(), app.style().name()
-    apply_theme(app)  # the app's look and stylesheet, as at start
-    try:
-        _check_selection_frame(qtbot, make_window, tmp_path)
-    finally:
-        app.setStyleSheet(before[0])
-        app.setPalette(before[1])
-        app.setStyle(before[2])
+    apply_theme(QApplication.instance())  # the app's look and stylesheet, as at start (the fixture puts the one before back)
+    _check_selection_frame(qtbot, make_window, tmp_path)
 
 
 def _check_selection_frame(qtbot, make_window, tmp_path):
@@ -52,12 +45,15 @@ def _check_selection_frame(qtbot, make_window, tmp_path):
 
     window, _ = make_window()
     storyboard(window, prompts=("a fox",))
+    from stylealigned_desktop.ui.gallery.thumbnail_frames import THUMB
+
     colour = (40, 170, 90)  # no orange in it: a tint shows in every channel
-    window.session.add_reference(picture(tmp_path / "green.png", colour, size=(90, 90)))
+    reference = window.session.add_reference(picture(tmp_path / "green.png", colour, size=(90, 90)))
     strip = window.gallery.list
     item = strip.item(strip.count() - 1)
-    qtbot.waitUntil(lambda: not item.icon().isNull(), timeout=10000)
-    qtbot.wait(200)  # the thumbnail is read in the background
+    # the thumbnail is read in the background (a grey frame stands in for it until then)
+    thumbnail = window.session.path(reference.file)
+    qtbot.waitUntil(lambda: window.gallery.thumbnails.request(thumbnail, THUMB) is not None, timeout=60000)
 
     def looks() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         shot = strip.viewport().grab().toImage()
@@ -112,15 +108,8 @@ def test_a_rerolled_tile_looks_like_the_other_finished_tiles(qtbot, make_window,
 
     from stylealigned_desktop.ui.support import apply_theme
 
-    app = QApplication.instance()
-    before = app.styleSheet(), app.palette(), app.style().name()
-    apply_theme(app)  # the app's stylesheet greys the title of an outdated picture
-    try:
-        _check_rerolled_title(qtbot, make_window, tmp_path)
-    finally:
-        app.setStyleSheet(before[0])
-        app.setPalette(before[1])
-        app.setStyle(before[2])
+    apply_theme(QApplication.instance())  # the app's stylesheet greys the title of an outdated picture (the fixture puts the one before back)
+    _check_rerolled_title(qtbot, make_window, tmp_path)
 
 
 def _title_ink(tile) -> tuple[int, int, int]:
@@ -145,10 +134,10 @@ def _check_rerolled_title(qtbot, make_window, tmp_path):
     window.close()
     assert other.sessions.open_session(tmp_path / "Board.stylealigned")
     tiles = other.grid.tiles
-    qtbot.waitUntil(lambda: all(tiles[i].image() is not None for i in range(3)))
+    qtbot.waitUntil(lambda: all(tiles[i].image() is not None for i in range(3)), timeout=60000)
     finished = _title_ink(tiles[0])
     assert _title_ink(tiles[1]) == finished and _title_ink(tiles[2]) != finished  # greyed
     job = run_and_wait(qtbot, other, tiles[2].reroll_button.click)
     assert job.request.only == (2,)
-    qtbot.waitUntil(lambda: tiles[2].path is not None and tiles[2].state.text() == "")
+    qtbot.waitUntil(lambda: tiles[2].path is not None and tiles[2].state.text() == "", timeout=60000)
     assert _title_ink(tiles[2]) == finished

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtWidgets import QDialog, QFileDialog
 
 from stylealigned_desktop.ui.dialogs import WhereDialog
@@ -67,3 +68,30 @@ def test_a_lost_server_is_forgotten_after_switching_to_this_computer(qtbot, make
     window.where_action.trigger()
     assert window.run_bar.progress.format() == "Ready"
     assert _banner(window) == ""
+
+
+@pytest.mark.parametrize("fix", ["correct the name", "add the character"])
+def test_a_refused_generate_is_forgotten_once_its_cause_is_fixed(qtbot, make_window, fix):
+    """A panel names [Bob], who is no character: Generate is refused in the banner. Correcting
+    the name in the card, or adding Bob in the Characters tab, takes the banner away."""
+    from PySide6.QtCore import Qt
+
+    from .test_characters_window import type_into
+
+    window, _ = make_window(engine=FakeEngine())
+    storyboard(window, prompts=("[Bob] at the pier", "rain"))
+    window.generate_action.trigger()
+    assert window.banner.isVisible() and "[Bob]" in window.banner_text.text()
+    if fix == "correct the name":
+        card = window.storyboard.card_at(0)
+        card.prompt.setFocus()
+        card.prompt.selectAll()
+        qtbot.keyClicks(card.prompt, "a man at the pier")
+    else:
+        window.characters_dock.raise_()
+        qtbot.mouseClick(window.characters.add_button, Qt.MouseButton.LeftButton)
+        type_into(qtbot, window.characters.name, "Bob")
+        # still refused, for the reason that is left
+        assert window.banner.isVisible() and "Bob has no description" in window.banner_text.text()
+        type_into(qtbot, window.characters.description, "an old man in a blue hat")
+    assert not window.banner.isVisible()

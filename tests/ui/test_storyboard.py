@@ -97,7 +97,7 @@ def test_dropping_a_control_picture_on_a_card(qtbot, tmp_path):
     wanted = []
     view.control_map_wanted.connect(wanted.append)
     card = view.card_at(1)
-    with qtbot.waitSignal(view.control_picture_settled, timeout=5000):
+    with qtbot.waitSignal(view.control_picture_settled, timeout=60000):
         enter, drop = drop_files(card, [picture(tmp_path / "pose.png")])
         assert enter.isAccepted() and drop.isAccepted()
         # read off the UI thread: the panel changes when the picture has been checked
@@ -132,7 +132,7 @@ def test_a_bad_control_picture_is_refused_with_a_message(qtbot, tmp_path):
     bad = tmp_path / "sketch.png"
     bad.write_text("not a picture")
     note = view.card_at(0).control_note.text()
-    with qtbot.waitSignal(view.control_picture_settled, timeout=5000):
+    with qtbot.waitSignal(view.control_picture_settled, timeout=60000):
         drop_files(view.card_at(0), [bad])
     assert session.to_dict() == before
     assert messages and messages[-1][1] and "sketch.png" in messages[-1][0]
@@ -142,7 +142,7 @@ def test_a_bad_control_picture_is_refused_with_a_message(qtbot, tmp_path):
 def test_a_control_picture_dropped_on_a_panel_deleted_meanwhile_changes_nothing(qtbot, tmp_path):
     session, view = make_view(qtbot, ["a", "b"])
     gone = session.panels[0].id
-    with qtbot.waitSignal(view.control_picture_settled, timeout=5000):
+    with qtbot.waitSignal(view.control_picture_settled, timeout=60000):
         drop_files(view.card_at(0), [picture(tmp_path / "pose.png")])
         session.remove_panel(0)  # before the picture has been read
     assert [p.control.image for p in session.panels] == [None]
@@ -156,7 +156,7 @@ def test_the_newest_of_two_quick_drops_on_a_panel_wins(qtbot, tmp_path):
     card = view.card_at(0)
     drop_files(card, [first])
     drop_files(card, [second])
-    qtbot.waitUntil(lambda: not view.reading_controls and view.pool.pending == 0, timeout=5000)
+    qtbot.waitUntil(lambda: not view.reading_controls and view.pool.pending == 0, timeout=60000)
     stored = session.path(session.panels[0].control.image)
     assert stored.read_bytes() == second.read_bytes()
 

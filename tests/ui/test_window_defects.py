@@ -30,12 +30,12 @@ class SlowWarmUp(FakeEngine):
         self.release.wait()
 
 
-def record_waits_for_the_worker(window, monkeypatch) -> list:
+def record_waits_for_the_worker(worker, monkeypatch) -> list:
     """Every wait of the UI thread for the worker thread to end (its ``join``), recorded.
 
     Quitting must never wait for it: a warm-up import or a real SDXL step can last seconds."""
     waits = []
-    thread = window.worker._thread
+    thread = worker._thread
     join = thread.join
 
     def recording_join(timeout=None):
@@ -54,8 +54,8 @@ def test_quit_during_a_slow_warm_up_hides_the_window_at_once(
     session = storyboard(window, prompts=("one",))
     assert window.sessions.save_as(tmp_path / "story")
     window.runs.warm_up()
-    assert engine.warming.wait(10)
-    waits = record_waits_for_the_worker(window, monkeypatch)
+    assert engine.warming.wait(60)
+    waits = record_waits_for_the_worker(window.worker, monkeypatch)
     session.add_panel("added just before quitting")
     try:
         window.close()
@@ -95,9 +95,9 @@ def test_quit_mid_run_hides_the_window_at_once_and_cancels_the_run(
     storyboard(window)
     window.sessions.save_as(tmp_path / "story")
     window.runs.generate()
-    assert engine.in_step.wait(10)
+    assert engine.in_step.wait(60)
     job = window.worker.current
-    waits = record_waits_for_the_worker(window, monkeypatch)
+    waits = record_waits_for_the_worker(window.worker, monkeypatch)
     answers.queue = ["Stop it"]
     try:
         window.close()
@@ -107,7 +107,7 @@ def test_quit_mid_run_hides_the_window_at_once_and_cancels_the_run(
         assert job.cancel.is_set() and not engine.release.is_set()
     finally:
         engine.release.set()
-    qtbot.waitUntil(lambda: job.state is JobState.cancelled, timeout=10000)
+    qtbot.waitUntil(lambda: job.state is JobState.cancelled, timeout=60000)
 
 
 # ----- 7: Generate on a cold start says so at once, and can be cancelled ------------------------
@@ -116,11 +116,11 @@ def test_generate_on_a_cold_start_says_starting_and_can_be_cancelled(qtbot, make
     window, _ = make_window(engine=engine)
     storyboard(window)
     window.runs.warm_up()  # what the window does a moment after start
-    assert engine.warming.wait(10)
+    assert engine.warming.wait(60)
     window.generate_action.trigger()
     assert window.run_bar.progress.format() == "Starting: loading the model…"
     assert window.run_bar.cancel_button.isEnabled() and window.cancel_action.isEnabled()
-    with qtbot.waitSignal(window.worker.job_ended, timeout=5000) as ended:
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000) as ended:
         window.run_bar.cancel_button.click()
     assert ended.args[0].state is JobState.cancelled
     assert not window.run_bar.cancel_button.isEnabled()
@@ -244,14 +244,16 @@ class FailsOnce(FakeEngine):
 def test_no_stale_red_banner_after_a_later_success(qtbot, make_window, tmp_path, monkeypatch):
     from stylealigned_desktop.session import atomic
 
-    window, _ = make_window(engine=FailsOnce(step_s=0.05))
+    engine = FailsOnce(held=True)
+    window, _ = make_window(engine=engine)
     session = storyboard(window, steps=20)
     # a run fails while the next one waits: the next one's success takes the banner away
     window.runs.generate()
     window.runs.reroll(1)
-    qtbot.waitUntil(lambda: "ran out of memory" in window.banner_text.text(), timeout=10000)
-    assert not window.banner.isHidden()
-    qtbot.waitUntil(lambda: len(session.history) == 1, timeout=20000)
+    qtbot.waitUntil(lambda: "ran out of memory" in window.banner_text.text(), timeout=60000)
+    assert not window.banner.isHidden()  # the re-roll waits for its steps: the banner stays
+    engine.allow_steps(20)
+    qtbot.waitUntil(lambda: len(session.history) == 1, timeout=60000)
     assert window.banner.isHidden()
     # a failed autosave, then one that works
     window.sessions.save_as(tmp_path / "story")
@@ -261,32 +263,34 @@ def test_no_stale_red_banner_after_a_later_success(qtbot, make_window, tmp_path,
 
     monkeypatch.setattr(atomic, "_write_payload", full_disk)
     session.add_panel("more")
-    qtbot.waitUntil(lambda: "Autosave failed" in window.banner_text.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "Autosave failed" in window.banner_text.text(), timeout=60000)
     monkeypatch.undo()
     session.add_panel("and more")
-    qtbot.waitUntil(lambda: not session.dirty, timeout=5000)
+    qtbot.waitUntil(lambda: not session.dirty, timeout=60000)
     assert window.banner.isHidden()
 
 
-def test_the_worker_waits_at_the_end_for_a_generation_not_for_a_warm_up(qtbot):
+def test_the_worker_waits_at_the_end_for_a_generation_not_for_a_warm_up(qtbot, monkeypatch):
     from stylealigned_desktop.ui.threads import EngineWorker
 
     engine = SlowWarmUp()
     worker = EngineWorker(lambda: engine)
     worker.warm_up()
-    assert engine.warming.wait(10)
-    threading.Timer(2.0, engine.release.set).start()  # if finish waited, it would see this
-    worker.stop()
-    worker.finish(timeout=60)
-    assert not engine.release.is_set(), "quitting waited for the warm-up's imports"
-    engine.release.wait(10)
+    assert engine.warming.wait(60)
+    waits = record_waits_for_the_worker(worker, monkeypatch)
+    try:
+        worker.stop()
+        worker.finish(timeout=60)
+        assert waits == [], "quitting waited for the warm-up's imports"
+    finally:
+        engine.release.set()
 
     from tests.ui.test_worker import make_request
 
     fake = FakeEngine(step_s=0.05)
     worker = EngineWorker(lambda: fake)
     job = worker.submit(make_request(steps=500))
-    qtbot.waitUntil(lambda: worker.current is job, timeout=10000)
+    qtbot.waitUntil(lambda: worker.current is job, timeout=60000)
     worker.stop()
     worker.finish(timeout=60)  # a cancelled generation ends its step first
     assert worker.current is None and job.cancel.is_set()
@@ -365,13 +369,13 @@ class Paused(FakeEngine):
 
     def generate(self, request, on_event, cancel):
         on_event(ev.Loading(0.5, "reading the weights"))
-        self.go.acquire(timeout=30)
+        self.go.acquire(timeout=600)
         forward = on_event
 
         def on_event_pausing(event):
             forward(event)
             if isinstance(event, ev.Step) and event.step == event.total:
-                self.go.acquire(timeout=30)  # the pictures are decoded and saved after this
+                self.go.acquire(timeout=600)  # the pictures are decoded and saved after this
 
         return super().generate(request, on_event_pausing, cancel)
 
@@ -382,12 +386,12 @@ def test_the_run_bar_tells_the_truth_while_loading_and_finishing(qtbot, make_win
     storyboard(window, steps=6)
     bar = window.run_bar.progress
     window.runs.generate()
-    qtbot.waitUntil(lambda: "reading the weights" in bar.format(), timeout=10000)
+    qtbot.waitUntil(lambda: "reading the weights" in bar.format(), timeout=60000)
     assert bar.format().endswith("50%") and bar.value() == bar.maximum() // 2
     engine.go.release()
-    qtbot.waitUntil(lambda: "Step 6/6" in bar.format(), timeout=10000)
+    qtbot.waitUntil(lambda: "Step 6/6" in bar.format(), timeout=60000)
     assert "finishing" in bar.format() and "0 s left" not in bar.format()
-    with qtbot.waitSignal(window.worker.job_ended, timeout=10000):
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
         engine.go.release()
 
 
@@ -431,23 +435,26 @@ def test_the_gallery_hint_has_room_of_its_own(qtbot, make_window):
 
 # ----- 3: seeds change only when a run finishes; a locked seed never changes --------------------
 def test_cancel_keeps_every_seed_and_a_locked_seed_never_changes(qtbot, make_window):
-    window, _ = make_window(engine=FakeEngine(step_s=0.03))
+    engine = FakeEngine(held=True)  # the run goes on until the test cancels it
+    window, _ = make_window(engine=engine)
     session = storyboard(window, steps=300)
     session.update_panel(0, seed=42, seed_locked=True)
     before = [p.seed for p in session.panels]
     reference_seed = session.style.reference_seed
     window.generate_action.trigger()
-    qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=10000)
+    engine.allow_steps(1)
+    qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=60000)
     window.runs.reroll(0)  # a re-roll of the locked panel waits behind it
     assert [p.seed for p in session.panels] == before  # nothing changes while it runs
     assert [window.storyboard.card_at(i).seed.value() for i in range(3)] == before
-    with qtbot.waitSignal(window.worker.job_ended, timeout=10000):
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000):
         window.cancel_all_action.trigger()  # Shift+Esc: the running one and the waiting one
     # both plans are given up (their job_ended arrive one after the other)
-    qtbot.waitUntil(lambda: session.runs_in_progress == 0, timeout=10000)
+    qtbot.waitUntil(lambda: session.runs_in_progress == 0, timeout=60000)
     assert [p.seed for p in session.panels] == before
     assert session.style.reference_seed == reference_seed and session.history == ()
 
+    engine.let_go()
     session.update_settings(steps=2)
     job = run_and_wait(qtbot, window)
     assert job.state is JobState.finished
@@ -464,7 +471,8 @@ def test_a_reference_seed_typed_during_a_run_is_kept_when_it_finishes(qtbot, mak
     on is newer than the run: the finished run brings the panels their new seeds, not that one."""
     from PySide6.QtCore import Qt
 
-    window, _ = make_window(engine=FakeEngine(step_s=0.03))
+    engine = FakeEngine(held=True)  # the seed is typed while the run waits for its second step
+    window, _ = make_window(engine=engine)
     session = storyboard(window, steps=150)
     before = [p.seed for p in session.panels]
     seed_box, lock = window.style_panel.reference_seed, window.style_panel.reference_lock
@@ -472,14 +480,16 @@ def test_a_reference_seed_typed_during_a_run_is_kept_when_it_finishes(qtbot, mak
         qtbot.mouseClick(lock, Qt.MouseButton.LeftButton)
     assert not session.style.reference_seed_locked
     reference_seed = session.style.reference_seed
-    with qtbot.waitSignal(window.worker.job_ended, timeout=30000) as ended:
+    with qtbot.waitSignal(window.worker.job_ended, timeout=60000) as ended:
         window.generate_action.trigger()
-        qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=10000)
+        engine.allow_steps(1)
+        qtbot.waitUntil(lambda: "Step" in window.run_bar.progress.format(), timeout=60000)
         seed_box.setFocus()
         seed_box.selectAll()
         qtbot.keyClicks(seed_box, "4242")
         qtbot.keyClick(seed_box, Qt.Key.Key_Return)
         assert session.style.reference_seed == 4242 and session.runs_in_progress == 1
+        engine.let_go()
     job = ended.args[0]
     assert job.state is JobState.finished
     assert job.request.references[0].seed not in (4242, reference_seed)  # the run drew its own

@@ -43,7 +43,7 @@ def collect(qtbot):
 def test_job_runs_in_the_worker_thread_and_events_reach_the_ui_thread(qtbot, collect):
     engine = FakeEngine()
     worker, seen, ui_threads = collect(engine)
-    with qtbot.waitSignal(worker.job_ended, timeout=5000) as ended:
+    with qtbot.waitSignal(worker.job_ended, timeout=60000) as ended:
         job = worker.submit(make_request())
     assert ended.args[0] is job and job.state is JobState.finished
     assert engine.thread_names == ["stylealigned-engine"]
@@ -57,14 +57,15 @@ def test_job_runs_in_the_worker_thread_and_events_reach_the_ui_thread(qtbot, col
 
 
 def test_jobs_queue_and_a_queued_job_can_be_cancelled(qtbot, collect):
-    engine = FakeEngine(step_s=0.05)
+    engine = FakeEngine(held=True)
     worker, seen, _ = collect(engine)
     first = worker.submit(make_request(steps=4))
     second = worker.submit(make_request(seeds=(5,)))
     third = worker.submit(make_request(seeds=(6,)))
     assert worker.pending[-2:] == [second, third]
-    worker.cancel(third)
-    qtbot.waitUntil(lambda: second.state is JobState.finished, timeout=5000)
+    worker.cancel(third)  # the first job waits for its steps: the third has not started
+    engine.allow_steps(4 + 3)
+    qtbot.waitUntil(lambda: second.state is JobState.finished, timeout=60000)
     assert first.state is JobState.finished and third.state is JobState.cancelled
     # the engine saw the jobs one after the other, never the cancelled one
     assert [r.panels[0].seed for r in engine.requests] == [1, 5]
@@ -72,15 +73,17 @@ def test_jobs_queue_and_a_queued_job_can_be_cancelled(qtbot, collect):
 
 
 def test_cancel_stops_the_running_job_within_a_step(qtbot, collect):
-    engine = FakeEngine(step_s=0.05)
+    engine = FakeEngine(held=True)
     worker, seen, _ = collect(engine)
     job = worker.submit(make_request(steps=200))
-    qtbot.waitUntil(lambda: any(isinstance(w.event, ev.Step) for w in seen), timeout=5000)
-    with qtbot.waitSignal(worker.job_ended, timeout=2000):
+    engine.allow_steps(1)
+    qtbot.waitUntil(lambda: any(isinstance(w.event, ev.Step) for w in seen), timeout=60000)
+    # the engine takes no further step without the test: ending at all means the cancel did it
+    with qtbot.waitSignal(worker.job_ended, timeout=60000):
         worker.cancel()
     assert job.state is JobState.cancelled
     steps = [w.event.step for w in seen if isinstance(w.event, ev.Step)]
-    assert max(steps) < 200
+    assert steps == [1]
     assert isinstance(seen[-1].event, ev.Cancelled)
     worker.shutdown()
 
@@ -88,12 +91,12 @@ def test_cancel_stops_the_running_job_within_a_step(qtbot, collect):
 def test_an_engine_exception_becomes_a_readable_failure_and_the_worker_goes_on(qtbot, collect):
     engine = FakeEngine(fail_with=RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
     worker, seen, _ = collect(engine)
-    with qtbot.waitSignal(worker.job_ended, timeout=5000):
+    with qtbot.waitSignal(worker.job_ended, timeout=60000):
         job = worker.submit(make_request())
     assert job.state is JobState.failed
     assert "ran out of memory" in job.error and "smaller" in job.error
     engine.fail_with = None
-    with qtbot.waitSignal(worker.job_ended, timeout=5000):
+    with qtbot.waitSignal(worker.job_ended, timeout=60000):
         job = worker.submit(make_request())
     assert job.state is JobState.finished
     worker.shutdown()
@@ -109,10 +112,10 @@ def test_a_failing_engine_factory_is_reported_and_retried(qtbot):
         return FakeEngine()
 
     worker = EngineWorker(factory)
-    with qtbot.waitSignal(worker.job_ended, timeout=5000):
+    with qtbot.waitSignal(worker.job_ended, timeout=60000):
         job = worker.submit(make_request())
     assert job.state is JobState.failed and "diffusers" in job.error
-    with qtbot.waitSignal(worker.job_ended, timeout=5000):
+    with qtbot.waitSignal(worker.job_ended, timeout=60000):
         job = worker.submit(make_request())
     assert job.state is JobState.finished
     assert calls == ["stylealigned-engine"] * 2
@@ -124,7 +127,7 @@ def test_previews_are_coalesced_to_the_newest_per_picture(qtbot):
     worker = EngineWorker(lambda: engine)
     signals = []
     worker.previews_ready.connect(lambda: signals.append(1))
-    with qtbot.waitSignal(worker.job_ended, timeout=5000):
+    with qtbot.waitSignal(worker.job_ended, timeout=60000):
         worker.submit(make_request(steps=30, seeds=(1, 2, 3)))
     qtbot.wait(50)
     previews = worker.take_previews()
@@ -144,7 +147,7 @@ def test_after_finish_runs_in_the_worker_and_its_failure_is_reported(qtbot):
         where.append(threading.current_thread().name)
         raise PermissionError(13, "Permission denied", "/read-only/outputs")
 
-    with qtbot.waitSignal(worker.job_ended, timeout=5000):
+    with qtbot.waitSignal(worker.job_ended, timeout=60000):
         job = worker.submit(make_request(), after_finish=save)
     assert where == ["stylealigned-engine"]
     assert job.state is JobState.failed
@@ -159,7 +162,7 @@ def test_a_refused_lora_is_logged_as_one_line_and_a_fault_with_its_traceback(qtb
     engine = FakeEngine(fail_with=refusal)
     worker, _seen, _ = collect(engine)
     with caplog.at_level("INFO", logger="stylealigned_desktop"):
-        with qtbot.waitSignal(worker.job_ended, timeout=5000):
+        with qtbot.waitSignal(worker.job_ended, timeout=60000):
             job = worker.submit(make_request())
         assert job.error == str(refusal)
         said = [r for r in caplog.records if "flux.safetensors" in r.getMessage()]
@@ -167,7 +170,7 @@ def test_a_refused_lora_is_logged_as_one_line_and_a_fault_with_its_traceback(qtb
         assert "Traceback" not in said[0].getMessage() and "\n" not in said[0].getMessage()
         caplog.clear()
         engine.fail_with = KeyError("down_blocks.0")  # a bug: its traceback is what a report needs
-        with qtbot.waitSignal(worker.job_ended, timeout=5000):
+        with qtbot.waitSignal(worker.job_ended, timeout=60000):
             worker.submit(make_request())
         faults = [r for r in caplog.records if "down_blocks.0" in r.getMessage()]
         assert len(faults) == 1 and faults[0].levelname == "ERROR" and "Traceback" in faults[0].getMessage()

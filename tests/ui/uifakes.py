@@ -20,13 +20,30 @@ class FakeEngine:
 
     Each picture is a flat colour derived from its seed, so tests can tell panels apart.
     ``fail_with`` raises that exception from generate; ``step_s`` paces the steps.
+    ``held``: each step waits for the test's :meth:`allow_steps` (or a cancel), so what a test
+    does "during a run" happens during it however slow or loaded the machine is.
     """
 
-    def __init__(self, step_s: float = 0.01, fail_with: Exception | None = None) -> None:
+    def __init__(self, step_s: float = 0.01, fail_with: Exception | None = None, held: bool = False) -> None:
         self.step_s = step_s
         self.fail_with = fail_with
         self.requests: list[SetRequest] = []
         self.thread_names: list[str] = []
+        self.turns = threading.Semaphore(0) if held else None
+
+    def allow_steps(self, count: int = 1) -> None:
+        """A held engine may take ``count`` more steps (of this run or the next)."""
+        self.turns.release(count)
+
+    def let_go(self) -> None:
+        """A held engine takes every later step at once."""
+        self.turns = None
+
+    def _wait_for_turn(self, cancel: threading.Event) -> None:
+        while not cancel.is_set():
+            turns = self.turns
+            if turns is None or turns.acquire(timeout=0.01):
+                return
 
     @staticmethod
     def colour(seed: int) -> tuple[int, int, int]:
@@ -69,6 +86,7 @@ class FakeEngine:
         on_event(ev.Loading(1.0, "fake model"))
         steps = request.sampling.steps
         for step in range(1, steps + 1):
+            self._wait_for_turn(cancel)
             if cancel.is_set():
                 on_event(ev.Cancelled())
                 return None
@@ -146,8 +164,9 @@ def storyboard(window, prompts=("a fox", "a crow", "a bear"), style="ink sketch.
     return session
 
 
-def run_and_wait(qtbot, window, action=None, timeout=60000):
-    """Start a job (default: Generate) and wait until the worker ends it; returns the job."""
+def run_and_wait(qtbot, window, action=None, timeout=300000):
+    """Start a job (default: Generate) and wait until the worker ends it; returns the job.
+    The wait ends with the job: its long limit costs nothing but on a machine under load."""
     with qtbot.waitSignal(window.worker.job_ended, timeout=timeout) as ended:
         (action or window.runs.generate)()
     return ended.args[0]

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.hub import missing_parts
-from ...engine.models import TINY, TINY_MODELS, ModelSourceError, base_of_source, classify_source
+from ...engine.models import TINY, TINY_MODELS, ModelSourceError, classify_source, known_base
 from ..support import VerticalScroller, connect_command, fit_to_screen
 from .model_download import ModelDownload, is_cached, likely_gpu, show_progress
 from .other_models import OtherModelsBox
@@ -225,9 +225,11 @@ class ModelDialog(QDialog):
         if kind == "hub" and not is_cached(candidate):
             return (f"“{candidate}” is not downloaded yet: press Download first "
                     "(or choose another source).")
-        if kind in ("folder", "single_file") and base_of_source(candidate) is None:
-            return (f"{candidate} is not an SDXL, SD 1.x or SD 2.x model: neither its UNet config nor its "
-                    "tensor names are one of theirs")
+        if kind in ("folder", "single_file"):
+            try:
+                known_base(candidate)
+            except ModelSourceError as exc:
+                return str(exc)
         return None
 
     def try_accept(self) -> None:

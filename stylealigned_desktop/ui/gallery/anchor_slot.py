@@ -35,7 +35,9 @@ class AnchorSlot(QFrame):
         layout.setSpacing(2)
         self.picture = QToolButton()
         self.picture.setIconSize(QSize(ANCHOR_THUMB, ANCHOR_THUMB))
-        self.picture.setFixedSize(ANCHOR_THUMB + 8, ANCHOR_THUMB + 8)
+        # wide enough for the picture and for the words it shows without one
+        words = max(self.picture.fontMetrics().horizontalAdvance(w) for w in ("generated", "Anchor 8"))
+        self.picture.setFixedSize(max(ANCHOR_THUMB, words + 12) + 8, ANCHOR_THUMB + 8)
         self.picture.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         connect_command(self.picture.clicked, lambda: self.choose_requested.emit(self.anchor))
         self.clear = QToolButton()

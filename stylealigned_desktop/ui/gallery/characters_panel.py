@@ -254,7 +254,8 @@ class CharactersPanel(QWidget):
             slot.image_dropped.connect(self.set_anchor_image)
             slot.choose_requested.connect(self.choose_anchor_picture)
             slot.clear_requested.connect(self.clear_anchor_picture)
-            self.anchor_row.addWidget(slot)
+            # top-aligned: a slot with a picture shows its clear button and is taller
+            self.anchor_row.addWidget(slot, 0, Qt.AlignmentFlag.AlignTop)
             self.slots.append(slot)
         for anchor, slot in enumerate(self.slots):
             relative = character.picture(anchor)

@@ -5,7 +5,14 @@ Imports ``support`` and ``threads``."""
 
 from .history import HistoryView, run_title
 from .mask_layer import mask_overlay
-from .previews import PreviewGrid, is_anchor, is_reference, reference_position
+from .previews import (
+    PreviewGrid,
+    anchor_tile,
+    is_anchor,
+    is_reference,
+    reference_position,
+    tile_name,
+)
 from .viewer import ImageViewer, OpenViewers, ViewerPicture
 
 __all__ = [
@@ -14,9 +21,11 @@ __all__ = [
     "OpenViewers",
     "PreviewGrid",
     "ViewerPicture",
+    "anchor_tile",
     "is_anchor",
     "is_reference",
     "mask_overlay",
     "reference_position",
     "run_title",
+    "tile_name",
 ]

@@ -73,6 +73,7 @@ def run_details(record: RunRecord) -> str:
         f"Model {s.model or '?'} · {s.steps} steps · guidance {s.guidance:g} · "
         f"{s.width}×{s.height} · {s.scheduler}",
     ]
+    lines.extend(character_lines(record))
     for panel in record.generated:
         size = f", {panel.size[0]}×{panel.size[1]}" if panel.size else ""
         lines.append(f"Panel {panel.index + 1}: {panel.subject or panel.prompt} (seed {panel.seed}{size})")
@@ -81,6 +82,24 @@ def run_details(record: RunRecord) -> str:
     if record.consistency is not None:
         lines.append(f"\nConsistency {record.consistency:.3f}. {CONSISTENCY_TIP}")
     return "\n".join(lines)
+
+
+def character_lines(record: RunRecord) -> list[str]:
+    """The run's characters: who, how they looked, each anchor's seed or the artist's picture,
+    and how strongly the panels shared them."""
+    lines = []
+    for run_character in record.characters:
+        c = run_character.character
+        anchors = ", ".join(
+            "picture" if c.picture(k) else f"seed {c.anchor_seeds[k]}"
+            for k in range(len(run_character.images) or len(c.anchor_seeds)))
+        lines.append(f"Character {c.name}: {c.description or '(no description)'} · anchors: {anchors}")
+    s = record.character_settings
+    if record.characters and s is not None:
+        lines.append(f"Characters shared: dropout {s.character_dropout:g} in the "
+                     f"{'up' if s.character_layers == 'up' else 'all'} blocks · "
+                     f"{s.anchors_per_character} anchor{'s' if s.anchors_per_character != 1 else ''} each")
+    return lines
 
 
 class HistoryView(QWidget):

@@ -7,6 +7,8 @@ save as, copy, use as reference, re-roll.
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QPalette
 from PySide6.QtWidgets import (
@@ -37,6 +39,21 @@ def is_anchor(key) -> bool:
     """Whether a tile key is a character's anchor's: ``("anchor", name, k)`` (spec section 13,
     as the engine's ``events.anchor_key``)."""
     return isinstance(key, tuple) and key[0] == "anchor"
+
+
+def anchor_tile(name: str, anchor: int, description: str) -> tuple[tuple, str, str]:
+    """(key, title, prompt) of the tile of a character's anchor (0-based)."""
+    return ("anchor", name, anchor), f"{name} · anchor {anchor + 1}", description
+
+
+def tile_name(key) -> str:
+    """What the artist calls a tile's picture: "Reference 2", "Mira · anchor 1", "Panel 3"."""
+    if is_anchor(key):
+        return anchor_tile(key[1], key[2], "")[1]
+    if is_reference(key):
+        position = reference_position(key)
+        return "Reference" if position == 0 else f"Reference {position + 1}"
+    return f"Panel {key + 1}"
 
 
 def reference_position(key) -> int:
@@ -238,6 +255,14 @@ class PictureTile(QFrame):
         self.view.setToolTip(f"{width} × {height}")
         self.columns_wanted = 1 if width < WIDE_ASPECT * height else round(width / height)
 
+    def height_at(self, width: int) -> int:
+        """The tile's height that shows its picture whole at ``width`` with no band above and
+        below it: the title, prompt and buttons, and the picture's height at that width."""
+        margins = self.layout().contentsMargins()
+        chrome = self.layout().minimumSize().height() - self.view.minimumHeight()
+        picture_width, picture_height = self.view.shape()
+        return chrome + math.ceil((width - margins.left() - margins.right()) * picture_height / picture_width)
+
     def clear(self, placeholder: str = "not generated yet") -> None:
         self.final = False
         self.path = None
@@ -366,9 +391,12 @@ class PreviewGrid(QScrollArea):
         width = max(1, self.viewport().width() - 8)
         count = len(self._order)
         columns = max(1, min(count, width // self.TILE_MIN))
-        if columns == self._columns:
-            return
-        self._columns = columns
+        if columns != self._columns:
+            self._columns = columns
+            self._place(columns)
+        self._size_rows(width, columns)
+
+    def _place(self, columns: int) -> None:
         for index in self._order:
             self._grid.removeWidget(self.tiles[index])
         self._placed_spans = self._spans()
@@ -380,9 +408,20 @@ class PreviewGrid(QScrollArea):
             self._grid.addWidget(self.tiles[index], row, column, 1, span)
             row, column = (row + 1, 0) if column + span == columns else (row, column + span)
         rows = row + (1 if column else 0)
-        tile_width = width // columns
         for row in range(rows + 1):
             self._grid.setRowStretch(row, 0)
-        for tile in self.tiles.values():
-            tile.setMinimumHeight(min(420, max(200, tile_width + 60)))
         self._grid.setRowStretch(rows, 1)
+
+    def _size_rows(self, width: int, columns: int) -> None:
+        """A tile of one column is as high as a square picture's; a wide one (a panorama over
+        several columns) as high as its own picture at its width, so that its row leaves no empty
+        band above and below the picture (every resize: its width follows the window's)."""
+        tallest = 420
+        square = min(tallest, max(200, width // columns + 60))
+        spacing = self._grid.horizontalSpacing()
+        column_width = (width - spacing * (columns - 1)) / columns
+        for index, wanted in zip(self._order, self._placed_spans):
+            tile, span = self.tiles[index], min(columns, wanted)
+            wide = span > 1 and tile.view.shape() is not None
+            tile.setMinimumHeight(min(tallest, tile.height_at(int(span * column_width + (span - 1) * spacing)))
+                                  if wide else square)

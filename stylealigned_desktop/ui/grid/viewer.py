@@ -337,3 +337,14 @@ class OpenViewers:
         for viewer, tiles in self._open:
             if tile in tiles:
                 viewer.replace_picture(tiles.index(tile), picture)
+
+    def follow(self, shown: dict) -> None:
+        """A run cancelled or failed: each picture a viewer holds in memory only (a live
+        preview, or a finished picture of the run, which is not kept) is replaced by what its
+        tile shows again, ``shown[tile]`` (the last finished picture), or says there is none."""
+        for viewer, tiles in self._open:
+            for position, tile in enumerate(tiles):
+                held = viewer.pictures[position]
+                if held.path is None:
+                    viewer.replace_picture(position, shown.get(tile) or ViewerPicture(
+                        held.title.removesuffix(" (preview)") + " (not generated yet)", key=held.key, size=held.size))

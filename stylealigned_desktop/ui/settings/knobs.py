@@ -17,8 +17,6 @@ TIPS = {
     "guidance": "How literally the prompt is followed. 5 is the paper's default; higher is "
                 "more literal and more saturated, lower is looser. Very high values can drown "
                 "the shared style.",
-    "size": "Picture size. SDXL was trained at about one megapixel: these sizes give the best "
-            "pictures. Custom sizes must be multiples of 8.",
     "scheduler": "The sampling method. DDIM is what the paper used and is required for exact "
                  "reference-picture inversion; the others are alternatives.",
     "negative": "What you do not want to see (e.g. “blurry, text, watermark”), for every "

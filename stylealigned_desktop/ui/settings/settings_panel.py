@@ -25,14 +25,14 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.hub import download_command
-from ...engine.models import is_tiny
+from ...engine.models import is_tiny, native_side
 from ...engine.request import SCHEDULERS
 from ...engine.runfolder import read_parameters
 from ...engine.settings import StyleAlignedSettings
 from ...session.errors import SessionError
-from ...session.generation import SDXL_SIZES, GenerationSettings
+from ...session.generation import GenerationSettings
 from ...session.picture_settings import settings_from_picture
-from ..support import accept_as_copy, connect_command, files_pass_through, size_label, small_combo
+from ..support import accept_as_copy, connect_command, files_pass_through, small_combo
 from ..support import icon as icon_
 from ..threads import CONSISTENCY_TIP, DEFAULT_DINO
 from . import model_extras as extras
@@ -45,6 +45,7 @@ from .knobs import (
     strength_position,
     strength_shift,
 )
+from .set_size import SetSizeChoice
 
 
 class SettingsPanel(QWidget):
@@ -52,9 +53,12 @@ class SettingsPanel(QWidget):
 
     changed = Signal(object)
     """The new GenerationSettings after a user edit."""
+    picture_taken = Signal(object)  # a dropped picture's PictureSettings: settings and characters
     model_change_requested = Signal()
     problem = Signal(str)
     """A combination of values the session refuses (shown to the user)."""
+    native_side_changed = Signal(int)
+    """The model in use changed its native side (its base's: the size presets follow it)."""
     dino_source_changed = Signal(str)
     """The app-wide DINO model for consistency scores (hub id or folder; empty: the default).
     Not a session setting: it names something on this computer."""
@@ -118,25 +122,10 @@ class SettingsPanel(QWidget):
         self.guidance.setDecimals(1)
         self.guidance.setToolTip(TIPS["guidance"])
         form.addRow("Guidance", self.guidance)
-        self.size_preset = small_combo()
-        for width, height in SDXL_SIZES:
-            self.size_preset.addItem(size_label(width, height), f"{width}x{height}")
-        self.size_preset.addItem("Custom", None)
-        self.size_preset.setToolTip(TIPS["size"])
-        self.width_box = QSpinBox()
-        self.height_box = QSpinBox()
-        for box in (self.width_box, self.height_box):
-            box.setRange(64, 4096)
-            box.setSingleStep(64)
-            box.setToolTip(TIPS["size"])
-        size_row = QHBoxLayout()
-        size_row.addWidget(self.width_box)
-        size_row.addWidget(QLabel("×"))
-        size_row.addWidget(self.height_box)
-        size_row.addWidget(QLabel("px"))
-        size_row.addStretch(1)
-        form.addRow("Size", self.size_preset)
-        form.addRow("", size_row)
+        self.set_size = SetSizeChoice()
+        self.size_preset, self.width_box, self.height_box = (
+            self.set_size.preset, self.set_size.width_box, self.set_size.height_box)
+        form.addRow("Size", self.set_size)
         self.scheduler = small_combo()
         for name in SCHEDULERS:
             self.scheduler.addItem(SCHEDULER_NAMES.get(name, name), name)
@@ -192,7 +181,7 @@ class SettingsPanel(QWidget):
             box.valueChanged.connect(self._edited)
         for combo in (self.scheduler, self.memory, self.previews):
             combo.currentIndexChanged.connect(self._edited)
-        self.size_preset.currentIndexChanged.connect(self._preset_chosen)
+        self.set_size.edited.connect(self._edited)
         self.negative.editingFinished.connect(self._edited)
         self.loras.edited.connect(self._edited)
         self.loras.refused.connect(self.problem.emit)
@@ -345,6 +334,10 @@ class SettingsPanel(QWidget):
         self.model_label.setText(shown)
         self.model_label.setToolTip(shown)
         self.tiny_badge.setVisible(is_tiny(model))
+        native = native_side(model)  # the size presets are the model's base's
+        if native != self.set_size.native:
+            self.set_size.show_native_side(native)
+            self.native_side_changed.emit(native)
         self.loras.model = "" if self._server else (model or "")
         extras.show_auto_previews(self.previews, model, self._server, accelerator=not self._no_gpu)
 
@@ -359,7 +352,7 @@ class SettingsPanel(QWidget):
             self.guidance.setValue(settings.guidance)
             self.width_box.setValue(settings.width)
             self.height_box.setValue(settings.height)
-            self._sync_preset()
+            self.set_size.sync()
             self.scheduler.setCurrentIndex(max(0, self.scheduler.findData(settings.scheduler)))
             if self.negative.text() != settings.negative_prompt:
                 self.negative.setText(settings.negative_prompt)
@@ -418,7 +411,7 @@ class SettingsPanel(QWidget):
         if self._filling:
             return
         self.inversion_offset.setMaximum(max(0, self.steps.value() - 1))
-        self._sync_preset()
+        self.set_size.sync()
         try:
             new = self._read()
         except (SessionError, ValueError) as exc:
@@ -430,23 +423,6 @@ class SettingsPanel(QWidget):
             self.strength.setValue(strength_position(new.style_aligned.shared_score_shift))
             self._filling = False
             self.changed.emit(new)
-
-    def _sync_preset(self) -> None:
-        index = self.size_preset.findData(f"{self.width_box.value()}x{self.height_box.value()}")
-        blocked = self.size_preset.blockSignals(True)
-        self.size_preset.setCurrentIndex(index if index >= 0 else self.size_preset.count() - 1)
-        self.size_preset.blockSignals(blocked)
-
-    def _preset_chosen(self, index: int) -> None:
-        data = self.size_preset.itemData(index)
-        if data is None or self._filling:
-            return
-        width, height = (int(v) for v in data.split("x"))
-        self._filling = True
-        self.width_box.setValue(width)
-        self.height_box.setValue(height)
-        self._filling = False
-        self._edited()
 
     def _strength_moved(self, position: int) -> None:
         if self._filling:
@@ -486,9 +462,8 @@ class SettingsPanel(QWidget):
             self.problem.emit(str(exc))
             return
         self.set_settings(taken.settings)
-        self.changed.emit(taken.settings)
-        notice = taken.notice(path)
-        if notice:
+        self.picture_taken.emit(taken)
+        if notice := taken.notice(path):
             self.problem.emit(notice)
 
     def _reset_defaults(self) -> None:

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from ...engine.limits import PANEL_SIZE_STEP
 from ...engine.request import CONTROL_MODES
 from ...prompts_file import parse_size
-from ...session.generation import SDXL_SIZES, panorama_sizes
+from ...session.generation import SDXL_SIDE, panorama_sizes, size_presets
 from ...session.json_fields import MAX_SEED
 from ...session.model import Panel
 from ..support import (
@@ -43,10 +43,11 @@ from .dragging import PANEL_MIME, DragHandle
 from .notes_editor import NotesEditor
 
 SET_SIZE, CUSTOM_SIZE, PANORAMA = "set", "custom", "panorama:"
-SIZE_TIP = ("This panel's own size: the SDXL sizes give the best pictures (a wide establishing "
-            "shot, a tall close-up); “Same as the set” follows Settings → Size; a panorama is drawn "
-            "as overlapping windows of the model's size in the set's style. Custom sizes are "
-            f"multiples of {PANEL_SIZE_STEP}.")
+SIZE_TIP = ("This panel's own size: the sizes listed are the model's (about its native size: "
+            "SDXL 1024, SD 1.5 and SD 2 base 512, SD 2.1-768 768), for a wide establishing shot or a "
+            "tall close-up; “Same as the set” follows Settings → Size; a panorama (4:1, 3:1 at the "
+            "model's height) is drawn as overlapping windows of the model's size in the set's style. "
+            f"Custom sizes are multiples of {PANEL_SIZE_STEP}.")
 
 
 def size_key(size: tuple[int, int]) -> str:
@@ -88,6 +89,8 @@ class PanelCard(QFrame):
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self._set_size = (1024, 1024)
         """The set's size: where Custom… starts for a panel that follows the set."""
+        self._native = SDXL_SIDE
+        """The model's native side: the presets are its base's (``show_native_side``)."""
         self._size: tuple[int, int] | None = None
         self._size_mode: str | None = None
         """The panel's own size and its mode as last shown."""
@@ -172,16 +175,13 @@ class PanelCard(QFrame):
         return seed_row
 
     def _build_size_row(self) -> QHBoxLayout:
-        """The panel's own size: same as the set, an SDXL size, or a custom width × height."""
+        """The panel's own size: same as the set, a preset of the model's base, a panorama, or a
+        custom width × height."""
         size_row = QHBoxLayout()
         size_row.setSpacing(4)
         self.size_choice = small_combo()
         self.size_choice.setMinimumContentsLength(12)
-        self.size_choice.addItem("Same as the set", SET_SIZE)
-        for width, height in SDXL_SIZES:  # data as text: Qt compares Python tuples by identity
-            self.size_choice.addItem(size_label(width, height), size_key((width, height)))
-        self.size_choice.addItem("Custom…", CUSTOM_SIZE)
-        self._add_panoramas()
+        self._fill_presets()
         self.size_choice.setToolTip(SIZE_TIP)
         self.size_choice.currentIndexChanged.connect(self._size_chosen)
         self.custom_width, self.custom_height = QSpinBox(), QSpinBox()
@@ -305,25 +305,34 @@ class PanelCard(QFrame):
             self._filling = False
 
     def show_set_size(self, size: tuple[int, int]) -> None:
-        """The set's size changed (or is first known): the panorama presets follow its height."""
-        changed = size[1] != self._set_size[1]
+        """The set's size changed (or is first known): Custom… starts from it."""
         self._set_size = size
-        if changed:
-            self._add_panoramas()
-            self._show_size(self._size, self._size_mode)
         if self.size_choice.currentData() == SET_SIZE:
             self._fill_custom(size)
 
-    def _add_panoramas(self) -> None:
-        """The panorama presets (4:1 and 3:1 at the set's height) just before Custom…."""
+    def show_native_side(self, native: int) -> None:
+        """The model's native side changed (another base): offer its base's sizes and panoramas."""
+        if native != self._native:
+            self._native = native
+            self._fill_presets()
+            self._filling = True  # showing the panel's size anew is no edit of it (it may be moving)
+            try:
+                self._show_size(self._size, self._size_mode)
+            finally:
+                self._filling = False
+
+    def _fill_presets(self) -> None:
+        """Same as the set, the model's sizes (``size_presets``), the panoramas (4:1 and 3:1 at the
+        model's height: one row of windows), Custom…."""
         choice = self.size_choice
         choice.blockSignals(True)
-        for index in reversed(range(choice.count())):
-            if str(choice.itemData(index)).startswith(PANORAMA):
-                choice.removeItem(index)
-        for width, height in panorama_sizes(self._set_size[1]):
-            choice.insertItem(choice.findData(CUSTOM_SIZE), f"Panorama {width // height}:1  ({width} × {height})",
-                              PANORAMA + size_key((width, height)))
+        choice.clear()
+        choice.addItem("Same as the set", SET_SIZE)
+        for size in size_presets(self._native):  # data as text: Qt compares Python tuples by identity
+            choice.addItem(size_label(*size), size_key(size))
+        for width, height in panorama_sizes(self._native):
+            choice.addItem(f"Panorama {width // height}:1  ({width} × {height})", PANORAMA + size_key((width, height)))
+        choice.addItem("Custom…", CUSTOM_SIZE)
         choice.blockSignals(False)
 
     def _fill_custom(self, size: tuple[int, int]) -> None:
@@ -340,7 +349,8 @@ class PanelCard(QFrame):
             self._fill_custom(self._set_size)  # Custom… starts from the set's size
         else:
             index = self.size_choice.findData((PANORAMA if mode == "panorama" else "") + size_key(size))
-            if index < 0 or custom:  # a size that is no preset, or the user is typing one
+            typed = custom and size == (self.custom_width.value(), self.custom_height.value())
+            if index < 0 or typed:  # a size that is no preset, or the one the user is typing
                 index = self.size_choice.findData(CUSTOM_SIZE)
             self.custom_width.setValue(size[0])
             self.custom_height.setValue(size[1])

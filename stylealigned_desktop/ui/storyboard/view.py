@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from ... import prompts_file
 from ...session import observer
 from ...session.errors import SessionError
+from ...session.generation import SDXL_SIDE
 from ...session.json_fields import MAX_SEED
 from ...session.model import Panel, Session
 from ...session.notes import DEFAULT_DURATION, MAX_DURATION, MIN_DURATION
@@ -84,6 +85,7 @@ class StoryboardView(QWidget):
         the card's note before the reading began)."""
         self._reads = 0
         self._showing_board = False  # the default duration box is being filled, not edited
+        self._native = SDXL_SIDE  # the model's native side: the cards offer its base's sizes
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -134,10 +136,8 @@ class StoryboardView(QWidget):
         self.default_duration.setToolTip("How long a panel without its own duration is held in "
                                          "the animatic and the timeline")
         self.default_duration.valueChanged.connect(self.set_default_duration)
-        top.addWidget(QLabel("Panels last"))
-        top.addWidget(self.default_duration)
-        top.addWidget(self.add_button)
-        top.addWidget(self.more_button)
+        for widget in (QLabel("Panels last"), self.default_duration, self.add_button, self.more_button):
+            top.addWidget(widget)
         return top
 
     def _add_move_shortcuts(self) -> None:
@@ -194,6 +194,12 @@ class StoryboardView(QWidget):
                 if card and panel.control.image and self._control_key(panel) != card._control_key:
                     self.control_map_wanted.emit(panel.id)
 
+    def set_native_side(self, native: int) -> None:
+        """The model in use is trained at ``native`` pixels a side: the cards offer its sizes."""
+        self._native = native
+        for card in self.cards.values():
+            card.show_native_side(native)
+
     def _character_names(self) -> list[str]:
         return [c.name for c in self.session.characters] if self.session else []
 
@@ -239,6 +245,7 @@ class StoryboardView(QWidget):
                 self.list.column.removeWidget(card)
             self.list.column.insertWidget(index, card)
             card.show_set_size(self._set_size())
+            card.show_native_side(self._native)
             card.show_characters(self._character_names())
             card.update_from(panel, index)
         self._show_notes()

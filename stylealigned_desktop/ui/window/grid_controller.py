@@ -16,6 +16,7 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog
 
+from ...engine.anchor_files import anchor_file
 from ...engine.events import picture_key
 from ...engine.runfolder import reference_file
 from ...session import observer
@@ -28,11 +29,13 @@ from ..grid import (
     OpenViewers,
     PreviewGrid,
     ViewerPicture,
+    anchor_tile,
     is_anchor,
     is_reference,
     mask_overlay,
     reference_position,
     run_title,
+    tile_name,
 )
 from ..threads import ThumbnailLoader
 from .export import SheetItem
@@ -58,8 +61,7 @@ class GridController(QObject):
         self.running_plan = running_plan
         self.viewing_run: str | None = None
         self.viewers = OpenViewers()  # live previews follow in them
-        self._preview_sizes: dict = {}
-        """The size of the picture each tile's live preview is of."""
+        self._preview_sizes: dict = {}  # the size of the picture each tile's live preview is of
         self.masks: dict[str, dict] = {}
         """Panel id -> its newest picture's last-step subject masks by character name (spec
         section 13; arrays, as the engine's result gives them)."""
@@ -180,19 +182,22 @@ class GridController(QObject):
     def _anchor_tiles(self) -> list[tuple[tuple, str, str]]:
         """(key, title, prompt) of each character's anchors, as the engine keys them."""
         count = self.session.character_settings.anchors_per_character
-        return [(("anchor", c.name, k), f"{c.name} · anchor {k + 1}", c.description)
-                for c in self.session.characters for k in range(count)]
+        return [anchor_tile(c.name, k, c.description) for c in self.session.characters for k in range(count)]
 
     def _show_anchors(self, running: RunPlan | None) -> None:
         if running is not None:
             return  # a running set's anchors come live from the run controller
-        for key, tile in self.grid.tiles.items():
-            if is_anchor(key):
-                image = self.anchors.get(key)
-                if image is None:
-                    tile.clear("not generated yet")
-                elif tile.image() is not image:
-                    tile.set_final(image, "")
+        on_disk = self.session.newest_anchors()  # after a reopen, the engine's are gone
+        for key, tile in [(k, t) for k, t in self.grid.tiles.items() if is_anchor(k)]:
+            image = self.anchors.get(key)
+            if image is None and (key[1], key[2]) in on_disk:
+                path, made = on_disk[key[1], key[2]]
+                outdated = not made.drew_the_same(self.session.character(key[1]), key[2])
+                self._set_tile_file(key, path, "outdated" if outdated else "")
+            elif image is None:
+                tile.clear("not generated yet")
+            elif tile.image() is not image:
+                tile.set_final(image, "")
 
     def take_anchor(self, key: tuple, image: QImage, mask=None) -> None:
         """A character's anchor came from the engine (with its subject mask)."""
@@ -275,12 +280,12 @@ class GridController(QObject):
         self.grid.tiles[tile].path = path
         self.grid.tiles[tile].set_outdated(False)  # made from the settings of now
         if self.viewing_run is None:  # the full VAE's picture replaces its preview in a viewer too
-            self.viewers.replace(tile, ViewerPicture(self.tile_name(tile), None, image, self._picture_key(tile)))
+            self.viewers.replace(tile, ViewerPicture(tile_name(tile), None, image, self._picture_key(tile)))
 
     def _preview_picture(self, tile, image: QImage) -> ViewerPicture:
         """A tile's live preview for the viewer, shown at the picture's full size."""
         size = self._preview_sizes.get(tile) or self.grid.tiles[tile].view.shape()
-        return ViewerPicture(self.tile_name(tile) + " (preview)", None, image, self._picture_key(tile), size)
+        return ViewerPicture(tile_name(tile) + " (preview)", None, image, self._picture_key(tile), size)
 
     # ----- history runs -------------------------------------------------------------------------
     def show_run(self, run_id: str | None) -> None:
@@ -311,11 +316,14 @@ class GridController(QObject):
         references = [("Reference" + (f" · {round(100 * x.weight)} %" if several else ""),
                        x.caption if x.kind == "picture" else x.prompt) for x in record.references]
         settings = record.settings
+        anchors = [anchor_tile(c.character.name, k, c.character.description)
+                   for c in record.characters for k in range(len(c.images))]
         self.grid.set_panels(prompts, references=references,
                              sizes=self._panel_sizes([p.size for p in record.panels]),
-                             reference_size=(settings.width, settings.height))
+                             reference_size=(settings.width, settings.height), anchors=anchors)
         files = dict(record.images())
         files.update({picture_key(None, k): file for k, file in record.reference_images()})
+        files.update({("anchor", name, k): file for name, k, file in record.anchor_images()})
         for tile_index, tile in self.grid.tiles.items():
             relative = files.get(tile_index)
             if relative is None:
@@ -356,15 +364,6 @@ class GridController(QObject):
         path = getattr(tile, "path", None) if tile is not None else None
         return path if path is not None and Path(path).is_file() else None
 
-    @staticmethod
-    def tile_name(index) -> str:
-        if is_anchor(index):
-            return f"{index[1]} · anchor {index[2] + 1}"
-        if is_reference(index):
-            position = reference_position(index)
-            return "Reference" if position == 0 else f"Reference {position + 1}"
-        return f"Panel {index + 1}"
-
     def _tile_order(self) -> list:
         references = sorted((k for k in self.grid.tiles if is_reference(k)), key=reference_position)
         anchors = [k for k in self.grid.tiles if is_anchor(k)]  # in the characters' order
@@ -378,8 +377,9 @@ class GridController(QObject):
             if path is None:
                 continue
             tile = self.grid.tiles[index]
-            name = reference_file(reference_position(index)) if is_reference(index) else panel_file_name(index)
-            items.append(SheetItem(self.tile_name(index), tile.prompt.text(), path, name))
+            name = (reference_file(reference_position(index)) if is_reference(index)
+                    else anchor_file(index[1], index[2]) if is_anchor(index) else panel_file_name(index))
+            items.append(SheetItem(tile_name(index), tile.prompt.text(), path, name))
         return items
 
     def _picture_key(self, index) -> str | None:
@@ -405,7 +405,7 @@ class GridController(QObject):
             if path is None and not self.grid.tiles[index].final:
                 shown.append((index, self._preview_picture(index, image)))
             else:
-                shown.append((index, ViewerPicture(self.tile_name(index), path, None if path else image,
+                shown.append((index, ViewerPicture(tile_name(index), path, None if path else image,
                                                    self._picture_key(index))))
         return shown
 
@@ -479,7 +479,7 @@ class GridController(QObject):
         if path is None:
             return
         QGuiApplication.clipboard().setImage(QImage(str(path)))
-        self.host.show_message(f"Copied {self.tile_name(index).lower()} to the clipboard")
+        self.host.show_message(f"Copied {tile_name(index).lower()} to the clipboard")
 
     def use_as_reference(self, index) -> None:
         path = self.tile_path(index)
@@ -496,4 +496,4 @@ class GridController(QObject):
         except SessionError as exc:
             self.host.show_message(str(exc), True)
             return
-        self.host.show_message(f"{self.tile_name(index)} is now the style reference")
+        self.host.show_message(f"{tile_name(index)} is now the style reference")

@@ -60,6 +60,7 @@ from .deliver_controller import DeliverController
 from .export_controller import ExportController
 from .grid_controller import GridController
 from .host import APP_TITLE
+from .masks_note import show_masks
 from .run_bar import RunBar
 from .run_controller import RunController
 from .session_controller import SessionController
@@ -164,6 +165,7 @@ class MainWindow(QMainWindow):
         viewing = QHBoxLayout(self.viewing_bar)
         viewing.setContentsMargins(6, 2, 6, 2)
         self.viewing_label = QLabel("")
+        self.viewing_label.setWordWrap(True)  # a long run title must not widen the window
         self.viewing_restore = QPushButton(icon("restore"), "Restore its settings and seeds")
         self.viewing_back = QPushButton("Back to the storyboard")
         viewing.addWidget(self.viewing_label, 1)
@@ -239,6 +241,7 @@ class MainWindow(QMainWindow):
                                    self.show_message(text, problem, topic))
         self.settings_panel.problem.connect(lambda text: self.show_message(text, True))
         self.settings_panel.changed.connect(self._settings_edited)
+        self.settings_panel.picture_taken.connect(self._picture_taken)
         connect_command(self.settings_panel.model_change_requested, self.runs.choose_model)
         self.settings_panel.dino_source_changed.connect(self.scores.set_dino_source)
         self.storyboard.reroll_requested.connect(self.runs.reroll)
@@ -248,6 +251,8 @@ class MainWindow(QMainWindow):
         self.runs.drawing.connect(self._show_drawing)
         self.runs.run_filed.connect(self._run_filed)
         self.runs.model_changed.connect(self.settings_panel.set_app_model)
+        self.settings_panel.native_side_changed.connect(self.storyboard.set_native_side)
+        self.storyboard.set_native_side(self.settings_panel.set_size.native)  # the model at start
         self.runs.server_changed.connect(self.settings_panel.set_server)
         self.runs.no_gpu.connect(self.settings_panel.set_no_gpu)
         self.sessions.replaced.connect(self._session_replaced)
@@ -319,7 +324,7 @@ class MainWindow(QMainWindow):
                      self.settings_dock, self.history_dock):
             view.addAction(dock.toggleViewAction())
         self.masks_action = QAction("Show subject &masks", self, checkable=True)  # spec 13
-        self.masks_action.toggled.connect(self.pictures.set_show_masks)
+        self.masks_action.toggled.connect(lambda on: show_masks(self.pictures, self, on))
         view.addAction(self.masks_action)
 
     def _fill_recent(self) -> None:
@@ -410,9 +415,14 @@ class MainWindow(QMainWindow):
         if kind in (observer.STYLE, observer.REFERENCES):
             self.settings_panel.set_picture_reference(self.session.style.uses_picture)
         self.pictures.on_session_change(change)
+        self.runs.recheck_refusal()
 
     def _settings_edited(self, settings) -> None:
         if not self.sessions.update_settings(settings) and self.session is not None:
+            self.settings_panel.set_settings(self.session.settings)
+
+    def _picture_taken(self, taken) -> None:
+        if not self.sessions.take_picture(taken) and self.session is not None:
             self.settings_panel.set_settings(self.session.settings)
 
     def _reroll_current(self) -> None:

@@ -22,9 +22,10 @@ from PySide6.QtCore import QObject, Signal
 
 from ...engine import events as ev
 from ...engine.maker import PictureMakerFactory, this_computer
-from ...engine.models import is_tiny, no_gpu_reason
+from ...engine.models import is_tiny, native_base, native_side, no_gpu_reason
 from ...engine.progress import JobProgress, format_seconds
 from ...engine.runfolder import reference_file
+from ...session.base_sizes import describe_moves
 from ...session.errors import SessionError
 from ...session.history import RunPlan, panel_file_name
 from ...session.model import Session
@@ -71,6 +72,7 @@ class RunController(QObject):
         self.plans: dict[int, tuple[RunPlan, Session]] = {}
         self._progress = JobProgress()
         self.closing = False
+        self.refused = ""  # why the last Generate was refused (its banner waits for a fix)
         self.worker.event.connect(self._on_worker_event)
         self.worker.previews_ready.connect(self._on_previews)
         self.worker.job_started.connect(self._on_job_started)
@@ -130,14 +132,20 @@ class RunController(QObject):
             self.choose_model(first_run=True)
 
     def set_model(self, source: str) -> None:
-        """Remember ``source`` as the app's model (and the session's, if it names one)."""
+        """Remember ``source`` as the app's model (and the session's, if it names one); the
+        session's preset sizes follow it to its base (one undo step with the session's model)."""
+        old_native = native_side(self.effective_model())
+        base = native_base(source)
         self.host.config.model = source
         self.host.save_config()
-        if self.session is not None and self.session.settings.model:
-            self.session.update_settings(model=source)
+        moved = ""
+        if self.session is not None:  # both changes are gathered into one undo step
+            if self.session.settings.model:
+                self.session.update_settings(model=source)
+            moved = describe_moves(self.session.follow_base(old_native, base.native_size), base.name)
         self.model_changed.emit(source)
         self.update_state()
-        self.host.show_message(f"Model: {source}")
+        self.host.show_message(f"Model: {source}" + (f". {moved}" if moved else ""))
 
     def warm_up(self) -> None:
         """Load the generator's libraries in the worker while the artist reads the window."""
@@ -184,6 +192,22 @@ class RunController(QObject):
         self.plans.clear()
         return True
 
+    def recheck_refusal(self) -> None:
+        """After an edit: a refused Generate's banner goes once its cause is fixed (a name
+        corrected, a character added or described, a picture put back), and says the reason
+        that is left when another one still holds."""
+        if not self.refused or self.session is None:
+            return
+        try:
+            self.session.build_request(default_model=self.host.config.model)
+        except SessionError as exc:
+            if str(exc) != self.refused:
+                self.refused = str(exc)
+                self.host.show_message(self.refused, True, "plan")
+            return
+        self.refused = ""
+        self.host.clear_problem("plan")
+
     def shutdown(self) -> None:
         """Cancel every job and let the worker stop on its own (quitting never waits for it)."""
         self.closing = True
@@ -200,8 +224,10 @@ class RunController(QObject):
             else:
                 plan = self.session.prepare_reroll(reroll, default_model=self.host.config.model)
         except SessionError as exc:
-            self.host.show_message(str(exc), True, "run")
+            self.refused = str(exc)
+            self.host.show_message(self.refused, True, "plan")
             return
+        self.refused = ""
         self.host.hide_problem()
         label = "Generate" if reroll is None else f"Re-roll panel {reroll + 1}"
         job = self.worker.submit(plan.request, label,
@@ -219,14 +245,14 @@ class RunController(QObject):
         self.update_state()
 
     # ----- the worker's reports -----------------------------------------------------------------
-    def _plan_of(self, job: Job) -> RunPlan | None:
-        entry = self.plans.get(job.id)
+    def _plan_of(self, job_id: int) -> RunPlan | None:
+        entry = self.plans.get(job_id)
         return entry[0] if entry and entry[1] is self.session else None
 
     def running_plan(self) -> RunPlan | None:
         """The plan of the job drawing now, when it belongs to the current session."""
         job = self.worker.current
-        return None if job is None else self._plan_of(job)
+        return None if job is None else self._plan_of(job.id)
 
     def _tile_index(self, plan: RunPlan, index):
         """The grid tile of a picture key (``events.picture_key``): a reference's, a current
@@ -241,7 +267,7 @@ class RunController(QObject):
             return False
 
     def _on_job_started(self, job: Job) -> None:
-        plan = self._plan_of(job)
+        plan = self._plan_of(job.id)
         self._progress = JobProgress()  # each job's phases and pace from its own events
         if plan is not None:
             if self.grid.viewing_run is not None:
@@ -278,11 +304,12 @@ class RunController(QObject):
             bar.setFormat(f"{job.label}: failed")
         if job.state is not JobState.finished and entry is not None and entry[1] is self.session:
             self.grid.refresh()  # put the last finished pictures back
+            self.grid.viewers.follow(dict(self.grid.viewer_pictures()))  # and in the open viewers
         self.update_state()
 
     def _on_worker_event(self, wevent: WorkerEvent) -> None:
         job, event = wevent.job, wevent.event
-        plan = self._plan_of(job)
+        plan = self._plan_of(job.id)
         progress = self._progress.update(event)
         if progress is not None:
             self._show_progress(job, progress)
@@ -315,18 +342,15 @@ class RunController(QObject):
         self.run_bar.progress.setFormat(f"{job.label}: {text}")
 
     def _on_previews(self) -> None:
-        previews = self.worker.take_previews()
-        job = self.worker.current
-        if job is None:
-            return
-        plan = self._plan_of(job)
-        if plan is None:
-            return
-        request = plan.request
-        total = request.sampling.steps
-        for index, (job_id, step, image) in previews.items():
-            if job_id != job.id:
+        # Each preview goes by its own job's plan, never by the worker's job of the moment: the
+        # worker may have ended that run already (a busy UI thread takes them late), while its
+        # end reaches this thread only after these previews (the bridge keeps the order).
+        for index, (job_id, step, image) in self.worker.take_previews().items():
+            plan = self._plan_of(job_id)
+            if plan is None:
                 continue
+            request = plan.request
+            total = request.sampling.steps
             tile = self._tile_index(plan, index)
             size = (request.sampling.width, request.sampling.height) if is_reference(index) else request.panel_size(index)
             if tile is not False:
@@ -361,6 +385,8 @@ class RunController(QObject):
         that makes pictures): the run bar says Ready and its banner goes. A running job keeps
         its progress."""
         self.host.clear_problem("run")
+        self.host.clear_problem("plan")
+        self.refused = ""
         if self.worker.current is None and not self.worker.pending:
             self.run_bar.progress.setValue(0)
             self.run_bar.progress.setFormat("Ready")

@@ -166,6 +166,21 @@ class SessionController(QObject):
             return False
         return True
 
+    def take_picture(self, taken) -> bool:
+        """A picture dropped on Settings (``session.picture_settings``): its settings and its
+        characters, one undo step; False (and a message) if refused."""
+        if not self.update_settings(taken.settings):
+            return False
+        if taken.characters:
+            try:
+                refused = self.session.take_characters(taken.characters, taken.character_settings)
+            except SessionError as exc:
+                self.host.show_message(str(exc), True)
+                return False
+            if refused:
+                self.host.show_message("Took the characters except " + "; ".join(refused), True)
+        return True
+
     # ----- leaving a session ----------------------------------------------------------------------
     def _untitled_has_work(self) -> bool:
         s = self.session
