@@ -14,6 +14,8 @@ from stylealigned_desktop.engine.inversion import encode_picture, reference_late
 from stylealigned_desktop.engine.request import Panel, ReferencePicture, Sampling, SetRequest
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
+from .unet_spies import reference_row_inputs
+
 SIZE, STEPS, OFFSET = 128, 4, 1
 PANELS = (Panel("a car", 21), Panel("a boat", 22), Panel("a cat", 23))
 
@@ -78,20 +80,7 @@ def test_the_reference_row_follows_the_trajectory(engine, picture, tmp_path):
     request = _request(picture, tmp_path, micro_batch=3)
     engine.generate(request)  # invert once
     traj = _trajectory(engine, request)
-    seen_inputs = []
-    original = engine._unet
-
-    def spy(pipe, latents, t, *args, **kwargs):
-        state = next(p.state for p in pipe.unet.attn_processors.values() if hasattr(p, "state"))
-        if state.mode == "record":  # the call the reference rides in: row 0 is the reference
-            seen_inputs.append(latents[0].clone())
-        return original(pipe, latents, t, *args, **kwargs)
-
-    engine._unet = spy
-    try:
-        engine.generate(request)
-    finally:
-        del engine._unet
+    seen_inputs = reference_row_inputs(engine, request)
     assert len(seen_inputs) == STEPS
     torch.testing.assert_close(seen_inputs[0], traj[OFFSET][0])
     for i in range(STEPS - 1):  # the latent after step i is what the UNet sees at step i + 1

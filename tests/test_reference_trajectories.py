@@ -26,6 +26,8 @@ from stylealigned_desktop.engine.request import (
 )
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
+from .unet_spies import reference_row_inputs
+
 WIDTH, HEIGHT, STEPS = 128, 64, 3  # not square, not DDIM
 
 
@@ -129,20 +131,7 @@ def test_under_euler_the_unet_sees_the_trajectorys_own_inputs(engine, pictures, 
     request = _request(ReferencePicture(pictures[1], "a field", inversion_offset=offset), tmp_path, steps=steps,
                        micro_batch=1)
     _, trajectory = engine.reference_trajectory(request)
-    seen = []
-    original = engine._unet
-
-    def spy(pipe, latents, t, *args, **kwargs):
-        state = next(p.state for p in pipe.unet.attn_processors.values() if hasattr(p, "state"))
-        if state.mode == "record":  # the references' call: row 0 is the reference
-            seen.append(latents[0].clone())
-        return original(pipe, latents, t, *args, **kwargs)
-
-    engine._unet = spy
-    try:
-        engine.generate(request)
-    finally:
-        del engine._unet
+    seen = reference_row_inputs(engine, request)
     assert len(seen) == steps
     for i, unet_input in enumerate(seen):
         torch.testing.assert_close(unet_input, reference_unet_input(trajectory, i, offset)[0], rtol=1e-5, atol=1e-5)
