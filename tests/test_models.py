@@ -11,6 +11,8 @@ from stylealigned_desktop.engine.models import (
     resolve_dtype,
 )
 
+from .cli_refusals import refused_generate
+
 
 def test_classify_sources(tmp_path):
     assert classify_source("tiny") == "tiny"
@@ -110,15 +112,7 @@ def _hostile_model(tmp_path, kind):
 def test_a_hostile_model_is_one_line_and_exit_2_before_anything_loads(tmp_path, capsys, monkeypatch, kind, said):
     import re
 
-    from stylealigned_desktop import cli
-    from stylealigned_desktop.engine import models
-
-    loaded = []
-    monkeypatch.setattr(models, "_base_pipeline", lambda *args: loaded.append(args))
     source = str(_hostile_model(tmp_path, kind))
-    code = cli.main(["generate", "--model", source, "--reference-prompt", "a hill", "--prompt", "a fox",
-                     "--quiet", "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and source in err
-    assert re.search(said, err), err
-    assert loaded == [] and not (tmp_path / "run").exists()
+    err = refused_generate(["--model", source, "--reference-prompt", "a hill", "--prompt", "a fox"],
+                           tmp_path, monkeypatch, capsys)
+    assert source in err and re.search(said, err), err
