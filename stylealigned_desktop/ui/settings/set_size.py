@@ -11,7 +11,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from ...session.generation import SDXL_SIDE, size_presets
-from ..support import size_label, small_combo
+from ..support import size_key, size_label, small_combo
 
 
 def size_tip(native: int) -> str:
@@ -55,7 +55,7 @@ class SetSizeChoice(QWidget):
         blocked = self.preset.blockSignals(True)
         self.preset.clear()
         for width, height in size_presets(native):
-            self.preset.addItem(size_label(width, height), f"{width}x{height}")
+            self.preset.addItem(size_label(width, height), size_key((width, height)))
         self.preset.addItem("Custom", None)
         self.preset.blockSignals(blocked)
         for widget in (self.preset, self.width_box, self.height_box):
@@ -64,7 +64,7 @@ class SetSizeChoice(QWidget):
 
     def sync(self) -> None:
         """Show the preset of the boxes' size, else Custom."""
-        index = self.preset.findData(f"{self.width_box.value()}x{self.height_box.value()}")
+        index = self.preset.findData(size_key((self.width_box.value(), self.height_box.value())))
         blocked = self.preset.blockSignals(True)
         self.preset.setCurrentIndex(index if index >= 0 else self.preset.count() - 1)
         self.preset.blockSignals(blocked)

@@ -33,6 +33,7 @@ from ..support import (
     icon,
     local_paths,
     set_style_flag,
+    size_key,
     size_label,
     small_combo,
     wheel_edits_only_when_focused,
@@ -48,11 +49,6 @@ SIZE_TIP = ("This panel's own size: the sizes listed are the model's (about its 
             "tall close-up; “Same as the set” follows Settings → Size; a panorama (4:1, 3:1 at the "
             "model's height) is drawn as overlapping windows of the model's size in the set's style. "
             f"Custom sizes are multiples of {PANEL_SIZE_STEP}.")
-
-
-def size_key(size: tuple[int, int]) -> str:
-    """A size as the chooser's item data: ``"1344x768"`` (read back with ``parse_size``)."""
-    return f"{size[0]}x{size[1]}"
 
 
 MODE_TIPS = {

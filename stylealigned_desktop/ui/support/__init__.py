@@ -15,7 +15,7 @@ from .text_drops import files_pass_through
 from .theme import ACCENT, CHARACTER_COLOURS, apply_theme, follow_system, icon
 from .undo import SessionUndo
 from .wheel import wheel_edits_only_when_focused
-from .widgets import ElidedLabel, set_style_flag, size_label, small_combo
+from .widgets import ElidedLabel, set_style_flag, size_key, size_label, small_combo
 
 __all__ = [
     "ACCENT",
@@ -42,6 +42,7 @@ __all__ = [
     "pil_to_qimage",
     "png_bytes",
     "set_style_flag",
+    "size_key",
     "size_label",
     "small_combo",
     "wheel_edits_only_when_focused",

@@ -15,6 +15,11 @@ def size_label(width: int, height: int) -> str:
     return f"{width} × {height}  ({shape} {width // divisor}:{height // divisor})"
 
 
+def size_key(size: tuple[int, int]) -> str:
+    """A size as a size chooser's item data: ``"1344x768"`` (read back with ``parse_size``)."""
+    return f"{size[0]}x{size[1]}"
+
+
 def small_combo() -> QComboBox:
     """A combo box that does not insist on the width of its longest item."""
     combo = QComboBox()
