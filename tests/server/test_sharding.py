@@ -252,10 +252,11 @@ def test_several_references_are_each_their_own_row():
 
 
 @pytest.mark.parametrize("previews, steps", [("off", 3), ("vae", 5)])
-def test_shards_without_a_preview_every_step_merge_into_the_local_run(tiny_pipe, previews, steps):
+def test_shards_without_a_preview_every_step_merge_into_the_local_run(request, previews, steps):
     """Previews off, or only every fifth step (the full VAE): the merger must not wait for
     previews that never come; a shard's next Step or its decoding says it is through a step."""
-    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe, preview_budget=float("inf"))  # as a replica
+    # as a replica; the tiny model is built only when the runs are not kept (ENGINE_EVENTS)
+    engine = Engine(loader=lambda *args, **kwargs: request.getfixturevalue("tiny_pipe"), preview_budget=float("inf"))
     shards, local, streams = _sharded_runs(engine, previews=previews, steps=steps)
     assert sum(e["event"] == "Preview" for e in local) == (0 if previews == "off" else 5)
     for feed in _interleavings(streams):
