@@ -320,13 +320,15 @@ def test_each_layer_replays_what_it_recorded():
         np.testing.assert_allclose(out.numpy(), expected[[1, 3]], rtol=1e-7, atol=1e-9)
 
 
-def test_panels_riding_along_share_their_characters_anchors_in_a_character_layer():
+@pytest.mark.parametrize("share", [True, False])
+def test_panels_riding_along_share_their_characters_anchors_in_a_character_layer(share):
     """A character layer in ``record`` with two weighted references and two panels riding along:
     the references' rows plain, a panel naming no character the section-4/11 attention, and the
     panel naming A also its anchors' tokens inside their masks (made at a coarser grid, 2 x 3 of
     a 4 x 6 layer) and kept by its dropout, with the characters' shift; written out by hand,
-    gathering the allowed anchor tokens (spec section 13)."""
-    settings = StyleAlignedSettings(shared_score_scale=1.3, adain_values=True)
+    gathering the allowed anchor tokens (spec section 13). Without shared attention a panel
+    sees its own tokens and its anchors' only."""
+    settings = StyleAlignedSettings(shared_score_scale=1.3, adain_values=True, share_attention=share)
     weights, halves, heads, n, d = (0.25, 0.75), 2, 2, 24, 8
     rows = {1: MappedRow(("A",), ((1,),), (8, 12), 0, 0), 2: MappedRow(("A",), ((1,),), (8, 12), 0, 1),
             3: MappedRow(("B",), ((1,),), (8, 12), 0, 2), 20: MappedRow(("A",), ((2,),), (8, 12), 77)}
@@ -352,9 +354,9 @@ def test_panels_riding_along_share_their_characters_anchors_in_a_character_layer
             for j, row in ((2, 20), (3, 99)):
                 qb, kb, vb = (mixture_adain_np(x[half, j, h], [ref[i] for ref in refs], weights)
                               for i, x in enumerate((q, k, v)))
-                keys = [kb] + [1.3 * ref[1] for ref in refs]
-                values = [vb] + [ref[2] for ref in refs]
-                bias = [np.zeros(n)] + [np.full(n, math.log(w)) for w in weights]
+                keys = [kb] + [1.3 * ref[1] for ref in refs if share]
+                values = [vb] + [ref[2] for ref in refs if share]
+                bias = [np.zeros(n)] + [np.full(n, math.log(w)) for w in weights if share]
                 for a in range(2 if row == 20 else 0):  # A's anchors, each at the layer's grid
                     keep = np.repeat(np.repeat(masks[a + 1], 2, 0), 2, 1).ravel() > 0
                     keep &= dropout_keep(77, 2, 5, a, n, 0.5).numpy()
