@@ -84,6 +84,23 @@ TARGETS: dict[str, Target] = {
     "trajectory": Target("stylealigned_desktop/engine/trajectory.py",
                          ("tests/test_trajectory_files.py", "tests/test_inversion.py",
                           "tests/test_generator_picture.py")),
+    # characters (spec section 13): the subject maps, Otsu masks and resize, and the panels'
+    # attention to their anchors; engine-free tests on non-square grids (the engine's runs of
+    # test_characters.py build whole sets: minutes a mutant)
+    "subject-masks": Target("stylealigned_desktop/engine/subject_masks.py", ("tests/test_subject_masks.py",)),
+    "character-attention": Target("stylealigned_desktop/engine/character_attention.py",
+                                  ("tests/test_characters.py::test_the_bias_form_equals_the_gather_form",
+                                   "tests/test_characters.py::test_sharing_starts_at_step_1_in_character_layers_once_an_anchor_has_a_mask",
+                                   "tests/test_characters.py::test_the_anchors_call_records_them_and_each_sees_its_characters_other_anchors",
+                                   "tests/test_characters.py::test_a_call_where_no_row_sees_an_anchor_token_is_the_plain_attention_whole",
+                                   "tests/test_characters.py::test_anchor_masks_are_resized_to_each_layers_grid_within_a_step",
+                                   "tests/test_characters.py::test_character_layers_are_the_up_blocks_or_all_shared_layers_by_their_self_attention_index",
+                                   "tests/test_characters.py::test_installing_characters_maps_anchors_and_naming_panels_and_wraps_the_deepest_cross_attention",
+                                   "tests/test_subject_masks.py::test_the_deepest_layers_map_the_conditional_rows_of_a_call_into_non_square_masks",
+                                   "tests/test_subject_masks.py::test_subject_maps_need_a_conditional_half_and_a_transformers_cross_attention",
+                                   "tests/test_characters.py::test_anchors_see_the_other_anchors_of_their_character_without_dropout",
+                                   "tests/test_characters.py::test_dropout_keeps_about_one_minus_p_and_depends_on_its_four_numbers_only",
+                                   "tests/test_attention.py::test_panels_riding_along_share_their_characters_anchors_in_a_character_layer")),
     # the key-building and record parts of the generator, split into stages since this map was
     # first written: the references' rows and trajectory keys, the rows' plan, the records
     "references": Target("stylealigned_desktop/engine/references.py",

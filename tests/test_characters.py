@@ -13,7 +13,12 @@ from PIL import Image
 
 from stylealigned_desktop.engine import events as ev
 from stylealigned_desktop.engine.attention import ReferenceAttention
-from stylealigned_desktop.engine.character_attention import CharacterState, MappedRow, dropout_keep
+from stylealigned_desktop.engine.character_attention import (
+    CharacterState,
+    MappedRow,
+    character_layers,
+    dropout_keep,
+)
 from stylealigned_desktop.engine.generator import Engine
 from stylealigned_desktop.engine.images import fit_picture, load_picture
 from stylealigned_desktop.engine.inversion import encode_picture
@@ -311,3 +316,173 @@ def test_micro_batches_a_reroll_and_shards_agree_with_a_picture_reference_in_the
         model="tiny", style=style[1:], panels=panels, characters=(MIRA, BO),
         sampling=Sampling(steps=4, guidance=4.0, width=192, height=128, scheduler="euler"),
         settings=StyleAlignedSettings(anchors_per_character=2), micro_batch=len(panels))).latents[0]).abs().max() > 1e-3
+
+
+# -- the character state step by step, engine-free (spec section 13; the mutation target) --------
+def _attention_np(q, keys, values, bias, scale):
+    """softmax(q K^T * scale + bias) V of one head, numpy."""
+    scores = q @ np.concatenate(keys).T * scale + np.concatenate(bias)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    return weights / weights.sum(-1, keepdims=True) @ np.concatenate(values)
+
+
+def test_sharing_starts_at_step_1_in_character_layers_once_an_anchor_has_a_mask():
+    state, masks = _state(0.0)
+    assert state.applies("up") and not state.applies("down")
+    state.begin_step(0)
+    assert not state.applies("up")
+    state.begin_step(1)
+    state.masks = {20: {"A": masks[1]["A"]}}  # a panel's mask alone: no anchor to see yet
+    assert not state.applies("up")
+    state.masks[3] = masks[3]
+    assert state.applies("up")
+
+
+def test_the_anchors_call_records_them_and_each_sees_its_characters_other_anchors():
+    """The anchors in ``record`` behind one reference row: their keys and values are kept
+    (copies), anchor 0 of A sees anchor 1's tokens inside its 2 x 3 mask at a 4 x 6 layer
+    (no dropout, the characters' shift), B's only anchor sees none (section 4); an anchor
+    without a mask yet is seen by nobody. Written out by hand, gathering the allowed tokens."""
+    state, _ = _state(-0.4)
+    state.masks = {1: {"A": np.array([[1, 1, 0], [0, 1, 0]], np.uint8)},
+                   3: {"B": np.ones((2, 3), np.uint8)}}  # anchor 1 of A has no mask yet
+    for row in (1, 2, 3):
+        state.rows[row] = MappedRow(("A",) if row < 3 else ("B",), ((1,),), (8, 12), 0, row - 1)
+    halves, heads, n, d, scale = 2, 2, 24, 4, 0.4
+    g = torch.Generator().manual_seed(11)
+    q, k, v = (torch.randn(halves, 3, heads, n, d, generator=g, dtype=torch.float64) for _ in range(3))
+    ref = ReferenceAttention(key=torch.randn(halves, 1, heads, n, d, generator=g, dtype=torch.float64),
+                             value=torch.randn(halves, 1, heads, n, d, generator=g, dtype=torch.float64),
+                             query_stats=None, key_stats=None, value_stats=None, bias=None)
+
+    def plain(q, k, v):
+        return torch.softmax(q @ torch.cat([k, ref.key.expand_as(k)], -2).transpose(-1, -2) * scale, -1) @ torch.cat(
+            [v, ref.value.expand_as(v)], -2)
+
+    state.call_rows = [100, 1, 3]  # one anchor of A missing from the anchors' call
+    with pytest.raises(RuntimeError, match="^the anchors run in one UNet call of their own$"):
+        state.attend("up", q[:, :2], k[:, :2], v[:, :2], ref, scale, "record", 1, plain)
+    state.call_rows = [100, 1, 2, 3]
+    got = state.attend("up", q, k, v, ref, scale, "record", 1, plain).numpy()
+    recorded = state.recorded["up"]
+    assert torch.equal(recorded[0], k) and torch.equal(recorded[1], v)
+    k.zero_()
+    assert recorded[0].abs().sum() > 0  # a copy, not a view of the call's keys
+    k = recorded[0].numpy()
+    q, v, ref_k, ref_v = q.numpy(), v.numpy(), ref.key.numpy(), ref.value.numpy()
+    mask = np.repeat(np.repeat(np.array([[1, 1, 0], [0, 1, 0]]), 2, 0), 2, 1).ravel() > 0
+    for half in range(halves):
+        for h in range(heads):
+            for j in range(3):
+                keys, values = [k[half, j, h], ref_k[half, 0, h]], [v[half, j, h], ref_v[half, 0, h]]
+                bias = [np.zeros(n), np.zeros(n)]
+                if j == 1:  # anchor 1 of A sees anchor 0 inside its mask
+                    keys, values = keys + [k[half, 0, h][mask]], values + [v[half, 0, h][mask]]
+                    bias.append(np.full(mask.sum(), -0.4))
+                np.testing.assert_allclose(got[half, j, h], _attention_np(q[half, j, h], keys, values, bias, scale),
+                                           rtol=1e-9, atol=1e-12)
+
+
+def test_a_call_where_no_row_sees_an_anchor_token_is_the_plain_attention_whole():
+    state, _ = _state(0.0)
+    state.dropout = 1.0  # the panels keep no anchor token
+    state.recorded["up"] = (torch.randn(2, 3, 2, 24, 4), torch.randn(2, 3, 2, 24, 4))
+    state.call_rows = [20, 99, 21]
+    q = torch.randn(2, 3, 2, 24, 4)
+    calls = []
+
+    def plain(*qkv):
+        calls.append(qkv)
+        return qkv[0] * 2
+
+    out = state.attend("up", q, q + 1, q + 2, None, 0.5, "replay", 0, plain)
+    assert len(calls) == 1 and calls[0][0] is q and torch.equal(out, q * 2)
+
+
+def test_anchor_masks_are_resized_to_each_layers_grid_within_a_step():
+    """Each anchor's mask (2 x 3) at a 4 x 6 and an 8 x 12 layer of one step, nearest by pixel
+    centres (a plain repeat here); an anchor without a mask is all out; a new step's masks
+    are read again."""
+    state, _ = _state(0.0)
+    first = np.array([[1, 0, 1], [0, 1, 1]], np.uint8)
+    state.masks = {1: {"A": first}, 3: {"B": np.array([[0, 0, 1], [1, 0, 0]], np.uint8)}}
+    for row in (1, 2, 3):
+        state.rows[row] = MappedRow(state.rows[row].names, ((1,),), (16, 24), 0, row - 1)
+
+    def repeated(mask, times):
+        return torch.from_numpy(np.repeat(np.repeat(mask, times, 0), times, 1).ravel() > 0)
+
+    for tokens, times in ((24, 2), (96, 4), (24, 2)):
+        got = state._anchor_masks(tokens)
+        assert got.dtype == torch.bool and got.shape == (3, tokens)
+        assert torch.equal(got[0], repeated(first, times)) and not got[1].any()
+        assert torch.equal(got[2], repeated(state.masks[3]["B"], times))
+    state.end_step()
+    state.masks[1] = {"A": 1 - first}
+    assert torch.equal(state._anchor_masks(24)[0], repeated(1 - first, 2))
+
+
+def test_character_layers_are_the_up_blocks_or_all_shared_layers_by_their_self_attention_index():
+    names = ["down_blocks.1.a.attn1.processor", "down_blocks.1.b.attn1.processor", "mid_block.a.attn1.processor",
+             "up_blocks.0.a.attn1.processor", "up_blocks.1.a.attn1.processor"]
+    shared = [names[0], names[2], names[4]]  # the second down layer and the first up layer unshared
+    assert character_layers(shared, "up", names) == {names[4]: 4}
+    assert character_layers(shared, "all", names) == {names[0]: 0, names[2]: 2, names[4]: 4}
+
+
+def test_installing_characters_maps_anchors_and_naming_panels_and_wraps_the_deepest_cross_attention(tiny_pipe):
+    """A set of 192 x 128 with a 128 x 192 panel drawn in windows, character layers ``all``:
+    the mapped rows (names, subject tokens read back from the tokenizer, latent size, seed,
+    anchor index, whether mapped), the state's anchors and settings, and the deepest
+    cross-attention layers wrapped around their own processors until the installation is removed."""
+    from stylealigned_desktop.engine.character_attention import install_characters
+    from stylealigned_desktop.engine.install import Installation
+    from stylealigned_desktop.engine.rows import RunRows
+    from stylealigned_desktop.engine.subject_masks import (
+        SubjectMapProcessor,
+        deepest_cross_attention_names,
+    )
+
+    settings = StyleAlignedSettings(anchors_per_character=2, character_layers="all", character_dropout=0.3,
+                                    character_shift=-0.2)
+    request, unet, tokenizer = _request(settings=settings), tiny_pipe.unet, tiny_pipe.tokenizer
+    rows, before = RunRows.of(request), dict(unet.attn_processors)
+    installation = Installation(unet, settings)
+    try:
+        state = install_characters(installation, tiny_pipe, request, rows, {(128, 192)})
+        wrapped = dict(unet.attn_processors)
+    finally:
+        installation.remove()
+    assert state is installation.state.characters and unet.attn_processors == before
+    named = {"Mira": "red-hairedgirlyellowraincoat", "Bo": "manhat"}
+    expected = {1: ("Mira", 0, 5), 2: ("Mira", 1, 6), 3: ("Bo", 2, 7), 4: ("Bo", 3, 8)}  # after the reference
+    expected.update({5: ("Mira", None, 20), 7: (("Mira", "Bo"), None, 22), 8: ("Bo", None, 23), 9: ("Mira", None, 24)})
+    assert sorted(state.rows) == sorted(expected)
+    for number, (names, anchor, seed) in expected.items():
+        mapped, names = state.rows[number], (names,) if isinstance(names, str) else names
+        text = rows.rows[number].prompt if anchor is not None else _spelled_out()[number - 5].prompt
+        ids = tokenizer(text).input_ids
+        assert [tokenizer.decode([ids[p] for p in t]).replace(" ", "") for t in mapped.tokens] == [
+            named[name] for name in names]
+        latent = (24, 16) if number == 8 else (16, 24)  # (height, width) / 8
+        assert (mapped.names, mapped.latent, mapped.seed, mapped.anchor, mapped.mapped) == (
+            names, latent, seed, anchor, number != 8)
+    assert state.anchors == [1, 2, 3, 4] and state.anchor_names == ["Mira", "Mira", "Bo", "Bo"]
+    assert (state.dropout, state.shift) == (0.3, -0.2)
+    self_attention = [name for name in before if not unet.get_submodule(name.removesuffix(".processor")).is_cross_attention]
+    assert state.layers == {name: self_attention.index(name) for name in installation.shared_layers}
+    deepest = deepest_cross_attention_names(unet)
+    for name, processor in wrapped.items():
+        if name in deepest:
+            assert isinstance(processor, SubjectMapProcessor) and processor.inner is before[name]
+            assert processor.maps is state and processor.name == name
+        else:
+            assert not isinstance(processor, SubjectMapProcessor)
+    without = _request(characters=(), panels=_spelled_out())
+    installation = Installation(unet, settings)
+    try:
+        shared = dict(unet.attn_processors)
+        assert install_characters(installation, tiny_pipe, without, RunRows.of(without)) is None
+        assert unet.attn_processors == shared and installation.state.characters is None
+    finally:
+        installation.remove()

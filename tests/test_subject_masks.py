@@ -10,6 +10,7 @@ from PIL import Image
 from skimage.filters import threshold_otsu
 
 from stylealigned_desktop.engine.subject_masks import (
+    SubjectMapProcessor,
     deepest_cross_attention_names,
     grid_of,
     layer_subject_map,
@@ -118,3 +119,106 @@ def test_the_deepest_cross_attention_layers_are_those_with_the_fewest_tokens(tin
     fewest = min(counts.values())
     expected = sorted(f"{name}.processor" for name, count in counts.items() if count == fewest)
     assert sorted(deepest_cross_attention_names(unet)) == expected and fewest == 4 * 6
+
+
+def _layer_norm(x, norm):
+    """A LayerNorm over the last axis, from its formula and the module's weights."""
+    mean = x.mean(-1, keepdims=True)
+    variance = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + norm.eps) * norm.weight.detach().numpy() + norm.bias.detach().numpy()
+
+
+def _cross_attention(seed):
+    """A transformer's cross-attention layer with diffusers' optional norms on (of the context,
+    of queries and keys), random weights throughout."""
+    from diffusers.models.attention_processor import Attention
+
+    torch.manual_seed(seed)
+    layer = Attention(query_dim=16, cross_attention_dim=12, heads=2, dim_head=4, cross_attention_norm="layer_norm",
+                      qk_norm="layer_norm").double().eval()
+    with torch.no_grad():
+        for parameter in layer.parameters():
+            parameter.normal_()
+    return layer
+
+
+def _subject_maps_np(layer, hidden, context, tokens):
+    """Step 1 of the spec for one image and one layer, in numpy: softmax(QK^T / sqrt(d)) over
+    the text tokens, averaged over heads and over each character's subject tokens."""
+    weight = {name: getattr(layer, name).weight.detach().numpy() for name in ("to_q", "to_k")}
+    n, t, heads = hidden.shape[0], context.shape[0], layer.heads
+    query = (hidden @ weight["to_q"].T).reshape(n, heads, -1).transpose(1, 0, 2)
+    key = (_layer_norm(context, layer.norm_cross) @ weight["to_k"].T).reshape(t, heads, -1).transpose(1, 0, 2)
+    query, key = _layer_norm(query, layer.norm_q), _layer_norm(key, layer.norm_k)
+    scores = query @ key.transpose(0, 2, 1) / math.sqrt(query.shape[-1])
+    probabilities = np.exp(scores - scores.max(-1, keepdims=True))
+    probabilities = (probabilities / probabilities.sum(-1, keepdims=True)).mean(0)
+    return np.stack([probabilities[:, list(t)].mean(-1) if t else np.zeros(n) for t in tokens])
+
+
+def test_the_deepest_layers_map_the_conditional_rows_of_a_call_into_non_square_masks():
+    """Two wrapped cross-attention layers in one CFG call of four rows (a panel naming two
+    characters, a row naming none, a panorama's panel, an anchor), a 4 x 6 grid: the layers'
+    outputs are their own processors', and at the end of the step each mapped row of the
+    conditional half has, per name, the Otsu mask (scikit-image's) of its maps averaged over the
+    two layers; a call retried starts its rows' maps again."""
+    from stylealigned_desktop.engine.character_attention import CharacterState, MappedRow
+
+    rows = {20: MappedRow(("A", "B"), ((2, 3), (5,)), (16, 24), 77),
+            21: MappedRow(("A",), ((2,),), (16, 24), 78, mapped=False),
+            22: MappedRow(("B", "A"), ((6,), ()), (32, 48), 0, anchor=0)}
+    state = CharacterState(rows, [22], ["B"], {"up": 3}, 0.5, 0.0)
+    layers = [_cross_attention(seed) for seed in (1, 2)]
+    wrapped = [SubjectMapProcessor(layer.processor, state, f"layer{i}") for i, layer in enumerate(layers)]
+    g = torch.Generator().manual_seed(9)
+    hidden = torch.randn(8, 24, 16, generator=g, dtype=torch.float64)  # 2 halves x 4 rows, 4 x 6 tokens
+    context = torch.randn(8, 7, 12, generator=g, dtype=torch.float64)
+    state.begin_step(1)
+    for _attempt in range(2):  # the first call fails after the layers ran: retried
+        state.begin_call([20, 99, 21, 22])
+        for layer, processor in zip(layers, wrapped):
+            with torch.no_grad():
+                out = processor(layer, hidden, encoder_hidden_states=context)
+                torch.testing.assert_close(out, layer.processor(layer, hidden, encoder_hidden_states=context),
+                                           rtol=0, atol=0)
+    state.end_step()
+    assert sorted(state.masks) == [20, 22] and not state._maps
+    for position, row in ((4, 20), (7, 22)):
+        maps = sum(_subject_maps_np(layer, hidden[position].numpy(), context[position].numpy(), rows[row].tokens)
+                   for layer in layers) / 2
+        assert list(state.masks[row]) == list(rows[row].names)
+        for name, subject_map in zip(rows[row].names, maps):
+            mask = state.masks[row][name]
+            assert mask.dtype == np.uint8 and mask.shape == (4, 6)
+            if np.ptp(subject_map) == 0:  # a name whose words CLIP did not read: a flat map
+                assert not mask.any()
+                continue
+            scaled = (subject_map - subject_map.min()) / np.ptp(subject_map)
+            expected = scaled > threshold_otsu(scaled, nbins=256)
+            assert 0 < expected.sum() < 24 and np.array_equal(mask, expected.reshape(4, 6)), (row, name)
+
+
+def test_subject_maps_need_a_conditional_half_and_a_transformers_cross_attention():
+    """A batch that is no whole number of the call's rows, or self-attention, adds no map; a
+    layer with a group norm or 4-D input is refused with its reason."""
+    from diffusers.models.attention_processor import Attention
+
+    from stylealigned_desktop.engine.character_attention import CharacterState, MappedRow
+
+    state = CharacterState({20: MappedRow(("A",), ((1,),), (4, 6), 7)}, [], [], {}, 0.5, 0.0)
+    layer = _cross_attention(3)
+    processor = SubjectMapProcessor(layer.processor, state, "layer")
+    hidden, context = torch.randn(3, 24, 16, dtype=torch.float64), torch.randn(3, 7, 12, dtype=torch.float64)
+    assert state.wanted_rows(3) == []  # no call under way
+    state.begin_call([20, 99])
+    assert state.wanted_rows(3) == [] and state.wanted_rows(2) == [(0, 20, ((1,),))]
+    with torch.no_grad():
+        processor(layer, hidden, encoder_hidden_states=context)
+        own = Attention(query_dim=16, heads=2, dim_head=4)
+        SubjectMapProcessor(own.processor, state, "own")(own, hidden[:2].float())  # self-attention: no context
+    assert not state._maps
+    grouped = Attention(query_dim=16, cross_attention_dim=12, heads=2, dim_head=4, norm_num_groups=4)
+    for attn, states in ((grouped, hidden[:2].float()), (layer, hidden[:2].view(2, 16, 4, 6))):
+        with pytest.raises(ValueError, match=r"^subject maps need a transformer's cross-attention "
+                                             r"\(no spatial or group norm\)$"):
+            SubjectMapProcessor(attn.processor, state, "layer")(attn, states, encoder_hidden_states=context[:2])
