@@ -30,12 +30,24 @@ def _maps():
     yield np.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.5, 1.0, 0.25]])  # few values: ties between thresholds
     yield rng.integers(0, 3, (4, 12)).astype(float)  # three levels
     yield np.array([[0.0, 1 / 512, 1.0, 1.0], [0.0, 1 / 512, 1.0, 0.0]])  # a value on the threshold: not in the mask
+    yield np.array([[0.495, 0.0, 0.475, 0.528, 1.0]])  # a class of one value (the minimum) against the best one
+    # float32, as the maps come from the UNet, with a value that float32 scaling would put on the threshold
+    yield np.array([[1.3820345401763916, 0.9013522267341614, 0.5818105936050415],
+                    [1.0053495168685913, 0.9761750102043152, 1.8803250789642334]], dtype=np.float32)
 
 
 @pytest.mark.parametrize("subject_map", list(_maps()))
 def test_otsu_is_scikit_images(subject_map):
     scaled = (subject_map - subject_map.min()) / (subject_map.max() - subject_map.min())
     assert otsu_threshold(scaled) == pytest.approx(threshold_otsu(scaled, nbins=256), abs=1e-12)
+
+
+def test_otsu_of_float32_values_is_that_of_their_float64_values():
+    """The bins' edges and centres are computed in float64 whatever the values' type (the maps
+    come from the UNet in float32, unscaled here)."""
+    values = list(_maps())[-1]
+    assert values.dtype == np.float32
+    assert otsu_threshold(values) == pytest.approx(threshold_otsu(values.astype(np.float64), nbins=256), abs=1e-12)
 
 
 def _naive_mask(subject_map, bins=256):
@@ -68,7 +80,17 @@ def test_masks_are_the_naive_ones(subject_map):
 
 
 def test_a_flat_map_gives_an_empty_mask():
-    assert not subject_mask(np.full((3, 5), 0.25)).any()
+    mask = subject_mask(np.full((3, 5), 0.25))
+    assert mask.dtype == bool and mask.shape == (3, 5) and not mask.any()
+
+
+@pytest.mark.parametrize("subject_map", list(_maps())[1:3])
+def test_a_mask_does_not_change_when_its_map_is_shifted_or_scaled(subject_map):
+    """Scaling by the minimum and maximum takes out any shift and positive scale, also of a map
+    that goes below zero."""
+    mask = _naive_mask(subject_map)
+    for shifted in (subject_map * 3.0 - 2.5, subject_map * 0.2 - 1.0, subject_map + 4.0):
+        assert np.array_equal(subject_mask(shifted), mask)
 
 
 @pytest.mark.parametrize("shape, target", [((4, 6), (8, 12)), ((3, 5), (7, 4)), ((6, 4), (6, 4)), ((5, 7), (2, 3))])
@@ -97,7 +119,8 @@ def test_layer_maps_average_probabilities_over_heads_and_subject_tokens():
 def test_grids_of_non_square_latents():
     assert grid_of(24, 16, 24) == (4, 6)
     assert grid_of(96, 16, 24) == (8, 12)
-    with pytest.raises(ValueError):
+    assert grid_of(24, 15, 23) == (4, 6)  # latent sides that the UNet's downsampling rounds up
+    with pytest.raises(ValueError, match="^25 tokens are no grid of a 16x24 latent$"):
         grid_of(25, 16, 24)
 
 
@@ -222,3 +245,46 @@ def test_subject_maps_need_a_conditional_half_and_a_transformers_cross_attention
         with pytest.raises(ValueError, match=r"^subject maps need a transformer's cross-attention "
                                              r"\(no spatial or group norm\)$"):
             SubjectMapProcessor(attn.processor, state, "layer")(attn, states, encoder_hidden_states=context[:2])
+
+
+def test_a_unet_without_cross_attention_has_no_layers_to_map():
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                                down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+                                mid_block_type="UNetMidBlock2D", cross_attention_dim=8)
+    assert deepest_cross_attention_names(unet) == []
+
+
+def test_the_wrapped_layer_hands_everything_on_to_its_own_processor():
+    """An attention mask, a spatial norm's ``temb`` and diffusers' deprecated ``scale`` (in
+    ``args`` or ``kwargs``: its processor warns) reach the wrapped processor."""
+    from diffusers.models.attention_processor import Attention
+
+    from stylealigned_desktop.engine.character_attention import CharacterState, MappedRow
+
+    state = CharacterState({20: MappedRow(("A",), ((1, 2),), (16, 24), 7)}, [], [], {}, 0.5, 0.0)
+    state.begin_call([20, 99])
+    layer = _cross_attention(4)
+    processor = SubjectMapProcessor(layer.processor, state, "down_blocks.2.attn2.processor")
+    assert processor.name == "down_blocks.2.attn2.processor" and processor.inner is layer.processor
+    g = torch.Generator().manual_seed(6)
+    hidden, context = torch.randn(2, 24, 16, generator=g, dtype=torch.float64), torch.randn(2, 7, 12, generator=g,
+                                                                                          dtype=torch.float64)
+    mask = torch.zeros(2, 1, 7, dtype=torch.float64)
+    mask[:, :, 3:] = -10.0  # the last text tokens masked out
+    with torch.no_grad():
+        masked = processor(layer, hidden, context, mask)
+        expected = layer.processor(layer, hidden, context, mask)
+        assert (expected - layer.processor(layer, hidden, context)).abs().max() > 1e-3
+        torch.testing.assert_close(masked, expected, rtol=0, atol=0)
+        assert 20 in state._maps  # the maps do not see the mask (the spec's softmax over all tokens)
+        norm = Attention(query_dim=32, heads=2, dim_head=4, spatial_norm_dim=3).double().eval()
+        states, temb = torch.randn(2, 32, 4, 6, generator=g, dtype=torch.float64), torch.randn(2, 3, 2, 3, generator=g,
+                                                                                             dtype=torch.float64)
+        state.begin_call([])  # no row to map: a spatial norm passes
+        torch.testing.assert_close(SubjectMapProcessor(norm.processor, state, "n")(norm, states, temb=temb),
+                                   norm.processor(norm, states, temb=temb), rtol=0, atol=0)
+        for args, kwargs in (((1.0,), {}), ((), {"scale": 1.0})):
+            with pytest.warns(FutureWarning, match="The `scale` argument is deprecated"):
+                processor(layer, hidden, context, None, None, *args, **kwargs)
