@@ -4,6 +4,8 @@ The sets are non-square (192x128, one panel 128x192), use Euler, two characters 
 three anchors, and a panel that names both.
 """
 
+import copy
+import hashlib
 import math
 
 import numpy as np
@@ -18,6 +20,7 @@ from stylealigned_desktop.engine.character_attention import (
     MappedRow,
     character_layers,
     dropout_keep,
+    dropout_seed,
 )
 from stylealigned_desktop.engine.generator import Engine
 from stylealigned_desktop.engine.images import fit_picture, load_picture
@@ -216,6 +219,11 @@ def test_anchors_see_the_other_anchors_of_their_character_without_dropout():
 
 
 def test_dropout_keeps_about_one_minus_p_and_depends_on_its_four_numbers_only():
+    """Seeded by 64 bits (little-endian) of the SHA-256 of "panel seed/step/layer/anchor"
+    (docs/characters.md); p = 0 keeps every token, even one drawn at exactly 0 (panel seed 5259:
+    its 1015th draw), and p = 1 none."""
+    assert dropout_seed(20, 3, 7, 1) == int.from_bytes(hashlib.sha256(b"20/3/7/1").digest()[:8], "little")
+    assert dropout_keep(5259, 1, 5, 0, 1024, 0.0).all() and not dropout_keep(5259, 1, 5, 0, 1024, 1.0).any()
     keep = dropout_keep(20, 3, 7, 1, 20000, 0.3)
     assert abs(keep.float().mean().item() - 0.7) < 0.02
     assert torch.equal(keep, dropout_keep(20, 3, 7, 1, 20000, 0.3))
@@ -348,7 +356,7 @@ def test_the_anchors_call_records_them_and_each_sees_its_characters_other_anchor
                    3: {"B": np.ones((2, 3), np.uint8)}}  # anchor 1 of A has no mask yet
     for row in (1, 2, 3):
         state.rows[row] = MappedRow(("A",) if row < 3 else ("B",), ((1,),), (8, 12), 0, row - 1)
-    halves, heads, n, d, scale = 2, 2, 24, 4, 0.4
+    halves, heads, n, d, scale = 2, 3, 24, 4, 0.4
     g = torch.Generator().manual_seed(11)
     q, k, v = (torch.randn(halves, 3, heads, n, d, generator=g, dtype=torch.float64) for _ in range(3))
     ref = ReferenceAttention(key=torch.randn(halves, 1, heads, n, d, generator=g, dtype=torch.float64),
@@ -395,8 +403,26 @@ def test_a_call_where_no_row_sees_an_anchor_token_is_the_plain_attention_whole()
         calls.append(qkv)
         return qkv[0] * 2
 
-    out = state.attend("up", q, q + 1, q + 2, None, 0.5, "replay", 0, plain)
-    assert len(calls) == 1 and calls[0][0] is q and torch.equal(out, q * 2)
+    k, v = q + 1, q + 2
+    out = state.attend("up", q, k, v, None, 0.5, "replay", 0, plain)
+    assert len(calls) == 1 and len(calls[0]) == 3 and all(x is y for x, y in zip(calls[0], (q, k, v)))
+    assert torch.equal(out, q * 2)
+
+
+@pytest.mark.parametrize("bias", [None, [math.log(0.25), math.log(0.75)]])
+def test_the_panels_attention_and_its_masks_stay_on_the_queries_device(bias):
+    """An accelerator's queries (``meta``: a device without data) get the anchors' allowed
+    tokens, the biases and the attention on that device, in the queries' dtype."""
+    state, _ = _state(0.0)
+    assert state._allowed("up", [20, 21], 24, "meta").device.type == "meta"
+    q = torch.empty(2, 2, 2, 24, 4, dtype=torch.float16, device="meta")
+    ref = ReferenceAttention(key=torch.empty(2, 1, 2, 48, 4, dtype=torch.float16, device="meta"),
+                             value=torch.empty(2, 1, 2, 48, 4, dtype=torch.float16, device="meta"),
+                             query_stats=None, key_stats=None, value_stats=None, bias=bias)
+    anchors = torch.empty(2, 3, 2, 24, 4, dtype=torch.float16, device="meta")
+    allowed = torch.ones(2, 3, 24, dtype=torch.bool, device="meta")
+    out = state._shared(q, q, q, ref, anchors, anchors, allowed, 0.5)
+    assert out.device.type == "meta" and out.dtype == torch.float16 and out.shape == q.shape
 
 
 def test_anchor_masks_are_resized_to_each_layers_grid_within_a_step():
@@ -467,6 +493,7 @@ def test_installing_characters_maps_anchors_and_naming_panels_and_wraps_the_deep
         latent = (24, 16) if number == 8 else (16, 24)  # (height, width) / 8
         assert (mapped.names, mapped.latent, mapped.seed, mapped.anchor, mapped.mapped) == (
             names, latent, seed, anchor, number != 8)
+        assert all(type(side) is int for side in mapped.latent)
     assert state.anchors == [1, 2, 3, 4] and state.anchor_names == ["Mira", "Mira", "Bo", "Bo"]
     assert (state.dropout, state.shift) == (0.3, -0.2)
     self_attention = [name for name in before if not unet.get_submodule(name.removesuffix(".processor")).is_cross_attention]
@@ -486,3 +513,24 @@ def test_installing_characters_maps_anchors_and_naming_panels_and_wraps_the_deep
         assert unet.attn_processors == shared and installation.state.characters is None
     finally:
         installation.remove()
+
+
+def test_anchors_are_mapped_whole_in_a_windowed_set_and_one_tokenizer_pipes_read_the_same_tokens(tiny_pipe):
+    """The set's own size drawn in windows: its panels carry no maps, its anchors do (they run
+    whole). A base with one tokenizer (SD 1.5) or only its second (SDXL's refiner form) finds the
+    same subject tokens."""
+    from stylealigned_desktop.engine.character_attention import mapped_rows
+    from stylealigned_desktop.engine.rows import RunRows
+    from stylealigned_desktop.engine.tiny import build_tiny_pipeline
+
+    request = _request()
+    rows = RunRows.of(request)
+    mapped = mapped_rows(tiny_pipe, request, rows, {(192, 128)})
+    assert [number for number, row in mapped.items() if row.mapped] == [1, 2, 3, 4, 8]  # the anchors, the tall panel
+    sd15 = build_tiny_pipeline("tiny-sd15")
+    assert not hasattr(sd15, "tokenizer_2") and sd15.vae_scale_factor == tiny_pipe.vae_scale_factor
+    refiner = copy.copy(tiny_pipe)
+    refiner.tokenizer = None
+    assert tiny_pipe.tokenizer is not None
+    for pipe in (sd15, refiner):
+        assert mapped_rows(pipe, request, rows, {(192, 128)}) == mapped

@@ -197,12 +197,13 @@ def test_the_deepest_layers_map_the_conditional_rows_of_a_call_into_non_square_m
     hidden = torch.randn(8, 24, 16, generator=g, dtype=torch.float64)  # 2 halves x 4 rows, 4 x 6 tokens
     context = torch.randn(8, 7, 12, generator=g, dtype=torch.float64)
     state.begin_step(1)
-    for _attempt in range(2):  # the first call fails after the layers ran: retried
+    # the first call fails after the layers ran (another batch's states): retried
+    for attempt in (hidden.flip(1), hidden):
         state.begin_call([20, 99, 21, 22])
         for layer, processor in zip(layers, wrapped):
             with torch.no_grad():
-                out = processor(layer, hidden, encoder_hidden_states=context)
-                torch.testing.assert_close(out, layer.processor(layer, hidden, encoder_hidden_states=context),
+                out = processor(layer, attempt, encoder_hidden_states=context)
+                torch.testing.assert_close(out, layer.processor(layer, attempt, encoder_hidden_states=context),
                                            rtol=0, atol=0)
     state.end_step()
     assert sorted(state.masks) == [20, 22] and not state._maps
