@@ -6,7 +6,9 @@ wrote (its ``mutants/`` folder, whose functions pick the mutant named by ``MUTAN
 each test's fixtures are made once, the test runs once unmutated (its real outcome, and a
 control that the fixtures are sound), then once per listed mutant that the test reaches (mutmut's
 stats; ``SCREEN_ALL=1``: every listed one) until a test kills it, and once more unmutated after
-them. Tests that take ``tmp_path`` run unmutated only (what a mutant left there would count).
+them. A test that takes ``tmp_path`` gets a new empty folder inside it for each of these runs
+(what a run left there, a trajectory cache for one, must not count for the next); one that takes
+``tmp_path_factory`` runs unmutated only.
 A mutant it does not kill is not judged: run it by name with mutmut, or judge it by reason.
 
     cd build/mutation/<target>/mutants
@@ -18,6 +20,7 @@ A mutant it does not kill is not judged: run it by name with mutmut, or judge it
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -33,6 +36,15 @@ def _reaches(nodeid: str, mutant: str) -> bool:
     return bool(os.environ.get("SCREEN_ALL")) or nodeid in STATS.get(mutant.split("__mutmut_")[0], ())
 
 
+def _fresh(arguments: dict, runs) -> dict:
+    """The test's arguments with, where it takes ``tmp_path``, a new empty folder inside it."""
+    if "tmp_path" not in arguments:
+        return arguments
+    folder = arguments["tmp_path"] / f"screen-run-{next(runs)}"
+    folder.mkdir()
+    return {**arguments, "tmp_path": folder}
+
+
 def _timeout(*_):
     raise TimeoutError("a mutant ran over a minute")
 
@@ -40,9 +52,10 @@ def _timeout(*_):
 def pytest_pyfunc_call(pyfuncitem):
     test = pyfuncitem.obj
     arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    runs = itertools.count()
     os.environ["MUTANT_UNDER_TEST"] = "none"
-    test(**arguments)
-    if "tmp_path" in arguments or "tmp_path_factory" in arguments:
+    test(**_fresh(arguments, runs))
+    if "tmp_path_factory" in arguments:
         return True
     signal.signal(signal.SIGALRM, _timeout)
     for mutant in MUTANTS:
@@ -51,13 +64,13 @@ def pytest_pyfunc_call(pyfuncitem):
         os.environ["MUTANT_UNDER_TEST"] = mutant
         signal.alarm(60)
         try:
-            test(**arguments)
+            test(**_fresh(arguments, runs))
         except BaseException as error:  # noqa: BLE001 - any failure of the test kills the mutant
             killed[mutant] = f"{pyfuncitem.nodeid}: {type(error).__name__}"
         finally:
             signal.alarm(0)
             os.environ["MUTANT_UNDER_TEST"] = "none"
-    test(**arguments)  # the control: the fixtures are still sound after the mutants
+    test(**_fresh(arguments, runs))  # the control: the fixtures are still sound after the mutants
     with open(os.environ["SCREEN_OUT"], "w", encoding="utf-8") as out:
         json.dump(killed, out, indent=1)
     return True
