@@ -9,6 +9,8 @@ stats; ``SCREEN_ALL=1``: every listed one) until a test kills it, and once more 
 them. A test that takes ``tmp_path`` gets a new empty folder inside it for each of these runs
 (what a run left there, a trajectory cache for one, must not count for the next); one that takes
 ``tmp_path_factory`` runs unmutated only.
+A test that cannot run twice on the same fixtures fails its control even unmutated (one that counts
+an engine's calls from 0): leave it out (``--deselect``), its kills would be false.
 A mutant it does not kill is not judged: run it by name with mutmut, or judge it by reason.
 
     cd build/mutation/<target>/mutants
