@@ -1123,8 +1123,8 @@ def test_restore_brings_back_the_runs_pictures_with_their_captions_and_weights(s
     gone = session.add_reference(make_picture("gone.png", color="red"))
     session.set_reference_caption(kept.id, "a blue disc")
     session.set_reference_caption(gone.id, "a red disc")
-    session.set_source_active(gone.id, True, weight=3.0)
     session.set_source_active(None, True, weight=4.0)
+    session.set_source_active(gone.id, True, weight=3.0)  # after the generated reference
     plan = session.prepare_generate()
     record = session.record_run(plan)
     # the artist moves on: another caption, one picture out of the gallery, another style
@@ -1132,13 +1132,27 @@ def test_restore_brings_back_the_runs_pictures_with_their_captions_and_weights(s
     session.remove_reference(gone.id)
     session.set_source_active(None, False)
     assert session.restore_run(record.id) == []
-    assert session.style.sources == (StyleReference(kept.id, 0.125), StyleReference(gone.id, 0.375),
-                                     StyleReference(None, 0.5))
+    assert session.style.sources == (StyleReference(kept.id, 0.125), StyleReference(None, 0.5),
+                                     StyleReference(gone.id, 0.375))
     assert [session.reference(r).caption for r in (kept.id, gone.id)] == ["a blue disc", "a red disc"]
     # what the pictures are inverted from is the run's again: its captions, its shares of the style
     again = session.build_request()
     assert again.weights == plan.request.weights
     assert [replace(r, weight=1) for r in again.references] == [replace(r, weight=1) for r in plan.request.references]
+
+
+def test_restore_takes_a_gallery_picture_whose_copy_is_missing_as_the_gallery_has_it(session, make_picture):
+    session.set_style_text("ink")
+    session.add_panel("a boat")
+    ref = session.add_reference(make_picture())
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    record = session.record_run(plan)
+    session.set_source_active(None, True)
+    session.set_source_active(ref.id, False)
+    session.path(ref.file).unlink()  # deleted by hand: the gallery lists it as missing
+    assert session.restore_run(record.id) == []
+    assert session.style.sources == (StyleReference(ref.id, 1.0),) and session.missing_files() == [ref.file]
 
 
 def test_restore_notes_how_many_of_the_runs_pictures_are_gone(session, make_picture):
