@@ -79,6 +79,15 @@ TARGETS: dict[str, Target] = {
                           ("xǁSessionǁ_plan", "xǁSessionǁprepare_generate", "xǁSessionǁprepare_reroll",
                            "xǁSessionǁ_prepare", "xǁSessionǁ_take_run_seeds", "xǁSessionǁrecord_run",
                            "xǁSessionǁ_plan_done", "xǁSessionǁ_restore_style", "xǁSessionǁrestore_run")),
+    # the characters' anchor seeds outside a run (session/character_edits.py: drawn when a
+    # character is added or the anchor count grows, typed, re-rolled, a past run's put back
+    # locked), the rest of the session's seed-taking parts beside model-seeds
+    "character-seeds": Target("stylealigned_desktop/session/character_edits.py",
+                              ("tests/session/test_characters.py", "tests/session/test_run_characters.py",
+                               "tests/session/test_characters_hostile.py"),
+                              ("xǁCharacterEditsǁadd_character", "xǁCharacterEditsǁset_anchor_seed",
+                               "xǁCharacterEditsǁreroll_character", "xǁCharacterEditsǁupdate_character_settings",
+                               "xǁCharacterEditsǁ_restore_characters", "xǁCharacterEditsǁ_put_character")),
     # its inputs (tests/test_inversion_inputs.py) and a base without pooled text or time ids (SD 2 v)
     "inversion": Target("stylealigned_desktop/engine/inversion.py",
                         ("tests/test_inversion.py", "tests/test_inversion_inputs.py",
