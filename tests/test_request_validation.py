@@ -96,8 +96,9 @@ def test_good_values_are_kept_and_numbers_become_floats():
             PanelControl("c.png", map_kind="canny").kind) == ("canny", "depth", "canny")
     lora = Lora("~/styles/ink.safetensors", 1)
     assert lora.weight == 1.0 and isinstance(lora.weight, float) and lora.name == "ink.safetensors"
-    sampling = Sampling(guidance=1)
+    sampling = Sampling(guidance=1, panorama_above=3)
     assert sampling.guidance == 1.0 and isinstance(sampling.guidance, float) and not sampling.uses_cfg
+    assert sampling.panorama_above == 3.0 and isinstance(sampling.panorama_above, float)
     assert Sampling(guidance=1.01).uses_cfg and Sampling(negative_prompt="").negative_prompt == ""
     assert len(_set(panels=[Panel("a", 1)] * 1000).panels) == 1000  # the most a set takes
     request = _set(panels=[Panel("a", 1)], loras=[lora], only=[0, 0], micro_batch=1000, device="cuda:1")
@@ -193,7 +194,7 @@ MIRA = _mira()
     (lambda: _mira(anchor_pictures=(None, "")), "an anchor picture of [Mira] is a path or None, got ''"),
     (lambda: _mira(anchor_pictures=(3,)), "an anchor picture of [Mira] is a path or None, got 3"),
     (lambda: _set(characters=(MIRA, "Tom")), "each character is a Character"),
-    (lambda: _set(characters=(_mira(name="Tom"), MIRA, _mira(name="Tom"))),
+    (lambda: _set(characters=(MIRA, _mira(name="Tom"), _mira(name="Tom"))),
      "character names must be unique, [Tom] is twice"),
     (lambda: _set(characters=(_mira(name="Tom", anchor_seeds=(1, 2, 3)), MIRA),
                   settings=StyleAlignedSettings(anchors_per_character=3)),
