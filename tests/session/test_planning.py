@@ -29,8 +29,13 @@ def _plan(tmp_path, *, style=None, panels=None, settings=None, present=None, **k
         panels=[Panel("p1", "a fox", 5), Panel("p2", "", 6)] if panels is None else panels,
         settings=settings or GenerationSettings(model="tiny", steps=4, width=64, height=64),
         outputs=tmp_path / "outputs", cache_dir=tmp_path / "cache",
-        file_of=lambda name: tmp_path / name if name in present else None,
+        file_of=lambda name: tmp_path / name if _relative(name) in present else None,
         taken_run_ids=(), **kwargs)
+
+
+def _relative(name):
+    assert isinstance(name, str), name  # a session-relative path, as Session.file takes
+    return name
 
 
 def test_the_request_and_the_record_of_a_blended_style(tmp_path):
