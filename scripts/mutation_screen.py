@@ -6,8 +6,8 @@ wrote (its ``mutants/`` folder, whose functions pick the mutant named by ``MUTAN
 each test's fixtures are made once, the test runs once unmutated (its real outcome, and a
 control that the fixtures are sound), then once per listed mutant that the test reaches (mutmut's
 stats; ``SCREEN_ALL=1``: every listed one) until a test kills it, and once more unmutated after
-them. A test that takes ``tmp_path`` gets a new empty folder inside it for each run, so what one
-run left there never counts in the next; one whose other fixtures use ``tmp_path`` (or that takes
+them. A test that takes ``tmp_path`` gets a new empty folder inside it for each run, and
+``caplog`` is cleared, so what one run left there never counts in the next; one whose other fixtures use ``tmp_path`` (or that takes
 ``tmp_path_factory``) runs unmutated only.
 A mutant it does not kill is not judged: run it by name with mutmut, or judge it by reason.
 
@@ -66,9 +66,11 @@ def pytest_pyfunc_call(pyfuncitem):
     runs = 0
 
     def fresh() -> dict:
-        # a new empty tmp_path for each run of the test
+        # a new empty tmp_path and no log records of the runs before, for each run of the test
         nonlocal runs
         runs += 1
+        if "caplog" in arguments:
+            arguments["caplog"].clear()
         if folder is None:
             return arguments
         (folder / f"screen-{runs}").mkdir()
