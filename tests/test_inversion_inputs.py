@@ -157,14 +157,16 @@ def test_a_latent_without_its_batch_axis_is_inverted_as_a_batch_of_one(tiny_pipe
                                invert(tiny_pipe, z0, "a kite", 2, 2.0, W, H).latents, rtol=0, atol=0)
 
 
-def test_guidance_zero_is_one_conditional_pass_and_below_zero_is_refused(tiny_pipe):
+def test_guidance_zero_or_one_is_one_conditional_pass_and_below_zero_is_refused(tiny_pipe):
     calls = []
     hook = tiny_pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     try:
         at_zero = invert(tiny_pipe, _latent(2), "a kite", 2, 0.0, W, H)
+        invert(tiny_pipe, _latent(2), "a kite", 2, 1.0, W, H)
+        invert(tiny_pipe, _latent(2), "a kite", 1, 1.5, W, H)  # guided: both halves in one call
     finally:
         hook.remove()
-    assert calls == [1, 1] and at_zero.guidance == 0.0
+    assert calls == [1, 1, 1, 1, 2] and at_zero.guidance == 0.0
     with pytest.raises(ValueError) as refused:
         invert(tiny_pipe, _latent(2), "a kite", 2, -0.5, W, H)
     assert str(refused.value) == "inversion guidance must be >= 0, got -0.5"
