@@ -16,9 +16,10 @@ from stylealigned_desktop.engine.attention import (
     reference_bias,
     unshared_layer_mask,
 )
+from stylealigned_desktop.engine.character_attention import CharacterState, MappedRow, dropout_keep
 from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
-from .naive import adain_np, shared_attention_np
+from .naive import adain_np, mixture_adain_np, shared_attention_np, softmax
 
 SCALE = 0.125
 
@@ -317,3 +318,50 @@ def test_each_layer_replays_what_it_recorded():
         out = layers[name].attend(q[[1, 3]], k[[1, 3]], v[[1, 3]], SCALE)
         expected = shared_attention_np(q.numpy(), k.numpy(), v.numpy(), StyleAlignedSettings(), 2, SCALE)
         np.testing.assert_allclose(out.numpy(), expected[[1, 3]], rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_panels_riding_along_share_their_characters_anchors_in_a_character_layer(share):
+    """A character layer in ``record`` with two weighted references and two panels riding along:
+    the references' rows plain, a panel naming no character the section-4/11 attention, and the
+    panel naming A also its anchors' tokens inside their masks (made at a coarser grid, 2 x 3 of
+    a 4 x 6 layer) and kept by its dropout, with the characters' shift; written out by hand,
+    gathering the allowed anchor tokens (spec section 13). Without shared attention a panel
+    sees its own tokens and its anchors' only."""
+    settings = StyleAlignedSettings(shared_score_scale=1.3, adain_values=True, share_attention=share)
+    weights, halves, heads, n, d = (0.25, 0.75), 2, 2, 24, 8
+    rows = {1: MappedRow(("A",), ((1,),), (8, 12), 0, 0), 2: MappedRow(("A",), ((1,),), (8, 12), 0, 1),
+            3: MappedRow(("B",), ((1,),), (8, 12), 0, 2), 20: MappedRow(("A",), ((2,),), (8, 12), 77)}
+    masks = {1: np.array([[1, 0, 1], [0, 1, 1]]), 2: np.array([[0, 1, 1], [1, 0, 0]]), 3: np.ones((2, 3))}
+    characters = CharacterState(rows, [1, 2, 3], ["A", "A", "B"], {"up": 5}, 0.5, -0.3, step=2,
+                                masks={row: {rows[row].names[0]: mask.astype(np.uint8)} for row, mask in masks.items()})
+    g = torch.Generator().manual_seed(15)
+    anchor_k, anchor_v = (torch.randn(halves, 3, heads, n, d, generator=g, dtype=torch.float64) for _ in range(2))
+    characters.recorded["up"] = (anchor_k, anchor_v)
+    characters.call_rows = [100, 101, 20, 99]  # the two references, a panel naming A, one naming no one
+    state = SharingState(settings, halves_provider=lambda: halves, mode="record", reference_weights=weights,
+                         characters=characters)
+    q, k, v = _qkv(halves * 4, heads=heads, n=n, d=d, seed=16)
+    out = SharedSelfAttnProcessor(state, "up").attend(q, k, v, SCALE).view(halves, 4, heads, n, d).numpy()
+    q, k, v, anchor_k, anchor_v = (x.view(halves, -1, heads, n, d).numpy() if x.dim() == 4 else x.numpy()
+                                   for x in (q, k, v, anchor_k, anchor_v))
+    for half in range(halves):
+        for h in range(heads):
+            refs = [tuple(x[half, r, h] for x in (q, k, v)) for r in range(2)]
+            for r in range(2):
+                np.testing.assert_allclose(out[half, r, h], softmax(q[half, r, h] @ k[half, r, h].T * SCALE)
+                                           @ v[half, r, h], rtol=1e-9, atol=1e-12)
+            for j, row in ((2, 20), (3, 99)):
+                qb, kb, vb = (mixture_adain_np(x[half, j, h], [ref[i] for ref in refs], weights)
+                              for i, x in enumerate((q, k, v)))
+                keys = [kb] + [1.3 * ref[1] for ref in refs if share]
+                values = [vb] + [ref[2] for ref in refs if share]
+                bias = [np.zeros(n)] + [np.full(n, math.log(w)) for w in weights if share]
+                for a in range(2 if row == 20 else 0):  # A's anchors, each at the layer's grid
+                    keep = np.repeat(np.repeat(masks[a + 1], 2, 0), 2, 1).ravel() > 0
+                    keep &= dropout_keep(77, 2, 5, a, n, 0.5).numpy()
+                    keys.append(anchor_k[half, a, h][keep])
+                    values.append(anchor_v[half, a, h][keep])
+                    bias.append(np.full(keep.sum(), -0.3))
+                expected = softmax(qb @ np.concatenate(keys).T * SCALE + np.concatenate(bias)) @ np.concatenate(values)
+                np.testing.assert_allclose(out[half, j, h], expected, rtol=1e-9, atol=1e-12)

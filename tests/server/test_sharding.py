@@ -168,15 +168,21 @@ def test_what_every_shard_says_is_said_once():
     assert merger.feed(1, dict(said)) == []
 
 
-def _one_step_stream(panels, metadata, references=(0,)):
+def _one_step_stream(panels, metadata, references=(0,), anchors=()):
     """A shard's wire events of a one-step run, as the engine orders them (pictures as text);
-    ``references``: the positions of the references that run."""
+    ``references``: the positions of the references that run; ``anchors``: the characters'
+    anchors, (name, number), which run after the references."""
     rows = [(None, r) for r in references] + [(i, None) for i in panels]
-    events = [{"event": "Step", "step": 1, "total": 1}]
-    events += [{"event": "Preview", "index": i, "step": 1, "png": f"p{i}{r}", "reference": r} for i, r in rows]
-    events += [{"event": "Decoding", "done": k, "total": len(rows)} for k in range(1, len(rows) + 1)]
-    events += [{"event": "PanelDone", "index": i, "png": f"d{i}{r}", "metadata": {}, "reference": r} for i, r in rows]
-    return events + [{"event": "Finished", "metadata": metadata}]
+    previews = [{"event": "Preview", "index": i, "step": 1, "png": f"p{i}{r}", "reference": r} for i, r in rows]
+    done = [{"event": "PanelDone", "index": i, "png": f"d{i}{r}", "metadata": {}, "reference": r} for i, r in rows]
+    at = len(references)
+    previews[at:at] = [{"event": "AnchorPreview", "character": c, "number": k, "step": 1, "png": f"a{c}{k}"}
+                       for c, k in anchors]
+    done[at:at] = [{"event": "AnchorDone", "character": c, "number": k, "png": f"ad{c}{k}", "metadata": {}, "mask": None}
+                   for c, k in anchors]
+    events = [{"event": "Step", "step": 1, "total": 1}, *previews]
+    events += [{"event": "Decoding", "done": k, "total": len(done)} for k in range(1, len(done) + 1)]
+    return events + done + [{"event": "Finished", "metadata": metadata}]
 
 
 def test_decoding_counts_only_what_every_shard_has_decoded():
@@ -252,10 +258,11 @@ def test_several_references_are_each_their_own_row():
 
 
 @pytest.mark.parametrize("previews, steps", [("off", 3), ("vae", 5)])
-def test_shards_without_a_preview_every_step_merge_into_the_local_run(tiny_pipe, previews, steps):
+def test_shards_without_a_preview_every_step_merge_into_the_local_run(request, previews, steps):
     """Previews off, or only every fifth step (the full VAE): the merger must not wait for
     previews that never come; a shard's next Step or its decoding says it is through a step."""
-    engine = Engine(loader=lambda *args, **kwargs: tiny_pipe, preview_budget=float("inf"))  # as a replica
+    # as a replica; the tiny model is built only when the runs are not kept (ENGINE_EVENTS)
+    engine = Engine(loader=lambda *args, **kwargs: request.getfixturevalue("tiny_pipe"), preview_budget=float("inf"))
     shards, local, streams = _sharded_runs(engine, previews=previews, steps=steps)
     assert sum(e["event"] == "Preview" for e in local) == (0 if previews == "off" else 5)
     for feed in _interleavings(streams):
@@ -283,3 +290,30 @@ def test_throttled_shards_merge_with_the_previews_they_sent(runs):
         merged = _merge(shards, feed)
         expected = [e for e in local if e["event"] != "Preview" or (e["step"], e["index"]) not in {(1, 1), (2, 0), (2, 1)}]
         assert merged[:-1] == expected[:-1]  # step 2's reference came from shard 1, step 3's from shard 0
+
+
+def test_every_shards_anchors_are_shown_once_in_the_local_runs_order():
+    """Characters' anchors (spec section 13) run on every shard, after the references: the
+    merged stream shows each anchor's preview and picture once, between the reference and the
+    panels, counts its decoding once, and a step goes out as soon as the last shard has sent
+    its previews of it (reference, anchors and panels: five rows a shard)."""
+    anchors = (("Mira", 0), ("Mira", 1), ("Bo", 0))
+    merger = StreamMerger((0, 1, 2), [(0,), (1, 2)], anchors=anchors)
+    first, second = _one_step_stream((0,), {}, anchors=anchors), _one_step_stream((1, 2), {}, anchors=anchors)
+    out = [e for event in first for e in merger.feed(0, event)]
+    assert out == []  # shard 1 has not reached step 1
+    through = [e for event in second[:6] for e in merger.feed(1, event)]  # its Step and its previews but one
+    assert through == []
+    shown = merger.feed(1, second[6])
+    previews = [e.get("index", e.get("character")) for e in shown if e["event"] in ("Preview", "AnchorPreview")]
+    assert shown[0] == {"event": "Step", "step": 1, "total": 1}
+    assert previews == [None, "Mira", "Mira", "Bo", 0, 1, 2]
+    assert [e.get("number") for e in shown[1:5]] == [None, 0, 1, 0]
+    assert shown[8:] == [{"event": "Decoding", "done": 1, "total": 7}]  # shard 0's panel, decoded
+    rest = [e for event in second[7:] for e in merger.feed(1, event)]
+    assert [e["done"] for e in rest if e["event"] == "Decoding"] == list(range(2, 8))
+    assert all(e["total"] == 7 for e in rest if e["event"] == "Decoding")
+    done = [(e["event"], e["png"]) for e in rest if e["event"] in ("PanelDone", "AnchorDone")]
+    assert done == [("PanelDone", "dNone0"), ("AnchorDone", "adMira0"), ("AnchorDone", "adMira1"),
+                    ("AnchorDone", "adBo0"), ("PanelDone", "d0None"), ("PanelDone", "d1None"), ("PanelDone", "d2None")]
+    assert rest[-1]["event"] == "Finished" and merger.ended
