@@ -67,15 +67,27 @@ TARGETS: dict[str, Target] = {
                         ("tests/test_attention.py", "tests/test_references_and_sizes.py",
                          "tests/test_norms.py")),
     # the run's seeds (panels, the generated reference, characters' anchors), its record and the
-    # untitled folders it outlives: the session tests that plan, record and save runs
+    # untitled folders it outlives, and a past run's seeds restored locked (its panels' and its
+    # generated reference's): the session tests that plan, record, save and restore runs
     "model-seeds": Target("stylealigned_desktop/session/model.py",
                           ("tests/session/test_session_model.py", "tests/session/test_session_model_extras.py",
                            "tests/session/test_characters.py", "tests/session/test_session_store.py",
                            "tests/session/test_session_containment.py",
-                           "tests/session/test_session_careless_files.py"),
+                           "tests/session/test_session_careless_files.py",
+                           "tests/session/test_run_characters.py", "tests/session/test_panel_size_mode.py",
+                           "tests/session/test_panel_notes.py"),
                           ("xǁSessionǁ_plan", "xǁSessionǁprepare_generate", "xǁSessionǁprepare_reroll",
                            "xǁSessionǁ_prepare", "xǁSessionǁ_take_run_seeds", "xǁSessionǁrecord_run",
-                           "xǁSessionǁ_plan_done")),
+                           "xǁSessionǁ_plan_done", "xǁSessionǁ_restore_style", "xǁSessionǁrestore_run")),
+    # the characters' anchor seeds outside a run (session/character_edits.py: drawn when a
+    # character is added or the anchor count grows, typed, re-rolled, a past run's put back
+    # locked), the rest of the session's seed-taking parts beside model-seeds
+    "character-seeds": Target("stylealigned_desktop/session/character_edits.py",
+                              ("tests/session/test_characters.py", "tests/session/test_run_characters.py",
+                               "tests/session/test_characters_hostile.py"),
+                              ("xǁCharacterEditsǁadd_character", "xǁCharacterEditsǁset_anchor_seed",
+                               "xǁCharacterEditsǁreroll_character", "xǁCharacterEditsǁupdate_character_settings",
+                               "xǁCharacterEditsǁ_restore_characters", "xǁCharacterEditsǁ_put_character")),
     # its inputs (tests/test_inversion_inputs.py) and a base without pooled text or time ids (SD 2 v)
     "inversion": Target("stylealigned_desktop/engine/inversion.py",
                         ("tests/test_inversion.py", "tests/test_inversion_inputs.py",

@@ -6,7 +6,13 @@ wrote (its ``mutants/`` folder, whose functions pick the mutant named by ``MUTAN
 each test's fixtures are made once, the test runs once unmutated (its real outcome, and a
 control that the fixtures are sound), then once per listed mutant that the test reaches (mutmut's
 stats; ``SCREEN_ALL=1``: every listed one) until a test kills it, and once more unmutated after
-them. Tests that take ``tmp_path`` run unmutated only (what a mutant left there would count).
+them. A test that takes ``tmp_path`` gets a new empty folder inside it for each run, and
+``caplog`` is cleared, so what one run left there never counts in the next; one whose other
+function-scoped fixtures use ``tmp_path`` (or that takes ``tmp_path_factory``) runs unmutated
+only. Fixtures of a wider scope (pictures written once per module) are shared by every run, as
+by the tests of an ordinary run. A test that cannot run twice on the same fixtures fails its
+control even unmutated (one that counts an engine's calls from 0): leave it out
+(``--deselect``), its kills would be false.
 A mutant it does not kill is not judged: run it by name with mutmut, or judge it by reason.
 
     cd build/mutation/<target>/mutants
@@ -37,13 +43,45 @@ def _timeout(*_):
     raise TimeoutError("a mutant ran over a minute")
 
 
+def _uses_temporary_folders(fixtureinfo, names) -> bool:
+    """Whether any of these fixtures is, or is made from, ``tmp_path`` / ``tmp_path_factory`` for
+    one test (a fixture of a wider scope is made once for many tests anyway)."""
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in ("tmp_path", "tmp_path_factory"):
+            return True
+        if name in seen or name == "request":
+            continue
+        seen.add(name)
+        for definition in fixtureinfo.name2fixturedefs.get(name, ()):
+            if definition.scope == "function":
+                todo.extend(definition.argnames)
+    return False
+
+
 def pytest_pyfunc_call(pyfuncitem):
     test = pyfuncitem.obj
-    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    info = pyfuncitem._fixtureinfo
+    arguments = {name: pyfuncitem.funcargs[name] for name in info.argnames}
     os.environ["MUTANT_UNDER_TEST"] = "none"
     test(**arguments)
-    if "tmp_path" in arguments or "tmp_path_factory" in arguments:
+    folder = arguments.get("tmp_path")
+    if _uses_temporary_folders(info, [name for name in info.argnames if name != "tmp_path"]):
         return True
+    runs = 0
+
+    def fresh() -> dict:
+        # a new empty tmp_path and no log records of the runs before, for each run of the test
+        nonlocal runs
+        runs += 1
+        if "caplog" in arguments:
+            arguments["caplog"].clear()
+        if folder is None:
+            return arguments
+        (folder / f"screen-{runs}").mkdir()
+        return {**arguments, "tmp_path": folder / f"screen-{runs}"}
+
     signal.signal(signal.SIGALRM, _timeout)
     for mutant in MUTANTS:
         if mutant in killed or not _reaches(pyfuncitem.nodeid, mutant):
@@ -51,13 +89,13 @@ def pytest_pyfunc_call(pyfuncitem):
         os.environ["MUTANT_UNDER_TEST"] = mutant
         signal.alarm(60)
         try:
-            test(**arguments)
+            test(**fresh())
         except BaseException as error:  # noqa: BLE001 - any failure of the test kills the mutant
             killed[mutant] = f"{pyfuncitem.nodeid}: {type(error).__name__}"
         finally:
             signal.alarm(0)
             os.environ["MUTANT_UNDER_TEST"] = "none"
-    test(**arguments)  # the control: the fixtures are still sound after the mutants
+    test(**fresh())  # the control: the fixtures are still sound after the mutants
     with open(os.environ["SCREEN_OUT"], "w", encoding="utf-8") as out:
         json.dump(killed, out, indent=1)
     return True

@@ -110,18 +110,21 @@ def smooth_sd2v(sd2v):
     return pipe
 
 
-def test_v_prediction_inversion_round_trip_reproduces_z0(smooth_sd2v):
-    """Invert at guidance 1, denoise traj[0] with diffusers' own v-prediction DDIM: z0 again.
-    Measured relative errors: 0.108 at 4 steps, 0.0022 at 50; taking v for ε gives 0.83 and 0.93."""
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_v_prediction_inversion_round_trip_reproduces_z0(smooth_sd2v, guidance):
+    """Invert, denoise traj[0] with diffusers' own v-prediction DDIM at the same guidance (an
+    SD 2 base: no pooled embedding, unguided or guided): z0 again. Measured relative errors:
+    0.108 at 4 steps, 0.0022 at 50 at either guidance; denoising at the other guidance gives
+    0.0075-0.0083 at 50; taking v for ε gives 0.83 and 0.93."""
     assert smooth_sd2v.scheduler.config.prediction_type == "v_prediction"
     z0 = torch.randn(1, 4, 8, 12, generator=torch.Generator().manual_seed(2))
     errors = []
     for steps in (4, 50):
-        traj = invert(smooth_sd2v, z0, "a red boat", steps, 1.0, 96, 64)
-        back = smooth_sd2v("a red boat", num_inference_steps=steps, guidance_scale=1.0, width=96, height=64,
+        traj = invert(smooth_sd2v, z0, "a red boat", steps, guidance, 96, 64)
+        back = smooth_sd2v("a red boat", num_inference_steps=steps, guidance_scale=guidance, width=96, height=64,
                            latents=traj[0], output_type="latent").images
         errors.append(float((back - z0).norm() / z0.norm()))
-    assert errors[0] < 0.2 and errors[1] < 0.01 and errors[1] < 0.1 * errors[0]
+    assert errors[0] < 0.2 and errors[1] < 0.005 and errors[1] < 0.1 * errors[0]
 
 
 def test_sd2v_reference_picture_is_its_vae_round_trip_and_shapes_the_panels(sd2v, picture, tmp_path):

@@ -5,6 +5,7 @@ warning kept out of the log. The inversion's maths are pinned in tests/test_inve
 from __future__ import annotations
 
 import copy
+import io
 import logging
 
 import numpy as np
@@ -75,6 +76,25 @@ def test_every_kind_of_transparency_is_flattened_on_white(tiny_pipe, kind):
     torch.testing.assert_close(encode_picture(tiny_pipe, picture), encode_picture(tiny_pipe, seen), rtol=0, atol=0)
 
 
+def _png(image: Image.Image, **options) -> Image.Image:
+    """``image`` as it is read back from a PNG file saved with ``options``."""
+    data = io.BytesIO()
+    image.save(data, "PNG", **options)
+    return Image.open(io.BytesIO(data.getvalue()))
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_a_grey_level_or_colour_marked_transparent_in_a_png_is_flattened_on_white(tiny_pipe, mode):
+    """PNG's tRNS on a grey or RGB picture: a viewer shows that level or colour as background."""
+    painted = _two_colours(mode)
+    marker = 17 if mode == "L" else (17, 200, 3)  # a level or colour the two colours do not use
+    ImageDraw.Draw(painted).rectangle(HOLE, fill=marker)
+    picture = _png(painted, transparency=marker)
+    assert picture.mode == mode and picture.info["transparency"] == marker
+    torch.testing.assert_close(encode_picture(tiny_pipe, picture), encode_picture(tiny_pipe, _on_white(painted)),
+                               rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("mode", ["L", "P", "CMYK"])
 def test_a_picture_without_transparency_is_its_rgb_conversion(tiny_pipe, mode):
     picture = _two_colours(mode)
@@ -137,14 +157,16 @@ def test_a_latent_without_its_batch_axis_is_inverted_as_a_batch_of_one(tiny_pipe
                                invert(tiny_pipe, z0, "a kite", 2, 2.0, W, H).latents, rtol=0, atol=0)
 
 
-def test_guidance_zero_is_one_conditional_pass_and_below_zero_is_refused(tiny_pipe):
+def test_guidance_zero_or_one_is_one_conditional_pass_and_below_zero_is_refused(tiny_pipe):
     calls = []
     hook = tiny_pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
     try:
         at_zero = invert(tiny_pipe, _latent(2), "a kite", 2, 0.0, W, H)
+        invert(tiny_pipe, _latent(2), "a kite", 2, 1.0, W, H)
+        invert(tiny_pipe, _latent(2), "a kite", 1, 1.5, W, H)  # guided: both halves in one call
     finally:
         hook.remove()
-    assert calls == [1, 1] and at_zero.guidance == 0.0
+    assert calls == [1, 1, 1, 1, 2] and at_zero.guidance == 0.0
     with pytest.raises(ValueError) as refused:
         invert(tiny_pipe, _latent(2), "a kite", 2, -0.5, W, H)
     assert str(refused.value) == "inversion guidance must be >= 0, got -0.5"
@@ -209,14 +231,16 @@ def test_a_cancelled_inversion_says_so(tiny_pipe):
     assert str(cancelled.value) == "inversion cancelled"
 
 
-def test_a_guidance_embedded_unet_gets_the_pipelines_guidance_embedding(tiny_pipe):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_a_guidance_embedded_unet_gets_the_pipelines_guidance_embedding(tiny_pipe, dtype):
     """A UNet with ``time_cond_proj_dim`` (an LCM-style model) is told the guidance as the
-    pipeline tells it: ``get_guidance_scale_embedding(guidance - 1)``."""
+    pipeline tells it: ``get_guidance_scale_embedding(guidance - 1)``, in the UNet's dtype."""
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(tiny_pipe.unet.config, time_cond_proj_dim=16).eval()
-    pipe = _pipe_with(tiny_pipe, unet=unet)
+    unet = UNet2DConditionModel.from_config(tiny_pipe.unet.config, time_cond_proj_dim=16).eval().to(dtype)
+    encoders = {name: copy.deepcopy(getattr(tiny_pipe, name)).to(dtype) for name in ("text_encoder", "text_encoder_2")}
+    pipe = _pipe_with(tiny_pipe, unet=unet, **encoders)
     seen = []
     hook = unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["timestep_cond"]),
                                           with_kwargs=True)
@@ -226,7 +250,49 @@ def test_a_guidance_embedded_unet_gets_the_pipelines_guidance_embedding(tiny_pip
     finally:
         hook.remove()
     ours, pipelines = seen
-    assert ours.shape == (1, 16)
+    assert ours.shape == (1, 16) and ours.dtype == dtype
     torch.testing.assert_close(ours, pipelines, rtol=0, atol=0)
     other = pipe.get_guidance_scale_embedding(torch.tensor([3.0]), embedding_dim=16)  # guidance itself
-    assert not torch.allclose(ours, other)
+    assert not torch.allclose(ours.float(), other)
+
+
+def test_a_float16_unet_beside_float32_text_encoders_gets_its_dtype_and_a_float32_guided_step(tiny_pipe):
+    """Text encoders kept in float32 beside a float16 UNet (a common way to load a model): the
+    UNet is given the embeddings in its own dtype, and its two predictions are combined (CFG) and
+    stepped in float32, as done here by hand from the UNet's own outputs."""
+    pipe = _pipe_with(tiny_pipe, unet=copy.deepcopy(tiny_pipe.unet).to(torch.float16))
+    assert pipe.text_encoder.dtype == pipe.text_encoder_2.dtype == torch.float32
+    seen = []
+    hook = pipe.unet.register_forward_hook(lambda module, args, kwargs, output: seen.append((kwargs, output[0])),
+                                           with_kwargs=True)
+    z0, guidance, level = _latent(7), 2.5, 500
+    try:
+        trajectory = invert(pipe, z0, "a kite", 1, guidance, W, H, timesteps=[level])
+    finally:
+        hook.remove()
+    [(kwargs, output)] = seen
+    embeds, negative, _, _ = pipe.encode_prompt(["a kite"], device="cpu", do_classifier_free_guidance=True)
+    assert embeds.dtype == torch.float32 and kwargs["encoder_hidden_states"].dtype == torch.float16
+    torch.testing.assert_close(kwargs["encoder_hidden_states"], torch.cat([negative, embeds]).half(), rtol=0, atol=0)
+    uncond, cond = output.float().chunk(2)
+    eps = uncond + guidance * (cond - uncond)
+    alphas = inversion_scheduler(pipe).alphas_cumprod
+    alpha_t, alpha_prev = alphas[level], alphas[0]  # the cleanest step starts at the first training level
+    x0 = (z0 - (1 - alpha_prev).sqrt() * eps) / alpha_prev.sqrt()
+    expected = alpha_t.sqrt() * x0 + (1 - alpha_t).sqrt() * eps
+    assert trajectory.latents.dtype == torch.float32
+    torch.testing.assert_close(trajectory.latents[:1], expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(trajectory.z0, z0, rtol=0, atol=0)
+
+
+def test_a_float16_z0_is_inverted_as_its_float32_value(tiny_pipe):
+    """A float16 latent gives the float32 trajectory of the same values; on a v-prediction
+    schedule the sample enters ε's formula, where a float16 z would round it."""
+    from diffusers import DDIMScheduler
+
+    v = DDIMScheduler.from_config(tiny_pipe.scheduler.config, prediction_type="v_prediction")
+    pipe = _pipe_with(tiny_pipe, scheduler=v)
+    z0 = _latent(8).half()
+    low = invert(pipe, z0, "a kite", 2, 2.0, W, H)
+    assert low.latents.dtype == torch.float32
+    torch.testing.assert_close(low.latents, invert(pipe, z0.float(), "a kite", 2, 2.0, W, H).latents, rtol=0, atol=0)

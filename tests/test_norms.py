@@ -1,5 +1,7 @@
 """Shared GroupNorm against GroupNorm on the concatenation of panel and reference (spec section 5)."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -94,3 +96,51 @@ def test_group_stats_in_float32_for_half_inputs():
     x = torch.randn(2, 8, 4, 4).half()
     mean, var = group_stats(x, 4)
     assert mean.dtype == torch.float32 and mean.shape == (2, 4) and var.shape == (2, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_panels_are_pooled_in_float32_and_come_back_in_their_dtype(dtype):
+    """A half-precision UNet's activations (spec section 12 runs in float16 on accelerators): the
+    statistics and the normalisation in float32, the result in the input's dtype and as close to
+    the float64 formula as that dtype can hold. A large mean over a small spread is what rounded
+    statistics would get wrong (torch's fused kernel keeps half-precision statistics)."""
+    half_norm = _norm().to(dtype)
+    x = (torch.randn(2 * 3, 16, 5, 3) * 0.5 + 40.0 + torch.arange(6.0).view(6, 1, 1, 1)).to(dtype)
+    # the formula in float64 on the rounded inputs and weights: what the upcast path computes
+    expected = shared_group_norm_by_concatenation(copy.deepcopy(half_norm).double(), x.double(), 2)
+    state = SharingState(StyleAlignedSettings(share_group_norm=True), lambda: 2)
+    shared = SharedGroupNorm(half_norm, state, "gn")
+    tolerance = {"rtol": 2 * torch.finfo(dtype).eps, "atol": 2 * torch.finfo(dtype).eps}
+    with torch.no_grad():
+        state.mode = "record"
+        recorded = shared(x[[0, 1, 3, 4]])  # a panel rides along
+        state.mode = "replay"
+        replayed = shared(x[[2, 5]])
+    assert recorded.dtype == dtype and replayed.dtype == dtype
+    torch.testing.assert_close(recorded.double(), expected[[0, 1, 3, 4]], **tolerance)
+    torch.testing.assert_close(replayed.double(), expected[[2, 5]], **tolerance)
+
+
+def test_each_layer_replays_its_own_recorded_statistics():
+    """Two GroupNorm layers of one installation record different references: each panel is pooled
+    with its own layer's."""
+    first, second = _norm(), _norm(channels=8, groups=2)
+    state = SharingState(StyleAlignedSettings(share_group_norm=True), lambda: 1)
+    layers = SharedGroupNorm(first, state, "down.0"), SharedGroupNorm(second, state, "up.1")
+    x_first = torch.randn(2, 16, 4, 3, dtype=torch.float64) + torch.tensor([3.0, 0.0]).double().view(2, 1, 1, 1)
+    x_second = torch.randn(2, 8, 4, 3, dtype=torch.float64) * 3 - torch.tensor([5.0, 0.0]).double().view(2, 1, 1, 1)
+    with torch.no_grad():
+        state.mode = "record"
+        for layer, x in zip(layers, (x_first, x_second)):
+            layer(x[:1])
+        state.mode = "replay"
+        for layer, x in zip(layers, (x_first, x_second)):
+            torch.testing.assert_close(layer(x[1:]), shared_group_norm_by_concatenation(layer.norm, x, 1)[1:])
+
+
+def test_record_refuses_more_references_than_rows():
+    state = SharingState(StyleAlignedSettings(share_group_norm=True), lambda: 2, reference_weights=(0.5, 0.5))
+    state.mode = "record"
+    shared = SharedGroupNorm(_norm(), state, "gn")
+    with pytest.raises(RuntimeError, match=r"^1 rows per half but 2 references to record$"):
+        shared(torch.randn(2, 16, 2, 2, dtype=torch.float64))

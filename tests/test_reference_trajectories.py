@@ -48,9 +48,9 @@ def engine(tiny_pipe):
     return Engine(loader=lambda *args, **kwargs: tiny_pipe)
 
 
-def _request(style, tmp_path, steps=STEPS, **kwargs):
+def _request(style, tmp_path, steps=STEPS, scheduler="euler", **kwargs):
     return SetRequest(model="tiny", style=style, panels=(Panel("a car", 2),),
-                      sampling=Sampling(steps=steps, guidance=7.0, width=WIDTH, height=HEIGHT, scheduler="euler"),
+                      sampling=Sampling(steps=steps, guidance=7.0, width=WIDTH, height=HEIGHT, scheduler=scheduler),
                       settings=StyleAlignedSettings.for_reference_image(), cache_dir=str(tmp_path / "cache"),
                       **kwargs)
 
@@ -60,17 +60,21 @@ def test_reference_trajectory_inverts_the_first_picture_under_a_key_naming_every
     dusk, noon = pictures
     style = (GeneratedReference("a kite", 4), ReferencePicture(noon, "a field", inversion_guidance=2.5),
              ReferencePicture(dusk, "a sunset"))
-    key, trajectory = engine.reference_trajectory(_request(style, tmp_path))
-    schedule = make_scheduler(tiny_pipe.scheduler.config, "euler")
+    # DPM++ 2M: levels of its own (751, 501, 251 here), not DDIM's (667, 334, 1) as Euler's are
+    key, trajectory = engine.reference_trajectory(_request(style, tmp_path, scheduler="dpmpp-2m"))
+    schedule = make_scheduler(tiny_pipe.scheduler.config, "dpmpp-2m")
     schedule.set_timesteps(STEPS)
     levels = tuple(int(t) for t in schedule.timesteps)
+    ddim = make_scheduler(tiny_pipe.scheduler.config, "ddim")
+    ddim.set_timesteps(STEPS)
+    assert levels != tuple(int(t) for t in ddim.timesteps)
     assert key == TrajectoryKey(
         picture_hash=picture_hash(fit_picture(load_picture(noon), WIDTH, HEIGHT)), caption="a field",
-        model=model_identity("tiny"), width=WIDTH, height=HEIGHT, scheduler="euler", steps=STEPS, guidance=2.5,
+        model=model_identity("tiny"), width=WIDTH, height=HEIGHT, scheduler="dpmpp-2m", steps=STEPS, guidance=2.5,
         timesteps=levels)
     assert type(key.guidance) is float
     assert (trajectory.caption, trajectory.guidance, trajectory.width, trajectory.height, trajectory.scheduler) == (
-        "a field", 2.5, WIDTH, HEIGHT, "euler")
+        "a field", 2.5, WIDTH, HEIGHT, "dpmpp-2m")
     assert tuple(trajectory.timesteps.tolist()) == levels
 
     with pytest.raises(GenerationError) as refused:

@@ -3,11 +3,13 @@ and what a request records (``picture_parameters``, ``to_dict``) is what it hold
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
 
 from stylealigned_desktop.engine.request import (
+    Character,
     GeneratedReference,
     Lora,
     Panel,
@@ -15,9 +17,12 @@ from stylealigned_desktop.engine.request import (
     ReferencePicture,
     Sampling,
     SetRequest,
+    character_dict,
+    character_from_dict,
     check_device,
     reference_dict,
 )
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
 
 TRAIN = GeneratedReference("a train", 3)
 
@@ -72,6 +77,7 @@ def _set(**kwargs):
     (lambda: _set(device="gpu"), "device must be one of auto, cuda, mps, cpu or cuda:N"),
     (lambda: _set(dtype="float64"), "dtype must be one of auto, float16, bfloat16, float32, got 'float64'"),
     (lambda: _set(memory="tiny"), "memory mode must be one of auto, fast, balanced, low, got 'tiny'"),
+    (lambda: _set(previews="fast"), "previews must be one of auto, factors, tiny, vae, off, got 'fast'"),
 ])
 def test_a_bad_value_is_refused_naming_its_field(make, message):
     with pytest.raises(ValueError, match="^" + message):  # the message is the user's: as it starts
@@ -90,8 +96,9 @@ def test_good_values_are_kept_and_numbers_become_floats():
             PanelControl("c.png", map_kind="canny").kind) == ("canny", "depth", "canny")
     lora = Lora("~/styles/ink.safetensors", 1)
     assert lora.weight == 1.0 and isinstance(lora.weight, float) and lora.name == "ink.safetensors"
-    sampling = Sampling(guidance=1)
+    sampling = Sampling(guidance=1, panorama_above=3)
     assert sampling.guidance == 1.0 and isinstance(sampling.guidance, float) and not sampling.uses_cfg
+    assert sampling.panorama_above == 3.0 and isinstance(sampling.panorama_above, float)
     assert Sampling(guidance=1.01).uses_cfg and Sampling(negative_prompt="").negative_prompt == ""
     assert len(_set(panels=[Panel("a", 1)] * 1000).panels) == 1000  # the most a set takes
     request = _set(panels=[Panel("a", 1)], loras=[lora], only=[0, 0], micro_batch=1000, device="cuda:1")
@@ -157,3 +164,82 @@ def test_reference_dicts_carry_their_kind():
     data = request.to_dict()
     assert data["style"] == reference_dict(TRAIN)
     assert [p["size"] for p in data["panels"]] == [[64, 128], None]
+
+
+# --- characters (spec section 13): each refusal whole, as the user reads it -----------------
+
+def _mira(**kwargs):
+    return Character(**{"name": "Mira", "description": "a girl in a raincoat", "anchor_seeds": (1, 2), **kwargs})
+
+
+MIRA = _mira()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: _mira(name="mira"), "a character's name starts with a capital letter and has letters, digits, "
+                                 "'_', '-' and single spaces, at most 40 characters, got 'mira'"),
+    (lambda: _mira(description=None), "description of [Mira] must be text, got None"),
+    (lambda: _mira(description="x" * 2001), "description of [Mira] is 2001 characters long; at most 2000 are "
+                                            "accepted (CLIP reads only the first 77 tokens, roughly 60 words)"),
+    (lambda: _mira(anchor_text=5), "anchor text of [Mira] must be text, got 5"),
+    (lambda: _mira(words="girl"), "words of [Mira] is a sequence, got the text 'girl'"),
+    (lambda: _mira(anchor_seeds="12"), "anchor_seeds of [Mira] is a sequence, got the text '12'"),
+    (lambda: _mira(anchor_pictures="p.png"), "anchor_pictures of [Mira] is a sequence, got the text 'p.png'"),
+    (lambda: _mira(words=("girl", "dog")),
+     "subject word 'dog' of [Mira] is not a word of its description 'a girl in a raincoat'"),
+    (lambda: _mira(anchor_seeds=()), "[Mira] needs a seed for each of its anchors"),
+    (lambda: _mira(anchor_seeds=(1, -1)), "anchor seed of [Mira] must be a whole number from 0 to "
+                                          "18446744073709551615, got -1"),
+    (lambda: _mira(anchor_seeds=(1, 2.0)), "anchor seed of [Mira] must be a whole number, got 2.0"),
+    (lambda: _mira(anchor_pictures=(None, "")), "an anchor picture of [Mira] is a path or None, got ''"),
+    (lambda: _mira(anchor_pictures=(3,)), "an anchor picture of [Mira] is a path or None, got 3"),
+    (lambda: _set(characters=(MIRA, "Tom")), "each character is a Character"),
+    (lambda: _set(characters=(MIRA, _mira(name="Tom"), _mira(name="Tom"))),
+     "character names must be unique, [Tom] is twice"),
+    (lambda: _set(characters=(_mira(name="Tom", anchor_seeds=(1, 2, 3)), MIRA),
+                  settings=StyleAlignedSettings(anchors_per_character=3)),
+     "[Mira] has 2 anchor seed(s) but each character has 3 anchors (anchors_per_character)"),
+    (lambda: _set(characters=[MIRA], panels=(Panel("[Mira] runs", 1), Panel("[Tom] waits", 2))),
+     "panel 2: the prompt names the unknown character [Tom] (characters: [Mira])"),
+])
+def test_a_bad_character_is_refused_in_the_users_words(make, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        make()
+
+
+def test_a_characters_sequences_are_kept_as_tuples_and_a_request_holds_a_tuple_of_them():
+    mira = Character("Mira", "a girl in a raincoat", ["girl"], anchor_seeds=[3, 4], anchor_pictures=[None, "p.png"])
+    assert (mira.words, mira.anchor_seeds, mira.anchor_pictures) == (("girl",), (3, 4), (None, "p.png"))
+    assert _mira(description="a cat", anchor_seeds=(0, 2**64 - 1)).anchor_seeds == (0, 2**64 - 1)
+    request = _set(characters=[mira], panels=(Panel("rain", 1), Panel("[Mira] runs", 2)))
+    assert request.characters == (mira,) and isinstance(request.characters, tuple)
+
+
+def test_characters_are_recorded_whole_in_the_pictures_and_the_requests_data():
+    bo = Character("Old Bo", "an old man wearing a hat", ("man",), anchor_seeds=(7, 8, 9),
+                   anchor_pictures=(None, "bo.png"), anchor_text=", ink")
+    expected = [
+        {"name": "Mira", "description": "a girl in a raincoat", "words": [], "anchor_seeds": [1, 2],
+         "anchor_pictures": [], "anchor_text": ""},
+        {"name": "Old Bo", "description": "an old man wearing a hat", "words": ["man"], "anchor_seeds": [7, 8, 9],
+         "anchor_pictures": [None, "bo.png"], "anchor_text": ", ink"},
+    ]
+    request = _set(characters=(MIRA, bo))
+    assert request.picture_parameters()["characters"] == expected
+    assert "characters" not in _set().picture_parameters()  # a set without characters: as before them
+    assert request.to_dict()["characters"] == expected and _set().to_dict()["characters"] == []
+    assert [character_dict(c) for c in (MIRA, bo)] == expected
+    assert [character_from_dict(d) for d in expected] == [MIRA, bo]
+    assert character_from_dict({"name": "Mira", "description": "a girl", "anchor_seeds": [5]}) == Character(
+        "Mira", "a girl", anchor_seeds=(5,))
+
+
+@pytest.mark.parametrize("data, message", [
+    (["Mira"], "a character must be an object"),
+    ({"name": "Mira", "description": "a girl", "anchor_seeds": [1], "colour": "red", "age": 9},
+     "unknown character field(s): age, colour"),
+    ({"name": "Mira", "description": "a girl", "anchor_seeds": []}, "[Mira] needs a seed for each of its anchors"),
+])
+def test_a_bad_character_record_is_refused(data, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        character_from_dict(data)

@@ -80,10 +80,9 @@ def _quiet_dtype_cast():
 
 
 def _rgb(image: Image.Image) -> Image.Image:
-    """RGB for the VAE; transparency is composited on white (what an artist sees)."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    """RGB for the VAE; transparency is composited on white (what an artist sees in a viewer):
+    an alpha band, or a palette entry, grey level or colour marked transparent (PNG's tRNS)."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -250,14 +249,15 @@ def _caption_conditioning(pipe, caption: str, guidance: float, width: int,
     do_cfg = guidance > 1.0
     base = base_of(pipe)
     prompt_embeds, negative_embeds, pooled, negative_pooled = base.encode_prompt(pipe, caption, None, do_cfg)
-    time_ids = base.time_ids(pipe, height, width, prompt_embeds.dtype, device)
     if do_cfg:
         prompt_embeds = torch.cat([negative_embeds, prompt_embeds])
         pooled = None if pooled is None else torch.cat([negative_pooled, pooled])
+    # the text encoders' dtype need not be the UNet's (encoders kept in float32 beside a float16
+    # UNet): its attention takes the embeddings in its own; the pooled embedding and the time ids
+    # it casts itself (diffusers' ``get_aug_embed``), the time ids made as the generator's
     prompt_embeds = prompt_embeds.to(device=device, dtype=unet_dtype)
-    added_cond = base.added_cond_kwargs(None if pooled is None else pooled.to(device=device, dtype=unet_dtype),
-                                        None if time_ids is None else time_ids.to(device=device, dtype=unet_dtype),
-                                        prompt_embeds.shape[0])
+    added_cond = base.added_cond_kwargs(None if pooled is None else pooled.to(device),
+                                        base.time_ids(pipe, height, width, unet_dtype, device), prompt_embeds.shape[0])
     timestep_cond = None
     if unet.config.time_cond_proj_dim is not None:  # guidance-embedded UNets, as the pipeline does
         timestep_cond = pipe.get_guidance_scale_embedding(

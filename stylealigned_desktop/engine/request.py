@@ -446,8 +446,4 @@ def character_from_dict(data: dict[str, Any]) -> Character:
     unknown = sorted(set(data) - {f for f in Character.__dataclass_fields__})
     if unknown:
         raise ValueError(f"unknown character field(s): {', '.join(unknown)}")
-    data = dict(data)
-    for key in ("words", "anchor_seeds", "anchor_pictures"):
-        if isinstance(data.get(key), list):
-            data[key] = tuple(data[key])
-    return Character(**data)
+    return Character(**data)  # which makes its lists tuples

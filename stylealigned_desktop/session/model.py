@@ -410,8 +410,9 @@ class Session(SessionDocument):
         self._changed(observer.HISTORY)
 
     def _restore_style(self, record: RunRecord, notes: list[str]) -> None:
-        """The run's style text and references (with their weights); pictures since deleted
-        are added again from the run's copy when it still exists, else left out (noted)."""
+        """The run's style text and references (with their weights and captions: a picture is
+        inverted from its caption); pictures since deleted are added again from the run's copy
+        when it still exists, else left out (noted)."""
         style_changes: dict[str, Any] = {"text": record.style_text}
         sources, gone = [], 0
         for run_style in record.references:
@@ -419,16 +420,16 @@ class Session(SessionDocument):
                 style_changes.update(reference_prompt=run_style.subject, reference_seed=run_style.seed,
                                      reference_seed_locked=True)
                 sources.append(StyleReference(None, run_style.weight))
-            elif run_style.reference_id and self.reference(run_style.reference_id):
-                sources.append(StyleReference(run_style.reference_id, run_style.weight))
-            elif run_style.file and self.file(run_style.file) is not None:
+                continue
+            ref = self.reference(run_style.reference_id) if run_style.reference_id else None
+            if ref is None and run_style.file and self.file(run_style.file) is not None:
                 ref, _ = self._add_prepared(prepare_picture(self.file(run_style.file)))
-                if run_style.caption:
-                    self.set_reference_caption(ref.id, run_style.caption)
-                sources = [x for x in sources if x.picture != ref.id]
-                sources.append(StyleReference(ref.id, run_style.weight))
-            else:
+            if ref is None:
                 gone += 1
+                continue
+            self.set_reference_caption(ref.id, run_style.caption)
+            sources = [x for x in sources if x.picture != ref.id]
+            sources.append(StyleReference(ref.id, run_style.weight))
         if not sources:
             notes.append("the run's reference picture is gone; the style source is unchanged")
         elif gone:

@@ -11,14 +11,13 @@ by the session, never here.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..engine import request as engine_request
 from ..engine.request import GeneratedReference, PanelControl, ReferencePicture, SetRequest
 from ..engine.request import Panel as RequestPanel
-from ..engine.settings import StyleAlignedSettings
 from .characters import Character, CharacterSettings, unknown_names
 from .errors import SessionError
 from .generation import GenerationSettings
@@ -171,12 +170,7 @@ def character_choices(
             for c in characters)
     except ValueError as exc:
         raise SessionError(str(exc)) from None
-    knobs = settings.to_dict()
-    in_settings = {f.name for f in fields(StyleAlignedSettings)}
-    in_request = {f.name for f in fields(SetRequest)}
-    aligned = {k: v for k, v in knobs.items() if k in in_settings}
-    request.update({k: v for k, v in knobs.items() if k in in_request and k not in in_settings})
-    return request, aligned
+    return request, settings.to_dict()  # StyleAlignedSettings' fields by the same names
 
 
 def _chosen_model(panels: Sequence[Panel], settings: GenerationSettings, default_model: str,

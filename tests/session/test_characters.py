@@ -83,10 +83,17 @@ def test_anchor_seeds_lock_and_reroll(session):
     before = session.character("Mira").anchor_seeds
     session.set_anchor_seed("Mira", 1, 77)
     assert session.character("Mira").anchor_seeds == (before[0], 77)
-    with pytest.raises(SessionError, match="no anchor"):
+    session.set_anchor_seed("Mira", 0, 0)  # the first anchor, the smallest seed
+    assert session.character("Mira").anchor_seeds == (0, 77)
+    with pytest.raises(SessionError, match="^Mira has no anchor 3$"):  # counted from 1, as shown
         session.set_anchor_seed("Mira", 2, 5)
+    with pytest.raises(SessionError, match="^Mira has no anchor 0$"):
+        session.set_anchor_seed("Mira", -1, 5)
+    with pytest.raises(SessionError, match="^anchor seed must be a whole number from 0 to 18446744073709551615, "
+                                           "got -3$"):
+        session.set_anchor_seed("Mira", 0, -3)
     new = session.reroll_character("Mira")
-    assert new != (before[0], 77) and session.character("Mira").anchor_seeds == new
+    assert new != (0, 77) and session.character("Mira").anchor_seeds == new
 
 
 def test_generate_keeps_locked_anchor_seeds_and_draws_free_ones(session):
@@ -131,6 +138,19 @@ def test_anchors_per_character_follow_the_setting(session, make_picture):
                 {"character_layers": "down"}, {"colour": 1}):
         with pytest.raises(SessionError):
             session.update_character_settings(**bad)
+    with pytest.raises(SessionError, match="^unknown character setting: .*'colour'"):
+        session.update_character_settings(colour=1)
+
+
+def test_a_change_of_the_character_settings_is_the_documents(session):
+    session.add_character("Mira", "a girl")
+    seeds = session.character("Mira").anchor_seeds
+    session._dirty = False
+    changes = []
+    session.subscribe(changes.append)
+    session.update_character_settings(character_dropout=0.2, anchors_per_character=2)  # as many anchors
+    assert [c.kind for c in changes] == [observer.CHARACTERS] and session.dirty
+    assert session.character("Mira").anchor_seeds == seeds
 
 
 def test_an_anchor_picture_is_copied_into_the_session(session, make_picture):

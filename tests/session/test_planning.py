@@ -3,10 +3,14 @@ history records out, and every refusal in the words the artist reads."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from stylealigned_desktop.engine.settings import StyleAlignedSettings
+from stylealigned_desktop.session.characters import Character, CharacterSettings
 from stylealigned_desktop.session.errors import SessionError
 from stylealigned_desktop.session.generation import GenerationSettings
 from stylealigned_desktop.session.planning import plan_run
@@ -25,8 +29,13 @@ def _plan(tmp_path, *, style=None, panels=None, settings=None, present=None, **k
         panels=[Panel("p1", "a fox", 5), Panel("p2", "", 6)] if panels is None else panels,
         settings=settings or GenerationSettings(model="tiny", steps=4, width=64, height=64),
         outputs=tmp_path / "outputs", cache_dir=tmp_path / "cache",
-        file_of=lambda name: tmp_path / name if name in present else None,
+        file_of=lambda name: tmp_path / name if _relative(name) in present else None,
         taken_run_ids=(), **kwargs)
+
+
+def _relative(name):
+    assert isinstance(name, str), name  # a session-relative path, as Session.file takes
+    return name
 
 
 def test_the_request_and_the_record_of_a_blended_style(tmp_path):
@@ -108,3 +117,56 @@ def test_run_ids_are_new(tmp_path):
                       settings=GenerationSettings(model="tiny"), outputs=Path(tmp_path), cache_dir=Path(tmp_path),
                       file_of=lambda name: None, taken_run_ids={first.run_id})
     assert second.run_id != first.run_id
+
+
+# --- characters (spec section 13) -----------------------------------------------------------
+
+MIRA = Character("Mira", " a girl in a raincoat ", words=("girl",), anchor_seeds=(3, 4, 5, 6),
+                 pictures=(None, "characters/mira.png", None, "characters/later.png"), anchor_text=" full figure ")
+TOM = Character("Tom", "an old man", anchor_seeds=(7, 8, 9))
+CAST = [Panel("p1", "[Mira] meets a fox", 5), Panel("p2", "rain", 6)]
+
+
+def test_the_characters_and_their_settings_reach_the_request(tmp_path):
+    chosen = CharacterSettings(character_dropout=0.3, character_layers="all", character_shift=1.5,
+                               anchors_per_character=3)
+    settings = GenerationSettings(model="tiny", steps=4, width=64, height=64,
+                                  style_aligned=StyleAlignedSettings(shared_score_shift=0.5))
+    plan = _plan(tmp_path, panels=CAST, settings=settings, characters=[MIRA, TOM], character_settings=chosen,
+                 present={"characters/mira.png"})
+    mira, tom = plan.request.characters  # every character, named by a panel or not
+    assert (mira.name, mira.description, mira.words, mira.anchor_seeds, mira.anchor_pictures, mira.anchor_text) == (
+        "Mira", "a girl in a raincoat", ("girl",), (3, 4, 5, 6), (None, str(tmp_path / "characters/mira.png"), None),
+        ", full figure, ink")  # the pictures of the anchors the set draws, the 4th is not
+    assert (tom.name, tom.description, tom.words, tom.anchor_seeds, tom.anchor_pictures, tom.anchor_text) == (
+        "Tom", "an old man", (), (7, 8, 9), (), ", ink")
+    assert plan.request.settings == StyleAlignedSettings(shared_score_shift=0.5, character_dropout=0.3,
+                                                         character_layers="all", character_shift=1.5,
+                                                         anchors_per_character=3)
+    assert (plan.characters, plan.character_settings) == ((MIRA, TOM), chosen)
+    plain = _plan(tmp_path, panels=CAST, settings=settings, characters=[MIRA], style=Style(reference_prompt="a tree"),
+                  present={"characters/mira.png"})
+    assert plain.request.characters[0].anchor_text == ", full figure"
+    assert plain.character_settings == CharacterSettings()  # the defaults, recorded as such
+    assert plain.request.settings == StyleAlignedSettings(shared_score_shift=0.5)
+    bare = replace(TOM, anchor_text=" ")
+    alone = _plan(tmp_path, style=Style(reference_prompt="a tree"), characters=[bare], panels=[Panel("p1", "[Tom]")])
+    assert alone.request.characters[0].anchor_text == ""
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"characters": [MIRA, replace(TOM, description=" ")]}, "Tom has no description yet: say who Tom is in Characters"),
+    ({"characters": [TOM], "panels": [Panel("p1", "rain"), Panel("p2", "[Tom] and [Bo]")]},
+     "panel 2 names [Bo], who is not among the characters: add Bo in Characters or correct the name"),
+    ({"characters": [TOM, MIRA], "present": set()},
+     "Mira's anchor picture 2 is missing from the session folder (characters/mira.png); choose it again or remove it"),
+    # what only the engine refuses comes back in its words
+    ({"characters": [replace(TOM, words=("man", "dog"))], "panels": [Panel("p1", "[Tom] waits")]},
+     "subject word 'dog' of [Tom] is not a word of its description 'an old man'"),
+    ({"characters": [TOM], "panels": [Panel("p1", "[Tom] waits")],
+      "character_settings": CharacterSettings(anchors_per_character=4)},
+     "[Tom] has 3 anchor seed(s) but each character has 4 anchors (anchors_per_character)"),
+])
+def test_a_session_whose_characters_cannot_run_says_why(tmp_path, change, message):
+    with pytest.raises(SessionError, match="^" + re.escape(message) + "$"):
+        _plan(tmp_path, **{"panels": CAST, **change})

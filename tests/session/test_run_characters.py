@@ -4,7 +4,7 @@ wrote; restoring the run brings them back (last session's note: the history did 
 
 from __future__ import annotations
 
-from stylealigned_desktop.session import store
+from stylealigned_desktop.session import observer, store
 from stylealigned_desktop.session.characters import CharacterSettings
 
 from .session_helpers import picture_bytes
@@ -94,3 +94,40 @@ def test_an_anchor_is_drawn_the_same_until_what_makes_it_changes(session, make_p
     assert made.drew_the_same(replace(now, anchor_seeds=other_seeds), 1)  # the artist's picture
     assert not made.drew_the_same(replace(now, pictures=()), 1)
     assert made.drew_the_same(replace(now, seeds_locked=False), 0)
+
+
+def test_restoring_notes_each_anchor_picture_gone_and_keeps_the_others(session, make_picture):
+    session.set_style_text("ink")
+    session.update_character_settings(anchors_per_character=3)
+    session.add_character("Mira", "a girl in a raincoat")
+    for anchor, color in enumerate(("red", "green", "blue")):
+        session.set_character_picture("Mira", anchor, make_picture(f"design-{anchor}.png", color=color))
+    session.add_panel("[Mira] on the pier")
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    record = session.record_run(plan)
+    designs = session.character("Mira").pictures
+    session.remove_character("Mira")
+    for anchor in (0, 2):
+        session.file(designs[anchor]).unlink()
+    changes = []
+    session.subscribe(changes.append)
+    notes = session.restore_run(record.id, seeds=False)
+    assert notes == ["Mira's anchor picture(s) 1, 3 are gone; drawn from their seeds"]
+    assert session.character("Mira").pictures == (None, designs[1])
+    assert observer.Change(observer.CHARACTERS) in changes and session.dirty
+
+
+def test_restoring_a_run_changes_the_characters_only_where_they_differ(session, make_picture):
+    _plan, record = run_with_mira(session, make_picture)
+    session.restore_run(record.id)  # Mira comes back locked
+    changes = []
+    session.subscribe(changes.append)
+    session.restore_run(record.id)  # the same again: nothing of the characters changes
+    assert observer.Change(observer.CHARACTERS) not in changes
+    session.update_character_settings(character_dropout=0.9)
+    session._dirty = False
+    changes.clear()
+    session.restore_run(record.id)  # the run's settings alone come back
+    assert session.character_settings == record.character_settings
+    assert observer.Change(observer.CHARACTERS) in changes and session.dirty

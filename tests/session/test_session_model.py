@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -21,6 +22,7 @@ from stylealigned_desktop.session.model import (
     prepare_picture,
     prepare_picture_data,
 )
+from stylealigned_desktop.session.presets import StylePreset
 from stylealigned_desktop.session.values import StyleReference
 
 from .session_helpers import picture_bytes
@@ -966,6 +968,10 @@ def test_restore_settings_and_seeds_from_history(session):
     for i, pid in enumerate(plan.panel_ids):
         assert by_id[pid] == plan.request.panels[i]
     assert again.style == plan.request.style
+    session.clear_panels()
+    session.add_panel("a toy bus")
+    assert session.restore_run(record.id, settings=False) == [
+        "none of the run's panels is still in the storyboard"]
 
 
 def test_restore_whole_board_from_history(session, make_picture):
@@ -977,9 +983,12 @@ def test_restore_whole_board_from_history(session, make_picture):
     record = session.record_run(plan)
     session.clear_panels()
     session.add_panel("something else")
-    session.restore_run(record.id, panels=True)
+    changes = record_changes(session)
+    session.restore_run(record.id, settings=False, panels=True)
+    assert [c.kind for c in changes] == [observer.PANELS]
     assert [p.prompt for p in session.panels] == ["a fox", "a hen"]
     assert [p.id for p in session.panels] == list(plan.panel_ids)
+    assert [(p.seed, p.seed_locked) for p in session.panels] == [(p.seed, True) for p in plan.request.panels]
     assert session.panels[1].control.image is not None
     assert session.build_request().panels == plan.request.panels
 
@@ -1088,8 +1097,95 @@ def test_restore_notes_a_reference_picture_that_is_gone(session, make_picture):
     assert store.collect_garbage(session) == []  # the history still refers to the copy
     session.path(ref.file).unlink()  # lost anyway (deleted by hand)
     notes = session.restore_run(record.id)
-    assert len(notes) == 1 and "reference picture" in notes[0]
+    assert notes == ["the run's reference picture is gone; the style source is unchanged"]
     assert session.active_reference is None
+
+
+def test_restore_brings_back_the_generated_references_prompt_and_seed_locked(session):
+    session.set_style_text("ink")
+    session.set_reference_prompt("a lighthouse")
+    session.add_panel("a boat")
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    record = session.record_run(plan)
+    session.set_reference_prompt("a windmill")
+    session.set_reference_seed(seed=7, locked=False)
+    assert session.restore_run(record.id) == []
+    style = session.style
+    assert (style.reference_prompt, style.reference_seed, style.reference_seed_locked) == (
+        "a lighthouse", plan.request.style.seed, True)
+
+
+def test_restore_brings_back_the_runs_pictures_with_their_captions_and_weights(session, make_picture):
+    session.set_style_text("ink")
+    session.add_panel("a boat")
+    kept = session.add_reference(make_picture("kept.png", color="blue"))
+    gone = session.add_reference(make_picture("gone.png", color="red"))
+    session.set_reference_caption(kept.id, "a blue disc")
+    session.set_reference_caption(gone.id, "a red disc")
+    session.set_source_active(None, True, weight=4.0)
+    session.set_source_active(gone.id, True, weight=3.0)  # after the generated reference
+    plan = session.prepare_generate()
+    record = session.record_run(plan)
+    # the artist moves on: another caption, one picture out of the gallery, another style
+    session.set_reference_caption(kept.id, "a sad blue disc")
+    session.remove_reference(gone.id)
+    session.set_source_active(None, False)
+    assert session.restore_run(record.id) == []
+    assert session.style.sources == (StyleReference(kept.id, 0.125), StyleReference(None, 0.5),
+                                     StyleReference(gone.id, 0.375))
+    assert [session.reference(r).caption for r in (kept.id, gone.id)] == ["a blue disc", "a red disc"]
+    # what the pictures are inverted from is the run's again: its captions, its shares of the style
+    again = session.build_request()
+    assert again.weights == plan.request.weights
+    assert [replace(r, weight=1) for r in again.references] == [replace(r, weight=1) for r in plan.request.references]
+
+
+def test_restore_takes_a_gallery_picture_whose_copy_is_missing_as_the_gallery_has_it(session, make_picture):
+    session.set_style_text("ink")
+    session.add_panel("a boat")
+    ref = session.add_reference(make_picture())
+    plan = session.prepare_generate()
+    plan.folder.mkdir(parents=True)
+    record = session.record_run(plan)
+    session.set_source_active(None, True)
+    session.set_source_active(ref.id, False)
+    session.path(ref.file).unlink()  # deleted by hand: the gallery lists it as missing
+    assert session.restore_run(record.id) == []
+    assert session.style.sources == (StyleReference(ref.id, 1.0),) and session.missing_files() == [ref.file]
+
+
+def test_restore_notes_how_many_of_the_runs_pictures_are_gone(session, make_picture):
+    session.set_style_text("ink")
+    session.add_panel("a boat")
+    a = session.add_reference(make_picture("a.png", color="red"))
+    b = session.add_reference(make_picture("b.png", color="blue"))
+    session.set_source_active(b.id, True)
+    session.set_source_active(None, True, weight=0.0)  # listed but unused
+    record = session.record_run(session.prepare_generate())
+    session.set_source_weight(None, 1.0)
+    for ref in (a, b):
+        session.remove_reference(ref.id)
+        session.path(ref.file).unlink()
+    session.set_reference_prompt("a windmill")
+    before = session.style.sources
+    notes = session.restore_run(record.id)
+    assert notes == ["2 reference picture(s) of the run are gone; left out of the style"]
+    assert session.style.sources == before  # an unused generated reference alone is no style
+
+
+def test_restore_names_the_style_preset_only_while_its_text_is_the_runs(session):
+    noir = StylePreset(name="Noir", style_text="film noir, high contrast")
+    session.add_panel("a detective")
+    session.apply_preset(noir)
+    record = session.record_run(session.prepare_generate())
+    session.restore_run(record.id)
+    assert (session.style.text, session.style.preset) == ("film noir, high contrast", "Noir")
+    session.set_style_text("ink")
+    inked = session.record_run(session.prepare_generate())
+    session.apply_preset(noir)
+    session.restore_run(inked.id)
+    assert (session.style.text, session.style.preset) == ("ink", None)
 
 
 # --- several references and panel sizes (spec sections 11 and 12) -----------------------------
