@@ -234,7 +234,8 @@ def test_a_cancelled_inversion_says_so(tiny_pipe):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_a_guidance_embedded_unet_gets_the_pipelines_guidance_embedding(tiny_pipe, dtype):
     """A UNet with ``time_cond_proj_dim`` (an LCM-style model) is told the guidance as the
-    pipeline tells it: ``get_guidance_scale_embedding(guidance - 1)``, in the UNet's dtype."""
+    pipeline tells it: ``get_guidance_scale_embedding(guidance - 1)``, in the UNet's dtype, and
+    like the pipeline runs one conditional pass, no CFG on top of the embedded guidance."""
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
@@ -242,14 +243,16 @@ def test_a_guidance_embedded_unet_gets_the_pipelines_guidance_embedding(tiny_pip
     encoders = {name: copy.deepcopy(getattr(tiny_pipe, name)).to(dtype) for name in ("text_encoder", "text_encoder_2")}
     pipe = _pipe_with(tiny_pipe, unet=unet, **encoders)
     seen = []
-    hook = unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["timestep_cond"]),
-                                          with_kwargs=True)
+    hook = unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append((args[0].shape[0], kwargs["encoder_hidden_states"].shape[0],
+                                                  kwargs["timestep_cond"])), with_kwargs=True)
     try:
         invert(pipe, _latent(4), "a kite", 1, 3.0, W, H)
         pipe("a kite", num_inference_steps=1, guidance_scale=3.0, width=W, height=H, output_type="latent")
     finally:
         hook.remove()
-    ours, pipelines = seen
+    (our_rows, our_texts, ours), (pipelines_rows, pipelines_texts, pipelines) = seen
+    assert our_rows == our_texts == pipelines_rows == pipelines_texts == 1
     assert ours.shape == (1, 16) and ours.dtype == dtype
     torch.testing.assert_close(ours, pipelines, rtol=0, atol=0)
     other = pipe.get_guidance_scale_embedding(torch.tensor([3.0]), embedding_dim=16)  # guidance itself

@@ -246,7 +246,9 @@ def _caption_conditioning(pipe, caption: str, guidance: float, width: int,
     device = pipe._execution_device
     unet = pipe.unet
     unet_dtype = unet.dtype
-    do_cfg = guidance > 1.0
+    # a guidance-embedded UNet is told the guidance instead of running CFG, as diffusers'
+    # pipelines decide (``do_classifier_free_guidance``)
+    do_cfg = guidance > 1.0 and unet.config.time_cond_proj_dim is None
     base = base_of(pipe)
     prompt_embeds, negative_embeds, pooled, negative_pooled = base.encode_prompt(pipe, caption, None, do_cfg)
     if do_cfg:
