@@ -59,6 +59,18 @@ def cut_text(root: QWidget) -> list[str]:
     return problems
 
 
+@pytest.fixture(autouse=True, params=[False, True], ids=["light", "dark"])
+def app_theme(request, qapp, monkeypatch):
+    """The window as the app shows it: its style, palette and stylesheet (they change sizes: a
+    card's control thumbnail needs a pixel more with the stylesheet), in the light and the dark
+    scheme; the conftest puts the look before back."""
+    from stylealigned_desktop.ui.support import apply_theme, theme
+
+    monkeypatch.setattr(theme, "system_is_dark", lambda app: request.param)
+    assert apply_theme(qapp) is request.param
+    return request.param
+
+
 def look(widget: QWidget, name: str) -> None:
     folder = os.environ.get("LAYOUT_SHOTS")
     if folder:

@@ -8,7 +8,14 @@ from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import QFrame, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout
 
 from ...session.json_fields import MAX_SEED
-from ..support import accept_as_copy, accept_pictures, connect_command, icon, local_paths
+from ..support import (
+    THUMB_BUTTON_ROOM,
+    accept_as_copy,
+    accept_pictures,
+    connect_command,
+    icon,
+    local_paths,
+)
 
 ANCHOR_THUMB = 56
 
@@ -37,7 +44,8 @@ class AnchorSlot(QFrame):
         self.picture.setIconSize(QSize(ANCHOR_THUMB, ANCHOR_THUMB))
         # wide enough for the picture and for the words it shows without one
         words = max(self.picture.fontMetrics().horizontalAdvance(w) for w in ("generated", "Anchor 8"))
-        self.picture.setFixedSize(max(ANCHOR_THUMB, words + 12) + 8, ANCHOR_THUMB + 8)
+        self.picture.setFixedSize(max(ANCHOR_THUMB, words + 12) + THUMB_BUTTON_ROOM,
+                                  ANCHOR_THUMB + THUMB_BUTTON_ROOM)
         self.picture.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         connect_command(self.picture.clicked, lambda: self.choose_requested.emit(self.anchor))
         self.clear = QToolButton()

@@ -6,6 +6,8 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QToolButton
 
+from ..support import THUMB_BUTTON_ROOM
+
 CONTROL_THUMB = 64
 
 
@@ -32,7 +34,7 @@ class ControlThumb(QToolButton):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setFixedSize(CONTROL_THUMB + 8, CONTROL_THUMB + 8)
+        self.setFixedSize(CONTROL_THUMB + THUMB_BUTTON_ROOM, CONTROL_THUMB + THUMB_BUTTON_ROOM)
         self.setIconSize(QSize(CONTROL_THUMB, CONTROL_THUMB))
         self.setAutoRaise(False)
         self.set_empty()

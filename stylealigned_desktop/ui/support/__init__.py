@@ -15,7 +15,14 @@ from .text_drops import files_pass_through
 from .theme import ACCENT, CHARACTER_COLOURS, apply_theme, follow_system, icon
 from .undo import SessionUndo
 from .wheel import wheel_edits_only_when_focused
-from .widgets import ElidedLabel, set_style_flag, size_key, size_label, small_combo
+from .widgets import (
+    THUMB_BUTTON_ROOM,
+    ElidedLabel,
+    set_style_flag,
+    size_key,
+    size_label,
+    small_combo,
+)
 
 __all__ = [
     "ACCENT",
@@ -25,6 +32,7 @@ __all__ = [
     "DesktopConfig",
     "ElidedLabel",
     "SessionUndo",
+    "THUMB_BUTTON_ROOM",
     "VerticalScroller",
     "accept_as_copy",
     "accept_pictures",

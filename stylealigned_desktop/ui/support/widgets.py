@@ -15,6 +15,11 @@ def size_label(width: int, height: int) -> str:
     return f"{width} × {height}  ({shape} {width // divisor}:{height // divisor})"
 
 
+THUMB_BUTTON_ROOM = 10
+"""Pixels a picture button needs beside its icon: the style's frame and the app stylesheet's
+2 px padding on each side (8 left the app's own look a pixel short, its picture cut)."""
+
+
 def size_key(size: tuple[int, int]) -> str:
     """A size as a size chooser's item data: ``"1344x768"`` (read back with ``parse_size``)."""
     return f"{size[0]}x{size[1]}"
