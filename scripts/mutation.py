@@ -8,7 +8,15 @@ mutated function; results are kept in the folder, so a second run redoes only wh
 
     python scripts/mutation.py                 # every target, cheapest first
     python scripts/mutation.py request norms   # some of them
+    python scripts/mutation.py --screen trajectory   # screened first (below): torch targets
     python scripts/mutation.py --list          # the targets and their tests
+
+``--screen``: mutmut generates the mutants and collects which tests reach which function, and
+stops before running any; ``scripts/mutation_screen.py`` then runs every mutant mutmut has not
+killed in one pytest session (fixtures made once) against the tests that reach it, and mutmut
+runs what the screen left by name, its verdict the one that counts. Killed is the screen's
+kills and mutmut's. On loaded cores a torch target's mutant costs mutmut 20-40 s, mostly
+building the tiny model again; the screen, a test run.
 
 Each target writes ``build/mutation/<target>/log.txt`` and ``survivors.txt`` (every surviving
 mutant with its diff); the last lines printed are the score table that docs/testing.md records.
@@ -30,6 +38,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "mutation"
 PACKAGE = "stylealigned_desktop"
+SCRIPTS = Path(__file__).resolve().parent
+# A selection that names no mutant: mutmut generates the mutants and collects its stats, then
+# stops on its check that a selection matches some mutant, before its clean run and any mutant.
+NO_MUTANT = "no-mutant-is-named-this"
+NOTHING_MATCHES = "Filtered for specific mutants, but nothing matches"
+SCREEN_KILLS = "screen-killed.json"
+"""In a target's folder: each mutant the last screen killed -> the test that killed it."""
+# Tests that cannot run twice on the same fixtures (they count an engine's calls from 0): the
+# screen leaves them out, mutmut's runs by name keep them.
+UNSCREENABLE = ("tests/test_generator_picture.py::test_second_set_with_the_same_reference_starts_denoising_at_once",)
 
 
 @dataclass(frozen=True)
@@ -178,13 +196,16 @@ def _patterns(target: Target) -> list[str]:
 
 
 def _statuses(folder: Path, target: Target) -> dict[str, str]:
-    """Every mutant of the target -> its status (mutmut's names: killed, survived, no tests, ...)."""
+    """Every mutant of the target -> its status (mutmut's names: killed, survived, no tests, ...);
+    a mutant the last screen killed is killed, whatever mutmut said of it before."""
     from mutmut.stats import status_by_exit_code
 
     meta = folder / "mutants" / (target.module + ".meta")
     codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    screened = folder / SCREEN_KILLS
+    screen_kills = json.loads(screened.read_text(encoding="utf-8")) if screened.exists() else {}
     patterns = _patterns(target)
-    return {name: status_by_exit_code[code] for name, code in codes.items()
+    return {name: "killed" if name in screen_kills else status_by_exit_code[code] for name, code in codes.items()
             if not patterns or any(fnmatch(name, p) for p in patterns)}
 
 
@@ -196,21 +217,68 @@ def _unchecked(folder: Path, target: Target) -> list[str]:
     return sorted(mutant for mutant, status in _statuses(folder, target).items() if status == "not checked")
 
 
-def run_target(name: str, target: Target, children: int, resume: bool = False) -> dict[str, str]:
+def _mutmut_run(folder: Path, env: dict[str, str], children: int, selection: list[str], log) -> str:
+    """``mutmut run`` of these mutants (or globs), its output appended to the log and returned."""
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *selection]
+    done = subprocess.run(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, check=False)
+    log.write(done.stdout)
+    log.flush()
+    return done.stdout
+
+
+def screen(folder: Path, target: Target, env: dict[str, str], mutants: list[str], log) -> dict[str, str]:
+    """Each of these mutants that a test of the target fails on (scripts/mutation_screen.py) ->
+    that test; also kept in the folder's SCREEN_KILLS."""
+    kills = folder / SCREEN_KILLS
+    kills.unlink(missing_ok=True)
+    names = folder / "screened.txt"
+    names.write_text("".join(f"{mutant}\n" for mutant in mutants), encoding="utf-8")
+    paths = [str(SCRIPTS), *filter(None, [env.get("PYTHONPATH")])]
+    screen_env = {**env, "SCREEN_MUTANTS": str(names), "SCREEN_OUT": str(kills),
+                  "PYTHONPATH": os.pathsep.join(paths)}
+    deselected = [argument for test in UNSCREENABLE for argument in ("--deselect", test)]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "mutation_screen",
+               "--rootdir", ".", *deselected, *target.tests]
+    done = subprocess.run(command, cwd=folder / "mutants", env=screen_env, stdout=log, stderr=subprocess.STDOUT,
+                          check=False)
+    if done.returncode != 0:
+        print(f"  the screen's pytest exited with {done.returncode} (log.txt): a test that failed unmutated "
+              "or after its mutants (its control) killed none", flush=True)
+    if not kills.exists():
+        kills.write_text("{}", encoding="utf-8")
+    return json.loads(kills.read_text(encoding="utf-8"))
+
+
+def run_screened(folder: Path, target: Target, env: dict[str, str], children: int, log) -> None:
+    """mutmut generates the mutants and its stats without running any, the screen runs what
+    mutmut has not killed, and mutmut runs what the screen left by name."""
+    output = _mutmut_run(folder, env, children, [NO_MUTANT], log)
+    if NOTHING_MATCHES not in output:
+        raise RuntimeError(f"mutmut did not generate the mutants and stats: see {folder / 'log.txt'}")
+    log.write("\n--- mutmut stopped there on purpose (the selection names no mutant); the screen:\n")
+    (folder / SCREEN_KILLS).unlink(missing_ok=True)  # what mutmut says now, without the last screen
+    statuses = _statuses(folder, target)
+    screened = sorted(m for m, status in statuses.items() if status in ("not checked", "survived", "no tests"))
+    kills = screen(folder, target, env, screened, log)
+    left = [mutant for mutant in screened if mutant not in kills]
+    print(f"  the screen killed {len(kills)} of {len(screened)}; mutmut runs {len(left)} by name", flush=True)
+    if left:
+        _mutmut_run(folder, env, children, left, log)
+
+
+def run_target(name: str, target: Target, children: int, resume: bool = False,
+               screened: bool = False) -> dict[str, str]:
     folder = _prepare(name, target)
     env = _environment()
     kept = folder / "kept"
     shutil.rmtree(kept, ignore_errors=True)  # what the unmutated code made may have changed since
     env.update((key, value.format(kept=kept)) for key, value in target.env)
-    log = folder / "log.txt"
-    # mutmut reruns every mutant it is given by name: a target of some functions resumes only
-    # when given those still unchecked
-    resumed = (folder / "mutants" / (target.module + ".meta")).exists() and resume and target.functions
-    selection = _unchecked(folder, target) if resumed else _patterns(target)
-    if selection or not resumed:
-        command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *selection]
-        with open(log, "w", encoding="utf-8") as out:
-            subprocess.run(command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    with open(folder / "log.txt", "w", encoding="utf-8") as log:
+        if screened:
+            run_screened(folder, target, env, children, log)
+        else:
+            _run_plain(folder, target, env, children, resume, log)
     statuses = _statuses(folder, target)
     with open(folder / "survivors.txt", "w", encoding="utf-8") as out:
         for mutant, status in sorted(statuses.items()):
@@ -219,6 +287,18 @@ def run_target(name: str, target: Target, children: int, resume: bool = False) -
                                        capture_output=True, text=True, check=False)
                 out.write(f"## {mutant} ({status})\n{shown.stdout}\n")
     return statuses
+
+
+def _run_plain(folder: Path, target: Target, env: dict[str, str], children: int, resume: bool, log) -> None:
+    """mutmut alone: every mutant without a result (a target of some functions: all of them,
+    or with ``resume`` those still unchecked); the last screen's kills no longer count."""
+    (folder / SCREEN_KILLS).unlink(missing_ok=True)
+    # mutmut reruns every mutant it is given by name: a target of some functions resumes only
+    # when given those still unchecked
+    resumed = (folder / "mutants" / (target.module + ".meta")).exists() and resume and target.functions
+    selection = _unchecked(folder, target) if resumed else _patterns(target)
+    if selection or not resumed:
+        _mutmut_run(folder, env, children, selection, log)
 
 
 def summary(name: str, statuses: dict[str, str]) -> str:
@@ -243,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
     parser.add_argument("--list", action="store_true", help="list the targets and their tests")
     parser.add_argument("--report", action="store_true", help="only print the table of the last runs")
+    parser.add_argument("--screen", action="store_true",
+                        help="mutmut generates, scripts/mutation_screen.py screens every mutant in one pytest "
+                             "session, mutmut runs what it left by name (torch targets: minutes, not hours)")
     parser.add_argument("--resume", action="store_true",
                         help="a target of some functions: run only its mutants not checked yet (mutmut reruns "
                              "every mutant named; a whole module resumes without this)")
@@ -262,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             if (WORK / name / "mutants").is_dir():
                 print(summary(name, _statuses(WORK / name, TARGETS[name])))
             continue
-        statuses = run_target(name, TARGETS[name], args.children, args.resume)
+        statuses = run_target(name, TARGETS[name], args.children, args.resume, args.screen)
         lines.append(summary(name, statuses))
         print(lines[-1], flush=True)
     if lines:

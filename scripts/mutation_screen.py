@@ -6,14 +6,17 @@ wrote (its ``mutants/`` folder, whose functions pick the mutant named by ``MUTAN
 each test's fixtures are made once, the test runs once unmutated (its real outcome, and a
 control that the fixtures are sound), then once per listed mutant that the test reaches (mutmut's
 stats; ``SCREEN_ALL=1``: every listed one) until a test kills it, and once more unmutated after
-them. A test that takes ``tmp_path`` gets a new empty folder inside it for each run, and
-``caplog`` is cleared, so what one run left there never counts in the next; one whose other
-function-scoped fixtures use ``tmp_path`` (or that takes ``tmp_path_factory``) runs unmutated
-only. Fixtures of a wider scope (pictures written once per module) are shared by every run, as
-by the tests of an ordinary run. A test that cannot run twice on the same fixtures fails its
-control even unmutated (one that counts an engine's calls from 0): leave it out
-(``--deselect``), its kills would be false.
+them: the test's kills count only when this control passes. A test that takes ``tmp_path`` gets
+a new empty folder inside it for each run, and ``caplog`` is cleared, so what one run left there
+never counts in the next; one whose other function-scoped fixtures use ``tmp_path`` (or that
+takes ``tmp_path_factory``) runs unmutated only. Fixtures of a wider scope (pictures written once
+per module) are shared by every run, as by the tests of an ordinary run. A test that cannot run
+twice on the same fixtures fails its control even unmutated (one that counts an engine's calls
+from 0) and kills nothing: leave it out (``--deselect``; ``UNSCREENABLE`` in mutation.py).
 A mutant it does not kill is not judged: run it by name with mutmut, or judge it by reason.
+
+``scripts/mutation.py --screen TARGET`` does all of it (mutmut's generation, this screen, mutmut's
+runs by name); by hand:
 
     cd build/mutation/<target>/mutants
     SCREEN_MUTANTS=names.txt SCREEN_OUT=killed.json PYTHONPATH=<mutmut> \\
@@ -67,7 +70,8 @@ def pytest_pyfunc_call(pyfuncitem):
     os.environ["MUTANT_UNDER_TEST"] = "none"
     test(**arguments)
     folder = arguments.get("tmp_path")
-    if _uses_temporary_folders(info, [name for name in info.argnames if name != "tmp_path"]):
+    reached = [m for m in MUTANTS if m not in killed and _reaches(pyfuncitem.nodeid, m)]
+    if not reached or _uses_temporary_folders(info, [name for name in info.argnames if name != "tmp_path"]):
         return True
     runs = 0
 
@@ -82,20 +86,22 @@ def pytest_pyfunc_call(pyfuncitem):
         (folder / f"screen-{runs}").mkdir()
         return {**arguments, "tmp_path": folder / f"screen-{runs}"}
 
+    kills = {}
     signal.signal(signal.SIGALRM, _timeout)
-    for mutant in MUTANTS:
-        if mutant in killed or not _reaches(pyfuncitem.nodeid, mutant):
-            continue
+    for mutant in reached:
         os.environ["MUTANT_UNDER_TEST"] = mutant
         signal.alarm(60)
         try:
             test(**fresh())
         except BaseException as error:  # noqa: BLE001 - any failure of the test kills the mutant
-            killed[mutant] = f"{pyfuncitem.nodeid}: {type(error).__name__}"
+            kills[mutant] = f"{pyfuncitem.nodeid}: {type(error).__name__}"
         finally:
             signal.alarm(0)
             os.environ["MUTANT_UNDER_TEST"] = "none"
-    test(**fresh())  # the control: the fixtures are still sound after the mutants
+    # the control: the fixtures are still sound after the mutants; if not, this test's kills may
+    # be the fixtures' doing and do not count (the test fails)
+    test(**fresh())
+    killed.update(kills)
     with open(os.environ["SCREEN_OUT"], "w", encoding="utf-8") as out:
         json.dump(killed, out, indent=1)
     return True
