@@ -217,14 +217,11 @@ def _unchecked(folder: Path, target: Target) -> list[str]:
     return sorted(mutant for mutant, status in _statuses(folder, target).items() if status == "not checked")
 
 
-def _mutmut_run(folder: Path, env: dict[str, str], children: int, selection: list[str], log) -> str:
-    """``mutmut run`` of these mutants (or globs), its output appended to the log and returned."""
+def _mutmut_run(folder: Path, env: dict[str, str], children: int, selection: list[str], log) -> None:
+    """``mutmut run`` of these mutants (or globs), its output appended to the log as it comes."""
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *selection]
-    done = subprocess.run(command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, check=False)
-    log.write(done.stdout)
     log.flush()
-    return done.stdout
+    subprocess.run(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
 
 
 def screen(folder: Path, target: Target, env: dict[str, str], mutants: list[str], log) -> dict[str, str]:
@@ -240,6 +237,7 @@ def screen(folder: Path, target: Target, env: dict[str, str], mutants: list[str]
     deselected = [argument for test in UNSCREENABLE for argument in ("--deselect", test)]
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "mutation_screen",
                "--rootdir", ".", *deselected, *target.tests]
+    log.flush()
     done = subprocess.run(command, cwd=folder / "mutants", env=screen_env, stdout=log, stderr=subprocess.STDOUT,
                           check=False)
     if done.returncode != 0:
@@ -253,8 +251,8 @@ def screen(folder: Path, target: Target, env: dict[str, str], mutants: list[str]
 def run_screened(folder: Path, target: Target, env: dict[str, str], children: int, log) -> None:
     """mutmut generates the mutants and its stats without running any, the screen runs what
     mutmut has not killed, and mutmut runs what the screen left by name."""
-    output = _mutmut_run(folder, env, children, [NO_MUTANT], log)
-    if NOTHING_MATCHES not in output:
+    _mutmut_run(folder, env, children, [NO_MUTANT], log)
+    if NOTHING_MATCHES not in (folder / "log.txt").read_text(encoding="utf-8", errors="replace"):
         raise RuntimeError(f"mutmut did not generate the mutants and stats: see {folder / 'log.txt'}")
     log.write("\n--- mutmut stopped there on purpose (the selection names no mutant); the screen:\n")
     (folder / SCREEN_KILLS).unlink(missing_ok=True)  # what mutmut says now, without the last screen

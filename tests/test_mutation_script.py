@@ -91,3 +91,15 @@ def test_screen_kills_what_a_test_fails_on_and_mutmut_judges_the_rest_by_name(mu
     assert "+    if value <= low:" in shown and "+    if value >= high:" in shown
     assert mutation.summary("clamp", statuses).split()[1:3] == [str(len(statuses)), "mutants"]
     assert f"the screen killed {len(kills)} of {len(statuses)}; mutmut runs 2 by name" in capsys.readouterr().out
+
+
+def test_screen_stops_when_mutmut_cannot_collect_its_stats(mutation, tmp_path):
+    """A test that fails unmutated: mutmut stops at its stats, and so does the screened run,
+    rather than screen mutants against a broken suite."""
+    (tmp_path / "tests" / "test_clamp.py").write_text(
+        "from tinyclamp.clamp import clamp\n\n\ndef test_clamp():\n    assert clamp(5, 0, 10) == 6\n",
+        encoding="utf-8")
+    target = mutation.Target("tinyclamp/clamp.py", ("tests/test_clamp.py",), timeout_constant=1.0)
+    with pytest.raises(RuntimeError, match="mutmut did not generate the mutants and stats"):
+        mutation.run_target("clamp", target, children=1, screened=True)
+    assert not (tmp_path / "build" / "mutation" / "clamp" / "screened.txt").exists()
