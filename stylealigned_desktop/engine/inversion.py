@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from .bases import Base, base_of
+from .images import to_rgb
 from .trajectory import (
     TRAJECTORY_FORMAT,
     TRAJECTORY_VERSION,
@@ -79,16 +80,6 @@ def _quiet_dtype_cast():
         logger.setLevel(level)
 
 
-def _rgb(image: Image.Image) -> Image.Image:
-    """RGB for the VAE; transparency is composited on white (what an artist sees in a viewer):
-    an alpha band, or a palette entry, grey level or colour marked transparent (PNG's tRNS)."""
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 @torch.no_grad()
 def encode_picture(pipe, image: Image.Image) -> torch.Tensor:
     """z0 of a picture already fitted to the output size: the VAE latent mean x scaling factor.
@@ -108,7 +99,7 @@ def encode_picture(pipe, image: Image.Image) -> torch.Tensor:
             f"got {width}x{height}"
         )
     vae = pipe.vae
-    pixels = pipe.image_processor.preprocess(_rgb(image), height=height, width=width)
+    pixels = pipe.image_processor.preprocess(to_rgb(image), height=height, width=width)
     saved_dtype = vae.dtype
     if saved_dtype != torch.float32:
         with _quiet_dtype_cast():

@@ -40,6 +40,12 @@ def _drop_no_text_encoder_keys(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("No LoRA keys associated to")
 
 
+def _is_second_adapter_notice(warning: warnings.WarningMessage) -> bool:
+    # PEFT warns at every LoRA loaded beside another that the model now has several adapters
+    # ("make sure to know what you are doing"): mixing LoRAs is what the artist asked for.
+    return str(warning.message).startswith("Already found a `peft_config` attribute")
+
+
 @contextlib.contextmanager
 def _quiet_unet_only_notices():
     loggers = [logging.getLogger(name) for name in _DIFFUSERS_LORA_LOGGERS]
@@ -91,6 +97,8 @@ def _held_loader_messages():
                 if propagate and logger.parent is not None:
                     logger.parent.callHandlers(record)
             for warning in caught:
+                if _is_second_adapter_notice(warning):
+                    continue
                 warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
