@@ -35,15 +35,12 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python scripts/screenshots.py
 
-# Mutation testing of the modules listed in docs/testing.md (not run by CI; tens of minutes on
-# two cores). MUTATION_TARGETS=request norms runs some of them (scripts/mutation.py --list).
+# Mutation testing of the modules listed in docs/testing.md (not run by CI; hours on two cores
+# with mutmut alone, minutes a target with MUTATION_SCREEN=1). MUTATION_TARGETS=request norms runs some of them (scripts/mutation.py --list).
 # MUTATION_SCREEN=1: mutmut generates, scripts/mutation_screen.py runs every mutant in one pytest
 # session, mutmut runs what it left by name (scripts/mutation.py --screen; torch targets).
-$(VENV)/.mutation-stamp: $(STAMP)
-	$(BIN)/python -m pip install -qq -e '.[dev,mutation]'
-	touch $@
-
-mutation: $(VENV)/.mutation-stamp
+# mutmut comes with the dev extra (the tests check scripts/mutation.py with it).
+mutation: $(STAMP)
 	$(BIN)/python scripts/mutation.py $(if $(MUTATION_SCREEN),--screen) $(MUTATION_TARGETS)
 
 # The frozen build from packaging/requirements-lock-linux.txt, then the frozen programs used as
