@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 STALE_AFTER = 60.0
@@ -71,3 +73,24 @@ def remove_stale_temporaries(folder: Path, pattern: str, *, own_prefix: str | No
                 path.unlink()
                 removed.append(path)
     return removed
+
+
+def new_temporary(path: Path) -> str:
+    """A new, empty temporary file beside ``path`` (``.NAME.<pid>.XXXX.tmp``)."""
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(f".{path.name}."), suffix=".tmp", dir=path.parent)
+    os.close(with_default_mode(fd))  # the user's umask, not mkstemp's 0600
+    return tmp
+
+
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """``write(temporary)`` fills a :func:`new_temporary` beside ``path``, which then takes
+    ``path``'s name; nothing is left if it fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = new_temporary(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+

@@ -157,8 +157,29 @@ def test_a_file_is_written_through_a_tmp_file_beside_it(tmp_path, monkeypatch):
     path = save_trajectory(tmp_path / "t.safetensors", _trajectory())
     [(temporary, target)] = replaced
     assert os.path.dirname(temporary) == str(tmp_path) and target == path
-    assert fnmatch(os.path.basename(temporary), "t.safetensors.*.tmp")
+    assert fnmatch(os.path.basename(temporary), f".t.safetensors.{os.getpid()}.*.tmp")  # run folders' naming
     assert sorted(tmp_path.iterdir()) == [path]
+
+
+def test_the_cache_removes_what_a_killed_write_left_a_minute_ago_and_keeps_a_fresh_one(tmp_path):
+    """A write killed mid-way leaves its temporary (a whole trajectory's size) in the cache
+    folder: the next write there removes it once it is a minute old; a fresher one may be
+    another engine's write in progress, and a file that is no temporary is never touched."""
+    import time
+
+    key = _key()
+    cache = TrajectoryCache(tmp_path)
+    folder = cache.path_for(key).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    killed, writing, other = (folder / ".x.safetensors.1.abc.tmp", folder / ".y.safetensors.2.def.tmp",
+                              folder / "notes.tmp")
+    for leftover in (killed, writing, other):
+        leftover.write_bytes(b"half a file")
+    old = time.time() - 120
+    os.utime(killed, (old, old))
+    os.utime(other, (old, old))
+    cache.put(key, _trajectory())
+    assert sorted(p.name for p in folder.iterdir()) == sorted([cache.path_for(key).name, writing.name, other.name])
 
 
 def test_a_failed_write_leaves_nothing_and_raises_its_own_error(tmp_path, monkeypatch):

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import struct
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -28,7 +27,6 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin
 from PIL.PngImagePlugin import PngInfo
 
 from .. import __version__, temporaries, userfiles
-from ..temporaries import with_default_mode
 from .anchor_files import panel_masks, stage_anchors
 from .events import RunResult
 from .infotext import a1111_parameters, with_file_hashes
@@ -167,25 +165,6 @@ def png_text(path: str | Path) -> dict[str, str]:
         raise ValueError(f"{path}: not a picture that can be read ({error})") from None
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _temporary(path: Path) -> str:
-    """A new, empty temporary file beside ``path`` (``.NAME.<pid>.XXXX.tmp``)."""
-    fd, tmp = tempfile.mkstemp(prefix=temporaries.temporary_prefix(f".{path.name}."), suffix=".tmp",
-                               dir=path.parent)
-    os.close(with_default_mode(fd))  # the user's umask, not mkstemp's 0600
-    return tmp
-
-
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Temporaries a killed write left in a run folder: this process's, or older than a minute."""
     return temporaries.remove_stale_temporaries(folder, ".*.tmp",
@@ -200,7 +179,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
 
-    _atomic_write(path, write)
+    temporaries.atomic_write(path, write)
 
 
 def _plain_name(value: Any, where: str) -> str:
@@ -312,7 +291,7 @@ def write_run_folder(folder: str | Path, request: SetRequest, result: RunResult,
         run["characters"] = request.to_dict()["characters"]
         run["anchors"] = stage_anchors(folder, request, result, common, staged, _stage_png)
     sheet = contact_sheet_of(folder, run, staged)
-    staged[CONTACT_SHEET_FILE] = Path(_temporary(folder / CONTACT_SHEET_FILE)).name
+    staged[CONTACT_SHEET_FILE] = Path(temporaries.new_temporary(folder / CONTACT_SHEET_FILE)).name
     sheet.save(folder / staged[CONTACT_SHEET_FILE], format="PNG")
     write_json(folder / PENDING_FILE, {"run": run, "renames": [[tmp, final] for final, tmp in staged.items()]})
     finish_commit(folder)
@@ -417,7 +396,7 @@ def _stage_png(image: Image.Image, path: Path, parameters: dict[str, Any]) -> st
     # A1111's text (PIL writes iTXt if it is not Latin-1); a lone surrogate cannot be stored there
     info.add_text(PARAMETERS_CHUNK, _LONE_SURROGATE.sub("\ufffd", a1111_parameters(parameters)))
     info.add_itxt(SETTINGS_CHUNK, json_text(parameters, sort_keys=True))
-    tmp = _temporary(path)
+    tmp = temporaries.new_temporary(path)
     try:
         image.save(tmp, format="PNG", pnginfo=info)
     except BaseException:

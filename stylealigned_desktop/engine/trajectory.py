@@ -28,8 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -37,6 +35,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from .. import temporaries
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,7 @@ def save_trajectory(path: str | Path, traj: Trajectory, key: TrajectoryKey | Non
     metadata) atomically: a temporary file in the same folder, then ``os.replace``."""
     from safetensors.torch import save_file
 
-    from ..temporaries import with_default_mode
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {
         "format": TRAJECTORY_FORMAT,
         "version": str(TRAJECTORY_VERSION),
@@ -159,14 +156,7 @@ def save_trajectory(path: str | Path, traj: Trajectory, key: TrajectoryKey | Non
         metadata["picture_hash"] = key.picture_hash
         metadata["model"] = key.model
     tensors = {"latents": traj.latents.contiguous(), "timesteps": traj.timesteps.contiguous()}
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(with_default_mode(handle))
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    temporaries.atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return path
 
 
@@ -263,6 +253,8 @@ class TrajectoryCache:
     def put(self, key: TrajectoryKey, traj: Trajectory) -> None:
         """Keep ``traj`` in memory and write it to disk (a failed write is logged, not raised)."""
         self._remember(key.digest(), traj)
+        # what a write killed a minute ago or more left (a fresh one may be another engine's)
+        temporaries.remove_stale_temporaries(self.path_for(key).parent, ".*.tmp")
         try:
             save_trajectory(self.path_for(key), traj, key)
         except OSError as error:
