@@ -89,6 +89,26 @@ def test_the_settings_alone_offer_sdxls_sizes_until_told_the_model():
     assert _offered(panel.size_preset)[:3] == ["1024x1024", "1152x896", "896x1152"]
 
 
+def test_the_models_base_is_read_once_per_model_not_at_every_edit(monkeypatch):
+    """Telling a model's base reads its files (a hub model's config is a request to the hub):
+    the panel does it when the model changes, not at each of the artist's edits."""
+    from stylealigned_desktop.ui.settings import settings_panel
+
+    read = []
+    real = settings_panel.native_side
+    monkeypatch.setattr(settings_panel, "native_side", lambda model: read.append(model) or real(model))
+    panel = SettingsPanel()
+    read.clear()  # its first look, with no model yet
+    panel.set_app_model("tiny-sd15")
+    for steps in (21, 22, 23):
+        panel.set_settings(panel.settings().replace(steps=steps))
+    panel.set_no_gpu("no GPU here")
+    assert read == ["tiny-sd15"]
+    assert _offered(panel.size_preset)[0] == "128x128"
+    panel.set_settings(panel.settings().replace(model="tiny-sd2v", steps=24))
+    assert read == ["tiny-sd15", "tiny-sd2v"]
+
+
 @pytest.mark.parametrize("session_names_model", [False, True])
 def test_picking_a_model_of_another_base_moves_the_preset_sizes_in_one_undo_step(qtbot, make_window, monkeypatch,
                                                                                  session_names_model):

@@ -68,6 +68,7 @@ class SettingsPanel(QWidget):
         self._settings = GenerationSettings()
         self._filling = False
         self._app_model = ""
+        self._sized_model: str | None = None  # the model the size presets were told from
         self._server = ""  # the URL of the server that makes the pictures; empty: this computer
         self._no_gpu = False  # this computer has no GPU (known after the warm-up)
         self._dino = ""
@@ -292,6 +293,7 @@ class SettingsPanel(QWidget):
     def set_app_model(self, model: str) -> None:
         """The app-wide model (shown when the session does not name its own)."""
         self._app_model = model
+        self._sized_model = None  # told again: a hub model just downloaded now has its config here
         self._show_model()
 
     def set_server(self, url: str) -> None:
@@ -334,10 +336,12 @@ class SettingsPanel(QWidget):
         self.model_label.setText(shown)
         self.model_label.setToolTip(shown)
         self.tiny_badge.setVisible(is_tiny(model))
-        native = native_side(model)  # the size presets are the model's base's
-        if native != self.set_size.native:
-            self.set_size.show_native_side(native)
-            self.native_side_changed.emit(native)
+        if model != self._sized_model:  # once per model: telling its base reads its files (a hub
+            self._sized_model = model    # model's config: a request), and this runs at every edit
+            native = native_side(model)  # the size presets are the model's base's
+            if native != self.set_size.native:
+                self.set_size.show_native_side(native)
+                self.native_side_changed.emit(native)
         self.loras.model = "" if self._server else (model or "")
         extras.show_auto_previews(self.previews, model, self._server, accelerator=not self._no_gpu)
 
