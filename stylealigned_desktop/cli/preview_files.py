@@ -10,10 +10,10 @@ picture.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+from .. import temporaries
 from ..engine import events as ev
 from ..engine.anchor_files import anchor_file
 from ..engine.runfolder import panel_file, reference_file
@@ -43,10 +43,9 @@ class PreviewFiles:
     def __call__(self, event) -> None:
         name = preview_name(event)
         if name is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            temporary = self.folder / f".{name}.tmp"
-            event.image.convert("RGB").save(temporary, format="JPEG", quality=PREVIEW_QUALITY)
-            os.replace(temporary, self.folder / name)
+            picture = event.image.convert("RGB")
+            temporaries.atomic_write(self.folder / name,
+                                     lambda tmp: picture.save(tmp, format="JPEG", quality=PREVIEW_QUALITY))
         self.sink(event)
 
     def remove(self) -> None:
